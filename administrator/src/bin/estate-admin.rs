@@ -1,0 +1,62 @@
+//! `estate-admin`: the administrator service.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use estate_administrator::server::{serve, ServeOptions};
+
+#[derive(Debug, Parser)]
+#[command(name = "estate-admin", version, about = "Estate's administrator: merges member inventories and judges every bucket")]
+struct Cli {
+    /// Log format.
+    #[arg(long, env = "ESTATE_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"], global = true)]
+    log_format: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve gRPC (agents and clients) and HTTP (dashboard, metrics).
+    Serve {
+        /// gRPC listen address.
+        #[arg(long, env = "ESTATE_LISTEN", default_value = "127.0.0.1:50051")]
+        listen: SocketAddr,
+        /// HTTP listen address (dashboard, /metrics, /healthz).
+        #[arg(long, env = "ESTATE_HTTP_LISTEN", default_value = "127.0.0.1:8080")]
+        http_listen: SocketAddr,
+        /// Directory of the embedded database.
+        #[arg(long, env = "ESTATE_DATA_DIR", default_value = "./estate-data")]
+        data_dir: PathBuf,
+        /// Configuration file (TOML): organization and tokens.
+        #[arg(long, env = "ESTATE_CONFIG")]
+        config: Option<PathBuf>,
+        /// Plaintext, unauthenticated mode for a developer's machine; loopback only.
+        #[arg(long, env = "ESTATE_INSECURE_DEV")]
+        insecure_dev: bool,
+    },
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logging(&cli.log_format);
+    match cli.command {
+        Command::Serve { listen, http_listen, data_dir, config, insecure_dev } => {
+            serve(ServeOptions { listen, http_listen, data_dir, config, insecure_dev }).await
+        }
+    }
+}

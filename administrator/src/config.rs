@@ -1,0 +1,179 @@
+//! The administrator's configuration file (TOML, versioned, unknown keys rejected): the
+//! organization's accounts, and the tokens of agents and clients.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use estate_common::model::is_account_id;
+
+use crate::auth::{Identity, Role};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Format version; only 1 exists.
+    pub version: u32,
+    #[serde(default)]
+    pub organization: OrganizationConfig,
+    #[serde(default)]
+    pub agents: Vec<AgentConfig>,
+    #[serde(default)]
+    pub clients: Vec<ClientConfig>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrganizationConfig {
+    /// The AWS Organizations ID (`o-...`), when known.
+    pub id: Option<String>,
+    /// Accounts inside the organization. Accounts of configured agents are inside too.
+    #[serde(default)]
+    pub accounts: Vec<String>,
+}
+
+/// One member agent: the single account it may report for, and its token.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    pub name: String,
+    pub account_id: String,
+    #[serde(flatten)]
+    pub token: TokenConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    pub name: String,
+    pub role: Role,
+    #[serde(flatten)]
+    pub token: TokenConfig,
+}
+
+/// A token, given either in clear or as the hex SHA-256 of its bytes (preferred: the
+/// config file then holds no secret).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    pub token: Option<String>,
+    pub token_sha256: Option<String>,
+}
+
+pub type TokenDigest = [u8; 32];
+
+pub fn digest(token: &str) -> TokenDigest {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+impl TokenConfig {
+    fn digest(&self, who: &str) -> anyhow::Result<TokenDigest> {
+        match (&self.token, &self.token_sha256) {
+            (Some(token), None) => {
+                if token.len() < 16 {
+                    bail!("the token of `{who}` is shorter than 16 characters");
+                }
+                Ok(digest(token))
+            }
+            (None, Some(hex_digest)) => {
+                let bytes = hex::decode(hex_digest).with_context(|| format!("`token_sha256` of `{who}` is not hex"))?;
+                bytes.try_into().map_err(|_| anyhow::anyhow!("`token_sha256` of `{who}` is not 32 bytes"))
+            }
+            _ => bail!("`{who}` needs exactly one of `token` and `token_sha256`"),
+        }
+    }
+}
+
+impl Config {
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading config `{}`", path.display()))?;
+        Self::parse(&text).with_context(|| format!("in config `{}`", path.display()))
+    }
+
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        let config: Config = toml::from_str(text)?;
+        if config.version != 1 {
+            bail!("unsupported config `version` {} (this administrator reads version 1)", config.version);
+        }
+        for account in &config.organization.accounts {
+            if !is_account_id(account) {
+                bail!("`organization.accounts` holds `{account}`, which is not a 12-digit account ID");
+            }
+        }
+        for agent in &config.agents {
+            if !is_account_id(&agent.account_id) {
+                bail!("agent `{}` has `account_id` `{}`, which is not a 12-digit account ID", agent.name, agent.account_id);
+            }
+        }
+        config.identities()?;
+        Ok(config)
+    }
+
+    /// Token digest → who presents it. Duplicate tokens are an error.
+    pub fn identities(&self) -> anyhow::Result<HashMap<TokenDigest, Identity>> {
+        let mut out = HashMap::new();
+        let agents = self.agents.iter().map(|a| {
+            (a.token.digest(&a.name), Identity::Agent { name: a.name.clone(), account_id: a.account_id.clone() })
+        });
+        let clients = self
+            .clients
+            .iter()
+            .map(|c| (c.token.digest(&c.name), Identity::Client { name: c.name.clone(), role: c.role }));
+        for (digest, identity) in agents.chain(clients) {
+            if out.insert(digest?, identity.clone()).is_some() {
+                bail!("two entries share the token of `{}`", identity.name());
+            }
+        }
+        Ok(out)
+    }
+
+    /// The accounts inside the organization: the configured ones and every agent's.
+    pub fn organization_accounts(&self) -> BTreeSet<String> {
+        self.organization.accounts.iter().cloned().chain(self.agents.iter().map(|a| a.account_id.clone())).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+        version = 1
+        [organization]
+        id = "o-abc123"
+        accounts = ["111111111111"]
+        [[agents]]
+        name = "a"
+        account_id = "222222222222"
+        token = "agent-token-0123456789"
+        [[clients]]
+        name = "ops"
+        role = "operator"
+        token_sha256 = "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8"
+    "#;
+
+    #[test]
+    fn parses_and_maps_tokens() {
+        let config = Config::parse(GOOD).unwrap();
+        let ids = config.identities().unwrap();
+        assert_eq!(
+            ids.get(&digest("agent-token-0123456789")),
+            Some(&Identity::Agent { name: "a".into(), account_id: "222222222222".into() })
+        );
+        assert_eq!(ids.get(&digest("password")), Some(&Identity::Client { name: "ops".into(), role: Role::Operator }));
+        assert_eq!(config.organization_accounts().len(), 2);
+    }
+
+    #[test]
+    fn rejects_unknown_keys_bad_versions_and_short_tokens() {
+        assert!(Config::parse("version = 1\nsurprise = 2").is_err());
+        assert!(Config::parse("version = 2").is_err());
+        let short = "version = 1\n[[agents]]\nname = \"a\"\naccount_id = \"222222222222\"\ntoken = \"short\"";
+        assert!(Config::parse(short).unwrap_err().to_string().contains("shorter"));
+        let both = GOOD.replace("token = \"agent", "token_sha256 = \"00\"\ntoken = \"agent");
+        assert!(Config::parse(&both).is_err());
+    }
+}

@@ -1,0 +1,28 @@
+//! The one place where domain errors become gRPC statuses.
+
+use tonic::Status;
+
+use crate::query::QueryError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Query(#[from] QueryError),
+    #[error("`{0}` is not a 12-digit account ID")]
+    BadAccountId(String),
+    #[error("account `{0}` is not a member")]
+    NoSuchMember(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<ServiceError> for Status {
+    fn from(error: ServiceError) -> Self {
+        let message = error.to_string();
+        match error {
+            ServiceError::Query(_) | ServiceError::BadAccountId(_) => Status::invalid_argument(message),
+            ServiceError::NoSuchMember(_) => Status::not_found(message),
+            ServiceError::Internal(_) => Status::internal(message),
+        }
+    }
+}

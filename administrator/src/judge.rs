@@ -1,0 +1,495 @@
+//! Judgements that follow from a bucket's facts, its account's settings and the organization:
+//! public access, sharing, encryption and replication, exactly as Macie defines them. Pure
+//! functions; the policy's own verdicts come in as `PolicyVerdict`.
+
+use std::collections::{BTreeSet, HashMap};
+
+use estate_common::macie::{
+    AccessControlList, AccountLevelPermissions, BucketLevelPermissions, BucketMetadata, BucketPermissionConfiguration,
+    BucketPolicy, BucketPublicAccess, BucketServerSideEncryption, EffectivePermission, EncryptionType,
+    ReplicationDetails, SharedAccess, Timestamp, Tri,
+};
+use estate_common::model::{
+    AccountSettings, BlockPublicAccess, BucketConfig, BucketFacts, Grantee, ObjectOwnership, ALL_USERS_GROUP,
+    AUTHENTICATED_USERS_GROUP,
+};
+
+/// What the administrator knows of the organization.
+#[derive(Debug, Clone, Default)]
+pub struct OrgView {
+    pub accounts: BTreeSet<String>,
+    /// Canonical user ID → account, as the agents reported them.
+    pub canonical_ids: HashMap<String, String>,
+}
+
+/// The policy's verdicts, or UNKNOWN for a policy not (yet) decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyVerdict {
+    pub public_read: Tri,
+    pub public_write: Tri,
+    pub unencrypted_uploads: Tri,
+    pub shared_internal: Vec<String>,
+    /// Outside accounts; `*` for any outside account or anonymous caller.
+    pub shared_external: Vec<String>,
+    pub shared_with_cloudfront: Tri,
+    /// Whether the sharing verdict could be decided at all.
+    pub sharing_decided: bool,
+}
+
+impl PolicyVerdict {
+    /// The verdict for a policy that has not been analysed.
+    pub fn undecided() -> Self {
+        Self {
+            public_read: Tri::Unknown,
+            public_write: Tri::Unknown,
+            unencrypted_uploads: Tri::Unknown,
+            shared_internal: Vec::new(),
+            shared_external: Vec::new(),
+            shared_with_cloudfront: Tri::Unknown,
+            sharing_decided: false,
+        }
+    }
+}
+
+/// Default encryption, as the statistics count it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EncryptionClass {
+    KmsManaged,
+    S3Managed,
+    Unencrypted,
+    Unknown,
+}
+
+/// Everything derived about one bucket; what the statistics count and queries filter on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Judgement {
+    pub effective_permission: EffectivePermission,
+    pub publicly_readable: bool,
+    pub publicly_writable: bool,
+    pub acl: Option<AccessControlList>,
+    pub policy: Option<BucketPolicy>,
+    pub shared_access: SharedAccess,
+    pub shared_with_accounts: Vec<String>,
+    pub allows_unencrypted_object_uploads: Tri,
+    pub encryption: EncryptionClass,
+    pub replication: Option<ReplicationDetails>,
+}
+
+impl Judgement {
+    /// An error bucket: every derived judgement is UNKNOWN.
+    pub fn unknown() -> Self {
+        Self {
+            effective_permission: EffectivePermission::Unknown,
+            publicly_readable: false,
+            publicly_writable: false,
+            acl: None,
+            policy: None,
+            shared_access: SharedAccess::Unknown,
+            shared_with_accounts: Vec::new(),
+            allows_unencrypted_object_uploads: Tri::Unknown,
+            encryption: EncryptionClass::Unknown,
+            replication: None,
+        }
+    }
+}
+
+/// A block-public-access flag as S3 applies it: set at either level wins; unknown account
+/// settings leave it unknown unless the bucket sets it.
+fn effective_flag(bucket: Option<BlockPublicAccess>, account: Option<BlockPublicAccess>, flag: fn(BlockPublicAccess) -> bool) -> Tri {
+    let bucket = Tri::from_bool(bucket.is_some_and(flag));
+    let account = account.map_or(Tri::Unknown, |a| Tri::from_bool(flag(a)));
+    bucket.or(account)
+}
+
+pub fn judge(facts: &BucketFacts, account: Option<&AccountSettings>, org: &OrgView, policy: Option<&PolicyVerdict>) -> Judgement {
+    let Some(config) = facts.config() else {
+        return Judgement::unknown();
+    };
+    let account_bpa = account.and_then(|a| a.block_public_access.effective());
+    let ignore_acls = effective_flag(config.block_public_access, account_bpa, |b| b.ignore_public_acls);
+    let restrict_policy = effective_flag(config.block_public_access, account_bpa, |b| b.restrict_public_buckets);
+
+    let acl = acl_verdict(config);
+    let (acl_read, acl_write) = acl.map_or((false, false), |a| (a.allows_public_read_access, a.allows_public_write_access));
+    let undecided = PolicyVerdict::undecided();
+    let policy_verdict = match (&config.policy, policy) {
+        (None, _) => None,
+        (Some(_), Some(verdict)) => Some(verdict),
+        (Some(_), None) => Some(&undecided),
+    };
+    let (policy_read, policy_write) = policy_verdict.map_or((Tri::False, Tri::False), |p| (p.public_read, p.public_write));
+
+    let readable = policy_read.and(restrict_policy.not()).or(Tri::from_bool(acl_read).and(ignore_acls.not()));
+    let writable = policy_write.and(restrict_policy.not()).or(Tri::from_bool(acl_write).and(ignore_acls.not()));
+    let public = readable.or(writable);
+    let effective_permission = match public {
+        Tri::True => EffectivePermission::Public,
+        Tri::False => EffectivePermission::NotPublic,
+        Tri::Unknown => EffectivePermission::Unknown,
+    };
+
+    let (shared_access, shared_with_accounts) =
+        sharing(facts, config, org, ignore_acls, restrict_policy, policy_verdict);
+
+    Judgement {
+        effective_permission,
+        publicly_readable: readable == Tri::True,
+        publicly_writable: writable == Tri::True,
+        acl,
+        policy: policy_verdict.map(|p| BucketPolicy {
+            allows_public_read_access: p.public_read.as_bool(),
+            allows_public_write_access: p.public_write.as_bool(),
+        }),
+        shared_access,
+        shared_with_accounts,
+        allows_unencrypted_object_uploads: policy_verdict.map_or(Tri::True, |p| p.unencrypted_uploads),
+        encryption: match &config.default_encryption {
+            None => EncryptionClass::Unencrypted,
+            Some(e) => match EncryptionType::from_s3_algorithm(&e.algorithm) {
+                Some(EncryptionType::Aes256) => EncryptionClass::S3Managed,
+                Some(EncryptionType::AwsKms | EncryptionType::AwsKmsDsse) => EncryptionClass::KmsManaged,
+                Some(EncryptionType::None) | None => EncryptionClass::Unknown,
+            },
+        },
+        replication: replication(facts, config, org),
+    }
+}
+
+/// ACL grants to AllUsers or AuthenticatedUsers; none when ACLs are disabled.
+fn acl_verdict(config: &BucketConfig) -> Option<AccessControlList> {
+    let acl = config.acl.as_ref()?;
+    if config.object_ownership == Some(ObjectOwnership::BucketOwnerEnforced) {
+        return Some(AccessControlList { allows_public_read_access: false, allows_public_write_access: false });
+    }
+    let public = acl.grants.iter().filter(|g| g.grantee.is_public_group());
+    let (mut read, mut write) = (false, false);
+    for grant in public {
+        read |= grant.permission.grants_read();
+        write |= grant.permission.grants_write();
+    }
+    Some(AccessControlList { allows_public_read_access: read, allows_public_write_access: write })
+}
+
+fn sharing(
+    facts: &BucketFacts,
+    config: &BucketConfig,
+    org: &OrgView,
+    ignore_acls: Tri,
+    restrict_policy: Tri,
+    policy: Option<&PolicyVerdict>,
+) -> (SharedAccess, Vec<String>) {
+    let owner = &facts.key.account_id;
+    let mut internal = BTreeSet::new();
+    let mut external = BTreeSet::new();
+    let mut undecided = false;
+
+    if let Some(acl) = &config.acl {
+        if config.object_ownership != Some(ObjectOwnership::BucketOwnerEnforced) {
+            for grant in &acl.grants {
+                match &grant.grantee {
+                    Grantee::CanonicalUser(id) if *id == acl.owner_canonical_id => {}
+                    Grantee::CanonicalUser(id) => match org.canonical_ids.get(id) {
+                        Some(account) if account == owner => {}
+                        Some(account) if org.accounts.contains(account) => {
+                            internal.insert(account.clone());
+                        }
+                        Some(account) => {
+                            external.insert(account.clone());
+                        }
+                        None => {
+                            external.insert(format!("canonical:{id}"));
+                        }
+                    },
+                    Grantee::Email(email) => {
+                        external.insert(format!("email:{email}"));
+                    }
+                    Grantee::Group(uri) if uri == ALL_USERS_GROUP || uri == AUTHENTICATED_USERS_GROUP => {
+                        match ignore_acls {
+                            Tri::True => {}
+                            Tri::False => {
+                                external.insert("*".to_owned());
+                            }
+                            Tri::Unknown => undecided = true,
+                        }
+                    }
+                    Grantee::Group(_) => {}
+                }
+            }
+        }
+    }
+
+    if let Some(policy) = policy {
+        if policy.sharing_decided {
+            internal.extend(policy.shared_internal.iter().filter(|a| *a != owner).cloned());
+            for account in &policy.shared_external {
+                // RestrictPublicBuckets keeps a public policy's grants to the owner's account
+                // and AWS services only; explicit cross-account grants are not public.
+                if account == "*" {
+                    match restrict_policy {
+                        Tri::True => {}
+                        Tri::False => {
+                            external.insert(account.clone());
+                        }
+                        Tri::Unknown => undecided = true,
+                    }
+                } else {
+                    external.insert(account.clone());
+                }
+            }
+            if policy.shared_with_cloudfront == Tri::True {
+                external.insert("cloudfront".to_owned());
+            }
+        } else {
+            undecided = true;
+        }
+    }
+
+    let accounts: Vec<String> = internal.iter().chain(external.iter()).cloned().collect();
+    let verdict = if !external.is_empty() {
+        SharedAccess::External
+    } else if undecided {
+        SharedAccess::Unknown
+    } else if !internal.is_empty() {
+        SharedAccess::Internal
+    } else {
+        SharedAccess::NotShared
+    };
+    (verdict, accounts)
+}
+
+fn replication(facts: &BucketFacts, config: &BucketConfig, org: &OrgView) -> Option<ReplicationDetails> {
+    let Some(replication) = &config.replication else {
+        return Some(ReplicationDetails { replicated: false, replicated_externally: Some(false), replication_accounts: vec![] });
+    };
+    let enabled: Vec<_> = replication.rules.iter().filter(|r| r.enabled).collect();
+    let mut accounts = BTreeSet::new();
+    let mut externally = Tri::False;
+    for rule in &enabled {
+        match &rule.destination_account {
+            Some(account) => {
+                accounts.insert(account.clone());
+                if account != &facts.key.account_id && !org.accounts.contains(account) {
+                    externally = Tri::True;
+                }
+            }
+            None => externally = externally.or(Tri::Unknown),
+        }
+    }
+    Some(ReplicationDetails {
+        replicated: !enabled.is_empty(),
+        replicated_externally: externally.as_bool(),
+        replication_accounts: accounts.into_iter().collect(),
+    })
+}
+
+/// The Macie-shaped view of a bucket.
+pub fn metadata(facts: &BucketFacts, judgement: &Judgement, account: Option<&AccountSettings>) -> BucketMetadata {
+    let key = &facts.key;
+    let mut out = BucketMetadata {
+        account_id: key.account_id.clone(),
+        allows_unencrypted_object_uploads: judgement.allows_unencrypted_object_uploads,
+        bucket_arn: key.arn(),
+        bucket_created_at: Timestamp::from_millis(facts.created_at),
+        bucket_name: key.bucket_name.clone(),
+        classifiable_object_count: None,
+        classifiable_size_in_bytes: None,
+        error_code: None,
+        error_message: None,
+        last_updated: Timestamp::from_millis(facts.read_at),
+        object_count: None,
+        object_count_by_encryption_type: None,
+        public_access: None,
+        region: key.region.clone(),
+        replication_details: None,
+        server_side_encryption: None,
+        shared_access: judgement.shared_access,
+        size_in_bytes: None,
+        size_in_bytes_compressed: None,
+        tags: Vec::new(),
+        unclassifiable_object_count: None,
+        unclassifiable_object_size_in_bytes: None,
+        versioning: false,
+        shared_with_accounts: judgement.shared_with_accounts.clone(),
+        s3_policy_status_public: None,
+    };
+    match (facts.config(), facts.error()) {
+        (Some(config), _) => {
+            out.public_access = Some(BucketPublicAccess {
+                effective_permission: judgement.effective_permission,
+                permission_configuration: Some(BucketPermissionConfiguration {
+                    account_level_permissions: AccountLevelPermissions {
+                        block_public_access: account.and_then(|a| a.block_public_access.effective()),
+                    },
+                    bucket_level_permissions: BucketLevelPermissions {
+                        access_control_list: judgement.acl,
+                        block_public_access: config.block_public_access.unwrap_or_default(),
+                        bucket_policy: judgement.policy,
+                    },
+                }),
+            });
+            out.replication_details = judgement.replication.clone();
+            out.server_side_encryption = Some(match &config.default_encryption {
+                None => BucketServerSideEncryption { kms_master_key_id: None, kind: Some(EncryptionType::None) },
+                Some(e) => BucketServerSideEncryption {
+                    kms_master_key_id: e.kms_master_key_id.clone(),
+                    kind: EncryptionType::from_s3_algorithm(&e.algorithm),
+                },
+            });
+            out.tags = config.tags.clone();
+            out.versioning = config.versioning;
+            out.s3_policy_status_public = config.policy_status_public;
+        }
+        (None, Some(error)) => {
+            out.error_code = Some(error.code.as_macie_str().to_owned());
+            out.error_message = Some(error.message.clone());
+            out.public_access =
+                Some(BucketPublicAccess { effective_permission: EffectivePermission::Unknown, permission_configuration: None });
+        }
+        (None, None) => {}
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use estate_common::model::{
+        AccountBlockPublicAccess, Acl, AclGrant, AclPermission, BucketError, BucketErrorCode, BucketKey, BucketState,
+        Replication, ReplicationRule,
+    };
+
+    const OWNER: &str = "111111111111";
+
+    fn facts(config: BucketConfig) -> BucketFacts {
+        BucketFacts {
+            key: BucketKey::new(OWNER, "eu-west-1", "b"),
+            created_at: 1,
+            read_at: 2,
+            state: BucketState::Readable(Box::new(config)),
+        }
+    }
+
+    fn acl(grants: Vec<(Grantee, AclPermission)>) -> Option<Acl> {
+        Some(Acl {
+            owner_canonical_id: "owner-canonical".into(),
+            grants: grants.into_iter().map(|(grantee, permission)| AclGrant { grantee, permission }).collect(),
+        })
+    }
+
+    fn account(bpa: AccountBlockPublicAccess) -> AccountSettings {
+        AccountSettings { account_id: OWNER.into(), read_at: 1, block_public_access: bpa }
+    }
+
+    fn org() -> OrgView {
+        OrgView {
+            accounts: [OWNER, "222222222222"].iter().map(|s| s.to_string()).collect(),
+            canonical_ids: [("member-canonical".to_string(), "222222222222".to_string())].into_iter().collect(),
+        }
+    }
+
+    fn all_users(permission: AclPermission) -> (Grantee, AclPermission) {
+        (Grantee::Group(ALL_USERS_GROUP.into()), permission)
+    }
+
+    #[test]
+    fn public_read_acl_is_public_unless_ignored_or_acls_disabled() {
+        let config = BucketConfig { acl: acl(vec![all_users(AclPermission::Read)]), ..Default::default() };
+        let open = account(AccountBlockPublicAccess::NotConfigured);
+        let j = judge(&facts(config.clone()), Some(&open), &org(), None);
+        assert_eq!(j.effective_permission, EffectivePermission::Public);
+        assert!(j.publicly_readable && !j.publicly_writable);
+        assert_eq!(j.shared_access, SharedAccess::External);
+
+        let ignore = BlockPublicAccess { ignore_public_acls: true, ..Default::default() };
+        let j = judge(&facts(config.clone()), Some(&account(AccountBlockPublicAccess::Configured(ignore))), &org(), None);
+        assert_eq!(j.effective_permission, EffectivePermission::NotPublic);
+        // The ACL itself still grants public read; only its effect is neutralised.
+        assert_eq!(j.acl.unwrap().allows_public_read_access, true);
+
+        let bucket_ignore = BucketConfig { block_public_access: Some(ignore), ..config.clone() };
+        let j = judge(&facts(bucket_ignore), Some(&open), &org(), None);
+        assert_eq!(j.effective_permission, EffectivePermission::NotPublic);
+
+        let enforced = BucketConfig { object_ownership: Some(ObjectOwnership::BucketOwnerEnforced), ..config };
+        let j = judge(&facts(enforced), Some(&open), &org(), None);
+        assert_eq!(j.effective_permission, EffectivePermission::NotPublic);
+        assert_eq!(j.shared_access, SharedAccess::NotShared);
+    }
+
+    #[test]
+    fn write_acp_is_public_write_and_unknown_account_settings_give_unknown() {
+        let config = BucketConfig { acl: acl(vec![all_users(AclPermission::WriteAcp)]), ..Default::default() };
+        let unknown = account(AccountBlockPublicAccess::Unknown("denied".into()));
+        let j = judge(&facts(config.clone()), Some(&unknown), &org(), None);
+        assert_eq!(j.effective_permission, EffectivePermission::Unknown);
+        let j = judge(&facts(config), Some(&account(AccountBlockPublicAccess::NotConfigured)), &org(), None);
+        assert!(j.publicly_writable && !j.publicly_readable);
+    }
+
+    #[test]
+    fn a_policy_is_unknown_until_decided_and_no_policy_is_exact() {
+        let open = account(AccountBlockPublicAccess::NotConfigured);
+        let j = judge(&facts(BucketConfig { policy: Some("{}".into()), ..Default::default() }), Some(&open), &org(), None);
+        assert_eq!(j.effective_permission, EffectivePermission::Unknown);
+        assert_eq!(j.shared_access, SharedAccess::Unknown);
+        assert_eq!(j.allows_unencrypted_object_uploads, Tri::Unknown);
+        // RestrictPublicBuckets neutralises any policy, decided or not.
+        let restrict = BlockPublicAccess { restrict_public_buckets: true, ..Default::default() };
+        let j = judge(
+            &facts(BucketConfig { policy: Some("{}".into()), block_public_access: Some(restrict), ..Default::default() }),
+            Some(&open),
+            &org(),
+            None,
+        );
+        assert_eq!(j.effective_permission, EffectivePermission::NotPublic);
+        let j = judge(&facts(BucketConfig::default()), Some(&open), &org(), None);
+        assert_eq!(j.effective_permission, EffectivePermission::NotPublic);
+        assert_eq!(j.shared_access, SharedAccess::NotShared);
+        assert_eq!(j.allows_unencrypted_object_uploads, Tri::True);
+        assert_eq!(j.encryption, EncryptionClass::Unencrypted);
+    }
+
+    #[test]
+    fn acl_grants_to_canonical_users_share_inside_or_outside() {
+        let member = (Grantee::CanonicalUser("member-canonical".into()), AclPermission::Read);
+        let stranger = (Grantee::CanonicalUser("stranger".into()), AclPermission::Read);
+        let own = (Grantee::CanonicalUser("owner-canonical".into()), AclPermission::FullControl);
+        let j = judge(&facts(BucketConfig { acl: acl(vec![own.clone(), member.clone()]), ..Default::default() }), None, &org(), None);
+        assert_eq!(j.shared_access, SharedAccess::Internal);
+        assert_eq!(j.shared_with_accounts, vec!["222222222222".to_string()]);
+        let j = judge(&facts(BucketConfig { acl: acl(vec![own, member, stranger]), ..Default::default() }), None, &org(), None);
+        assert_eq!(j.shared_access, SharedAccess::External);
+    }
+
+    #[test]
+    fn replication_outside_the_organization_is_external() {
+        let rule = |account: Option<&str>| ReplicationRule {
+            id: "r".into(),
+            enabled: true,
+            destination_bucket_arn: "arn:aws:s3:::dest".into(),
+            destination_account: account.map(str::to_owned),
+        };
+        let with = |rules| BucketConfig { replication: Some(Replication { role: "role".into(), rules }), ..Default::default() };
+        let j = judge(&facts(with(vec![rule(Some("222222222222"))])), None, &org(), None);
+        assert_eq!(j.replication.as_ref().unwrap().replicated_externally, Some(false));
+        let j = judge(&facts(with(vec![rule(Some("222222222222")), rule(Some("999999999999"))])), None, &org(), None);
+        let details = j.replication.unwrap();
+        assert_eq!(details.replicated_externally, Some(true));
+        assert_eq!(details.replication_accounts, vec!["222222222222", "999999999999"]);
+        let j = judge(&facts(with(vec![rule(None)])), None, &org(), None);
+        assert_eq!(j.replication.unwrap().replicated_externally, None);
+    }
+
+    #[test]
+    fn error_buckets_are_unknown_everywhere() {
+        let error = BucketFacts {
+            state: BucketState::Error(BucketError { code: BucketErrorCode::AccessDenied, message: "denied".into() }),
+            ..facts(BucketConfig::default())
+        };
+        let j = judge(&error, None, &org(), None);
+        assert_eq!(j, Judgement::unknown());
+        let m = metadata(&error, &j, None);
+        assert_eq!(m.error_code.as_deref(), Some("ACCESS_DENIED"));
+        assert!(m.server_side_encryption.is_none() && m.replication_details.is_none());
+    }
+}

@@ -1,0 +1,15 @@
+//! The administrator: merges the inventories that member agents stream to it, keeps them in
+//! sled, judges every bucket and serves the organization's inventory and statistics.
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod ingest;
+pub mod judge;
+pub mod query;
+pub mod server;
+pub mod service;
+pub mod stats;
+pub mod store;
+pub mod views;

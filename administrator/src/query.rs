@@ -1,0 +1,491 @@
+//! `DescribeBuckets`: Macie's filter criteria, a total sort order and stable page tokens over
+//! the in-memory index. A page token names the last bucket returned (its sort value and key)
+//! and a digest of the query, so pages stay consistent while buckets come and go.
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BinaryHeap};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use estate_common::macie::{EffectivePermission, EncryptionType, SharedAccess};
+
+use crate::store::Entry;
+
+/// A request that makes no sense, with the reason.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum QueryError {
+    #[error("unknown bucket property `{0}` in criteria (known: {KNOWN_FIELDS})")]
+    UnknownField(String),
+    #[error("criterion on `{field}`: {reason}")]
+    BadCriterion { field: String, reason: String },
+    #[error("cannot sort by `{0}` (sortable: accountId, bucketName, objectCount, sizeInBytes, classifiableObjectCount, classifiableSizeInBytes)")]
+    BadSort(String),
+    #[error("`nextToken` is malformed or belongs to a different query")]
+    BadToken,
+    #[error("`maxResults` must be between 1 and {MAX_PAGE_SIZE}, got {0}")]
+    BadPageSize(i32),
+}
+
+const KNOWN_FIELDS: &str = "accountId, bucketName, region, bucketArn, sharedAccess, publicAccess.effectivePermission, \
+allowsUnencryptedObjectUploads, serverSideEncryption.type, versioning, errorCode, replicationDetails.replicated, \
+replicationDetails.replicatedExternally, tags.key, tags.value, objectCount, sizeInBytes, classifiableObjectCount, \
+classifiableSizeInBytes, bucketCreatedAt, lastUpdated";
+
+pub const MAX_PAGE_SIZE: i32 = 1000;
+pub const DEFAULT_PAGE_SIZE: i32 = 50;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    AccountId,
+    BucketName,
+    Region,
+    BucketArn,
+    SharedAccess,
+    EffectivePermission,
+    AllowsUnencryptedObjectUploads,
+    EncryptionType,
+    Versioning,
+    ErrorCode,
+    Replicated,
+    ReplicatedExternally,
+    TagKey,
+    TagValue,
+    ObjectCount,
+    SizeInBytes,
+    ClassifiableObjectCount,
+    ClassifiableSizeInBytes,
+    BucketCreatedAt,
+    LastUpdated,
+}
+
+impl Field {
+    fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "accountId" => Self::AccountId,
+            "bucketName" => Self::BucketName,
+            "region" => Self::Region,
+            "bucketArn" => Self::BucketArn,
+            "sharedAccess" => Self::SharedAccess,
+            "publicAccess.effectivePermission" => Self::EffectivePermission,
+            "allowsUnencryptedObjectUploads" => Self::AllowsUnencryptedObjectUploads,
+            "serverSideEncryption.type" => Self::EncryptionType,
+            "versioning" => Self::Versioning,
+            "errorCode" => Self::ErrorCode,
+            "replicationDetails.replicated" => Self::Replicated,
+            "replicationDetails.replicatedExternally" => Self::ReplicatedExternally,
+            "tags.key" => Self::TagKey,
+            "tags.value" => Self::TagValue,
+            "objectCount" => Self::ObjectCount,
+            "sizeInBytes" => Self::SizeInBytes,
+            "classifiableObjectCount" => Self::ClassifiableObjectCount,
+            "classifiableSizeInBytes" => Self::ClassifiableSizeInBytes,
+            "bucketCreatedAt" => Self::BucketCreatedAt,
+            "lastUpdated" => Self::LastUpdated,
+            _ => return None,
+        })
+    }
+
+    fn is_numeric(self) -> bool {
+        matches!(
+            self,
+            Self::ObjectCount
+                | Self::SizeInBytes
+                | Self::ClassifiableObjectCount
+                | Self::ClassifiableSizeInBytes
+                | Self::BucketCreatedAt
+                | Self::LastUpdated
+        )
+    }
+
+    /// The values of a string field (tags have several).
+    fn strings(self, entry: &Entry) -> Vec<String> {
+        let facts = &entry.facts;
+        let j = &entry.judgement;
+        let config = facts.config();
+        let one = |s: &str| vec![s.to_owned()];
+        match self {
+            Self::AccountId => one(&facts.key.account_id),
+            Self::BucketName => one(&facts.key.bucket_name),
+            Self::Region => one(&facts.key.region),
+            Self::BucketArn => vec![facts.key.arn()],
+            Self::SharedAccess => one(j.shared_access.as_str()),
+            Self::EffectivePermission => one(j.effective_permission.as_str()),
+            Self::AllowsUnencryptedObjectUploads => one(j.allows_unencrypted_object_uploads.as_str()),
+            Self::EncryptionType => match config {
+                Some(c) => match &c.default_encryption {
+                    None => one(EncryptionType::None.as_str()),
+                    Some(e) => one(&e.algorithm),
+                },
+                None => vec![],
+            },
+            Self::Versioning => one(if config.is_some_and(|c| c.versioning) { "true" } else { "false" }),
+            Self::ErrorCode => facts.error().map(|e| one(e.code.as_macie_str())).unwrap_or_default(),
+            Self::Replicated => j.replication.as_ref().map(|r| one(&r.replicated.to_string())).unwrap_or_default(),
+            Self::ReplicatedExternally => j
+                .replication
+                .as_ref()
+                .and_then(|r| r.replicated_externally)
+                .map(|v| one(&v.to_string()))
+                .unwrap_or_default(),
+            Self::TagKey => config.map(|c| c.tags.iter().map(|t| t.key.clone()).collect()).unwrap_or_default(),
+            Self::TagValue => config.map(|c| c.tags.iter().map(|t| t.value.clone()).collect()).unwrap_or_default(),
+            _ => vec![],
+        }
+    }
+
+    /// The value of a numeric field; `None` when the bucket has none (objects not counted).
+    fn number(self, entry: &Entry) -> Option<i64> {
+        match self {
+            Self::BucketCreatedAt => Some(entry.facts.created_at),
+            Self::LastUpdated => Some(entry.facts.read_at),
+            // Object statistics are not collected yet: every bucket's object fields are null.
+            _ => None,
+        }
+    }
+}
+
+/// Macie's `BucketCriteriaAdditionalProperties`, for one field.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Criterion {
+    pub eq: Vec<String>,
+    pub neq: Vec<String>,
+    pub gt: Option<i64>,
+    pub gte: Option<i64>,
+    pub lt: Option<i64>,
+    pub lte: Option<i64>,
+    pub prefix: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+struct Filter {
+    field: Field,
+    criterion: Criterion,
+    eq_numbers: Vec<i64>,
+    neq_numbers: Vec<i64>,
+}
+
+fn validate_enum(field: Field, name: &str, values: &[String]) -> Result<(), QueryError> {
+    let allowed: &[&str] = match field {
+        Field::SharedAccess => &[
+            SharedAccess::External.as_str(),
+            SharedAccess::Internal.as_str(),
+            SharedAccess::NotShared.as_str(),
+            SharedAccess::Unknown.as_str(),
+        ],
+        Field::EffectivePermission => &[
+            EffectivePermission::Public.as_str(),
+            EffectivePermission::NotPublic.as_str(),
+            EffectivePermission::Unknown.as_str(),
+        ],
+        Field::AllowsUnencryptedObjectUploads => &["TRUE", "FALSE", "UNKNOWN"],
+        Field::Versioning | Field::Replicated | Field::ReplicatedExternally => &["true", "false"],
+        Field::ErrorCode => &["ACCESS_DENIED"],
+        _ => return Ok(()),
+    };
+    match values.iter().find(|v| !allowed.contains(&v.as_str())) {
+        Some(bad) => Err(QueryError::BadCriterion {
+            field: name.to_owned(),
+            reason: format!("`{bad}` is not one of {}", allowed.join(", ")),
+        }),
+        None => Ok(()),
+    }
+}
+
+impl Filter {
+    fn new(name: &str, criterion: Criterion) -> Result<Self, QueryError> {
+        let field = Field::parse(name).ok_or_else(|| QueryError::UnknownField(name.to_owned()))?;
+        let bad = |reason: &str| QueryError::BadCriterion { field: name.to_owned(), reason: reason.to_owned() };
+        let numbers = |values: &[String]| -> Result<Vec<i64>, QueryError> {
+            values.iter().map(|v| v.parse().map_err(|_| bad(&format!("`{v}` is not an integer")))).collect()
+        };
+        let has_range = [criterion.gt, criterion.gte, criterion.lt, criterion.lte].iter().any(Option::is_some);
+        if field.is_numeric() {
+            if criterion.prefix.is_some() {
+                return Err(bad("`prefix` applies to text properties only"));
+            }
+        } else {
+            if has_range {
+                return Err(bad("`gt`, `gte`, `lt` and `lte` apply to numeric properties only"));
+            }
+            validate_enum(field, name, &criterion.eq)?;
+            validate_enum(field, name, &criterion.neq)?;
+        }
+        let (eq_numbers, neq_numbers) = if field.is_numeric() {
+            (numbers(&criterion.eq)?, numbers(&criterion.neq)?)
+        } else {
+            (vec![], vec![])
+        };
+        if criterion == Criterion::default() {
+            return Err(bad("the criterion has no operator"));
+        }
+        Ok(Self { field, criterion, eq_numbers, neq_numbers })
+    }
+
+    fn matches(&self, entry: &Entry) -> bool {
+        let c = &self.criterion;
+        if self.field.is_numeric() {
+            let Some(n) = self.field.number(entry) else { return false };
+            return (self.eq_numbers.is_empty() || self.eq_numbers.contains(&n))
+                && (self.neq_numbers.is_empty() || !self.neq_numbers.contains(&n))
+                && c.gt.is_none_or(|v| n > v)
+                && c.gte.is_none_or(|v| n >= v)
+                && c.lt.is_none_or(|v| n < v)
+                && c.lte.is_none_or(|v| n <= v);
+        }
+        let values = self.field.strings(entry);
+        (c.eq.is_empty() || values.iter().any(|v| c.eq.contains(v)))
+            && (c.neq.is_empty() || !values.iter().any(|v| c.neq.contains(v)))
+            && c.prefix.as_ref().is_none_or(|p| values.iter().any(|v| v.starts_with(p.as_str())))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SortField {
+    AccountId,
+    BucketName,
+    Numeric(Field),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+enum SortValue {
+    /// Buckets without the value sort first in ascending order.
+    Missing,
+    Number(i64),
+    Text(String),
+}
+
+impl SortField {
+    fn parse(name: &str) -> Result<Self, QueryError> {
+        Ok(match name {
+            "accountId" => Self::AccountId,
+            "bucketName" => Self::BucketName,
+            "objectCount" => Self::Numeric(Field::ObjectCount),
+            "sizeInBytes" => Self::Numeric(Field::SizeInBytes),
+            "classifiableObjectCount" => Self::Numeric(Field::ClassifiableObjectCount),
+            "classifiableSizeInBytes" => Self::Numeric(Field::ClassifiableSizeInBytes),
+            other => return Err(QueryError::BadSort(other.to_owned())),
+        })
+    }
+
+    fn value(self, entry: &Entry) -> SortValue {
+        match self {
+            Self::AccountId => SortValue::Text(entry.facts.key.account_id.clone()),
+            Self::BucketName => SortValue::Text(entry.facts.key.bucket_name.clone()),
+            Self::Numeric(field) => field.number(entry).map_or(SortValue::Missing, SortValue::Number),
+        }
+    }
+}
+
+/// A parsed, validated `DescribeBuckets` request.
+#[derive(Debug, Clone)]
+pub struct Query {
+    filters: Vec<Filter>,
+    sort: SortField,
+    descending: bool,
+    page_size: usize,
+    after: Option<Cursor>,
+    digest: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Cursor {
+    query: String,
+    value: SortValue,
+    key: Vec<u8>,
+}
+
+impl Query {
+    pub fn new(
+        criteria: BTreeMap<String, Criterion>,
+        sort: Option<(String, bool)>,
+        max_results: i32,
+        next_token: &str,
+    ) -> Result<Self, QueryError> {
+        let page_size = match max_results {
+            0 => DEFAULT_PAGE_SIZE,
+            n if (1..=MAX_PAGE_SIZE).contains(&n) => n,
+            n => return Err(QueryError::BadPageSize(n)),
+        };
+        let (sort_name, descending) = sort.unwrap_or_else(|| ("accountId".to_owned(), false));
+        let sort_field = SortField::parse(&sort_name)?;
+        let mut hasher = Sha256::new();
+        hasher.update(serde_json::to_vec(&criteria).unwrap_or_default());
+        hasher.update(sort_name.as_bytes());
+        hasher.update([u8::from(descending)]);
+        let digest = hex::encode(&hasher.finalize()[..12]);
+        let filters = criteria.into_iter().map(|(name, c)| Filter::new(&name, c)).collect::<Result<_, _>>()?;
+        let after = if next_token.is_empty() {
+            None
+        } else {
+            let bytes = hex::decode(next_token).map_err(|_| QueryError::BadToken)?;
+            let cursor: Cursor = postcard::from_bytes(&bytes).map_err(|_| QueryError::BadToken)?;
+            if cursor.query != digest {
+                return Err(QueryError::BadToken);
+            }
+            Some(cursor)
+        };
+        Ok(Self { filters, sort: sort_field, descending, page_size: page_size as usize, after, digest })
+    }
+
+    /// Orders (value, key) pairs in the requested direction; keys break ties, ascending.
+    fn order(&self, a: &(SortValue, &[u8]), b: &(SortValue, &[u8])) -> Ordering {
+        let by_value = if self.descending { b.0.cmp(&a.0) } else { a.0.cmp(&b.0) };
+        by_value.then_with(|| a.1.cmp(b.1))
+    }
+
+    /// One page over `entries`, and the token of the next page (if any).
+    pub fn run<'a>(&self, entries: impl Iterator<Item = (&'a Vec<u8>, &'a Entry)>) -> (Vec<&'a Entry>, Option<String>) {
+        struct Item<'q, 'a> {
+            query: &'q Query,
+            value: SortValue,
+            key: &'a [u8],
+            entry: &'a Entry,
+        }
+        impl PartialEq for Item<'_, '_> {
+            fn eq(&self, other: &Self) -> bool {
+                self.cmp(other) == Ordering::Equal
+            }
+        }
+        impl Eq for Item<'_, '_> {}
+        impl PartialOrd for Item<'_, '_> {
+            fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+                Some(self.cmp(other))
+            }
+        }
+        impl Ord for Item<'_, '_> {
+            fn cmp(&self, other: &Self) -> Ordering {
+                self.query.order(&(self.value.clone(), self.key), &(other.value.clone(), other.key))
+            }
+        }
+
+        // Keep the `page_size + 1` first items in a max-heap: O(n log k), no full sort.
+        let keep = self.page_size + 1;
+        let mut heap: BinaryHeap<Item<'_, 'a>> = BinaryHeap::with_capacity(keep + 1);
+        for (key, entry) in entries {
+            if !self.filters.iter().all(|f| f.matches(entry)) {
+                continue;
+            }
+            let value = self.sort.value(entry);
+            if let Some(after) = &self.after {
+                if self.order(&(value.clone(), key), &(after.value.clone(), &after.key)) != Ordering::Greater {
+                    continue;
+                }
+            }
+            if heap.len() == keep {
+                let worst = heap.peek().expect("heap is full");
+                if self.order(&(value.clone(), key), &(worst.value.clone(), worst.key)) != Ordering::Less {
+                    continue;
+                }
+                heap.pop();
+            }
+            heap.push(Item { query: self, value, key, entry });
+        }
+        let mut items = heap.into_sorted_vec();
+        let more = items.len() > self.page_size;
+        items.truncate(self.page_size);
+        let token = match (more, items.last()) {
+            (true, Some(last)) => {
+                let cursor = Cursor { query: self.digest.clone(), value: last.value.clone(), key: last.key.to_vec() };
+                Some(hex::encode(postcard::to_allocvec(&cursor).expect("serializing to memory cannot fail")))
+            }
+            _ => None,
+        };
+        (items.into_iter().map(|i| i.entry).collect(), token)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::judge::{judge, OrgView};
+    use estate_common::model::{BucketConfig, BucketFacts, BucketKey, BucketState, Tag};
+    use std::sync::Arc;
+
+    fn make_index(n: usize) -> BTreeMap<Vec<u8>, Entry> {
+        (0..n)
+            .map(|i| {
+                let account = format!("{:012}", 100_000_000_000u64 + (i % 3) as u64);
+                let facts = BucketFacts {
+                    key: BucketKey::new(&account, "eu-west-1", &format!("bucket-{i:04}")),
+                    created_at: i as i64,
+                    read_at: 1,
+                    state: BucketState::Readable(Box::new(BucketConfig {
+                        versioning: i % 2 == 0,
+                        tags: vec![Tag { key: "team".into(), value: format!("t{}", i % 4) }],
+                        ..Default::default()
+                    })),
+                };
+                let judgement = judge(&facts, None, &OrgView::default(), None);
+                (facts.key.encode(), Entry { facts: Arc::new(facts), generation: 1, judgement })
+            })
+            .collect()
+    }
+
+    fn names(entries: &[&Entry]) -> Vec<String> {
+        entries.iter().map(|e| e.facts.key.bucket_name.clone()).collect()
+    }
+
+    fn criteria(pairs: &[(&str, Criterion)]) -> BTreeMap<String, Criterion> {
+        pairs.iter().map(|(k, c)| (k.to_string(), c.clone())).collect()
+    }
+
+    #[test]
+    fn pages_cover_every_match_exactly_once_in_order() {
+        let index = make_index(103);
+        let c = criteria(&[("versioning", Criterion { eq: vec!["true".into()], ..Default::default() })]);
+        let mut token = String::new();
+        let mut seen = Vec::new();
+        loop {
+            let q = Query::new(c.clone(), Some(("bucketName".into(), true)), 10, &token).unwrap();
+            let (page, next) = q.run(index.iter());
+            seen.extend(names(&page));
+            match next {
+                Some(t) => token = t,
+                None => break,
+            }
+        }
+        let mut expected: Vec<String> = (0..103).filter(|i| i % 2 == 0).map(|i| format!("bucket-{i:04}")).collect();
+        expected.reverse();
+        assert_eq!(seen, expected);
+    }
+
+    #[test]
+    fn tokens_stay_valid_when_buckets_are_added_before_the_cursor() {
+        let mut index = make_index(20);
+        let q = Query::new(BTreeMap::new(), Some(("bucketName".into(), false)), 5, "").unwrap();
+        let (page, token) = q.run(index.iter());
+        assert_eq!(names(&page).last().unwrap(), "bucket-0004");
+        let extra = make_index(1).into_values().next().unwrap();
+        index.insert(b"000000000000\0eu-west-1\0aaa".to_vec(), extra);
+        let q = Query::new(BTreeMap::new(), Some(("bucketName".into(), false)), 5, &token.unwrap()).unwrap();
+        let (page, _) = q.run(index.iter());
+        assert_eq!(names(&page)[0], "bucket-0005");
+    }
+
+    #[test]
+    fn filters_combine_and_nonsense_is_rejected() {
+        let index = make_index(40);
+        let c = criteria(&[
+            ("tags.value", Criterion { eq: vec!["t1".into()], ..Default::default() }),
+            ("bucketName", Criterion { prefix: Some("bucket-001".into()), ..Default::default() }),
+            ("bucketCreatedAt", Criterion { gte: Some(10), lt: Some(18), ..Default::default() }),
+        ]);
+        let (page, _) = Query::new(c, None, 50, "").unwrap().run(index.iter());
+        let mut got = names(&page);
+        got.sort();
+        assert_eq!(got, vec!["bucket-0013", "bucket-0017"]);
+
+        let err = |c: BTreeMap<String, Criterion>| Query::new(c, None, 50, "").unwrap_err();
+        assert!(matches!(err(criteria(&[("colour", Criterion::default())])), QueryError::UnknownField(_)));
+        let bad_enum = criteria(&[("sharedAccess", Criterion { eq: vec!["SOMETIMES".into()], ..Default::default() })]);
+        assert!(err(bad_enum).to_string().contains("SOMETIMES"));
+        let range_on_text = criteria(&[("bucketName", Criterion { gt: Some(1), ..Default::default() })]);
+        assert!(matches!(err(range_on_text), QueryError::BadCriterion { .. }));
+        assert!(matches!(Query::new(BTreeMap::new(), None, 5000, ""), Err(QueryError::BadPageSize(5000))));
+        assert!(matches!(Query::new(BTreeMap::new(), None, 5, "zz"), Err(QueryError::BadToken)));
+        let (_, token) = Query::new(BTreeMap::new(), None, 5, "").unwrap().run(index.iter());
+        let other = Query::new(BTreeMap::new(), Some(("bucketName".into(), true)), 5, &token.unwrap());
+        assert!(matches!(other, Err(QueryError::BadToken)));
+    }
+}

@@ -1,0 +1,224 @@
+//! `AgentService`: one bidirectional stream per member agent. Messages are validated and
+//! converted at the edge, committed through the group committer in order, and acknowledged
+//! cumulatively once durable.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use futures::{FutureExt, Stream, StreamExt};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use estate_common::model::{self, BucketKey};
+use estate_common::pb::{self, agent_service_server::AgentService, report_request::Body};
+
+use crate::auth::{Authenticator, Identity};
+use crate::ingest::Committer;
+use crate::store::{Op, Store};
+
+/// How many messages one submission to the committer carries at most.
+const MAX_MESSAGES_PER_SUBMISSION: usize = 512;
+
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Channels to connected agents, for refresh requests.
+#[derive(Debug, Default)]
+pub struct AgentDirectory {
+    senders: Mutex<HashMap<String, Vec<mpsc::Sender<Result<pb::ReportResponse, Status>>>>>,
+}
+
+impl AgentDirectory {
+    fn register(&self, account_id: &str, tx: mpsc::Sender<Result<pb::ReportResponse, Status>>) {
+        self.senders.lock().expect("directory lock").entry(account_id.to_owned()).or_default().push(tx);
+    }
+
+    /// Asks every connected agent of `account_id` (all accounts when `None`) to refresh
+    /// `regions` (all when empty). Returns how many agents were asked.
+    pub fn request_refresh(&self, account_id: Option<&str>, regions: &[String]) -> usize {
+        let mut senders = self.senders.lock().expect("directory lock");
+        let mut asked = 0;
+        for (account, list) in senders.iter_mut() {
+            if account_id.is_some_and(|a| a != account) {
+                continue;
+            }
+            list.retain(|tx| !tx.is_closed());
+            for tx in list.iter() {
+                let message = pb::ReportResponse {
+                    body: Some(pb::report_response::Body::Refresh(pb::RefreshRequest { regions: regions.to_vec() })),
+                };
+                if tx.try_send(Ok(message)).is_ok() {
+                    asked += 1;
+                }
+            }
+        }
+        asked
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AgentServiceImpl {
+    pub store: Arc<Store>,
+    pub committer: Committer,
+    pub auth: Authenticator,
+    pub directory: Arc<AgentDirectory>,
+}
+
+type ResponseStream = Pin<Box<dyn Stream<Item = Result<pb::ReportResponse, Status>> + Send>>;
+
+/// Converts one message of an agent reporting for `account_id` into store operations.
+fn to_op(account_id: &str, body: Body) -> Result<Option<Op>, Status> {
+    let check_account = |reported: &str| {
+        if reported == account_id {
+            Ok(())
+        } else {
+            Err(Status::permission_denied(format!(
+                "this agent reports for account `{account_id}` and may not report for `{reported}`"
+            )))
+        }
+    };
+    let op = match body {
+        Body::Hello(_) => return Err(Status::failed_precondition("`hello` may only be the first message")),
+        Body::Bucket(snapshot) => {
+            let facts = snapshot.facts.ok_or_else(|| Status::invalid_argument("`bucket.facts` is missing"))?;
+            check_account(&facts.account_id)?;
+            let facts = model::BucketFacts::try_from(facts).map_err(|e| Status::invalid_argument(e.to_string()))?;
+            Op::Upsert { facts, generation: snapshot.generation }
+        }
+        Body::Deleted(d) => Op::Delete { key: BucketKey::new(account_id, &d.region, &d.bucket_name) },
+        Body::Retained(r) => {
+            Op::Retain { key: BucketKey::new(account_id, &r.region, &r.bucket_name), generation: r.generation }
+        }
+        Body::AccountSettings(settings) => {
+            check_account(&settings.account_id)?;
+            let settings =
+                model::AccountSettings::try_from(settings).map_err(|e| Status::invalid_argument(e.to_string()))?;
+            Op::AccountSettings(settings)
+        }
+        Body::ScopeStarted(s) => Op::ScopeStarted {
+            account_id: account_id.to_owned(),
+            region: s.region,
+            generation: s.generation,
+            total: s.bucket_total,
+        },
+        Body::ScopeComplete(s) => Op::ScopeComplete {
+            account_id: account_id.to_owned(),
+            region: s.region,
+            generation: s.generation,
+            read_at: s.read_at_ms,
+            count: s.bucket_count,
+        },
+    };
+    if let Op::Delete { key } | Op::Retain { key, .. } = &op {
+        if key.region.is_empty() || key.bucket_name.is_empty() {
+            return Err(Status::invalid_argument("`region` and `bucket_name` must be set"));
+        }
+    }
+    Ok(Some(op))
+}
+
+#[tonic::async_trait]
+impl AgentService for AgentServiceImpl {
+    type ReportStream = ResponseStream;
+
+    async fn report(&self, request: Request<Streaming<pb::ReportRequest>>) -> Result<Response<Self::ReportStream>, Status> {
+        let identity = self.auth.identify(&request)?;
+        if let Identity::Client { name, .. } = &identity {
+            return Err(Status::permission_denied(format!("`{name}` is a client, not an agent")));
+        }
+        let mut inbound = request.into_inner();
+        let first = inbound.next().await.ok_or_else(|| Status::invalid_argument("the stream closed before `hello`"))??;
+        let Some(Body::Hello(hello)) = first.body else {
+            return Err(Status::invalid_argument("the first message must be `hello`"));
+        };
+        if !model::is_account_id(&hello.account_id) {
+            return Err(Status::invalid_argument(format!("`hello.account_id` `{}` is not an account ID", hello.account_id)));
+        }
+        if !identity.may_report_for(&hello.account_id) {
+            tracing::warn!(agent = identity.name(), account = %hello.account_id, "refused: agent reported for another account");
+            return Err(Status::permission_denied(format!(
+                "`{}` may not report for account `{}`",
+                identity.name(),
+                hello.account_id
+            )));
+        }
+        let account_id = hello.account_id.clone();
+        tracing::info!(account = %account_id, regions = ?hello.regions, version = %hello.agent_version, "agent connected");
+        self.committer
+            .commit(vec![Op::Hello {
+                account_id: account_id.clone(),
+                regions: hello.regions,
+                canonical_user_id: hello.canonical_user_id,
+                agent_version: hello.agent_version,
+                at: now_ms(),
+            }])
+            .await
+            .map_err(Status::unavailable)?;
+
+        let (tx, rx) = mpsc::channel(256);
+        self.directory.register(&account_id, tx.clone());
+        // Acknowledgements go out in order, each after its submission is durable.
+        let (pending_tx, mut pending_rx) = mpsc::channel::<(u64, tokio::sync::oneshot::Receiver<Result<(), String>>)>(64);
+        let ack_tx = tx.clone();
+        tokio::spawn(async move {
+            while let Some((seq, done)) = pending_rx.recv().await {
+                let message = match done.await {
+                    Ok(Ok(())) => Ok(pb::ReportResponse { body: Some(pb::report_response::Body::Ack(pb::Ack { seq })) }),
+                    Ok(Err(error)) => Err(Status::unavailable(error)),
+                    Err(_) => Err(Status::unavailable("the committer has stopped")),
+                };
+                let failed = message.is_err();
+                if ack_tx.send(message).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+
+        let store = Arc::clone(&self.store);
+        let committer = self.committer.clone();
+        store.connection_opened(&account_id);
+        tokio::spawn(async move {
+            let outcome: Result<(), Status> = async {
+                loop {
+                    let Some(message) = inbound.next().await else { return Ok(()) };
+                    let mut messages = vec![message?];
+                    while messages.len() < MAX_MESSAGES_PER_SUBMISSION {
+                        match inbound.next().now_or_never() {
+                            Some(Some(message)) => messages.push(message?),
+                            _ => break,
+                        }
+                    }
+                    let mut ops = Vec::with_capacity(messages.len() + 1);
+                    let mut last_seq = 0;
+                    for message in messages {
+                        last_seq = last_seq.max(message.seq);
+                        let body = message.body.ok_or_else(|| Status::invalid_argument("a message has no body"))?;
+                        if let Err(status) = to_op(&account_id, body).map(|op| ops.extend(op)) {
+                            if status.code() == tonic::Code::PermissionDenied {
+                                tracing::warn!(account = %account_id, error = %status.message(), "refused a report");
+                            }
+                            return Err(status);
+                        }
+                    }
+                    ops.push(Op::Contact { account_id: account_id.clone(), at: now_ms() });
+                    let done = committer.submit(ops).await;
+                    if pending_tx.send((last_seq, done)).await.is_err() {
+                        return Ok(());
+                    }
+                }
+            }
+            .await;
+            if let Err(status) = outcome {
+                let _ = tx.send(Err(status)).await;
+            }
+            store.connection_closed(&account_id);
+            tracing::info!(account = %account_id, "agent disconnected");
+        });
+
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}

@@ -1,0 +1,4 @@
+//! The gRPC services the administrator serves.
+
+pub mod agent;
+pub mod inventory;

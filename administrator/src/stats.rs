@@ -1,0 +1,97 @@
+//! Organization-wide statistics, maintained incrementally: each bucket contributes its
+//! judgement once, and a change subtracts the old contribution before adding the new one.
+
+use std::collections::HashMap;
+
+use estate_common::macie::{BucketStatistics, EffectivePermission, SharedAccess, Tri};
+
+use crate::judge::{EncryptionClass, Judgement};
+
+/// Adds (`sign` = 1) or removes (`sign` = -1) one bucket's contribution.
+pub fn apply(stats: &mut BucketStatistics, judgement: &Judgement, sign: i64) {
+    stats.bucket_count += sign;
+    let by_permission = &mut stats.bucket_count_by_effective_permission;
+    match judgement.effective_permission {
+        EffectivePermission::Public => by_permission.publicly_accessible += sign,
+        EffectivePermission::Unknown => by_permission.unknown += sign,
+        EffectivePermission::NotPublic => {}
+    }
+    if judgement.publicly_readable {
+        by_permission.publicly_readable += sign;
+    }
+    if judgement.publicly_writable {
+        by_permission.publicly_writable += sign;
+    }
+    let by_encryption = &mut stats.bucket_count_by_encryption_type;
+    match judgement.encryption {
+        EncryptionClass::KmsManaged => by_encryption.kms_managed += sign,
+        EncryptionClass::S3Managed => by_encryption.s3_managed += sign,
+        EncryptionClass::Unencrypted => by_encryption.unencrypted += sign,
+        EncryptionClass::Unknown => by_encryption.unknown += sign,
+    }
+    let by_requirement = &mut stats.bucket_count_by_object_encryption_requirement;
+    match judgement.allows_unencrypted_object_uploads {
+        Tri::True => by_requirement.allows_unencrypted_object_uploads += sign,
+        Tri::False => by_requirement.denies_unencrypted_object_uploads += sign,
+        Tri::Unknown => by_requirement.unknown += sign,
+    }
+    let by_sharing = &mut stats.bucket_count_by_shared_access_type;
+    match judgement.shared_access {
+        SharedAccess::External => by_sharing.external += sign,
+        SharedAccess::Internal => by_sharing.internal += sign,
+        SharedAccess::NotShared => by_sharing.not_shared += sign,
+        SharedAccess::Unknown => by_sharing.unknown += sign,
+    }
+}
+
+/// Statistics per account and for the whole organization, kept side by side so that both
+/// answers cost O(1).
+#[derive(Debug, Default)]
+pub struct Statistics {
+    total: BucketStatistics,
+    by_account: HashMap<String, BucketStatistics>,
+}
+
+impl Statistics {
+    pub fn add(&mut self, account_id: &str, judgement: &Judgement) {
+        apply(&mut self.total, judgement, 1);
+        apply(self.by_account.entry(account_id.to_owned()).or_default(), judgement, 1);
+    }
+
+    pub fn remove(&mut self, account_id: &str, judgement: &Judgement) {
+        apply(&mut self.total, judgement, -1);
+        if let Some(stats) = self.by_account.get_mut(account_id) {
+            apply(stats, judgement, -1);
+        }
+    }
+
+    pub fn total(&self) -> BucketStatistics {
+        self.total
+    }
+
+    pub fn account(&self, account_id: &str) -> BucketStatistics {
+        self.by_account.get(account_id).copied().unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remove_undoes_add() {
+        let mut stats = Statistics::default();
+        let mut public = Judgement::unknown();
+        public.effective_permission = EffectivePermission::Public;
+        public.publicly_readable = true;
+        stats.add("a", &public);
+        stats.add("b", &Judgement::unknown());
+        assert_eq!(stats.total().bucket_count, 2);
+        assert_eq!(stats.total().bucket_count_by_effective_permission.publicly_accessible, 1);
+        assert_eq!(stats.account("b").bucket_count_by_shared_access_type.unknown, 1);
+        stats.remove("a", &public);
+        stats.remove("b", &Judgement::unknown());
+        assert_eq!(stats.total(), BucketStatistics::default());
+        assert_eq!(stats.account("a"), BucketStatistics::default());
+    }
+}

@@ -1,0 +1,428 @@
+//! The administrator's state: sled on disk (the truth) and an in-memory index rebuilt from it
+//! at start-up (for queries and statistics). Every change goes through `Store::commit`, which
+//! applies a batch of operations to memory and disk and returns once they are durable.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use estate_common::model::{AccountSettings, BucketFacts, BucketKey, Grantee, UnixMillis};
+
+use crate::judge::{judge, Judgement, OrgView};
+use crate::stats::Statistics;
+
+/// One change to the inventory, as an agent reported it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    Hello { account_id: String, regions: Vec<String>, canonical_user_id: String, agent_version: String, at: UnixMillis },
+    Contact { account_id: String, at: UnixMillis },
+    Upsert { facts: BucketFacts, generation: u64 },
+    Retain { key: BucketKey, generation: u64 },
+    Delete { key: BucketKey },
+    AccountSettings(AccountSettings),
+    ScopeStarted { account_id: String, region: String, generation: u64, total: u64 },
+    ScopeComplete { account_id: String, region: String, generation: u64, read_at: UnixMillis, count: u64 },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredBucket {
+    facts: BucketFacts,
+    generation: u64,
+}
+
+/// The state of one scope (account, Region).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScopeRecord {
+    /// The generation of the last completed full refresh.
+    pub generation: u64,
+    /// When that refresh read its data from S3.
+    pub last_updated: Option<UnixMillis>,
+    pub bucket_count: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberRecord {
+    pub account_id: String,
+    pub regions: Vec<String>,
+    pub canonical_user_id: String,
+    pub agent_version: String,
+    pub last_contact: UnixMillis,
+}
+
+/// One bucket in the index.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub facts: Arc<BucketFacts>,
+    pub generation: u64,
+    pub judgement: Judgement,
+}
+
+/// Progress of a refresh under way: (buckets reported, total).
+pub type Progress = (u64, u64);
+
+#[derive(Debug, Default)]
+pub struct State {
+    /// Encoded `BucketKey` → entry; ordered, so one scope or account is one range.
+    pub index: BTreeMap<Vec<u8>, Entry>,
+    pub accounts: HashMap<String, AccountSettings>,
+    pub scopes: BTreeMap<(String, String), ScopeRecord>,
+    pub members: BTreeMap<String, MemberRecord>,
+    pub progress: HashMap<(String, String), Progress>,
+    pub connections: HashMap<String, usize>,
+    pub stats: Statistics,
+    pub org: OrgView,
+    /// Buckets whose ACL grants to canonical users other than the owner: re-judged when a
+    /// member's canonical ID becomes known.
+    acl_dependents: BTreeSet<Vec<u8>>,
+}
+
+/// The sled writes one commit makes, per tree.
+#[derive(Default)]
+struct Writes {
+    buckets: sled::Batch,
+    accounts: sled::Batch,
+    scopes: sled::Batch,
+    members: sled::Batch,
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    postcard::to_allocvec(value).expect("serializing to memory cannot fail")
+}
+
+fn scope_key(account_id: &str, region: &str) -> Vec<u8> {
+    BucketKey::scope_prefix(account_id, region)
+}
+
+/// The key just past every key that starts with `prefix`.
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    end.push(0xff);
+    end
+}
+
+impl State {
+    fn judge(&self, facts: &BucketFacts) -> Judgement {
+        judge(facts, self.accounts.get(&facts.key.account_id), &self.org, None)
+    }
+
+    fn insert_entry(&mut self, key: Vec<u8>, facts: BucketFacts, generation: u64) {
+        let judgement = self.judge(&facts);
+        self.stats.add(&facts.key.account_id, &judgement);
+        let names_others = facts.config().and_then(|c| c.acl.as_ref()).is_some_and(|acl| {
+            acl.grants.iter().any(|g| matches!(&g.grantee, Grantee::CanonicalUser(id) if *id != acl.owner_canonical_id))
+        });
+        if names_others {
+            self.acl_dependents.insert(key.clone());
+        } else {
+            self.acl_dependents.remove(&key);
+        }
+        if let Some(old) = self.index.insert(key, Entry { facts: Arc::new(facts), generation, judgement }) {
+            self.stats.remove(&old.facts.key.account_id, &old.judgement);
+        }
+    }
+
+    fn remove_entry(&mut self, key: &[u8]) -> bool {
+        self.acl_dependents.remove(key);
+        match self.index.remove(key) {
+            Some(old) => {
+                self.stats.remove(&old.facts.key.account_id, &old.judgement);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Judges the given buckets again (after their context changed) and moves the statistics.
+    fn rejudge(&mut self, keys: Vec<Vec<u8>>) {
+        for key in keys {
+            let Some(entry) = self.index.get(&key) else { continue };
+            let judgement = self.judge(&entry.facts);
+            if judgement == entry.judgement {
+                continue;
+            }
+            let account_id = entry.facts.key.account_id.clone();
+            let entry = self.index.get_mut(&key).expect("present above");
+            let old = std::mem::replace(&mut entry.judgement, judgement.clone());
+            self.stats.remove(&account_id, &old);
+            self.stats.add(&account_id, &judgement);
+        }
+    }
+
+    fn account_keys(&self, account_id: &str) -> Vec<Vec<u8>> {
+        let mut start = account_id.as_bytes().to_vec();
+        start.push(0);
+        let end = prefix_end(&start);
+        self.index.range(start..end).map(|(k, _)| k.clone()).collect()
+    }
+
+    fn bump_progress(&mut self, key: &BucketKey) {
+        if let Some(progress) = self.progress.get_mut(&(key.account_id.clone(), key.region.clone())) {
+            progress.0 = (progress.0 + 1).min(progress.1.max(progress.0 + 1));
+        }
+    }
+
+    fn apply(&mut self, op: Op, writes: &mut Writes) {
+        match op {
+            Op::Hello { account_id, regions, canonical_user_id, agent_version, at } => {
+                let record = MemberRecord {
+                    account_id: account_id.clone(),
+                    regions,
+                    canonical_user_id: canonical_user_id.clone(),
+                    agent_version,
+                    last_contact: at,
+                };
+                writes.members.insert(account_id.as_bytes(), encode(&record));
+                self.members.insert(account_id.clone(), record);
+                if !canonical_user_id.is_empty()
+                    && self.org.canonical_ids.get(&canonical_user_id) != Some(&account_id)
+                {
+                    self.org.canonical_ids.insert(canonical_user_id, account_id);
+                    let dependents: Vec<_> = self.acl_dependents.iter().cloned().collect();
+                    self.rejudge(dependents);
+                }
+            }
+            Op::Contact { account_id, at } => {
+                if let Some(record) = self.members.get_mut(&account_id) {
+                    record.last_contact = record.last_contact.max(at);
+                    writes.members.insert(account_id.as_bytes(), encode(&*record));
+                }
+            }
+            Op::Upsert { facts, generation } => {
+                let key = facts.key.encode();
+                self.bump_progress(&facts.key);
+                writes.buckets.insert(key.clone(), encode(&StoredBucket { facts: facts.clone(), generation }));
+                self.insert_entry(key, facts, generation);
+            }
+            Op::Retain { key, generation } => {
+                self.bump_progress(&key);
+                let encoded = key.encode();
+                if let Some(entry) = self.index.get_mut(&encoded) {
+                    if entry.generation < generation {
+                        entry.generation = generation;
+                        let stored = StoredBucket { facts: (*entry.facts).clone(), generation };
+                        writes.buckets.insert(encoded, encode(&stored));
+                    }
+                }
+            }
+            Op::Delete { key } => {
+                let encoded = key.encode();
+                if self.remove_entry(&encoded) {
+                    writes.buckets.remove(encoded);
+                }
+            }
+            Op::AccountSettings(settings) => {
+                let account_id = settings.account_id.clone();
+                writes.accounts.insert(account_id.as_bytes(), encode(&settings));
+                if self.accounts.get(&account_id) != Some(&settings) {
+                    self.accounts.insert(account_id.clone(), settings);
+                    let keys = self.account_keys(&account_id);
+                    self.rejudge(keys);
+                }
+            }
+            Op::ScopeStarted { account_id, region, total, .. } => {
+                self.progress.insert((account_id, region), (0, total));
+            }
+            Op::ScopeComplete { account_id, region, generation, read_at, count } => {
+                let prefix = scope_key(&account_id, &region);
+                let stale: Vec<Vec<u8>> = self
+                    .index
+                    .range(prefix.clone()..prefix_end(&prefix))
+                    .filter(|(_, e)| e.generation < generation)
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for key in stale {
+                    self.remove_entry(&key);
+                    writes.buckets.remove(key);
+                }
+                let scope = (account_id, region);
+                let record = self.scopes.entry(scope.clone()).or_default();
+                if generation >= record.generation {
+                    *record = ScopeRecord { generation, last_updated: Some(read_at), bucket_count: count };
+                    writes.scopes.insert(prefix, encode(&*record));
+                }
+                self.progress.remove(&scope);
+            }
+        }
+    }
+}
+
+/// sled plus the in-memory index.
+pub struct Store {
+    db: sled::Db,
+    buckets: sled::Tree,
+    accounts: sled::Tree,
+    scopes: sled::Tree,
+    members: sled::Tree,
+    state: RwLock<State>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").finish_non_exhaustive()
+    }
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(tree: &str, key: &[u8], value: &[u8]) -> anyhow::Result<T> {
+    postcard::from_bytes(value)
+        .with_context(|| format!("corrupt record in tree `{tree}` at key `{}`", String::from_utf8_lossy(key)))
+}
+
+impl Store {
+    /// Opens (or creates) the database under `dir` and rebuilds the index from it.
+    pub fn open(dir: &Path, org_accounts: BTreeSet<String>) -> anyhow::Result<Self> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(256 * 1024 * 1024)
+            .open()
+            .with_context(|| format!("opening the sled database in `{}`", dir.display()))?;
+        let store = Self {
+            buckets: db.open_tree("buckets")?,
+            accounts: db.open_tree("accounts")?,
+            scopes: db.open_tree("scopes")?,
+            members: db.open_tree("members")?,
+            db,
+            state: RwLock::new(State::default()),
+        };
+        store.load(org_accounts)?;
+        Ok(store)
+    }
+
+    fn load(&self, org_accounts: BTreeSet<String>) -> anyhow::Result<()> {
+        let mut state = State { org: OrgView { accounts: org_accounts, ..Default::default() }, ..Default::default() };
+        for item in self.members.iter() {
+            let (key, value) = item?;
+            let record: MemberRecord = decode("members", &key, &value)?;
+            if !record.canonical_user_id.is_empty() {
+                state.org.canonical_ids.insert(record.canonical_user_id.clone(), record.account_id.clone());
+            }
+            state.members.insert(record.account_id.clone(), record);
+        }
+        for item in self.accounts.iter() {
+            let (key, value) = item?;
+            let settings: AccountSettings = decode("accounts", &key, &value)?;
+            state.accounts.insert(settings.account_id.clone(), settings);
+        }
+        for item in self.scopes.iter() {
+            let (key, value) = item?;
+            let record: ScopeRecord = decode("scopes", &key, &value)?;
+            let text = String::from_utf8_lossy(&key);
+            let mut parts = text.split('\0');
+            let (Some(account), Some(region)) = (parts.next(), parts.next()) else {
+                anyhow::bail!("corrupt scope key `{text}`");
+            };
+            state.scopes.insert((account.to_owned(), region.to_owned()), record);
+        }
+        for item in self.buckets.iter() {
+            let (key, value) = item?;
+            let stored: StoredBucket = decode("buckets", &key, &value)?;
+            state.insert_entry(key.to_vec(), stored.facts, stored.generation);
+        }
+        *self.state.write().expect("state lock poisoned") = state;
+        Ok(())
+    }
+
+    /// Applies `ops` in order and returns once they are on disk.
+    pub fn commit(&self, ops: Vec<Op>) -> anyhow::Result<()> {
+        let mut writes = Writes::default();
+        {
+            let mut state = self.state.write().expect("state lock poisoned");
+            for op in ops {
+                state.apply(op, &mut writes);
+            }
+        }
+        self.buckets.apply_batch(writes.buckets)?;
+        self.accounts.apply_batch(writes.accounts)?;
+        self.scopes.apply_batch(writes.scopes)?;
+        self.members.apply_batch(writes.members)?;
+        self.db.flush().context("flushing sled")?;
+        Ok(())
+    }
+
+    pub fn read(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().expect("state lock poisoned")
+    }
+
+    /// Connection bookkeeping is in memory only: after a restart every agent reconnects.
+    pub fn connection_opened(&self, account_id: &str) {
+        *self.state.write().expect("state lock poisoned").connections.entry(account_id.to_owned()).or_default() += 1;
+    }
+
+    pub fn connection_closed(&self, account_id: &str) {
+        let mut state = self.state.write().expect("state lock poisoned");
+        if let Some(count) = state.connections.get_mut(account_id) {
+            *count = count.saturating_sub(1);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use estate_common::model::{BucketConfig, BucketState};
+
+    fn facts(account: &str, region: &str, name: &str, read_at: i64) -> BucketFacts {
+        BucketFacts {
+            key: BucketKey::new(account, region, name),
+            created_at: 1,
+            read_at,
+            state: BucketState::Readable(Box::new(BucketConfig::default())),
+        }
+    }
+
+    fn open(dir: &Path) -> Store {
+        Store::open(dir, ["111111111111".to_string()].into()).unwrap()
+    }
+
+    #[test]
+    fn scope_complete_removes_unreported_buckets_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let a = "111111111111";
+        store
+            .commit(vec![
+                Op::Upsert { facts: facts(a, "eu-west-1", "old", 5), generation: 1 },
+                Op::Upsert { facts: facts(a, "eu-west-1", "kept", 5), generation: 1 },
+                Op::Upsert { facts: facts(a, "us-east-1", "other-scope", 5), generation: 1 },
+                Op::ScopeComplete { account_id: a.into(), region: "eu-west-1".into(), generation: 1, read_at: 5, count: 2 },
+            ])
+            .unwrap();
+        assert_eq!(store.read().stats.total().bucket_count, 3);
+        store
+            .commit(vec![
+                Op::Retain { key: BucketKey::new(a, "eu-west-1", "kept"), generation: 2 },
+                Op::Upsert { facts: facts(a, "eu-west-1", "new", 9), generation: 2 },
+                Op::ScopeComplete { account_id: a.into(), region: "eu-west-1".into(), generation: 2, read_at: 9, count: 2 },
+            ])
+            .unwrap();
+        let names = |s: &Store| -> Vec<String> {
+            s.read().index.values().map(|e| e.facts.key.bucket_name.clone()).collect()
+        };
+        assert_eq!(names(&store), vec!["kept", "new", "other-scope"]);
+        assert_eq!(store.read().stats.total().bucket_count, 3);
+        drop(store);
+        let store = open(dir.path());
+        assert_eq!(names(&store), vec!["kept", "new", "other-scope"]);
+        assert_eq!(store.read().stats.total().bucket_count, 3);
+        assert_eq!(store.read().scopes[&(a.to_string(), "eu-west-1".to_string())].last_updated, Some(9));
+    }
+
+    #[test]
+    fn replaying_the_same_ops_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let a = "111111111111";
+        let ops = vec![
+            Op::Upsert { facts: facts(a, "eu-west-1", "x", 5), generation: 1 },
+            Op::Delete { key: BucketKey::new(a, "eu-west-1", "gone") },
+            Op::ScopeComplete { account_id: a.into(), region: "eu-west-1".into(), generation: 1, read_at: 5, count: 1 },
+        ];
+        store.commit(ops.clone()).unwrap();
+        let before = store.read().stats.total();
+        store.commit(ops).unwrap();
+        assert_eq!(store.read().stats.total(), before);
+        assert_eq!(before.bucket_count, 1);
+    }
+}

@@ -1,0 +1,752 @@
+//! Conversions between the protobuf messages and the domain types, in both directions. This
+//! is the only place where the two meet; malformed messages are rejected here with a message
+//! that names the field.
+
+use crate::macie;
+use crate::model::{self, BucketKey};
+use crate::pb;
+
+/// A protobuf message that does not describe a valid domain value.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConvertError {
+    #[error("missing field `{0}`")]
+    Missing(&'static str),
+    #[error("invalid value for `{field}`: {reason}")]
+    Invalid { field: &'static str, reason: String },
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> ConvertError {
+    ConvertError::Invalid { field, reason: reason.into() }
+}
+
+fn non_empty(value: &str, field: &'static str) -> Result<(), ConvertError> {
+    if value.is_empty() {
+        Err(ConvertError::Missing(field))
+    } else {
+        Ok(())
+    }
+}
+
+fn some_if_non_empty(value: String) -> Option<String> {
+    (!value.is_empty()).then_some(value)
+}
+
+impl From<pb::BlockPublicAccess> for model::BlockPublicAccess {
+    fn from(v: pb::BlockPublicAccess) -> Self {
+        Self {
+            block_public_acls: v.block_public_acls,
+            ignore_public_acls: v.ignore_public_acls,
+            block_public_policy: v.block_public_policy,
+            restrict_public_buckets: v.restrict_public_buckets,
+        }
+    }
+}
+
+impl From<model::BlockPublicAccess> for pb::BlockPublicAccess {
+    fn from(v: model::BlockPublicAccess) -> Self {
+        Self {
+            block_public_acls: v.block_public_acls,
+            ignore_public_acls: v.ignore_public_acls,
+            block_public_policy: v.block_public_policy,
+            restrict_public_buckets: v.restrict_public_buckets,
+        }
+    }
+}
+
+fn tags_from_pb(tags: Vec<pb::Tag>) -> Vec<model::Tag> {
+    tags.into_iter().map(|t| model::Tag { key: t.key, value: t.value }).collect()
+}
+
+fn tags_to_pb(tags: &[model::Tag]) -> Vec<pb::Tag> {
+    tags.iter().map(|t| pb::Tag { key: t.key.clone(), value: t.value.clone() }).collect()
+}
+
+impl TryFrom<pb::AclGrant> for model::AclGrant {
+    type Error = ConvertError;
+
+    fn try_from(g: pb::AclGrant) -> Result<Self, ConvertError> {
+        let grantee = match pb::GranteeType::try_from(g.grantee_type) {
+            Ok(pb::GranteeType::CanonicalUser) => model::Grantee::CanonicalUser(g.grantee),
+            Ok(pb::GranteeType::Group) => model::Grantee::Group(g.grantee),
+            Ok(pb::GranteeType::Email) => model::Grantee::Email(g.grantee),
+            _ => return Err(invalid("acl.grants.grantee_type", format!("{}", g.grantee_type))),
+        };
+        let permission = match pb::AclPermission::try_from(g.permission) {
+            Ok(pb::AclPermission::Read) => model::AclPermission::Read,
+            Ok(pb::AclPermission::Write) => model::AclPermission::Write,
+            Ok(pb::AclPermission::ReadAcp) => model::AclPermission::ReadAcp,
+            Ok(pb::AclPermission::WriteAcp) => model::AclPermission::WriteAcp,
+            Ok(pb::AclPermission::FullControl) => model::AclPermission::FullControl,
+            _ => return Err(invalid("acl.grants.permission", format!("{}", g.permission))),
+        };
+        Ok(Self { grantee, permission })
+    }
+}
+
+impl From<&model::AclGrant> for pb::AclGrant {
+    fn from(g: &model::AclGrant) -> Self {
+        let (grantee_type, grantee) = match &g.grantee {
+            model::Grantee::CanonicalUser(id) => (pb::GranteeType::CanonicalUser, id.clone()),
+            model::Grantee::Group(uri) => (pb::GranteeType::Group, uri.clone()),
+            model::Grantee::Email(email) => (pb::GranteeType::Email, email.clone()),
+        };
+        let permission = match g.permission {
+            model::AclPermission::Read => pb::AclPermission::Read,
+            model::AclPermission::Write => pb::AclPermission::Write,
+            model::AclPermission::ReadAcp => pb::AclPermission::ReadAcp,
+            model::AclPermission::WriteAcp => pb::AclPermission::WriteAcp,
+            model::AclPermission::FullControl => pb::AclPermission::FullControl,
+        };
+        Self { grantee_type: grantee_type.into(), grantee, permission: permission.into() }
+    }
+}
+
+impl TryFrom<pb::BucketFacts> for model::BucketFacts {
+    type Error = ConvertError;
+
+    fn try_from(f: pb::BucketFacts) -> Result<Self, ConvertError> {
+        non_empty(&f.account_id, "facts.account_id")?;
+        non_empty(&f.region, "facts.region")?;
+        non_empty(&f.bucket_name, "facts.bucket_name")?;
+        if !model::is_account_id(&f.account_id) {
+            return Err(invalid("facts.account_id", format!("`{}` is not an account ID", f.account_id)));
+        }
+        if f.read_at_ms <= 0 {
+            return Err(invalid("facts.read_at_ms", "must be a positive Unix time in milliseconds"));
+        }
+        let key = BucketKey { account_id: f.account_id, region: f.region, bucket_name: f.bucket_name };
+        let state = if let Some(error) = f.error {
+            let code = match pb::BucketErrorCode::try_from(error.code) {
+                Ok(pb::BucketErrorCode::AccessDenied) => model::BucketErrorCode::AccessDenied,
+                _ => return Err(invalid("facts.error.code", format!("{}", error.code))),
+            };
+            model::BucketState::Error(model::BucketError { code, message: error.message })
+        } else {
+            let acl = match f.acl {
+                Some(acl) => Some(model::Acl {
+                    owner_canonical_id: acl.owner_canonical_id,
+                    grants: acl.grants.into_iter().map(TryInto::try_into).collect::<Result<_, _>>()?,
+                }),
+                None => None,
+            };
+            let object_ownership = match pb::ObjectOwnership::try_from(f.object_ownership) {
+                Ok(pb::ObjectOwnership::Unspecified) => None,
+                Ok(pb::ObjectOwnership::BucketOwnerEnforced) => Some(model::ObjectOwnership::BucketOwnerEnforced),
+                Ok(pb::ObjectOwnership::BucketOwnerPreferred) => Some(model::ObjectOwnership::BucketOwnerPreferred),
+                Ok(pb::ObjectOwnership::ObjectWriter) => Some(model::ObjectOwnership::ObjectWriter),
+                Err(_) => return Err(invalid("facts.object_ownership", format!("{}", f.object_ownership))),
+            };
+            let default_encryption = match f.default_encryption {
+                Some(e) => {
+                    non_empty(&e.algorithm, "facts.default_encryption.algorithm")?;
+                    Some(model::DefaultEncryption {
+                        algorithm: e.algorithm,
+                        kms_master_key_id: some_if_non_empty(e.kms_master_key_id),
+                    })
+                }
+                None => None,
+            };
+            let replication = f.replication.map(|r| model::Replication {
+                role: r.role,
+                rules: r
+                    .rules
+                    .into_iter()
+                    .map(|rule| model::ReplicationRule {
+                        id: rule.id,
+                        enabled: rule.enabled,
+                        destination_bucket_arn: rule.destination_bucket_arn,
+                        destination_account: some_if_non_empty(rule.destination_account),
+                    })
+                    .collect(),
+            });
+            model::BucketState::Readable(Box::new(model::BucketConfig {
+                tags: tags_from_pb(f.tags),
+                versioning: f.versioning,
+                default_encryption,
+                block_public_access: f.block_public_access.map(Into::into),
+                acl,
+                object_ownership,
+                policy: f.policy,
+                policy_status_public: f.policy_status_public,
+                replication,
+            }))
+        };
+        Ok(Self { key, created_at: f.created_at_ms, read_at: f.read_at_ms, state })
+    }
+}
+
+impl From<&model::BucketFacts> for pb::BucketFacts {
+    fn from(f: &model::BucketFacts) -> Self {
+        let mut out = pb::BucketFacts {
+            account_id: f.key.account_id.clone(),
+            region: f.key.region.clone(),
+            bucket_name: f.key.bucket_name.clone(),
+            created_at_ms: f.created_at,
+            read_at_ms: f.read_at,
+            ..Default::default()
+        };
+        match &f.state {
+            model::BucketState::Error(error) => {
+                out.error = Some(pb::BucketError {
+                    code: match error.code {
+                        model::BucketErrorCode::AccessDenied => pb::BucketErrorCode::AccessDenied.into(),
+                    },
+                    message: error.message.clone(),
+                });
+            }
+            model::BucketState::Readable(c) => {
+                out.tags = tags_to_pb(&c.tags);
+                out.versioning = c.versioning;
+                out.default_encryption = c.default_encryption.as_ref().map(|e| pb::DefaultEncryption {
+                    algorithm: e.algorithm.clone(),
+                    kms_master_key_id: e.kms_master_key_id.clone().unwrap_or_default(),
+                });
+                out.block_public_access = c.block_public_access.map(Into::into);
+                out.acl = c.acl.as_ref().map(|acl| pb::Acl {
+                    owner_canonical_id: acl.owner_canonical_id.clone(),
+                    grants: acl.grants.iter().map(Into::into).collect(),
+                });
+                out.object_ownership = match c.object_ownership {
+                    None => pb::ObjectOwnership::Unspecified,
+                    Some(model::ObjectOwnership::BucketOwnerEnforced) => pb::ObjectOwnership::BucketOwnerEnforced,
+                    Some(model::ObjectOwnership::BucketOwnerPreferred) => pb::ObjectOwnership::BucketOwnerPreferred,
+                    Some(model::ObjectOwnership::ObjectWriter) => pb::ObjectOwnership::ObjectWriter,
+                }
+                .into();
+                out.policy = c.policy.clone();
+                out.policy_status_public = c.policy_status_public;
+                out.replication = c.replication.as_ref().map(|r| pb::Replication {
+                    role: r.role.clone(),
+                    rules: r
+                        .rules
+                        .iter()
+                        .map(|rule| pb::ReplicationRule {
+                            id: rule.id.clone(),
+                            enabled: rule.enabled,
+                            destination_bucket_arn: rule.destination_bucket_arn.clone(),
+                            destination_account: rule.destination_account.clone().unwrap_or_default(),
+                        })
+                        .collect(),
+                });
+            }
+        }
+        out
+    }
+}
+
+impl TryFrom<pb::AccountSettings> for model::AccountSettings {
+    type Error = ConvertError;
+
+    fn try_from(s: pb::AccountSettings) -> Result<Self, ConvertError> {
+        non_empty(&s.account_id, "account_settings.account_id")?;
+        let block_public_access = match pb::AccountBlockPublicAccessState::try_from(s.block_public_access_state) {
+            Ok(pb::AccountBlockPublicAccessState::Configured) => model::AccountBlockPublicAccess::Configured(
+                s.block_public_access.ok_or(ConvertError::Missing("account_settings.block_public_access"))?.into(),
+            ),
+            Ok(pb::AccountBlockPublicAccessState::NotConfigured) => model::AccountBlockPublicAccess::NotConfigured,
+            Ok(pb::AccountBlockPublicAccessState::Unknown) => model::AccountBlockPublicAccess::Unknown(s.unknown_reason),
+            _ => {
+                return Err(invalid(
+                    "account_settings.block_public_access_state",
+                    format!("{}", s.block_public_access_state),
+                ))
+            }
+        };
+        Ok(Self { account_id: s.account_id, read_at: s.read_at_ms, block_public_access })
+    }
+}
+
+impl From<&model::AccountSettings> for pb::AccountSettings {
+    fn from(s: &model::AccountSettings) -> Self {
+        let (state, bpa, reason) = match &s.block_public_access {
+            model::AccountBlockPublicAccess::Configured(bpa) => {
+                (pb::AccountBlockPublicAccessState::Configured, Some((*bpa).into()), String::new())
+            }
+            model::AccountBlockPublicAccess::NotConfigured => {
+                (pb::AccountBlockPublicAccessState::NotConfigured, None, String::new())
+            }
+            model::AccountBlockPublicAccess::Unknown(reason) => {
+                (pb::AccountBlockPublicAccessState::Unknown, None, reason.clone())
+            }
+        };
+        Self {
+            account_id: s.account_id.clone(),
+            read_at_ms: s.read_at,
+            block_public_access_state: state.into(),
+            block_public_access: bpa,
+            unknown_reason: reason,
+        }
+    }
+}
+
+// ---- Macie-shaped views -------------------------------------------------------------------
+
+fn tri_to_pb(t: macie::Tri) -> i32 {
+    match t {
+        macie::Tri::True => pb::Tristate::True,
+        macie::Tri::False => pb::Tristate::False,
+        macie::Tri::Unknown => pb::Tristate::Unknown,
+    }
+    .into()
+}
+
+fn tri_from_pb(v: i32) -> macie::Tri {
+    match pb::Tristate::try_from(v) {
+        Ok(pb::Tristate::True) => macie::Tri::True,
+        Ok(pb::Tristate::False) => macie::Tri::False,
+        _ => macie::Tri::Unknown,
+    }
+}
+
+fn opt_bool_to_pb(v: Option<bool>) -> i32 {
+    tri_to_pb(v.map_or(macie::Tri::Unknown, macie::Tri::from_bool))
+}
+
+fn ts(ms: i64) -> Option<macie::Timestamp> {
+    macie::Timestamp::from_millis(ms)
+}
+
+fn ms(t: Option<macie::Timestamp>) -> i64 {
+    t.map_or(0, |t| t.0)
+}
+
+impl From<&macie::BucketMetadata> for pb::BucketMetadata {
+    fn from(b: &macie::BucketMetadata) -> Self {
+        let public_access = b.public_access.as_ref().map(|pa| pb::BucketPublicAccess {
+            effective_permission: match pa.effective_permission {
+                macie::EffectivePermission::Public => pb::EffectivePermission::Public,
+                macie::EffectivePermission::NotPublic => pb::EffectivePermission::NotPublic,
+                macie::EffectivePermission::Unknown => pb::EffectivePermission::Unknown,
+            }
+            .into(),
+            permission_configuration: pa.permission_configuration.as_ref().map(|pc| {
+                pb::BucketPermissionConfiguration {
+                    account_level_permissions: Some(pb::AccountLevelPermissions {
+                        block_public_access: pc.account_level_permissions.block_public_access.map(Into::into),
+                    }),
+                    bucket_level_permissions: Some(pb::BucketLevelPermissions {
+                        access_control_list: pc.bucket_level_permissions.access_control_list.map(|acl| {
+                            pb::AccessControlList {
+                                allows_public_read_access: acl.allows_public_read_access,
+                                allows_public_write_access: acl.allows_public_write_access,
+                            }
+                        }),
+                        block_public_access: Some(pc.bucket_level_permissions.block_public_access.into()),
+                        bucket_policy: pc.bucket_level_permissions.bucket_policy.map(|p| pb::BucketPolicyVerdict {
+                            allows_public_read_access: opt_bool_to_pb(p.allows_public_read_access),
+                            allows_public_write_access: opt_bool_to_pb(p.allows_public_write_access),
+                        }),
+                    }),
+                }
+            }),
+        });
+        let object_statistics = b.object_count.map(|object_count| pb::ObjectStatistics {
+            object_count,
+            size_in_bytes: b.size_in_bytes.unwrap_or_default(),
+            size_in_bytes_compressed: b.size_in_bytes_compressed.unwrap_or_default(),
+            classifiable_object_count: b.classifiable_object_count.unwrap_or_default(),
+            classifiable_size_in_bytes: b.classifiable_size_in_bytes.unwrap_or_default(),
+            unclassifiable_object_count: b.unclassifiable_object_count.map(ols_to_pb),
+            unclassifiable_object_size_in_bytes: b.unclassifiable_object_size_in_bytes.map(ols_to_pb),
+            object_count_by_encryption_type: b.object_count_by_encryption_type.map(|e| pb::ObjectCountByEncryptionType {
+                customer_managed: e.customer_managed,
+                kms_managed: e.kms_managed,
+                s3_managed: e.s3_managed,
+                unencrypted: e.unencrypted,
+                unknown: e.unknown,
+            }),
+        });
+        pb::BucketMetadata {
+            account_id: b.account_id.clone(),
+            bucket_arn: b.bucket_arn.clone(),
+            bucket_name: b.bucket_name.clone(),
+            region: b.region.clone(),
+            bucket_created_at_ms: ms(b.bucket_created_at),
+            last_updated_ms: ms(b.last_updated),
+            error_code: match b.error_code.as_deref() {
+                Some("ACCESS_DENIED") => pb::BucketErrorCode::AccessDenied,
+                _ => pb::BucketErrorCode::Unspecified,
+            }
+            .into(),
+            error_message: b.error_message.clone().unwrap_or_default(),
+            allows_unencrypted_object_uploads: tri_to_pb(b.allows_unencrypted_object_uploads),
+            public_access,
+            replication_details: b.replication_details.as_ref().map(|r| pb::ReplicationDetails {
+                replicated: r.replicated,
+                replicated_externally: opt_bool_to_pb(r.replicated_externally),
+                replication_accounts: r.replication_accounts.clone(),
+            }),
+            server_side_encryption: b.server_side_encryption.as_ref().map(|e| pb::BucketServerSideEncryption {
+                r#type: match e.kind {
+                    None => pb::EncryptionType::Unspecified,
+                    Some(macie::EncryptionType::None) => pb::EncryptionType::None,
+                    Some(macie::EncryptionType::Aes256) => pb::EncryptionType::Aes256,
+                    Some(macie::EncryptionType::AwsKms) => pb::EncryptionType::AwsKms,
+                    Some(macie::EncryptionType::AwsKmsDsse) => pb::EncryptionType::AwsKmsDsse,
+                }
+                .into(),
+                kms_master_key_id: e.kms_master_key_id.clone().unwrap_or_default(),
+            }),
+            shared_access: match b.shared_access {
+                macie::SharedAccess::External => pb::SharedAccess::External,
+                macie::SharedAccess::Internal => pb::SharedAccess::Internal,
+                macie::SharedAccess::NotShared => pb::SharedAccess::NotShared,
+                macie::SharedAccess::Unknown => pb::SharedAccess::Unknown,
+            }
+            .into(),
+            tags: tags_to_pb(&b.tags),
+            versioning: b.versioning,
+            object_statistics,
+            shared_with_accounts: b.shared_with_accounts.clone(),
+            s3_policy_status_public: b.s3_policy_status_public,
+        }
+    }
+}
+
+fn ols_to_pb(o: macie::ObjectLevelStatistics) -> pb::ObjectLevelStatistics {
+    pb::ObjectLevelStatistics { file_type: o.file_type, storage_class: o.storage_class, total: o.total }
+}
+
+fn ols_from_pb(o: Option<pb::ObjectLevelStatistics>) -> macie::ObjectLevelStatistics {
+    o.map_or_else(Default::default, |o| macie::ObjectLevelStatistics {
+        file_type: o.file_type,
+        storage_class: o.storage_class,
+        total: o.total,
+    })
+}
+
+impl From<pb::BucketMetadata> for macie::BucketMetadata {
+    fn from(b: pb::BucketMetadata) -> Self {
+        let public_access = b.public_access.map(|pa| macie::BucketPublicAccess {
+            effective_permission: match pb::EffectivePermission::try_from(pa.effective_permission) {
+                Ok(pb::EffectivePermission::Public) => macie::EffectivePermission::Public,
+                Ok(pb::EffectivePermission::NotPublic) => macie::EffectivePermission::NotPublic,
+                _ => macie::EffectivePermission::Unknown,
+            },
+            permission_configuration: pa.permission_configuration.map(|pc| {
+                let account = pc.account_level_permissions.unwrap_or_default();
+                let bucket = pc.bucket_level_permissions.unwrap_or_default();
+                macie::BucketPermissionConfiguration {
+                    account_level_permissions: macie::AccountLevelPermissions {
+                        block_public_access: account.block_public_access.map(Into::into),
+                    },
+                    bucket_level_permissions: macie::BucketLevelPermissions {
+                        access_control_list: bucket.access_control_list.map(|acl| macie::AccessControlList {
+                            allows_public_read_access: acl.allows_public_read_access,
+                            allows_public_write_access: acl.allows_public_write_access,
+                        }),
+                        block_public_access: bucket.block_public_access.map(Into::into).unwrap_or_default(),
+                        bucket_policy: bucket.bucket_policy.map(|p| macie::BucketPolicy {
+                            allows_public_read_access: tri_from_pb(p.allows_public_read_access).as_bool(),
+                            allows_public_write_access: tri_from_pb(p.allows_public_write_access).as_bool(),
+                        }),
+                    },
+                }
+            }),
+        });
+        let stats = b.object_statistics;
+        macie::BucketMetadata {
+            account_id: b.account_id,
+            allows_unencrypted_object_uploads: tri_from_pb(b.allows_unencrypted_object_uploads),
+            bucket_arn: b.bucket_arn,
+            bucket_created_at: ts(b.bucket_created_at_ms),
+            bucket_name: b.bucket_name,
+            classifiable_object_count: stats.as_ref().map(|s| s.classifiable_object_count),
+            classifiable_size_in_bytes: stats.as_ref().map(|s| s.classifiable_size_in_bytes),
+            error_code: match pb::BucketErrorCode::try_from(b.error_code) {
+                Ok(pb::BucketErrorCode::AccessDenied) => Some("ACCESS_DENIED".to_owned()),
+                _ => None,
+            },
+            error_message: some_if_non_empty(b.error_message),
+            last_updated: ts(b.last_updated_ms),
+            object_count: stats.as_ref().map(|s| s.object_count),
+            object_count_by_encryption_type: stats.as_ref().and_then(|s| {
+                s.object_count_by_encryption_type.map(|e| macie::ObjectCountByEncryptionType {
+                    customer_managed: e.customer_managed,
+                    kms_managed: e.kms_managed,
+                    s3_managed: e.s3_managed,
+                    unencrypted: e.unencrypted,
+                    unknown: e.unknown,
+                })
+            }),
+            public_access,
+            region: b.region,
+            replication_details: b.replication_details.map(|r| macie::ReplicationDetails {
+                replicated: r.replicated,
+                replicated_externally: tri_from_pb(r.replicated_externally).as_bool(),
+                replication_accounts: r.replication_accounts,
+            }),
+            server_side_encryption: b.server_side_encryption.map(|e| macie::BucketServerSideEncryption {
+                kms_master_key_id: some_if_non_empty(e.kms_master_key_id),
+                kind: match pb::EncryptionType::try_from(e.r#type) {
+                    Ok(pb::EncryptionType::None) => Some(macie::EncryptionType::None),
+                    Ok(pb::EncryptionType::Aes256) => Some(macie::EncryptionType::Aes256),
+                    Ok(pb::EncryptionType::AwsKms) => Some(macie::EncryptionType::AwsKms),
+                    Ok(pb::EncryptionType::AwsKmsDsse) => Some(macie::EncryptionType::AwsKmsDsse),
+                    _ => None,
+                },
+            }),
+            shared_access: match pb::SharedAccess::try_from(b.shared_access) {
+                Ok(pb::SharedAccess::External) => macie::SharedAccess::External,
+                Ok(pb::SharedAccess::Internal) => macie::SharedAccess::Internal,
+                Ok(pb::SharedAccess::NotShared) => macie::SharedAccess::NotShared,
+                _ => macie::SharedAccess::Unknown,
+            },
+            size_in_bytes: stats.as_ref().map(|s| s.size_in_bytes),
+            size_in_bytes_compressed: stats.as_ref().map(|s| s.size_in_bytes_compressed),
+            tags: tags_from_pb(b.tags),
+            unclassifiable_object_count: stats.as_ref().map(|s| ols_from_pb(s.unclassifiable_object_count)),
+            unclassifiable_object_size_in_bytes: stats
+                .as_ref()
+                .map(|s| ols_from_pb(s.unclassifiable_object_size_in_bytes)),
+            versioning: b.versioning,
+            shared_with_accounts: b.shared_with_accounts,
+            s3_policy_status_public: b.s3_policy_status_public,
+        }
+    }
+}
+
+fn sens_to_pb(s: macie::SensitivityAggregations) -> pb::SensitivityAggregations {
+    pb::SensitivityAggregations {
+        classifiable_size_in_bytes: s.classifiable_size_in_bytes,
+        publicly_accessible_count: s.publicly_accessible_count,
+        total_count: s.total_count,
+        total_size_in_bytes: s.total_size_in_bytes,
+    }
+}
+
+fn sens_from_pb(s: Option<pb::SensitivityAggregations>) -> macie::SensitivityAggregations {
+    let s = s.unwrap_or_default();
+    macie::SensitivityAggregations {
+        classifiable_size_in_bytes: s.classifiable_size_in_bytes,
+        publicly_accessible_count: s.publicly_accessible_count,
+        total_count: s.total_count,
+        total_size_in_bytes: s.total_size_in_bytes,
+    }
+}
+
+impl From<&macie::BucketStatistics> for pb::GetBucketStatisticsResponse {
+    fn from(s: &macie::BucketStatistics) -> Self {
+        let p = s.bucket_count_by_effective_permission;
+        let e = s.bucket_count_by_encryption_type;
+        let r = s.bucket_count_by_object_encryption_requirement;
+        let a = s.bucket_count_by_shared_access_type;
+        let v = s.bucket_statistics_by_sensitivity;
+        Self {
+            bucket_count: s.bucket_count,
+            bucket_count_by_effective_permission: Some(pb::BucketCountByEffectivePermission {
+                publicly_accessible: p.publicly_accessible,
+                publicly_readable: p.publicly_readable,
+                publicly_writable: p.publicly_writable,
+                unknown: p.unknown,
+            }),
+            bucket_count_by_encryption_type: Some(pb::BucketCountByEncryptionType {
+                kms_managed: e.kms_managed,
+                s3_managed: e.s3_managed,
+                unencrypted: e.unencrypted,
+                unknown: e.unknown,
+            }),
+            bucket_count_by_object_encryption_requirement: Some(pb::BucketCountPolicyAllowsUnencryptedObjectUploads {
+                allows_unencrypted_object_uploads: r.allows_unencrypted_object_uploads,
+                denies_unencrypted_object_uploads: r.denies_unencrypted_object_uploads,
+                unknown: r.unknown,
+            }),
+            bucket_count_by_shared_access_type: Some(pb::BucketCountBySharedAccessType {
+                external: a.external,
+                internal: a.internal,
+                not_shared: a.not_shared,
+                unknown: a.unknown,
+            }),
+            bucket_statistics_by_sensitivity: Some(pb::BucketStatisticsBySensitivity {
+                classification_error: Some(sens_to_pb(v.classification_error)),
+                not_classified: Some(sens_to_pb(v.not_classified)),
+                not_sensitive: Some(sens_to_pb(v.not_sensitive)),
+                sensitive: Some(sens_to_pb(v.sensitive)),
+            }),
+            classifiable_object_count: s.classifiable_object_count,
+            classifiable_size_in_bytes: s.classifiable_size_in_bytes,
+            last_updated_ms: ms(s.last_updated),
+            object_count: s.object_count,
+            size_in_bytes: s.size_in_bytes,
+            size_in_bytes_compressed: s.size_in_bytes_compressed,
+            unclassifiable_object_count: Some(ols_to_pb(s.unclassifiable_object_count)),
+            unclassifiable_object_size_in_bytes: Some(ols_to_pb(s.unclassifiable_object_size_in_bytes)),
+        }
+    }
+}
+
+impl From<pb::GetBucketStatisticsResponse> for macie::BucketStatistics {
+    fn from(s: pb::GetBucketStatisticsResponse) -> Self {
+        let p = s.bucket_count_by_effective_permission.unwrap_or_default();
+        let e = s.bucket_count_by_encryption_type.unwrap_or_default();
+        let r = s.bucket_count_by_object_encryption_requirement.unwrap_or_default();
+        let a = s.bucket_count_by_shared_access_type.unwrap_or_default();
+        let v = s.bucket_statistics_by_sensitivity.unwrap_or_default();
+        Self {
+            bucket_count: s.bucket_count,
+            bucket_count_by_effective_permission: macie::BucketCountByEffectivePermission {
+                publicly_accessible: p.publicly_accessible,
+                publicly_readable: p.publicly_readable,
+                publicly_writable: p.publicly_writable,
+                unknown: p.unknown,
+            },
+            bucket_count_by_encryption_type: macie::BucketCountByEncryptionType {
+                kms_managed: e.kms_managed,
+                s3_managed: e.s3_managed,
+                unencrypted: e.unencrypted,
+                unknown: e.unknown,
+            },
+            bucket_count_by_object_encryption_requirement: macie::BucketCountPolicyAllowsUnencryptedObjectUploads {
+                allows_unencrypted_object_uploads: r.allows_unencrypted_object_uploads,
+                denies_unencrypted_object_uploads: r.denies_unencrypted_object_uploads,
+                unknown: r.unknown,
+            },
+            bucket_count_by_shared_access_type: macie::BucketCountBySharedAccessType {
+                external: a.external,
+                internal: a.internal,
+                not_shared: a.not_shared,
+                unknown: a.unknown,
+            },
+            bucket_statistics_by_sensitivity: macie::BucketStatisticsBySensitivity {
+                classification_error: sens_from_pb(v.classification_error),
+                not_classified: sens_from_pb(v.not_classified),
+                not_sensitive: sens_from_pb(v.not_sensitive),
+                sensitive: sens_from_pb(v.sensitive),
+            },
+            classifiable_object_count: s.classifiable_object_count,
+            classifiable_size_in_bytes: s.classifiable_size_in_bytes,
+            last_updated: ts(s.last_updated_ms),
+            object_count: s.object_count,
+            size_in_bytes: s.size_in_bytes,
+            size_in_bytes_compressed: s.size_in_bytes_compressed,
+            unclassifiable_object_count: ols_from_pb(s.unclassifiable_object_count),
+            unclassifiable_object_size_in_bytes: ols_from_pb(s.unclassifiable_object_size_in_bytes),
+        }
+    }
+}
+
+impl From<&macie::Member> for pb::Member {
+    fn from(m: &macie::Member) -> Self {
+        pb::Member {
+            account_id: m.account_id.clone(),
+            regions: m
+                .regions
+                .iter()
+                .map(|r| pb::RegionStatus {
+                    region: r.region.clone(),
+                    last_updated_ms: ms(r.last_updated),
+                    generation: r.generation,
+                    bucket_count: r.bucket_count,
+                    refresh_done: r.refresh_done,
+                    refresh_total: r.refresh_total,
+                })
+                .collect(),
+            connection_state: match m.connection_state {
+                macie::ConnectionState::Connected => pb::ConnectionState::Connected,
+                macie::ConnectionState::Disconnected => pb::ConnectionState::Disconnected,
+            }
+            .into(),
+            last_contact_ms: ms(m.last_contact),
+            last_updated_ms: ms(m.last_updated),
+            agent_version: m.agent_version.clone(),
+            canonical_user_id: m.canonical_user_id.clone(),
+            bucket_count: m.bucket_count,
+        }
+    }
+}
+
+impl From<pb::Member> for macie::Member {
+    fn from(m: pb::Member) -> Self {
+        macie::Member {
+            account_id: m.account_id,
+            regions: m
+                .regions
+                .into_iter()
+                .map(|r| macie::RegionStatus {
+                    region: r.region,
+                    last_updated: ts(r.last_updated_ms),
+                    generation: r.generation,
+                    bucket_count: r.bucket_count,
+                    refresh_done: r.refresh_done,
+                    refresh_total: r.refresh_total,
+                })
+                .collect(),
+            connection_state: match pb::ConnectionState::try_from(m.connection_state) {
+                Ok(pb::ConnectionState::Connected) => macie::ConnectionState::Connected,
+                _ => macie::ConnectionState::Disconnected,
+            },
+            last_contact: ts(m.last_contact_ms),
+            last_updated: ts(m.last_updated_ms),
+            agent_version: m.agent_version,
+            canonical_user_id: m.canonical_user_id,
+            bucket_count: m.bucket_count,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn readable_facts() -> model::BucketFacts {
+        model::BucketFacts {
+            key: BucketKey::new("111111111111", "eu-west-1", "b"),
+            created_at: 1,
+            read_at: 2,
+            state: model::BucketState::Readable(Box::new(model::BucketConfig {
+                tags: vec![model::Tag { key: "k".into(), value: String::new() }],
+                versioning: true,
+                default_encryption: Some(model::DefaultEncryption {
+                    algorithm: "aws:kms".into(),
+                    kms_master_key_id: Some("key".into()),
+                }),
+                block_public_access: Some(model::BlockPublicAccess { block_public_acls: true, ..Default::default() }),
+                acl: Some(model::Acl {
+                    owner_canonical_id: "owner".into(),
+                    grants: vec![model::AclGrant {
+                        grantee: model::Grantee::Group(model::ALL_USERS_GROUP.into()),
+                        permission: model::AclPermission::Read,
+                    }],
+                }),
+                object_ownership: Some(model::ObjectOwnership::ObjectWriter),
+                policy: Some("{}".into()),
+                policy_status_public: Some(false),
+                replication: Some(model::Replication {
+                    role: "r".into(),
+                    rules: vec![model::ReplicationRule {
+                        id: "1".into(),
+                        enabled: true,
+                        destination_bucket_arn: "arn:aws:s3:::d".into(),
+                        destination_account: None,
+                    }],
+                }),
+            })),
+        }
+    }
+
+    #[test]
+    fn facts_round_trip_through_protobuf() {
+        let facts = readable_facts();
+        let back = model::BucketFacts::try_from(pb::BucketFacts::from(&facts)).unwrap();
+        assert_eq!(back, facts);
+        let error = model::BucketFacts {
+            state: model::BucketState::Error(model::BucketError {
+                code: model::BucketErrorCode::AccessDenied,
+                message: "`GetBucketPolicy` was denied".into(),
+            }),
+            ..facts
+        };
+        assert_eq!(model::BucketFacts::try_from(pb::BucketFacts::from(&error)).unwrap(), error);
+    }
+
+    #[test]
+    fn malformed_facts_are_rejected_with_the_field_name() {
+        let mut facts = pb::BucketFacts::from(&readable_facts());
+        facts.account_id = "not-an-account".into();
+        let err = model::BucketFacts::try_from(facts).unwrap_err();
+        assert!(err.to_string().contains("facts.account_id"), "{err}");
+        let mut facts = pb::BucketFacts::from(&readable_facts());
+        facts.acl.as_mut().unwrap().grants[0].permission = 99;
+        assert!(model::BucketFacts::try_from(facts).is_err());
+    }
+}

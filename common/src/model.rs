@@ -1,0 +1,289 @@
+//! Domain types: the raw facts an agent reads from S3, and the keys that identify them.
+//!
+//! These are what the administrator stores and reasons about. They are converted from and to
+//! the protobuf messages at the edge (`crate::convert`), so the core logic never speaks prost.
+
+use serde::{Deserialize, Serialize};
+
+/// Milliseconds since the Unix epoch, UTC.
+pub type UnixMillis = i64;
+
+/// One bucket: account, Region and name. Bucket names are globally unique in a partition,
+/// but the key carries the scope so that per-scope ranges are contiguous in the store.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct BucketKey {
+    pub account_id: String,
+    pub region: String,
+    pub bucket_name: String,
+}
+
+impl BucketKey {
+    pub fn new(account_id: &str, region: &str, bucket_name: &str) -> Self {
+        Self {
+            account_id: account_id.to_owned(),
+            region: region.to_owned(),
+            bucket_name: bucket_name.to_owned(),
+        }
+    }
+
+    /// `account \0 region \0 bucket`: sorts by scope, then name.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Self::scope_prefix(&self.account_id, &self.region);
+        out.extend_from_slice(self.bucket_name.as_bytes());
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        let text = std::str::from_utf8(bytes).ok()?;
+        let mut parts = text.splitn(3, '\0');
+        Some(Self {
+            account_id: parts.next()?.to_owned(),
+            region: parts.next()?.to_owned(),
+            bucket_name: parts.next()?.to_owned(),
+        })
+    }
+
+    /// The key prefix shared by every bucket of one scope.
+    pub fn scope_prefix(account_id: &str, region: &str) -> Vec<u8> {
+        let mut out = Vec::with_capacity(account_id.len() + region.len() + 2);
+        out.extend_from_slice(account_id.as_bytes());
+        out.push(0);
+        out.extend_from_slice(region.as_bytes());
+        out.push(0);
+        out
+    }
+
+    pub fn arn(&self) -> String {
+        format!("arn:aws:s3:::{}", self.bucket_name)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BlockPublicAccess {
+    pub block_public_acls: bool,
+    pub ignore_public_acls: bool,
+    pub block_public_policy: bool,
+    pub restrict_public_buckets: bool,
+}
+
+impl BlockPublicAccess {
+    /// S3 applies the most restrictive combination of account and bucket settings.
+    pub fn combine(self, other: Self) -> Self {
+        Self {
+            block_public_acls: self.block_public_acls || other.block_public_acls,
+            ignore_public_acls: self.ignore_public_acls || other.ignore_public_acls,
+            block_public_policy: self.block_public_policy || other.block_public_policy,
+            restrict_public_buckets: self.restrict_public_buckets || other.restrict_public_buckets,
+        }
+    }
+
+    pub fn all_disabled(self) -> bool {
+        self == Self::default()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tag {
+    pub key: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AclPermission {
+    Read,
+    Write,
+    ReadAcp,
+    WriteAcp,
+    FullControl,
+}
+
+impl AclPermission {
+    pub fn grants_read(self) -> bool {
+        matches!(self, Self::Read | Self::FullControl)
+    }
+
+    pub fn grants_write(self) -> bool {
+        matches!(self, Self::Write | Self::WriteAcp | Self::FullControl)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Grantee {
+    CanonicalUser(String),
+    Group(String),
+    Email(String),
+}
+
+/// The group of every caller, signed or not.
+pub const ALL_USERS_GROUP: &str = "http://acs.amazonaws.com/groups/global/AllUsers";
+/// The group of every AWS-authenticated caller, in any account.
+pub const AUTHENTICATED_USERS_GROUP: &str =
+    "http://acs.amazonaws.com/groups/global/AuthenticatedUsers";
+
+impl Grantee {
+    /// Grants to these groups are public under S3 Block Public Access's definition.
+    pub fn is_public_group(&self) -> bool {
+        matches!(self, Self::Group(uri) if uri == ALL_USERS_GROUP || uri == AUTHENTICATED_USERS_GROUP)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AclGrant {
+    pub grantee: Grantee,
+    pub permission: AclPermission,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Acl {
+    pub owner_canonical_id: String,
+    pub grants: Vec<AclGrant>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ObjectOwnership {
+    BucketOwnerEnforced,
+    BucketOwnerPreferred,
+    ObjectWriter,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DefaultEncryption {
+    /// As S3 spells it: `AES256`, `aws:kms`, `aws:kms:dsse` (or a newer value).
+    pub algorithm: String,
+    pub kms_master_key_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicationRule {
+    pub id: String,
+    pub enabled: bool,
+    pub destination_bucket_arn: String,
+    pub destination_account: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replication {
+    pub role: String,
+    pub rules: Vec<ReplicationRule>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BucketErrorCode {
+    AccessDenied,
+}
+
+impl BucketErrorCode {
+    pub fn as_macie_str(self) -> &'static str {
+        match self {
+            Self::AccessDenied => "ACCESS_DENIED",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketError {
+    pub code: BucketErrorCode,
+    pub message: String,
+}
+
+/// What the bucket's configuration says, read in one pass. Absent members mean "not
+/// configured", never "unknown": a bucket whose configuration could not be read is an
+/// error bucket (`BucketFacts::Error`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct BucketConfig {
+    pub tags: Vec<Tag>,
+    pub versioning: bool,
+    pub default_encryption: Option<DefaultEncryption>,
+    pub block_public_access: Option<BlockPublicAccess>,
+    pub acl: Option<Acl>,
+    pub object_ownership: Option<ObjectOwnership>,
+    pub policy: Option<String>,
+    pub policy_status_public: Option<bool>,
+    pub replication: Option<Replication>,
+}
+
+/// Everything the agent read about one bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketFacts {
+    pub key: BucketKey,
+    pub created_at: UnixMillis,
+    pub read_at: UnixMillis,
+    pub state: BucketState,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BucketState {
+    Readable(Box<BucketConfig>),
+    Error(BucketError),
+}
+
+impl BucketFacts {
+    pub fn config(&self) -> Option<&BucketConfig> {
+        match &self.state {
+            BucketState::Readable(config) => Some(config),
+            BucketState::Error(_) => None,
+        }
+    }
+
+    pub fn error(&self) -> Option<&BucketError> {
+        match &self.state {
+            BucketState::Readable(_) => None,
+            BucketState::Error(error) => Some(error),
+        }
+    }
+}
+
+/// Account-level block public access, as far as the agent could read it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AccountBlockPublicAccess {
+    Configured(BlockPublicAccess),
+    NotConfigured,
+    Unknown(String),
+}
+
+impl AccountBlockPublicAccess {
+    /// The settings S3 applies, or `None` when they could not be read.
+    pub fn effective(&self) -> Option<BlockPublicAccess> {
+        match self {
+            Self::Configured(bpa) => Some(*bpa),
+            Self::NotConfigured => Some(BlockPublicAccess::default()),
+            Self::Unknown(_) => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountSettings {
+    pub account_id: String,
+    pub read_at: UnixMillis,
+    pub block_public_access: AccountBlockPublicAccess,
+}
+
+/// A 12-digit AWS account ID.
+pub fn is_account_id(text: &str) -> bool {
+    text.len() == 12 && text.bytes().all(|b| b.is_ascii_digit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_key_round_trips_and_sorts_by_scope() {
+        let a = BucketKey::new("111111111111", "eu-west-1", "zeta");
+        let b = BucketKey::new("111111111111", "us-east-1", "alpha");
+        assert_eq!(BucketKey::decode(&a.encode()), Some(a.clone()));
+        assert!(a.encode() < b.encode());
+        assert!(a.encode().starts_with(&BucketKey::scope_prefix("111111111111", "eu-west-1")));
+    }
+
+    #[test]
+    fn block_public_access_combines_most_restrictive() {
+        let account = BlockPublicAccess { ignore_public_acls: true, ..Default::default() };
+        let bucket = BlockPublicAccess { restrict_public_buckets: true, ..Default::default() };
+        let both = account.combine(bucket);
+        assert!(both.ignore_public_acls && both.restrict_public_buckets);
+        assert!(!both.block_public_acls && !both.block_public_policy);
+    }
+}

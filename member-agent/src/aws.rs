@@ -1,0 +1,154 @@
+//! AWS clients (S3 per Region, S3 Control, STS) built from the default credential chain, and
+//! the one place where SDK errors are classified: "not configured", "access denied",
+//! "no such bucket", "throttled" and "transient" are kept apart.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_smithy_types::endpoint::Endpoint;
+
+/// Error codes that mean "this configuration is absent", not a failure.
+const NOT_CONFIGURED: &[&str] = &[
+    "NoSuchBucketPolicy",
+    "NoSuchTagSet",
+    "NoSuchTagSetError",
+    "ServerSideEncryptionConfigurationNotFoundError",
+    "NoSuchPublicAccessBlockConfiguration",
+    "ReplicationConfigurationNotFoundError",
+    "OwnershipControlsNotFoundError",
+];
+
+const ACCESS_DENIED: &[&str] = &["AccessDenied", "AccessDeniedException", "AllAccessDisabled"];
+
+const THROTTLED: &[&str] =
+    &["SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException", "RequestThrottled"];
+
+/// What went wrong with one AWS call, in the terms collection cares about.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    #[error("not configured")]
+    NotConfigured,
+    #[error("access denied: {0}")]
+    AccessDenied(String),
+    #[error("the bucket no longer exists")]
+    NoSuchBucket,
+    #[error("throttled after retries: {0}")]
+    Throttled(String),
+    #[error("{0}")]
+    Transient(String),
+}
+
+/// Classifies an SDK error by its service error code.
+pub fn classify<E, R>(error: SdkError<E, R>) -> CallError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let code = error.code().map(str::to_owned);
+    let message = error.message().map(str::to_owned).unwrap_or_default();
+    let describe = |code: &str| if message.is_empty() { code.to_owned() } else { format!("{code}: {message}") };
+    match code.as_deref() {
+        Some(c) if NOT_CONFIGURED.contains(&c) => CallError::NotConfigured,
+        Some(c) if ACCESS_DENIED.contains(&c) => CallError::AccessDenied(describe(c)),
+        Some("NoSuchBucket") => CallError::NoSuchBucket,
+        Some(c) if THROTTLED.contains(&c) => CallError::Throttled(describe(c)),
+        Some(c) => CallError::Transient(describe(c)),
+        None => CallError::Transient(aws_smithy_types::error::display::DisplayErrorContext(&error).to_string()),
+    }
+}
+
+/// Maps "not configured" to `None`.
+pub fn optional<T>(result: Result<T, CallError>) -> Result<Option<T>, CallError> {
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(CallError::NotConfigured) => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
+/// Resolves every S3 Control request to one fixed URL. S3 Control's endpoint rules put the
+/// account ID in front of the host, which an S3-compatible server on a plain address (a
+/// test server on 127.0.0.1) cannot answer; with `--endpoint-url` we send requests there.
+#[derive(Debug)]
+struct StaticEndpoint(String);
+
+impl aws_sdk_s3control::config::endpoint::ResolveEndpoint for StaticEndpoint {
+    fn resolve_endpoint<'a>(
+        &'a self,
+        _params: &'a aws_sdk_s3control::config::endpoint::Params,
+    ) -> aws_sdk_s3control::config::endpoint::EndpointFuture<'a> {
+        aws_sdk_s3control::config::endpoint::EndpointFuture::ready(Ok(Endpoint::builder().url(self.0.clone()).build()))
+    }
+}
+
+/// The clients of one agent: one S3 client per Region, created on first use.
+#[derive(Debug)]
+pub struct Clients {
+    base: SdkConfig,
+    endpoint_url: Option<String>,
+    s3: Mutex<HashMap<String, aws_sdk_s3::Client>>,
+    pub sts: aws_sdk_sts::Client,
+    pub s3control: aws_sdk_s3control::Client,
+}
+
+impl Clients {
+    pub async fn new(home_region: &str, endpoint_url: Option<String>, max_attempts: u32) -> Self {
+        let base = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(home_region.to_owned()))
+            .retry_config(RetryConfig::standard().with_max_attempts(max_attempts).with_initial_backoff(Duration::from_millis(200)))
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(10))
+                    .operation_attempt_timeout(Duration::from_secs(60))
+                    .build(),
+            )
+            .load()
+            .await;
+        let mut sts = aws_sdk_sts::config::Builder::from(&base);
+        let mut s3control = aws_sdk_s3control::config::Builder::from(&base);
+        if let Some(url) = &endpoint_url {
+            sts = sts.endpoint_url(url);
+            s3control = s3control.endpoint_resolver(StaticEndpoint(url.clone()));
+        }
+        Self {
+            sts: aws_sdk_sts::Client::from_conf(sts.build()),
+            s3control: aws_sdk_s3control::Client::from_conf(s3control.build()),
+            base,
+            endpoint_url,
+            s3: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The S3 client for `region` (requests for a bucket go to its own Region).
+    pub fn s3(&self, region: &str) -> aws_sdk_s3::Client {
+        let mut clients = self.s3.lock().expect("client map lock");
+        clients
+            .entry(region.to_owned())
+            .or_insert_with(|| {
+                let mut config = aws_sdk_s3::config::Builder::from(&self.base).region(Region::new(region.to_owned()));
+                if let Some(url) = &self.endpoint_url {
+                    // S3-compatible servers on a plain address cannot serve virtual-hosted names.
+                    config = config.endpoint_url(url).force_path_style(true);
+                }
+                aws_sdk_s3::Client::from_conf(config.build())
+            })
+            .clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn optional_keeps_failures_and_drops_absence() {
+        assert_eq!(optional::<u8>(Err(CallError::NotConfigured)), Ok(None));
+        assert_eq!(optional(Ok(1)), Ok(Some(1)));
+        assert!(optional::<u8>(Err(CallError::AccessDenied("x".into()))).is_err());
+    }
+}

@@ -1,0 +1,219 @@
+//! Reads one bucket's configuration from S3: every call the facts need, concurrently, and no
+//! more. Any AccessDenied makes an error bucket naming the denied calls; a bucket deleted in
+//! the meantime is skipped; other failures leave the stored facts in place.
+
+use aws_sdk_s3::types as s3;
+use aws_sdk_s3::Client;
+
+use estate_common::model::{
+    Acl, AclGrant, AclPermission, BlockPublicAccess, BucketConfig, BucketError, BucketErrorCode, BucketFacts, BucketKey,
+    BucketState, DefaultEncryption, Grantee, ObjectOwnership, Replication, ReplicationRule, Tag, UnixMillis,
+};
+
+use crate::aws::{classify, optional, CallError};
+
+/// The outcome of reading one bucket.
+#[derive(Debug)]
+pub enum Collected {
+    Facts(BucketFacts),
+    /// The bucket was deleted while we read it.
+    Gone,
+    /// Could not be read this time (throttling, network): keep what is stored.
+    Failed(String),
+}
+
+type Call<T> = Result<Option<T>, CallError>;
+
+pub async fn collect_bucket(client: &Client, key: BucketKey, created_at: UnixMillis, read_at: UnixMillis) -> Collected {
+    let bucket = key.bucket_name.as_str();
+    let (tags, versioning, encryption, bpa, acl, ownership, policy, replication) = tokio::join!(
+        tags(client, bucket),
+        versioning(client, bucket),
+        encryption(client, bucket),
+        block_public_access(client, bucket),
+        acl(client, bucket),
+        ownership(client, bucket),
+        policy(client, bucket),
+        replication(client, bucket),
+    );
+    let policy_status = match &policy {
+        Ok(Some(_)) => policy_status(client, bucket).await,
+        _ => Ok(None),
+    };
+
+    let mut denied = Vec::new();
+    let mut gone = false;
+    let mut failures = Vec::new();
+    let mut check = |name: &str, error: Option<&CallError>| match error {
+        Some(CallError::AccessDenied(detail)) => denied.push(format!("`{name}` ({detail})")),
+        Some(CallError::NoSuchBucket) => gone = true,
+        Some(other) => failures.push(format!("`{name}`: {other}")),
+        None => {}
+    };
+    check("s3:GetBucketTagging", tags.as_ref().err());
+    check("s3:GetBucketVersioning", versioning.as_ref().err());
+    check("s3:GetEncryptionConfiguration", encryption.as_ref().err());
+    check("s3:GetBucketPublicAccessBlock", bpa.as_ref().err());
+    check("s3:GetBucketAcl", acl.as_ref().err());
+    check("s3:GetBucketOwnershipControls", ownership.as_ref().err());
+    check("s3:GetBucketPolicy", policy.as_ref().err());
+    check("s3:GetReplicationConfiguration", replication.as_ref().err());
+    check("s3:GetBucketPolicyStatus", policy_status.as_ref().err());
+
+    if gone {
+        return Collected::Gone;
+    }
+    if !denied.is_empty() {
+        return Collected::Facts(BucketFacts {
+            key,
+            created_at,
+            read_at,
+            state: BucketState::Error(BucketError {
+                code: BucketErrorCode::AccessDenied,
+                message: format!("access denied to {}", denied.join(", ")),
+            }),
+        });
+    }
+    if !failures.is_empty() {
+        return Collected::Failed(failures.join("; "));
+    }
+    let config = BucketConfig {
+        tags: tags.ok().flatten().unwrap_or_default(),
+        versioning: versioning.ok().flatten().unwrap_or(false),
+        default_encryption: encryption.ok().flatten(),
+        block_public_access: bpa.ok().flatten(),
+        acl: acl.ok().flatten(),
+        object_ownership: ownership.ok().flatten(),
+        policy: policy.ok().flatten(),
+        policy_status_public: policy_status.ok().flatten(),
+        replication: replication.ok().flatten(),
+    };
+    Collected::Facts(BucketFacts { key, created_at, read_at, state: BucketState::Readable(Box::new(config)) })
+}
+
+async fn tags(client: &Client, bucket: &str) -> Call<Vec<Tag>> {
+    let out = optional(client.get_bucket_tagging().bucket(bucket).send().await.map_err(classify))?;
+    Ok(out.map(|o| o.tag_set().iter().map(|t| Tag { key: t.key().to_owned(), value: t.value().to_owned() }).collect()))
+}
+
+async fn versioning(client: &Client, bucket: &str) -> Call<bool> {
+    let out = optional(client.get_bucket_versioning().bucket(bucket).send().await.map_err(classify))?;
+    Ok(out.map(|o| o.status() == Some(&s3::BucketVersioningStatus::Enabled)))
+}
+
+async fn encryption(client: &Client, bucket: &str) -> Call<DefaultEncryption> {
+    let out = optional(client.get_bucket_encryption().bucket(bucket).send().await.map_err(classify))?;
+    Ok(out.and_then(|o| {
+        let rule = o.server_side_encryption_configuration()?.rules().first()?;
+        let default = rule.apply_server_side_encryption_by_default()?;
+        Some(DefaultEncryption {
+            algorithm: default.sse_algorithm().as_str().to_owned(),
+            kms_master_key_id: default.kms_master_key_id().map(str::to_owned),
+        })
+    }))
+}
+
+async fn block_public_access(client: &Client, bucket: &str) -> Call<BlockPublicAccess> {
+    let out = optional(client.get_public_access_block().bucket(bucket).send().await.map_err(classify))?;
+    Ok(out.and_then(|o| o.public_access_block_configuration().map(bpa_from_s3)))
+}
+
+fn bpa_from_s3(c: &s3::PublicAccessBlockConfiguration) -> BlockPublicAccess {
+    BlockPublicAccess {
+        block_public_acls: c.block_public_acls().unwrap_or(false),
+        ignore_public_acls: c.ignore_public_acls().unwrap_or(false),
+        block_public_policy: c.block_public_policy().unwrap_or(false),
+        restrict_public_buckets: c.restrict_public_buckets().unwrap_or(false),
+    }
+}
+
+async fn acl(client: &Client, bucket: &str) -> Call<Acl> {
+    let out = optional(client.get_bucket_acl().bucket(bucket).send().await.map_err(classify))?;
+    Ok(out.map(|o| Acl {
+        owner_canonical_id: o.owner().and_then(|owner| owner.id()).unwrap_or_default().to_owned(),
+        grants: o.grants().iter().filter_map(grant_from_s3).collect(),
+    }))
+}
+
+fn grant_from_s3(grant: &s3::Grant) -> Option<AclGrant> {
+    let grantee = grant.grantee()?;
+    let grantee = match grantee.r#type() {
+        s3::Type::CanonicalUser => Grantee::CanonicalUser(grantee.id()?.to_owned()),
+        s3::Type::Group => Grantee::Group(grantee.uri()?.to_owned()),
+        s3::Type::AmazonCustomerByEmail => Grantee::Email(grantee.email_address()?.to_owned()),
+        _ => return None,
+    };
+    let permission = match grant.permission()? {
+        s3::Permission::Read => AclPermission::Read,
+        s3::Permission::Write => AclPermission::Write,
+        s3::Permission::ReadAcp => AclPermission::ReadAcp,
+        s3::Permission::WriteAcp => AclPermission::WriteAcp,
+        s3::Permission::FullControl => AclPermission::FullControl,
+        _ => return None,
+    };
+    Some(AclGrant { grantee, permission })
+}
+
+async fn ownership(client: &Client, bucket: &str) -> Call<ObjectOwnership> {
+    let out = optional(client.get_bucket_ownership_controls().bucket(bucket).send().await.map_err(classify))?;
+    Ok(out.and_then(|o| {
+        let rule = o.ownership_controls()?.rules().first()?;
+        match rule.object_ownership() {
+            s3::ObjectOwnership::BucketOwnerEnforced => Some(ObjectOwnership::BucketOwnerEnforced),
+            s3::ObjectOwnership::BucketOwnerPreferred => Some(ObjectOwnership::BucketOwnerPreferred),
+            s3::ObjectOwnership::ObjectWriter => Some(ObjectOwnership::ObjectWriter),
+            _ => None,
+        }
+    }))
+}
+
+async fn policy(client: &Client, bucket: &str) -> Call<String> {
+    let out = optional(client.get_bucket_policy().bucket(bucket).send().await.map_err(classify))?;
+    Ok(out.and_then(|o| o.policy().map(str::to_owned)))
+}
+
+async fn policy_status(client: &Client, bucket: &str) -> Call<bool> {
+    let out = optional(client.get_bucket_policy_status().bucket(bucket).send().await.map_err(classify))?;
+    Ok(out.and_then(|o| o.policy_status().and_then(|s| s.is_public())))
+}
+
+async fn replication(client: &Client, bucket: &str) -> Call<Replication> {
+    let out = optional(client.get_bucket_replication().bucket(bucket).send().await.map_err(classify))?;
+    Ok(out.and_then(|o| {
+        let config = o.replication_configuration()?;
+        Some(Replication {
+            role: config.role().to_owned(),
+            rules: config
+                .rules()
+                .iter()
+                .map(|rule| ReplicationRule {
+                    id: rule.id().unwrap_or_default().to_owned(),
+                    enabled: rule.status() == &s3::ReplicationRuleStatus::Enabled,
+                    destination_bucket_arn: rule.destination().map(|d| d.bucket().to_owned()).unwrap_or_default(),
+                    destination_account: rule.destination().and_then(|d| d.account()).map(str::to_owned),
+                })
+                .collect(),
+        })
+    }))
+}
+
+/// Account-level block public access through S3 Control.
+pub async fn account_block_public_access(
+    client: &aws_sdk_s3control::Client,
+    account_id: &str,
+) -> estate_common::model::AccountBlockPublicAccess {
+    use estate_common::model::AccountBlockPublicAccess as A;
+    match client.get_public_access_block().account_id(account_id).send().await.map_err(classify) {
+        Ok(out) => match out.public_access_block_configuration() {
+            Some(c) => A::Configured(BlockPublicAccess {
+                block_public_acls: c.block_public_acls().unwrap_or(false),
+                ignore_public_acls: c.ignore_public_acls().unwrap_or(false),
+                block_public_policy: c.block_public_policy().unwrap_or(false),
+                restrict_public_buckets: c.restrict_public_buckets().unwrap_or(false),
+            }),
+            None => A::NotConfigured,
+        },
+        Err(CallError::NotConfigured) => A::NotConfigured,
+        Err(error) => A::Unknown(format!("`s3:GetAccountPublicAccessBlock` failed: {error}")),
+    }
+}

@@ -1,0 +1,89 @@
+//! The stream to the administrator: connect, say hello, send the outbox, take
+//! acknowledgements and refresh requests; on any failure reconnect with jittered exponential
+//! backoff and resend everything not yet acknowledged.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::metadata::MetadataValue;
+use tonic::transport::Endpoint;
+
+use estate_common::pb::{agent_service_client::AgentServiceClient, report_request::Body, report_response, Hello, ReportRequest};
+
+use crate::outbox::Outbox;
+
+#[derive(Debug, Clone)]
+pub struct ConnectionOptions {
+    pub admin_url: String,
+    pub token: Option<String>,
+    pub hello: Hello,
+}
+
+/// Runs forever: keeps one stream to the administrator open.
+pub async fn run(options: ConnectionOptions, outbox: Arc<Outbox>, refresh_requests: mpsc::Sender<Vec<String>>) {
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        match session(&options, &outbox, &refresh_requests).await {
+            Ok(()) => {
+                tracing::warn!("the administrator closed the stream; reconnecting");
+                backoff = Duration::from_millis(250);
+            }
+            Err(error) => tracing::warn!(%error, retry_in = ?backoff, "stream to the administrator failed"),
+        }
+        let jitter = rand::thread_rng().gen_range(0.5..1.5);
+        tokio::time::sleep(backoff.mul_f64(jitter)).await;
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
+
+async fn session(options: &ConnectionOptions, outbox: &Arc<Outbox>, refresh_requests: &mpsc::Sender<Vec<String>>) -> anyhow::Result<()> {
+    let channel = Endpoint::from_shared(options.admin_url.clone())?
+        .connect_timeout(Duration::from_secs(10))
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_while_idle(true)
+        .connect()
+        .await?;
+    let mut client = AgentServiceClient::new(channel).max_decoding_message_size(16 * 1024 * 1024);
+    let (tx, rx) = mpsc::channel::<ReportRequest>(256);
+    tx.send(ReportRequest { seq: 0, body: Some(Body::Hello(options.hello.clone())) }).await?;
+    let mut request = tonic::Request::new(ReceiverStream::new(rx));
+    if let Some(token) = &options.token {
+        let value: MetadataValue<_> = format!("Bearer {token}").parse()?;
+        request.metadata_mut().insert("authorization", value);
+    }
+    let sender = {
+        let outbox = Arc::clone(outbox);
+        tokio::spawn(async move {
+            let mut sent = 0;
+            loop {
+                for message in outbox.after(sent).await {
+                    sent = message.seq;
+                    if tx.send(message).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        })
+    };
+    let result = async {
+        let mut inbound = client.report(request).await?.into_inner();
+        tracing::info!(admin = %options.admin_url, unacked = outbox.unacked(), "connected to the administrator");
+        while let Some(message) = inbound.message().await? {
+            match message.body {
+                Some(report_response::Body::Ack(ack)) => outbox.ack(ack.seq),
+                Some(report_response::Body::Refresh(refresh)) => {
+                    tracing::info!(regions = ?refresh.regions, "the administrator asked for a refresh");
+                    let _ = refresh_requests.try_send(refresh.regions);
+                }
+                None => {}
+            }
+        }
+        Ok(())
+    }
+    .await;
+    sender.abort();
+    result
+}

@@ -1,0 +1,130 @@
+//! The member agent: reads S3 bucket metadata in its account and Regions and streams it to
+//! the administrator, at start-up, on a daily cycle and whenever the administrator asks.
+
+pub mod aws;
+pub mod collect;
+pub mod connection;
+pub mod outbox;
+pub mod refresh;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use estate_common::pb::Hello;
+
+use crate::aws::{classify, Clients};
+use crate::connection::ConnectionOptions;
+use crate::outbox::Outbox;
+use crate::refresh::Refresher;
+
+#[derive(Debug, Clone)]
+pub struct AgentOptions {
+    pub admin_url: String,
+    pub token: Option<String>,
+    pub regions: Vec<String>,
+    pub endpoint_url: Option<String>,
+    pub concurrency: usize,
+    pub refresh_interval: Duration,
+    pub outbox_capacity: usize,
+    pub max_attempts: u32,
+}
+
+/// Parses `90`, `90s`, `15m`, `24h` or `1d`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
+    let value: u64 = number.parse().map_err(|_| format!("`{text}` is not a duration like 90s, 15m, 24h or 1d"))?;
+    let seconds = match unit {
+        "" | "s" => value,
+        "m" => value * 60,
+        "h" => value * 3600,
+        "d" => value * 86_400,
+        _ => return Err(format!("unknown unit `{unit}` in `{text}` (use s, m, h or d)")),
+    };
+    if seconds == 0 {
+        return Err("the interval must be positive".to_owned());
+    }
+    Ok(Duration::from_secs(seconds))
+}
+
+/// Runs the agent until the process is stopped.
+pub async fn run(options: AgentOptions) -> anyhow::Result<()> {
+    if options.regions.is_empty() {
+        bail!("give at least one Region with `--regions`");
+    }
+    if options.token.is_none() {
+        tracing::warn!("no `--token`: only an administrator in `--insecure-dev` mode will accept this agent");
+    }
+    let home = options.regions[0].clone();
+    let clients = Arc::new(Clients::new(&home, options.endpoint_url.clone(), options.max_attempts).await);
+    let identity = clients.sts.get_caller_identity().send().await.map_err(classify).context("STS GetCallerIdentity")?;
+    let account_id = identity.account().context("GetCallerIdentity returned no account")?.to_owned();
+    let owner = clients
+        .s3(&home)
+        .list_buckets()
+        .max_buckets(1)
+        .send()
+        .await
+        .map_err(classify)
+        .context("`s3:ListAllMyBuckets` (for the canonical user ID)")?;
+    let canonical_user_id = owner.owner().and_then(|o| o.id()).unwrap_or_default().to_owned();
+    tracing::info!(account = %account_id, regions = ?options.regions, "agent starting");
+
+    let outbox = Arc::new(Outbox::new(options.outbox_capacity));
+    let (refresh_tx, mut refresh_rx) = mpsc::channel::<Vec<String>>(16);
+    let hello = Hello {
+        account_id: account_id.clone(),
+        regions: options.regions.clone(),
+        canonical_user_id,
+        agent_version: estate_common::VERSION.to_owned(),
+    };
+    tokio::spawn(connection::run(
+        ConnectionOptions { admin_url: options.admin_url.clone(), token: options.token.clone(), hello },
+        Arc::clone(&outbox),
+        refresh_tx,
+    ));
+
+    let refresher = Refresher::new(clients, outbox, account_id, options.regions.clone(), options.concurrency);
+    let mut next_full = Instant::now();
+    loop {
+        let requested = tokio::select! {
+            _ = tokio::time::sleep_until(next_full) => Vec::new(),
+            Some(regions) = refresh_rx.recv() => regions,
+        };
+        let full = requested.is_empty();
+        match refresher.refresh(&requested).await {
+            Ok(()) if full => next_full = Instant::now() + options.refresh_interval,
+            Ok(()) => {}
+            Err(error) => {
+                tracing::error!(error = %format!("{error:#}"), "refresh failed; retrying in a minute");
+                next_full = next_full.min(Instant::now() + Duration::from_secs(60));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert!(parse_duration("1w").is_err());
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("h").is_err());
+    }
+
+    #[test]
+    fn location_constraints() {
+        assert_eq!(refresh::location_to_region(None), "us-east-1");
+        assert_eq!(refresh::location_to_region(Some("")), "us-east-1");
+        assert_eq!(refresh::location_to_region(Some("EU")), "eu-west-1");
+        assert_eq!(refresh::location_to_region(Some("ap-south-1")), "ap-south-1");
+    }
+}

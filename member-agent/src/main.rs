@@ -1,0 +1,82 @@
+//! `estate-agent`: the member agent.
+
+use clap::{Parser, Subcommand};
+
+use estate_member_agent::{parse_duration, run, AgentOptions};
+
+#[derive(Debug, Parser)]
+#[command(name = "estate-agent", version, about = "Estate's member agent: streams S3 bucket metadata to the administrator")]
+struct Cli {
+    #[arg(long, env = "ESTATE_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"], global = true)]
+    log_format: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Collect and stream until stopped.
+    Run {
+        /// The administrator's gRPC URL.
+        #[arg(long, env = "ESTATE_ADMIN")]
+        admin: String,
+        /// This agent's token (from the administrator's config).
+        #[arg(long, env = "ESTATE_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Regions to inventory, comma-separated; the first is where global calls go.
+        #[arg(long, env = "ESTATE_REGIONS", value_delimiter = ',', required = true)]
+        regions: Vec<String>,
+        /// An S3-compatible endpoint instead of AWS (S3, S3 Control and STS).
+        #[arg(long, env = "ESTATE_ENDPOINT_URL")]
+        endpoint_url: Option<String>,
+        /// Buckets read at once per Region.
+        #[arg(long, env = "ESTATE_CONCURRENCY", default_value_t = 16)]
+        concurrency: usize,
+        /// Interval of the full refresh cycle (s, m, h or d).
+        #[arg(long, env = "ESTATE_REFRESH_INTERVAL", default_value = "24h", value_parser = parse_duration)]
+        refresh_interval: std::time::Duration,
+        /// Messages kept until acknowledged; collection pauses when full.
+        #[arg(long, env = "ESTATE_OUTBOX_CAPACITY", default_value_t = 4096)]
+        outbox_capacity: usize,
+        /// Attempts per AWS call (throttling and transient errors are retried with backoff).
+        #[arg(long, env = "ESTATE_AWS_MAX_ATTEMPTS", default_value_t = 8)]
+        aws_max_attempts: u32,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if cli.log_format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+    match cli.command {
+        Command::Run {
+            admin,
+            token,
+            regions,
+            endpoint_url,
+            concurrency,
+            refresh_interval,
+            outbox_capacity,
+            aws_max_attempts,
+        } => {
+            run(AgentOptions {
+                admin_url: admin,
+                token,
+                regions,
+                endpoint_url,
+                concurrency: concurrency.max(1),
+                refresh_interval,
+                outbox_capacity: outbox_capacity.max(16),
+                max_attempts: aws_max_attempts.max(1),
+            })
+            .await
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! The agent's outbox: every message gets a sequence number and stays here until the
+//! administrator acknowledges it as durable, so a reconnect resends exactly what may have
+//! been lost. The outbox is bounded: collection waits when it is full, which keeps the
+//! agent's memory flat however large the account.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use tokio::sync::{Notify, Semaphore};
+
+use estate_common::pb::{report_request::Body, ReportRequest};
+
+#[derive(Debug)]
+pub struct Outbox {
+    state: Mutex<State>,
+    space: Semaphore,
+    added: Notify,
+}
+
+#[derive(Debug)]
+struct State {
+    next_seq: u64,
+    unacked: VecDeque<ReportRequest>,
+}
+
+impl Outbox {
+    pub fn new(capacity: usize) -> Self {
+        Self { state: Mutex::new(State { next_seq: 1, unacked: VecDeque::new() }), space: Semaphore::new(capacity), added: Notify::new() }
+    }
+
+    /// Queues a message, waiting while the outbox is full.
+    pub async fn push(&self, body: Body) {
+        self.space.acquire().await.expect("the outbox semaphore is never closed").forget();
+        let mut state = self.state.lock().expect("outbox lock");
+        let seq = state.next_seq;
+        state.next_seq += 1;
+        state.unacked.push_back(ReportRequest { seq, body: Some(body) });
+        drop(state);
+        self.added.notify_one();
+    }
+
+    /// Drops every message up to and including `seq`.
+    pub fn ack(&self, seq: u64) {
+        let mut state = self.state.lock().expect("outbox lock");
+        let mut freed = 0;
+        while state.unacked.front().is_some_and(|m| m.seq <= seq) {
+            state.unacked.pop_front();
+            freed += 1;
+        }
+        drop(state);
+        self.space.add_permits(freed);
+    }
+
+    /// Messages after `seq`, in order; waits until there is at least one.
+    pub async fn after(&self, seq: u64) -> Vec<ReportRequest> {
+        loop {
+            let added = self.added.notified();
+            {
+                let state = self.state.lock().expect("outbox lock");
+                let pending: Vec<_> = state.unacked.iter().filter(|m| m.seq > seq).take(256).cloned().collect();
+                if !pending.is_empty() {
+                    return pending;
+                }
+            }
+            added.await;
+        }
+    }
+
+    pub fn unacked(&self) -> usize {
+        self.state.lock().expect("outbox lock").unacked.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use estate_common::pb::BucketDeleted;
+
+    fn body(name: &str) -> Body {
+        Body::Deleted(BucketDeleted { region: "r".into(), bucket_name: name.into() })
+    }
+
+    #[tokio::test]
+    async fn resends_everything_unacknowledged_in_order() {
+        let outbox = Outbox::new(8);
+        for name in ["a", "b", "c"] {
+            outbox.push(body(name)).await;
+        }
+        let first: Vec<u64> = outbox.after(0).await.iter().map(|m| m.seq).collect();
+        assert_eq!(first, vec![1, 2, 3]);
+        outbox.ack(2);
+        // After a reconnect the sender starts again from 0 and gets only what is unacked.
+        let again: Vec<u64> = outbox.after(0).await.iter().map(|m| m.seq).collect();
+        assert_eq!(again, vec![3]);
+        assert_eq!(outbox.unacked(), 1);
+    }
+
+    #[tokio::test]
+    async fn push_waits_while_full() {
+        let outbox = std::sync::Arc::new(Outbox::new(1));
+        outbox.push(body("a")).await;
+        let pusher = {
+            let outbox = outbox.clone();
+            tokio::spawn(async move { outbox.push(body("b")).await })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!pusher.is_finished());
+        outbox.ack(1);
+        pusher.await.unwrap();
+        assert_eq!(outbox.unacked(), 1);
+    }
+}

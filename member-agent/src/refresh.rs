@@ -1,0 +1,202 @@
+//! A refresh: read the account-level settings, list every bucket once (paginated), place each
+//! in its Region, then for each requested Region (a scope) read every bucket with bounded
+//! concurrency and stream the results, closing with a "scope complete" marker.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use futures::stream::{self, StreamExt};
+
+use estate_common::model::{AccountSettings, BucketKey, UnixMillis};
+use estate_common::pb::{self, report_request::Body};
+
+use crate::aws::{classify, CallError, Clients};
+use crate::collect::{account_block_public_access, collect_bucket, Collected};
+use crate::outbox::Outbox;
+
+pub fn now_ms() -> UnixMillis {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub name: String,
+    pub created_at: UnixMillis,
+    pub region: String,
+}
+
+/// What ListBuckets says about the account: its canonical ID and every bucket with its Region.
+#[derive(Debug, Clone, Default)]
+pub struct Listing {
+    pub owner_canonical_id: String,
+    pub buckets: Vec<Listed>,
+}
+
+/// GetBucketLocation's answer as a Region: empty means us-east-1, `EU` means eu-west-1.
+pub fn location_to_region(location: Option<&str>) -> String {
+    match location {
+        None | Some("") => "us-east-1".to_owned(),
+        Some("EU") => "eu-west-1".to_owned(),
+        Some(other) => other.to_owned(),
+    }
+}
+
+/// Lists every general purpose bucket of the account. BucketRegion is used when present;
+/// GetBucketLocation only when it is missing.
+pub async fn list_buckets(clients: &Clients, home_region: &str, concurrency: usize) -> Result<Listing, CallError> {
+    let client = clients.s3(home_region);
+    let mut listing = Listing::default();
+    let mut without_region = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = client.list_buckets().max_buckets(1000).set_continuation_token(token.take()).send().await.map_err(classify)?;
+        if let Some(id) = page.owner().and_then(|o| o.id()) {
+            listing.owner_canonical_id = id.to_owned();
+        }
+        for bucket in page.buckets() {
+            let Some(name) = bucket.name() else { continue };
+            let created_at = bucket.creation_date().map_or(0, |d| d.to_millis().unwrap_or(0));
+            match bucket.bucket_region() {
+                Some(region) if !region.is_empty() => {
+                    listing.buckets.push(Listed { name: name.to_owned(), created_at, region: region.to_owned() })
+                }
+                _ => without_region.push((name.to_owned(), created_at)),
+            }
+        }
+        match page.continuation_token() {
+            Some(next) if !next.is_empty() => token = Some(next.to_owned()),
+            _ => break,
+        }
+    }
+    let located: Vec<_> = stream::iter(without_region)
+        .map(|(name, created_at)| {
+            let client = client.clone();
+            async move {
+                let out = client.get_bucket_location().bucket(&name).send().await.map_err(classify);
+                (name, created_at, out)
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    for (name, created_at, out) in located {
+        match out {
+            Ok(out) => {
+                let region = location_to_region(out.location_constraint().map(|c| c.as_str()));
+                listing.buckets.push(Listed { name, created_at, region });
+            }
+            Err(CallError::NoSuchBucket) => {}
+            Err(error) => tracing::warn!(bucket = %name, %error, "cannot locate bucket; skipped until the next refresh"),
+        }
+    }
+    Ok(listing)
+}
+
+/// Everything one refresh needs.
+#[derive(Debug)]
+pub struct Refresher {
+    pub clients: Arc<Clients>,
+    pub outbox: Arc<Outbox>,
+    pub account_id: String,
+    pub home_region: String,
+    pub regions: Vec<String>,
+    pub concurrency: usize,
+    last_generation: std::sync::Mutex<u64>,
+}
+
+impl Refresher {
+    pub fn new(clients: Arc<Clients>, outbox: Arc<Outbox>, account_id: String, regions: Vec<String>, concurrency: usize) -> Self {
+        Self {
+            home_region: regions[0].clone(),
+            clients,
+            outbox,
+            account_id,
+            regions,
+            concurrency,
+            last_generation: std::sync::Mutex::new(0),
+        }
+    }
+
+    /// A strictly increasing generation number (milliseconds, bumped on collisions).
+    fn next_generation(&self) -> u64 {
+        let mut last = self.last_generation.lock().expect("generation lock");
+        *last = (*last + 1).max(now_ms() as u64);
+        *last
+    }
+
+    /// Refreshes `regions` (all the agent's Regions when empty).
+    pub async fn refresh(&self, regions: &[String]) -> anyhow::Result<()> {
+        let regions: Vec<&String> = if regions.is_empty() {
+            self.regions.iter().collect()
+        } else {
+            self.regions.iter().filter(|r| regions.contains(r)).collect()
+        };
+        let started = now_ms();
+        let settings = AccountSettings {
+            account_id: self.account_id.clone(),
+            read_at: started,
+            block_public_access: account_block_public_access(&self.clients.s3control, &self.account_id).await,
+        };
+        self.outbox.push(Body::AccountSettings((&settings).into())).await;
+
+        let listing = list_buckets(&self.clients, &self.home_region, self.concurrency)
+            .await
+            .map_err(|e| anyhow::anyhow!("`s3:ListAllMyBuckets` failed: {e}"))?;
+        let mut by_region: BTreeMap<&str, Vec<&Listed>> = BTreeMap::new();
+        for bucket in &listing.buckets {
+            by_region.entry(bucket.region.as_str()).or_default().push(bucket);
+        }
+        for region in regions {
+            let buckets = by_region.remove(region.as_str()).unwrap_or_default();
+            self.refresh_scope(region, &buckets, started).await;
+        }
+        Ok(())
+    }
+
+    async fn refresh_scope(&self, region: &str, buckets: &[&Listed], started: UnixMillis) {
+        let generation = self.next_generation();
+        let total = buckets.len() as u64;
+        tracing::info!(%region, buckets = total, generation, "refresh started");
+        self.outbox.push(Body::ScopeStarted(pb::ScopeStarted { region: region.to_owned(), generation, bucket_total: total })).await;
+        let client = self.clients.s3(region);
+        let mut results = stream::iter(buckets.iter())
+            .map(|bucket| {
+                let client = client.clone();
+                let key = BucketKey::new(&self.account_id, region, &bucket.name);
+                async move { (bucket.name.as_str(), collect_bucket(&client, key, bucket.created_at, now_ms()).await) }
+            })
+            .buffer_unordered(self.concurrency);
+        let (mut reported, mut failed, mut done) = (0u64, 0u64, 0u64);
+        while let Some((name, collected)) = results.next().await {
+            done += 1;
+            match collected {
+                Collected::Facts(facts) => {
+                    reported += 1;
+                    let snapshot = pb::BucketSnapshot { generation, facts: Some((&facts).into()) };
+                    self.outbox.push(Body::Bucket(snapshot)).await;
+                }
+                Collected::Gone => {}
+                Collected::Failed(reason) => {
+                    failed += 1;
+                    tracing::warn!(%region, bucket = %name, %reason, "cannot read the bucket now; its stored facts are kept");
+                    // Retained explicitly, so that completing the scope does not remove it.
+                    let retained = pb::BucketRetained { region: region.to_owned(), bucket_name: name.to_owned(), generation, reason };
+                    self.outbox.push(Body::Retained(retained)).await;
+                }
+            }
+            if done % 1000 == 0 {
+                tracing::info!(%region, done, total, "refresh progress");
+            }
+        }
+        self.outbox
+            .push(Body::ScopeComplete(pb::ScopeComplete {
+                region: region.to_owned(),
+                generation,
+                read_at_ms: started,
+                bucket_count: reported,
+            }))
+            .await;
+        tracing::info!(%region, reported, failed, generation, "refresh complete");
+    }
+}

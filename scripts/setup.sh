@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Estate machine setup: system libraries for the Rust build and a project-local
+# Python virtualenv holding moto (the local S3/STS/Organizations/... test server).
+# Idempotent; meant to run as root on a fresh Debian 12 machine.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$REPO/.venv"
+MOTO_VERSION="5.2.5"
+
+log() { echo "setup: $*"; }
+
+apt_updated=0
+ensure_deb() {
+    local pkg="$1"
+    if dpkg -s "$pkg" >/dev/null 2>&1; then
+        log "$pkg already installed"
+        return
+    fi
+    if [ "$apt_updated" = 0 ]; then
+        log "apt-get update"
+        apt-get update -q
+        apt_updated=1
+    fi
+    log "installing $pkg"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$pkg"
+}
+
+ensure_deb libz3-dev
+ensure_deb pkg-config
+
+# Pick a Python 3 (the machine's pyenv one if on PATH, else Debian's).
+PY="$(command -v python3 || true)"
+if [ -z "$PY" ]; then
+    ensure_deb python3
+    PY=/usr/bin/python3
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+    log "creating virtualenv $VENV with $PY"
+    if ! "$PY" -m venv "$VENV" 2>/dev/null; then
+        # Debian's python3 needs python3-venv for ensurepip.
+        rm -rf "$VENV"
+        ensure_deb python3-venv
+        "$PY" -m venv "$VENV"
+    fi
+else
+    log "virtualenv $VENV already exists"
+fi
+
+if "$VENV/bin/python" -c "import moto; assert moto.__version__ == \"$MOTO_VERSION\"" >/dev/null 2>&1; then
+    log "moto $MOTO_VERSION already installed in $VENV"
+else
+    log "installing moto[server]==$MOTO_VERSION into $VENV"
+    "$VENV/bin/python" -m pip install --disable-pip-version-check -q "moto[server]==$MOTO_VERSION"
+    "$VENV/bin/python" -c "import moto; assert moto.__version__ == \"$MOTO_VERSION\"; print('setup: moto', moto.__version__, 'ready')"
+fi
+log "done"
