@@ -165,21 +165,35 @@ def apply_patches() -> list[str]:
 
     # 3. ACLs (GetBucketAcl/GetObjectAcl). moto: Owner ID and the owner's
     # default FULL_CONTROL grantee are the constant "75aa57f0...ba06a" for
-    # every account. S3: the bucket owner's canonical ID. Explicit grants to
-    # other IDs are left alone.
-    original_acl_to_dict = S3Response._acl_to_dict
-
+    # every account, and each internal grant is serialized with only its
+    # first grantee and first permission, so the canned ACL
+    # "public-read-write" (AllUsers: READ and WRITE) reads back as READ only.
+    # S3: the bucket owner's canonical ID, and one <Grant> per grantee and
+    # permission. Explicit grants to other IDs are left alone.
     def _acl_to_dict(self, acl):  # type: ignore[no-untyped-def]
-        d = original_acl_to_dict(acl)
         owner = canonical_id(bucket_owner_account(self))
-        d["Owner"]["ID"] = owner
-        for grant in d.get("Grants", []):
-            if grant["Grantee"].get("ID") == s3_models.OWNER:
-                grant["Grantee"]["ID"] = owner
-        return d
+        grants = []
+        for grant in acl.grants:
+            for grantee in grant.grantees:
+                grantee_id = grantee.id or None
+                if grantee_id == s3_models.OWNER:
+                    grantee_id = owner
+                for permission in grant.permissions:
+                    grants.append(
+                        {
+                            "Grantee": {
+                                "Type": grantee.type,
+                                "URI": grantee.uri or None,
+                                "ID": grantee_id,
+                                "DisplayName": grantee.display_name or None,
+                            },
+                            "Permission": permission,
+                        }
+                    )
+        return {"Owner": {"ID": owner, "DisplayName": "webfile"}, "Grants": grants}
 
     S3Response._acl_to_dict = _acl_to_dict  # type: ignore[method-assign]
-    applied.append("s3 GetBucketAcl/GetObjectAcl: per-account owner canonical ID")
+    applied.append("s3 GetBucketAcl/GetObjectAcl: per-account owner canonical ID, one grant per grantee and permission")
     return applied
 
 

@@ -20,8 +20,14 @@ pub enum Role {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Identity {
-    Agent { name: String, account_id: String },
-    Client { name: String, role: Role },
+    Agent {
+        name: String,
+        account_id: String,
+    },
+    Client {
+        name: String,
+        role: Role,
+    },
     /// Loopback development mode: no authentication at all.
     Development,
 }

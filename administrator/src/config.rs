@@ -105,7 +105,11 @@ impl Config {
         }
         for agent in &config.agents {
             if !is_account_id(&agent.account_id) {
-                bail!("agent `{}` has `account_id` `{}`, which is not a 12-digit account ID", agent.name, agent.account_id);
+                bail!(
+                    "agent `{}` has `account_id` `{}`, which is not a 12-digit account ID",
+                    agent.name,
+                    agent.account_id
+                );
             }
         }
         config.identities()?;

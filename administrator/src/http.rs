@@ -62,9 +62,21 @@ async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
     };
     gauge("estate_buckets", "Buckets in the inventory.", stats.bucket_count);
-    gauge("estate_buckets_public", "Buckets whose effective permission is PUBLIC.", stats.bucket_count_by_effective_permission.publicly_accessible);
-    gauge("estate_buckets_shared_external", "Buckets shared outside the organization.", stats.bucket_count_by_shared_access_type.external);
-    gauge("estate_buckets_permission_unknown", "Buckets whose effective permission is UNKNOWN.", stats.bucket_count_by_effective_permission.unknown);
+    gauge(
+        "estate_buckets_public",
+        "Buckets whose effective permission is PUBLIC.",
+        stats.bucket_count_by_effective_permission.publicly_accessible,
+    );
+    gauge(
+        "estate_buckets_shared_external",
+        "Buckets shared outside the organization.",
+        stats.bucket_count_by_shared_access_type.external,
+    );
+    gauge(
+        "estate_buckets_permission_unknown",
+        "Buckets whose effective permission is UNKNOWN.",
+        stats.bucket_count_by_effective_permission.unknown,
+    );
     gauge("estate_agents_connected", "Agent streams open now.", s.connections.values().sum::<usize>() as i64);
     gauge("estate_members", "Member accounts that have reported.", s.members.len() as i64);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
@@ -75,7 +87,11 @@ struct StatisticsParams {
     account_id: Option<String>,
 }
 
-async fn api_statistics(State(state): State<HttpState>, headers: HeaderMap, UrlQuery(p): UrlQuery<StatisticsParams>) -> Response {
+async fn api_statistics(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    UrlQuery(p): UrlQuery<StatisticsParams>,
+) -> Response {
     if let Err(response) = authorize(&state, &headers) {
         return response;
     }
@@ -98,7 +114,11 @@ struct BucketParams {
     next_token: Option<String>,
 }
 
-async fn api_buckets(State(state): State<HttpState>, headers: HeaderMap, UrlQuery(p): UrlQuery<BucketParams>) -> Response {
+async fn api_buckets(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    UrlQuery(p): UrlQuery<BucketParams>,
+) -> Response {
     if let Err(response) = authorize(&state, &headers) {
         return response;
     }
@@ -133,6 +153,7 @@ async fn api_members(State(state): State<HttpState>, headers: HeaderMap) -> Resp
         return response;
     }
     let s = state.store.read();
-    let members: Vec<_> = views::member_accounts(&s, &state.configured_members).iter().map(|a| views::member(&s, a)).collect();
+    let members: Vec<_> =
+        views::member_accounts(&s, &state.configured_members).iter().map(|a| views::member(&s, a)).collect();
     Json(serde_json::json!({ "members": members })).into_response()
 }

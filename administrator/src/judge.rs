@@ -95,13 +95,22 @@ impl Judgement {
 
 /// A block-public-access flag as S3 applies it: set at either level wins; unknown account
 /// settings leave it unknown unless the bucket sets it.
-fn effective_flag(bucket: Option<BlockPublicAccess>, account: Option<BlockPublicAccess>, flag: fn(BlockPublicAccess) -> bool) -> Tri {
+fn effective_flag(
+    bucket: Option<BlockPublicAccess>,
+    account: Option<BlockPublicAccess>,
+    flag: fn(BlockPublicAccess) -> bool,
+) -> Tri {
     let bucket = Tri::from_bool(bucket.is_some_and(flag));
     let account = account.map_or(Tri::Unknown, |a| Tri::from_bool(flag(a)));
     bucket.or(account)
 }
 
-pub fn judge(facts: &BucketFacts, account: Option<&AccountSettings>, org: &OrgView, policy: Option<&PolicyVerdict>) -> Judgement {
+pub fn judge(
+    facts: &BucketFacts,
+    account: Option<&AccountSettings>,
+    org: &OrgView,
+    policy: Option<&PolicyVerdict>,
+) -> Judgement {
     let Some(config) = facts.config() else {
         return Judgement::unknown();
     };
@@ -110,14 +119,16 @@ pub fn judge(facts: &BucketFacts, account: Option<&AccountSettings>, org: &OrgVi
     let restrict_policy = effective_flag(config.block_public_access, account_bpa, |b| b.restrict_public_buckets);
 
     let acl = acl_verdict(config);
-    let (acl_read, acl_write) = acl.map_or((false, false), |a| (a.allows_public_read_access, a.allows_public_write_access));
+    let (acl_read, acl_write) =
+        acl.map_or((false, false), |a| (a.allows_public_read_access, a.allows_public_write_access));
     let undecided = PolicyVerdict::undecided();
     let policy_verdict = match (&config.policy, policy) {
         (None, _) => None,
         (Some(_), Some(verdict)) => Some(verdict),
         (Some(_), None) => Some(&undecided),
     };
-    let (policy_read, policy_write) = policy_verdict.map_or((Tri::False, Tri::False), |p| (p.public_read, p.public_write));
+    let (policy_read, policy_write) =
+        policy_verdict.map_or((Tri::False, Tri::False), |p| (p.public_read, p.public_write));
 
     let readable = policy_read.and(restrict_policy.not()).or(Tri::from_bool(acl_read).and(ignore_acls.not()));
     let writable = policy_write.and(restrict_policy.not()).or(Tri::from_bool(acl_write).and(ignore_acls.not()));
@@ -259,7 +270,11 @@ fn sharing(
 
 fn replication(facts: &BucketFacts, config: &BucketConfig, org: &OrgView) -> Option<ReplicationDetails> {
     let Some(replication) = &config.replication else {
-        return Some(ReplicationDetails { replicated: false, replicated_externally: Some(false), replication_accounts: vec![] });
+        return Some(ReplicationDetails {
+            replicated: false,
+            replicated_externally: Some(false),
+            replication_accounts: vec![],
+        });
     };
     let enabled: Vec<_> = replication.rules.iter().filter(|r| r.enabled).collect();
     let mut accounts = BTreeSet::new();
@@ -342,8 +357,10 @@ pub fn metadata(facts: &BucketFacts, judgement: &Judgement, account: Option<&Acc
         (None, Some(error)) => {
             out.error_code = Some(error.code.as_macie_str().to_owned());
             out.error_message = Some(error.message.clone());
-            out.public_access =
-                Some(BucketPublicAccess { effective_permission: EffectivePermission::Unknown, permission_configuration: None });
+            out.public_access = Some(BucketPublicAccess {
+                effective_permission: EffectivePermission::Unknown,
+                permission_configuration: None,
+            });
         }
         (None, None) => {}
     }
@@ -401,7 +418,8 @@ mod tests {
         assert_eq!(j.shared_access, SharedAccess::External);
 
         let ignore = BlockPublicAccess { ignore_public_acls: true, ..Default::default() };
-        let j = judge(&facts(config.clone()), Some(&account(AccountBlockPublicAccess::Configured(ignore))), &org(), None);
+        let j =
+            judge(&facts(config.clone()), Some(&account(AccountBlockPublicAccess::Configured(ignore))), &org(), None);
         assert_eq!(j.effective_permission, EffectivePermission::NotPublic);
         // The ACL itself still grants public read; only its effect is neutralised.
         assert_eq!(j.acl.unwrap().allows_public_read_access, true);
@@ -429,14 +447,19 @@ mod tests {
     #[test]
     fn a_policy_is_unknown_until_decided_and_no_policy_is_exact() {
         let open = account(AccountBlockPublicAccess::NotConfigured);
-        let j = judge(&facts(BucketConfig { policy: Some("{}".into()), ..Default::default() }), Some(&open), &org(), None);
+        let j =
+            judge(&facts(BucketConfig { policy: Some("{}".into()), ..Default::default() }), Some(&open), &org(), None);
         assert_eq!(j.effective_permission, EffectivePermission::Unknown);
         assert_eq!(j.shared_access, SharedAccess::Unknown);
         assert_eq!(j.allows_unencrypted_object_uploads, Tri::Unknown);
         // RestrictPublicBuckets neutralises any policy, decided or not.
         let restrict = BlockPublicAccess { restrict_public_buckets: true, ..Default::default() };
         let j = judge(
-            &facts(BucketConfig { policy: Some("{}".into()), block_public_access: Some(restrict), ..Default::default() }),
+            &facts(BucketConfig {
+                policy: Some("{}".into()),
+                block_public_access: Some(restrict),
+                ..Default::default()
+            }),
             Some(&open),
             &org(),
             None,
@@ -454,10 +477,20 @@ mod tests {
         let member = (Grantee::CanonicalUser("member-canonical".into()), AclPermission::Read);
         let stranger = (Grantee::CanonicalUser("stranger".into()), AclPermission::Read);
         let own = (Grantee::CanonicalUser("owner-canonical".into()), AclPermission::FullControl);
-        let j = judge(&facts(BucketConfig { acl: acl(vec![own.clone(), member.clone()]), ..Default::default() }), None, &org(), None);
+        let j = judge(
+            &facts(BucketConfig { acl: acl(vec![own.clone(), member.clone()]), ..Default::default() }),
+            None,
+            &org(),
+            None,
+        );
         assert_eq!(j.shared_access, SharedAccess::Internal);
         assert_eq!(j.shared_with_accounts, vec!["222222222222".to_string()]);
-        let j = judge(&facts(BucketConfig { acl: acl(vec![own, member, stranger]), ..Default::default() }), None, &org(), None);
+        let j = judge(
+            &facts(BucketConfig { acl: acl(vec![own, member, stranger]), ..Default::default() }),
+            None,
+            &org(),
+            None,
+        );
         assert_eq!(j.shared_access, SharedAccess::External);
     }
 
@@ -469,7 +502,10 @@ mod tests {
             destination_bucket_arn: "arn:aws:s3:::dest".into(),
             destination_account: account.map(str::to_owned),
         };
-        let with = |rules| BucketConfig { replication: Some(Replication { role: "role".into(), rules }), ..Default::default() };
+        let with = |rules| BucketConfig {
+            replication: Some(Replication { role: "role".into(), rules }),
+            ..Default::default()
+        };
         let j = judge(&facts(with(vec![rule(Some("222222222222"))])), None, &org(), None);
         assert_eq!(j.replication.as_ref().unwrap().replicated_externally, Some(false));
         let j = judge(&facts(with(vec![rule(Some("222222222222")), rule(Some("999999999999"))])), None, &org(), None);

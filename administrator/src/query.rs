@@ -211,11 +211,8 @@ impl Filter {
             validate_enum(field, name, &criterion.eq)?;
             validate_enum(field, name, &criterion.neq)?;
         }
-        let (eq_numbers, neq_numbers) = if field.is_numeric() {
-            (numbers(&criterion.eq)?, numbers(&criterion.neq)?)
-        } else {
-            (vec![], vec![])
-        };
+        let (eq_numbers, neq_numbers) =
+            if field.is_numeric() { (numbers(&criterion.eq)?, numbers(&criterion.neq)?) } else { (vec![], vec![]) };
         if criterion == Criterion::default() {
             return Err(bad("the criterion has no operator"));
         }

@@ -64,14 +64,15 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
             Authenticator::development()
         }
         (Some(config), false) => Authenticator::with_tokens(config.identities()?),
-        (None, false) => bail!("agents and clients authenticate with tokens from `--config`; give one (or `--insecure-dev` on loopback)"),
+        (None, false) => bail!(
+            "agents and clients authenticate with tokens from `--config`; give one (or `--insecure-dev` on loopback)"
+        ),
     };
     let org_accounts = config.as_ref().map(Config::organization_accounts).unwrap_or_default();
     let configured_members: BTreeSet<String> =
         config.as_ref().map(|c| c.agents.iter().map(|a| a.account_id.clone()).collect()).unwrap_or_default();
 
-    std::fs::create_dir_all(&options.data_dir)
-        .with_context(|| format!("creating `{}`", options.data_dir.display()))?;
+    std::fs::create_dir_all(&options.data_dir).with_context(|| format!("creating `{}`", options.data_dir.display()))?;
     let data_dir = options.data_dir.clone();
     let store = tokio::task::spawn_blocking(move || Store::open(&data_dir, org_accounts)).await??;
     let store = Arc::new(store);
@@ -100,7 +101,8 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         configured_members: Arc::new(configured_members.clone()),
     };
 
-    let grpc_listener = TcpListener::bind(options.listen).await.with_context(|| format!("binding `{}`", options.listen))?;
+    let grpc_listener =
+        TcpListener::bind(options.listen).await.with_context(|| format!("binding `{}`", options.listen))?;
     let http_listener =
         TcpListener::bind(options.http_listen).await.with_context(|| format!("binding `{}`", options.http_listen))?;
     let grpc_addr = grpc_listener.local_addr()?;
@@ -109,7 +111,8 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     // One machine-readable line for scripts and tests that start us on port 0.
     println!("ESTATE_ADMIN_READY grpc={grpc_addr} http={http_addr}");
 
-    let http_state = http::HttpState { store: Arc::clone(&store), auth, configured_members: Arc::new(configured_members) };
+    let http_state =
+        http::HttpState { store: Arc::clone(&store), auth, configured_members: Arc::new(configured_members) };
     let http_server = axum::serve(http_listener, http::router(http_state)).with_graceful_shutdown(shutdown_signal());
     let grpc_server = tonic::transport::Server::builder()
         .add_service(health_service)

@@ -176,8 +176,7 @@ impl State {
                 };
                 writes.members.insert(account_id.as_bytes(), encode(&record));
                 self.members.insert(account_id.clone(), record);
-                if !canonical_user_id.is_empty()
-                    && self.org.canonical_ids.get(&canonical_user_id) != Some(&account_id)
+                if !canonical_user_id.is_empty() && self.org.canonical_ids.get(&canonical_user_id) != Some(&account_id)
                 {
                     self.org.canonical_ids.insert(canonical_user_id, account_id);
                     let dependents: Vec<_> = self.acl_dependents.iter().cloned().collect();
@@ -386,7 +385,13 @@ mod tests {
                 Op::Upsert { facts: facts(a, "eu-west-1", "old", 5), generation: 1 },
                 Op::Upsert { facts: facts(a, "eu-west-1", "kept", 5), generation: 1 },
                 Op::Upsert { facts: facts(a, "us-east-1", "other-scope", 5), generation: 1 },
-                Op::ScopeComplete { account_id: a.into(), region: "eu-west-1".into(), generation: 1, read_at: 5, count: 2 },
+                Op::ScopeComplete {
+                    account_id: a.into(),
+                    region: "eu-west-1".into(),
+                    generation: 1,
+                    read_at: 5,
+                    count: 2,
+                },
             ])
             .unwrap();
         assert_eq!(store.read().stats.total().bucket_count, 3);
@@ -394,12 +399,17 @@ mod tests {
             .commit(vec![
                 Op::Retain { key: BucketKey::new(a, "eu-west-1", "kept"), generation: 2 },
                 Op::Upsert { facts: facts(a, "eu-west-1", "new", 9), generation: 2 },
-                Op::ScopeComplete { account_id: a.into(), region: "eu-west-1".into(), generation: 2, read_at: 9, count: 2 },
+                Op::ScopeComplete {
+                    account_id: a.into(),
+                    region: "eu-west-1".into(),
+                    generation: 2,
+                    read_at: 9,
+                    count: 2,
+                },
             ])
             .unwrap();
-        let names = |s: &Store| -> Vec<String> {
-            s.read().index.values().map(|e| e.facts.key.bucket_name.clone()).collect()
-        };
+        let names =
+            |s: &Store| -> Vec<String> { s.read().index.values().map(|e| e.facts.key.bucket_name.clone()).collect() };
         assert_eq!(names(&store), vec!["kept", "new", "other-scope"]);
         assert_eq!(store.read().stats.total().bucket_count, 3);
         drop(store);

@@ -244,7 +244,9 @@ impl TryFrom<pb::AccountSettings> for model::AccountSettings {
                 s.block_public_access.ok_or(ConvertError::Missing("account_settings.block_public_access"))?.into(),
             ),
             Ok(pb::AccountBlockPublicAccessState::NotConfigured) => model::AccountBlockPublicAccess::NotConfigured,
-            Ok(pb::AccountBlockPublicAccessState::Unknown) => model::AccountBlockPublicAccess::Unknown(s.unknown_reason),
+            Ok(pb::AccountBlockPublicAccessState::Unknown) => {
+                model::AccountBlockPublicAccess::Unknown(s.unknown_reason)
+            }
             _ => {
                 return Err(invalid(
                     "account_settings.block_public_access_state",
@@ -348,12 +350,14 @@ impl From<&macie::BucketMetadata> for pb::BucketMetadata {
             classifiable_size_in_bytes: b.classifiable_size_in_bytes.unwrap_or_default(),
             unclassifiable_object_count: b.unclassifiable_object_count.map(ols_to_pb),
             unclassifiable_object_size_in_bytes: b.unclassifiable_object_size_in_bytes.map(ols_to_pb),
-            object_count_by_encryption_type: b.object_count_by_encryption_type.map(|e| pb::ObjectCountByEncryptionType {
-                customer_managed: e.customer_managed,
-                kms_managed: e.kms_managed,
-                s3_managed: e.s3_managed,
-                unencrypted: e.unencrypted,
-                unknown: e.unknown,
+            object_count_by_encryption_type: b.object_count_by_encryption_type.map(|e| {
+                pb::ObjectCountByEncryptionType {
+                    customer_managed: e.customer_managed,
+                    kms_managed: e.kms_managed,
+                    s3_managed: e.s3_managed,
+                    unencrypted: e.unencrypted,
+                    unknown: e.unknown,
+                }
             }),
         });
         pb::BucketMetadata {

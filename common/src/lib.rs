@@ -11,8 +11,7 @@ pub mod pb {
     tonic::include_proto!("estate.v1");
 
     /// The encoded file descriptor set of every Estate .proto file, for server reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] =
-        include_bytes!(concat!(env!("OUT_DIR"), "/estate_descriptor.bin"));
+    pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/estate_descriptor.bin"));
 }
 
 /// The version every Estate binary reports.

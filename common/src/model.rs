@@ -19,11 +19,7 @@ pub struct BucketKey {
 
 impl BucketKey {
     pub fn new(account_id: &str, region: &str, bucket_name: &str) -> Self {
-        Self {
-            account_id: account_id.to_owned(),
-            region: region.to_owned(),
-            bucket_name: bucket_name.to_owned(),
-        }
+        Self { account_id: account_id.to_owned(), region: region.to_owned(), bucket_name: bucket_name.to_owned() }
     }
 
     /// `account \0 region \0 bucket`: sorts by scope, then name.
@@ -118,8 +114,7 @@ pub enum Grantee {
 /// The group of every caller, signed or not.
 pub const ALL_USERS_GROUP: &str = "http://acs.amazonaws.com/groups/global/AllUsers";
 /// The group of every AWS-authenticated caller, in any account.
-pub const AUTHENTICATED_USERS_GROUP: &str =
-    "http://acs.amazonaws.com/groups/global/AuthenticatedUsers";
+pub const AUTHENTICATED_USERS_GROUP: &str = "http://acs.amazonaws.com/groups/global/AuthenticatedUsers";
 
 impl Grantee {
     /// Grants to these groups are public under S3 Block Public Access's definition.

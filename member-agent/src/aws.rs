@@ -25,8 +25,14 @@ const NOT_CONFIGURED: &[&str] = &[
 
 const ACCESS_DENIED: &[&str] = &["AccessDenied", "AccessDeniedException", "AllAccessDisabled"];
 
-const THROTTLED: &[&str] =
-    &["SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException", "RequestThrottled"];
+const THROTTLED: &[&str] = &[
+    "SlowDown",
+    "Throttling",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "TooManyRequestsException",
+    "RequestThrottled",
+];
 
 /// What went wrong with one AWS call, in the terms collection cares about.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -100,7 +106,11 @@ impl Clients {
     pub async fn new(home_region: &str, endpoint_url: Option<String>, max_attempts: u32) -> Self {
         let base = aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new(home_region.to_owned()))
-            .retry_config(RetryConfig::standard().with_max_attempts(max_attempts).with_initial_backoff(Duration::from_millis(200)))
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(max_attempts)
+                    .with_initial_backoff(Duration::from_millis(200)),
+            )
             .timeout_config(
                 TimeoutConfig::builder()
                     .connect_timeout(Duration::from_secs(10))

@@ -6,8 +6,8 @@ use aws_sdk_s3::types as s3;
 use aws_sdk_s3::Client;
 
 use estate_common::model::{
-    Acl, AclGrant, AclPermission, BlockPublicAccess, BucketConfig, BucketError, BucketErrorCode, BucketFacts, BucketKey,
-    BucketState, DefaultEncryption, Grantee, ObjectOwnership, Replication, ReplicationRule, Tag, UnixMillis,
+    Acl, AclGrant, AclPermission, BlockPublicAccess, BucketConfig, BucketError, BucketErrorCode, BucketFacts,
+    BucketKey, BucketState, DefaultEncryption, Grantee, ObjectOwnership, Replication, ReplicationRule, Tag, UnixMillis,
 };
 
 use crate::aws::{classify, optional, CallError};

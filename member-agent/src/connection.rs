@@ -11,7 +11,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::MetadataValue;
 use tonic::transport::Endpoint;
 
-use estate_common::pb::{agent_service_client::AgentServiceClient, report_request::Body, report_response, Hello, ReportRequest};
+use estate_common::pb::{
+    agent_service_client::AgentServiceClient, report_request::Body, report_response, Hello, ReportRequest,
+};
 
 use crate::outbox::Outbox;
 
@@ -39,7 +41,11 @@ pub async fn run(options: ConnectionOptions, outbox: Arc<Outbox>, refresh_reques
     }
 }
 
-async fn session(options: &ConnectionOptions, outbox: &Arc<Outbox>, refresh_requests: &mpsc::Sender<Vec<String>>) -> anyhow::Result<()> {
+async fn session(
+    options: &ConnectionOptions,
+    outbox: &Arc<Outbox>,
+    refresh_requests: &mpsc::Sender<Vec<String>>,
+) -> anyhow::Result<()> {
     let channel = Endpoint::from_shared(options.admin_url.clone())?
         .connect_timeout(Duration::from_secs(10))
         .http2_keep_alive_interval(Duration::from_secs(30))

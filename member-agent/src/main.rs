@@ -5,7 +5,11 @@ use clap::{Parser, Subcommand};
 use estate_member_agent::{parse_duration, run, AgentOptions};
 
 #[derive(Debug, Parser)]
-#[command(name = "estate-agent", version, about = "Estate's member agent: streams S3 bucket metadata to the administrator")]
+#[command(
+    name = "estate-agent",
+    version,
+    about = "Estate's member agent: streams S3 bucket metadata to the administrator"
+)]
 struct Cli {
     #[arg(long, env = "ESTATE_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"], global = true)]
     log_format: String,

@@ -25,7 +25,11 @@ struct State {
 
 impl Outbox {
     pub fn new(capacity: usize) -> Self {
-        Self { state: Mutex::new(State { next_seq: 1, unacked: VecDeque::new() }), space: Semaphore::new(capacity), added: Notify::new() }
+        Self {
+            state: Mutex::new(State { next_seq: 1, unacked: VecDeque::new() }),
+            space: Semaphore::new(capacity),
+            added: Notify::new(),
+        }
     }
 
     /// Queues a message, waiting while the outbox is full.

@@ -50,7 +50,13 @@ pub async fn list_buckets(clients: &Clients, home_region: &str, concurrency: usi
     let mut without_region = Vec::new();
     let mut token: Option<String> = None;
     loop {
-        let page = client.list_buckets().max_buckets(1000).set_continuation_token(token.take()).send().await.map_err(classify)?;
+        let page = client
+            .list_buckets()
+            .max_buckets(1000)
+            .set_continuation_token(token.take())
+            .send()
+            .await
+            .map_err(classify)?;
         if let Some(id) = page.owner().and_then(|o| o.id()) {
             listing.owner_canonical_id = id.to_owned();
         }
@@ -87,7 +93,9 @@ pub async fn list_buckets(clients: &Clients, home_region: &str, concurrency: usi
                 listing.buckets.push(Listed { name, created_at, region });
             }
             Err(CallError::NoSuchBucket) => {}
-            Err(error) => tracing::warn!(bucket = %name, %error, "cannot locate bucket; skipped until the next refresh"),
+            Err(error) => {
+                tracing::warn!(bucket = %name, %error, "cannot locate bucket; skipped until the next refresh")
+            }
         }
     }
     Ok(listing)
@@ -106,7 +114,13 @@ pub struct Refresher {
 }
 
 impl Refresher {
-    pub fn new(clients: Arc<Clients>, outbox: Arc<Outbox>, account_id: String, regions: Vec<String>, concurrency: usize) -> Self {
+    pub fn new(
+        clients: Arc<Clients>,
+        outbox: Arc<Outbox>,
+        account_id: String,
+        regions: Vec<String>,
+        concurrency: usize,
+    ) -> Self {
         Self {
             home_region: regions[0].clone(),
             clients,
@@ -158,7 +172,9 @@ impl Refresher {
         let generation = self.next_generation();
         let total = buckets.len() as u64;
         tracing::info!(%region, buckets = total, generation, "refresh started");
-        self.outbox.push(Body::ScopeStarted(pb::ScopeStarted { region: region.to_owned(), generation, bucket_total: total })).await;
+        self.outbox
+            .push(Body::ScopeStarted(pb::ScopeStarted { region: region.to_owned(), generation, bucket_total: total }))
+            .await;
         let client = self.clients.s3(region);
         let mut results = stream::iter(buckets.iter())
             .map(|bucket| {
@@ -181,7 +197,12 @@ impl Refresher {
                     failed += 1;
                     tracing::warn!(%region, bucket = %name, %reason, "cannot read the bucket now; its stored facts are kept");
                     // Retained explicitly, so that completing the scope does not remove it.
-                    let retained = pb::BucketRetained { region: region.to_owned(), bucket_name: name.to_owned(), generation, reason };
+                    let retained = pb::BucketRetained {
+                        region: region.to_owned(),
+                        bucket_name: name.to_owned(),
+                        generation,
+                        reason,
+                    };
                     self.outbox.push(Body::Retained(retained)).await;
                 }
             }

@@ -1,1 +1,326 @@
-//! placeholder
+//! The end-to-end sandbox: starts moto (the local AWS API server), seeds accounts and buckets
+//! through the real AWS SDK, runs the real `estate-admin` and `estate-agent` binaries and
+//! `estatectl`, and tears everything down when dropped.
+//!
+//! moto is started through `scripts/moto_server.py`, which corrects the few S3 responses
+//! whose XML differs from S3's (see that file); nothing in Estate's parsing is loosened.
+//! A missing virtualenv or binary is a loud failure that says how to fix it.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_s3::config::Credentials;
+
+pub use aws_sdk_s3;
+pub use aws_sdk_s3control;
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+}
+
+/// A built workspace binary (`estate-admin`, `estate-agent`, `estatectl`), next to the test
+/// executable's profile directory.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>");
+    let path = profile_dir.join(name);
+    assert!(
+        path.exists(),
+        "`{}` is missing: build the binaries first with `cargo build --workspace --bins` (the README's test command does)",
+        path.display()
+    );
+    path
+}
+
+/// A free TCP port on loopback (bound and released; good enough for tests).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+/// A child process that is killed when dropped.
+#[derive(Debug)]
+pub struct Process {
+    pub child: Child,
+    pub name: String,
+    pub log: PathBuf,
+}
+
+impl Process {
+    /// SIGKILL, no chance to clean up.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Waits for a line starting with `prefix` on the child's stdout.
+fn wait_for_line(child: &mut Child, prefix: &str, what: &str, timeout: Duration) -> anyhow::Result<String> {
+    let stdout = child.stdout.take().context("stdout not captured")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let prefix = prefix.to_owned();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if line.starts_with(&prefix) {
+                let _ = tx.send(line);
+            }
+        }
+    });
+    rx.recv_timeout(timeout).with_context(|| format!("{what} did not become ready within {timeout:?}"))
+}
+
+/// moto in server mode on a free loopback port.
+#[derive(Debug)]
+pub struct Moto {
+    pub process: Process,
+    pub endpoint: String,
+    _logs: tempfile::TempDir,
+}
+
+impl Moto {
+    pub fn start() -> anyhow::Result<Self> {
+        let python = repo_root().join(".venv/bin/python");
+        if !python.exists() {
+            bail!(
+                "moto is not installed: `{}` is missing. Run `scripts/setup.sh` (it creates the virtualenv with moto[server]).",
+                python.display()
+            );
+        }
+        let logs = tempfile::tempdir()?;
+        let log = logs.path().join("moto.log");
+        let mut child = Command::new(&python)
+            .arg(repo_root().join("scripts/moto_server.py"))
+            .args(["--host", "127.0.0.1", "--port", "0"])
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()
+            .context("starting moto")?;
+        let line = wait_for_line(&mut child, "READY ", "moto", Duration::from_secs(60))?;
+        let port: u16 = line.trim_start_matches("READY ").trim().parse().context("moto's READY line")?;
+        Ok(Self {
+            process: Process { child, name: "moto".into(), log },
+            endpoint: format!("http://127.0.0.1:{port}"),
+            _logs: logs,
+        })
+    }
+
+    /// Credentials of `account_id`, by STS AssumeRole (moto maps them to that account).
+    pub async fn credentials(&self, account_id: &str) -> anyhow::Result<Credentials> {
+        let base = Credentials::new("testing", "testing", None, None, "estate-tests");
+        let config = aws_sdk_sts::config::Builder::new()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(&self.endpoint)
+            .credentials_provider(base)
+            .build();
+        let out = aws_sdk_sts::Client::from_conf(config)
+            .assume_role()
+            .role_arn(format!("arn:aws:iam::{account_id}:role/EstateAgent"))
+            .role_session_name("estate-tests")
+            .send()
+            .await
+            .context("sts:AssumeRole")?;
+        let c = out.credentials().context("AssumeRole returned no credentials")?;
+        Ok(Credentials::new(
+            c.access_key_id(),
+            c.secret_access_key(),
+            Some(c.session_token().to_owned()),
+            None,
+            "assumed",
+        ))
+    }
+
+    pub fn s3(&self, credentials: &Credentials, region: &str) -> aws_sdk_s3::Client {
+        let config = aws_sdk_s3::config::Builder::new()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(region.to_owned()))
+            .endpoint_url(&self.endpoint)
+            .force_path_style(true)
+            .credentials_provider(credentials.clone())
+            .build();
+        aws_sdk_s3::Client::from_conf(config)
+    }
+
+    /// S3 Control at moto's plain address (moto routes it by path and account header).
+    pub fn s3control(&self, credentials: &Credentials) -> aws_sdk_s3control::Client {
+        #[derive(Debug)]
+        struct Fixed(String);
+        impl aws_sdk_s3control::config::endpoint::ResolveEndpoint for Fixed {
+            fn resolve_endpoint<'a>(
+                &'a self,
+                _: &'a aws_sdk_s3control::config::endpoint::Params,
+            ) -> aws_sdk_s3control::config::endpoint::EndpointFuture<'a> {
+                aws_sdk_s3control::config::endpoint::EndpointFuture::ready(Ok(
+                    aws_smithy_types::endpoint::Endpoint::builder().url(self.0.clone()).build(),
+                ))
+            }
+        }
+        let config = aws_sdk_s3control::config::Builder::new()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_resolver(Fixed(self.endpoint.clone()))
+            .credentials_provider(credentials.clone())
+            .build();
+        aws_sdk_s3control::Client::from_conf(config)
+    }
+}
+
+/// A running `estate-admin serve`.
+#[derive(Debug)]
+pub struct Admin {
+    pub process: Process,
+    pub grpc: String,
+    pub http: String,
+    pub data_dir: PathBuf,
+    pub config: Option<PathBuf>,
+    grpc_port: u16,
+    http_port: u16,
+}
+
+impl Admin {
+    /// Starts the administrator. Without `config` it runs in `--insecure-dev` mode.
+    pub fn start(data_dir: &Path, config: Option<&Path>) -> anyhow::Result<Self> {
+        Self::start_on(data_dir, config, free_port(), free_port())
+    }
+
+    fn start_on(data_dir: &Path, config: Option<&Path>, grpc_port: u16, http_port: u16) -> anyhow::Result<Self> {
+        let log = data_dir.with_extension(format!("admin-{}.log", Instant::now().elapsed().as_nanos()));
+        let mut command = Command::new(binary("estate-admin"));
+        command
+            .arg("serve")
+            .args(["--listen", &format!("127.0.0.1:{grpc_port}")])
+            .args(["--http-listen", &format!("127.0.0.1:{http_port}")])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::OpenOptions::new().create(true).append(true).open(&log)?);
+        match config {
+            Some(path) => command.arg("--config").arg(path),
+            None => command.arg("--insecure-dev"),
+        };
+        let mut child = command.spawn().context("starting estate-admin")?;
+        wait_for_line(&mut child, "ESTATE_ADMIN_READY", "estate-admin", Duration::from_secs(60))?;
+        Ok(Self {
+            process: Process { child, name: "estate-admin".into(), log },
+            grpc: format!("http://127.0.0.1:{grpc_port}"),
+            http: format!("http://127.0.0.1:{http_port}"),
+            data_dir: data_dir.to_owned(),
+            config: config.map(Path::to_owned),
+            grpc_port,
+            http_port,
+        })
+    }
+
+    /// SIGKILL, then start again on the same ports and data directory.
+    pub fn kill_and_restart(&mut self) -> anyhow::Result<()> {
+        self.process.kill();
+        let mut last = None;
+        // The old listening sockets may linger for a moment.
+        for _ in 0..50 {
+            match Self::start_on(&self.data_dir, self.config.as_deref(), self.grpc_port, self.http_port) {
+                Ok(admin) => {
+                    *self = admin;
+                    return Ok(());
+                }
+                Err(e) => last = Some(e),
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err(last.expect("tried at least once"))
+    }
+
+    /// Runs `estatectl` against this administrator and returns its stdout as JSON.
+    pub fn ctl_json(&self, token: Option<&str>, args: &[&str]) -> anyhow::Result<serde_json::Value> {
+        let out = self.ctl(token, &[&["--output", "json"], args].concat())?;
+        serde_json::from_str(&out).with_context(|| format!("estatectl printed no JSON: {out}"))
+    }
+
+    /// Runs `estatectl`; an error carries its stderr.
+    pub fn ctl(&self, token: Option<&str>, args: &[&str]) -> anyhow::Result<String> {
+        let mut command = Command::new(binary("estatectl"));
+        command.args(["--endpoint", &self.grpc]);
+        if let Some(token) = token {
+            command.args(["--token", token]);
+        }
+        let out = command.args(args).output().context("running estatectl")?;
+        if !out.status.success() {
+            bail!("estatectl {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8(out.stdout)?)
+    }
+}
+
+/// A running `estate-agent run` for one account.
+#[derive(Debug)]
+pub struct Agent {
+    pub process: Process,
+}
+
+impl Agent {
+    pub fn start(
+        admin: &Admin,
+        moto: &Moto,
+        credentials: &Credentials,
+        token: Option<&str>,
+        regions: &[&str],
+        extra: &[&str],
+    ) -> anyhow::Result<Self> {
+        let log = admin.data_dir.with_extension(format!("agent-{}.log", credentials.access_key_id()));
+        let mut command = Command::new(binary("estate-agent"));
+        command
+            .arg("run")
+            .args(["--admin", &admin.grpc])
+            .args(["--regions", &regions.join(",")])
+            .args(["--endpoint-url", &moto.endpoint])
+            .args(extra)
+            .env("AWS_ACCESS_KEY_ID", credentials.access_key_id())
+            .env("AWS_SECRET_ACCESS_KEY", credentials.secret_access_key())
+            .env("AWS_SESSION_TOKEN", credentials.session_token().unwrap_or_default())
+            .env_remove("AWS_PROFILE")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log)?);
+        if let Some(token) = token {
+            command.args(["--token", token]);
+        }
+        let child = command.spawn().context("starting estate-agent")?;
+        Ok(Self { process: Process { child, name: "estate-agent".into(), log } })
+    }
+}
+
+/// Polls `check` until it returns `Some`, or fails after `timeout` with the last state.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
+{
+    let deadline = Instant::now() + timeout;
+    let mut last = String::new();
+    loop {
+        match check().await {
+            Ok(Some(value)) => return Ok(value),
+            Ok(None) => {}
+            Err(e) => last = format!("{e:#}"),
+        }
+        if Instant::now() > deadline {
+            bail!("timed out after {timeout:?} waiting for {what}; last error: {last}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

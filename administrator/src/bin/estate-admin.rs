@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 use estate_administrator::server::{serve, ServeOptions};
 
 #[derive(Debug, Parser)]
-#[command(name = "estate-admin", version, about = "Estate's administrator: merges member inventories and judges every bucket")]
+#[command(
+    name = "estate-admin",
+    version,
+    about = "Estate's administrator: merges member inventories and judges every bucket"
+)]
 struct Cli {
     /// Log format.
     #[arg(long, env = "ESTATE_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"], global = true)]

@@ -125,18 +125,25 @@ fn to_op(account_id: &str, body: Body) -> Result<Option<Op>, Status> {
 impl AgentService for AgentServiceImpl {
     type ReportStream = ResponseStream;
 
-    async fn report(&self, request: Request<Streaming<pb::ReportRequest>>) -> Result<Response<Self::ReportStream>, Status> {
+    async fn report(
+        &self,
+        request: Request<Streaming<pb::ReportRequest>>,
+    ) -> Result<Response<Self::ReportStream>, Status> {
         let identity = self.auth.identify(&request)?;
         if let Identity::Client { name, .. } = &identity {
             return Err(Status::permission_denied(format!("`{name}` is a client, not an agent")));
         }
         let mut inbound = request.into_inner();
-        let first = inbound.next().await.ok_or_else(|| Status::invalid_argument("the stream closed before `hello`"))??;
+        let first =
+            inbound.next().await.ok_or_else(|| Status::invalid_argument("the stream closed before `hello`"))??;
         let Some(Body::Hello(hello)) = first.body else {
             return Err(Status::invalid_argument("the first message must be `hello`"));
         };
         if !model::is_account_id(&hello.account_id) {
-            return Err(Status::invalid_argument(format!("`hello.account_id` `{}` is not an account ID", hello.account_id)));
+            return Err(Status::invalid_argument(format!(
+                "`hello.account_id` `{}` is not an account ID",
+                hello.account_id
+            )));
         }
         if !identity.may_report_for(&hello.account_id) {
             tracing::warn!(agent = identity.name(), account = %hello.account_id, "refused: agent reported for another account");
@@ -162,12 +169,15 @@ impl AgentService for AgentServiceImpl {
         let (tx, rx) = mpsc::channel(256);
         self.directory.register(&account_id, tx.clone());
         // Acknowledgements go out in order, each after its submission is durable.
-        let (pending_tx, mut pending_rx) = mpsc::channel::<(u64, tokio::sync::oneshot::Receiver<Result<(), String>>)>(64);
+        let (pending_tx, mut pending_rx) =
+            mpsc::channel::<(u64, tokio::sync::oneshot::Receiver<Result<(), String>>)>(64);
         let ack_tx = tx.clone();
         tokio::spawn(async move {
             while let Some((seq, done)) = pending_rx.recv().await {
                 let message = match done.await {
-                    Ok(Ok(())) => Ok(pb::ReportResponse { body: Some(pb::report_response::Body::Ack(pb::Ack { seq })) }),
+                    Ok(Ok(())) => {
+                        Ok(pb::ReportResponse { body: Some(pb::report_response::Body::Ack(pb::Ack { seq })) })
+                    }
                     Ok(Err(error)) => Err(Status::unavailable(error)),
                     Err(_) => Err(Status::unavailable("the committer has stopped")),
                 };

@@ -75,7 +75,8 @@ impl InventoryService for InventoryServiceImpl {
         }
         let state = self.store.read();
         let accounts = views::member_accounts(&state, &self.configured_members);
-        let mut page: Vec<_> = accounts.iter().filter(|a| r.next_token.is_empty() || **a > r.next_token).take(page_size + 1).collect();
+        let mut page: Vec<_> =
+            accounts.iter().filter(|a| r.next_token.is_empty() || **a > r.next_token).take(page_size + 1).collect();
         let next_token = if page.len() > page_size {
             page.truncate(page_size);
             page.last().map(|a| (*a).clone()).unwrap_or_default()
@@ -88,7 +89,10 @@ impl InventoryService for InventoryServiceImpl {
         }))
     }
 
-    async fn get_member(&self, request: Request<pb::GetMemberRequest>) -> Result<Response<pb::GetMemberResponse>, Status> {
+    async fn get_member(
+        &self,
+        request: Request<pb::GetMemberRequest>,
+    ) -> Result<Response<pb::GetMemberResponse>, Status> {
         self.auth.reader(&request)?;
         let account = request.into_inner().account_id;
         if !is_account_id(&account) {
