@@ -1,1 +1,296 @@
-fn main() {}
+//! Ingest and query benchmark of the administrator (run with `cargo bench -p
+//! estate-administrator --bench ingest`): N concurrent synthetic agent streams × M buckets
+//! each against a running administrator (in process, on loopback gRPC). Prints the durable
+//! ingest rate, acknowledgement latency, the raw rate of batched sled inserts of the same
+//! records (the ceiling) measured in the same run, statistics and filtered-page latencies
+//! with everything stored, and peak memory. `ESTATE_BENCH_STREAMS` and
+//! `ESTATE_BENCH_BUCKETS_PER_STREAM` override the defaults (64 × 15,625 = 1,000,000).
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use estate_common::model::{
+    Acl, AclGrant, AclPermission, BlockPublicAccess, BucketConfig, BucketFacts, BucketKey, BucketState,
+    DefaultEncryption, Grantee, ObjectOwnership, Tag, ALL_USERS_GROUP,
+};
+use estate_common::pb::{
+    self, agent_service_client::AgentServiceClient, inventory_service_client::InventoryServiceClient,
+};
+use tokio_stream::StreamExt;
+
+/// Messages a synthetic agent keeps unacknowledged.
+const WINDOW: usize = 512;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn account(stream: usize) -> String {
+    format!("{:012}", 100_000_000_000u64 + stream as u64)
+}
+
+/// A realistic bucket: tags, an ACL, block public access, default encryption; one in ten is
+/// public through its ACL.
+fn facts(stream: usize, i: usize) -> BucketFacts {
+    let owner = format!("{:064x}", stream);
+    let mut grants =
+        vec![AclGrant { grantee: Grantee::CanonicalUser(owner.clone()), permission: AclPermission::FullControl }];
+    if i % 10 == 0 {
+        grants.push(AclGrant { grantee: Grantee::Group(ALL_USERS_GROUP.into()), permission: AclPermission::Read });
+    }
+    BucketFacts {
+        key: BucketKey::new(
+            &account(stream),
+            if i % 2 == 0 { "us-east-1" } else { "eu-west-1" },
+            &format!("bench-{stream:03}-{i:07}"),
+        ),
+        created_at: 1_700_000_000_000 + i as i64,
+        read_at: 1_700_000_100_000,
+        state: BucketState::Readable(Box::new(BucketConfig {
+            tags: vec![
+                Tag { key: "team".into(), value: format!("team-{}", i % 17) },
+                Tag { key: "env".into(), value: "prod".into() },
+            ],
+            versioning: i % 3 == 0,
+            default_encryption: Some(DefaultEncryption { algorithm: "AES256".into(), kms_master_key_id: None }),
+            block_public_access: (i % 10 != 0).then_some(BlockPublicAccess {
+                block_public_acls: true,
+                ignore_public_acls: true,
+                block_public_policy: true,
+                restrict_public_buckets: true,
+            }),
+            acl: Some(Acl { owner_canonical_id: owner, grants }),
+            object_ownership: Some(ObjectOwnership::BucketOwnerPreferred),
+            policy: None,
+            policy_status_public: None,
+            replication: None,
+        })),
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// The ceiling: the same records, encoded as the store encodes them, in batches of the
+/// committer's size, one flush per batch.
+fn raw_sled_rate(streams: usize, per_stream: usize) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sled::Config::new().path(dir.path()).cache_capacity(256 * 1024 * 1024).open().unwrap();
+    let tree = db.open_tree("buckets").unwrap();
+    let started = Instant::now();
+    let mut batch = sled::Batch::default();
+    let mut in_batch = 0;
+    for i in 0..per_stream {
+        for stream in 0..streams {
+            let f = facts(stream, i);
+            batch.insert(f.key.encode(), postcard::to_allocvec(&(f, 1u64)).unwrap());
+            in_batch += 1;
+            if in_batch == 16_384 {
+                tree.apply_batch(std::mem::take(&mut batch)).unwrap();
+                db.flush().unwrap();
+                in_batch = 0;
+            }
+        }
+    }
+    tree.apply_batch(batch).unwrap();
+    db.flush().unwrap();
+    (streams * per_stream) as f64 / started.elapsed().as_secs_f64()
+}
+
+async fn run_stream(addr: SocketAddr, stream: usize, per_stream: usize) -> Vec<Duration> {
+    let mut client = AgentServiceClient::connect(format!("http://{addr}")).await.unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel::<pb::ReportRequest>(1024);
+    let hello = pb::Hello {
+        account_id: account(stream),
+        regions: vec!["us-east-1".into(), "eu-west-1".into()],
+        canonical_user_id: format!("{:064x}", stream),
+        agent_version: "bench".into(),
+    };
+    tx.send(pb::ReportRequest { seq: 0, body: Some(pb::report_request::Body::Hello(hello)) }).await.unwrap();
+    let mut acks = client.report(tokio_stream::wrappers::ReceiverStream::new(rx)).await.unwrap().into_inner();
+    let sent_at = std::sync::Arc::new(std::sync::Mutex::new(VecDeque::<(u64, Instant)>::new()));
+    // Like the real agent's outbox, a stream keeps a bounded number of messages unacknowledged.
+    let window = std::sync::Arc::new(tokio::sync::Semaphore::new(WINDOW));
+    let total = per_stream as u64 + 3;
+    let sender = {
+        let sent_at = sent_at.clone();
+        let window = window.clone();
+        tokio::spawn(async move {
+            let mut seq = 0;
+            let mut send = |body| {
+                seq += 1;
+                sent_at.lock().unwrap().push_back((seq, Instant::now()));
+                pb::ReportRequest { seq, body: Some(body) }
+            };
+            macro_rules! send {
+                ($body:expr) => {{
+                    window.acquire().await.unwrap().forget();
+                    tx.send(send($body)).await.unwrap();
+                }};
+            }
+            let settings = estate_common::model::AccountSettings {
+                account_id: account(stream),
+                read_at: 1_700_000_100_000,
+                block_public_access: estate_common::model::AccountBlockPublicAccess::NotConfigured,
+            };
+            send!(pb::report_request::Body::AccountSettings((&settings).into()));
+            for i in 0..per_stream {
+                let snapshot = pb::BucketSnapshot { generation: 1, facts: Some((&facts(stream, i)).into()) };
+                send!(pb::report_request::Body::Bucket(snapshot));
+            }
+            for region in ["us-east-1", "eu-west-1"] {
+                let done = pb::ScopeComplete {
+                    region: region.into(),
+                    generation: 1,
+                    read_at_ms: 1_700_000_100_000,
+                    bucket_count: per_stream as u64 / 2,
+                };
+                send!(pb::report_request::Body::ScopeComplete(done));
+            }
+            // Keep the stream open until every ack arrived.
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            drop(tx);
+        })
+    };
+    let mut latencies = Vec::with_capacity(per_stream + 2);
+    while let Some(message) = acks.next().await {
+        let Ok(pb::ReportResponse { body: Some(pb::report_response::Body::Ack(ack)) }) = message else { continue };
+        let now = Instant::now();
+        let mut pending = sent_at.lock().unwrap();
+        while pending.front().is_some_and(|(seq, _)| *seq <= ack.seq) {
+            let (_, at) = pending.pop_front().unwrap();
+            latencies.push(now - at);
+            window.add_permits(1);
+        }
+        if ack.seq >= total {
+            break;
+        }
+    }
+    sender.abort();
+    latencies
+}
+
+fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+#[tokio::main]
+async fn main() {
+    let streams = env_usize("ESTATE_BENCH_STREAMS", 64);
+    let per_stream = env_usize("ESTATE_BENCH_BUCKETS_PER_STREAM", 15_625);
+    if std::env::args().any(|a| a == "--raw-sled-child") {
+        println!("{}", raw_sled_rate(streams, per_stream));
+        return;
+    }
+    let total = streams * per_stream;
+    println!("estate ingest benchmark: {streams} streams x {per_stream} buckets = {total} buckets, window {WINDOW} per stream");
+
+    // The ceiling runs in a child process, so that the peak memory below is the
+    // administrator's (and the synthetic clients'), not the baseline's.
+    let child = std::process::Command::new(std::env::current_exe().unwrap())
+        .arg("--raw-sled-child")
+        .env("ESTATE_BENCH_STREAMS", streams.to_string())
+        .env("ESTATE_BENCH_BUCKETS_PER_STREAM", per_stream.to_string())
+        .output()
+        .unwrap();
+    let raw: f64 = String::from_utf8_lossy(&child.stdout).trim().parse().expect("the baseline child prints its rate");
+    println!("raw batched sled inserts (ceiling):  {raw:>12.0} buckets/s");
+
+    let dir = tempfile::tempdir().unwrap();
+    let (grpc, http) = (free_addr(), free_addr());
+    let options = estate_administrator::server::ServeOptions {
+        listen: grpc,
+        http_listen: http,
+        data_dir: dir.path().join("data"),
+        config: None,
+        insecure_dev: true,
+    };
+    tokio::spawn(async move { estate_administrator::server::serve(options).await.unwrap() });
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(grpc).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..streams).map(|s| tokio::spawn(run_stream(grpc, s, per_stream))).collect();
+    let mut latencies = Vec::with_capacity(total);
+    for task in tasks {
+        latencies.extend(task.await.unwrap());
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    let rate = total as f64 / elapsed.as_secs_f64();
+    println!("durable ingest over gRPC:            {rate:>12.0} buckets/s ({:.1} s)", elapsed.as_secs_f64());
+    println!("ingest / raw sled:                   {:>12.1} %", 100.0 * rate / raw);
+    println!(
+        "ack latency p50 / p99 / max:         {:>8.1} / {:.1} / {:.1} ms",
+        percentile(&latencies, 0.50).as_secs_f64() * 1e3,
+        percentile(&latencies, 0.99).as_secs_f64() * 1e3,
+        latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3
+    );
+
+    let mut client = InventoryServiceClient::connect(format!("http://{grpc}")).await.unwrap();
+    let stats = client.get_bucket_statistics(pb::GetBucketStatisticsRequest::default()).await.unwrap().into_inner();
+    assert_eq!(stats.bucket_count as usize, total, "every bucket is counted once");
+    let mut times = Vec::new();
+    for _ in 0..200 {
+        let t = Instant::now();
+        client.get_bucket_statistics(pb::GetBucketStatisticsRequest::default()).await.unwrap();
+        times.push(t.elapsed());
+    }
+    times.sort();
+    println!(
+        "GetBucketStatistics p50 / p99:       {:>8.3} / {:.3} ms (gRPC round trip included)",
+        percentile(&times, 0.5).as_secs_f64() * 1e3,
+        percentile(&times, 0.99).as_secs_f64() * 1e3
+    );
+
+    let request = || pb::DescribeBucketsRequest {
+        criteria: [
+            ("sharedAccess".to_owned(), pb::BucketCriterion { eq: vec!["EXTERNAL".into()], ..Default::default() }),
+            (
+                "tags.value".to_owned(),
+                pb::BucketCriterion { eq: vec!["team-3".into(), "team-5".into()], ..Default::default() },
+            ),
+        ]
+        .into_iter()
+        .collect(),
+        sort_criteria: Some(pb::BucketSortCriteria {
+            attribute_name: "bucketName".into(),
+            order_by: pb::OrderBy::Desc.into(),
+        }),
+        max_results: 50,
+        next_token: String::new(),
+    };
+    let mut times = Vec::new();
+    let mut returned = 0;
+    for _ in 0..20 {
+        let t = Instant::now();
+        returned = client.describe_buckets(request()).await.unwrap().into_inner().buckets.len();
+        times.push(t.elapsed());
+    }
+    times.sort();
+    println!(
+        "DescribeBuckets filtered+sorted p50 / p99: {:>5.1} / {:.1} ms ({returned} of {total} buckets, first page)",
+        percentile(&times, 0.5).as_secs_f64() * 1e3,
+        percentile(&times, 0.99).as_secs_f64() * 1e3
+    );
+    println!("peak resident memory (whole process): {:>10.0} MiB", peak_rss_mib());
+}

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod index;
 pub mod ingest;
 pub mod judge;
 pub mod query;

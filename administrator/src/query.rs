@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use estate_common::macie::{EffectivePermission, EncryptionType, SharedAccess};
 
-use crate::store::Entry;
+use crate::index::{Entry, Index};
 
 /// A request that makes no sense, with the reason.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -98,39 +98,58 @@ impl Field {
         )
     }
 
-    /// The values of a string field (tags have several).
-    fn strings(self, entry: &Entry) -> Vec<String> {
+    /// Whether any value of a text field (tags have several) satisfies `pred`. Borrows, never
+    /// allocates: this runs once per bucket per query.
+    fn any_value(self, entry: &Entry, mut pred: impl FnMut(&str) -> bool) -> bool {
         let facts = &entry.facts;
         let j = &entry.judgement;
         let config = facts.config();
-        let one = |s: &str| vec![s.to_owned()];
         match self {
-            Self::AccountId => one(&facts.key.account_id),
-            Self::BucketName => one(&facts.key.bucket_name),
-            Self::Region => one(&facts.key.region),
-            Self::BucketArn => vec![facts.key.arn()],
-            Self::SharedAccess => one(j.shared_access.as_str()),
-            Self::EffectivePermission => one(j.effective_permission.as_str()),
-            Self::AllowsUnencryptedObjectUploads => one(j.allows_unencrypted_object_uploads.as_str()),
+            Self::AccountId => pred(&facts.key.account_id),
+            Self::BucketName => pred(&facts.key.bucket_name),
+            Self::Region => pred(&facts.key.region),
+            Self::BucketArn => pred(&facts.key.arn()),
+            Self::SharedAccess => pred(j.shared_access.as_str()),
+            Self::EffectivePermission => pred(j.effective_permission.as_str()),
+            Self::AllowsUnencryptedObjectUploads => pred(j.allows_unencrypted_object_uploads.as_str()),
             Self::EncryptionType => match config {
-                Some(c) => match &c.default_encryption {
-                    None => one(EncryptionType::None.as_str()),
-                    Some(e) => one(&e.algorithm),
-                },
-                None => vec![],
+                Some(c) => {
+                    pred(c.default_encryption.as_ref().map_or(EncryptionType::None.as_str(), |e| e.algorithm.as_str()))
+                }
+                None => false,
             },
-            Self::Versioning => one(if config.is_some_and(|c| c.versioning) { "true" } else { "false" }),
-            Self::ErrorCode => facts.error().map(|e| one(e.code.as_macie_str())).unwrap_or_default(),
-            Self::Replicated => j.replication.as_ref().map(|r| one(&r.replicated.to_string())).unwrap_or_default(),
+            Self::Versioning => pred(if config.is_some_and(|c| c.versioning) { "true" } else { "false" }),
+            Self::ErrorCode => facts.error().is_some_and(|e| pred(e.code.as_macie_str())),
+            Self::Replicated => {
+                j.replication.as_ref().is_some_and(|r| pred(if r.replicated { "true" } else { "false" }))
+            }
             Self::ReplicatedExternally => j
                 .replication
                 .as_ref()
                 .and_then(|r| r.replicated_externally)
-                .map(|v| one(&v.to_string()))
-                .unwrap_or_default(),
-            Self::TagKey => config.map(|c| c.tags.iter().map(|t| t.key.clone()).collect()).unwrap_or_default(),
-            Self::TagValue => config.map(|c| c.tags.iter().map(|t| t.value.clone()).collect()).unwrap_or_default(),
-            _ => vec![],
+                .is_some_and(|v| pred(if v { "true" } else { "false" })),
+            Self::TagKey => config.is_some_and(|c| c.tags.iter().any(|t| pred(&t.key))),
+            Self::TagValue => config.is_some_and(|c| c.tags.iter().any(|t| pred(&t.value))),
+            _ => false,
+        }
+    }
+
+    /// Relative cost of reading the field: judgements are inline in the index, keys and
+    /// configuration sit behind pointers. Cheap filters run first.
+    fn cost(self) -> u8 {
+        match self {
+            Self::SharedAccess
+            | Self::EffectivePermission
+            | Self::AllowsUnencryptedObjectUploads
+            | Self::Replicated
+            | Self::ReplicatedExternally => 0,
+            Self::AccountId
+            | Self::BucketName
+            | Self::Region
+            | Self::BucketCreatedAt
+            | Self::LastUpdated
+            | Self::ErrorCode => 1,
+            _ => 2,
         }
     }
 
@@ -230,10 +249,9 @@ impl Filter {
                 && c.lt.is_none_or(|v| n < v)
                 && c.lte.is_none_or(|v| n <= v);
         }
-        let values = self.field.strings(entry);
-        (c.eq.is_empty() || values.iter().any(|v| c.eq.contains(v)))
-            && (c.neq.is_empty() || !values.iter().any(|v| c.neq.contains(v)))
-            && c.prefix.as_ref().is_none_or(|p| values.iter().any(|v| v.starts_with(p.as_str())))
+        (c.eq.is_empty() || self.field.any_value(entry, |v| c.eq.iter().any(|e| e == v)))
+            && (c.neq.is_empty() || !self.field.any_value(entry, |v| c.neq.iter().any(|e| e == v)))
+            && c.prefix.as_ref().is_none_or(|p| self.field.any_value(entry, |v| v.starts_with(p.as_str())))
     }
 }
 
@@ -252,6 +270,34 @@ enum SortValue {
     Text(String),
 }
 
+/// A sort value borrowed from the index, so comparing costs no allocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum SortRef<'a> {
+    Missing,
+    Number(i64),
+    Text(&'a str),
+}
+
+impl SortValue {
+    fn as_ref(&self) -> SortRef<'_> {
+        match self {
+            Self::Missing => SortRef::Missing,
+            Self::Number(n) => SortRef::Number(*n),
+            Self::Text(t) => SortRef::Text(t),
+        }
+    }
+}
+
+impl SortRef<'_> {
+    fn to_owned(self) -> SortValue {
+        match self {
+            Self::Missing => SortValue::Missing,
+            Self::Number(n) => SortValue::Number(n),
+            Self::Text(t) => SortValue::Text(t.to_owned()),
+        }
+    }
+}
+
 impl SortField {
     fn parse(name: &str) -> Result<Self, QueryError> {
         Ok(match name {
@@ -265,11 +311,11 @@ impl SortField {
         })
     }
 
-    fn value(self, entry: &Entry) -> SortValue {
+    fn value(self, entry: &Entry) -> SortRef<'_> {
         match self {
-            Self::AccountId => SortValue::Text(entry.facts.key.account_id.clone()),
-            Self::BucketName => SortValue::Text(entry.facts.key.bucket_name.clone()),
-            Self::Numeric(field) => field.number(entry).map_or(SortValue::Missing, SortValue::Number),
+            Self::AccountId => SortRef::Text(&entry.facts.key.account_id),
+            Self::BucketName => SortRef::Text(&entry.facts.key.bucket_name),
+            Self::Numeric(field) => field.number(entry).map_or(SortRef::Missing, SortRef::Number),
         }
     }
 }
@@ -311,7 +357,9 @@ impl Query {
         hasher.update(sort_name.as_bytes());
         hasher.update([u8::from(descending)]);
         let digest = hex::encode(&hasher.finalize()[..12]);
-        let filters = criteria.into_iter().map(|(name, c)| Filter::new(&name, c)).collect::<Result<_, _>>()?;
+        let mut filters: Vec<Filter> =
+            criteria.into_iter().map(|(name, c)| Filter::new(&name, c)).collect::<Result<_, _>>()?;
+        filters.sort_by_key(|f| f.field.cost());
         let after = if next_token.is_empty() {
             None
         } else {
@@ -325,17 +373,57 @@ impl Query {
         Ok(Self { filters, sort: sort_field, descending, page_size: page_size as usize, after, digest })
     }
 
-    /// Orders (value, key) pairs in the requested direction; keys break ties, ascending.
-    fn order(&self, a: &(SortValue, &[u8]), b: &(SortValue, &[u8])) -> Ordering {
-        let by_value = if self.descending { b.0.cmp(&a.0) } else { a.0.cmp(&b.0) };
-        by_value.then_with(|| a.1.cmp(b.1))
+    /// Orders (value, key) pairs; keys break ties. Descending reverses the whole order, so
+    /// that sorting by account is exactly key order and sorting by name is name-key order.
+    fn order(&self, a: (SortRef<'_>, &[u8]), b: (SortRef<'_>, &[u8])) -> Ordering {
+        let ascending = a.0.cmp(&b.0).then_with(|| a.1.cmp(b.1));
+        if self.descending {
+            ascending.reverse()
+        } else {
+            ascending
+        }
     }
 
-    /// One page over `entries`, and the token of the next page (if any).
-    pub fn run<'a>(&self, entries: impl Iterator<Item = (&'a Vec<u8>, &'a Entry)>) -> (Vec<&'a Entry>, Option<String>) {
+    fn matches(&self, entry: &Entry) -> bool {
+        self.filters.iter().all(|f| f.matches(entry))
+    }
+
+    /// One page of the index, and the token of the next page (if any).
+    pub fn run<'a>(&self, index: &'a Index) -> (Vec<&'a Entry>, Option<String>) {
+        let cursor = self.after.as_ref().map(|c| c.key.as_slice());
+        let mut page: Vec<(SortRef<'a>, &'a [u8], &'a Entry)> = match self.sort {
+            // These orders exist already: walk one and stop after a page.
+            SortField::AccountId | SortField::BucketName => {
+                let walk = if self.sort == SortField::AccountId {
+                    index.by_key_from(cursor, self.descending)
+                } else {
+                    index.by_name_from(cursor, self.descending)
+                };
+                walk.filter(|(_, e)| self.matches(e))
+                    .take(self.page_size + 1)
+                    .map(|(key, e)| (self.sort.value(e), key, &**e))
+                    .collect()
+            }
+            SortField::Numeric(_) => self.top(index),
+        };
+        let more = page.len() > self.page_size;
+        page.truncate(self.page_size);
+        let token = match (more, page.last()) {
+            (true, Some((value, key, _))) => {
+                let cursor = Cursor { query: self.digest.clone(), value: SortRef::to_owned(*value), key: key.to_vec() };
+                Some(hex::encode(postcard::to_allocvec(&cursor).expect("serializing to memory cannot fail")))
+            }
+            _ => None,
+        };
+        (page.into_iter().map(|(_, _, e)| e).collect(), token)
+    }
+
+    /// The first `page_size + 1` matches after the cursor in an order the index does not
+    /// keep: one pass, a bounded max-heap, no full sort.
+    fn top<'a>(&self, index: &'a Index) -> Vec<(SortRef<'a>, &'a [u8], &'a Entry)> {
         struct Item<'q, 'a> {
             query: &'q Query,
-            value: SortValue,
+            value: SortRef<'a>,
             key: &'a [u8],
             entry: &'a Entry,
         }
@@ -352,43 +440,32 @@ impl Query {
         }
         impl Ord for Item<'_, '_> {
             fn cmp(&self, other: &Self) -> Ordering {
-                self.query.order(&(self.value.clone(), self.key), &(other.value.clone(), other.key))
+                self.query.order((self.value, self.key), (other.value, other.key))
             }
         }
 
-        // Keep the `page_size + 1` first items in a max-heap: O(n log k), no full sort.
         let keep = self.page_size + 1;
         let mut heap: BinaryHeap<Item<'_, 'a>> = BinaryHeap::with_capacity(keep + 1);
-        for (key, entry) in entries {
-            if !self.filters.iter().all(|f| f.matches(entry)) {
+        for (key, entry) in index.range::<std::ops::RangeFull>(..) {
+            if !self.matches(entry) {
                 continue;
             }
             let value = self.sort.value(entry);
             if let Some(after) = &self.after {
-                if self.order(&(value.clone(), key), &(after.value.clone(), &after.key)) != Ordering::Greater {
+                if self.order((value, key), (after.value.as_ref(), &after.key)) != Ordering::Greater {
                     continue;
                 }
             }
             if heap.len() == keep {
                 let worst = heap.peek().expect("heap is full");
-                if self.order(&(value.clone(), key), &(worst.value.clone(), worst.key)) != Ordering::Less {
+                if self.order((value, key), (worst.value, worst.key)) != Ordering::Less {
                     continue;
                 }
                 heap.pop();
             }
             heap.push(Item { query: self, value, key, entry });
         }
-        let mut items = heap.into_sorted_vec();
-        let more = items.len() > self.page_size;
-        items.truncate(self.page_size);
-        let token = match (more, items.last()) {
-            (true, Some(last)) => {
-                let cursor = Cursor { query: self.digest.clone(), value: last.value.clone(), key: last.key.to_vec() };
-                Some(hex::encode(postcard::to_allocvec(&cursor).expect("serializing to memory cannot fail")))
-            }
-            _ => None,
-        };
-        (items.into_iter().map(|i| i.entry).collect(), token)
+        heap.into_sorted_vec().into_iter().map(|i| (i.value, i.key, i.entry)).collect()
     }
 }
 
@@ -399,24 +476,26 @@ mod tests {
     use estate_common::model::{BucketConfig, BucketFacts, BucketKey, BucketState, Tag};
     use std::sync::Arc;
 
-    fn make_index(n: usize) -> BTreeMap<Vec<u8>, Entry> {
-        (0..n)
-            .map(|i| {
-                let account = format!("{:012}", 100_000_000_000u64 + (i % 3) as u64);
-                let facts = BucketFacts {
-                    key: BucketKey::new(&account, "eu-west-1", &format!("bucket-{i:04}")),
-                    created_at: i as i64,
-                    read_at: 1,
-                    state: BucketState::Readable(Box::new(BucketConfig {
-                        versioning: i % 2 == 0,
-                        tags: vec![Tag { key: "team".into(), value: format!("t{}", i % 4) }],
-                        ..Default::default()
-                    })),
-                };
-                let judgement = judge(&facts, None, &OrgView::default(), None);
-                (facts.key.encode(), Entry { facts: Arc::new(facts), generation: 1, judgement })
-            })
-            .collect()
+    fn make_index(n: usize) -> Index {
+        let mut index = Index::default();
+        for (key, entry) in (0..n).map(|i| {
+            let account = format!("{:012}", 100_000_000_000u64 + (i % 3) as u64);
+            let facts = BucketFacts {
+                key: BucketKey::new(&account, "eu-west-1", &format!("bucket-{i:04}")),
+                created_at: i as i64,
+                read_at: 1,
+                state: BucketState::Readable(Box::new(BucketConfig {
+                    versioning: i % 2 == 0,
+                    tags: vec![Tag { key: "team".into(), value: format!("t{}", i % 4) }],
+                    ..Default::default()
+                })),
+            };
+            let judgement = judge(&facts, None, &OrgView::default(), None);
+            (facts.key.encode(), Entry { facts: Arc::new(facts), generation: 1, judgement })
+        }) {
+            index.insert(key, entry);
+        }
+        index
     }
 
     fn names(entries: &[&Entry]) -> Vec<String> {
@@ -435,7 +514,7 @@ mod tests {
         let mut seen = Vec::new();
         loop {
             let q = Query::new(c.clone(), Some(("bucketName".into(), true)), 10, &token).unwrap();
-            let (page, next) = q.run(index.iter());
+            let (page, next) = q.run(&index);
             seen.extend(names(&page));
             match next {
                 Some(t) => token = t,
@@ -451,12 +530,12 @@ mod tests {
     fn tokens_stay_valid_when_buckets_are_added_before_the_cursor() {
         let mut index = make_index(20);
         let q = Query::new(BTreeMap::new(), Some(("bucketName".into(), false)), 5, "").unwrap();
-        let (page, token) = q.run(index.iter());
+        let (page, token) = q.run(&index);
         assert_eq!(names(&page).last().unwrap(), "bucket-0004");
-        let extra = make_index(1).into_values().next().unwrap();
+        let extra = Entry::clone(make_index(1).values().next().unwrap());
         index.insert(b"000000000000\0eu-west-1\0aaa".to_vec(), extra);
         let q = Query::new(BTreeMap::new(), Some(("bucketName".into(), false)), 5, &token.unwrap()).unwrap();
-        let (page, _) = q.run(index.iter());
+        let (page, _) = q.run(&index);
         assert_eq!(names(&page)[0], "bucket-0005");
     }
 
@@ -468,7 +547,7 @@ mod tests {
             ("bucketName", Criterion { prefix: Some("bucket-001".into()), ..Default::default() }),
             ("bucketCreatedAt", Criterion { gte: Some(10), lt: Some(18), ..Default::default() }),
         ]);
-        let (page, _) = Query::new(c, None, 50, "").unwrap().run(index.iter());
+        let (page, _) = Query::new(c, None, 50, "").unwrap().run(&index);
         let mut got = names(&page);
         got.sort();
         assert_eq!(got, vec!["bucket-0013", "bucket-0017"]);
@@ -481,7 +560,7 @@ mod tests {
         assert!(matches!(err(range_on_text), QueryError::BadCriterion { .. }));
         assert!(matches!(Query::new(BTreeMap::new(), None, 5000, ""), Err(QueryError::BadPageSize(5000))));
         assert!(matches!(Query::new(BTreeMap::new(), None, 5, "zz"), Err(QueryError::BadToken)));
-        let (_, token) = Query::new(BTreeMap::new(), None, 5, "").unwrap().run(index.iter());
+        let (_, token) = Query::new(BTreeMap::new(), None, 5, "").unwrap().run(&index);
         let other = Query::new(BTreeMap::new(), Some(("bucketName".into(), true)), 5, &token.unwrap());
         assert!(matches!(other, Err(QueryError::BadToken)));
     }

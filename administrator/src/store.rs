@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use estate_common::model::{AccountSettings, BucketFacts, BucketKey, Grantee, UnixMillis};
 
+use crate::index::{Entry, Index};
 use crate::judge::{judge, Judgement, OrgView};
 use crate::stats::Statistics;
 
@@ -52,21 +53,13 @@ pub struct MemberRecord {
     pub last_contact: UnixMillis,
 }
 
-/// One bucket in the index.
-#[derive(Debug, Clone)]
-pub struct Entry {
-    pub facts: Arc<BucketFacts>,
-    pub generation: u64,
-    pub judgement: Judgement,
-}
-
 /// Progress of a refresh under way: (buckets reported, total).
 pub type Progress = (u64, u64);
 
 #[derive(Debug, Default)]
 pub struct State {
     /// Encoded `BucketKey` → entry; ordered, so one scope or account is one range.
-    pub index: BTreeMap<Vec<u8>, Entry>,
+    pub index: Index,
     pub accounts: HashMap<String, AccountSettings>,
     pub scopes: BTreeMap<(String, String), ScopeRecord>,
     pub members: BTreeMap<String, MemberRecord>,
@@ -144,10 +137,10 @@ impl State {
                 continue;
             }
             let account_id = entry.facts.key.account_id.clone();
-            let entry = self.index.get_mut(&key).expect("present above");
-            let old = std::mem::replace(&mut entry.judgement, judgement.clone());
-            self.stats.remove(&account_id, &old);
-            self.stats.add(&account_id, &judgement);
+            let updated = Entry { facts: Arc::clone(&entry.facts), generation: entry.generation, judgement };
+            self.stats.remove(&account_id, &entry.judgement);
+            self.stats.add(&account_id, &updated.judgement);
+            self.index.insert(key, updated);
         }
     }
 
@@ -198,11 +191,12 @@ impl State {
             Op::Retain { key, generation } => {
                 self.bump_progress(&key);
                 let encoded = key.encode();
-                if let Some(entry) = self.index.get_mut(&encoded) {
+                if let Some(entry) = self.index.get(&encoded) {
                     if entry.generation < generation {
-                        entry.generation = generation;
-                        let stored = StoredBucket { facts: (*entry.facts).clone(), generation };
-                        writes.buckets.insert(encoded, encode(&stored));
+                        let updated = Entry { generation, ..Entry::clone(entry) };
+                        let stored = StoredBucket { facts: (*updated.facts).clone(), generation };
+                        writes.buckets.insert(encoded.clone(), encode(&stored));
+                        self.index.insert(encoded, updated);
                     }
                 }
             }
@@ -274,7 +268,8 @@ impl Store {
     pub fn open(dir: &Path, org_accounts: BTreeSet<String>) -> anyhow::Result<Self> {
         let db = sled::Config::new()
             .path(dir)
-            .cache_capacity(256 * 1024 * 1024)
+            // sled is read at start-up only (the index serves queries): a small page cache.
+            .cache_capacity(64 * 1024 * 1024)
             .open()
             .with_context(|| format!("opening the sled database in `{}`", dir.display()))?;
         let store = Self {

@@ -80,7 +80,7 @@ pub fn statistics(state: &State, account_id: Option<&str>) -> Result<BucketStati
 }
 
 pub fn describe(state: &State, query: &Query) -> (Vec<macie::BucketMetadata>, Option<String>) {
-    let (entries, token) = query.run(state.index.iter());
+    let (entries, token) = query.run(&state.index);
     let buckets = entries
         .into_iter()
         .map(|e| judge::metadata(&e.facts, &e.judgement, state.accounts.get(&e.facts.key.account_id)))
