@@ -36,13 +36,13 @@ fn facts(stream: usize, i: usize) -> BucketFacts {
     let owner = format!("{:064x}", stream);
     let mut grants =
         vec![AclGrant { grantee: Grantee::CanonicalUser(owner.clone()), permission: AclPermission::FullControl }];
-    if i % 10 == 0 {
+    if i.is_multiple_of(10) {
         grants.push(AclGrant { grantee: Grantee::Group(ALL_USERS_GROUP.into()), permission: AclPermission::Read });
     }
     BucketFacts {
         key: BucketKey::new(
             &account(stream),
-            if i % 2 == 0 { "us-east-1" } else { "eu-west-1" },
+            if i.is_multiple_of(2) { "us-east-1" } else { "eu-west-1" },
             &format!("bench-{stream:03}-{i:07}"),
         ),
         created_at: 1_700_000_000_000 + i as i64,
@@ -52,9 +52,9 @@ fn facts(stream: usize, i: usize) -> BucketFacts {
                 Tag { key: "team".into(), value: format!("team-{}", i % 17) },
                 Tag { key: "env".into(), value: "prod".into() },
             ],
-            versioning: i % 3 == 0,
+            versioning: i.is_multiple_of(3),
             default_encryption: Some(DefaultEncryption { algorithm: "AES256".into(), kms_master_key_id: None }),
-            block_public_access: (i % 10 != 0).then_some(BlockPublicAccess {
+            block_public_access: (!i.is_multiple_of(10)).then_some(BlockPublicAccess {
                 block_public_acls: true,
                 ignore_public_acls: true,
                 block_public_policy: true,

@@ -40,14 +40,18 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 }
 
 /// The dashboard's API takes the same client tokens as gRPC.
-fn authorize(state: &HttpState, headers: &HeaderMap) -> Result<(), Response> {
+fn authorize(state: &HttpState, headers: &HeaderMap) -> Result<(), Box<Response>> {
     let mut request = tonic::Request::new(());
     if let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
         if let Ok(value) = value.parse() {
             request.metadata_mut().insert("authorization", value);
         }
     }
-    state.auth.reader(&request).map(|_| ()).map_err(|status| error(StatusCode::UNAUTHORIZED, status.message()))
+    state
+        .auth
+        .reader(&request)
+        .map(|_| ())
+        .map_err(|status| Box::new(error(StatusCode::UNAUTHORIZED, status.message())))
 }
 
 async fn dashboard() -> Html<&'static str> {
@@ -93,7 +97,7 @@ async fn api_statistics(
     UrlQuery(p): UrlQuery<StatisticsParams>,
 ) -> Response {
     if let Err(response) = authorize(&state, &headers) {
-        return response;
+        return *response;
     }
     match views::statistics(&state.store.read(), p.account_id.as_deref().filter(|a| !a.is_empty())) {
         Ok(stats) => Json(stats).into_response(),
@@ -120,7 +124,7 @@ async fn api_buckets(
     UrlQuery(p): UrlQuery<BucketParams>,
 ) -> Response {
     if let Err(response) = authorize(&state, &headers) {
-        return response;
+        return *response;
     }
     let mut criteria = BTreeMap::new();
     let eq = |v: String| Criterion { eq: vec![v], ..Default::default() };
@@ -150,7 +154,7 @@ async fn api_buckets(
 
 async fn api_members(State(state): State<HttpState>, headers: HeaderMap) -> Response {
     if let Err(response) = authorize(&state, &headers) {
-        return response;
+        return *response;
     }
     let s = state.store.read();
     let members: Vec<_> =

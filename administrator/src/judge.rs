@@ -130,8 +130,8 @@ pub fn judge(
     let (policy_read, policy_write) =
         policy_verdict.map_or((Tri::False, Tri::False), |p| (p.public_read, p.public_write));
 
-    let readable = policy_read.and(restrict_policy.not()).or(Tri::from_bool(acl_read).and(ignore_acls.not()));
-    let writable = policy_write.and(restrict_policy.not()).or(Tri::from_bool(acl_write).and(ignore_acls.not()));
+    let readable = policy_read.and(!restrict_policy).or(Tri::from_bool(acl_read).and(!ignore_acls));
+    let writable = policy_write.and(!restrict_policy).or(Tri::from_bool(acl_write).and(!ignore_acls));
     let public = readable.or(writable);
     let effective_permission = match public {
         Tri::True => EffectivePermission::Public,
@@ -422,7 +422,7 @@ mod tests {
             judge(&facts(config.clone()), Some(&account(AccountBlockPublicAccess::Configured(ignore))), &org(), None);
         assert_eq!(j.effective_permission, EffectivePermission::NotPublic);
         // The ACL itself still grants public read; only its effect is neutralised.
-        assert_eq!(j.acl.unwrap().allows_public_read_access, true);
+        assert!(j.acl.unwrap().allows_public_read_access);
 
         let bucket_ignore = BucketConfig { block_public_access: Some(ignore), ..config.clone() };
         let j = judge(&facts(bucket_ignore), Some(&open), &org(), None);

@@ -355,14 +355,14 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use estate_common::model::{BucketConfig, BucketState};
+    use estate_common::model::BucketState;
 
     fn facts(account: &str, region: &str, name: &str, read_at: i64) -> BucketFacts {
         BucketFacts {
             key: BucketKey::new(account, region, name),
             created_at: 1,
             read_at,
-            state: BucketState::Readable(Box::new(BucketConfig::default())),
+            state: BucketState::Readable(Box::default()),
         }
     }
 

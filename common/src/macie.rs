@@ -75,19 +75,23 @@ impl Tri {
         }
     }
 
-    pub fn not(self) -> Self {
-        match self {
-            Self::True => Self::False,
-            Self::False => Self::True,
-            Self::Unknown => Self::Unknown,
-        }
-    }
-
     pub fn as_str(self) -> &'static str {
         match self {
             Self::True => "TRUE",
             Self::False => "FALSE",
             Self::Unknown => "UNKNOWN",
+        }
+    }
+}
+
+impl std::ops::Not for Tri {
+    type Output = Self;
+
+    fn not(self) -> Self {
+        match self {
+            Self::True => Self::False,
+            Self::False => Self::True,
+            Self::Unknown => Self::Unknown,
         }
     }
 }
@@ -408,6 +412,6 @@ mod tests {
         assert_eq!(Tri::Unknown.and(Tri::False), Tri::False);
         assert_eq!(Tri::Unknown.or(Tri::True), Tri::True);
         assert_eq!(Tri::Unknown.and(Tri::True), Tri::Unknown);
-        assert_eq!(Tri::True.not(), Tri::False);
+        assert_eq!(!Tri::True, Tri::False);
     }
 }

@@ -510,13 +510,13 @@ fn comparable(mut buckets: Value) -> Value {
 async fn killing_the_administrator_mid_ingestion_loses_and_doubles_nothing() -> anyhow::Result<()> {
     let moto = Moto::start()?;
     let creds = moto.credentials(A).await?;
-    let specs: Vec<Spec> = (0..300)
+    let specs: Vec<Spec> = (0..300u32)
         .map(|i| Spec {
             account: A,
-            region: if i % 3 == 0 { "eu-west-1" } else { "us-east-1" },
+            region: if i.is_multiple_of(3) { "eu-west-1" } else { "us-east-1" },
             name: format!("estate-kill-{i:03}"),
-            canned_acl: (i % 7 == 0).then_some("public-read"),
-            encryption: (i % 5 == 0).then_some(("AES256", None)),
+            canned_acl: (i.is_multiple_of(7)).then_some("public-read"),
+            encryption: (i.is_multiple_of(5)).then_some(("AES256", None)),
             ..Default::default()
         })
         .collect();

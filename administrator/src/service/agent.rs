@@ -26,14 +26,17 @@ pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
+/// The sending half of one agent stream.
+type AgentSender = mpsc::Sender<Result<pb::ReportResponse, Status>>;
+
 /// Channels to connected agents, for refresh requests.
 #[derive(Debug, Default)]
 pub struct AgentDirectory {
-    senders: Mutex<HashMap<String, Vec<mpsc::Sender<Result<pb::ReportResponse, Status>>>>>,
+    senders: Mutex<HashMap<String, Vec<AgentSender>>>,
 }
 
 impl AgentDirectory {
-    fn register(&self, account_id: &str, tx: mpsc::Sender<Result<pb::ReportResponse, Status>>) {
+    fn register(&self, account_id: &str, tx: AgentSender) {
         self.senders.lock().expect("directory lock").entry(account_id.to_owned()).or_default().push(tx);
     }
 
