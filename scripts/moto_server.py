@@ -193,6 +193,78 @@ def apply_patches() -> list[str]:
         return {"Owner": {"ID": owner, "DisplayName": "webfile"}, "Grants": grants}
 
     S3Response._acl_to_dict = _acl_to_dict  # type: ignore[method-assign]
+
+    # 4. SSE-C (PutObject with x-amz-server-side-encryption-customer-*). moto: accepts the
+    # headers and forgets them; HeadObject answers 200 without any encryption header. S3:
+    # HeadObject without the customer key answers 400 Bad Request, and with it echoes
+    # x-amz-server-side-encryption-customer-algorithm. Remember the algorithm on the key.
+    sse_c_header = "x-amz-server-side-encryption-customer-algorithm"
+    original_key_put = S3Response._key_response_put
+
+    def _key_response_put(self, query, key_name):  # type: ignore[no-untyped-def]
+        result = original_key_put(self, query, key_name)
+        algorithm = self.headers.get(sse_c_header)
+        if algorithm and not query.get("uploadId"):
+            key = self.backend.get_object(self.bucket_name, key_name)
+            if key is not None:
+                key.estate_sse_customer_algorithm = algorithm
+        return result
+
+    original_head = S3Response.head_object
+
+    def head_object(self, bucket_name, query, key_name, headers):  # type: ignore[no-untyped-def]
+        try:
+            key = self.backend.get_object(bucket_name, key_name)
+        except Exception:  # noqa: BLE001 - moto's own errors surface from the original below
+            key = None
+        algorithm = getattr(key, "estate_sse_customer_algorithm", None)
+        if algorithm and not headers.get(sse_c_header):
+            return 400, {}, ""
+        status, response_headers, body = original_head(self, bucket_name, query, key_name, headers)
+        if algorithm:
+            response_headers[sse_c_header] = algorithm
+        return status, response_headers, body
+
+    S3Response._key_response_put = _key_response_put  # type: ignore[method-assign]
+    S3Response.head_object = head_object  # type: ignore[method-assign]
+    applied.append("s3 PutObject/HeadObject: SSE-C remembered; HeadObject without the key answers 400")
+
+    # 5. IAM action names of bucket subresources, with IAM authorization on. moto: every GET
+    # of a subresource missing from its ACTION_MAP is authorized as s3:ListBucket (and the
+    # publicAccessBlock entry is spelled `public_access_block`, which never matches). AWS:
+    # each has its own action.
+    from moto.s3 import responses as s3_responses
+
+    s3_responses.ACTION_MAP["BUCKET"]["GET"].update(
+        {
+            "encryption": "GetEncryptionConfiguration",
+            "publicAccessBlock": "GetBucketPublicAccessBlock",
+            "ownershipControls": "GetBucketOwnershipControls",
+            "replication": "GetReplicationConfiguration",
+            "inventory": "GetInventoryConfiguration",
+        }
+    )
+    applied.append("s3 IAM actions: encryption, publicAccessBlock, ownershipControls, replication, inventory")
+
+    # 6. S3 Control GetPublicAccessBlock with IAM authorization on. moto: never checks the
+    # caller's identity policies for S3 Control. AWS: the call needs
+    # s3:GetAccountPublicAccessBlock and is denied otherwise.
+    from moto.iam.access_control import S3IAMRequest
+    from moto.s3control.responses import S3ControlResponse
+
+    original_get_pab = S3ControlResponse.get_public_access_block
+
+    def get_public_access_block(self):  # type: ignore[no-untyped-def]
+        # Authorize under IAM's name for the call, then serialize under the operation's own.
+        self._get_action = lambda: "GetAccountPublicAccessBlock"
+        try:
+            self._authenticate_and_authorize_action(S3IAMRequest, "*")
+        finally:
+            del self._get_action
+        return original_get_pab(self)
+
+    S3ControlResponse.get_public_access_block = get_public_access_block  # type: ignore[method-assign]
+    applied.append("s3control GetPublicAccessBlock: authorized as s3:GetAccountPublicAccessBlock")
     applied.append("s3 GetBucketAcl/GetObjectAcl: per-account owner canonical ID, one grant per grantee and permission")
     return applied
 

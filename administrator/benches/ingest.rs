@@ -65,6 +65,7 @@ fn facts(stream: usize, i: usize) -> BucketFacts {
             policy: None,
             policy_status_public: None,
             replication: None,
+            objects: None,
         })),
     }
 }
@@ -219,6 +220,7 @@ async fn main() {
         data_dir: dir.path().join("data"),
         config: None,
         insecure_dev: true,
+        min_refresh_interval: Duration::from_secs(300),
     };
     tokio::spawn(async move { estate_administrator::server::serve(options).await.unwrap() });
     for _ in 0..200 {

@@ -52,6 +52,10 @@ impl Identity {
     pub fn may_read(&self) -> bool {
         matches!(self, Self::Client { .. } | Self::Development)
     }
+
+    pub fn may_operate(&self) -> bool {
+        matches!(self, Self::Client { role: Role::Operator, .. } | Self::Development)
+    }
 }
 
 /// Resolves the `authorization: Bearer <token>` header of every request.
@@ -83,6 +87,19 @@ impl Authenticator {
             .and_then(|value| value.strip_prefix("Bearer "))
             .ok_or_else(|| Status::unauthenticated("`authorization` metadata is not `Bearer <token>`"))?;
         identities.get(&digest(token.trim())).cloned().ok_or_else(|| Status::unauthenticated("unknown token"))
+    }
+
+    /// For RPCs that change something (refreshes): the caller must be an operator.
+    pub fn operator<T>(&self, request: &Request<T>) -> Result<Identity, Status> {
+        let identity = self.reader(request)?;
+        if identity.may_operate() {
+            Ok(identity)
+        } else {
+            Err(Status::permission_denied(format!(
+                "`{}` is read-only; refreshes need the operator role",
+                identity.name()
+            )))
+        }
     }
 
     /// For client RPCs: the caller must be a client (or development mode).

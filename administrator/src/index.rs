@@ -106,6 +106,14 @@ impl Index {
         }
     }
 
+    /// The bucket named `name` (names are unique within a partition).
+    pub fn find_by_name(&self, name: &str) -> Option<&Arc<Entry>> {
+        let mut start = Vec::with_capacity(name.len() + 2);
+        start.extend_from_slice(b"\0\0");
+        start.extend_from_slice(name.as_bytes());
+        self.by_name.range(NameKey(start)..).map(|(_, e)| e).take_while(|e| e.facts.key.bucket_name == name).next()
+    }
+
     /// Entries in key order, after or before `cursor`.
     pub fn by_key_from(
         &self,

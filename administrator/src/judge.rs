@@ -7,12 +7,13 @@ use std::collections::{BTreeSet, HashMap};
 use estate_common::macie::{
     AccessControlList, AccountLevelPermissions, BucketLevelPermissions, BucketMetadata, BucketPermissionConfiguration,
     BucketPolicy, BucketPublicAccess, BucketServerSideEncryption, EffectivePermission, EncryptionType,
-    ReplicationDetails, SharedAccess, Timestamp, Tri,
+    ObjectLevelStatistics, ReplicationDetails, SharedAccess, Timestamp, Tri,
 };
 use estate_common::model::{
     AccountSettings, BlockPublicAccess, BucketConfig, BucketFacts, Grantee, ObjectOwnership, ALL_USERS_GROUP,
     AUTHENTICATED_USERS_GROUP,
 };
+use estate_common::objects::ObjectStats;
 
 /// What the administrator knows of the organization.
 #[derive(Debug, Clone, Default)]
@@ -73,6 +74,35 @@ pub struct Judgement {
     pub allows_unencrypted_object_uploads: Tri,
     pub encryption: EncryptionClass,
     pub replication: Option<ReplicationDetails>,
+    /// The numbers the statistics sum and queries filter on; `None` for an error bucket or
+    /// a bucket whose objects have not been counted.
+    pub objects: Option<ObjectTotals>,
+}
+
+/// A bucket's object numbers, kept inline in the index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ObjectTotals {
+    pub object_count: i64,
+    pub size_in_bytes: i64,
+    pub size_in_bytes_compressed: i64,
+    pub classifiable_object_count: i64,
+    pub classifiable_size_in_bytes: i64,
+    pub unclassifiable_object_count: ObjectLevelStatistics,
+    pub unclassifiable_object_size_in_bytes: ObjectLevelStatistics,
+}
+
+impl From<&ObjectStats> for ObjectTotals {
+    fn from(o: &ObjectStats) -> Self {
+        Self {
+            object_count: o.object_count,
+            size_in_bytes: o.size_in_bytes,
+            size_in_bytes_compressed: o.size_in_bytes_compressed,
+            classifiable_object_count: o.classifiable_object_count,
+            classifiable_size_in_bytes: o.classifiable_size_in_bytes,
+            unclassifiable_object_count: o.unclassifiable_object_count,
+            unclassifiable_object_size_in_bytes: o.unclassifiable_object_size_in_bytes,
+        }
+    }
 }
 
 impl Judgement {
@@ -89,6 +119,7 @@ impl Judgement {
             allows_unencrypted_object_uploads: Tri::Unknown,
             encryption: EncryptionClass::Unknown,
             replication: None,
+            objects: None,
         }
     }
 }
@@ -163,6 +194,7 @@ pub fn judge(
             },
         },
         replication: replication(facts, config, org),
+        objects: config.objects.as_ref().map(Into::into),
     }
 }
 
@@ -326,6 +358,9 @@ pub fn metadata(facts: &BucketFacts, judgement: &Judgement, account: Option<&Acc
         versioning: false,
         shared_with_accounts: judgement.shared_with_accounts.clone(),
         s3_policy_status_public: None,
+        object_statistics_source: None,
+        usage_by_storage_class: None,
+        multipart_parts: None,
     };
     match (facts.config(), facts.error()) {
         (Some(config), _) => {
@@ -353,6 +388,19 @@ pub fn metadata(facts: &BucketFacts, judgement: &Judgement, account: Option<&Acc
             out.tags = config.tags.clone();
             out.versioning = config.versioning;
             out.s3_policy_status_public = config.policy_status_public;
+            if let Some(o) = &config.objects {
+                out.object_count = Some(o.object_count);
+                out.size_in_bytes = Some(o.size_in_bytes);
+                out.size_in_bytes_compressed = Some(o.size_in_bytes_compressed);
+                out.classifiable_object_count = Some(o.classifiable_object_count);
+                out.classifiable_size_in_bytes = Some(o.classifiable_size_in_bytes);
+                out.unclassifiable_object_count = Some(o.unclassifiable_object_count);
+                out.unclassifiable_object_size_in_bytes = Some(o.unclassifiable_object_size_in_bytes);
+                out.object_count_by_encryption_type = Some(o.object_count_by_encryption_type);
+                out.object_statistics_source = Some(o.source);
+                out.usage_by_storage_class = Some(o.by_storage_class.clone());
+                out.multipart_parts = Some(o.multipart_parts);
+            }
         }
         (None, Some(error)) => {
             out.error_code = Some(error.code.as_macie_str().to_owned());

@@ -158,7 +158,10 @@ impl Field {
         match self {
             Self::BucketCreatedAt => Some(entry.facts.created_at),
             Self::LastUpdated => Some(entry.facts.read_at),
-            // Object statistics are not collected yet: every bucket's object fields are null.
+            Self::ObjectCount => entry.judgement.objects.map(|o| o.object_count),
+            Self::SizeInBytes => entry.judgement.objects.map(|o| o.size_in_bytes),
+            Self::ClassifiableObjectCount => entry.judgement.objects.map(|o| o.classifiable_object_count),
+            Self::ClassifiableSizeInBytes => entry.judgement.objects.map(|o| o.classifiable_size_in_bytes),
             _ => None,
         }
     }

@@ -27,6 +27,8 @@ pub struct ServeOptions {
     pub data_dir: PathBuf,
     pub config: Option<PathBuf>,
     pub insecure_dev: bool,
+    /// Requested refreshes of one scope are at most this often (Macie: five minutes).
+    pub min_refresh_interval: std::time::Duration,
 }
 
 /// Resolves when the process is asked to stop.
@@ -99,6 +101,9 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         store: Arc::clone(&store),
         auth: auth.clone(),
         configured_members: Arc::new(configured_members.clone()),
+        directory: Arc::clone(&directory),
+        refresh_requested: Default::default(),
+        min_refresh_interval_ms: options.min_refresh_interval.as_millis() as i64,
     };
 
     let grpc_listener =

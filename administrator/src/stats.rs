@@ -35,6 +35,22 @@ pub fn apply(stats: &mut BucketStatistics, judgement: &Judgement, sign: i64) {
         Tri::False => by_requirement.denies_unencrypted_object_uploads += sign,
         Tri::Unknown => by_requirement.unknown += sign,
     }
+    // Error buckets and buckets not yet counted add nothing to the storage and object totals.
+    if let Some(o) = &judgement.objects {
+        stats.object_count += sign * o.object_count;
+        stats.size_in_bytes += sign * o.size_in_bytes;
+        stats.size_in_bytes_compressed += sign * o.size_in_bytes_compressed;
+        stats.classifiable_object_count += sign * o.classifiable_object_count;
+        stats.classifiable_size_in_bytes += sign * o.classifiable_size_in_bytes;
+        for (total, part) in [
+            (&mut stats.unclassifiable_object_count, o.unclassifiable_object_count),
+            (&mut stats.unclassifiable_object_size_in_bytes, o.unclassifiable_object_size_in_bytes),
+        ] {
+            total.file_type += sign * part.file_type;
+            total.storage_class += sign * part.storage_class;
+            total.total += sign * part.total;
+        }
+    }
     let by_sharing = &mut stats.bucket_count_by_shared_access_type;
     match judgement.shared_access {
         SharedAccess::External => by_sharing.external += sign,

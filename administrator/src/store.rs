@@ -9,7 +9,8 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use estate_common::model::{AccountSettings, BucketFacts, BucketKey, Grantee, UnixMillis};
+use estate_common::model::{AccountSettings, BucketFacts, BucketKey, BucketState, Grantee, UnixMillis};
+use estate_common::objects::ObjectStats;
 
 use crate::index::{Entry, Index};
 use crate::judge::{judge, Judgement, OrgView};
@@ -18,14 +19,47 @@ use crate::stats::Statistics;
 /// One change to the inventory, as an agent reported it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
-    Hello { account_id: String, regions: Vec<String>, canonical_user_id: String, agent_version: String, at: UnixMillis },
-    Contact { account_id: String, at: UnixMillis },
-    Upsert { facts: BucketFacts, generation: u64 },
-    Retain { key: BucketKey, generation: u64 },
-    Delete { key: BucketKey },
+    Hello {
+        account_id: String,
+        regions: Vec<String>,
+        canonical_user_id: String,
+        agent_version: String,
+        at: UnixMillis,
+    },
+    Contact {
+        account_id: String,
+        at: UnixMillis,
+    },
+    Upsert {
+        facts: BucketFacts,
+        generation: u64,
+    },
+    Retain {
+        key: BucketKey,
+        generation: u64,
+    },
+    Delete {
+        key: BucketKey,
+    },
+    /// New object statistics for a bucket whose configuration is unchanged.
+    Objects {
+        key: BucketKey,
+        objects: ObjectStats,
+    },
     AccountSettings(AccountSettings),
-    ScopeStarted { account_id: String, region: String, generation: u64, total: u64 },
-    ScopeComplete { account_id: String, region: String, generation: u64, read_at: UnixMillis, count: u64 },
+    ScopeStarted {
+        account_id: String,
+        region: String,
+        generation: u64,
+        total: u64,
+    },
+    ScopeComplete {
+        account_id: String,
+        region: String,
+        generation: u64,
+        read_at: UnixMillis,
+        count: u64,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -199,6 +233,20 @@ impl State {
                         self.index.insert(encoded, updated);
                     }
                 }
+            }
+            Op::Objects { key, objects } => {
+                let encoded = key.encode();
+                let Some(entry) = self.index.get(&encoded) else { return };
+                let BucketState::Readable(config) = &entry.facts.state else { return };
+                let mut facts = (*entry.facts).clone();
+                facts.read_at = facts.read_at.max(objects.read_at);
+                facts.state = BucketState::Readable(Box::new(estate_common::model::BucketConfig {
+                    objects: Some(objects),
+                    ..(**config).clone()
+                }));
+                let generation = entry.generation;
+                writes.buckets.insert(encoded.clone(), encode(&StoredBucket { facts: facts.clone(), generation }));
+                self.insert_entry(encoded, facts, generation);
             }
             Op::Delete { key } => {
                 let encoded = key.encode();

@@ -4,6 +4,7 @@
 
 use crate::macie;
 use crate::model::{self, BucketKey};
+use crate::objects::{ObjectStats, ObjectStatsSource, Usage};
 use crate::pb;
 
 /// A protobuf message that does not describe a valid domain value.
@@ -169,6 +170,7 @@ impl TryFrom<pb::BucketFacts> for model::BucketFacts {
                 policy: f.policy,
                 policy_status_public: f.policy_status_public,
                 replication,
+                objects: f.objects.map(TryInto::try_into).transpose()?,
             }))
         };
         Ok(Self { key, created_at: f.created_at_ms, read_at: f.read_at_ms, state })
@@ -228,9 +230,99 @@ impl From<&model::BucketFacts> for pb::BucketFacts {
                         })
                         .collect(),
                 });
+                out.objects = c.objects.as_ref().map(Into::into);
             }
         }
         out
+    }
+}
+
+fn encryption_counts_to_pb(e: macie::ObjectCountByEncryptionType) -> pb::ObjectCountByEncryptionType {
+    pb::ObjectCountByEncryptionType {
+        customer_managed: e.customer_managed,
+        kms_managed: e.kms_managed,
+        s3_managed: e.s3_managed,
+        unencrypted: e.unencrypted,
+        unknown: e.unknown,
+    }
+}
+
+fn encryption_counts_from_pb(e: Option<pb::ObjectCountByEncryptionType>) -> macie::ObjectCountByEncryptionType {
+    let e = e.unwrap_or_default();
+    macie::ObjectCountByEncryptionType {
+        customer_managed: e.customer_managed,
+        kms_managed: e.kms_managed,
+        s3_managed: e.s3_managed,
+        unencrypted: e.unencrypted,
+        unknown: e.unknown,
+    }
+}
+
+impl From<&ObjectStats> for pb::ObjectStats {
+    fn from(o: &ObjectStats) -> Self {
+        pb::ObjectStats {
+            object_count: o.object_count,
+            size_in_bytes: o.size_in_bytes,
+            size_in_bytes_compressed: o.size_in_bytes_compressed,
+            classifiable_object_count: o.classifiable_object_count,
+            classifiable_size_in_bytes: o.classifiable_size_in_bytes,
+            unclassifiable_object_count: Some(ols_to_pb(o.unclassifiable_object_count)),
+            unclassifiable_object_size_in_bytes: Some(ols_to_pb(o.unclassifiable_object_size_in_bytes)),
+            object_count_by_encryption_type: Some(encryption_counts_to_pb(o.object_count_by_encryption_type)),
+            by_storage_class: o
+                .by_storage_class
+                .iter()
+                .map(|(class, usage)| pb::StorageClassUsage {
+                    storage_class: class.clone(),
+                    object_count: usage.count,
+                    size_in_bytes: usage.size,
+                })
+                .collect(),
+            multipart_parts: o.multipart_parts,
+            source: match o.source {
+                ObjectStatsSource::InventoryReport => pb::ObjectStatsSource::InventoryReport,
+                ObjectStatsSource::Full => pb::ObjectStatsSource::Full,
+                ObjectStatsSource::Sampled => pb::ObjectStatsSource::Sampled,
+                ObjectStatsSource::ManualRefresh => pb::ObjectStatsSource::ManualRefresh,
+            }
+            .into(),
+            read_at_ms: o.read_at,
+        }
+    }
+}
+
+impl TryFrom<pb::ObjectStats> for ObjectStats {
+    type Error = ConvertError;
+
+    fn try_from(o: pb::ObjectStats) -> Result<Self, ConvertError> {
+        let source = match pb::ObjectStatsSource::try_from(o.source) {
+            Ok(pb::ObjectStatsSource::InventoryReport) => ObjectStatsSource::InventoryReport,
+            Ok(pb::ObjectStatsSource::Full) => ObjectStatsSource::Full,
+            Ok(pb::ObjectStatsSource::Sampled) => ObjectStatsSource::Sampled,
+            Ok(pb::ObjectStatsSource::ManualRefresh) => ObjectStatsSource::ManualRefresh,
+            _ => return Err(invalid("objects.source", format!("{}", o.source))),
+        };
+        if o.object_count < 0 || o.size_in_bytes < 0 {
+            return Err(invalid("objects", "counts and sizes cannot be negative"));
+        }
+        Ok(ObjectStats {
+            object_count: o.object_count,
+            size_in_bytes: o.size_in_bytes,
+            size_in_bytes_compressed: o.size_in_bytes_compressed,
+            classifiable_object_count: o.classifiable_object_count,
+            classifiable_size_in_bytes: o.classifiable_size_in_bytes,
+            unclassifiable_object_count: ols_from_pb(o.unclassifiable_object_count),
+            unclassifiable_object_size_in_bytes: ols_from_pb(o.unclassifiable_object_size_in_bytes),
+            object_count_by_encryption_type: encryption_counts_from_pb(o.object_count_by_encryption_type),
+            by_storage_class: o
+                .by_storage_class
+                .into_iter()
+                .map(|u| (u.storage_class, Usage { count: u.object_count, size: u.size_in_bytes }))
+                .collect(),
+            multipart_parts: o.multipart_parts,
+            source,
+            read_at: o.read_at_ms,
+        })
     }
 }
 
@@ -342,7 +434,7 @@ impl From<&macie::BucketMetadata> for pb::BucketMetadata {
                 }
             }),
         });
-        let object_statistics = b.object_count.map(|object_count| pb::ObjectStatistics {
+        let object_statistics = b.object_count.map(|object_count| pb::ObjectStats {
             object_count,
             size_in_bytes: b.size_in_bytes.unwrap_or_default(),
             size_in_bytes_compressed: b.size_in_bytes_compressed.unwrap_or_default(),
@@ -350,15 +442,27 @@ impl From<&macie::BucketMetadata> for pb::BucketMetadata {
             classifiable_size_in_bytes: b.classifiable_size_in_bytes.unwrap_or_default(),
             unclassifiable_object_count: b.unclassifiable_object_count.map(ols_to_pb),
             unclassifiable_object_size_in_bytes: b.unclassifiable_object_size_in_bytes.map(ols_to_pb),
-            object_count_by_encryption_type: b.object_count_by_encryption_type.map(|e| {
-                pb::ObjectCountByEncryptionType {
-                    customer_managed: e.customer_managed,
-                    kms_managed: e.kms_managed,
-                    s3_managed: e.s3_managed,
-                    unencrypted: e.unencrypted,
-                    unknown: e.unknown,
-                }
-            }),
+            object_count_by_encryption_type: b.object_count_by_encryption_type.map(encryption_counts_to_pb),
+            by_storage_class: b
+                .usage_by_storage_class
+                .iter()
+                .flatten()
+                .map(|(class, usage)| pb::StorageClassUsage {
+                    storage_class: class.clone(),
+                    object_count: usage.count,
+                    size_in_bytes: usage.size,
+                })
+                .collect(),
+            multipart_parts: b.multipart_parts.unwrap_or_default(),
+            source: match b.object_statistics_source {
+                Some(ObjectStatsSource::InventoryReport) => pb::ObjectStatsSource::InventoryReport,
+                Some(ObjectStatsSource::Full) => pb::ObjectStatsSource::Full,
+                Some(ObjectStatsSource::Sampled) => pb::ObjectStatsSource::Sampled,
+                Some(ObjectStatsSource::ManualRefresh) => pb::ObjectStatsSource::ManualRefresh,
+                None => pb::ObjectStatsSource::Unspecified,
+            }
+            .into(),
+            read_at_ms: 0,
         });
         pb::BucketMetadata {
             account_id: b.account_id.clone(),
@@ -464,15 +568,9 @@ impl From<pb::BucketMetadata> for macie::BucketMetadata {
             error_message: some_if_non_empty(b.error_message),
             last_updated: ts(b.last_updated_ms),
             object_count: stats.as_ref().map(|s| s.object_count),
-            object_count_by_encryption_type: stats.as_ref().and_then(|s| {
-                s.object_count_by_encryption_type.map(|e| macie::ObjectCountByEncryptionType {
-                    customer_managed: e.customer_managed,
-                    kms_managed: e.kms_managed,
-                    s3_managed: e.s3_managed,
-                    unencrypted: e.unencrypted,
-                    unknown: e.unknown,
-                })
-            }),
+            object_count_by_encryption_type: stats
+                .as_ref()
+                .map(|s| encryption_counts_from_pb(s.object_count_by_encryption_type)),
             public_access,
             region: b.region,
             replication_details: b.replication_details.map(|r| macie::ReplicationDetails {
@@ -506,6 +604,20 @@ impl From<pb::BucketMetadata> for macie::BucketMetadata {
             versioning: b.versioning,
             shared_with_accounts: b.shared_with_accounts,
             s3_policy_status_public: b.s3_policy_status_public,
+            object_statistics_source: stats.as_ref().and_then(|s| match pb::ObjectStatsSource::try_from(s.source) {
+                Ok(pb::ObjectStatsSource::InventoryReport) => Some(ObjectStatsSource::InventoryReport),
+                Ok(pb::ObjectStatsSource::Full) => Some(ObjectStatsSource::Full),
+                Ok(pb::ObjectStatsSource::Sampled) => Some(ObjectStatsSource::Sampled),
+                Ok(pb::ObjectStatsSource::ManualRefresh) => Some(ObjectStatsSource::ManualRefresh),
+                _ => None,
+            }),
+            usage_by_storage_class: stats.as_ref().map(|s| {
+                s.by_storage_class
+                    .iter()
+                    .map(|u| (u.storage_class.clone(), Usage { count: u.object_count, size: u.size_in_bytes }))
+                    .collect()
+            }),
+            multipart_parts: stats.as_ref().map(|s| s.multipart_parts),
         }
     }
 }
@@ -723,6 +835,12 @@ mod tests {
                         destination_bucket_arn: "arn:aws:s3:::d".into(),
                         destination_account: None,
                     }],
+                }),
+                objects: Some({
+                    let mut o = ObjectStats::empty(ObjectStatsSource::Sampled, 3);
+                    o.add_object("a.csv", 5, Some("GLACIER"), crate::objects::ObjectEncryption::KmsManaged);
+                    o.add_part(7, None);
+                    o
                 }),
             })),
         }

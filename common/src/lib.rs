@@ -4,6 +4,7 @@
 pub mod convert;
 pub mod macie;
 pub mod model;
+pub mod objects;
 
 pub mod pb {
     //! Code generated from `proto/estate/v1/*.proto`.

@@ -287,6 +287,12 @@ pub struct BucketMetadata {
     pub shared_with_accounts: Vec<String>,
     /// Estate's addition: S3's own GetBucketPolicyStatus verdict, for comparison.
     pub s3_policy_status_public: Option<bool>,
+    /// Estate's addition: how the object statistics were obtained.
+    pub object_statistics_source: Option<crate::objects::ObjectStatsSource>,
+    /// Estate's addition: objects and bytes per storage class.
+    pub usage_by_storage_class: Option<std::collections::BTreeMap<String, crate::objects::Usage>>,
+    /// Estate's addition: parts of incomplete multipart uploads included in the counts.
+    pub multipart_parts: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

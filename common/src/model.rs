@@ -196,6 +196,8 @@ pub struct BucketConfig {
     pub policy: Option<String>,
     pub policy_status_public: Option<bool>,
     pub replication: Option<Replication>,
+    /// Absent until the bucket's objects have been counted.
+    pub objects: Option<crate::objects::ObjectStats>,
 }
 
 /// Everything the agent read about one bucket.

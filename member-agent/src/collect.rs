@@ -87,6 +87,7 @@ pub async fn collect_bucket(client: &Client, key: BucketKey, created_at: UnixMil
         policy: policy.ok().flatten(),
         policy_status_public: policy_status.ok().flatten(),
         replication: replication.ok().flatten(),
+        objects: None,
     };
     Collected::Facts(BucketFacts { key, created_at, read_at, state: BucketState::Readable(Box::new(config)) })
 }

@@ -12,7 +12,8 @@ use tonic::metadata::MetadataValue;
 use tonic::transport::Endpoint;
 
 use estate_common::pb::{
-    agent_service_client::AgentServiceClient, report_request::Body, report_response, Hello, ReportRequest,
+    agent_service_client::AgentServiceClient, report_request::Body, report_response, Hello, RefreshRequest,
+    ReportRequest,
 };
 
 use crate::outbox::Outbox;
@@ -25,7 +26,7 @@ pub struct ConnectionOptions {
 }
 
 /// Runs forever: keeps one stream to the administrator open.
-pub async fn run(options: ConnectionOptions, outbox: Arc<Outbox>, refresh_requests: mpsc::Sender<Vec<String>>) {
+pub async fn run(options: ConnectionOptions, outbox: Arc<Outbox>, refresh_requests: mpsc::Sender<RefreshRequest>) {
     let mut backoff = Duration::from_millis(250);
     loop {
         match session(&options, &outbox, &refresh_requests).await {
@@ -44,7 +45,7 @@ pub async fn run(options: ConnectionOptions, outbox: Arc<Outbox>, refresh_reques
 async fn session(
     options: &ConnectionOptions,
     outbox: &Arc<Outbox>,
-    refresh_requests: &mpsc::Sender<Vec<String>>,
+    refresh_requests: &mpsc::Sender<RefreshRequest>,
 ) -> anyhow::Result<()> {
     let channel = Endpoint::from_shared(options.admin_url.clone())?
         .connect_timeout(Duration::from_secs(10))
@@ -81,8 +82,8 @@ async fn session(
             match message.body {
                 Some(report_response::Body::Ack(ack)) => outbox.ack(ack.seq),
                 Some(report_response::Body::Refresh(refresh)) => {
-                    tracing::info!(regions = ?refresh.regions, "the administrator asked for a refresh");
-                    let _ = refresh_requests.try_send(refresh.regions);
+                    tracing::info!(regions = ?refresh.regions, bucket = %refresh.object_refresh_bucket, "the administrator asked for a refresh");
+                    let _ = refresh_requests.try_send(refresh);
                 }
                 None => {}
             }

@@ -4,6 +4,7 @@
 pub mod aws;
 pub mod collect;
 pub mod connection;
+pub mod objects;
 pub mod outbox;
 pub mod refresh;
 
@@ -14,7 +15,7 @@ use anyhow::{bail, Context};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use estate_common::pb::Hello;
+use estate_common::pb::{Hello, RefreshRequest};
 
 use crate::aws::{classify, Clients};
 use crate::connection::ConnectionOptions;
@@ -31,6 +32,7 @@ pub struct AgentOptions {
     pub refresh_interval: Duration,
     pub outbox_capacity: usize,
     pub max_attempts: u32,
+    pub head_budget: usize,
 }
 
 /// Parses `90`, `90s`, `15m`, `24h` or `1d`.
@@ -75,7 +77,7 @@ pub async fn run(options: AgentOptions) -> anyhow::Result<()> {
     tracing::info!(account = %account_id, regions = ?options.regions, "agent starting");
 
     let outbox = Arc::new(Outbox::new(options.outbox_capacity));
-    let (refresh_tx, mut refresh_rx) = mpsc::channel::<Vec<String>>(16);
+    let (refresh_tx, mut refresh_rx) = mpsc::channel::<RefreshRequest>(16);
     let hello = Hello {
         account_id: account_id.clone(),
         regions: options.regions.clone(),
@@ -88,12 +90,29 @@ pub async fn run(options: AgentOptions) -> anyhow::Result<()> {
         refresh_tx,
     ));
 
-    let refresher = Refresher::new(clients, outbox, account_id, options.regions.clone(), options.concurrency);
+    let refresher = Arc::new(Refresher::new(
+        clients,
+        outbox,
+        account_id,
+        options.regions.clone(),
+        options.concurrency,
+        options.head_budget,
+    ));
     let mut next_full = Instant::now();
     loop {
         let requested = tokio::select! {
             _ = tokio::time::sleep_until(next_full) => Vec::new(),
-            Some(regions) = refresh_rx.recv() => regions,
+            Some(request) = refresh_rx.recv() => {
+                if !request.object_refresh_bucket.is_empty() {
+                    // Object refreshes run beside the bucket refreshes.
+                    let refresher = Arc::clone(&refresher);
+                    tokio::spawn(async move {
+                        refresher.refresh_objects(&request.object_refresh_region, &request.object_refresh_bucket).await
+                    });
+                    continue;
+                }
+                request.regions
+            }
         };
         let full = requested.is_empty();
         match refresher.refresh(&requested).await {

@@ -45,6 +45,10 @@ enum Command {
         /// Attempts per AWS call (throttling and transient errors are retried with backoff).
         #[arg(long, env = "ESTATE_AWS_MAX_ATTEMPTS", default_value_t = 8)]
         aws_max_attempts: u32,
+        /// HeadObject calls per bucket to read object encryption when the bucket has no
+        /// current S3 Inventory report; objects beyond it count as `unknown`.
+        #[arg(long, env = "ESTATE_HEAD_OBJECT_BUDGET", default_value_t = 1000)]
+        head_object_budget: usize,
     },
 }
 
@@ -69,6 +73,7 @@ async fn main() -> anyhow::Result<()> {
             refresh_interval,
             outbox_capacity,
             aws_max_attempts,
+            head_object_budget,
         } => {
             run(AgentOptions {
                 admin_url: admin,
@@ -79,6 +84,7 @@ async fn main() -> anyhow::Result<()> {
                 refresh_interval,
                 outbox_capacity: outbox_capacity.max(16),
                 max_attempts: aws_max_attempts.max(1),
+                head_budget: head_object_budget,
             })
             .await
         }

@@ -13,6 +13,7 @@ use estate_common::pb::{self, report_request::Body};
 
 use crate::aws::{classify, CallError, Clients};
 use crate::collect::{account_block_public_access, collect_bucket, Collected};
+use crate::objects::{count_objects, CountError, CountOptions};
 use crate::outbox::Outbox;
 
 pub fn now_ms() -> UnixMillis {
@@ -110,6 +111,8 @@ pub struct Refresher {
     pub home_region: String,
     pub regions: Vec<String>,
     pub concurrency: usize,
+    /// HeadObject calls per bucket for object encryption.
+    pub head_budget: usize,
     last_generation: std::sync::Mutex<u64>,
 }
 
@@ -120,8 +123,10 @@ impl Refresher {
         account_id: String,
         regions: Vec<String>,
         concurrency: usize,
+        head_budget: usize,
     ) -> Self {
         Self {
+            head_budget,
             home_region: regions[0].clone(),
             clients,
             outbox,
@@ -180,7 +185,11 @@ impl Refresher {
             .map(|bucket| {
                 let client = client.clone();
                 let key = BucketKey::new(&self.account_id, region, &bucket.name);
-                async move { (bucket.name.as_str(), collect_bucket(&client, key, bucket.created_at, now_ms()).await) }
+                let options = CountOptions::daily(self.head_budget);
+                async move {
+                    let collected = collect_bucket(&client, key, bucket.created_at, now_ms()).await;
+                    (bucket.name.as_str(), with_objects(&client, collected, options).await)
+                }
             })
             .buffer_unordered(self.concurrency);
         let (mut reported, mut failed, mut done) = (0u64, 0u64, 0u64);
@@ -219,5 +228,52 @@ impl Refresher {
             }))
             .await;
         tracing::info!(%region, reported, failed, generation, "refresh complete");
+    }
+}
+
+/// Adds object statistics to a readable bucket's facts. Denied listing makes an error bucket
+/// that names the call; a transient failure keeps what is stored.
+async fn with_objects(client: &aws_sdk_s3::Client, collected: Collected, options: CountOptions) -> Collected {
+    use estate_common::model::{BucketError, BucketErrorCode, BucketState};
+    let Collected::Facts(mut facts) = collected else { return collected };
+    let BucketState::Readable(config) = &mut facts.state else { return Collected::Facts(facts) };
+    match count_objects(client, &facts.key.bucket_name, options, now_ms()).await {
+        Ok(stats) => {
+            config.objects = Some(stats);
+            Collected::Facts(facts)
+        }
+        Err(CountError::Call(CallError::AccessDenied(detail))) => {
+            facts.state = BucketState::Error(BucketError {
+                code: BucketErrorCode::AccessDenied,
+                message: format!("access denied to `s3:ListBucket` ({detail})"),
+            });
+            Collected::Facts(facts)
+        }
+        Err(CountError::Call(CallError::NoSuchBucket)) => Collected::Gone,
+        Err(error) => Collected::Failed(format!("counting objects: {error}")),
+    }
+}
+
+impl Refresher {
+    /// Macie's manual object refresh of one bucket: recount now, without multipart parts,
+    /// encryption unknown; at most 30,000 objects.
+    pub async fn refresh_objects(&self, region: &str, bucket: &str) {
+        if !self.regions.iter().any(|r| r == region) {
+            tracing::warn!(%region, %bucket, "object refresh for a Region this agent does not serve; ignored");
+            return;
+        }
+        let client = self.clients.s3(region);
+        match count_objects(&client, bucket, CountOptions::manual(), now_ms()).await {
+            Ok(stats) => {
+                tracing::info!(%bucket, objects = stats.object_count, "objects recounted");
+                let message = pb::BucketObjects {
+                    region: region.to_owned(),
+                    bucket_name: bucket.to_owned(),
+                    objects: Some((&stats).into()),
+                };
+                self.outbox.push(Body::BucketObjects(message)).await;
+            }
+            Err(error) => tracing::warn!(%bucket, %error, "manual object refresh failed"),
+        }
     }
 }

@@ -189,6 +189,7 @@ pub struct Admin {
     pub http: String,
     pub data_dir: PathBuf,
     pub config: Option<PathBuf>,
+    extra: Vec<String>,
     grpc_port: u16,
     http_port: u16,
 }
@@ -196,10 +197,22 @@ pub struct Admin {
 impl Admin {
     /// Starts the administrator. Without `config` it runs in `--insecure-dev` mode.
     pub fn start(data_dir: &Path, config: Option<&Path>) -> anyhow::Result<Self> {
-        Self::start_on(data_dir, config, free_port(), free_port())
+        Self::start_with(data_dir, config, &[])
     }
 
-    fn start_on(data_dir: &Path, config: Option<&Path>, grpc_port: u16, http_port: u16) -> anyhow::Result<Self> {
+    /// Starts the administrator with extra `serve` flags.
+    pub fn start_with(data_dir: &Path, config: Option<&Path>, extra: &[&str]) -> anyhow::Result<Self> {
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        Self::start_on(data_dir, config, extra, free_port(), free_port())
+    }
+
+    fn start_on(
+        data_dir: &Path,
+        config: Option<&Path>,
+        extra: Vec<String>,
+        grpc_port: u16,
+        http_port: u16,
+    ) -> anyhow::Result<Self> {
         let log = data_dir.with_extension(format!("admin-{}.log", Instant::now().elapsed().as_nanos()));
         let mut command = Command::new(binary("estate-admin"));
         command
@@ -208,6 +221,7 @@ impl Admin {
             .args(["--http-listen", &format!("127.0.0.1:{http_port}")])
             .arg("--data-dir")
             .arg(data_dir)
+            .args(&extra)
             .stdout(Stdio::piped())
             .stderr(std::fs::OpenOptions::new().create(true).append(true).open(&log)?);
         match config {
@@ -222,6 +236,7 @@ impl Admin {
             http: format!("http://127.0.0.1:{http_port}"),
             data_dir: data_dir.to_owned(),
             config: config.map(Path::to_owned),
+            extra,
             grpc_port,
             http_port,
         })
@@ -233,7 +248,13 @@ impl Admin {
         let mut last = None;
         // The old listening sockets may linger for a moment.
         for _ in 0..50 {
-            match Self::start_on(&self.data_dir, self.config.as_deref(), self.grpc_port, self.http_port) {
+            match Self::start_on(
+                &self.data_dir,
+                self.config.as_deref(),
+                self.extra.clone(),
+                self.grpc_port,
+                self.http_port,
+            ) {
                 Ok(admin) => {
                     *self = admin;
                     return Ok(());
@@ -323,4 +344,11 @@ where
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// The peak resident memory of a running process, from `/proc/PID/status`.
+pub fn peak_rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: f64 = status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
 }

@@ -40,6 +40,9 @@ enum Command {
         /// Plaintext, unauthenticated mode for a developer's machine; loopback only.
         #[arg(long, env = "ESTATE_INSECURE_DEV")]
         insecure_dev: bool,
+        /// Requested refreshes of one scope are at most this often (seconds).
+        #[arg(long, env = "ESTATE_MIN_REFRESH_INTERVAL", default_value_t = 300)]
+        min_refresh_interval: u64,
     },
 }
 
@@ -59,8 +62,9 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logging(&cli.log_format);
     match cli.command {
-        Command::Serve { listen, http_listen, data_dir, config, insecure_dev } => {
-            serve(ServeOptions { listen, http_listen, data_dir, config, insecure_dev }).await
+        Command::Serve { listen, http_listen, data_dir, config, insecure_dev, min_refresh_interval } => {
+            let min_refresh_interval = std::time::Duration::from_secs(min_refresh_interval);
+            serve(ServeOptions { listen, http_listen, data_dir, config, insecure_dev, min_refresh_interval }).await
         }
     }
 }

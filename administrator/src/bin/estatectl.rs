@@ -74,6 +74,19 @@ enum Command {
     Bucket { name: String },
     /// Member accounts: Regions, connection, freshness.
     Members,
+    /// Ask agents to refresh now (at most once per five minutes per scope), or recount one
+    /// bucket's objects now (`--objects BUCKET`, buckets of at most 30,000 objects).
+    Refresh {
+        /// Only this account.
+        #[arg(long, conflicts_with = "objects")]
+        account_id: Option<String>,
+        /// Only these Regions (comma-separated).
+        #[arg(long, value_delimiter = ',', conflicts_with = "objects")]
+        regions: Vec<String>,
+        /// Recount this bucket's objects instead.
+        #[arg(long, value_name = "BUCKET")]
+        objects: Option<String>,
+    },
 }
 
 fn parse_where(items: &[String]) -> anyhow::Result<BTreeMap<String, pb::BucketCriterion>> {
@@ -169,7 +182,7 @@ impl Client {
 }
 
 fn status_error(status: tonic::Status) -> anyhow::Error {
-    anyhow::anyhow!("{}: {}", status.code(), status.message())
+    anyhow::anyhow!("{:?}: {}", status.code(), status.message())
 }
 
 fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
@@ -392,6 +405,53 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     flatten("", &value, &mut rows);
                     print_rows(Output::Table, &["field", "value"], &rows)
                 }
+            }
+        }
+        Command::Refresh { objects: Some(bucket), .. } => {
+            let request = client.request(pb::RefreshObjectMetadataRequest { bucket_name: bucket.clone() });
+            let out = client.inner.refresh_object_metadata(request).await.map_err(status_error)?.into_inner();
+            match cli.output {
+                Output::Json => print_json(&serde_json::json!({
+                    "bucketName": bucket, "accountId": out.account_id, "region": out.region, "requested": true,
+                })),
+                output => print_rows(
+                    output,
+                    &["bucketName", "accountId", "region", "requested"],
+                    &[vec![bucket, out.account_id, out.region, "true".into()]],
+                ),
+            }
+        }
+        Command::Refresh { account_id, regions, objects: None } => {
+            let request =
+                client.request(pb::RefreshInventoryRequest { account_id: account_id.unwrap_or_default(), regions });
+            let out = client.inner.refresh_inventory(request).await.map_err(status_error)?.into_inner();
+            let when = |ms: i64| estate_common::macie::Timestamp::from_millis(ms).map(|t| t.to_iso8601());
+            match cli.output {
+                Output::Json => print_json(&serde_json::json!({
+                    "scopes": out.scopes.iter().map(|s| serde_json::json!({
+                        "accountId": s.account_id,
+                        "region": s.region,
+                        "requested": s.requested,
+                        "lastRefresh": when(s.last_refresh_ms),
+                        "reason": (!s.reason.is_empty()).then_some(&s.reason),
+                    })).collect::<Vec<_>>(),
+                })),
+                output => print_rows(
+                    output,
+                    &["accountId", "region", "requested", "lastRefresh", "reason"],
+                    &out.scopes
+                        .iter()
+                        .map(|s| {
+                            vec![
+                                s.account_id.clone(),
+                                s.region.clone(),
+                                s.requested.to_string(),
+                                opt(when(s.last_refresh_ms)),
+                                s.reason.clone(),
+                            ]
+                        })
+                        .collect::<Vec<_>>(),
+                ),
             }
         }
         Command::Members => {

@@ -40,26 +40,17 @@ impl AgentDirectory {
         self.senders.lock().expect("directory lock").entry(account_id.to_owned()).or_default().push(tx);
     }
 
-    /// Asks every connected agent of `account_id` (all accounts when `None`) to refresh
-    /// `regions` (all when empty). Returns how many agents were asked.
-    pub fn request_refresh(&self, account_id: Option<&str>, regions: &[String]) -> usize {
+    /// Sends `request` to every connected agent of `account_id`. Returns how many got it.
+    pub fn send(&self, account_id: &str, request: &pb::RefreshRequest) -> usize {
         let mut senders = self.senders.lock().expect("directory lock");
-        let mut asked = 0;
-        for (account, list) in senders.iter_mut() {
-            if account_id.is_some_and(|a| a != account) {
-                continue;
-            }
-            list.retain(|tx| !tx.is_closed());
-            for tx in list.iter() {
-                let message = pb::ReportResponse {
-                    body: Some(pb::report_response::Body::Refresh(pb::RefreshRequest { regions: regions.to_vec() })),
-                };
-                if tx.try_send(Ok(message)).is_ok() {
-                    asked += 1;
-                }
-            }
-        }
-        asked
+        let Some(list) = senders.get_mut(account_id) else { return 0 };
+        list.retain(|tx| !tx.is_closed());
+        list.iter()
+            .filter(|tx| {
+                let message = pb::ReportResponse { body: Some(pb::report_response::Body::Refresh(request.clone())) };
+                tx.try_send(Ok(message)).is_ok()
+            })
+            .count()
     }
 }
 
@@ -108,6 +99,15 @@ fn to_op(account_id: &str, body: Body) -> Result<Option<Op>, Status> {
             generation: s.generation,
             total: s.bucket_total,
         },
+        Body::BucketObjects(o) => {
+            let objects = o.objects.ok_or_else(|| Status::invalid_argument("`bucket_objects.objects` is missing"))?;
+            Op::Objects {
+                key: BucketKey::new(account_id, &o.region, &o.bucket_name),
+                objects: objects
+                    .try_into()
+                    .map_err(|e: estate_common::convert::ConvertError| Status::invalid_argument(e.to_string()))?,
+            }
+        }
         Body::ScopeComplete(s) => Op::ScopeComplete {
             account_id: account_id.to_owned(),
             region: s.region,
@@ -116,7 +116,7 @@ fn to_op(account_id: &str, body: Body) -> Result<Option<Op>, Status> {
             count: s.bucket_count,
         },
     };
-    if let Op::Delete { key } | Op::Retain { key, .. } = &op {
+    if let Op::Delete { key } | Op::Retain { key, .. } | Op::Objects { key, .. } = &op {
         if key.region.is_empty() || key.bucket_name.is_empty() {
             return Err(Status::invalid_argument("`region` and `bucket_name` must be set"));
         }

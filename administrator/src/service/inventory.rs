@@ -1,7 +1,7 @@
 //! `InventoryService`: DescribeBuckets, GetBucketStatistics, ListMembers, GetMember.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 
 use tonic::{Request, Response, Status};
 
@@ -11,6 +11,7 @@ use estate_common::pb::{self, inventory_service_server::InventoryService};
 use crate::auth::Authenticator;
 use crate::error::ServiceError;
 use crate::query::{Criterion, Query};
+use crate::service::agent::{now_ms, AgentDirectory};
 use crate::store::Store;
 use crate::views;
 
@@ -20,7 +21,15 @@ pub struct InventoryServiceImpl {
     pub auth: Authenticator,
     /// Accounts with a configured agent: members even before their first report.
     pub configured_members: Arc<BTreeSet<String>>,
+    pub directory: Arc<AgentDirectory>,
+    /// When a refresh of each scope was last requested (in memory: a restart allows one).
+    pub refresh_requested: Arc<Mutex<HashMap<(String, String), i64>>>,
+    /// At most one requested refresh per scope in this window (Macie: five minutes).
+    pub min_refresh_interval_ms: i64,
 }
+
+/// A manual object refresh is for buckets of at most this many objects.
+pub const MAX_OBJECTS_FOR_MANUAL_REFRESH: i64 = 30_000;
 
 fn criterion(c: pb::BucketCriterion) -> Criterion {
     Criterion { eq: c.eq, neq: c.neq, gt: c.gt, gte: c.gte, lt: c.lt, lte: c.lte, prefix: c.prefix }
@@ -87,6 +96,124 @@ impl InventoryService for InventoryServiceImpl {
             members: page.into_iter().map(|a| (&views::member(&state, a)).into()).collect(),
             next_token,
         }))
+    }
+
+    async fn refresh_inventory(
+        &self,
+        request: Request<pb::RefreshInventoryRequest>,
+    ) -> Result<Response<pb::RefreshInventoryResponse>, Status> {
+        let identity = self.auth.operator(&request)?;
+        let r = request.into_inner();
+        if !r.account_id.is_empty() && !is_account_id(&r.account_id) {
+            return Err(ServiceError::BadAccountId(r.account_id).into());
+        }
+        let scopes: Vec<(String, String, i64)> = {
+            let state = self.store.read();
+            let accounts = views::member_accounts(&state, &self.configured_members);
+            if !r.account_id.is_empty() && !accounts.contains(&r.account_id) {
+                return Err(ServiceError::NoSuchMember(r.account_id).into());
+            }
+            accounts
+                .iter()
+                .filter(|a| r.account_id.is_empty() || **a == r.account_id)
+                .flat_map(|a| {
+                    let regions = state.members.get(a).map(|m| m.regions.clone()).unwrap_or_default();
+                    regions.into_iter().filter(|region| r.regions.is_empty() || r.regions.contains(region)).map(
+                        |region| {
+                            let completed = state
+                                .scopes
+                                .get(&(a.clone(), region.clone()))
+                                .and_then(|s| s.last_updated)
+                                .unwrap_or(0);
+                            (a.clone(), region, completed)
+                        },
+                    )
+                })
+                .collect()
+        };
+        if scopes.is_empty() {
+            return Err(Status::failed_precondition(
+                "no member Region matches; agents report their Regions when they connect",
+            ));
+        }
+        let now = now_ms();
+        let mut by_account: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut out = Vec::new();
+        {
+            let mut requested = self.refresh_requested.lock().expect("refresh lock");
+            for (account, region, completed) in scopes {
+                let last = completed.max(requested.get(&(account.clone(), region.clone())).copied().unwrap_or(0));
+                if now - last < self.min_refresh_interval_ms {
+                    out.push(pb::ScopeRefresh {
+                        account_id: account,
+                        region,
+                        requested: false,
+                        last_refresh_ms: last,
+                        reason: format!(
+                            "refreshed within the last {} s; the last refresh is at `lastRefresh`",
+                            self.min_refresh_interval_ms / 1000
+                        ),
+                    });
+                    continue;
+                }
+                by_account.entry(account.clone()).or_default().push(region.clone());
+                requested.insert((account.clone(), region.clone()), now);
+                out.push(pb::ScopeRefresh {
+                    account_id: account,
+                    region,
+                    requested: true,
+                    last_refresh_ms: last,
+                    reason: String::new(),
+                });
+            }
+        }
+        for (account, regions) in &by_account {
+            let asked =
+                self.directory.send(account, &pb::RefreshRequest { regions: regions.clone(), ..Default::default() });
+            if asked == 0 {
+                let mut requested = self.refresh_requested.lock().expect("refresh lock");
+                for scope in out.iter_mut().filter(|s| &s.account_id == account && s.requested) {
+                    scope.requested = false;
+                    scope.reason = "the agent is not connected".into();
+                    requested.remove(&(scope.account_id.clone(), scope.region.clone()));
+                }
+            }
+        }
+        tracing::info!(by = identity.name(), scopes = out.iter().filter(|s| s.requested).count(), "refresh requested");
+        Ok(Response::new(pb::RefreshInventoryResponse { scopes: out }))
+    }
+
+    async fn refresh_object_metadata(
+        &self,
+        request: Request<pb::RefreshObjectMetadataRequest>,
+    ) -> Result<Response<pb::RefreshObjectMetadataResponse>, Status> {
+        self.auth.operator(&request)?;
+        let name = request.into_inner().bucket_name;
+        if name.is_empty() {
+            return Err(Status::invalid_argument("`bucket_name` is required"));
+        }
+        let (key, objects) = {
+            let state = self.store.read();
+            match state.index.find_by_name(&name) {
+                Some(entry) => (entry.facts.key.clone(), entry.judgement.objects.map(|o| o.object_count)),
+                None => return Err(Status::not_found(format!("no bucket named `{name}` in the inventory"))),
+            }
+        };
+        if let Some(count) = objects.filter(|c| *c > MAX_OBJECTS_FOR_MANUAL_REFRESH) {
+            return Err(Status::failed_precondition(format!(
+                "bucket `{name}` holds {count} objects; a manual object refresh is for buckets of at most \
+                 {MAX_OBJECTS_FOR_MANUAL_REFRESH} objects (the daily refresh counts it)"
+            )));
+        }
+        let request = pb::RefreshRequest {
+            regions: Vec::new(),
+            object_refresh_bucket: key.bucket_name.clone(),
+            object_refresh_region: key.region.clone(),
+        };
+        if self.directory.send(&key.account_id, &request) == 0 {
+            return Err(Status::unavailable(format!("the agent of account `{}` is not connected", key.account_id)));
+        }
+        Ok(Response::new(pb::RefreshObjectMetadataResponse { account_id: key.account_id, region: key.region }))
     }
 
     async fn get_member(

@@ -1,0 +1,114 @@
+//! Buckets the agent may not read, with moto's IAM authorization switched on: an identity
+//! policy denies the agent `s3:GetBucketPolicy` on one bucket, `s3:ListBucket` on another and
+//! the account-level S3 Control read. Those buckets become error buckets naming the call and
+//! count as unknown; every other bucket is complete; the account settings are unknown, not
+//! "off".
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::config::Credentials;
+
+use super::*;
+
+/// The account moto gives to its own access keys.
+const DEFAULT_ACCOUNT: &str = "123456789012";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unreadable_buckets_become_error_buckets_and_the_rest_is_complete() -> anyhow::Result<()> {
+    let moto = Moto::start()?;
+    let root = Credentials::new("testing", "testing", None, None, "root");
+    let s3 = moto.s3(&root, "us-east-1");
+    let seed = |name: &str| Spec { account: DEFAULT_ACCOUNT, region: "us-east-1", name: name.into(), ..Default::default() };
+    for name in ["estate-d-readable", "estate-d-no-policy-read", "estate-d-no-listing"] {
+        seed_bucket(&moto, &root, &seed(name)).await?;
+        s3.put_object().bucket(name).key("data.csv").body(ByteStream::from_static(b"a,b\n1,2\n")).send().await?;
+    }
+    s3.put_bucket_policy()
+        .bucket("estate-d-no-policy-read")
+        .policy(json!({"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Principal": "*", "Action": "s3:DeleteBucket", "Resource": "arn:aws:s3:::estate-d-no-policy-read"}]}).to_string())
+        .send()
+        .await?;
+
+    // The agent's identity: everything it needs, minus three denials.
+    let iam = aws_sdk_iam_client(&moto, &root);
+    iam.create_user().user_name("estate-agent").send().await?;
+    let policy = json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": ["s3:*", "sts:GetCallerIdentity"], "Resource": "*"},
+            {"Effect": "Deny", "Action": "s3:GetBucketPolicy", "Resource": "arn:aws:s3:::estate-d-no-policy-read"},
+            {"Effect": "Deny", "Action": "s3:ListBucket", "Resource": "arn:aws:s3:::estate-d-no-listing"},
+            {"Effect": "Deny", "Action": "s3:GetAccountPublicAccessBlock", "Resource": "*"}
+        ]
+    });
+    iam.put_user_policy().user_name("estate-agent").policy_name("agent").policy_document(policy.to_string()).send().await?;
+    let key = iam.create_access_key().user_name("estate-agent").send().await?;
+    let key = key.access_key().expect("an access key");
+    let agent_creds = Credentials::new(key.access_key_id(), key.secret_access_key(), None, None, "agent");
+
+    // From now on moto enforces identity policies (and signatures).
+    let client = reqwest_free_post(&moto.endpoint, "/moto-api/reset-auth", "0")?;
+    assert!(client.contains("200"), "enabling moto's IAM authorization: {client}");
+
+    let dir = tempfile::tempdir()?;
+    let admin = Admin::start(&dir.path().join("data"), None)?;
+    let _agent = Agent::start(&admin, &moto, &agent_creds, None, &["us-east-1"], &[])?;
+    eventually(Duration::from_secs(60), "the refresh", || async {
+        let members = admin.ctl_json(None, &["members"])?;
+        Ok(members["members"][0]["regions"][0]["lastUpdated"].is_string().then_some(()))
+    })
+    .await?;
+
+    let bucket = |name: &str| admin.ctl_json(None, &["bucket", name]);
+    let readable = bucket("estate-d-readable")?;
+    assert!(readable["errorCode"].is_null(), "{readable}");
+    assert_eq!(readable["objectCount"], 1);
+    assert_eq!(readable["publicAccess"]["effectivePermission"], "NOT_PUBLIC");
+    assert!(
+        readable["publicAccess"]["permissionConfiguration"]["accountLevelPermissions"]["blockPublicAccess"].is_null(),
+        "a denied S3 Control read leaves the account settings unknown, not off: {readable}"
+    );
+    for (name, call) in [("estate-d-no-policy-read", "s3:GetBucketPolicy"), ("estate-d-no-listing", "s3:ListBucket")] {
+        let b = bucket(name)?;
+        assert_eq!(b["errorCode"], "ACCESS_DENIED", "{b}");
+        assert!(b["errorMessage"].as_str().unwrap().contains(call), "{b}");
+        for field in ["objectCount", "serverSideEncryption", "replicationDetails", "tags"] {
+            assert!(b[field].is_null() || b[field] == json!([]), "{name}: `{field}` must be empty: {b}");
+        }
+        assert_eq!(b["publicAccess"]["effectivePermission"], "UNKNOWN");
+        assert_eq!(b["sharedAccess"], "UNKNOWN");
+        assert!(b["bucketCreatedAt"].is_string() && b["bucketArn"].is_string() && b["region"] == "us-east-1");
+    }
+    let stats = admin.ctl_json(None, &["stats"])?;
+    assert_eq!(stats["bucketCount"], 3);
+    assert_eq!(stats["bucketCountByEffectivePermission"]["unknown"], 2);
+    assert_eq!(stats["bucketCountBySharedAccessType"]["unknown"], 2);
+    assert_eq!(stats["bucketCountByEncryptionType"]["unknown"], 2);
+    assert_eq!(stats["bucketCountByObjectEncryptionRequirement"]["unknown"], 2);
+    assert_eq!(stats["objectCount"], 1, "error buckets are excluded from the object totals");
+    Ok(())
+}
+
+fn aws_sdk_iam_client(moto: &Moto, creds: &Credentials) -> aws_sdk_iam::Client {
+    let config = aws_sdk_iam::config::Builder::new()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(&moto.endpoint)
+        .credentials_provider(creds.clone())
+        .build();
+    aws_sdk_iam::Client::from_conf(config)
+}
+
+/// A tiny HTTP POST over a plain TCP stream (moto's control API is not an AWS API).
+fn reqwest_free_post(endpoint: &str, path: &str, body: &str) -> anyhow::Result<String> {
+    use std::io::{Read, Write};
+    let host = endpoint.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(host)?;
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    Ok(response.lines().next().unwrap_or_default().to_owned())
+}

@@ -1,0 +1,41 @@
+//! Beyond Macie's 10,000-bucket limit: an account with 12,000 buckets is inventoried
+//! completely, with ListBuckets paginated and the agent's memory flat while it streams.
+
+use futures_util::StreamExt;
+
+use super::*;
+
+const BUCKETS: usize = 12_000;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_account_with_12000_buckets_is_inventoried_completely() -> anyhow::Result<()> {
+    let moto = Moto::start()?;
+    let creds = moto.credentials(A).await?;
+    let s3 = moto.s3(&creds, "us-east-1");
+    let created: Vec<_> = futures_util::stream::iter((0..BUCKETS).map(|i| {
+        let s3 = s3.clone();
+        async move { s3.create_bucket().bucket(format!("estate-s-{i:05}")).send().await }
+    }))
+    .buffer_unordered(32)
+    .collect()
+    .await;
+    assert!(created.iter().all(Result::is_ok), "creating {BUCKETS} buckets");
+
+    let dir = tempfile::tempdir()?;
+    let admin = Admin::start(&dir.path().join("data"), None)?;
+    let agent = Agent::start(&admin, &moto, &creds, None, &["us-east-1"], &["--concurrency", "32", "--outbox-capacity", "1024"])?;
+    eventually(Duration::from_secs(900), "all 12,000 buckets", || async {
+        let stats = admin.ctl_json(None, &["stats"])?;
+        let members = admin.ctl_json(None, &["members"])?;
+        let done = members["members"][0]["regions"][0]["lastUpdated"].is_string();
+        Ok((done && stats["bucketCount"] == BUCKETS).then_some(()))
+    })
+    .await?;
+    let names = admin.ctl_json(None, &["buckets", "--all", "--max-results", "1000", "--sort", "bucketName"])?;
+    let names: Vec<&str> = names["buckets"].as_array().unwrap().iter().map(|b| b["bucketName"].as_str().unwrap()).collect();
+    let expected: Vec<String> = (0..BUCKETS).map(|i| format!("estate-s-{i:05}")).collect();
+    assert_eq!(names, expected.iter().map(String::as_str).collect::<Vec<_>>());
+    let peak = estate_tests::peak_rss_mib(agent.process.child.id()).expect("the agent's /proc status");
+    assert!(peak < 256.0, "the agent's memory stays bounded while streaming: peak {peak:.0} MiB");
+    Ok(())
+}
