@@ -1,0 +1,108 @@
+//! Benchmark over the whole corpus: every question per policy, no cache; prints p50, p99 and
+//! max latency per policy, policies per second, and the cost of a cache hit.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use estate_policy::{analyze, AnalysisOptions, Analyzer, OrgContext};
+use serde_json::Value;
+
+fn context(case: &Value) -> OrgContext {
+    let ctx = case.get("context").cloned().unwrap_or(Value::Null);
+    let list = |k: &str, d: &[&str]| -> Vec<String> {
+        match ctx.get(k).and_then(Value::as_array) {
+            Some(a) => a.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+            None => d.iter().map(|x| x.to_string()).collect(),
+        }
+    };
+    OrgContext {
+        owner_account: ctx.get("owner").and_then(Value::as_str).unwrap_or("111111111111").to_owned(),
+        organization_id: match ctx.get("organizationId") {
+            Some(Value::Null) => None,
+            Some(v) => v.as_str().map(str::to_owned),
+            None => Some("o-exampleorg1".to_owned()),
+        },
+        member_accounts: list("organizationAccounts", &["111111111111", "222222222222", "333333333333"])
+            .into_iter()
+            .collect(),
+        organization_paths: list("organizationPaths", &["o-exampleorg1/r-ab12/ou-ab12-11111111/"]),
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+fn main() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
+    let mut cases = Vec::new();
+    let mut files: Vec<_> =
+        std::fs::read_dir(&dir).expect("corpus directory").filter_map(|e| e.ok().map(|e| e.path())).collect();
+    files.sort();
+    for path in files.iter().filter(|p| p.extension().is_some_and(|x| x == "json")) {
+        let Ok(case) = std::fs::read_to_string(path)
+            .map_err(|_| ())
+            .and_then(|t| serde_json::from_str::<Value>(&t).map_err(|_| ()))
+        else {
+            continue;
+        };
+        if case.get("policyText").is_some() || case.get("timeoutMs").is_some() {
+            continue; // malformed input and deliberate timeouts measure nothing useful here
+        }
+        let Some(policy) = case.get("policy") else { continue };
+        let text = serde_json::to_string(policy).unwrap_or_default();
+        let bucket = case.get("bucket").and_then(Value::as_str).unwrap_or("example-bucket").to_owned();
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        cases.push((name, text, bucket, context(&case)));
+    }
+    let mut opts = AnalysisOptions::default();
+    // `ESTATE_BENCH_TIMEOUT_MS` shrinks the solver budget (to exercise the timeout path).
+    if let Some(ms) = std::env::var("ESTATE_BENCH_TIMEOUT_MS").ok().and_then(|v| v.parse().ok()) {
+        opts.timeout = Duration::from_millis(ms);
+    }
+    let rounds = std::env::var("ESTATE_BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(3usize);
+    // Warm-up: one pass (creates the thread's Z3 context).
+    for (_, text, bucket, ctx) in &cases {
+        let _ = analyze(text, bucket, ctx, &opts);
+    }
+    let mut per_policy: Vec<(Duration, &str)> = Vec::new();
+    let started = Instant::now();
+    for _ in 0..rounds {
+        for (name, text, bucket, ctx) in &cases {
+            let t = Instant::now();
+            let _ = analyze(text, bucket, ctx, &opts);
+            per_policy.push((t.elapsed(), name));
+        }
+    }
+    let wall = started.elapsed();
+    let mut lat: Vec<Duration> = per_policy.iter().map(|(d, _)| *d).collect();
+    lat.sort();
+    let analyzer = Analyzer::new(opts.clone(), 1024);
+    let (_, text, bucket, ctx) = &cases[0];
+    let _ = analyzer.analyze(text, bucket, ctx);
+    let hits = 10_000u32;
+    let t = Instant::now();
+    for _ in 0..hits {
+        let _ = analyzer.analyze(text, bucket, ctx);
+    }
+    let hit = t.elapsed() / hits;
+    per_policy.sort_by_key(|p| std::cmp::Reverse(p.0));
+    println!("estate-policy analyze benchmark: {} policies x {rounds} rounds, all questions, no cache", cases.len());
+    println!("| metric              | value        |");
+    println!("|---------------------|--------------|");
+    println!("| p50 per policy      | {:>12.3?} |", percentile(&lat, 0.50));
+    println!("| p90 per policy      | {:>12.3?} |", percentile(&lat, 0.90));
+    println!("| p99 per policy      | {:>12.3?} |", percentile(&lat, 0.99));
+    println!("| max per policy      | {:>12.3?} |", lat.last().copied().unwrap_or_default());
+    println!("| policies per second | {:>12.1} |", lat.len() as f64 / wall.as_secs_f64());
+    println!("| cache hit           | {:>12.3?} |", hit);
+    println!("slowest:");
+    let mut seen = std::collections::BTreeSet::new();
+    for (d, name) in per_policy.iter().filter(|(_, n)| seen.insert(*n)).take(8) {
+        println!("  {d:>10.3?}  {name}");
+    }
+}

@@ -1,0 +1,191 @@
+//! The public vocabulary of an analysis: organization context, options, verdicts, questions,
+//! witnesses (example requests) and the analysis result.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use serde::{Serialize, Serializer};
+
+use crate::eval::{Principal, Request};
+
+/// Who the bucket belongs to and which organization it is judged under.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrgContext {
+    /// The bucket owner's account ID.
+    pub owner_account: String,
+    /// The organization ID, when the owner is in one.
+    pub organization_id: Option<String>,
+    /// The organization's member accounts (the owner usually among them).
+    pub member_accounts: BTreeSet<String>,
+    /// The organization paths (`o-.../r-.../ou-.../`) of the member accounts.
+    pub organization_paths: Vec<String>,
+}
+
+/// Analysis knobs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalysisOptions {
+    /// The time budget of each solver call.
+    pub timeout: Duration,
+}
+
+impl Default for AnalysisOptions {
+    fn default() -> Self {
+        AnalysisOptions { timeout: Duration::from_secs(2) }
+    }
+}
+
+/// A three-valued verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Tri {
+    /// Yes.
+    True,
+    /// No.
+    False,
+    /// Could not be decided (timeout, unsupported construct).
+    Unknown,
+}
+
+/// Macie's sharedAccess.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SharedAccess {
+    /// Reachable from outside the organization (or by CloudFront).
+    External,
+    /// Reachable only from other accounts of the organization.
+    Internal,
+    /// Reachable by no other account.
+    NotShared,
+    /// Could not be decided.
+    Unknown,
+}
+
+/// A question the analyser asks the solver.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Question {
+    /// Is some read request of an untrusted caller allowed?
+    PublicRead,
+    /// Is some write request of an untrusted caller allowed?
+    PublicWrite,
+    /// Is some request from this account (or `*`: a fresh outside account or anonymous) allowed?
+    SharedWithAccount(String),
+    /// Is some request from a CloudFront OAI or OAC allowed?
+    SharedWithCloudFront,
+    /// Is some PutObject without a valid encryption header not explicitly denied?
+    UnencryptedUpload,
+}
+
+impl std::fmt::Display for Question {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Question::PublicRead => f.write_str("publicRead"),
+            Question::PublicWrite => f.write_str("publicWrite"),
+            Question::SharedWithAccount(a) => write!(f, "sharedWithAccount:{a}"),
+            Question::SharedWithCloudFront => f.write_str("sharedWithCloudFront"),
+            Question::UnencryptedUpload => f.write_str("unencryptedUpload"),
+        }
+    }
+}
+
+impl Serialize for Question {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// An example request that makes a question's answer "yes".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Witness {
+    /// The question answered.
+    pub question: Question,
+    /// The principal's ARN, `*` for anonymous, a service name, a federated provider, or a
+    /// CloudFront OAI's ARN or canonical user ID.
+    pub principal: String,
+    /// The principal's account, for account principals.
+    pub principal_account: Option<String>,
+    /// The action.
+    pub action: String,
+    /// The resource ARN.
+    pub resource: String,
+    /// The condition key values the request carries (keys lowercased).
+    pub context: BTreeMap<String, Vec<String>>,
+}
+
+const FEDERATED_PROVIDERS: &[&str] =
+    &["cognito-identity.amazonaws.com", "www.amazon.com", "graph.facebook.com", "accounts.google.com"];
+
+pub(crate) const OAI_ARN_PREFIX: &str = "arn:aws:iam::cloudfront:user/CloudFront Origin Access Identity ";
+
+impl Witness {
+    /// Builds the witness of `request`.
+    pub fn from_request(question: Question, request: &Request) -> Witness {
+        let (principal, principal_account) = match &request.principal {
+            Principal::Anonymous => ("*".to_owned(), None),
+            Principal::Account { account, arn } => (arn.clone(), Some(account.clone())),
+            Principal::Service { name } => (name.clone(), None),
+            Principal::Federated { provider } => (provider.clone(), None),
+            Principal::CloudFrontOai { arn, canonical_user } => {
+                (if arn.is_empty() { canonical_user.clone() } else { arn.clone() }, None)
+            }
+        };
+        Witness {
+            question,
+            principal,
+            principal_account,
+            action: request.action.clone(),
+            resource: request.resource.clone(),
+            context: request.context.clone(),
+        }
+    }
+
+    /// The request the witness stands for.
+    pub fn to_request(&self) -> Request {
+        let p = self.principal.as_str();
+        let principal = if p == "*" {
+            Principal::Anonymous
+        } else if let Some(account) = &self.principal_account {
+            Principal::Account { account: account.clone(), arn: p.to_owned() }
+        } else if p.starts_with(OAI_ARN_PREFIX) {
+            Principal::CloudFrontOai { arn: p.to_owned(), canonical_user: String::new() }
+        } else if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            Principal::CloudFrontOai { arn: String::new(), canonical_user: p.to_owned() }
+        } else if FEDERATED_PROVIDERS.contains(&p) || p.contains(":saml-provider/") || p.contains(":oidc-provider/") {
+            Principal::Federated { provider: p.to_owned() }
+        } else {
+            Principal::Service { name: p.to_owned() }
+        };
+        Request {
+            principal,
+            action: self.action.clone(),
+            resource: self.resource.clone(),
+            context: self.context.clone(),
+        }
+    }
+}
+
+/// The verdicts for one bucket policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Analysis {
+    /// An untrusted caller can read.
+    pub allows_public_read_access: Tri,
+    /// An untrusted caller can write.
+    pub allows_public_write_access: Tri,
+    /// Macie's sharedAccess.
+    pub shared_access: SharedAccess,
+    /// A CloudFront OAI or OAC is allowed.
+    pub shared_with_cloudfront: Tri,
+    /// Some unencrypted PutObject is not explicitly denied.
+    pub allows_unencrypted_object_uploads: Tri,
+    /// Member accounts (other than the owner) that get in.
+    pub internal_accounts: Vec<String>,
+    /// Outside accounts named in the policy that get in, plus `*` for arbitrary ones.
+    pub external_accounts: Vec<String>,
+    /// One example request per "yes".
+    pub witnesses: Vec<Witness>,
+    /// Why some verdicts are UNKNOWN.
+    pub unknown_reasons: Vec<String>,
+}

@@ -1,0 +1,62 @@
+//! `estate-policy`: IAM bucket-policy parsing, a concrete evaluator, and exact reasoning with
+//! Z3 about whether a policy makes a bucket public, shared, or open to unencrypted uploads.
+//!
+//! Pure: no I/O. The structure follows cedar-policy-symcc: a term language (`term`), a
+//! compiler from policies to terms (`compiler`), a lowering to Z3 (`smt`), a verifier that
+//! turns each question of `SEMANTICS.md` into assertions (`verifier`) and a decoder that turns
+//! a model into an example request (`decoder`). Every example request is checked again by the
+//! concrete evaluator ([`evaluate`]); a disagreement makes the verdict UNKNOWN.
+//!
+//! Encoding choices forced by the system Z3 (4.8.12): a wildcard match in positive polarity is
+//! a concatenation with fresh pieces, under negation prefix/suffix/containment over `substr`
+//! (regular expressions only for `?` and case-insensitive patterns: the regex engine is very
+//! slow on `.*` followed by a long literal); the object key, not the resource ARN, is the
+//! variable; principal shapes (12-digit accounts, ...) are asserted only for variables that
+//! meet wildcard patterns, otherwise the decoder picks a fresh well-shaped value; each thread
+//! keeps one solver between analyses (a new solver's first check costs milliseconds) and
+//! replaces it after a timeout (4.8.12 can crash reusing a solver after a canceled check).
+
+pub mod actions;
+mod analysis;
+pub mod ast;
+mod cache;
+mod compiler;
+mod decoder;
+mod error;
+mod eval;
+mod parser;
+mod smt;
+mod term;
+pub mod values;
+mod verifier;
+
+pub use analysis::{Analysis, AnalysisOptions, OrgContext, Question, SharedAccess, Tri, Witness};
+pub use ast::Policy;
+pub use cache::Analyzer;
+pub use error::PolicyError;
+pub use eval::{evaluate, Decision, Principal, Request};
+pub use parser::parse_policy;
+
+/// Analyses a bucket policy under an organization context; `Err` only for malformed input.
+pub fn analyze(
+    policy_text: &str,
+    bucket: &str,
+    ctx: &OrgContext,
+    opts: &AnalysisOptions,
+) -> Result<Analysis, PolicyError> {
+    let policy = parse_policy(policy_text)?;
+    Ok(verifier::analyze_policy(&policy, bucket, ctx, opts))
+}
+
+/// Asks the solver whether some request of `requests` is allowed by `policy` (used by the
+/// property tests to compare the solver with the evaluator on a finite request set).
+#[doc(hidden)]
+pub fn solver_allows_some(
+    policy: &Policy,
+    bucket: &str,
+    ctx: &OrgContext,
+    requests: &[Request],
+    opts: &AnalysisOptions,
+) -> Tri {
+    verifier::allows_some(policy, bucket, ctx, requests, opts)
+}
