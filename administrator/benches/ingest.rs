@@ -214,14 +214,7 @@ async fn main() {
 
     let dir = tempfile::tempdir().unwrap();
     let (grpc, http) = (free_addr(), free_addr());
-    let options = estate_administrator::server::ServeOptions {
-        listen: grpc,
-        http_listen: http,
-        data_dir: dir.path().join("data"),
-        config: None,
-        insecure_dev: true,
-        min_refresh_interval: Duration::from_secs(300),
-    };
+    let options = estate_administrator::server::ServeOptions::development(grpc, http, dir.path().join("data"));
     tokio::spawn(async move { estate_administrator::server::serve(options).await.unwrap() });
     for _ in 0..200 {
         if tokio::net::TcpStream::connect(grpc).await.is_ok() {

@@ -16,8 +16,10 @@ use estate_common::model::{
 use estate_common::objects::ObjectStats;
 
 /// What the administrator knows of the organization.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OrgView {
+    pub organization_id: Option<String>,
+    pub organization_paths: Vec<String>,
     pub accounts: BTreeSet<String>,
     /// Canonical user ID → account, as the agents reported them.
     pub canonical_ids: HashMap<String, String>,
@@ -71,6 +73,8 @@ pub struct Judgement {
     pub policy: Option<BucketPolicy>,
     pub shared_access: SharedAccess,
     pub shared_with_accounts: Vec<String>,
+    /// `Unknown` without a decided policy too; `False` when there is no policy.
+    pub shared_with_cloud_front: Tri,
     pub allows_unencrypted_object_uploads: Tri,
     pub encryption: EncryptionClass,
     pub replication: Option<ReplicationDetails>,
@@ -116,6 +120,7 @@ impl Judgement {
             policy: None,
             shared_access: SharedAccess::Unknown,
             shared_with_accounts: Vec::new(),
+            shared_with_cloud_front: Tri::Unknown,
             allows_unencrypted_object_uploads: Tri::Unknown,
             encryption: EncryptionClass::Unknown,
             replication: None,
@@ -184,6 +189,7 @@ pub fn judge(
         }),
         shared_access,
         shared_with_accounts,
+        shared_with_cloud_front: policy_verdict.map_or(Tri::False, |p| p.shared_with_cloudfront),
         allows_unencrypted_object_uploads: policy_verdict.map_or(Tri::True, |p| p.unencrypted_uploads),
         encryption: match &config.default_encryption {
             None => EncryptionClass::Unencrypted,
@@ -262,27 +268,20 @@ fn sharing(
     }
 
     if let Some(policy) = policy {
-        if policy.sharing_decided {
+        // RestrictPublicBuckets: a bucket with a public policy is reachable only by the
+        // owner's account and AWS service principals; cross-account grants stop working.
+        let public = policy.public_read.or(policy.public_write);
+        let cross_account_blocked = public.and(restrict_policy);
+        let shares = !policy.shared_external.is_empty() || !policy.shared_internal.is_empty();
+        if !policy.sharing_decided || (cross_account_blocked == Tri::Unknown && shares) {
+            undecided = true;
+        } else if cross_account_blocked == Tri::False {
             internal.extend(policy.shared_internal.iter().filter(|a| *a != owner).cloned());
-            for account in &policy.shared_external {
-                // RestrictPublicBuckets keeps a public policy's grants to the owner's account
-                // and AWS services only; explicit cross-account grants are not public.
-                if account == "*" {
-                    match restrict_policy {
-                        Tri::True => {}
-                        Tri::False => {
-                            external.insert(account.clone());
-                        }
-                        Tri::Unknown => undecided = true,
-                    }
-                } else {
-                    external.insert(account.clone());
-                }
-            }
-            if policy.shared_with_cloudfront == Tri::True {
-                external.insert("cloudfront".to_owned());
-            }
-        } else {
+            external.extend(policy.shared_external.iter().cloned());
+        }
+        if policy.shared_with_cloudfront == Tri::True {
+            external.insert("cloudfront".to_owned());
+        } else if policy.shared_with_cloudfront == Tri::Unknown && policy.sharing_decided {
             undecided = true;
         }
     }
@@ -329,8 +328,14 @@ fn replication(facts: &BucketFacts, config: &BucketConfig, org: &OrgView) -> Opt
     })
 }
 
-/// The Macie-shaped view of a bucket.
-pub fn metadata(facts: &BucketFacts, judgement: &Judgement, account: Option<&AccountSettings>) -> BucketMetadata {
+/// The Macie-shaped view of a bucket; `explanation` holds the policy's witnesses and the
+/// reasons for UNKNOWN policy verdicts.
+pub fn metadata(
+    facts: &BucketFacts,
+    judgement: &Judgement,
+    account: Option<&AccountSettings>,
+    explanation: (Vec<estate_common::macie::PolicyWitness>, Vec<String>),
+) -> BucketMetadata {
     let key = &facts.key;
     let mut out = BucketMetadata {
         account_id: key.account_id.clone(),
@@ -361,6 +366,9 @@ pub fn metadata(facts: &BucketFacts, judgement: &Judgement, account: Option<&Acc
         object_statistics_source: None,
         usage_by_storage_class: None,
         multipart_parts: None,
+        shared_with_cloud_front: None,
+        policy_witnesses: Vec::new(),
+        policy_unknown_reasons: Vec::new(),
     };
     match (facts.config(), facts.error()) {
         (Some(config), _) => {
@@ -388,6 +396,8 @@ pub fn metadata(facts: &BucketFacts, judgement: &Judgement, account: Option<&Acc
             out.tags = config.tags.clone();
             out.versioning = config.versioning;
             out.s3_policy_status_public = config.policy_status_public;
+            out.shared_with_cloud_front = judgement.shared_with_cloud_front.as_bool();
+            (out.policy_witnesses, out.policy_unknown_reasons) = explanation;
             if let Some(o) = &config.objects {
                 out.object_count = Some(o.object_count);
                 out.size_in_bytes = Some(o.size_in_bytes);
@@ -449,6 +459,7 @@ mod tests {
         OrgView {
             accounts: [OWNER, "222222222222"].iter().map(|s| s.to_string()).collect(),
             canonical_ids: [("member-canonical".to_string(), "222222222222".to_string())].into_iter().collect(),
+            ..Default::default()
         }
     }
 
@@ -520,6 +531,45 @@ mod tests {
         assert_eq!(j.encryption, EncryptionClass::Unencrypted);
     }
 
+    fn decided(public: bool, internal: &[&str], external: &[&str]) -> PolicyVerdict {
+        PolicyVerdict {
+            public_read: Tri::from_bool(public),
+            public_write: Tri::False,
+            unencrypted_uploads: Tri::False,
+            shared_internal: internal.iter().map(|s| s.to_string()).collect(),
+            shared_external: external.iter().map(|s| s.to_string()).collect(),
+            shared_with_cloudfront: Tri::False,
+            sharing_decided: true,
+        }
+    }
+
+    #[test]
+    fn decided_policies_and_restrict_public_buckets() {
+        let open = account(AccountBlockPublicAccess::NotConfigured);
+        let with_policy = BucketConfig { policy: Some("{}".into()), ..Default::default() };
+        let public = decided(true, &["222222222222"], &["*"]);
+        let j = judge(&facts(with_policy.clone()), Some(&open), &org(), Some(&public));
+        assert_eq!((j.effective_permission, j.shared_access), (EffectivePermission::Public, SharedAccess::External));
+        assert_eq!(j.allows_unencrypted_object_uploads, Tri::False);
+        // RestrictPublicBuckets blocks every cross-account grant of a public policy.
+        let restrict = BlockPublicAccess { restrict_public_buckets: true, ..Default::default() };
+        let restricted = BucketConfig { block_public_access: Some(restrict), ..with_policy.clone() };
+        let j = judge(&facts(restricted), Some(&open), &org(), Some(&public));
+        assert_eq!(
+            (j.effective_permission, j.shared_access),
+            (EffectivePermission::NotPublic, SharedAccess::NotShared)
+        );
+        // A non-public policy's grants are untouched by it.
+        let internal = decided(false, &["222222222222"], &[]);
+        let restricted = BucketConfig { block_public_access: Some(restrict), ..with_policy.clone() };
+        let j = judge(&facts(restricted), Some(&open), &org(), Some(&internal));
+        assert_eq!((j.effective_permission, j.shared_access), (EffectivePermission::NotPublic, SharedAccess::Internal));
+        // Unknown account settings leave a public policy's sharing open.
+        let unknown = account(AccountBlockPublicAccess::Unknown("denied".into()));
+        let j = judge(&facts(with_policy), Some(&unknown), &org(), Some(&public));
+        assert_eq!((j.effective_permission, j.shared_access), (EffectivePermission::Unknown, SharedAccess::Unknown));
+    }
+
     #[test]
     fn acl_grants_to_canonical_users_share_inside_or_outside() {
         let member = (Grantee::CanonicalUser("member-canonical".into()), AclPermission::Read);
@@ -572,7 +622,7 @@ mod tests {
         };
         let j = judge(&error, None, &org(), None);
         assert_eq!(j, Judgement::unknown());
-        let m = metadata(&error, &j, None);
+        let m = metadata(&error, &j, None, Default::default());
         assert_eq!(m.error_code.as_deref(), Some("ACCESS_DENIED"));
         assert!(m.server_side_encryption.is_none() && m.replication_details.is_none());
     }

@@ -8,6 +8,8 @@ pub mod http;
 pub mod index;
 pub mod ingest;
 pub mod judge;
+pub mod organizations;
+pub mod policy;
 pub mod query;
 pub mod server;
 pub mod service;

@@ -16,6 +16,7 @@ use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::http;
 use crate::ingest::Committer;
+use crate::judge::OrgView;
 use crate::service::agent::{AgentDirectory, AgentServiceImpl};
 use crate::service::inventory::InventoryServiceImpl;
 use crate::store::Store;
@@ -29,6 +30,45 @@ pub struct ServeOptions {
     pub insecure_dev: bool,
     /// Requested refreshes of one scope are at most this often (Macie: five minutes).
     pub min_refresh_interval: std::time::Duration,
+    /// Read the organization from AWS Organizations (the config's stays in force when that
+    /// fails), every `organizations_interval`.
+    pub organizations: bool,
+    pub organizations_interval: std::time::Duration,
+    /// An AWS-compatible endpoint for Organizations (tests).
+    pub aws_endpoint_url: Option<String>,
+    pub policy_workers: usize,
+    /// Time budget of one solver call.
+    pub policy_timeout: std::time::Duration,
+}
+
+impl ServeOptions {
+    /// Loopback development defaults (benchmarks, tests).
+    pub fn development(listen: SocketAddr, http_listen: SocketAddr, data_dir: PathBuf) -> Self {
+        Self {
+            listen,
+            http_listen,
+            data_dir,
+            config: None,
+            insecure_dev: true,
+            min_refresh_interval: std::time::Duration::from_secs(300),
+            organizations: false,
+            organizations_interval: std::time::Duration::from_secs(900),
+            aws_endpoint_url: None,
+            policy_workers: 2,
+            policy_timeout: std::time::Duration::from_secs(2),
+        }
+    }
+}
+
+fn organization_from(config: Option<&Config>) -> OrgView {
+    match config {
+        Some(config) => OrgView {
+            organization_id: config.organization.id.clone(),
+            accounts: config.organization_accounts(),
+            ..Default::default()
+        },
+        None => OrgView::default(),
+    }
 }
 
 /// Resolves when the process is asked to stop.
@@ -45,6 +85,30 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+/// On SIGHUP, reads the config file again and applies its organization (unless AWS
+/// Organizations is the source). Tokens take effect at the next start.
+async fn reload_on_hangup(path: PathBuf, store: Arc<Store>, organizations_active: bool) {
+    #[cfg(unix)]
+    {
+        let Ok(mut hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
+        while hangup.recv().await.is_some() {
+            match Config::load(&path) {
+                Err(error) => tracing::error!(error = %format!("{error:#}"), "config not reloaded"),
+                Ok(_) if organizations_active => {
+                    tracing::info!("config reloaded; the organization comes from AWS Organizations")
+                }
+                Ok(config) => {
+                    let org = organization_from(Some(&config));
+                    let changed = store.set_organization(org.organization_id, org.accounts, org.organization_paths);
+                    tracing::info!(changed, "config reloaded");
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, store, organizations_active);
 }
 
 pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
@@ -70,14 +134,29 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
             "agents and clients authenticate with tokens from `--config`; give one (or `--insecure-dev` on loopback)"
         ),
     };
-    let org_accounts = config.as_ref().map(Config::organization_accounts).unwrap_or_default();
+    let org = organization_from(config.as_ref());
     let configured_members: BTreeSet<String> =
         config.as_ref().map(|c| c.agents.iter().map(|a| a.account_id.clone()).collect()).unwrap_or_default();
 
     std::fs::create_dir_all(&options.data_dir).with_context(|| format!("creating `{}`", options.data_dir.display()))?;
     let data_dir = options.data_dir.clone();
-    let store = tokio::task::spawn_blocking(move || Store::open(&data_dir, org_accounts)).await??;
+    let (policy_queue, attach_policy_workers) = crate::policy::start(options.policy_workers, options.policy_timeout);
+    let store = tokio::task::spawn_blocking(move || Store::open(&data_dir, org, Some(policy_queue))).await??;
     let store = Arc::new(store);
+    attach_policy_workers(Arc::downgrade(&store));
+    let organizations_active = if options.organizations {
+        let client = crate::organizations::client(options.aws_endpoint_url.as_deref()).await;
+        let ok = crate::organizations::start(Arc::clone(&store), client, options.organizations_interval).await;
+        if !ok {
+            tracing::warn!("AWS Organizations is not readable now; using the config's organization until it is");
+        }
+        true
+    } else {
+        false
+    };
+    if let Some(path) = options.config.clone() {
+        tokio::spawn(reload_on_hangup(path, Arc::clone(&store), organizations_active));
+    }
     tracing::info!(buckets = store.read().index.len(), data_dir = %options.data_dir.display(), "store opened");
     let committer = Committer::start(Arc::clone(&store));
     let directory = Arc::new(AgentDirectory::default());

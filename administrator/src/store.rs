@@ -14,6 +14,7 @@ use estate_common::objects::ObjectStats;
 
 use crate::index::{Entry, Index};
 use crate::judge::{judge, Judgement, OrgView};
+use crate::policy::{self, Job, PolicyDigest, PolicyOutcome, PolicyQueue};
 use crate::stats::Statistics;
 
 /// One change to the inventory, as an agent reported it.
@@ -104,6 +105,11 @@ pub struct State {
     /// Buckets whose ACL grants to canonical users other than the owner: re-judged when a
     /// member's canonical ID becomes known.
     acl_dependents: BTreeSet<Vec<u8>>,
+    /// Policy outcomes by bucket key, with the digest of what was analysed.
+    policy: HashMap<Vec<u8>, (PolicyDigest, PolicyOutcome)>,
+    /// Analyses queued and not yet back.
+    policy_pending: HashMap<Vec<u8>, PolicyDigest>,
+    policy_queue: Option<PolicyQueue>,
 }
 
 /// The sled writes one commit makes, per tree.
@@ -131,12 +137,57 @@ fn prefix_end(prefix: &[u8]) -> Vec<u8> {
 }
 
 impl State {
-    fn judge(&self, facts: &BucketFacts) -> Judgement {
-        judge(facts, self.accounts.get(&facts.key.account_id), &self.org, None)
+    /// Judges a bucket. A policy whose outcome for the current text and organization context
+    /// is not known yet is queued for analysis and judged UNKNOWN meanwhile.
+    fn judge(&mut self, key: &[u8], facts: &BucketFacts) -> Judgement {
+        let policy_text = facts.config().and_then(|c| c.policy.as_deref());
+        let verdict = match policy_text {
+            None => None,
+            Some(text) => {
+                let context = policy::context(&self.org, &facts.key.account_id);
+                let digest = policy::digest(text, &facts.key.bucket_name, &context);
+                match self.policy.get(key) {
+                    Some((known, outcome)) if *known == digest => Some(policy::verdict(outcome)),
+                    _ => {
+                        if self.policy_pending.get(key) != Some(&digest) {
+                            if let Some(queue) = &self.policy_queue {
+                                self.policy_pending.insert(key.to_vec(), digest);
+                                queue.submit(Job {
+                                    key: key.to_vec(),
+                                    digest,
+                                    policy: text.to_owned(),
+                                    bucket: facts.key.bucket_name.clone(),
+                                    context,
+                                });
+                            }
+                        }
+                        None
+                    }
+                }
+            }
+        };
+        judge(facts, self.accounts.get(&facts.key.account_id), &self.org, verdict.as_ref())
+    }
+
+    /// The policy's witnesses and reasons for UNKNOWN, for a bucket's metadata.
+    pub fn policy_explanation(&self, key: &[u8]) -> (Vec<estate_common::macie::PolicyWitness>, Vec<String>) {
+        match self.policy.get(key) {
+            Some((_, outcome)) => policy::explanation(outcome),
+            None if self.policy_pending.contains_key(key) => {
+                (Vec::new(), vec!["the bucket policy is being analysed".to_owned()])
+            }
+            None => Default::default(),
+        }
+    }
+
+    /// Judges every bucket again (the organization changed).
+    fn rejudge_all(&mut self) {
+        let keys: Vec<Vec<u8>> = self.index.range::<std::ops::RangeFull>(..).map(|(k, _)| k.clone()).collect();
+        self.rejudge(keys);
     }
 
     fn insert_entry(&mut self, key: Vec<u8>, facts: BucketFacts, generation: u64) {
-        let judgement = self.judge(&facts);
+        let judgement = self.judge(&key, &facts);
         self.stats.add(&facts.key.account_id, &judgement);
         let names_others = facts.config().and_then(|c| c.acl.as_ref()).is_some_and(|acl| {
             acl.grants.iter().any(|g| matches!(&g.grantee, Grantee::CanonicalUser(id) if *id != acl.owner_canonical_id))
@@ -153,6 +204,8 @@ impl State {
 
     fn remove_entry(&mut self, key: &[u8]) -> bool {
         self.acl_dependents.remove(key);
+        self.policy.remove(key);
+        self.policy_pending.remove(key);
         match self.index.remove(key) {
             Some(old) => {
                 self.stats.remove(&old.facts.key.account_id, &old.judgement);
@@ -165,8 +218,8 @@ impl State {
     /// Judges the given buckets again (after their context changed) and moves the statistics.
     fn rejudge(&mut self, keys: Vec<Vec<u8>>) {
         for key in keys {
-            let Some(entry) = self.index.get(&key) else { continue };
-            let judgement = self.judge(&entry.facts);
+            let Some(entry) = self.index.get(&key).cloned() else { continue };
+            let judgement = self.judge(&key, &entry.facts);
             if judgement == entry.judgement {
                 continue;
             }
@@ -313,7 +366,7 @@ fn decode<T: for<'de> Deserialize<'de>>(tree: &str, key: &[u8], value: &[u8]) ->
 
 impl Store {
     /// Opens (or creates) the database under `dir` and rebuilds the index from it.
-    pub fn open(dir: &Path, org_accounts: BTreeSet<String>) -> anyhow::Result<Self> {
+    pub fn open(dir: &Path, org: OrgView, policy_queue: Option<PolicyQueue>) -> anyhow::Result<Self> {
         let db = sled::Config::new()
             .path(dir)
             // sled is read at start-up only (the index serves queries): a small page cache.
@@ -328,12 +381,12 @@ impl Store {
             db,
             state: RwLock::new(State::default()),
         };
-        store.load(org_accounts)?;
+        store.load(org, policy_queue)?;
         Ok(store)
     }
 
-    fn load(&self, org_accounts: BTreeSet<String>) -> anyhow::Result<()> {
-        let mut state = State { org: OrgView { accounts: org_accounts, ..Default::default() }, ..Default::default() };
+    fn load(&self, org: OrgView, policy_queue: Option<PolicyQueue>) -> anyhow::Result<()> {
+        let mut state = State { org, policy_queue, ..Default::default() };
         for item in self.members.iter() {
             let (key, value) = item?;
             let record: MemberRecord = decode("members", &key, &value)?;
@@ -387,6 +440,49 @@ impl Store {
         self.state.read().expect("state lock poisoned")
     }
 
+    /// Records a policy analysis; the bucket is judged again if the analysis is still current
+    /// (its policy and organization context have not changed meanwhile).
+    pub fn apply_policy_outcome(&self, key: &[u8], digest: PolicyDigest, outcome: PolicyOutcome) {
+        let mut state = self.state.write().expect("state lock poisoned");
+        if state.policy_pending.get(key) == Some(&digest) {
+            state.policy_pending.remove(key);
+        }
+        let Some(entry) = state.index.get(key).cloned() else { return };
+        let Some(text) = entry.facts.config().and_then(|c| c.policy.as_deref()) else { return };
+        let context = policy::context(&state.org, &entry.facts.key.account_id);
+        if policy::digest(text, &entry.facts.key.bucket_name, &context) != digest {
+            return;
+        }
+        state.policy.insert(key.to_vec(), (digest, outcome));
+        state.rejudge(vec![key.to_vec()]);
+    }
+
+    /// Replaces the organization (membership, ID, paths) and judges every bucket again.
+    /// Canonical IDs learnt from agents are kept.
+    pub fn set_organization(
+        &self,
+        organization_id: Option<String>,
+        accounts: BTreeSet<String>,
+        paths: Vec<String>,
+    ) -> bool {
+        let mut state = self.state.write().expect("state lock poisoned");
+        if state.org.organization_id == organization_id
+            && state.org.accounts == accounts
+            && state.org.organization_paths == paths
+        {
+            return false;
+        }
+        state.org.organization_id = organization_id;
+        state.org.accounts = accounts;
+        state.org.organization_paths = paths;
+        state.rejudge_all();
+        true
+    }
+
+    pub fn organization(&self) -> OrgView {
+        self.state.read().expect("state lock poisoned").org.clone()
+    }
+
     /// Connection bookkeeping is in memory only: after a restart every agent reconnects.
     pub fn connection_opened(&self, account_id: &str) {
         *self.state.write().expect("state lock poisoned").connections.entry(account_id.to_owned()).or_default() += 1;
@@ -415,7 +511,8 @@ mod tests {
     }
 
     fn open(dir: &Path) -> Store {
-        Store::open(dir, ["111111111111".to_string()].into()).unwrap()
+        let org = OrgView { accounts: ["111111111111".to_string()].into(), ..Default::default() };
+        Store::open(dir, org, None).unwrap()
     }
 
     #[test]

@@ -83,7 +83,10 @@ pub fn describe(state: &State, query: &Query) -> (Vec<macie::BucketMetadata>, Op
     let (entries, token) = query.run(&state.index);
     let buckets = entries
         .into_iter()
-        .map(|e| judge::metadata(&e.facts, &e.judgement, state.accounts.get(&e.facts.key.account_id)))
+        .map(|e| {
+            let explanation = state.policy_explanation(&e.facts.key.encode());
+            judge::metadata(&e.facts, &e.judgement, state.accounts.get(&e.facts.key.account_id), explanation)
+        })
         .collect();
     (buckets, token)
 }

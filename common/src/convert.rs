@@ -507,6 +507,24 @@ impl From<&macie::BucketMetadata> for pb::BucketMetadata {
             object_statistics,
             shared_with_accounts: b.shared_with_accounts.clone(),
             s3_policy_status_public: b.s3_policy_status_public,
+            shared_with_cloud_front: opt_bool_to_pb(b.shared_with_cloud_front),
+            policy_witnesses: b
+                .policy_witnesses
+                .iter()
+                .map(|w| pb::PolicyWitness {
+                    question: w.question.clone(),
+                    principal: w.principal.clone(),
+                    principal_account: w.principal_account.clone().unwrap_or_default(),
+                    action: w.action.clone(),
+                    resource: w.resource.clone(),
+                    context: w
+                        .context
+                        .iter()
+                        .map(|(key, values)| pb::ContextValues { key: key.clone(), values: values.clone() })
+                        .collect(),
+                })
+                .collect(),
+            policy_unknown_reasons: b.policy_unknown_reasons.clone(),
         }
     }
 }
@@ -618,6 +636,20 @@ impl From<pb::BucketMetadata> for macie::BucketMetadata {
                     .collect()
             }),
             multipart_parts: stats.as_ref().map(|s| s.multipart_parts),
+            shared_with_cloud_front: tri_from_pb(b.shared_with_cloud_front).as_bool(),
+            policy_witnesses: b
+                .policy_witnesses
+                .into_iter()
+                .map(|w| macie::PolicyWitness {
+                    question: w.question,
+                    principal: w.principal,
+                    principal_account: some_if_non_empty(w.principal_account),
+                    action: w.action,
+                    resource: w.resource,
+                    context: w.context.into_iter().map(|c| (c.key, c.values)).collect(),
+                })
+                .collect(),
+            policy_unknown_reasons: b.policy_unknown_reasons,
         }
     }
 }

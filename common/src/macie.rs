@@ -293,6 +293,28 @@ pub struct BucketMetadata {
     pub usage_by_storage_class: Option<std::collections::BTreeMap<String, crate::objects::Usage>>,
     /// Estate's addition: parts of incomplete multipart uploads included in the counts.
     pub multipart_parts: Option<i64>,
+    /// Estate's addition: whether the policy lets a CloudFront OAI or OAC in.
+    pub shared_with_cloud_front: Option<bool>,
+    /// Estate's addition: for every PUBLIC or shared verdict of the policy, one concrete
+    /// request the policy allows.
+    pub policy_witnesses: Vec<PolicyWitness>,
+    /// Estate's addition: why a policy verdict is UNKNOWN.
+    pub policy_unknown_reasons: Vec<String>,
+}
+
+/// A concrete request that a bucket policy allows: why a verdict is what it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyWitness {
+    /// The question it answers: `publicRead`, `publicWrite`, `sharedWithAccount:ID`,
+    /// `sharedWithCloudFront`, `unencryptedUpload`.
+    pub question: String,
+    pub principal: String,
+    pub principal_account: Option<String>,
+    pub action: String,
+    pub resource: String,
+    /// The condition keys the request carries, and their values.
+    pub context: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

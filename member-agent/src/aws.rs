@@ -3,13 +3,19 @@
 //! "no such bucket", "throttled" and "transient" are kept apart.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
 use aws_smithy_types::endpoint::Endpoint;
 
 /// Error codes that mean "this configuration is absent", not a failure.
@@ -92,6 +98,33 @@ impl aws_sdk_s3control::config::endpoint::ResolveEndpoint for StaticEndpoint {
     }
 }
 
+/// Counts the HTTP requests the S3 and S3 Control clients send (every attempt, retries
+/// included): the agent's cost in S3 requests, reported per refresh.
+#[derive(Debug, Clone, Default)]
+pub struct RequestCounter(Arc<AtomicU64>);
+
+impl RequestCounter {
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl Intercept for RequestCounter {
+    fn name(&self) -> &'static str {
+        "EstateRequestCounter"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        _config: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
 /// The clients of one agent: one S3 client per Region, created on first use.
 #[derive(Debug)]
 pub struct Clients {
@@ -100,6 +133,7 @@ pub struct Clients {
     s3: Mutex<HashMap<String, aws_sdk_s3::Client>>,
     pub sts: aws_sdk_sts::Client,
     pub s3control: aws_sdk_s3control::Client,
+    pub requests: RequestCounter,
 }
 
 impl Clients {
@@ -119,8 +153,9 @@ impl Clients {
             )
             .load()
             .await;
+        let requests = RequestCounter::default();
         let mut sts = aws_sdk_sts::config::Builder::from(&base);
-        let mut s3control = aws_sdk_s3control::config::Builder::from(&base);
+        let mut s3control = aws_sdk_s3control::config::Builder::from(&base).interceptor(requests.clone());
         if let Some(url) = &endpoint_url {
             sts = sts.endpoint_url(url);
             s3control = s3control.endpoint_resolver(StaticEndpoint(url.clone()));
@@ -131,6 +166,7 @@ impl Clients {
             base,
             endpoint_url,
             s3: Mutex::new(HashMap::new()),
+            requests,
         }
     }
 
@@ -140,7 +176,9 @@ impl Clients {
         clients
             .entry(region.to_owned())
             .or_insert_with(|| {
-                let mut config = aws_sdk_s3::config::Builder::from(&self.base).region(Region::new(region.to_owned()));
+                let mut config = aws_sdk_s3::config::Builder::from(&self.base)
+                    .region(Region::new(region.to_owned()))
+                    .interceptor(self.requests.clone());
                 if let Some(url) = &self.endpoint_url {
                     // S3-compatible servers on a plain address cannot serve virtual-hosted names.
                     config = config.endpoint_url(url).force_path_style(true);

@@ -176,6 +176,7 @@ impl Refresher {
     async fn refresh_scope(&self, region: &str, buckets: &[&Listed], started: UnixMillis) {
         let generation = self.next_generation();
         let total = buckets.len() as u64;
+        let requests_before = self.clients.requests.get();
         tracing::info!(%region, buckets = total, generation, "refresh started");
         self.outbox
             .push(Body::ScopeStarted(pb::ScopeStarted { region: region.to_owned(), generation, bucket_total: total }))
@@ -227,7 +228,8 @@ impl Refresher {
                 bucket_count: reported,
             }))
             .await;
-        tracing::info!(%region, reported, failed, generation, "refresh complete");
+        let requests = self.clients.requests.get() - requests_before;
+        tracing::info!(%region, reported, failed, generation, s3_requests = requests, "refresh complete");
     }
 }
 

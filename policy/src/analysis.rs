@@ -177,6 +177,7 @@ pub struct Analysis {
     /// Macie's sharedAccess.
     pub shared_access: SharedAccess,
     /// A CloudFront OAI or OAC is allowed.
+    #[serde(rename = "sharedWithCloudFront")]
     pub shared_with_cloudfront: Tri,
     /// Some unencrypted PutObject is not explicitly denied.
     pub allows_unencrypted_object_uploads: Tri,

@@ -190,6 +190,7 @@ pub struct Admin {
     pub data_dir: PathBuf,
     pub config: Option<PathBuf>,
     extra: Vec<String>,
+    env: Vec<(String, String)>,
     grpc_port: u16,
     http_port: u16,
 }
@@ -202,14 +203,33 @@ impl Admin {
 
     /// Starts the administrator with extra `serve` flags.
     pub fn start_with(data_dir: &Path, config: Option<&Path>, extra: &[&str]) -> anyhow::Result<Self> {
+        Self::start_with_env(data_dir, config, extra, &[])
+    }
+
+    /// Starts the administrator with extra `serve` flags and environment variables.
+    pub fn start_with_env(
+        data_dir: &Path,
+        config: Option<&Path>,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        Self::start_on(data_dir, config, extra, free_port(), free_port())
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Self::start_on(data_dir, config, extra, env, free_port(), free_port())
+    }
+
+    /// Sends SIGHUP (the administrator reloads its config).
+    pub fn hangup(&self) -> anyhow::Result<()> {
+        let status = Command::new("kill").args(["-HUP", &self.process.child.id().to_string()]).status()?;
+        anyhow::ensure!(status.success(), "kill -HUP failed");
+        Ok(())
     }
 
     fn start_on(
         data_dir: &Path,
         config: Option<&Path>,
         extra: Vec<String>,
+        env: Vec<(String, String)>,
         grpc_port: u16,
         http_port: u16,
     ) -> anyhow::Result<Self> {
@@ -222,6 +242,8 @@ impl Admin {
             .arg("--data-dir")
             .arg(data_dir)
             .args(&extra)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .env("AWS_EC2_METADATA_DISABLED", "true")
             .stdout(Stdio::piped())
             .stderr(std::fs::OpenOptions::new().create(true).append(true).open(&log)?);
         match config {
@@ -237,6 +259,7 @@ impl Admin {
             data_dir: data_dir.to_owned(),
             config: config.map(Path::to_owned),
             extra,
+            env,
             grpc_port,
             http_port,
         })
@@ -252,6 +275,7 @@ impl Admin {
                 &self.data_dir,
                 self.config.as_deref(),
                 self.extra.clone(),
+                self.env.clone(),
                 self.grpc_port,
                 self.http_port,
             ) {

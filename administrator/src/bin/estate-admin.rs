@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
@@ -43,6 +44,22 @@ enum Command {
         /// Requested refreshes of one scope are at most this often (seconds).
         #[arg(long, env = "ESTATE_MIN_REFRESH_INTERVAL", default_value_t = 300)]
         min_refresh_interval: u64,
+        /// Read the organization (ID, member accounts) from AWS Organizations with the default
+        /// AWS credentials; the config's organization stays in force while that fails.
+        #[arg(long, env = "ESTATE_ORGANIZATIONS")]
+        organizations: bool,
+        /// How often to read AWS Organizations again (seconds).
+        #[arg(long, env = "ESTATE_ORGANIZATIONS_INTERVAL", default_value_t = 900)]
+        organizations_interval: u64,
+        /// An AWS-compatible endpoint for Organizations, instead of AWS.
+        #[arg(long, env = "ESTATE_AWS_ENDPOINT_URL")]
+        aws_endpoint_url: Option<String>,
+        /// Threads that analyse bucket policies.
+        #[arg(long, env = "ESTATE_POLICY_WORKERS", default_value_t = 2)]
+        policy_workers: usize,
+        /// Time budget of one solver call (milliseconds); past it a verdict is UNKNOWN.
+        #[arg(long, env = "ESTATE_POLICY_TIMEOUT_MS", default_value_t = 2000)]
+        policy_timeout_ms: u64,
     },
 }
 
@@ -62,9 +79,33 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logging(&cli.log_format);
     match cli.command {
-        Command::Serve { listen, http_listen, data_dir, config, insecure_dev, min_refresh_interval } => {
-            let min_refresh_interval = std::time::Duration::from_secs(min_refresh_interval);
-            serve(ServeOptions { listen, http_listen, data_dir, config, insecure_dev, min_refresh_interval }).await
+        Command::Serve {
+            listen,
+            http_listen,
+            data_dir,
+            config,
+            insecure_dev,
+            min_refresh_interval,
+            organizations,
+            organizations_interval,
+            aws_endpoint_url,
+            policy_workers,
+            policy_timeout_ms,
+        } => {
+            serve(ServeOptions {
+                listen,
+                http_listen,
+                data_dir,
+                config,
+                insecure_dev,
+                min_refresh_interval: Duration::from_secs(min_refresh_interval),
+                organizations,
+                organizations_interval: Duration::from_secs(organizations_interval.max(1)),
+                aws_endpoint_url,
+                policy_workers: policy_workers.max(1),
+                policy_timeout: Duration::from_millis(policy_timeout_ms.max(1)),
+            })
+            .await
         }
     }
 }

@@ -74,6 +74,11 @@ enum Command {
     Bucket { name: String },
     /// Member accounts: Regions, connection, freshness.
     Members,
+    /// Offline policy reasoning (no administrator needed).
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
     /// Ask agents to refresh now (at most once per five minutes per scope), or recount one
     /// bucket's objects now (`--objects BUCKET`, buckets of at most 30,000 objects).
     Refresh {
@@ -87,6 +92,71 @@ enum Command {
         #[arg(long, value_name = "BUCKET")]
         objects: Option<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Decide whether a bucket policy makes the bucket public, shares it (inside or outside
+    /// the organization, with CloudFront) or lets unencrypted uploads in; with a witness
+    /// request for every yes. Exit status 0 whenever the analysis ran.
+    Analyze {
+        /// The policy document; `-` for standard input.
+        file: String,
+        /// The account that owns the bucket.
+        #[arg(long)]
+        owner: String,
+        /// The organization's ID (`o-...`).
+        #[arg(long)]
+        organization_id: Option<String>,
+        /// The organization's accounts, comma-separated (the owner is always inside).
+        #[arg(long, value_delimiter = ',')]
+        organization_accounts: Vec<String>,
+        /// The bucket the policy is attached to (its name appears in resource ARNs).
+        #[arg(long, default_value = "example-bucket")]
+        bucket: String,
+        /// Time budget of one solver call, in milliseconds.
+        #[arg(long, default_value_t = 2000)]
+        timeout_ms: u64,
+    },
+}
+
+fn analyze_policy(output: Output, command: PolicyCommand) -> anyhow::Result<()> {
+    let PolicyCommand::Analyze { file, owner, organization_id, organization_accounts, bucket, timeout_ms } = command;
+    if !estate_common::model::is_account_id(&owner) {
+        bail!("`--owner` `{owner}` is not a 12-digit account ID");
+    }
+    if let Some(bad) = organization_accounts.iter().find(|a| !estate_common::model::is_account_id(a)) {
+        bail!("`--organization-accounts` holds `{bad}`, which is not a 12-digit account ID");
+    }
+    let text = if file == "-" {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+            .context("reading the policy from standard input")?;
+        text
+    } else {
+        std::fs::read_to_string(&file).with_context(|| format!("reading `{file}`"))?
+    };
+    let mut members: std::collections::BTreeSet<String> = organization_accounts.into_iter().collect();
+    members.insert(owner.clone());
+    let context = estate_policy::OrgContext {
+        owner_account: owner,
+        organization_id,
+        member_accounts: members,
+        organization_paths: Vec::new(),
+    };
+    let options = estate_policy::AnalysisOptions { timeout: std::time::Duration::from_millis(timeout_ms.max(1)) };
+    let analysis =
+        estate_policy::analyze(&text, &bucket, &context, &options).context("the policy cannot be analysed")?;
+    match output {
+        Output::Json => print_json(&analysis),
+        Output::Csv => bail!("`policy analyze` prints `table` or `json`"),
+        Output::Table => {
+            let value = serde_json::to_value(&analysis)?;
+            let mut rows = Vec::new();
+            flatten("", &value, &mut rows);
+            print_rows(Output::Table, &["field", "value"], &rows)
+        }
+    }
 }
 
 fn parse_where(items: &[String]) -> anyhow::Result<BTreeMap<String, pb::BucketCriterion>> {
@@ -334,8 +404,12 @@ fn member_rows(members: &[Member]) -> Vec<Vec<String>> {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Policy { command } = cli.command {
+        return analyze_policy(cli.output, command);
+    }
     let mut client = Client::connect(&cli.endpoint, cli.token.as_deref()).await?;
     match cli.command {
+        Command::Policy { .. } => unreachable!("handled above, without a connection"),
         Command::Stats { account_id } => {
             let request = client.request(pb::GetBucketStatisticsRequest { account_id: account_id.unwrap_or_default() });
             let stats: BucketStatistics =

@@ -4,8 +4,8 @@
 //! count as unknown; every other bucket is complete; the account settings are unknown, not
 //! "off".
 
-use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::config::Credentials;
+use aws_sdk_s3::primitives::ByteStream;
 
 use super::*;
 
@@ -17,7 +17,8 @@ async fn unreadable_buckets_become_error_buckets_and_the_rest_is_complete() -> a
     let moto = Moto::start()?;
     let root = Credentials::new("testing", "testing", None, None, "root");
     let s3 = moto.s3(&root, "us-east-1");
-    let seed = |name: &str| Spec { account: DEFAULT_ACCOUNT, region: "us-east-1", name: name.into(), ..Default::default() };
+    let seed =
+        |name: &str| Spec { account: DEFAULT_ACCOUNT, region: "us-east-1", name: name.into(), ..Default::default() };
     for name in ["estate-d-readable", "estate-d-no-policy-read", "estate-d-no-listing"] {
         seed_bucket(&moto, &root, &seed(name)).await?;
         s3.put_object().bucket(name).key("data.csv").body(ByteStream::from_static(b"a,b\n1,2\n")).send().await?;
@@ -40,7 +41,12 @@ async fn unreadable_buckets_become_error_buckets_and_the_rest_is_complete() -> a
             {"Effect": "Deny", "Action": "s3:GetAccountPublicAccessBlock", "Resource": "*"}
         ]
     });
-    iam.put_user_policy().user_name("estate-agent").policy_name("agent").policy_document(policy.to_string()).send().await?;
+    iam.put_user_policy()
+        .user_name("estate-agent")
+        .policy_name("agent")
+        .policy_document(policy.to_string())
+        .send()
+        .await?;
     let key = iam.create_access_key().user_name("estate-agent").send().await?;
     let key = key.access_key().expect("an access key");
     let agent_creds = Credentials::new(key.access_key_id(), key.secret_access_key(), None, None, "agent");

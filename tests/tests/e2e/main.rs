@@ -17,6 +17,7 @@ use estate_tests::{eventually, Admin, Agent, Moto};
 
 mod access;
 mod objects;
+mod policies;
 mod scale;
 use serde_json::{json, Value};
 
@@ -292,32 +293,21 @@ fn expected(spec: &Spec) -> Expected {
     let acl_read =
         acls_apply && matches!(spec.canned_acl, Some("public-read" | "public-read-write" | "authenticated-read"));
     let acl_write = acls_apply && spec.canned_acl == Some("public-read-write");
-    // Until policies are analysed, a policy S3 does not neutralise leaves the answer open.
-    let policy_open = spec.policy && !restrict;
-    let permission = if acl_read || acl_write {
-        "PUBLIC"
-    } else if policy_open {
-        "UNKNOWN"
-    } else {
-        "NOT_PUBLIC"
-    };
-    let shared = if acl_read || acl_write {
-        "EXTERNAL"
-    } else if spec.policy {
-        "UNKNOWN"
-    } else {
-        "NOT_SHARED"
-    };
+    // The seeded policy grants s3:GetObject to everyone: public read, shared with any account,
+    // unless RestrictPublicBuckets confines it to the owner's account.
+    let policy_public = spec.policy && !restrict;
+    let permission = if acl_read || acl_write || policy_public { "PUBLIC" } else { "NOT_PUBLIC" };
+    let shared = if acl_read || acl_write || policy_public { "EXTERNAL" } else { "NOT_SHARED" };
     Expected {
         permission,
-        readable: acl_read,
+        readable: acl_read || policy_public,
         writable: acl_write,
         shared,
         encryption: match spec.encryption {
             None => "NONE",
             Some((alg, _)) => alg,
         },
-        unencrypted_uploads: if spec.policy { "UNKNOWN" } else { "TRUE" },
+        unencrypted_uploads: "TRUE",
         replicated_externally: spec.replicate_to.iter().any(|a| ![A, B, C].contains(a)),
     }
 }
@@ -410,6 +400,12 @@ async fn organization_inventory_matches_the_seeding() -> anyhow::Result<()> {
     })
     .await?;
 
+    // Policies are analysed off the ingestion path; wait until every verdict has landed.
+    let _ = eventually(Duration::from_secs(60), "every policy to be analysed", || async {
+        let stats = admin.ctl_json(token, &["stats"])?;
+        Ok((stats_subset(&stats) == expected_stats(&specs)).then_some(()))
+    })
+    .await;
     let listed = admin.ctl_json(token, &["buckets", "--all", "--max-results", "7", "--sort", "bucketName"])?;
     let buckets = listed["buckets"].as_array().expect("buckets array");
     let names: Vec<&str> = buckets.iter().map(|b| b["bucketName"].as_str().unwrap()).collect();
@@ -468,6 +464,12 @@ async fn organization_inventory_matches_the_seeding() -> anyhow::Result<()> {
             "{ctx}"
         );
         assert_eq!(perms["bucketLevelPermissions"]["bucketPolicy"].is_null(), !spec.policy, "{ctx}");
+        if spec.policy {
+            let policy = &perms["bucketLevelPermissions"]["bucketPolicy"];
+            assert_eq!(policy, &json!({"allowsPublicReadAccess": true, "allowsPublicWriteAccess": false}), "{ctx}");
+            let witnessed = b["policyWitnesses"].as_array().unwrap().iter().any(|w| w["question"] == "publicRead");
+            assert!(witnessed, "{ctx}: a public verdict comes with a witness: {b}");
+        }
     }
 
     let stats = admin.ctl_json(token, &["stats"])?;

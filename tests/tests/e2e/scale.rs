@@ -23,7 +23,14 @@ async fn an_account_with_12000_buckets_is_inventoried_completely() -> anyhow::Re
 
     let dir = tempfile::tempdir()?;
     let admin = Admin::start(&dir.path().join("data"), None)?;
-    let agent = Agent::start(&admin, &moto, &creds, None, &["us-east-1"], &["--concurrency", "32", "--outbox-capacity", "1024"])?;
+    let agent = Agent::start(
+        &admin,
+        &moto,
+        &creds,
+        None,
+        &["us-east-1"],
+        &["--concurrency", "32", "--outbox-capacity", "1024"],
+    )?;
     eventually(Duration::from_secs(900), "all 12,000 buckets", || async {
         let stats = admin.ctl_json(None, &["stats"])?;
         let members = admin.ctl_json(None, &["members"])?;
@@ -32,7 +39,8 @@ async fn an_account_with_12000_buckets_is_inventoried_completely() -> anyhow::Re
     })
     .await?;
     let names = admin.ctl_json(None, &["buckets", "--all", "--max-results", "1000", "--sort", "bucketName"])?;
-    let names: Vec<&str> = names["buckets"].as_array().unwrap().iter().map(|b| b["bucketName"].as_str().unwrap()).collect();
+    let names: Vec<&str> =
+        names["buckets"].as_array().unwrap().iter().map(|b| b["bucketName"].as_str().unwrap()).collect();
     let expected: Vec<String> = (0..BUCKETS).map(|i| format!("estate-s-{i:05}")).collect();
     assert_eq!(names, expected.iter().map(String::as_str).collect::<Vec<_>>());
     let peak = estate_tests::peak_rss_mib(agent.process.child.id()).expect("the agent's /proc status");

@@ -1,0 +1,288 @@
+//! Exact policy verdicts end to end: buckets in moto with policies that are public, public
+//! but taken back by a Deny, shared with a member, shared with an outsider, shared only
+//! through `aws:PrincipalOrgID`, shared with CloudFront (OAC), and requiring encryption; the
+//! statistics count them; moving an account out of the organization (config reload, or AWS
+//! Organizations) turns an INTERNAL bucket EXTERNAL with no new data from the agent.
+
+use aws_sdk_s3::config::Credentials;
+
+use super::*;
+
+const ORG_ID: &str = "o-exampleorg1";
+
+fn statement(effect: &str, principal: Value, action: &str, resource: &str, condition: Option<Value>) -> Value {
+    let mut s = json!({"Effect": effect, "Principal": principal, "Action": action, "Resource": resource});
+    if let Some(c) = condition {
+        s["Condition"] = c;
+    }
+    s
+}
+
+/// (bucket, policy, expected permission, sharing, shared accounts, CloudFront, unencrypted uploads)
+fn cases() -> Vec<(&'static str, Value, &'static str, &'static str, Vec<&'static str>, bool, &'static str)> {
+    let objects = |b: &str| format!("arn:aws:s3:::{b}/*");
+    let doc = |statements: Vec<Value>| json!({"Version": "2012-10-17", "Statement": statements});
+    vec![
+        (
+            "estate-p-public",
+            doc(vec![statement("Allow", json!("*"), "s3:GetObject", &objects("estate-p-public"), None)]),
+            "PUBLIC",
+            "EXTERNAL",
+            vec!["*", "222222222222", "333333333333"],
+            false,
+            "TRUE",
+        ),
+        (
+            "estate-p-public-denied",
+            doc(vec![
+                statement("Allow", json!("*"), "s3:GetObject", &objects("estate-p-public-denied"), None),
+                statement(
+                    "Deny",
+                    json!("*"),
+                    "s3:*",
+                    &objects("estate-p-public-denied"),
+                    Some(json!({"StringNotEquals": {"aws:PrincipalOrgID": ORG_ID}})),
+                ),
+            ]),
+            "NOT_PUBLIC",
+            "INTERNAL",
+            vec!["222222222222", "333333333333"],
+            false,
+            "TRUE",
+        ),
+        (
+            "estate-p-member",
+            doc(vec![statement(
+                "Allow",
+                json!({"AWS": "arn:aws:iam::222222222222:root"}),
+                "s3:GetObject",
+                &objects("estate-p-member"),
+                None,
+            )]),
+            "NOT_PUBLIC",
+            "INTERNAL",
+            vec!["222222222222"],
+            false,
+            "TRUE",
+        ),
+        (
+            "estate-p-outsider",
+            doc(vec![statement(
+                "Allow",
+                json!({"AWS": "999999999999"}),
+                "s3:GetObject",
+                &objects("estate-p-outsider"),
+                None,
+            )]),
+            "NOT_PUBLIC",
+            "EXTERNAL",
+            vec!["999999999999"],
+            false,
+            "TRUE",
+        ),
+        (
+            "estate-p-org-only",
+            doc(vec![statement(
+                "Allow",
+                json!("*"),
+                "s3:GetObject",
+                &objects("estate-p-org-only"),
+                Some(json!({"StringEquals": {"aws:PrincipalOrgID": ORG_ID}})),
+            )]),
+            "NOT_PUBLIC",
+            "INTERNAL",
+            vec!["222222222222", "333333333333"],
+            false,
+            "TRUE",
+        ),
+        (
+            "estate-p-cloudfront",
+            doc(vec![statement(
+                "Allow",
+                json!({"Service": "cloudfront.amazonaws.com"}),
+                "s3:GetObject",
+                &objects("estate-p-cloudfront"),
+                Some(
+                    json!({"StringEquals": {"AWS:SourceArn": "arn:aws:cloudfront::111111111111:distribution/EDFDVBD6EXAMPLE"}}),
+                ),
+            )]),
+            "NOT_PUBLIC",
+            "EXTERNAL",
+            vec!["cloudfront"],
+            true,
+            "TRUE",
+        ),
+        (
+            "estate-p-encrypted",
+            doc(vec![
+                statement(
+                    "Deny",
+                    json!("*"),
+                    "s3:PutObject",
+                    &objects("estate-p-encrypted"),
+                    Some(json!({"Null": {"s3:x-amz-server-side-encryption": "true"}})),
+                ),
+                statement(
+                    "Deny",
+                    json!("*"),
+                    "s3:PutObject",
+                    &objects("estate-p-encrypted"),
+                    Some(
+                        json!({"StringNotEquals": {"s3:x-amz-server-side-encryption": ["AES256", "aws:kms", "aws:kms:dsse"]}}),
+                    ),
+                ),
+            ]),
+            "NOT_PUBLIC",
+            "NOT_SHARED",
+            vec![],
+            false,
+            "FALSE",
+        ),
+    ]
+}
+
+async fn seed_policies(moto: &Moto, creds: &Credentials, account: &'static str) -> anyhow::Result<()> {
+    let s3 = moto.s3(creds, "us-east-1");
+    for (name, policy, ..) in cases() {
+        seed_bucket(moto, creds, &Spec { account, region: "us-east-1", name: name.into(), ..Default::default() })
+            .await?;
+        s3.put_bucket_policy().bucket(name).policy(policy.to_string()).send().await?;
+    }
+    Ok(())
+}
+
+fn check_bucket(b: &Value, expected: &(&str, Value, &str, &str, Vec<&str>, bool, &str)) {
+    let (name, _, permission, shared, accounts, cloudfront, uploads) = expected;
+    assert_eq!(b["publicAccess"]["effectivePermission"], *permission, "{name}: {b}");
+    assert_eq!(b["sharedAccess"], *shared, "{name}: {b}");
+    let mut got: Vec<&str> = b["sharedWithAccounts"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    got.sort();
+    let mut want = accounts.clone();
+    want.sort();
+    assert_eq!(got, want, "{name}: {b}");
+    assert_eq!(b["sharedWithCloudFront"], *cloudfront, "{name}: {b}");
+    assert_eq!(b["allowsUnencryptedObjectUploads"], *uploads, "{name}: {b}");
+    let witnesses = b["policyWitnesses"].as_array().unwrap();
+    if *permission == "PUBLIC" {
+        assert!(witnesses.iter().any(|w| w["question"] == "publicRead" && w["principal"] == "*"), "{name}: {b}");
+    }
+    for account in accounts.iter().filter(|a| a.len() == 12) {
+        let question = format!("sharedWithAccount:{account}");
+        assert!(witnesses.iter().any(|w| w["question"] == question.as_str()), "{name}: no witness for {account}: {b}");
+    }
+    assert!(b["policyUnknownReasons"].as_array().unwrap().is_empty(), "{name}: {b}");
+}
+
+async fn wait_for_verdicts(admin: &Admin, token: Option<&str>) -> anyhow::Result<Value> {
+    eventually(Duration::from_secs(90), "every policy verdict", || async {
+        let listed = admin.ctl_json(token, &["buckets", "--all", "--where", "bucketName^=estate-p-"])?;
+        let decided = listed["buckets"].as_array().unwrap().len() == cases().len()
+            && listed["buckets"].as_array().unwrap().iter().all(|b| b["sharedAccess"] != "UNKNOWN");
+        Ok(decided.then_some(listed))
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn policy_verdicts_are_exact_and_follow_the_organization() -> anyhow::Result<()> {
+    let moto = Moto::start()?;
+    let creds = moto.credentials(A).await?;
+    seed_policies(&moto, &creds, A).await?;
+    let dir = tempfile::tempdir()?;
+    let config = write_config(dir.path());
+    let admin = Admin::start(&dir.path().join("data"), Some(&config))?;
+    let _agent = Agent::start(&admin, &moto, &creds, Some(&agent_token(A)), &["us-east-1"], &[])?;
+    let token = Some(CLIENT_TOKEN);
+    let listed = wait_for_verdicts(&admin, token).await?;
+    for case in cases() {
+        let b = listed["buckets"].as_array().unwrap().iter().find(|b| b["bucketName"] == case.0).unwrap();
+        check_bucket(b, &case);
+    }
+    let stats = admin.ctl_json(token, &["stats"])?;
+    let by_sharing = &stats["bucketCountBySharedAccessType"];
+    assert_eq!(by_sharing, &json!({"external": 3, "internal": 3, "notShared": 1, "unknown": 0}), "{stats}");
+    assert_eq!(stats["bucketCountByEffectivePermission"]["publiclyAccessible"], 1);
+    assert_eq!(stats["bucketCountByEffectivePermission"]["publiclyReadable"], 1);
+    assert_eq!(stats["bucketCountByObjectEncryptionRequirement"]["deniesUnencryptedObjectUploads"], 1);
+    assert_eq!(stats["bucketCountByObjectEncryptionRequirement"]["allowsUnencryptedObjectUploads"], 6);
+
+    // Account 222222222222 leaves the organization: the config no longer lists it (nor an
+    // agent for it). After SIGHUP, the bucket shared with it is shared externally.
+    let text = std::fs::read_to_string(&config)?;
+    let text = text.replace("\"222222222222\", ", "");
+    let text = text.replace(
+        "[[agents]]\nname = \"agent-222222222222\"\naccount_id = \"222222222222\"\ntoken = \"agent-token-222222222222\"\n",
+        "",
+    );
+    std::fs::write(&config, text)?;
+    admin.hangup()?;
+    let member = eventually(Duration::from_secs(60), "estate-p-member to turn EXTERNAL", || async {
+        let b = admin.ctl_json(token, &["bucket", "estate-p-member"])?;
+        Ok((b["sharedAccess"] == "EXTERNAL").then_some(b))
+    })
+    .await?;
+    assert_eq!(member["sharedWithAccounts"], json!(["222222222222"]));
+    let org_only = admin.ctl_json(token, &["bucket", "estate-p-org-only"])?;
+    assert_eq!(org_only["sharedAccess"], "INTERNAL");
+    assert_eq!(org_only["sharedWithAccounts"], json!(["333333333333"]), "{org_only}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn organizations_membership_changes_rejudge_buckets() -> anyhow::Result<()> {
+    let moto = Moto::start()?;
+    // The management account is moto's default one; a member account is created.
+    let root = Credentials::new("testing", "testing", None, None, "root");
+    let organizations = {
+        let config = aws_sdk_organizations::config::Builder::new()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .endpoint_url(&moto.endpoint)
+            .credentials_provider(root.clone())
+            .build();
+        aws_sdk_organizations::Client::from_conf(config)
+    };
+    organizations
+        .create_organization()
+        .feature_set(aws_sdk_organizations::types::OrganizationFeatureSet::All)
+        .send()
+        .await?;
+    let created = organizations.create_account().email("member@example.com").account_name("member").send().await?;
+    let member = created.create_account_status().and_then(|s| s.account_id()).expect("a new account").to_owned();
+
+    let owner = "123456789012";
+    let s3 = moto.s3(&root, "us-east-1");
+    seed_bucket(
+        &moto,
+        &root,
+        &Spec { account: owner, region: "us-east-1", name: "estate-p-org-member".into(), ..Default::default() },
+    )
+    .await?;
+    let policy = json!({"Version": "2012-10-17", "Statement": [statement(
+        "Allow", json!({"AWS": format!("arn:aws:iam::{member}:root")}), "s3:GetObject", "arn:aws:s3:::estate-p-org-member/*", None)]});
+    s3.put_bucket_policy().bucket("estate-p-org-member").policy(policy.to_string()).send().await?;
+
+    let dir = tempfile::tempdir()?;
+    let admin = Admin::start_with_env(
+        &dir.path().join("data"),
+        None,
+        &["--organizations", "--organizations-interval", "1", "--aws-endpoint-url", &moto.endpoint],
+        &[("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing")],
+    )?;
+    let _agent = Agent::start(&admin, &moto, &root, None, &["us-east-1"], &[])?;
+    let internal = eventually(Duration::from_secs(60), "the bucket shared with a member", || async {
+        let b = admin.ctl_json(None, &["bucket", "estate-p-org-member"])?;
+        Ok((b["sharedAccess"] == "INTERNAL").then_some(b))
+    })
+    .await?;
+    assert_eq!(internal["sharedWithAccounts"], json!([member]));
+
+    organizations.remove_account_from_organization().account_id(&member).send().await?;
+    let external = eventually(Duration::from_secs(60), "the account's departure to be seen", || async {
+        let b = admin.ctl_json(None, &["bucket", "estate-p-org-member"])?;
+        Ok((b["sharedAccess"] == "EXTERNAL").then_some(b))
+    })
+    .await?;
+    assert_eq!(external["sharedWithAccounts"], json!([member]));
+    Ok(())
+}
