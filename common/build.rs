@@ -5,7 +5,8 @@ use std::{env, path::PathBuf};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto_root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../proto");
-    let files = ["estate/v1/bucket.proto", "estate/v1/agent.proto", "estate/v1/inventory.proto"];
+    let files =
+        ["estate/v1/bucket.proto", "estate/v1/agent.proto", "estate/v1/inventory.proto", "estate/v1/findings.proto"];
     for file in &files {
         println!("cargo:rerun-if-changed={}", proto_root.join(file).display());
     }

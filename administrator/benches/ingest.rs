@@ -151,7 +151,8 @@ async fn run_stream(addr: SocketAddr, stream: usize, per_stream: usize) -> Vec<D
             };
             send!(pb::report_request::Body::AccountSettings((&settings).into()));
             for i in 0..per_stream {
-                let snapshot = pb::BucketSnapshot { generation: 1, facts: Some((&facts(stream, i)).into()) };
+                let snapshot =
+                    pb::BucketSnapshot { generation: 1, facts: Some((&facts(stream, i)).into()), cause: None };
                 send!(pb::report_request::Body::Bucket(snapshot));
             }
             for region in ["us-east-1", "eu-west-1"] {

@@ -73,6 +73,10 @@ pub struct Judgement {
     pub policy: Option<BucketPolicy>,
     pub shared_access: SharedAccess,
     pub shared_with_accounts: Vec<String>,
+    /// Some account outside the organization (not CloudFront) is known to get in.
+    pub shared_outside: bool,
+    /// The members among `shared_with_accounts`.
+    pub shared_internal: Vec<String>,
     /// `Unknown` without a decided policy too; `False` when there is no policy.
     pub shared_with_cloud_front: Tri,
     pub allows_unencrypted_object_uploads: Tri,
@@ -120,6 +124,8 @@ impl Judgement {
             policy: None,
             shared_access: SharedAccess::Unknown,
             shared_with_accounts: Vec::new(),
+            shared_outside: false,
+            shared_internal: Vec::new(),
             shared_with_cloud_front: Tri::Unknown,
             allows_unencrypted_object_uploads: Tri::Unknown,
             encryption: EncryptionClass::Unknown,
@@ -175,7 +181,7 @@ pub fn judge(
         Tri::Unknown => EffectivePermission::Unknown,
     };
 
-    let (shared_access, shared_with_accounts) =
+    let (shared_access, shared_with_accounts, shared_outside, shared_internal) =
         sharing(facts, config, org, ignore_acls, restrict_policy, policy_verdict);
 
     Judgement {
@@ -189,6 +195,8 @@ pub fn judge(
         }),
         shared_access,
         shared_with_accounts,
+        shared_outside,
+        shared_internal,
         shared_with_cloud_front: policy_verdict.map_or(Tri::False, |p| p.shared_with_cloudfront),
         allows_unencrypted_object_uploads: policy_verdict.map_or(Tri::True, |p| p.unencrypted_uploads),
         encryption: match &config.default_encryption {
@@ -226,7 +234,7 @@ fn sharing(
     ignore_acls: Tri,
     restrict_policy: Tri,
     policy: Option<&PolicyVerdict>,
-) -> (SharedAccess, Vec<String>) {
+) -> (SharedAccess, Vec<String>, bool, Vec<String>) {
     let owner = &facts.key.account_id;
     let mut internal = BTreeSet::new();
     let mut external = BTreeSet::new();
@@ -296,7 +304,10 @@ fn sharing(
     } else {
         SharedAccess::NotShared
     };
-    (verdict, accounts)
+    // For findings: an outside account named, or anyone at all (a public bucket's own finding
+    // is S3BucketPublic, so `*` counts only where the bucket is not public).
+    let named_outside = external.iter().any(|a| a != "cloudfront" && a != "*");
+    (verdict, accounts, named_outside || external.contains("*"), internal.into_iter().collect())
 }
 
 fn replication(facts: &BucketFacts, config: &BucketConfig, org: &OrgView) -> Option<ReplicationDetails> {

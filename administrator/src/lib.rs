@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod findings;
 pub mod http;
 pub mod index;
 pub mod ingest;

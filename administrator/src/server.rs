@@ -10,7 +10,10 @@ use anyhow::{bail, Context};
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 
-use estate_common::pb::{agent_service_server::AgentServiceServer, inventory_service_server::InventoryServiceServer};
+use estate_common::pb::{
+    agent_service_server::AgentServiceServer, findings_service_server::FindingsServiceServer,
+    inventory_service_server::InventoryServiceServer,
+};
 
 use crate::auth::Authenticator;
 use crate::config::Config;
@@ -18,6 +21,7 @@ use crate::http;
 use crate::ingest::Committer;
 use crate::judge::OrgView;
 use crate::service::agent::{AgentDirectory, AgentServiceImpl};
+use crate::service::findings::FindingsServiceImpl;
 use crate::service::inventory::InventoryServiceImpl;
 use crate::store::Store;
 
@@ -185,6 +189,20 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         min_refresh_interval_ms: options.min_refresh_interval.as_millis() as i64,
     };
 
+    let findings_service = FindingsServiceImpl { store: Arc::clone(&store), auth: auth.clone() };
+    health_reporter.set_serving::<FindingsServiceServer<FindingsServiceImpl>>().await;
+    // Findings not updated for 90 days are archived; checked hourly and at start-up.
+    {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            loop {
+                let store = Arc::clone(&store);
+                let _ =
+                    tokio::task::spawn_blocking(move || store.archive_findings(crate::service::agent::now_ms())).await;
+                tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+            }
+        });
+    }
     let grpc_listener =
         TcpListener::bind(options.listen).await.with_context(|| format!("binding `{}`", options.listen))?;
     let http_listener =
@@ -203,6 +221,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         .add_service(reflection)
         .add_service(AgentServiceServer::new(agent_service))
         .add_service(InventoryServiceServer::new(inventory_service))
+        .add_service(FindingsServiceServer::new(findings_service))
         .serve_with_incoming_shutdown(
             // Without TCP_NODELAY, multi-segment responses wait for delayed ACKs (~40 ms).
             TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),

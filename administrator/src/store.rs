@@ -12,10 +12,12 @@ use serde::{Deserialize, Serialize};
 use estate_common::model::{AccountSettings, BucketFacts, BucketKey, BucketState, Grantee, UnixMillis};
 use estate_common::objects::ObjectStats;
 
+use crate::findings::{Findings, Posture};
 use crate::index::{Entry, Index};
 use crate::judge::{judge, Judgement, OrgView};
 use crate::policy::{self, Job, PolicyDigest, PolicyOutcome, PolicyQueue};
 use crate::stats::Statistics;
+use estate_common::findings::{Cause, Finding};
 
 /// One change to the inventory, as an agent reported it.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,9 +33,12 @@ pub enum Op {
         account_id: String,
         at: UnixMillis,
     },
+    /// `cause`: the CloudTrail event behind this read; such a read carries no object
+    /// statistics, and the stored ones stay.
     Upsert {
         facts: BucketFacts,
         generation: u64,
+        cause: Option<Cause>,
     },
     Retain {
         key: BucketKey,
@@ -48,6 +53,11 @@ pub enum Op {
         objects: ObjectStats,
     },
     AccountSettings(AccountSettings),
+    /// Account settings re-read because of a CloudTrail event.
+    AccountSettingsChanged {
+        settings: AccountSettings,
+        cause: Cause,
+    },
     ScopeStarted {
         account_id: String,
         region: String,
@@ -110,6 +120,15 @@ pub struct State {
     /// Analyses queued and not yet back.
     policy_pending: HashMap<Vec<u8>, PolicyDigest>,
     policy_queue: Option<PolicyQueue>,
+    /// The last decided posture of each bucket (persisted): findings compare against it.
+    postures: HashMap<Vec<u8>, Posture>,
+    /// What caused each bucket's latest read.
+    causes: HashMap<Vec<u8>, Cause>,
+    pub findings: Findings,
+    /// (bucket, event ID) pairs already counted, so that re-judging counts an event once.
+    repeated_events: std::collections::HashSet<(Vec<u8>, String)>,
+    /// Postures changed since the last flush (`None`: removed).
+    changed_postures: Vec<(Vec<u8>, Option<Posture>)>,
 }
 
 /// The sled writes one commit makes, per tree.
@@ -119,6 +138,8 @@ struct Writes {
     accounts: sled::Batch,
     scopes: sled::Batch,
     members: sled::Batch,
+    findings: sled::Batch,
+    postures: sled::Batch,
 }
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
@@ -186,8 +207,55 @@ impl State {
         self.rejudge(keys);
     }
 
+    /// Compares a bucket's decided posture with the last one and raises findings for what got
+    /// worse; the first decided value of each aspect is its baseline.
+    fn observe(&mut self, key: &[u8], facts: &BucketFacts, judgement: &Judgement) {
+        let now = Posture::of(facts, judgement);
+        let merged = match self.postures.get(key) {
+            None => now,
+            Some(before) => {
+                let worse = before.worsened(&now);
+                if !worse.is_empty() {
+                    let cause = self.causes.get(key).cloned().unwrap_or_else(|| Cause::refresh(facts.read_at));
+                    let at = crate::service::agent::now_ms();
+                    for kind in worse {
+                        self.findings.raise(&facts.key, kind, &cause, at);
+                    }
+                }
+                before.merge(now)
+            }
+        };
+        self.repeat(key, facts, &merged);
+        if self.postures.get(key) != Some(&merged) {
+            self.postures.insert(key.to_vec(), merged);
+            self.changed_postures.push((key.to_vec(), Some(merged)));
+        }
+    }
+
+    /// An event that makes the same change again (the bucket still in the state a finding
+    /// reported) counts one more occurrence of that finding. Each event counts once.
+    fn repeat(&mut self, key: &[u8], facts: &BucketFacts, posture: &Posture) {
+        let Some(cause) = self.causes.get(key).cloned() else { return };
+        let Some(event_id) = cause.event_id.clone() else { return };
+        if self.repeated_events.len() > 100_000 {
+            self.repeated_events.clear();
+        }
+        if !self.repeated_events.insert((key.to_vec(), event_id)) {
+            return;
+        }
+        let at = crate::service::agent::now_ms();
+        for kind in posture.repeated_by(&cause.api) {
+            let raised_now =
+                self.findings.changed.iter().any(|f| f.kind == kind && f.bucket_name == facts.key.bucket_name);
+            if !raised_now && self.findings.is_open(&facts.key, kind) {
+                self.findings.raise(&facts.key, kind, &cause, at);
+            }
+        }
+    }
+
     fn insert_entry(&mut self, key: Vec<u8>, facts: BucketFacts, generation: u64) {
         let judgement = self.judge(&key, &facts);
+        self.observe(&key, &facts, &judgement);
         self.stats.add(&facts.key.account_id, &judgement);
         let names_others = facts.config().and_then(|c| c.acl.as_ref()).is_some_and(|acl| {
             acl.grants.iter().any(|g| matches!(&g.grantee, Grantee::CanonicalUser(id) if *id != acl.owner_canonical_id))
@@ -204,6 +272,10 @@ impl State {
 
     fn remove_entry(&mut self, key: &[u8]) -> bool {
         self.acl_dependents.remove(key);
+        self.causes.remove(key);
+        if self.postures.remove(key).is_some() {
+            self.changed_postures.push((key.to_vec(), None));
+        }
         self.policy.remove(key);
         self.policy_pending.remove(key);
         match self.index.remove(key) {
@@ -223,6 +295,7 @@ impl State {
             if judgement == entry.judgement {
                 continue;
             }
+            self.observe(&key, &entry.facts, &judgement);
             let account_id = entry.facts.key.account_id.clone();
             let updated = Entry { facts: Arc::clone(&entry.facts), generation: entry.generation, judgement };
             self.stats.remove(&account_id, &entry.judgement);
@@ -269,9 +342,27 @@ impl State {
                     writes.members.insert(account_id.as_bytes(), encode(&*record));
                 }
             }
-            Op::Upsert { facts, generation } => {
+            Op::Upsert { mut facts, generation, cause } => {
                 let key = facts.key.encode();
                 self.bump_progress(&facts.key);
+                if cause.is_some() {
+                    // An event-driven read does not recount objects, nor list the bucket for
+                    // its creation time: keep the stored ones.
+                    if let Some(entry) = self.index.get(&key) {
+                        if facts.created_at == 0 {
+                            facts.created_at = entry.facts.created_at;
+                        }
+                    }
+                    let stored = self.index.get(&key).and_then(|e| e.facts.config().and_then(|c| c.objects.clone()));
+                    if let (estate_common::model::BucketState::Readable(config), Some(objects)) =
+                        (&mut facts.state, stored)
+                    {
+                        if config.objects.is_none() {
+                            config.objects = Some(objects);
+                        }
+                    }
+                }
+                self.causes.insert(key.clone(), cause.unwrap_or_else(|| Cause::refresh(facts.read_at)));
                 writes.buckets.insert(key.clone(), encode(&StoredBucket { facts: facts.clone(), generation }));
                 self.insert_entry(key, facts, generation);
             }
@@ -316,6 +407,12 @@ impl State {
                     self.rejudge(keys);
                 }
             }
+            Op::AccountSettingsChanged { settings, cause } => {
+                for key in self.account_keys(&settings.account_id) {
+                    self.causes.insert(key, cause.clone());
+                }
+                self.apply(Op::AccountSettings(settings), writes);
+            }
             Op::ScopeStarted { account_id, region, total, .. } => {
                 self.progress.insert((account_id, region), (0, total));
             }
@@ -350,6 +447,8 @@ pub struct Store {
     accounts: sled::Tree,
     scopes: sled::Tree,
     members: sled::Tree,
+    findings: sled::Tree,
+    postures: sled::Tree,
     state: RwLock<State>,
 }
 
@@ -378,6 +477,8 @@ impl Store {
             accounts: db.open_tree("accounts")?,
             scopes: db.open_tree("scopes")?,
             members: db.open_tree("members")?,
+            findings: db.open_tree("findings")?,
+            postures: db.open_tree("postures")?,
             db,
             state: RwLock::new(State::default()),
         };
@@ -410,30 +511,91 @@ impl Store {
             };
             state.scopes.insert((account.to_owned(), region.to_owned()), record);
         }
+        for item in self.findings.iter() {
+            let (key, value) = item?;
+            state.findings.load(decode("findings", &key, &value)?);
+        }
+        for item in self.postures.iter() {
+            let (key, value) = item?;
+            state.postures.insert(key.to_vec(), decode("postures", &key, &value)?);
+        }
         for item in self.buckets.iter() {
             let (key, value) = item?;
             let stored: StoredBucket = decode("buckets", &key, &value)?;
             state.insert_entry(key.to_vec(), stored.facts, stored.generation);
         }
+        // Loading judges every bucket against its stored posture: nothing is new.
+        state.changed_postures.clear();
+        state.findings.changed.clear();
         *self.state.write().expect("state lock poisoned") = state;
         Ok(())
+    }
+
+    /// Moves findings and postures changed in memory into `writes`; returns the findings to
+    /// announce once they are durable.
+    fn drain(state: &mut State, writes: &mut Writes) -> Vec<Finding> {
+        for (key, posture) in state.changed_postures.drain(..) {
+            match posture {
+                Some(p) => writes.postures.insert(key, encode(&p)),
+                None => writes.postures.remove(key),
+            }
+        }
+        let changed = std::mem::take(&mut state.findings.changed);
+        for finding in &changed {
+            writes.findings.insert(finding.id.as_bytes(), encode(finding));
+        }
+        changed
+    }
+
+    /// Writes, flushes, then announces the findings.
+    fn persist(&self, writes: Writes, announce: Vec<Finding>) -> anyhow::Result<()> {
+        self.buckets.apply_batch(writes.buckets)?;
+        self.accounts.apply_batch(writes.accounts)?;
+        self.scopes.apply_batch(writes.scopes)?;
+        self.members.apply_batch(writes.members)?;
+        self.findings.apply_batch(writes.findings)?;
+        self.postures.apply_batch(writes.postures)?;
+        self.db.flush().context("flushing sled")?;
+        if !announce.is_empty() {
+            let state = self.state.read().expect("state lock poisoned");
+            for finding in announce {
+                let _ = state.findings.feed.send(finding);
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies a change made outside an agent's commit (a policy outcome, the organization)
+    /// and persists what it raised.
+    fn persist_side_effects(&self) {
+        let mut writes = Writes::default();
+        let announce = {
+            let mut state = self.state.write().expect("state lock poisoned");
+            Self::drain(&mut state, &mut writes)
+        };
+        if let Err(error) = self.persist(writes, announce) {
+            tracing::error!(error = %format!("{error:#}"), "cannot persist findings; exiting");
+            std::process::exit(70);
+        }
+    }
+
+    /// Archives findings not updated for 90 days.
+    pub fn archive_findings(&self, now: UnixMillis) {
+        self.state.write().expect("state lock poisoned").findings.archive_older_than(now);
+        self.persist_side_effects();
     }
 
     /// Applies `ops` in order and returns once they are on disk.
     pub fn commit(&self, ops: Vec<Op>) -> anyhow::Result<()> {
         let mut writes = Writes::default();
-        {
+        let announce = {
             let mut state = self.state.write().expect("state lock poisoned");
             for op in ops {
                 state.apply(op, &mut writes);
             }
-        }
-        self.buckets.apply_batch(writes.buckets)?;
-        self.accounts.apply_batch(writes.accounts)?;
-        self.scopes.apply_batch(writes.scopes)?;
-        self.members.apply_batch(writes.members)?;
-        self.db.flush().context("flushing sled")?;
-        Ok(())
+            Self::drain(&mut state, &mut writes)
+        };
+        self.persist(writes, announce)
     }
 
     pub fn read(&self) -> RwLockReadGuard<'_, State> {
@@ -455,6 +617,8 @@ impl Store {
         }
         state.policy.insert(key.to_vec(), (digest, outcome));
         state.rejudge(vec![key.to_vec()]);
+        drop(state);
+        self.persist_side_effects();
     }
 
     /// Replaces the organization (membership, ID, paths) and judges every bucket again.
@@ -476,6 +640,8 @@ impl Store {
         state.org.accounts = accounts;
         state.org.organization_paths = paths;
         state.rejudge_all();
+        drop(state);
+        self.persist_side_effects();
         true
     }
 
@@ -522,9 +688,9 @@ mod tests {
         let a = "111111111111";
         store
             .commit(vec![
-                Op::Upsert { facts: facts(a, "eu-west-1", "old", 5), generation: 1 },
-                Op::Upsert { facts: facts(a, "eu-west-1", "kept", 5), generation: 1 },
-                Op::Upsert { facts: facts(a, "us-east-1", "other-scope", 5), generation: 1 },
+                Op::Upsert { facts: facts(a, "eu-west-1", "old", 5), generation: 1, cause: None },
+                Op::Upsert { facts: facts(a, "eu-west-1", "kept", 5), generation: 1, cause: None },
+                Op::Upsert { facts: facts(a, "us-east-1", "other-scope", 5), generation: 1, cause: None },
                 Op::ScopeComplete {
                     account_id: a.into(),
                     region: "eu-west-1".into(),
@@ -538,7 +704,7 @@ mod tests {
         store
             .commit(vec![
                 Op::Retain { key: BucketKey::new(a, "eu-west-1", "kept"), generation: 2 },
-                Op::Upsert { facts: facts(a, "eu-west-1", "new", 9), generation: 2 },
+                Op::Upsert { facts: facts(a, "eu-west-1", "new", 9), generation: 2, cause: None },
                 Op::ScopeComplete {
                     account_id: a.into(),
                     region: "eu-west-1".into(),
@@ -565,7 +731,7 @@ mod tests {
         let store = open(dir.path());
         let a = "111111111111";
         let ops = vec![
-            Op::Upsert { facts: facts(a, "eu-west-1", "x", 5), generation: 1 },
+            Op::Upsert { facts: facts(a, "eu-west-1", "x", 5), generation: 1, cause: None },
             Op::Delete { key: BucketKey::new(a, "eu-west-1", "gone") },
             Op::ScopeComplete { account_id: a.into(), region: "eu-west-1".into(), generation: 1, read_at: 5, count: 1 },
         ];

@@ -904,3 +904,111 @@ mod tests {
         assert!(model::BucketFacts::try_from(facts).is_err());
     }
 }
+
+mod findings {
+    //! Findings between protobuf and domain.
+
+    use crate::findings::{Cause, Finding, FindingType};
+    use crate::pb;
+
+    fn kind_to_pb(kind: FindingType) -> pb::FindingType {
+        match kind {
+            FindingType::S3BucketPublic => pb::FindingType::S3BucketPublic,
+            FindingType::S3BucketSharedExternally => pb::FindingType::S3BucketSharedExternally,
+            FindingType::S3BucketReplicatedExternally => pb::FindingType::S3BucketReplicatedExternally,
+            FindingType::S3BlockPublicAccessDisabled => pb::FindingType::S3BlockPublicAccessDisabled,
+            FindingType::S3BucketSharedWithCloudFront => pb::FindingType::S3BucketSharedWithCloudFront,
+            FindingType::S3BucketEncryptionDisabled => pb::FindingType::S3BucketEncryptionDisabled,
+        }
+    }
+
+    fn kind_from_pb(kind: i32) -> Option<FindingType> {
+        Some(match pb::FindingType::try_from(kind).ok()? {
+            pb::FindingType::S3BucketPublic => FindingType::S3BucketPublic,
+            pb::FindingType::S3BucketSharedExternally => FindingType::S3BucketSharedExternally,
+            pb::FindingType::S3BucketReplicatedExternally => FindingType::S3BucketReplicatedExternally,
+            pb::FindingType::S3BlockPublicAccessDisabled => FindingType::S3BlockPublicAccessDisabled,
+            pb::FindingType::S3BucketSharedWithCloudFront => FindingType::S3BucketSharedWithCloudFront,
+            pb::FindingType::S3BucketEncryptionDisabled => FindingType::S3BucketEncryptionDisabled,
+            pb::FindingType::Unspecified => return None,
+        })
+    }
+
+    impl From<&Cause> for pb::FindingAction {
+        fn from(c: &Cause) -> Self {
+            pb::FindingAction {
+                api: c.api.clone(),
+                event_time_ms: c.event_time,
+                actor: c.actor.clone().unwrap_or_default(),
+                actor_type: c.actor_type.clone().unwrap_or_default(),
+                event_id: c.event_id.clone().unwrap_or_default(),
+            }
+        }
+    }
+
+    impl From<pb::FindingAction> for Cause {
+        fn from(a: pb::FindingAction) -> Self {
+            let some = |s: String| (!s.is_empty()).then_some(s);
+            Cause {
+                api: a.api,
+                event_time: a.event_time_ms,
+                actor: some(a.actor),
+                actor_type: some(a.actor_type),
+                event_id: some(a.event_id),
+            }
+        }
+    }
+
+    impl From<&pb::EventCause> for Cause {
+        fn from(e: &pb::EventCause) -> Self {
+            let some = |s: &String| (!s.is_empty()).then(|| s.clone());
+            Cause {
+                api: e.event_name.clone(),
+                event_time: e.event_time_ms,
+                actor: some(&e.actor),
+                actor_type: some(&e.actor_type),
+                event_id: some(&e.event_id),
+            }
+        }
+    }
+
+    impl From<&Finding> for pb::Finding {
+        fn from(f: &Finding) -> Self {
+            pb::Finding {
+                id: f.id.clone(),
+                r#type: kind_to_pb(f.kind).into(),
+                account_id: f.account_id.clone(),
+                region: f.region.clone(),
+                bucket_name: f.bucket_name.clone(),
+                created_at_ms: f.created_at,
+                updated_at_ms: f.updated_at,
+                count: f.count,
+                archived: f.archived,
+                first_action: Some((&f.first_action).into()),
+                last_action: Some((&f.last_action).into()),
+                sequence: f.sequence,
+            }
+        }
+    }
+
+    impl TryFrom<pb::Finding> for Finding {
+        type Error = super::ConvertError;
+
+        fn try_from(f: pb::Finding) -> Result<Self, super::ConvertError> {
+            Ok(Finding {
+                id: f.id,
+                kind: kind_from_pb(f.r#type).ok_or_else(|| super::invalid("finding.type", f.r#type.to_string()))?,
+                account_id: f.account_id,
+                region: f.region,
+                bucket_name: f.bucket_name,
+                created_at: f.created_at_ms,
+                updated_at: f.updated_at_ms,
+                count: f.count,
+                archived: f.archived,
+                first_action: f.first_action.unwrap_or_default().into(),
+                last_action: f.last_action.unwrap_or_default().into(),
+                sequence: f.sequence,
+            })
+        }
+    }
+}

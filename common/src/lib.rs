@@ -2,6 +2,7 @@
 //! speaks, and the pure logic that more than one crate needs.
 
 pub mod convert;
+pub mod findings;
 pub mod macie;
 pub mod model;
 pub mod objects;

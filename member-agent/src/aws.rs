@@ -133,6 +133,7 @@ pub struct Clients {
     s3: Mutex<HashMap<String, aws_sdk_s3::Client>>,
     pub sts: aws_sdk_sts::Client,
     pub s3control: aws_sdk_s3control::Client,
+    pub sqs: aws_sdk_sqs::Client,
     pub requests: RequestCounter,
 }
 
@@ -155,13 +156,16 @@ impl Clients {
             .await;
         let requests = RequestCounter::default();
         let mut sts = aws_sdk_sts::config::Builder::from(&base);
+        let mut sqs = aws_sdk_sqs::config::Builder::from(&base);
         let mut s3control = aws_sdk_s3control::config::Builder::from(&base).interceptor(requests.clone());
         if let Some(url) = &endpoint_url {
             sts = sts.endpoint_url(url);
+            sqs = sqs.endpoint_url(url);
             s3control = s3control.endpoint_resolver(StaticEndpoint(url.clone()));
         }
         Self {
             sts: aws_sdk_sts::Client::from_conf(sts.build()),
+            sqs: aws_sdk_sqs::Client::from_conf(sqs.build()),
             s3control: aws_sdk_s3control::Client::from_conf(s3control.build()),
             base,
             endpoint_url,

@@ -4,6 +4,7 @@
 pub mod aws;
 pub mod collect;
 pub mod connection;
+pub mod events;
 pub mod objects;
 pub mod outbox;
 pub mod refresh;
@@ -33,6 +34,7 @@ pub struct AgentOptions {
     pub outbox_capacity: usize,
     pub max_attempts: u32,
     pub head_budget: usize,
+    pub events: Option<events::EventOptions>,
 }
 
 /// Parses `90`, `90s`, `15m`, `24h` or `1d`.
@@ -91,13 +93,16 @@ pub async fn run(options: AgentOptions) -> anyhow::Result<()> {
     ));
 
     let refresher = Arc::new(Refresher::new(
-        clients,
-        outbox,
+        Arc::clone(&clients),
+        Arc::clone(&outbox),
         account_id,
         options.regions.clone(),
         options.concurrency,
         options.head_budget,
     ));
+    if let Some(events) = options.events.clone() {
+        tokio::spawn(events::run(events, Arc::clone(&clients), Arc::clone(&refresher), Arc::clone(&outbox)));
+    }
     let mut next_full = Instant::now();
     loop {
         let requested = tokio::select! {

@@ -49,6 +49,17 @@ enum Command {
         /// current S3 Inventory report; objects beyond it count as `unknown`.
         #[arg(long, env = "ESTATE_HEAD_OBJECT_BUDGET", default_value_t = 1000)]
         head_object_budget: usize,
+        /// The SQS queue that the EventBridge rule for S3's CloudTrail events fills
+        /// (deploy/cloudformation/member.yaml creates it).
+        #[arg(long, env = "ESTATE_EVENTS_QUEUE_URL")]
+        events_queue_url: Option<String>,
+        /// Where malformed event messages are set aside; without it, the queue's redrive
+        /// policy moves them after repeated receives.
+        #[arg(long, env = "ESTATE_EVENTS_DEAD_LETTER_QUEUE_URL")]
+        events_dead_letter_queue_url: Option<String>,
+        /// Long-polling wait of one receive, in seconds (at most 20).
+        #[arg(long, env = "ESTATE_EVENTS_WAIT_SECONDS", default_value_t = 20)]
+        events_wait_seconds: i32,
     },
 }
 
@@ -74,6 +85,9 @@ async fn main() -> anyhow::Result<()> {
             outbox_capacity,
             aws_max_attempts,
             head_object_budget,
+            events_queue_url,
+            events_dead_letter_queue_url,
+            events_wait_seconds,
         } => {
             run(AgentOptions {
                 admin_url: admin,
@@ -85,6 +99,11 @@ async fn main() -> anyhow::Result<()> {
                 outbox_capacity: outbox_capacity.max(16),
                 max_attempts: aws_max_attempts.max(1),
                 head_budget: head_object_budget,
+                events: events_queue_url.map(|queue_url| estate_member_agent::events::EventOptions {
+                    queue_url,
+                    dead_letter_queue_url: events_dead_letter_queue_url,
+                    wait_seconds: events_wait_seconds.clamp(0, 20),
+                }),
             })
             .await
         }

@@ -138,7 +138,7 @@ impl Refresher {
     }
 
     /// A strictly increasing generation number (milliseconds, bumped on collisions).
-    fn next_generation(&self) -> u64 {
+    pub fn next_generation(&self) -> u64 {
         let mut last = self.last_generation.lock().expect("generation lock");
         *last = (*last + 1).max(now_ms() as u64);
         *last
@@ -199,7 +199,7 @@ impl Refresher {
             match collected {
                 Collected::Facts(facts) => {
                     reported += 1;
-                    let snapshot = pb::BucketSnapshot { generation, facts: Some((&facts).into()) };
+                    let snapshot = pb::BucketSnapshot { generation, facts: Some((&facts).into()), cause: None };
                     self.outbox.push(Body::Bucket(snapshot)).await;
                 }
                 Collected::Gone => {}

@@ -74,6 +74,36 @@ enum Command {
     Bucket { name: String },
     /// Member accounts: Regions, connection, freshness.
     Members,
+    /// Policy findings (ListFindings + GetFindings), Macie's shape in JSON.
+    Findings {
+        /// A criterion: FIELD=V, FIELD!=V, FIELD>N, >=, <, <= on type, severity.description,
+        /// severity.score, accountId, region, resourcesAffected.s3Bucket.name, archived,
+        /// createdAt, updatedAt, count.
+        #[arg(long = "where", value_name = "CRITERION")]
+        criteria: Vec<String>,
+        /// Sort attribute: updatedAt (default), createdAt, count, severity.score, type.
+        #[arg(long)]
+        sort: Option<String>,
+        /// Sort ascending (newest first by default).
+        #[arg(long)]
+        asc: bool,
+        /// Group and count instead: type, severity.description,
+        /// resourcesAffected.s3Bucket.name, accountId.
+        #[arg(long)]
+        group_by: Option<String>,
+    },
+    /// Print new and updated findings as they happen (one JSON object per line with
+    /// `--output json`); `--cursor` replays everything after a sequence number first.
+    Watch {
+        #[arg(long, default_value_t = 0)]
+        cursor: u64,
+        /// Stop after this many findings.
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+    /// Every bucket that is public, shared outside the organization, replicated outside it or
+    /// accepts unencrypted uploads right now, whether or not it was so at first sight.
+    Posture,
     /// Offline policy reasoning (no administrator needed).
     Policy {
         #[command(subcommand)]
@@ -228,6 +258,7 @@ fn parse_criteria_json(text: &str) -> anyhow::Result<BTreeMap<String, pb::Bucket
 
 struct Client {
     inner: InventoryServiceClient<Channel>,
+    findings: estate_common::pb::findings_service_client::FindingsServiceClient<Channel>,
     token: Option<MetadataValue<tonic::metadata::Ascii>>,
 }
 
@@ -239,7 +270,12 @@ impl Client {
             .await
             .with_context(|| format!("cannot reach the administrator at `{endpoint}`"))?;
         let token = token.map(|t| format!("Bearer {t}").parse()).transpose().context("the token is not valid ASCII")?;
-        Ok(Self { inner: InventoryServiceClient::new(channel).max_decoding_message_size(64 * 1024 * 1024), token })
+        Ok(Self {
+            inner: InventoryServiceClient::new(channel.clone()).max_decoding_message_size(64 * 1024 * 1024),
+            findings: estate_common::pb::findings_service_client::FindingsServiceClient::new(channel)
+                .max_decoding_message_size(64 * 1024 * 1024),
+            token,
+        })
     }
 
     fn request<T>(&self, message: T) -> tonic::Request<T> {
@@ -293,6 +329,20 @@ fn print_rows(output: Output, header: &[&str], rows: &[Vec<String>]) -> anyhow::
         writeln!(out, "{}", line(row.iter().map(String::as_str).collect()).trim_end())?;
     }
     Ok(())
+}
+
+fn finding_row(f: &estate_common::findings::Finding) -> Vec<String> {
+    vec![
+        estate_common::macie::Timestamp(f.updated_at).to_iso8601(),
+        f.kind.as_str().to_owned(),
+        f.kind.severity().0.to_owned(),
+        f.account_id.clone(),
+        f.region.clone(),
+        f.bucket_name.clone(),
+        f.count.to_string(),
+        f.last_action.api.clone(),
+        f.archived.to_string(),
+    ]
 }
 
 fn opt<T: ToString>(v: Option<T>) -> String {
@@ -522,6 +572,156 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                                 s.requested.to_string(),
                                 opt(when(s.last_refresh_ms)),
                                 s.reason.clone(),
+                            ]
+                        })
+                        .collect::<Vec<_>>(),
+                ),
+            }
+        }
+        Command::Findings { criteria, sort, asc, group_by } => {
+            let criteria: std::collections::HashMap<String, pb::FindingCriterion> = parse_where(&criteria)?
+                .into_iter()
+                .map(|(k, c)| {
+                    (k, pb::FindingCriterion { eq: c.eq, neq: c.neq, gt: c.gt, gte: c.gte, lt: c.lt, lte: c.lte })
+                })
+                .collect();
+            if let Some(group_by) = group_by {
+                let request = client.request(pb::GetFindingStatisticsRequest { criteria, group_by });
+                let out = client.findings.get_finding_statistics(request).await.map_err(status_error)?.into_inner();
+                return match cli.output {
+                    Output::Json => print_json(&serde_json::json!({
+                        "countsByGroup": out.counts_by_group.iter().map(|g| serde_json::json!({"groupKey": g.group_key, "count": g.count})).collect::<Vec<_>>(),
+                    })),
+                    output => print_rows(
+                        output,
+                        &["groupKey", "count"],
+                        &out.counts_by_group
+                            .iter()
+                            .map(|g| vec![g.group_key.clone(), g.count.to_string()])
+                            .collect::<Vec<_>>(),
+                    ),
+                };
+            }
+            let mut ids = Vec::new();
+            let mut token = String::new();
+            loop {
+                let request = client.request(pb::ListFindingsRequest {
+                    criteria: criteria.clone(),
+                    sort_attribute: sort.clone().unwrap_or_default(),
+                    descending: !asc,
+                    max_results: 1000,
+                    next_token: token,
+                });
+                let page = client.findings.list_findings(request).await.map_err(status_error)?.into_inner();
+                ids.extend(page.finding_ids);
+                token = page.next_token;
+                if token.is_empty() {
+                    break;
+                }
+            }
+            let mut findings = Vec::new();
+            for chunk in ids.chunks(500) {
+                let request = client.request(pb::GetFindingsRequest { finding_ids: chunk.to_vec() });
+                let page = client.findings.get_findings(request).await.map_err(status_error)?.into_inner();
+                for f in page.findings {
+                    findings.push(estate_common::findings::Finding::try_from(f).map_err(|e| anyhow::anyhow!("{e}"))?);
+                }
+            }
+            match cli.output {
+                Output::Json => print_json(&serde_json::json!({
+                    "findings": findings.iter().map(|f| f.to_macie_json()).collect::<Vec<_>>(),
+                })),
+                output => print_rows(
+                    output,
+                    &["updatedAt", "type", "severity", "accountId", "region", "bucket", "count", "api", "archived"],
+                    &findings.iter().map(finding_row).collect::<Vec<_>>(),
+                ),
+            }
+        }
+        Command::Watch { cursor, limit } => {
+            let request = client.request(pb::WatchFindingsRequest { cursor });
+            let mut stream = client.findings.watch_findings(request).await.map_err(status_error)?.into_inner();
+            let mut seen = 0;
+            if cli.output != Output::Json {
+                print_rows(
+                    cli.output,
+                    &["updatedAt", "type", "severity", "accountId", "region", "bucket", "count", "api", "archived"],
+                    &[],
+                )?;
+            }
+            while let Some(message) = stream.message().await.map_err(status_error)? {
+                let Some(finding) = message.finding else { continue };
+                let finding =
+                    estate_common::findings::Finding::try_from(finding).map_err(|e| anyhow::anyhow!("{e}"))?;
+                let mut out = std::io::stdout().lock();
+                match cli.output {
+                    Output::Json => writeln!(out, "{}", finding.to_macie_json())?,
+                    Output::Csv => writeln!(
+                        out,
+                        "{}",
+                        finding_row(&finding).iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(",")
+                    )?,
+                    Output::Table => writeln!(out, "{}", finding_row(&finding).join("  "))?,
+                }
+                out.flush()?;
+                seen += 1;
+                if limit.is_some_and(|l| seen >= l) {
+                    break;
+                }
+            }
+            Ok(())
+        }
+        Command::Posture => {
+            let reasons = [
+                ("publicAccess.effectivePermission", "PUBLIC", "public"),
+                ("sharedAccess", "EXTERNAL", "shared externally"),
+                ("replicationDetails.replicatedExternally", "true", "replicated externally"),
+                ("allowsUnencryptedObjectUploads", "TRUE", "accepts unencrypted uploads"),
+            ];
+            let mut buckets: BTreeMap<(String, String, String), (BucketMetadata, Vec<&str>)> = BTreeMap::new();
+            for (field, value, reason) in reasons {
+                let mut token = String::new();
+                loop {
+                    let criteria =
+                        [(field.to_owned(), pb::BucketCriterion { eq: vec![value.to_owned()], ..Default::default() })];
+                    let request = client.request(pb::DescribeBucketsRequest {
+                        criteria: criteria.into_iter().collect(),
+                        max_results: 1000,
+                        next_token: token,
+                        ..Default::default()
+                    });
+                    let page = client.inner.describe_buckets(request).await.map_err(status_error)?.into_inner();
+                    for b in page.buckets.into_iter().map(BucketMetadata::from) {
+                        let key = (b.account_id.clone(), b.region.clone(), b.bucket_name.clone());
+                        buckets.entry(key).or_insert_with(|| (b, Vec::new())).1.push(reason);
+                    }
+                    token = page.next_token;
+                    if token.is_empty() {
+                        break;
+                    }
+                }
+            }
+            match cli.output {
+                Output::Json => print_json(&serde_json::json!({
+                    "buckets": buckets.values().map(|(b, reasons)| serde_json::json!({
+                        "accountId": b.account_id, "region": b.region, "bucketName": b.bucket_name,
+                        "reasons": reasons, "sharedWithAccounts": b.shared_with_accounts,
+                        "effectivePermission": b.public_access.as_ref().map(|p| p.effective_permission.as_str()),
+                        "sharedAccess": b.shared_access.as_str(),
+                    })).collect::<Vec<_>>(),
+                })),
+                output => print_rows(
+                    output,
+                    &["accountId", "region", "bucketName", "reasons", "sharedWithAccounts"],
+                    &buckets
+                        .values()
+                        .map(|(b, reasons)| {
+                            vec![
+                                b.account_id.clone(),
+                                b.region.clone(),
+                                b.bucket_name.clone(),
+                                reasons.join("; "),
+                                b.shared_with_accounts.join(" "),
                             ]
                         })
                         .collect::<Vec<_>>(),

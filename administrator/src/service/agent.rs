@@ -81,7 +81,7 @@ fn to_op(account_id: &str, body: Body) -> Result<Option<Op>, Status> {
             let facts = snapshot.facts.ok_or_else(|| Status::invalid_argument("`bucket.facts` is missing"))?;
             check_account(&facts.account_id)?;
             let facts = model::BucketFacts::try_from(facts).map_err(|e| Status::invalid_argument(e.to_string()))?;
-            Op::Upsert { facts, generation: snapshot.generation }
+            Op::Upsert { facts, generation: snapshot.generation, cause: snapshot.cause.as_ref().map(Into::into) }
         }
         Body::Deleted(d) => Op::Delete { key: BucketKey::new(account_id, &d.region, &d.bucket_name) },
         Body::Retained(r) => {
@@ -99,6 +99,16 @@ fn to_op(account_id: &str, body: Body) -> Result<Option<Op>, Status> {
             generation: s.generation,
             total: s.bucket_total,
         },
+        Body::AccountSettingsChanged(changed) => {
+            let settings = changed.settings.ok_or_else(|| Status::invalid_argument("`settings` is missing"))?;
+            check_account(&settings.account_id)?;
+            let cause = changed.cause.as_ref().ok_or_else(|| Status::invalid_argument("`cause` is missing"))?;
+            Op::AccountSettingsChanged {
+                settings: model::AccountSettings::try_from(settings)
+                    .map_err(|e| Status::invalid_argument(e.to_string()))?,
+                cause: cause.into(),
+            }
+        }
         Body::BucketObjects(o) => {
             let objects = o.objects.ok_or_else(|| Status::invalid_argument("`bucket_objects.objects` is missing"))?;
             Op::Objects {

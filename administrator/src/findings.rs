@@ -1,0 +1,303 @@
+//! Policy findings: each bucket's last decided security posture, the comparison that says
+//! whether a change made it worse, and the findings raised (or repeated) when it did. The
+//! posture a bucket has when its aspects are first decided is its baseline: no finding.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::sync::broadcast;
+
+use estate_common::findings::{Cause, Finding, FindingType};
+use estate_common::macie::{EffectivePermission, SharedAccess};
+use estate_common::model::{BucketFacts, BucketKey, UnixMillis};
+
+use crate::judge::{EncryptionClass, Judgement};
+
+/// Findings older than this (since their last update) are archived.
+pub const RETENTION_MS: i64 = 90 * 24 * 3600 * 1000;
+
+/// The decided security aspects of a bucket; `None` while an aspect is unknown.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Posture {
+    pub public: Option<bool>,
+    /// Shared with an AWS account outside the organization (CloudFront not counted; anyone
+    /// counts only when the bucket is not public, which is its own finding).
+    pub shared_outside: Option<bool>,
+    pub shared_with_cloud_front: Option<bool>,
+    pub replicated_externally: Option<bool>,
+    /// Every bucket-level block public access setting is off.
+    pub block_public_access_disabled: Option<bool>,
+    /// 0: no default encryption, 1: SSE-S3 (the S3 default), 2: SSE-KMS or DSSE-KMS.
+    pub encryption_level: Option<u8>,
+}
+
+impl Posture {
+    pub fn of(facts: &BucketFacts, j: &Judgement) -> Self {
+        let Some(config) = facts.config() else { return Self::default() };
+        Self {
+            public: match j.effective_permission {
+                EffectivePermission::Public => Some(true),
+                EffectivePermission::NotPublic => Some(false),
+                EffectivePermission::Unknown => None,
+            },
+            shared_outside: {
+                let named = j
+                    .shared_with_accounts
+                    .iter()
+                    .any(|a| a != "*" && a != "cloudfront" && !j.shared_internal.contains(a));
+                let anyone = j.shared_outside && !named;
+                let public = j.effective_permission == EffectivePermission::Public;
+                let outside = named || (anyone && !public);
+                match j.shared_access {
+                    SharedAccess::Unknown => outside.then_some(true),
+                    _ => Some(outside),
+                }
+            },
+            shared_with_cloud_front: j.shared_with_cloud_front.as_bool(),
+            replicated_externally: j.replication.as_ref().and_then(|r| r.replicated_externally),
+            block_public_access_disabled: Some(config.block_public_access.is_none_or(|b| b.all_disabled())),
+            encryption_level: match j.encryption {
+                EncryptionClass::Unencrypted => Some(0),
+                EncryptionClass::S3Managed => Some(1),
+                EncryptionClass::KmsManaged => Some(2),
+                EncryptionClass::Unknown => None,
+            },
+        }
+    }
+
+    /// Keeps the last decided value of every aspect.
+    pub fn merge(self, newer: Self) -> Self {
+        Self {
+            public: newer.public.or(self.public),
+            shared_outside: newer.shared_outside.or(self.shared_outside),
+            shared_with_cloud_front: newer.shared_with_cloud_front.or(self.shared_with_cloud_front),
+            replicated_externally: newer.replicated_externally.or(self.replicated_externally),
+            block_public_access_disabled: newer.block_public_access_disabled.or(self.block_public_access_disabled),
+            encryption_level: newer.encryption_level.or(self.encryption_level),
+        }
+    }
+
+    /// The findings an event repeats: those whose aspect the event touches and that are
+    /// still bad now (Macie counts every occurrence of the change).
+    pub fn repeated_by(&self, event_name: &str) -> Vec<FindingType> {
+        let touches: &[FindingType] = match event_name {
+            "PutBucketPolicy" | "DeleteBucketPolicy" => &[
+                FindingType::S3BucketPublic,
+                FindingType::S3BucketSharedExternally,
+                FindingType::S3BucketSharedWithCloudFront,
+            ],
+            "PutBucketAcl" => &[FindingType::S3BucketPublic, FindingType::S3BucketSharedExternally],
+            "PutBucketPublicAccessBlock"
+            | "DeleteBucketPublicAccessBlock"
+            | "PutPublicAccessBlock"
+            | "DeletePublicAccessBlock"
+            | "PutAccountPublicAccessBlock"
+            | "DeleteAccountPublicAccessBlock" => {
+                &[FindingType::S3BlockPublicAccessDisabled, FindingType::S3BucketPublic]
+            }
+            "PutBucketReplication" => &[FindingType::S3BucketReplicatedExternally],
+            "PutBucketEncryption" | "DeleteBucketEncryption" => &[FindingType::S3BucketEncryptionDisabled],
+            _ => &[],
+        };
+        touches
+            .iter()
+            .copied()
+            .filter(|kind| match kind {
+                FindingType::S3BucketPublic => self.public == Some(true),
+                FindingType::S3BucketSharedExternally => self.shared_outside == Some(true),
+                FindingType::S3BucketSharedWithCloudFront => {
+                    self.shared_with_cloud_front == Some(true) && self.shared_outside != Some(true)
+                }
+                FindingType::S3BucketReplicatedExternally => self.replicated_externally == Some(true),
+                FindingType::S3BlockPublicAccessDisabled => self.block_public_access_disabled == Some(true),
+                FindingType::S3BucketEncryptionDisabled => self.encryption_level.is_some_and(|l| l < 2),
+            })
+            .collect()
+    }
+
+    /// The findings a change from `self` (the last decided posture) to `now` raises.
+    pub fn worsened(&self, now: &Self) -> Vec<FindingType> {
+        let became = |before: Option<bool>, after: Option<bool>| before == Some(false) && after == Some(true);
+        let mut out = Vec::new();
+        if became(self.public, now.public) {
+            out.push(FindingType::S3BucketPublic);
+        }
+        let outside = became(self.shared_outside, now.shared_outside);
+        if outside {
+            out.push(FindingType::S3BucketSharedExternally);
+        }
+        // SharedWithCloudFront gives way to SharedExternally.
+        if became(self.shared_with_cloud_front, now.shared_with_cloud_front) && now.shared_outside != Some(true) {
+            out.push(FindingType::S3BucketSharedWithCloudFront);
+        }
+        if became(self.replicated_externally, now.replicated_externally) {
+            out.push(FindingType::S3BucketReplicatedExternally);
+        }
+        if became(self.block_public_access_disabled, now.block_public_access_disabled) {
+            out.push(FindingType::S3BlockPublicAccessDisabled);
+        }
+        if let (Some(before), Some(after)) = (self.encryption_level, now.encryption_level) {
+            if after < before {
+                out.push(FindingType::S3BucketEncryptionDisabled);
+            }
+        }
+        out
+    }
+}
+
+/// The findings, in memory (the store persists them), and the feed of changes.
+#[derive(Debug)]
+pub struct Findings {
+    pub by_id: BTreeMap<String, Finding>,
+    /// The open (not archived) finding of each bucket and type.
+    open: HashMap<(Vec<u8>, FindingType), String>,
+    pub sequence: u64,
+    pub feed: broadcast::Sender<Finding>,
+    /// Changed since the last flush: to write, then to announce.
+    pub changed: Vec<Finding>,
+}
+
+impl Default for Findings {
+    fn default() -> Self {
+        Self {
+            by_id: BTreeMap::new(),
+            open: HashMap::new(),
+            sequence: 0,
+            feed: broadcast::channel(4096).0,
+            changed: Vec::new(),
+        }
+    }
+}
+
+impl Findings {
+    /// Rebuilds from stored findings.
+    pub fn load(&mut self, finding: Finding) {
+        self.sequence = self.sequence.max(finding.sequence);
+        if !finding.archived {
+            let key = BucketKey::new(&finding.account_id, &finding.region, &finding.bucket_name).encode();
+            self.open.insert((key, finding.kind), finding.id.clone());
+        }
+        self.by_id.insert(finding.id.clone(), finding);
+    }
+
+    /// Whether the bucket has an open finding of `kind`.
+    pub fn is_open(&self, bucket: &BucketKey, kind: FindingType) -> bool {
+        self.open.contains_key(&(bucket.encode(), kind))
+    }
+
+    /// Raises `kind` for a bucket, or counts one more occurrence of its open finding.
+    pub fn raise(&mut self, bucket: &BucketKey, kind: FindingType, cause: &Cause, now: UnixMillis) {
+        self.sequence += 1;
+        let key = (bucket.encode(), kind);
+        let finding = match self.open.get(&key).and_then(|id| self.by_id.get_mut(id)) {
+            Some(existing) => {
+                existing.count += 1;
+                existing.updated_at = now;
+                existing.last_action = cause.clone();
+                existing.sequence = self.sequence;
+                existing.clone()
+            }
+            None => {
+                let mut hasher = Sha256::new();
+                hasher.update(&key.0);
+                hasher.update(kind.as_str().as_bytes());
+                hasher.update(now.to_le_bytes());
+                hasher.update(self.sequence.to_le_bytes());
+                let id = hex::encode(&hasher.finalize()[..16]);
+                let finding = Finding {
+                    id: id.clone(),
+                    kind,
+                    account_id: bucket.account_id.clone(),
+                    region: bucket.region.clone(),
+                    bucket_name: bucket.bucket_name.clone(),
+                    created_at: now,
+                    updated_at: now,
+                    count: 1,
+                    archived: false,
+                    first_action: cause.clone(),
+                    last_action: cause.clone(),
+                    sequence: self.sequence,
+                };
+                self.open.insert(key, id.clone());
+                self.by_id.insert(id, finding.clone());
+                finding
+            }
+        };
+        tracing::info!(
+            finding = %finding.id,
+            kind = kind.as_str(),
+            bucket = %bucket.bucket_name,
+            count = finding.count,
+            cause = %cause.api,
+            "finding"
+        );
+        self.changed.push(finding);
+    }
+
+    /// Archives findings not updated for `RETENTION_MS`.
+    pub fn archive_older_than(&mut self, now: UnixMillis) {
+        let old: Vec<String> = self
+            .by_id
+            .values()
+            .filter(|f| !f.archived && now - f.updated_at > RETENTION_MS)
+            .map(|f| f.id.clone())
+            .collect();
+        for id in old {
+            self.sequence += 1;
+            let finding = self.by_id.get_mut(&id).expect("listed above");
+            finding.archived = true;
+            finding.sequence = self.sequence;
+            let key = BucketKey::new(&finding.account_id, &finding.region, &finding.bucket_name).encode();
+            self.open.remove(&(key, finding.kind));
+            self.changed.push(finding.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn posture(public: bool, outside: bool, cloudfront: bool, encryption: u8) -> Posture {
+        Posture {
+            public: Some(public),
+            shared_outside: Some(outside),
+            shared_with_cloud_front: Some(cloudfront),
+            replicated_externally: Some(false),
+            block_public_access_disabled: Some(false),
+            encryption_level: Some(encryption),
+        }
+    }
+
+    #[test]
+    fn worse_changes_raise_findings_and_better_ones_do_not() {
+        let base = posture(false, false, false, 2);
+        assert_eq!(base.worsened(&posture(true, false, false, 2)), vec![FindingType::S3BucketPublic]);
+        assert_eq!(base.worsened(&posture(false, false, true, 2)), vec![FindingType::S3BucketSharedWithCloudFront]);
+        // CloudFront gives way to an outside account.
+        assert_eq!(base.worsened(&posture(false, true, true, 2)), vec![FindingType::S3BucketSharedExternally]);
+        assert_eq!(base.worsened(&posture(false, false, false, 1)), vec![FindingType::S3BucketEncryptionDisabled]);
+        assert!(posture(true, true, true, 0).worsened(&base).is_empty());
+        // Unknown now: nothing to compare, and the last decided value is kept.
+        let unknown = Posture::default();
+        assert!(base.worsened(&unknown).is_empty());
+        assert_eq!(base.merge(unknown), base);
+    }
+
+    #[test]
+    fn repeats_count_and_archiving_closes() {
+        let mut findings = Findings::default();
+        let bucket = BucketKey::new("111111111111", "us-east-1", "b");
+        let cause = Cause::refresh(1);
+        findings.raise(&bucket, FindingType::S3BucketPublic, &cause, 10);
+        findings.raise(&bucket, FindingType::S3BucketPublic, &cause, 20);
+        assert_eq!(findings.by_id.len(), 1);
+        let f = findings.by_id.values().next().unwrap();
+        assert_eq!((f.count, f.created_at, f.updated_at), (2, 10, 20));
+        findings.archive_older_than(20 + RETENTION_MS + 1);
+        assert!(findings.by_id.values().next().unwrap().archived);
+        findings.raise(&bucket, FindingType::S3BucketPublic, &cause, 30 + RETENTION_MS);
+        assert_eq!(findings.by_id.len(), 2, "a new occurrence after archiving opens a new finding");
+    }
+}
