@@ -32,6 +32,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/statistics", get(api_statistics))
         .route("/api/buckets", get(api_buckets))
         .route("/api/members", get(api_members))
+        .route("/api/findings", get(api_findings))
         .with_state(state)
 }
 
@@ -160,4 +161,16 @@ async fn api_members(State(state): State<HttpState>, headers: HeaderMap) -> Resp
     let members: Vec<_> =
         views::member_accounts(&s, &state.configured_members).iter().map(|a| views::member(&s, a)).collect();
     Json(serde_json::json!({ "members": members })).into_response()
+}
+
+/// The newest findings (at most 200), Macie-shaped.
+async fn api_findings(State(state): State<HttpState>, headers: HeaderMap) -> Response {
+    if let Err(response) = authorize(&state, &headers) {
+        return *response;
+    }
+    let s = state.store.read();
+    let mut findings: Vec<_> = s.findings.by_id.values().collect();
+    findings.sort_by(|a, b| b.updated_at.cmp(&a.updated_at).then_with(|| a.id.cmp(&b.id)));
+    let findings: Vec<_> = findings.iter().take(200).map(|f| f.to_macie_json()).collect();
+    Json(serde_json::json!({ "findings": findings })).into_response()
 }

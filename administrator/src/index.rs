@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use estate_common::model::BucketFacts;
 
+use crate::findings::Posture;
 use crate::judge::Judgement;
 
 /// One bucket in the index.
@@ -17,6 +18,8 @@ pub struct Entry {
     pub facts: Arc<BucketFacts>,
     pub generation: u64,
     pub judgement: Judgement,
+    /// The last decided security posture: findings compare against it.
+    pub posture: Posture,
 }
 
 /// An encoded bucket key ordered by bucket name first, then by the whole key.

@@ -208,7 +208,7 @@ pub fn judge(
             },
         },
         replication: replication(facts, config, org),
-        objects: config.objects.as_ref().map(Into::into),
+        objects: config.objects.as_deref().map(Into::into),
     }
 }
 

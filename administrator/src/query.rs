@@ -494,7 +494,10 @@ mod tests {
                 })),
             };
             let judgement = judge(&facts, None, &OrgView::default(), None);
-            (facts.key.encode(), Entry { facts: Arc::new(facts), generation: 1, judgement })
+            (
+                facts.key.encode(),
+                Entry { facts: Arc::new(facts), generation: 1, judgement, posture: Default::default() },
+            )
         }) {
             index.insert(key, entry);
         }

@@ -120,9 +120,10 @@ pub struct State {
     /// Analyses queued and not yet back.
     policy_pending: HashMap<Vec<u8>, PolicyDigest>,
     policy_queue: Option<PolicyQueue>,
-    /// The last decided posture of each bucket (persisted): findings compare against it.
-    postures: HashMap<Vec<u8>, Posture>,
-    /// What caused each bucket's latest read.
+    /// Postures read from disk at start-up, consumed as the buckets are loaded.
+    loaded_postures: HashMap<Vec<u8>, Posture>,
+    /// The CloudTrail event behind each bucket's latest read, when one was (a refresh
+    /// otherwise).
     causes: HashMap<Vec<u8>, Cause>,
     pub findings: Findings,
     /// (bucket, event ID) pairs already counted, so that re-judging counts an event once.
@@ -207,11 +208,20 @@ impl State {
         self.rejudge(keys);
     }
 
-    /// Compares a bucket's decided posture with the last one and raises findings for what got
-    /// worse; the first decided value of each aspect is its baseline.
-    fn observe(&mut self, key: &[u8], facts: &BucketFacts, judgement: &Judgement) {
+    /// Compares a bucket's decided posture with the last one (`before`) and raises findings
+    /// for what got worse; the first decided value of each aspect is its baseline. Returns the
+    /// posture to keep. It is persisted when it changed and holds more than the bucket's
+    /// stored facts imply (`always_persist` for re-judgements, where that is not known).
+    fn observe(
+        &mut self,
+        key: &[u8],
+        facts: &BucketFacts,
+        judgement: &Judgement,
+        before: Option<Posture>,
+        always_persist: bool,
+    ) -> Posture {
         let now = Posture::of(facts, judgement);
-        let merged = match self.postures.get(key) {
+        let merged = match before {
             None => now,
             Some(before) => {
                 let worse = before.worsened(&now);
@@ -226,10 +236,10 @@ impl State {
             }
         };
         self.repeat(key, facts, &merged);
-        if self.postures.get(key) != Some(&merged) {
-            self.postures.insert(key.to_vec(), merged);
+        if before != Some(merged) && (always_persist || merged != now) {
             self.changed_postures.push((key.to_vec(), Some(merged)));
         }
+        merged
     }
 
     /// An event that makes the same change again (the bucket still in the state a finding
@@ -255,7 +265,8 @@ impl State {
 
     fn insert_entry(&mut self, key: Vec<u8>, facts: BucketFacts, generation: u64) {
         let judgement = self.judge(&key, &facts);
-        self.observe(&key, &facts, &judgement);
+        let before = self.index.get(&key).map(|e| e.posture).or_else(|| self.loaded_postures.remove(&key));
+        let posture = self.observe(&key, &facts, &judgement, before, false);
         self.stats.add(&facts.key.account_id, &judgement);
         let names_others = facts.config().and_then(|c| c.acl.as_ref()).is_some_and(|acl| {
             acl.grants.iter().any(|g| matches!(&g.grantee, Grantee::CanonicalUser(id) if *id != acl.owner_canonical_id))
@@ -265,7 +276,7 @@ impl State {
         } else {
             self.acl_dependents.remove(&key);
         }
-        if let Some(old) = self.index.insert(key, Entry { facts: Arc::new(facts), generation, judgement }) {
+        if let Some(old) = self.index.insert(key, Entry { facts: Arc::new(facts), generation, judgement, posture }) {
             self.stats.remove(&old.facts.key.account_id, &old.judgement);
         }
     }
@@ -273,9 +284,7 @@ impl State {
     fn remove_entry(&mut self, key: &[u8]) -> bool {
         self.acl_dependents.remove(key);
         self.causes.remove(key);
-        if self.postures.remove(key).is_some() {
-            self.changed_postures.push((key.to_vec(), None));
-        }
+        self.changed_postures.push((key.to_vec(), None));
         self.policy.remove(key);
         self.policy_pending.remove(key);
         match self.index.remove(key) {
@@ -295,9 +304,9 @@ impl State {
             if judgement == entry.judgement {
                 continue;
             }
-            self.observe(&key, &entry.facts, &judgement);
+            let posture = self.observe(&key, &entry.facts, &judgement, Some(entry.posture), true);
             let account_id = entry.facts.key.account_id.clone();
-            let updated = Entry { facts: Arc::clone(&entry.facts), generation: entry.generation, judgement };
+            let updated = Entry { facts: Arc::clone(&entry.facts), generation: entry.generation, judgement, posture };
             self.stats.remove(&account_id, &entry.judgement);
             self.stats.add(&account_id, &updated.judgement);
             self.index.insert(key, updated);
@@ -362,7 +371,10 @@ impl State {
                         }
                     }
                 }
-                self.causes.insert(key.clone(), cause.unwrap_or_else(|| Cause::refresh(facts.read_at)));
+                match cause {
+                    Some(cause) => self.causes.insert(key.clone(), cause),
+                    None => self.causes.remove(&key),
+                };
                 writes.buckets.insert(key.clone(), encode(&StoredBucket { facts: facts.clone(), generation }));
                 self.insert_entry(key, facts, generation);
             }
@@ -385,7 +397,7 @@ impl State {
                 let mut facts = (*entry.facts).clone();
                 facts.read_at = facts.read_at.max(objects.read_at);
                 facts.state = BucketState::Readable(Box::new(estate_common::model::BucketConfig {
-                    objects: Some(objects),
+                    objects: Some(Box::new(objects)),
                     ..(**config).clone()
                 }));
                 let generation = entry.generation;
@@ -517,7 +529,7 @@ impl Store {
         }
         for item in self.postures.iter() {
             let (key, value) = item?;
-            state.postures.insert(key.to_vec(), decode("postures", &key, &value)?);
+            state.loaded_postures.insert(key.to_vec(), decode("postures", &key, &value)?);
         }
         for item in self.buckets.iter() {
             let (key, value) = item?;
@@ -526,6 +538,7 @@ impl Store {
         }
         // Loading judges every bucket against its stored posture: nothing is new.
         state.changed_postures.clear();
+        state.loaded_postures = HashMap::new();
         state.findings.changed.clear();
         *self.state.write().expect("state lock poisoned") = state;
         Ok(())

@@ -170,7 +170,7 @@ impl TryFrom<pb::BucketFacts> for model::BucketFacts {
                 policy: f.policy,
                 policy_status_public: f.policy_status_public,
                 replication,
-                objects: f.objects.map(TryInto::try_into).transpose()?,
+                objects: f.objects.map(TryInto::try_into).transpose()?.map(Box::new),
             }))
         };
         Ok(Self { key, created_at: f.created_at_ms, read_at: f.read_at_ms, state })
@@ -230,7 +230,7 @@ impl From<&model::BucketFacts> for pb::BucketFacts {
                         })
                         .collect(),
                 });
-                out.objects = c.objects.as_ref().map(Into::into);
+                out.objects = c.objects.as_deref().map(Into::into);
             }
         }
         out
@@ -868,12 +868,12 @@ mod tests {
                         destination_account: None,
                     }],
                 }),
-                objects: Some({
+                objects: Some(Box::new({
                     let mut o = ObjectStats::empty(ObjectStatsSource::Sampled, 3);
                     o.add_object("a.csv", 5, Some("GLACIER"), crate::objects::ObjectEncryption::KmsManaged);
                     o.add_part(7, None);
                     o
-                }),
+                })),
             })),
         }
     }

@@ -196,8 +196,9 @@ pub struct BucketConfig {
     pub policy: Option<String>,
     pub policy_status_public: Option<bool>,
     pub replication: Option<Replication>,
-    /// Absent until the bucket's objects have been counted.
-    pub objects: Option<crate::objects::ObjectStats>,
+    /// Absent until the bucket's objects have been counted (boxed: most of the index's
+    /// memory is buckets, and this is the largest part of one).
+    pub objects: Option<Box<crate::objects::ObjectStats>>,
 }
 
 /// Everything the agent read about one bucket.

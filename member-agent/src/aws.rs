@@ -101,11 +101,19 @@ impl aws_sdk_s3control::config::endpoint::ResolveEndpoint for StaticEndpoint {
 /// Counts the HTTP requests the S3 and S3 Control clients send (every attempt, retries
 /// included): the agent's cost in S3 requests, reported per refresh.
 #[derive(Debug, Clone, Default)]
-pub struct RequestCounter(Arc<AtomicU64>);
+pub struct RequestCounter {
+    total: Arc<AtomicU64>,
+    by_operation: Arc<Mutex<HashMap<String, u64>>>,
+}
 
 impl RequestCounter {
     pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
+        self.total.load(Ordering::Relaxed)
+    }
+
+    /// Requests per operation so far, for the logs.
+    pub fn by_operation(&self) -> std::collections::BTreeMap<String, u64> {
+        self.by_operation.lock().expect("counter lock").iter().map(|(k, v)| (k.clone(), *v)).collect()
     }
 }
 
@@ -118,9 +126,12 @@ impl Intercept for RequestCounter {
         &self,
         _context: &BeforeTransmitInterceptorContextRef<'_>,
         _components: &RuntimeComponents,
-        _config: &mut ConfigBag,
+        config: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        self.0.fetch_add(1, Ordering::Relaxed);
+        self.total.fetch_add(1, Ordering::Relaxed);
+        if let Some(metadata) = config.load::<aws_smithy_runtime_api::client::orchestrator::Metadata>() {
+            *self.by_operation.lock().expect("counter lock").entry(metadata.name().to_owned()).or_default() += 1;
+        }
         Ok(())
     }
 }

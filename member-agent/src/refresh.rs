@@ -32,6 +32,8 @@ pub struct Listed {
 pub struct Listing {
     pub owner_canonical_id: String,
     pub buckets: Vec<Listed>,
+    /// Buckets listed whose Region could not be read: no scope can be complete.
+    pub unlocated: Vec<String>,
 }
 
 /// GetBucketLocation's answer as a Region: empty means us-east-1, `EU` means eu-west-1.
@@ -166,14 +168,24 @@ impl Refresher {
         for bucket in &listing.buckets {
             by_region.entry(bucket.region.as_str()).or_default().push(bucket);
         }
+        // A bucket whose Region is unknown may belong to any scope: completing one would
+        // remove it from the inventory. Read everything else, complete nothing.
+        let complete = listing.unlocated.is_empty();
         for region in regions {
             let buckets = by_region.remove(region.as_str()).unwrap_or_default();
-            self.refresh_scope(region, &buckets, started).await;
+            self.refresh_scope(region, &buckets, started, complete).await;
+        }
+        if !complete {
+            anyhow::bail!(
+                "{} bucket(s) could not be located: {}",
+                listing.unlocated.len(),
+                listing.unlocated.join(", ")
+            );
         }
         Ok(())
     }
 
-    async fn refresh_scope(&self, region: &str, buckets: &[&Listed], started: UnixMillis) {
+    async fn refresh_scope(&self, region: &str, buckets: &[&Listed], started: UnixMillis, complete: bool) {
         let generation = self.next_generation();
         let total = buckets.len() as u64;
         let requests_before = self.clients.requests.get();
@@ -220,16 +232,27 @@ impl Refresher {
                 tracing::info!(%region, done, total, "refresh progress");
             }
         }
-        self.outbox
-            .push(Body::ScopeComplete(pb::ScopeComplete {
-                region: region.to_owned(),
-                generation,
-                read_at_ms: started,
-                bucket_count: reported,
-            }))
-            .await;
+        if complete {
+            self.outbox
+                .push(Body::ScopeComplete(pb::ScopeComplete {
+                    region: region.to_owned(),
+                    generation,
+                    read_at_ms: started,
+                    bucket_count: reported,
+                }))
+                .await;
+        }
         let requests = self.clients.requests.get() - requests_before;
-        tracing::info!(%region, reported, failed, generation, s3_requests = requests, "refresh complete");
+        let by_operation = serde_json::to_string(&self.clients.requests.by_operation()).unwrap_or_default();
+        tracing::info!(
+            %region,
+            reported,
+            failed,
+            generation,
+            s3_requests = requests,
+            s3_requests_so_far = %by_operation,
+            "refresh complete"
+        );
     }
 }
 
@@ -241,7 +264,7 @@ async fn with_objects(client: &aws_sdk_s3::Client, collected: Collected, options
     let BucketState::Readable(config) = &mut facts.state else { return Collected::Facts(facts) };
     match count_objects(client, &facts.key.bucket_name, options, now_ms()).await {
         Ok(stats) => {
-            config.objects = Some(stats);
+            config.objects = Some(Box::new(stats));
             Collected::Facts(facts)
         }
         Err(CountError::Call(CallError::AccessDenied(detail))) => {

@@ -28,8 +28,12 @@ pub fn repo_root() -> PathBuf {
 /// executable's profile directory.
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>");
-    let path = profile_dir.join(name);
+    // Tests run from target/<profile>/deps/, binaries (benchmarks) from target/<profile>/.
+    let mut dir = exe.parent().expect("an executable has a directory");
+    if dir.ends_with("deps") {
+        dir = dir.parent().expect("deps has a parent");
+    }
+    let path = dir.join(name);
     assert!(
         path.exists(),
         "`{}` is missing: build the binaries first with `cargo build --workspace --bins` (the README's test command does)",

@@ -1,0 +1,128 @@
+//! Event latency benchmark (issue: change monitoring). Publishes 1,000 CloudTrail-shaped
+//! events through moto's EventBridge → SQS path, each after a real change that makes a bucket
+//! public, and measures from publication to the finding's arrival over WatchFindings.
+//! Run: `cargo run --release -p estate-tests --bin event-latency` (after
+//! `cargo build --release --workspace --bins`).
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::types::BucketCannedAcl;
+use estate_common::pb::{self, findings_service_client::FindingsServiceClient};
+use estate_tests::{eventually, Admin, Agent, Moto};
+use serde_json::json;
+
+const ACCOUNT: &str = "111111111111";
+const BUCKETS: usize = 100;
+const EVENTS: usize = 1000;
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let moto = Moto::start()?;
+    let creds = moto.credentials(ACCOUNT).await?;
+    let region = aws_config::Region::new("us-east-1");
+    let conf = |b: aws_sdk_sqs::config::Builder| b;
+    let sqs = aws_sdk_sqs::Client::from_conf(
+        conf(aws_sdk_sqs::config::Builder::new())
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(region.clone())
+            .endpoint_url(&moto.endpoint)
+            .credentials_provider(creds.clone())
+            .build(),
+    );
+    let bridge = aws_sdk_eventbridge::Client::from_conf(
+        aws_sdk_eventbridge::config::Builder::new()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(region)
+            .endpoint_url(&moto.endpoint)
+            .credentials_provider(creds.clone())
+            .build(),
+    );
+    let queue = sqs.create_queue().queue_name("estate-events").send().await?.queue_url.unwrap();
+    let arn = sqs
+        .get_queue_attributes()
+        .queue_url(&queue)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await?
+        .attributes()
+        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn).cloned())
+        .unwrap();
+    let pattern = json!({"source": ["aws.s3"], "detail-type": ["AWS API Call via CloudTrail"]});
+    bridge.put_rule().name("estate").event_pattern(pattern.to_string()).send().await?;
+    bridge
+        .put_targets()
+        .rule("estate")
+        .targets(aws_sdk_eventbridge::types::Target::builder().id("q").arn(arn).build()?)
+        .send()
+        .await?;
+
+    let s3 = moto.s3(&creds, "us-east-1");
+    for i in 0..BUCKETS {
+        s3.create_bucket().bucket(format!("estate-lat-{i:03}")).send().await?;
+    }
+    let dir = tempfile::tempdir()?;
+    let admin = Admin::start(&dir.path().join("data"), None)?;
+    let _agent = Agent::start(
+        &admin,
+        &moto,
+        &creds,
+        None,
+        &["us-east-1"],
+        &["--events-queue-url", &queue, "--events-wait-seconds", "20"],
+    )?;
+    eventually(Duration::from_secs(120), "the first refresh", || async {
+        let members = admin.ctl_json(None, &["members"])?;
+        Ok(members["members"][0]["regions"][0]["lastUpdated"].is_string().then_some(()))
+    })
+    .await?;
+    let mut client = FindingsServiceClient::connect(admin.grpc.clone()).await?;
+    let mut watch = client.watch_findings(pb::WatchFindingsRequest { cursor: 0 }).await?.into_inner();
+
+    // Every bucket becomes public once (a new finding); later events repeat the change (an
+    // updated finding, count + 1). One event in flight at a time.
+    let mut latencies = Vec::with_capacity(EVENTS);
+    let started = Instant::now();
+    for n in 0..EVENTS {
+        let bucket = format!("estate-lat-{:03}", n % BUCKETS);
+        if n < BUCKETS {
+            s3.put_bucket_acl().bucket(&bucket).acl(BucketCannedAcl::PublicRead).send().await?;
+        }
+        let detail = json!({
+            "eventSource": "s3.amazonaws.com", "eventName": "PutBucketAcl", "awsRegion": "us-east-1",
+            "eventTime": time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339)?,
+            "eventID": format!("00000000-0000-4000-8000-{n:012}"), "recipientAccountId": ACCOUNT,
+            "userIdentity": {"type": "IAMUser", "arn": "arn:aws:iam::111111111111:user/bench"},
+            "requestParameters": {"bucketName": bucket},
+        });
+        let entry = aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+            .source("aws.s3")
+            .detail_type("AWS API Call via CloudTrail")
+            .detail(detail.to_string())
+            .build();
+        let published = Instant::now();
+        bridge.put_events().entries(entry).send().await?;
+        let message = tokio::time::timeout(Duration::from_secs(30), watch.message()).await??;
+        let finding = message.and_then(|m| m.finding).ok_or_else(|| anyhow::anyhow!("the watch ended"))?;
+        anyhow::ensure!(
+            finding.bucket_name == bucket,
+            "finding for {} while waiting for {bucket}",
+            finding.bucket_name
+        );
+        latencies.push(published.elapsed());
+    }
+    let total = started.elapsed();
+    latencies.sort();
+    println!("event latency benchmark: {EVENTS} events over {BUCKETS} buckets, one in flight at a time");
+    println!(
+        "publication → finding over WatchFindings: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({:.1} s in all)",
+        percentile(&latencies, 0.5).as_secs_f64() * 1e3,
+        percentile(&latencies, 0.99).as_secs_f64() * 1e3,
+        latencies.last().unwrap().as_secs_f64() * 1e3,
+        total.as_secs_f64()
+    );
+    Ok(())
+}
