@@ -19,7 +19,9 @@ fn statement(effect: &str, principal: Value, action: &str, resource: &str, condi
 }
 
 /// (bucket, policy, expected permission, sharing, shared accounts, CloudFront, unencrypted uploads)
-fn cases() -> Vec<(&'static str, Value, &'static str, &'static str, Vec<&'static str>, bool, &'static str)> {
+type Case = (&'static str, Value, &'static str, &'static str, Vec<&'static str>, bool, &'static str);
+
+fn cases() -> Vec<Case> {
     let objects = |b: &str| format!("arn:aws:s3:::{b}/*");
     let doc = |statements: Vec<Value>| json!({"Version": "2012-10-17", "Statement": statements});
     vec![
@@ -151,7 +153,7 @@ async fn seed_policies(moto: &Moto, creds: &Credentials, account: &'static str) 
     Ok(())
 }
 
-fn check_bucket(b: &Value, expected: &(&str, Value, &str, &str, Vec<&str>, bool, &str)) {
+fn check_bucket(b: &Value, expected: &Case) {
     let (name, _, permission, shared, accounts, cloudfront, uploads) = expected;
     assert_eq!(b["publicAccess"]["effectivePermission"], *permission, "{name}: {b}");
     assert_eq!(b["sharedAccess"], *shared, "{name}: {b}");
