@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
 # Runs every test on a fresh machine: installs what the tests need (scripts/setup.sh: libz3-dev,
 # pkg-config, a project-local virtualenv with moto), builds the binaries the end-to-end tests
-# start, then runs the whole workspace's tests. The end-to-end tests start and stop their own
-# moto servers, administrators and agents on loopback.
+# start, then runs the whole workspace's tests (unit tests, the policy corpus and property
+# tests, and the end-to-end scenarios, which start and stop their own moto servers,
+# administrators and agents on loopback). Benchmarks are not run here: see BENCHMARKS.md.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 bash scripts/setup.sh
 cargo build --workspace --bins
-cargo test --workspace
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --workspace --lib --bins --tests 2>&1 | tee "$log" || status=$?
+# One closing line for the whole run, summed over every test binary.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "%d passed, %d failed\n", p, f }' "$log"
+exit "$status"
