@@ -224,7 +224,12 @@ async fn policy_verdicts_are_exact_and_follow_the_organization() -> anyhow::Resu
     })
     .await?;
     assert_eq!(member["sharedWithAccounts"], json!(["222222222222"]));
-    let org_only = admin.ctl_json(token, &["bucket", "estate-p-org-only"])?;
+    // Every policy is analysed again under the new organization: UNKNOWN until it lands.
+    let org_only = eventually(Duration::from_secs(60), "estate-p-org-only to be judged again", || async {
+        let b = admin.ctl_json(token, &["bucket", "estate-p-org-only"])?;
+        Ok((b["sharedAccess"] != "UNKNOWN").then_some(b))
+    })
+    .await?;
     assert_eq!(org_only["sharedAccess"], "INTERNAL");
     assert_eq!(org_only["sharedWithAccounts"], json!(["333333333333"]), "{org_only}");
     Ok(())
