@@ -288,18 +288,7 @@ pub mod inventory {
                 tracing::info!(%bucket, %folder, "the newest S3 Inventory report is stale");
                 continue;
             }
-            let body = client
-                .get_object()
-                .bucket(&destination_bucket)
-                .key(format!("{folder}manifest.json"))
-                .send()
-                .await
-                .map_err(classify)?
-                .body
-                .collect()
-                .await
-                .map_err(|e| CallError::Transient(format!("reading the manifest: {e}")))?
-                .into_bytes();
+            let body = read_object(client, &destination_bucket, &format!("{folder}manifest.json")).await?;
             let manifest: Manifest = serde_json::from_slice(&body)
                 .map_err(|e| CallError::Transient(format!("manifest `{folder}manifest.json` is malformed: {e}")))?;
             if manifest.file_format != "CSV" {
@@ -314,6 +303,13 @@ pub mod inventory {
             }));
         }
         Ok(None)
+    }
+
+    /// The whole body of one object of a report.
+    async fn read_object(client: &Client, bucket: &str, key: &str) -> Result<Vec<u8>, CallError> {
+        let out = client.get_object().bucket(bucket).key(key).send().await.map_err(classify)?;
+        let body = out.body.collect().await.map_err(|e| CallError::Transient(format!("reading `{key}`: {e}")))?;
+        Ok(body.to_vec())
     }
 
     /// `2026-11-28T01-00Z` → Unix milliseconds.
@@ -387,18 +383,7 @@ pub mod inventory {
         // The numbers are as of the report, not as of now.
         let mut stats = ObjectStats::empty(ObjectStatsSource::InventoryReport, report.created_at);
         for file in &report.files {
-            let body = client
-                .get_object()
-                .bucket(&report.destination_bucket)
-                .key(file)
-                .send()
-                .await
-                .map_err(classify)?
-                .body
-                .collect()
-                .await
-                .map_err(|e| CallError::Transient(format!("reading `{file}`: {e}")))?
-                .into_bytes();
+            let body = read_object(client, &report.destination_bucket, file).await?;
             let mut text = String::new();
             flate2::read::GzDecoder::new(&body[..])
                 .read_to_string(&mut text)

@@ -161,6 +161,57 @@ impl Moto {
         aws_sdk_s3::Client::from_conf(config)
     }
 
+    pub fn sqs(&self, credentials: &Credentials) -> aws_sdk_sqs::Client {
+        let config = aws_sdk_sqs::config::Builder::new()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(&self.endpoint)
+            .credentials_provider(credentials.clone())
+            .build();
+        aws_sdk_sqs::Client::from_conf(config)
+    }
+
+    pub fn eventbridge(&self, credentials: &Credentials) -> aws_sdk_eventbridge::Client {
+        let config = aws_sdk_eventbridge::config::Builder::new()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(&self.endpoint)
+            .credentials_provider(credentials.clone())
+            .build();
+        aws_sdk_eventbridge::Client::from_conf(config)
+    }
+
+    /// An SQS queue that an EventBridge rule fills with S3's CloudTrail events, as
+    /// `deploy/cloudformation/member.yaml` sets up; returns the queue URL.
+    pub async fn event_queue(&self, credentials: &Credentials, name: &str) -> anyhow::Result<String> {
+        let sqs = self.sqs(credentials);
+        let queue = sqs.create_queue().queue_name(name).send().await?.queue_url.context("no queue URL")?;
+        let arn = sqs
+            .get_queue_attributes()
+            .queue_url(&queue)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await?
+            .attributes()
+            .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn).cloned())
+            .context("no queue ARN")?;
+        let pattern = serde_json::json!({
+            "source": ["aws.s3"],
+            "detail-type": ["AWS API Call via CloudTrail"],
+            "detail": {"eventSource": ["s3.amazonaws.com"]},
+        });
+        let bridge = self.eventbridge(credentials);
+        let rule = format!("{name}-rule");
+        bridge.put_rule().name(&rule).event_pattern(pattern.to_string()).send().await?;
+        bridge
+            .put_targets()
+            .rule(&rule)
+            .targets(aws_sdk_eventbridge::types::Target::builder().id("queue").arn(arn).build()?)
+            .send()
+            .await?;
+        Ok(queue)
+    }
+
     /// S3 Control at moto's plain address (moto routes it by path and account header).
     pub fn s3control(&self, credentials: &Credentials) -> aws_sdk_s3control::Client {
         #[derive(Debug)]

@@ -23,43 +23,8 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 async fn main() -> anyhow::Result<()> {
     let moto = Moto::start()?;
     let creds = moto.credentials(ACCOUNT).await?;
-    let region = aws_config::Region::new("us-east-1");
-    let conf = |b: aws_sdk_sqs::config::Builder| b;
-    let sqs = aws_sdk_sqs::Client::from_conf(
-        conf(aws_sdk_sqs::config::Builder::new())
-            .behavior_version(aws_config::BehaviorVersion::latest())
-            .region(region.clone())
-            .endpoint_url(&moto.endpoint)
-            .credentials_provider(creds.clone())
-            .build(),
-    );
-    let bridge = aws_sdk_eventbridge::Client::from_conf(
-        aws_sdk_eventbridge::config::Builder::new()
-            .behavior_version(aws_config::BehaviorVersion::latest())
-            .region(region)
-            .endpoint_url(&moto.endpoint)
-            .credentials_provider(creds.clone())
-            .build(),
-    );
-    let queue = sqs.create_queue().queue_name("estate-events").send().await?.queue_url.unwrap();
-    let arn = sqs
-        .get_queue_attributes()
-        .queue_url(&queue)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await?
-        .attributes()
-        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn).cloned())
-        .unwrap();
-    let pattern = json!({"source": ["aws.s3"], "detail-type": ["AWS API Call via CloudTrail"]});
-    bridge.put_rule().name("estate").event_pattern(pattern.to_string()).send().await?;
-    bridge
-        .put_targets()
-        .rule("estate")
-        .targets(aws_sdk_eventbridge::types::Target::builder().id("q").arn(arn).build()?)
-        .send()
-        .await?;
-
+    let queue = moto.event_queue(&creds, "estate-events").await?;
+    let bridge = moto.eventbridge(&creds);
     let s3 = moto.s3(&creds, "us-east-1");
     for i in 0..BUCKETS {
         s3.create_bucket().bucket(format!("estate-lat-{i:03}")).send().await?;

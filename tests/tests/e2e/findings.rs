@@ -25,50 +25,10 @@ struct Events {
 
 impl Events {
     async fn create(moto: &Moto, creds: &aws_sdk_s3::config::Credentials) -> anyhow::Result<Self> {
-        let region = aws_config::Region::new("us-east-1");
-        let sqs = aws_sdk_sqs::Client::from_conf(
-            aws_sdk_sqs::config::Builder::new()
-                .behavior_version(aws_config::BehaviorVersion::latest())
-                .region(region.clone())
-                .endpoint_url(&moto.endpoint)
-                .credentials_provider(creds.clone())
-                .build(),
-        );
-        let bridge = aws_sdk_eventbridge::Client::from_conf(
-            aws_sdk_eventbridge::config::Builder::new()
-                .behavior_version(aws_config::BehaviorVersion::latest())
-                .region(region)
-                .endpoint_url(&moto.endpoint)
-                .credentials_provider(creds.clone())
-                .build(),
-        );
+        let sqs = moto.sqs(creds);
         let dead_letters = sqs.create_queue().queue_name("estate-events-dlq").send().await?.queue_url.unwrap();
-        let queue = sqs.create_queue().queue_name("estate-events").send().await?.queue_url.unwrap();
-        let attributes = sqs
-            .get_queue_attributes()
-            .queue_url(&queue)
-            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-            .send()
-            .await?;
-        let queue_arn = attributes
-            .attributes()
-            .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
-            .unwrap()
-            .clone();
-        // The rule of deploy/cloudformation/member.yaml.
-        let pattern = json!({
-            "source": ["aws.s3"],
-            "detail-type": ["AWS API Call via CloudTrail"],
-            "detail": {"eventSource": ["s3.amazonaws.com"]},
-        });
-        bridge.put_rule().name("estate-s3-changes").event_pattern(pattern.to_string()).send().await?;
-        bridge
-            .put_targets()
-            .rule("estate-s3-changes")
-            .targets(aws_sdk_eventbridge::types::Target::builder().id("queue").arn(queue_arn).build()?)
-            .send()
-            .await?;
-        Ok(Self { sqs, bridge, queue, dead_letters, next: Default::default() })
+        let queue = moto.event_queue(creds, "estate-events").await?;
+        Ok(Self { sqs, bridge: moto.eventbridge(creds), queue, dead_letters, next: Default::default() })
     }
 
     fn detail(&self, account: &str, name: &str, bucket: Option<&str>, event_id: &str) -> Value {
