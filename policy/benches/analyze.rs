@@ -4,30 +4,12 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use estate_policy::{analyze, AnalysisOptions, Analyzer, OrgContext};
+use estate_policy::{analyze, AnalysisOptions, Analyzer};
 use serde_json::Value;
 
-fn context(case: &Value) -> OrgContext {
-    let ctx = case.get("context").cloned().unwrap_or(Value::Null);
-    let list = |k: &str, d: &[&str]| -> Vec<String> {
-        match ctx.get(k).and_then(Value::as_array) {
-            Some(a) => a.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
-            None => d.iter().map(|x| x.to_string()).collect(),
-        }
-    };
-    OrgContext {
-        owner_account: ctx.get("owner").and_then(Value::as_str).unwrap_or("111111111111").to_owned(),
-        organization_id: match ctx.get("organizationId") {
-            Some(Value::Null) => None,
-            Some(v) => v.as_str().map(str::to_owned),
-            None => Some("o-exampleorg1".to_owned()),
-        },
-        member_accounts: list("organizationAccounts", &["111111111111", "222222222222", "333333333333"])
-            .into_iter()
-            .collect(),
-        organization_paths: list("organizationPaths", &["o-exampleorg1/r-ab12/ou-ab12-11111111/"]),
-    }
-}
+#[path = "../tests/support/context.rs"]
+mod support;
+use support::context;
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {

@@ -6,36 +6,15 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use estate_policy::{
-    analyze, evaluate, parse_policy, AnalysisOptions, Decision, OrgContext, Question, SharedAccess, Tri,
-};
+use estate_policy::{analyze, evaluate, parse_policy, AnalysisOptions, Decision, Question, SharedAccess, Tri};
 use serde_json::Value;
+
+#[path = "support/context.rs"]
+mod support;
+use support::context;
 
 fn corpus_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus")
-}
-
-fn context(case: &Value) -> OrgContext {
-    let ctx = case.get("context").cloned().unwrap_or(Value::Null);
-    let s = |k: &str, d: &str| ctx.get(k).and_then(Value::as_str).unwrap_or(d).to_owned();
-    let list = |k: &str, d: &[&str]| -> Vec<String> {
-        match ctx.get(k).and_then(Value::as_array) {
-            Some(a) => a.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
-            None => d.iter().map(|x| x.to_string()).collect(),
-        }
-    };
-    OrgContext {
-        owner_account: s("owner", "111111111111"),
-        organization_id: match ctx.get("organizationId") {
-            Some(Value::Null) => None,
-            Some(v) => v.as_str().map(str::to_owned),
-            None => Some("o-exampleorg1".to_owned()),
-        },
-        member_accounts: list("organizationAccounts", &["111111111111", "222222222222", "333333333333"])
-            .into_iter()
-            .collect(),
-        organization_paths: list("organizationPaths", &["o-exampleorg1/r-ab12/ou-ab12-11111111/"]),
-    }
 }
 
 fn tri_of(v: &Value) -> Option<Tri> {
