@@ -42,9 +42,9 @@ fn main() {
         cases.push((name, text, bucket, context(&case)));
     }
     let mut opts = AnalysisOptions::default();
-    // `ESTATE_BENCH_TIMEOUT_MS` shrinks the solver budget (to exercise the timeout path).
+    // `ESTATE_BENCH_TIMEOUT_MS` shrinks the per-policy budget (to exercise the timeout path).
     if let Some(ms) = std::env::var("ESTATE_BENCH_TIMEOUT_MS").ok().and_then(|v| v.parse().ok()) {
-        opts.timeout = Duration::from_millis(ms);
+        opts.budget = Duration::from_millis(ms);
     }
     let rounds = std::env::var("ESTATE_BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(3usize);
     // Warm-up: one pass (creates the thread's Z3 context).

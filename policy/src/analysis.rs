@@ -2,6 +2,7 @@
 //! witnesses (example requests) and the analysis result.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Serialize, Serializer};
@@ -16,8 +17,9 @@ pub struct OrgContext {
     pub owner_account: String,
     /// The organization ID, when the owner is in one.
     pub organization_id: Option<String>,
-    /// The organization's member accounts (the owner usually among them).
-    pub member_accounts: BTreeSet<String>,
+    /// The organization's member accounts (the owner usually among them); shared, so that
+    /// the contexts of many buckets cost one set.
+    pub member_accounts: Arc<BTreeSet<String>>,
     /// The organization paths (`o-.../r-.../ou-.../`) of the member accounts.
     pub organization_paths: Vec<String>,
 }
@@ -26,15 +28,27 @@ pub struct OrgContext {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AnalysisOptions {
-    /// The time budget of each solver call.
-    pub timeout: Duration,
+    /// The time budget of one policy, across all its questions and the work before the
+    /// solver; the questions left when it runs out are UNKNOWN, with the reason.
+    pub budget: Duration,
+    /// The ceiling on Z3's memory, in MiB, shared by every analysis of the process (Z3 keeps
+    /// one allocator); a check that reaches it is UNKNOWN, with the reason.
+    pub solver_memory_mib: u32,
 }
 
 impl Default for AnalysisOptions {
     fn default() -> Self {
-        AnalysisOptions { timeout: Duration::from_secs(2) }
+        AnalysisOptions { budget: Duration::from_secs(2), solver_memory_mib: 512 }
     }
 }
+
+/// S3's limit on the size of a bucket policy: a larger document cannot be a bucket's policy,
+/// and is not analysed.
+pub const MAX_POLICY_BYTES: usize = 20 * 1024;
+
+/// Changes whenever a change to the analyser may change a verdict, so that what was
+/// remembered about a policy (an internal failure, say) is forgotten with the old analyser.
+pub const ANALYZER_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+analysis.2");
 
 /// A three-valued verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -189,4 +203,25 @@ pub struct Analysis {
     pub witnesses: Vec<Witness>,
     /// Why some verdicts are UNKNOWN.
     pub unknown_reasons: Vec<String>,
+    /// The analysis stopped on an internal error (a bug in the analyser, caught): every
+    /// verdict is UNKNOWN and `unknown_reasons` says what happened.
+    pub internal_error: bool,
+}
+
+impl Analysis {
+    /// Every verdict UNKNOWN, for `reason`.
+    pub fn undecided(reason: impl Into<String>) -> Analysis {
+        Analysis {
+            allows_public_read_access: Tri::Unknown,
+            allows_public_write_access: Tri::Unknown,
+            shared_access: SharedAccess::Unknown,
+            shared_with_cloudfront: Tri::Unknown,
+            allows_unencrypted_object_uploads: Tri::Unknown,
+            internal_accounts: Vec::new(),
+            external_accounts: Vec::new(),
+            witnesses: Vec::new(),
+            unknown_reasons: vec![reason.into()],
+            internal_error: false,
+        }
+    }
 }

@@ -31,15 +31,41 @@ impl Analyzer {
         Analyzer { opts, capacity, cache: Mutex::new(Cache::default()) }
     }
 
-    /// Analyses (or recalls) the policy.
+    /// Analyses (or recalls) the policy. A panic inside the analysis is caught and becomes
+    /// an analysis with every verdict UNKNOWN and `internal_error` set: one policy never takes
+    /// down the thread or the process that analyses it.
     pub fn analyze(&self, policy_text: &str, bucket: &str, ctx: &OrgContext) -> Result<Arc<Analysis>, PolicyError> {
+        self.analyze_with(policy_text, bucket, ctx, || crate::analyze(policy_text, bucket, ctx, &self.opts))
+    }
+
+    fn analyze_with(
+        &self,
+        policy_text: &str,
+        bucket: &str,
+        ctx: &OrgContext,
+        run: impl FnOnce() -> Result<Analysis, PolicyError>,
+    ) -> Result<Arc<Analysis>, PolicyError> {
         let key = cache_key(policy_text, bucket, ctx);
         if let Some(hit) = self.lock().map.get(&key) {
             return Ok(Arc::clone(hit));
         }
-        let result = Arc::new(crate::analyze(policy_text, bucket, ctx, &self.opts)?);
-        // An undecided verdict (a timeout, say) is not remembered: a later call may decide it.
-        if self.capacity > 0 && result.unknown_reasons.is_empty() {
+        let result = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
+            Ok(outcome) => Arc::new(outcome?),
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic without a message".to_owned());
+                let mut analysis = Analysis::undecided(format!("internal error in the analyser: {what}"));
+                analysis.internal_error = true;
+                // Not cached: the caller decides whether to remember the failure.
+                return Ok(Arc::new(analysis));
+            }
+        };
+        // Undecided verdicts are remembered too: the same text under the same context and
+        // budget would spend the same budget again for the same answer.
+        if self.capacity > 0 {
             let mut cache = self.lock();
             if !cache.map.contains_key(&key) {
                 while cache.map.len() >= self.capacity {
@@ -69,21 +95,42 @@ impl Analyzer {
 }
 
 fn cache_key(text: &str, bucket: &str, ctx: &OrgContext) -> Key {
+    let org = organization_digest(ctx.organization_id.as_deref(), ctx.member_accounts.iter(), &ctx.organization_paths);
+    policy_digest(text, bucket, &ctx.owner_account, &org)
+}
+
+/// A digest of everything an analysis depends on: the policy text, the bucket, its owner and
+/// the organization (as [`organization_digest`]). Equal digests mean equal verdicts.
+pub fn policy_digest(text: &str, bucket: &str, owner: &str, organization: &[u8; 32]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for field in [text.as_bytes(), bucket.as_bytes(), owner.as_bytes(), organization] {
+        h.update((field.len() as u64).to_le_bytes());
+        h.update(field);
+    }
+    h.finalize().into()
+}
+
+/// A digest of the organization an analysis is judged under: its ID, member accounts and
+/// paths. Computed once per organization change, not once per bucket.
+pub fn organization_digest<'a>(
+    organization_id: Option<&str>,
+    members: impl IntoIterator<Item = &'a String>,
+    paths: &[String],
+) -> [u8; 32] {
     let mut h = Sha256::new();
     let mut field = |bytes: &[u8]| {
         h.update((bytes.len() as u64).to_le_bytes());
         h.update(bytes);
     };
-    field(text.as_bytes());
-    field(bucket.as_bytes());
-    field(ctx.owner_account.as_bytes());
-    field(ctx.organization_id.as_deref().unwrap_or("").as_bytes());
-    field(if ctx.organization_id.is_some() { b"1" } else { b"0" });
-    for m in &ctx.member_accounts {
+    match organization_id {
+        Some(id) => field(format!("1{id}").as_bytes()),
+        None => field(b"0"),
+    }
+    for m in members {
         field(m.as_bytes());
     }
     field(b"|paths");
-    for p in &ctx.organization_paths {
+    for p in paths {
         field(p.as_bytes());
     }
     h.finalize().into()
@@ -101,7 +148,7 @@ mod tests {
         let ctx = OrgContext {
             owner_account: "111111111111".into(),
             organization_id: None,
-            member_accounts: Default::default(),
+            member_accounts: Arc::default(),
             organization_paths: vec![],
         };
         let a = Analyzer::new(AnalysisOptions::default(), 1);
@@ -113,5 +160,23 @@ mod tests {
         a.analyze(p2, "b", &ctx).unwrap();
         assert_eq!(a.cached(), 1);
         assert!(a.analyze("{", "b", &ctx).is_err());
+    }
+
+    #[test]
+    fn a_panic_becomes_an_internal_error() {
+        let ctx = OrgContext {
+            owner_account: "111111111111".into(),
+            organization_id: None,
+            member_accounts: Arc::default(),
+            organization_paths: vec![],
+        };
+        let a = Analyzer::new(AnalysisOptions::default(), 10);
+        let out = a.analyze_with("{}", "b", &ctx, || panic!("injected")).unwrap();
+        assert!(out.internal_error);
+        assert_eq!(out.shared_access, crate::SharedAccess::Unknown);
+        assert!(out.unknown_reasons[0].contains("injected"), "{:?}", out.unknown_reasons);
+        assert_eq!(a.cached(), 0);
+        // The analyser (and its thread) carry on.
+        assert!(!a.analyze(r#"{"Statement":[]}"#, "b", &ctx).unwrap().internal_error);
     }
 }

@@ -32,6 +32,10 @@ pub const RESTRICTING_KEYS: &[&str] = &[
 ];
 
 /// Keys that name principals: an account in their values is "named in the policy".
+/// How many residuals of a pattern by a fixed prefix are encoded one by one; past this the
+/// pattern is encoded whole (real policies have one or two).
+const MAX_RESIDUALS: usize = 8;
+
 const PRINCIPAL_KEYS: &[&str] = &["aws:principalaccount", "aws:principalarn"];
 
 /// How a condition key is represented.
@@ -203,12 +207,19 @@ impl Compiler {
         let on_object = term::action_in(b..actions::count());
         let object_prefix = format!("{}/", self.bucket_arn);
         // Object ARNs are the prefix plus a non-empty key: match the key against what the
-        // pattern leaves after the prefix.
-        let objects = or(t.residuals(&object_prefix).into_iter().map(|r| match r.0.as_slice() {
-            [] => FALSE,
-            [Seg::Star] => TRUE,
-            _ => Term::Match { var: StrVar::Key, pat: r, ignore_case: false },
-        }));
+        // pattern leaves after the prefix. A pattern with many ways through the prefix (a
+        // hostile `*a*a*a…`) is matched against the whole ARN instead, which is as exact and
+        // keeps the term linear in the pattern.
+        let residuals = t.residuals(&object_prefix);
+        let objects = if residuals.len() > MAX_RESIDUALS {
+            Term::Match { var: StrVar::Resource, pat: t.clone(), ignore_case: false }
+        } else {
+            or(residuals.into_iter().map(|r| match r.0.as_slice() {
+                [] => FALSE,
+                [Seg::Star] => TRUE,
+                _ => Term::Match { var: StrVar::Key, pat: r, ignore_case: false },
+            }))
+        };
         or([and([on_bucket, Term::Const(t.matches(&self.bucket_arn, false))]), and([on_object, objects])])
     }
 
@@ -370,7 +381,11 @@ fn principal_entry(form: &EntryForm, named_only: bool) -> Term {
 /// ID, false when no ID (`[A-Z0-9]+`) can complete the prefix to a match.
 fn oai_arn_match(p: &Template) -> Term {
     let id_char = |c: char| c.is_ascii_uppercase() || c.is_ascii_digit();
-    or(p.residuals(crate::analysis::OAI_ARN_PREFIX).into_iter().map(|r| match r.0.as_slice() {
+    let residuals = p.residuals(crate::analysis::OAI_ARN_PREFIX);
+    if residuals.len() > MAX_RESIDUALS {
+        return Term::Opaque("a principal pattern with too many ways to match a CloudFront identity".into());
+    }
+    or(residuals.into_iter().map(|r| match r.0.as_slice() {
         [] => FALSE,
         [Seg::Star] => TRUE,
         _ if !literal_chars_all(&r, id_char) => FALSE,

@@ -30,22 +30,37 @@ mod term;
 pub mod values;
 mod verifier;
 
-pub use analysis::{Analysis, AnalysisOptions, OrgContext, Question, SharedAccess, Tri, Witness};
+pub use analysis::{
+    Analysis, AnalysisOptions, OrgContext, Question, SharedAccess, Tri, Witness, ANALYZER_VERSION, MAX_POLICY_BYTES,
+};
 pub use ast::Policy;
-pub use cache::Analyzer;
+pub use cache::{organization_digest, policy_digest, Analyzer};
 pub use error::PolicyError;
 pub use eval::{evaluate, Decision, Principal, Request};
 pub use parser::parse_policy;
 
 /// Analyses a bucket policy under an organization context; `Err` only for malformed input.
+///
+/// Bounded whatever the input: a document over S3's 20 KB limit is UNKNOWN without being
+/// read, every pattern operation is polynomial, and the whole analysis (the work before the
+/// solver included) shares one time budget, past which the remaining questions are UNKNOWN.
+/// A panic inside the analysis is caught by [`Analyzer`], not here.
 pub fn analyze(
     policy_text: &str,
     bucket: &str,
     ctx: &OrgContext,
     opts: &AnalysisOptions,
 ) -> Result<Analysis, PolicyError> {
+    let deadline = std::time::Instant::now() + opts.budget;
+    if policy_text.len() > MAX_POLICY_BYTES {
+        return Ok(Analysis::undecided(format!(
+            "the policy is {} bytes, over S3's bucket policy limit of {MAX_POLICY_BYTES} bytes (20 KB): not analysed",
+            policy_text.len()
+        )));
+    }
     let policy = parse_policy(policy_text)?;
-    Ok(verifier::analyze_policy(&policy, bucket, ctx, opts))
+    verifier::set_memory_limit(opts.solver_memory_mib);
+    Ok(verifier::analyze_policy(&policy, bucket, ctx, opts, deadline))
 }
 
 /// Asks the solver whether some request of `requests` is allowed by `policy` (used by the

@@ -7,12 +7,20 @@ use crate::ast::{
 };
 use crate::error::PolicyError;
 
+/// How deep JSON may nest: serde_json's own recursion limit, which keeps parsing within a
+/// bounded stack (no real policy nests more than five levels).
+pub const JSON_DEPTH_LIMIT: usize = 128;
+
 /// Parses a bucket policy document.
 pub fn parse_policy(text: &str) -> Result<Policy, PolicyError> {
     let value: Value = serde_json::from_str(text).map_err(|e| PolicyError::Json {
         line: e.line(),
         column: e.column(),
-        message: e.to_string(),
+        message: if e.to_string().starts_with("recursion limit exceeded") {
+            format!("nested more than {JSON_DEPTH_LIMIT} levels deep (the parser's limit)")
+        } else {
+            e.to_string()
+        },
     })?;
     let Value::Object(doc) = value else {
         return Err(PolicyError::invalid("policy", "the document must be a JSON object"));

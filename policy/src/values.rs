@@ -53,7 +53,7 @@ impl Template {
             }
             rest = &rest[c.len_utf8()..];
         }
-        Template(segs)
+        Template(normalize_wildcard_runs(segs))
     }
 
     /// The literal text when the template has no wildcard and no variable.
@@ -68,11 +68,6 @@ impl Template {
     /// True when the template holds a policy variable.
     pub fn has_variable(&self) -> bool {
         self.0.iter().any(|s| matches!(s, Seg::Var(_)))
-    }
-
-    /// True when the template holds a wildcard.
-    pub fn has_wildcard(&self) -> bool {
-        self.0.iter().any(|s| matches!(s, Seg::Star | Seg::Any))
     }
 
     /// Replaces the variables by the request's first value of their key; `None` when a key is
@@ -93,18 +88,37 @@ impl Template {
 
     /// Matches `text` against a variable-free template.
     pub fn matches(&self, text: &str, ignore_case: bool) -> bool {
-        let mut pat: Vec<PChar> = Vec::new();
-        for seg in &self.0 {
-            match seg {
-                Seg::Lit(s) => pat.extend(s.chars().map(PChar::C)),
-                Seg::Star => pat.push(PChar::Star),
-                Seg::Any => pat.push(PChar::Any),
-                Seg::Var(_) => return false,
-            }
-        }
+        let Some(pat) = self.pchars() else { return false };
         let text: Vec<char> = text.chars().collect();
         glob(&pat, &text, ignore_case)
     }
+}
+
+/// Rewrites every run of wildcards that holds a `*` as its `?`s followed by one `*` (the same
+/// language: `*?*?` matches exactly what `??*` matches), so that hostile runs like `*****` or
+/// `*?*?*?` cost one wildcard each in matching and in the solver.
+fn normalize_wildcard_runs(segs: Vec<Seg>) -> Vec<Seg> {
+    let mut out: Vec<Seg> = Vec::with_capacity(segs.len());
+    let (mut anys, mut star) = (0usize, false);
+    let flush = |out: &mut Vec<Seg>, anys: &mut usize, star: &mut bool| {
+        out.extend(std::iter::repeat_n(Seg::Any, *anys));
+        if *star {
+            out.push(Seg::Star);
+        }
+        (*anys, *star) = (0, false);
+    };
+    for seg in segs {
+        match seg {
+            Seg::Star => star = true,
+            Seg::Any => anys += 1,
+            other => {
+                flush(&mut out, &mut anys, &mut star);
+                out.push(other);
+            }
+        }
+    }
+    flush(&mut out, &mut anys, &mut star);
+    out
 }
 
 #[derive(Clone, Copy)]
@@ -160,60 +174,82 @@ impl Template {
     /// The patterns that what follows `prefix` must match for `prefix + rest` to match `self`
     /// (the derivative of a variable-free pattern by a literal prefix); empty when no string
     /// starting with `prefix` matches.
+    ///
+    /// Runs in `O(|prefix| × |pattern|)` time and `O(|pattern|)` memory whatever the mix of
+    /// `*` and `?`: it tracks the set of pattern positions the prefix can reach (an NFA
+    /// simulation), never the paths that reach them. There is at most one residual per
+    /// position, so at most `|pattern| + 1` of them.
     pub fn residuals(&self, prefix: &str) -> Vec<Template> {
-        let mut pat: Vec<PChar> = Vec::new();
+        let Some(pat) = self.pchars() else { return Vec::new() };
+        let n = pat.len();
+        // `live[p]`: the prefix read so far can leave `pat[p..]` to match.
+        let mut live = vec![false; n + 1];
+        let mut next = vec![false; n + 1];
+        live[0] = true;
+        close_over_stars(&pat, &mut live);
+        for ch in prefix.chars() {
+            next.iter_mut().for_each(|x| *x = false);
+            for p in 0..n {
+                if !live[p] {
+                    continue;
+                }
+                match pat[p] {
+                    PChar::Star => next[p] = true,
+                    PChar::Any => next[p + 1] = true,
+                    PChar::C(c) if c == ch => next[p + 1] = true,
+                    PChar::C(_) => {}
+                }
+            }
+            close_over_stars(&pat, &mut next);
+            std::mem::swap(&mut live, &mut next);
+            if !live.iter().any(|&x| x) {
+                return Vec::new();
+            }
+        }
+        // `*X` already covers `X`: a position right after a live star adds nothing.
+        (0..=n)
+            .filter(|&p| live[p] && !(p > 0 && live[p - 1] && matches!(pat[p - 1], PChar::Star)))
+            .map(|p| template_of(&pat[p..]))
+            .collect()
+    }
+
+    /// The pattern as characters and wildcards; `None` when it holds a variable.
+    fn pchars(&self) -> Option<Vec<PChar>> {
+        let mut pat = Vec::new();
         for seg in &self.0 {
             match seg {
                 Seg::Lit(s) => pat.extend(s.chars().map(PChar::C)),
                 Seg::Star => pat.push(PChar::Star),
                 Seg::Any => pat.push(PChar::Any),
-                Seg::Var(_) => return Vec::new(),
+                Seg::Var(_) => return None,
             }
         }
-        let text: Vec<char> = prefix.chars().collect();
-        let mut out: Vec<Vec<PChar>> = Vec::new();
-        consume(&pat, &text, &mut out);
-        let mut templates: Vec<Template> = Vec::new();
-        for r in out {
-            let mut segs: Vec<Seg> = Vec::new();
-            for c in r {
-                match c {
-                    PChar::C(ch) => match segs.last_mut() {
-                        Some(Seg::Lit(l)) => l.push(ch),
-                        _ => segs.push(Seg::Lit(ch.to_string())),
-                    },
-                    PChar::Star => {
-                        if segs.last() != Some(&Seg::Star) {
-                            segs.push(Seg::Star)
-                        }
-                    }
-                    PChar::Any => segs.push(Seg::Any),
-                }
-            }
-            let t = Template(segs);
-            if !templates.contains(&t) {
-                templates.push(t);
-            }
-        }
-        templates
+        Some(pat)
     }
 }
 
-fn consume(pat: &[PChar], text: &[char], out: &mut Vec<Vec<PChar>>) {
-    let Some(&first) = text.first() else {
-        out.push(pat.to_vec());
-        return;
-    };
-    match pat.first() {
-        None => {}
-        Some(PChar::C(c)) if *c == first => consume(&pat[1..], &text[1..], out),
-        Some(PChar::C(_)) => {}
-        Some(PChar::Any) => consume(&pat[1..], &text[1..], out),
-        Some(PChar::Star) => {
-            consume(&pat[1..], text, out);
-            consume(pat, &text[1..], out);
+/// Adds to `live` every position reachable by letting live `*`s match nothing.
+fn close_over_stars(pat: &[PChar], live: &mut [bool]) {
+    for p in 0..pat.len() {
+        if live[p] && matches!(pat[p], PChar::Star) {
+            live[p + 1] = true;
         }
     }
+}
+
+fn template_of(pat: &[PChar]) -> Template {
+    let mut segs: Vec<Seg> = Vec::new();
+    for &c in pat {
+        match c {
+            PChar::C(ch) => match segs.last_mut() {
+                Some(Seg::Lit(l)) => l.push(ch),
+                _ => segs.push(Seg::Lit(ch.to_string())),
+            },
+            PChar::Star => segs.push(Seg::Star),
+            PChar::Any => segs.push(Seg::Any),
+        }
+    }
+    Template(segs)
 }
 
 /// Wildcard match of a plain pattern (no variables).

@@ -3,7 +3,7 @@
 //! model into a witness that the concrete evaluator must confirm.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use z3::{Params, SatResult, Solver};
 
@@ -43,7 +43,7 @@ pub(crate) struct World<'a> {
 impl<'a> World<'a> {
     pub fn new(policy: &'a Policy, bucket: &'a str, ctx: &'a OrgContext) -> Self {
         let compiled = compile(policy, bucket, ctx.organization_paths.len());
-        let mut members = ctx.member_accounts.clone();
+        let mut members = (*ctx.member_accounts).clone();
         members.insert(ctx.owner_account.clone());
         World { bucket, ctx, compiled, members, policy }
     }
@@ -59,10 +59,6 @@ impl<'a> World<'a> {
 
     fn fresh_account_concrete(&self, account: &str) -> bool {
         !self.members.contains(account) && !self.compiled.accounts.contains(account)
-    }
-
-    fn has_key(&self, key: &str) -> bool {
-        self.compiled.keys.contains_key(key)
     }
 
     fn active(&self, key: &str, i: usize) -> Term {
@@ -104,10 +100,7 @@ impl<'a> World<'a> {
                 let acts = term::action_in((0..actions::count()).filter(|&i| pick(actions::name(i))));
                 and([self.allowed(), acts, self.untrusted()])
             }
-            Question::SharedWithAccount(a) if a == "*" => and([
-                self.allowed(),
-                or([Term::KindIs(Kind::Anonymous), and([Term::KindIs(Kind::Account), self.fresh_account()])]),
-            ]),
+            Question::SharedWithAccount(a) if a == "*" => and([self.allowed(), self.anyone()]),
             Question::SharedWithAccount(a) => {
                 and([self.allowed(), Term::KindIs(Kind::Account), term::str_eq(StrVar::Account, a)])
             }
@@ -121,35 +114,62 @@ impl<'a> World<'a> {
             ]),
             Question::UnencryptedUpload => {
                 let put = actions::index_of("s3:PutObject").map_or(FALSE, |i| term::action_in([i]));
-                and([not(self.compiled.deny.clone()), put, not(self.valid_sse_header())])
+                and([not(self.compiled.deny.clone()), put, self.no_encryption_headers()])
             }
         }
     }
 
-    fn valid_sse_header(&self) -> Term {
-        let mut ways = Vec::new();
-        if self.has_key(SSE_KEY) {
-            ways.extend((0..self.slots(SSE_KEY)).map(|i| {
-                and([
-                    self.active(SSE_KEY, i),
-                    or(SSE_VALUES.iter().map(|v| term::str_eq(StrVar::Slot(SSE_KEY.into(), i), v))),
-                ])
-            }));
+    /// The PutObject carries no server-side-encryption header. The other encryption keys
+    /// (the KMS key ID, the encryption context, the SSE-C key digest) are only accepted by S3
+    /// alongside one of them, so they are absent too.
+    fn no_encryption_headers(&self) -> Term {
+        and(self
+            .compiled
+            .keys
+            .keys()
+            .filter(|k| k.starts_with(SSE_KEY))
+            .map(|k| not(Term::Present(k.clone())))
+            .collect::<Vec<_>>())
+    }
+
+    /// What S3 accepts in an encryption header: a request whose
+    /// `x-amz-server-side-encryption` is not `AES256`, `aws:kms` or `aws:kms:dsse`, or whose
+    /// SSE-C algorithm is not `AES256`, is rejected (400 InvalidArgument) and reaches no
+    /// policy decision, so no witness may carry one.
+    fn accepted_header(&self, key: &str) -> Option<Term> {
+        let accepted: &[&str] = match key {
+            SSE_KEY => SSE_VALUES,
+            SSE_C_KEY => &["AES256"],
+            _ => return None,
+        };
+        let mut parts: Vec<Term> = (0..self.slots(key))
+            .map(|i| {
+                implies(
+                    self.active(key, i),
+                    or(accepted.iter().map(|v| term::str_eq(StrVar::Slot(key.to_owned(), i), v))),
+                )
+            })
+            .collect();
+        if self.compiled.keys.get(key).is_some_and(|s| s.multi) {
+            parts.push(implies(Term::Present(key.to_owned()), Term::CountEq(key.to_owned(), 1)));
         }
-        if self.has_key(SSE_C_KEY) {
-            ways.extend(
-                (0..self.slots(SSE_C_KEY)).map(|i| {
-                    and([self.active(SSE_C_KEY, i), term::str_eq(StrVar::Slot(SSE_C_KEY.into(), i), "AES256")])
-                }),
-            );
-        }
-        or(ways)
+        Some(and(parts))
+    }
+
+    /// A caller nobody vouches for: anonymous, an account that is neither a member nor named
+    /// by the policy, or a federated identity (a web identity or SAML provider anyone may sign
+    /// in through).
+    fn anyone(&self) -> Term {
+        or([
+            Term::KindIs(Kind::Anonymous),
+            Term::KindIs(Kind::Federated),
+            and([Term::KindIs(Kind::Account), self.fresh_account()]),
+        ])
     }
 
     /// The untrusted caller of SEMANTICS.md.
     fn untrusted(&self) -> Term {
-        let mut parts =
-            vec![or([Term::KindIs(Kind::Anonymous), and([Term::KindIs(Kind::Account), self.fresh_account()])])];
+        let mut parts = vec![self.anyone()];
         for (key, fixed) in &self.compiled.fixed {
             for i in 0..self.slots(key) {
                 let differs = and(fixed.iter().map(|f| {
@@ -223,8 +243,12 @@ impl<'a> World<'a> {
         Some(implies(Term::KindIs(Kind::Account), Term::Concat { var, parts, prefix: false }))
     }
 
-    /// How the principal condition keys follow from the principal and the organization.
+    /// How the principal condition keys follow from the principal and the organization, and
+    /// which values S3 accepts in the encryption headers.
     fn axiom_for_key(&self, key: &str) -> Option<Term> {
+        if let Some(accepted) = self.accepted_header(key) {
+            return Some(accepted);
+        }
         let present = || Term::Present(key.to_owned());
         let single = |value: Term| -> Term {
             let count = if self.compiled.keys.get(key).is_some_and(|s| s.multi) {
@@ -289,7 +313,7 @@ impl<'a> World<'a> {
         let r = w.to_request();
         let decision = eval::evaluate(self.policy, &r);
         let untrusted_ok = |r: &Request| match &r.principal {
-            Principal::Anonymous => true,
+            Principal::Anonymous | Principal::Federated { .. } => true,
             Principal::Account { account, .. } => self.fresh_account_concrete(account),
             _ => false,
         };
@@ -315,9 +339,8 @@ impl<'a> World<'a> {
                     }
             }
             Question::UnencryptedUpload => {
-                let valid = r.context.get(SSE_KEY).is_some_and(|v| v.iter().any(|x| SSE_VALUES.contains(&x.as_str())))
-                    || r.context.get(SSE_C_KEY).is_some_and(|v| v.iter().any(|x| x == "AES256"));
-                decision != Decision::ExplicitlyDenied && r.action.eq_ignore_ascii_case("s3:PutObject") && !valid
+                let encrypted = r.context.keys().any(|k| k.starts_with(SSE_KEY));
+                decision != Decision::ExplicitlyDenied && r.action.eq_ignore_ascii_case("s3:PutObject") && !encrypted
             }
         };
         (!ok).then(|| format!("evaluator says {decision:?} for the witness of `{q}`"))
@@ -334,13 +357,28 @@ fn account_arn_parts() -> Vec<Part> {
     ]
 }
 
-/// Answers every question for a parsed policy.
-pub(crate) fn analyze_policy(policy: &Policy, bucket: &str, ctx: &OrgContext, opts: &AnalysisOptions) -> Analysis {
+/// Answers every question for a parsed policy, within the budget that ends at `deadline`.
+pub(crate) fn analyze_policy(
+    policy: &Policy,
+    bucket: &str,
+    ctx: &OrgContext,
+    opts: &AnalysisOptions,
+    deadline: Instant,
+) -> Analysis {
     let world = World::new(policy, bucket, ctx);
     let questions = world.questions();
     let terms: Vec<Term> = questions.iter().map(|q| world.question_term(q)).collect();
-    let verdicts = solve(&world, &questions, &terms, opts);
-    assemble(&world, &questions, verdicts)
+    let verdicts = solve(&world, &questions, &terms, opts, deadline);
+    assemble(&world, &questions, verdicts, opts.budget)
+}
+
+/// Sets Z3's memory ceiling (process-wide: Z3 has one allocator) when it changes. A check
+/// that reaches it ends as `unknown` ("max. memory exceeded"), which is an UNKNOWN verdict.
+pub(crate) fn set_memory_limit(mib: u32) {
+    static CURRENT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    if CURRENT.swap(mib, std::sync::atomic::Ordering::Relaxed) != mib {
+        z3::set_global_param("memory_max_size", &mib.to_string());
+    }
 }
 
 /// Turns a decoded witness into a verdict once the concrete evaluator has confirmed it. When it
@@ -375,6 +413,12 @@ fn set_budget(solver: &Solver, budget: Duration) {
     solver.set_params(&params);
 }
 
+/// The reason of a question the budget did not reach (grouped into one line by `assemble`).
+const NOT_REACHED: &str = "not reached";
+
+/// The least time worth giving a solver check; with less left, the question is UNKNOWN.
+const MIN_CHECK: Duration = Duration::from_millis(1);
+
 /// How many analyses a thread's solver serves before it is replaced (bounding whatever state
 /// Z3 keeps between scopes).
 const SOLVER_REUSE: u32 = 1000;
@@ -402,8 +446,15 @@ fn return_solver(solver: Solver, uses: u32) {
     SOLVER.with(|s| *s.borrow_mut() = Some((solver, uses)));
 }
 
-/// Decides a batch of questions with one solver.
-pub(crate) fn solve(world: &World<'_>, questions: &[Question], terms: &[Term], opts: &AnalysisOptions) -> Vec<Verdict> {
+/// Decides a batch of questions with one solver, each check limited to what is left of the
+/// policy's budget.
+pub(crate) fn solve(
+    world: &World<'_>,
+    questions: &[Question],
+    terms: &[Term],
+    opts: &AnalysisOptions,
+    deadline: Instant,
+) -> Vec<Verdict> {
     let mut verdicts: Vec<Option<Verdict>> = terms
         .iter()
         .map(|t| (*t == FALSE).then_some(Verdict { answer: Tri::False, witness: None, reason: None }))
@@ -411,12 +462,18 @@ pub(crate) fn solve(world: &World<'_>, questions: &[Question], terms: &[Term], o
     if verdicts.iter().all(Option::is_some) {
         return verdicts.into_iter().flatten().collect();
     }
-    let (mut solver, mut uses) = take_solver(opts.timeout);
+    let (mut solver, mut uses) = take_solver(opts.budget);
     let has_opaque = terms.iter().any(Term::has_opaque);
     for (i, q) in questions.iter().enumerate() {
         if verdicts[i].is_some() {
             continue;
         }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left < MIN_CHECK {
+            verdicts[i] = Some(Verdict { answer: Tri::Unknown, witness: None, reason: Some(NOT_REACHED.into()) });
+            continue;
+        }
+        set_budget(&solver, left);
         // One encoder per question: only the definitions of the variables it uses are
         // asserted, inside the question's scope (Z3's sequence solver is much faster so).
         let mut enc = Encoder::new(&world.compiled.keys);
@@ -433,7 +490,13 @@ pub(crate) fn solve(world: &World<'_>, questions: &[Question], terms: &[Term], o
             SatResult::Unknown => Verdict {
                 answer: Tri::Unknown,
                 witness: None,
-                reason: Some(solver.get_reason_unknown().unwrap_or_else(|| "unknown".into())),
+                reason: Some(match solver.get_reason_unknown() {
+                    Some(r) if r == "timeout" || r == "canceled" => {
+                        format!("the solver ran out of the policy's {} ms budget ({r})", opts.budget.as_millis())
+                    }
+                    Some(r) => format!("the solver gave up ({r})"),
+                    None => "the solver gave up".into(),
+                }),
             },
             SatResult::Sat => match solver.get_model() {
                 None => {
@@ -450,7 +513,7 @@ pub(crate) fn solve(world: &World<'_>, questions: &[Question], terms: &[Term], o
         if res == SatResult::Unknown {
             // Z3 4.8.12 may crash when an incremental solver is used again after a canceled
             // check: the next questions get a new one.
-            solver = new_solver(opts.timeout);
+            solver = new_solver(opts.budget);
             uses = 1;
         }
         verdicts[i] = Some(verdict);
@@ -510,19 +573,22 @@ fn definitions(world: &World<'_>, enc: &mut Encoder<'_>) -> Vec<z3::ast::Bool> {
     }
 }
 
-fn assemble(world: &World<'_>, questions: &[Question], verdicts: Vec<Verdict>) -> Analysis {
+fn assemble(world: &World<'_>, questions: &[Question], verdicts: Vec<Verdict>, budget: Duration) -> Analysis {
     let mut by_q: BTreeMap<Question, Tri> = BTreeMap::new();
     let mut witnesses = Vec::new();
     let mut unknown_reasons = Vec::new();
     let mut internal = Vec::new();
     let mut external = Vec::new();
     let mut sharing_unknown = false;
+    let mut not_reached: Vec<String> = Vec::new();
     for (q, v) in questions.iter().zip(verdicts) {
         if let Some(w) = v.witness {
             witnesses.push(w);
         }
-        if let Some(r) = v.reason {
-            unknown_reasons.push(format!("{q}: {r}"));
+        match v.reason {
+            Some(r) if r == NOT_REACHED => not_reached.push(q.to_string()),
+            Some(r) => unknown_reasons.push(format!("{q}: {r}")),
+            None => {}
         }
         if let Question::SharedWithAccount(a) = q {
             match v.answer {
@@ -533,6 +599,19 @@ fn assemble(world: &World<'_>, questions: &[Question], verdicts: Vec<Verdict>) -
             }
         }
         by_q.insert(q.clone(), v.answer);
+    }
+    if !not_reached.is_empty() {
+        const NAMED: usize = 5;
+        let more = not_reached.len().saturating_sub(NAMED);
+        let mut named = not_reached.iter().take(NAMED).cloned().collect::<Vec<_>>().join(", ");
+        if more > 0 {
+            named.push_str(&format!(" and {more} more"));
+        }
+        unknown_reasons.push(format!(
+            "the policy's analysis budget of {} ms ran out before {} question(s): {named}",
+            budget.as_millis(),
+            not_reached.len()
+        ));
     }
     let get = |q: Question| by_q.get(&q).copied().unwrap_or(Tri::Unknown);
     let cloudfront = get(Question::SharedWithCloudFront);
@@ -555,6 +634,7 @@ fn assemble(world: &World<'_>, questions: &[Question], verdicts: Vec<Verdict>) -
         external_accounts: external,
         witnesses,
         unknown_reasons,
+        internal_error: false,
     }
 }
 
@@ -655,7 +735,7 @@ fn solve_plain(world: &World<'_>, t: &Term, opts: &AnalysisOptions) -> SatResult
     let mut enc = Encoder::new(&world.compiled.keys);
     let f = enc.lower(t);
     let axioms = definitions(world, &mut enc);
-    let (solver, uses) = take_solver(opts.timeout);
+    let (solver, uses) = take_solver(opts.budget);
     solver.push();
     for a in enc.side.iter().chain(&axioms) {
         solver.assert(a);
@@ -677,7 +757,9 @@ mod tests {
         OrgContext {
             owner_account: "111111111111".into(),
             organization_id: Some("o-exampleorg1".into()),
-            member_accounts: ["111111111111", "222222222222", "333333333333"].iter().map(|s| s.to_string()).collect(),
+            member_accounts: std::sync::Arc::new(
+                ["111111111111", "222222222222", "333333333333"].iter().map(|s| s.to_string()).collect(),
+            ),
             organization_paths: vec!["o-exampleorg1/r-ab12/ou-ab12-11111111/".into()],
         }
     }
@@ -726,7 +808,11 @@ mod tests {
     fn encryption_required() {
         let deny_null = r#"{"Effect":"Deny","Principal":"*","Action":"s3:PutObject","Resource":"arn:aws:s3:::example-bucket/*","Condition":{"Null":{"s3:x-amz-server-side-encryption":"true"}}}"#;
         let deny_ne = r#"{"Effect":"Deny","Principal":"*","Action":"s3:PutObject","Resource":"arn:aws:s3:::example-bucket/*","Condition":{"StringNotEquals":{"s3:x-amz-server-side-encryption":["AES256","aws:kms"]}}}"#;
-        assert_eq!(run(deny_null).allows_unencrypted_object_uploads, Tri::True);
+        // S3 rejects any header value but the accepted ones: the Null deny alone covers every
+        // PutObject without encryption that S3 would store.
+        assert_eq!(run(deny_null).allows_unencrypted_object_uploads, Tri::False);
+        let deny_aes_only = r#"{"Effect":"Deny","Principal":"*","Action":"s3:PutObject","Resource":"arn:aws:s3:::example-bucket/*","Condition":{"StringEquals":{"s3:x-amz-server-side-encryption":"AES256"}}}"#;
+        assert_eq!(run(deny_aes_only).allows_unencrypted_object_uploads, Tri::True);
         assert_eq!(run(deny_ne).allows_unencrypted_object_uploads, Tri::False);
         let both = format!("{deny_null},{deny_ne}");
         assert_eq!(run(&both).allows_unencrypted_object_uploads, Tri::False);
@@ -837,10 +923,16 @@ mod tests {
         let text = r#"{"Version":"2012-10-17","Statement":[
             {"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::example-bucket/*","Condition":{"StringLike":{"s3:DataAccessPointArn":"arn:*"}}},
             {"Effect":"Deny","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::example-bucket/*","Condition":{"StringLike":{"s3:DataAccessPointArn":"arn:aws:s3:?*:111111111111:accesspoint/reports-?"}}}]}"#;
-        let opts = AnalysisOptions { timeout: std::time::Duration::from_millis(1) };
+        let opts = AnalysisOptions { budget: std::time::Duration::from_millis(1), ..Default::default() };
         let a = crate::analyze(text, "example-bucket", &ctx(), &opts).unwrap();
         if a.allows_public_read_access == Tri::Unknown {
-            assert!(a.unknown_reasons.iter().any(|r| r.starts_with("publicRead: ")), "{:?}", a.unknown_reasons);
+            assert!(
+                a.unknown_reasons
+                    .iter()
+                    .any(|r| r.starts_with("publicRead: ") || r.contains("budget") && r.contains("publicRead")),
+                "{:?}",
+                a.unknown_reasons
+            );
         } else {
             // Decided within the budget after all: then it must be the right answer.
             assert_eq!(a.allows_public_read_access, Tri::True);

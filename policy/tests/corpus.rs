@@ -57,7 +57,7 @@ fn check(case: &Value) -> Vec<(String, String, String)> {
     let ctx = context(case);
     let mut opts = AnalysisOptions::default();
     if let Some(ms) = case.get("timeoutMs").and_then(Value::as_u64) {
-        opts.timeout = Duration::from_millis(ms);
+        opts.budget = Duration::from_millis(ms);
     }
     let expected = case.get("expected").cloned().unwrap_or(Value::Null);
     let result = std::panic::catch_unwind(|| analyze(&text, &bucket, &ctx, &opts));

@@ -20,9 +20,9 @@ pub fn context(case: &Value) -> OrgContext {
             Some(v) => v.as_str().map(str::to_owned),
             None => Some("o-exampleorg1".to_owned()),
         },
-        member_accounts: list("organizationAccounts", &["111111111111", "222222222222", "333333333333"])
-            .into_iter()
-            .collect(),
+        member_accounts: std::sync::Arc::new(
+            list("organizationAccounts", &["111111111111", "222222222222", "333333333333"]).into_iter().collect(),
+        ),
         organization_paths: list("organizationPaths", &["o-exampleorg1/r-ab12/ou-ab12-11111111/"]),
     }
 }
