@@ -3,6 +3,7 @@
 //! functions; the policy's own verdicts come in as `PolicyVerdict`.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use estate_common::macie::{
     AccessControlList, AccountLevelPermissions, BucketLevelPermissions, BucketMetadata, BucketPermissionConfiguration,
@@ -15,14 +16,77 @@ use estate_common::model::{
 };
 use estate_common::objects::ObjectStats;
 
-/// What the administrator knows of the organization.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// What the administrator knows of the organization. The membership (ID, accounts, paths)
+/// changes only through [`OrgView::new`] and [`OrgView::set_membership`], which keep its
+/// digest (part of every policy analysis's digest) in step.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrgView {
-    pub organization_id: Option<String>,
-    pub organization_paths: Vec<String>,
-    pub accounts: BTreeSet<String>,
+    organization_id: Option<String>,
+    organization_paths: Vec<String>,
+    /// Shared with every queued policy analysis.
+    accounts: Arc<BTreeSet<String>>,
+    digest: [u8; 32],
     /// Canonical user ID → account, as the agents reported them.
     pub canonical_ids: HashMap<String, String>,
+}
+
+impl Default for OrgView {
+    fn default() -> Self {
+        OrgView::new(None, BTreeSet::new(), Vec::new())
+    }
+}
+
+impl OrgView {
+    pub fn new(organization_id: Option<String>, accounts: BTreeSet<String>, organization_paths: Vec<String>) -> Self {
+        let mut org = OrgView {
+            organization_id: None,
+            organization_paths: Vec::new(),
+            accounts: Arc::default(),
+            digest: [0; 32],
+            canonical_ids: HashMap::new(),
+        };
+        org.set_membership(organization_id, accounts, organization_paths);
+        org
+    }
+
+    /// Replaces the membership; false when nothing changed.
+    pub fn set_membership(
+        &mut self,
+        organization_id: Option<String>,
+        accounts: BTreeSet<String>,
+        organization_paths: Vec<String>,
+    ) -> bool {
+        if self.digest != [0; 32]
+            && self.organization_id == organization_id
+            && *self.accounts == accounts
+            && self.organization_paths == organization_paths
+        {
+            return false;
+        }
+        self.digest = estate_policy::organization_digest(organization_id.as_deref(), &accounts, &organization_paths);
+        self.organization_id = organization_id;
+        self.accounts = Arc::new(accounts);
+        self.organization_paths = organization_paths;
+        true
+    }
+
+    pub fn organization_id(&self) -> Option<&str> {
+        self.organization_id.as_deref()
+    }
+
+    pub fn organization_paths(&self) -> &[String] {
+        &self.organization_paths
+    }
+
+    /// The member accounts.
+    pub fn accounts(&self) -> &Arc<BTreeSet<String>> {
+        &self.accounts
+    }
+
+    /// The membership's digest.
+    pub fn digest(&self) -> [u8; 32] {
+        self.digest
+    }
 }
 
 /// The policy's verdicts, or UNKNOWN for a policy not (yet) decided.
@@ -247,7 +311,7 @@ fn sharing(
                     Grantee::CanonicalUser(id) if *id == acl.owner_canonical_id => {}
                     Grantee::CanonicalUser(id) => match org.canonical_ids.get(id) {
                         Some(account) if account == owner => {}
-                        Some(account) if org.accounts.contains(account) => {
+                        Some(account) if org.accounts().contains(account) => {
                             internal.insert(account.clone());
                         }
                         Some(account) => {
@@ -325,7 +389,7 @@ fn replication(facts: &BucketFacts, config: &BucketConfig, org: &OrgView) -> Opt
         match &rule.destination_account {
             Some(account) => {
                 accounts.insert(account.clone());
-                if account != &facts.key.account_id && !org.accounts.contains(account) {
+                if account != &facts.key.account_id && !org.accounts().contains(account) {
                     externally = Tri::True;
                 }
             }
@@ -467,11 +531,9 @@ mod tests {
     }
 
     fn org() -> OrgView {
-        OrgView {
-            accounts: [OWNER, "222222222222"].iter().map(|s| s.to_string()).collect(),
-            canonical_ids: [("member-canonical".to_string(), "222222222222".to_string())].into_iter().collect(),
-            ..Default::default()
-        }
+        let mut org = OrgView::new(None, [OWNER, "222222222222"].iter().map(|s| s.to_string()).collect(), Vec::new());
+        org.canonical_ids = [("member-canonical".to_string(), "222222222222".to_string())].into_iter().collect();
+        org
     }
 
     fn all_users(permission: AclPermission) -> (Grantee, AclPermission) {

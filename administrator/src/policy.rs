@@ -1,14 +1,18 @@
 //! Bucket-policy analysis in the administrator: a pool of worker threads (Z3 never runs on
 //! the async reactor) fed by the store whenever a bucket's policy or organization context
 //! changes. A bucket's verdict is UNKNOWN until its analysis lands; a slow policy delays only
-//! its own bucket. Results are derived data: they live in memory and are recomputed after a
-//! restart (identical policies under the same context are analysed once, by the cache).
+//! its own bucket, and spends at most the per-policy budget. Results are derived data: they
+//! live in memory and are recomputed after a restart (identical policies under the same
+//! context are analysed once, by the cache), except internal failures, which are remembered
+//! by digest (`Store`'s `policy_failures` tree) until the analyser's version changes.
+//!
+//! The queue holds at most one job per bucket: a newer job for a queued bucket replaces the
+//! older one in place, so a burst of changes (a membership change re-judging every bucket)
+//! queues each bucket once, and the organization's member set is shared by every job.
 
-use std::sync::mpsc;
-use std::sync::{Arc, Weak};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::Duration;
-
-use sha2::{Digest, Sha256};
 
 use estate_common::macie::{self, Tri};
 use estate_policy::{Analysis, AnalysisOptions, Analyzer, OrgContext};
@@ -27,6 +31,20 @@ pub enum PolicyOutcome {
     Malformed(String),
 }
 
+impl PolicyOutcome {
+    /// The analysis failed inside the analyser (caught): remembered, never retried in a loop.
+    pub fn is_internal_failure(&self) -> bool {
+        matches!(self, PolicyOutcome::Analysed(a) if a.internal_error)
+    }
+
+    /// The outcome remembered for a policy that failed with `reason`.
+    pub fn internal_failure(reason: String) -> PolicyOutcome {
+        let mut analysis = Analysis::undecided(reason);
+        analysis.internal_error = true;
+        PolicyOutcome::Analysed(Arc::new(analysis))
+    }
+}
+
 /// One bucket's policy to analyse.
 #[derive(Debug)]
 pub struct Job {
@@ -37,24 +55,19 @@ pub struct Job {
     pub context: OrgContext,
 }
 
-/// The organization context of a bucket owned by `owner`.
+/// The organization context of a bucket owned by `owner` (the member set is shared).
 pub fn context(org: &OrgView, owner: &str) -> OrgContext {
     OrgContext {
         owner_account: owner.to_owned(),
-        organization_id: org.organization_id.clone(),
-        member_accounts: org.accounts.clone(),
-        organization_paths: org.organization_paths.clone(),
+        organization_id: org.organization_id().map(str::to_owned),
+        member_accounts: Arc::clone(org.accounts()),
+        organization_paths: org.organization_paths().to_vec(),
     }
 }
 
-pub fn digest(policy: &str, bucket: &str, context: &OrgContext) -> PolicyDigest {
-    let mut hasher = Sha256::new();
-    hasher.update((policy.len() as u64).to_le_bytes());
-    hasher.update(policy.as_bytes());
-    hasher.update((bucket.len() as u64).to_le_bytes());
-    hasher.update(bucket.as_bytes());
-    hasher.update(serde_json::to_vec(context).expect("serializing to memory cannot fail"));
-    hasher.finalize().into()
+/// The digest of one bucket's analysis: equal digests, equal verdicts.
+pub fn digest(policy: &str, bucket: &str, owner: &str, org: &OrgView) -> PolicyDigest {
+    estate_policy::policy_digest(policy, bucket, owner, &org.digest())
 }
 
 fn tri(t: estate_policy::Tri) -> Tri {
@@ -102,46 +115,133 @@ pub fn explanation(outcome: &PolicyOutcome) -> (Vec<macie::PolicyWitness>, Vec<S
     }
 }
 
+/// The jobs waiting for a worker: at most one per bucket, in first-queued order.
+#[derive(Debug, Default)]
+struct Pending {
+    order: VecDeque<Vec<u8>>,
+    jobs: HashMap<Vec<u8>, Job>,
+}
+
 /// The sending side of the worker pool.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct PolicyQueue {
-    tx: mpsc::Sender<Job>,
+    inner: Arc<(Mutex<Pending>, Condvar)>,
 }
 
 impl PolicyQueue {
+    /// Queues `job`, replacing a job for the same bucket that no worker has taken yet.
     pub fn submit(&self, job: Job) {
-        // The workers live as long as the store; a closed queue means shutdown.
-        let _ = self.tx.send(job);
+        let (lock, ready) = &*self.inner;
+        let mut pending = lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let key = job.key.clone();
+        if pending.jobs.insert(key.clone(), job).is_none() {
+            pending.order.push_back(key);
+        }
+        ready.notify_one();
+    }
+
+    /// Jobs waiting for a worker.
+    pub fn len(&self) -> usize {
+        self.inner.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).jobs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The next job, waiting at most `wait` for one.
+    fn next(&self, wait: Duration) -> Option<Job> {
+        let (lock, ready) = &*self.inner;
+        let mut pending = lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        loop {
+            while let Some(key) = pending.order.pop_front() {
+                if let Some(job) = pending.jobs.remove(&key) {
+                    return Some(job);
+                }
+            }
+            let (guard, timeout) = ready.wait_timeout(pending, wait).unwrap_or_else(std::sync::PoisonError::into_inner);
+            pending = guard;
+            if timeout.timed_out() && pending.order.is_empty() {
+                return None;
+            }
+        }
     }
 }
 
 /// Starts `workers` analysis threads reporting to `store` (held weakly: the threads end
-/// when the store is dropped and the queue closes).
-pub fn start(workers: usize, timeout: Duration) -> (PolicyQueue, impl FnOnce(Weak<Store>)) {
-    let (tx, rx) = mpsc::channel::<Job>();
-    let analyzer = Arc::new(Analyzer::new(AnalysisOptions { timeout }, 100_000));
+/// once the store is dropped). `options.budget` bounds each policy's whole analysis.
+pub fn start(workers: usize, options: AnalysisOptions) -> (PolicyQueue, impl FnOnce(Weak<Store>)) {
+    let queue = PolicyQueue::default();
+    let analyzer = Arc::new(Analyzer::new(options, 100_000));
+    let workers_queue = queue.clone();
     let attach = move |store: Weak<Store>| {
-        let rx = Arc::new(std::sync::Mutex::new(rx));
         for i in 0..workers.max(1) {
-            let rx = Arc::clone(&rx);
+            let queue = workers_queue.clone();
             let analyzer = Arc::clone(&analyzer);
             let store = store.clone();
             std::thread::Builder::new()
                 .name(format!("policy-{i}"))
                 .spawn(move || loop {
-                    let job = match rx.lock().expect("policy queue lock").recv() {
-                        Ok(job) => job,
-                        Err(_) => return,
+                    let Some(job) = queue.next(Duration::from_secs(1)) else {
+                        if store.strong_count() == 0 {
+                            return;
+                        }
+                        continue;
                     };
                     let outcome = match analyzer.analyze(&job.policy, &job.bucket, &job.context) {
                         Ok(analysis) => PolicyOutcome::Analysed(analysis),
                         Err(error) => PolicyOutcome::Malformed(error.to_string()),
                     };
+                    if outcome.is_internal_failure() {
+                        tracing::error!(
+                            policy_digest = %hex::encode(job.digest),
+                            bucket = %job.bucket,
+                            reason = ?explanation(&outcome).1,
+                            "policy analysis failed inside the analyser; its verdicts are UNKNOWN and it is not retried \
+                             until the analyser changes"
+                        );
+                    }
                     let Some(store) = store.upgrade() else { return };
                     store.apply_policy_outcome(&job.key, job.digest, outcome);
                 })
                 .expect("spawning a policy worker");
         }
     };
-    (PolicyQueue { tx }, attach)
+    (queue, attach)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(key: &str, policy: &str) -> Job {
+        Job {
+            key: key.as_bytes().to_vec(),
+            digest: [0; 32],
+            policy: policy.to_owned(),
+            bucket: "b".into(),
+            context: context(&OrgView::default(), "111111111111"),
+        }
+    }
+
+    #[test]
+    fn one_pending_job_per_bucket_the_latest_wins() {
+        let q = PolicyQueue::default();
+        q.submit(job("a", "first"));
+        q.submit(job("b", "other"));
+        q.submit(job("a", "second"));
+        assert_eq!(q.len(), 2);
+        let first = q.next(Duration::from_millis(1)).unwrap();
+        assert_eq!((first.key.as_slice(), first.policy.as_str()), (&b"a"[..], "second"));
+        assert_eq!(q.next(Duration::from_millis(1)).unwrap().policy, "other");
+        assert!(q.next(Duration::from_millis(1)).is_none());
+    }
+
+    #[test]
+    fn jobs_share_the_member_set() {
+        let org = OrgView::new(None, ["111111111111".to_owned()].into(), Vec::new());
+        let a = context(&org, "111111111111");
+        let b = context(&org, "222222222222");
+        assert!(Arc::ptr_eq(&a.member_accounts, &b.member_accounts));
+    }
 }

@@ -42,7 +42,8 @@ pub struct ServeOptions {
     pub aws_endpoint_url: Option<String>,
     pub policy_workers: usize,
     /// Time budget of one solver call.
-    pub policy_timeout: std::time::Duration,
+    /// The time budget of one policy's whole analysis.
+    pub policy_budget: std::time::Duration,
 }
 
 impl ServeOptions {
@@ -59,18 +60,14 @@ impl ServeOptions {
             organizations_interval: std::time::Duration::from_secs(900),
             aws_endpoint_url: None,
             policy_workers: 2,
-            policy_timeout: std::time::Duration::from_secs(2),
+            policy_budget: std::time::Duration::from_secs(2),
         }
     }
 }
 
 fn organization_from(config: Option<&Config>) -> OrgView {
     match config {
-        Some(config) => OrgView {
-            organization_id: config.organization.id.clone(),
-            accounts: config.organization_accounts(),
-            ..Default::default()
-        },
+        Some(config) => OrgView::new(config.organization.id.clone(), config.organization_accounts(), Vec::new()),
         None => OrgView::default(),
     }
 }
@@ -105,7 +102,11 @@ async fn reload_on_hangup(path: PathBuf, store: Arc<Store>, organizations_active
                 }
                 Ok(config) => {
                     let org = organization_from(Some(&config));
-                    let changed = store.set_organization(org.organization_id, org.accounts, org.organization_paths);
+                    let changed = store.set_organization(
+                        org.organization_id().map(str::to_owned),
+                        (**org.accounts()).clone(),
+                        org.organization_paths().to_vec(),
+                    );
                     tracing::info!(changed, "config reloaded");
                 }
             }
@@ -144,7 +145,10 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
 
     std::fs::create_dir_all(&options.data_dir).with_context(|| format!("creating `{}`", options.data_dir.display()))?;
     let data_dir = options.data_dir.clone();
-    let (policy_queue, attach_policy_workers) = crate::policy::start(options.policy_workers, options.policy_timeout);
+    let (policy_queue, attach_policy_workers) = crate::policy::start(
+        options.policy_workers,
+        estate_policy::AnalysisOptions { budget: options.policy_budget, ..Default::default() },
+    );
     let store = tokio::task::spawn_blocking(move || Store::open(&data_dir, org, Some(policy_queue))).await??;
     let store = Arc::new(store);
     attach_policy_workers(Arc::downgrade(&store));

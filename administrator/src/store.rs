@@ -120,6 +120,9 @@ pub struct State {
     /// Analyses queued and not yet back.
     policy_pending: HashMap<Vec<u8>, PolicyDigest>,
     policy_queue: Option<PolicyQueue>,
+    /// Digests of analyses that failed inside the analyser (this version of it), with the
+    /// reason: never queued again.
+    policy_failures: HashMap<PolicyDigest, String>,
     /// Postures read from disk at start-up, consumed as the buckets are loaded.
     loaded_postures: HashMap<Vec<u8>, Posture>,
     /// The CloudTrail event behind each bucket's latest read, when one was (a refresh
@@ -141,6 +144,7 @@ struct Writes {
     members: sled::Batch,
     findings: sled::Batch,
     postures: sled::Batch,
+    policy_failures: sled::Batch,
 }
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
@@ -166,10 +170,18 @@ impl State {
         let verdict = match policy_text {
             None => None,
             Some(text) => {
-                let context = policy::context(&self.org, &facts.key.account_id);
-                let digest = policy::digest(text, &facts.key.bucket_name, &context);
+                let digest = policy::digest(text, &facts.key.bucket_name, &facts.key.account_id, &self.org);
                 match self.policy.get(key) {
                     Some((known, outcome)) if *known == digest => Some(policy::verdict(outcome)),
+                    _ if self.policy_failures.contains_key(&digest) => {
+                        // Failed inside this analyser before (maybe before a restart): not
+                        // analysed again until the analyser changes.
+                        let outcome = PolicyOutcome::internal_failure(self.policy_failures[&digest].clone());
+                        let verdict = policy::verdict(&outcome);
+                        self.policy_pending.remove(key);
+                        self.policy.insert(key.to_vec(), (digest, outcome));
+                        Some(verdict)
+                    }
                     _ => {
                         if self.policy_pending.get(key) != Some(&digest) {
                             if let Some(queue) = &self.policy_queue {
@@ -179,7 +191,7 @@ impl State {
                                     digest,
                                     policy: text.to_owned(),
                                     bucket: facts.key.bucket_name.clone(),
-                                    context,
+                                    context: policy::context(&self.org, &facts.key.account_id),
                                 });
                             }
                         }
@@ -461,7 +473,17 @@ pub struct Store {
     members: sled::Tree,
     findings: sled::Tree,
     postures: sled::Tree,
+    /// Digest → `PolicyFailure`: analyses that failed inside the analyser.
+    policy_failures: sled::Tree,
     state: RwLock<State>,
+}
+
+/// An analysis that failed inside the analyser, remembered across restarts for as long as
+/// the analyser's version is the same.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct PolicyFailure {
+    analyzer_version: String,
+    reason: String,
 }
 
 impl std::fmt::Debug for Store {
@@ -491,6 +513,7 @@ impl Store {
             members: db.open_tree("members")?,
             findings: db.open_tree("findings")?,
             postures: db.open_tree("postures")?,
+            policy_failures: db.open_tree("policy_failures")?,
             db,
             state: RwLock::new(State::default()),
         };
@@ -500,6 +523,20 @@ impl Store {
 
     fn load(&self, org: OrgView, policy_queue: Option<PolicyQueue>) -> anyhow::Result<()> {
         let mut state = State { org, policy_queue, ..Default::default() };
+        // Before the buckets: a bucket whose analysis failed before is not queued again.
+        for item in self.policy_failures.iter() {
+            let (key, value) = item?;
+            let failure: PolicyFailure = decode("policy_failures", &key, &value)?;
+            match <PolicyDigest>::try_from(key.as_ref()) {
+                Ok(digest) if failure.analyzer_version == estate_policy::ANALYZER_VERSION => {
+                    state.policy_failures.insert(digest, failure.reason);
+                }
+                // Another analyser's failure (or a key of another shape): forgotten.
+                _ => {
+                    self.policy_failures.remove(&key)?;
+                }
+            }
+        }
         for item in self.members.iter() {
             let (key, value) = item?;
             let record: MemberRecord = decode("members", &key, &value)?;
@@ -568,6 +605,7 @@ impl Store {
         self.members.apply_batch(writes.members)?;
         self.findings.apply_batch(writes.findings)?;
         self.postures.apply_batch(writes.postures)?;
+        self.policy_failures.apply_batch(writes.policy_failures)?;
         self.db.flush().context("flushing sled")?;
         if !announce.is_empty() {
             let state = self.state.read().expect("state lock poisoned");
@@ -581,7 +619,10 @@ impl Store {
     /// Applies a change made outside an agent's commit (a policy outcome, the organization)
     /// and persists what it raised.
     fn persist_side_effects(&self) {
-        let mut writes = Writes::default();
+        self.persist_side_effects_with(Writes::default());
+    }
+
+    fn persist_side_effects_with(&self, mut writes: Writes) {
         let announce = {
             let mut state = self.state.write().expect("state lock poisoned");
             Self::drain(&mut state, &mut writes)
@@ -622,16 +663,29 @@ impl Store {
         if state.policy_pending.get(key) == Some(&digest) {
             state.policy_pending.remove(key);
         }
-        let Some(entry) = state.index.get(key).cloned() else { return };
-        let Some(text) = entry.facts.config().and_then(|c| c.policy.as_deref()) else { return };
-        let context = policy::context(&state.org, &entry.facts.key.account_id);
-        if policy::digest(text, &entry.facts.key.bucket_name, &context) != digest {
-            return;
+        let mut writes = Writes::default();
+        if let PolicyOutcome::Analysed(analysis) = &outcome {
+            if analysis.internal_error {
+                let reason = analysis.unknown_reasons.join("; ");
+                let failure = PolicyFailure {
+                    analyzer_version: estate_policy::ANALYZER_VERSION.to_owned(),
+                    reason: reason.clone(),
+                };
+                writes.policy_failures.insert(&digest[..], encode(&failure));
+                state.policy_failures.insert(digest, reason);
+            }
         }
-        state.policy.insert(key.to_vec(), (digest, outcome));
-        state.rejudge(vec![key.to_vec()]);
+        let current = state.index.get(key).cloned().is_some_and(|entry| {
+            entry.facts.config().and_then(|c| c.policy.as_deref()).is_some_and(|text| {
+                policy::digest(text, &entry.facts.key.bucket_name, &entry.facts.key.account_id, &state.org) == digest
+            })
+        });
+        if current {
+            state.policy.insert(key.to_vec(), (digest, outcome));
+            state.rejudge(vec![key.to_vec()]);
+        }
         drop(state);
-        self.persist_side_effects();
+        self.persist_side_effects_with(writes);
     }
 
     /// Replaces the organization (membership, ID, paths) and judges every bucket again.
@@ -643,15 +697,9 @@ impl Store {
         paths: Vec<String>,
     ) -> bool {
         let mut state = self.state.write().expect("state lock poisoned");
-        if state.org.organization_id == organization_id
-            && state.org.accounts == accounts
-            && state.org.organization_paths == paths
-        {
+        if !state.org.set_membership(organization_id, accounts, paths) {
             return false;
         }
-        state.org.organization_id = organization_id;
-        state.org.accounts = accounts;
-        state.org.organization_paths = paths;
         state.rejudge_all();
         drop(state);
         self.persist_side_effects();
@@ -690,7 +738,7 @@ mod tests {
     }
 
     fn open(dir: &Path) -> Store {
-        let org = OrgView { accounts: ["111111111111".to_string()].into(), ..Default::default() };
+        let org = OrgView::new(None, ["111111111111".to_string()].into(), Vec::new());
         Store::open(dir, org, None).unwrap()
     }
 
@@ -736,6 +784,36 @@ mod tests {
         assert_eq!(names(&store), vec!["kept", "new", "other-scope"]);
         assert_eq!(store.read().stats.total().bucket_count, 3);
         assert_eq!(store.read().scopes[&(a.to_string(), "eu-west-1".to_string())].last_updated, Some(9));
+    }
+
+    /// A policy whose analysis failed inside the analyser is remembered by digest across a
+    /// restart: it is not queued again, and its verdicts stay UNKNOWN with the reason.
+    #[test]
+    fn an_internal_failure_is_not_retried_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = "111111111111";
+        let org = || OrgView::new(None, [a.to_string()].into(), Vec::new());
+        let text = r#"{"Version":"2012-10-17","Statement":[]}"#;
+        let mut f = facts(a, "eu-west-1", "poison", 5);
+        f.state = BucketState::Readable(Box::new(estate_common::model::BucketConfig {
+            policy: Some(text.into()),
+            ..Default::default()
+        }));
+        let key = f.key.encode();
+        let queue = PolicyQueue::default();
+        let store = Store::open(dir.path(), org(), Some(queue.clone())).unwrap();
+        store.commit(vec![Op::Upsert { facts: f, generation: 1, cause: None }]).unwrap();
+        assert_eq!(queue.len(), 1);
+        let digest = policy::digest(text, "poison", a, &org());
+        store.apply_policy_outcome(&key, digest, PolicyOutcome::internal_failure("internal error: boom".into()));
+        assert!(store.read().policy_explanation(&key).1[0].contains("boom"));
+        drop(store);
+
+        let queue = PolicyQueue::default();
+        let store = Store::open(dir.path(), org(), Some(queue.clone())).unwrap();
+        assert_eq!(queue.len(), 0, "a remembered failure is not queued again");
+        assert!(store.read().policy_explanation(&key).1[0].contains("boom"));
+        assert_eq!(store.read().stats.total().bucket_count, 1);
     }
 
     #[test]

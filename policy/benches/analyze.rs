@@ -10,6 +10,8 @@ use serde_json::Value;
 #[path = "../tests/support/context.rs"]
 mod support;
 use support::context;
+#[path = "../tests/support/hostile.rs"]
+mod hostile;
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
@@ -82,6 +84,29 @@ fn main() {
     println!("| max per policy      | {:>12.3?} |", lat.last().copied().unwrap_or_default());
     println!("| policies per second | {:>12.1} |", lat.len() as f64 / wall.as_secs_f64());
     println!("| cache hit           | {:>12.3?} |", hit);
+    // The hostile set: each document once per round, under the default budget.
+    let hostile = hostile::hostile_policies("example-bucket");
+    let hostile_ctx = context(&Value::Null);
+    let mut hostile_lat: Vec<Duration> = Vec::new();
+    let mut hostile_slowest: Vec<(Duration, &str)> = Vec::new();
+    for _ in 0..rounds.min(2) {
+        for h in &hostile {
+            let t = Instant::now();
+            let _ = analyze(&h.text, "example-bucket", &hostile_ctx, &opts);
+            hostile_lat.push(t.elapsed());
+            hostile_slowest.push((t.elapsed(), h.name));
+        }
+    }
+    hostile_lat.sort();
+    let unreadable = hostile.iter().filter(|h| h.error_names.is_some()).count();
+    println!(
+        "| hostile set: p50 / p99 / max ({} documents, {unreadable} not policies, budget {:?}) | {:.3?} / {:.3?} / {:.3?} |",
+        hostile.len(),
+        opts.budget,
+        percentile(&hostile_lat, 0.50),
+        percentile(&hostile_lat, 0.99),
+        hostile_lat.last().copied().unwrap_or_default()
+    );
     println!("slowest:");
     let mut seen = std::collections::BTreeSet::new();
     for (d, name) in per_policy.iter().filter(|(_, n)| seen.insert(*n)).take(8) {

@@ -57,9 +57,10 @@ enum Command {
         /// Threads that analyse bucket policies.
         #[arg(long, env = "ESTATE_POLICY_WORKERS", default_value_t = 2)]
         policy_workers: usize,
-        /// Time budget of one solver call (milliseconds); past it a verdict is UNKNOWN.
-        #[arg(long, env = "ESTATE_POLICY_TIMEOUT_MS", default_value_t = 2000)]
-        policy_timeout_ms: u64,
+        /// Time budget of one policy's whole analysis, every question included (milliseconds);
+        /// what is undecided when it runs out is UNKNOWN, with the reason.
+        #[arg(long, alias = "policy-timeout-ms", env = "ESTATE_POLICY_BUDGET_MS", default_value_t = 2000)]
+        policy_budget_ms: u64,
     },
 }
 
@@ -93,7 +94,7 @@ async fn main() -> anyhow::Result<()> {
             organizations_interval,
             aws_endpoint_url,
             policy_workers,
-            policy_timeout_ms,
+            policy_budget_ms,
         } => {
             serve(ServeOptions {
                 listen,
@@ -106,7 +107,7 @@ async fn main() -> anyhow::Result<()> {
                 organizations_interval: Duration::from_secs(organizations_interval.max(1)),
                 aws_endpoint_url,
                 policy_workers: policy_workers.max(1),
-                policy_timeout: Duration::from_millis(policy_timeout_ms.max(1)),
+                policy_budget: Duration::from_millis(policy_budget_ms.max(1)),
             })
             .await
         }

@@ -144,14 +144,15 @@ enum PolicyCommand {
         /// The bucket the policy is attached to (its name appears in resource ARNs).
         #[arg(long, default_value = "example-bucket")]
         bucket: String,
-        /// Time budget of one solver call, in milliseconds.
-        #[arg(long, default_value_t = 2000)]
-        timeout_ms: u64,
+        /// Time budget of the whole analysis (every question and the work before the solver),
+        /// in milliseconds; what is left undecided when it runs out is UNKNOWN.
+        #[arg(long, alias = "timeout-ms", default_value_t = 2000)]
+        budget_ms: u64,
     },
 }
 
 fn analyze_policy(output: Output, command: PolicyCommand) -> anyhow::Result<()> {
-    let PolicyCommand::Analyze { file, owner, organization_id, organization_accounts, bucket, timeout_ms } = command;
+    let PolicyCommand::Analyze { file, owner, organization_id, organization_accounts, bucket, budget_ms } = command;
     if !estate_common::model::is_account_id(&owner) {
         bail!("`--owner` `{owner}` is not a 12-digit account ID");
     }
@@ -171,10 +172,13 @@ fn analyze_policy(output: Output, command: PolicyCommand) -> anyhow::Result<()> 
     let context = estate_policy::OrgContext {
         owner_account: owner,
         organization_id,
-        member_accounts: members,
+        member_accounts: std::sync::Arc::new(members),
         organization_paths: Vec::new(),
     };
-    let options = estate_policy::AnalysisOptions { timeout: std::time::Duration::from_millis(timeout_ms.max(1)) };
+    let options = estate_policy::AnalysisOptions {
+        budget: std::time::Duration::from_millis(budget_ms.max(1)),
+        ..Default::default()
+    };
     let analysis =
         estate_policy::analyze(&text, &bucket, &context, &options).context("the policy cannot be analysed")?;
     match output {

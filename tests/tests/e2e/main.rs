@@ -17,6 +17,7 @@ use estate_tests::{eventually, Admin, Agent, Moto};
 
 mod access;
 mod findings;
+mod hostile;
 mod objects;
 mod policies;
 mod scale;
