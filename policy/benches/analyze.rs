@@ -53,13 +53,32 @@ fn main() {
     for (_, text, bucket, ctx) in &cases {
         let _ = analyze(text, bucket, ctx, &opts);
     }
+    // Baseline in the same run: the solver alone (the pre-solver layer off).
+    let plain = AnalysisOptions { presolve: false, ..opts.clone() };
+    let mut baseline: Vec<Duration> = Vec::new();
+    let (mut plain_questions, mut plain_calls) = (0u64, 0u64);
+    for (_, text, bucket, ctx) in &cases {
+        let t = Instant::now();
+        if let Ok(a) = analyze(text, bucket, ctx, &plain) {
+            plain_questions += u64::from(a.stats.questions);
+            plain_calls += u64::from(a.stats.solver_calls);
+        }
+        baseline.push(t.elapsed());
+    }
+    baseline.sort();
     let mut per_policy: Vec<(Duration, &str)> = Vec::new();
+    let (mut questions, mut presolved, mut calls) = (0u64, 0u64, 0u64);
     let started = Instant::now();
-    for _ in 0..rounds {
+    for round in 0..rounds {
         for (name, text, bucket, ctx) in &cases {
             let t = Instant::now();
-            let _ = analyze(text, bucket, ctx, &opts);
+            let analysis = analyze(text, bucket, ctx, &opts);
             per_policy.push((t.elapsed(), name));
+            if let (0, Ok(a)) = (round, analysis) {
+                questions += u64::from(a.stats.questions);
+                presolved += u64::from(a.stats.decided_before_solver);
+                calls += u64::from(a.stats.solver_calls);
+            }
         }
     }
     let wall = started.elapsed();
@@ -84,6 +103,17 @@ fn main() {
     println!("| max per policy      | {:>12.3?} |", lat.last().copied().unwrap_or_default());
     println!("| policies per second | {:>12.1} |", lat.len() as f64 / wall.as_secs_f64());
     println!("| cache hit           | {:>12.3?} |", hit);
+    println!(
+        "| questions decided before the solver | {presolved} of {questions} ({:.1} %) |",
+        100.0 * presolved as f64 / questions.max(1) as f64
+    );
+    println!("| solver calls per policy | {:.2} |", calls as f64 / cases.len().max(1) as f64);
+    println!(
+        "| baseline, solver only: p50 / p99 / solver calls per policy | {:.3?} / {:.3?} / {:.2} ({plain_questions} questions) |",
+        percentile(&baseline, 0.50),
+        percentile(&baseline, 0.99),
+        plain_calls as f64 / cases.len().max(1) as f64
+    );
     // The hostile set: each document once per round, under the default budget.
     let hostile = hostile::hostile_policies("example-bucket");
     let hostile_ctx = context(&Value::Null);

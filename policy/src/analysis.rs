@@ -34,12 +34,27 @@ pub struct AnalysisOptions {
     /// The ceiling on Z3's memory, in MiB, shared by every analysis of the process (Z3 keeps
     /// one allocator); a check that reaches it is UNKNOWN, with the reason.
     pub solver_memory_mib: u32,
+    /// Decide what the policy's shape allows before the solver (`presolve.rs`). Always on in
+    /// the product; tests and benchmarks turn it off to compare the two.
+    #[doc(hidden)]
+    pub presolve: bool,
 }
 
 impl Default for AnalysisOptions {
     fn default() -> Self {
-        AnalysisOptions { budget: Duration::from_secs(2), solver_memory_mib: 512 }
+        AnalysisOptions { budget: Duration::from_secs(2), solver_memory_mib: 512, presolve: true }
     }
+}
+
+/// Where an analysis spent its effort (for benchmarks; not part of the verdicts).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AnalysisStats {
+    /// Questions asked.
+    pub questions: u32,
+    /// Questions decided without the solver (by the term simplifier or the pre-solver layer).
+    pub decided_before_solver: u32,
+    /// Solver checks made.
+    pub solver_calls: u32,
 }
 
 /// S3's limit on the size of a bucket policy: a larger document cannot be a bucket's policy,
@@ -206,6 +221,9 @@ pub struct Analysis {
     /// The analysis stopped on an internal error (a bug in the analyser, caught): every
     /// verdict is UNKNOWN and `unknown_reasons` says what happened.
     pub internal_error: bool,
+    /// Where the effort went.
+    #[serde(skip)]
+    pub stats: AnalysisStats,
 }
 
 impl Analysis {
@@ -222,6 +240,7 @@ impl Analysis {
             witnesses: Vec::new(),
             unknown_reasons: vec![reason.into()],
             internal_error: false,
+            stats: AnalysisStats::default(),
         }
     }
 }

@@ -25,13 +25,14 @@ mod decoder;
 mod error;
 mod eval;
 mod parser;
+mod presolve;
 mod smt;
 mod term;
 pub mod values;
 mod verifier;
 
 pub use analysis::{
-    Analysis, AnalysisOptions, OrgContext, Question, SharedAccess, Tri, Witness, ANALYZER_VERSION, MAX_POLICY_BYTES,
+    Analysis, AnalysisOptions, AnalysisStats, OrgContext, Question, SharedAccess, Tri, Witness, ANALYZER_VERSION, MAX_POLICY_BYTES,
 };
 pub use ast::Policy;
 pub use cache::{organization_digest, policy_digest, Analyzer};

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use z3::{Params, SatResult, Solver};
 
 use crate::actions;
-use crate::analysis::{Analysis, AnalysisOptions, OrgContext, Question, SharedAccess, Tri, Witness};
+use crate::analysis::{Analysis, AnalysisOptions, AnalysisStats, OrgContext, Question, SharedAccess, Tri, Witness};
 use crate::ast::Policy;
 use crate::compiler::{active, compile, key_match, Compiled, Fixed};
 use crate::decoder::decode;
@@ -367,9 +367,21 @@ pub(crate) fn analyze_policy(
 ) -> Analysis {
     let world = World::new(policy, bucket, ctx);
     let questions = world.questions();
-    let terms: Vec<Term> = questions.iter().map(|q| world.question_term(q)).collect();
-    let verdicts = solve(&world, &questions, &terms, opts, deadline);
-    assemble(&world, &questions, verdicts, opts.budget)
+    let mut stats = AnalysisStats { questions: questions.len() as u32, ..Default::default() };
+    let decided: Vec<Option<Verdict>> = questions
+        .iter()
+        .map(|q| if opts.presolve && Instant::now() < deadline { crate::presolve::decide(&world, q) } else { None })
+        .collect();
+    // Terms only for what is left to the solver (a decided question's term is never read).
+    let terms: Vec<Term> = questions
+        .iter()
+        .zip(&decided)
+        .map(|(q, d)| if d.is_some() { FALSE } else { world.question_term(q) })
+        .collect();
+    let verdicts = solve(&world, &questions, &terms, decided, opts, deadline, &mut stats);
+    let mut analysis = assemble(&world, &questions, verdicts, opts.budget);
+    analysis.stats = stats;
+    analysis
 }
 
 /// Sets Z3's memory ceiling (process-wide: Z3 has one allocator) when it changes. A check
@@ -452,13 +464,17 @@ pub(crate) fn solve(
     world: &World<'_>,
     questions: &[Question],
     terms: &[Term],
+    decided: Vec<Option<Verdict>>,
     opts: &AnalysisOptions,
     deadline: Instant,
+    stats: &mut AnalysisStats,
 ) -> Vec<Verdict> {
     let mut verdicts: Vec<Option<Verdict>> = terms
         .iter()
-        .map(|t| (*t == FALSE).then_some(Verdict { answer: Tri::False, witness: None, reason: None }))
+        .zip(decided)
+        .map(|(t, d)| d.or_else(|| (*t == FALSE).then_some(Verdict { answer: Tri::False, witness: None, reason: None })))
         .collect();
+    stats.decided_before_solver = verdicts.iter().filter(|v| v.is_some()).count() as u32;
     if verdicts.iter().all(Option::is_some) {
         return verdicts.into_iter().flatten().collect();
     }
@@ -484,6 +500,7 @@ pub(crate) fn solve(
             solver.assert(a);
         }
         solver.assert(&formula);
+        stats.solver_calls += 1;
         let res = solver.check();
         let verdict = match res {
             SatResult::Unsat => Verdict { answer: Tri::False, witness: None, reason: None },
@@ -635,6 +652,7 @@ fn assemble(world: &World<'_>, questions: &[Question], verdicts: Vec<Verdict>, b
         witnesses,
         unknown_reasons,
         internal_error: false,
+        stats: AnalysisStats::default(),
     }
 }
 

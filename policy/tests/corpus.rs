@@ -131,6 +131,27 @@ fn check(case: &Value) -> Vec<(String, String, String)> {
             }
         }
     }
+    // The pre-solver layer must agree with the solver on every question: the same case with
+    // the layer off gives the same verdicts.
+    if case.get("timeoutMs").is_none() {
+        let plain = AnalysisOptions { presolve: false, ..opts.clone() };
+        if let Ok(b) = analyze(&text, &bucket, &ctx, &plain) {
+            let verdicts = |x: &estate_policy::Analysis| {
+                (
+                    x.allows_public_read_access,
+                    x.allows_public_write_access,
+                    x.shared_access,
+                    x.shared_with_cloudfront,
+                    x.allows_unencrypted_object_uploads,
+                    x.internal_accounts.iter().cloned().collect::<BTreeSet<_>>(),
+                    x.external_accounts.iter().cloned().collect::<BTreeSet<_>>(),
+                )
+            };
+            if verdicts(&a) != verdicts(&b) {
+                miss("presolve", format!("{:?} (solver only)", verdicts(&b)), format!("{:?}", verdicts(&a)));
+            }
+        }
+    }
     if !a.unknown_reasons.is_empty() && expected.as_object().is_some_and(|o| !o.values().any(|v| v == "UNKNOWN")) {
         miss("unknownReasons", "[]".into(), format!("{:?}", a.unknown_reasons));
     }

@@ -211,6 +211,21 @@ proptest! {
         }
     }
 
+    /// The pre-solver layer decides exactly what the solver decides: every verdict is the
+    /// same with the layer on and off.
+    #[test]
+    fn presolve_agrees_with_the_solver(text in policy()) {
+        let on = analyze(&text, BUCKET, &ctx(), &opts()).unwrap();
+        let off = analyze(&text, BUCKET, &ctx(), &AnalysisOptions { presolve: false, ..opts() }).unwrap();
+        prop_assert_eq!(on.allows_public_read_access, off.allows_public_read_access, "{}", text);
+        prop_assert_eq!(on.allows_public_write_access, off.allows_public_write_access, "{}", text);
+        prop_assert_eq!(on.shared_access, off.shared_access, "{}", text);
+        prop_assert_eq!(on.shared_with_cloudfront, off.shared_with_cloudfront, "{}", text);
+        prop_assert_eq!(on.allows_unencrypted_object_uploads, off.allows_unencrypted_object_uploads, "{}", text);
+        prop_assert_eq!(&on.internal_accounts, &off.internal_accounts, "{}", text);
+        prop_assert_eq!(&on.external_accounts, &off.external_accounts, "{}", text);
+    }
+
     /// Every witness is confirmed by the evaluator, and every allowed request of the universe
     /// is accounted for by the verdicts.
     #[test]

@@ -1,0 +1,375 @@
+//! The pre-solver layer: decides a question without Z3 when the policy's shape allows it, as
+//! the Block Public Access paper's residual policies do. Two kinds of shortcut, each sound on
+//! its own:
+//!
+//! - **No**, by syntax: no Allow statement can reach the question's principals and actions
+//!   (every grant to fixed principals, the wrong actions, a bare `*` where only named
+//!   principals count), or, for unencrypted uploads, a Deny without other conditions covers
+//!   every PutObject on the bucket that carries no encryption header.
+//! - **Yes**, by example: a request built from the policy's own literals (principal, action,
+//!   resource, a value per condition) that the concrete evaluator allows and that belongs to
+//!   the question (`World::check_witness`). It becomes the witness, exactly as a solver model
+//!   would after the same check.
+//!
+//! What neither decides goes to the solver. The corpus and property tests run every question
+//! with the layer on and off and require the same verdicts.
+
+use std::collections::BTreeMap;
+
+use crate::actions;
+use crate::analysis::{Question, Tri, Witness, OAI_ARN_PREFIX};
+use crate::ast::{BaseOp, Effect, SetQualifier, Statement};
+use crate::eval::{condition_holds, entry_form, EntryForm, Principal, Request};
+use crate::values::{parse_cidr, parse_date, parse_number, wildcard_match, Seg, Template};
+use crate::verifier::{Verdict, World, SSE_KEY, SSE_VALUES};
+
+const PRINCIPAL_KEYS: &[&str] =
+    &["aws:principalaccount", "aws:principalarn", "aws:principalorgid", "aws:principalorgpaths"];
+
+/// Decides `q` without the solver, or says nothing.
+pub(crate) fn decide(world: &World<'_>, q: &Question) -> Option<Verdict> {
+    let no = Verdict { answer: Tri::False, witness: None, reason: None };
+    match q {
+        Question::UnencryptedUpload => {
+            if world.policy.statements.iter().any(|st| denies_every_unencrypted_put(world, st)) {
+                return Some(no);
+            }
+        }
+        _ => {
+            if !world.policy.statements.iter().any(|st| st.effect == Effect::Allow && may_reach(st, q)) {
+                return Some(no);
+            }
+        }
+    }
+    guess(world, q).map(|w| Verdict { answer: Tri::True, witness: Some(w), reason: None })
+}
+
+/// The actions a question is about.
+fn question_action(q: &Question, action: usize) -> bool {
+    let name = actions::name(action);
+    match q {
+        Question::PublicRead => actions::is_read(name),
+        Question::PublicWrite => actions::is_write(name),
+        Question::UnencryptedUpload => name == "s3:PutObject",
+        _ => true,
+    }
+}
+
+/// The universe's actions a statement's Action / NotAction clause matches.
+fn statement_actions(st: &Statement) -> impl Iterator<Item = usize> + '_ {
+    (0..actions::count())
+        .filter(move |&i| st.action.values.iter().any(|p| wildcard_match(p, actions::name(i), true)) != st.action.negated)
+}
+
+fn has_wildcard(pattern: &str) -> bool {
+    pattern.contains(['*', '?']) || pattern.contains("${")
+}
+
+/// Could this Allow statement's principal and action clauses let in a request of `q`?
+/// Conservative: true whenever unsure.
+fn may_reach(st: &Statement, q: &Question) -> bool {
+    if !statement_actions(st).any(|a| question_action(q, a)) {
+        return false;
+    }
+    let entries = st.principal.entries.iter().map(entry_form);
+    match q {
+        Question::SharedWithCloudFront => {
+            // Only named principals count here: a bare `*` or a NotPrincipal names nobody.
+            !st.principal.negated
+                && entries.into_iter().any(|e| match e {
+                    EntryForm::Service(p) => wildcard_match(&p, "cloudfront.amazonaws.com", false),
+                    EntryForm::Arn(p) => has_wildcard(&p) || p.starts_with(OAI_ARN_PREFIX),
+                    EntryForm::Canonical(_) => true,
+                    _ => false,
+                })
+        }
+        _ if st.principal.negated => true,
+        Question::SharedWithAccount(a) if a != "*" => entries.into_iter().any(|e| match e {
+            EntryForm::Everyone => true,
+            EntryForm::Account(p) => wildcard_match(&p, a, false),
+            EntryForm::Arn(p) => has_wildcard(&p) || arn_account(&p) == Some(a.as_str()),
+            _ => false,
+        }),
+        // Anonymous callers, fresh accounts and federated identities: a fixed account or ARN
+        // names an account literal of the policy, never a fresh one.
+        _ => entries.into_iter().any(|e| match e {
+            EntryForm::Everyone | EntryForm::Federated(_) => true,
+            EntryForm::Account(p) | EntryForm::Arn(p) => has_wildcard(&p),
+            _ => false,
+        }),
+    }
+}
+
+/// The account of a literal IAM ARN (`arn:aws:iam::ACCOUNT:...`).
+fn arn_account(arn: &str) -> Option<&str> {
+    arn.strip_prefix("arn:aws:iam::")?.split(':').next()
+}
+
+/// A Deny of PutObject on every object of the bucket, for every principal, whose conditions
+/// all hold when no encryption header is present (`Null` = true, negated operators, ...).
+fn denies_every_unencrypted_put(world: &World<'_>, st: &Statement) -> bool {
+    if st.effect != Effect::Deny || st.principal.negated || st.resource.negated {
+        return false;
+    }
+    let everyone = st.principal.entries.iter().any(|e| entry_form(e) == EntryForm::Everyone);
+    let put = actions::index_of("s3:PutObject").is_some_and(|i| statement_actions(st).any(|a| a == i));
+    let prefix = format!("arn:aws:s3:::{}/", world.bucket);
+    let every_object = st.resource.values.iter().any(|p| {
+        let t = Template::parse(p, true, false);
+        !t.has_variable() && t.residuals(&prefix).iter().any(|r| r.0 == [Seg::Star])
+    });
+    let conditions = st.conditions.iter().all(|c| {
+        c.key.starts_with(SSE_KEY) && condition_holds(c, &BTreeMap::new(), world.policy.variables_enabled())
+    });
+    everyone && put && every_object && conditions
+}
+
+/// An account ID that is neither a member nor a literal of the policy.
+fn fresh_account(world: &World<'_>) -> String {
+    (0..1000u64)
+        .map(|i| format!("{:012}", 999_999_999_999 - i))
+        .find(|a| !world.members.contains(a) && !world.compiled.accounts.contains(a))
+        .unwrap_or_else(|| "999999999000".to_owned())
+}
+
+fn account_principal(account: &str) -> Principal {
+    Principal::Account { account: account.to_owned(), arn: format!("arn:aws:iam::{account}:root") }
+}
+
+/// The principals a question's witness may have, most likely first.
+fn candidate_principals(world: &World<'_>, q: &Question, st: &Statement) -> Vec<Principal> {
+    let literal = |p: &str| (!has_wildcard(p)).then(|| p.to_owned());
+    let mut out = Vec::new();
+    match q {
+        Question::SharedWithCloudFront => {
+            for e in st.principal.entries.iter().map(entry_form) {
+                match e {
+                    EntryForm::Service(_) => {
+                        out.push(Principal::Service { name: "cloudfront.amazonaws.com".into() });
+                    }
+                    EntryForm::Arn(p) => {
+                        if let Some(arn) = literal(&p).filter(|a| a.starts_with(OAI_ARN_PREFIX)) {
+                            out.push(Principal::CloudFrontOai { arn, canonical_user: String::new() });
+                        }
+                    }
+                    EntryForm::Canonical(p) => {
+                        if let Some(canonical_user) = literal(&p) {
+                            out.push(Principal::CloudFrontOai { arn: String::new(), canonical_user });
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Question::SharedWithAccount(a) if a != "*" => {
+            out.push(account_principal(a));
+            for e in st.principal.entries.iter().map(entry_form) {
+                if let EntryForm::Arn(p) = e {
+                    if let Some(arn) = literal(&p).filter(|arn| arn_account(arn) == Some(a.as_str())) {
+                        out.push(Principal::Account { account: a.clone(), arn });
+                    }
+                }
+            }
+        }
+        _ => {
+            out.push(Principal::Anonymous);
+            out.push(account_principal(&fresh_account(world)));
+            for e in st.principal.entries.iter().map(entry_form) {
+                if let EntryForm::Federated(p) = e {
+                    if let Some(provider) = literal(&p) {
+                        out.push(Principal::Federated { provider });
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A string that matches `pattern` (`*` and `?` as `x`); `None` with a variable.
+fn instance(pattern: &str) -> Option<String> {
+    let t = Template::parse(pattern, true, false);
+    if t.has_variable() || pattern.contains("${") {
+        return None;
+    }
+    Some(
+        t.0.iter()
+            .map(|s| match s {
+                Seg::Lit(l) => l.clone(),
+                _ => "x".to_owned(),
+            })
+            .collect(),
+    )
+}
+
+/// A value that makes one (positive, unqualified or ForAnyValue) condition hold; `None` when
+/// the key is better left absent.
+fn satisfying_value(base: BaseOp, negated: bool, value: &str) -> Option<String> {
+    if negated {
+        return None;
+    }
+    let shifted = |f: fn(&str) -> Option<i64>, by: i64| f(value).map(|n| (n + by).to_string());
+    match base {
+        BaseOp::StringEquals | BaseOp::StringEqualsIgnoreCase | BaseOp::Bool | BaseOp::BinaryEquals => {
+            (!value.contains("${")).then(|| value.to_owned())
+        }
+        BaseOp::StringLike | BaseOp::ArnLike => instance(value),
+        BaseOp::IpAddress => parse_cidr(value).map(|c| crate::values::format_ip((c.v6, c.net))),
+        BaseOp::NumericEquals | BaseOp::NumericLessThanEquals | BaseOp::NumericGreaterThanEquals => {
+            shifted(parse_number, 0)
+        }
+        BaseOp::NumericLessThan => shifted(parse_number, -1),
+        BaseOp::NumericGreaterThan => shifted(parse_number, 1),
+        BaseOp::DateEquals | BaseOp::DateLessThanEquals | BaseOp::DateGreaterThanEquals => shifted(parse_date, 0),
+        BaseOp::DateLessThan => shifted(parse_date, -1),
+        BaseOp::DateGreaterThan => shifted(parse_date, 1),
+        _ => None,
+    }
+}
+
+/// The request context a guess carries: the principal keys as the principal implies them,
+/// then one value per condition (restricting keys left absent when the question is about
+/// untrusted callers, who may not carry their fixed values).
+fn context_for(world: &World<'_>, q: &Question, st: &Statement, principal: &Principal) -> BTreeMap<String, Vec<String>> {
+    let mut ctx: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let used = |k: &str| world.compiled.keys.contains_key(k);
+    if let Principal::Account { account, arn } = principal {
+        if used("aws:principalaccount") {
+            ctx.insert("aws:principalaccount".into(), vec![account.clone()]);
+        }
+        if used("aws:principalarn") {
+            ctx.insert("aws:principalarn".into(), vec![arn.clone()]);
+        }
+        if world.members.contains(account) {
+            if let Some(org) = &world.ctx.organization_id {
+                if used("aws:principalorgid") {
+                    ctx.insert("aws:principalorgid".into(), vec![org.clone()]);
+                }
+                if used("aws:principalorgpaths") && !world.ctx.organization_paths.is_empty() {
+                    ctx.insert("aws:principalorgpaths".into(), world.ctx.organization_paths.clone());
+                }
+            }
+        }
+    }
+    // Public questions are about untrusted callers, who carry no fixed value of a restricting
+    // key (absent is always allowed); sharing leaves every non-principal key free.
+    let untrusted = matches!(q, Question::PublicRead | Question::PublicWrite);
+    for c in &st.conditions {
+        if PRINCIPAL_KEYS.contains(&c.key.as_str()) || ctx.contains_key(&c.key) {
+            continue;
+        }
+        if untrusted && world.compiled.fixed.contains_key(&c.key) {
+            continue;
+        }
+        if c.op.base == BaseOp::Null {
+            if c.values.iter().any(|v| v.eq_ignore_ascii_case("false")) {
+                ctx.insert(c.key.clone(), vec![accepted_or(&c.key, "x")]);
+            }
+            continue;
+        }
+        if c.op.qualifier == SetQualifier::ForAllValues {
+            continue;
+        }
+        if let Some(v) = c.values.iter().find_map(|v| satisfying_value(c.op.base, c.op.negated, v)) {
+            if c.key.starts_with(SSE_KEY) && !accepted(&c.key, &v) {
+                continue;
+            }
+            ctx.insert(c.key.clone(), vec![v]);
+        }
+    }
+    ctx
+}
+
+/// Whether S3 accepts `value` in encryption header `key` (other keys: any value).
+fn accepted(key: &str, value: &str) -> bool {
+    match key {
+        SSE_KEY => SSE_VALUES.contains(&value),
+        k if k == crate::verifier::SSE_C_KEY => value == "AES256",
+        _ => true,
+    }
+}
+
+fn accepted_or(key: &str, value: &str) -> String {
+    match key {
+        SSE_KEY | crate::verifier::SSE_C_KEY => "AES256".to_owned(),
+        _ => value.to_owned(),
+    }
+}
+
+/// Candidate resources for `action` under a statement's Resource clause.
+fn candidate_resources(world: &World<'_>, st: &Statement, action: usize) -> Vec<String> {
+    let bucket_arn = format!("arn:aws:s3:::{}", world.bucket);
+    if action < actions::bucket_count() {
+        return vec![bucket_arn];
+    }
+    let mut out = Vec::new();
+    if !st.resource.negated {
+        let prefix = format!("{bucket_arn}/");
+        for p in &st.resource.values {
+            let t = Template::parse(p, true, false);
+            if t.has_variable() {
+                continue;
+            }
+            for r in t.residuals(&prefix).iter().take(2) {
+                let key: String = r
+                    .0
+                    .iter()
+                    .map(|s| match s {
+                        Seg::Lit(l) => l.clone(),
+                        _ => "x".to_owned(),
+                    })
+                    .collect();
+                out.push(format!("{prefix}{}", if key.is_empty() { "x" } else { &key }));
+            }
+        }
+    }
+    out.push(format!("{bucket_arn}/x"));
+    out
+}
+
+/// Looks for a witness of `q` among requests built from the Allow statements' literals (for
+/// unencrypted uploads: a plain PutObject with no encryption header).
+fn guess(world: &World<'_>, q: &Question) -> Option<Witness> {
+    const MAX_TRIES: usize = 64;
+    let check = |request: Request| -> Option<Witness> {
+        let w = Witness::from_request(q.clone(), &request);
+        world.check_witness(q, &w).is_none().then_some(w)
+    };
+    if *q == Question::UnencryptedUpload {
+        let put = actions::index_of("s3:PutObject")?;
+        let fresh = fresh_account(world);
+        for principal in [Principal::Anonymous, account_principal(&fresh), account_principal(&world.ctx.owner_account)] {
+            let resource = format!("arn:aws:s3:::{}/x", world.bucket);
+            let request = Request { principal, action: actions::name(put).into(), resource, context: BTreeMap::new() };
+            if let Some(w) = check(request) {
+                return Some(w);
+            }
+        }
+        return None;
+    }
+    let mut tries = 0;
+    for st in world.policy.statements.iter().filter(|s| s.effect == Effect::Allow) {
+        let acts: Vec<usize> = statement_actions(st).filter(|&a| question_action(q, a)).take(2).collect();
+        for principal in candidate_principals(world, q, st) {
+            let context = context_for(world, q, st, &principal);
+            for &action in &acts {
+                for resource in candidate_resources(world, st, action) {
+                    tries += 1;
+                    if tries > MAX_TRIES {
+                        return None;
+                    }
+                    let request = Request {
+                        principal: principal.clone(),
+                        action: actions::name(action).into(),
+                        resource,
+                        context: context.clone(),
+                    };
+                    if let Some(w) = check(request) {
+                        return Some(w);
+                    }
+                }
+            }
+        }
+    }
+    None
+}
