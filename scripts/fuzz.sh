@@ -33,7 +33,7 @@ for target in "${TARGETS[@]}"; do
     cargo +nightly fuzz run --sanitizer none "$target" "$WORK/$target" "seeds/$target" -- \
         -max_total_time="$SECONDS_PER_TARGET" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
         >"$log" 2>&1 || status=$?
-    execs="$(awk -F': *' '/stat::number_of_executed_units/ { print $2 }' "$log" | tail -1)"
+    execs="$(awk '/stat::number_of_executed_units/ { print $NF }' "$log" | tail -1)"
     echo "fuzz: $target: ${execs:-?} executions in ${SECONDS_PER_TARGET}s, exit $status"
     if [ "$status" != 0 ]; then
         tail -60 "$log"

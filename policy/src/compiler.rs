@@ -468,14 +468,7 @@ fn fixed_values(policy: &Policy) -> BTreeMap<String, Vec<Fixed>> {
                 continue;
             }
             for v in &c.values {
-                let fixed = match c.op.base {
-                    BaseOp::IpAddress => parse_cidr(v).filter(Cidr::is_fixed).map(Fixed::Cidr),
-                    BaseOp::StringEquals | BaseOp::StringEqualsIgnoreCase | BaseOp::StringLike | BaseOp::ArnLike => {
-                        fixed_string(&c.key, v, c.op.base == BaseOp::StringEqualsIgnoreCase)
-                    }
-                    _ => None,
-                };
-                if let Some(f) = fixed {
+                if let Some(f) = fixed_value(c, v) {
                     let list = out.entry(c.key.clone()).or_default();
                     if !list.contains(&f) {
                         list.push(f);
@@ -485,6 +478,21 @@ fn fixed_values(policy: &Policy) -> BTreeMap<String, Vec<Fixed>> {
         }
     }
     out
+}
+
+/// The fixed value `v` of condition `c` stands for, when it is one (SEMANTICS.md): the one
+/// classification behind `Compiled::fixed` and the pre-solver's rules.
+pub(crate) fn fixed_value(c: &Condition, v: &str) -> Option<Fixed> {
+    if !RESTRICTING_KEYS.contains(&c.key.as_str()) {
+        return None;
+    }
+    match c.op.base {
+        BaseOp::IpAddress => parse_cidr(v).filter(Cidr::is_fixed).map(Fixed::Cidr),
+        BaseOp::StringEquals | BaseOp::StringEqualsIgnoreCase | BaseOp::StringLike | BaseOp::ArnLike => {
+            fixed_string(&c.key, v, c.op.base == BaseOp::StringEqualsIgnoreCase)
+        }
+        _ => None,
+    }
 }
 
 fn fixed_string(key: &str, v: &str, ignore_case: bool) -> Option<Fixed> {

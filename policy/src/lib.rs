@@ -32,7 +32,8 @@ pub mod values;
 mod verifier;
 
 pub use analysis::{
-    Analysis, AnalysisOptions, AnalysisStats, OrgContext, Question, SharedAccess, Tri, Witness, ANALYZER_VERSION, MAX_POLICY_BYTES,
+    Analysis, AnalysisOptions, AnalysisStats, OrgContext, Question, SharedAccess, Tri, Witness, ANALYZER_VERSION,
+    MAX_POLICY_BYTES,
 };
 pub use ast::Policy;
 pub use cache::{organization_digest, policy_digest, Analyzer};

@@ -18,7 +18,8 @@ use std::collections::BTreeMap;
 
 use crate::actions;
 use crate::analysis::{Question, Tri, Witness, OAI_ARN_PREFIX};
-use crate::ast::{BaseOp, Effect, SetQualifier, Statement};
+use crate::ast::{BaseOp, Condition, Effect, SetQualifier, Statement, ValueSort};
+use crate::compiler::fixed_value;
 use crate::eval::{condition_holds, entry_form, EntryForm, Principal, Request};
 use crate::values::{parse_cidr, parse_date, parse_number, wildcard_match, Seg, Template};
 use crate::verifier::{Verdict, World, SSE_KEY, SSE_VALUES};
@@ -36,7 +37,20 @@ pub(crate) fn decide(world: &World<'_>, q: &Question) -> Option<Verdict> {
             }
         }
         _ => {
-            if !world.policy.statements.iter().any(|st| st.effect == Effect::Allow && may_reach(st, q)) {
+            let outsiders = is_about_outsiders(world, q);
+            let reach = |st: &Statement| {
+                st.effect == Effect::Allow
+                    && may_reach(st, q)
+                    && (!is_public(q) || reaches_untrusted(st))
+                    && (!outsiders || reaches_outsiders(world, st))
+            };
+            if !world.policy.statements.iter().any(reach) {
+                return Some(no);
+            }
+            if is_public(q) && world.policy.statements.iter().any(|st| denies_every_untrusted(world, st, q)) {
+                return Some(no);
+            }
+            if is_about_outsiders(world, q) && world.policy.statements.iter().any(|st| fences_outsiders(world, st, q)) {
                 return Some(no);
             }
         }
@@ -57,8 +71,9 @@ fn question_action(q: &Question, action: usize) -> bool {
 
 /// The universe's actions a statement's Action / NotAction clause matches.
 fn statement_actions(st: &Statement) -> impl Iterator<Item = usize> + '_ {
-    (0..actions::count())
-        .filter(move |&i| st.action.values.iter().any(|p| wildcard_match(p, actions::name(i), true)) != st.action.negated)
+    (0..actions::count()).filter(move |&i| {
+        st.action.values.iter().any(|p| wildcard_match(p, actions::name(i), true)) != st.action.negated
+    })
 }
 
 fn has_wildcard(pattern: &str) -> bool {
@@ -100,6 +115,118 @@ fn may_reach(st: &Statement, q: &Question) -> bool {
     }
 }
 
+fn is_public(q: &Question) -> bool {
+    matches!(q, Question::PublicRead | Question::PublicWrite)
+}
+
+/// Every value of `c` is a fixed value of a restricting key: an untrusted caller carries the
+/// key absent, or with values that differ from (do not match) every one of them.
+fn all_values_fixed(c: &Condition) -> bool {
+    !c.values.is_empty() && c.values.iter().all(|v| fixed_value(c, v).is_some())
+}
+
+/// False when some condition of the statement can never hold for an untrusted caller: a
+/// positive comparison (not `...IfExists`) of a restricting key with fixed values only. Such
+/// a grant is restricted to fixed values: not public.
+fn reaches_untrusted(st: &Statement) -> bool {
+    !st.conditions.iter().any(|c| {
+        !c.op.negated
+            && !c.op.if_exists
+            && matches!(c.op.qualifier, SetQualifier::None | SetQualifier::ForAnyValue)
+            && all_values_fixed(c)
+    })
+}
+
+/// A Deny of every principal, every action of the public question and every resource of the
+/// bucket, whose conditions all hold for every untrusted caller (negated comparisons of
+/// restricting keys with fixed values only: absent or different, the comparison fails and
+/// its negation holds).
+fn denies_every_untrusted(world: &World<'_>, st: &Statement, q: &Question) -> bool {
+    st.effect == Effect::Deny
+        && covers_everything(world, st, q)
+        && st.conditions.iter().all(|c| {
+            c.op.negated
+                && matches!(c.op.qualifier, SetQualifier::None | SetQualifier::ForAllValues)
+                && all_values_fixed(c)
+        })
+}
+
+/// Questions whose callers are all outside the organization: public ones, any outside
+/// account, and a named account that is not a member.
+fn is_about_outsiders(world: &World<'_>, q: &Question) -> bool {
+    match q {
+        Question::PublicRead | Question::PublicWrite => true,
+        Question::SharedWithAccount(a) => a == "*" || !world.members.contains(a),
+        _ => false,
+    }
+}
+
+/// Every principal, every action the question is about, every resource of the bucket.
+fn covers_everything(world: &World<'_>, st: &Statement, q: &Question) -> bool {
+    if st.principal.negated || st.resource.negated {
+        return false;
+    }
+    if !st.principal.entries.iter().any(|e| entry_form(e) == EntryForm::Everyone) {
+        return false;
+    }
+    let covered: Vec<usize> = statement_actions(st).collect();
+    if !(0..actions::count()).filter(|&a| question_action(q, a)).all(|a| covered.contains(&a)) {
+        return false;
+    }
+    let bucket_arn = format!("arn:aws:s3:::{}", world.bucket);
+    let prefix = format!("{bucket_arn}/");
+    let templates: Vec<Template> = st.resource.values.iter().map(|p| Template::parse(p, true, false)).collect();
+    !templates.iter().any(Template::has_variable)
+        && templates.iter().any(|t| t.matches(&bucket_arn, false))
+        && templates.iter().any(|t| t.residuals(&prefix).iter().any(|r| r.0 == [Seg::Star]))
+}
+
+/// False when some condition of the statement can never hold for a caller outside the
+/// organization: `aws:PrincipalOrgID` equal to our ID, or `aws:PrincipalOrgPaths` like paths
+/// under our organization (positive, not `...IfExists`).
+fn reaches_outsiders(world: &World<'_>, st: &Statement) -> bool {
+    let Some(org) = world.ctx.organization_id.as_deref() else { return true };
+    !st.conditions.iter().any(|c| {
+        !c.op.negated
+            && !c.op.if_exists
+            && matches!(c.op.qualifier, SetQualifier::None | SetQualifier::ForAnyValue)
+            && names_only_our_organization(c, org)
+    })
+}
+
+/// Every value of an `aws:PrincipalOrgID` / `aws:PrincipalOrgPaths` comparison (exact case)
+/// can only be matched by a principal of organization `org`.
+fn names_only_our_organization(c: &Condition, org: &str) -> bool {
+    if !matches!(c.op.base, BaseOp::StringEquals | BaseOp::StringLike) || c.values.is_empty() {
+        return false;
+    }
+    let ours = format!("{org}/");
+    match c.key.as_str() {
+        "aws:principalorgid" => c.values.iter().all(|v| v == org),
+        "aws:principalorgpaths" => c.values.iter().all(|v| {
+            let t = Template::parse(v, c.op.base == BaseOp::StringLike, false);
+            !v.contains("${") && matches!(t.0.first(), Some(Seg::Lit(l)) if l.starts_with(&ours))
+        }),
+        _ => false,
+    }
+}
+
+/// The organization fence: a Deny of everything whose every condition holds for a caller
+/// outside the organization — `aws:PrincipalOrgID` not equal to our ID, or
+/// `aws:PrincipalOrgPaths` not like paths under our organization (an outsider carries no
+/// such ID or path, or none at all; negated comparisons hold either way).
+fn fences_outsiders(world: &World<'_>, st: &Statement, q: &Question) -> bool {
+    let Some(org) = world.ctx.organization_id.as_deref() else { return false };
+    if st.effect != Effect::Deny || !covers_everything(world, st, q) {
+        return false;
+    }
+    st.conditions.iter().all(|c| {
+        c.op.negated
+            && matches!(c.op.qualifier, SetQualifier::None | SetQualifier::ForAllValues)
+            && names_only_our_organization(c, org)
+    })
+}
+
 /// The account of a literal IAM ARN (`arn:aws:iam::ACCOUNT:...`).
 fn arn_account(arn: &str) -> Option<&str> {
     arn.strip_prefix("arn:aws:iam::")?.split(':').next()
@@ -118,9 +245,10 @@ fn denies_every_unencrypted_put(world: &World<'_>, st: &Statement) -> bool {
         let t = Template::parse(p, true, false);
         !t.has_variable() && t.residuals(&prefix).iter().any(|r| r.0 == [Seg::Star])
     });
-    let conditions = st.conditions.iter().all(|c| {
-        c.key.starts_with(SSE_KEY) && condition_holds(c, &BTreeMap::new(), world.policy.variables_enabled())
-    });
+    let conditions = st
+        .conditions
+        .iter()
+        .all(|c| c.key.starts_with(SSE_KEY) && condition_holds(c, &BTreeMap::new(), world.policy.variables_enabled()));
     everyone && put && every_object && conditions
 }
 
@@ -134,6 +262,22 @@ fn fresh_account(world: &World<'_>) -> String {
 
 fn account_principal(account: &str) -> Principal {
     Principal::Account { account: account.to_owned(), arn: format!("arn:aws:iam::{account}:root") }
+}
+
+/// The account's principals a statement's `aws:PrincipalArn` conditions ask for (a role
+/// named in the condition, `${aws:PrincipalAccount}` standing for the account), root first.
+fn account_principals(account: &str, st: &Statement) -> Vec<Principal> {
+    let mut out = vec![account_principal(account)];
+    let own = format!("arn:aws:iam::{account}:");
+    for c in st.conditions.iter().filter(|c| c.key == "aws:principalarn" && !c.op.negated) {
+        for v in &c.values {
+            let v = v.replace("${aws:PrincipalAccount}", account).replace("${aws:principalaccount}", account);
+            if let Some(arn) = instance(&v).filter(|arn| arn.starts_with(&own)) {
+                out.push(Principal::Account { account: account.to_owned(), arn });
+            }
+        }
+    }
+    out
 }
 
 /// The principals a question's witness may have, most likely first.
@@ -162,7 +306,7 @@ fn candidate_principals(world: &World<'_>, q: &Question, st: &Statement) -> Vec<
             }
         }
         Question::SharedWithAccount(a) if a != "*" => {
-            out.push(account_principal(a));
+            out.extend(account_principals(a, st));
             for e in st.principal.entries.iter().map(entry_form) {
                 if let EntryForm::Arn(p) = e {
                     if let Some(arn) = literal(&p).filter(|arn| arn_account(arn) == Some(a.as_str())) {
@@ -173,7 +317,7 @@ fn candidate_principals(world: &World<'_>, q: &Question, st: &Statement) -> Vec<
         }
         _ => {
             out.push(Principal::Anonymous);
-            out.push(account_principal(&fresh_account(world)));
+            out.extend(account_principals(&fresh_account(world), st));
             for e in st.principal.entries.iter().map(entry_form) {
                 if let EntryForm::Federated(p) = e {
                     if let Some(provider) = literal(&p) {
@@ -230,7 +374,12 @@ fn satisfying_value(base: BaseOp, negated: bool, value: &str) -> Option<String> 
 /// The request context a guess carries: the principal keys as the principal implies them,
 /// then one value per condition (restricting keys left absent when the question is about
 /// untrusted callers, who may not carry their fixed values).
-fn context_for(world: &World<'_>, q: &Question, st: &Statement, principal: &Principal) -> BTreeMap<String, Vec<String>> {
+fn context_for(
+    world: &World<'_>,
+    q: &Question,
+    st: &Statement,
+    principal: &Principal,
+) -> BTreeMap<String, Vec<String>> {
     let mut ctx: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let used = |k: &str| world.compiled.keys.contains_key(k);
     if let Principal::Account { account, arn } = principal {
@@ -263,21 +412,44 @@ fn context_for(world: &World<'_>, q: &Question, st: &Statement, principal: &Prin
         }
         if c.op.base == BaseOp::Null {
             if c.values.iter().any(|v| v.eq_ignore_ascii_case("false")) {
-                ctx.insert(c.key.clone(), vec![accepted_or(&c.key, "x")]);
+                ctx.insert(c.key.clone(), vec![typed_default(world, &c.key)]);
             }
             continue;
         }
         if c.op.qualifier == SetQualifier::ForAllValues {
             continue;
         }
-        if let Some(v) = c.values.iter().find_map(|v| satisfying_value(c.op.base, c.op.negated, v)) {
-            if c.key.starts_with(SSE_KEY) && !accepted(&c.key, &v) {
-                continue;
-            }
+        if let Some(v) = c
+            .values
+            .iter()
+            .filter_map(|v| satisfying_value(c.op.base, c.op.negated, v))
+            .find(|v| well_typed(world, &c.key, v))
+        {
             ctx.insert(c.key.clone(), vec![v]);
         }
     }
     ctx
+}
+
+/// Whether `v` is a value of the sorts the policy compares `key` as: the solver's model never
+/// holds an ill-typed value (an IP key is an address, a date key a number), so a witness may
+/// not either.
+fn well_typed(world: &World<'_>, key: &str, v: &str) -> bool {
+    let Some(shape) = world.compiled.keys.get(key) else { return true };
+    let ip = !shape.sorts.contains(&ValueSort::Ip) || crate::values::parse_ip(v).is_some();
+    let int = !shape.sorts.contains(&ValueSort::Int) || parse_number(v).or_else(|| parse_date(v)).is_some();
+    let boolean = !shape.bool_only || v == "true" || v == "false";
+    ip && int && boolean && accepted(key, v)
+}
+
+/// Some well-typed value for `key`.
+fn typed_default(world: &World<'_>, key: &str) -> String {
+    match world.compiled.keys.get(key) {
+        Some(shape) if shape.sorts.contains(&ValueSort::Ip) => "203.0.113.7".to_owned(),
+        Some(shape) if shape.sorts.contains(&ValueSort::Int) => "1".to_owned(),
+        Some(shape) if shape.bool_only => "false".to_owned(),
+        _ => accepted_or(key, "x"),
+    }
 }
 
 /// Whether S3 accepts `value` in encryption header `key` (other keys: any value).
@@ -311,14 +483,13 @@ fn candidate_resources(world: &World<'_>, st: &Statement, action: usize) -> Vec<
                 continue;
             }
             for r in t.residuals(&prefix).iter().take(2) {
-                let key: String = r
-                    .0
-                    .iter()
-                    .map(|s| match s {
-                        Seg::Lit(l) => l.clone(),
-                        _ => "x".to_owned(),
-                    })
-                    .collect();
+                let key: String =
+                    r.0.iter()
+                        .map(|s| match s {
+                            Seg::Lit(l) => l.clone(),
+                            _ => "x".to_owned(),
+                        })
+                        .collect();
                 out.push(format!("{prefix}{}", if key.is_empty() { "x" } else { &key }));
             }
         }
@@ -338,16 +509,21 @@ fn guess(world: &World<'_>, q: &Question) -> Option<Witness> {
     if *q == Question::UnencryptedUpload {
         let put = actions::index_of("s3:PutObject")?;
         let fresh = fresh_account(world);
-        for principal in [Principal::Anonymous, account_principal(&fresh), account_principal(&world.ctx.owner_account)] {
+        for principal in [Principal::Anonymous, account_principal(&fresh), account_principal(&world.ctx.owner_account)]
+        {
             let resource = format!("arn:aws:s3:::{}/x", world.bucket);
             let request = Request { principal, action: actions::name(put).into(), resource, context: BTreeMap::new() };
-            if let Some(w) = check(request) {
+            if let Some(w) = check(request.clone()) {
+                return Some(w);
+            }
+            if let Some(w) = escape_denies(world, q, &request, &check, 2) {
                 return Some(w);
             }
         }
         return None;
     }
     let mut tries = 0;
+    let check = &check;
     for st in world.policy.statements.iter().filter(|s| s.effect == Effect::Allow) {
         let acts: Vec<usize> = statement_actions(st).filter(|&a| question_action(q, a)).take(2).collect();
         for principal in candidate_principals(world, q, st) {
@@ -364,7 +540,10 @@ fn guess(world: &World<'_>, q: &Question) -> Option<Witness> {
                         resource,
                         context: context.clone(),
                     };
-                    if let Some(w) = check(request) {
+                    if let Some(w) = check(request.clone()) {
+                        return Some(w);
+                    }
+                    if let Some(w) = escape_denies(world, q, &request, &check, 2) {
                         return Some(w);
                     }
                 }
@@ -372,4 +551,100 @@ fn guess(world: &World<'_>, q: &Question) -> Option<Witness> {
         }
     }
     None
+}
+
+/// A request that some Deny catches, changed so that one condition of that Deny fails: a
+/// negated comparison gets a value it compares equal to, a positive one loses its key, a
+/// `Null` test flips. Each change must keep the request in the question (`may_set`); then
+/// the evaluator judges again, up to `depth` Denies deep.
+fn escape_denies(
+    world: &World<'_>,
+    q: &Question,
+    request: &Request,
+    check: &dyn Fn(Request) -> Option<Witness>,
+    depth: usize,
+) -> Option<Witness> {
+    if depth == 0 {
+        return None;
+    }
+    let vars = world.policy.variables_enabled();
+    let denying = world
+        .policy
+        .statements
+        .iter()
+        .filter(|st| st.effect == Effect::Deny && crate::eval::statement_matches(st, request, vars, false));
+    for deny in denying.take(2) {
+        for c in deny.conditions.iter().filter(|c| condition_holds(c, &request.context, vars)) {
+            let mut variants: Vec<Option<String>> = Vec::new();
+            match (c.op.base, c.op.negated) {
+                (BaseOp::Null, _) => {
+                    let present = request.context.contains_key(&c.key);
+                    variants.push(if present { None } else { Some(typed_default(world, &c.key)) });
+                }
+                (_, true) => {
+                    variants.extend(
+                        c.values.iter().take(3).filter_map(|v| satisfying_value(c.op.base, false, v)).map(Some),
+                    );
+                }
+                (_, false) => variants.push(None),
+            }
+            for value in variants {
+                if !may_set(world, q, request, &c.key, value.as_deref()) {
+                    continue;
+                }
+                let mut changed = request.clone();
+                match value {
+                    Some(v) => changed.context.insert(c.key.clone(), vec![v]),
+                    None => changed.context.remove(&c.key),
+                };
+                if let Some(w) = check(changed.clone()) {
+                    return Some(w);
+                }
+                if let Some(w) = escape_denies(world, q, &changed, check, depth - 1) {
+                    return Some(w);
+                }
+            }
+        }
+    }
+    None
+}
+
+/// May a witness of `q` carry `value` (or nothing) for `key`? Principal keys follow from the
+/// principal (only an outsider's organization keys are free, and never ours); the encryption
+/// headers take accepted values; in public questions a restricting key never carries one of
+/// its fixed values.
+fn may_set(world: &World<'_>, q: &Question, request: &Request, key: &str, value: Option<&str>) -> bool {
+    if PRINCIPAL_KEYS.contains(&key) {
+        let outsider =
+            matches!(&request.principal, Principal::Account { account, .. } if !world.members.contains(account));
+        let org = world.ctx.organization_id.as_deref();
+        return outsider
+            && match (key, value) {
+                (_, None) => true,
+                ("aws:principalorgid", Some(v)) => Some(v) != org,
+                ("aws:principalorgpaths", Some(v)) => org.is_none_or(|o| !v.starts_with(&format!("{o}/"))),
+                _ => false,
+            };
+    }
+    let Some(v) = value else { return true };
+    if !well_typed(world, key, v) {
+        return false;
+    }
+    if is_public(q) {
+        if let Some(fixed) = world.compiled.fixed.get(key) {
+            let ip = crate::values::parse_ip(v);
+            return !fixed.iter().any(|f| match f {
+                crate::compiler::Fixed::Lit { value, ignore_case } => {
+                    if *ignore_case {
+                        value.eq_ignore_ascii_case(v)
+                    } else {
+                        value == v
+                    }
+                }
+                crate::compiler::Fixed::Pattern(p) => p.matches(v, false),
+                crate::compiler::Fixed::Cidr(c) => ip.is_none_or(|ip| c.contains(ip)),
+            });
+        }
+    }
+    true
 }

@@ -373,11 +373,8 @@ pub(crate) fn analyze_policy(
         .map(|q| if opts.presolve && Instant::now() < deadline { crate::presolve::decide(&world, q) } else { None })
         .collect();
     // Terms only for what is left to the solver (a decided question's term is never read).
-    let terms: Vec<Term> = questions
-        .iter()
-        .zip(&decided)
-        .map(|(q, d)| if d.is_some() { FALSE } else { world.question_term(q) })
-        .collect();
+    let terms: Vec<Term> =
+        questions.iter().zip(&decided).map(|(q, d)| if d.is_some() { FALSE } else { world.question_term(q) }).collect();
     let verdicts = solve(&world, &questions, &terms, decided, opts, deadline, &mut stats);
     let mut analysis = assemble(&world, &questions, verdicts, opts.budget);
     analysis.stats = stats;
@@ -472,7 +469,9 @@ pub(crate) fn solve(
     let mut verdicts: Vec<Option<Verdict>> = terms
         .iter()
         .zip(decided)
-        .map(|(t, d)| d.or_else(|| (*t == FALSE).then_some(Verdict { answer: Tri::False, witness: None, reason: None })))
+        .map(|(t, d)| {
+            d.or_else(|| (*t == FALSE).then_some(Verdict { answer: Tri::False, witness: None, reason: None }))
+        })
         .collect();
     stats.decided_before_solver = verdicts.iter().filter(|v| v.is_some()).count() as u32;
     if verdicts.iter().all(Option::is_some) {
