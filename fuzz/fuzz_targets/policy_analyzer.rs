@@ -210,6 +210,9 @@ fuzz_target!(|input: Input| {
     };
     let budget = Duration::from_millis(200);
     let opts = estate_policy::AnalysisOptions { budget, ..Default::default() };
+    if std::env::var_os("ESTATE_FUZZ_PRINT").is_some() {
+        eprintln!("policy: {text}");
+    }
     let start = Instant::now();
     // Malformed combinations (a bad operator for a key, say) are refused by the parser.
     let Ok(analysis) = estate_policy::analyze(&text, "example-bucket", &ctx, &opts) else { return };

@@ -140,6 +140,12 @@ fn main() {
     println!("slowest:");
     let mut seen = std::collections::BTreeSet::new();
     for (d, name) in per_policy.iter().filter(|(_, n)| seen.insert(*n)).take(8) {
-        println!("  {d:>10.3?}  {name}");
+        let asked = cases
+            .iter()
+            .find(|c| c.0 == *name)
+            .and_then(|(_, text, bucket, ctx)| analyze(text, bucket, ctx, &opts).ok())
+            .map(|a| a.stats.solved.join(", "))
+            .unwrap_or_default();
+        println!("  {d:>10.3?}  {name}  (solver: {asked})");
     }
 }

@@ -47,7 +47,7 @@ impl Default for AnalysisOptions {
 }
 
 /// Where an analysis spent its effort (for benchmarks; not part of the verdicts).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AnalysisStats {
     /// Questions asked.
     pub questions: u32,
@@ -55,6 +55,8 @@ pub struct AnalysisStats {
     pub decided_before_solver: u32,
     /// Solver checks made.
     pub solver_calls: u32,
+    /// The questions the solver was asked.
+    pub solved: Vec<String>,
 }
 
 /// S3's limit on the size of a bucket policy: a larger document cannot be a bucket's policy,

@@ -294,6 +294,19 @@ impl Compiler {
                 return Term::Opaque(format!("`{key}` compared both as {:?} and as {primary:?}", base.sort()));
             }
         }
+        // The principal defines these keys' values: ARNs, organization IDs and paths, never
+        // numbers, dates or IP addresses, so such a comparison never holds. An account ID is
+        // a number, but the model keeps it as a string only.
+        if base.sort() != ValueSort::Str && base != BaseOp::Null {
+            match key {
+                "aws:principalarn" | "aws:principalorgid" | "aws:principalorgpaths" => return FALSE,
+                "aws:principalaccount" if base.sort() == ValueSort::Ip => return FALSE,
+                "aws:principalaccount" => {
+                    return Term::Opaque("a numeric comparison of aws:PrincipalAccount".into());
+                }
+                _ => {}
+            }
+        }
         let var = StrVar::Slot(key.to_owned(), slot);
         let int = |n: Option<i64>, cmp: term::Cmp| match n {
             Some(value) => Term::IntCmp { key: key.to_owned(), slot, cmp, value },

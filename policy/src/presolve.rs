@@ -40,7 +40,7 @@ pub(crate) fn decide(world: &World<'_>, q: &Question) -> Option<Verdict> {
             let outsiders = is_about_outsiders(world, q);
             let reach = |st: &Statement| {
                 st.effect == Effect::Allow
-                    && may_reach(st, q)
+                    && may_reach(world, st, q)
                     && (!is_public(q) || reaches_untrusted(st))
                     && (!outsiders || reaches_outsiders(world, st))
             };
@@ -69,11 +69,15 @@ fn question_action(q: &Question, action: usize) -> bool {
     }
 }
 
-/// The universe's actions a statement's Action / NotAction clause matches.
-fn statement_actions(st: &Statement) -> impl Iterator<Item = usize> + '_ {
-    (0..actions::count()).filter(move |&i| {
-        st.action.values.iter().any(|p| wildcard_match(p, actions::name(i), true)) != st.action.negated
-    })
+/// The universe's actions a statement's Action / NotAction clause matches (computed once per
+/// analysis, in `World::new`).
+fn statement_actions<'w>(world: &'w World<'_>, st: &Statement) -> &'w [usize] {
+    world
+        .policy
+        .statements
+        .iter()
+        .position(|s| std::ptr::eq(s, st))
+        .map_or(&[][..], |i| world.statement_actions[i].as_slice())
 }
 
 fn has_wildcard(pattern: &str) -> bool {
@@ -82,8 +86,8 @@ fn has_wildcard(pattern: &str) -> bool {
 
 /// Could this Allow statement's principal and action clauses let in a request of `q`?
 /// Conservative: true whenever unsure.
-fn may_reach(st: &Statement, q: &Question) -> bool {
-    if !statement_actions(st).any(|a| question_action(q, a)) {
+fn may_reach(world: &World<'_>, st: &Statement, q: &Question) -> bool {
+    if !statement_actions(world, st).iter().any(|&a| question_action(q, a)) {
         return false;
     }
     let entries = st.principal.entries.iter().map(entry_form);
@@ -169,8 +173,11 @@ fn covers_everything(world: &World<'_>, st: &Statement, q: &Question) -> bool {
     if !st.principal.entries.iter().any(|e| entry_form(e) == EntryForm::Everyone) {
         return false;
     }
-    let covered: Vec<usize> = statement_actions(st).collect();
-    if !(0..actions::count()).filter(|&a| question_action(q, a)).all(|a| covered.contains(&a)) {
+    let mut covered = vec![false; actions::count()];
+    for &a in statement_actions(world, st) {
+        covered[a] = true;
+    }
+    if !(0..actions::count()).filter(|&a| question_action(q, a)).all(|a| covered[a]) {
         return false;
     }
     let bucket_arn = format!("arn:aws:s3:::{}", world.bucket);
@@ -239,7 +246,7 @@ fn denies_every_unencrypted_put(world: &World<'_>, st: &Statement) -> bool {
         return false;
     }
     let everyone = st.principal.entries.iter().any(|e| entry_form(e) == EntryForm::Everyone);
-    let put = actions::index_of("s3:PutObject").is_some_and(|i| statement_actions(st).any(|a| a == i));
+    let put = actions::index_of("s3:PutObject").is_some_and(|i| statement_actions(world, st).contains(&i));
     let prefix = format!("arn:aws:s3:::{}/", world.bucket);
     let every_object = st.resource.values.iter().any(|p| {
         let t = Template::parse(p, true, false);
@@ -525,7 +532,8 @@ fn guess(world: &World<'_>, q: &Question) -> Option<Witness> {
     let mut tries = 0;
     let check = &check;
     for st in world.policy.statements.iter().filter(|s| s.effect == Effect::Allow) {
-        let acts: Vec<usize> = statement_actions(st).filter(|&a| question_action(q, a)).take(2).collect();
+        let acts: Vec<usize> =
+            statement_actions(world, st).iter().copied().filter(|&a| question_action(q, a)).take(2).collect();
         for principal in candidate_principals(world, q, st) {
             let context = context_for(world, q, st, &principal);
             for &action in &acts {
