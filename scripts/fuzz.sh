@@ -6,6 +6,7 @@
 # (policy/tests/fuzz_regressions.rs).
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET...]
+#   ESTATE_FUZZ_WORKERS=2 scripts/fuzz.sh 1300 policy_analyzer   # one process per core
 #
 # Sanitizers are off (`--sanitizer none`): the code under test is safe Rust (`unsafe_code =
 # "forbid"`), and the throughput is several times higher without AddressSanitizer. Every run
@@ -25,20 +26,37 @@ fi
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/estate-target}/fuzz"
 WORK="${ESTATE_FUZZ_CORPUS:-$HOME/.cache/estate-fuzz}"
 cd "$REPO/fuzz"
+WORKERS="${ESTATE_FUZZ_WORKERS:-1}"
 for target in "${TARGETS[@]}"; do
     mkdir -p "$WORK/$target"
-    log="$(mktemp)"
-    echo "fuzz: $target for ${SECONDS_PER_TARGET}s"
+    echo "fuzz: $target for ${SECONDS_PER_TARGET}s x $WORKERS worker(s)"
+    logs=()
+    pids=()
+    for worker in $(seq 1 "$WORKERS"); do
+        log="$(mktemp)"
+        logs+=("$log")
+        cargo +nightly fuzz run --sanitizer none "$target" "$WORK/$target" "seeds/$target" -- \
+            -max_total_time="$SECONDS_PER_TARGET" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
+            -seed="$worker" >"$log" 2>&1 &
+        pids+=($!)
+    done
     status=0
-    cargo +nightly fuzz run --sanitizer none "$target" "$WORK/$target" "seeds/$target" -- \
-        -max_total_time="$SECONDS_PER_TARGET" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
-        >"$log" 2>&1 || status=$?
-    execs="$(awk '/stat::number_of_executed_units/ { print $NF }' "$log" | tail -1)"
-    echo "fuzz: $target: ${execs:-?} executions in ${SECONDS_PER_TARGET}s, exit $status"
+    for pid in "${pids[@]}"; do
+        wait "$pid" || status=$?
+    done
+    execs=0
+    for log in "${logs[@]}"; do
+        n="$(awk '/stat::number_of_executed_units/ { print $NF }' "$log" | tail -1)"
+        execs=$((execs + ${n:-0}))
+    done
+    echo "fuzz: $target: $execs executions in ${SECONDS_PER_TARGET}s x $WORKERS worker(s), exit $status"
     if [ "$status" != 0 ]; then
-        tail -60 "$log"
-        rm -f "$log"
+        for log in "${logs[@]}"; do
+            grep -E "panicked|^policy:|Running|deadly|ERROR" "$log" | head -20
+            tail -30 "$log"
+        done
+        rm -f "${logs[@]}"
         exit "$status"
     fi
-    rm -f "$log"
+    rm -f "${logs[@]}"
 done

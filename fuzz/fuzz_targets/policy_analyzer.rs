@@ -208,7 +208,7 @@ fuzz_target!(|input: Input| {
         member_accounts: Arc::new(BTreeSet::from(["111111111111".to_owned(), "222222222222".to_owned()])),
         organization_paths: vec!["o-exampleorg1/r-ab12/ou-ab12-11111111/".into()],
     };
-    let budget = Duration::from_millis(200);
+    let budget = Duration::from_millis(100);
     let opts = estate_policy::AnalysisOptions { budget, ..Default::default() };
     if std::env::var_os("ESTATE_FUZZ_PRINT").is_some() {
         eprintln!("policy: {text}");

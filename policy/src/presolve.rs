@@ -359,7 +359,7 @@ fn satisfying_value(base: BaseOp, negated: bool, value: &str) -> Option<String> 
     if negated {
         return None;
     }
-    let shifted = |f: fn(&str) -> Option<i64>, by: i64| f(value).map(|n| (n + by).to_string());
+    let shifted = |f: fn(&str) -> Option<i64>, by: i64| f(value).and_then(|n| n.checked_add(by)).map(|n| n.to_string());
     match base {
         BaseOp::StringEquals | BaseOp::StringEqualsIgnoreCase | BaseOp::Bool | BaseOp::BinaryEquals => {
             (!value.contains("${")).then(|| value.to_owned())

@@ -380,6 +380,11 @@ pub fn parse_date(s: &str) -> Option<i64> {
     if parts.next().is_some() || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
         return None;
     }
+    // Years of four digits (ISO 8601's range, and what IAM reads); beyond, the arithmetic
+    // below would overflow and the date means nothing anyway.
+    if !(0..=9999).contains(&y) {
+        return None;
+    }
     let mut secs = days_from_civil(y, m, d) * 86_400;
     if let Some(time) = time {
         let (clock, offset) = if let Some(c) = time.strip_suffix(['Z', 'z']) {
@@ -388,7 +393,11 @@ pub fn parse_date(s: &str) -> Option<i64> {
             let (c, off) = time.split_at(pos);
             let sign = if off.starts_with('-') { -1 } else { 1 };
             let (oh, om) = off[1..].split_once(':').unwrap_or((&off[1..], "0"));
-            (c, sign * (num(oh)? * 3600 + num(om)? * 60))
+            let (oh, om) = (num(oh)?, num(om)?);
+            if oh > 23 || om > 59 {
+                return None;
+            }
+            (c, sign * (oh * 3600 + om * 60))
         } else {
             (time, 0)
         };
@@ -481,5 +490,9 @@ mod tests {
         assert_eq!(parse_date("2020-01-01T00:00:00.123Z"), Some(1_577_836_800));
         assert_eq!(parse_date("1577836800"), Some(1_577_836_800));
         assert_eq!(parse_date("yesterday"), None);
+        // Found by fuzzing: huge years and offsets overflowed.
+        assert_eq!(parse_date("99999999999999999-01-01"), None);
+        assert_eq!(parse_date("2020-01-01T00:00:00+99999999999999999:00"), None);
+        assert_eq!(parse_date("9999-12-31T23:59:59Z"), Some(253_402_300_799));
     }
 }

@@ -981,6 +981,16 @@ mod tests {
         assert_ne!(a.shared_access, SharedAccess::NotShared);
     }
 
+    /// Z3's memory ceiling is set before any solver runs.
+    #[test]
+    fn the_solver_memory_ceiling_is_set() {
+        let opts = AnalysisOptions { solver_memory_mib: 384, ..AnalysisOptions::default() };
+        crate::analyze(r#"{"Statement":[]}"#, "example-bucket", &ctx(), &opts).unwrap();
+        // Other tests of this process set the default concurrently: either value proves it.
+        let set = z3::get_global_param("memory_max_size");
+        assert!(matches!(set.as_deref(), Some("384" | "512")), "{set:?}");
+    }
+
     #[test]
     fn no_policy_statements() {
         let a = run("");
