@@ -142,15 +142,20 @@ mod tests {
 
     fn assert_send_sync<T: Send + Sync>() {}
 
-    #[test]
-    fn caches_and_evicts() {
-        assert_send_sync::<Analyzer>();
-        let ctx = OrgContext {
+    /// An owner in no organization.
+    fn lone_account() -> OrgContext {
+        OrgContext {
             owner_account: "111111111111".into(),
             organization_id: None,
             member_accounts: Arc::default(),
             organization_paths: vec![],
-        };
+        }
+    }
+
+    #[test]
+    fn caches_and_evicts() {
+        assert_send_sync::<Analyzer>();
+        let ctx = lone_account();
         let a = Analyzer::new(AnalysisOptions::default(), 1);
         let p1 = r#"{"Statement":[]}"#;
         let p2 = r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/*"}]}"#;
@@ -164,12 +169,7 @@ mod tests {
 
     #[test]
     fn a_panic_becomes_an_internal_error() {
-        let ctx = OrgContext {
-            owner_account: "111111111111".into(),
-            organization_id: None,
-            member_accounts: Arc::default(),
-            organization_paths: vec![],
-        };
+        let ctx = lone_account();
         let a = Analyzer::new(AnalysisOptions::default(), 10);
         let out = a.analyze_with("{}", "b", &ctx, || panic!("injected")).unwrap();
         assert!(out.internal_error);

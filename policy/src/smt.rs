@@ -189,6 +189,7 @@ impl<'k> Encoder<'k> {
                 }
                 match (pat.as_literal(), star_chunks(pat)) {
                     (Some(lit), _) if !ignore_case => s.eq(z3_str(&lit)),
+                    (Some(lit), _) => literal_ignoring_case(&s, &lit),
                     _ if positive && !ignore_case => self.glob_by_concat(&s, pat),
                     (_, Some(chunks)) if !ignore_case && chunks.len() <= 3 => glob_by_sequences(&s, &chunks),
                     _ => s.regex_matches(&regex(pat, *ignore_case)),
@@ -326,6 +327,25 @@ fn escape(s: &str) -> String {
 /// A Z3 string constant.
 pub(crate) fn z3_str(s: &str) -> z3::ast::String {
     z3::ast::String::from(escape(s).as_str())
+}
+
+/// `x` equals `lit` ignoring case, character by character (each letter one of its two
+/// cases): Z3 4.8.12's regex engine takes seconds on a long case-insensitive literal, and
+/// does not stop at the time limit while it does.
+fn literal_ignoring_case(x: &z3::ast::String, lit: &str) -> Bool {
+    let chars: Vec<char> = lit.chars().collect();
+    let mut parts = vec![x.length().eq(Int::from_i64(chars.len() as i64))];
+    for (i, c) in chars.iter().enumerate() {
+        let at = x.at(Int::from_i64(i as i64));
+        let lower: Vec<char> = c.to_lowercase().collect();
+        let upper: Vec<char> = c.to_uppercase().collect();
+        parts.push(if lower.len() == 1 && upper.len() == 1 && lower[0] != upper[0] {
+            Bool::or(&[at.eq(z3_str(&lower[0].to_string())), at.eq(z3_str(&upper[0].to_string()))])
+        } else {
+            at.eq(z3_str(&c.to_string()))
+        });
+    }
+    Bool::and(&parts)
 }
 
 /// A regular expression for a literal string.

@@ -396,11 +396,16 @@ pub(crate) fn analyze_policy(
 }
 
 /// Sets Z3's memory ceiling (process-wide: Z3 has one allocator) when it changes. A check
-/// that reaches it ends as `unknown` ("max. memory exceeded"), which is an UNKNOWN verdict.
+/// that goes above it ends as `unknown` ("memout"), which is an UNKNOWN verdict. It is Z3's
+/// high watermark, not `memory_max_size`: in Z3 4.8.12 reaching `memory_max_size` sets a
+/// flag that is never cleared, and every later check of the process fails.
 pub(crate) fn set_memory_limit(mib: u32) {
     static CURRENT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     if CURRENT.swap(mib, std::sync::atomic::Ordering::Relaxed) != mib {
-        z3::set_global_param("memory_max_size", &mib.to_string());
+        z3::set_global_param(
+            "memory_high_watermark",
+            &(u64::from(mib) * 1024 * 1024).min(u64::from(u32::MAX)).to_string(),
+        );
     }
 }
 
@@ -438,6 +443,9 @@ fn set_budget(solver: &Solver, budget: Duration) {
 
 /// The reason of a question the budget did not reach (grouped into one line by `assemble`).
 const NOT_REACHED: &str = "not reached";
+
+/// A thread keeps its solver for the next analysis only when no check took this long.
+const KEEP_SOLVER_BELOW: Duration = Duration::from_millis(50);
 
 /// The least time worth giving a solver check; with less left, the question is UNKNOWN.
 const MIN_CHECK: Duration = Duration::from_millis(1);
@@ -492,6 +500,7 @@ pub(crate) fn solve(
         return verdicts.into_iter().flatten().collect();
     }
     let (mut solver, mut uses) = take_solver(opts.budget);
+    let mut slowest = Duration::ZERO;
     let has_opaque = terms.iter().any(Term::has_opaque);
     for (i, q) in questions.iter().enumerate() {
         if verdicts[i].is_some() {
@@ -515,7 +524,9 @@ pub(crate) fn solve(
         solver.assert(&formula);
         stats.solver_calls += 1;
         stats.solved.push(q.to_string());
+        let checked = Instant::now();
         let res = solver.check();
+        slowest = slowest.max(checked.elapsed());
         let verdict = match res {
             SatResult::Unsat => Verdict { answer: Tri::False, witness: None, reason: None },
             SatResult::Unknown => Verdict {
@@ -549,7 +560,11 @@ pub(crate) fn solve(
         }
         verdicts[i] = Some(verdict);
     }
-    return_solver(solver, uses);
+    // A solver that worked long may hold much of Z3's memory, which counts against the
+    // process-wide ceiling: the next analysis starts afresh instead.
+    if slowest < KEEP_SOLVER_BELOW {
+        return_solver(solver, uses);
+    }
     verdicts
         .into_iter()
         .map(|v| v.unwrap_or(Verdict { answer: Tri::Unknown, witness: None, reason: Some("not asked".into()) }))
@@ -987,7 +1002,9 @@ mod tests {
         let opts = AnalysisOptions { solver_memory_mib: 384, ..AnalysisOptions::default() };
         crate::analyze(r#"{"Statement":[]}"#, "example-bucket", &ctx(), &opts).unwrap();
         // Other tests of this process set the default concurrently: either value proves it.
-        let set = z3::get_global_param("memory_max_size");
+        let set = z3::get_global_param("memory_high_watermark")
+            .and_then(|b| b.parse::<u64>().ok())
+            .map(|b| (b / 1024 / 1024).to_string());
         assert!(matches!(set.as_deref(), Some("384" | "512")), "{set:?}");
     }
 

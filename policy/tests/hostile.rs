@@ -90,3 +90,23 @@ fn one_budget_for_all_questions() {
     assert!(took < Duration::from_millis(if cfg!(debug_assertions) { 3000 } else { 500 }), "{took:?}");
     assert!(a.unknown_reasons.iter().any(|r| r.contains("budget")), "{:?}", a.unknown_reasons);
 }
+
+/// Found by fuzzing: a long `StringEqualsIgnoreCase` literal went to Z3's regex engine, which
+/// ran for seconds past a 100 ms budget (it does not stop at the time limit there), and the
+/// memory it took made later checks fail. Such a literal is now compared character by
+/// character, and the analysis keeps to its budget.
+#[test]
+fn a_long_case_insensitive_literal_keeps_to_the_budget() {
+    let ctx = context::context(&serde_json::Value::Null);
+    let text = r#"{"Statement":[{"Action":["s3:DeleteObject","s3:PutObject"],"Condition":{"StringEqualsIgnoreCase":{"s3:x-amz-server-side-encryption-customer-algorithm":["arn:aws:s3:::arn:aws:s3:::arn:aws:s3:::arn:aws:s3:::arn:aws:s3:::arn:aws:s3:::arn:aws:s3:::arn:aws:s3:::*2222222222222020-01-01T00:00:00Z"]}},"Effect":"Allow","NotPrincipal":{"AWS":["111111111111"],"Federated":"cognito-identity.amazonaws.com","Service":"logging.s3.amazonaws.com"},"NotResource":["arn:aws:s3:::example-bucket/*"]},{"Action":["s3:GetObject","s3:PutObject"],"Condition":{"StringEquals":{"s3:x-amz-server-side-encryption-aws-kms-key-id":[""]},"StringNotEqualsIfExists":{"aws:PrincipalAccount":["true"]}},"Effect":"Deny","NotPrincipal":{"AWS":["*"],"Service":"cloudfront.amazonaws.com"},"Resource":["arn:aws:s3:::example-bucket/*"]}],"Version":"2012-10-17"}"#;
+    let opts = AnalysisOptions { budget: Duration::from_millis(100), ..Default::default() };
+    let start = Instant::now();
+    analyze(text, "example-bucket", &ctx, &opts).unwrap();
+    let took = start.elapsed();
+    assert!(took < Duration::from_millis(if cfg!(debug_assertions) { 1500 } else { 600 }), "{took:?}");
+    // The next analysis in the same process still decides.
+    let plain = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::example-bucket/*"}]}"#;
+    let a = analyze(plain, "example-bucket", &ctx, &AnalysisOptions { presolve: false, ..Default::default() }).unwrap();
+    assert!(a.unknown_reasons.is_empty(), "{:?}", a.unknown_reasons);
+    assert_eq!(a.allows_public_read_access, Tri::True);
+}

@@ -54,8 +54,8 @@ enum Command {
         /// An AWS-compatible endpoint for Organizations, instead of AWS.
         #[arg(long, env = "ESTATE_AWS_ENDPOINT_URL")]
         aws_endpoint_url: Option<String>,
-        /// Threads that analyse bucket policies.
-        #[arg(long, env = "ESTATE_POLICY_WORKERS", default_value_t = 2)]
+        /// Threads that analyse bucket policies; 0 (the default): one per core.
+        #[arg(long, env = "ESTATE_POLICY_WORKERS", default_value_t = 0)]
         policy_workers: usize,
         /// Time budget of one policy's whole analysis, every question included (milliseconds);
         /// what is undecided when it runs out is UNKNOWN, with the reason.
@@ -106,7 +106,10 @@ async fn main() -> anyhow::Result<()> {
                 organizations,
                 organizations_interval: Duration::from_secs(organizations_interval.max(1)),
                 aws_endpoint_url,
-                policy_workers: policy_workers.max(1),
+                policy_workers: match policy_workers {
+                    0 => std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
+                    n => n,
+                },
                 policy_budget: Duration::from_millis(policy_budget_ms.max(1)),
             })
             .await
