@@ -143,6 +143,10 @@ pub struct Witness {
     pub resource: String,
     /// The condition key values the request carries (keys lowercased).
     pub context: BTreeMap<String, Vec<String>>,
+    /// A CloudFront OAI's canonical user ID, when `principal` is its ARN: the identity has
+    /// both, and a policy may name either.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub canonical_user: Option<String>,
 }
 
 const FEDERATED_PROVIDERS: &[&str] =
@@ -153,13 +157,16 @@ pub(crate) const OAI_ARN_PREFIX: &str = "arn:aws:iam::cloudfront:user/CloudFront
 impl Witness {
     /// Builds the witness of `request`.
     pub fn from_request(question: Question, request: &Request) -> Witness {
+        let mut canonical = None;
         let (principal, principal_account) = match &request.principal {
             Principal::Anonymous => ("*".to_owned(), None),
             Principal::Account { account, arn } => (arn.clone(), Some(account.clone())),
             Principal::Service { name } => (name.clone(), None),
             Principal::Federated { provider } => (provider.clone(), None),
+            Principal::CloudFrontOai { arn, canonical_user } if arn.is_empty() => (canonical_user.clone(), None),
             Principal::CloudFrontOai { arn, canonical_user } => {
-                (if arn.is_empty() { canonical_user.clone() } else { arn.clone() }, None)
+                canonical = (!canonical_user.is_empty()).then(|| canonical_user.clone());
+                (arn.clone(), None)
             }
         };
         Witness {
@@ -169,6 +176,7 @@ impl Witness {
             action: request.action.clone(),
             resource: request.resource.clone(),
             context: request.context.clone(),
+            canonical_user: canonical,
         }
     }
 
@@ -180,7 +188,10 @@ impl Witness {
         } else if let Some(account) = &self.principal_account {
             Principal::Account { account: account.clone(), arn: p.to_owned() }
         } else if p.starts_with(OAI_ARN_PREFIX) {
-            Principal::CloudFrontOai { arn: p.to_owned(), canonical_user: String::new() }
+            Principal::CloudFrontOai {
+                arn: p.to_owned(),
+                canonical_user: self.canonical_user.clone().unwrap_or_default(),
+            }
         } else if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
             Principal::CloudFrontOai { arn: String::new(), canonical_user: p.to_owned() }
         } else if FEDERATED_PROVIDERS.contains(&p) || p.contains(":saml-provider/") || p.contains(":oidc-provider/") {

@@ -232,6 +232,12 @@ impl Compiler {
         if ignore_case || body.iter().any(|s| matches!(s, Seg::Star | Seg::Any)) {
             return Term::Opaque("a policy variable combined with wildcards or IgnoreCase".into());
         }
+        // A variable reads its key's string value; a key also compared as a number or an IP
+        // is modelled by that sort instead, so the string would float free of it.
+        let non_string = |k: &String| self.keys.get(k).is_some_and(|s| s.sorts.iter().any(|x| *x != ValueSort::Str));
+        if body.iter().any(|s| matches!(s, Seg::Var(k) if non_string(k))) {
+            return Term::Opaque("a policy variable naming a key compared as a number or an IP address".into());
+        }
         let mut requires = Vec::new();
         let mut parts = Vec::new();
         for seg in body {

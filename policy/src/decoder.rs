@@ -47,7 +47,12 @@ pub(crate) fn decode(model: &Model, enc: &Encoder<'_>, world: &World<'_>) -> Req
                         "{OAI_ARN_PREFIX}{}",
                         string(&StrVar::OaiId).unwrap_or_else(|| fresh(&StrVar::OaiId, &Default::default()))
                     ),
-                    canonical_user: String::new(),
+                    // Both names when the policy uses both: it may allow by either.
+                    canonical_user: if enc.strs.contains_key(&StrVar::Canonical) {
+                        string(&StrVar::Canonical).unwrap_or_default()
+                    } else {
+                        String::new()
+                    },
                 }
             }
         }

@@ -918,6 +918,7 @@ mod tests {
             action: "s3:GetObject".into(),
             resource: "arn:aws:s3:::example-bucket/k".into(),
             context: BTreeMap::new(),
+            canonical_user: None,
         }
     }
 
