@@ -35,25 +35,18 @@ pub(crate) fn decode(model: &Model, enc: &Encoder<'_>, world: &World<'_>) -> Req
             Principal::Service { name: string(&StrVar::Service).unwrap_or_else(|| "example.amazonaws.com".to_owned()) }
         }
         k if k == Kind::Oai as i64 => {
-            // The witness names the OAI the way the policy does.
-            if enc.strs.contains_key(&StrVar::Canonical) && !enc.strs.contains_key(&StrVar::OaiId) {
-                Principal::CloudFrontOai {
-                    arn: String::new(),
-                    canonical_user: string(&StrVar::Canonical).unwrap_or_default(),
-                }
-            } else {
-                Principal::CloudFrontOai {
-                    arn: format!(
-                        "{OAI_ARN_PREFIX}{}",
-                        string(&StrVar::OaiId).unwrap_or_else(|| fresh(&StrVar::OaiId, &Default::default()))
-                    ),
-                    // Both names when the policy uses both: it may allow by either.
-                    canonical_user: if enc.strs.contains_key(&StrVar::Canonical) {
-                        string(&StrVar::Canonical).unwrap_or_default()
-                    } else {
-                        String::new()
-                    },
-                }
+            // An OAI has an ARN and a canonical user ID, and a policy may allow it by either:
+            // the witness names both (the canonical ID only when the policy refers to one).
+            Principal::CloudFrontOai {
+                arn: format!(
+                    "{OAI_ARN_PREFIX}{}",
+                    string(&StrVar::OaiId).unwrap_or_else(|| fresh(&StrVar::OaiId, &Default::default()))
+                ),
+                canonical_user: if enc.strs.contains_key(&StrVar::Canonical) {
+                    string(&StrVar::Canonical).unwrap_or_default()
+                } else {
+                    String::new()
+                },
             }
         }
         k if k == Kind::Federated as i64 => Principal::Federated {
