@@ -22,7 +22,7 @@ use crate::ast::{BaseOp, Condition, Effect, SetQualifier, Statement, ValueSort};
 use crate::compiler::fixed_value;
 use crate::eval::{condition_holds, entry_form, EntryForm, Principal, Request};
 use crate::values::{parse_cidr, parse_date, parse_number, wildcard_match, Seg, Template};
-use crate::verifier::{Verdict, World, SSE_KEY, SSE_VALUES};
+use crate::verifier::{accepted_values, Verdict, World, SSE_KEY};
 
 const PRINCIPAL_KEYS: &[&str] =
     &["aws:principalaccount", "aws:principalarn", "aws:principalorgid", "aws:principalorgpaths"];
@@ -461,18 +461,11 @@ fn typed_default(world: &World<'_>, key: &str) -> String {
 
 /// Whether S3 accepts `value` in encryption header `key` (other keys: any value).
 fn accepted(key: &str, value: &str) -> bool {
-    match key {
-        SSE_KEY => SSE_VALUES.contains(&value),
-        k if k == crate::verifier::SSE_C_KEY => value == "AES256",
-        _ => true,
-    }
+    accepted_values(key).is_none_or(|values| values.contains(&value))
 }
 
 fn accepted_or(key: &str, value: &str) -> String {
-    match key {
-        SSE_KEY | crate::verifier::SSE_C_KEY => "AES256".to_owned(),
-        _ => value.to_owned(),
-    }
+    accepted_values(key).map_or(value, |values| values[0]).to_owned()
 }
 
 /// Candidate resources for `action` under a statement's Resource clause.

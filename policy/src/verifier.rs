@@ -22,6 +22,16 @@ pub(crate) const SSE_VALUES: &[&str] = &["AES256", "aws:kms", "aws:kms:dsse"];
 pub(crate) const SSE_KEY: &str = "s3:x-amz-server-side-encryption";
 pub(crate) const SSE_C_KEY: &str = "s3:x-amz-server-side-encryption-customer-algorithm";
 
+/// The values S3 accepts in an encryption header (`None`: not such a header); any other
+/// value is refused with 400 InvalidArgument before a policy is consulted.
+pub(crate) fn accepted_values(key: &str) -> Option<&'static [&'static str]> {
+    match key {
+        SSE_KEY => Some(SSE_VALUES),
+        SSE_C_KEY => Some(&["AES256"]),
+        _ => None,
+    }
+}
+
 /// The answer to one question.
 #[derive(Debug, Clone)]
 pub(crate) struct Verdict {
@@ -151,11 +161,7 @@ impl<'a> World<'a> {
     /// SSE-C algorithm is not `AES256`, is rejected (400 InvalidArgument) and reaches no
     /// policy decision, so no witness may carry one.
     fn accepted_header(&self, key: &str) -> Option<Term> {
-        let accepted: &[&str] = match key {
-            SSE_KEY => SSE_VALUES,
-            SSE_C_KEY => &["AES256"],
-            _ => return None,
-        };
+        let accepted = accepted_values(key)?;
         let mut parts: Vec<Term> = (0..self.slots(key))
             .map(|i| {
                 implies(
