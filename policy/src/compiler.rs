@@ -84,6 +84,8 @@ pub struct Compiled {
     pub accounts: BTreeSet<String>,
     /// Accounts named in a Principal / NotPrincipal or a principal condition key.
     pub named_accounts: BTreeSet<String>,
+    /// Per statement, the universe's actions its Action / NotAction clause matches.
+    pub statement_actions: Vec<Vec<usize>>,
 }
 
 /// Compiles `policy` for bucket `bucket`; `org_paths` sizes aws:PrincipalOrgPaths.
@@ -94,13 +96,14 @@ pub fn compile(policy: &Policy, bucket: &str, org_paths: usize) -> Compiled {
     let mut allow = Vec::new();
     let mut allow_named = Vec::new();
     let mut deny = Vec::new();
-    for st in &policy.statements {
+    let statement_actions: Vec<Vec<usize>> = policy.statements.iter().map(statement_actions).collect();
+    for (st, acts) in policy.statements.iter().zip(&statement_actions) {
         match st.effect {
             Effect::Allow => {
-                allow.push(c.statement(st, false));
-                allow_named.push(c.statement(st, true));
+                allow.push(c.statement(st, acts, false));
+                allow_named.push(c.statement(st, acts, true));
             }
-            Effect::Deny => deny.push(c.statement(st, false)),
+            Effect::Deny => deny.push(c.statement(st, acts, false)),
         }
     }
     let (accounts, named_accounts) = account_literals(policy);
@@ -112,7 +115,18 @@ pub fn compile(policy: &Policy, bucket: &str, org_paths: usize) -> Compiled {
         keys: c.keys,
         accounts,
         named_accounts,
+        statement_actions,
     }
+}
+
+/// The universe's actions a statement's Action / NotAction clause matches.
+fn statement_actions(st: &Statement) -> Vec<usize> {
+    (0..actions::count())
+        .filter(|&i| {
+            st.action.values.iter().any(|p| crate::values::wildcard_match(p, actions::name(i), true))
+                != st.action.negated
+        })
+        .collect()
 }
 
 struct Compiler {
@@ -167,23 +181,14 @@ impl Compiler {
         }
     }
 
-    fn statement(&self, st: &Statement, named_only: bool) -> Term {
+    fn statement(&self, st: &Statement, acts: &[usize], named_only: bool) -> Term {
         let principal = match (st.principal.negated, named_only) {
             // A NotPrincipal grant names nobody in particular.
             (true, true) => FALSE,
             (true, false) => not(or(st.principal.entries.iter().map(|e| principal_entry(&entry_form(e), false)))),
             (false, _) => or(st.principal.entries.iter().map(|e| principal_entry(&entry_form(e), named_only))),
         };
-        let action = {
-            let matching = (0..actions::count())
-                .filter(|&i| st.action.values.iter().any(|p| crate::values::wildcard_match(p, actions::name(i), true)));
-            if st.action.negated {
-                let m: BTreeSet<usize> = matching.collect();
-                term::action_in((0..actions::count()).filter(|i| !m.contains(i)))
-            } else {
-                term::action_in(matching)
-            }
-        };
+        let action = term::action_in(acts.iter().copied());
         let resource = {
             let any = or(st.resource.values.iter().map(|p| self.resource_pattern(p)));
             if st.resource.negated {

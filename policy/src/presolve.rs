@@ -70,14 +70,14 @@ fn question_action(q: &Question, action: usize) -> bool {
 }
 
 /// The universe's actions a statement's Action / NotAction clause matches (computed once per
-/// analysis, in `World::new`).
+/// analysis, by the compiler).
 fn statement_actions<'w>(world: &'w World<'_>, st: &Statement) -> &'w [usize] {
     world
         .policy
         .statements
         .iter()
         .position(|s| std::ptr::eq(s, st))
-        .map_or(&[][..], |i| world.statement_actions[i].as_slice())
+        .map_or(&[][..], |i| world.compiled.statement_actions[i].as_slice())
 }
 
 fn has_wildcard(pattern: &str) -> bool {

@@ -48,8 +48,6 @@ pub(crate) struct World<'a> {
     /// The organization's accounts, owner included.
     pub members: BTreeSet<String>,
     pub policy: &'a Policy,
-    /// Per statement, the universe's actions its Action / NotAction clause matches.
-    pub statement_actions: Vec<Vec<usize>>,
 }
 
 impl<'a> World<'a> {
@@ -57,19 +55,7 @@ impl<'a> World<'a> {
         let compiled = compile(policy, bucket, ctx.organization_paths.len());
         let mut members = (*ctx.member_accounts).clone();
         members.insert(ctx.owner_account.clone());
-        let statement_actions = policy
-            .statements
-            .iter()
-            .map(|st| {
-                (0..actions::count())
-                    .filter(|&i| {
-                        st.action.values.iter().any(|p| crate::values::wildcard_match(p, actions::name(i), true))
-                            != st.action.negated
-                    })
-                    .collect()
-            })
-            .collect();
-        World { bucket, ctx, compiled, members, policy, statement_actions }
+        World { bucket, ctx, compiled, members, policy }
     }
 
     fn is_member(&self) -> Term {
