@@ -28,6 +28,9 @@ ensure_deb() {
 
 ensure_deb libz3-dev
 ensure_deb pkg-config
+# The TLS tests check the dashboard with curl; the local demo issues certificates with openssl.
+ensure_deb curl
+ensure_deb openssl
 
 # Pick a Python 3 (the machine's pyenv one if on PATH, else Debian's).
 PY="$(command -v python3 || true)"

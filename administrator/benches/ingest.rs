@@ -5,6 +5,10 @@
 //! records (the ceiling) measured in the same run, statistics and filtered-page latencies
 //! with everything stored, and peak memory. `ESTATE_BENCH_STREAMS` and
 //! `ESTATE_BENCH_BUCKETS_PER_STREAM` override the defaults (64 × 15,625 = 1,000,000).
+//!
+//! `-- --tls` instead compares ingest over TLS with plaintext in the same run: fresh
+//! administrators, alternately plaintext and TLS (a throwaway CA, TLS 1.3), each round with
+//! the same streams and buckets, and prints both rates and their ratio.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -18,6 +22,7 @@ use estate_common::pb::{
     self, agent_service_client::AgentServiceClient, inventory_service_client::InventoryServiceClient,
 };
 use tokio_stream::StreamExt;
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 
 /// Messages a synthetic agent keeps unacknowledged.
 const WINDOW: usize = 512;
@@ -113,8 +118,8 @@ fn raw_sled_rate(streams: usize, per_stream: usize) -> f64 {
     (streams * per_stream) as f64 / started.elapsed().as_secs_f64()
 }
 
-async fn run_stream(addr: SocketAddr, stream: usize, per_stream: usize) -> Vec<Duration> {
-    let mut client = AgentServiceClient::connect(format!("http://{addr}")).await.unwrap();
+async fn run_stream(endpoint: Endpoint, stream: usize, per_stream: usize) -> Vec<Duration> {
+    let mut client = AgentServiceClient::new(endpoint.connect().await.unwrap());
     let (tx, rx) = tokio::sync::mpsc::channel::<pb::ReportRequest>(1024);
     let hello = pb::Hello {
         account_id: account(stream),
@@ -191,12 +196,106 @@ fn free_addr() -> SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
 }
 
+/// A throwaway CA and a certificate for 127.0.0.1, written to `dir`.
+fn bench_certificates(dir: &std::path::Path) -> (estate_administrator::tls::TlsFiles, Vec<u8>) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, SanType};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    params.subject_alt_names.push(SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
+    let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+    let files = estate_administrator::tls::TlsFiles {
+        cert: dir.join("admin.pem"),
+        key: dir.join("admin-key.pem"),
+        client_ca: None,
+    };
+    std::fs::write(&files.cert, cert.pem()).unwrap();
+    std::fs::write(&files.key, key.serialize_pem()).unwrap();
+    (files, ca.pem().into_bytes())
+}
+
+/// Starts an administrator (TLS when `tls` is given) on fresh loopback ports and data
+/// directory; returns the endpoint agents and clients use.
+async fn start_admin(
+    data_dir: std::path::PathBuf,
+    tls: Option<&(estate_administrator::tls::TlsFiles, Vec<u8>)>,
+) -> Endpoint {
+    let (grpc, http) = (free_addr(), free_addr());
+    let mut options = estate_administrator::server::ServeOptions::development(grpc, http, data_dir);
+    options.tls = tls.map(|(files, _)| files.clone());
+    tokio::spawn(async move { estate_administrator::server::serve(options).await.unwrap() });
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(grpc).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    match tls {
+        None => Endpoint::from_shared(format!("http://{grpc}")).unwrap(),
+        Some((_, ca)) => Endpoint::from_shared(format!("https://{grpc}"))
+            .unwrap()
+            .tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca)))
+            .unwrap(),
+    }
+}
+
+/// Every stream's buckets, acknowledged; returns the rate and the acknowledgement latencies.
+async fn ingest(endpoint: &Endpoint, streams: usize, per_stream: usize) -> (f64, Duration, Vec<Duration>) {
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..streams).map(|s| tokio::spawn(run_stream(endpoint.clone(), s, per_stream))).collect();
+    let mut latencies = Vec::with_capacity(streams * per_stream);
+    for task in tasks {
+        latencies.extend(task.await.unwrap());
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    ((streams * per_stream) as f64 / elapsed.as_secs_f64(), elapsed, latencies)
+}
+
+/// Plaintext and TLS, alternately, `ROUNDS` times each; fresh administrators every time.
+async fn compare_tls(streams: usize, per_stream: usize) {
+    const ROUNDS: usize = 3;
+    let total = streams * per_stream;
+    println!("estate ingest over TLS vs plaintext: {streams} streams x {per_stream} buckets = {total} per round, {ROUNDS} rounds each, alternating");
+    let dir = tempfile::tempdir().unwrap();
+    let tls = bench_certificates(dir.path());
+    let (mut plain, mut encrypted) = (Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        for with_tls in [false, true] {
+            let data = dir.path().join(format!("data-{round}-{with_tls}"));
+            let endpoint = start_admin(data, with_tls.then_some(&tls)).await;
+            let (rate, _, latencies) = ingest(&endpoint, streams, per_stream).await;
+            println!(
+                "round {round} {:<9} {rate:>10.0} buckets/s, ack p50 {:.1} ms",
+                if with_tls { "TLS" } else { "plaintext" },
+                percentile(&latencies, 0.5).as_secs_f64() * 1e3
+            );
+            if with_tls { &mut encrypted } else { &mut plain }.push(rate);
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (plain, encrypted) = (median(&mut plain), median(&mut encrypted));
+    println!("median plaintext:                    {plain:>12.0} buckets/s");
+    println!("median TLS:                          {encrypted:>12.0} buckets/s");
+    println!("TLS / plaintext:                     {:>12.1} %", 100.0 * encrypted / plain);
+}
+
 #[tokio::main]
 async fn main() {
     let streams = env_usize("ESTATE_BENCH_STREAMS", 64);
     let per_stream = env_usize("ESTATE_BENCH_BUCKETS_PER_STREAM", 15_625);
     if std::env::args().any(|a| a == "--raw-sled-child") {
         println!("{}", raw_sled_rate(streams, per_stream));
+        return;
+    }
+    if std::env::args().any(|a| a == "--tls") {
+        compare_tls(env_usize("ESTATE_BENCH_STREAMS", 16), env_usize("ESTATE_BENCH_BUCKETS_PER_STREAM", 15_625)).await;
         return;
     }
     let total = streams * per_stream;
@@ -214,25 +313,8 @@ async fn main() {
     println!("raw batched sled inserts (ceiling):  {raw:>12.0} buckets/s");
 
     let dir = tempfile::tempdir().unwrap();
-    let (grpc, http) = (free_addr(), free_addr());
-    let options = estate_administrator::server::ServeOptions::development(grpc, http, dir.path().join("data"));
-    tokio::spawn(async move { estate_administrator::server::serve(options).await.unwrap() });
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(grpc).await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..streams).map(|s| tokio::spawn(run_stream(grpc, s, per_stream))).collect();
-    let mut latencies = Vec::with_capacity(total);
-    for task in tasks {
-        latencies.extend(task.await.unwrap());
-    }
-    let elapsed = started.elapsed();
-    latencies.sort();
-    let rate = total as f64 / elapsed.as_secs_f64();
+    let endpoint = start_admin(dir.path().join("data"), None).await;
+    let (rate, elapsed, latencies) = ingest(&endpoint, streams, per_stream).await;
     println!("durable ingest over gRPC:            {rate:>12.0} buckets/s ({:.1} s)", elapsed.as_secs_f64());
     println!("ingest / raw sled:                   {:>12.1} %", 100.0 * rate / raw);
     println!(
@@ -242,7 +324,7 @@ async fn main() {
         latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3
     );
 
-    let mut client = InventoryServiceClient::connect(format!("http://{grpc}")).await.unwrap();
+    let mut client = InventoryServiceClient::new(endpoint.connect().await.unwrap());
     let stats = client.get_bucket_statistics(pb::GetBucketStatisticsRequest::default()).await.unwrap().into_inner();
     assert_eq!(stats.bucket_count as usize, total, "every bucket is counted once");
     let mut times = Vec::new();

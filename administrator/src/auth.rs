@@ -1,11 +1,19 @@
 //! Who is calling: bearer tokens mapped to agents (bound to one account) and clients (with a
 //! role), or the unauthenticated loopback development mode.
+//!
+//! Over mutual TLS a client certificate can name the caller too, in a URI subject alternative
+//! name: `estate:agent:ACCOUNT` for an agent, `estate:client:ROLE` (`read-only` or
+//! `operator`) for a client. When it does, the token must name the same identity; with
+//! `require_certificate_identity` in the config, a token alone is not enough.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use rustls::pki_types::CertificateDer;
 use serde::Deserialize;
-use tonic::{Request, Status};
+use tonic::{Code, Request, Status};
+use x509_parser::extensions::GeneralName;
+use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::config::{digest, TokenDigest};
 
@@ -16,6 +24,81 @@ pub enum Role {
     ReadOnly,
     /// May also ask for refreshes.
     Operator,
+}
+
+impl Role {
+    fn parse(text: &str) -> Option<Self> {
+        match text {
+            "read-only" => Some(Self::ReadOnly),
+            "operator" => Some(Self::Operator),
+            _ => None,
+        }
+    }
+}
+
+/// The identity a client certificate names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertificateClaim {
+    Agent { account_id: String },
+    Client { role: Role },
+}
+
+/// What the administrator reads from a verified client certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerCertificate {
+    /// The subject's distinguished name, for logs.
+    pub subject: String,
+    pub claim: Option<CertificateClaim>,
+}
+
+const CLAIM_PREFIX: &str = "estate:";
+
+impl PeerCertificate {
+    /// Reads the subject and the `estate:` URI names of a DER certificate. More than one
+    /// `estate:` name, or one this administrator cannot read, is an error: a certificate
+    /// must not be read two ways.
+    pub fn parse(der: &[u8]) -> Result<Self, String> {
+        let (_, cert) = X509Certificate::from_der(der).map_err(|e| format!("unreadable client certificate: {e}"))?;
+        let subject = cert.subject().to_string();
+        let mut claims = Vec::new();
+        let san = cert
+            .subject_alternative_name()
+            .map_err(|e| format!("client certificate `{subject}`: unreadable subject alternative names: {e}"))?;
+        for name in san.iter().flat_map(|san| san.value.general_names.iter()) {
+            if let GeneralName::URI(uri) = name {
+                if let Some(rest) = uri.strip_prefix(CLAIM_PREFIX) {
+                    claims.push(parse_claim(rest).ok_or_else(|| {
+                        format!(
+                            "client certificate `{subject}` names `{uri}`, which is neither \
+                             `estate:agent:ACCOUNT` nor `estate:client:read-only|operator`"
+                        )
+                    })?);
+                }
+            }
+        }
+        if claims.len() > 1 {
+            return Err(format!("client certificate `{subject}` names more than one Estate identity"));
+        }
+        Ok(Self { subject, claim: claims.pop() })
+    }
+}
+
+fn parse_claim(rest: &str) -> Option<CertificateClaim> {
+    match rest.split_once(':')? {
+        ("agent", account) if estate_common::model::is_account_id(account) => {
+            Some(CertificateClaim::Agent { account_id: account.to_owned() })
+        }
+        ("client", role) => Role::parse(role).map(|role| CertificateClaim::Client { role }),
+        _ => None,
+    }
+}
+
+/// A certificate's subject for a log line, or why it could not be read.
+pub fn describe_certificate(der: &CertificateDer<'_>) -> String {
+    match X509Certificate::from_der(der) {
+        Ok((_, cert)) => cert.subject().to_string(),
+        Err(_) => "(unreadable certificate)".to_owned(),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,35 +141,101 @@ impl Identity {
     }
 }
 
-/// Resolves the `authorization: Bearer <token>` header of every request.
+/// Resolves the `authorization: Bearer <token>` header of every request, and the client
+/// certificate when mutual TLS verified one.
 #[derive(Debug, Clone)]
 pub struct Authenticator {
     identities: Option<Arc<HashMap<TokenDigest, Identity>>>,
+    require_certificate_identity: bool,
 }
 
 impl Authenticator {
     pub fn with_tokens(identities: HashMap<TokenDigest, Identity>) -> Self {
-        Self { identities: Some(Arc::new(identities)) }
+        Self { identities: Some(Arc::new(identities)), require_certificate_identity: false }
+    }
+
+    /// Also require a client certificate that names the caller (see the module's notes).
+    pub fn requiring_certificate_identity(self, require: bool) -> Self {
+        Self { require_certificate_identity: require, ..self }
     }
 
     pub fn development() -> Self {
-        Self { identities: None }
+        Self { identities: None, require_certificate_identity: false }
     }
 
     pub fn identify<T>(&self, request: &Request<T>) -> Result<Identity, Status> {
+        let authorization = match request.metadata().get("authorization") {
+            None => None,
+            Some(value) => Some(
+                value
+                    .to_str()
+                    .map_err(|_| Status::unauthenticated("`authorization` metadata is not `Bearer <token>`"))?,
+            ),
+        };
+        let certificates = request.peer_certs();
+        self.identify_parts(authorization, certificates.as_ref().and_then(|c| c.first()))
+    }
+
+    /// The caller named by an `authorization` value and the peer's verified certificate.
+    pub fn identify_parts(
+        &self,
+        authorization: Option<&str>,
+        certificate: Option<&CertificateDer<'_>>,
+    ) -> Result<Identity, Status> {
         let Some(identities) = &self.identities else {
             return Ok(Identity::Development);
         };
-        let header = request
-            .metadata()
-            .get("authorization")
-            .ok_or_else(|| Status::unauthenticated("missing `authorization: Bearer <token>` metadata"))?;
+        let peer = match certificate.map(|der| PeerCertificate::parse(der)) {
+            None => None,
+            Some(Ok(peer)) => Some(peer),
+            Some(Err(reason)) => {
+                tracing::warn!(%reason, "refused: client certificate");
+                return Err(Status::unauthenticated(reason));
+            }
+        };
+        let subject = peer.as_ref().map_or("(no client certificate)", |p| p.subject.as_str());
+        let refuse = |code: Code, reason: String| {
+            tracing::warn!(%subject, %reason, "refused");
+            Status::new(code, reason)
+        };
+        // No credentials at all (a browser before its login, a probe) is routine: not a warning.
+        let header = authorization.ok_or_else(|| {
+            tracing::debug!(%subject, "refused: no token");
+            Status::unauthenticated("missing `authorization: Bearer <token>` metadata")
+        })?;
         let token = header
-            .to_str()
-            .ok()
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .ok_or_else(|| Status::unauthenticated("`authorization` metadata is not `Bearer <token>`"))?;
-        identities.get(&digest(token.trim())).cloned().ok_or_else(|| Status::unauthenticated("unknown token"))
+            .strip_prefix("Bearer ")
+            .ok_or_else(|| refuse(Code::Unauthenticated, "`authorization` metadata is not `Bearer <token>`".into()))?;
+        let identity = identities
+            .get(&digest(token.trim()))
+            .cloned()
+            .ok_or_else(|| refuse(Code::Unauthenticated, "unknown token".into()))?;
+        match (peer.as_ref().and_then(|p| p.claim.as_ref()), &identity) {
+            (Some(CertificateClaim::Agent { account_id: named }), Identity::Agent { account_id, .. })
+                if named == account_id => {}
+            (Some(CertificateClaim::Client { role: named }), Identity::Client { role, .. }) if named == role => {}
+            (Some(claim), _) => {
+                return Err(refuse(
+                    Code::PermissionDenied,
+                    format!(
+                        "the client certificate names {} but the token is `{}`'s ({})",
+                        describe_claim(claim),
+                        identity.name(),
+                        describe_identity(&identity)
+                    ),
+                ))
+            }
+            (None, _) if self.require_certificate_identity => {
+                return Err(refuse(
+                    Code::Unauthenticated,
+                    "this administrator requires a client certificate naming the caller \
+                     (`estate:agent:ACCOUNT` or `estate:client:ROLE`) as well as a token"
+                        .into(),
+                ))
+            }
+            (None, _) => {}
+        }
+        Ok(identity)
     }
 
     /// For RPCs that change something (refreshes): the caller must be an operator.
@@ -104,11 +253,122 @@ impl Authenticator {
 
     /// For client RPCs: the caller must be a client (or development mode).
     pub fn reader<T>(&self, request: &Request<T>) -> Result<Identity, Status> {
-        let identity = self.identify(request)?;
+        Self::must_read(self.identify(request)?)
+    }
+
+    /// [`Self::reader`] for the HTTP side.
+    pub fn reader_parts(
+        &self,
+        authorization: Option<&str>,
+        certificate: Option<&CertificateDer<'_>>,
+    ) -> Result<Identity, Status> {
+        Self::must_read(self.identify_parts(authorization, certificate)?)
+    }
+
+    fn must_read(identity: Identity) -> Result<Identity, Status> {
         if identity.may_read() {
             Ok(identity)
         } else {
             Err(Status::permission_denied(format!("`{}` is an agent, not a client", identity.name())))
         }
+    }
+}
+
+fn describe_claim(claim: &CertificateClaim) -> String {
+    match claim {
+        CertificateClaim::Agent { account_id } => format!("the agent of account `{account_id}`"),
+        CertificateClaim::Client { role } => format!("a client with role `{}`", role_name(*role)),
+    }
+}
+
+fn describe_identity(identity: &Identity) -> String {
+    match identity {
+        Identity::Agent { account_id, .. } => format!("the agent of account `{account_id}`"),
+        Identity::Client { role, .. } => format!("a client with role `{}`", role_name(*role)),
+        Identity::Development => "development mode".to_owned(),
+    }
+}
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::ReadOnly => "read-only",
+        Role::Operator => "operator",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{CertificateParams, DnType, KeyPair, SanType};
+
+    fn certificate(common_name: &str, uris: &[&str]) -> CertificateDer<'static> {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, common_name);
+        for uri in uris {
+            params.subject_alt_names.push(SanType::URI((*uri).try_into().unwrap()));
+        }
+        params.self_signed(&KeyPair::generate().unwrap()).unwrap().der().clone()
+    }
+
+    fn authenticator(require: bool) -> Authenticator {
+        let identities = HashMap::from([
+            (digest("agent-a-token"), Identity::Agent { name: "a".into(), account_id: "111111111111".into() }),
+            (digest("ops-token"), Identity::Client { name: "ops".into(), role: Role::Operator }),
+        ]);
+        Authenticator::with_tokens(identities).requiring_certificate_identity(require)
+    }
+
+    #[test]
+    fn certificates_name_agents_and_clients_in_uri_names() {
+        let agent = PeerCertificate::parse(&certificate("agent", &["estate:agent:111111111111"])).unwrap();
+        assert_eq!(agent.claim, Some(CertificateClaim::Agent { account_id: "111111111111".into() }));
+        assert_eq!(agent.subject, "CN=agent");
+        let ops =
+            PeerCertificate::parse(&certificate("ops", &["https://example.com", "estate:client:operator"])).unwrap();
+        assert_eq!(ops.claim, Some(CertificateClaim::Client { role: Role::Operator }));
+        assert_eq!(PeerCertificate::parse(&certificate("plain", &["https://example.com"])).unwrap().claim, None);
+        for bad in [
+            &["estate:agent:12"][..],
+            &["estate:client:root"],
+            &["estate:agent:111111111111", "estate:client:operator"],
+        ] {
+            assert!(PeerCertificate::parse(&certificate("bad", bad)).is_err(), "{bad:?}");
+        }
+        assert!(PeerCertificate::parse(b"not DER").is_err());
+    }
+
+    #[test]
+    fn a_certificate_and_a_token_must_name_the_same_caller() {
+        let auth = authenticator(false);
+        let a = certificate("a", &["estate:agent:111111111111"]);
+        let b = certificate("b", &["estate:agent:222222222222"]);
+        let ops = certificate("ops", &["estate:client:operator"]);
+        let viewer = certificate("viewer", &["estate:client:read-only"]);
+        let plain = certificate("plain", &[]);
+        assert!(auth.identify_parts(Some("Bearer agent-a-token"), Some(&a)).is_ok());
+        assert!(auth.identify_parts(Some("Bearer agent-a-token"), None).is_ok());
+        assert!(auth.identify_parts(Some("Bearer agent-a-token"), Some(&plain)).is_ok());
+        assert!(auth.identify_parts(Some("Bearer ops-token"), Some(&ops)).is_ok());
+        for (token, cert) in [("agent-a-token", &b), ("agent-a-token", &ops), ("ops-token", &a), ("ops-token", &viewer)]
+        {
+            let status = auth.identify_parts(Some(&format!("Bearer {token}")), Some(cert)).unwrap_err();
+            assert_eq!(status.code(), Code::PermissionDenied, "{token}: {status:?}");
+        }
+        let unknown = auth.identify_parts(Some("Bearer nope"), Some(&a)).unwrap_err();
+        assert_eq!(unknown.code(), Code::Unauthenticated);
+        assert_eq!(auth.identify_parts(None, Some(&a)).unwrap_err().code(), Code::Unauthenticated);
+    }
+
+    #[test]
+    fn when_required_a_token_alone_is_not_enough() {
+        let auth = authenticator(true);
+        let a = certificate("a", &["estate:agent:111111111111"]);
+        assert!(auth.identify_parts(Some("Bearer agent-a-token"), Some(&a)).is_ok());
+        for cert in [None, Some(certificate("plain", &[]))] {
+            let status = auth.identify_parts(Some("Bearer agent-a-token"), cert.as_ref()).unwrap_err();
+            assert_eq!(status.code(), Code::Unauthenticated);
+            assert!(status.message().contains("requires a client certificate"), "{status:?}");
+        }
+        assert_eq!(Authenticator::development().identify_parts(None, None).unwrap(), Identity::Development);
     }
 }

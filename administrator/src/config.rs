@@ -23,6 +23,10 @@ pub struct Config {
     pub agents: Vec<AgentConfig>,
     #[serde(default)]
     pub clients: Vec<ClientConfig>,
+    /// Require, besides the token, a client certificate (mutual TLS) that names the same
+    /// agent account or client role. Needs `--client-ca`.
+    #[serde(default)]
+    pub require_certificate_identity: bool,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 use std::sync::Arc;
 
-use axum::extract::{Query as UrlQuery, State};
+use axum::extract::{ConnectInfo, Query as UrlQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -15,6 +15,7 @@ use serde::Deserialize;
 use crate::auth::Authenticator;
 use crate::query::{Criterion, Query};
 use crate::store::Store;
+use crate::tls::Peer;
 use crate::views;
 
 #[derive(Debug, Clone)]
@@ -22,6 +23,8 @@ pub struct HttpState {
     pub store: Arc<Store>,
     pub auth: Authenticator,
     pub configured_members: Arc<BTreeSet<String>>,
+    /// `/metrics` without a token (for scrapers that cannot send one).
+    pub metrics_open: bool,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -40,26 +43,34 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(serde_json::json!({ "message": message.into() }))).into_response()
 }
 
-/// The dashboard's API takes the same client tokens as gRPC.
-fn authorize(state: &HttpState, headers: &HeaderMap) -> Result<(), Box<Response>> {
-    let mut request = tonic::Request::new(());
-    if let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
-        if let Ok(value) = value.parse() {
-            request.metadata_mut().insert("authorization", value);
-        }
-    }
-    state
-        .auth
-        .reader(&request)
-        .map(|_| ())
-        .map_err(|status| Box::new(error(StatusCode::UNAUTHORIZED, status.message())))
+/// The dashboard's API takes the same client tokens (and, over mutual TLS, the same client
+/// certificates) as gRPC.
+fn authorize(state: &HttpState, peer: &Peer, headers: &HeaderMap) -> Result<(), Box<Response>> {
+    let authorization = match headers.get(header::AUTHORIZATION) {
+        None => None,
+        Some(value) => Some(value.to_str().map_err(|_| {
+            Box::new(error(StatusCode::UNAUTHORIZED, "the `Authorization` header is not `Bearer <token>`"))
+        })?),
+    };
+    state.auth.reader_parts(authorization, peer.certificate.as_deref()).map(|_| ()).map_err(|status| {
+        let code = match status.code() {
+            tonic::Code::PermissionDenied => StatusCode::FORBIDDEN,
+            _ => StatusCode::UNAUTHORIZED,
+        };
+        Box::new(error(code, status.message()))
+    })
 }
 
 async fn dashboard() -> Html<&'static str> {
     Html(include_str!("dashboard.html"))
 }
 
-async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
+async fn metrics(State(state): State<HttpState>, ConnectInfo(peer): ConnectInfo<Peer>, headers: HeaderMap) -> Response {
+    if !state.metrics_open {
+        if let Err(response) = authorize(&state, &peer, &headers) {
+            return *response;
+        }
+    }
     let s = state.store.read();
     let stats = s.stats.total();
     let mut out = String::new();
@@ -84,7 +95,7 @@ async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
     );
     gauge("estate_agents_connected", "Agent streams open now.", s.connections.values().sum::<usize>() as i64);
     gauge("estate_members", "Member accounts that have reported.", s.members.len() as i64);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
 
 #[derive(Debug, Deserialize)]
@@ -94,10 +105,11 @@ struct StatisticsParams {
 
 async fn api_statistics(
     State(state): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
     headers: HeaderMap,
     UrlQuery(p): UrlQuery<StatisticsParams>,
 ) -> Response {
-    if let Err(response) = authorize(&state, &headers) {
+    if let Err(response) = authorize(&state, &peer, &headers) {
         return *response;
     }
     match views::statistics(&state.store.read(), p.account_id.as_deref().filter(|a| !a.is_empty())) {
@@ -121,10 +133,11 @@ struct BucketParams {
 
 async fn api_buckets(
     State(state): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
     headers: HeaderMap,
     UrlQuery(p): UrlQuery<BucketParams>,
 ) -> Response {
-    if let Err(response) = authorize(&state, &headers) {
+    if let Err(response) = authorize(&state, &peer, &headers) {
         return *response;
     }
     let mut criteria = BTreeMap::new();
@@ -153,8 +166,12 @@ async fn api_buckets(
     }
 }
 
-async fn api_members(State(state): State<HttpState>, headers: HeaderMap) -> Response {
-    if let Err(response) = authorize(&state, &headers) {
+async fn api_members(
+    State(state): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(response) = authorize(&state, &peer, &headers) {
         return *response;
     }
     let s = state.store.read();
@@ -164,8 +181,12 @@ async fn api_members(State(state): State<HttpState>, headers: HeaderMap) -> Resp
 }
 
 /// The newest findings (at most 200), Macie-shaped.
-async fn api_findings(State(state): State<HttpState>, headers: HeaderMap) -> Response {
-    if let Err(response) = authorize(&state, &headers) {
+async fn api_findings(
+    State(state): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(response) = authorize(&state, &peer, &headers) {
         return *response;
     }
     let s = state.store.read();

@@ -16,4 +16,5 @@ pub mod server;
 pub mod service;
 pub mod stats;
 pub mod store;
+pub mod tls;
 pub mod views;

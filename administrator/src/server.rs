@@ -1,5 +1,6 @@
 //! `estate-admin serve`: opens the store, starts the group committer and serves gRPC (agents,
-//! clients, health, reflection) and HTTP (dashboard, metrics) until SIGINT or SIGTERM.
+//! clients, health, reflection) and HTTP (dashboard, metrics) until SIGINT or SIGTERM, both
+//! over TLS when given a certificate (see `tls.rs`).
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -8,6 +9,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use tokio::net::TcpListener;
+use tokio_stream::StreamExt;
 use tonic::transport::server::TcpIncoming;
 
 use estate_common::pb::{
@@ -24,6 +26,7 @@ use crate::service::agent::{AgentDirectory, AgentServiceImpl};
 use crate::service::findings::FindingsServiceImpl;
 use crate::service::inventory::InventoryServiceImpl;
 use crate::store::Store;
+use crate::tls::{HttpsListener, Peer, Tls, TlsFiles};
 
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
@@ -41,9 +44,14 @@ pub struct ServeOptions {
     /// An AWS-compatible endpoint for Organizations (tests).
     pub aws_endpoint_url: Option<String>,
     pub policy_workers: usize,
-    /// Time budget of one solver call.
     /// The time budget of one policy's whole analysis.
     pub policy_budget: std::time::Duration,
+    /// Serve gRPC and HTTP over TLS with these files.
+    pub tls: Option<TlsFiles>,
+    /// Allow plaintext on a non-loopback address (behind a TLS-terminating proxy or mesh).
+    pub allow_plaintext: bool,
+    /// Serve `/metrics` without a token.
+    pub metrics_open: bool,
 }
 
 impl ServeOptions {
@@ -61,6 +69,9 @@ impl ServeOptions {
             aws_endpoint_url: None,
             policy_workers: 2,
             policy_budget: std::time::Duration::from_secs(2),
+            tls: None,
+            allow_plaintext: false,
+            metrics_open: false,
         }
     }
 }
@@ -88,14 +99,24 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
-/// On SIGHUP, reads the config file again and applies its organization (unless AWS
-/// Organizations is the source). Tokens take effect at the next start.
-async fn reload_on_hangup(path: PathBuf, store: Arc<Store>, organizations_active: bool) {
+/// On SIGHUP, reads the TLS files again (new connections use them; established ones keep
+/// theirs) and the config file, whose organization applies unless AWS Organizations is the
+/// source. Tokens take effect at the next start.
+async fn reload_on_hangup(path: Option<PathBuf>, tls: Option<Arc<Tls>>, store: Arc<Store>, organizations_active: bool) {
     #[cfg(unix)]
     {
         let Ok(mut hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
         while hangup.recv().await.is_some() {
-            match Config::load(&path) {
+            if let Some(tls) = &tls {
+                match tls.reload() {
+                    Ok(()) => tracing::info!("TLS certificate and key reloaded"),
+                    Err(error) => {
+                        tracing::error!(error = %format!("{error:#}"), "TLS files not reloaded; the previous ones stay")
+                    }
+                }
+            }
+            let Some(path) = &path else { continue };
+            match Config::load(path) {
                 Err(error) => tracing::error!(error = %format!("{error:#}"), "config not reloaded"),
                 Ok(_) if organizations_active => {
                     tracing::info!("config reloaded; the organization comes from AWS Organizations")
@@ -113,7 +134,32 @@ async fn reload_on_hangup(path: PathBuf, store: Arc<Store>, organizations_active
         }
     }
     #[cfg(not(unix))]
-    let _ = (path, store, organizations_active);
+    let _ = (path, tls, store, organizations_active);
+}
+
+/// Refuses plaintext on a non-loopback address unless asked for, and says so when asked.
+fn check_transport(options: &ServeOptions) -> anyhow::Result<()> {
+    if options.tls.is_some() {
+        return Ok(());
+    }
+    let exposed: Vec<String> =
+        [options.listen, options.http_listen].iter().filter(|a| !a.ip().is_loopback()).map(|a| a.to_string()).collect();
+    if exposed.is_empty() {
+        return Ok(());
+    }
+    if !options.allow_plaintext {
+        bail!(
+            "refusing to serve plaintext on {}: tokens would cross the network in clear. Give `--tls-cert` and \
+             `--tls-key`, or `--allow-plaintext` when a TLS-terminating proxy or mesh sits in front",
+            exposed.join(" and ")
+        );
+    }
+    tracing::warn!(
+        addresses = %exposed.join(", "),
+        "serving PLAINTEXT on a non-loopback address (--allow-plaintext): tokens and inventory cross the network \
+         in clear unless a proxy or mesh encrypts them"
+    );
+    Ok(())
 }
 
 pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
@@ -121,6 +167,17 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         Some(path) => Some(Config::load(path)?),
         None => None,
     };
+    check_transport(&options)?;
+    let tls = match &options.tls {
+        Some(files) => Some(Arc::new(Tls::load(files.clone())?)),
+        None => None,
+    };
+    let require_certificate_identity = config.as_ref().is_some_and(|c| c.require_certificate_identity);
+    if require_certificate_identity && !tls.as_ref().is_some_and(|t| t.mutual()) {
+        bail!(
+            "the config sets `require_certificate_identity`, which needs `--tls-cert`, `--tls-key` and `--client-ca`"
+        );
+    }
     let auth = match (&config, options.insecure_dev) {
         (_, true) => {
             for addr in [options.listen, options.http_listen] {
@@ -134,7 +191,8 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
             );
             Authenticator::development()
         }
-        (Some(config), false) => Authenticator::with_tokens(config.identities()?),
+        (Some(config), false) => Authenticator::with_tokens(config.identities()?)
+            .requiring_certificate_identity(require_certificate_identity),
         (None, false) => bail!(
             "agents and clients authenticate with tokens from `--config`; give one (or `--insecure-dev` on loopback)"
         ),
@@ -162,8 +220,8 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     } else {
         false
     };
-    if let Some(path) = options.config.clone() {
-        tokio::spawn(reload_on_hangup(path, Arc::clone(&store), organizations_active));
+    if options.config.is_some() || tls.is_some() {
+        tokio::spawn(reload_on_hangup(options.config.clone(), tls.clone(), Arc::clone(&store), organizations_active));
     }
     tracing::info!(buckets = store.read().index.len(), data_dir = %options.data_dir.display(), "store opened");
     let committer = Committer::start(Arc::clone(&store));
@@ -213,24 +271,53 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         TcpListener::bind(options.http_listen).await.with_context(|| format!("binding `{}`", options.http_listen))?;
     let grpc_addr = grpc_listener.local_addr()?;
     let http_addr = http_listener.local_addr()?;
-    tracing::info!(grpc = %grpc_addr, http = %http_addr, "serving");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(grpc = %grpc_addr, http = %http_addr, tls = tls.is_some(), mutual_tls = tls.as_ref().is_some_and(|t| t.mutual()), "serving");
     // One machine-readable line for scripts and tests that start us on port 0.
-    println!("ESTATE_ADMIN_READY grpc={grpc_addr} http={http_addr}");
+    println!("ESTATE_ADMIN_READY grpc={grpc_addr} http={http_addr} scheme={scheme}");
 
-    let http_state =
-        http::HttpState { store: Arc::clone(&store), auth, configured_members: Arc::new(configured_members) };
-    let http_server = axum::serve(http_listener, http::router(http_state)).with_graceful_shutdown(shutdown_signal());
-    let grpc_server = tonic::transport::Server::builder()
+    let http_state = http::HttpState {
+        store: Arc::clone(&store),
+        auth,
+        configured_members: Arc::new(configured_members),
+        metrics_open: options.metrics_open,
+    };
+    let app = http::router(http_state).into_make_service_with_connect_info::<Peer>();
+    let http_server = async {
+        match &tls {
+            Some(tls) => {
+                axum::serve(HttpsListener::new(tls, http_listener)?, app)
+                    .with_graceful_shutdown(shutdown_signal())
+                    .await
+            }
+            None => axum::serve(http_listener, app).with_graceful_shutdown(shutdown_signal()).await,
+        }
+    };
+    let router = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection)
         .add_service(AgentServiceServer::new(agent_service))
         .add_service(InventoryServiceServer::new(inventory_service))
-        .add_service(FindingsServiceServer::new(findings_service))
-        .serve_with_incoming_shutdown(
-            // Without TCP_NODELAY, multi-segment responses wait for delayed ACKs (~40 ms).
-            TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
-            shutdown_signal(),
-        );
+        .add_service(FindingsServiceServer::new(findings_service));
+    let grpc_server = async {
+        match &tls {
+            Some(tls) => {
+                let incoming = tls.incoming(grpc_listener, crate::tls::Listener::Grpc);
+                let incoming = tokio_stream::wrappers::ReceiverStream::new(incoming)
+                    .map(|(stream, _)| Ok::<_, std::io::Error>(stream));
+                router.serve_with_incoming_shutdown(incoming, shutdown_signal()).await
+            }
+            None => {
+                router
+                    .serve_with_incoming_shutdown(
+                        // Without TCP_NODELAY, multi-segment responses wait for delayed ACKs (~40 ms).
+                        TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
+                        shutdown_signal(),
+                    )
+                    .await
+            }
+        }
+    };
     let (grpc, http) = tokio::join!(grpc_server, http_server);
     grpc.context("gRPC server")?;
     http.context("HTTP server")?;

@@ -6,6 +6,7 @@ pub mod findings;
 pub mod macie;
 pub mod model;
 pub mod objects;
+pub mod transport;
 
 pub mod pb {
     //! Code generated from `proto/estate/v1/*.proto`.

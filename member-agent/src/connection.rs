@@ -9,7 +9,6 @@ use rand::Rng;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::MetadataValue;
-use tonic::transport::Endpoint;
 
 use estate_common::pb::{
     agent_service_client::AgentServiceClient, report_request::Body, report_response, Hello, RefreshRequest,
@@ -21,6 +20,8 @@ use crate::outbox::Outbox;
 #[derive(Debug, Clone)]
 pub struct ConnectionOptions {
     pub admin_url: String,
+    /// Read again at every connection, so rotated client certificates take effect.
+    pub tls: estate_common::transport::ClientTls,
     pub token: Option<String>,
     pub hello: Hello,
 }
@@ -34,7 +35,9 @@ pub async fn run(options: ConnectionOptions, outbox: Arc<Outbox>, refresh_reques
                 tracing::warn!("the administrator closed the stream; reconnecting");
                 backoff = Duration::from_millis(250);
             }
-            Err(error) => tracing::warn!(%error, retry_in = ?backoff, "stream to the administrator failed"),
+            Err(error) => {
+                tracing::warn!(error = %format!("{error:#}"), retry_in = ?backoff, "stream to the administrator failed")
+            }
         }
         let jitter = rand::thread_rng().gen_range(0.5..1.5);
         tokio::time::sleep(backoff.mul_f64(jitter)).await;
@@ -47,8 +50,7 @@ async fn session(
     outbox: &Arc<Outbox>,
     refresh_requests: &mpsc::Sender<RefreshRequest>,
 ) -> anyhow::Result<()> {
-    let channel = Endpoint::from_shared(options.admin_url.clone())?
-        .connect_timeout(Duration::from_secs(10))
+    let channel = estate_common::transport::endpoint(&options.admin_url, &options.tls)?
         .http2_keep_alive_interval(Duration::from_secs(30))
         .keep_alive_while_idle(true)
         .connect()

@@ -27,6 +27,8 @@ use crate::refresh::Refresher;
 pub struct AgentOptions {
     pub admin_url: String,
     pub token: Option<String>,
+    /// TLS material for an `https://` administrator.
+    pub tls: estate_common::transport::ClientTls,
     pub regions: Vec<String>,
     pub endpoint_url: Option<String>,
     pub concurrency: usize,
@@ -63,6 +65,14 @@ pub async fn run(options: AgentOptions) -> anyhow::Result<()> {
     if options.token.is_none() {
         tracing::warn!("no `--token`: only an administrator in `--insecure-dev` mode will accept this agent");
     }
+    // Checks the URL and reads the TLS files now, so a mistake stops the agent at start.
+    estate_common::transport::endpoint(&options.admin_url, &options.tls)?;
+    if options.token.is_some() && estate_common::transport::is_remote_plaintext(&options.admin_url) {
+        tracing::warn!(
+            admin = %options.admin_url,
+            "the token goes to a remote administrator in PLAINTEXT; use an `https://` URL"
+        );
+    }
     let home = options.regions[0].clone();
     let clients = Arc::new(Clients::new(&home, options.endpoint_url.clone(), options.max_attempts).await);
     let identity = clients.sts.get_caller_identity().send().await.map_err(classify).context("STS GetCallerIdentity")?;
@@ -87,7 +97,12 @@ pub async fn run(options: AgentOptions) -> anyhow::Result<()> {
         agent_version: estate_common::VERSION.to_owned(),
     };
     tokio::spawn(connection::run(
-        ConnectionOptions { admin_url: options.admin_url.clone(), token: options.token.clone(), hello },
+        ConnectionOptions {
+            admin_url: options.admin_url.clone(),
+            tls: options.tls.clone(),
+            token: options.token.clone(),
+            hello,
+        },
         Arc::clone(&outbox),
         refresh_tx,
     ));

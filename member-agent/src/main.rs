@@ -27,6 +27,15 @@ enum Command {
         /// This agent's token (from the administrator's config).
         #[arg(long, env = "ESTATE_TOKEN", hide_env_values = true)]
         token: Option<String>,
+        /// Trust anchors (PEM) for the administrator's certificate; the system's roots without.
+        #[arg(long, env = "ESTATE_CA")]
+        ca: Option<std::path::PathBuf>,
+        /// Client certificate (PEM) for mutual TLS; read again at every reconnection.
+        #[arg(long, env = "ESTATE_CERT", requires = "key")]
+        cert: Option<std::path::PathBuf>,
+        /// The client certificate's private key (PEM).
+        #[arg(long, env = "ESTATE_KEY", requires = "cert")]
+        key: Option<std::path::PathBuf>,
         /// Regions to inventory, comma-separated; the first is where global calls go.
         #[arg(long, env = "ESTATE_REGIONS", value_delimiter = ',', required = true)]
         regions: Vec<String>,
@@ -81,6 +90,9 @@ async fn main() -> anyhow::Result<()> {
         Command::Run {
             admin,
             token,
+            ca,
+            cert,
+            key,
             regions,
             endpoint_url,
             concurrency,
@@ -95,6 +107,7 @@ async fn main() -> anyhow::Result<()> {
             run(AgentOptions {
                 admin_url: admin,
                 token,
+                tls: estate_common::transport::ClientTls { ca, cert, key },
                 regions,
                 endpoint_url,
                 concurrency: concurrency.max(1),

@@ -19,6 +19,8 @@ use aws_sdk_s3::config::Credentials;
 pub use aws_sdk_s3;
 pub use aws_sdk_s3control;
 
+pub mod pki;
+
 /// The repository root.
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
@@ -306,11 +308,13 @@ impl Admin {
             None => command.arg("--insecure-dev"),
         };
         let mut child = command.spawn().context("starting estate-admin")?;
-        wait_for_line(&mut child, "ESTATE_ADMIN_READY", "estate-admin", Duration::from_secs(60))?;
+        let ready = wait_for_line(&mut child, "ESTATE_ADMIN_READY", "estate-admin", Duration::from_secs(60))
+            .with_context(|| format!("log: {}", std::fs::read_to_string(&log).unwrap_or_default()))?;
+        let scheme = if ready.ends_with("scheme=https") { "https" } else { "http" };
         Ok(Self {
             process: Process { child, name: "estate-admin".into(), log },
-            grpc: format!("http://127.0.0.1:{grpc_port}"),
-            http: format!("http://127.0.0.1:{http_port}"),
+            grpc: format!("{scheme}://127.0.0.1:{grpc_port}"),
+            http: format!("{scheme}://127.0.0.1:{http_port}"),
             data_dir: data_dir.to_owned(),
             config: config.map(Path::to_owned),
             extra,
@@ -381,7 +385,9 @@ impl Agent {
         regions: &[&str],
         extra: &[&str],
     ) -> anyhow::Result<Self> {
-        let log = admin.data_dir.with_extension(format!("agent-{}.log", credentials.access_key_id()));
+        static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let log = admin.data_dir.with_extension(format!("agent-{}-{n}.log", credentials.access_key_id()));
         let mut command = Command::new(binary("estate-agent"));
         command
             .arg("run")

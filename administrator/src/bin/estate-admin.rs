@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use estate_administrator::server::{serve, ServeOptions};
+use estate_administrator::tls::TlsFiles;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -61,6 +62,23 @@ enum Command {
         /// what is undecided when it runs out is UNKNOWN, with the reason.
         #[arg(long, alias = "policy-timeout-ms", env = "ESTATE_POLICY_BUDGET_MS", default_value_t = 2000)]
         policy_budget_ms: u64,
+        /// Serve gRPC and HTTPS with this certificate chain (PEM, leaf first). SIGHUP reloads it.
+        #[arg(long, env = "ESTATE_TLS_CERT", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The certificate's private key (PEM).
+        #[arg(long, env = "ESTATE_TLS_KEY", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Require gRPC callers to present a client certificate signed by this CA (PEM):
+        /// mutual TLS. HTTPS then checks a certificate when one is offered.
+        #[arg(long, env = "ESTATE_CLIENT_CA", requires = "tls_cert")]
+        client_ca: Option<PathBuf>,
+        /// Serve plaintext on a non-loopback address (only behind a TLS-terminating proxy or
+        /// mesh); without TLS, that is refused otherwise.
+        #[arg(long, env = "ESTATE_ALLOW_PLAINTEXT")]
+        allow_plaintext: bool,
+        /// Serve `/metrics` without a token, for scrapers that cannot send one.
+        #[arg(long, env = "ESTATE_METRICS_OPEN")]
+        metrics_open: bool,
     },
 }
 
@@ -95,6 +113,11 @@ async fn main() -> anyhow::Result<()> {
             aws_endpoint_url,
             policy_workers,
             policy_budget_ms,
+            tls_cert,
+            tls_key,
+            client_ca,
+            allow_plaintext,
+            metrics_open,
         } => {
             serve(ServeOptions {
                 listen,
@@ -111,6 +134,12 @@ async fn main() -> anyhow::Result<()> {
                     n => n,
                 },
                 policy_budget: Duration::from_millis(policy_budget_ms.max(1)),
+                tls: match (tls_cert, tls_key) {
+                    (Some(cert), Some(key)) => Some(TlsFiles { cert, key, client_ca }),
+                    _ => None,
+                },
+                allow_plaintext,
+                metrics_open,
             })
             .await
         }

@@ -11,6 +11,7 @@ use tonic::transport::Channel;
 
 use estate_common::macie::{BucketMetadata, BucketStatistics, Member};
 use estate_common::pb::{self, inventory_service_client::InventoryServiceClient};
+use estate_common::transport::{self, ClientTls};
 
 #[derive(Debug, Parser)]
 #[command(name = "estatectl", version, about = "Query Estate's administrator: inventory, statistics, members")]
@@ -21,6 +22,15 @@ struct Cli {
     /// A client token from the administrator's config.
     #[arg(long, env = "ESTATE_TOKEN", hide_env_values = true, global = true)]
     token: Option<String>,
+    /// Trust anchors (PEM) for the administrator's certificate; the system's roots without.
+    #[arg(long, env = "ESTATE_CA", global = true)]
+    ca: Option<std::path::PathBuf>,
+    /// Client certificate (PEM) for mutual TLS.
+    #[arg(long, env = "ESTATE_CERT", requires = "key", global = true)]
+    cert: Option<std::path::PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, env = "ESTATE_KEY", requires = "cert", global = true)]
+    key: Option<std::path::PathBuf>,
     /// Output format. JSON uses Amazon Macie's field names and enum strings.
     #[arg(long, short, env = "ESTATE_OUTPUT", value_enum, default_value_t = Output::Table, global = true)]
     output: Output,
@@ -267,12 +277,14 @@ struct Client {
 }
 
 impl Client {
-    async fn connect(endpoint: &str, token: Option<&str>) -> anyhow::Result<Self> {
-        let channel = Channel::from_shared(endpoint.to_owned())
-            .with_context(|| format!("`{endpoint}` is not a URL"))?
-            .connect()
-            .await
-            .with_context(|| format!("cannot reach the administrator at `{endpoint}`"))?;
+    async fn connect(endpoint: &str, tls: &ClientTls, token: Option<&str>) -> anyhow::Result<Self> {
+        let channel = transport::endpoint(endpoint, tls)?.connect().await.with_context(|| {
+            if endpoint.starts_with("https://") {
+                format!("cannot reach the administrator at `{endpoint}` over TLS (is it serving plaintext, or is the CA wrong?)")
+            } else {
+                format!("cannot reach the administrator at `{endpoint}`")
+            }
+        })?;
         let token = token.map(|t| format!("Bearer {t}").parse()).transpose().context("the token is not valid ASCII")?;
         Ok(Self {
             inner: InventoryServiceClient::new(channel.clone()).max_decoding_message_size(64 * 1024 * 1024),
@@ -291,8 +303,16 @@ impl Client {
     }
 }
 
+/// The status, and for transport failures (a refused TLS handshake, a reset) their causes,
+/// which `message` alone does not name.
 fn status_error(status: tonic::Status) -> anyhow::Error {
-    anyhow::anyhow!("{:?}: {}", status.code(), status.message())
+    let mut text = format!("{:?}: {}", status.code(), status.message());
+    let mut source = std::error::Error::source(&status);
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    anyhow::anyhow!(text)
 }
 
 fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
@@ -461,7 +481,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Policy { command } = cli.command {
         return analyze_policy(cli.output, command);
     }
-    let mut client = Client::connect(&cli.endpoint, cli.token.as_deref()).await?;
+    let tls = ClientTls { ca: cli.ca.clone(), cert: cli.cert.clone(), key: cli.key.clone() };
+    let mut client = Client::connect(&cli.endpoint, &tls, cli.token.as_deref()).await?;
     match cli.command {
         Command::Policy { .. } => unreachable!("handled above, without a connection"),
         Command::Stats { account_id } => {
@@ -784,6 +805,8 @@ fn flatten(prefix: &str, value: &serde_json::Value, rows: &mut Vec<Vec<String>>)
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    let over_tls = cli.endpoint.starts_with("https://");
+    let with_certificate = cli.cert.is_some();
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         // A closed pipe (`estatectl buckets | head`) is not an error of ours.
@@ -796,6 +819,18 @@ async fn main() -> ExitCode {
         }
         Err(error) => {
             eprintln!("estatectl: {error:#}");
+            // Over TLS 1.3 the server judges the client's certificate after the client has
+            // finished its handshake, so a refusal arrives as a closed connection.
+            if over_tls && format!("{error:#}").contains("transport error") {
+                eprintln!(
+                    "estatectl: the administrator closed the TLS connection; {}",
+                    if with_certificate {
+                        "check that it trusts the CA of `--cert` and that the certificate has not expired"
+                    } else {
+                        "it may require a client certificate (`--cert` and `--key`)"
+                    }
+                );
+            }
             ExitCode::FAILURE
         }
     }

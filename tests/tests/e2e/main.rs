@@ -21,6 +21,7 @@ mod hostile;
 mod objects;
 mod policies;
 mod scale;
+mod tls;
 use serde_json::{json, Value};
 
 const A: &str = "111111111111";
