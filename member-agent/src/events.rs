@@ -164,6 +164,10 @@ struct Seen {
 impl Seen {
     const CAPACITY: usize = 100_000;
 
+    fn contains(&self, id: &str) -> bool {
+        self.set.contains(id)
+    }
+
     /// True when the ID is new.
     fn insert(&mut self, id: &str) -> bool {
         if !self.set.insert(id.to_owned()) {
@@ -245,11 +249,21 @@ async fn handle(
         Event::Ignored(_) => None,
     };
     if let Some(event_id) = &event_id {
-        if !seen.insert(event_id) {
+        if seen.contains(event_id) {
             tracing::info!(message = id, event = %event_id, "duplicate event dropped");
             return true;
         }
     }
+    // An event counts as seen only once handled: when its re-read fails, the redelivered
+    // message is tried again rather than dropped as a duplicate.
+    let handled = handle_event(event, clients, refresher, outbox, id).await;
+    if let (true, Some(event_id)) = (handled, &event_id) {
+        seen.insert(event_id);
+    }
+    handled
+}
+
+async fn handle_event(event: Event, clients: &Clients, refresher: &Refresher, outbox: &Outbox, id: &str) -> bool {
     match event {
         Event::Ignored(reason) => {
             tracing::info!(message = id, %reason, "event ignored");

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures::stream::{self, StreamExt};
 
@@ -16,9 +15,7 @@ use crate::collect::{account_block_public_access, collect_bucket, Collected};
 use crate::objects::{count_objects, CountError, CountOptions};
 use crate::outbox::Outbox;
 
-pub fn now_ms() -> UnixMillis {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
+pub use estate_common::model::now_ms;
 
 #[derive(Debug, Clone)]
 pub struct Listed {
@@ -97,7 +94,9 @@ pub async fn list_buckets(clients: &Clients, home_region: &str, concurrency: usi
             }
             Err(CallError::NoSuchBucket) => {}
             Err(error) => {
-                tracing::warn!(bucket = %name, %error, "cannot locate bucket; skipped until the next refresh")
+                // Its stored facts stay: no scope completes this time, so nothing is deleted.
+                tracing::warn!(bucket = %name, %error, "cannot locate the bucket; no scope completes this refresh");
+                listing.unlocated.push(name);
             }
         }
     }
