@@ -7,6 +7,12 @@ use estate_common::macie::{BucketStatistics, EffectivePermission, SharedAccess, 
 
 use crate::judge::{EncryptionClass, Judgement};
 
+/// `total += sign * part`, saturating: counters are validated at the edge, and sums over
+/// millions of buckets must not wrap (release) or panic (debug) even so.
+fn add(total: &mut i64, sign: i64, part: i64) {
+    *total = total.saturating_add(sign.saturating_mul(part));
+}
+
 /// Adds (`sign` = 1) or removes (`sign` = -1) one bucket's contribution.
 pub fn apply(stats: &mut BucketStatistics, judgement: &Judgement, sign: i64) {
     stats.bucket_count += sign;
@@ -37,18 +43,18 @@ pub fn apply(stats: &mut BucketStatistics, judgement: &Judgement, sign: i64) {
     }
     // Error buckets and buckets not yet counted add nothing to the storage and object totals.
     if let Some(o) = &judgement.objects {
-        stats.object_count += sign * o.object_count;
-        stats.size_in_bytes += sign * o.size_in_bytes;
-        stats.size_in_bytes_compressed += sign * o.size_in_bytes_compressed;
-        stats.classifiable_object_count += sign * o.classifiable_object_count;
-        stats.classifiable_size_in_bytes += sign * o.classifiable_size_in_bytes;
+        add(&mut stats.object_count, sign, o.object_count);
+        add(&mut stats.size_in_bytes, sign, o.size_in_bytes);
+        add(&mut stats.size_in_bytes_compressed, sign, o.size_in_bytes_compressed);
+        add(&mut stats.classifiable_object_count, sign, o.classifiable_object_count);
+        add(&mut stats.classifiable_size_in_bytes, sign, o.classifiable_size_in_bytes);
         for (total, part) in [
             (&mut stats.unclassifiable_object_count, o.unclassifiable_object_count),
             (&mut stats.unclassifiable_object_size_in_bytes, o.unclassifiable_object_size_in_bytes),
         ] {
-            total.file_type += sign * part.file_type;
-            total.storage_class += sign * part.storage_class;
-            total.total += sign * part.total;
+            add(&mut total.file_type, sign, part.file_type);
+            add(&mut total.storage_class, sign, part.storage_class);
+            add(&mut total.total, sign, part.total);
         }
     }
     let by_sharing = &mut stats.bucket_count_by_shared_access_type;
@@ -109,5 +115,14 @@ mod tests {
         stats.remove("b", &Judgement::unknown());
         assert_eq!(stats.total(), BucketStatistics::default());
         assert_eq!(stats.account("a"), BucketStatistics::default());
+    }
+
+    #[test]
+    fn sums_saturate_instead_of_wrapping() {
+        let mut total = i64::MAX - 1;
+        add(&mut total, 1, 10);
+        assert_eq!(total, i64::MAX);
+        add(&mut total, -1, i64::MAX);
+        assert_eq!(total, 0);
     }
 }

@@ -20,6 +20,21 @@ fn invalid(field: &'static str, reason: impl Into<String>) -> ConvertError {
     ConvertError::Invalid { field, reason: reason.into() }
 }
 
+/// The largest count or size one bucket may report: 2^60 (an exbibyte of bytes, or more
+/// objects than S3 has ever held in one bucket). Sums over many buckets saturate.
+pub const MAX_COUNTER: i64 = 1 << 60;
+
+/// A counter an agent reports: never negative, never past `MAX_COUNTER`.
+fn check_counter(field: &'static str, value: i64) -> Result<(), ConvertError> {
+    if value < 0 {
+        Err(invalid(field, format!("{value} is negative")))
+    } else if value > MAX_COUNTER {
+        Err(invalid(field, format!("{value} is larger than {MAX_COUNTER}")))
+    } else {
+        Ok(())
+    }
+}
+
 fn non_empty(value: &str, field: &'static str) -> Result<(), ConvertError> {
     if value.is_empty() {
         Err(ConvertError::Missing(field))
@@ -302,8 +317,40 @@ impl TryFrom<pb::ObjectStats> for ObjectStats {
             Ok(pb::ObjectStatsSource::ManualRefresh) => ObjectStatsSource::ManualRefresh,
             _ => return Err(invalid("objects.source", format!("{}", o.source))),
         };
-        if o.object_count < 0 || o.size_in_bytes < 0 {
-            return Err(invalid("objects", "counts and sizes cannot be negative"));
+        let mut counters = vec![
+            ("objects.object_count", o.object_count),
+            ("objects.size_in_bytes", o.size_in_bytes),
+            ("objects.size_in_bytes_compressed", o.size_in_bytes_compressed),
+            ("objects.classifiable_object_count", o.classifiable_object_count),
+            ("objects.classifiable_size_in_bytes", o.classifiable_size_in_bytes),
+            ("objects.multipart_parts", o.multipart_parts),
+        ];
+        for (field, part) in [
+            ("objects.unclassifiable_object_count", &o.unclassifiable_object_count),
+            ("objects.unclassifiable_object_size_in_bytes", &o.unclassifiable_object_size_in_bytes),
+        ] {
+            if let Some(part) = part {
+                counters.extend([(field, part.file_type), (field, part.storage_class), (field, part.total)]);
+            }
+        }
+        if let Some(e) = &o.object_count_by_encryption_type {
+            let field = "objects.object_count_by_encryption_type";
+            counters.extend([
+                (field, e.customer_managed),
+                (field, e.kms_managed),
+                (field, e.s3_managed),
+                (field, e.unencrypted),
+                (field, e.unknown),
+            ]);
+        }
+        for usage in &o.by_storage_class {
+            counters.extend([
+                ("objects.by_storage_class.object_count", usage.object_count),
+                ("objects.by_storage_class.size_in_bytes", usage.size_in_bytes),
+            ]);
+        }
+        for (field, value) in counters {
+            check_counter(field, value)?;
         }
         Ok(ObjectStats {
             object_count: o.object_count,
@@ -1010,5 +1057,31 @@ mod findings {
                 sequence: f.sequence,
             })
         }
+    }
+
+    #[test]
+    fn agent_counters_are_checked_at_the_edge_and_name_their_field() {
+        let good =
+            pb::ObjectStats { object_count: 3, source: pb::ObjectStatsSource::Full.into(), ..Default::default() };
+        use crate::objects::ObjectStats;
+        assert!(ObjectStats::try_from(good.clone()).is_ok());
+        let negative = pb::ObjectStats { size_in_bytes_compressed: -1, ..good.clone() };
+        let error = ObjectStats::try_from(negative).unwrap_err().to_string();
+        assert!(error.contains("objects.size_in_bytes_compressed") && error.contains("negative"), "{error}");
+        let huge = pb::ObjectStats {
+            by_storage_class: vec![pb::StorageClassUsage {
+                storage_class: "STANDARD".into(),
+                object_count: 1,
+                size_in_bytes: i64::MAX,
+            }],
+            ..good.clone()
+        };
+        let error = ObjectStats::try_from(huge).unwrap_err().to_string();
+        assert!(error.contains("objects.by_storage_class.size_in_bytes"), "{error}");
+        let nested = pb::ObjectStats {
+            unclassifiable_object_count: Some(pb::ObjectLevelStatistics { file_type: -5, storage_class: 0, total: 0 }),
+            ..good
+        };
+        assert!(ObjectStats::try_from(nested).unwrap_err().to_string().contains("unclassifiable_object_count"));
     }
 }

@@ -8,6 +8,11 @@ use serde::{Deserialize, Serialize};
 /// Milliseconds since the Unix epoch, UTC.
 pub type UnixMillis = i64;
 
+/// The wall clock in milliseconds since the Unix epoch (0 before it).
+pub fn now_ms() -> UnixMillis {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
 /// One bucket: account, Region and name. Bucket names are globally unique in a partition,
 /// but the key carries the scope so that per-scope ranges are contiguous in the store.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
