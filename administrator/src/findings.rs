@@ -153,6 +153,9 @@ pub struct Findings {
     /// The open (not archived) finding of each bucket and type.
     open: HashMap<(Vec<u8>, FindingType), String>,
     pub sequence: u64,
+    /// The highest sequence that is on disk and announced: a watcher replays up to it and
+    /// takes the rest from the feed.
+    pub durable_sequence: u64,
     pub feed: broadcast::Sender<Finding>,
     /// Changed since the last flush: to write, then to announce.
     pub changed: Vec<Finding>,
@@ -164,6 +167,7 @@ impl Default for Findings {
             by_id: BTreeMap::new(),
             open: HashMap::new(),
             sequence: 0,
+            durable_sequence: 0,
             feed: broadcast::channel(4096).0,
             changed: Vec::new(),
         }
@@ -174,6 +178,7 @@ impl Findings {
     /// Rebuilds from stored findings.
     pub fn load(&mut self, finding: Finding) {
         self.sequence = self.sequence.max(finding.sequence);
+        self.durable_sequence = self.sequence;
         if !finding.archived {
             let key = BucketKey::new(&finding.account_id, &finding.region, &finding.bucket_name).encode();
             self.open.insert((key, finding.kind), finding.id.clone());

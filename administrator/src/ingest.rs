@@ -1,10 +1,12 @@
-//! Group commit: every agent stream submits its operations to one committer task, which
-//! applies whatever has queued up as one batch, flushes sled once, and then acknowledges
-//! each submission. Throughput grows with the number of streams; latency stays one flush.
+//! Group commit, and the only writer: agent streams, policy workers, the organization's
+//! source and the archiving timer all submit operations to one committer task, which applies
+//! whatever has queued up as one batch (in arrival order, at one clock reading), writes it in
+//! one transaction, flushes once, and then answers each submission. Throughput grows with
+//! the number of streams; latency stays one flush.
 
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::store::{Op, Store};
 
@@ -20,14 +22,17 @@ const MAX_BATCH_OPS: usize = 16_384;
 #[derive(Debug, Clone)]
 pub struct Committer {
     tx: mpsc::Sender<Submission>,
+    failed: watch::Receiver<Option<String>>,
 }
 
 impl Committer {
     /// Starts the committer task. If sled fails, the administrator cannot promise
-    /// durability any more: the failure is returned to every waiting stream and logged, and
-    /// the process exits so that a supervisor restarts it from what is on disk.
+    /// durability any more: the failure is returned to every waiting submission, the
+    /// committer stops taking more, and [`Committer::failed`] resolves so that `serve` stops
+    /// and a supervisor restarts the process from what is on disk.
     pub fn start(store: Arc<Store>) -> Self {
         let (tx, mut rx) = mpsc::channel::<Submission>(1024);
+        let (failed_tx, failed) = watch::channel(None);
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
                 let mut batch = vec![first];
@@ -48,24 +53,43 @@ impl Committer {
                     waiters.push(submission.done);
                 }
                 let store = Arc::clone(&store);
-                let result = tokio::task::spawn_blocking(move || store.commit(ops))
+                let now = estate_common::model::now_ms();
+                let result = tokio::task::spawn_blocking(move || store.commit(ops, now))
                     .await
                     .map_err(|e| anyhow::anyhow!("commit task failed: {e}"))
                     .and_then(|r| r);
-                let failed = result.is_err();
                 let outcome = result.map_err(|e| format!("{e:#}"));
-                if let Err(error) = &outcome {
-                    tracing::error!(%error, "cannot make the inventory durable; exiting");
-                }
                 for waiter in waiters {
                     let _ = waiter.send(outcome.clone());
                 }
-                if failed {
-                    std::process::exit(70);
+                if let Err(error) = outcome {
+                    tracing::error!(%error, "cannot make the state durable; the committer stops");
+                    let _ = failed_tx.send(Some(error));
+                    // Dropping the receiver fails every later submission.
+                    return;
                 }
             }
         });
-        Self { tx }
+        Self { tx, failed }
+    }
+
+    /// Resolves with the error once the committer has stopped because storage failed.
+    pub async fn failed(&self) -> String {
+        let mut failed = self.failed.clone();
+        let error = failed.wait_for(Option::is_some).await.map(|error| error.clone().unwrap_or_default());
+        error.unwrap_or_else(|_| "the committer has stopped".to_owned())
+    }
+
+    /// Has the committer stopped (storage failed, or the runtime is shutting down)?
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+
+    /// [`Committer::commit`] for threads outside the async runtime (policy workers).
+    pub fn commit_blocking(&self, ops: Vec<Op>) -> Result<(), String> {
+        let (done, rx) = oneshot::channel();
+        self.tx.blocking_send(Submission { ops, done }).map_err(|_| "the committer has stopped".to_owned())?;
+        rx.blocking_recv().unwrap_or_else(|_| Err("the committer has stopped".to_owned()))
     }
 
     /// Queues `ops`; the returned receiver resolves once they are durable.

@@ -2,6 +2,7 @@
 //! sled, judges every bucket and serves the organization's inventory and statistics.
 
 pub mod auth;
+pub mod codec;
 pub mod config;
 pub mod error;
 pub mod findings;

@@ -3,13 +3,14 @@
 //! credentials do not allow it, the configuration file's organization stays in force.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
+
 use std::time::Duration;
 
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_organizations::error::ProvideErrorMetadata;
 
-use crate::store::Store;
+use crate::ingest::Committer;
+use crate::store::Op;
 
 /// Reads the organization: its ID and its active accounts.
 pub async fn fetch(client: &aws_sdk_organizations::Client) -> anyhow::Result<(String, BTreeSet<String>)> {
@@ -56,25 +57,28 @@ pub async fn client(endpoint_url: Option<&str>) -> aws_sdk_organizations::Client
 
 /// Polls Organizations every `interval`, applying changes to the store. Returns after the
 /// first attempt, saying whether it succeeded (the poller keeps running either way).
-pub async fn start(store: Arc<Store>, client: aws_sdk_organizations::Client, interval: Duration) -> bool {
-    let first = poll_once(&store, &client).await;
+pub async fn start(committer: Committer, client: aws_sdk_organizations::Client, interval: Duration) -> bool {
+    let first = poll_once(&committer, &client).await;
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(interval).await;
-            poll_once(&store, &client).await;
+            poll_once(&committer, &client).await;
         }
     });
     first
 }
 
-async fn poll_once(store: &Store, client: &aws_sdk_organizations::Client) -> bool {
+async fn poll_once(committer: &Committer, client: &aws_sdk_organizations::Client) -> bool {
     match fetch(client).await {
         Ok((id, accounts)) => {
-            let count = accounts.len();
-            if store.set_organization(Some(id.clone()), accounts, Vec::new()) {
-                tracing::info!(organization = %id, accounts = count, "organization membership changed; buckets re-judged");
+            let op = Op::Organization { organization_id: Some(id), accounts, paths: Vec::new() };
+            match committer.commit(vec![op]).await {
+                Ok(()) => true,
+                Err(error) => {
+                    tracing::error!(%error, "the organization could not be stored");
+                    false
+                }
             }
-            true
         }
         Err(error) => {
             tracing::warn!(error = %format!("{error:#}"), "cannot read AWS Organizations; keeping the organization as it was");

@@ -11,14 +11,15 @@
 //! queues each bucket once, and the organization's member set is shared by every job.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use estate_common::macie::{self, Tri};
 use estate_policy::{Analysis, AnalysisOptions, Analyzer, OrgContext};
 
+use crate::ingest::Committer;
 use crate::judge::{OrgView, PolicyVerdict};
-use crate::store::Store;
+use crate::store::Op;
 
 /// Identifies one analysis: the policy text and the context it was judged under.
 pub type PolicyDigest = [u8; 32];
@@ -170,20 +171,20 @@ impl PolicyQueue {
 
 /// Starts `workers` analysis threads reporting to `store` (held weakly: the threads end
 /// once the store is dropped). `options.budget` bounds each policy's whole analysis.
-pub fn start(workers: usize, options: AnalysisOptions) -> (PolicyQueue, impl FnOnce(Weak<Store>)) {
+pub fn start(workers: usize, options: AnalysisOptions) -> (PolicyQueue, impl FnOnce(Committer)) {
     let queue = PolicyQueue::default();
     let analyzer = Arc::new(Analyzer::new(options, 100_000));
     let workers_queue = queue.clone();
-    let attach = move |store: Weak<Store>| {
+    let attach = move |committer: Committer| {
         for i in 0..workers.max(1) {
             let queue = workers_queue.clone();
             let analyzer = Arc::clone(&analyzer);
-            let store = store.clone();
+            let committer = committer.clone();
             std::thread::Builder::new()
                 .name(format!("policy-{i}"))
                 .spawn(move || loop {
                     let Some(job) = queue.next(Duration::from_secs(1)) else {
-                        if store.strong_count() == 0 {
+                        if committer.is_closed() {
                             return;
                         }
                         continue;
@@ -201,8 +202,12 @@ pub fn start(workers: usize, options: AnalysisOptions) -> (PolicyQueue, impl FnO
                              until the analyser changes"
                         );
                     }
-                    let Some(store) = store.upgrade() else { return };
-                    store.apply_policy_outcome(&job.key, job.digest, outcome);
+                    // Through the committer, like every change: in order, durable, then announced.
+                    let op = Op::PolicyOutcome { key: job.key, digest: job.digest, outcome };
+                    if let Err(error) = committer.commit_blocking(vec![op]) {
+                        tracing::error!(%error, "a policy outcome could not be stored; the worker stops");
+                        return;
+                    }
                 })
                 .expect("spawning a policy worker");
         }

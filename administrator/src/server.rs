@@ -25,7 +25,7 @@ use crate::judge::OrgView;
 use crate::service::agent::{AgentDirectory, AgentServiceImpl};
 use crate::service::findings::FindingsServiceImpl;
 use crate::service::inventory::InventoryServiceImpl;
-use crate::store::Store;
+use crate::store::{Op, Store};
 use crate::tls::{HttpsListener, Peer, Tls, TlsFiles};
 
 #[derive(Debug, Clone)]
@@ -102,7 +102,12 @@ async fn shutdown_signal() {
 /// On SIGHUP, reads the TLS files again (new connections use them; established ones keep
 /// theirs) and the config file, whose organization applies unless AWS Organizations is the
 /// source. Tokens take effect at the next start.
-async fn reload_on_hangup(path: Option<PathBuf>, tls: Option<Arc<Tls>>, store: Arc<Store>, organizations_active: bool) {
+async fn reload_on_hangup(
+    path: Option<PathBuf>,
+    tls: Option<Arc<Tls>>,
+    committer: Committer,
+    organizations_active: bool,
+) {
     #[cfg(unix)]
     {
         let Ok(mut hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
@@ -123,18 +128,21 @@ async fn reload_on_hangup(path: Option<PathBuf>, tls: Option<Arc<Tls>>, store: A
                 }
                 Ok(config) => {
                     let org = organization_from(Some(&config));
-                    let changed = store.set_organization(
-                        org.organization_id().map(str::to_owned),
-                        (**org.accounts()).clone(),
-                        org.organization_paths().to_vec(),
-                    );
-                    tracing::info!(changed, "config reloaded");
+                    let op = Op::Organization {
+                        organization_id: org.organization_id().map(str::to_owned),
+                        accounts: (**org.accounts()).clone(),
+                        paths: org.organization_paths().to_vec(),
+                    };
+                    match committer.commit(vec![op]).await {
+                        Ok(()) => tracing::info!("config reloaded"),
+                        Err(error) => tracing::error!(%error, "the reloaded organization could not be stored"),
+                    }
                 }
             }
         }
     }
     #[cfg(not(unix))]
-    let _ = (path, tls, store, organizations_active);
+    let _ = (path, tls, committer, organizations_active);
 }
 
 /// Refuses plaintext on a non-loopback address unless asked for, and says so when asked.
@@ -209,10 +217,11 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     );
     let store = tokio::task::spawn_blocking(move || Store::open(&data_dir, org, Some(policy_queue))).await??;
     let store = Arc::new(store);
-    attach_policy_workers(Arc::downgrade(&store));
+    let committer = Committer::start(Arc::clone(&store));
+    attach_policy_workers(committer.clone());
     let organizations_active = if options.organizations {
         let client = crate::organizations::client(options.aws_endpoint_url.as_deref()).await;
-        let ok = crate::organizations::start(Arc::clone(&store), client, options.organizations_interval).await;
+        let ok = crate::organizations::start(committer.clone(), client, options.organizations_interval).await;
         if !ok {
             tracing::warn!("AWS Organizations is not readable now; using the config's organization until it is");
         }
@@ -221,10 +230,9 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         false
     };
     if options.config.is_some() || tls.is_some() {
-        tokio::spawn(reload_on_hangup(options.config.clone(), tls.clone(), Arc::clone(&store), organizations_active));
+        tokio::spawn(reload_on_hangup(options.config.clone(), tls.clone(), committer.clone(), organizations_active));
     }
     tracing::info!(buckets = store.read().index.len(), data_dir = %options.data_dir.display(), "store opened");
-    let committer = Committer::start(Arc::clone(&store));
     let directory = Arc::new(AgentDirectory::default());
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -255,12 +263,12 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     health_reporter.set_serving::<FindingsServiceServer<FindingsServiceImpl>>().await;
     // Findings not updated for 90 days are archived; checked hourly and at start-up.
     {
-        let store = Arc::clone(&store);
+        let committer = committer.clone();
         tokio::spawn(async move {
             loop {
-                let store = Arc::clone(&store);
-                let _ =
-                    tokio::task::spawn_blocking(move || store.archive_findings(crate::service::agent::now_ms())).await;
+                if let Err(error) = committer.commit(vec![Op::ArchiveFindings]).await {
+                    tracing::error!(%error, "archiving findings failed");
+                }
                 tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
             }
         });
@@ -318,7 +326,13 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
             }
         }
     };
-    let (grpc, http) = tokio::join!(grpc_server, http_server);
+    // Storage failing stops both servers: the process exits non-zero and its supervisor
+    // restarts it from what is on disk.
+    let storage_failed = committer.failed();
+    let (grpc, http) = tokio::select! {
+        results = async { tokio::join!(grpc_server, http_server) } => results,
+        error = storage_failed => anyhow::bail!("storage failed, stopping: {error}"),
+    };
     grpc.context("gRPC server")?;
     http.context("HTTP server")?;
     tracing::info!("stopped");

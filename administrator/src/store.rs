@@ -1,6 +1,11 @@
 //! The administrator's state: sled on disk (the truth) and an in-memory index rebuilt from it
-//! at start-up (for queries and statistics). Every change goes through `Store::commit`, which
-//! applies a batch of operations to memory and disk and returns once they are durable.
+//! at start-up (for queries and statistics). Every change — agents' reports, policy outcomes,
+//! the organization, archiving — is an [`Op`] applied by `Store::commit`, which the committer
+//! (`ingest.rs`) alone calls: it applies a batch to memory, writes every tree in one sled
+//! transaction, flushes, and only then lets anything be announced or acknowledged.
+//!
+//! Every record is a versioned encoding (see `codec`), and the `meta` tree holds the schema
+//! version; start-up migrates older databases.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
@@ -8,6 +13,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
+use sled::Transactional;
 
 use estate_common::model::{AccountSettings, BucketFacts, BucketKey, BucketState, Grantee, UnixMillis};
 use estate_common::objects::ObjectStats;
@@ -19,19 +25,18 @@ use crate::policy::{self, Job, PolicyDigest, PolicyOutcome, PolicyQueue};
 use crate::stats::Statistics;
 use estate_common::findings::{Cause, Finding};
 
-/// One change to the inventory, as an agent reported it.
-#[derive(Debug, Clone, PartialEq)]
+/// One change to durable state: from an agent's report, a policy worker, the organization's
+/// source, or the archiving timer. The time of a change is the commit's clock.
+#[derive(Debug, Clone)]
 pub enum Op {
     Hello {
         account_id: String,
         regions: Vec<String>,
         canonical_user_id: String,
         agent_version: String,
-        at: UnixMillis,
     },
     Contact {
         account_id: String,
-        at: UnixMillis,
     },
     /// `cause`: the CloudTrail event behind this read; such a read carries no object
     /// statistics, and the stored ones stay.
@@ -71,6 +76,20 @@ pub enum Op {
         read_at: UnixMillis,
         count: u64,
     },
+    /// A policy analysis came back; the bucket is judged again if it is still current.
+    PolicyOutcome {
+        key: Vec<u8>,
+        digest: PolicyDigest,
+        outcome: PolicyOutcome,
+    },
+    /// The organization (ID, member accounts, paths) as its source says now.
+    Organization {
+        organization_id: Option<String>,
+        accounts: BTreeSet<String>,
+        paths: Vec<String>,
+    },
+    /// Archive findings not updated for 90 days.
+    ArchiveFindings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -129,13 +148,19 @@ pub struct State {
     /// otherwise).
     causes: HashMap<Vec<u8>, Cause>,
     pub findings: Findings,
-    /// (bucket, event ID) pairs already counted, so that re-judging counts an event once.
+    /// (bucket, event ID) pairs already counted, so that re-judging (or an agent resending
+    /// after a crash) counts an event once; persisted with the time first seen and forgotten
+    /// after `SEEN_EVENTS_HORIZON`.
     repeated_events: std::collections::HashSet<(Vec<u8>, String)>,
+    /// Pairs added since the last flush.
+    new_repeated_events: Vec<(Vec<u8>, String)>,
+    /// The clock of the commit being applied.
+    now: UnixMillis,
     /// Postures changed since the last flush (`None`: removed).
     changed_postures: Vec<(Vec<u8>, Option<Posture>)>,
 }
 
-/// The sled writes one commit makes, per tree.
+/// The sled writes one commit makes, per tree (in the order of `TREES`).
 #[derive(Default)]
 struct Writes {
     buckets: sled::Batch,
@@ -145,10 +170,70 @@ struct Writes {
     findings: sled::Batch,
     postures: sled::Batch,
     policy_failures: sled::Batch,
+    seen_events: sled::Batch,
 }
 
-fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    postcard::to_allocvec(value).expect("serializing to memory cannot fail")
+impl Writes {
+    fn into_batches(self) -> [sled::Batch; TREES.len()] {
+        [
+            self.buckets,
+            self.accounts,
+            self.scopes,
+            self.members,
+            self.findings,
+            self.postures,
+            self.policy_failures,
+            self.seen_events,
+        ]
+    }
+}
+
+/// Every tree of records, in one order for transactions and verification.
+const TREES: [&str; 8] = crate::codec::RECORD_TREES;
+
+/// How long an event counted once is remembered (agents resend within minutes).
+const SEEN_EVENTS_HORIZON_MS: i64 = 7 * 24 * 3600 * 1000;
+/// At most this many remembered events are loaded (the newest).
+const MAX_SEEN_EVENTS: usize = 100_000;
+
+use crate::codec::{decode, encode};
+
+/// Decodes one record with the type its tree holds, and checks that its key agrees with it
+/// (for `estate-admin verify`).
+pub fn check_record(tree: &str, key: &[u8], value: &[u8]) -> anyhow::Result<()> {
+    match tree {
+        "buckets" => {
+            let stored: StoredBucket = decode(tree, key, value)?;
+            anyhow::ensure!(stored.facts.key.encode() == key, "the key does not name the bucket the record holds");
+        }
+        "accounts" => {
+            let settings: AccountSettings = decode(tree, key, value)?;
+            anyhow::ensure!(settings.account_id.as_bytes() == key, "the key does not name the record's account");
+        }
+        "scopes" => {
+            decode::<ScopeRecord>(tree, key, value)?;
+            anyhow::ensure!(key.split(|&b| b == 0).count() >= 2, "the key is not ACCOUNT NUL REGION");
+        }
+        "members" => {
+            let record: MemberRecord = decode(tree, key, value)?;
+            anyhow::ensure!(record.account_id.as_bytes() == key, "the key does not name the record's account");
+        }
+        "findings" => {
+            let finding: Finding = decode(tree, key, value)?;
+            anyhow::ensure!(finding.id.as_bytes() == key, "the key is not the finding's ID");
+        }
+        "postures" => drop(decode::<Posture>(tree, key, value)?),
+        "policy_failures" => {
+            decode::<PolicyFailure>(tree, key, value)?;
+            anyhow::ensure!(key.len() == std::mem::size_of::<PolicyDigest>(), "the key is not a digest");
+        }
+        "seen_events" => {
+            decode::<UnixMillis>(tree, key, value)?;
+            anyhow::ensure!(key.contains(&0), "the key is not EVENT NUL BUCKET");
+        }
+        other => anyhow::bail!("no tree `{other}` holds records"),
+    }
+    Ok(())
 }
 
 fn scope_key(account_id: &str, region: &str) -> Vec<u8> {
@@ -239,7 +324,7 @@ impl State {
                 let worse = before.worsened(&now);
                 if !worse.is_empty() {
                     let cause = self.causes.get(key).cloned().unwrap_or_else(|| Cause::refresh(facts.read_at));
-                    let at = crate::service::agent::now_ms();
+                    let at = self.now;
                     for kind in worse {
                         self.findings.raise(&facts.key, kind, &cause, at);
                     }
@@ -259,13 +344,14 @@ impl State {
     fn repeat(&mut self, key: &[u8], facts: &BucketFacts, posture: &Posture) {
         let Some(cause) = self.causes.get(key).cloned() else { return };
         let Some(event_id) = cause.event_id.clone() else { return };
-        if self.repeated_events.len() > 100_000 {
+        if self.repeated_events.len() > 2 * MAX_SEEN_EVENTS {
             self.repeated_events.clear();
         }
-        if !self.repeated_events.insert((key.to_vec(), event_id)) {
+        if !self.repeated_events.insert((key.to_vec(), event_id.clone())) {
             return;
         }
-        let at = crate::service::agent::now_ms();
+        self.new_repeated_events.push((key.to_vec(), event_id));
+        let at = self.now;
         for kind in posture.repeated_by(&cause.api) {
             let raised_now =
                 self.findings.changed.iter().any(|f| f.kind == kind && f.bucket_name == facts.key.bucket_name);
@@ -340,13 +426,13 @@ impl State {
 
     fn apply(&mut self, op: Op, writes: &mut Writes) {
         match op {
-            Op::Hello { account_id, regions, canonical_user_id, agent_version, at } => {
+            Op::Hello { account_id, regions, canonical_user_id, agent_version } => {
                 let record = MemberRecord {
                     account_id: account_id.clone(),
                     regions,
                     canonical_user_id: canonical_user_id.clone(),
                     agent_version,
-                    last_contact: at,
+                    last_contact: self.now,
                 };
                 writes.members.insert(account_id.as_bytes(), encode(&record));
                 self.members.insert(account_id.clone(), record);
@@ -357,7 +443,8 @@ impl State {
                     self.rejudge(dependents);
                 }
             }
-            Op::Contact { account_id, at } => {
+            Op::Contact { account_id } => {
+                let at = self.now;
                 if let Some(record) = self.members.get_mut(&account_id) {
                     record.last_contact = record.last_contact.max(at);
                     writes.members.insert(account_id.as_bytes(), encode(&*record));
@@ -366,6 +453,15 @@ impl State {
             Op::Upsert { mut facts, generation, cause } => {
                 let key = facts.key.encode();
                 self.bump_progress(&facts.key);
+                if let Some(entry) = self.index.get(&key) {
+                    if facts.read_at < entry.facts.read_at {
+                        // An older read that arrived late (an event re-read overtaken by a
+                        // refresh, or the reverse) loses to the newer one; it still counts as
+                        // seen in its refresh, so completing that scope does not remove it.
+                        self.apply(Op::Retain { key: facts.key, generation }, writes);
+                        return;
+                    }
+                }
                 if cause.is_some() {
                     // An event-driven read does not recount objects, nor list the bucket for
                     // its creation time: keep the stored ones.
@@ -460,6 +556,52 @@ impl State {
                 }
                 self.progress.remove(&scope);
             }
+            Op::PolicyOutcome { key, digest, outcome } => self.apply_policy_outcome(key, digest, outcome, writes),
+            Op::Organization { organization_id, accounts, paths } => {
+                if self.org.set_membership(organization_id, accounts, paths) {
+                    tracing::info!(
+                        accounts = self.org.accounts().len(),
+                        buckets = self.index.len(),
+                        "the organization changed; judging every bucket again"
+                    );
+                    self.rejudge_all();
+                }
+            }
+            Op::ArchiveFindings => self.findings.archive_older_than(self.now),
+        }
+    }
+
+    /// Records a policy analysis; the bucket is judged again if the analysis is still current
+    /// (its policy and organization context have not changed meanwhile).
+    fn apply_policy_outcome(
+        &mut self,
+        key: Vec<u8>,
+        digest: PolicyDigest,
+        outcome: PolicyOutcome,
+        writes: &mut Writes,
+    ) {
+        if self.policy_pending.get(&key) == Some(&digest) {
+            self.policy_pending.remove(&key);
+        }
+        if let PolicyOutcome::Analysed(analysis) = &outcome {
+            if analysis.internal_error {
+                let reason = analysis.unknown_reasons.join("; ");
+                let failure = PolicyFailure {
+                    analyzer_version: estate_policy::ANALYZER_VERSION.to_owned(),
+                    reason: reason.clone(),
+                };
+                writes.policy_failures.insert(&digest[..], encode(&failure));
+                self.policy_failures.insert(digest, reason);
+            }
+        }
+        let current = self.index.get(&key).is_some_and(|entry| {
+            entry.facts.config().and_then(|c| c.policy.as_deref()).is_some_and(|text| {
+                policy::digest(text, &entry.facts.key.bucket_name, &entry.facts.key.account_id, &self.org) == digest
+            })
+        });
+        if current {
+            self.policy.insert(key.clone(), (digest, outcome));
+            self.rejudge(vec![key]);
         }
     }
 }
@@ -475,6 +617,10 @@ pub struct Store {
     postures: sled::Tree,
     /// Digest → `PolicyFailure`: analyses that failed inside the analyser.
     policy_failures: sled::Tree,
+    /// (event ID, bucket key) → when first counted.
+    seen_events: sled::Tree,
+    /// Every tree above, in the order of `TREES`, for one transaction per commit.
+    all: Vec<sled::Tree>,
     state: RwLock<State>,
 }
 
@@ -492,37 +638,51 @@ impl std::fmt::Debug for Store {
     }
 }
 
-fn decode<T: for<'de> Deserialize<'de>>(tree: &str, key: &[u8], value: &[u8]) -> anyhow::Result<T> {
-    postcard::from_bytes(value)
-        .with_context(|| format!("corrupt record in tree `{tree}` at key `{}`", String::from_utf8_lossy(key)))
+/// The key of a remembered event: the event ID, a NUL, the bucket key.
+fn seen_event_key(bucket: &[u8], event_id: &str) -> Vec<u8> {
+    let mut key = event_id.as_bytes().to_vec();
+    key.push(0);
+    key.extend_from_slice(bucket);
+    key
 }
 
 impl Store {
-    /// Opens (or creates) the database under `dir` and rebuilds the index from it.
+    /// Opens (or creates) the database under `dir`, migrates it to this schema version, and
+    /// rebuilds the index from it. Findings the load raises (a stored posture the facts no
+    /// longer match) are kept and persisted before this returns.
     pub fn open(dir: &Path, org: OrgView, policy_queue: Option<PolicyQueue>) -> anyhow::Result<Self> {
-        let db = sled::Config::new()
-            .path(dir)
-            // sled is read at start-up only (the index serves queries): a small page cache.
-            .cache_capacity(64 * 1024 * 1024)
-            .open()
-            .with_context(|| format!("opening the sled database in `{}`", dir.display()))?;
+        Self::open_inner(dir, org, policy_queue, true)
+    }
+
+    /// Opens the store to inspect it: nothing the load finds is written back.
+    pub fn open_to_verify(dir: &Path, org: OrgView) -> anyhow::Result<Self> {
+        Self::open_inner(dir, org, None, false)
+    }
+
+    fn open_inner(dir: &Path, org: OrgView, policy_queue: Option<PolicyQueue>, write: bool) -> anyhow::Result<Self> {
+        let db = crate::codec::open_database(dir)?;
+        let trees = TREES.iter().map(|name| db.open_tree(name)).collect::<Result<Vec<_>, _>>()?;
         let store = Self {
-            buckets: db.open_tree("buckets")?,
-            accounts: db.open_tree("accounts")?,
-            scopes: db.open_tree("scopes")?,
-            members: db.open_tree("members")?,
-            findings: db.open_tree("findings")?,
-            postures: db.open_tree("postures")?,
-            policy_failures: db.open_tree("policy_failures")?,
+            buckets: trees[0].clone(),
+            accounts: trees[1].clone(),
+            scopes: trees[2].clone(),
+            members: trees[3].clone(),
+            findings: trees[4].clone(),
+            postures: trees[5].clone(),
+            policy_failures: trees[6].clone(),
+            seen_events: trees[7].clone(),
+            all: trees,
             db,
             state: RwLock::new(State::default()),
         };
-        store.load(org, policy_queue)?;
+        store.load(org, policy_queue, write)?;
         Ok(store)
     }
 
-    fn load(&self, org: OrgView, policy_queue: Option<PolicyQueue>) -> anyhow::Result<()> {
-        let mut state = State { org, policy_queue, ..Default::default() };
+    fn load(&self, org: OrgView, policy_queue: Option<PolicyQueue>, write: bool) -> anyhow::Result<()> {
+        let now = estate_common::model::now_ms();
+        let mut state = State { org, policy_queue, now, ..Default::default() };
+        let mut writes = Writes::default();
         // Before the buckets: a bucket whose analysis failed before is not queued again.
         for item in self.policy_failures.iter() {
             let (key, value) = item?;
@@ -532,11 +692,28 @@ impl Store {
                     state.policy_failures.insert(digest, failure.reason);
                 }
                 // Another analyser's failure (or a key of another shape): forgotten.
-                _ => {
-                    self.policy_failures.remove(&key)?;
-                }
+                _ => writes.policy_failures.remove(key),
             }
         }
+        // Events counted within the horizon, the newest `MAX_SEEN_EVENTS`.
+        let mut seen: Vec<(UnixMillis, Vec<u8>, String)> = Vec::new();
+        for item in self.seen_events.iter() {
+            let (key, value) = item?;
+            let at: UnixMillis = decode("seen_events", &key, &value)?;
+            let parsed = key
+                .iter()
+                .position(|&b| b == 0)
+                .and_then(|nul| Some((String::from_utf8(key[..nul].to_vec()).ok()?, key[nul + 1..].to_vec())));
+            match parsed {
+                Some((event_id, bucket)) if now - at < SEEN_EVENTS_HORIZON_MS => seen.push((at, bucket, event_id)),
+                _ => writes.seen_events.remove(key),
+            }
+        }
+        seen.sort_unstable_by_key(|entry| std::cmp::Reverse(entry.0));
+        for (_, bucket, event_id) in seen.drain(MAX_SEEN_EVENTS.min(seen.len())..) {
+            writes.seen_events.remove(seen_event_key(&bucket, &event_id));
+        }
+        state.repeated_events = seen.into_iter().map(|(_, bucket, event_id)| (bucket, event_id)).collect();
         for item in self.members.iter() {
             let (key, value) = item?;
             let record: MemberRecord = decode("members", &key, &value)?;
@@ -556,7 +733,7 @@ impl Store {
             let text = String::from_utf8_lossy(&key);
             let mut parts = text.split('\0');
             let (Some(account), Some(region)) = (parts.next(), parts.next()) else {
-                anyhow::bail!("corrupt scope key `{text}`");
+                anyhow::bail!("corrupt scope key `{text}` (run `estate-admin verify --repair`)");
             };
             state.scopes.insert((account.to_owned(), region.to_owned()), record);
         }
@@ -573,22 +750,59 @@ impl Store {
             let stored: StoredBucket = decode("buckets", &key, &value)?;
             state.insert_entry(key.to_vec(), stored.facts, stored.generation);
         }
-        // Loading judges every bucket against its stored posture: nothing is new.
-        state.changed_postures.clear();
         state.loaded_postures = HashMap::new();
-        state.findings.changed.clear();
+        // A posture the stored facts no longer match (the judge changed, or a posture was
+        // lost) raised findings above: they are real changes, so they are kept, persisted
+        // and announced like any other.
+        let raised = state.findings.changed.len();
+        let announce = Self::drain(&mut state, &mut writes);
+        if raised > 0 {
+            tracing::info!(findings = raised, "findings raised while loading the store");
+        }
         *self.state.write().expect("state lock poisoned") = state;
+        if write {
+            self.persist(writes, announce)?;
+        }
         Ok(())
     }
 
-    /// Moves findings and postures changed in memory into `writes`; returns the findings to
-    /// announce once they are durable.
+    /// Recomputes the statistics from the stored buckets' judgements and compares them with
+    /// the incrementally kept ones; returns each disagreement.
+    pub fn verify_statistics(&self) -> Vec<String> {
+        let state = self.read();
+        let mut recomputed = Statistics::default();
+        let mut accounts = BTreeSet::new();
+        for entry in state.index.values() {
+            recomputed.add(&entry.facts.key.account_id, &entry.judgement);
+            accounts.insert(entry.facts.key.account_id.clone());
+        }
+        let mut problems = Vec::new();
+        if recomputed.total() != state.stats.total() {
+            problems.push(format!(
+                "organization totals differ: kept {:?}, recomputed {:?}",
+                state.stats.total(),
+                recomputed.total()
+            ));
+        }
+        for account in accounts {
+            if recomputed.account(&account) != state.stats.account(&account) {
+                problems.push(format!("statistics of account {account} differ from a recomputation"));
+            }
+        }
+        problems
+    }
+
+    /// Moves findings, postures and counted events changed in memory into `writes`; returns
+    /// the findings to announce once they are durable.
     fn drain(state: &mut State, writes: &mut Writes) -> Vec<Finding> {
         for (key, posture) in state.changed_postures.drain(..) {
             match posture {
                 Some(p) => writes.postures.insert(key, encode(&p)),
                 None => writes.postures.remove(key),
             }
+        }
+        for (bucket, event_id) in state.new_repeated_events.drain(..) {
+            writes.seen_events.insert(seen_event_key(&bucket, &event_id), encode(&state.now));
         }
         let changed = std::mem::take(&mut state.findings.changed);
         for finding in &changed {
@@ -597,53 +811,37 @@ impl Store {
         changed
     }
 
-    /// Writes, flushes, then announces the findings.
+    /// Writes every tree in one transaction, flushes, then announces the findings.
     fn persist(&self, writes: Writes, announce: Vec<Finding>) -> anyhow::Result<()> {
-        self.buckets.apply_batch(writes.buckets)?;
-        self.accounts.apply_batch(writes.accounts)?;
-        self.scopes.apply_batch(writes.scopes)?;
-        self.members.apply_batch(writes.members)?;
-        self.findings.apply_batch(writes.findings)?;
-        self.postures.apply_batch(writes.postures)?;
-        self.policy_failures.apply_batch(writes.policy_failures)?;
+        let batches = writes.into_batches();
+        self.all[..]
+            .transaction(|trees| {
+                for (tree, batch) in trees.iter().zip(&batches) {
+                    tree.apply_batch(batch)?;
+                }
+                Ok::<_, sled::transaction::ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e| anyhow::anyhow!("writing the store: {e:?}"))?;
         self.db.flush().context("flushing sled")?;
         if !announce.is_empty() {
-            let state = self.state.read().expect("state lock poisoned");
+            // Under the write lock: a watcher reads `durable_sequence` and subscribes under
+            // the read lock, so each finding reaches it exactly once, by replay or by feed.
+            let mut state = self.state.write().expect("state lock poisoned");
             for finding in announce {
+                state.findings.durable_sequence = state.findings.durable_sequence.max(finding.sequence);
                 let _ = state.findings.feed.send(finding);
             }
         }
         Ok(())
     }
 
-    /// Applies a change made outside an agent's commit (a policy outcome, the organization)
-    /// and persists what it raised.
-    fn persist_side_effects(&self) {
-        self.persist_side_effects_with(Writes::default());
-    }
-
-    fn persist_side_effects_with(&self, mut writes: Writes) {
-        let announce = {
-            let mut state = self.state.write().expect("state lock poisoned");
-            Self::drain(&mut state, &mut writes)
-        };
-        if let Err(error) = self.persist(writes, announce) {
-            tracing::error!(error = %format!("{error:#}"), "cannot persist findings; exiting");
-            std::process::exit(70);
-        }
-    }
-
-    /// Archives findings not updated for 90 days.
-    pub fn archive_findings(&self, now: UnixMillis) {
-        self.state.write().expect("state lock poisoned").findings.archive_older_than(now);
-        self.persist_side_effects();
-    }
-
-    /// Applies `ops` in order and returns once they are on disk.
-    pub fn commit(&self, ops: Vec<Op>) -> anyhow::Result<()> {
+    /// Applies `ops` in order, at time `now`, and returns once they are on disk. Only the
+    /// committer calls this (and tests).
+    pub fn commit(&self, ops: Vec<Op>, now: UnixMillis) -> anyhow::Result<()> {
         let mut writes = Writes::default();
         let announce = {
             let mut state = self.state.write().expect("state lock poisoned");
+            state.now = now;
             for op in ops {
                 state.apply(op, &mut writes);
             }
@@ -654,56 +852,6 @@ impl Store {
 
     pub fn read(&self) -> RwLockReadGuard<'_, State> {
         self.state.read().expect("state lock poisoned")
-    }
-
-    /// Records a policy analysis; the bucket is judged again if the analysis is still current
-    /// (its policy and organization context have not changed meanwhile).
-    pub fn apply_policy_outcome(&self, key: &[u8], digest: PolicyDigest, outcome: PolicyOutcome) {
-        let mut state = self.state.write().expect("state lock poisoned");
-        if state.policy_pending.get(key) == Some(&digest) {
-            state.policy_pending.remove(key);
-        }
-        let mut writes = Writes::default();
-        if let PolicyOutcome::Analysed(analysis) = &outcome {
-            if analysis.internal_error {
-                let reason = analysis.unknown_reasons.join("; ");
-                let failure = PolicyFailure {
-                    analyzer_version: estate_policy::ANALYZER_VERSION.to_owned(),
-                    reason: reason.clone(),
-                };
-                writes.policy_failures.insert(&digest[..], encode(&failure));
-                state.policy_failures.insert(digest, reason);
-            }
-        }
-        let current = state.index.get(key).cloned().is_some_and(|entry| {
-            entry.facts.config().and_then(|c| c.policy.as_deref()).is_some_and(|text| {
-                policy::digest(text, &entry.facts.key.bucket_name, &entry.facts.key.account_id, &state.org) == digest
-            })
-        });
-        if current {
-            state.policy.insert(key.to_vec(), (digest, outcome));
-            state.rejudge(vec![key.to_vec()]);
-        }
-        drop(state);
-        self.persist_side_effects_with(writes);
-    }
-
-    /// Replaces the organization (membership, ID, paths) and judges every bucket again.
-    /// Canonical IDs learnt from agents are kept.
-    pub fn set_organization(
-        &self,
-        organization_id: Option<String>,
-        accounts: BTreeSet<String>,
-        paths: Vec<String>,
-    ) -> bool {
-        let mut state = self.state.write().expect("state lock poisoned");
-        if !state.org.set_membership(organization_id, accounts, paths) {
-            return false;
-        }
-        state.rejudge_all();
-        drop(state);
-        self.persist_side_effects();
-        true
     }
 
     pub fn organization(&self) -> OrgView {
@@ -737,6 +885,13 @@ mod tests {
         }
     }
 
+    impl Store {
+        /// A commit at a fixed time.
+        fn commit_at(&self, ops: Vec<Op>) -> anyhow::Result<()> {
+            self.commit(ops, 1_700_000_000_000)
+        }
+    }
+
     fn open(dir: &Path) -> Store {
         let org = OrgView::new(None, ["111111111111".to_string()].into(), Vec::new());
         Store::open(dir, org, None).unwrap()
@@ -748,7 +903,7 @@ mod tests {
         let store = open(dir.path());
         let a = "111111111111";
         store
-            .commit(vec![
+            .commit_at(vec![
                 Op::Upsert { facts: facts(a, "eu-west-1", "old", 5), generation: 1, cause: None },
                 Op::Upsert { facts: facts(a, "eu-west-1", "kept", 5), generation: 1, cause: None },
                 Op::Upsert { facts: facts(a, "us-east-1", "other-scope", 5), generation: 1, cause: None },
@@ -763,7 +918,7 @@ mod tests {
             .unwrap();
         assert_eq!(store.read().stats.total().bucket_count, 3);
         store
-            .commit(vec![
+            .commit_at(vec![
                 Op::Retain { key: BucketKey::new(a, "eu-west-1", "kept"), generation: 2 },
                 Op::Upsert { facts: facts(a, "eu-west-1", "new", 9), generation: 2, cause: None },
                 Op::ScopeComplete {
@@ -802,10 +957,11 @@ mod tests {
         let key = f.key.encode();
         let queue = PolicyQueue::default();
         let store = Store::open(dir.path(), org(), Some(queue.clone())).unwrap();
-        store.commit(vec![Op::Upsert { facts: f, generation: 1, cause: None }]).unwrap();
+        store.commit_at(vec![Op::Upsert { facts: f, generation: 1, cause: None }]).unwrap();
         assert_eq!(queue.len(), 1);
         let digest = policy::digest(text, "poison", a, &org());
-        store.apply_policy_outcome(&key, digest, PolicyOutcome::internal_failure("internal error: boom".into()));
+        let outcome = PolicyOutcome::internal_failure("internal error: boom".into());
+        store.commit_at(vec![Op::PolicyOutcome { key: key.clone(), digest, outcome }]).unwrap();
         assert!(store.read().policy_explanation(&key).1[0].contains("boom"));
         drop(store);
 
@@ -826,10 +982,166 @@ mod tests {
             Op::Delete { key: BucketKey::new(a, "eu-west-1", "gone") },
             Op::ScopeComplete { account_id: a.into(), region: "eu-west-1".into(), generation: 1, read_at: 5, count: 1 },
         ];
-        store.commit(ops.clone()).unwrap();
+        store.commit_at(ops.clone()).unwrap();
         let before = store.read().stats.total();
-        store.commit(ops).unwrap();
+        store.commit_at(ops).unwrap();
         assert_eq!(store.read().stats.total(), before);
         assert_eq!(before.bucket_count, 1);
+    }
+
+    fn no_account_block(account: &str) -> Op {
+        Op::AccountSettings(AccountSettings {
+            account_id: account.into(),
+            read_at: 1,
+            block_public_access: estate_common::model::AccountBlockPublicAccess::NotConfigured,
+        })
+    }
+
+    fn public_facts(account: &str, name: &str, read_at: i64) -> BucketFacts {
+        use estate_common::model::{Acl, AclGrant, AclPermission, BucketConfig, ALL_USERS_GROUP};
+        let owner = "a".repeat(64);
+        let mut f = facts(account, "eu-west-1", name, read_at);
+        f.state = BucketState::Readable(Box::new(BucketConfig {
+            acl: Some(Acl {
+                owner_canonical_id: owner.clone(),
+                grants: vec![
+                    AclGrant { grantee: Grantee::CanonicalUser(owner), permission: AclPermission::FullControl },
+                    AclGrant { grantee: Grantee::Group(ALL_USERS_GROUP.into()), permission: AclPermission::Read },
+                ],
+            }),
+            ..Default::default()
+        }));
+        f
+    }
+
+    /// Today's on-disk encoding, pinned: a change to a stored type or to the codec that is not
+    /// a new record version fails here, before it can refuse every existing database.
+    #[test]
+    fn the_record_encoding_is_pinned() {
+        let stored = StoredBucket { facts: public_facts("111111111111", "golden", 7), generation: 3 };
+        let scope = ScopeRecord { generation: 3, last_updated: Some(9), bucket_count: 1 };
+        let member = MemberRecord {
+            account_id: "111111111111".into(),
+            regions: vec!["eu-west-1".into()],
+            canonical_user_id: "c".into(),
+            agent_version: "1".into(),
+            last_contact: 5,
+        };
+        let failure = PolicyFailure { analyzer_version: "v".into(), reason: "r".into() };
+        let golden = [
+            (
+                hex::encode(encode(&stored)),
+                concat!(
+                    "010c3131313131313131313131310965752d776573742d3106676f6c64656e020e000000000001406161616161616161",
+                    "616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161",
+                    "616161616161616102004061616161616161616161616161616161616161616161616161616161616161616161616161",
+                    "61616161616161616161616161616161616161616161616161616104012f687474703a2f2f6163732e616d617a6f6e61",
+                    "77732e636f6d2f67726f7570732f676c6f62616c2f416c6c557365727300000000000003"
+                ),
+            ),
+            (hex::encode(encode(&scope)), "0103011201"),
+            (hex::encode(encode(&member)), "010c313131313131313131313131010965752d776573742d31016301310a"),
+            (hex::encode(encode(&failure)), "0101760172"),
+            (hex::encode(encode(&Posture::default())), "01000000000000"),
+        ];
+        for (actual, pinned) in golden {
+            assert_eq!(actual, pinned);
+        }
+    }
+
+    /// A database written before records were versioned opens, migrated, with nothing lost.
+    #[test]
+    fn an_unversioned_database_is_migrated_at_start_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = "111111111111";
+        {
+            let db = sled::open(dir.path()).unwrap();
+            let f = facts(a, "eu-west-1", "legacy", 5);
+            let legacy = postcard::to_allocvec(&StoredBucket { facts: f.clone(), generation: 1 }).unwrap();
+            db.open_tree("buckets").unwrap().insert(f.key.encode(), legacy).unwrap();
+            let scope = postcard::to_allocvec(&ScopeRecord { generation: 1, last_updated: Some(5), bucket_count: 1 });
+            db.open_tree("scopes").unwrap().insert(scope_key(a, "eu-west-1"), scope.unwrap()).unwrap();
+            db.flush().unwrap();
+        }
+        let store = open(dir.path());
+        assert_eq!(store.read().index.len(), 1);
+        assert_eq!(store.read().scopes[&(a.to_string(), "eu-west-1".to_string())].last_updated, Some(5));
+        drop(store);
+        let reopened = open(dir.path());
+        assert_eq!(reopened.read().index.len(), 1, "migrated once, readable after");
+    }
+
+    #[test]
+    fn an_older_read_arriving_late_loses_to_the_newer_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let a = "111111111111";
+        store
+            .commit_at(vec![
+                no_account_block(a),
+                Op::Upsert { facts: public_facts(a, "x", 20), generation: 2, cause: None },
+            ])
+            .unwrap();
+        store
+            .commit_at(vec![Op::Upsert { facts: facts(a, "eu-west-1", "x", 10), generation: 1, cause: None }])
+            .unwrap();
+        let state = store.read();
+        let entry = state.index.values().next().unwrap();
+        assert_eq!(entry.facts.read_at, 20, "the newer read stays");
+        assert_eq!(state.stats.total().bucket_count_by_effective_permission.publicly_accessible, 1);
+    }
+
+    /// A stored posture that the stored facts no longer match (a crash in an older version,
+    /// or a judge that changed) raises its finding at load, and the finding is kept.
+    #[test]
+    fn findings_raised_while_loading_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = "111111111111";
+        let store = open(dir.path());
+        store
+            .commit_at(vec![
+                no_account_block(a),
+                Op::Upsert { facts: facts(a, "eu-west-1", "x", 5), generation: 1, cause: None },
+            ])
+            .unwrap();
+        assert!(store.read().findings.by_id.is_empty());
+        // The facts on disk change behind the stored posture's back.
+        let public = public_facts(a, "x", 6);
+        let posture = store.read().index.get(&public.key.encode()).unwrap().posture;
+        store.postures.insert(public.key.encode(), encode(&posture)).unwrap();
+        store.buckets.insert(public.key.encode(), encode(&StoredBucket { facts: public, generation: 1 })).unwrap();
+        store.db.flush().unwrap();
+        drop(store);
+        let store = open(dir.path());
+        assert_eq!(store.read().findings.by_id.len(), 1, "the load raised a finding");
+        drop(store);
+        let store = open(dir.path());
+        assert_eq!(store.read().findings.by_id.len(), 1, "and it was persisted, once");
+    }
+
+    #[test]
+    fn verify_finds_and_repair_quarantines_unreadable_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = "111111111111";
+        let store = open(dir.path());
+        store
+            .commit_at(vec![Op::Upsert { facts: facts(a, "eu-west-1", "good", 5), generation: 1, cause: None }])
+            .unwrap();
+        store.buckets.insert(b"garbage", vec![1, 0xff, 0xff]).unwrap();
+        store.db.flush().unwrap();
+        drop(store);
+        let error = format!("{:#}", Store::open(dir.path(), OrgView::default(), None).unwrap_err());
+        assert!(error.contains("verify --repair"), "{error}");
+
+        let db = crate::codec::open_database(dir.path()).unwrap();
+        let report = crate::codec::verify_records(&db, false).unwrap();
+        assert_eq!((report[0].name, report[0].records, report[0].unreadable), ("buckets", 2, 1));
+        let report = crate::codec::verify_records(&db, true).unwrap();
+        assert_eq!(report[0].unreadable, 1);
+        assert_eq!(db.open_tree(crate::codec::QUARANTINE).unwrap().len(), 1);
+        drop(db);
+        let store = Store::open_to_verify(dir.path(), OrgView::default()).unwrap();
+        assert_eq!(store.read().index.len(), 1);
+        assert!(store.verify_statistics().is_empty());
     }
 }

@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures::{FutureExt, Stream, StreamExt};
 use tokio::sync::mpsc;
@@ -21,10 +20,6 @@ use crate::store::{Op, Store};
 
 /// How many messages one submission to the committer carries at most.
 const MAX_MESSAGES_PER_SUBMISSION: usize = 512;
-
-pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
 
 /// The sending half of one agent stream.
 type AgentSender = mpsc::Sender<Result<pb::ReportResponse, Status>>;
@@ -174,7 +169,6 @@ impl AgentService for AgentServiceImpl {
                 regions: hello.regions,
                 canonical_user_id: hello.canonical_user_id,
                 agent_version: hello.agent_version,
-                at: now_ms(),
             }])
             .await
             .map_err(Status::unavailable)?;
@@ -227,7 +221,7 @@ impl AgentService for AgentServiceImpl {
                             return Err(status);
                         }
                     }
-                    ops.push(Op::Contact { account_id: account_id.clone(), at: now_ms() });
+                    ops.push(Op::Contact { account_id: account_id.clone() });
                     let done = committer.submit(ops).await;
                     if pending_tx.send((last_seq, done)).await.is_err() {
                         return Ok(());

@@ -11,9 +11,10 @@ use estate_common::pb::{self, inventory_service_server::InventoryService};
 use crate::auth::Authenticator;
 use crate::error::ServiceError;
 use crate::query::{Criterion, Query};
-use crate::service::agent::{now_ms, AgentDirectory};
+use crate::service::agent::AgentDirectory;
 use crate::store::Store;
 use crate::views;
+use estate_common::model::now_ms;
 
 #[derive(Debug, Clone)]
 pub struct InventoryServiceImpl {

@@ -1,0 +1,203 @@
+//! How records sit on disk, and how a database is opened, migrated, verified and repaired.
+//!
+//! Every value is one version byte followed by the postcard encoding of that version's type
+//! (`RECORD_VERSION`). A type that gains a field gets a new record version and a decoder for
+//! the old one here, so a database written by an older administrator still loads.
+//!
+//! The `meta` tree holds `schema_version`. A database without it was written before records
+//! were versioned (schema 0: bare postcard values); opening it migrates every tree, one sled
+//! transaction per tree with its progress recorded in `meta`, so an interrupted migration
+//! resumes where it stopped. A database from a newer administrator is refused.
+
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use sled::Transactional;
+
+/// The version byte of every record this administrator writes.
+pub const RECORD_VERSION: u8 = 1;
+/// The layout of the database as a whole.
+pub const SCHEMA_VERSION: u32 = 1;
+
+const META: &str = "meta";
+const SCHEMA_KEY: &[u8] = b"schema_version";
+/// Unreadable records that `verify --repair` set aside: `tree NUL key` → the raw value.
+pub const QUARANTINE: &str = "quarantine";
+
+/// The trees of records (every tree but `meta` and `quarantine`).
+pub const RECORD_TREES: [&str; 8] =
+    ["buckets", "accounts", "scopes", "members", "findings", "postures", "policy_failures", "seen_events"];
+
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    let out = vec![RECORD_VERSION];
+    postcard::to_extend(value, out).expect("serializing to memory cannot fail")
+}
+
+/// Decodes a record of `tree`; the error names the tree and key, and how to repair.
+pub fn decode<T: DeserializeOwned>(tree: &str, key: &[u8], value: &[u8]) -> anyhow::Result<T> {
+    decode_value(value).with_context(|| {
+        format!(
+            "unreadable record in tree `{tree}` at key `{}` (`estate-admin verify --repair` sets such records aside)",
+            String::from_utf8_lossy(key)
+        )
+    })
+}
+
+fn decode_value<T: DeserializeOwned>(value: &[u8]) -> anyhow::Result<T> {
+    match value.split_first() {
+        Some((&RECORD_VERSION, body)) => Ok(postcard::from_bytes(body)?),
+        Some((version, _)) => bail!("record version {version} is not one this administrator reads ({RECORD_VERSION})"),
+        None => bail!("empty record"),
+    }
+}
+
+fn schema_version(meta: &sled::Tree) -> anyhow::Result<Option<u32>> {
+    match meta.get(SCHEMA_KEY)? {
+        None => Ok(None),
+        Some(bytes) => {
+            let bytes: [u8; 4] = bytes.as_ref().try_into().map_err(|_| anyhow::anyhow!("corrupt `schema_version`"))?;
+            Ok(Some(u32::from_be_bytes(bytes)))
+        }
+    }
+}
+
+/// Opens the database under `dir` and brings it to `SCHEMA_VERSION`.
+pub fn open_database(dir: &Path) -> anyhow::Result<sled::Db> {
+    let db = sled::Config::new()
+        .path(dir)
+        // sled is read at start-up only (the index serves queries): a small page cache.
+        .cache_capacity(64 * 1024 * 1024)
+        .open()
+        .with_context(|| format!("opening the sled database in `{}`", dir.display()))?;
+    let meta = db.open_tree(META)?;
+    match schema_version(&meta)? {
+        Some(SCHEMA_VERSION) => {}
+        Some(newer) if newer > SCHEMA_VERSION => bail!(
+            "the database in `{}` has schema version {newer}, written by a newer Estate; this one reads up to \
+             {SCHEMA_VERSION}",
+            dir.display()
+        ),
+        Some(older) => bail!("the database in `{}` has schema version {older}, which no Estate wrote", dir.display()),
+        None => {
+            let empty = RECORD_TREES.iter().map(|name| db.open_tree(name)).all(|tree| tree.is_ok_and(|t| t.is_empty()));
+            if !empty {
+                migrate_from_unversioned(&db, &meta)?;
+            }
+            meta.insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())?;
+            db.flush()?;
+        }
+    }
+    Ok(db)
+}
+
+/// Schema 0 → 1: every value gains the version byte. One transaction per tree, which also
+/// records that the tree is done, so a crash part-way leaves each tree either migrated or not.
+fn migrate_from_unversioned(db: &sled::Db, meta: &sled::Tree) -> anyhow::Result<()> {
+    tracing::info!("migrating the database from unversioned records to schema {SCHEMA_VERSION}");
+    for name in RECORD_TREES {
+        let done_key = format!("migrated:{name}");
+        if meta.contains_key(&done_key)? {
+            continue;
+        }
+        let tree = db.open_tree(name)?;
+        let mut batch = sled::Batch::default();
+        let mut count = 0usize;
+        for item in tree.iter() {
+            let (key, value) = item?;
+            let mut versioned = Vec::with_capacity(value.len() + 1);
+            versioned.push(RECORD_VERSION);
+            versioned.extend_from_slice(&value);
+            batch.insert(key, versioned);
+            count += 1;
+        }
+        (&tree, meta)
+            .transaction(|(tree, meta)| {
+                tree.apply_batch(&batch)?;
+                meta.insert(done_key.as_bytes(), &[1u8][..])?;
+                Ok::<_, sled::transaction::ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e| anyhow::anyhow!("migrating tree `{name}`: {e:?}"))?;
+        db.flush()?;
+        tracing::info!(tree = name, records = count, "migrated");
+    }
+    for name in RECORD_TREES {
+        meta.remove(format!("migrated:{name}"))?;
+    }
+    Ok(())
+}
+
+/// What `verify` found in one tree.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct TreeReport {
+    pub name: &'static str,
+    pub records: u64,
+    pub unreadable: u64,
+}
+
+/// Decodes every record of every tree with the type it holds; with `repair`, moves each
+/// unreadable one into the `quarantine` tree (logging it) so that the store opens again.
+pub fn verify_records(db: &sled::Db, repair: bool) -> anyhow::Result<Vec<TreeReport>> {
+    use crate::store::check_record;
+    let quarantine = db.open_tree(QUARANTINE)?;
+    let mut reports = Vec::new();
+    for name in RECORD_TREES {
+        let tree = db.open_tree(name)?;
+        let mut report = TreeReport { name, ..Default::default() };
+        for item in tree.iter() {
+            let (key, value) = item?;
+            report.records += 1;
+            if let Err(error) = check_record(name, &key, &value) {
+                report.unreadable += 1;
+                tracing::warn!(tree = name, key = %String::from_utf8_lossy(&key), error = %format!("{error:#}"), "unreadable record");
+                if repair {
+                    let mut quarantined = name.as_bytes().to_vec();
+                    quarantined.push(0);
+                    quarantined.extend_from_slice(&key);
+                    (&tree, &quarantine)
+                        .transaction(|(tree, quarantine)| {
+                            quarantine.insert(quarantined.as_slice(), value.as_ref())?;
+                            tree.remove(key.as_ref())?;
+                            Ok::<_, sled::transaction::ConflictableTransactionError<()>>(())
+                        })
+                        .map_err(|e| anyhow::anyhow!("quarantining a record of `{name}`: {e:?}"))?;
+                    tracing::warn!(tree = name, key = %String::from_utf8_lossy(&key), "record moved to `quarantine`");
+                }
+            }
+        }
+        reports.push(report);
+    }
+    db.flush()?;
+    Ok(reports)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_carry_their_version_and_others_are_refused() {
+        let bytes = encode(&(7u64, "x".to_owned()));
+        assert_eq!(bytes[0], RECORD_VERSION);
+        let back: (u64, String) = decode("t", b"k", &bytes).unwrap();
+        assert_eq!(back, (7, "x".to_owned()));
+        let mut future = bytes.clone();
+        future[0] = 9;
+        let error = format!("{:#}", decode::<(u64, String)>("t", b"k", &future).unwrap_err());
+        assert!(error.contains("record version 9") && error.contains("verify --repair"), "{error}");
+        assert!(decode::<u64>("t", b"k", &[]).is_err());
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused_and_a_fresh_one_is_stamped() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open_database(dir.path()).unwrap();
+        assert_eq!(schema_version(&db.open_tree(META).unwrap()).unwrap(), Some(SCHEMA_VERSION));
+        db.open_tree(META).unwrap().insert(SCHEMA_KEY, &(SCHEMA_VERSION + 1).to_be_bytes()).unwrap();
+        db.flush().unwrap();
+        drop(db);
+        let error = open_database(dir.path()).unwrap_err().to_string();
+        assert!(error.contains("newer Estate"), "{error}");
+    }
+}
