@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Estate machine setup: system libraries for the Rust build and a project-local
-# Python virtualenv holding moto (the local S3/STS/Organizations/... test server).
+# Python virtualenv holding moto (the local S3/STS/Organizations/... test server) and the
+# validators scripts/check-deploy.sh runs on deploy/ (cfn-lint, kubernetes-validate).
 # Idempotent; meant to run as root on a fresh Debian 12 machine.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$REPO/.venv"
 MOTO_VERSION="5.2.5"
+CFN_LINT_VERSION="1.58.0"
+KUBERNETES_VALIDATE_VERSION="1.37.0"
 
 log() { echo "setup: $*"; }
 
@@ -31,6 +34,8 @@ ensure_deb pkg-config
 # The TLS tests check the dashboard with curl; the local demo issues certificates with openssl.
 ensure_deb curl
 ensure_deb openssl
+# scripts/check-deploy.sh checks the units with systemd-analyze verify.
+ensure_deb systemd
 
 # Pick a Python 3 (the machine's pyenv one if on PATH, else Debian's).
 PY="$(command -v python3 || true)"
@@ -58,4 +63,22 @@ else
     "$VENV/bin/python" -m pip install --disable-pip-version-check -q "moto[server]==$MOTO_VERSION"
     "$VENV/bin/python" -c "import moto; assert moto.__version__ == \"$MOTO_VERSION\"; print('setup: moto', moto.__version__, 'ready')"
 fi
+
+# ensure_pip DISTRIBUTION VERSION: that exact version in the virtualenv.
+ensure_pip() {
+    local dist="$1" version="$2" check
+    check="import importlib.metadata as m; assert m.version('$dist') == '$version'"
+    if "$VENV/bin/python" -c "$check" >/dev/null 2>&1; then
+        log "$dist $version already installed in $VENV"
+        return
+    fi
+    log "installing $dist==$version into $VENV"
+    "$VENV/bin/python" -m pip install --disable-pip-version-check -q "$dist==$version"
+    "$VENV/bin/python" -c "$check"
+    log "$dist $version ready"
+}
+# scripts/check-deploy.sh: CloudFormation linting, and Kubernetes schemas bundled in the
+# package (it validates offline).
+ensure_pip cfn-lint "$CFN_LINT_VERSION"
+ensure_pip kubernetes-validate "$KUBERNETES_VALIDATE_VERSION"
 log "done"

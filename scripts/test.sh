@@ -9,6 +9,9 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 bash scripts/setup.sh
 cargo build --workspace --bins
+# The deploy artifacts, checked by the tools operators use, and proof that the checks bite.
+ESTATE_BIN_DIR="${CARGO_TARGET_DIR:-$REPO/target}/debug" bash scripts/check-deploy.sh
+ESTATE_BIN_DIR="${CARGO_TARGET_DIR:-$REPO/target}/debug" bash scripts/check-deploy.sh --self-test
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 status=0
