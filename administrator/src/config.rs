@@ -73,8 +73,21 @@ pub fn digest(token: &str) -> TokenDigest {
     Sha256::digest(token.as_bytes()).into()
 }
 
+/// Is `value` one of the example config's placeholders (`REPLACE-…`, `replace-with-…`)?
+fn is_placeholder(value: &str) -> bool {
+    value.get(..8).is_some_and(|head| head.eq_ignore_ascii_case("replace-"))
+}
+
 impl TokenConfig {
     fn digest(&self, who: &str) -> anyhow::Result<TokenDigest> {
+        for value in [&self.token, &self.token_sha256].into_iter().flatten() {
+            if is_placeholder(value) {
+                bail!(
+                    "the token of `{who}` is still the example's placeholder `{value}`: replace it \
+                     (deploy/README.md, \"Values you must fill in\")"
+                );
+            }
+        }
         match (&self.token, &self.token_sha256) {
             (Some(token), None) => {
                 if token.len() < 16 {
@@ -102,7 +115,13 @@ impl Config {
         if config.version != 1 {
             bail!("unsupported config `version` {} (this administrator reads version 1)", config.version);
         }
+        if let Some(id) = config.organization.id.as_deref().filter(|id| is_placeholder(id)) {
+            bail!("`organization.id` is still the example's placeholder `{id}`: replace it");
+        }
         for account in &config.organization.accounts {
+            if is_placeholder(account) {
+                bail!("`organization.accounts` still holds the example's placeholder `{account}`: replace it");
+            }
             if !is_account_id(account) {
                 bail!("`organization.accounts` holds `{account}`, which is not a 12-digit account ID");
             }
@@ -183,5 +202,10 @@ mod tests {
         assert!(Config::parse(short).unwrap_err().to_string().contains("shorter"));
         let both = GOOD.replace("token = \"agent", "token_sha256 = \"00\"\ntoken = \"agent");
         assert!(Config::parse(&both).is_err());
+        let placeholder = GOOD.replace("agent-token-0123456789", "replace-with-a-long-random-token");
+        assert!(Config::parse(&placeholder).unwrap_err().to_string().contains("placeholder"));
+        let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/estate.example.toml"));
+        let error = Config::parse(&example.unwrap()).unwrap_err().to_string();
+        assert!(error.contains("placeholder") && error.contains("replace it"), "{error}");
     }
 }

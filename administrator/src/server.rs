@@ -83,20 +83,13 @@ fn organization_from(config: Option<&Config>) -> OrgView {
     }
 }
 
-/// Resolves when the process is asked to stop.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("installing a SIGTERM handler");
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+/// Streams still open this long after a stop signal are cut: agents' streams never end by
+/// themselves, and the process must be gone within five seconds.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Resolves once `stop` is set.
+async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
 }
 
 /// On SIGHUP, reads the TLS files again (new connections use them; established ones keep
@@ -279,6 +272,13 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         TcpListener::bind(options.http_listen).await.with_context(|| format!("binding `{}`", options.http_listen))?;
     let grpc_addr = grpc_listener.local_addr()?;
     let http_addr = http_listener.local_addr()?;
+    // SIGINT or SIGTERM: stop accepting, let requests finish, cut streams after STOP_GRACE.
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let signal = estate_common::signals::shutdown().await;
+        tracing::info!(%signal, "stopping");
+        let _ = stop_tx.send(true);
+    });
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(grpc = %grpc_addr, http = %http_addr, tls = tls.is_some(), mutual_tls = tls.as_ref().is_some_and(|t| t.mutual()), "serving");
     // One machine-readable line for scripts and tests that start us on port 0.
@@ -295,10 +295,10 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         match &tls {
             Some(tls) => {
                 axum::serve(HttpsListener::new(tls, http_listener)?, app)
-                    .with_graceful_shutdown(shutdown_signal())
+                    .with_graceful_shutdown(stopped(stop.clone()))
                     .await
             }
-            None => axum::serve(http_listener, app).with_graceful_shutdown(shutdown_signal()).await,
+            None => axum::serve(http_listener, app).with_graceful_shutdown(stopped(stop.clone())).await,
         }
     };
     let router = tonic::transport::Server::builder()
@@ -313,14 +313,14 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
                 let incoming = tls.incoming(grpc_listener, crate::tls::Listener::Grpc);
                 let incoming = tokio_stream::wrappers::ReceiverStream::new(incoming)
                     .map(|(stream, _)| Ok::<_, std::io::Error>(stream));
-                router.serve_with_incoming_shutdown(incoming, shutdown_signal()).await
+                router.serve_with_incoming_shutdown(incoming, stopped(stop.clone())).await
             }
             None => {
                 router
                     .serve_with_incoming_shutdown(
                         // Without TCP_NODELAY, multi-segment responses wait for delayed ACKs (~40 ms).
                         TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
-                        shutdown_signal(),
+                        stopped(stop.clone()),
                     )
                     .await
             }
@@ -329,12 +329,23 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     // Storage failing stops both servers: the process exits non-zero and its supervisor
     // restarts it from what is on disk.
     let storage_failed = committer.failed();
+    let cut = async {
+        stopped(stop.clone()).await;
+        tokio::time::sleep(STOP_GRACE).await;
+    };
     let (grpc, http) = tokio::select! {
         results = async { tokio::join!(grpc_server, http_server) } => results,
         error = storage_failed => anyhow::bail!("storage failed, stopping: {error}"),
+        () = cut => {
+            tracing::info!("streams still open {STOP_GRACE:?} after the stop signal are closed");
+            (Ok(()), Ok(()))
+        }
     };
     grpc.context("gRPC server")?;
     http.context("HTTP server")?;
+    // Everything acknowledged is already on disk; this makes the rest of sled's state so too.
+    let store_to_flush = Arc::clone(&store);
+    tokio::task::spawn_blocking(move || store_to_flush.flush()).await??;
     tracing::info!("stopped");
     Ok(())
 }

@@ -850,6 +850,12 @@ impl Store {
         self.persist(writes, announce)
     }
 
+    /// Flushes sled (at shutdown; every commit already flushed its own writes).
+    pub fn flush(&self) -> anyhow::Result<()> {
+        self.db.flush().context("flushing sled")?;
+        Ok(())
+    }
+
     pub fn read(&self) -> RwLockReadGuard<'_, State> {
         self.state.read().expect("state lock poisoned")
     }

@@ -104,7 +104,7 @@ async fn main() -> anyhow::Result<()> {
             events_dead_letter_queue_url,
             events_wait_seconds,
         } => {
-            run(AgentOptions {
+            let agent = run(AgentOptions {
                 admin_url: admin,
                 token,
                 tls: estate_common::transport::ClientTls { ca, cert, key },
@@ -120,8 +120,17 @@ async fn main() -> anyhow::Result<()> {
                     dead_letter_queue_url: events_dead_letter_queue_url,
                     wait_seconds: events_wait_seconds.clamp(0, 20),
                 }),
-            })
-            .await
+            });
+            tokio::select! {
+                result = agent => result,
+                signal = estate_common::signals::shutdown() => {
+                    // Nothing the agent holds is lost by stopping: messages not yet acknowledged
+                    // are read again by the next refresh, and events stay in their queue until
+                    // deleted. The stream closes when the process exits.
+                    tracing::info!(%signal, "stopping");
+                    std::process::exit(0);
+                }
+            }
         }
     }
 }

@@ -168,3 +168,60 @@ async fn killing_the_administrator_at_seeded_points_loses_nothing() -> anyhow::R
     println!("fault injection: {verified} kill points survived (seed {seed}), {total} buckets, {} findings", ids.len());
     Ok(())
 }
+
+/// Sends SIGTERM and waits at most `limit` for the process to exit; returns its status and
+/// how long it took.
+fn terminate(
+    process: &mut estate_tests::Process,
+    limit: Duration,
+) -> anyhow::Result<(std::process::ExitStatus, Duration)> {
+    let started = std::time::Instant::now();
+    let status = Command::new("kill").args(["-TERM", &process.child.id().to_string()]).status()?;
+    anyhow::ensure!(status.success(), "kill -TERM failed");
+    loop {
+        if let Some(status) = process.child.try_wait()? {
+            return Ok((status, started.elapsed()));
+        }
+        anyhow::ensure!(started.elapsed() < limit, "{} still running {limit:?} after SIGTERM", process.name);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_stops_agents_and_the_administrator_within_five_seconds_losing_nothing() -> anyhow::Result<()> {
+    let moto = Moto::start()?;
+    let creds = moto.credentials(A).await?;
+    for i in 0..20 {
+        let name = format!("estate-s-{i:02}");
+        seed_bucket(&moto, &creds, &Spec { account: A, region: "us-east-1", name, ..Default::default() }).await?;
+    }
+    let dir = tempfile::tempdir()?;
+    let mut admin = Admin::start(&dir.path().join("data"), None)?;
+    let streaming = ["--refresh-interval", "1s"];
+    let mut agent = Agent::start(&admin, &moto, &creds, None, &["us-east-1"], &streaming)?;
+    eventually(Duration::from_secs(60), "the first refresh", || async {
+        Ok((admin.ctl_json(None, &["stats"])?["bucketCount"] == 20).then_some(()))
+    })
+    .await?;
+
+    let (status, took) = terminate(&mut agent.process, Duration::from_secs(5))?;
+    assert!(status.success(), "the agent exits 0 on SIGTERM: {status:?}\n{}", agent.process.log_text());
+    println!("agent stopped in {took:?}");
+
+    // The administrator, mid-stream: an agent refreshing every second is connected.
+    let _agent = Agent::start(&admin, &moto, &creds, None, &["us-east-1"], &streaming)?;
+    eventually(Duration::from_secs(30), "the agent to reconnect", || async {
+        let members = admin.ctl_json(None, &["members"])?;
+        Ok((members["members"][0]["connectionState"] == "CONNECTED").then_some(()))
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (status, took) = terminate(&mut admin.process, Duration::from_secs(5))?;
+    assert!(status.success(), "the administrator exits 0 on SIGTERM: {status:?}\n{}", admin.process.log_text());
+    println!("administrator stopped in {took:?}");
+    verify(&admin)?;
+    admin.kill_and_restart()?;
+    let stats = admin.ctl_json(None, &["stats"])?;
+    assert_eq!(stats["bucketCount"], 20, "nothing acknowledged was lost");
+    Ok(())
+}
