@@ -19,6 +19,7 @@ use aws_sdk_s3::config::Credentials;
 pub use aws_sdk_s3;
 pub use aws_sdk_s3control;
 
+pub mod faultproxy;
 pub mod pki;
 
 /// The repository root.
@@ -385,6 +386,18 @@ impl Agent {
         regions: &[&str],
         extra: &[&str],
     ) -> anyhow::Result<Self> {
+        Self::start_at(admin, &moto.endpoint, credentials, token, regions, extra)
+    }
+
+    /// [`Agent::start`] with the AWS calls going to `endpoint` (a proxy in front of moto).
+    pub fn start_at(
+        admin: &Admin,
+        endpoint: &str,
+        credentials: &Credentials,
+        token: Option<&str>,
+        regions: &[&str],
+        extra: &[&str],
+    ) -> anyhow::Result<Self> {
         static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let log = admin.data_dir.with_extension(format!("agent-{}-{n}.log", credentials.access_key_id()));
@@ -393,7 +406,7 @@ impl Agent {
             .arg("run")
             .args(["--admin", &admin.grpc])
             .args(["--regions", &regions.join(",")])
-            .args(["--endpoint-url", &moto.endpoint])
+            .args(["--endpoint-url", endpoint])
             .args(extra)
             .env("AWS_ACCESS_KEY_ID", credentials.access_key_id())
             .env("AWS_SECRET_ACCESS_KEY", credentials.secret_access_key())

@@ -225,3 +225,133 @@ async fn sigterm_stops_agents_and_the_administrator_within_five_seconds_losing_n
     assert_eq!(stats["bucketCount"], 20, "nothing acknowledged was lost");
     Ok(())
 }
+
+/// S3 throttling, server errors, connection resets and a 10 s stall on chosen calls, through
+/// a proxy in front of moto: the agent retries with backoff, every bucket arrives complete,
+/// and a refresh under faults marks nothing deleted.
+#[tokio::test(flavor = "multi_thread")]
+async fn s3_faults_are_retried_and_nothing_is_lost_or_marked_deleted() -> anyhow::Result<()> {
+    use estate_tests::faultproxy::{Fault, FaultProxy};
+    let moto = Moto::start()?;
+    let creds = moto.credentials(A).await?;
+    const COUNT: usize = 8;
+    for i in 0..COUNT {
+        let name = format!("estate-p-{i:02}");
+        seed_bucket(&moto, &creds, &Spec { account: A, region: "us-east-1", name: name.clone(), ..Default::default() })
+            .await?;
+        moto.s3(&creds, "us-east-1").put_bucket_policy().bucket(&name).policy(public_policy(&name)).send().await?;
+    }
+    let proxy = FaultProxy::start(&moto.endpoint).await?;
+    let inject_round = || {
+        proxy.inject("?policy", Fault::SlowDown, 3);
+        proxy.inject("?acl", Fault::InternalError, 2);
+        proxy.inject("?tagging", Fault::Reset, 2);
+        proxy.inject("?versioning", Fault::Stall(Duration::from_secs(10)), 1);
+    };
+    inject_round();
+    let dir = tempfile::tempdir()?;
+    let admin = Admin::start(&dir.path().join("data"), None)?;
+    let agent = Agent::start_at(&admin, &proxy.endpoint, &creds, None, &["us-east-1"], &["--refresh-interval", "3s"])?;
+    let complete = || async {
+        let listed = admin.ctl_json(None, &["buckets", "--all"])?;
+        let buckets = listed["buckets"].as_array().unwrap().clone();
+        let members = admin.ctl_json(None, &["members"])?;
+        let updated = members["members"][0]["regions"][0]["lastUpdated"].as_str().map(str::to_owned);
+        anyhow::Ok((buckets, updated))
+    };
+    let (buckets, first_update) =
+        eventually(Duration::from_secs(90), "a complete refresh through the faults", || async {
+            let (buckets, updated) = complete().await?;
+            Ok((buckets.len() == COUNT && updated.is_some() && proxy.pending().is_empty())
+                .then_some((buckets, updated)))
+        })
+        .await
+        .map_err(|e| e.context(agent.process.log_text()))?;
+    for bucket in &buckets {
+        assert!(bucket["errorCode"].is_null(), "retried to completion: {bucket}");
+    }
+    assert_eq!(proxy.injected(), 8);
+
+    // A second round of faults during later refreshes: nothing is marked deleted.
+    inject_round();
+    eventually(Duration::from_secs(90), "a later refresh through the faults", || async {
+        let (buckets, updated) = complete().await?;
+        assert_eq!(buckets.len(), COUNT, "a fault made a bucket disappear");
+        Ok((proxy.pending().is_empty() && updated > first_update).then_some(()))
+    })
+    .await?;
+    let (buckets, _) = complete().await?;
+    assert_eq!(buckets.len(), COUNT);
+    assert!(buckets.iter().all(|b| b["errorCode"].is_null() && b["publicAccess"]["effectivePermission"] == "PUBLIC"));
+    println!("S3 faults: {} injected, {} requests forwarded, 0 buckets lost", proxy.injected(), proxy.forwarded());
+    Ok(())
+}
+
+/// The administrator's disk fills up mid-stream (a small tmpfs, filled by a file): it stops
+/// acknowledging, says why and exits non-zero; once space returns and it is started again,
+/// the agent resends what was not acknowledged and nothing is missing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_disk_stops_acknowledging_and_loses_nothing_once_space_returns() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let disk = dir.path().join("disk");
+    std::fs::create_dir_all(&disk)?;
+    let mounted = Command::new("mount").args(["-t", "tmpfs", "-o", "size=48m", "tmpfs"]).arg(&disk).output()?;
+    anyhow::ensure!(
+        mounted.status.success(),
+        "mounting a tmpfs for the full-disk test needs root (CAP_SYS_ADMIN): {}",
+        String::from_utf8_lossy(&mounted.stderr)
+    );
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(disk.clone());
+
+    let moto = Moto::start()?;
+    let creds = moto.credentials(A).await?;
+    let spec =
+        |i: usize| Spec { account: A, region: "us-east-1", name: format!("estate-d-{i:02}"), ..Default::default() };
+    for i in 0..10 {
+        seed_bucket(&moto, &creds, &spec(i)).await?;
+    }
+    let mut admin = Admin::start(&disk.join("data"), None)?;
+    let _agent = Agent::start(&admin, &moto, &creds, None, &["us-east-1"], &["--refresh-interval", "1s"])?;
+    eventually(Duration::from_secs(60), "the first refresh", || async {
+        Ok((admin.ctl_json(None, &["stats"])?["bucketCount"] == 10).then_some(()))
+    })
+    .await?;
+
+    // Fill the disk, then give the agent something new to report.
+    let filler = disk.join("filler");
+    let _ = Command::new("dd").arg("if=/dev/zero").arg(format!("of={}", filler.display())).args(["bs=1M"]).output()?;
+    for i in 10..15 {
+        seed_bucket(&moto, &creds, &spec(i)).await?;
+    }
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = admin.process.child.try_wait()? {
+            break status;
+        }
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(60), "the administrator kept running on a full disk");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(!status.success(), "a storage failure is an error exit: {status:?}");
+    let log = admin.process.log_text();
+    assert!(log.contains("storage failed") || log.contains("cannot make the state durable"), "it says why:\n{log}");
+    assert!(log.to_lowercase().contains("no space left"), "and names the cause:\n{log}");
+    let said: Vec<&str> = log.lines().filter(|l| l.contains("durable") || l.contains("storage failed")).collect();
+    println!("full disk: exit {status:?}; {}", said.join(" | "));
+
+    // Space returns; started again, the administrator takes the resent reports.
+    std::fs::remove_file(&filler)?;
+    admin.kill_and_restart()?;
+    eventually(Duration::from_secs(60), "every bucket after the disk has space again", || async {
+        Ok((admin.ctl_json(None, &["stats"])?["bucketCount"] == 15).then_some(()))
+    })
+    .await?;
+    admin.process.kill();
+    verify(&admin)?;
+    Ok(())
+}
