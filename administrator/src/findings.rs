@@ -2,7 +2,7 @@
 //! whether a change made it worse, and the findings raised (or repeated) when it did. The
 //! posture a bucket has when its aspects are first decided is its baseline: no finding.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -257,6 +257,128 @@ impl Findings {
             self.open.remove(&(key, finding.kind));
             self.changed.push(finding.clone());
         }
+    }
+}
+
+/// Events remembered as counted, at most (twice the number loaded at start-up).
+const MAX_COUNTED_EVENTS: usize = 100_000;
+
+/// The findings concern, with one owner: the findings themselves, the cause of each bucket's
+/// latest read, the postures and counted events changed since the last flush, and the
+/// postures read at start-up until their buckets are loaded.
+#[derive(Debug, Default)]
+pub struct FindingsTracker {
+    pub findings: Findings,
+    /// The CloudTrail event behind each bucket's latest read, when one was (a refresh
+    /// otherwise).
+    causes: HashMap<Vec<u8>, Cause>,
+    /// (bucket, event ID) pairs already counted, so that re-judging (or an agent resending
+    /// after a crash) counts an event once; persisted by the store with a horizon.
+    repeated_events: HashSet<(Vec<u8>, String)>,
+    /// Pairs added since the last flush.
+    new_repeated_events: Vec<(Vec<u8>, String)>,
+    /// Postures changed since the last flush (`None`: removed).
+    changed_postures: Vec<(Vec<u8>, Option<Posture>)>,
+    /// Postures read from disk at start-up, consumed as the buckets are loaded.
+    loaded_postures: HashMap<Vec<u8>, Posture>,
+}
+
+impl FindingsTracker {
+    /// Compares a bucket's decided posture with the last one (`before`) and raises findings
+    /// for what got worse; the first decided value of each aspect is its baseline. Returns the
+    /// posture to keep. It is persisted when it changed and holds more than the bucket's
+    /// stored facts imply (`always_persist` for re-judgements, where that is not known).
+    pub fn observe(
+        &mut self,
+        key: &[u8],
+        facts: &BucketFacts,
+        judgement: &Judgement,
+        before: Option<Posture>,
+        always_persist: bool,
+        at: UnixMillis,
+    ) -> Posture {
+        let now = Posture::of(facts, judgement);
+        let merged = match before {
+            None => now,
+            Some(before) => {
+                let worse = before.worsened(&now);
+                if !worse.is_empty() {
+                    let cause = self.causes.get(key).cloned().unwrap_or_else(|| Cause::refresh(facts.read_at));
+                    for kind in worse {
+                        self.findings.raise(&facts.key, kind, &cause, at);
+                    }
+                }
+                before.merge(now)
+            }
+        };
+        self.repeat(key, facts, &merged, at);
+        if before != Some(merged) && (always_persist || merged != now) {
+            self.changed_postures.push((key.to_vec(), Some(merged)));
+        }
+        merged
+    }
+
+    /// An event that makes the same change again (the bucket still in the state a finding
+    /// reported) counts one more occurrence of that finding. Each event counts once.
+    fn repeat(&mut self, key: &[u8], facts: &BucketFacts, posture: &Posture, at: UnixMillis) {
+        let Some(cause) = self.causes.get(key).cloned() else { return };
+        let Some(event_id) = cause.event_id.clone() else { return };
+        if self.repeated_events.len() > 2 * MAX_COUNTED_EVENTS {
+            self.repeated_events.clear();
+        }
+        if !self.repeated_events.insert((key.to_vec(), event_id.clone())) {
+            return;
+        }
+        self.new_repeated_events.push((key.to_vec(), event_id));
+        for kind in posture.repeated_by(&cause.api) {
+            let raised_now =
+                self.findings.changed.iter().any(|f| f.kind == kind && f.bucket_name == facts.key.bucket_name);
+            if !raised_now && self.findings.is_open(&facts.key, kind) {
+                self.findings.raise(&facts.key, kind, &cause, at);
+            }
+        }
+    }
+
+    /// The cause of the bucket's latest read (`None`: a refresh).
+    pub fn set_cause(&mut self, key: &[u8], cause: Option<Cause>) {
+        match cause {
+            Some(cause) => self.causes.insert(key.to_vec(), cause),
+            None => self.causes.remove(key),
+        };
+    }
+
+    /// The bucket is gone: its posture is removed at the next flush.
+    pub fn forget(&mut self, key: &[u8]) {
+        self.causes.remove(key);
+        self.changed_postures.push((key.to_vec(), None));
+    }
+
+    pub fn load_posture(&mut self, key: Vec<u8>, posture: Posture) {
+        self.loaded_postures.insert(key, posture);
+    }
+
+    /// The stored posture of a bucket being loaded.
+    pub fn take_loaded(&mut self, key: &[u8]) -> Option<Posture> {
+        self.loaded_postures.remove(key)
+    }
+
+    pub fn load_counted_events(&mut self, events: impl IntoIterator<Item = (Vec<u8>, String)>) {
+        self.repeated_events.extend(events);
+    }
+
+    /// Every bucket is loaded: postures of buckets that no longer exist are dropped.
+    pub fn loading_done(&mut self) {
+        self.loaded_postures = HashMap::new();
+    }
+
+    /// What changed since the last flush: postures, newly counted events, findings.
+    #[allow(clippy::type_complexity)]
+    pub fn take_changes(&mut self) -> (Vec<(Vec<u8>, Option<Posture>)>, Vec<(Vec<u8>, String)>, Vec<Finding>) {
+        (
+            std::mem::take(&mut self.changed_postures),
+            std::mem::take(&mut self.new_repeated_events),
+            std::mem::take(&mut self.findings.changed),
+        )
     }
 }
 

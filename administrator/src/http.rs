@@ -190,7 +190,7 @@ async fn api_findings(
         return *response;
     }
     let s = state.store.read();
-    let mut findings: Vec<_> = s.findings.by_id.values().collect();
+    let mut findings: Vec<_> = s.findings().by_id.values().collect();
     findings.sort_by(|a, b| b.updated_at.cmp(&a.updated_at).then_with(|| a.id.cmp(&b.id)));
     let findings: Vec<_> = findings.iter().take(200).map(|f| f.to_macie_json()).collect();
     Json(serde_json::json!({ "findings": findings })).into_response()

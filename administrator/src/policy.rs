@@ -15,6 +15,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use estate_common::macie::{self, Tri};
+use estate_common::model::BucketFacts;
 use estate_policy::{Analysis, AnalysisOptions, Analyzer, OrgContext};
 
 use crate::ingest::Committer;
@@ -213,6 +214,98 @@ pub fn start(workers: usize, options: AnalysisOptions) -> (PolicyQueue, impl FnO
         }
     };
     (queue, attach)
+}
+
+/// What the store knows about bucket policies' analyses, with one owner: the outcome of each
+/// bucket's policy (with the digest of what was analysed), the analyses queued and not yet
+/// back, and the digests of analyses that failed inside this analyser (never queued again).
+#[derive(Debug, Default)]
+pub struct PolicyVerdicts {
+    outcomes: HashMap<Vec<u8>, (PolicyDigest, PolicyOutcome)>,
+    pending: HashMap<Vec<u8>, PolicyDigest>,
+    queue: Option<PolicyQueue>,
+    failures: HashMap<PolicyDigest, String>,
+}
+
+impl PolicyVerdicts {
+    /// Without a queue (tools, tests), unknown policies stay unknown.
+    pub fn new(queue: Option<PolicyQueue>) -> Self {
+        Self { queue, ..Default::default() }
+    }
+
+    /// The verdict on a bucket's policy under the organization, when known. Otherwise an
+    /// analysis is queued (once per digest) and the answer is `None` (UNKNOWN) meanwhile.
+    pub fn verdict(&mut self, key: &[u8], facts: &BucketFacts, org: &OrgView) -> Option<PolicyVerdict> {
+        let text = facts.config().and_then(|c| c.policy.as_deref())?;
+        let digest = digest(text, &facts.key.bucket_name, &facts.key.account_id, org);
+        match self.outcomes.get(key) {
+            Some((known, outcome)) if *known == digest => return Some(verdict(outcome)),
+            _ => {}
+        }
+        if let Some(reason) = self.failures.get(&digest) {
+            // Failed inside this analyser before (maybe before a restart): not analysed again
+            // until the analyser changes.
+            let outcome = PolicyOutcome::internal_failure(reason.clone());
+            let answer = verdict(&outcome);
+            self.pending.remove(key);
+            self.outcomes.insert(key.to_vec(), (digest, outcome));
+            return Some(answer);
+        }
+        if self.pending.get(key) != Some(&digest) {
+            if let Some(queue) = &self.queue {
+                self.pending.insert(key.to_vec(), digest);
+                queue.submit(Job {
+                    key: key.to_vec(),
+                    digest,
+                    policy: text.to_owned(),
+                    bucket: facts.key.bucket_name.clone(),
+                    context: context(org, &facts.key.account_id),
+                });
+            }
+        }
+        None
+    }
+
+    /// The witnesses and reasons for UNKNOWN of a bucket's policy.
+    pub fn explanation(&self, key: &[u8]) -> (Vec<macie::PolicyWitness>, Vec<String>) {
+        match self.outcomes.get(key) {
+            Some((_, outcome)) => explanation(outcome),
+            None if self.pending.contains_key(key) => {
+                (Vec::new(), vec!["the bucket policy is being analysed".to_owned()])
+            }
+            None => Default::default(),
+        }
+    }
+
+    /// The bucket is gone.
+    pub fn forget(&mut self, key: &[u8]) {
+        self.outcomes.remove(key);
+        self.pending.remove(key);
+    }
+
+    /// Why an outcome failed inside the analyser, when it did.
+    pub fn internal_failure(outcome: &PolicyOutcome) -> Option<String> {
+        match outcome {
+            PolicyOutcome::Analysed(analysis) if analysis.internal_error => Some(analysis.unknown_reasons.join("; ")),
+            _ => None,
+        }
+    }
+
+    pub fn remember_failure(&mut self, digest: PolicyDigest, reason: String) {
+        self.failures.insert(digest, reason);
+    }
+
+    /// An analysis came back. It is kept when `current` (the bucket's policy and context are
+    /// still the analysed ones); returns whether the bucket must be judged again.
+    pub fn settle(&mut self, key: Vec<u8>, digest: PolicyDigest, outcome: PolicyOutcome, current: bool) -> bool {
+        if self.pending.get(&key) == Some(&digest) {
+            self.pending.remove(&key);
+        }
+        if current {
+            self.outcomes.insert(key, (digest, outcome));
+        }
+        current
+    }
 }
 
 #[cfg(test)]

@@ -18,10 +18,10 @@ use sled::Transactional;
 use estate_common::model::{AccountSettings, BucketFacts, BucketKey, BucketState, Grantee, UnixMillis};
 use estate_common::objects::ObjectStats;
 
-use crate::findings::{Findings, Posture};
+use crate::findings::{Findings, FindingsTracker, Posture};
 use crate::index::{Entry, Index};
 use crate::judge::{judge, Judgement, OrgView};
-use crate::policy::{self, Job, PolicyDigest, PolicyOutcome, PolicyQueue};
+use crate::policy::{self, PolicyDigest, PolicyOutcome, PolicyQueue, PolicyVerdicts};
 use crate::stats::Statistics;
 use estate_common::findings::{Cause, Finding};
 
@@ -134,30 +134,12 @@ pub struct State {
     /// Buckets whose ACL grants to canonical users other than the owner: re-judged when a
     /// member's canonical ID becomes known.
     acl_dependents: BTreeSet<Vec<u8>>,
-    /// Policy outcomes by bucket key, with the digest of what was analysed.
-    policy: HashMap<Vec<u8>, (PolicyDigest, PolicyOutcome)>,
-    /// Analyses queued and not yet back.
-    policy_pending: HashMap<Vec<u8>, PolicyDigest>,
-    policy_queue: Option<PolicyQueue>,
-    /// Digests of analyses that failed inside the analyser (this version of it), with the
-    /// reason: never queued again.
-    policy_failures: HashMap<PolicyDigest, String>,
-    /// Postures read from disk at start-up, consumed as the buckets are loaded.
-    loaded_postures: HashMap<Vec<u8>, Posture>,
-    /// The CloudTrail event behind each bucket's latest read, when one was (a refresh
-    /// otherwise).
-    causes: HashMap<Vec<u8>, Cause>,
-    pub findings: Findings,
-    /// (bucket, event ID) pairs already counted, so that re-judging (or an agent resending
-    /// after a crash) counts an event once; persisted with the time first seen and forgotten
-    /// after `SEEN_EVENTS_HORIZON`.
-    repeated_events: std::collections::HashSet<(Vec<u8>, String)>,
-    /// Pairs added since the last flush.
-    new_repeated_events: Vec<(Vec<u8>, String)>,
+    /// Policy analyses: outcomes, what is queued, failures remembered (`policy.rs`).
+    verdicts: PolicyVerdicts,
+    /// Findings and what raises them: postures, causes, events counted (`findings.rs`).
+    tracker: FindingsTracker,
     /// The clock of the commit being applied.
     now: UnixMillis,
-    /// Postures changed since the last flush (`None`: removed).
-    changed_postures: Vec<(Vec<u8>, Option<Posture>)>,
 }
 
 /// The sled writes one commit makes, per tree (in the order of `TREES`).
@@ -251,52 +233,18 @@ impl State {
     /// Judges a bucket. A policy whose outcome for the current text and organization context
     /// is not known yet is queued for analysis and judged UNKNOWN meanwhile.
     fn judge(&mut self, key: &[u8], facts: &BucketFacts) -> Judgement {
-        let policy_text = facts.config().and_then(|c| c.policy.as_deref());
-        let verdict = match policy_text {
-            None => None,
-            Some(text) => {
-                let digest = policy::digest(text, &facts.key.bucket_name, &facts.key.account_id, &self.org);
-                match self.policy.get(key) {
-                    Some((known, outcome)) if *known == digest => Some(policy::verdict(outcome)),
-                    _ if self.policy_failures.contains_key(&digest) => {
-                        // Failed inside this analyser before (maybe before a restart): not
-                        // analysed again until the analyser changes.
-                        let outcome = PolicyOutcome::internal_failure(self.policy_failures[&digest].clone());
-                        let verdict = policy::verdict(&outcome);
-                        self.policy_pending.remove(key);
-                        self.policy.insert(key.to_vec(), (digest, outcome));
-                        Some(verdict)
-                    }
-                    _ => {
-                        if self.policy_pending.get(key) != Some(&digest) {
-                            if let Some(queue) = &self.policy_queue {
-                                self.policy_pending.insert(key.to_vec(), digest);
-                                queue.submit(Job {
-                                    key: key.to_vec(),
-                                    digest,
-                                    policy: text.to_owned(),
-                                    bucket: facts.key.bucket_name.clone(),
-                                    context: policy::context(&self.org, &facts.key.account_id),
-                                });
-                            }
-                        }
-                        None
-                    }
-                }
-            }
-        };
+        let verdict = self.verdicts.verdict(key, facts, &self.org);
         judge(facts, self.accounts.get(&facts.key.account_id), &self.org, verdict.as_ref())
+    }
+
+    /// The findings, for the read side.
+    pub fn findings(&self) -> &Findings {
+        &self.tracker.findings
     }
 
     /// The policy's witnesses and reasons for UNKNOWN, for a bucket's metadata.
     pub fn policy_explanation(&self, key: &[u8]) -> (Vec<estate_common::macie::PolicyWitness>, Vec<String>) {
-        match self.policy.get(key) {
-            Some((_, outcome)) => policy::explanation(outcome),
-            None if self.policy_pending.contains_key(key) => {
-                (Vec::new(), vec!["the bucket policy is being analysed".to_owned()])
-            }
-            None => Default::default(),
-        }
+        self.verdicts.explanation(key)
     }
 
     /// Judges every bucket again (the organization changed).
@@ -305,66 +253,10 @@ impl State {
         self.rejudge(keys);
     }
 
-    /// Compares a bucket's decided posture with the last one (`before`) and raises findings
-    /// for what got worse; the first decided value of each aspect is its baseline. Returns the
-    /// posture to keep. It is persisted when it changed and holds more than the bucket's
-    /// stored facts imply (`always_persist` for re-judgements, where that is not known).
-    fn observe(
-        &mut self,
-        key: &[u8],
-        facts: &BucketFacts,
-        judgement: &Judgement,
-        before: Option<Posture>,
-        always_persist: bool,
-    ) -> Posture {
-        let now = Posture::of(facts, judgement);
-        let merged = match before {
-            None => now,
-            Some(before) => {
-                let worse = before.worsened(&now);
-                if !worse.is_empty() {
-                    let cause = self.causes.get(key).cloned().unwrap_or_else(|| Cause::refresh(facts.read_at));
-                    let at = self.now;
-                    for kind in worse {
-                        self.findings.raise(&facts.key, kind, &cause, at);
-                    }
-                }
-                before.merge(now)
-            }
-        };
-        self.repeat(key, facts, &merged);
-        if before != Some(merged) && (always_persist || merged != now) {
-            self.changed_postures.push((key.to_vec(), Some(merged)));
-        }
-        merged
-    }
-
-    /// An event that makes the same change again (the bucket still in the state a finding
-    /// reported) counts one more occurrence of that finding. Each event counts once.
-    fn repeat(&mut self, key: &[u8], facts: &BucketFacts, posture: &Posture) {
-        let Some(cause) = self.causes.get(key).cloned() else { return };
-        let Some(event_id) = cause.event_id.clone() else { return };
-        if self.repeated_events.len() > 2 * MAX_SEEN_EVENTS {
-            self.repeated_events.clear();
-        }
-        if !self.repeated_events.insert((key.to_vec(), event_id.clone())) {
-            return;
-        }
-        self.new_repeated_events.push((key.to_vec(), event_id));
-        let at = self.now;
-        for kind in posture.repeated_by(&cause.api) {
-            let raised_now =
-                self.findings.changed.iter().any(|f| f.kind == kind && f.bucket_name == facts.key.bucket_name);
-            if !raised_now && self.findings.is_open(&facts.key, kind) {
-                self.findings.raise(&facts.key, kind, &cause, at);
-            }
-        }
-    }
-
     fn insert_entry(&mut self, key: Vec<u8>, facts: BucketFacts, generation: u64) {
         let judgement = self.judge(&key, &facts);
-        let before = self.index.get(&key).map(|e| e.posture).or_else(|| self.loaded_postures.remove(&key));
-        let posture = self.observe(&key, &facts, &judgement, before, false);
+        let before = self.index.get(&key).map(|e| e.posture).or_else(|| self.tracker.take_loaded(&key));
+        let posture = self.tracker.observe(&key, &facts, &judgement, before, false, self.now);
         self.stats.add(&facts.key.account_id, &judgement);
         let names_others = facts.config().and_then(|c| c.acl.as_ref()).is_some_and(|acl| {
             acl.grants.iter().any(|g| matches!(&g.grantee, Grantee::CanonicalUser(id) if *id != acl.owner_canonical_id))
@@ -381,10 +273,8 @@ impl State {
 
     fn remove_entry(&mut self, key: &[u8]) -> bool {
         self.acl_dependents.remove(key);
-        self.causes.remove(key);
-        self.changed_postures.push((key.to_vec(), None));
-        self.policy.remove(key);
-        self.policy_pending.remove(key);
+        self.tracker.forget(key);
+        self.verdicts.forget(key);
         match self.index.remove(key) {
             Some(old) => {
                 self.stats.remove(&old.facts.key.account_id, &old.judgement);
@@ -402,7 +292,7 @@ impl State {
             if judgement == entry.judgement {
                 continue;
             }
-            let posture = self.observe(&key, &entry.facts, &judgement, Some(entry.posture), true);
+            let posture = self.tracker.observe(&key, &entry.facts, &judgement, Some(entry.posture), true, self.now);
             let account_id = entry.facts.key.account_id.clone();
             let updated = Entry { facts: Arc::clone(&entry.facts), generation: entry.generation, judgement, posture };
             self.stats.remove(&account_id, &entry.judgement);
@@ -479,10 +369,7 @@ impl State {
                         }
                     }
                 }
-                match cause {
-                    Some(cause) => self.causes.insert(key.clone(), cause),
-                    None => self.causes.remove(&key),
-                };
+                self.tracker.set_cause(&key, cause);
                 writes.buckets.insert(key.clone(), encode(&StoredBucket { facts: facts.clone(), generation }));
                 self.insert_entry(key, facts, generation);
             }
@@ -529,7 +416,7 @@ impl State {
             }
             Op::AccountSettingsChanged { settings, cause } => {
                 for key in self.account_keys(&settings.account_id) {
-                    self.causes.insert(key, cause.clone());
+                    self.tracker.set_cause(&key, Some(cause.clone()));
                 }
                 self.apply(Op::AccountSettings(settings), writes);
             }
@@ -567,7 +454,7 @@ impl State {
                     self.rejudge_all();
                 }
             }
-            Op::ArchiveFindings => self.findings.archive_older_than(self.now),
+            Op::ArchiveFindings => self.tracker.findings.archive_older_than(self.now),
         }
     }
 
@@ -580,27 +467,18 @@ impl State {
         outcome: PolicyOutcome,
         writes: &mut Writes,
     ) {
-        if self.policy_pending.get(&key) == Some(&digest) {
-            self.policy_pending.remove(&key);
-        }
-        if let PolicyOutcome::Analysed(analysis) = &outcome {
-            if analysis.internal_error {
-                let reason = analysis.unknown_reasons.join("; ");
-                let failure = PolicyFailure {
-                    analyzer_version: estate_policy::ANALYZER_VERSION.to_owned(),
-                    reason: reason.clone(),
-                };
-                writes.policy_failures.insert(&digest[..], encode(&failure));
-                self.policy_failures.insert(digest, reason);
-            }
+        if let Some(reason) = PolicyVerdicts::internal_failure(&outcome) {
+            let failure =
+                PolicyFailure { analyzer_version: estate_policy::ANALYZER_VERSION.to_owned(), reason: reason.clone() };
+            writes.policy_failures.insert(&digest[..], encode(&failure));
+            self.verdicts.remember_failure(digest, reason);
         }
         let current = self.index.get(&key).is_some_and(|entry| {
             entry.facts.config().and_then(|c| c.policy.as_deref()).is_some_and(|text| {
                 policy::digest(text, &entry.facts.key.bucket_name, &entry.facts.key.account_id, &self.org) == digest
             })
         });
-        if current {
-            self.policy.insert(key.clone(), (digest, outcome));
+        if self.verdicts.settle(key.clone(), digest, outcome, current) {
             self.rejudge(vec![key]);
         }
     }
@@ -681,7 +559,7 @@ impl Store {
 
     fn load(&self, org: OrgView, policy_queue: Option<PolicyQueue>, write: bool) -> anyhow::Result<()> {
         let now = estate_common::model::now_ms();
-        let mut state = State { org, policy_queue, now, ..Default::default() };
+        let mut state = State { org, verdicts: PolicyVerdicts::new(policy_queue), now, ..Default::default() };
         let mut writes = Writes::default();
         // Before the buckets: a bucket whose analysis failed before is not queued again.
         for item in self.policy_failures.iter() {
@@ -689,7 +567,7 @@ impl Store {
             let failure: PolicyFailure = decode("policy_failures", &key, &value)?;
             match <PolicyDigest>::try_from(key.as_ref()) {
                 Ok(digest) if failure.analyzer_version == estate_policy::ANALYZER_VERSION => {
-                    state.policy_failures.insert(digest, failure.reason);
+                    state.verdicts.remember_failure(digest, failure.reason);
                 }
                 // Another analyser's failure (or a key of another shape): forgotten.
                 _ => writes.policy_failures.remove(key),
@@ -713,7 +591,7 @@ impl Store {
         for (_, bucket, event_id) in seen.drain(MAX_SEEN_EVENTS.min(seen.len())..) {
             writes.seen_events.remove(seen_event_key(&bucket, &event_id));
         }
-        state.repeated_events = seen.into_iter().map(|(_, bucket, event_id)| (bucket, event_id)).collect();
+        state.tracker.load_counted_events(seen.into_iter().map(|(_, bucket, event_id)| (bucket, event_id)));
         for item in self.members.iter() {
             let (key, value) = item?;
             let record: MemberRecord = decode("members", &key, &value)?;
@@ -739,22 +617,22 @@ impl Store {
         }
         for item in self.findings.iter() {
             let (key, value) = item?;
-            state.findings.load(decode("findings", &key, &value)?);
+            state.tracker.findings.load(decode("findings", &key, &value)?);
         }
         for item in self.postures.iter() {
             let (key, value) = item?;
-            state.loaded_postures.insert(key.to_vec(), decode("postures", &key, &value)?);
+            state.tracker.load_posture(key.to_vec(), decode("postures", &key, &value)?);
         }
         for item in self.buckets.iter() {
             let (key, value) = item?;
             let stored: StoredBucket = decode("buckets", &key, &value)?;
             state.insert_entry(key.to_vec(), stored.facts, stored.generation);
         }
-        state.loaded_postures = HashMap::new();
+        state.tracker.loading_done();
         // A posture the stored facts no longer match (the judge changed, or a posture was
         // lost) raised findings above: they are real changes, so they are kept, persisted
         // and announced like any other.
-        let raised = state.findings.changed.len();
+        let raised = state.tracker.findings.changed.len();
         let announce = Self::drain(&mut state, &mut writes);
         if raised > 0 {
             tracing::info!(findings = raised, "findings raised while loading the store");
@@ -795,16 +673,16 @@ impl Store {
     /// Moves findings, postures and counted events changed in memory into `writes`; returns
     /// the findings to announce once they are durable.
     fn drain(state: &mut State, writes: &mut Writes) -> Vec<Finding> {
-        for (key, posture) in state.changed_postures.drain(..) {
+        let (postures, counted, changed) = state.tracker.take_changes();
+        for (key, posture) in postures {
             match posture {
                 Some(p) => writes.postures.insert(key, encode(&p)),
                 None => writes.postures.remove(key),
             }
         }
-        for (bucket, event_id) in state.new_repeated_events.drain(..) {
+        for (bucket, event_id) in counted {
             writes.seen_events.insert(seen_event_key(&bucket, &event_id), encode(&state.now));
         }
-        let changed = std::mem::take(&mut state.findings.changed);
         for finding in &changed {
             writes.findings.insert(finding.id.as_bytes(), encode(finding));
         }
@@ -828,8 +706,9 @@ impl Store {
             // the read lock, so each finding reaches it exactly once, by replay or by feed.
             let mut state = self.state.write().expect("state lock poisoned");
             for finding in announce {
-                state.findings.durable_sequence = state.findings.durable_sequence.max(finding.sequence);
-                let _ = state.findings.feed.send(finding);
+                let findings = &mut state.tracker.findings;
+                findings.durable_sequence = findings.durable_sequence.max(finding.sequence);
+                let _ = findings.feed.send(finding);
             }
         }
         Ok(())
@@ -1110,7 +989,7 @@ mod tests {
                 Op::Upsert { facts: facts(a, "eu-west-1", "x", 5), generation: 1, cause: None },
             ])
             .unwrap();
-        assert!(store.read().findings.by_id.is_empty());
+        assert!(store.read().findings().by_id.is_empty());
         // The facts on disk change behind the stored posture's back.
         let public = public_facts(a, "x", 6);
         let posture = store.read().index.get(&public.key.encode()).unwrap().posture;
@@ -1119,10 +998,10 @@ mod tests {
         store.db.flush().unwrap();
         drop(store);
         let store = open(dir.path());
-        assert_eq!(store.read().findings.by_id.len(), 1, "the load raised a finding");
+        assert_eq!(store.read().findings().by_id.len(), 1, "the load raised a finding");
         drop(store);
         let store = open(dir.path());
-        assert_eq!(store.read().findings.by_id.len(), 1, "and it was persisted, once");
+        assert_eq!(store.read().findings().by_id.len(), 1, "and it was persisted, once");
     }
 
     #[test]

@@ -113,7 +113,7 @@ impl FindingsService for FindingsServiceImpl {
         };
         let state = self.store.read();
         let mut found = Vec::new();
-        for f in state.findings.by_id.values() {
+        for f in state.findings().by_id.values() {
             if matches(f, &r.criteria)? {
                 found.push(f);
             }
@@ -146,7 +146,7 @@ impl FindingsService for FindingsServiceImpl {
             return Err(Status::invalid_argument("at most 1000 finding IDs per request"));
         }
         let state = self.store.read();
-        let findings = ids.iter().filter_map(|id| state.findings.by_id.get(id)).map(Into::into).collect();
+        let findings = ids.iter().filter_map(|id| state.findings().by_id.get(id)).map(Into::into).collect();
         Ok(Response::new(pb::GetFindingsResponse { findings }))
     }
 
@@ -166,7 +166,7 @@ impl FindingsService for FindingsServiceImpl {
         }
         let state = self.store.read();
         let mut groups: BTreeMap<String, i64> = BTreeMap::new();
-        for f in state.findings.by_id.values() {
+        for f in state.findings().by_id.values() {
             if matches(f, &r.criteria)? {
                 if let Value::Text(key) = value(f, &r.group_by)? {
                     *groups.entry(key).or_default() += 1;
@@ -191,10 +191,10 @@ impl FindingsService for FindingsServiceImpl {
         // the feed, so nothing falls between the two and nothing arrives twice.
         let (mut live, backlog) = {
             let state = self.store.read();
-            let live = state.findings.feed.subscribe();
-            let durable = state.findings.durable_sequence;
+            let live = state.findings().feed.subscribe();
+            let durable = state.findings().durable_sequence;
             let mut backlog: Vec<Finding> = state
-                .findings
+                .findings()
                 .by_id
                 .values()
                 .filter(|f| cursor > 0 && f.sequence > cursor && f.sequence <= durable)
