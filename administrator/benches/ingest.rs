@@ -6,6 +6,9 @@
 //! with everything stored, and peak memory. `ESTATE_BENCH_STREAMS` and
 //! `ESTATE_BENCH_BUCKETS_PER_STREAM` override the defaults (64 × 15,625 = 1,000,000).
 //!
+//! `-- --rejudge` measures ingest alone and while an organization change has every bucket
+//! policy judged again (20,000 distinct policies by default), in the same run.
+//!
 //! `-- --tls` instead compares ingest over TLS with plaintext in the same run: fresh
 //! administrators, alternately plaintext and TLS (a throwaway CA, TLS 1.3), each round with
 //! the same streams and buckets, and prints both rates and their ratio.
@@ -33,6 +36,26 @@ fn env_usize(name: &str, default: usize) -> usize {
 
 fn account(stream: usize) -> String {
     format!("{:012}", 100_000_000_000u64 + stream as u64)
+}
+
+/// Streams numbered from here report buckets with policies (the re-judge benchmark).
+const POLICY_STREAMS: usize = 1000;
+
+/// A distinct policy per bucket: a cross-account read grant (to an account inside the
+/// organization or not), fenced to TLS and, every third one, to a VPC endpoint.
+fn bucket_policy(stream: usize, i: usize) -> String {
+    let bucket = format!("bench-{stream:03}-{i:07}");
+    let grantee = format!("{:012}", 200_000_000_000u64 + (i % 50) as u64);
+    let vpce = if i.is_multiple_of(3) {
+        format!(
+            r#",{{"Effect":"Deny","Principal":"*","Action":"s3:*","Resource":"arn:aws:s3:::{bucket}/*","Condition":{{"StringNotEquals":{{"aws:SourceVpce":"vpce-{i:08x}"}}}}}}"#
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::{grantee}:root"}},"Action":["s3:GetObject","s3:ListBucket"],"Resource":["arn:aws:s3:::{bucket}","arn:aws:s3:::{bucket}/*"]}},{{"Effect":"Deny","Principal":"*","Action":"s3:*","Resource":"arn:aws:s3:::{bucket}/*","Condition":{{"Bool":{{"aws:SecureTransport":"false"}}}}}}{vpce}]}}"#
+    )
 }
 
 /// A realistic bucket: tags, an ACL, block public access, default encryption; one in ten is
@@ -67,7 +90,7 @@ fn facts(stream: usize, i: usize) -> BucketFacts {
             }),
             acl: Some(Acl { owner_canonical_id: owner, grants }),
             object_ownership: Some(ObjectOwnership::BucketOwnerPreferred),
-            policy: None,
+            policy: (stream >= POLICY_STREAMS).then(|| bucket_policy(stream, i)),
             policy_status_public: None,
             replication: None,
             objects: None,
@@ -255,6 +278,97 @@ async fn ingest(endpoint: &Endpoint, streams: usize, per_stream: usize) -> (f64,
     ((streams * per_stream) as f64 / elapsed.as_secs_f64(), elapsed, latencies)
 }
 
+/// Ingest alone, then ingest while every bucket policy is judged again after an organization
+/// change (config rewritten, SIGHUP to this process), in the same run.
+async fn compare_rejudge(streams: usize, per_stream: usize, policies: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("estate.toml");
+    let write_config = |accounts: usize| {
+        let list: Vec<String> = (0..accounts).map(|a| format!("\"{:012}\"", 200_000_000_000u64 + a as u64)).collect();
+        std::fs::write(&config, format!("version = 1\n[organization]\naccounts = [{}]\n", list.join(", "))).unwrap();
+    };
+    write_config(10);
+    let (grpc, http) = (free_addr(), free_addr());
+    let mut options = estate_administrator::server::ServeOptions::development(grpc, http, dir.path().join("data"));
+    options.config = Some(config.clone());
+    options.policy_workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let workers = options.policy_workers;
+    tokio::spawn(async move { estate_administrator::server::serve(options).await.unwrap() });
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(grpc).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let endpoint = Endpoint::from_shared(format!("http://{grpc}")).unwrap();
+    let client = InventoryServiceClient::new(endpoint.connect().await.unwrap());
+    let unknown = || {
+        let mut client = client.clone();
+        async move {
+            let stats = client.get_bucket_statistics(pb::GetBucketStatisticsRequest::default()).await.unwrap();
+            // Sharing depends on the policy whatever block public access says: a bucket whose
+            // policy is being analysed counts here.
+            stats.into_inner().bucket_count_by_shared_access_type.map_or(0, |p| p.unknown)
+        }
+    };
+    println!(
+        "estate ingest during a re-judge: {policies} buckets with distinct policies, {workers} policy workers; \
+         ingest of {streams} streams x {per_stream} buckets alone, then during the re-judge"
+    );
+    // The policies: one stream per 1,000 buckets.
+    let policy_streams = policies.div_ceil(1000);
+    let tasks: Vec<_> = (0..policy_streams)
+        .map(|s| tokio::spawn(run_stream(endpoint.clone(), POLICY_STREAMS + s, policies / policy_streams)))
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let started = Instant::now();
+    while unknown().await > 0 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!("first analysis of the policies:      {:>9.2} s", started.elapsed().as_secs_f64());
+
+    let alone = {
+        let tasks: Vec<_> = (0..streams).map(|s| tokio::spawn(run_stream(endpoint.clone(), s, per_stream))).collect();
+        let started = Instant::now();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        (streams * per_stream) as f64 / started.elapsed().as_secs_f64()
+    };
+    println!("ingest alone:                        {alone:>12.0} buckets/s");
+
+    // The organization changes: every policy's context does, so every policy is analysed again.
+    write_config(11);
+    let hangup = std::process::Command::new("kill").args(["-HUP", &std::process::id().to_string()]).status();
+    assert!(hangup.unwrap().success());
+    let rejudge_started = Instant::now();
+    while unknown().await == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (during, overlapped) = {
+        let tasks: Vec<_> =
+            (0..streams).map(|s| tokio::spawn(run_stream(endpoint.clone(), 500 + s, per_stream))).collect();
+        let started = Instant::now();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let elapsed = started.elapsed();
+        ((streams * per_stream) as f64 / elapsed.as_secs_f64(), unknown().await > 0)
+    };
+    while unknown().await > 0 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let rejudge = rejudge_started.elapsed();
+    println!("ingest during the re-judge:          {during:>12.0} buckets/s (re-judge still running at its end: {overlapped})");
+    println!("ingest during / alone:               {:>12.1} %", 100.0 * during / alone);
+    println!(
+        "re-judge of {policies} policies:          {:>9.2} s (ingest running for part of it)",
+        rejudge.as_secs_f64()
+    );
+}
+
 /// Plaintext and TLS, alternately, `ROUNDS` times each; fresh administrators every time.
 async fn compare_tls(streams: usize, per_stream: usize) {
     const ROUNDS: usize = 3;
@@ -292,6 +406,15 @@ async fn main() {
     let per_stream = env_usize("ESTATE_BENCH_BUCKETS_PER_STREAM", 15_625);
     if std::env::args().any(|a| a == "--raw-sled-child") {
         println!("{}", raw_sled_rate(streams, per_stream));
+        return;
+    }
+    if std::env::args().any(|a| a == "--rejudge") {
+        compare_rejudge(
+            env_usize("ESTATE_BENCH_STREAMS", 8),
+            env_usize("ESTATE_BENCH_BUCKETS_PER_STREAM", 15_625),
+            env_usize("ESTATE_BENCH_POLICIES", 20_000),
+        )
+        .await;
         return;
     }
     if std::env::args().any(|a| a == "--tls") {

@@ -172,6 +172,27 @@ impl PolicyQueue {
 
 /// Starts `workers` analysis threads reporting to `store` (held weakly: the threads end
 /// once the store is dropped). `options.budget` bounds each policy's whole analysis.
+/// Policy workers run at this niceness under `SCHED_BATCH`: when ingest and analysis compete
+/// for the cores, ingest (nice 0) gets about nine tenths of them, and analysis keeps going.
+/// Lowering one's own priority needs no privilege.
+const POLICY_WORKER_PRIORITY: u8 = 22; // thread-priority's 0–99 scale; 22 is nice 10 on Linux
+
+/// Gives the calling policy worker a lower scheduling priority than ingest.
+fn yield_to_ingest() {
+    use thread_priority::{
+        set_thread_priority_and_policy, thread_native_id, NormalThreadSchedulePolicy, ThreadPriority,
+        ThreadSchedulePolicy,
+    };
+    let priority = match POLICY_WORKER_PRIORITY.try_into() {
+        Ok(value) => ThreadPriority::Crossplatform(value),
+        Err(_) => ThreadPriority::Min,
+    };
+    let policy = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Batch);
+    if let Err(error) = set_thread_priority_and_policy(thread_native_id(), priority, policy) {
+        tracing::warn!(?error, "cannot lower the policy workers' priority; they compete with ingest as equals");
+    }
+}
+
 pub fn start(workers: usize, options: AnalysisOptions) -> (PolicyQueue, impl FnOnce(Committer)) {
     let queue = PolicyQueue::default();
     let analyzer = Arc::new(Analyzer::new(options, 100_000));
@@ -183,7 +204,9 @@ pub fn start(workers: usize, options: AnalysisOptions) -> (PolicyQueue, impl FnO
             let committer = committer.clone();
             std::thread::Builder::new()
                 .name(format!("policy-{i}"))
-                .spawn(move || loop {
+                .spawn(move || {
+                    yield_to_ingest();
+                    loop {
                     let Some(job) = queue.next(Duration::from_secs(1)) else {
                         if committer.is_closed() {
                             return;
@@ -208,6 +231,7 @@ pub fn start(workers: usize, options: AnalysisOptions) -> (PolicyQueue, impl FnO
                     if let Err(error) = committer.commit_blocking(vec![op]) {
                         tracing::error!(%error, "a policy outcome could not be stored; the worker stops");
                         return;
+                    }
                     }
                 })
                 .expect("spawning a policy worker");
