@@ -56,27 +56,21 @@ else
     log "virtualenv $VENV already exists"
 fi
 
-if "$VENV/bin/python" -c "import moto; assert moto.__version__ == \"$MOTO_VERSION\"" >/dev/null 2>&1; then
-    log "moto $MOTO_VERSION already installed in $VENV"
-else
-    log "installing moto[server]==$MOTO_VERSION into $VENV"
-    "$VENV/bin/python" -m pip install --disable-pip-version-check -q "moto[server]==$MOTO_VERSION"
-    "$VENV/bin/python" -c "import moto; assert moto.__version__ == \"$MOTO_VERSION\"; print('setup: moto', moto.__version__, 'ready')"
-fi
-
-# ensure_pip DISTRIBUTION VERSION: that exact version in the virtualenv.
+# ensure_pip DISTRIBUTION VERSION [EXTRAS]: that exact version in the virtualenv.
 ensure_pip() {
-    local dist="$1" version="$2" check
+    local dist="$1" version="$2" extras="${3:-}" check
     check="import importlib.metadata as m; assert m.version('$dist') == '$version'"
     if "$VENV/bin/python" -c "$check" >/dev/null 2>&1; then
         log "$dist $version already installed in $VENV"
         return
     fi
-    log "installing $dist==$version into $VENV"
-    "$VENV/bin/python" -m pip install --disable-pip-version-check -q "$dist==$version"
+    log "installing $dist$extras==$version into $VENV"
+    "$VENV/bin/python" -m pip install --disable-pip-version-check -q "$dist$extras==$version"
     "$VENV/bin/python" -c "$check"
     log "$dist $version ready"
 }
+
+ensure_pip moto "$MOTO_VERSION" "[server]"
 # scripts/check-deploy.sh: CloudFormation linting, and Kubernetes schemas bundled in the
 # package (it validates offline).
 ensure_pip cfn-lint "$CFN_LINT_VERSION"

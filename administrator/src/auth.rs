@@ -27,12 +27,18 @@ pub enum Role {
 }
 
 impl Role {
-    fn parse(text: &str) -> Option<Self> {
-        match text {
-            "read-only" => Some(Self::ReadOnly),
-            "operator" => Some(Self::Operator),
-            _ => None,
+    const ALL: [Role; 2] = [Role::ReadOnly, Role::Operator];
+
+    /// The name the config and certificates use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::ReadOnly => "read-only",
+            Role::Operator => "operator",
         }
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|role| role.as_str() == text)
     }
 }
 
@@ -277,22 +283,17 @@ impl Authenticator {
 fn describe_claim(claim: &CertificateClaim) -> String {
     match claim {
         CertificateClaim::Agent { account_id } => format!("the agent of account `{account_id}`"),
-        CertificateClaim::Client { role } => format!("a client with role `{}`", role_name(*role)),
+        CertificateClaim::Client { role } => format!("a client with role `{}`", role.as_str()),
     }
 }
 
 fn describe_identity(identity: &Identity) -> String {
     match identity {
-        Identity::Agent { account_id, .. } => format!("the agent of account `{account_id}`"),
-        Identity::Client { role, .. } => format!("a client with role `{}`", role_name(*role)),
+        Identity::Agent { account_id, .. } => {
+            describe_claim(&CertificateClaim::Agent { account_id: account_id.clone() })
+        }
+        Identity::Client { role, .. } => describe_claim(&CertificateClaim::Client { role: *role }),
         Identity::Development => "development mode".to_owned(),
-    }
-}
-
-fn role_name(role: Role) -> &'static str {
-    match role {
-        Role::ReadOnly => "read-only",
-        Role::Operator => "operator",
     }
 }
 

@@ -260,8 +260,9 @@ impl Findings {
     }
 }
 
-/// Events remembered as counted, at most (twice the number loaded at start-up).
-const MAX_COUNTED_EVENTS: usize = 100_000;
+/// Events remembered as counted: at most this many are loaded at start-up (the newest), and
+/// at most twice as many are kept in memory.
+pub const MAX_COUNTED_EVENTS: usize = 100_000;
 
 /// The findings concern, with one owner: the findings themselves, the cause of each bucket's
 /// latest read, the postures and counted events changed since the last flush, and the

@@ -36,7 +36,15 @@ pub enum PolicyOutcome {
 impl PolicyOutcome {
     /// The analysis failed inside the analyser (caught): remembered, never retried in a loop.
     pub fn is_internal_failure(&self) -> bool {
-        matches!(self, PolicyOutcome::Analysed(a) if a.internal_error)
+        self.internal_failure_reason().is_some()
+    }
+
+    /// Why the analysis failed inside the analyser, when it did.
+    pub fn internal_failure_reason(&self) -> Option<String> {
+        match self {
+            PolicyOutcome::Analysed(analysis) if analysis.internal_error => Some(analysis.unknown_reasons.join("; ")),
+            _ => None,
+        }
     }
 
     /// The outcome remembered for a policy that failed with `reason`.
@@ -305,14 +313,6 @@ impl PolicyVerdicts {
     pub fn forget(&mut self, key: &[u8]) {
         self.outcomes.remove(key);
         self.pending.remove(key);
-    }
-
-    /// Why an outcome failed inside the analyser, when it did.
-    pub fn internal_failure(outcome: &PolicyOutcome) -> Option<String> {
-        match outcome {
-            PolicyOutcome::Analysed(analysis) if analysis.internal_error => Some(analysis.unknown_reasons.join("; ")),
-            _ => None,
-        }
     }
 
     pub fn remember_failure(&mut self, digest: PolicyDigest, reason: String) {

@@ -170,13 +170,11 @@ impl Writes {
     }
 }
 
-/// Every tree of records, in one order for transactions and verification.
-const TREES: [&str; 8] = crate::codec::RECORD_TREES;
+use crate::codec::RECORD_TREES as TREES;
 
 /// How long an event counted once is remembered (agents resend within minutes).
 const SEEN_EVENTS_HORIZON_MS: i64 = 7 * 24 * 3600 * 1000;
-/// At most this many remembered events are loaded (the newest).
-const MAX_SEEN_EVENTS: usize = 100_000;
+use crate::findings::MAX_COUNTED_EVENTS as MAX_SEEN_EVENTS;
 
 use crate::codec::{decode, encode};
 
@@ -308,6 +306,18 @@ impl State {
         self.index.range(start..end).map(|(k, _)| k.clone()).collect()
     }
 
+    /// The bucket exists in refresh `generation` (its stored facts stay).
+    fn retain(&mut self, encoded: Vec<u8>, generation: u64, writes: &mut Writes) {
+        if let Some(entry) = self.index.get(&encoded) {
+            if entry.generation < generation {
+                let updated = Entry { generation, ..Entry::clone(entry) };
+                let stored = StoredBucket { facts: (*updated.facts).clone(), generation };
+                writes.buckets.insert(encoded.clone(), encode(&stored));
+                self.index.insert(encoded, updated);
+            }
+        }
+    }
+
     fn bump_progress(&mut self, key: &BucketKey) {
         if let Some(progress) = self.progress.get_mut(&(key.account_id.clone(), key.region.clone())) {
             progress.0 = (progress.0 + 1).min(progress.1.max(progress.0 + 1));
@@ -343,14 +353,12 @@ impl State {
             Op::Upsert { mut facts, generation, cause } => {
                 let key = facts.key.encode();
                 self.bump_progress(&facts.key);
-                if let Some(entry) = self.index.get(&key) {
-                    if facts.read_at < entry.facts.read_at {
-                        // An older read that arrived late (an event re-read overtaken by a
-                        // refresh, or the reverse) loses to the newer one; it still counts as
-                        // seen in its refresh, so completing that scope does not remove it.
-                        self.apply(Op::Retain { key: facts.key, generation }, writes);
-                        return;
-                    }
+                if self.index.get(&key).is_some_and(|entry| facts.read_at < entry.facts.read_at) {
+                    // An older read that arrived late (an event re-read overtaken by a refresh,
+                    // or the reverse) loses to the newer one; it still counts as seen in its
+                    // refresh, so completing that scope does not remove it.
+                    self.retain(key, generation, writes);
+                    return;
                 }
                 if cause.is_some() {
                     // An event-driven read does not recount objects, nor list the bucket for
@@ -375,15 +383,7 @@ impl State {
             }
             Op::Retain { key, generation } => {
                 self.bump_progress(&key);
-                let encoded = key.encode();
-                if let Some(entry) = self.index.get(&encoded) {
-                    if entry.generation < generation {
-                        let updated = Entry { generation, ..Entry::clone(entry) };
-                        let stored = StoredBucket { facts: (*updated.facts).clone(), generation };
-                        writes.buckets.insert(encoded.clone(), encode(&stored));
-                        self.index.insert(encoded, updated);
-                    }
-                }
+                self.retain(key.encode(), generation, writes);
             }
             Op::Objects { key, objects } => {
                 let encoded = key.encode();
@@ -467,7 +467,7 @@ impl State {
         outcome: PolicyOutcome,
         writes: &mut Writes,
     ) {
-        if let Some(reason) = PolicyVerdicts::internal_failure(&outcome) {
+        if let Some(reason) = outcome.internal_failure_reason() {
             let failure =
                 PolicyFailure { analyzer_version: estate_policy::ANALYZER_VERSION.to_owned(), reason: reason.clone() };
             writes.policy_failures.insert(&digest[..], encode(&failure));
@@ -964,6 +964,7 @@ mod tests {
         store
             .commit_at(vec![
                 no_account_block(a),
+                Op::ScopeStarted { account_id: a.into(), region: "eu-west-1".into(), generation: 2, total: 2 },
                 Op::Upsert { facts: public_facts(a, "x", 20), generation: 2, cause: None },
             ])
             .unwrap();
@@ -973,6 +974,8 @@ mod tests {
         let state = store.read();
         let entry = state.index.values().next().unwrap();
         assert_eq!(entry.facts.read_at, 20, "the newer read stays");
+        let progress = state.progress[&(a.to_string(), "eu-west-1".to_string())];
+        assert_eq!(progress, (2, 2), "each report counts once toward the refresh's progress");
         assert_eq!(state.stats.total().bucket_count_by_effective_permission.publicly_accessible, 1);
     }
 

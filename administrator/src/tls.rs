@@ -8,13 +8,13 @@
 //! accept loop, each bounded in time, so a slow or hostile peer cannot stall the listener.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use anyhow::{bail, Context};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use anyhow::Context;
+use estate_common::transport::{read_certificates, read_private_key};
+use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{DigitallySignedStruct, DistinguishedName, ServerConfig, SignatureScheme};
@@ -148,40 +148,18 @@ fn log_refusal(kind: Listener, peer: SocketAddr, error: &std::io::Error) {
     }
 }
 
-fn read(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| format!("reading the {what} `{}`", path.display()))
-}
-
-/// Every certificate in a PEM file; none is an error.
-pub fn read_certificates(path: &Path, what: &str) -> anyhow::Result<Vec<CertificateDer<'static>>> {
-    let pem = read(path, what)?;
-    let certs = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("the {what} `{}` is not PEM", path.display()))?;
-    if certs.is_empty() {
-        bail!("the {what} `{}` holds no PEM certificate", path.display());
-    }
-    Ok(certs)
-}
-
-fn read_key(path: &Path) -> anyhow::Result<PrivateKeyDer<'static>> {
-    let pem = read(path, "TLS key")?;
-    PrivateKeyDer::from_pem_slice(&pem)
-        .with_context(|| format!("the TLS key `{}` holds no PEM private key (PKCS#8, PKCS#1 or SEC1)", path.display()))
-}
-
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
 fn build(files: &TlsFiles) -> anyhow::Result<Configs> {
-    let chain = read_certificates(&files.cert, "TLS certificate")?;
-    let key = read_key(&files.key)?;
+    let (_, chain) = read_certificates(&files.cert, "TLS certificate")?;
+    let (_, key) = read_private_key(&files.key, "TLS key")?;
     let verifiers = match &files.client_ca {
         None => None,
         Some(path) => {
             let mut roots = rustls::RootCertStore::empty();
-            for cert in read_certificates(path, "client CA")? {
+            for cert in read_certificates(path, "client CA")?.1 {
                 roots.add(cert).with_context(|| format!("a certificate in the client CA `{}`", path.display()))?;
             }
             let roots = Arc::new(roots);

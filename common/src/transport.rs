@@ -27,15 +27,30 @@ impl ClientTls {
     }
 }
 
-fn read_pem_certificates(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
-    let pem = std::fs::read(path).with_context(|| format!("reading the {what} `{}`", path.display()))?;
-    let count = CertificateDer::pem_slice_iter(&pem)
-        .try_fold(0usize, |n, cert| cert.map(|_| n + 1))
+fn read(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading the {what} `{}`", path.display()))
+}
+
+/// A PEM file's bytes and every certificate in it; a file with none is an error. Shared by
+/// the administrator (its chain, the client CA) and its callers (the CA, a client chain).
+pub fn read_certificates(path: &Path, what: &str) -> anyhow::Result<(Vec<u8>, Vec<CertificateDer<'static>>)> {
+    let pem = read(path, what)?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
         .with_context(|| format!("the {what} `{}` is not PEM", path.display()))?;
-    if count == 0 {
+    if certs.is_empty() {
         bail!("the {what} `{}` holds no PEM certificate", path.display());
     }
-    Ok(pem)
+    Ok((pem, certs))
+}
+
+/// A PEM file's bytes and the private key in it (PKCS#8, PKCS#1 or SEC1).
+pub fn read_private_key(path: &Path, what: &str) -> anyhow::Result<(Vec<u8>, PrivateKeyDer<'static>)> {
+    let pem = read(path, what)?;
+    let key = PrivateKeyDer::from_pem_slice(&pem).with_context(|| {
+        format!("the {what} `{}` holds no PEM private key (PKCS#8, PKCS#1 or SEC1)", path.display())
+    })?;
+    Ok((pem, key))
 }
 
 /// An endpoint for `url` with the TLS settings its scheme calls for. TLS material with an
@@ -47,17 +62,14 @@ pub fn endpoint(url: &str, tls: &ClientTls) -> anyhow::Result<Endpoint> {
         Some("https") => {
             let mut config = ClientTlsConfig::new();
             config = match &tls.ca {
-                Some(path) => config.ca_certificate(Certificate::from_pem(read_pem_certificates(path, "CA")?)),
+                Some(path) => config.ca_certificate(Certificate::from_pem(read_certificates(path, "CA")?.0)),
                 None => config.with_native_roots(),
             };
             match (&tls.cert, &tls.key) {
                 (Some(cert), Some(key)) => {
-                    let cert = read_pem_certificates(cert, "client certificate")?;
-                    let key_pem =
-                        std::fs::read(key).with_context(|| format!("reading the client key `{}`", key.display()))?;
-                    PrivateKeyDer::from_pem_slice(&key_pem)
-                        .with_context(|| format!("the client key `{}` holds no PEM private key", key.display()))?;
-                    config = config.identity(Identity::from_pem(cert, key_pem));
+                    let (cert, _) = read_certificates(cert, "client certificate")?;
+                    let (key, _) = read_private_key(key, "client key")?;
+                    config = config.identity(Identity::from_pem(cert, key));
                 }
                 (None, None) => {}
                 _ => bail!("`--cert` and `--key` go together"),
