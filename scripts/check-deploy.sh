@@ -12,6 +12,8 @@
 #                schemas bundled with kubernetes-validate (strict: unknown fields fail; works
 #                offline). A custom resource (e.g. cert-manager's Certificate) the validator
 #                has no schema for is skipped, and the skip is printed.
+#   images       every FROM of deploy/**/Containerfile* and Dockerfile* names its image by
+#                digest (`@sha256:` and 64 hex digits), or a stage built earlier in the file.
 #   env-files    the env examples (deploy/**/*.env.example) and the units carry no comment
 #                after a value: systemd would make it part of the value.
 #   references   every ESTATE_* name and every `--flag` given to estate-admin, estate-agent or
@@ -31,7 +33,7 @@
 #   scripts/check-deploy.sh [--root DIR] [--only CHECK]...
 #                                        the checks on DIR/deploy and DIR/README.md, or only
 #                                        the named ones (cfn-lint, systemd, kubernetes,
-#                                        env-files, references)
+#                                        images, env-files, references)
 # Needs the project's .venv (scripts/setup.sh: cfn-lint, kubernetes-validate) and systemd-analyze.
 set -euo pipefail
 
@@ -40,7 +42,7 @@ SELF="$REPO/scripts/check-deploy.sh"
 PY="$REPO/.venv/bin/python"
 CFN_LINT="$REPO/.venv/bin/cfn-lint"
 BIN_DIR="${ESTATE_BIN_DIR:-${CARGO_TARGET_DIR:-$HOME/.cache/estate-target}/debug}"
-ALL_CHECKS=(cfn-lint systemd kubernetes env-files references)
+ALL_CHECKS=(cfn-lint systemd kubernetes images env-files references)
 
 # ESTATE_* names that are no flag's variable but may appear in the checked files, each with the
 # reason. NAME_* allows every name with that prefix.
@@ -257,6 +259,30 @@ PY
 }
 
 # ------------------------------------------------------------------------------- env-files
+check_images() {
+    local root="$1" file rel n=0 line image stages
+    while IFS= read -r -d '' file; do
+        rel="${file#"$root"/}"
+        stages=" "
+        while IFS= read -r line; do
+            # FROM [--platform=...] IMAGE [AS NAME]
+            read -r -a words <<<"$line"
+            image=""
+            for w in "${words[@]:1}"; do
+                case "$w" in --*) ;; *) image="$w"; break ;; esac
+            done
+            n=$((n + 1))
+            if [[ "$stages" == *" $image "* ]]; then
+                :
+            elif ! [[ "$image" =~ @sha256:[0-9a-f]{64}$ ]]; then
+                fail "$rel: \`$line\` does not pin its base image by digest (IMAGE:TAG@sha256:...)"
+            fi
+            if [[ "${words[-2],,}" == as ]]; then stages+="${words[-1]} "; fi
+        done < <(grep -iE '^[[:space:]]*FROM[[:space:]]' "$file" | sed 's/^[[:space:]]*//')
+    done < <(find "$root/deploy" -type f \( -name 'Containerfile*' -o -name 'Dockerfile*' \) -print0)
+    log "images: $n FROM line(s) checked"
+}
+
 check_env_files() {
     local root="$1" f rel out
     local files=()
@@ -657,6 +683,7 @@ run_checks() {
             cfn-lint) check_cfn_lint "$root" ;;
             systemd) check_systemd "$root" ;;
             kubernetes) check_kubernetes "$root" ;;
+            images) check_images "$root" ;;
             env-files) check_env_files "$root" ;;
             references) check_references "$root" ;;
             *) fail "unknown check $c (one of: ${ALL_CHECKS[*]})" ;;
@@ -749,6 +776,12 @@ self_test() {
     fresh_copy "$work/bad-field"
     insert_after "$work/bad-field/$k8s" '^metadata:' "  selfTestUnknownField: true"
     expect_caught bad-field "an unknown field in $k8s" kubernetes "$k8s" selfTestUnknownField
+
+    # (vii) a base image named by tag only
+    local containerfile=deploy/container/Containerfile
+    fresh_copy "$work/unpinned"
+    sed -i 's|^\(FROM docker.io/library/debian:bookworm-slim\)@sha256:[0-9a-f]*|\1|' "$work/unpinned/$containerfile"
+    expect_caught unpinned "a base image without a digest in $containerfile" images "$containerfile" "debian:bookworm-slim\`"
 
     if [ "$broken" = 0 ]; then
         log "self-test: ok ($passed cases: the unmodified copy passes, each seeded mistake is caught)"
