@@ -65,7 +65,7 @@ pub const MAX_POLICY_BYTES: usize = 20 * 1024;
 
 /// Changes whenever a change to the analyser may change a verdict, so that what was
 /// remembered about a policy (an internal failure, say) is forgotten with the old analyser.
-pub const ANALYZER_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+analysis.2");
+pub const ANALYZER_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+analysis.3");
 
 /// A three-valued verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]

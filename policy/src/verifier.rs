@@ -288,24 +288,22 @@ impl<'a> World<'a> {
             }
             "aws:principalorgpaths" => {
                 let paths = &self.ctx.organization_paths;
-                let inside = if paths.is_empty() || self.ctx.organization_id.is_none() {
-                    not(present())
-                } else {
-                    and(std::iter::once(present())
+                let ours = |i: usize| Term::Match {
+                    var: StrVar::Slot(key.to_owned(), i),
+                    pat: Template(vec![Seg::Lit(format!("{}/", self.ctx.organization_id.as_deref().unwrap_or(""))), Seg::Star]),
+                    ignore_case: false,
+                };
+                let inside = match &self.ctx.organization_id {
+                    None => not(present()),
+                    // The OU tree is unknown: a member carries one path, somewhere under our
+                    // organization.
+                    Some(_) if paths.is_empty() => and([present(), Term::CountEq(key.to_owned(), 1), ours(0)]),
+                    Some(_) => and(std::iter::once(present())
                         .chain(std::iter::once(Term::CountEq(key.to_owned(), paths.len())))
-                        .chain(paths.iter().enumerate().map(|(i, p)| term::str_eq(StrVar::Slot(key.to_owned(), i), p))))
+                        .chain(paths.iter().enumerate().map(|(i, p)| term::str_eq(StrVar::Slot(key.to_owned(), i), p)))),
                 };
                 let outside = match &self.ctx.organization_id {
-                    Some(org) => and((0..self.slots(key)).map(|i| {
-                        implies(
-                            self.active(key, i),
-                            not(Term::Match {
-                                var: StrVar::Slot(key.to_owned(), i),
-                                pat: Template(vec![Seg::Lit(format!("{org}/")), Seg::Star]),
-                                ignore_case: false,
-                            }),
-                        )
-                    })),
+                    Some(_) => and((0..self.slots(key)).map(|i| implies(self.active(key, i), not(ours(i))))),
                     None => term::TRUE,
                 };
                 and([implies(member, inside), implies(outsider, outside), implies(not(account), not(present()))])
@@ -841,6 +839,31 @@ mod tests {
         assert_eq!(a.shared_access, SharedAccess::Internal);
         assert_eq!(a.internal_accounts, vec!["222222222222", "333333333333"]);
         assert!(a.external_accounts.is_empty());
+    }
+
+    /// A path under our organization can only be carried by its members, whether or not the
+    /// OU tree is known; a path under another organization only by outsiders.
+    #[test]
+    fn organization_paths_decide_with_and_without_the_tree() {
+        let ours = r#"{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::example-bucket/*",
+            "Condition":{"ForAnyValue:StringLike":{"aws:PrincipalOrgPaths":"o-exampleorg1/*"}}}"#;
+        let theirs = r#"{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::example-bucket/*",
+            "Condition":{"ForAnyValue:StringLike":{"aws:PrincipalOrgPaths":"o-otherorg22/*"}}}"#;
+        let text = |st: &str| format!(r#"{{"Version":"2012-10-17","Statement":[{st}]}}"#);
+        for paths in [vec![], ctx().organization_paths] {
+            for presolve in [true, false] {
+                let c = OrgContext { organization_paths: paths.clone(), ..ctx() };
+                let options = AnalysisOptions { presolve, ..AnalysisOptions::default() };
+                let what = format!("paths {paths:?}, presolve {presolve}");
+                let a = crate::analyze(&text(ours), "example-bucket", &c, &options).unwrap();
+                assert_eq!(a.shared_access, SharedAccess::Internal, "{what}: {a:?}");
+                assert_eq!(a.internal_accounts, vec!["222222222222", "333333333333"], "{what}");
+                assert_eq!(a.allows_public_read_access, Tri::False, "{what}");
+                let a = crate::analyze(&text(theirs), "example-bucket", &c, &options).unwrap();
+                assert_eq!(a.shared_access, SharedAccess::External, "{what}: {a:?}");
+                assert!(a.internal_accounts.is_empty(), "{what}: {a:?}");
+            }
+        }
     }
 
     #[test]
