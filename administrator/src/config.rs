@@ -37,6 +37,11 @@ pub struct OrganizationConfig {
     /// Accounts inside the organization. Accounts of configured agents are inside too.
     #[serde(default)]
     pub accounts: Vec<String>,
+    /// The organization's paths (`o-.../r-.../ou-.../`, as `aws:PrincipalOrgPaths` carries
+    /// them) of the roots and OUs that hold accounts. Without them, a policy path under the
+    /// organization still decides INTERNAL; with them, paths are matched exactly.
+    #[serde(default)]
+    pub paths: Vec<String>,
 }
 
 /// One member agent: the single account it may report for, and its token.
@@ -124,6 +129,22 @@ impl Config {
             }
             if !is_account_id(account) {
                 bail!("`organization.accounts` holds `{account}`, which is not a 12-digit account ID");
+            }
+        }
+        for path in &config.organization.paths {
+            let Some(id) = config.organization.id.as_deref() else {
+                bail!("`organization.paths` needs `organization.id`");
+            };
+            let valid = path.strip_prefix(id).and_then(|rest| rest.strip_prefix('/')).is_some_and(|rest| {
+                rest.ends_with('/')
+                    && rest.split_terminator('/').enumerate().all(|(i, part)| {
+                        (if i == 0 { part.starts_with("r-") } else { part.starts_with("ou-") })
+                            && part.len() > 3
+                            && part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    })
+            });
+            if !valid {
+                bail!("`organization.paths` holds `{path}`, which is not `{id}/r-.../ou-.../` ending in `/`");
             }
         }
         for agent in &config.agents {

@@ -12,6 +12,10 @@ pub enum ServiceError {
     BadAccountId(String),
     #[error("account `{0}` is not a member")]
     NoSuchMember(String),
+    #[error("`maxResults` must be between 1 and 1000, got {0}")]
+    BadPageSize(i32),
+    #[error("`nextToken` is malformed")]
+    BadToken,
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -20,7 +24,10 @@ impl From<ServiceError> for Status {
     fn from(error: ServiceError) -> Self {
         let message = error.to_string();
         match error {
-            ServiceError::Query(_) | ServiceError::BadAccountId(_) => Status::invalid_argument(message),
+            ServiceError::Query(_)
+            | ServiceError::BadAccountId(_)
+            | ServiceError::BadPageSize(_)
+            | ServiceError::BadToken => Status::invalid_argument(message),
             ServiceError::NoSuchMember(_) => Status::not_found(message),
             ServiceError::Internal(_) => Status::internal(message),
         }

@@ -36,6 +36,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/buckets", get(api_buckets))
         .route("/api/members", get(api_members))
         .route("/api/findings", get(api_findings))
+        .route("/api/posture", get(api_posture))
         .with_state(state)
 }
 
@@ -112,7 +113,11 @@ async fn api_statistics(
     if let Err(response) = authorize(&state, &peer, &headers) {
         return *response;
     }
-    match views::statistics(&state.store.read(), p.account_id.as_deref().filter(|a| !a.is_empty())) {
+    match views::statistics(
+        &state.store.read(),
+        &state.configured_members,
+        p.account_id.as_deref().filter(|a| !a.is_empty()),
+    ) {
         Ok(stats) => Json(stats).into_response(),
         Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
     }
@@ -178,6 +183,19 @@ async fn api_members(
     let members: Vec<_> =
         views::member_accounts(&s, &state.configured_members).iter().map(|a| views::member(&s, a)).collect();
     Json(serde_json::json!({ "members": members })).into_response()
+}
+
+/// The posture report: every exposed bucket with its reasons (the first 1,000).
+async fn api_posture(
+    State(state): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(response) = authorize(&state, &peer, &headers) {
+        return *response;
+    }
+    let (buckets, next) = views::posture(&state.store.read(), None, None, 1000);
+    Json(serde_json::json!({ "buckets": buckets, "truncated": next.is_some() })).into_response()
 }
 
 /// The newest findings (at most 200), Macie-shaped.

@@ -28,6 +28,8 @@ pub struct OrgView {
     digest: [u8; 32],
     /// Canonical user ID → account, as the agents reported them.
     pub canonical_ids: HashMap<String, String>,
+    /// Accounts AWS Organizations reports suspended or closing (still members).
+    pub suspended: BTreeSet<String>,
 }
 
 impl Default for OrgView {
@@ -44,6 +46,7 @@ impl OrgView {
             accounts: Arc::default(),
             digest: [0; 32],
             canonical_ids: HashMap::new(),
+            suspended: BTreeSet::new(),
         };
         org.set_membership(organization_id, accounts, organization_paths);
         org

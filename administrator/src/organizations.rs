@@ -1,4 +1,5 @@
-//! The organization from AWS Organizations (DescribeOrganization, ListAccounts), polled so
+//! The organization from AWS Organizations (DescribeOrganization, ListAccounts, and the OU
+//! tree through ListRoots, ListOrganizationalUnitsForParent, ListAccountsForParent), polled so
 //! that accounts joining or leaving re-judge every affected bucket. When the administrator's
 //! credentials do not allow it, the configuration file's organization stays in force.
 
@@ -8,15 +9,35 @@ use std::time::Duration;
 
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_organizations::error::ProvideErrorMetadata;
+use aws_sdk_organizations::types::AccountStatus;
 
 use crate::ingest::Committer;
 use crate::store::Op;
 
-/// Reads the organization: its ID and its active accounts.
-pub async fn fetch(client: &aws_sdk_organizations::Client) -> anyhow::Result<(String, BTreeSet<String>)> {
-    let describe = |e: &dyn ProvideErrorMetadata| {
-        format!("{}: {}", e.code().unwrap_or("error"), e.message().unwrap_or("no message"))
-    };
+/// What AWS Organizations says of the organization.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Organization {
+    pub id: String,
+    /// Every account, suspended ones included (they are still the organization's).
+    pub accounts: BTreeSet<String>,
+    /// Accounts whose status is SUSPENDED or PENDING_CLOSURE.
+    pub suspended: BTreeSet<String>,
+    /// The path (`o-.../r-.../ou-.../`) of every root or OU that holds an account: the values
+    /// `aws:PrincipalOrgPaths` carries for the organization's principals.
+    pub paths: Vec<String>,
+}
+
+/// AWS allows five levels of OUs under a root; deeper answers are not trusted.
+const MAX_OU_DEPTH: usize = 5;
+/// AWS's quota on OUs per organization (1,000 by default, 2,000 at most): a walk past it stops.
+const MAX_PARENTS: usize = 2_000;
+
+fn describe(e: &dyn ProvideErrorMetadata) -> String {
+    format!("{}: {}", e.code().unwrap_or("error"), e.message().unwrap_or("no message"))
+}
+
+/// Reads the organization: its ID, its accounts with their status, and its OU paths.
+pub async fn fetch(client: &aws_sdk_organizations::Client) -> anyhow::Result<Organization> {
     let organization = client
         .describe_organization()
         .send()
@@ -28,6 +49,7 @@ pub async fn fetch(client: &aws_sdk_organizations::Client) -> anyhow::Result<(St
         .ok_or_else(|| anyhow::anyhow!("DescribeOrganization returned no organization ID"))?
         .to_owned();
     let mut accounts = BTreeSet::new();
+    let mut suspended = BTreeSet::new();
     let mut token = None;
     loop {
         let page = client
@@ -36,14 +58,87 @@ pub async fn fetch(client: &aws_sdk_organizations::Client) -> anyhow::Result<(St
             .send()
             .await
             .map_err(|e| anyhow::anyhow!("`organizations:ListAccounts` failed: {}", describe(&e)))?;
-        // Every listed account is the organization's, suspended ones included.
-        accounts.extend(page.accounts().iter().filter_map(|a| a.id()).map(str::to_owned));
+        for account in page.accounts() {
+            let Some(account_id) = account.id() else { continue };
+            accounts.insert(account_id.to_owned());
+            if matches!(account.status(), Some(AccountStatus::Suspended | AccountStatus::PendingClosure)) {
+                suspended.insert(account_id.to_owned());
+            }
+        }
         match page.next_token() {
             Some(next) => token = Some(next.to_owned()),
             None => break,
         }
     }
-    Ok((id, accounts))
+    let paths = paths(client, &id).await?;
+    Ok(Organization { id, accounts, suspended, paths })
+}
+
+/// Walks the OU tree from every root: the path of each root or OU with an account in it.
+async fn paths(client: &aws_sdk_organizations::Client, organization_id: &str) -> anyhow::Result<Vec<String>> {
+    let mut parents: Vec<(String, String, usize)> = Vec::new();
+    let mut token = None;
+    loop {
+        let page = client
+            .list_roots()
+            .set_next_token(token)
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("`organizations:ListRoots` failed: {}", describe(&e)))?;
+        for root in page.roots() {
+            if let Some(root_id) = root.id() {
+                parents.push((root_id.to_owned(), format!("{organization_id}/{root_id}/"), 0));
+            }
+        }
+        match page.next_token() {
+            Some(next) => token = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    let mut paths = Vec::new();
+    let mut visited = 0;
+    while let Some((parent, path, depth)) = parents.pop() {
+        visited += 1;
+        anyhow::ensure!(visited <= MAX_PARENTS, "the organization has more than {MAX_PARENTS} roots and OUs");
+        let holds_accounts = !client
+            .list_accounts_for_parent()
+            .parent_id(&parent)
+            .max_results(1)
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("`organizations:ListAccountsForParent` failed: {}", describe(&e)))?
+            .accounts()
+            .is_empty();
+        if holds_accounts {
+            paths.push(path.clone());
+        }
+        if depth == MAX_OU_DEPTH {
+            continue;
+        }
+        let mut token = None;
+        loop {
+            let page = client
+                .list_organizational_units_for_parent()
+                .parent_id(&parent)
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!("`organizations:ListOrganizationalUnitsForParent` failed: {}", describe(&e))
+                })?;
+            for ou in page.organizational_units() {
+                if let Some(ou_id) = ou.id() {
+                    parents.push((ou_id.to_owned(), format!("{path}{ou_id}/"), depth + 1));
+                }
+            }
+            match page.next_token() {
+                Some(next) => token = Some(next.to_owned()),
+                None => break,
+            }
+        }
+    }
+    paths.sort();
+    Ok(paths)
 }
 
 pub async fn client(endpoint_url: Option<&str>) -> aws_sdk_organizations::Client {
@@ -70,8 +165,13 @@ pub async fn start(committer: Committer, client: aws_sdk_organizations::Client, 
 
 async fn poll_once(committer: &Committer, client: &aws_sdk_organizations::Client) -> bool {
     match fetch(client).await {
-        Ok((id, accounts)) => {
-            let op = Op::Organization { organization_id: Some(id), accounts, paths: Vec::new() };
+        Ok(org) => {
+            let op = Op::Organization {
+                organization_id: Some(org.id),
+                accounts: org.accounts,
+                suspended: org.suspended,
+                paths: org.paths,
+            };
             match committer.commit(vec![op]).await {
                 Ok(()) => true,
                 Err(error) => {

@@ -78,7 +78,11 @@ impl ServeOptions {
 
 fn organization_from(config: Option<&Config>) -> OrgView {
     match config {
-        Some(config) => OrgView::new(config.organization.id.clone(), config.organization_accounts(), Vec::new()),
+        Some(config) => OrgView::new(
+            config.organization.id.clone(),
+            config.organization_accounts(),
+            config.organization.paths.clone(),
+        ),
         None => OrgView::default(),
     }
 }
@@ -124,6 +128,7 @@ async fn reload_on_hangup(
                     let op = Op::Organization {
                         organization_id: org.organization_id().map(str::to_owned),
                         accounts: (**org.accounts()).clone(),
+                        suspended: BTreeSet::new(),
                         paths: org.organization_paths().to_vec(),
                     };
                     match committer.commit(vec![op]).await {

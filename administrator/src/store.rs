@@ -82,10 +82,12 @@ pub enum Op {
         digest: PolicyDigest,
         outcome: PolicyOutcome,
     },
-    /// The organization (ID, member accounts, paths) as its source says now.
+    /// The organization (ID, member accounts, paths) as its source says now, with the
+    /// accounts it reports suspended.
     Organization {
         organization_id: Option<String>,
         accounts: BTreeSet<String>,
+        suspended: BTreeSet<String>,
         paths: Vec<String>,
     },
     /// Archive findings not updated for 90 days.
@@ -444,7 +446,8 @@ impl State {
                 self.progress.remove(&scope);
             }
             Op::PolicyOutcome { key, digest, outcome } => self.apply_policy_outcome(key, digest, outcome, writes),
-            Op::Organization { organization_id, accounts, paths } => {
+            Op::Organization { organization_id, accounts, suspended, paths } => {
+                self.org.suspended = suspended;
                 if self.org.set_membership(organization_id, accounts, paths) {
                     tracing::info!(
                         accounts = self.org.accounts().len(),

@@ -3,7 +3,10 @@
 
 use std::collections::BTreeSet;
 
-use estate_common::macie::{self, BucketStatistics, ConnectionState, RegionStatus, Timestamp};
+use estate_common::macie::{
+    self, BucketStatistics, ConnectionState, EffectivePermission, MemberStatus, PostureBucket, PostureReason,
+    RegionStatus, SharedAccess, Timestamp, Tri,
+};
 use estate_common::model::{is_account_id, UnixMillis};
 
 use crate::error::ServiceError;
@@ -11,17 +14,49 @@ use crate::judge;
 use crate::query::Query;
 use crate::store::State;
 
-/// The earliest last completed refresh over the member's Regions (`None` before the first).
-fn member_last_updated(state: &State, account_id: &str, regions: &[String]) -> Option<UnixMillis> {
+/// When the member's data was last complete: the earliest last completed refresh over its
+/// Regions, or `None` while its agent has not reported its Regions or some Region has never
+/// completed a refresh (a stale Region is never hidden behind fresher ones).
+fn member_last_updated(state: &State, account_id: &str) -> Option<UnixMillis> {
+    let regions = &state.members.get(account_id)?.regions;
+    if regions.is_empty() {
+        return None;
+    }
     regions
         .iter()
-        .filter_map(|r| state.scopes.get(&(account_id.to_owned(), r.clone())).and_then(|s| s.last_updated))
+        .map(|r| state.scopes.get(&(account_id.to_owned(), r.clone())).and_then(|s| s.last_updated))
+        .collect::<Option<Vec<_>>>()?
+        .into_iter()
         .min()
 }
 
-/// Every account that has an agent configured or has ever reported.
+/// Every account Estate should see: the organization's, those with an agent configured,
+/// and those that have ever reported.
 pub fn member_accounts(state: &State, configured: &BTreeSet<String>) -> BTreeSet<String> {
-    configured.iter().cloned().chain(state.members.keys().cloned()).collect()
+    configured.iter().chain(state.members.keys()).chain(state.org.accounts().iter()).cloned().collect()
+}
+
+fn member_status(state: &State, account_id: &str) -> MemberStatus {
+    let organization = state.org.accounts();
+    if state.org.suspended.contains(account_id) {
+        MemberStatus::AccountSuspended
+    } else if !organization.is_empty() && !organization.contains(account_id) {
+        MemberStatus::Removed
+    } else if state.members.contains_key(account_id) {
+        MemberStatus::Enabled
+    } else {
+        MemberStatus::NoAgent
+    }
+}
+
+/// Whether the account's inventory is expected: not suspended, and not an account that left
+/// the organization without ever reporting.
+fn should_report(state: &State, account_id: &str) -> bool {
+    match member_status(state, account_id) {
+        MemberStatus::Enabled | MemberStatus::NoAgent => true,
+        MemberStatus::Removed => state.members.contains_key(account_id),
+        MemberStatus::AccountSuspended => false,
+    }
 }
 
 pub fn member(state: &State, account_id: &str) -> macie::Member {
@@ -48,35 +83,43 @@ pub fn member(state: &State, account_id: &str) -> macie::Member {
         regions,
         connection_state: if connected { ConnectionState::Connected } else { ConnectionState::Disconnected },
         last_contact: Timestamp::from_millis(record.last_contact),
-        last_updated: member_last_updated(state, account_id, &record.regions).map(Timestamp),
+        last_updated: member_last_updated(state, account_id).map(Timestamp),
         agent_version: record.agent_version,
         canonical_user_id: record.canonical_user_id,
         bucket_count: state.stats.account(account_id).bucket_count.max(0) as u64,
+        relationship_status: member_status(state, account_id),
     }
 }
 
-pub fn statistics(state: &State, account_id: Option<&str>) -> Result<BucketStatistics, ServiceError> {
-    match account_id {
+/// Statistics of the organization, or of one account. `lastUpdated` is the earliest over every
+/// account that should report, and `None` while one of them is pending (never completed a
+/// refresh of every Region, or has no agent).
+pub fn statistics(
+    state: &State,
+    configured: &BTreeSet<String>,
+    account_id: Option<&str>,
+) -> Result<BucketStatistics, ServiceError> {
+    let (mut stats, accounts) = match account_id {
         Some(account) => {
             if !is_account_id(account) {
                 return Err(ServiceError::BadAccountId(account.to_owned()));
             }
-            let mut stats = state.stats.account(account);
-            let regions = state.members.get(account).map(|m| m.regions.clone()).unwrap_or_default();
-            stats.last_updated = member_last_updated(state, account, &regions).map(Timestamp);
-            Ok(stats)
+            (state.stats.account(account), BTreeSet::from([account.to_owned()]))
         }
-        None => {
-            let mut stats = state.stats.total();
-            stats.last_updated = state
-                .members
-                .values()
-                .filter_map(|m| member_last_updated(state, &m.account_id, &m.regions))
-                .min()
-                .map(Timestamp);
-            Ok(stats)
+        None => (state.stats.total(), member_accounts(state, configured)),
+    };
+    let mut earliest: Option<UnixMillis> = None;
+    for account in accounts.iter().filter(|a| should_report(state, a)) {
+        if member_status(state, account) == MemberStatus::NoAgent {
+            stats.members_without_agent += 1;
+        }
+        match member_last_updated(state, account) {
+            Some(at) => earliest = Some(earliest.map_or(at, |e| e.min(at))),
+            None => stats.members_pending += 1,
         }
     }
+    stats.last_updated = if stats.members_pending > 0 { None } else { earliest.map(Timestamp) };
+    Ok(stats)
 }
 
 pub fn describe(state: &State, query: &Query) -> (Vec<macie::BucketMetadata>, Option<String>) {
@@ -89,4 +132,78 @@ pub fn describe(state: &State, query: &Query) -> (Vec<macie::BucketMetadata>, Op
         })
         .collect();
     (buckets, token)
+}
+
+/// At most this many buckets are looked at under the read lock for one posture page; a page
+/// that stops there carries a token to go on from (it may hold fewer buckets than asked).
+const POSTURE_SCAN_LIMIT: usize = 50_000;
+
+/// Why a judged bucket is exposed (empty when it is not).
+pub fn posture_reasons(judgement: &judge::Judgement) -> Vec<PostureReason> {
+    let mut reasons = Vec::new();
+    if judgement.effective_permission == EffectivePermission::Public {
+        reasons.push(PostureReason::Public);
+    }
+    if judgement.shared_access == SharedAccess::External {
+        reasons.push(PostureReason::SharedExternally);
+    }
+    if !judgement.shared_internal.is_empty() {
+        reasons.push(PostureReason::SharedInternally);
+    }
+    if judgement.replication.as_ref().and_then(|r| r.replicated_externally) == Some(true) {
+        reasons.push(PostureReason::ReplicatedExternally);
+    }
+    if judgement.allows_unencrypted_object_uploads == Tri::True {
+        reasons.push(PostureReason::AllowsUnencryptedUploads);
+    }
+    reasons
+}
+
+/// One page of the posture report, in key order: buckets of `account_id` (or every account)
+/// after `after` (an encoded bucket key), and the token of the next page.
+pub fn posture(
+    state: &State,
+    account_id: Option<&str>,
+    after: Option<&[u8]>,
+    page_size: usize,
+) -> (Vec<PostureBucket>, Option<Vec<u8>>) {
+    use std::ops::Bound;
+    let prefix = account_id.map(|a| {
+        let mut p = a.as_bytes().to_vec();
+        p.push(0);
+        p
+    });
+    let start = match (after, &prefix) {
+        (Some(after), _) => Bound::Excluded(after.to_vec()),
+        (None, Some(prefix)) => Bound::Included(prefix.clone()),
+        (None, None) => Bound::Unbounded,
+    };
+    let mut out = Vec::new();
+    let mut last = None;
+    for (scanned, (key, entry)) in state.index.range((start, Bound::Unbounded)).enumerate() {
+        if prefix.as_ref().is_some_and(|p| !key.starts_with(p)) {
+            return (out, None);
+        }
+        if scanned == POSTURE_SCAN_LIMIT || out.len() == page_size {
+            return (out, last);
+        }
+        last = Some(key.clone());
+        let reasons = posture_reasons(&entry.judgement);
+        if reasons.is_empty() {
+            continue;
+        }
+        let j = &entry.judgement;
+        let k = &entry.facts.key;
+        out.push(PostureBucket {
+            account_id: k.account_id.clone(),
+            region: k.region.clone(),
+            bucket_name: k.bucket_name.clone(),
+            reasons,
+            effective_permission: j.effective_permission,
+            shared_access: j.shared_access,
+            shared_with_accounts: j.shared_with_accounts.clone(),
+            shared_internally_with: j.shared_internal.clone(),
+        });
+    }
+    (out, None)
 }

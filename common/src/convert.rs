@@ -451,15 +451,44 @@ fn ms(t: Option<macie::Timestamp>) -> i64 {
     t.map_or(0, |t| t.0)
 }
 
+fn permission_to_pb(p: macie::EffectivePermission) -> pb::EffectivePermission {
+    match p {
+        macie::EffectivePermission::Public => pb::EffectivePermission::Public,
+        macie::EffectivePermission::NotPublic => pb::EffectivePermission::NotPublic,
+        macie::EffectivePermission::Unknown => pb::EffectivePermission::Unknown,
+    }
+}
+
+fn permission_from_pb(p: i32) -> macie::EffectivePermission {
+    match pb::EffectivePermission::try_from(p) {
+        Ok(pb::EffectivePermission::Public) => macie::EffectivePermission::Public,
+        Ok(pb::EffectivePermission::NotPublic) => macie::EffectivePermission::NotPublic,
+        _ => macie::EffectivePermission::Unknown,
+    }
+}
+
+fn shared_access_to_pb(a: macie::SharedAccess) -> pb::SharedAccess {
+    match a {
+        macie::SharedAccess::External => pb::SharedAccess::External,
+        macie::SharedAccess::Internal => pb::SharedAccess::Internal,
+        macie::SharedAccess::NotShared => pb::SharedAccess::NotShared,
+        macie::SharedAccess::Unknown => pb::SharedAccess::Unknown,
+    }
+}
+
+fn shared_access_from_pb(a: i32) -> macie::SharedAccess {
+    match pb::SharedAccess::try_from(a) {
+        Ok(pb::SharedAccess::External) => macie::SharedAccess::External,
+        Ok(pb::SharedAccess::Internal) => macie::SharedAccess::Internal,
+        Ok(pb::SharedAccess::NotShared) => macie::SharedAccess::NotShared,
+        _ => macie::SharedAccess::Unknown,
+    }
+}
+
 impl From<&macie::BucketMetadata> for pb::BucketMetadata {
     fn from(b: &macie::BucketMetadata) -> Self {
         let public_access = b.public_access.as_ref().map(|pa| pb::BucketPublicAccess {
-            effective_permission: match pa.effective_permission {
-                macie::EffectivePermission::Public => pb::EffectivePermission::Public,
-                macie::EffectivePermission::NotPublic => pb::EffectivePermission::NotPublic,
-                macie::EffectivePermission::Unknown => pb::EffectivePermission::Unknown,
-            }
-            .into(),
+            effective_permission: permission_to_pb(pa.effective_permission).into(),
             permission_configuration: pa.permission_configuration.as_ref().map(|pc| {
                 pb::BucketPermissionConfiguration {
                     account_level_permissions: Some(pb::AccountLevelPermissions {
@@ -542,13 +571,7 @@ impl From<&macie::BucketMetadata> for pb::BucketMetadata {
                 .into(),
                 kms_master_key_id: e.kms_master_key_id.clone().unwrap_or_default(),
             }),
-            shared_access: match b.shared_access {
-                macie::SharedAccess::External => pb::SharedAccess::External,
-                macie::SharedAccess::Internal => pb::SharedAccess::Internal,
-                macie::SharedAccess::NotShared => pb::SharedAccess::NotShared,
-                macie::SharedAccess::Unknown => pb::SharedAccess::Unknown,
-            }
-            .into(),
+            shared_access: shared_access_to_pb(b.shared_access).into(),
             tags: tags_to_pb(&b.tags),
             versioning: b.versioning,
             object_statistics,
@@ -591,11 +614,7 @@ fn ols_from_pb(o: Option<pb::ObjectLevelStatistics>) -> macie::ObjectLevelStatis
 impl From<pb::BucketMetadata> for macie::BucketMetadata {
     fn from(b: pb::BucketMetadata) -> Self {
         let public_access = b.public_access.map(|pa| macie::BucketPublicAccess {
-            effective_permission: match pb::EffectivePermission::try_from(pa.effective_permission) {
-                Ok(pb::EffectivePermission::Public) => macie::EffectivePermission::Public,
-                Ok(pb::EffectivePermission::NotPublic) => macie::EffectivePermission::NotPublic,
-                _ => macie::EffectivePermission::Unknown,
-            },
+            effective_permission: permission_from_pb(pa.effective_permission),
             permission_configuration: pa.permission_configuration.map(|pc| {
                 let account = pc.account_level_permissions.unwrap_or_default();
                 let bucket = pc.bucket_level_permissions.unwrap_or_default();
@@ -653,12 +672,7 @@ impl From<pb::BucketMetadata> for macie::BucketMetadata {
                     _ => None,
                 },
             }),
-            shared_access: match pb::SharedAccess::try_from(b.shared_access) {
-                Ok(pb::SharedAccess::External) => macie::SharedAccess::External,
-                Ok(pb::SharedAccess::Internal) => macie::SharedAccess::Internal,
-                Ok(pb::SharedAccess::NotShared) => macie::SharedAccess::NotShared,
-                _ => macie::SharedAccess::Unknown,
-            },
+            shared_access: shared_access_from_pb(b.shared_access),
             size_in_bytes: stats.as_ref().map(|s| s.size_in_bytes),
             size_in_bytes_compressed: stats.as_ref().map(|s| s.size_in_bytes_compressed),
             tags: tags_from_pb(b.tags),
@@ -766,6 +780,8 @@ impl From<&macie::BucketStatistics> for pb::GetBucketStatisticsResponse {
             size_in_bytes_compressed: s.size_in_bytes_compressed,
             unclassifiable_object_count: Some(ols_to_pb(s.unclassifiable_object_count)),
             unclassifiable_object_size_in_bytes: Some(ols_to_pb(s.unclassifiable_object_size_in_bytes)),
+            members_without_agent: s.members_without_agent,
+            members_pending: s.members_pending,
         }
     }
 }
@@ -816,6 +832,8 @@ impl From<pb::GetBucketStatisticsResponse> for macie::BucketStatistics {
             size_in_bytes_compressed: s.size_in_bytes_compressed,
             unclassifiable_object_count: ols_from_pb(s.unclassifiable_object_count),
             unclassifiable_object_size_in_bytes: ols_from_pb(s.unclassifiable_object_size_in_bytes),
+            members_without_agent: s.members_without_agent,
+            members_pending: s.members_pending,
         }
     }
 }
@@ -846,6 +864,13 @@ impl From<&macie::Member> for pb::Member {
             agent_version: m.agent_version.clone(),
             canonical_user_id: m.canonical_user_id.clone(),
             bucket_count: m.bucket_count,
+            relationship_status: match m.relationship_status {
+                macie::MemberStatus::Enabled => pb::MemberStatus::Enabled,
+                macie::MemberStatus::NoAgent => pb::MemberStatus::NoAgent,
+                macie::MemberStatus::AccountSuspended => pb::MemberStatus::AccountSuspended,
+                macie::MemberStatus::Removed => pb::MemberStatus::Removed,
+            }
+            .into(),
         }
     }
 }
@@ -875,7 +900,67 @@ impl From<pb::Member> for macie::Member {
             agent_version: m.agent_version,
             canonical_user_id: m.canonical_user_id,
             bucket_count: m.bucket_count,
+            relationship_status: match pb::MemberStatus::try_from(m.relationship_status) {
+                Ok(pb::MemberStatus::Enabled) => macie::MemberStatus::Enabled,
+                Ok(pb::MemberStatus::AccountSuspended) => macie::MemberStatus::AccountSuspended,
+                Ok(pb::MemberStatus::Removed) => macie::MemberStatus::Removed,
+                _ => macie::MemberStatus::NoAgent,
+            },
         }
+    }
+}
+
+fn posture_reason_to_pb(r: macie::PostureReason) -> pb::PostureReason {
+    match r {
+        macie::PostureReason::Public => pb::PostureReason::Public,
+        macie::PostureReason::SharedExternally => pb::PostureReason::SharedExternally,
+        macie::PostureReason::SharedInternally => pb::PostureReason::SharedInternally,
+        macie::PostureReason::ReplicatedExternally => pb::PostureReason::ReplicatedExternally,
+        macie::PostureReason::AllowsUnencryptedUploads => pb::PostureReason::AllowsUnencryptedUploads,
+    }
+}
+
+impl From<&macie::PostureBucket> for pb::PostureBucket {
+    fn from(b: &macie::PostureBucket) -> Self {
+        pb::PostureBucket {
+            account_id: b.account_id.clone(),
+            region: b.region.clone(),
+            bucket_name: b.bucket_name.clone(),
+            reasons: b.reasons.iter().map(|r| posture_reason_to_pb(*r).into()).collect(),
+            effective_permission: permission_to_pb(b.effective_permission).into(),
+            shared_access: shared_access_to_pb(b.shared_access).into(),
+            shared_with_accounts: b.shared_with_accounts.clone(),
+            shared_internally_with: b.shared_internally_with.clone(),
+        }
+    }
+}
+
+impl TryFrom<pb::PostureBucket> for macie::PostureBucket {
+    type Error = ConvertError;
+
+    fn try_from(b: pb::PostureBucket) -> Result<Self, ConvertError> {
+        let reasons = b
+            .reasons
+            .iter()
+            .map(|r| match pb::PostureReason::try_from(*r) {
+                Ok(pb::PostureReason::Public) => Ok(macie::PostureReason::Public),
+                Ok(pb::PostureReason::SharedExternally) => Ok(macie::PostureReason::SharedExternally),
+                Ok(pb::PostureReason::SharedInternally) => Ok(macie::PostureReason::SharedInternally),
+                Ok(pb::PostureReason::ReplicatedExternally) => Ok(macie::PostureReason::ReplicatedExternally),
+                Ok(pb::PostureReason::AllowsUnencryptedUploads) => Ok(macie::PostureReason::AllowsUnencryptedUploads),
+                _ => Err(invalid("reasons", format!("unknown posture reason {r}"))),
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(macie::PostureBucket {
+            account_id: b.account_id,
+            region: b.region,
+            bucket_name: b.bucket_name,
+            reasons,
+            effective_permission: permission_from_pb(b.effective_permission),
+            shared_access: shared_access_from_pb(b.shared_access),
+            shared_with_accounts: b.shared_with_accounts,
+            shared_internally_with: b.shared_internally_with,
+        })
     }
 }
 

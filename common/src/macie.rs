@@ -388,6 +388,11 @@ pub struct BucketStatistics {
     pub size_in_bytes_compressed: i64,
     pub unclassifiable_object_count: ObjectLevelStatistics,
     pub unclassifiable_object_size_in_bytes: ObjectLevelStatistics,
+    /// Estate's own: accounts of the organization (or configured) no agent ever connected for.
+    pub members_without_agent: i64,
+    /// Estate's own: members that should report and have not completed a refresh of every
+    /// Region; `last_updated` is `None` while it is non-zero.
+    pub members_pending: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -395,6 +400,22 @@ pub struct BucketStatistics {
 pub enum ConnectionState {
     Connected,
     Disconnected,
+}
+
+/// How an account relates to the organization and to Estate (after Macie's
+/// `relationshipStatus`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum MemberStatus {
+    /// An agent has connected for the account.
+    Enabled,
+    /// An organization (or configured) account no agent has ever connected for.
+    #[default]
+    NoAgent,
+    /// AWS Organizations reports the account suspended or closing.
+    AccountSuspended,
+    /// The account reported or was configured, but is no longer in the organization.
+    Removed,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -419,6 +440,45 @@ pub struct Member {
     pub agent_version: String,
     pub canonical_user_id: String,
     pub bucket_count: u64,
+    pub relationship_status: MemberStatus,
+}
+
+/// Why a bucket is in the posture report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PostureReason {
+    Public,
+    SharedExternally,
+    SharedInternally,
+    ReplicatedExternally,
+    AllowsUnencryptedUploads,
+}
+
+impl PostureReason {
+    /// As `estatectl posture` prints it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Public => "public",
+            Self::SharedExternally => "shared externally",
+            Self::SharedInternally => "shared internally",
+            Self::ReplicatedExternally => "replicated externally",
+            Self::AllowsUnencryptedUploads => "accepts unencrypted uploads",
+        }
+    }
+}
+
+/// One bucket of the posture report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PostureBucket {
+    pub account_id: String,
+    pub region: String,
+    pub bucket_name: String,
+    pub reasons: Vec<PostureReason>,
+    pub effective_permission: EffectivePermission,
+    pub shared_access: SharedAccess,
+    pub shared_with_accounts: Vec<String>,
+    pub shared_internally_with: Vec<String>,
 }
 
 #[cfg(test)]

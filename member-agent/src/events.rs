@@ -115,7 +115,10 @@ pub fn parse(body: &str, account_id: &str, regions: &[String]) -> Result<Event, 
     if account != account_id {
         return Ok(Event::Ignored(format!("event for account `{account}`")));
     }
-    if !regions.contains(&d.aws_region) {
+    // Account-wide settings concern every Region, whichever Region the call was made in.
+    let account_wide = ACCOUNT_EVENTS.contains(&d.event_name.as_str());
+    let covered = regions.contains(&d.aws_region);
+    if !covered && !account_wide {
         return Ok(Event::Ignored(format!("event for Region `{}`", d.aws_region)));
     }
     let event_time_ms = match &d.event_time {
@@ -135,8 +138,9 @@ pub fn parse(body: &str, account_id: &str, regions: &[String]) -> Result<Event, 
         actor_type: identity.and_then(|i| i.kind.clone()).unwrap_or_default(),
     };
     let bucket = d.request_parameters.and_then(|p| p.bucket_name).filter(|b| !b.is_empty());
-    if ACCOUNT_EVENTS.contains(&d.event_name.as_str()) {
-        return Ok(Event::Account { cause, bucket: bucket.map(|b| (d.aws_region, b)) });
+    if account_wide {
+        // A bucket named by the call is re-read only where this agent covers its Region.
+        return Ok(Event::Account { cause, bucket: bucket.filter(|_| covered).map(|b| (d.aws_region, b)) });
     }
     if !BUCKET_EVENTS.contains(&d.event_name.as_str()) {
         return Ok(Event::Ignored(format!("`{}` is not one of the monitored events", d.event_name)));
@@ -362,6 +366,25 @@ mod tests {
         assert!(matches!(
             parse(&event(a, "us-east-1", "PutPublicAccessBlock", None), a, &regions),
             Ok(Event::Account { .. })
+        ));
+        // Account-wide settings changed from any Region are the account's; a bucket in a Region
+        // the agent does not cover is not re-read.
+        for name in ["PutAccountPublicAccessBlock", "DeleteAccountPublicAccessBlock"] {
+            assert!(
+                matches!(
+                    parse(&event(a, "ap-south-1", name, None), a, &regions),
+                    Ok(Event::Account { bucket: None, .. })
+                ),
+                "{name}"
+            );
+        }
+        assert!(matches!(
+            parse(&event(a, "ap-south-1", "PutPublicAccessBlock", Some("b")), a, &regions),
+            Ok(Event::Account { bucket: None, .. })
+        ));
+        assert!(matches!(
+            parse(&event(a, "us-east-1", "PutPublicAccessBlock", Some("b")), a, &regions),
+            Ok(Event::Account { bucket: Some(_), .. })
         ));
         assert!(matches!(
             parse(&event("222222222222", "us-east-1", "PutBucketPolicy", Some("b")), a, &regions),

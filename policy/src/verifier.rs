@@ -290,7 +290,10 @@ impl<'a> World<'a> {
                 let paths = &self.ctx.organization_paths;
                 let ours = |i: usize| Term::Match {
                     var: StrVar::Slot(key.to_owned(), i),
-                    pat: Template(vec![Seg::Lit(format!("{}/", self.ctx.organization_id.as_deref().unwrap_or(""))), Seg::Star]),
+                    pat: Template(vec![
+                        Seg::Lit(format!("{}/", self.ctx.organization_id.as_deref().unwrap_or(""))),
+                        Seg::Star,
+                    ]),
                     ignore_case: false,
                 };
                 let inside = match &self.ctx.organization_id {
@@ -300,7 +303,9 @@ impl<'a> World<'a> {
                     Some(_) if paths.is_empty() => and([present(), Term::CountEq(key.to_owned(), 1), ours(0)]),
                     Some(_) => and(std::iter::once(present())
                         .chain(std::iter::once(Term::CountEq(key.to_owned(), paths.len())))
-                        .chain(paths.iter().enumerate().map(|(i, p)| term::str_eq(StrVar::Slot(key.to_owned(), i), p)))),
+                        .chain(
+                            paths.iter().enumerate().map(|(i, p)| term::str_eq(StrVar::Slot(key.to_owned(), i), p)),
+                        )),
                 };
                 let outside = match &self.ctx.organization_id {
                     Some(_) => and((0..self.slots(key)).map(|i| implies(self.active(key, i), not(ours(i))))),

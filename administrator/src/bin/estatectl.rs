@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
 
-use estate_common::macie::{BucketMetadata, BucketStatistics, Member};
+use estate_common::macie::{BucketMetadata, BucketStatistics, Member, PostureBucket};
 use estate_common::pb::{self, inventory_service_client::InventoryServiceClient};
 use estate_common::transport::{self, ClientTls};
 
@@ -111,8 +111,9 @@ enum Command {
         #[arg(long)]
         limit: Option<usize>,
     },
-    /// Every bucket that is public, shared outside the organization, replicated outside it or
-    /// accepts unencrypted uploads right now, whether or not it was so at first sight.
+    /// Every bucket that is public, shared (outside or inside the organization), replicated
+    /// outside it or accepts unencrypted uploads right now, whether or not it was so at first
+    /// sight (GetPosture).
     Posture,
     /// Offline policy reasoning (no administrator needed).
     Policy {
@@ -464,6 +465,10 @@ fn member_rows(members: &[Member]) -> Vec<Vec<String>> {
                 .join(" ");
             vec![
                 m.account_id.clone(),
+                serde_json::to_value(m.relationship_status)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
                 serde_json::to_value(m.connection_state)
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_owned))
@@ -697,41 +702,33 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Posture => {
-            let reasons = [
-                ("publicAccess.effectivePermission", "PUBLIC", "public"),
-                ("sharedAccess", "EXTERNAL", "shared externally"),
-                ("replicationDetails.replicatedExternally", "true", "replicated externally"),
-                ("allowsUnencryptedObjectUploads", "TRUE", "accepts unencrypted uploads"),
-            ];
-            let mut buckets: BTreeMap<(String, String, String), (BucketMetadata, Vec<&str>)> = BTreeMap::new();
-            for (field, value, reason) in reasons {
-                let mut token = String::new();
-                loop {
-                    let criteria =
-                        [(field.to_owned(), pb::BucketCriterion { eq: vec![value.to_owned()], ..Default::default() })];
-                    let request = client.request(pb::DescribeBucketsRequest {
-                        criteria: criteria.into_iter().collect(),
-                        max_results: 1000,
-                        next_token: token,
-                        ..Default::default()
-                    });
-                    let page = client.inner.describe_buckets(request).await.map_err(status_error)?.into_inner();
-                    for b in page.buckets.into_iter().map(BucketMetadata::from) {
-                        let key = (b.account_id.clone(), b.region.clone(), b.bucket_name.clone());
-                        buckets.entry(key).or_insert_with(|| (b, Vec::new())).1.push(reason);
-                    }
-                    token = page.next_token;
-                    if token.is_empty() {
-                        break;
-                    }
+            let mut buckets = Vec::new();
+            let mut token = String::new();
+            loop {
+                let request = client.request(pb::GetPostureRequest {
+                    max_results: 1000,
+                    next_token: token,
+                    ..Default::default()
+                });
+                let page = client.inner.get_posture(request).await.map_err(status_error)?.into_inner();
+                for b in page.buckets {
+                    buckets.push(
+                        PostureBucket::try_from(b).map_err(|e| anyhow::anyhow!("the administrator's answer: {e}"))?,
+                    );
+                }
+                token = page.next_token;
+                if token.is_empty() {
+                    break;
                 }
             }
             match cli.output {
                 Output::Json => print_json(&serde_json::json!({
-                    "buckets": buckets.values().map(|(b, reasons)| serde_json::json!({
+                    "buckets": buckets.iter().map(|b| serde_json::json!({
                         "accountId": b.account_id, "region": b.region, "bucketName": b.bucket_name,
-                        "reasons": reasons, "sharedWithAccounts": b.shared_with_accounts,
-                        "effectivePermission": b.public_access.as_ref().map(|p| p.effective_permission.as_str()),
+                        "reasons": b.reasons.iter().map(|r| r.describe()).collect::<Vec<_>>(),
+                        "sharedWithAccounts": b.shared_with_accounts,
+                        "sharedInternallyWith": b.shared_internally_with,
+                        "effectivePermission": b.effective_permission.as_str(),
                         "sharedAccess": b.shared_access.as_str(),
                     })).collect::<Vec<_>>(),
                 })),
@@ -739,13 +736,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     output,
                     &["accountId", "region", "bucketName", "reasons", "sharedWithAccounts"],
                     &buckets
-                        .values()
-                        .map(|(b, reasons)| {
+                        .iter()
+                        .map(|b| {
                             vec![
                                 b.account_id.clone(),
                                 b.region.clone(),
                                 b.bucket_name.clone(),
-                                reasons.join("; "),
+                                b.reasons.iter().map(|r| r.describe()).collect::<Vec<_>>().join("; "),
                                 b.shared_with_accounts.join(" "),
                             ]
                         })
@@ -769,7 +766,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Output::Json => print_json(&serde_json::json!({ "members": members })),
                 output => print_rows(
                     output,
-                    &["accountId", "connection", "lastContact", "lastUpdated", "buckets", "regions"],
+                    &["accountId", "status", "connection", "lastContact", "lastUpdated", "buckets", "regions"],
                     &member_rows(&members),
                 ),
             }

@@ -65,7 +65,7 @@ impl InventoryService for InventoryServiceImpl {
         self.auth.reader(&request)?;
         let account = request.into_inner().account_id;
         let account = (!account.is_empty()).then_some(account);
-        let stats = views::statistics(&self.store.read(), account.as_deref())?;
+        let stats = views::statistics(&self.store.read(), &self.configured_members, account.as_deref())?;
         Ok(Response::new((&stats).into()))
     }
 
@@ -231,5 +231,36 @@ impl InventoryService for InventoryServiceImpl {
             return Err(ServiceError::NoSuchMember(account).into());
         }
         Ok(Response::new(pb::GetMemberResponse { member: Some((&views::member(&state, &account)).into()) }))
+    }
+
+    async fn get_posture(
+        &self,
+        request: Request<pb::GetPostureRequest>,
+    ) -> Result<Response<pb::GetPostureResponse>, Status> {
+        self.auth.reader(&request)?;
+        let r = request.into_inner();
+        let page_size = match r.max_results {
+            0 => 100,
+            n @ 1..=1000 => n as usize,
+            n => return Err(ServiceError::BadPageSize(n).into()),
+        };
+        let account = (!r.account_id.is_empty()).then_some(r.account_id);
+        if let Some(account) = &account {
+            if !is_account_id(account) {
+                return Err(ServiceError::BadAccountId(account.clone()).into());
+            }
+        }
+        let after = match r.next_token.as_str() {
+            "" => None,
+            token => Some(hex::decode(token).map_err(|_| ServiceError::BadToken)?),
+        };
+        let (buckets, next) = {
+            let state = self.store.read();
+            views::posture(&state, account.as_deref(), after.as_deref(), page_size)
+        };
+        Ok(Response::new(pb::GetPostureResponse {
+            buckets: buckets.iter().map(Into::into).collect(),
+            next_token: next.map(hex::encode).unwrap_or_default(),
+        }))
     }
 }
