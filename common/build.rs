@@ -4,7 +4,9 @@
 use std::{env, path::PathBuf};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let proto_root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../proto");
+    // Read at run time, not compile time: a build script compiled in another checkout that
+    // shares the target directory must still find this checkout's files.
+    let proto_root = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?).join("../proto");
     let files =
         ["estate/v1/bucket.proto", "estate/v1/agent.proto", "estate/v1/inventory.proto", "estate/v1/findings.proto"];
     for file in &files {

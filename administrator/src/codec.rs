@@ -22,13 +22,24 @@ pub const RECORD_VERSION: u8 = 1;
 pub const SCHEMA_VERSION: u32 = 1;
 
 const META: &str = "meta";
+/// How many times (100 ms apart) opening retries a database whose lock is held.
+const LOCK_ATTEMPTS: u32 = 30;
 const SCHEMA_KEY: &[u8] = b"schema_version";
 /// Unreadable records that `verify --repair` set aside: `tree NUL key` → the raw value.
 pub const QUARANTINE: &str = "quarantine";
 
 /// The trees of records (every tree but `meta` and `quarantine`).
-pub const RECORD_TREES: [&str; 8] =
-    ["buckets", "accounts", "scopes", "members", "findings", "postures", "policy_failures", "seen_events"];
+pub const RECORD_TREES: [&str; 9] = [
+    "buckets",
+    "accounts",
+    "scopes",
+    "members",
+    "findings",
+    "postures",
+    "policy_failures",
+    "seen_events",
+    "bucket_lists",
+];
 
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     let out = vec![RECORD_VERSION];
@@ -65,12 +76,27 @@ fn schema_version(meta: &sled::Tree) -> anyhow::Result<Option<u32>> {
 
 /// Opens the database under `dir` and brings it to `SCHEMA_VERSION`.
 pub fn open_database(dir: &Path) -> anyhow::Result<sled::Db> {
-    let db = sled::Config::new()
+    let config = sled::Config::new()
         .path(dir)
         // sled is read at start-up only (the index serves queries): a small page cache.
-        .cache_capacity(64 * 1024 * 1024)
-        .open()
-        .with_context(|| format!("opening the sled database in `{}`", dir.display()))?;
+        .cache_capacity(64 * 1024 * 1024);
+    // sled's lock on the directory outlives a dropped `Db` for a moment (its flusher thread
+    // holds the last reference), and a previous process may still be exiting: wait a little
+    // before saying the directory is in use.
+    let mut attempts = 0;
+    let db = loop {
+        match config.open() {
+            Err(sled::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock && attempts < LOCK_ATTEMPTS => {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            other => {
+                break other.with_context(|| {
+                    format!("opening the sled database in `{}` (is another estate-admin using it?)", dir.display())
+                })?
+            }
+        }
+    };
     let meta = db.open_tree(META)?;
     match schema_version(&meta)? {
         Some(SCHEMA_VERSION) => {}

@@ -16,6 +16,8 @@ use estate_common::model::{
 };
 use estate_common::objects::ObjectStats;
 
+use crate::owners::{destination_name, DestinationOwner};
+
 /// What the administrator knows of the organization. The membership (ID, accounts, paths)
 /// changes only through [`OrgView::new`] and [`OrgView::set_membership`], which keep its
 /// digest (part of every policy analysis's digest) in step.
@@ -214,11 +216,27 @@ fn effective_flag(
     bucket.or(account)
 }
 
+/// Judges a bucket without knowing who owns replication destinations named without their
+/// account (those make `replicatedExternally` unknown).
 pub fn judge(
     facts: &BucketFacts,
     account: Option<&AccountSettings>,
     org: &OrgView,
     policy: Option<&PolicyVerdict>,
+) -> Judgement {
+    judge_with(facts, account, org, policy, &|name| {
+        DestinationOwner::Unknown(format!("the owner of bucket `{name}` is not known here"))
+    })
+}
+
+/// Judges a bucket; `owner` says who owns a destination bucket a replication rule names
+/// without its account.
+pub fn judge_with(
+    facts: &BucketFacts,
+    account: Option<&AccountSettings>,
+    org: &OrgView,
+    policy: Option<&PolicyVerdict>,
+    owner: &dyn Fn(&str) -> DestinationOwner,
 ) -> Judgement {
     let Some(config) = facts.config() else {
         return Judgement::unknown();
@@ -274,7 +292,7 @@ pub fn judge(
                 Some(EncryptionType::None) | None => EncryptionClass::Unknown,
             },
         },
-        replication: replication(facts, config, org),
+        replication: replication(facts, config, org, owner),
         objects: config.objects.as_deref().map(Into::into),
     }
 }
@@ -377,32 +395,59 @@ fn sharing(
     (verdict, accounts, named_outside || external.contains("*"), internal.into_iter().collect())
 }
 
-fn replication(facts: &BucketFacts, config: &BucketConfig, org: &OrgView) -> Option<ReplicationDetails> {
+fn replication(
+    facts: &BucketFacts,
+    config: &BucketConfig,
+    org: &OrgView,
+    owner: &dyn Fn(&str) -> DestinationOwner,
+) -> Option<ReplicationDetails> {
     let Some(replication) = &config.replication else {
         return Some(ReplicationDetails {
             replicated: false,
             replicated_externally: Some(false),
             replication_accounts: vec![],
+            unknown_reason: None,
         });
     };
     let enabled: Vec<_> = replication.rules.iter().filter(|r| r.enabled).collect();
     let mut accounts = BTreeSet::new();
     let mut externally = Tri::False;
+    let mut reasons = Vec::new();
+    let outside = |account: &String| account != &facts.key.account_id && !org.accounts().contains(account);
     for rule in &enabled {
-        match &rule.destination_account {
-            Some(account) => {
-                accounts.insert(account.clone());
-                if account != &facts.key.account_id && !org.accounts().contains(account) {
+        let named = match &rule.destination_account {
+            Some(account) => Some(account.clone()),
+            None => match destination_name(&rule.destination_bucket_arn).map(owner) {
+                Some(DestinationOwner::Account(account)) => Some(account),
+                Some(DestinationOwner::Outside) => {
                     externally = Tri::True;
+                    None
                 }
+                Some(DestinationOwner::Unknown(reason)) => {
+                    reasons.push(reason);
+                    None
+                }
+                None => {
+                    reasons.push(format!("`{}` is not a bucket ARN", rule.destination_bucket_arn));
+                    None
+                }
+            },
+        };
+        if let Some(account) = named {
+            if outside(&account) {
+                externally = Tri::True;
             }
-            None => externally = externally.or(Tri::Unknown),
+            accounts.insert(account);
         }
+    }
+    if !reasons.is_empty() {
+        externally = externally.or(Tri::Unknown);
     }
     Some(ReplicationDetails {
         replicated: !enabled.is_empty(),
         replicated_externally: externally.as_bool(),
         replication_accounts: accounts.into_iter().collect(),
+        unknown_reason: (externally == Tri::Unknown).then(|| reasons.join("; ")),
     })
 }
 

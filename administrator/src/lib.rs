@@ -11,6 +11,7 @@ pub mod index;
 pub mod ingest;
 pub mod judge;
 pub mod organizations;
+pub mod owners;
 pub mod policy;
 pub mod query;
 pub mod server;

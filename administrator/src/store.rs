@@ -20,7 +20,8 @@ use estate_common::objects::ObjectStats;
 
 use crate::findings::{Findings, FindingsTracker, Posture};
 use crate::index::{Entry, Index};
-use crate::judge::{judge, Judgement, OrgView};
+use crate::judge::{judge_with, Judgement, OrgView};
+use crate::owners::{destination_name, BucketList, BucketOwners};
 use crate::policy::{self, PolicyDigest, PolicyOutcome, PolicyQueue, PolicyVerdicts};
 use crate::stats::Statistics;
 use estate_common::findings::{Cause, Finding};
@@ -92,6 +93,11 @@ pub enum Op {
     },
     /// Archive findings not updated for 90 days.
     ArchiveFindings,
+    /// Every bucket name of an account (its agent's ListBuckets), for replication owners.
+    AccountBuckets {
+        account_id: String,
+        list: BucketList,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -140,6 +146,8 @@ pub struct State {
     verdicts: PolicyVerdicts,
     /// Findings and what raises them: postures, causes, events counted (`findings.rs`).
     tracker: FindingsTracker,
+    /// Who owns replication destinations named without their account (`owners.rs`).
+    owners: BucketOwners,
     /// The clock of the commit being applied.
     now: UnixMillis,
 }
@@ -155,6 +163,7 @@ struct Writes {
     postures: sled::Batch,
     policy_failures: sled::Batch,
     seen_events: sled::Batch,
+    bucket_lists: sled::Batch,
 }
 
 impl Writes {
@@ -168,6 +177,7 @@ impl Writes {
             self.postures,
             self.policy_failures,
             self.seen_events,
+            self.bucket_lists,
         ]
     }
 }
@@ -213,6 +223,13 @@ pub fn check_record(tree: &str, key: &[u8], value: &[u8]) -> anyhow::Result<()> 
             decode::<UnixMillis>(tree, key, value)?;
             anyhow::ensure!(key.contains(&0), "the key is not EVENT NUL BUCKET");
         }
+        "bucket_lists" => {
+            decode::<BucketList>(tree, key, value)?;
+            anyhow::ensure!(
+                estate_common::model::is_account_id(&String::from_utf8_lossy(key)),
+                "the key is not an account ID"
+            );
+        }
         other => anyhow::bail!("no tree `{other}` holds records"),
     }
     Ok(())
@@ -220,6 +237,17 @@ pub fn check_record(tree: &str, key: &[u8], value: &[u8]) -> anyhow::Result<()> 
 
 fn scope_key(account_id: &str, region: &str) -> Vec<u8> {
     BucketKey::scope_prefix(account_id, region)
+}
+
+/// The destinations of the bucket's enabled replication rules that name no account.
+fn unnamed_destinations(facts: &BucketFacts) -> Vec<String> {
+    let Some(replication) = facts.config().and_then(|c| c.replication.as_ref()) else { return Vec::new() };
+    replication
+        .rules
+        .iter()
+        .filter(|r| r.enabled && r.destination_account.is_none())
+        .filter_map(|r| destination_name(&r.destination_bucket_arn).map(str::to_owned))
+        .collect()
 }
 
 /// The key just past every key that starts with `prefix`.
@@ -234,7 +262,8 @@ impl State {
     /// is not known yet is queued for analysis and judged UNKNOWN meanwhile.
     fn judge(&mut self, key: &[u8], facts: &BucketFacts) -> Judgement {
         let verdict = self.verdicts.verdict(key, facts, &self.org);
-        judge(facts, self.accounts.get(&facts.key.account_id), &self.org, verdict.as_ref())
+        let owner = |name: &str| self.owners.owner(name, &self.index, &self.org);
+        judge_with(facts, self.accounts.get(&facts.key.account_id), &self.org, verdict.as_ref(), &owner)
     }
 
     /// The findings, for the read side.
@@ -266,8 +295,19 @@ impl State {
         } else {
             self.acl_dependents.remove(&key);
         }
-        if let Some(old) = self.index.insert(key, Entry { facts: Arc::new(facts), generation, judgement, posture }) {
-            self.stats.remove(&old.facts.key.account_id, &old.judgement);
+        let name = facts.key.bucket_name.clone();
+        let after = unnamed_destinations(&facts);
+        match self.index.insert(key.clone(), Entry { facts: Arc::new(facts), generation, judgement, posture }) {
+            Some(old) => {
+                self.stats.remove(&old.facts.key.account_id, &old.judgement);
+                self.owners.set_dependent(&key, &unnamed_destinations(&old.facts), &after);
+            }
+            None => {
+                self.owners.set_dependent(&key, &[], &after);
+                // A new bucket may be the destination other buckets replicate to.
+                let dependents = self.owners.dependents_of(&name);
+                self.rejudge(dependents);
+            }
         }
     }
 
@@ -278,6 +318,9 @@ impl State {
         match self.index.remove(key) {
             Some(old) => {
                 self.stats.remove(&old.facts.key.account_id, &old.judgement);
+                self.owners.set_dependent(key, &unnamed_destinations(&old.facts), &[]);
+                let dependents = self.owners.dependents_of(&old.facts.key.bucket_name);
+                self.rejudge(dependents);
                 true
             }
             None => false,
@@ -447,7 +490,12 @@ impl State {
             }
             Op::PolicyOutcome { key, digest, outcome } => self.apply_policy_outcome(key, digest, outcome, writes),
             Op::Organization { organization_id, accounts, suspended, paths } => {
-                self.org.suspended = suspended;
+                if self.org.suspended != suspended {
+                    // Suspended members are not waited for: destinations may be decided now.
+                    self.org.suspended = suspended;
+                    let dependents = self.owners.all_dependents();
+                    self.rejudge(dependents);
+                }
                 if self.org.set_membership(organization_id, accounts, paths) {
                     tracing::info!(
                         accounts = self.org.accounts().len(),
@@ -458,6 +506,20 @@ impl State {
                 }
             }
             Op::ArchiveFindings => self.tracker.findings.archive_older_than(self.now),
+            Op::AccountBuckets { account_id, list } => {
+                let first = !self.owners.has_list(&account_id);
+                let encoded = encode(&list);
+                if let Some(changed) = self.owners.set_list(&account_id, list) {
+                    writes.bucket_lists.insert(account_id.as_bytes(), encoded);
+                    // The first list of an account may complete the organization's.
+                    let dependents = if first {
+                        self.owners.all_dependents()
+                    } else {
+                        changed.iter().flat_map(|name| self.owners.dependents_of(name)).collect()
+                    };
+                    self.rejudge(dependents);
+                }
+            }
         }
     }
 
@@ -500,6 +562,8 @@ pub struct Store {
     policy_failures: sled::Tree,
     /// (event ID, bucket key) → when first counted.
     seen_events: sled::Tree,
+    /// Account → `BucketList`: every bucket name of the account.
+    bucket_lists: sled::Tree,
     /// Every tree above, in the order of `TREES`, for one transaction per commit.
     all: Vec<sled::Tree>,
     state: RwLock<State>,
@@ -552,6 +616,7 @@ impl Store {
             postures: trees[5].clone(),
             policy_failures: trees[6].clone(),
             seen_events: trees[7].clone(),
+            bucket_lists: trees[8].clone(),
             all: trees,
             db,
             state: RwLock::new(State::default()),
@@ -621,6 +686,12 @@ impl Store {
         for item in self.findings.iter() {
             let (key, value) = item?;
             state.tracker.findings.load(decode("findings", &key, &value)?);
+        }
+        // Before the buckets: their replication destinations are judged with the lists.
+        for item in self.bucket_lists.iter() {
+            let (key, value) = item?;
+            let list: BucketList = decode("bucket_lists", &key, &value)?;
+            state.owners.set_list(&String::from_utf8_lossy(&key), list);
         }
         for item in self.postures.iter() {
             let (key, value) = item?;

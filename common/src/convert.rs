@@ -559,6 +559,7 @@ impl From<&macie::BucketMetadata> for pb::BucketMetadata {
                 replicated: r.replicated,
                 replicated_externally: opt_bool_to_pb(r.replicated_externally),
                 replication_accounts: r.replication_accounts.clone(),
+                unknown_reason: r.unknown_reason.clone().unwrap_or_default(),
             }),
             server_side_encryption: b.server_side_encryption.as_ref().map(|e| pb::BucketServerSideEncryption {
                 r#type: match e.kind {
@@ -661,6 +662,7 @@ impl From<pb::BucketMetadata> for macie::BucketMetadata {
                 replicated: r.replicated,
                 replicated_externally: tri_from_pb(r.replicated_externally).as_bool(),
                 replication_accounts: r.replication_accounts,
+                unknown_reason: some_if_non_empty(r.unknown_reason),
             }),
             server_side_encryption: b.server_side_encryption.map(|e| macie::BucketServerSideEncryption {
                 kms_master_key_id: some_if_non_empty(e.kms_master_key_id),

@@ -218,6 +218,9 @@ pub struct ReplicationDetails {
     /// `null` when a destination's owner is not known.
     pub replicated_externally: Option<bool>,
     pub replication_accounts: Vec<String>,
+    /// Estate's addition: why `replicated_externally` is `null`.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub unknown_reason: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

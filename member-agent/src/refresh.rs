@@ -15,6 +15,10 @@ use crate::collect::{account_block_public_access, collect_bucket, Collected};
 use crate::objects::{count_objects, CountError, CountOptions};
 use crate::outbox::Outbox;
 
+/// The most bucket names one `AccountBuckets` message carries (100,000 names of at most 63
+/// bytes stay well under the administrator's 4 MiB message limit).
+const MAX_LISTED_NAMES: usize = 100_000;
+
 pub use estate_common::model::now_ms;
 
 #[derive(Debug, Clone)]
@@ -163,6 +167,21 @@ impl Refresher {
         let listing = list_buckets(&self.clients, &self.home_region, self.concurrency)
             .await
             .map_err(|e| anyhow::anyhow!("`s3:ListAllMyBuckets` failed: {e}"))?;
+        // Every bucket name of the account, in every Region: the administrator resolves
+        // replication destinations named without their account with it.
+        let names: Vec<String> =
+            listing.buckets.iter().map(|b| b.name.clone()).chain(listing.unlocated.iter().cloned()).collect();
+        if names.len() <= MAX_LISTED_NAMES {
+            self.outbox
+                .push(Body::AccountBuckets(pb::AccountBuckets { bucket_names: names, read_at_ms: started }))
+                .await;
+        } else {
+            tracing::warn!(
+                buckets = names.len(),
+                "too many buckets to send their names in one message; replication destinations named without \
+                 an account stay unknown"
+            );
+        }
         let mut by_region: BTreeMap<&str, Vec<&Listed>> = BTreeMap::new();
         for bucket in &listing.buckets {
             by_region.entry(bucket.region.as_str()).or_default().push(bucket);

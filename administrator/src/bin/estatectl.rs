@@ -114,7 +114,11 @@ enum Command {
     /// Every bucket that is public, shared (outside or inside the organization), replicated
     /// outside it or accepts unencrypted uploads right now, whether or not it was so at first
     /// sight (GetPosture).
-    Posture,
+    Posture {
+        /// Only this account's buckets.
+        #[arg(long)]
+        account_id: Option<String>,
+    },
     /// Offline policy reasoning (no administrator needed).
     Policy {
         #[command(subcommand)]
@@ -701,14 +705,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Posture => {
+        Command::Posture { account_id } => {
             let mut buckets = Vec::new();
             let mut token = String::new();
             loop {
                 let request = client.request(pb::GetPostureRequest {
+                    account_id: account_id.clone().unwrap_or_default(),
                     max_results: 1000,
                     next_token: token,
-                    ..Default::default()
                 });
                 let page = client.inner.get_posture(request).await.map_err(status_error)?.into_inner();
                 for b in page.buckets {

@@ -16,6 +16,7 @@ use estate_common::pb::{self, agent_service_server::AgentService, report_request
 
 use crate::auth::{Authenticator, Identity};
 use crate::ingest::Committer;
+use crate::owners::BucketList;
 use crate::store::{Op, Store};
 
 /// How many messages one submission to the committer carries at most.
@@ -111,6 +112,17 @@ fn to_op(account_id: &str, body: Body) -> Result<Option<Op>, Status> {
                 objects: objects
                     .try_into()
                     .map_err(|e: estate_common::convert::ConvertError| Status::invalid_argument(e.to_string()))?,
+            }
+        }
+        Body::AccountBuckets(b) => {
+            if let Some(bad) = b.bucket_names.iter().find(|n| n.is_empty() || n.len() > 255) {
+                return Err(Status::invalid_argument(format!(
+                    "`account_buckets.bucket_names` holds `{bad}`, not a bucket name"
+                )));
+            }
+            Op::AccountBuckets {
+                account_id: account_id.to_owned(),
+                list: BucketList { read_at: b.read_at_ms, names: b.bucket_names.into_iter().collect() },
             }
         }
         Body::ScopeComplete(s) => Op::ScopeComplete {

@@ -20,6 +20,7 @@ mod faults;
 mod findings;
 mod hostile;
 mod objects;
+mod parity;
 mod policies;
 mod scale;
 mod tls;

@@ -1,0 +1,381 @@
+//! Where Estate used to know less than Macie, over the real binaries against moto: replication
+//! destinations named without their account, `aws:PrincipalOrgPaths` with and without the OU
+//! tree, organization accounts no agent reports for and their effect on `lastUpdated`,
+//! account-wide settings changed in a Region the agent does not cover, and the posture report.
+
+use aws_sdk_s3::config::Credentials;
+
+use super::*;
+
+const ORG_ID: &str = "o-exampleorg1";
+
+/// The organization A, B, C; agents configured for `agents` only; one read-only client.
+fn write_org_config(dir: &std::path::Path, agents: &[&str]) -> std::path::PathBuf {
+    let mut text = format!("version = 1\n[organization]\nid = \"{ORG_ID}\"\naccounts = [\"{A}\", \"{B}\", \"{C}\"]\n");
+    for account in agents {
+        text += &format!(
+            "[[agents]]\nname = \"agent-{account}\"\naccount_id = \"{account}\"\ntoken = \"{}\"\n",
+            agent_token(account)
+        );
+    }
+    text += &format!("[[clients]]\nname = \"tests\"\nrole = \"read-only\"\ntoken = \"{CLIENT_TOKEN}\"\n");
+    let path = dir.join("estate.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Replicates `bucket` (versioned) to each destination bucket, naming no account.
+async fn replicate_without_account(
+    moto: &Moto,
+    creds: &Credentials,
+    account: &str,
+    bucket: &str,
+    destinations: &[&str],
+) -> anyhow::Result<()> {
+    let s3 = moto.s3(creds, "us-east-1");
+    s3.put_bucket_versioning()
+        .bucket(bucket)
+        .versioning_configuration(VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build())
+        .send()
+        .await?;
+    let mut config = ReplicationConfiguration::builder().role(format!("arn:aws:iam::{account}:role/replication"));
+    for (i, destination) in destinations.iter().enumerate() {
+        config = config.rules(
+            ReplicationRule::builder()
+                .id(format!("rule-{i}"))
+                .priority(i as i32 + 1)
+                .status(ReplicationRuleStatus::Enabled)
+                .filter(ReplicationRuleFilter::builder().prefix("").build())
+                .destination(Destination::builder().bucket(format!("arn:aws:s3:::{destination}")).build()?)
+                .build()?,
+        );
+    }
+    s3.put_bucket_replication().bucket(bucket).replication_configuration(config.build()?).send().await?;
+    Ok(())
+}
+
+fn bucket_spec(account: &'static str, region: &'static str, name: &str) -> Spec {
+    Spec { account, region, name: name.into(), ..Default::default() }
+}
+
+/// The member's entry in `estatectl members`.
+fn member(admin: &Admin, account: &str) -> anyhow::Result<Value> {
+    let members = admin.ctl_json(Some(CLIENT_TOKEN), &["members"])?;
+    let found = members["members"].as_array().into_iter().flatten().find(|m| m["accountId"] == account).cloned();
+    found.ok_or_else(|| anyhow::anyhow!("account {account} is not listed: {members}"))
+}
+
+fn refreshed(admin: &Admin, account: &str, regions: usize) -> anyhow::Result<bool> {
+    let m = member(admin, account)?;
+    Ok(m["regions"].as_array().is_some_and(|r| r.len() == regions && r.iter().all(|r| r["lastUpdated"].is_string())))
+}
+
+/// A rule without `Destination.Account` is resolved through the members' bucket lists, which
+/// cover every Region (B's destination is in a Region B's agent does not inventory): UNKNOWN
+/// while a member has not reported its list, then internal for a member's bucket and
+/// external for a bucket no member holds.
+#[tokio::test(flavor = "multi_thread")]
+async fn replication_destinations_without_an_account_are_resolved_from_member_inventories() -> anyhow::Result<()> {
+    let moto = Moto::start()?;
+    let creds_a = moto.credentials(A).await?;
+    let creds_b = moto.credentials(B).await?;
+    let creds_c = moto.credentials(C).await?;
+    for name in ["estate-r-to-member", "estate-r-to-stranger"] {
+        seed_bucket(&moto, &creds_a, &bucket_spec(A, "us-east-1", name)).await?;
+    }
+    seed_bucket(&moto, &creds_b, &bucket_spec(B, "eu-west-1", "estate-r-dest-in-b")).await?;
+    replicate_without_account(&moto, &creds_a, A, "estate-r-to-member", &["estate-r-dest-in-b"]).await?;
+    replicate_without_account(&moto, &creds_a, A, "estate-r-to-stranger", &["estate-r-dest-nowhere"]).await?;
+
+    let dir = tempfile::tempdir()?;
+    let config = write_org_config(dir.path(), &[A, B, C]);
+    let admin = Admin::start(&dir.path().join("data"), Some(&config))?;
+    let token = Some(CLIENT_TOKEN);
+    let _a = Agent::start(&admin, &moto, &creds_a, Some(&agent_token(A)), &["us-east-1"], &[])?;
+    eventually(Duration::from_secs(60), "A's first refresh", || async { Ok(refreshed(&admin, A, 1)?.then_some(())) })
+        .await?;
+    // B and C have not reported their buckets: nothing can be said of either destination.
+    for name in ["estate-r-to-member", "estate-r-to-stranger"] {
+        let b = admin.ctl_json(token, &["bucket", name])?;
+        let details = &b["replicationDetails"];
+        assert_eq!(details["replicated"], true, "{b}");
+        assert!(details["replicatedExternally"].is_null(), "{name}: {b}");
+        let reason = details["unknownReason"].as_str().unwrap_or_default();
+        assert!(reason.contains("have not reported their bucket list"), "{name}: {reason}");
+    }
+
+    let _b = Agent::start(&admin, &moto, &creds_b, Some(&agent_token(B)), &["us-east-1"], &[])?;
+    let internal = eventually(Duration::from_secs(60), "the member's destination to be found", || async {
+        let b = admin.ctl_json(token, &["bucket", "estate-r-to-member"])?;
+        Ok((b["replicationDetails"]["replicatedExternally"] == false).then_some(b))
+    })
+    .await?;
+    assert_eq!(internal["replicationDetails"]["replicationAccounts"], json!([B]), "{internal}");
+    assert!(internal["replicationDetails"]["unknownReason"].is_null(), "{internal}");
+    // C still has not reported: a bucket no member holds may yet be C's.
+    let stranger = admin.ctl_json(token, &["bucket", "estate-r-to-stranger"])?;
+    assert!(stranger["replicationDetails"]["replicatedExternally"].is_null(), "{stranger}");
+    assert!(stranger["replicationDetails"]["unknownReason"].as_str().unwrap().contains(C), "{stranger}");
+
+    let _c = Agent::start(&admin, &moto, &creds_c, Some(&agent_token(C)), &["us-east-1"], &[])?;
+    let external = eventually(Duration::from_secs(60), "the stranger's destination to be external", || async {
+        let b = admin.ctl_json(token, &["bucket", "estate-r-to-stranger"])?;
+        Ok((b["replicationDetails"]["replicatedExternally"] == true).then_some(b))
+    })
+    .await?;
+    assert_eq!(external["replicationDetails"]["replicationAccounts"], json!([]), "the owner is unknown: {external}");
+    let stats = admin.ctl_json(token, &["stats"])?;
+    assert_eq!(stats["membersPending"], 0, "{stats}");
+    Ok(())
+}
+
+/// Coverage and freshness: organization accounts with no agent are listed and counted, a
+/// configured agent that never connected keeps the organization's `lastUpdated` null; the
+/// posture report (GetPosture) names internal sharing; a policy path under our organization
+/// is INTERNAL although the OU tree is not configured.
+#[tokio::test(flavor = "multi_thread")]
+async fn coverage_freshness_posture_and_organization_paths() -> anyhow::Result<()> {
+    let moto = Moto::start()?;
+    let creds_a = moto.credentials(A).await?;
+    let creds_b = moto.credentials(B).await?;
+    let s3 = moto.s3(&creds_a, "us-east-1");
+    let names = ["estate-c-public", "estate-c-shared-b", "estate-c-org-paths", "estate-c-other-org", "estate-c-quiet"];
+    for name in names {
+        seed_bucket(&moto, &creds_a, &bucket_spec(A, "us-east-1", name)).await?;
+    }
+    let policy = |bucket: &str, principal: Value, condition: Option<Value>| {
+        let mut statement = json!({"Effect": "Allow", "Principal": principal, "Action": "s3:GetObject",
+            "Resource": format!("arn:aws:s3:::{bucket}/*")});
+        if let Some(c) = condition {
+            statement["Condition"] = c;
+        }
+        json!({"Version": "2012-10-17", "Statement": [statement]}).to_string()
+    };
+    let paths = |path: &str| Some(json!({"ForAnyValue:StringLike": {"aws:PrincipalOrgPaths": path}}));
+    let policies = [
+        ("estate-c-public", policy("estate-c-public", json!("*"), None)),
+        ("estate-c-shared-b", policy("estate-c-shared-b", json!({"AWS": format!("arn:aws:iam::{B}:root")}), None)),
+        ("estate-c-org-paths", policy("estate-c-org-paths", json!("*"), paths(&format!("{ORG_ID}/*")))),
+        ("estate-c-other-org", policy("estate-c-other-org", json!("*"), paths("o-otherorg22/*"))),
+    ];
+    for (bucket, text) in &policies {
+        s3.put_bucket_policy().bucket(*bucket).policy(text).send().await?;
+    }
+
+    let dir = tempfile::tempdir()?;
+    // B has an agent configured that does not connect yet; C has none at all.
+    let config = write_org_config(dir.path(), &[A, B]);
+    let admin = Admin::start(&dir.path().join("data"), Some(&config))?;
+    let token = Some(CLIENT_TOKEN);
+    let _a = Agent::start(&admin, &moto, &creds_a, Some(&agent_token(A)), &["us-east-1"], &[])?;
+    eventually(Duration::from_secs(60), "A's first refresh", || async { Ok(refreshed(&admin, A, 1)?.then_some(())) })
+        .await?;
+
+    let a = member(&admin, A)?;
+    assert_eq!(a["relationshipStatus"], "ENABLED", "{a}");
+    assert!(a["lastUpdated"].is_string(), "{a}");
+    for account in [B, C] {
+        let m = member(&admin, account)?;
+        assert_eq!(m["relationshipStatus"], "NO_AGENT", "{m}");
+        assert!(m["lastUpdated"].is_null(), "{m}");
+        assert_eq!(m["connectionState"], "DISCONNECTED", "{m}");
+    }
+    let stats = admin.ctl_json(token, &["stats"])?;
+    assert_eq!(stats["membersWithoutAgent"], 2, "{stats}");
+    assert_eq!(stats["membersPending"], 2, "{stats}");
+    assert!(stats["lastUpdated"].is_null(), "B and C never reported: {stats}");
+    let only_a = admin.ctl_json(token, &["stats", "--account-id", A])?;
+    assert!(only_a["lastUpdated"].is_string(), "{only_a}");
+    assert_eq!(only_a["membersPending"], 0, "{only_a}");
+
+    // Every policy analysed, then the posture report.
+    let verdicts = eventually(Duration::from_secs(60), "every policy to be analysed", || async {
+        let listed = admin.ctl_json(token, &["buckets", "--all", "--where", "bucketName^=estate-c-"])?;
+        let done = listed["buckets"].as_array().unwrap().iter().all(|b| b["sharedAccess"] != "UNKNOWN");
+        Ok(done.then_some(listed))
+    })
+    .await?;
+    let shared = |name: &str| {
+        let b = verdicts["buckets"].as_array().unwrap().iter().find(|b| b["bucketName"] == name).unwrap();
+        (b["sharedAccess"].as_str().unwrap().to_owned(), b["sharedWithAccounts"].clone())
+    };
+    assert_eq!(shared("estate-c-org-paths"), ("INTERNAL".into(), json!([B, C])), "a path under our organization");
+    assert_eq!(shared("estate-c-other-org").0, "EXTERNAL", "a path under another organization");
+    assert_eq!(shared("estate-c-shared-b"), ("INTERNAL".into(), json!([B])));
+
+    let posture = admin.ctl_json(token, &["posture"])?;
+    let entry = |name: &str| {
+        posture["buckets"].as_array().unwrap().iter().find(|b| b["bucketName"] == name).cloned().unwrap_or(Value::Null)
+    };
+    let reasons = |name: &str| entry(name)["reasons"].clone();
+    assert!(reasons("estate-c-public").as_array().unwrap().contains(&json!("public")), "{posture}");
+    assert!(reasons("estate-c-shared-b").as_array().unwrap().contains(&json!("shared internally")), "{posture}");
+    assert_eq!(entry("estate-c-shared-b")["sharedInternallyWith"], json!([B]), "{posture}");
+    assert!(reasons("estate-c-other-org").as_array().unwrap().contains(&json!("shared externally")), "{posture}");
+    // Every bucket accepts unencrypted uploads (no policy requires encryption), so every bucket
+    // is listed, each exactly once, in key order.
+    let listed: Vec<&str> =
+        posture["buckets"].as_array().unwrap().iter().map(|b| b["bucketName"].as_str().unwrap()).collect();
+    let mut sorted = names.to_vec();
+    sorted.sort();
+    assert_eq!(listed, sorted, "{posture}");
+    let of_b = admin.ctl_json(token, &["posture", "--account-id", B])?;
+    assert_eq!(of_b["buckets"], json!([]), "B has no bucket: {of_b}");
+    // A client asking for nonsense gets a clear error.
+    let err = admin.ctl(token, &["posture", "--account-id", "12"]).unwrap_err();
+    assert!(format!("{err:#}").contains("`12` is not a 12-digit account ID"), "{err:#}");
+
+    // B's agent connects and refreshes: only C is missing now.
+    let _b = Agent::start(&admin, &moto, &creds_b, Some(&agent_token(B)), &["us-east-1"], &[])?;
+    eventually(Duration::from_secs(60), "B's first refresh", || async { Ok(refreshed(&admin, B, 1)?.then_some(())) })
+        .await?;
+    assert_eq!(member(&admin, B)?["relationshipStatus"], "ENABLED");
+    let stats = admin.ctl_json(token, &["stats"])?;
+    assert_eq!(
+        (stats["membersWithoutAgent"].clone(), stats["membersPending"].clone()),
+        (json!(1), json!(1)),
+        "{stats}"
+    );
+    assert!(stats["lastUpdated"].is_null(), "C never reported: {stats}");
+    Ok(())
+}
+
+/// The OU tree read from AWS Organizations: a path to an OU that holds an account is INTERNAL,
+/// a path under the organization that no account carries is shared with nobody, and a path
+/// under another organization is EXTERNAL. None is public: only principals of an organization
+/// carry its paths.
+#[tokio::test(flavor = "multi_thread")]
+async fn organization_paths_follow_the_ou_tree_from_organizations() -> anyhow::Result<()> {
+    let moto = Moto::start()?;
+    let root = Credentials::new("testing", "testing", None, None, "root");
+    let organizations = aws_sdk_organizations::Client::from_conf(
+        aws_sdk_organizations::config::Builder::new()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .endpoint_url(&moto.endpoint)
+            .credentials_provider(root.clone())
+            .build(),
+    );
+    let org = organizations
+        .create_organization()
+        .feature_set(aws_sdk_organizations::types::OrganizationFeatureSet::All)
+        .send()
+        .await?;
+    let org_id = org.organization().and_then(|o| o.id()).expect("an organization ID").to_owned();
+    let root_id = organizations.list_roots().send().await?.roots()[0].id().expect("a root ID").to_owned();
+    let ou = organizations.create_organizational_unit().parent_id(&root_id).name("workloads").send().await?;
+    let ou_id = ou.organizational_unit().and_then(|o| o.id()).expect("an OU ID").to_owned();
+    let empty = organizations.create_organizational_unit().parent_id(&root_id).name("empty").send().await?;
+    let empty_id = empty.organizational_unit().and_then(|o| o.id()).expect("an OU ID").to_owned();
+    let created = organizations.create_account().email("member@example.com").account_name("member").send().await?;
+    let member = created.create_account_status().and_then(|s| s.account_id()).expect("a new account").to_owned();
+    organizations
+        .move_account()
+        .account_id(&member)
+        .source_parent_id(&root_id)
+        .destination_parent_id(&ou_id)
+        .send()
+        .await?;
+
+    let owner = "123456789012";
+    let s3 = moto.s3(&root, "us-east-1");
+    let cases = [
+        ("estate-o-workloads", format!("{org_id}/{root_id}/{ou_id}/*"), "INTERNAL"),
+        ("estate-o-empty-ou", format!("{org_id}/{root_id}/{empty_id}/*"), "NOT_SHARED"),
+        // A fixed path of another organization: not public (a fixed value of a principal
+        // key), but outside accounts carry it.
+        ("estate-o-other-org", "o-otherorg22/r-ab12/ou-ab12-11111111/".to_owned(), "EXTERNAL"),
+    ];
+    for (bucket, path, _) in &cases {
+        seed_bucket(&moto, &root, &bucket_spec(owner, "us-east-1", bucket)).await?;
+        let policy = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": "*",
+            "Action": "s3:GetObject", "Resource": format!("arn:aws:s3:::{bucket}/*"),
+            "Condition": {"ForAnyValue:StringLike": {"aws:PrincipalOrgPaths": path}}}]});
+        s3.put_bucket_policy().bucket(*bucket).policy(policy.to_string()).send().await?;
+    }
+
+    let dir = tempfile::tempdir()?;
+    let admin = Admin::start_with_env(
+        &dir.path().join("data"),
+        None,
+        &["--organizations", "--organizations-interval", "1", "--aws-endpoint-url", &moto.endpoint],
+        &[("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing")],
+    )?;
+    let _agent = Agent::start(&admin, &moto, &root, None, &["us-east-1"], &[])?;
+    let listed = eventually(Duration::from_secs(90), "every policy to be analysed", || async {
+        let listed = admin.ctl_json(None, &["buckets", "--all", "--where", "bucketName^=estate-o-"])?;
+        let all = listed["buckets"].as_array().unwrap();
+        Ok((all.len() == cases.len() && all.iter().all(|b| b["sharedAccess"] != "UNKNOWN")).then_some(listed))
+    })
+    .await?;
+    for (bucket, path, sharing) in &cases {
+        let b = listed["buckets"].as_array().unwrap().iter().find(|b| b["bucketName"] == *bucket).unwrap();
+        assert_eq!(b["sharedAccess"], *sharing, "{bucket} with path {path}: {b}");
+        assert_eq!(b["publicAccess"]["effectivePermission"], "NOT_PUBLIC", "{bucket}: {b}");
+    }
+    let workloads =
+        listed["buckets"].as_array().unwrap().iter().find(|b| b["bucketName"] == "estate-o-workloads").unwrap();
+    assert!(workloads["sharedWithAccounts"].as_array().unwrap().contains(&json!(member)), "{workloads}");
+    // Every organization account is listed, agent or not.
+    let members = admin.ctl_json(None, &["members"])?;
+    let listed_member = members["members"].as_array().unwrap().iter().find(|m| m["accountId"] == member.as_str());
+    assert_eq!(listed_member.map(|m| m["relationshipStatus"].clone()), Some(json!("NO_AGENT")), "{members}");
+    Ok(())
+}
+
+/// PutAccountPublicAccessBlock is account-wide: delivered with a Region the agent does not
+/// cover, it still re-reads the account's settings and re-judges every bucket.
+#[tokio::test(flavor = "multi_thread")]
+async fn account_level_events_from_any_region_rejudge_the_account() -> anyhow::Result<()> {
+    let moto = Moto::start()?;
+    let creds = moto.credentials(A).await?;
+    let spec = Spec { canned_acl: Some("public-read"), ..bucket_spec(A, "us-east-1", "estate-e-acl") };
+    seed_bucket(&moto, &creds, &spec).await?;
+    let sqs = moto.sqs(&creds);
+    let queue = sqs.create_queue().queue_name("estate-events").send().await?.queue_url.unwrap();
+    let dead_letters = sqs.create_queue().queue_name("estate-events-dlq").send().await?.queue_url.unwrap();
+
+    let dir = tempfile::tempdir()?;
+    let admin = Admin::start(&dir.path().join("data"), None)?;
+    let args =
+        ["--events-queue-url", &queue, "--events-dead-letter-queue-url", &dead_letters, "--events-wait-seconds", "1"];
+    let _agent = Agent::start(&admin, &moto, &creds, None, &["us-east-1"], &args)?;
+    eventually(Duration::from_secs(60), "the bucket to be public", || async {
+        let b = admin.ctl_json(None, &["bucket", "estate-e-acl"])?;
+        Ok((b["publicAccess"]["effectivePermission"] == "PUBLIC").then_some(()))
+    })
+    .await?;
+
+    moto.s3control(&creds)
+        .put_public_access_block()
+        .account_id(A)
+        .public_access_block_configuration(
+            aws_sdk_s3control::types::PublicAccessBlockConfiguration::builder()
+                .ignore_public_acls(true)
+                .block_public_acls(true)
+                .build(),
+        )
+        .send()
+        .await?;
+    let event = json!({
+        "version": "0", "id": "11111111-2222-4333-8444-555555555555",
+        "detail-type": "AWS API Call via CloudTrail", "source": "aws.s3", "account": A,
+        "time": "2026-12-02T04:00:00Z", "region": "ap-south-1", "resources": [],
+        "detail": {
+            "eventVersion": "1.09", "eventSource": "s3.amazonaws.com",
+            "eventName": "PutAccountPublicAccessBlock", "awsRegion": "ap-south-1",
+            "eventTime": "2026-12-02T04:00:00Z", "eventID": "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee",
+            "userIdentity": {"type": "IAMUser", "arn": format!("arn:aws:iam::{A}:user/alice"), "accountId": A},
+            "requestParameters": {"accountId": A}, "recipientAccountId": A,
+        },
+    });
+    sqs.send_message().queue_url(&queue).message_body(event.to_string()).send().await?;
+    let b = eventually(Duration::from_secs(30), "the account's settings to be re-read", || async {
+        let b = admin.ctl_json(None, &["bucket", "estate-e-acl"])?;
+        Ok((b["publicAccess"]["effectivePermission"] == "NOT_PUBLIC").then_some(b))
+    })
+    .await?;
+    let account_level = &b["publicAccess"]["permissionConfiguration"]["accountLevelPermissions"]["blockPublicAccess"];
+    assert_eq!(account_level["ignorePublicAcls"], true, "{b}");
+    Ok(())
+}
