@@ -1,8 +1,12 @@
 //! How records sit on disk, and how a database is opened, migrated, verified and repaired.
 //!
 //! Every value is one version byte followed by the postcard encoding of that version's type
-//! (`RECORD_VERSION`). A type that gains a field gets a new record version and a decoder for
-//! the old one here, so a database written by an older administrator still loads.
+//! (`RECORD_VERSION`). When a stored type changes, the record version goes up and the type's
+//! [`Record::decode_older`] reads the older layouts, so a database written by an older
+//! administrator still loads. Version history:
+//! - 1: the first versioned layout.
+//! - 2: a bucket's configuration names the calls that could not be read (`unread`); other
+//!   records are unchanged.
 //!
 //! The `meta` tree holds `schema_version`. A database without it was written before records
 //! were versioned (schema 0: bare postcard values); opening it migrates every tree, one sled
@@ -17,7 +21,18 @@ use serde::Serialize;
 use sled::Transactional;
 
 /// The version byte of every record this administrator writes.
-pub const RECORD_VERSION: u8 = 1;
+pub const RECORD_VERSION: u8 = 2;
+/// The layout of schema-0 values (bare postcard), which migration prefixes with this version.
+const UNVERSIONED_LAYOUT: u8 = 1;
+
+/// A stored type. `decode_older` reads the body of a record of an older `version` (a type
+/// whose layout never changed decodes it as today's).
+pub trait Record: DeserializeOwned {
+    fn decode_older(version: u8, body: &[u8]) -> anyhow::Result<Self> {
+        let _ = version;
+        Ok(postcard::from_bytes(body)?)
+    }
+}
 /// The layout of the database as a whole.
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -47,7 +62,7 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 }
 
 /// Decodes a record of `tree`; the error names the tree and key, and how to repair.
-pub fn decode<T: DeserializeOwned>(tree: &str, key: &[u8], value: &[u8]) -> anyhow::Result<T> {
+pub fn decode<T: Record>(tree: &str, key: &[u8], value: &[u8]) -> anyhow::Result<T> {
     decode_value(value).with_context(|| {
         format!(
             "unreadable record in tree `{tree}` at key `{}` (`estate-admin verify --repair` sets such records aside)",
@@ -56,9 +71,10 @@ pub fn decode<T: DeserializeOwned>(tree: &str, key: &[u8], value: &[u8]) -> anyh
     })
 }
 
-fn decode_value<T: DeserializeOwned>(value: &[u8]) -> anyhow::Result<T> {
+fn decode_value<T: Record>(value: &[u8]) -> anyhow::Result<T> {
     match value.split_first() {
         Some((&RECORD_VERSION, body)) => Ok(postcard::from_bytes(body)?),
+        Some((&version, body)) if (1..RECORD_VERSION).contains(&version) => T::decode_older(version, body),
         Some((version, _)) => bail!("record version {version} is not one this administrator reads ({RECORD_VERSION})"),
         None => bail!("empty record"),
     }
@@ -133,7 +149,7 @@ fn migrate_from_unversioned(db: &sled::Db, meta: &sled::Tree) -> anyhow::Result<
         for item in tree.iter() {
             let (key, value) = item?;
             let mut versioned = Vec::with_capacity(value.len() + 1);
-            versioned.push(RECORD_VERSION);
+            versioned.push(UNVERSIONED_LAYOUT);
             versioned.extend_from_slice(&value);
             batch.insert(key, versioned);
             count += 1;
@@ -201,6 +217,9 @@ pub fn verify_records(db: &sled::Db, repair: bool) -> anyhow::Result<Vec<TreeRep
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl Record for (u64, String) {}
+    impl Record for u64 {}
 
     #[test]
     fn records_carry_their_version_and_others_are_refused() {

@@ -11,8 +11,8 @@ use estate_common::macie::{
     ObjectLevelStatistics, ReplicationDetails, SharedAccess, Timestamp, Tri,
 };
 use estate_common::model::{
-    AccountSettings, BlockPublicAccess, BucketConfig, BucketFacts, Grantee, ObjectOwnership, ALL_USERS_GROUP,
-    AUTHENTICATED_USERS_GROUP,
+    AccountSettings, BlockPublicAccess, BucketConfig, BucketFacts, ConfigCall, Grantee, ObjectOwnership,
+    ALL_USERS_GROUP, AUTHENTICATED_USERS_GROUP,
 };
 use estate_common::objects::ObjectStats;
 
@@ -208,10 +208,11 @@ impl Judgement {
 /// settings leave it unknown unless the bucket sets it.
 fn effective_flag(
     bucket: Option<BlockPublicAccess>,
+    bucket_unread: bool,
     account: Option<BlockPublicAccess>,
     flag: fn(BlockPublicAccess) -> bool,
 ) -> Tri {
-    let bucket = Tri::from_bool(bucket.is_some_and(flag));
+    let bucket = if bucket_unread { Tri::Unknown } else { Tri::from_bool(bucket.is_some_and(flag)) };
     let account = account.map_or(Tri::Unknown, |a| Tri::from_bool(flag(a)));
     bucket.or(account)
 }
@@ -242,14 +243,17 @@ pub fn judge_with(
         return Judgement::unknown();
     };
     let account_bpa = account.and_then(|a| a.block_public_access.effective());
-    let ignore_acls = effective_flag(config.block_public_access, account_bpa, |b| b.ignore_public_acls);
-    let restrict_policy = effective_flag(config.block_public_access, account_bpa, |b| b.restrict_public_buckets);
+    let bpa_unread = config.is_unread(ConfigCall::PublicAccessBlock);
+    let ignore_acls = effective_flag(config.block_public_access, bpa_unread, account_bpa, |b| b.ignore_public_acls);
+    let restrict_policy =
+        effective_flag(config.block_public_access, bpa_unread, account_bpa, |b| b.restrict_public_buckets);
 
     let acl = acl_verdict(config);
-    let (acl_read, acl_write) =
-        acl.map_or((false, false), |a| (a.allows_public_read_access, a.allows_public_write_access));
+    let (acl_read, acl_write) = acl_public(config, acl);
     let undecided = PolicyVerdict::undecided();
     let policy_verdict = match (&config.policy, policy) {
+        // An unread policy may be anything.
+        _ if config.is_unread(ConfigCall::Policy) => Some(&undecided),
         (None, _) => None,
         (Some(_), Some(verdict)) => Some(verdict),
         (Some(_), None) => Some(&undecided),
@@ -257,8 +261,8 @@ pub fn judge_with(
     let (policy_read, policy_write) =
         policy_verdict.map_or((Tri::False, Tri::False), |p| (p.public_read, p.public_write));
 
-    let readable = policy_read.and(!restrict_policy).or(Tri::from_bool(acl_read).and(!ignore_acls));
-    let writable = policy_write.and(!restrict_policy).or(Tri::from_bool(acl_write).and(!ignore_acls));
+    let readable = policy_read.and(!restrict_policy).or(acl_read.and(!ignore_acls));
+    let writable = policy_write.and(!restrict_policy).or(acl_write.and(!ignore_acls));
     let public = readable.or(writable);
     let effective_permission = match public {
         Tri::True => EffectivePermission::Public,
@@ -285,6 +289,7 @@ pub fn judge_with(
         shared_with_cloud_front: policy_verdict.map_or(Tri::False, |p| p.shared_with_cloudfront),
         allows_unencrypted_object_uploads: policy_verdict.map_or(Tri::True, |p| p.unencrypted_uploads),
         encryption: match &config.default_encryption {
+            _ if config.is_unread(ConfigCall::Encryption) => EncryptionClass::Unknown,
             None => EncryptionClass::Unencrypted,
             Some(e) => match EncryptionType::from_s3_algorithm(&e.algorithm) {
                 Some(EncryptionType::Aes256) => EncryptionClass::S3Managed,
@@ -295,6 +300,20 @@ pub fn judge_with(
         replication: replication(facts, config, org, owner),
         objects: config.objects.as_deref().map(Into::into),
     }
+}
+
+/// Whether the ACL makes the bucket publicly readable and writable: unknown when the ACL, or
+/// (for an ACL with public grants) the ownership controls that may disable it, were not read.
+fn acl_public(config: &BucketConfig, acl: Option<AccessControlList>) -> (Tri, Tri) {
+    if config.is_unread(ConfigCall::Acl) {
+        return (Tri::Unknown, Tri::Unknown);
+    }
+    let (read, write) = acl.map_or((false, false), |a| (a.allows_public_read_access, a.allows_public_write_access));
+    let maybe = |grants: bool| match (grants, config.is_unread(ConfigCall::OwnershipControls)) {
+        (true, true) => Tri::Unknown,
+        (grants, _) => Tri::from_bool(grants),
+    };
+    (maybe(read), maybe(write))
 }
 
 /// ACL grants to AllUsers or AuthenticatedUsers; none when ACLs are disabled.
@@ -323,10 +342,16 @@ fn sharing(
     let owner = &facts.key.account_id;
     let mut internal = BTreeSet::new();
     let mut external = BTreeSet::new();
-    let mut undecided = false;
+    // An unread ACL may grant to anyone; unread ownership controls may leave a grant in force.
+    let mut undecided = config.is_unread(ConfigCall::Acl);
 
     if let Some(acl) = &config.acl {
         if config.object_ownership != Some(ObjectOwnership::BucketOwnerEnforced) {
+            let grants_to_others = acl.grants.iter().any(|g| match &g.grantee {
+                Grantee::CanonicalUser(id) => *id != acl.owner_canonical_id,
+                _ => true,
+            });
+            undecided |= grants_to_others && config.is_unread(ConfigCall::OwnershipControls);
             for grant in &acl.grants {
                 match &grant.grantee {
                     Grantee::CanonicalUser(id) if *id == acl.owner_canonical_id => {}
@@ -401,6 +426,14 @@ fn replication(
     org: &OrgView,
     owner: &dyn Fn(&str) -> DestinationOwner,
 ) -> Option<ReplicationDetails> {
+    if let Some(unread) = config.unread.iter().find(|u| u.call == ConfigCall::Replication) {
+        return Some(ReplicationDetails {
+            replicated: false,
+            replicated_externally: None,
+            replication_accounts: vec![],
+            unknown_reason: Some(format!("`{}` failed: {}", unread.call.action(), unread.error)),
+        });
+    }
     let Some(replication) = &config.replication else {
         return Some(ReplicationDetails {
             replicated: false,
@@ -509,7 +542,15 @@ pub fn metadata(
                 }),
             });
             out.replication_details = judgement.replication.clone();
+            if !config.unread.is_empty() {
+                let calls: Vec<String> =
+                    config.unread.iter().map(|u| format!("`{}` ({})", u.call.action(), u.error)).collect();
+                out.error_message = Some(format!("could not read {}; what they say is unknown", calls.join(", ")));
+            }
             out.server_side_encryption = Some(match &config.default_encryption {
+                _ if config.is_unread(ConfigCall::Encryption) => {
+                    BucketServerSideEncryption { kms_master_key_id: None, kind: None }
+                }
                 None => BucketServerSideEncryption { kms_master_key_id: None, kind: Some(EncryptionType::None) },
                 Some(e) => BucketServerSideEncryption {
                     kms_master_key_id: e.kms_master_key_id.clone(),
@@ -733,6 +774,41 @@ mod tests {
         assert_eq!(details.replication_accounts, vec!["222222222222", "999999999999"]);
         let j = judge(&facts(with(vec![rule(None)])), None, &org(), None);
         assert_eq!(j.replication.unwrap().replicated_externally, None);
+    }
+
+    /// A call that could not be read makes only what it decides unknown.
+    #[test]
+    fn unread_calls_make_only_their_own_judgements_unknown() {
+        use estate_common::model::{BlockPublicAccess, ConfigCall, UnreadCall};
+        let unread = |calls: &[ConfigCall]| BucketConfig {
+            unread: calls.iter().map(|&call| UnreadCall { call, error: "unparsable".into() }).collect(),
+            ..Default::default()
+        };
+        let open = account(AccountBlockPublicAccess::NotConfigured);
+        let j = judge(&facts(unread(&[ConfigCall::Acl])), Some(&open), &org(), None);
+        assert_eq!((j.effective_permission, j.shared_access), (EffectivePermission::Unknown, SharedAccess::Unknown));
+        assert_eq!(j.encryption, EncryptionClass::Unencrypted, "the encryption was read");
+        // The account ignores public ACLs: an unread ACL cannot make the bucket public.
+        let ignoring = account(AccountBlockPublicAccess::Configured(BlockPublicAccess {
+            ignore_public_acls: true,
+            ..Default::default()
+        }));
+        let j = judge(&facts(unread(&[ConfigCall::Acl])), Some(&ignoring), &org(), None);
+        assert_eq!(j.effective_permission, EffectivePermission::NotPublic);
+        // An unread bucket-level BPA leaves a public ACL's effect unknown.
+        let public_acl =
+            BucketConfig { acl: acl(vec![all_users(AclPermission::Read)]), ..unread(&[ConfigCall::PublicAccessBlock]) };
+        let j = judge(&facts(public_acl), Some(&open), &org(), None);
+        assert_eq!(j.effective_permission, EffectivePermission::Unknown);
+        let j = judge(&facts(unread(&[ConfigCall::Encryption, ConfigCall::Replication])), Some(&open), &org(), None);
+        assert_eq!(j.encryption, EncryptionClass::Unknown);
+        let replication = j.replication.unwrap();
+        assert_eq!(replication.replicated_externally, None);
+        assert!(replication.unknown_reason.unwrap().contains("s3:GetReplicationConfiguration"));
+        assert_eq!(j.effective_permission, EffectivePermission::NotPublic);
+        let j = judge(&facts(unread(&[ConfigCall::Policy])), Some(&open), &org(), None);
+        assert_eq!(j.effective_permission, EffectivePermission::Unknown);
+        assert_eq!(j.allows_unencrypted_object_uploads, Tri::Unknown);
     }
 
     #[test]

@@ -106,6 +106,93 @@ struct StoredBucket {
     generation: u64,
 }
 
+impl Record for StoredBucket {
+    fn decode_older(version: u8, body: &[u8]) -> anyhow::Result<Self> {
+        anyhow::ensure!(version == 1, "no bucket record of version {version} was ever written");
+        Ok(postcard::from_bytes::<v1::StoredBucket>(body)?.into())
+    }
+}
+
+/// Buckets as record version 1 stored them: a configuration without `unread`.
+mod v1 {
+    use estate_common::model::{
+        Acl, BlockPublicAccess, BucketError, BucketKey, DefaultEncryption, ObjectOwnership, Replication, Tag,
+        UnixMillis,
+    };
+    use estate_common::objects::ObjectStats;
+    use serde::Deserialize;
+
+    #[derive(Deserialize)]
+    pub struct StoredBucket {
+        facts: BucketFacts,
+        generation: u64,
+    }
+
+    #[derive(Deserialize)]
+    struct BucketFacts {
+        key: BucketKey,
+        created_at: UnixMillis,
+        read_at: UnixMillis,
+        state: BucketState,
+    }
+
+    #[derive(Deserialize)]
+    enum BucketState {
+        Readable(Box<BucketConfig>),
+        Error(BucketError),
+    }
+
+    #[derive(Deserialize)]
+    struct BucketConfig {
+        tags: Vec<Tag>,
+        versioning: bool,
+        default_encryption: Option<DefaultEncryption>,
+        block_public_access: Option<BlockPublicAccess>,
+        acl: Option<Acl>,
+        object_ownership: Option<ObjectOwnership>,
+        policy: Option<String>,
+        policy_status_public: Option<bool>,
+        replication: Option<Replication>,
+        objects: Option<Box<ObjectStats>>,
+    }
+
+    impl From<StoredBucket> for super::StoredBucket {
+        fn from(old: StoredBucket) -> Self {
+            use estate_common::model as m;
+            let f = old.facts;
+            let state = match f.state {
+                BucketState::Error(error) => m::BucketState::Error(error),
+                BucketState::Readable(c) => m::BucketState::Readable(Box::new(m::BucketConfig {
+                    tags: c.tags,
+                    versioning: c.versioning,
+                    default_encryption: c.default_encryption,
+                    block_public_access: c.block_public_access,
+                    acl: c.acl,
+                    object_ownership: c.object_ownership,
+                    policy: c.policy,
+                    policy_status_public: c.policy_status_public,
+                    replication: c.replication,
+                    objects: c.objects,
+                    unread: Vec::new(),
+                })),
+            };
+            super::StoredBucket {
+                facts: m::BucketFacts { key: f.key, created_at: f.created_at, read_at: f.read_at, state },
+                generation: old.generation,
+            }
+        }
+    }
+}
+
+impl Record for ScopeRecord {}
+impl Record for MemberRecord {}
+impl Record for PolicyFailure {}
+impl Record for AccountSettings {}
+impl Record for Finding {}
+impl Record for Posture {}
+impl Record for UnixMillis {}
+impl Record for BucketList {}
+
 /// The state of one scope (account, Region).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScopeRecord {
@@ -188,7 +275,7 @@ use crate::codec::RECORD_TREES as TREES;
 const SEEN_EVENTS_HORIZON_MS: i64 = 7 * 24 * 3600 * 1000;
 use crate::findings::MAX_COUNTED_EVENTS as MAX_SEEN_EVENTS;
 
-use crate::codec::{decode, encode};
+use crate::codec::{decode, encode, Record};
 
 /// Decodes one record with the type its tree holds, and checks that its key agrees with it
 /// (for `estate-admin verify`).
@@ -990,22 +1077,40 @@ mod tests {
         let golden = [
             (
                 hex::encode(encode(&stored)),
+                // Version 2: as version 1 below, and the empty `unread` list (00) before the
+                // generation.
                 concat!(
-                    "010c3131313131313131313131310965752d776573742d3106676f6c64656e020e000000000001406161616161616161",
+                    "020c3131313131313131313131310965752d776573742d3106676f6c64656e020e000000000001406161616161616161",
                     "616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161",
                     "616161616161616102004061616161616161616161616161616161616161616161616161616161616161616161616161",
                     "61616161616161616161616161616161616161616161616161616104012f687474703a2f2f6163732e616d617a6f6e61",
-                    "77732e636f6d2f67726f7570732f676c6f62616c2f416c6c557365727300000000000003"
+                    "77732e636f6d2f67726f7570732f676c6f62616c2f416c6c55736572730000000000000003"
                 ),
             ),
-            (hex::encode(encode(&scope)), "0103011201"),
-            (hex::encode(encode(&member)), "010c313131313131313131313131010965752d776573742d31016301310a"),
-            (hex::encode(encode(&failure)), "0101760172"),
-            (hex::encode(encode(&Posture::default())), "01000000000000"),
+            (hex::encode(encode(&scope)), "0203011201"),
+            (hex::encode(encode(&member)), "020c313131313131313131313131010965752d776573742d31016301310a"),
+            (hex::encode(encode(&failure)), "0201760172"),
+            (hex::encode(encode(&Posture::default())), "02000000000000"),
         ];
         for (actual, pinned) in golden {
             assert_eq!(actual, pinned);
         }
+    }
+
+    /// A bucket record of version 1 (before `unread`), as an older administrator wrote it,
+    /// still loads, with nothing unread.
+    #[test]
+    fn a_version_1_bucket_record_still_decodes() {
+        let v1 = concat!(
+            "010c3131313131313131313131310965752d776573742d3106676f6c64656e020e000000000001406161616161616161",
+            "616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161",
+            "616161616161616102004061616161616161616161616161616161616161616161616161616161616161616161616161",
+            "61616161616161616161616161616161616161616161616161616104012f687474703a2f2f6163732e616d617a6f6e61",
+            "77732e636f6d2f67726f7570732f676c6f62616c2f416c6c557365727300000000000003"
+        );
+        let stored: StoredBucket = decode("buckets", b"k", &hex::decode(v1).unwrap()).unwrap();
+        assert_eq!(stored.facts, public_facts("111111111111", "golden", 7));
+        assert_eq!(stored.generation, 3);
     }
 
     /// A database written before records were versioned opens, migrated, with nothing lost.

@@ -117,6 +117,38 @@ impl From<&model::AclGrant> for pb::AclGrant {
     }
 }
 
+/// The longest error text kept for an unread call.
+const MAX_UNREAD_ERROR: usize = 1024;
+
+fn config_call_to_pb(c: model::ConfigCall) -> pb::ConfigCall {
+    match c {
+        model::ConfigCall::Tagging => pb::ConfigCall::Tagging,
+        model::ConfigCall::Versioning => pb::ConfigCall::Versioning,
+        model::ConfigCall::Encryption => pb::ConfigCall::Encryption,
+        model::ConfigCall::PublicAccessBlock => pb::ConfigCall::PublicAccessBlock,
+        model::ConfigCall::Acl => pb::ConfigCall::Acl,
+        model::ConfigCall::OwnershipControls => pb::ConfigCall::OwnershipControls,
+        model::ConfigCall::Policy => pb::ConfigCall::Policy,
+        model::ConfigCall::PolicyStatus => pb::ConfigCall::PolicyStatus,
+        model::ConfigCall::Replication => pb::ConfigCall::Replication,
+    }
+}
+
+impl TryFrom<pb::UnreadCall> for model::UnreadCall {
+    type Error = ConvertError;
+
+    fn try_from(u: pb::UnreadCall) -> Result<Self, ConvertError> {
+        let call = model::ConfigCall::ALL
+            .into_iter()
+            .find(|c| i32::from(config_call_to_pb(*c)) == u.call)
+            .ok_or_else(|| invalid("facts.unread.call", format!("{}", u.call)))?;
+        if u.error.len() > MAX_UNREAD_ERROR {
+            return Err(invalid("facts.unread.error", format!("longer than {MAX_UNREAD_ERROR} bytes")));
+        }
+        Ok(model::UnreadCall { call, error: u.error })
+    }
+}
+
 impl TryFrom<pb::BucketFacts> for model::BucketFacts {
     type Error = ConvertError;
 
@@ -186,6 +218,7 @@ impl TryFrom<pb::BucketFacts> for model::BucketFacts {
                 policy_status_public: f.policy_status_public,
                 replication,
                 objects: f.objects.map(TryInto::try_into).transpose()?.map(Box::new),
+                unread: f.unread.into_iter().map(TryInto::try_into).collect::<Result<_, _>>()?,
             }))
         };
         Ok(Self { key, created_at: f.created_at_ms, read_at: f.read_at_ms, state })
@@ -232,6 +265,11 @@ impl From<&model::BucketFacts> for pb::BucketFacts {
                 .into();
                 out.policy = c.policy.clone();
                 out.policy_status_public = c.policy_status_public;
+                out.unread = c
+                    .unread
+                    .iter()
+                    .map(|u| pb::UnreadCall { call: config_call_to_pb(u.call).into(), error: u.error.clone() })
+                    .collect();
                 out.replication = c.replication.as_ref().map(|r| pb::Replication {
                     role: r.role.clone(),
                     rules: r

@@ -187,9 +187,60 @@ pub struct BucketError {
     pub message: String,
 }
 
+/// One S3 call of the configuration read, for naming what could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum ConfigCall {
+    Tagging,
+    Versioning,
+    Encryption,
+    PublicAccessBlock,
+    Acl,
+    OwnershipControls,
+    Policy,
+    PolicyStatus,
+    Replication,
+}
+
+impl ConfigCall {
+    pub const ALL: [ConfigCall; 9] = [
+        Self::Tagging,
+        Self::Versioning,
+        Self::Encryption,
+        Self::PublicAccessBlock,
+        Self::Acl,
+        Self::OwnershipControls,
+        Self::Policy,
+        Self::PolicyStatus,
+        Self::Replication,
+    ];
+
+    /// The IAM action of the call, as error messages name it.
+    pub fn action(self) -> &'static str {
+        match self {
+            Self::Tagging => "s3:GetBucketTagging",
+            Self::Versioning => "s3:GetBucketVersioning",
+            Self::Encryption => "s3:GetEncryptionConfiguration",
+            Self::PublicAccessBlock => "s3:GetBucketPublicAccessBlock",
+            Self::Acl => "s3:GetBucketAcl",
+            Self::OwnershipControls => "s3:GetBucketOwnershipControls",
+            Self::Policy => "s3:GetBucketPolicy",
+            Self::PolicyStatus => "s3:GetBucketPolicyStatus",
+            Self::Replication => "s3:GetReplicationConfiguration",
+        }
+    }
+}
+
+/// A call that failed (after its retries) for a reason other than access denial: the
+/// members it fills are unknown, not "not configured".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnreadCall {
+    pub call: ConfigCall,
+    pub error: String,
+}
+
 /// What the bucket's configuration says, read in one pass. Absent members mean "not
-/// configured", never "unknown": a bucket whose configuration could not be read is an
-/// error bucket (`BucketFacts::Error`).
+/// configured", except for the members of a call listed in `unread`, which are unknown. A
+/// bucket whose configuration was denied is an error bucket (`BucketState::Error`).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct BucketConfig {
     pub tags: Vec<Tag>,
@@ -204,6 +255,15 @@ pub struct BucketConfig {
     /// Absent until the bucket's objects have been counted (boxed: most of the index's
     /// memory is buckets, and this is the largest part of one).
     pub objects: Option<Box<crate::objects::ObjectStats>>,
+    /// The calls that could not be read this time (their members are unknown).
+    pub unread: Vec<UnreadCall>,
+}
+
+impl BucketConfig {
+    /// Whether `call` could not be read.
+    pub fn is_unread(&self, call: ConfigCall) -> bool {
+        self.unread.iter().any(|u| u.call == call)
+    }
 }
 
 /// Everything the agent read about one bucket.

@@ -59,7 +59,7 @@ pub enum CallError {
 pub fn classify<E, R>(error: SdkError<E, R>) -> CallError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
+    R: std::fmt::Debug + 'static,
 {
     let code = error.code().map(str::to_owned);
     let message = error.message().map(str::to_owned).unwrap_or_default();
@@ -70,7 +70,26 @@ where
         Some("NoSuchBucket") => CallError::NoSuchBucket,
         Some(c) if THROTTLED.contains(&c) => CallError::Throttled(describe(c)),
         Some(c) => CallError::Transient(describe(c)),
-        None => CallError::Transient(aws_smithy_types::error::display::DisplayErrorContext(&error).to_string()),
+        None => CallError::Transient(describe_chain(&error)),
+    }
+}
+
+/// The error and its sources, each as it displays itself, joined, at most 300 characters: an
+/// unparsable response otherwise drags the whole raw response into the message.
+fn describe_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(error);
+    while let Some(e) = next {
+        let text = e.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    let text = parts.join(": ");
+    match text.char_indices().nth(300) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
     }
 }
 

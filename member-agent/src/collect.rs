@@ -1,13 +1,15 @@
 //! Reads one bucket's configuration from S3: every call the facts need, concurrently, and no
 //! more. Any AccessDenied makes an error bucket naming the denied calls; a bucket deleted in
-//! the meantime is skipped; other failures leave the stored facts in place.
+//! the meantime is skipped; any other failure (after the SDK's retries: throttling, a 5xx, an
+//! unparsable response) marks only that call's fields unknown, and the bucket is reported.
 
 use aws_sdk_s3::types as s3;
 use aws_sdk_s3::Client;
 
 use estate_common::model::{
     Acl, AclGrant, AclPermission, BlockPublicAccess, BucketConfig, BucketError, BucketErrorCode, BucketFacts,
-    BucketKey, BucketState, DefaultEncryption, Grantee, ObjectOwnership, Replication, ReplicationRule, Tag, UnixMillis,
+    BucketKey, BucketState, ConfigCall, DefaultEncryption, Grantee, ObjectOwnership, Replication, ReplicationRule, Tag,
+    UnixMillis, UnreadCall,
 };
 
 use crate::aws::{classify, optional, CallError};
@@ -43,22 +45,22 @@ pub async fn collect_bucket(client: &Client, key: BucketKey, created_at: UnixMil
 
     let mut denied = Vec::new();
     let mut gone = false;
-    let mut failures = Vec::new();
-    let mut check = |name: &str, error: Option<&CallError>| match error {
-        Some(CallError::AccessDenied(detail)) => denied.push(format!("`{name}` ({detail})")),
+    let mut unread = Vec::new();
+    let mut check = |call: ConfigCall, error: Option<&CallError>| match error {
+        Some(CallError::AccessDenied(detail)) => denied.push(format!("`{}` ({detail})", call.action())),
         Some(CallError::NoSuchBucket) => gone = true,
-        Some(other) => failures.push(format!("`{name}`: {other}")),
+        Some(other) => unread.push(UnreadCall { call, error: truncate(&other.to_string(), MAX_ERROR_TEXT) }),
         None => {}
     };
-    check("s3:GetBucketTagging", tags.as_ref().err());
-    check("s3:GetBucketVersioning", versioning.as_ref().err());
-    check("s3:GetEncryptionConfiguration", encryption.as_ref().err());
-    check("s3:GetBucketPublicAccessBlock", bpa.as_ref().err());
-    check("s3:GetBucketAcl", acl.as_ref().err());
-    check("s3:GetBucketOwnershipControls", ownership.as_ref().err());
-    check("s3:GetBucketPolicy", policy.as_ref().err());
-    check("s3:GetReplicationConfiguration", replication.as_ref().err());
-    check("s3:GetBucketPolicyStatus", policy_status.as_ref().err());
+    check(ConfigCall::Tagging, tags.as_ref().err());
+    check(ConfigCall::Versioning, versioning.as_ref().err());
+    check(ConfigCall::Encryption, encryption.as_ref().err());
+    check(ConfigCall::PublicAccessBlock, bpa.as_ref().err());
+    check(ConfigCall::Acl, acl.as_ref().err());
+    check(ConfigCall::OwnershipControls, ownership.as_ref().err());
+    check(ConfigCall::Policy, policy.as_ref().err());
+    check(ConfigCall::Replication, replication.as_ref().err());
+    check(ConfigCall::PolicyStatus, policy_status.as_ref().err());
 
     if gone {
         return Collected::Gone;
@@ -74,8 +76,9 @@ pub async fn collect_bucket(client: &Client, key: BucketKey, created_at: UnixMil
             }),
         });
     }
-    if !failures.is_empty() {
-        return Collected::Failed(failures.join("; "));
+    if !unread.is_empty() {
+        let calls: Vec<_> = unread.iter().map(|u| format!("`{}`: {}", u.call.action(), u.error)).collect();
+        tracing::warn!(bucket = %key.bucket_name, calls = %calls.join("; "), "some calls failed; their fields are unknown");
     }
     let config = BucketConfig {
         tags: tags.ok().flatten().unwrap_or_default(),
@@ -88,8 +91,24 @@ pub async fn collect_bucket(client: &Client, key: BucketKey, created_at: UnixMil
         policy_status_public: policy_status.ok().flatten(),
         replication: replication.ok().flatten(),
         objects: None,
+        unread,
     };
     Collected::Facts(BucketFacts { key, created_at, read_at, state: BucketState::Readable(Box::new(config)) })
+}
+
+/// The longest error text sent for one unread call (the administrator refuses longer).
+const MAX_ERROR_TEXT: usize = 1000;
+
+/// `text` cut to at most `max` bytes, on a character boundary.
+fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end - 3])
 }
 
 async fn tags(client: &Client, bucket: &str) -> Call<Vec<Tag>> {

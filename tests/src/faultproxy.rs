@@ -1,5 +1,6 @@
 //! A test-only HTTP proxy in front of moto that injects faults into chosen S3 calls: 503
-//! SlowDown, 500 InternalError, a connection reset, or a stall before the real answer.
+//! SlowDown, 500 InternalError, a connection reset, a stall before the real answer, or a 200
+//! whose body cannot be parsed.
 //!
 //! Each request is forwarded on its own connection to moto with `Connection: close`, and the
 //! answer is copied back until moto closes it, so the proxy needs no HTTP parsing beyond the
@@ -25,6 +26,8 @@ pub enum Fault {
     Reset,
     /// Wait this long, then forward.
     Stall(Duration),
+    /// Answer 200 OK with a body no S3 response parser accepts (truncated XML).
+    Corrupt,
 }
 
 #[derive(Debug)]
@@ -41,6 +44,8 @@ pub struct FaultProxy {
     rules: Arc<Mutex<Vec<Rule>>>,
     injected: Arc<AtomicUsize>,
     forwarded: Arc<AtomicUsize>,
+    /// The request line of every request seen, in order.
+    seen: Arc<Mutex<Vec<String>>>,
 }
 
 impl FaultProxy {
@@ -53,6 +58,7 @@ impl FaultProxy {
             rules: Arc::default(),
             injected: Arc::default(),
             forwarded: Arc::default(),
+            seen: Arc::default(),
         };
         let state = proxy.clone();
         tokio::spawn(async move {
@@ -82,12 +88,18 @@ impl FaultProxy {
         self.forwarded.load(Ordering::SeqCst)
     }
 
+    /// The request lines seen so far (`GET /bucket?policy HTTP/1.1`).
+    pub fn seen(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+
     /// Rules that still have faults to inject.
     pub fn pending(&self) -> Vec<String> {
         self.rules.lock().unwrap().iter().filter(|r| r.remaining > 0).map(|r| r.matches.clone()).collect()
     }
 
     fn fault_for(&self, request_line: &str) -> Option<Fault> {
+        self.seen.lock().unwrap().push(request_line.to_owned());
         let mut rules = self.rules.lock().unwrap();
         let rule = rules.iter_mut().find(|r| r.remaining > 0 && request_line.contains(&r.matches))?;
         rule.remaining -= 1;
@@ -136,6 +148,18 @@ impl FaultProxy {
                     return Ok(());
                 }
                 Some(Fault::Stall(pause)) => tokio::time::sleep(pause).await,
+                Some(Fault::Corrupt) => {
+                    let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Garbled><Status>Enab";
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\
+                         x-amz-request-id: ESTATEFAULT\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    client.write_all(head.as_bytes()).await?;
+                    client.write_all(body.as_bytes()).await?;
+                    client.shutdown().await?;
+                    return Ok(());
+                }
                 None => {}
             }
             // Forward with `Connection: close` and copy the answer until moto closes.

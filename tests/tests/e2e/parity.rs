@@ -379,3 +379,64 @@ async fn account_level_events_from_any_region_rejudge_the_account() -> anyhow::R
     assert_eq!(account_level["ignorePublicAcls"], true, "{b}");
     Ok(())
 }
+
+/// One call's response cannot be parsed (a proxy corrupts every GetBucketVersioning, and one
+/// bucket's GetBucketEncryption, another's GetBucketAcl): the buckets are still reported, only
+/// the fields of those calls are unknown, and the calls are named in the error details.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_corrupted_response_marks_only_its_own_fields_unknown() -> anyhow::Result<()> {
+    use estate_tests::faultproxy::{Fault, FaultProxy};
+    let moto = Moto::start()?;
+    let creds = moto.credentials(A).await?;
+    let public = Spec { canned_acl: Some("public-read"), ..bucket_spec(A, "us-east-1", "estate-x-acl-public") };
+    seed_bucket(&moto, &creds, &public).await?;
+    let encrypted = Spec { encryption: Some(("AES256", None)), ..bucket_spec(A, "us-east-1", "estate-x-encrypted") };
+    seed_bucket(&moto, &creds, &encrypted).await?;
+    seed_bucket(&moto, &creds, &bucket_spec(A, "us-east-1", "estate-x-acl-unread")).await?;
+
+    let proxy = FaultProxy::start(&moto.endpoint).await?;
+    proxy.inject("?versioning", Fault::Corrupt, 1_000);
+    proxy.inject("/estate-x-encrypted/?encryption ", Fault::Corrupt, 1_000);
+    proxy.inject("/estate-x-acl-unread/?acl ", Fault::Corrupt, 1_000);
+    let dir = tempfile::tempdir()?;
+    let admin = Admin::start(&dir.path().join("data"), None)?;
+    let agent = Agent::start_at(&admin, &proxy.endpoint, &creds, None, &["us-east-1"], &[])?;
+    let listed = eventually(Duration::from_secs(60), "every bucket despite the corrupted responses", || async {
+        let listed = admin.ctl_json(None, &["buckets", "--all", "--sort", "bucketName"])?;
+        let members = admin.ctl_json(None, &["members"])?;
+        let done = members["members"][0]["regions"][0]["lastUpdated"].is_string();
+        Ok((done && listed["buckets"].as_array().unwrap().len() == 3).then_some(listed))
+    })
+    .await
+    .map_err(|e| e.context(agent.process.log_text()))?;
+    assert!(proxy.injected() >= 5, "the faults fired {} times: {:#?}", proxy.injected(), proxy.seen());
+    let b =
+        |name: &str| listed["buckets"].as_array().unwrap().iter().find(|b| b["bucketName"] == name).unwrap().clone();
+
+    // The ACL was read: the public bucket is PUBLIC, and only versioning is named unknown.
+    let acl = b("estate-x-acl-public");
+    assert_eq!(acl["publicAccess"]["effectivePermission"], "PUBLIC", "{acl}");
+    assert!(acl["errorCode"].is_null(), "{acl}");
+    let message = acl["errorMessage"].as_str().unwrap_or_default();
+    assert!(message.contains("`s3:GetBucketVersioning`"), "{acl}");
+    assert!(!message.contains("s3:GetEncryptionConfiguration"), "{acl}");
+    assert_eq!(acl["serverSideEncryption"]["type"], "NONE", "its encryption was read: {acl}");
+
+    // Encryption unread: unknown, not "none".
+    let encrypted = b("estate-x-encrypted");
+    assert!(encrypted["serverSideEncryption"]["type"].is_null(), "{encrypted}");
+    assert!(encrypted["errorMessage"].as_str().unwrap().contains("`s3:GetEncryptionConfiguration`"), "{encrypted}");
+    assert_eq!(encrypted["publicAccess"]["effectivePermission"], "NOT_PUBLIC", "{encrypted}");
+
+    // ACL unread: whether it is public or shared is unknown.
+    let unread = b("estate-x-acl-unread");
+    assert_eq!(unread["publicAccess"]["effectivePermission"], "UNKNOWN", "{unread}");
+    assert_eq!(unread["sharedAccess"], "UNKNOWN", "{unread}");
+    assert!(unread["errorMessage"].as_str().unwrap().contains("`s3:GetBucketAcl`"), "{unread}");
+
+    let stats = admin.ctl_json(None, &["stats"])?;
+    assert_eq!(stats["bucketCount"], 3, "{stats}");
+    assert_eq!(stats["bucketCountByEncryptionType"]["unknown"], 1, "{stats}");
+    assert_eq!(stats["bucketCountByEffectivePermission"]["unknown"], 1, "{stats}");
+    Ok(())
+}
