@@ -493,20 +493,21 @@ impl State {
                     return;
                 }
                 if cause.is_some() {
-                    // An event-driven read does not recount objects, nor list the bucket for
-                    // its creation time: keep the stored ones.
+                    // An event-driven read does not list the bucket for its creation time:
+                    // keep the stored one.
                     if let Some(entry) = self.index.get(&key) {
                         if facts.created_at == 0 {
                             facts.created_at = entry.facts.created_at;
                         }
                     }
-                    let stored = self.index.get(&key).and_then(|e| e.facts.config().and_then(|c| c.objects.clone()));
-                    if let (estate_common::model::BucketState::Readable(config), Some(objects)) =
-                        (&mut facts.state, stored)
-                    {
-                        if config.objects.is_none() {
-                            config.objects = Some(objects);
-                        }
+                }
+                // A read that did not count objects (an event's, or a refresh an operator
+                // asked for) keeps the stored statistics: they change on the daily cycle or
+                // through RefreshObjectMetadata.
+                let stored = self.index.get(&key).and_then(|e| e.facts.config().and_then(|c| c.objects.clone()));
+                if let (BucketState::Readable(config), Some(objects)) = (&mut facts.state, stored) {
+                    if config.objects.is_none() {
+                        config.objects = Some(objects);
                     }
                 }
                 self.tracker.set_cause(&key, cause);

@@ -149,8 +149,12 @@ impl Refresher {
         *last
     }
 
-    /// Refreshes `regions` (all the agent's Regions when empty).
+    /// Refreshes `regions` (all the agent's Regions when empty). The daily cycle (empty
+    /// `regions`) also counts every bucket's objects; a refresh the administrator asked for
+    /// (RefreshInventory) re-reads bucket metadata only, as Macie does: object statistics
+    /// change on the daily cycle or through RefreshObjectMetadata.
     pub async fn refresh(&self, regions: &[String]) -> anyhow::Result<()> {
+        let count_objects = regions.is_empty();
         let regions: Vec<&String> = if regions.is_empty() {
             self.regions.iter().collect()
         } else {
@@ -191,7 +195,7 @@ impl Refresher {
         let complete = listing.unlocated.is_empty();
         for region in regions {
             let buckets = by_region.remove(region.as_str()).unwrap_or_default();
-            self.refresh_scope(region, &buckets, started, complete).await;
+            self.refresh_scope(region, &buckets, started, complete, count_objects).await;
         }
         if !complete {
             anyhow::bail!(
@@ -203,7 +207,14 @@ impl Refresher {
         Ok(())
     }
 
-    async fn refresh_scope(&self, region: &str, buckets: &[&Listed], started: UnixMillis, complete: bool) {
+    async fn refresh_scope(
+        &self,
+        region: &str,
+        buckets: &[&Listed],
+        started: UnixMillis,
+        complete: bool,
+        count_objects: bool,
+    ) {
         let generation = self.next_generation();
         let total = buckets.len() as u64;
         let requests_before = self.clients.requests.get();
@@ -219,7 +230,9 @@ impl Refresher {
                 let options = CountOptions::daily(self.head_budget);
                 async move {
                     let collected = collect_bucket(&client, key, bucket.created_at, now_ms()).await;
-                    (bucket.name.as_str(), with_objects(&client, collected, options).await)
+                    let collected =
+                        if count_objects { with_objects(&client, collected, options).await } else { collected };
+                    (bucket.name.as_str(), collected)
                 }
             })
             .buffer_unordered(self.concurrency);

@@ -305,6 +305,18 @@ async fn object_statistics_match_the_seeding() -> anyhow::Result<()> {
     assert_eq!(later["scopes"][0]["requested"], true, "{later}");
     let again = admin.ctl_json(None, &["refresh"])?;
     assert_eq!(again["scopes"][0]["requested"], false, "{again}");
+    // That refresh re-reads bucket metadata only: the object statistics stay those of the
+    // manual object refresh (they change on the daily cycle or through RefreshObjectMetadata).
+    let before = scope["lastRefresh"].as_str().unwrap().to_owned();
+    eventually(Duration::from_secs(30), "the requested refresh to complete", || async {
+        let members = admin.ctl_json(None, &["members"])?;
+        let updated = members["members"][0]["regions"][0]["lastUpdated"].as_str().unwrap_or_default().to_owned();
+        Ok((updated > before).then_some(()))
+    })
+    .await?;
+    let after = bucket("estate-o-mixed")?;
+    assert_eq!(after["objectStatisticsSource"], "MANUAL_REFRESH", "{after}");
+    assert_eq!(object_fields(&after), expected_objects(MIXED, &[], false));
     Ok(())
 }
 
