@@ -216,6 +216,26 @@ mod tests {
     }
 
     #[test]
+    fn organization_paths_must_be_under_the_organization() {
+        let with = |paths: &str| {
+            GOOD.replace("accounts = [\"111111111111\"]", &format!("accounts = [\"111111111111\"]\npaths = {paths}"))
+        };
+        let config = Config::parse(&with(r#"["o-abc123/r-ab12/", "o-abc123/r-ab12/ou-ab12-11111111/"]"#)).unwrap();
+        assert_eq!(config.organization.paths.len(), 2);
+        for bad in [
+            r#"["o-other/r-ab12/"]"#,
+            r#"["o-abc123/r-ab12"]"#,
+            r#"["o-abc123/ou-ab12-1/"]"#,
+            r#"["o-abc123/r-ab12/*/"]"#,
+        ] {
+            let error = Config::parse(&with(bad)).unwrap_err().to_string();
+            assert!(error.contains("organization.paths"), "{bad}: {error}");
+        }
+        let no_id = with(r#"["o-abc123/r-ab12/"]"#).replace("id = \"o-abc123\"\n", "");
+        assert!(Config::parse(&no_id).unwrap_err().to_string().contains("needs `organization.id`"));
+    }
+
+    #[test]
     fn rejects_unknown_keys_bad_versions_and_short_tokens() {
         assert!(Config::parse("version = 1\nsurprise = 2").is_err());
         assert!(Config::parse("version = 2").is_err());
