@@ -207,3 +207,57 @@ pub fn posture(
     }
     (out, None)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::judge::OrgView;
+    use crate::store::{Op, Store};
+
+    /// Suspended accounts are not waited for; an account that reported but left the
+    /// organization is REMOVED and still counts while it reports; one with no agent is pending.
+    #[test]
+    fn member_statuses_and_pending_members() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b, c, gone) = ("111111111111", "222222222222", "333333333333", "444444444444");
+        let org = OrgView::new(Some("o-abc123".into()), [a, b, c].iter().map(|s| s.to_string()).collect(), Vec::new());
+        let store = Store::open(dir.path(), org, None).unwrap();
+        let hello = |account: &str| Op::Hello {
+            account_id: account.into(),
+            regions: vec!["eu-west-1".into()],
+            canonical_user_id: String::new(),
+            agent_version: "test".into(),
+        };
+        let complete = |account: &str| Op::ScopeComplete {
+            account_id: account.into(),
+            region: "eu-west-1".into(),
+            generation: 1,
+            read_at: 1_000,
+            count: 0,
+        };
+        store.commit(vec![hello(a), complete(a), hello(gone), complete(gone)], 5_000).unwrap();
+        let configured = BTreeSet::new();
+        let state = store.read();
+        let status = |account: &str| member(&state, account).relationship_status;
+        assert_eq!(
+            [status(a), status(b), status(gone)],
+            [MemberStatus::Enabled, MemberStatus::NoAgent, MemberStatus::Removed]
+        );
+        let stats = statistics(&state, &configured, None).unwrap();
+        assert_eq!((stats.members_without_agent, stats.members_pending, stats.last_updated), (2, 2, None));
+        drop(state);
+
+        let organization = |suspended: &[&str]| Op::Organization {
+            organization_id: Some("o-abc123".into()),
+            accounts: [a, b, c].iter().map(|s| s.to_string()).collect(),
+            suspended: suspended.iter().map(|s| s.to_string()).collect(),
+            paths: Vec::new(),
+        };
+        store.commit(vec![organization(&[b, c])], 6_000).unwrap();
+        let state = store.read();
+        assert_eq!(member(&state, b).relationship_status, MemberStatus::AccountSuspended);
+        let stats = statistics(&state, &configured, None).unwrap();
+        assert_eq!((stats.members_without_agent, stats.members_pending), (0, 0));
+        assert_eq!(stats.last_updated, Some(Timestamp(1_000)), "every account that should report has");
+    }
+}
