@@ -94,6 +94,7 @@ fn facts(stream: usize, i: usize) -> BucketFacts {
             policy_status_public: None,
             replication: None,
             objects: None,
+            unread: Vec::new(),
         })),
     }
 }

@@ -1046,6 +1046,7 @@ mod tests {
                     o.add_part(7, None);
                     o
                 })),
+                unread: vec![model::UnreadCall { call: model::ConfigCall::Versioning, error: "unparsable".into() }],
             })),
         }
     }
