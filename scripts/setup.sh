@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Estate machine setup: system libraries for the Rust build and a project-local
-# Python virtualenv holding moto (the local S3/STS/Organizations/... test server) and the
-# validators scripts/check-deploy.sh runs on deploy/ (cfn-lint, kubernetes-validate).
+# Estate machine setup: system libraries for the Rust build, a project-local Python
+# virtualenv holding moto (the local S3/STS/Organizations/... test server) and the validators
+# scripts/check-deploy.sh runs on deploy/ (cfn-lint, kubernetes-validate), and Chromium with
+# playwright-core for the dashboard's browser test.
 # Idempotent; meant to run as root on a fresh Debian 12 machine.
 set -euo pipefail
 
@@ -75,4 +76,20 @@ ensure_pip moto "$MOTO_VERSION" "[server]"
 # package (it validates offline).
 ensure_pip cfn-lint "$CFN_LINT_VERSION"
 ensure_pip kubernetes-validate "$KUBERNETES_VALIDATE_VERSION"
+
+# The dashboard's browser test: Debian's Chromium, driven by playwright-core (pinned in
+# tests/browser/package-lock.json) with the machine's Node.js.
+ensure_deb chromium
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    ensure_deb nodejs
+    ensure_deb npm
+fi
+PLAYWRIGHT_VERSION="$(cd "$REPO/tests/browser" && node -p 'require("./package.json").dependencies["playwright-core"]')"
+installed="$(cd "$REPO/tests/browser" && node -p 'require("./node_modules/playwright-core/package.json").version' 2>/dev/null || true)"
+if [ "$installed" = "$PLAYWRIGHT_VERSION" ]; then
+    log "playwright-core $installed already installed in tests/browser"
+else
+    log "installing playwright-core into tests/browser (npm ci)"
+    (cd "$REPO/tests/browser" && npm ci --no-audit --no-fund --loglevel=error)
+fi
 log "done"

@@ -161,6 +161,24 @@ pub struct Findings {
     pub changed: Vec<Finding>,
 }
 
+impl Findings {
+    /// A watcher's start: the feed of findings announced from now on, and the durable findings
+    /// after `cursor` (none when it is 0), in sequence order. Called under the store's read
+    /// lock, which announcing excludes, so nothing falls between the two and nothing comes
+    /// twice.
+    pub fn watch_from(&self, cursor: u64) -> (broadcast::Receiver<Finding>, Vec<Finding>) {
+        let live = self.feed.subscribe();
+        let mut backlog: Vec<Finding> = self
+            .by_id
+            .values()
+            .filter(|f| cursor > 0 && f.sequence > cursor && f.sequence <= self.durable_sequence)
+            .cloned()
+            .collect();
+        backlog.sort_by_key(|f| f.sequence);
+        (live, backlog)
+    }
+}
+
 impl Default for Findings {
     fn default() -> Self {
         Self {

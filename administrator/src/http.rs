@@ -13,7 +13,9 @@ use axum::{Json, Router};
 use serde::Deserialize;
 
 use crate::auth::Authenticator;
-use crate::query::{Criterion, Query};
+use estate_common::findings::FindingType;
+
+use crate::query::{self, Criterion, Query};
 use crate::store::Store;
 use crate::tls::Peer;
 use crate::views;
@@ -32,10 +34,14 @@ pub fn router(state: HttpState) -> Router {
         .route("/", get(dashboard))
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics))
+        .route("/api/schema", get(api_schema))
         .route("/api/statistics", get(api_statistics))
+        .route("/api/accounts", get(api_accounts))
         .route("/api/buckets", get(api_buckets))
+        .route("/api/bucket", get(api_bucket))
         .route("/api/members", get(api_members))
         .route("/api/findings", get(api_findings))
+        .route("/api/findings/live", get(api_findings_live))
         .route("/api/posture", get(api_posture))
         .with_state(state)
 }
@@ -123,13 +129,50 @@ async fn api_statistics(
     }
 }
 
+/// What the dashboard's forms offer: the bucket criteria with their values, the sortable
+/// properties, the finding types and severities.
+async fn api_schema(
+    State(state): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(response) = authorize(&state, &peer, &headers) {
+        return *response;
+    }
+    let types: Vec<_> =
+        FindingType::ALL.iter().map(|t| serde_json::json!({"type": t.as_str(), "severity": t.severity().0})).collect();
+    Json(serde_json::json!({
+        "criteria": query::criteria_properties(),
+        "sortable": query::SORTABLE_FIELDS,
+        "findingTypes": types,
+    }))
+    .into_response()
+}
+
+/// Every account's statistics (the organization's accounts, configured and reporting ones).
+async fn api_accounts(
+    State(state): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(response) = authorize(&state, &peer, &headers) {
+        return *response;
+    }
+    let s = state.store.read();
+    let accounts: Vec<_> = views::member_accounts(&s, &state.configured_members)
+        .iter()
+        .filter_map(|a| {
+            let stats = views::statistics(&s, &state.configured_members, Some(a)).ok()?;
+            Some(serde_json::json!({ "accountId": a, "statistics": stats }))
+        })
+        .collect();
+    Json(serde_json::json!({ "accounts": accounts })).into_response()
+}
+
 #[derive(Debug, Deserialize)]
 struct BucketParams {
-    /// Bucket name prefix.
-    prefix: Option<String>,
-    account_id: Option<String>,
-    effective_permission: Option<String>,
-    shared_access: Option<String>,
+    /// Macie's `criteria` as JSON: property → `{eq, neq, gt, gte, lt, lte, prefix}`.
+    criteria: Option<String>,
     sort: Option<String>,
     desc: Option<bool>,
     max_results: Option<i32>,
@@ -145,21 +188,14 @@ async fn api_buckets(
     if let Err(response) = authorize(&state, &peer, &headers) {
         return *response;
     }
-    let mut criteria = BTreeMap::new();
-    let eq = |v: String| Criterion { eq: vec![v], ..Default::default() };
-    if let Some(prefix) = p.prefix.filter(|s| !s.is_empty()) {
-        criteria.insert("bucketName".to_owned(), Criterion { prefix: Some(prefix), ..Default::default() });
-    }
-    for (field, value) in [
-        ("accountId", p.account_id),
-        ("publicAccess.effectivePermission", p.effective_permission),
-        ("sharedAccess", p.shared_access),
-    ] {
-        if let Some(value) = value.filter(|s| !s.is_empty()) {
-            criteria.insert(field.to_owned(), eq(value));
-        }
-    }
-    let sort = p.sort.map(|s| (s, p.desc.unwrap_or(false)));
+    let criteria: BTreeMap<String, Criterion> = match p.criteria.as_deref().filter(|c| !c.is_empty()) {
+        None => BTreeMap::new(),
+        Some(text) => match serde_json::from_str(text) {
+            Ok(criteria) => criteria,
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("`criteria` is not criteria JSON: {e}")),
+        },
+    };
+    let sort = p.sort.filter(|s| !s.is_empty()).map(|s| (s, p.desc.unwrap_or(false)));
     let query = match Query::new(criteria, sort, p.max_results.unwrap_or(50), p.next_token.as_deref().unwrap_or("")) {
         Ok(q) => q,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
@@ -169,6 +205,44 @@ async fn api_buckets(
         Ok((buckets, token)) => Json(serde_json::json!({ "buckets": buckets, "nextToken": token })).into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
+}
+
+#[derive(Debug, Deserialize)]
+struct OneBucketParams {
+    name: String,
+}
+
+/// One bucket for its page: the metadata, the policy as written, the accounts it is shared
+/// with inside the organization, and its findings.
+async fn api_bucket(
+    State(state): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    headers: HeaderMap,
+    UrlQuery(p): UrlQuery<OneBucketParams>,
+) -> Response {
+    if let Err(response) = authorize(&state, &peer, &headers) {
+        return *response;
+    }
+    let s = state.store.read();
+    let Some(entry) = s.index.find_by_name(&p.name) else {
+        return error(StatusCode::NOT_FOUND, format!("no bucket named `{}` in the inventory", p.name));
+    };
+    let key = entry.facts.key.encode();
+    let metadata = crate::judge::metadata(
+        &entry.facts,
+        &entry.judgement,
+        s.accounts.get(&entry.facts.key.account_id),
+        s.policy_explanation(&key),
+    );
+    let mut findings: Vec<_> = s.findings().by_id.values().filter(|f| f.bucket_name == p.name).collect();
+    findings.sort_by_key(|f| std::cmp::Reverse(f.updated_at));
+    Json(serde_json::json!({
+        "bucket": metadata,
+        "policy": entry.facts.config().and_then(|c| c.policy.clone()),
+        "sharedInternallyWith": entry.judgement.shared_internal,
+        "findings": findings.iter().map(|f| f.to_macie_json()).collect::<Vec<_>>(),
+    }))
+    .into_response()
 }
 
 async fn api_members(
@@ -198,18 +272,120 @@ async fn api_posture(
     Json(serde_json::json!({ "buckets": buckets, "truncated": next.is_some() })).into_response()
 }
 
-/// The newest findings (at most 200), Macie-shaped.
+#[derive(Debug, Deserialize)]
+struct FindingParams {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    severity: Option<String>,
+    account_id: Option<String>,
+    bucket: Option<String>,
+    /// Archived findings are hidden unless this is true.
+    archived: Option<bool>,
+}
+
+/// The newest findings that match (at most 500), Macie-shaped, with how many changed in the
+/// last 24 hours and the sequence to follow live updates from.
 async fn api_findings(
     State(state): State<HttpState>,
     ConnectInfo(peer): ConnectInfo<Peer>,
     headers: HeaderMap,
+    UrlQuery(p): UrlQuery<FindingParams>,
 ) -> Response {
     if let Err(response) = authorize(&state, &peer, &headers) {
         return *response;
     }
+    let kind = match p.kind.as_deref().filter(|t| !t.is_empty()) {
+        None => None,
+        Some(text) => match FindingType::parse(text) {
+            Some(t) => Some(t),
+            None => return error(StatusCode::BAD_REQUEST, format!("`{text}` is not a finding type")),
+        },
+    };
+    let severity = p.severity.filter(|s| !s.is_empty());
+    if let Some(bad) = severity.as_deref().filter(|s| !["High", "Medium", "Low"].contains(s)) {
+        return error(StatusCode::BAD_REQUEST, format!("`{bad}` is not a severity (High, Medium, Low)"));
+    }
+    let account = p.account_id.filter(|a| !a.is_empty());
+    let bucket = p.bucket.filter(|b| !b.is_empty());
+    let archived = p.archived.unwrap_or(false);
     let s = state.store.read();
-    let mut findings: Vec<_> = s.findings().by_id.values().collect();
-    findings.sort_by(|a, b| b.updated_at.cmp(&a.updated_at).then_with(|| a.id.cmp(&b.id)));
-    let findings: Vec<_> = findings.iter().take(200).map(|f| f.to_macie_json()).collect();
-    Json(serde_json::json!({ "findings": findings })).into_response()
+    let findings = s.findings();
+    let since = estate_common::model::now_ms() - DAY_MS;
+    let changed_last_day = findings.by_id.values().filter(|f| f.updated_at >= since).count();
+    let mut matching: Vec<_> = findings
+        .by_id
+        .values()
+        .filter(|f| {
+            (archived || !f.archived)
+                && kind.is_none_or(|k| f.kind == k)
+                && severity.as_deref().is_none_or(|sev| f.kind.severity().0 == sev)
+                && account.as_deref().is_none_or(|a| f.account_id == a)
+                && bucket.as_deref().is_none_or(|b| f.bucket_name == b)
+        })
+        .collect();
+    matching.sort_by(|a, b| b.updated_at.cmp(&a.updated_at).then_with(|| b.sequence.cmp(&a.sequence)));
+    let shown: Vec<_> = matching.iter().take(MAX_FINDINGS_SHOWN).map(|f| f.to_macie_json()).collect();
+    Json(serde_json::json!({
+        "findings": shown,
+        "total": matching.len(),
+        "changedLast24h": changed_last_day,
+        "cursor": findings.durable_sequence,
+    }))
+    .into_response()
+}
+
+const DAY_MS: i64 = 24 * 3600 * 1000;
+const MAX_FINDINGS_SHOWN: usize = 500;
+
+#[derive(Debug, Deserialize)]
+struct LiveParams {
+    cursor: Option<u64>,
+}
+
+/// Server-sent events: every finding created or updated after `cursor` (replayed first), then
+/// each one as it becomes durable, as `finding` events of Macie-shaped JSON. The dashboard
+/// reads it with `fetch`, which can send the token.
+async fn api_findings_live(
+    State(state): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    headers: HeaderMap,
+    UrlQuery(p): UrlQuery<LiveParams>,
+) -> Response {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    if let Err(response) = authorize(&state, &peer, &headers) {
+        return *response;
+    }
+    let cursor = p.cursor.unwrap_or(0);
+    let (mut live, backlog) = state.store.read().findings().watch_from(cursor);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Event, std::convert::Infallible>>(256);
+    tokio::spawn(async move {
+        let event = |f: &estate_common::findings::Finding| {
+            Event::default().event("finding").id(f.sequence.to_string()).data(f.to_macie_json().to_string())
+        };
+        let mut sent = cursor;
+        for finding in &backlog {
+            sent = sent.max(finding.sequence);
+            if tx.send(Ok(event(finding))).await.is_err() {
+                return;
+            }
+        }
+        loop {
+            match live.recv().await {
+                Ok(finding) if finding.sequence > sent => {
+                    sent = finding.sequence;
+                    if tx.send(Ok(event(&finding))).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                // Behind: the client reloads the list and follows from its new cursor.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    let _ = tx.send(Ok(Event::default().event("reload").data(sent.to_string()))).await;
+                    return;
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
+    Sse::new(tokio_stream::wrappers::ReceiverStream::new(rx)).keep_alive(KeepAlive::default()).into_response()
 }

@@ -113,6 +113,8 @@ impl Field {
             Self::EffectivePermission => pred(j.effective_permission.as_str()),
             Self::AllowsUnencryptedObjectUploads => pred(j.allows_unencrypted_object_uploads.as_str()),
             Self::EncryptionType => match config {
+                // Unread: neither NONE nor any algorithm.
+                Some(c) if c.is_unread(estate_common::model::ConfigCall::Encryption) => false,
                 Some(c) => {
                     pred(c.default_encryption.as_ref().map_or(EncryptionType::None.as_str(), |e| e.algorithm.as_str()))
                 }
@@ -167,8 +169,9 @@ impl Field {
     }
 }
 
-/// Macie's `BucketCriteriaAdditionalProperties`, for one field.
+/// Macie's `BucketCriteriaAdditionalProperties`, for one field (operators left out are unset).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Criterion {
     pub eq: Vec<String>,
     pub neq: Vec<String>,
@@ -187,24 +190,58 @@ struct Filter {
     neq_numbers: Vec<i64>,
 }
 
-fn validate_enum(field: Field, name: &str, values: &[String]) -> Result<(), QueryError> {
-    let allowed: &[&str] = match field {
-        Field::SharedAccess => &[
+impl Field {
+    /// The values an enumerated text property takes (`None`: any text, or a number).
+    fn allowed(self) -> Option<&'static [&'static str]> {
+        const SHARED: &[&str] = &[
             SharedAccess::External.as_str(),
             SharedAccess::Internal.as_str(),
             SharedAccess::NotShared.as_str(),
             SharedAccess::Unknown.as_str(),
-        ],
-        Field::EffectivePermission => &[
+        ];
+        const PERMISSION: &[&str] = &[
             EffectivePermission::Public.as_str(),
             EffectivePermission::NotPublic.as_str(),
             EffectivePermission::Unknown.as_str(),
-        ],
-        Field::AllowsUnencryptedObjectUploads => &["TRUE", "FALSE", "UNKNOWN"],
-        Field::Versioning | Field::Replicated | Field::ReplicatedExternally => &["true", "false"],
-        Field::ErrorCode => &["ACCESS_DENIED"],
-        _ => return Ok(()),
-    };
+        ];
+        Some(match self {
+            Field::SharedAccess => SHARED,
+            Field::EffectivePermission => PERMISSION,
+            Field::AllowsUnencryptedObjectUploads => &["TRUE", "FALSE", "UNKNOWN"],
+            Field::Versioning | Field::Replicated | Field::ReplicatedExternally => &["true", "false"],
+            Field::ErrorCode => &["ACCESS_DENIED"],
+            _ => return None,
+        })
+    }
+}
+
+/// One property the criteria may name, as the dashboard offers it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PropertySchema {
+    pub name: &'static str,
+    pub numeric: bool,
+    /// The values of an enumerated property.
+    pub values: Option<&'static [&'static str]>,
+}
+
+/// Every property the criteria may name.
+pub fn criteria_properties() -> Vec<PropertySchema> {
+    KNOWN_FIELDS
+        .split(", ")
+        .filter_map(|name| {
+            let field = Field::parse(name)?;
+            Some(PropertySchema { name, numeric: field.is_numeric(), values: field.allowed() })
+        })
+        .collect()
+}
+
+/// The properties buckets can be sorted by.
+pub const SORTABLE_FIELDS: [&str; 6] =
+    ["accountId", "bucketName", "objectCount", "sizeInBytes", "classifiableObjectCount", "classifiableSizeInBytes"];
+
+fn validate_enum(field: Field, name: &str, values: &[String]) -> Result<(), QueryError> {
+    let Some(allowed) = field.allowed() else { return Ok(()) };
     match values.iter().find(|v| !allowed.contains(&v.as_str())) {
         Some(bad) => Err(QueryError::BadCriterion {
             field: name.to_owned(),

@@ -105,7 +105,7 @@ pub enum EffectivePermission {
 }
 
 impl EffectivePermission {
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Self::Public => "PUBLIC",
             Self::NotPublic => "NOT_PUBLIC",
@@ -124,7 +124,7 @@ pub enum SharedAccess {
 }
 
 impl SharedAccess {
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Self::External => "EXTERNAL",
             Self::Internal => "INTERNAL",

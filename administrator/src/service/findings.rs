@@ -189,20 +189,7 @@ impl FindingsService for FindingsServiceImpl {
         // Subscribe and read what is durable under one lock that announcing excludes: what is
         // announced before is replayed (when asked for), what is announced after comes from
         // the feed, so nothing falls between the two and nothing arrives twice.
-        let (mut live, backlog) = {
-            let state = self.store.read();
-            let live = state.findings().feed.subscribe();
-            let durable = state.findings().durable_sequence;
-            let mut backlog: Vec<Finding> = state
-                .findings()
-                .by_id
-                .values()
-                .filter(|f| cursor > 0 && f.sequence > cursor && f.sequence <= durable)
-                .cloned()
-                .collect();
-            backlog.sort_by_key(|f| f.sequence);
-            (live, backlog)
-        };
+        let (mut live, backlog) = self.store.read().findings().watch_from(cursor);
         let (tx, rx) = mpsc::channel(256);
         tokio::spawn(async move {
             let mut sent = cursor;

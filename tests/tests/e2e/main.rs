@@ -16,6 +16,7 @@ use aws_sdk_s3::types::{
 use estate_tests::{eventually, Admin, Agent, Moto};
 
 mod access;
+mod dashboard;
 mod faults;
 mod findings;
 mod hostile;

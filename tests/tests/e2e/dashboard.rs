@@ -1,0 +1,167 @@
+//! The dashboard in a real browser: moto seeded with a small organization, the administrator
+//! and two agents, then `tests/browser/dashboard.mjs` (playwright-core driving Debian's
+//! Chromium) checks the page against what the gRPC API says, follows a finding live while
+//! this test changes a policy through an SQS event, and saves screenshots under
+//! `$CARGO_TARGET_DIR/estate-test-output/dashboard/`.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use super::*;
+
+/// Where the browser test's screenshots go (the README shows `summary.png`, copied into
+/// `docs/`).
+fn output_dir() -> std::path::PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| estate_tests::repo_root().join("target"));
+    target.join("estate-test-output").join("dashboard")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_dashboard_shows_what_the_api_says_in_a_real_browser() -> anyhow::Result<()> {
+    let browser_dir = estate_tests::repo_root().join("tests/browser");
+    anyhow::ensure!(
+        browser_dir.join("node_modules/playwright-core").is_dir() && std::path::Path::new("/usr/bin/chromium").exists(),
+        "the browser test needs Chromium and playwright-core: run scripts/setup.sh"
+    );
+    let moto = Moto::start()?;
+    let creds_a = moto.credentials(A).await?;
+    let creds_b = moto.credentials(B).await?;
+    let s3 = moto.s3(&creds_a, "us-east-1");
+    let specs = [
+        Spec {
+            policy: true,
+            ..Spec { account: A, region: "us-east-1", name: "estate-d-public".into(), ..Default::default() }
+        },
+        Spec {
+            encryption: Some(("aws:kms", Some("arn:aws:kms:us-east-1:111111111111:key/d"))),
+            versioning: true,
+            tags: vec![("team", "data")],
+            ..Spec { account: A, region: "us-east-1", name: "estate-d-kms".into(), ..Default::default() }
+        },
+        Spec { account: A, region: "us-east-1", name: "estate-d-quiet".into(), ..Default::default() },
+        Spec {
+            canned_acl: Some("public-read"),
+            ..Spec { account: B, region: "eu-west-1", name: "estate-d-b-acl".into(), ..Default::default() }
+        },
+        Spec { account: B, region: "us-east-1", name: "estate-d-b-plain".into(), ..Default::default() },
+    ];
+    for spec in &specs {
+        let creds = if spec.account == A { &creds_a } else { &creds_b };
+        seed_bucket(&moto, creds, spec).await?;
+    }
+    let shared = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Principal": {"AWS": format!("arn:aws:iam::{OUTSIDE}:root")}, "Action": "s3:GetObject",
+        "Resource": "arn:aws:s3:::estate-d-kms/*"}]});
+    s3.put_bucket_policy().bucket("estate-d-kms").policy(shared.to_string()).send().await?;
+    let sqs = moto.sqs(&creds_a);
+    let queue = sqs.create_queue().queue_name("estate-events").send().await?.queue_url.unwrap();
+    let dead_letters = sqs.create_queue().queue_name("estate-events-dlq").send().await?.queue_url.unwrap();
+
+    // The organization: A and B with agents, C without.
+    let dir = tempfile::tempdir()?;
+    let mut text =
+        format!("version = 1\n[organization]\nid = \"o-exampleorg1\"\naccounts = [\"{A}\", \"{B}\", \"{C}\"]\n");
+    for account in [A, B] {
+        text += &format!(
+            "[[agents]]\nname = \"agent-{account}\"\naccount_id = \"{account}\"\ntoken = \"{}\"\n",
+            agent_token(account)
+        );
+    }
+    text += &format!("[[clients]]\nname = \"browser\"\nrole = \"read-only\"\ntoken = \"{CLIENT_TOKEN}\"\n");
+    let config = dir.path().join("estate.toml");
+    std::fs::write(&config, text)?;
+    let admin = Admin::start(&dir.path().join("data"), Some(&config))?;
+    let events =
+        ["--events-queue-url", &queue, "--events-dead-letter-queue-url", &dead_letters, "--events-wait-seconds", "1"];
+    let _a = Agent::start(&admin, &moto, &creds_a, Some(&agent_token(A)), &REGIONS, &events)?;
+    let _b = Agent::start(&admin, &moto, &creds_b, Some(&agent_token(B)), &REGIONS, &[])?;
+    let token = Some(CLIENT_TOKEN);
+    eventually(Duration::from_secs(90), "both agents' refreshes and every verdict", || async {
+        let listed = admin.ctl_json(token, &["buckets", "--all"])?;
+        let buckets = listed["buckets"].as_array().unwrap();
+        let decided = buckets.len() == specs.len() && buckets.iter().all(|b| b["sharedAccess"] != "UNKNOWN");
+        Ok((decided && all_refreshed(&admin, token, &[A, B])?).then_some(()))
+    })
+    .await?;
+
+    // What the gRPC API says, for the browser to compare with.
+    let stats = admin.ctl_json(token, &["stats"])?;
+    let external =
+        admin.ctl_json(token, &["buckets", "--all", "--where", "sharedAccess=EXTERNAL", "--sort", "bucketName"])?;
+    let names: Vec<&str> =
+        external["buckets"].as_array().unwrap().iter().map(|b| b["bucketName"].as_str().unwrap()).collect();
+    assert!(names.len() >= 2, "the filter must select several buckets: {names:?}");
+    let expected = json!({
+        "stats": stats,
+        "filter": {"property": "sharedAccess", "value": "EXTERNAL", "names": names},
+        "publicBucket": "estate-d-public",
+        "changeBucket": "estate-d-quiet",
+        "members": {A: "ENABLED", B: "ENABLED", C: "NO_AGENT"},
+    });
+    let expected_path = dir.path().join("expected.json");
+    std::fs::write(&expected_path, expected.to_string())?;
+
+    let shots = output_dir();
+    let mut node = Command::new("node")
+        .arg(browser_dir.join("dashboard.mjs"))
+        .current_dir(&browser_dir)
+        .env("ESTATE_DASHBOARD_URL", format!("{}/", admin.http))
+        .env("ESTATE_TOKEN", CLIENT_TOKEN)
+        .env("ESTATE_EXPECTED", &expected_path)
+        .env("ESTATE_SCREENSHOTS", &shots)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("starting node (scripts/setup.sh installs it): {e}"))?;
+    let stdout = node.stdout.take().unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut transcript = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
+    let mut changed = false;
+    while let Ok(Some(line)) = tokio::time::timeout_at(deadline, rx.recv()).await {
+        transcript.push(line.clone());
+        if line == "ready-for-change" && !changed {
+            // The quiet bucket turns public, and CloudTrail says so.
+            let public = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": "*",
+                "Action": "s3:GetObject", "Resource": "arn:aws:s3:::estate-d-quiet/*"}]});
+            s3.put_bucket_policy().bucket("estate-d-quiet").policy(public.to_string()).send().await?;
+            let event = json!({
+                "version": "0", "id": "d0000000-0000-4000-8000-000000000001",
+                "detail-type": "AWS API Call via CloudTrail", "source": "aws.s3", "account": A,
+                "time": "2026-12-02T05:00:00Z", "region": "us-east-1", "resources": [],
+                "detail": {
+                    "eventVersion": "1.09", "eventSource": "s3.amazonaws.com", "eventName": "PutBucketPolicy",
+                    "awsRegion": "us-east-1", "eventTime": "2026-12-02T05:00:00Z",
+                    "eventID": "d0000000-0000-4000-8000-0000000000aa",
+                    "userIdentity": {"type": "IAMUser", "arn": format!("arn:aws:iam::{A}:user/alice"), "accountId": A},
+                    "requestParameters": {"bucketName": "estate-d-quiet"}, "recipientAccountId": A,
+                },
+            });
+            sqs.send_message().queue_url(&queue).message_body(event.to_string()).send().await?;
+            changed = true;
+        }
+    }
+    let status = node.wait()?;
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut node.stderr.take().unwrap(), &mut stderr)?;
+    anyhow::ensure!(
+        status.success() && transcript.iter().any(|l| l == "dashboard: ok"),
+        "the browser test failed ({status}):\n{}\n{stderr}\nadministrator log:\n{}",
+        transcript.join("\n"),
+        admin.process.log_text()
+    );
+    assert!(changed, "the browser reached the live step");
+    for shot in ["summary.png", "bucket.png", "findings.png"] {
+        let size = std::fs::metadata(shots.join(shot))?.len();
+        assert!(size > 10_000, "{shot} is {size} bytes");
+    }
+    println!("dashboard screenshots in {}", shots.display());
+    Ok(())
+}
