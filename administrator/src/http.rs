@@ -27,6 +27,8 @@ pub struct HttpState {
     pub configured_members: Arc<BTreeSet<String>>,
     /// `/metrics` without a token (for scrapers that cannot send one).
     pub metrics_open: bool,
+    /// The most values one criterion may list.
+    pub max_criterion_values: usize,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -195,6 +197,9 @@ async fn api_buckets(
             Err(e) => return error(StatusCode::BAD_REQUEST, format!("`criteria` is not criteria JSON: {e}")),
         },
     };
+    if let Err(e) = query::check_value_counts(&criteria, state.max_criterion_values) {
+        return error(StatusCode::BAD_REQUEST, e.to_string());
+    }
     let sort = p.sort.filter(|s| !s.is_empty()).map(|s| (s, p.desc.unwrap_or(false)));
     let query = match Query::new(criteria, sort, p.max_results.unwrap_or(50), p.next_token.as_deref().unwrap_or("")) {
         Ok(q) => q,

@@ -360,6 +360,18 @@ impl SortField {
     }
 }
 
+/// Refuses criteria that list more than `max` values in one operator (a request must stay
+/// cheap to match against millions of buckets).
+pub fn check_value_counts(criteria: &BTreeMap<String, Criterion>, max: usize) -> Result<(), QueryError> {
+    match criteria.iter().find(|(_, c)| c.eq.len().max(c.neq.len()) > max) {
+        Some((field, c)) => Err(QueryError::BadCriterion {
+            field: field.clone(),
+            reason: format!("{} values; at most {max} per operator", c.eq.len().max(c.neq.len())),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// A parsed, validated `DescribeBuckets` request.
 #[derive(Debug, Clone)]
 pub struct Query {

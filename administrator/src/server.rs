@@ -52,6 +52,41 @@ pub struct ServeOptions {
     pub allow_plaintext: bool,
     /// Serve `/metrics` without a token.
     pub metrics_open: bool,
+    pub limits: Limits,
+}
+
+/// What one peer may ask of the administrator; every one a flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// HTTP/2 streams one connection may have open at once.
+    pub max_streams_per_connection: u32,
+    /// Report streams one agent account may have open at once (its token's account).
+    pub max_connections_per_agent: usize,
+    /// An HTTP/2 PING after this long without traffic...
+    pub keepalive_interval: std::time::Duration,
+    /// ...that must be answered within this long, or the connection is closed (a vanished
+    /// peer is DISCONNECTED after at most the sum).
+    pub keepalive_timeout: std::time::Duration,
+    /// The largest message decoded from a peer.
+    pub max_message_bytes: usize,
+    /// The most values one criterion may list (`eq`, `neq`).
+    pub max_criterion_values: usize,
+    /// The deadline of one client request (a stream's is its first answer).
+    pub request_timeout: std::time::Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_streams_per_connection: 64,
+            max_connections_per_agent: 4,
+            keepalive_interval: std::time::Duration::from_secs(20),
+            keepalive_timeout: std::time::Duration::from_secs(20),
+            max_message_bytes: 4 * 1024 * 1024,
+            max_criterion_values: 100,
+            request_timeout: std::time::Duration::from_secs(30),
+        }
+    }
 }
 
 impl ServeOptions {
@@ -72,6 +107,7 @@ impl ServeOptions {
             tls: None,
             allow_plaintext: false,
             metrics_open: false,
+            limits: Limits::default(),
         }
     }
 }
@@ -141,6 +177,34 @@ async fn reload_on_hangup(
     }
     #[cfg(not(unix))]
     let _ = (path, tls, committer, organizations_active);
+}
+
+/// The open-file limit below which the administrator warns at start: one descriptor per
+/// agent stream and client connection, and sled's files.
+const RECOMMENDED_OPEN_FILES: u64 = 65_536;
+
+/// Warns when the soft open-file limit cannot hold a large organization's agent streams
+/// (read from `/proc/self/limits`; elsewhere nothing is said).
+fn warn_if_few_descriptors() {
+    let Ok(limits) = std::fs::read_to_string("/proc/self/limits") else { return };
+    let Some((soft, hard)) = open_files_limit(&limits) else { return };
+    if soft < RECOMMENDED_OPEN_FILES {
+        tracing::warn!(
+            open_files = soft,
+            hard_limit = hard,
+            recommended = RECOMMENDED_OPEN_FILES,
+            "the open-file limit is low: each agent stream and client connection takes a descriptor; raise it \
+             (systemd LimitNOFILE=, ulimit -n) before connecting thousands of agents"
+        );
+    }
+}
+
+/// The soft and hard "Max open files" of a `/proc/<pid>/limits` text (`unlimited` is u64::MAX).
+fn open_files_limit(limits: &str) -> Option<(u64, u64)> {
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    let mut fields = line["Max open files".len()..].split_whitespace();
+    let parse = |v: &str| if v == "unlimited" { Some(u64::MAX) } else { v.parse().ok() };
+    Some((parse(fields.next()?)?, parse(fields.next()?)?))
 }
 
 /// Refuses plaintext on a non-loopback address unless asked for, and says so when asked.
@@ -242,11 +306,13 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         .build_v1()
         .context("building the reflection service")?;
 
+    let limits = options.limits;
     let agent_service = AgentServiceImpl {
         store: Arc::clone(&store),
         committer: committer.clone(),
         auth: auth.clone(),
         directory: Arc::clone(&directory),
+        max_connections: limits.max_connections_per_agent,
     };
     let inventory_service = InventoryServiceImpl {
         store: Arc::clone(&store),
@@ -255,9 +321,14 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         directory: Arc::clone(&directory),
         refresh_requested: Default::default(),
         min_refresh_interval_ms: options.min_refresh_interval.as_millis() as i64,
+        max_criterion_values: limits.max_criterion_values,
     };
 
-    let findings_service = FindingsServiceImpl { store: Arc::clone(&store), auth: auth.clone() };
+    let findings_service = FindingsServiceImpl {
+        store: Arc::clone(&store),
+        auth: auth.clone(),
+        max_criterion_values: limits.max_criterion_values,
+    };
     health_reporter.set_serving::<FindingsServiceServer<FindingsServiceImpl>>().await;
     // Findings not updated for 90 days are archived; checked hourly and at start-up.
     {
@@ -271,6 +342,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
             }
         });
     }
+    warn_if_few_descriptors();
     let grpc_listener =
         TcpListener::bind(options.listen).await.with_context(|| format!("binding `{}`", options.listen))?;
     let http_listener =
@@ -294,6 +366,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         auth,
         configured_members: Arc::new(configured_members),
         metrics_open: options.metrics_open,
+        max_criterion_values: limits.max_criterion_values,
     };
     let app = http::router(http_state).into_make_service_with_connect_info::<Peer>();
     let http_server = async {
@@ -306,12 +379,17 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
             None => axum::serve(http_listener, app).with_graceful_shutdown(stopped(stop.clone())).await,
         }
     };
+    let message = limits.max_message_bytes;
     let router = tonic::transport::Server::builder()
+        .max_concurrent_streams(Some(limits.max_streams_per_connection))
+        .http2_keepalive_interval(Some(limits.keepalive_interval))
+        .http2_keepalive_timeout(Some(limits.keepalive_timeout))
+        .timeout(limits.request_timeout)
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(AgentServiceServer::new(agent_service))
-        .add_service(InventoryServiceServer::new(inventory_service))
-        .add_service(FindingsServiceServer::new(findings_service));
+        .add_service(AgentServiceServer::new(agent_service).max_decoding_message_size(message))
+        .add_service(InventoryServiceServer::new(inventory_service).max_decoding_message_size(message))
+        .add_service(FindingsServiceServer::new(findings_service).max_decoding_message_size(message));
     let grpc_server = async {
         match &tls {
             Some(tls) => {
@@ -324,7 +402,9 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
                 router
                     .serve_with_incoming_shutdown(
                         // Without TCP_NODELAY, multi-segment responses wait for delayed ACKs (~40 ms).
-                        TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
+                        TcpIncoming::from(grpc_listener)
+                            .with_nodelay(Some(true))
+                            .with_keepalive(Some(limits.keepalive_interval)),
                         stopped(stop.clone()),
                     )
                     .await
@@ -353,4 +433,23 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     tokio::task::spawn_blocking(move || store_to_flush.flush()).await??;
     tracing::info!("stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_open_file_limit_is_read_from_proc_limits() {
+        let text = "Limit                     Soft Limit           Hard Limit           Units     \n\
+                    Max processes             95000                95000                processes \n\
+                    Max open files            1024                 524288               files     \n";
+        assert_eq!(open_files_limit(text), Some((1024, 524_288)));
+        let unlimited = "Max open files            unlimited            unlimited            files     \n";
+        assert_eq!(open_files_limit(unlimited), Some((u64::MAX, u64::MAX)));
+        assert_eq!(open_files_limit("nothing here"), None);
+        if let Ok(own) = std::fs::read_to_string("/proc/self/limits") {
+            assert!(open_files_limit(&own).is_some(), "this machine's own limits parse");
+        }
+    }
 }

@@ -906,8 +906,15 @@ impl Store {
     }
 
     /// Connection bookkeeping is in memory only: after a restart every agent reconnects.
-    pub fn connection_opened(&self, account_id: &str) {
-        *self.state.write().expect("state lock poisoned").connections.entry(account_id.to_owned()).or_default() += 1;
+    /// Counts a new report stream of `account_id`, unless it already has `limit` open.
+    pub fn try_open_connection(&self, account_id: &str, limit: usize) -> bool {
+        let mut state = self.state.write().expect("state lock poisoned");
+        let open = state.connections.entry(account_id.to_owned()).or_default();
+        if *open >= limit {
+            return false;
+        }
+        *open += 1;
+        true
     }
 
     pub fn connection_closed(&self, account_id: &str) {

@@ -83,6 +83,12 @@ async fn session(
         while let Some(message) = inbound.message().await? {
             match message.body {
                 Some(report_response::Body::Ack(ack)) => outbox.ack(ack.seq),
+                Some(report_response::Body::Reject(reject)) => {
+                    // One message the administrator cannot accept (often a newer or older
+                    // administrator): dropped, and the stream goes on.
+                    tracing::warn!(seq = reject.seq, field = %reject.field, reason = %reject.reason, "the administrator rejected a message; it is dropped");
+                    outbox.reject(reject.seq);
+                }
                 Some(report_response::Body::Refresh(refresh)) => {
                     tracing::info!(regions = ?refresh.regions, bucket = %refresh.object_refresh_bucket, "the administrator asked for a refresh");
                     let _ = refresh_requests.try_send(refresh);

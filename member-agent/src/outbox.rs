@@ -55,6 +55,16 @@ impl Outbox {
         self.space.add_permits(freed);
     }
 
+    /// Drops the message `seq`, which the administrator rejected: it is never sent again.
+    pub fn reject(&self, seq: u64) {
+        let mut state = self.state.lock().expect("outbox lock");
+        let before = state.unacked.len();
+        state.unacked.retain(|m| m.seq != seq);
+        let freed = before - state.unacked.len();
+        drop(state);
+        self.space.add_permits(freed);
+    }
+
     /// Messages after `seq`, in order; waits until there is at least one.
     pub async fn after(&self, seq: u64) -> Vec<ReportRequest> {
         loop {
@@ -97,6 +107,20 @@ mod tests {
         let again: Vec<u64> = outbox.after(0).await.iter().map(|m| m.seq).collect();
         assert_eq!(again, vec![3]);
         assert_eq!(outbox.unacked(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_rejected_message_is_never_resent_and_frees_its_place() {
+        let outbox = std::sync::Arc::new(Outbox::new(2));
+        outbox.push(body("a")).await;
+        outbox.push(body("b")).await;
+        outbox.reject(1);
+        let again: Vec<u64> = outbox.after(0).await.iter().map(|m| m.seq).collect();
+        assert_eq!(again, vec![2]);
+        // Its place is free: a third message does not wait.
+        tokio::time::timeout(std::time::Duration::from_secs(1), outbox.push(body("c"))).await.unwrap();
+        outbox.ack(3);
+        assert_eq!(outbox.unacked(), 0);
     }
 
     #[tokio::test]

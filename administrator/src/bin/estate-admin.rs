@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use estate_administrator::server::{serve, ServeOptions};
+use estate_administrator::server::{serve, Limits, ServeOptions};
 use estate_administrator::tls::TlsFiles;
 
 #[derive(Debug, Parser)]
@@ -81,6 +81,36 @@ enum Command {
         /// Serve `/metrics` without a token, for scrapers that cannot send one.
         #[arg(long, env = "ESTATE_METRICS_OPEN")]
         metrics_open: bool,
+        /// HTTP/2 streams one connection may have open at once.
+        #[arg(long, env = "ESTATE_MAX_STREAMS_PER_CONNECTION", default_value_t = 64,
+              value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        max_streams_per_connection: u32,
+        /// Report streams one agent account may have open at once; more are refused.
+        #[arg(long, env = "ESTATE_MAX_CONNECTIONS_PER_AGENT", default_value_t = 4,
+              value_parser = clap::value_parser!(u16).range(1..=1_000))]
+        max_connections_per_agent: u16,
+        /// Seconds without traffic before the administrator pings a peer (HTTP/2 and TCP
+        /// keepalive).
+        #[arg(long, env = "ESTATE_KEEPALIVE_INTERVAL", default_value_t = 20,
+              value_parser = clap::value_parser!(u64).range(1..=3_600))]
+        keepalive_interval: u64,
+        /// Seconds a ping may go unanswered before the connection is closed: a vanished agent
+        /// is DISCONNECTED within the interval plus this.
+        #[arg(long, env = "ESTATE_KEEPALIVE_TIMEOUT", default_value_t = 20,
+              value_parser = clap::value_parser!(u64).range(1..=3_600))]
+        keepalive_timeout: u64,
+        /// The largest message accepted from a peer, in bytes.
+        #[arg(long, env = "ESTATE_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024,
+              value_parser = clap::value_parser!(u64).range(64 * 1024..=64 * 1024 * 1024))]
+        max_message_bytes: u64,
+        /// The most values one criterion (`eq`, `neq`) may list.
+        #[arg(long, env = "ESTATE_MAX_CRITERION_VALUES", default_value_t = 100,
+              value_parser = clap::value_parser!(u16).range(1..=10_000))]
+        max_criterion_values: u16,
+        /// Seconds a client request may take (a stream: until its first answer).
+        #[arg(long, env = "ESTATE_REQUEST_TIMEOUT", default_value_t = 30,
+              value_parser = clap::value_parser!(u64).range(1..=3_600))]
+        request_timeout: u64,
     },
     /// Check every record of a (stopped) administrator's database and the statistics against
     /// a recomputation; exit status 1 when something is wrong.
@@ -169,6 +199,13 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
             client_ca,
             allow_plaintext,
             metrics_open,
+            max_streams_per_connection,
+            max_connections_per_agent,
+            keepalive_interval,
+            keepalive_timeout,
+            max_message_bytes,
+            max_criterion_values,
+            request_timeout,
         } => {
             serve(ServeOptions {
                 listen,
@@ -191,6 +228,15 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
                 },
                 allow_plaintext,
                 metrics_open,
+                limits: Limits {
+                    max_streams_per_connection,
+                    max_connections_per_agent: usize::from(max_connections_per_agent),
+                    keepalive_interval: Duration::from_secs(keepalive_interval),
+                    keepalive_timeout: Duration::from_secs(keepalive_timeout),
+                    max_message_bytes: max_message_bytes as usize,
+                    max_criterion_values: usize::from(max_criterion_values),
+                    request_timeout: Duration::from_secs(request_timeout),
+                },
             })
             .await?;
             Ok(std::process::ExitCode::SUCCESS)

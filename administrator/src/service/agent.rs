@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use estate_common::convert::ConvertError;
 use estate_common::model::{self, BucketKey};
 use estate_common::pb::{self, agent_service_server::AgentService, report_request::Body};
 
@@ -56,27 +57,65 @@ pub struct AgentServiceImpl {
     pub committer: Committer,
     pub auth: Authenticator,
     pub directory: Arc<AgentDirectory>,
+    /// Report streams one account may have open at once.
+    pub max_connections: usize,
+}
+
+/// One open report stream of an account, counted while it lives.
+struct OpenConnection {
+    store: Arc<Store>,
+    account_id: String,
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.store.connection_closed(&self.account_id);
+    }
 }
 
 type ResponseStream = Pin<Box<dyn Stream<Item = Result<pb::ReportResponse, Status>> + Send>>;
 
+/// Why a message is not applied.
+#[derive(Debug)]
+enum Refusal {
+    /// The agent may not say this (another account's data): the stream ends.
+    Denied(Status),
+    /// The message is not valid (a field at fault): it alone is rejected, the stream goes on.
+    Invalid { field: String, reason: String },
+}
+
+impl Refusal {
+    fn invalid(field: &str, reason: impl Into<String>) -> Self {
+        Self::Invalid { field: field.to_owned(), reason: reason.into() }
+    }
+}
+
+impl From<ConvertError> for Refusal {
+    fn from(error: ConvertError) -> Self {
+        match error {
+            ConvertError::Missing(field) => Self::invalid(field, "missing"),
+            ConvertError::Invalid { field, reason } => Self::invalid(field, reason),
+        }
+    }
+}
+
 /// Converts one message of an agent reporting for `account_id` into store operations.
-fn to_op(account_id: &str, body: Body) -> Result<Option<Op>, Status> {
+fn to_op(account_id: &str, body: Body) -> Result<Option<Op>, Refusal> {
     let check_account = |reported: &str| {
         if reported == account_id {
             Ok(())
         } else {
-            Err(Status::permission_denied(format!(
+            Err(Refusal::Denied(Status::permission_denied(format!(
                 "this agent reports for account `{account_id}` and may not report for `{reported}`"
-            )))
+            ))))
         }
     };
     let op = match body {
-        Body::Hello(_) => return Err(Status::failed_precondition("`hello` may only be the first message")),
+        Body::Hello(_) => return Err(Refusal::invalid("hello", "`hello` may only be the first message")),
         Body::Bucket(snapshot) => {
-            let facts = snapshot.facts.ok_or_else(|| Status::invalid_argument("`bucket.facts` is missing"))?;
+            let facts = snapshot.facts.ok_or_else(|| Refusal::invalid("bucket.facts", "missing"))?;
             check_account(&facts.account_id)?;
-            let facts = model::BucketFacts::try_from(facts).map_err(|e| Status::invalid_argument(e.to_string()))?;
+            let facts = model::BucketFacts::try_from(facts)?;
             Op::Upsert { facts, generation: snapshot.generation, cause: snapshot.cause.as_ref().map(Into::into) }
         }
         Body::Deleted(d) => Op::Delete { key: BucketKey::new(account_id, &d.region, &d.bucket_name) },
@@ -85,9 +124,7 @@ fn to_op(account_id: &str, body: Body) -> Result<Option<Op>, Status> {
         }
         Body::AccountSettings(settings) => {
             check_account(&settings.account_id)?;
-            let settings =
-                model::AccountSettings::try_from(settings).map_err(|e| Status::invalid_argument(e.to_string()))?;
-            Op::AccountSettings(settings)
+            Op::AccountSettings(model::AccountSettings::try_from(settings)?)
         }
         Body::ScopeStarted(s) => Op::ScopeStarted {
             account_id: account_id.to_owned(),
@@ -96,29 +133,20 @@ fn to_op(account_id: &str, body: Body) -> Result<Option<Op>, Status> {
             total: s.bucket_total,
         },
         Body::AccountSettingsChanged(changed) => {
-            let settings = changed.settings.ok_or_else(|| Status::invalid_argument("`settings` is missing"))?;
+            let settings =
+                changed.settings.ok_or_else(|| Refusal::invalid("account_settings_changed.settings", "missing"))?;
             check_account(&settings.account_id)?;
-            let cause = changed.cause.as_ref().ok_or_else(|| Status::invalid_argument("`cause` is missing"))?;
-            Op::AccountSettingsChanged {
-                settings: model::AccountSettings::try_from(settings)
-                    .map_err(|e| Status::invalid_argument(e.to_string()))?,
-                cause: cause.into(),
-            }
+            let cause =
+                changed.cause.as_ref().ok_or_else(|| Refusal::invalid("account_settings_changed.cause", "missing"))?;
+            Op::AccountSettingsChanged { settings: model::AccountSettings::try_from(settings)?, cause: cause.into() }
         }
         Body::BucketObjects(o) => {
-            let objects = o.objects.ok_or_else(|| Status::invalid_argument("`bucket_objects.objects` is missing"))?;
-            Op::Objects {
-                key: BucketKey::new(account_id, &o.region, &o.bucket_name),
-                objects: objects
-                    .try_into()
-                    .map_err(|e: estate_common::convert::ConvertError| Status::invalid_argument(e.to_string()))?,
-            }
+            let objects = o.objects.ok_or_else(|| Refusal::invalid("bucket_objects.objects", "missing"))?;
+            Op::Objects { key: BucketKey::new(account_id, &o.region, &o.bucket_name), objects: objects.try_into()? }
         }
         Body::AccountBuckets(b) => {
             if let Some(bad) = b.bucket_names.iter().find(|n| n.is_empty() || n.len() > 255) {
-                return Err(Status::invalid_argument(format!(
-                    "`account_buckets.bucket_names` holds `{bad}`, not a bucket name"
-                )));
+                return Err(Refusal::invalid("account_buckets.bucket_names", format!("`{bad}` is not a bucket name")));
             }
             Op::AccountBuckets {
                 account_id: account_id.to_owned(),
@@ -135,7 +163,7 @@ fn to_op(account_id: &str, body: Body) -> Result<Option<Op>, Status> {
     };
     if let Op::Delete { key } | Op::Retain { key, .. } | Op::Objects { key, .. } = &op {
         if key.region.is_empty() || key.bucket_name.is_empty() {
-            return Err(Status::invalid_argument("`region` and `bucket_name` must be set"));
+            return Err(Refusal::invalid("region", "`region` and `bucket_name` must be set"));
         }
     }
     Ok(Some(op))
@@ -174,6 +202,15 @@ impl AgentService for AgentServiceImpl {
             )));
         }
         let account_id = hello.account_id.clone();
+        if !self.store.try_open_connection(&account_id, self.max_connections) {
+            tracing::warn!(account = %account_id, limit = self.max_connections, "refused: too many streams for one agent");
+            return Err(Status::resource_exhausted(format!(
+                "account `{account_id}` already has {} report streams open (--max-connections-per-agent)",
+                self.max_connections
+            )));
+        }
+        // From here on the stream counts; it is released when its task ends.
+        let opened = OpenConnection { store: Arc::clone(&self.store), account_id: account_id.clone() };
         tracing::info!(account = %account_id, regions = ?hello.regions, version = %hello.agent_version, "agent connected");
         self.committer
             .commit(vec![Op::Hello {
@@ -207,10 +244,9 @@ impl AgentService for AgentServiceImpl {
             }
         });
 
-        let store = Arc::clone(&self.store);
         let committer = self.committer.clone();
-        store.connection_opened(&account_id);
         tokio::spawn(async move {
+            let _opened = opened;
             let outcome: Result<(), Status> = async {
                 loop {
                     let Some(message) = inbound.next().await else { return Ok(()) };
@@ -225,12 +261,26 @@ impl AgentService for AgentServiceImpl {
                     let mut last_seq = 0;
                     for message in messages {
                         last_seq = last_seq.max(message.seq);
-                        let body = message.body.ok_or_else(|| Status::invalid_argument("a message has no body"))?;
-                        if let Err(status) = to_op(&account_id, body).map(|op| ops.extend(op)) {
-                            if status.code() == tonic::Code::PermissionDenied {
+                        let outcome = match message.body {
+                            Some(body) => to_op(&account_id, body),
+                            // A message of a newer agent's kind, or none at all.
+                            None => Err(Refusal::invalid("body", "no message this administrator knows")),
+                        };
+                        match outcome {
+                            Ok(op) => ops.extend(op),
+                            Err(Refusal::Denied(status)) => {
                                 tracing::warn!(account = %account_id, error = %status.message(), "refused a report");
+                                return Err(status);
                             }
-                            return Err(status);
+                            Err(Refusal::Invalid { field, reason }) => {
+                                tracing::warn!(account = %account_id, seq = message.seq, %field, %reason, "rejected one message");
+                                let reject = pb::Reject { seq: message.seq, field, reason };
+                                let response =
+                                    pb::ReportResponse { body: Some(pb::report_response::Body::Reject(reject)) };
+                                if tx.send(Ok(response)).await.is_err() {
+                                    return Ok(());
+                                }
+                            }
                         }
                     }
                     ops.push(Op::Contact { account_id: account_id.clone() });
@@ -244,7 +294,6 @@ impl AgentService for AgentServiceImpl {
             if let Err(status) = outcome {
                 let _ = tx.send(Err(status)).await;
             }
-            store.connection_closed(&account_id);
             tracing::info!(account = %account_id, "agent disconnected");
         });
 

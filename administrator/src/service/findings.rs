@@ -21,6 +21,48 @@ use crate::store::Store;
 pub struct FindingsServiceImpl {
     pub store: Arc<Store>,
     pub auth: Authenticator,
+    /// The most values one criterion may list.
+    pub max_criterion_values: usize,
+}
+
+/// Checks every criterion before any finding is looked at: a property that does not exist,
+/// an operator its kind does not take, a value that is not a number, or too many values is
+/// an error even when there are no findings.
+fn validate(criteria: &HashMap<String, pb::FindingCriterion>, max_values: usize) -> Result<(), Status> {
+    for (field, c) in criteria {
+        let values = c.eq.len().max(c.neq.len());
+        if values > max_values {
+            return Err(Status::invalid_argument(format!(
+                "criterion on `{field}`: {values} values; at most {max_values} per operator"
+            )));
+        }
+        if is_numeric(field)? {
+            if let Some(bad) = c.eq.iter().chain(&c.neq).find(|v| v.parse::<i64>().is_err()) {
+                return Err(Status::invalid_argument(format!("`{bad}` in `{field}` is not an integer")));
+            }
+        } else if c.gt.is_some() || c.gte.is_some() || c.lt.is_some() || c.lte.is_some() {
+            return Err(Status::invalid_argument(format!("`{field}` takes `eq` and `neq` only")));
+        }
+    }
+    Ok(())
+}
+
+fn unknown_property(field: &str) -> Status {
+    Status::invalid_argument(format!(
+        "unknown finding property `{field}` (known: type, severity.description, severity.score, accountId, region, \
+         resourcesAffected.s3Bucket.name, archived, createdAt, updatedAt, count)"
+    ))
+}
+
+/// Whether a finding property is a number (else text); an error for an unknown property.
+fn is_numeric(field: &str) -> Result<bool, Status> {
+    match field {
+        "type" | "severity.description" | "accountId" | "region" | "resourcesAffected.s3Bucket.name" | "archived" => {
+            Ok(false)
+        }
+        "severity.score" | "createdAt" | "updatedAt" | "count" => Ok(true),
+        other => Err(unknown_property(other)),
+    }
 }
 
 /// A finding's value for a criterion or group: text, or a number for time and count.
@@ -41,12 +83,7 @@ fn value(f: &Finding, field: &str) -> Result<Value, Status> {
         "createdAt" => Value::Number(f.created_at),
         "updatedAt" => Value::Number(f.updated_at),
         "count" => Value::Number(f.count),
-        other => {
-            return Err(Status::invalid_argument(format!(
-                "unknown finding property `{other}` (known: type, severity.description, severity.score, accountId, \
-                 region, resourcesAffected.s3Bucket.name, archived, createdAt, updatedAt, count)"
-            )))
-        }
+        other => return Err(unknown_property(other)),
     })
 }
 
@@ -111,29 +148,36 @@ impl FindingsService for FindingsServiceImpl {
         } else {
             r.next_token.parse().map_err(|_| Status::invalid_argument("`nextToken` is malformed"))?
         };
-        let state = self.store.read();
-        let mut found = Vec::new();
-        for f in state.findings().by_id.values() {
-            if matches(f, &r.criteria)? {
-                found.push(f);
+        validate(&r.criteria, self.max_criterion_values)?;
+        let store = Arc::clone(&self.store);
+        // A scan and a sort over every finding: off the reactor.
+        tokio::task::spawn_blocking(move || {
+            let state = store.read();
+            let mut found = Vec::new();
+            for f in state.findings().by_id.values() {
+                if matches(f, &r.criteria)? {
+                    found.push(f);
+                }
             }
-        }
-        let key = |f: &Finding| match value(f, &sort) {
-            Ok(Value::Number(n)) => (n, String::new()),
-            Ok(Value::Text(t)) => (0, t),
-            Err(_) => (0, String::new()),
-        };
-        // Ties by ID: a total order, so offsets page consistently.
-        found.sort_by(|a, b| key(a).cmp(&key(b)).then_with(|| a.id.cmp(&b.id)));
-        if r.descending {
-            found.reverse();
-        }
-        let page: Vec<String> = found.iter().skip(offset).take(page_size).map(|f| f.id.clone()).collect();
-        let next = offset + page.len();
-        Ok(Response::new(pb::ListFindingsResponse {
-            next_token: if next < found.len() { next.to_string() } else { String::new() },
-            finding_ids: page,
-        }))
+            let key = |f: &Finding| match value(f, &sort) {
+                Ok(Value::Number(n)) => (n, String::new()),
+                Ok(Value::Text(t)) => (0, t),
+                Err(_) => (0, String::new()),
+            };
+            // Ties by ID: a total order, so offsets page consistently.
+            found.sort_by(|a, b| key(a).cmp(&key(b)).then_with(|| a.id.cmp(&b.id)));
+            if r.descending {
+                found.reverse();
+            }
+            let page: Vec<String> = found.iter().skip(offset).take(page_size).map(|f| f.id.clone()).collect();
+            let next = offset + page.len();
+            Ok(Response::new(pb::ListFindingsResponse {
+                next_token: if next < found.len() { next.to_string() } else { String::new() },
+                finding_ids: page,
+            }))
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
     }
 
     async fn get_findings(
@@ -164,18 +208,27 @@ impl FindingsService for FindingsServiceImpl {
                 r.group_by
             )));
         }
-        let state = self.store.read();
-        let mut groups: BTreeMap<String, i64> = BTreeMap::new();
-        for f in state.findings().by_id.values() {
-            if matches(f, &r.criteria)? {
-                if let Value::Text(key) = value(f, &r.group_by)? {
-                    *groups.entry(key).or_default() += 1;
+        validate(&r.criteria, self.max_criterion_values)?;
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || {
+            let state = store.read();
+            let mut groups: BTreeMap<String, i64> = BTreeMap::new();
+            for f in state.findings().by_id.values() {
+                if matches(f, &r.criteria)? {
+                    if let Value::Text(key) = value(f, &r.group_by)? {
+                        *groups.entry(key).or_default() += 1;
+                    }
                 }
             }
-        }
-        Ok(Response::new(pb::GetFindingStatisticsResponse {
-            counts_by_group: groups.into_iter().map(|(group_key, count)| pb::GroupCount { group_key, count }).collect(),
-        }))
+            Ok(Response::new(pb::GetFindingStatisticsResponse {
+                counts_by_group: groups
+                    .into_iter()
+                    .map(|(group_key, count)| pb::GroupCount { group_key, count })
+                    .collect(),
+            }))
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
     }
 
     type WatchFindingsStream = WatchStream;

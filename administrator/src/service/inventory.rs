@@ -27,6 +27,8 @@ pub struct InventoryServiceImpl {
     pub refresh_requested: Arc<Mutex<HashMap<(String, String), i64>>>,
     /// At most one requested refresh per scope in this window (Macie: five minutes).
     pub min_refresh_interval_ms: i64,
+    /// The most values one criterion may list.
+    pub max_criterion_values: usize,
 }
 
 /// A manual object refresh is for buckets of at most this many objects.
@@ -46,6 +48,7 @@ impl InventoryService for InventoryServiceImpl {
         let r = request.into_inner();
         let criteria: BTreeMap<String, Criterion> = r.criteria.into_iter().map(|(k, v)| (k, criterion(v))).collect();
         let sort = r.sort_criteria.map(|s| (s.attribute_name, s.order_by == i32::from(pb::OrderBy::Desc)));
+        crate::query::check_value_counts(&criteria, self.max_criterion_values).map_err(ServiceError::from)?;
         let query = Query::new(criteria, sort, r.max_results, &r.next_token).map_err(ServiceError::from)?;
         let store = Arc::clone(&self.store);
         // A scan over millions of buckets is CPU work: keep it off the reactor.
@@ -254,10 +257,13 @@ impl InventoryService for InventoryServiceImpl {
             "" => None,
             token => Some(hex::decode(token).map_err(|_| ServiceError::BadToken)?),
         };
-        let (buckets, next) = {
-            let state = self.store.read();
-            views::posture(&state, account.as_deref(), after.as_deref(), page_size)
-        };
+        let store = Arc::clone(&self.store);
+        // A walk over up to 50,000 buckets: off the reactor.
+        let (buckets, next) = tokio::task::spawn_blocking(move || {
+            views::posture(&store.read(), account.as_deref(), after.as_deref(), page_size)
+        })
+        .await
+        .map_err(|e| ServiceError::Internal(e.to_string()))?;
         Ok(Response::new(pb::GetPostureResponse {
             buckets: buckets.iter().map(Into::into).collect(),
             next_token: next.map(hex::encode).unwrap_or_default(),

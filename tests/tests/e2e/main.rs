@@ -20,6 +20,7 @@ mod dashboard;
 mod faults;
 mod findings;
 mod hostile;
+mod limits;
 mod objects;
 mod parity;
 mod policies;
