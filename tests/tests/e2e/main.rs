@@ -21,6 +21,7 @@ mod faults;
 mod findings;
 mod hostile;
 mod limits;
+mod loadgen;
 mod objects;
 mod parity;
 mod policies;
