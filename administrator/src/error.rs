@@ -33,3 +33,12 @@ impl From<ServiceError> for Status {
         }
     }
 }
+
+/// A request's `maxResults`: 0 means `default`; otherwise 1 to 1,000.
+pub fn page_size(max_results: i32, default: usize) -> Result<usize, ServiceError> {
+    match max_results {
+        0 => Ok(default),
+        n @ 1..=1000 => Ok(n as usize),
+        n => Err(ServiceError::BadPageSize(n)),
+    }
+}

@@ -5,7 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Query as UrlQuery, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Query as UrlQuery, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -70,6 +71,21 @@ fn authorize(state: &HttpState, peer: &Peer, headers: &HeaderMap) -> Result<(), 
     })
 }
 
+/// A request with a client token (or, over mutual TLS, a client certificate) that may read:
+/// the extractor every `/api/` handler takes, so none can forget to check.
+struct Reader;
+
+impl FromRequestParts<HttpState> for Reader {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &HttpState) -> Result<Self, Response> {
+        let Some(ConnectInfo(peer)) = parts.extensions.get::<ConnectInfo<Peer>>().cloned() else {
+            return Err(error(StatusCode::INTERNAL_SERVER_ERROR, "the connection's peer is unknown"));
+        };
+        authorize(state, &peer, &parts.headers).map(|()| Reader).map_err(|response| *response)
+    }
+}
+
 async fn dashboard() -> Html<&'static str> {
     Html(include_str!("dashboard.html"))
 }
@@ -114,13 +130,9 @@ struct StatisticsParams {
 
 async fn api_statistics(
     State(state): State<HttpState>,
-    ConnectInfo(peer): ConnectInfo<Peer>,
-    headers: HeaderMap,
+    _: Reader,
     UrlQuery(p): UrlQuery<StatisticsParams>,
 ) -> Response {
-    if let Err(response) = authorize(&state, &peer, &headers) {
-        return *response;
-    }
     match views::statistics(
         &state.store.read(),
         &state.configured_members,
@@ -133,14 +145,7 @@ async fn api_statistics(
 
 /// What the dashboard's forms offer: the bucket criteria with their values, the sortable
 /// properties, the finding types and severities.
-async fn api_schema(
-    State(state): State<HttpState>,
-    ConnectInfo(peer): ConnectInfo<Peer>,
-    headers: HeaderMap,
-) -> Response {
-    if let Err(response) = authorize(&state, &peer, &headers) {
-        return *response;
-    }
+async fn api_schema(_: Reader) -> Response {
     let types: Vec<_> =
         FindingType::ALL.iter().map(|t| serde_json::json!({"type": t.as_str(), "severity": t.severity().0})).collect();
     Json(serde_json::json!({
@@ -152,14 +157,7 @@ async fn api_schema(
 }
 
 /// Every account's statistics (the organization's accounts, configured and reporting ones).
-async fn api_accounts(
-    State(state): State<HttpState>,
-    ConnectInfo(peer): ConnectInfo<Peer>,
-    headers: HeaderMap,
-) -> Response {
-    if let Err(response) = authorize(&state, &peer, &headers) {
-        return *response;
-    }
+async fn api_accounts(State(state): State<HttpState>, _: Reader) -> Response {
     let s = state.store.read();
     let accounts: Vec<_> = views::member_accounts(&s, &state.configured_members)
         .iter()
@@ -181,15 +179,7 @@ struct BucketParams {
     next_token: Option<String>,
 }
 
-async fn api_buckets(
-    State(state): State<HttpState>,
-    ConnectInfo(peer): ConnectInfo<Peer>,
-    headers: HeaderMap,
-    UrlQuery(p): UrlQuery<BucketParams>,
-) -> Response {
-    if let Err(response) = authorize(&state, &peer, &headers) {
-        return *response;
-    }
+async fn api_buckets(State(state): State<HttpState>, _: Reader, UrlQuery(p): UrlQuery<BucketParams>) -> Response {
     let criteria: BTreeMap<String, Criterion> = match p.criteria.as_deref().filter(|c| !c.is_empty()) {
         None => BTreeMap::new(),
         Some(text) => match serde_json::from_str(text) {
@@ -219,15 +209,7 @@ struct OneBucketParams {
 
 /// One bucket for its page: the metadata, the policy as written, the accounts it is shared
 /// with inside the organization, and its findings.
-async fn api_bucket(
-    State(state): State<HttpState>,
-    ConnectInfo(peer): ConnectInfo<Peer>,
-    headers: HeaderMap,
-    UrlQuery(p): UrlQuery<OneBucketParams>,
-) -> Response {
-    if let Err(response) = authorize(&state, &peer, &headers) {
-        return *response;
-    }
+async fn api_bucket(State(state): State<HttpState>, _: Reader, UrlQuery(p): UrlQuery<OneBucketParams>) -> Response {
     let s = state.store.read();
     let Some(entry) = s.index.find_by_name(&p.name) else {
         return error(StatusCode::NOT_FOUND, format!("no bucket named `{}` in the inventory", p.name));
@@ -250,14 +232,7 @@ async fn api_bucket(
     .into_response()
 }
 
-async fn api_members(
-    State(state): State<HttpState>,
-    ConnectInfo(peer): ConnectInfo<Peer>,
-    headers: HeaderMap,
-) -> Response {
-    if let Err(response) = authorize(&state, &peer, &headers) {
-        return *response;
-    }
+async fn api_members(State(state): State<HttpState>, _: Reader) -> Response {
     let s = state.store.read();
     let members: Vec<_> =
         views::member_accounts(&s, &state.configured_members).iter().map(|a| views::member(&s, a)).collect();
@@ -265,14 +240,7 @@ async fn api_members(
 }
 
 /// The posture report: every exposed bucket with its reasons (the first 1,000).
-async fn api_posture(
-    State(state): State<HttpState>,
-    ConnectInfo(peer): ConnectInfo<Peer>,
-    headers: HeaderMap,
-) -> Response {
-    if let Err(response) = authorize(&state, &peer, &headers) {
-        return *response;
-    }
+async fn api_posture(State(state): State<HttpState>, _: Reader) -> Response {
     let (buckets, next) = views::posture(&state.store.read(), None, None, 1000);
     Json(serde_json::json!({ "buckets": buckets, "truncated": next.is_some() })).into_response()
 }
@@ -290,15 +258,7 @@ struct FindingParams {
 
 /// The newest findings that match (at most 500), Macie-shaped, with how many changed in the
 /// last 24 hours and the sequence to follow live updates from.
-async fn api_findings(
-    State(state): State<HttpState>,
-    ConnectInfo(peer): ConnectInfo<Peer>,
-    headers: HeaderMap,
-    UrlQuery(p): UrlQuery<FindingParams>,
-) -> Response {
-    if let Err(response) = authorize(&state, &peer, &headers) {
-        return *response;
-    }
+async fn api_findings(State(state): State<HttpState>, _: Reader, UrlQuery(p): UrlQuery<FindingParams>) -> Response {
     let kind = match p.kind.as_deref().filter(|t| !t.is_empty()) {
         None => None,
         Some(text) => match FindingType::parse(text) {
@@ -350,16 +310,8 @@ struct LiveParams {
 /// Server-sent events: every finding created or updated after `cursor` (replayed first), then
 /// each one as it becomes durable, as `finding` events of Macie-shaped JSON. The dashboard
 /// reads it with `fetch`, which can send the token.
-async fn api_findings_live(
-    State(state): State<HttpState>,
-    ConnectInfo(peer): ConnectInfo<Peer>,
-    headers: HeaderMap,
-    UrlQuery(p): UrlQuery<LiveParams>,
-) -> Response {
+async fn api_findings_live(State(state): State<HttpState>, _: Reader, UrlQuery(p): UrlQuery<LiveParams>) -> Response {
     use axum::response::sse::{Event, KeepAlive, Sse};
-    if let Err(response) = authorize(&state, &peer, &headers) {
-        return *response;
-    }
     let cursor = p.cursor.unwrap_or(0);
     let (mut live, backlog) = state.store.read().findings().watch_from(cursor);
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Event, std::convert::Infallible>>(256);

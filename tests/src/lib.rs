@@ -216,6 +216,17 @@ impl Moto {
     }
 
     /// S3 Control at moto's plain address (moto routes it by path and account header).
+    /// AWS Organizations as `credentials` (moto's default account is the management one).
+    pub fn organizations(&self, credentials: &Credentials) -> aws_sdk_organizations::Client {
+        let config = aws_sdk_organizations::config::Builder::new()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(&self.endpoint)
+            .credentials_provider(credentials.clone())
+            .build();
+        aws_sdk_organizations::Client::from_conf(config)
+    }
+
     pub fn s3control(&self, credentials: &Credentials) -> aws_sdk_s3control::Client {
         #[derive(Debug)]
         struct Fixed(String);
@@ -274,6 +285,17 @@ impl Admin {
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Self::start_on(data_dir, config, extra, env, free_port(), free_port())
+    }
+
+    /// Starts the administrator in `--insecure-dev` mode with the organization read from
+    /// moto's AWS Organizations every second.
+    pub fn start_with_organizations(data_dir: &Path, moto: &Moto) -> anyhow::Result<Self> {
+        Self::start_with_env(
+            data_dir,
+            None,
+            &["--organizations", "--organizations-interval", "1", "--aws-endpoint-url", &moto.endpoint],
+            &[("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing")],
+        )
     }
 
     /// Sends SIGHUP (the administrator reloads its config).

@@ -132,11 +132,7 @@ impl FindingsService for FindingsServiceImpl {
     ) -> Result<Response<pb::ListFindingsResponse>, Status> {
         self.auth.reader(&request)?;
         let r = request.into_inner();
-        let page_size = match r.max_results {
-            0 => 50,
-            n if (1..=1000).contains(&n) => n as usize,
-            n => return Err(Status::invalid_argument(format!("`maxResults` must be between 1 and 1000, got {n}"))),
-        };
+        let page_size = crate::error::page_size(r.max_results, 50)?;
         let sort = if r.sort_attribute.is_empty() { "updatedAt".to_owned() } else { r.sort_attribute };
         if !["updatedAt", "createdAt", "count", "severity.score", "type"].contains(&sort.as_str()) {
             return Err(Status::invalid_argument(format!(

@@ -78,11 +78,7 @@ impl InventoryService for InventoryServiceImpl {
     ) -> Result<Response<pb::ListMembersResponse>, Status> {
         self.auth.reader(&request)?;
         let r = request.into_inner();
-        let page_size = match r.max_results {
-            0 => 100,
-            n if (1..=1000).contains(&n) => n as usize,
-            n => return Err(Status::invalid_argument(format!("`maxResults` must be between 1 and 1000, got {n}"))),
-        };
+        let page_size = crate::error::page_size(r.max_results, 100)?;
         if !r.next_token.is_empty() && !is_account_id(&r.next_token) {
             return Err(Status::invalid_argument("`nextToken` is malformed"));
         }
@@ -242,11 +238,7 @@ impl InventoryService for InventoryServiceImpl {
     ) -> Result<Response<pb::GetPostureResponse>, Status> {
         self.auth.reader(&request)?;
         let r = request.into_inner();
-        let page_size = match r.max_results {
-            0 => 100,
-            n @ 1..=1000 => n as usize,
-            n => return Err(ServiceError::BadPageSize(n).into()),
-        };
+        let page_size = crate::error::page_size(r.max_results, 100)?;
         let account = (!r.account_id.is_empty()).then_some(r.account_id);
         if let Some(account) = &account {
             if !is_account_id(account) {

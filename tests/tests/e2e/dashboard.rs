@@ -61,17 +61,7 @@ async fn the_dashboard_shows_what_the_api_says_in_a_real_browser() -> anyhow::Re
 
     // The organization: A and B with agents, C without.
     let dir = tempfile::tempdir()?;
-    let mut text =
-        format!("version = 1\n[organization]\nid = \"o-exampleorg1\"\naccounts = [\"{A}\", \"{B}\", \"{C}\"]\n");
-    for account in [A, B] {
-        text += &format!(
-            "[[agents]]\nname = \"agent-{account}\"\naccount_id = \"{account}\"\ntoken = \"{}\"\n",
-            agent_token(account)
-        );
-    }
-    text += &format!("[[clients]]\nname = \"browser\"\nrole = \"read-only\"\ntoken = \"{CLIENT_TOKEN}\"\n");
-    let config = dir.path().join("estate.toml");
-    std::fs::write(&config, text)?;
+    let config = write_config_for(dir.path(), &[A, B]);
     let admin = Admin::start(&dir.path().join("data"), Some(&config))?;
     let events =
         ["--events-queue-url", &queue, "--events-dead-letter-queue-url", &dead_letters, "--events-wait-seconds", "1"];

@@ -42,8 +42,15 @@ fn agent_token(account: &str) -> String {
 
 /// Config: the three accounts, one agent token each, one read-only client.
 fn write_config(dir: &std::path::Path) -> std::path::PathBuf {
-    let mut text = String::from("version = 1\n[organization]\nid = \"o-exampleorg1\"\naccounts = [\"111111111111\", \"222222222222\", \"333333333333\"]\n");
-    for account in [A, B, C] {
+    write_config_for(dir, &[A, B, C])
+}
+
+/// Config: the organization `o-exampleorg1` of A, B and C; agents configured for `agents`
+/// only; one read-only client.
+fn write_config_for(dir: &std::path::Path, agents: &[&str]) -> std::path::PathBuf {
+    let mut text =
+        format!("version = 1\n[organization]\nid = \"o-exampleorg1\"\naccounts = [\"{A}\", \"{B}\", \"{C}\"]\n");
+    for account in agents {
         text += &format!(
             "[[agents]]\nname = \"agent-{account}\"\naccount_id = \"{account}\"\ntoken = \"{}\"\n",
             agent_token(account)
@@ -250,25 +257,10 @@ async fn seed_bucket(moto: &Moto, creds: &aws_sdk_s3::config::Credentials, spec:
         s3.put_bucket_tagging().bucket(bucket).tagging(tagging.build()?).send().await?;
     }
     if !spec.replicate_to.is_empty() {
-        let mut config =
-            ReplicationConfiguration::builder().role(format!("arn:aws:iam::{}:role/replication", spec.account));
-        for (i, account) in spec.replicate_to.iter().enumerate() {
-            config = config.rules(
-                ReplicationRule::builder()
-                    .id(format!("rule-{i}"))
-                    .priority(i as i32 + 1)
-                    .status(ReplicationRuleStatus::Enabled)
-                    .filter(ReplicationRuleFilter::builder().prefix("").build())
-                    .destination(
-                        Destination::builder()
-                            .bucket(format!("arn:aws:s3:::dest-{account}"))
-                            .account(*account)
-                            .build()?,
-                    )
-                    .build()?,
-            );
-        }
-        s3.put_bucket_replication().bucket(bucket).replication_configuration(config.build()?).send().await?;
+        let destinations: Vec<(String, Option<&str>)> =
+            spec.replicate_to.iter().map(|account| (format!("dest-{account}"), Some(*account))).collect();
+        let config = replication_config(spec.account, &destinations)?;
+        s3.put_bucket_replication().bucket(bucket).replication_configuration(config).send().await?;
     }
     if spec.policy {
         let policy = json!({
@@ -278,6 +270,31 @@ async fn seed_bucket(moto: &Moto, creds: &aws_sdk_s3::config::Credentials, spec:
         s3.put_bucket_policy().bucket(bucket).policy(policy.to_string()).send().await?;
     }
     Ok(())
+}
+
+/// One enabled rule per destination bucket, naming its account or not.
+fn replication_config(
+    account: &str,
+    destinations: &[(String, Option<&str>)],
+) -> anyhow::Result<ReplicationConfiguration> {
+    let mut config = ReplicationConfiguration::builder().role(format!("arn:aws:iam::{account}:role/replication"));
+    for (i, (bucket, owner)) in destinations.iter().enumerate() {
+        config = config.rules(
+            ReplicationRule::builder()
+                .id(format!("rule-{i}"))
+                .priority(i as i32 + 1)
+                .status(ReplicationRuleStatus::Enabled)
+                .filter(ReplicationRuleFilter::builder().prefix("").build())
+                .destination(
+                    Destination::builder()
+                        .bucket(format!("arn:aws:s3:::{bucket}"))
+                        .set_account(owner.map(str::to_owned))
+                        .build()?,
+                )
+                .build()?,
+        );
+    }
+    Ok(config.build()?)
 }
 
 /// What the rules say about one seeded bucket, computed from the spec alone.

@@ -9,21 +9,6 @@ use super::*;
 
 const ORG_ID: &str = "o-exampleorg1";
 
-/// The organization A, B, C; agents configured for `agents` only; one read-only client.
-fn write_org_config(dir: &std::path::Path, agents: &[&str]) -> std::path::PathBuf {
-    let mut text = format!("version = 1\n[organization]\nid = \"{ORG_ID}\"\naccounts = [\"{A}\", \"{B}\", \"{C}\"]\n");
-    for account in agents {
-        text += &format!(
-            "[[agents]]\nname = \"agent-{account}\"\naccount_id = \"{account}\"\ntoken = \"{}\"\n",
-            agent_token(account)
-        );
-    }
-    text += &format!("[[clients]]\nname = \"tests\"\nrole = \"read-only\"\ntoken = \"{CLIENT_TOKEN}\"\n");
-    let path = dir.join("estate.toml");
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
 /// Replicates `bucket` (versioned) to each destination bucket, naming no account.
 async fn replicate_without_account(
     moto: &Moto,
@@ -38,19 +23,9 @@ async fn replicate_without_account(
         .versioning_configuration(VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build())
         .send()
         .await?;
-    let mut config = ReplicationConfiguration::builder().role(format!("arn:aws:iam::{account}:role/replication"));
-    for (i, destination) in destinations.iter().enumerate() {
-        config = config.rules(
-            ReplicationRule::builder()
-                .id(format!("rule-{i}"))
-                .priority(i as i32 + 1)
-                .status(ReplicationRuleStatus::Enabled)
-                .filter(ReplicationRuleFilter::builder().prefix("").build())
-                .destination(Destination::builder().bucket(format!("arn:aws:s3:::{destination}")).build()?)
-                .build()?,
-        );
-    }
-    s3.put_bucket_replication().bucket(bucket).replication_configuration(config.build()?).send().await?;
+    let destinations: Vec<(String, Option<&str>)> = destinations.iter().map(|d| (d.to_string(), None)).collect();
+    let config = replication_config(account, &destinations)?;
+    s3.put_bucket_replication().bucket(bucket).replication_configuration(config).send().await?;
     Ok(())
 }
 
@@ -88,7 +63,7 @@ async fn replication_destinations_without_an_account_are_resolved_from_member_in
     replicate_without_account(&moto, &creds_a, A, "estate-r-to-stranger", &["estate-r-dest-nowhere"]).await?;
 
     let dir = tempfile::tempdir()?;
-    let config = write_org_config(dir.path(), &[A, B, C]);
+    let config = write_config_for(dir.path(), &[A, B, C]);
     let admin = Admin::start(&dir.path().join("data"), Some(&config))?;
     let token = Some(CLIENT_TOKEN);
     let _a = Agent::start(&admin, &moto, &creds_a, Some(&agent_token(A)), &["us-east-1"], &[])?;
@@ -164,7 +139,7 @@ async fn coverage_freshness_posture_and_organization_paths() -> anyhow::Result<(
 
     let dir = tempfile::tempdir()?;
     // B has an agent configured that does not connect yet; C has none at all.
-    let config = write_org_config(dir.path(), &[A, B]);
+    let config = write_config_for(dir.path(), &[A, B]);
     let admin = Admin::start(&dir.path().join("data"), Some(&config))?;
     let token = Some(CLIENT_TOKEN);
     let _a = Agent::start(&admin, &moto, &creds_a, Some(&agent_token(A)), &["us-east-1"], &[])?;
@@ -248,14 +223,7 @@ async fn coverage_freshness_posture_and_organization_paths() -> anyhow::Result<(
 async fn organization_paths_follow_the_ou_tree_from_organizations() -> anyhow::Result<()> {
     let moto = Moto::start()?;
     let root = Credentials::new("testing", "testing", None, None, "root");
-    let organizations = aws_sdk_organizations::Client::from_conf(
-        aws_sdk_organizations::config::Builder::new()
-            .behavior_version(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new("us-east-1"))
-            .endpoint_url(&moto.endpoint)
-            .credentials_provider(root.clone())
-            .build(),
-    );
+    let organizations = moto.organizations(&root);
     let org = organizations
         .create_organization()
         .feature_set(aws_sdk_organizations::types::OrganizationFeatureSet::All)
@@ -295,12 +263,7 @@ async fn organization_paths_follow_the_ou_tree_from_organizations() -> anyhow::R
     }
 
     let dir = tempfile::tempdir()?;
-    let admin = Admin::start_with_env(
-        &dir.path().join("data"),
-        None,
-        &["--organizations", "--organizations-interval", "1", "--aws-endpoint-url", &moto.endpoint],
-        &[("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing")],
-    )?;
+    let admin = Admin::start_with_organizations(&dir.path().join("data"), &moto)?;
     let _agent = Agent::start(&admin, &moto, &root, None, &["us-east-1"], &[])?;
     let listed = eventually(Duration::from_secs(90), "every policy to be analysed", || async {
         let listed = admin.ctl_json(None, &["buckets", "--all", "--where", "bucketName^=estate-o-"])?;

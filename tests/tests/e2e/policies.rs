@@ -240,15 +240,7 @@ async fn organizations_membership_changes_rejudge_buckets() -> anyhow::Result<()
     let moto = Moto::start()?;
     // The management account is moto's default one; a member account is created.
     let root = Credentials::new("testing", "testing", None, None, "root");
-    let organizations = {
-        let config = aws_sdk_organizations::config::Builder::new()
-            .behavior_version(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new("us-east-1"))
-            .endpoint_url(&moto.endpoint)
-            .credentials_provider(root.clone())
-            .build();
-        aws_sdk_organizations::Client::from_conf(config)
-    };
+    let organizations = moto.organizations(&root);
     organizations
         .create_organization()
         .feature_set(aws_sdk_organizations::types::OrganizationFeatureSet::All)
@@ -270,12 +262,7 @@ async fn organizations_membership_changes_rejudge_buckets() -> anyhow::Result<()
     s3.put_bucket_policy().bucket("estate-p-org-member").policy(policy.to_string()).send().await?;
 
     let dir = tempfile::tempdir()?;
-    let admin = Admin::start_with_env(
-        &dir.path().join("data"),
-        None,
-        &["--organizations", "--organizations-interval", "1", "--aws-endpoint-url", &moto.endpoint],
-        &[("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing")],
-    )?;
+    let admin = Admin::start_with_organizations(&dir.path().join("data"), &moto)?;
     let _agent = Agent::start(&admin, &moto, &root, None, &["us-east-1"], &[])?;
     let internal = eventually(Duration::from_secs(60), "the bucket shared with a member", || async {
         let b = admin.ctl_json(None, &["bucket", "estate-p-org-member"])?;
