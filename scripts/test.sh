@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Runs every test on a fresh machine: installs what the tests need (scripts/setup.sh: libz3-dev,
-# pkg-config, a project-local virtualenv with moto), builds the binaries the end-to-end tests
-# start, then runs the whole workspace's tests (unit tests, the policy corpus and property
-# tests, and the end-to-end scenarios, which start and stop their own moto servers,
-# administrators and agents on loopback). Benchmarks are not run here: see BENCHMARKS.md.
+# pkg-config, a project-local virtualenv with moto and the deploy validators, Chromium and
+# playwright-core for the dashboard's browser test), builds the binaries the end-to-end tests
+# start (estate-loadgen included), then runs the whole workspace's tests (unit tests, the
+# policy corpus and property tests, and the end-to-end scenarios, which start and stop their
+# own moto servers, administrators, agents and browser on loopback). Benchmarks are not run
+# here: see BENCHMARKS.md.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
