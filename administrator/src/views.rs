@@ -22,18 +22,30 @@ fn member_last_updated(state: &State, account_id: &str) -> Option<UnixMillis> {
     if regions.is_empty() {
         return None;
     }
-    regions
-        .iter()
-        .map(|r| state.scopes.get(&(account_id.to_owned(), r.clone())).and_then(|s| s.last_updated))
-        .collect::<Option<Vec<_>>>()?
-        .into_iter()
-        .min()
+    // The account's scopes are one range of the map (one key built, not one per Region: the
+    // organization's statistics walk every account).
+    let scopes: Vec<(&str, Option<UnixMillis>)> = state
+        .scopes
+        .range((account_id.to_owned(), String::new())..)
+        .take_while(|((account, _), _)| account == account_id)
+        .map(|((_, region), scope)| (region.as_str(), scope.last_updated))
+        .collect();
+    let mut earliest = UnixMillis::MAX;
+    for region in regions {
+        let at = scopes.iter().find(|(name, _)| name == region).and_then(|(_, at)| *at)?;
+        earliest = earliest.min(at);
+    }
+    Some(earliest)
 }
 
 /// Every account Estate should see: the organization's, those with an agent configured,
 /// and those that have ever reported.
 pub fn member_accounts(state: &State, configured: &BTreeSet<String>) -> BTreeSet<String> {
-    configured.iter().chain(state.members.keys()).chain(state.org.accounts().iter()).cloned().collect()
+    member_account_names(state, configured).into_iter().map(str::to_owned).collect()
+}
+
+fn member_account_names<'a>(state: &'a State, configured: &'a BTreeSet<String>) -> BTreeSet<&'a str> {
+    configured.iter().chain(state.members.keys()).chain(state.org.accounts().iter()).map(String::as_str).collect()
 }
 
 fn member_status(state: &State, account_id: &str) -> MemberStatus {
@@ -51,8 +63,8 @@ fn member_status(state: &State, account_id: &str) -> MemberStatus {
 
 /// Whether the account's inventory is expected: not suspended, and not an account that left
 /// the organization without ever reporting.
-fn should_report(state: &State, account_id: &str) -> bool {
-    match member_status(state, account_id) {
+fn should_report(state: &State, account_id: &str, status: MemberStatus) -> bool {
+    match status {
         MemberStatus::Enabled | MemberStatus::NoAgent => true,
         MemberStatus::Removed => state.members.contains_key(account_id),
         MemberStatus::AccountSuspended => false,
@@ -104,13 +116,17 @@ pub fn statistics(
             if !is_account_id(account) {
                 return Err(ServiceError::BadAccountId(account.to_owned()));
             }
-            (state.stats.account(account), BTreeSet::from([account.to_owned()]))
+            (state.stats.account(account), BTreeSet::from([account]))
         }
-        None => (state.stats.total(), member_accounts(state, configured)),
+        None => (state.stats.total(), member_account_names(state, configured)),
     };
     let mut earliest: Option<UnixMillis> = None;
-    for account in accounts.iter().filter(|a| should_report(state, a)) {
-        if member_status(state, account) == MemberStatus::NoAgent {
+    for account in accounts {
+        let status = member_status(state, account);
+        if !should_report(state, account, status) {
+            continue;
+        }
+        if status == MemberStatus::NoAgent {
             stats.members_without_agent += 1;
         }
         match member_last_updated(state, account) {

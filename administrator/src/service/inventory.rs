@@ -68,7 +68,12 @@ impl InventoryService for InventoryServiceImpl {
         self.auth.reader(&request)?;
         let account = request.into_inner().account_id;
         let account = (!account.is_empty()).then_some(account);
-        let stats = views::statistics(&self.store.read(), &self.configured_members, account.as_deref())?;
+        let (store, configured) = (Arc::clone(&self.store), Arc::clone(&self.configured_members));
+        // It may wait for the committer's slice and walks every member: not on the reactor.
+        let stats =
+            tokio::task::spawn_blocking(move || views::statistics(&store.read(), &configured, account.as_deref()))
+                .await
+                .map_err(|e| ServiceError::Internal(e.to_string()))??;
         Ok(Response::new((&stats).into()))
     }
 
