@@ -195,15 +195,15 @@ pub fn posture(
         (None, None) => Bound::Unbounded,
     };
     let mut out = Vec::new();
-    let mut last = None;
+    let mut last: Option<&Vec<u8>> = None;
     for (scanned, (key, entry)) in state.index.range((start, Bound::Unbounded)).enumerate() {
         if prefix.as_ref().is_some_and(|p| !key.starts_with(p)) {
             return (out, None);
         }
         if scanned == POSTURE_SCAN_LIMIT || out.len() == page_size {
-            return (out, last);
+            return (out, last.cloned());
         }
-        last = Some(key.clone());
+        last = Some(key);
         let reasons = posture_reasons(&entry.judgement);
         if reasons.is_empty() {
             continue;

@@ -14,19 +14,15 @@ use estate_common::model::{
 
 use crate::aws::{classify, optional, CallError};
 
-/// The outcome of reading one bucket.
-#[derive(Debug)]
-pub enum Collected {
-    Facts(BucketFacts),
-    /// The bucket was deleted while we read it.
-    Gone,
-    /// Could not be read this time (throttling, network): keep what is stored.
-    Failed(String),
-}
-
 type Call<T> = Result<Option<T>, CallError>;
 
-pub async fn collect_bucket(client: &Client, key: BucketKey, created_at: UnixMillis, read_at: UnixMillis) -> Collected {
+/// Reads one bucket's configuration; `None` when the bucket was deleted meanwhile.
+pub async fn collect_bucket(
+    client: &Client,
+    key: BucketKey,
+    created_at: UnixMillis,
+    read_at: UnixMillis,
+) -> Option<BucketFacts> {
     let bucket = key.bucket_name.as_str();
     let (tags, versioning, encryption, bpa, acl, ownership, policy, replication) = tokio::join!(
         tags(client, bucket),
@@ -63,10 +59,10 @@ pub async fn collect_bucket(client: &Client, key: BucketKey, created_at: UnixMil
     check(ConfigCall::PolicyStatus, policy_status.as_ref().err());
 
     if gone {
-        return Collected::Gone;
+        return None;
     }
     if !denied.is_empty() {
-        return Collected::Facts(BucketFacts {
+        return Some(BucketFacts {
             key,
             created_at,
             read_at,
@@ -93,7 +89,7 @@ pub async fn collect_bucket(client: &Client, key: BucketKey, created_at: UnixMil
         objects: None,
         unread,
     };
-    Collected::Facts(BucketFacts { key, created_at, read_at, state: BucketState::Readable(Box::new(config)) })
+    Some(BucketFacts { key, created_at, read_at, state: BucketState::Readable(Box::new(config)) })
 }
 
 /// The longest error text sent for one unread call (the administrator refuses longer).

@@ -16,7 +16,7 @@ use estate_common::model::{AccountSettings, BucketKey};
 use estate_common::pb::{self, report_request::Body};
 
 use crate::aws::{classify, Clients};
-use crate::collect::{account_block_public_access, collect_bucket, Collected};
+use crate::collect::{account_block_public_access, collect_bucket};
 use crate::outbox::Outbox;
 use crate::refresh::{now_ms, Refresher};
 
@@ -258,21 +258,18 @@ async fn handle(
             return true;
         }
     }
-    // An event counts as seen only once handled: when its re-read fails, the redelivered
-    // message is tried again rather than dropped as a duplicate.
-    let handled = handle_event(event, clients, refresher, outbox, id).await;
-    if let (true, Some(event_id)) = (handled, &event_id) {
+    // A re-read always reports the bucket (calls that fail mark their own fields unknown),
+    // so a handled event is seen and its message may go.
+    handle_event(event, clients, refresher, outbox, id).await;
+    if let Some(event_id) = &event_id {
         seen.insert(event_id);
     }
-    handled
+    true
 }
 
-async fn handle_event(event: Event, clients: &Clients, refresher: &Refresher, outbox: &Outbox, id: &str) -> bool {
+async fn handle_event(event: Event, clients: &Clients, refresher: &Refresher, outbox: &Outbox, id: &str) {
     match event {
-        Event::Ignored(reason) => {
-            tracing::info!(message = id, %reason, "event ignored");
-            true
-        }
+        Event::Ignored(reason) => tracing::info!(message = id, %reason, "event ignored"),
         Event::Account { cause, bucket } => {
             let settings = AccountSettings {
                 account_id: refresher.account_id.clone(),
@@ -282,9 +279,8 @@ async fn handle_event(event: Event, clients: &Clients, refresher: &Refresher, ou
             tracing::info!(event = %cause.event_name, "account settings re-read");
             let message = pb::AccountSettingsChanged { settings: Some((&settings).into()), cause: Some(cause.clone()) };
             outbox.push(Body::AccountSettingsChanged(message)).await;
-            match bucket {
-                Some((region, bucket)) => reread_bucket(clients, refresher, outbox, &region, &bucket, cause, id).await,
-                None => true,
+            if let Some((region, bucket)) = bucket {
+                reread_bucket(clients, refresher, outbox, &region, &bucket, cause, id).await;
             }
         }
         Event::Bucket { region, bucket, cause } => {
@@ -301,30 +297,24 @@ async fn reread_bucket(
     bucket: &str,
     cause: pb::EventCause,
     message_id: &str,
-) -> bool {
+) {
     let key = BucketKey::new(&refresher.account_id, region, bucket);
     let created_at = if cause.event_name == "CreateBucket" { cause.event_time_ms } else { 0 };
     match collect_bucket(&clients.s3(region), key, created_at, now_ms()).await {
-        Collected::Facts(facts) => {
-            tracing::info!(event = %cause.event_name, %bucket, "bucket re-read");
+        Some(facts) => {
+            tracing::info!(message = message_id, event = %cause.event_name, %bucket, "bucket re-read");
             let snapshot = pb::BucketSnapshot {
                 generation: refresher.next_generation(),
                 facts: Some((&facts).into()),
                 cause: Some(cause),
             };
             outbox.push(Body::Bucket(snapshot)).await;
-            true
         }
-        Collected::Gone => {
-            tracing::info!(event = %cause.event_name, %bucket, "bucket gone");
+        None => {
+            tracing::info!(message = message_id, event = %cause.event_name, %bucket, "bucket gone");
             outbox
                 .push(Body::Deleted(pb::BucketDeleted { region: region.to_owned(), bucket_name: bucket.to_owned() }))
                 .await;
-            true
-        }
-        Collected::Failed(reason) => {
-            tracing::warn!(message = message_id, %bucket, %reason, "cannot re-read the bucket now; the event will come again");
-            false
         }
     }
 }

@@ -7,11 +7,20 @@ use std::sync::Arc;
 
 use futures::stream::{self, StreamExt};
 
-use estate_common::model::{AccountSettings, BucketKey, UnixMillis};
+use estate_common::model::{AccountSettings, BucketFacts, BucketKey, UnixMillis};
 use estate_common::pb::{self, report_request::Body};
 
 use crate::aws::{classify, CallError, Clients};
-use crate::collect::{account_block_public_access, collect_bucket, Collected};
+use crate::collect::{account_block_public_access, collect_bucket};
+
+/// One bucket of a refresh: its facts, gone, or kept as stored because counting its objects
+/// failed this time (its configuration calls mark their own failures unknown instead).
+#[derive(Debug)]
+enum Collected {
+    Facts(BucketFacts),
+    Gone,
+    Failed(String),
+}
 use crate::objects::{count_objects, CountError, CountOptions};
 use crate::outbox::Outbox;
 
@@ -229,9 +238,11 @@ impl Refresher {
                 let key = BucketKey::new(&self.account_id, region, &bucket.name);
                 let options = CountOptions::daily(self.head_budget);
                 async move {
-                    let collected = collect_bucket(&client, key, bucket.created_at, now_ms()).await;
-                    let collected =
-                        if count_objects { with_objects(&client, collected, options).await } else { collected };
+                    let collected = match collect_bucket(&client, key, bucket.created_at, now_ms()).await {
+                        None => Collected::Gone,
+                        Some(facts) if count_objects => with_objects(&client, facts, options).await,
+                        Some(facts) => Collected::Facts(facts),
+                    };
                     (bucket.name.as_str(), collected)
                 }
             })
@@ -289,9 +300,8 @@ impl Refresher {
 
 /// Adds object statistics to a readable bucket's facts. Denied listing makes an error bucket
 /// that names the call; a transient failure keeps what is stored.
-async fn with_objects(client: &aws_sdk_s3::Client, collected: Collected, options: CountOptions) -> Collected {
+async fn with_objects(client: &aws_sdk_s3::Client, mut facts: BucketFacts, options: CountOptions) -> Collected {
     use estate_common::model::{BucketError, BucketErrorCode, BucketState};
-    let Collected::Facts(mut facts) = collected else { return collected };
     let BucketState::Readable(config) = &mut facts.state else { return Collected::Facts(facts) };
     match count_objects(client, &facts.key.bucket_name, options, now_ms()).await {
         Ok(stats) => {

@@ -334,6 +334,8 @@ fn usage(pid: u32) -> (f64, f64) {
             let after = &stat[stat.rfind(')')? + 2..];
             let fields: Vec<&str> = after.split_whitespace().collect();
             let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+            // utime + stime in clock ticks; Linux reports them at USER_HZ, 100 on every
+            // mainstream architecture.
             Some(ticks / 100.0)
         })
         .unwrap_or(0.0);
