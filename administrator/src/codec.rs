@@ -102,7 +102,7 @@ pub fn open_database(dir: &Path) -> anyhow::Result<sled::Db> {
     let mut attempts = 0;
     let db = loop {
         match config.open() {
-            Err(sled::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock && attempts < LOCK_ATTEMPTS => {
+            Err(sled::Error::Io(e)) if is_lock_conflict(&e) && attempts < LOCK_ATTEMPTS => {
                 attempts += 1;
                 std::thread::sleep(std::time::Duration::from_millis(100));
             }
@@ -132,6 +132,12 @@ pub fn open_database(dir: &Path) -> anyhow::Result<sled::Db> {
         }
     }
     Ok(db)
+}
+
+/// Whether sled's open failed because another handle holds the directory's lock. sled wraps
+/// the `flock` failure in an `ErrorKind::Other` error whose message is its only mark.
+fn is_lock_conflict(error: &std::io::Error) -> bool {
+    error.kind() == std::io::ErrorKind::WouldBlock || error.to_string().starts_with("could not acquire lock")
 }
 
 /// Schema 0 → 1: every value gains the version byte. One transaction per tree, which also
@@ -235,6 +241,18 @@ mod tests {
     }
 
     #[test]
+    fn opening_waits_for_a_holder_that_lets_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = open_database(dir.path()).unwrap();
+        let holder = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(400));
+            drop(held);
+        });
+        open_database(dir.path()).expect("the second open waits for the first handle to close");
+        holder.join().unwrap();
+    }
+
+    #[test]
     fn a_newer_schema_is_refused_and_a_fresh_one_is_stamped() {
         let dir = tempfile::tempdir().unwrap();
         let db = open_database(dir.path()).unwrap();
@@ -242,7 +260,7 @@ mod tests {
         db.open_tree(META).unwrap().insert(SCHEMA_KEY, &(SCHEMA_VERSION + 1).to_be_bytes()).unwrap();
         db.flush().unwrap();
         drop(db);
-        let error = open_database(dir.path()).unwrap_err().to_string();
+        let error = format!("{:#}", open_database(dir.path()).unwrap_err());
         assert!(error.contains("newer Estate"), "{error}");
     }
 }
