@@ -1,7 +1,7 @@
 //! The administrator's HTTP side: liveness, Prometheus metrics, and the dashboard with the
 //! JSON it reads (the same Macie-shaped JSON as `estatectl --output json`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Arc;
 
@@ -25,7 +25,6 @@ use crate::views;
 pub struct HttpState {
     pub store: Arc<Store>,
     pub auth: Authenticator,
-    pub configured_members: Arc<BTreeSet<String>>,
     /// `/metrics` without a token (for scrapers that cannot send one).
     pub metrics_open: bool,
     /// The most values one criterion may list.
@@ -118,7 +117,7 @@ async fn metrics(State(state): State<HttpState>, ConnectInfo(peer): ConnectInfo<
         "Buckets whose effective permission is UNKNOWN.",
         stats.bucket_count_by_effective_permission.unknown,
     );
-    gauge("estate_agents_connected", "Agent streams open now.", s.connections.values().sum::<usize>() as i64);
+    gauge("estate_agents_connected", "Agent streams open now.", state.store.open_streams() as i64);
     gauge("estate_members", "Member accounts that have reported.", s.members.len() as i64);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
@@ -133,11 +132,11 @@ async fn api_statistics(
     _: Reader,
     UrlQuery(p): UrlQuery<StatisticsParams>,
 ) -> Response {
-    match views::statistics(
-        &state.store.read(),
-        &state.configured_members,
-        p.account_id.as_deref().filter(|a| !a.is_empty()),
-    ) {
+    let stats = match p.account_id.filter(|a| !a.is_empty()) {
+        None => Ok(state.store.organization_statistics()),
+        Some(account) => views::statistics(&state.store.read(), Some(&account)),
+    };
+    match stats {
         Ok(stats) => Json(stats).into_response(),
         Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
     }
@@ -159,10 +158,10 @@ async fn api_schema(_: Reader) -> Response {
 /// Every account's statistics (the organization's accounts, configured and reporting ones).
 async fn api_accounts(State(state): State<HttpState>, _: Reader) -> Response {
     let s = state.store.read();
-    let accounts: Vec<_> = views::member_accounts(&s, &state.configured_members)
+    let accounts: Vec<_> = views::member_accounts(&s)
         .iter()
         .filter_map(|a| {
-            let stats = views::statistics(&s, &state.configured_members, Some(a)).ok()?;
+            let stats = views::statistics(&s, Some(a)).ok()?;
             Some(serde_json::json!({ "accountId": a, "statistics": stats }))
         })
         .collect();
@@ -235,7 +234,7 @@ async fn api_bucket(State(state): State<HttpState>, _: Reader, UrlQuery(p): UrlQ
 async fn api_members(State(state): State<HttpState>, _: Reader) -> Response {
     let s = state.store.read();
     let members: Vec<_> =
-        views::member_accounts(&s, &state.configured_members).iter().map(|a| views::member(&s, a)).collect();
+        views::member_accounts(&s).iter().map(|a| views::member(&s, a, state.store.is_connected(a))).collect();
     Json(serde_json::json!({ "members": members })).into_response()
 }
 

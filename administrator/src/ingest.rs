@@ -10,14 +10,54 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::store::{Op, Store};
 
+/// Where to say that operations are durable, or why they are not.
+type Done = oneshot::Sender<Result<(), String>>;
+
 /// Operations from one stream, and where to say that they are durable.
 struct Submission {
     ops: Vec<Op>,
-    done: oneshot::Sender<Result<(), String>>,
+    done: Done,
 }
 
 /// The most operations one commit takes before flushing.
 const MAX_BATCH_OPS: usize = 16_384;
+
+/// The thread that applies and writes commits, one at a time. Its own thread, not the
+/// blocking pool's: it runs at a slightly lower priority than the threads that serve
+/// requests, so that a read arriving while a large batch applies is answered first (reads are
+/// short; the batch waits microseconds), and reads on the blocking pool keep normal priority.
+struct Applier {
+    tx: std::sync::mpsc::SyncSender<(Vec<Op>, Done)>,
+}
+
+/// The commit thread's nice value; policy workers run at 10, below it.
+const APPLIER_NICE: u8 = 5;
+
+impl Applier {
+    fn start(store: Arc<Store>) -> Self {
+        // One commit at a time is in flight: the committer awaits each before the next.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(Vec<Op>, Done)>(1);
+        std::thread::Builder::new()
+            .name("estate-commit".into())
+            .spawn(move || {
+                if let Err(error) = estate_common::priority::lower_current_thread(APPLIER_NICE, false) {
+                    tracing::warn!(%error, "cannot lower the commit thread's priority; reads wait behind commits");
+                }
+                for (ops, done) in rx {
+                    let now = estate_common::model::now_ms();
+                    let _ = done.send(store.commit(ops, now).map_err(|e| format!("{e:#}")));
+                }
+            })
+            .expect("starting the commit thread");
+        Self { tx }
+    }
+
+    async fn commit(&self, ops: Vec<Op>) -> Result<(), String> {
+        let (done, rx) = oneshot::channel();
+        self.tx.send((ops, done)).map_err(|_| "the commit thread has stopped".to_owned())?;
+        rx.await.unwrap_or_else(|_| Err("the commit thread has stopped".to_owned()))
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct Committer {
@@ -33,6 +73,7 @@ impl Committer {
     pub fn start(store: Arc<Store>) -> Self {
         let (tx, mut rx) = mpsc::channel::<Submission>(1024);
         let (failed_tx, failed) = watch::channel(None);
+        let applier = Applier::start(store);
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
                 let mut batch = vec![first];
@@ -52,13 +93,7 @@ impl Committer {
                     ops.extend(submission.ops);
                     waiters.push(submission.done);
                 }
-                let store = Arc::clone(&store);
-                let now = estate_common::model::now_ms();
-                let result = tokio::task::spawn_blocking(move || store.commit(ops, now))
-                    .await
-                    .map_err(|e| anyhow::anyhow!("commit task failed: {e}"))
-                    .and_then(|r| r);
-                let outcome = result.map_err(|e| format!("{e:#}"));
+                let outcome = applier.commit(ops).await;
                 for waiter in waiters {
                     let _ = waiter.send(outcome.clone());
                 }

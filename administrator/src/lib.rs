@@ -10,6 +10,7 @@ pub mod http;
 pub mod index;
 pub mod ingest;
 pub mod judge;
+pub mod members;
 pub mod organizations;
 pub mod owners;
 pub mod policy;

@@ -178,29 +178,20 @@ impl PolicyQueue {
     }
 }
 
-/// Starts `workers` analysis threads reporting to `store` (held weakly: the threads end
-/// once the store is dropped). `options.budget` bounds each policy's whole analysis.
-/// Policy workers run at this niceness under `SCHED_BATCH`: when ingest and analysis compete
-/// for the cores, ingest (nice 0) gets about nine tenths of them, and analysis keeps going.
-/// Lowering one's own priority needs no privilege.
-const POLICY_WORKER_PRIORITY: u8 = 22; // thread-priority's 0–99 scale; 22 is nice 10 on Linux
+/// Policy workers run at this nice value under `SCHED_BATCH`: when ingest and analysis
+/// compete for the cores, ingest (nice 0, its commit thread nice 5) gets most of them, and
+/// analysis keeps going.
+const POLICY_WORKER_NICE: u8 = 10;
 
 /// Gives the calling policy worker a lower scheduling priority than ingest.
 fn yield_to_ingest() {
-    use thread_priority::{
-        set_thread_priority_and_policy, thread_native_id, NormalThreadSchedulePolicy, ThreadPriority,
-        ThreadSchedulePolicy,
-    };
-    let priority = match POLICY_WORKER_PRIORITY.try_into() {
-        Ok(value) => ThreadPriority::Crossplatform(value),
-        Err(_) => ThreadPriority::Min,
-    };
-    let policy = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Batch);
-    if let Err(error) = set_thread_priority_and_policy(thread_native_id(), priority, policy) {
-        tracing::warn!(?error, "cannot lower the policy workers' priority; they compete with ingest as equals");
+    if let Err(error) = estate_common::priority::lower_current_thread(POLICY_WORKER_NICE, true) {
+        tracing::warn!(%error, "cannot lower the policy workers' priority; they compete with ingest as equals");
     }
 }
 
+/// Starts `workers` analysis threads reporting to `store` (held weakly: the threads end
+/// once the store is dropped). `options.budget` bounds each policy's whole analysis.
 pub fn start(workers: usize, options: AnalysisOptions) -> (PolicyQueue, impl FnOnce(Committer)) {
     let queue = PolicyQueue::default();
     let analyzer = Arc::new(Analyzer::new(options, 100_000));

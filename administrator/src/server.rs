@@ -277,7 +277,9 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         options.policy_workers,
         estate_policy::AnalysisOptions { budget: options.policy_budget, ..Default::default() },
     );
-    let store = tokio::task::spawn_blocking(move || Store::open(&data_dir, org, Some(policy_queue))).await??;
+    let store =
+        tokio::task::spawn_blocking(move || Store::open(&data_dir, org, configured_members, Some(policy_queue)))
+            .await??;
     let store = Arc::new(store);
     let committer = Committer::start(Arc::clone(&store));
     attach_policy_workers(committer.clone());
@@ -317,7 +319,6 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     let inventory_service = InventoryServiceImpl {
         store: Arc::clone(&store),
         auth: auth.clone(),
-        configured_members: Arc::new(configured_members.clone()),
         directory: Arc::clone(&directory),
         refresh_requested: Default::default(),
         min_refresh_interval_ms: options.min_refresh_interval.as_millis() as i64,
@@ -364,7 +365,6 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     let http_state = http::HttpState {
         store: Arc::clone(&store),
         auth,
-        configured_members: Arc::new(configured_members),
         metrics_open: options.metrics_open,
         max_criterion_values: limits.max_criterion_values,
     };

@@ -9,18 +9,22 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
-use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex};
+
+use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
 
+use estate_common::macie::BucketStatistics;
 use estate_common::model::{AccountSettings, BucketFacts, BucketKey, BucketState, Grantee, UnixMillis};
 use estate_common::objects::ObjectStats;
 
 use crate::findings::{Findings, FindingsTracker, Posture};
 use crate::index::{Entry, Index};
 use crate::judge::{judge_with, Judgement, OrgView};
+use crate::members::{self, Freshness};
 use crate::owners::{destination_name, BucketList, BucketOwners};
 use crate::policy::{self, PolicyDigest, PolicyOutcome, PolicyQueue, PolicyVerdicts};
 use crate::stats::Statistics;
@@ -223,9 +227,12 @@ pub struct State {
     pub scopes: BTreeMap<(String, String), ScopeRecord>,
     pub members: BTreeMap<String, MemberRecord>,
     pub progress: HashMap<(String, String), Progress>,
-    pub connections: HashMap<String, usize>,
     pub stats: Statistics,
     pub org: OrgView,
+    /// Accounts with an agent in the config: expected to report even before they connect.
+    pub configured: BTreeSet<String>,
+    /// The organization's freshness, kept as members and scopes change (`members.rs`).
+    pub freshness: Freshness,
     /// Buckets whose ACL grants to canonical users other than the owner: re-judged when a
     /// member's canonical ID becomes known.
     acl_dependents: BTreeSet<Vec<u8>>,
@@ -450,6 +457,25 @@ impl State {
         }
     }
 
+    /// Counts the account's standing again after its member record or a scope of it changed.
+    fn recount(&mut self, account_id: &str) {
+        let standing = members::standing(self, account_id);
+        self.freshness.set(account_id, standing);
+    }
+
+    /// Counts every account again: the organization or the configured accounts changed, so
+    /// accounts may have joined, left or changed status.
+    fn recount_all(&mut self) {
+        let accounts: BTreeSet<String> = members::account_names(self)
+            .into_iter()
+            .map(str::to_owned)
+            .chain(self.freshness.accounts().cloned())
+            .collect();
+        for account in accounts {
+            self.recount(&account);
+        }
+    }
+
     fn bump_progress(&mut self, key: &BucketKey) {
         if let Some(progress) = self.progress.get_mut(&(key.account_id.clone(), key.region.clone())) {
             progress.0 = (progress.0 + 1).min(progress.1.max(progress.0 + 1));
@@ -468,6 +494,7 @@ impl State {
                 };
                 writes.members.insert(account_id.as_bytes(), encode(&record));
                 self.members.insert(account_id.clone(), record);
+                self.recount(&account_id);
                 if !canonical_user_id.is_empty() && self.org.canonical_ids.get(&canonical_user_id) != Some(&account_id)
                 {
                     self.org.canonical_ids.insert(canonical_user_id, account_id);
@@ -575,22 +602,28 @@ impl State {
                     writes.scopes.insert(prefix, encode(&*record));
                 }
                 self.progress.remove(&scope);
+                self.recount(&scope.0);
             }
             Op::PolicyOutcome { key, digest, outcome } => self.apply_policy_outcome(key, digest, outcome, writes),
             Op::Organization { organization_id, accounts, suspended, paths } => {
-                if self.org.suspended != suspended {
+                let suspended_changed = self.org.suspended != suspended;
+                if suspended_changed {
                     // Suspended members are not waited for: destinations may be decided now.
                     self.org.suspended = suspended;
                     let dependents = self.owners.all_dependents();
                     self.rejudge(dependents);
                 }
-                if self.org.set_membership(organization_id, accounts, paths) {
+                let membership_changed = self.org.set_membership(organization_id, accounts, paths);
+                if membership_changed {
                     tracing::info!(
                         accounts = self.org.accounts().len(),
                         buckets = self.index.len(),
                         "the organization changed; judging every bucket again"
                     );
                     self.rejudge_all();
+                }
+                if suspended_changed || membership_changed {
+                    self.recount_all();
                 }
             }
             Op::ArchiveFindings => self.tracker.findings.archive_older_than(self.now),
@@ -655,7 +688,18 @@ pub struct Store {
     /// Every tree above, in the order of `TREES`, for one transaction per commit.
     all: Vec<sled::Tree>,
     state: RwLock<State>,
+    /// The organization's statistics as of the last commit: read without the state lock,
+    /// which the committer holds while it applies.
+    published: Mutex<BucketStatistics>,
+    /// Report streams open per account: in memory only (after a restart every agent
+    /// reconnects), and under a lock of its own so that accepting a stream never waits for a
+    /// commit.
+    connections: Mutex<HashMap<String, usize>>,
 }
+
+/// The committer releases the state lock after this many operations, so that a read waits
+/// for at most one slice of a commit, not for a batch of thousands of snapshots.
+const APPLY_SLICE: usize = 64;
 
 /// An analysis that failed inside the analyser, remembered across restarts for as long as
 /// the analyser's version is the same.
@@ -683,16 +727,28 @@ impl Store {
     /// Opens (or creates) the database under `dir`, migrates it to this schema version, and
     /// rebuilds the index from it. Findings the load raises (a stored posture the facts no
     /// longer match) are kept and persisted before this returns.
-    pub fn open(dir: &Path, org: OrgView, policy_queue: Option<PolicyQueue>) -> anyhow::Result<Self> {
-        Self::open_inner(dir, org, policy_queue, true)
+    /// `configured`: the accounts with an agent in the config, expected before they connect.
+    pub fn open(
+        dir: &Path,
+        org: OrgView,
+        configured: BTreeSet<String>,
+        policy_queue: Option<PolicyQueue>,
+    ) -> anyhow::Result<Self> {
+        Self::open_inner(dir, org, configured, policy_queue, true)
     }
 
     /// Opens the store to inspect it: nothing the load finds is written back.
     pub fn open_to_verify(dir: &Path, org: OrgView) -> anyhow::Result<Self> {
-        Self::open_inner(dir, org, None, false)
+        Self::open_inner(dir, org, BTreeSet::new(), None, false)
     }
 
-    fn open_inner(dir: &Path, org: OrgView, policy_queue: Option<PolicyQueue>, write: bool) -> anyhow::Result<Self> {
+    fn open_inner(
+        dir: &Path,
+        org: OrgView,
+        configured: BTreeSet<String>,
+        policy_queue: Option<PolicyQueue>,
+        write: bool,
+    ) -> anyhow::Result<Self> {
         let db = crate::codec::open_database(dir)?;
         let trees = TREES.iter().map(|name| db.open_tree(name)).collect::<Result<Vec<_>, _>>()?;
         let store = Self {
@@ -708,14 +764,23 @@ impl Store {
             all: trees,
             db,
             state: RwLock::new(State::default()),
+            published: Mutex::default(),
+            connections: Mutex::default(),
         };
-        store.load(org, policy_queue, write)?;
+        store.load(org, configured, policy_queue, write)?;
         Ok(store)
     }
 
-    fn load(&self, org: OrgView, policy_queue: Option<PolicyQueue>, write: bool) -> anyhow::Result<()> {
+    fn load(
+        &self,
+        org: OrgView,
+        configured: BTreeSet<String>,
+        policy_queue: Option<PolicyQueue>,
+        write: bool,
+    ) -> anyhow::Result<()> {
         let now = estate_common::model::now_ms();
-        let mut state = State { org, verdicts: PolicyVerdicts::new(policy_queue), now, ..Default::default() };
+        let mut state =
+            State { org, configured, verdicts: PolicyVerdicts::new(policy_queue), now, ..Default::default() };
         let mut writes = Writes::default();
         // Before the buckets: a bucket whose analysis failed before is not queued again.
         for item in self.policy_failures.iter() {
@@ -791,6 +856,7 @@ impl Store {
             state.insert_entry(key.to_vec(), stored.facts, stored.generation);
         }
         state.tracker.loading_done();
+        state.recount_all();
         // A posture the stored facts no longer match (the judge changed, or a posture was
         // lost) raised findings above: they are real changes, so they are kept, persisted
         // and announced like any other.
@@ -799,7 +865,8 @@ impl Store {
         if raised > 0 {
             tracing::info!(findings = raised, "findings raised while loading the store");
         }
-        *self.state.write().expect("state lock poisoned") = state;
+        self.publish(&state);
+        *self.state.write() = state;
         if write {
             self.persist(writes, announce)?;
         }
@@ -866,7 +933,7 @@ impl Store {
         if !announce.is_empty() {
             // Under the write lock: a watcher reads `durable_sequence` and subscribes under
             // the read lock, so each finding reaches it exactly once, by replay or by feed.
-            let mut state = self.state.write().expect("state lock poisoned");
+            let mut state = self.state.write();
             for finding in announce {
                 let findings = &mut state.tracker.findings;
                 findings.durable_sequence = findings.durable_sequence.max(finding.sequence);
@@ -878,17 +945,37 @@ impl Store {
 
     /// Applies `ops` in order, at time `now`, and returns once they are on disk. Only the
     /// committer calls this (and tests).
+    ///
+    /// Readers may see a commit part-applied (between slices) as they may see it applied but
+    /// not yet on disk; the published statistics and the findings feed move only once it is whole.
     pub fn commit(&self, ops: Vec<Op>, now: UnixMillis) -> anyhow::Result<()> {
         let mut writes = Writes::default();
         let announce = {
-            let mut state = self.state.write().expect("state lock poisoned");
+            let mut state = self.state.write();
             state.now = now;
-            for op in ops {
-                state.apply(op, &mut writes);
+            let mut ops = ops.into_iter().peekable();
+            while ops.peek().is_some() {
+                for op in ops.by_ref().take(APPLY_SLICE) {
+                    state.apply(op, &mut writes);
+                }
+                // Hands the lock to the readers that queued behind this slice, if any
+                // (a plain unlock and lock again would often take it back before they run).
+                RwLockWriteGuard::bump(&mut state);
             }
+            self.publish(&state);
             Self::drain(&mut state, &mut writes)
         };
         self.persist(writes, announce)
+    }
+
+    fn publish(&self, state: &State) {
+        *self.published.lock().expect("statistics lock poisoned") = members::organization_statistics(state);
+    }
+
+    /// The organization's statistics as of the last commit, without waiting for the one
+    /// being applied.
+    pub fn organization_statistics(&self) -> BucketStatistics {
+        *self.published.lock().expect("statistics lock poisoned")
     }
 
     /// Flushes sled (at shutdown; every commit already flushed its own writes).
@@ -898,18 +985,17 @@ impl Store {
     }
 
     pub fn read(&self) -> RwLockReadGuard<'_, State> {
-        self.state.read().expect("state lock poisoned")
+        self.state.read()
     }
 
     pub fn organization(&self) -> OrgView {
-        self.state.read().expect("state lock poisoned").org.clone()
+        self.state.read().org.clone()
     }
 
-    /// Connection bookkeeping is in memory only: after a restart every agent reconnects.
     /// Counts a new report stream of `account_id`, unless it already has `limit` open.
     pub fn try_open_connection(&self, account_id: &str, limit: usize) -> bool {
-        let mut state = self.state.write().expect("state lock poisoned");
-        let open = state.connections.entry(account_id.to_owned()).or_default();
+        let mut connections = self.connections.lock().expect("connections lock poisoned");
+        let open = connections.entry(account_id.to_owned()).or_default();
         if *open >= limit {
             return false;
         }
@@ -918,10 +1004,23 @@ impl Store {
     }
 
     pub fn connection_closed(&self, account_id: &str) {
-        let mut state = self.state.write().expect("state lock poisoned");
-        if let Some(count) = state.connections.get_mut(account_id) {
-            *count = count.saturating_sub(1);
+        let mut connections = self.connections.lock().expect("connections lock poisoned");
+        if let Some(count) = connections.get_mut(account_id) {
+            *count -= 1;
+            if *count == 0 {
+                connections.remove(account_id);
+            }
         }
+    }
+
+    /// Whether `account_id` has a report stream open now.
+    pub fn is_connected(&self, account_id: &str) -> bool {
+        self.connections.lock().expect("connections lock poisoned").contains_key(account_id)
+    }
+
+    /// Report streams open now, over every account.
+    pub fn open_streams(&self) -> usize {
+        self.connections.lock().expect("connections lock poisoned").values().sum()
     }
 }
 
@@ -948,7 +1047,23 @@ mod tests {
 
     fn open(dir: &Path) -> Store {
         let org = OrgView::new(None, ["111111111111".to_string()].into(), Vec::new());
-        Store::open(dir, org, None).unwrap()
+        Store::open(dir, org, BTreeSet::new(), None).unwrap()
+    }
+
+    #[test]
+    fn a_commit_longer_than_a_slice_is_applied_whole_and_published_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let a = "111111111111";
+        let count = APPLY_SLICE * 3 + 7;
+        let ops = (0..count)
+            .map(|i| Op::Upsert { facts: facts(a, "eu-west-1", &format!("b-{i:05}"), 5), generation: 1, cause: None })
+            .collect();
+        store.commit_at(ops).unwrap();
+        assert_eq!(store.read().index.len(), count);
+        assert_eq!(store.organization_statistics().bucket_count, count as i64);
+        drop(store);
+        assert_eq!(open(dir.path()).read().index.len(), count, "every slice reached the disk");
     }
 
     #[test]
@@ -988,8 +1103,11 @@ mod tests {
             |s: &Store| -> Vec<String> { s.read().index.values().map(|e| e.facts.key.bucket_name.clone()).collect() };
         assert_eq!(names(&store), vec!["kept", "new", "other-scope"]);
         assert_eq!(store.read().stats.total().bucket_count, 3);
+        let published = store.organization_statistics();
+        assert_eq!(published.bucket_count, 3);
         drop(store);
         let store = open(dir.path());
+        assert_eq!(store.organization_statistics(), published, "the freshness counts are rebuilt at load");
         assert_eq!(names(&store), vec!["kept", "new", "other-scope"]);
         assert_eq!(store.read().stats.total().bucket_count, 3);
         assert_eq!(store.read().scopes[&(a.to_string(), "eu-west-1".to_string())].last_updated, Some(9));
@@ -1010,7 +1128,7 @@ mod tests {
         }));
         let key = f.key.encode();
         let queue = PolicyQueue::default();
-        let store = Store::open(dir.path(), org(), Some(queue.clone())).unwrap();
+        let store = Store::open(dir.path(), org(), BTreeSet::new(), Some(queue.clone())).unwrap();
         store.commit_at(vec![Op::Upsert { facts: f, generation: 1, cause: None }]).unwrap();
         assert_eq!(queue.len(), 1);
         let digest = policy::digest(text, "poison", a, &org());
@@ -1020,7 +1138,7 @@ mod tests {
         drop(store);
 
         let queue = PolicyQueue::default();
-        let store = Store::open(dir.path(), org(), Some(queue.clone())).unwrap();
+        let store = Store::open(dir.path(), org(), BTreeSet::new(), Some(queue.clone())).unwrap();
         assert_eq!(queue.len(), 0, "a remembered failure is not queued again");
         assert!(store.read().policy_explanation(&key).1[0].contains("boom"));
         assert_eq!(store.read().stats.total().bucket_count, 1);
@@ -1205,7 +1323,7 @@ mod tests {
         store.buckets.insert(b"garbage", vec![1, 0xff, 0xff]).unwrap();
         store.db.flush().unwrap();
         drop(store);
-        let error = format!("{:#}", Store::open(dir.path(), OrgView::default(), None).unwrap_err());
+        let error = format!("{:#}", Store::open(dir.path(), OrgView::default(), BTreeSet::new(), None).unwrap_err());
         assert!(error.contains("verify --repair"), "{error}");
 
         let db = crate::codec::open_database(dir.path()).unwrap();

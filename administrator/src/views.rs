@@ -4,74 +4,26 @@
 use std::collections::BTreeSet;
 
 use estate_common::macie::{
-    self, BucketStatistics, ConnectionState, EffectivePermission, MemberStatus, PostureBucket, PostureReason,
-    RegionStatus, SharedAccess, Timestamp, Tri,
+    self, BucketStatistics, ConnectionState, EffectivePermission, PostureBucket, PostureReason, RegionStatus,
+    SharedAccess, Timestamp, Tri,
 };
-use estate_common::model::{is_account_id, UnixMillis};
+use estate_common::model::is_account_id;
 
 use crate::error::ServiceError;
 use crate::judge;
+use crate::members;
 use crate::query::Query;
 use crate::store::State;
 
-/// When the member's data was last complete: the earliest last completed refresh over its
-/// Regions, or `None` while its agent has not reported its Regions or some Region has never
-/// completed a refresh (a stale Region is never hidden behind fresher ones).
-fn member_last_updated(state: &State, account_id: &str) -> Option<UnixMillis> {
-    let regions = &state.members.get(account_id)?.regions;
-    if regions.is_empty() {
-        return None;
-    }
-    // The account's scopes are one range of the map (one key built, not one per Region: the
-    // organization's statistics walk every account).
-    let scopes: Vec<(&str, Option<UnixMillis>)> = state
-        .scopes
-        .range((account_id.to_owned(), String::new())..)
-        .take_while(|((account, _), _)| account == account_id)
-        .map(|((_, region), scope)| (region.as_str(), scope.last_updated))
-        .collect();
-    let mut earliest = UnixMillis::MAX;
-    for region in regions {
-        let at = scopes.iter().find(|(name, _)| name == region).and_then(|(_, at)| *at)?;
-        earliest = earliest.min(at);
-    }
-    Some(earliest)
-}
-
 /// Every account Estate should see: the organization's, those with an agent configured,
 /// and those that have ever reported.
-pub fn member_accounts(state: &State, configured: &BTreeSet<String>) -> BTreeSet<String> {
-    member_account_names(state, configured).into_iter().map(str::to_owned).collect()
+pub fn member_accounts(state: &State) -> BTreeSet<String> {
+    members::account_names(state).into_iter().map(str::to_owned).collect()
 }
 
-fn member_account_names<'a>(state: &'a State, configured: &'a BTreeSet<String>) -> BTreeSet<&'a str> {
-    configured.iter().chain(state.members.keys()).chain(state.org.accounts().iter()).map(String::as_str).collect()
-}
-
-fn member_status(state: &State, account_id: &str) -> MemberStatus {
-    let organization = state.org.accounts();
-    if state.org.suspended.contains(account_id) {
-        MemberStatus::AccountSuspended
-    } else if !organization.is_empty() && !organization.contains(account_id) {
-        MemberStatus::Removed
-    } else if state.members.contains_key(account_id) {
-        MemberStatus::Enabled
-    } else {
-        MemberStatus::NoAgent
-    }
-}
-
-/// Whether the account's inventory is expected: not suspended, and not an account that left
-/// the organization without ever reporting.
-fn should_report(state: &State, account_id: &str, status: MemberStatus) -> bool {
-    match status {
-        MemberStatus::Enabled | MemberStatus::NoAgent => true,
-        MemberStatus::Removed => state.members.contains_key(account_id),
-        MemberStatus::AccountSuspended => false,
-    }
-}
-
-pub fn member(state: &State, account_id: &str) -> macie::Member {
+/// The member as ListMembers shows it; `connected`: whether a report stream of it is open
+/// ([`crate::store::Store::is_connected`]).
+pub fn member(state: &State, account_id: &str, connected: bool) -> macie::Member {
     let record = state.members.get(account_id).cloned().unwrap_or_default();
     let regions = record
         .regions
@@ -89,52 +41,34 @@ pub fn member(state: &State, account_id: &str) -> macie::Member {
             }
         })
         .collect();
-    let connected = state.connections.get(account_id).copied().unwrap_or(0) > 0;
     macie::Member {
         account_id: account_id.to_owned(),
         regions,
         connection_state: if connected { ConnectionState::Connected } else { ConnectionState::Disconnected },
         last_contact: Timestamp::from_millis(record.last_contact),
-        last_updated: member_last_updated(state, account_id).map(Timestamp),
+        last_updated: members::last_updated(state, account_id).map(Timestamp),
         agent_version: record.agent_version,
         canonical_user_id: record.canonical_user_id,
         bucket_count: state.stats.account(account_id).bucket_count.max(0) as u64,
-        relationship_status: member_status(state, account_id),
+        relationship_status: members::status(state, account_id),
     }
 }
 
 /// Statistics of the organization, or of one account. `lastUpdated` is the earliest over every
 /// account that should report, and `None` while one of them is pending (never completed a
 /// refresh of every Region, or has no agent).
-pub fn statistics(
-    state: &State,
-    configured: &BTreeSet<String>,
-    account_id: Option<&str>,
-) -> Result<BucketStatistics, ServiceError> {
-    let (mut stats, accounts) = match account_id {
-        Some(account) => {
-            if !is_account_id(account) {
-                return Err(ServiceError::BadAccountId(account.to_owned()));
-            }
-            (state.stats.account(account), BTreeSet::from([account]))
-        }
-        None => (state.stats.total(), member_account_names(state, configured)),
-    };
-    let mut earliest: Option<UnixMillis> = None;
-    for account in accounts {
-        let status = member_status(state, account);
-        if !should_report(state, account, status) {
-            continue;
-        }
-        if status == MemberStatus::NoAgent {
-            stats.members_without_agent += 1;
-        }
-        match member_last_updated(state, account) {
-            Some(at) => earliest = Some(earliest.map_or(at, |e| e.min(at))),
-            None => stats.members_pending += 1,
-        }
+pub fn statistics(state: &State, account_id: Option<&str>) -> Result<BucketStatistics, ServiceError> {
+    let Some(account) = account_id else { return Ok(members::organization_statistics(state)) };
+    if !is_account_id(account) {
+        return Err(ServiceError::BadAccountId(account.to_owned()));
     }
-    stats.last_updated = if stats.members_pending > 0 { None } else { earliest.map(Timestamp) };
+    let mut stats = state.stats.account(account);
+    match members::standing(state, account) {
+        Some(members::Standing::NoAgent) => (stats.members_without_agent, stats.members_pending) = (1, 1),
+        Some(members::Standing::Pending) => stats.members_pending = 1,
+        Some(members::Standing::UpdatedAt(at)) => stats.last_updated = Some(Timestamp(at)),
+        None => {}
+    }
     Ok(stats)
 }
 
@@ -229,6 +163,7 @@ mod tests {
     use super::*;
     use crate::judge::OrgView;
     use crate::store::{Op, Store};
+    use estate_common::macie::MemberStatus;
 
     /// Suspended accounts are not waited for; an account that reported but left the
     /// organization is REMOVED and still counts while it reports; one with no agent is pending.
@@ -237,30 +172,32 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (a, b, c, gone) = ("111111111111", "222222222222", "333333333333", "444444444444");
         let org = OrgView::new(Some("o-abc123".into()), [a, b, c].iter().map(|s| s.to_string()).collect(), Vec::new());
-        let store = Store::open(dir.path(), org, None).unwrap();
+        let store = Store::open(dir.path(), org, BTreeSet::new(), None).unwrap();
         let hello = |account: &str| Op::Hello {
             account_id: account.into(),
             regions: vec!["eu-west-1".into()],
             canonical_user_id: String::new(),
             agent_version: "test".into(),
         };
-        let complete = |account: &str| Op::ScopeComplete {
+        let complete_at = |account: &str, generation: u64, read_at: i64| Op::ScopeComplete {
             account_id: account.into(),
             region: "eu-west-1".into(),
-            generation: 1,
-            read_at: 1_000,
+            generation,
+            read_at,
             count: 0,
         };
+        let complete = |account: &str| complete_at(account, 1, 1_000);
         store.commit(vec![hello(a), complete(a), hello(gone), complete(gone)], 5_000).unwrap();
-        let configured = BTreeSet::new();
         let state = store.read();
-        let status = |account: &str| member(&state, account).relationship_status;
+        let status = |account: &str| member(&state, account, false).relationship_status;
         assert_eq!(
             [status(a), status(b), status(gone)],
             [MemberStatus::Enabled, MemberStatus::NoAgent, MemberStatus::Removed]
         );
-        let stats = statistics(&state, &configured, None).unwrap();
+        let stats = statistics(&state, None).unwrap();
         assert_eq!((stats.members_without_agent, stats.members_pending, stats.last_updated), (2, 2, None));
+        assert_eq!(stats, store.organization_statistics(), "the published statistics are the committed ones");
+        assert_eq!(statistics(&state, Some(b)).unwrap().members_without_agent, 1);
         drop(state);
 
         let organization = |suspended: &[&str]| Op::Organization {
@@ -271,9 +208,18 @@ mod tests {
         };
         store.commit(vec![organization(&[b, c])], 6_000).unwrap();
         let state = store.read();
-        assert_eq!(member(&state, b).relationship_status, MemberStatus::AccountSuspended);
-        let stats = statistics(&state, &configured, None).unwrap();
+        assert_eq!(member(&state, b, false).relationship_status, MemberStatus::AccountSuspended);
+        let stats = statistics(&state, None).unwrap();
         assert_eq!((stats.members_without_agent, stats.members_pending), (0, 0));
         assert_eq!(stats.last_updated, Some(Timestamp(1_000)), "every account that should report has");
+        assert_eq!(stats, store.organization_statistics());
+        drop(state);
+
+        // The earliest moves on when its account refreshes again; a configured account
+        // outside the organization's list that never reported is not waited for.
+        store.commit(vec![complete_at(a, 2, 3_000)], 7_000).unwrap();
+        assert_eq!(store.organization_statistics().last_updated, Some(Timestamp(1_000)), "`gone` is still at 1,000");
+        store.commit(vec![complete_at(gone, 2, 4_000)], 8_000).unwrap();
+        assert_eq!(store.organization_statistics().last_updated, Some(Timestamp(3_000)));
     }
 }

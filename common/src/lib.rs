@@ -6,6 +6,7 @@ pub mod findings;
 pub mod macie;
 pub mod model;
 pub mod objects;
+pub mod priority;
 pub mod signals;
 pub mod transport;
 

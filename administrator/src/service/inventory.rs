@@ -1,6 +1,6 @@
 //! `InventoryService`: DescribeBuckets, GetBucketStatistics, ListMembers, GetMember.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use tonic::{Request, Response, Status};
@@ -20,8 +20,6 @@ use estate_common::model::now_ms;
 pub struct InventoryServiceImpl {
     pub store: Arc<Store>,
     pub auth: Authenticator,
-    /// Accounts with a configured agent: members even before their first report.
-    pub configured_members: Arc<BTreeSet<String>>,
     pub directory: Arc<AgentDirectory>,
     /// When a refresh of each scope was last requested (in memory: a restart allows one).
     pub refresh_requested: Arc<Mutex<HashMap<(String, String), i64>>>,
@@ -67,13 +65,15 @@ impl InventoryService for InventoryServiceImpl {
     ) -> Result<Response<pb::GetBucketStatisticsResponse>, Status> {
         self.auth.reader(&request)?;
         let account = request.into_inner().account_id;
-        let account = (!account.is_empty()).then_some(account);
-        let (store, configured) = (Arc::clone(&self.store), Arc::clone(&self.configured_members));
-        // It may wait for the committer's slice and walks every member: not on the reactor.
-        let stats =
-            tokio::task::spawn_blocking(move || views::statistics(&store.read(), &configured, account.as_deref()))
-                .await
-                .map_err(|e| ServiceError::Internal(e.to_string()))??;
+        if account.is_empty() {
+            // Published by the last commit: no wait for the one being applied.
+            return Ok(Response::new((&self.store.organization_statistics()).into()));
+        }
+        let store = Arc::clone(&self.store);
+        // It may wait for a slice of the commit being applied: not on the reactor.
+        let stats = tokio::task::spawn_blocking(move || views::statistics(&store.read(), Some(&account)))
+            .await
+            .map_err(|e| ServiceError::Internal(e.to_string()))??;
         Ok(Response::new((&stats).into()))
     }
 
@@ -88,7 +88,7 @@ impl InventoryService for InventoryServiceImpl {
             return Err(Status::invalid_argument("`nextToken` is malformed"));
         }
         let state = self.store.read();
-        let accounts = views::member_accounts(&state, &self.configured_members);
+        let accounts = views::member_accounts(&state);
         let mut page: Vec<_> =
             accounts.iter().filter(|a| r.next_token.is_empty() || **a > r.next_token).take(page_size + 1).collect();
         let next_token = if page.len() > page_size {
@@ -98,7 +98,7 @@ impl InventoryService for InventoryServiceImpl {
             String::new()
         };
         Ok(Response::new(pb::ListMembersResponse {
-            members: page.into_iter().map(|a| (&views::member(&state, a)).into()).collect(),
+            members: page.into_iter().map(|a| (&views::member(&state, a, self.store.is_connected(a))).into()).collect(),
             next_token,
         }))
     }
@@ -114,7 +114,7 @@ impl InventoryService for InventoryServiceImpl {
         }
         let scopes: Vec<(String, String, i64)> = {
             let state = self.store.read();
-            let accounts = views::member_accounts(&state, &self.configured_members);
+            let accounts = views::member_accounts(&state);
             if !r.account_id.is_empty() && !accounts.contains(&r.account_id) {
                 return Err(ServiceError::NoSuchMember(r.account_id).into());
             }
@@ -231,10 +231,12 @@ impl InventoryService for InventoryServiceImpl {
             return Err(ServiceError::BadAccountId(account).into());
         }
         let state = self.store.read();
-        if !views::member_accounts(&state, &self.configured_members).contains(&account) {
+        if !views::member_accounts(&state).contains(&account) {
             return Err(ServiceError::NoSuchMember(account).into());
         }
-        Ok(Response::new(pb::GetMemberResponse { member: Some((&views::member(&state, &account)).into()) }))
+        Ok(Response::new(pb::GetMemberResponse {
+            member: Some((&views::member(&state, &account, self.store.is_connected(&account))).into()),
+        }))
     }
 
     async fn get_posture(
