@@ -70,6 +70,12 @@ struct Args {
     /// Give up after this many seconds per phase.
     #[arg(long, default_value_t = 600)]
     timeout: u64,
+    /// Run the synthetic agents at the administrator's priority. By default their threads
+    /// run at nice 10: real agents run on other machines, and on a shared machine the
+    /// generator's own CPU use would otherwise take the administrator's cores as an equal.
+    /// The probe that times reads stays at the administrator's priority, as a client would.
+    #[arg(long)]
+    equal_priority: bool,
 }
 
 /// What every agent task shares with the driver.
@@ -367,6 +373,52 @@ async fn bucket_count(client: &mut InventoryServiceClient<Channel>) -> anyhow::R
     Ok((stats.bucket_count, started.elapsed().as_secs_f64() * 1000.0))
 }
 
+/// Read latencies sampled every 100 ms by a client on an OS thread and runtime of its own, as
+/// a separate client process would see them: the samples do not include waiting behind this
+/// generator's own agent tasks for a worker thread.
+struct Probe {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<anyhow::Result<ProbeSamples>>,
+}
+
+#[derive(Debug, Default)]
+struct ProbeSamples {
+    statistics_ms: Vec<f64>,
+    first_page_ms: Vec<f64>,
+}
+
+impl Probe {
+    fn start(grpc: String, first_pages: bool) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(async move {
+                let mut reader = InventoryServiceClient::new(Endpoint::from_shared(grpc)?.connect_lazy());
+                let mut samples = ProbeSamples::default();
+                while !stopping.load(Ordering::Relaxed) {
+                    if let Ok((_, ms)) = bucket_count(&mut reader).await {
+                        samples.statistics_ms.push(ms);
+                    }
+                    if first_pages {
+                        if let Ok(ms) = first_page_ms(&mut reader).await {
+                            samples.first_page_ms.push(ms);
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Ok(samples)
+            })
+        });
+        Self { stop, thread }
+    }
+
+    fn finish(self) -> anyhow::Result<ProbeSamples> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().map_err(|_| anyhow::anyhow!("the probe thread panicked"))?
+    }
+}
+
 async fn first_page_ms(client: &mut InventoryServiceClient<Channel>) -> anyhow::Result<f64> {
     let mut request = tonic::Request::new(pb::DescribeBucketsRequest { max_results: 50, ..Default::default() });
     request.metadata_mut().insert("authorization", format!("Bearer {CLIENT_TOKEN}").parse()?);
@@ -392,9 +444,26 @@ async fn connected_members(client: &mut InventoryServiceClient<Channel>) -> anyh
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args = Arc::new(Args::parse());
+/// The synthetic agents' nice value (see `--equal-priority`).
+const GENERATOR_NICE: u8 = 10;
+
+fn lower_priority() {
+    if let Err(error) = estate_common::priority::lower_current_thread(GENERATOR_NICE, false) {
+        eprintln!("loadgen: cannot lower the generator's priority: {error}");
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if !args.equal_priority {
+        runtime.on_thread_start(lower_priority);
+    }
+    runtime.build()?.block_on(run(Arc::new(args)))
+}
+
+async fn run(args: Arc<Args>) -> anyhow::Result<()> {
     let total = i64::from(args.agents) * i64::from(args.regions) * i64::from(args.buckets);
     let admin_bin = match &args.admin_bin {
         Some(path) => path.clone(),
@@ -471,21 +540,18 @@ async fn main() -> anyhow::Result<()> {
 
     // Convergence, with the read latencies measured while ingest runs.
     let mut reader = InventoryServiceClient::new(Endpoint::from_shared(admin.grpc.clone())?.connect_lazy());
-    let (mut stats_ms, mut page_ms) = (Vec::new(), Vec::new());
+    let probe = Probe::start(admin.grpc.clone(), true);
     let deadline = Duration::from_secs(args.timeout);
     let converged = loop {
         anyhow::ensure!(started.elapsed() < deadline, "no convergence within {deadline:?}");
-        let (count, ms) = bucket_count(&mut reader).await.unwrap_or((0, 0.0));
+        let (count, _) = bucket_count(&mut reader).await.unwrap_or((0, 0.0));
         let settled = counters.unacked.load(Ordering::Relaxed) == 0;
         if count == total && settled {
             break started.elapsed();
         }
-        stats_ms.push(ms);
-        if let Ok(ms) = first_page_ms(&mut reader).await {
-            page_ms.push(ms);
-        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
+    let ingest_samples = probe.finish()?;
     let (rss_mib, cpu_s) = usage(admin.child.id());
     println!(
         "loadgen: converged in {:.1} s; administrator peak RSS {rss_mib:.0} MiB, {cpu_s:.1} CPU s; {} snapshots sent",
@@ -496,6 +562,7 @@ async fn main() -> anyhow::Result<()> {
     // Churn: buckets re-read and streams dropped while reads go on.
     let mut churn_stats_ms = Vec::new();
     if args.churn_seconds > 0 {
+        let probe = Probe::start(admin.grpc.clone(), false);
         churn.store(true, Ordering::Relaxed);
         let churn_started = Instant::now();
         let mut second = 0;
@@ -511,12 +578,10 @@ async fn main() -> anyhow::Result<()> {
                     }
                 }
             }
-            if let Ok((_, ms)) = bucket_count(&mut reader).await {
-                churn_stats_ms.push(ms);
-            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         churn.store(false, Ordering::Relaxed);
+        churn_stats_ms = probe.finish()?.statistics_ms;
     }
 
     // SIGKILL and restart on the same data: every agent reconnects; nothing is sent again but
@@ -572,8 +637,8 @@ async fn main() -> anyhow::Result<()> {
         "converged_s": converged.as_secs_f64(),
         "admin_peak_rss_mib": rss_mib,
         "admin_cpu_s": cpu_s,
-        "get_bucket_statistics_during_ingest": latency_summary(stats_ms),
-        "describe_buckets_first_page_during_ingest": latency_summary(page_ms),
+        "get_bucket_statistics_during_ingest": latency_summary(ingest_samples.statistics_ms),
+        "describe_buckets_first_page_during_ingest": latency_summary(ingest_samples.first_page_ms),
         "get_bucket_statistics_during_churn": latency_summary(churn_stats_ms),
         "rejects": counters.rejects.load(Ordering::Relaxed),
         "restart": restart,
