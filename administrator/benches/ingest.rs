@@ -150,6 +150,7 @@ async fn run_stream(endpoint: Endpoint, stream: usize, per_stream: usize) -> Vec
         regions: vec!["us-east-1".into(), "eu-west-1".into()],
         canonical_user_id: format!("{:064x}", stream),
         agent_version: "bench".into(),
+        completed: Vec::new(),
     };
     tx.send(pb::ReportRequest { seq: 0, body: Some(pb::report_request::Body::Hello(hello)) }).await.unwrap();
     let mut acks = client.report(tokio_stream::wrappers::ReceiverStream::new(rx)).await.unwrap().into_inner();

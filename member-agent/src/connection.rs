@@ -57,7 +57,8 @@ async fn session(
         .await?;
     let mut client = AgentServiceClient::new(channel).max_decoding_message_size(16 * 1024 * 1024);
     let (tx, rx) = mpsc::channel::<ReportRequest>(256);
-    tx.send(ReportRequest { seq: 0, body: Some(Body::Hello(options.hello.clone())) }).await?;
+    let hello = Hello { completed: outbox.completed(), ..options.hello.clone() };
+    tx.send(ReportRequest { seq: 0, body: Some(Body::Hello(hello)) }).await?;
     let mut request = tonic::Request::new(ReceiverStream::new(rx));
     if let Some(token) = &options.token {
         let value: MetadataValue<_> = format!("Bearer {token}").parse()?;

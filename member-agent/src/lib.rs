@@ -95,6 +95,8 @@ pub async fn run(options: AgentOptions) -> anyhow::Result<()> {
         regions: options.regions.clone(),
         canonical_user_id,
         agent_version: estate_common::VERSION.to_owned(),
+        // Filled in for each stream from the outbox.
+        completed: Vec::new(),
     };
     tokio::spawn(connection::run(
         ConnectionOptions {

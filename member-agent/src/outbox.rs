@@ -3,12 +3,12 @@
 //! been lost. The outbox is bounded: collection waits when it is full, which keeps the
 //! agent's memory flat however large the account.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 
 use tokio::sync::{Notify, Semaphore};
 
-use estate_common::pb::{report_request::Body, ReportRequest};
+use estate_common::pb::{report_request::Body, ReportRequest, ScopeGeneration};
 
 #[derive(Debug)]
 pub struct Outbox {
@@ -21,12 +21,14 @@ pub struct Outbox {
 struct State {
     next_seq: u64,
     unacked: VecDeque<ReportRequest>,
+    /// Region → the generation of its last refresh whose completion was acknowledged.
+    completed: BTreeMap<String, u64>,
 }
 
 impl Outbox {
     pub fn new(capacity: usize) -> Self {
         Self {
-            state: Mutex::new(State { next_seq: 1, unacked: VecDeque::new() }),
+            state: Mutex::new(State { next_seq: 1, unacked: VecDeque::new(), completed: BTreeMap::new() }),
             space: Semaphore::new(capacity),
             added: Notify::new(),
         }
@@ -48,7 +50,10 @@ impl Outbox {
         let mut state = self.state.lock().expect("outbox lock");
         let mut freed = 0;
         while state.unacked.front().is_some_and(|m| m.seq <= seq) {
-            state.unacked.pop_front();
+            if let Some(Body::ScopeComplete(complete)) = state.unacked.pop_front().and_then(|m| m.body) {
+                let last = state.completed.entry(complete.region).or_default();
+                *last = (*last).max(complete.generation);
+            }
             freed += 1;
         }
         drop(state);
@@ -80,6 +85,17 @@ impl Outbox {
         }
     }
 
+    /// Each Region's last refresh whose completion the administrator acknowledged, for the
+    /// hello of the next stream.
+    pub fn completed(&self) -> Vec<ScopeGeneration> {
+        let state = self.state.lock().expect("outbox lock");
+        state
+            .completed
+            .iter()
+            .map(|(region, &generation)| ScopeGeneration { region: region.clone(), generation })
+            .collect()
+    }
+
     pub fn unacked(&self) -> usize {
         self.state.lock().expect("outbox lock").unacked.len()
     }
@@ -107,6 +123,31 @@ mod tests {
         let again: Vec<u64> = outbox.after(0).await.iter().map(|m| m.seq).collect();
         assert_eq!(again, vec![3]);
         assert_eq!(outbox.unacked(), 1);
+    }
+
+    #[tokio::test]
+    async fn acknowledged_completions_are_remembered_per_region() {
+        let outbox = Outbox::new(8);
+        let complete = |region: &str, generation| {
+            Body::ScopeComplete(estate_common::pb::ScopeComplete {
+                region: region.into(),
+                generation,
+                read_at_ms: 1,
+                bucket_count: 0,
+            })
+        };
+        outbox.push(complete("eu-west-1", 5)).await;
+        outbox.push(complete("us-east-1", 6)).await;
+        outbox.push(complete("eu-west-1", 7)).await;
+        outbox.ack(2);
+        let pairs = |o: &Outbox| o.completed().into_iter().map(|s| (s.region, s.generation)).collect::<Vec<_>>();
+        assert_eq!(
+            pairs(&outbox),
+            vec![("eu-west-1".into(), 5), ("us-east-1".into(), 6)],
+            "only what was acknowledged"
+        );
+        outbox.ack(3);
+        assert_eq!(pairs(&outbox), vec![("eu-west-1".into(), 7), ("us-east-1".into(), 6)]);
     }
 
     #[tokio::test]

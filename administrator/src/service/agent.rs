@@ -18,7 +18,7 @@ use estate_common::pb::{self, agent_service_server::AgentService, report_request
 use crate::auth::{Authenticator, Identity};
 use crate::ingest::Committer;
 use crate::owners::BucketList;
-use crate::store::{Op, Store};
+use crate::store::{Op, State, Store};
 
 /// How many messages one submission to the committer carries at most.
 const MAX_MESSAGES_PER_SUBMISSION: usize = 512;
@@ -49,6 +49,23 @@ impl AgentDirectory {
             })
             .count()
     }
+}
+
+/// The Regions (of those the agent covers) whose last acknowledged refresh the agent names is
+/// newer than the one stored: acknowledged data this store no longer holds.
+fn lost_scopes(state: &State, account_id: &str, regions: &[String], completed: &[pb::ScopeGeneration]) -> Vec<String> {
+    let mut lost: Vec<String> = completed
+        .iter()
+        .filter(|c| regions.contains(&c.region))
+        .filter(|c| {
+            let stored = state.scopes.get(&(account_id.to_owned(), c.region.clone())).map_or(0, |s| s.generation);
+            stored < c.generation
+        })
+        .map(|c| c.region.clone())
+        .collect();
+    lost.sort();
+    lost.dedup();
+    lost
 }
 
 #[derive(Debug, Clone)]
@@ -184,7 +201,7 @@ impl AgentService for AgentServiceImpl {
         let mut inbound = request.into_inner();
         let first =
             inbound.next().await.ok_or_else(|| Status::invalid_argument("the stream closed before `hello`"))??;
-        let Some(Body::Hello(hello)) = first.body else {
+        let Some(Body::Hello(mut hello)) = first.body else {
             return Err(Status::invalid_argument("the first message must be `hello`"));
         };
         if !model::is_account_id(&hello.account_id) {
@@ -212,6 +229,16 @@ impl AgentService for AgentServiceImpl {
         // From here on the stream counts; it is released when its task ends.
         let opened = OpenConnection { store: Arc::clone(&self.store), account_id: account_id.clone() };
         tracing::info!(account = %account_id, regions = ?hello.regions, version = %hello.agent_version, "agent connected");
+        let lost = if hello.completed.is_empty() {
+            Vec::new()
+        } else {
+            // The state lock may be held by a commit slice: not on the reactor.
+            let (store, account, regions) = (Arc::clone(&self.store), account_id.clone(), hello.regions.clone());
+            let completed = std::mem::take(&mut hello.completed);
+            tokio::task::spawn_blocking(move || lost_scopes(&store.read(), &account, &regions, &completed))
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?
+        };
         self.committer
             .commit(vec![Op::Hello {
                 account_id: account_id.clone(),
@@ -224,6 +251,16 @@ impl AgentService for AgentServiceImpl {
 
         let (tx, rx) = mpsc::channel(256);
         self.directory.register(&account_id, tx.clone());
+        if !lost.is_empty() {
+            tracing::warn!(
+                account = %account_id,
+                regions = ?lost,
+                "the agent completed refreshes this store does not hold (restored from an older copy?); \
+                 asking for those Regions again"
+            );
+            let refresh = pb::RefreshRequest { regions: lost, ..Default::default() };
+            let _ = tx.send(Ok(pb::ReportResponse { body: Some(pb::report_response::Body::Refresh(refresh)) })).await;
+        }
         // Acknowledgements go out in order, each after its submission is durable.
         let (pending_tx, mut pending_rx) =
             mpsc::channel::<(u64, tokio::sync::oneshot::Receiver<Result<(), String>>)>(64);

@@ -84,6 +84,8 @@ struct Counters {
     snapshots_sent: AtomicU64,
     hellos_sent: AtomicU64,
     rejects: AtomicU64,
+    /// Refresh requests from the administrator (after a restart that lost nothing: none).
+    refreshes_asked: AtomicU64,
     /// Messages queued and not yet acknowledged, over every agent.
     unacked: AtomicU64,
     /// Agents whose current stream is open.
@@ -205,6 +207,15 @@ async fn run_agent(
     let mut churn_round = 0u64;
     loop {
         let (tx, rx) = tokio::sync::mpsc::channel::<pb::ReportRequest>(1024);
+        // Every scope reports generation 1: complete once its ScopeComplete is acknowledged.
+        let completed = {
+            let o = outbox.lock().unwrap();
+            (0..args.regions)
+                .map(region_name)
+                .filter(|r| !o.unacked.values().any(|b| matches!(b, Body::ScopeComplete(c) if &c.region == r)))
+                .map(|region| pb::ScopeGeneration { region, generation: 1 })
+                .collect()
+        };
         let hello = pb::ReportRequest {
             seq: 0,
             body: Some(Body::Hello(pb::Hello {
@@ -212,6 +223,7 @@ async fn run_agent(
                 regions: (0..args.regions).map(region_name).collect(),
                 canonical_user_id: format!("{:064x}", agent.index),
                 agent_version: "loadgen".into(),
+                completed,
             })),
         };
         let _ = tx.send(hello).await;
@@ -257,6 +269,9 @@ async fn run_agent(
                     Ok(Some(pb::ReportResponse { body: Some(report_response::Body::Reject(reject)) })) => {
                         counters.rejects.fetch_add(1, Ordering::Relaxed);
                         outbox.lock().unwrap().settle(&counters, |seq| seq != reject.seq);
+                    }
+                    Ok(Some(pb::ReportResponse { body: Some(report_response::Body::Refresh(_)) })) => {
+                        counters.refreshes_asked.fetch_add(1, Ordering::Relaxed);
                     }
                     Ok(Some(_)) => {}
                     Ok(None) | Err(_) => break true,
@@ -626,6 +641,7 @@ async fn run(args: Arc<Args>) -> anyhow::Result<()> {
             "reconverged_s": reconverged.as_secs_f64(),
             "snapshots_resent": resent,
             "hellos": hellos,
+            "refreshes_asked": counters.refreshes_asked.load(Ordering::Relaxed),
         });
     }
     let (rss_end, cpu_end) = usage(admin.child.id());

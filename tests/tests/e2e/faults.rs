@@ -355,3 +355,34 @@ async fn a_full_disk_stops_acknowledging_and_loses_nothing_once_space_returns() 
     verify(&admin)?;
     Ok(())
 }
+
+/// An administrator restored from an older copy of its store (here the oldest: an empty
+/// one) learns from each agent's hello which acknowledged refreshes it no longer holds, and
+/// asks for those Regions at once instead of waiting for the next daily refresh.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_administrator_that_lost_acknowledged_data_asks_for_it_again() -> anyhow::Result<()> {
+    let moto = Moto::start()?;
+    let creds = moto.credentials(A).await?;
+    for i in 0..3 {
+        let name = format!("estate-l-{i:02}");
+        seed_bucket(&moto, &creds, &Spec { account: A, region: "us-east-1", name, ..Default::default() }).await?;
+    }
+    let dir = tempfile::tempdir()?;
+    let mut admin = Admin::start(&dir.path().join("data"), None)?;
+    // Only the first refresh runs by itself within the test.
+    let _agent = Agent::start(&admin, &moto, &creds, None, &["us-east-1"], &["--refresh-interval", "1h"])?;
+    let refreshed = |admin: &Admin| -> anyhow::Result<Option<()>> {
+        let stats = admin.ctl_json(None, &["stats"])?;
+        Ok((stats["bucketCount"] == 3 && stats["lastUpdated"].is_string()).then_some(()))
+    };
+    eventually(Duration::from_secs(60), "the first refresh", || async { refreshed(&admin) }).await?;
+
+    admin.process.kill();
+    std::fs::remove_dir_all(&admin.data_dir)?;
+    admin.kill_and_restart()?;
+    // Nothing else would bring the buckets back within the hour: the agent's outbox is empty.
+    eventually(Duration::from_secs(60), "the lost Region refreshed again", || async { refreshed(&admin) }).await?;
+    let log = admin.process.log_text();
+    assert!(log.contains("asking for those Regions again"), "the administrator says why it asked:\n{log}");
+    Ok(())
+}

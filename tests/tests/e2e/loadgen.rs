@@ -24,6 +24,7 @@ async fn a_hundred_agents_converge_and_reconnect_without_reupload() -> anyhow::R
     assert_eq!(result["rejects"], 0, "{result}");
     let restart = &result["restart"];
     assert_eq!(restart["snapshots_resent"], 0, "a reconnect resends nothing acknowledged: {result}");
+    assert_eq!(restart["refreshes_asked"], 0, "the store held every acknowledged completion: {result}");
     assert!(restart["hellos"].as_u64().unwrap() >= 100, "every agent said hello again: {result}");
     assert!(restart["reconverged_s"].as_f64().unwrap() < 60.0, "{result}");
     println!("{stdout}");
