@@ -6,11 +6,10 @@ use std::path::Path;
 
 use anyhow::{bail, Context};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 
 use estate_common::model::is_account_id;
 
-use crate::auth::{Identity, Role};
+use crate::auth::{digest, Identity, Role, TokenDigest};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -70,12 +69,6 @@ pub struct ClientConfig {
 pub struct TokenConfig {
     pub token: Option<String>,
     pub token_sha256: Option<String>,
-}
-
-pub type TokenDigest = [u8; 32];
-
-pub fn digest(token: &str) -> TokenDigest {
-    Sha256::digest(token.as_bytes()).into()
 }
 
 /// Is `value` one of the example config's placeholders (`REPLACE-…`, `replace-with-…`)?

@@ -42,13 +42,10 @@ impl Posture {
                 EffectivePermission::Unknown => None,
             },
             shared_outside: {
-                let named = j
-                    .shared_with_accounts
-                    .iter()
-                    .any(|a| a != "*" && a != "cloudfront" && !j.shared_internal.contains(a));
-                let anyone = j.shared_outside && !named;
+                // A public bucket's own finding is S3BucketPublic: `*` counts only where the
+                // bucket is not public.
                 let public = j.effective_permission == EffectivePermission::Public;
-                let outside = named || (anyone && !public);
+                let outside = j.shared_outside_named || (j.shared_with_anyone && !public);
                 match j.shared_access {
                     SharedAccess::Unknown => outside.then_some(true),
                     _ => Some(outside),

@@ -132,6 +132,31 @@ pub enum EncryptionClass {
     Unknown,
 }
 
+impl EncryptionClass {
+    /// The class of a bucket's default encryption as [`default_encryption_type`] reads it.
+    fn of(kind: Option<EncryptionType>) -> Self {
+        match kind {
+            None => EncryptionClass::Unknown,
+            Some(EncryptionType::None) => EncryptionClass::Unencrypted,
+            Some(EncryptionType::Aes256) => EncryptionClass::S3Managed,
+            Some(EncryptionType::AwsKms | EncryptionType::AwsKmsDsse) => EncryptionClass::KmsManaged,
+        }
+    }
+}
+
+/// The bucket's default encryption in Macie's terms: `EncryptionType::None` when none is
+/// configured, `None` when it is unknown (the call was not read, or the algorithm is one
+/// Estate does not know).
+fn default_encryption_type(config: &BucketConfig) -> Option<EncryptionType> {
+    if config.is_unread(ConfigCall::Encryption) {
+        return None;
+    }
+    match &config.default_encryption {
+        None => Some(EncryptionType::None),
+        Some(e) => EncryptionType::from_s3_algorithm(&e.algorithm),
+    }
+}
+
 /// Everything derived about one bucket; what the statistics count and queries filter on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Judgement {
@@ -142,8 +167,10 @@ pub struct Judgement {
     pub policy: Option<BucketPolicy>,
     pub shared_access: SharedAccess,
     pub shared_with_accounts: Vec<String>,
-    /// Some account outside the organization (not CloudFront) is known to get in.
-    pub shared_outside: bool,
+    /// A named account outside the organization (not CloudFront) is known to get in.
+    pub shared_outside_named: bool,
+    /// Any account at all (`*` among `shared_with_accounts`) is known to get in.
+    pub shared_with_anyone: bool,
     /// The members among `shared_with_accounts`.
     pub shared_internal: Vec<String>,
     /// `Unknown` without a decided policy too; `False` when there is no policy.
@@ -193,7 +220,8 @@ impl Judgement {
             policy: None,
             shared_access: SharedAccess::Unknown,
             shared_with_accounts: Vec::new(),
-            shared_outside: false,
+            shared_outside_named: false,
+            shared_with_anyone: false,
             shared_internal: Vec::new(),
             shared_with_cloud_front: Tri::Unknown,
             allows_unencrypted_object_uploads: Tri::Unknown,
@@ -270,7 +298,7 @@ pub fn judge_with(
         Tri::Unknown => EffectivePermission::Unknown,
     };
 
-    let (shared_access, shared_with_accounts, shared_outside, shared_internal) =
+    let Sharing { verdict: shared_access, accounts: shared_with_accounts, named_outside, anyone, internal } =
         sharing(facts, config, org, ignore_acls, restrict_policy, policy_verdict);
 
     Judgement {
@@ -284,19 +312,12 @@ pub fn judge_with(
         }),
         shared_access,
         shared_with_accounts,
-        shared_outside,
-        shared_internal,
+        shared_outside_named: named_outside,
+        shared_with_anyone: anyone,
+        shared_internal: internal,
         shared_with_cloud_front: policy_verdict.map_or(Tri::False, |p| p.shared_with_cloudfront),
         allows_unencrypted_object_uploads: policy_verdict.map_or(Tri::True, |p| p.unencrypted_uploads),
-        encryption: match &config.default_encryption {
-            _ if config.is_unread(ConfigCall::Encryption) => EncryptionClass::Unknown,
-            None => EncryptionClass::Unencrypted,
-            Some(e) => match EncryptionType::from_s3_algorithm(&e.algorithm) {
-                Some(EncryptionType::Aes256) => EncryptionClass::S3Managed,
-                Some(EncryptionType::AwsKms | EncryptionType::AwsKmsDsse) => EncryptionClass::KmsManaged,
-                Some(EncryptionType::None) | None => EncryptionClass::Unknown,
-            },
-        },
+        encryption: EncryptionClass::of(default_encryption_type(config)),
         replication: replication(facts, config, org, owner),
         objects: config.objects.as_deref().map(Into::into),
     }
@@ -331,6 +352,19 @@ fn acl_verdict(config: &BucketConfig) -> Option<AccessControlList> {
     Some(AccessControlList { allows_public_read_access: read, allows_public_write_access: write })
 }
 
+/// Who the bucket is shared with, as [`sharing`] decides it.
+struct Sharing {
+    verdict: SharedAccess,
+    /// Every account that gets in: members, outsiders, `cloudfront`, `*`.
+    accounts: Vec<String>,
+    /// An outside account other than CloudFront or `*` gets in.
+    named_outside: bool,
+    /// `*` gets in.
+    anyone: bool,
+    /// The members among `accounts`.
+    internal: Vec<String>,
+}
+
 fn sharing(
     facts: &BucketFacts,
     config: &BucketConfig,
@@ -338,7 +372,7 @@ fn sharing(
     ignore_acls: Tri,
     restrict_policy: Tri,
     policy: Option<&PolicyVerdict>,
-) -> (SharedAccess, Vec<String>, bool, Vec<String>) {
+) -> Sharing {
     let owner = &facts.key.account_id;
     let mut internal = BTreeSet::new();
     let mut external = BTreeSet::new();
@@ -414,10 +448,13 @@ fn sharing(
     } else {
         SharedAccess::NotShared
     };
-    // For findings: an outside account named, or anyone at all (a public bucket's own finding
-    // is S3BucketPublic, so `*` counts only where the bucket is not public).
-    let named_outside = external.iter().any(|a| a != "cloudfront" && a != "*");
-    (verdict, accounts, named_outside || external.contains("*"), internal.into_iter().collect())
+    Sharing {
+        verdict,
+        accounts,
+        named_outside: external.iter().any(|a| a != "cloudfront" && a != "*"),
+        anyone: external.contains("*"),
+        internal: internal.into_iter().collect(),
+    }
 }
 
 fn replication(
@@ -547,16 +584,11 @@ pub fn metadata(
                     config.unread.iter().map(|u| format!("`{}` ({})", u.call.action(), u.error)).collect();
                 out.error_message = Some(format!("could not read {}; what they say is unknown", calls.join(", ")));
             }
-            out.server_side_encryption = Some(match &config.default_encryption {
-                _ if config.is_unread(ConfigCall::Encryption) => {
-                    BucketServerSideEncryption { kms_master_key_id: None, kind: None }
-                }
-                None => BucketServerSideEncryption { kms_master_key_id: None, kind: Some(EncryptionType::None) },
-                Some(e) => BucketServerSideEncryption {
-                    kms_master_key_id: e.kms_master_key_id.clone(),
-                    kind: EncryptionType::from_s3_algorithm(&e.algorithm),
-                },
-            });
+            let kms_master_key_id = (!config.is_unread(ConfigCall::Encryption))
+                .then(|| config.default_encryption.as_ref().and_then(|e| e.kms_master_key_id.clone()))
+                .flatten();
+            out.server_side_encryption =
+                Some(BucketServerSideEncryption { kms_master_key_id, kind: default_encryption_type(config) });
             out.tags = config.tags.clone();
             out.versioning = config.versioning;
             out.s3_policy_status_public = config.policy_status_public;

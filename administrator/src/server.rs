@@ -22,7 +22,8 @@ use crate::config::Config;
 use crate::http;
 use crate::ingest::Committer;
 use crate::judge::OrgView;
-use crate::service::agent::{AgentDirectory, AgentServiceImpl};
+use crate::service::agent::AgentServiceImpl;
+use crate::service::directory::AgentDirectory;
 use crate::service::findings::FindingsServiceImpl;
 use crate::service::inventory::InventoryServiceImpl;
 use crate::store::{Op, Store};
@@ -75,16 +76,31 @@ pub struct Limits {
     pub request_timeout: std::time::Duration,
 }
 
+/// The defaults of `estate-admin serve`: its flags' and [`ServeOptions::development`]'s.
+pub mod defaults {
+    pub const MIN_REFRESH_INTERVAL_SECS: u64 = 300;
+    pub const ORGANIZATIONS_INTERVAL_SECS: u64 = 900;
+    pub const POLICY_BUDGET_MS: u64 = 2_000;
+    pub const MAX_STREAMS_PER_CONNECTION: u32 = 64;
+    pub const MAX_CONNECTIONS_PER_AGENT: u16 = 4;
+    pub const KEEPALIVE_INTERVAL_SECS: u64 = 20;
+    pub const KEEPALIVE_TIMEOUT_SECS: u64 = 20;
+    pub const MAX_MESSAGE_BYTES: u64 = 4 * 1024 * 1024;
+    pub const MAX_CRITERION_VALUES: u16 = 100;
+    pub const REQUEST_TIMEOUT_SECS: u64 = 30;
+}
+
 impl Default for Limits {
     fn default() -> Self {
+        use std::time::Duration;
         Self {
-            max_streams_per_connection: 64,
-            max_connections_per_agent: 4,
-            keepalive_interval: std::time::Duration::from_secs(20),
-            keepalive_timeout: std::time::Duration::from_secs(20),
-            max_message_bytes: 4 * 1024 * 1024,
-            max_criterion_values: 100,
-            request_timeout: std::time::Duration::from_secs(30),
+            max_streams_per_connection: defaults::MAX_STREAMS_PER_CONNECTION,
+            max_connections_per_agent: usize::from(defaults::MAX_CONNECTIONS_PER_AGENT),
+            keepalive_interval: Duration::from_secs(defaults::KEEPALIVE_INTERVAL_SECS),
+            keepalive_timeout: Duration::from_secs(defaults::KEEPALIVE_TIMEOUT_SECS),
+            max_message_bytes: defaults::MAX_MESSAGE_BYTES as usize,
+            max_criterion_values: usize::from(defaults::MAX_CRITERION_VALUES),
+            request_timeout: Duration::from_secs(defaults::REQUEST_TIMEOUT_SECS),
         }
     }
 }
@@ -98,12 +114,12 @@ impl ServeOptions {
             data_dir,
             config: None,
             insecure_dev: true,
-            min_refresh_interval: std::time::Duration::from_secs(300),
+            min_refresh_interval: std::time::Duration::from_secs(defaults::MIN_REFRESH_INTERVAL_SECS),
             organizations: false,
-            organizations_interval: std::time::Duration::from_secs(900),
+            organizations_interval: std::time::Duration::from_secs(defaults::ORGANIZATIONS_INTERVAL_SECS),
             aws_endpoint_url: None,
             policy_workers: 2,
-            policy_budget: std::time::Duration::from_secs(2),
+            policy_budget: std::time::Duration::from_millis(defaults::POLICY_BUDGET_MS),
             tls: None,
             allow_plaintext: false,
             metrics_open: false,

@@ -68,10 +68,10 @@ pub enum Op {
         settings: AccountSettings,
         cause: Cause,
     },
+    /// A refresh of the scope began; its progress counts from zero to `total`.
     ScopeStarted {
         account_id: String,
         region: String,
-        generation: u64,
         total: u64,
     },
     ScopeComplete {
@@ -478,7 +478,7 @@ impl State {
 
     fn bump_progress(&mut self, key: &BucketKey) {
         if let Some(progress) = self.progress.get_mut(&(key.account_id.clone(), key.region.clone())) {
-            progress.0 = (progress.0 + 1).min(progress.1.max(progress.0 + 1));
+            progress.0 += 1;
         }
     }
 
@@ -580,7 +580,7 @@ impl State {
                 }
                 self.apply(Op::AccountSettings(settings), writes);
             }
-            Op::ScopeStarted { account_id, region, total, .. } => {
+            Op::ScopeStarted { account_id, region, total } => {
                 self.progress.insert((account_id, region), (0, total));
             }
             Op::ScopeComplete { account_id, region, generation, read_at, count } => {
@@ -1269,7 +1269,7 @@ mod tests {
         store
             .commit_at(vec![
                 no_account_block(a),
-                Op::ScopeStarted { account_id: a.into(), region: "eu-west-1".into(), generation: 2, total: 2 },
+                Op::ScopeStarted { account_id: a.into(), region: "eu-west-1".into(), total: 2 },
                 Op::Upsert { facts: public_facts(a, "x", 20), generation: 2, cause: None },
             ])
             .unwrap();

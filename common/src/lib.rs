@@ -3,6 +3,7 @@
 
 pub mod convert;
 pub mod findings;
+pub mod logging;
 pub mod macie;
 pub mod model;
 pub mod objects;

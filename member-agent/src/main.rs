@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
+use estate_common::logging::LogFormat;
 use estate_member_agent::{parse_duration, run, AgentOptions};
 
 #[derive(Debug, Parser)]
@@ -11,8 +12,9 @@ use estate_member_agent::{parse_duration, run, AgentOptions};
     about = "Estate's member agent: streams S3 bucket metadata to the administrator"
 )]
 struct Cli {
-    #[arg(long, env = "ESTATE_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"], global = true)]
-    log_format: String,
+    /// Log format.
+    #[arg(long, env = "ESTATE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -43,16 +45,19 @@ enum Command {
         #[arg(long, env = "ESTATE_ENDPOINT_URL")]
         endpoint_url: Option<String>,
         /// Buckets read at once per Region.
-        #[arg(long, env = "ESTATE_CONCURRENCY", default_value_t = 16)]
-        concurrency: usize,
+        #[arg(long, env = "ESTATE_CONCURRENCY", default_value_t = 16,
+              value_parser = clap::value_parser!(u16).range(1..=1_024))]
+        concurrency: u16,
         /// Interval of the full refresh cycle (s, m, h or d).
         #[arg(long, env = "ESTATE_REFRESH_INTERVAL", default_value = "24h", value_parser = parse_duration)]
         refresh_interval: std::time::Duration,
         /// Messages kept until acknowledged; collection pauses when full.
-        #[arg(long, env = "ESTATE_OUTBOX_CAPACITY", default_value_t = 4096)]
-        outbox_capacity: usize,
+        #[arg(long, env = "ESTATE_OUTBOX_CAPACITY", default_value_t = 4096,
+              value_parser = clap::value_parser!(u32).range(16..=1_000_000))]
+        outbox_capacity: u32,
         /// Attempts per AWS call (throttling and transient errors are retried with backoff).
-        #[arg(long, env = "ESTATE_AWS_MAX_ATTEMPTS", default_value_t = 8)]
+        #[arg(long, env = "ESTATE_AWS_MAX_ATTEMPTS", default_value_t = 8,
+              value_parser = clap::value_parser!(u32).range(1..=20))]
         aws_max_attempts: u32,
         /// HeadObject calls per bucket to read object encryption when the bucket has no
         /// current S3 Inventory report; objects beyond it count as `unknown`.
@@ -67,7 +72,8 @@ enum Command {
         #[arg(long, env = "ESTATE_EVENTS_DEAD_LETTER_QUEUE_URL")]
         events_dead_letter_queue_url: Option<String>,
         /// Long-polling wait of one receive, in seconds (at most 20).
-        #[arg(long, env = "ESTATE_EVENTS_WAIT_SECONDS", default_value_t = 20)]
+        #[arg(long, env = "ESTATE_EVENTS_WAIT_SECONDS", default_value_t = 20,
+              value_parser = clap::value_parser!(i32).range(0..=20))]
         events_wait_seconds: i32,
     },
 }
@@ -75,17 +81,7 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    if cli.log_format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
+    estate_common::logging::init(cli.log_format);
     match cli.command {
         Command::Run {
             admin,
@@ -110,15 +106,15 @@ async fn main() -> anyhow::Result<()> {
                 tls: estate_common::transport::ClientTls { ca, cert, key },
                 regions,
                 endpoint_url,
-                concurrency: concurrency.max(1),
+                concurrency: usize::from(concurrency),
                 refresh_interval,
-                outbox_capacity: outbox_capacity.max(16),
-                max_attempts: aws_max_attempts.max(1),
+                outbox_capacity: outbox_capacity as usize,
+                max_attempts: aws_max_attempts,
                 head_budget: head_object_budget,
                 events: events_queue_url.map(|queue_url| estate_member_agent::events::EventOptions {
                     queue_url,
                     dead_letter_queue_url: events_dead_letter_queue_url,
-                    wait_seconds: events_wait_seconds.clamp(0, 20),
+                    wait_seconds: events_wait_seconds,
                 }),
             });
             tokio::select! {

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use estate_administrator::server::{serve, Limits, ServeOptions};
+use estate_administrator::server::{defaults, serve, Limits, ServeOptions};
 use estate_administrator::tls::TlsFiles;
+use estate_common::logging::LogFormat;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -17,8 +18,8 @@ use estate_administrator::tls::TlsFiles;
 )]
 struct Cli {
     /// Log format.
-    #[arg(long, env = "ESTATE_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"], global = true)]
-    log_format: String,
+    #[arg(long, env = "ESTATE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -45,14 +46,16 @@ enum Command {
         #[arg(long, env = "ESTATE_INSECURE_DEV")]
         insecure_dev: bool,
         /// Requested refreshes of one scope are at most this often (seconds).
-        #[arg(long, env = "ESTATE_MIN_REFRESH_INTERVAL", default_value_t = 300)]
+        #[arg(long, env = "ESTATE_MIN_REFRESH_INTERVAL", default_value_t = defaults::MIN_REFRESH_INTERVAL_SECS,
+              value_parser = clap::value_parser!(u64).range(0..=86_400))]
         min_refresh_interval: u64,
         /// Read the organization (ID, member accounts) from AWS Organizations with the default
         /// AWS credentials; the config's organization stays in force while that fails.
         #[arg(long, env = "ESTATE_ORGANIZATIONS")]
         organizations: bool,
         /// How often to read AWS Organizations again (seconds).
-        #[arg(long, env = "ESTATE_ORGANIZATIONS_INTERVAL", default_value_t = 900)]
+        #[arg(long, env = "ESTATE_ORGANIZATIONS_INTERVAL", default_value_t = defaults::ORGANIZATIONS_INTERVAL_SECS,
+              value_parser = clap::value_parser!(u64).range(1..=86_400))]
         organizations_interval: u64,
         /// An AWS-compatible endpoint for Organizations, instead of AWS.
         #[arg(long, env = "ESTATE_AWS_ENDPOINT_URL")]
@@ -62,7 +65,8 @@ enum Command {
         policy_workers: usize,
         /// Time budget of one policy's whole analysis, every question included (milliseconds);
         /// what is undecided when it runs out is UNKNOWN, with the reason.
-        #[arg(long, alias = "policy-timeout-ms", env = "ESTATE_POLICY_BUDGET_MS", default_value_t = 2000)]
+        #[arg(long, alias = "policy-timeout-ms", env = "ESTATE_POLICY_BUDGET_MS",
+              default_value_t = defaults::POLICY_BUDGET_MS, value_parser = clap::value_parser!(u64).range(1..=600_000))]
         policy_budget_ms: u64,
         /// Serve gRPC and HTTPS with this certificate chain (PEM, leaf first). SIGHUP reloads it.
         #[arg(long, env = "ESTATE_TLS_CERT", requires = "tls_key")]
@@ -82,33 +86,33 @@ enum Command {
         #[arg(long, env = "ESTATE_METRICS_OPEN")]
         metrics_open: bool,
         /// HTTP/2 streams one connection may have open at once.
-        #[arg(long, env = "ESTATE_MAX_STREAMS_PER_CONNECTION", default_value_t = 64,
+        #[arg(long, env = "ESTATE_MAX_STREAMS_PER_CONNECTION", default_value_t = defaults::MAX_STREAMS_PER_CONNECTION,
               value_parser = clap::value_parser!(u32).range(1..=10_000))]
         max_streams_per_connection: u32,
         /// Report streams one agent account may have open at once; more are refused.
-        #[arg(long, env = "ESTATE_MAX_CONNECTIONS_PER_AGENT", default_value_t = 4,
+        #[arg(long, env = "ESTATE_MAX_CONNECTIONS_PER_AGENT", default_value_t = defaults::MAX_CONNECTIONS_PER_AGENT,
               value_parser = clap::value_parser!(u16).range(1..=1_000))]
         max_connections_per_agent: u16,
         /// Seconds without traffic before the administrator pings a peer (HTTP/2 and TCP
         /// keepalive).
-        #[arg(long, env = "ESTATE_KEEPALIVE_INTERVAL", default_value_t = 20,
+        #[arg(long, env = "ESTATE_KEEPALIVE_INTERVAL", default_value_t = defaults::KEEPALIVE_INTERVAL_SECS,
               value_parser = clap::value_parser!(u64).range(1..=3_600))]
         keepalive_interval: u64,
         /// Seconds a ping may go unanswered before the connection is closed: a vanished agent
         /// is DISCONNECTED within the interval plus this.
-        #[arg(long, env = "ESTATE_KEEPALIVE_TIMEOUT", default_value_t = 20,
+        #[arg(long, env = "ESTATE_KEEPALIVE_TIMEOUT", default_value_t = defaults::KEEPALIVE_TIMEOUT_SECS,
               value_parser = clap::value_parser!(u64).range(1..=3_600))]
         keepalive_timeout: u64,
         /// The largest message accepted from a peer, in bytes.
-        #[arg(long, env = "ESTATE_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024,
+        #[arg(long, env = "ESTATE_MAX_MESSAGE_BYTES", default_value_t = defaults::MAX_MESSAGE_BYTES,
               value_parser = clap::value_parser!(u64).range(64 * 1024..=64 * 1024 * 1024))]
         max_message_bytes: u64,
         /// The most values one criterion (`eq`, `neq`) may list.
-        #[arg(long, env = "ESTATE_MAX_CRITERION_VALUES", default_value_t = 100,
+        #[arg(long, env = "ESTATE_MAX_CRITERION_VALUES", default_value_t = defaults::MAX_CRITERION_VALUES,
               value_parser = clap::value_parser!(u16).range(1..=10_000))]
         max_criterion_values: u16,
         /// Seconds a client request may take (a stream: until its first answer).
-        #[arg(long, env = "ESTATE_REQUEST_TIMEOUT", default_value_t = 30,
+        #[arg(long, env = "ESTATE_REQUEST_TIMEOUT", default_value_t = defaults::REQUEST_TIMEOUT_SECS,
               value_parser = clap::value_parser!(u64).range(1..=3_600))]
         request_timeout: u64,
     },
@@ -159,24 +163,10 @@ fn verify(data_dir: &std::path::Path, repair: bool) -> anyhow::Result<bool> {
     Ok(problems.is_empty())
 }
 
-fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<std::process::ExitCode> {
     let cli = Cli::parse();
-    init_logging(&cli.log_format);
+    estate_common::logging::init(cli.log_format);
     match cli.command {
         Command::Verify { data_dir, repair } => {
             let healthy = verify(&data_dir, repair)?;
@@ -215,13 +205,13 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
                 insecure_dev,
                 min_refresh_interval: Duration::from_secs(min_refresh_interval),
                 organizations,
-                organizations_interval: Duration::from_secs(organizations_interval.max(1)),
+                organizations_interval: Duration::from_secs(organizations_interval),
                 aws_endpoint_url,
                 policy_workers: match policy_workers {
                     0 => std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
                     n => n,
                 },
-                policy_budget: Duration::from_millis(policy_budget_ms.max(1)),
+                policy_budget: Duration::from_millis(policy_budget_ms),
                 tls: match (tls_cert, tls_key) {
                     (Some(cert), Some(key)) => Some(TlsFiles { cert, key, client_ca }),
                     _ => None,

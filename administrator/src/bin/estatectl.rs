@@ -161,7 +161,8 @@ enum PolicyCommand {
         bucket: String,
         /// Time budget of the whole analysis (every question and the work before the solver),
         /// in milliseconds; what is left undecided when it runs out is UNKNOWN.
-        #[arg(long, alias = "timeout-ms", default_value_t = 2000)]
+        #[arg(long, alias = "timeout-ms", default_value_t = estate_administrator::server::defaults::POLICY_BUDGET_MS,
+              value_parser = clap::value_parser!(u64).range(1..=600_000))]
         budget_ms: u64,
     },
 }
@@ -190,10 +191,8 @@ fn analyze_policy(output: Output, command: PolicyCommand) -> anyhow::Result<()> 
         member_accounts: std::sync::Arc::new(members),
         organization_paths: Vec::new(),
     };
-    let options = estate_policy::AnalysisOptions {
-        budget: std::time::Duration::from_millis(budget_ms.max(1)),
-        ..Default::default()
-    };
+    let options =
+        estate_policy::AnalysisOptions { budget: std::time::Duration::from_millis(budget_ms), ..Default::default() };
     let analysis =
         estate_policy::analyze(&text, &bucket, &context, &options).context("the policy cannot be analysed")?;
     match output {

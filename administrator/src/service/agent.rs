@@ -2,9 +2,8 @@
 //! converted at the edge, committed through the group committer in order, and acknowledged
 //! cumulatively once durable.
 
-use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use futures::{FutureExt, Stream, StreamExt};
 use tokio::sync::mpsc;
@@ -18,38 +17,11 @@ use estate_common::pb::{self, agent_service_server::AgentService, report_request
 use crate::auth::{Authenticator, Identity};
 use crate::ingest::Committer;
 use crate::owners::BucketList;
+use crate::service::directory::AgentDirectory;
 use crate::store::{Op, State, Store};
 
 /// How many messages one submission to the committer carries at most.
 const MAX_MESSAGES_PER_SUBMISSION: usize = 512;
-
-/// The sending half of one agent stream.
-type AgentSender = mpsc::Sender<Result<pb::ReportResponse, Status>>;
-
-/// Channels to connected agents, for refresh requests.
-#[derive(Debug, Default)]
-pub struct AgentDirectory {
-    senders: Mutex<HashMap<String, Vec<AgentSender>>>,
-}
-
-impl AgentDirectory {
-    fn register(&self, account_id: &str, tx: AgentSender) {
-        self.senders.lock().expect("directory lock").entry(account_id.to_owned()).or_default().push(tx);
-    }
-
-    /// Sends `request` to every connected agent of `account_id`. Returns how many got it.
-    pub fn send(&self, account_id: &str, request: &pb::RefreshRequest) -> usize {
-        let mut senders = self.senders.lock().expect("directory lock");
-        let Some(list) = senders.get_mut(account_id) else { return 0 };
-        list.retain(|tx| !tx.is_closed());
-        list.iter()
-            .filter(|tx| {
-                let message = pb::ReportResponse { body: Some(pb::report_response::Body::Refresh(request.clone())) };
-                tx.try_send(Ok(message)).is_ok()
-            })
-            .count()
-    }
-}
 
 /// The Regions (of those the agent covers) whose last acknowledged refresh the agent names is
 /// newer than the one stored: acknowledged data this store no longer holds.
@@ -116,8 +88,8 @@ impl From<ConvertError> for Refusal {
     }
 }
 
-/// Converts one message of an agent reporting for `account_id` into store operations.
-fn to_op(account_id: &str, body: Body) -> Result<Option<Op>, Refusal> {
+/// Converts one message of an agent reporting for `account_id` into its store operation.
+fn to_op(account_id: &str, body: Body) -> Result<Op, Refusal> {
     let check_account = |reported: &str| {
         if reported == account_id {
             Ok(())
@@ -143,12 +115,9 @@ fn to_op(account_id: &str, body: Body) -> Result<Option<Op>, Refusal> {
             check_account(&settings.account_id)?;
             Op::AccountSettings(model::AccountSettings::try_from(settings)?)
         }
-        Body::ScopeStarted(s) => Op::ScopeStarted {
-            account_id: account_id.to_owned(),
-            region: s.region,
-            generation: s.generation,
-            total: s.bucket_total,
-        },
+        Body::ScopeStarted(s) => {
+            Op::ScopeStarted { account_id: account_id.to_owned(), region: s.region, total: s.bucket_total }
+        }
         Body::AccountSettingsChanged(changed) => {
             let settings =
                 changed.settings.ok_or_else(|| Refusal::invalid("account_settings_changed.settings", "missing"))?;
@@ -183,7 +152,7 @@ fn to_op(account_id: &str, body: Body) -> Result<Option<Op>, Refusal> {
             return Err(Refusal::invalid("region", "`region` and `bucket_name` must be set"));
         }
     }
-    Ok(Some(op))
+    Ok(op)
 }
 
 #[tonic::async_trait]
@@ -304,7 +273,7 @@ impl AgentService for AgentServiceImpl {
                             None => Err(Refusal::invalid("body", "no message this administrator knows")),
                         };
                         match outcome {
-                            Ok(op) => ops.extend(op),
+                            Ok(op) => ops.push(op),
                             Err(Refusal::Denied(status)) => {
                                 tracing::warn!(account = %account_id, error = %status.message(), "refused a report");
                                 return Err(status);

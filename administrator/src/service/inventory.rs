@@ -11,7 +11,7 @@ use estate_common::pb::{self, inventory_service_server::InventoryService};
 use crate::auth::Authenticator;
 use crate::error::ServiceError;
 use crate::query::{Criterion, Query};
-use crate::service::agent::AgentDirectory;
+use crate::service::directory::AgentDirectory;
 use crate::store::Store;
 use crate::views;
 use estate_common::model::now_ms;

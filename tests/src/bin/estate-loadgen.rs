@@ -289,7 +289,7 @@ async fn run_agent(
                         let mut o = outbox.lock().unwrap();
                         for i in 0..count {
                             let n = (churn_round as u32).wrapping_mul(7919).wrapping_add(i) % (args.buckets * args.regions);
-                            let body = snapshot(&agent, &region_name(n / args.buckets), n % args.buckets, now_ms(), 1);
+                            let body = snapshot(&agent, &region_name(n / args.buckets), n % args.buckets, estate_common::model::now_ms(), 1);
                             let seq = o.push(body.clone(), &counters);
                             counters.snapshots_sent.fetch_add(1, Ordering::Relaxed);
                             if tx.try_send(pb::ReportRequest { seq, body: Some(body) }).is_err() {
@@ -317,10 +317,6 @@ fn rand_unit(a: u32, b: u64) -> f64 {
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^= z >> 31;
     (z >> 11) as f64 / (1u64 << 53) as f64
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 struct Admin {
