@@ -80,7 +80,7 @@ pub struct Limits {
 pub mod defaults {
     pub const MIN_REFRESH_INTERVAL_SECS: u64 = 300;
     pub const ORGANIZATIONS_INTERVAL_SECS: u64 = 900;
-    pub const POLICY_BUDGET_MS: u64 = 2_000;
+    pub const POLICY_BUDGET_MS: u64 = estate_policy::DEFAULT_BUDGET_MS;
     pub const MAX_STREAMS_PER_CONNECTION: u32 = 64;
     pub const MAX_CONNECTIONS_PER_AGENT: u16 = 4;
     pub const KEEPALIVE_INTERVAL_SECS: u64 = 20;

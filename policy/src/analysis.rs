@@ -40,9 +40,13 @@ pub struct AnalysisOptions {
     pub presolve: bool,
 }
 
+/// The default time budget of one policy's whole analysis, in milliseconds (the
+/// administrator's `--policy-budget-ms`, `estatectl policy analyze --budget-ms`).
+pub const DEFAULT_BUDGET_MS: u64 = 2_000;
+
 impl Default for AnalysisOptions {
     fn default() -> Self {
-        AnalysisOptions { budget: Duration::from_secs(2), solver_memory_mib: 512, presolve: true }
+        AnalysisOptions { budget: Duration::from_millis(DEFAULT_BUDGET_MS), solver_memory_mib: 512, presolve: true }
     }
 }
 

@@ -33,7 +33,7 @@ mod verifier;
 
 pub use analysis::{
     Analysis, AnalysisOptions, AnalysisStats, OrgContext, Question, SharedAccess, Tri, Witness, ANALYZER_VERSION,
-    MAX_POLICY_BYTES,
+    DEFAULT_BUDGET_MS, MAX_POLICY_BYTES,
 };
 pub use ast::Policy;
 pub use cache::{organization_digest, policy_digest, Analyzer};

@@ -1,0 +1,102 @@
+//! `estatectl findings`: ListFindings and GetFindings (or GetFindingStatistics with
+//! `--group-by`), Macie's shape in JSON.
+
+use std::collections::HashMap;
+
+use estate_common::findings::Finding;
+use estate_common::pb;
+
+use crate::client::{paginate, status_error, Client};
+use crate::criteria::parse_where;
+use crate::output::{print_json, print_rows, Output};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// A criterion: FIELD=V, FIELD!=V, FIELD>N, >=, <, <= on type, severity.description,
+    /// severity.score, accountId, region, resourcesAffected.s3Bucket.name, archived,
+    /// createdAt, updatedAt, count.
+    #[arg(long = "where", value_name = "CRITERION")]
+    criteria: Vec<String>,
+    /// Sort attribute: updatedAt (default), createdAt, count, severity.score, type.
+    #[arg(long)]
+    sort: Option<String>,
+    /// Sort ascending (newest first by default).
+    #[arg(long)]
+    asc: bool,
+    /// Group and count instead: type, severity.description,
+    /// resourcesAffected.s3Bucket.name, accountId.
+    #[arg(long)]
+    group_by: Option<String>,
+}
+
+/// Findings are fetched by ID in batches of this many (GetFindings' limit).
+const GET_FINDINGS_BATCH: usize = 500;
+
+pub async fn run(client: &mut Client, output: Output, args: Args) -> anyhow::Result<()> {
+    let criteria: HashMap<String, pb::FindingCriterion> = parse_where(&args.criteria)?
+        .into_iter()
+        .map(|(k, c)| (k, pb::FindingCriterion { eq: c.eq, neq: c.neq, gt: c.gt, gte: c.gte, lt: c.lt, lte: c.lte }))
+        .collect();
+    if let Some(group_by) = args.group_by {
+        let request = client.request(pb::GetFindingStatisticsRequest { criteria, group_by });
+        let out = client.findings.get_finding_statistics(request).await.map_err(status_error)?.into_inner();
+        return match output {
+            Output::Json => print_json(&serde_json::json!({
+                "countsByGroup": out.counts_by_group.iter()
+                    .map(|g| serde_json::json!({"groupKey": g.group_key, "count": g.count}))
+                    .collect::<Vec<_>>(),
+            })),
+            output => print_rows(
+                output,
+                &["groupKey", "count"],
+                &out.counts_by_group.iter().map(|g| vec![g.group_key.clone(), g.count.to_string()]).collect::<Vec<_>>(),
+            ),
+        };
+    }
+    let (ids, _) = paginate(String::new(), true, |next_token| {
+        let request = client.request(pb::ListFindingsRequest {
+            criteria: criteria.clone(),
+            sort_attribute: args.sort.clone().unwrap_or_default(),
+            descending: !args.asc,
+            max_results: 1000,
+            next_token,
+        });
+        let mut findings = client.findings.clone();
+        async move {
+            let page = findings.list_findings(request).await.map_err(status_error)?.into_inner();
+            Ok((page.finding_ids, page.next_token))
+        }
+    })
+    .await?;
+    let mut findings = Vec::new();
+    for chunk in ids.chunks(GET_FINDINGS_BATCH) {
+        let request = client.request(pb::GetFindingsRequest { finding_ids: chunk.to_vec() });
+        let page = client.findings.get_findings(request).await.map_err(status_error)?.into_inner();
+        for f in page.findings {
+            findings.push(Finding::try_from(f).map_err(|e| anyhow::anyhow!("{e}"))?);
+        }
+    }
+    match output {
+        Output::Json => print_json(&serde_json::json!({
+            "findings": findings.iter().map(Finding::to_macie_json).collect::<Vec<_>>(),
+        })),
+        output => print_rows(output, HEADER, &findings.iter().map(row).collect::<Vec<_>>()),
+    }
+}
+
+pub const HEADER: &[&str] =
+    &["updatedAt", "type", "severity", "accountId", "region", "bucket", "count", "api", "archived"];
+
+pub fn row(f: &Finding) -> Vec<String> {
+    vec![
+        estate_common::macie::Timestamp(f.updated_at).to_iso8601(),
+        f.kind.as_str().to_owned(),
+        f.kind.severity().0.to_owned(),
+        f.account_id.clone(),
+        f.region.clone(),
+        f.bucket_name.clone(),
+        f.count.to_string(),
+        f.last_action.api.clone(),
+        f.archived.to_string(),
+    ]
+}
