@@ -11,9 +11,11 @@ use std::sync::Arc;
 
 use rustls::pki_types::CertificateDer;
 use serde::Deserialize;
-use tonic::{Code, Request, Status};
+use tonic::Request;
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
+
+use crate::error::ServiceError;
 
 /// What the administrator keeps of a token: its SHA-256, never the token itself.
 pub type TokenDigest = [u8; 32];
@@ -175,13 +177,13 @@ impl Authenticator {
         Self { identities: None, require_certificate_identity: false }
     }
 
-    pub fn identify<T>(&self, request: &Request<T>) -> Result<Identity, Status> {
+    pub fn identify<T>(&self, request: &Request<T>) -> Result<Identity, ServiceError> {
         let authorization = match request.metadata().get("authorization") {
             None => None,
             Some(value) => Some(
                 value
                     .to_str()
-                    .map_err(|_| Status::unauthenticated("`authorization` metadata is not `Bearer <token>`"))?,
+                    .map_err(|_| ServiceError::unauthenticated("`authorization` metadata is not `Bearer <token>`"))?,
             ),
         };
         let certificates = request.peer_certs();
@@ -193,7 +195,7 @@ impl Authenticator {
         &self,
         authorization: Option<&str>,
         certificate: Option<&CertificateDer<'_>>,
-    ) -> Result<Identity, Status> {
+    ) -> Result<Identity, ServiceError> {
         let Some(identities) = &self.identities else {
             return Ok(Identity::Development);
         };
@@ -202,48 +204,43 @@ impl Authenticator {
             Some(Ok(peer)) => Some(peer),
             Some(Err(reason)) => {
                 tracing::warn!(%reason, "refused: client certificate");
-                return Err(Status::unauthenticated(reason));
+                return Err(ServiceError::unauthenticated(reason));
             }
         };
         let subject = peer.as_ref().map_or("(no client certificate)", |p| p.subject.as_str());
-        let refuse = |code: Code, reason: String| {
-            tracing::warn!(%subject, %reason, "refused");
-            Status::new(code, reason)
+        let refuse = |error: ServiceError| {
+            tracing::warn!(%subject, reason = %error, "refused");
+            error
         };
         // No credentials at all (a browser before its login, a probe) is routine: not a warning.
         let header = authorization.ok_or_else(|| {
             tracing::debug!(%subject, "refused: no token");
-            Status::unauthenticated("missing `authorization: Bearer <token>` metadata")
+            ServiceError::unauthenticated("missing `authorization: Bearer <token>` metadata")
         })?;
         let token = header
             .strip_prefix("Bearer ")
-            .ok_or_else(|| refuse(Code::Unauthenticated, "`authorization` metadata is not `Bearer <token>`".into()))?;
+            .ok_or_else(|| refuse(ServiceError::unauthenticated("`authorization` metadata is not `Bearer <token>`")))?;
         let identity = identities
             .get(&digest(token.trim()))
             .cloned()
-            .ok_or_else(|| refuse(Code::Unauthenticated, "unknown token".into()))?;
+            .ok_or_else(|| refuse(ServiceError::unauthenticated("unknown token")))?;
         match (peer.as_ref().and_then(|p| p.claim.as_ref()), &identity) {
             (Some(CertificateClaim::Agent { account_id: named }), Identity::Agent { account_id, .. })
                 if named == account_id => {}
             (Some(CertificateClaim::Client { role: named }), Identity::Client { role, .. }) if named == role => {}
             (Some(claim), _) => {
-                return Err(refuse(
-                    Code::PermissionDenied,
-                    format!(
-                        "the client certificate names {} but the token is `{}`'s ({})",
-                        describe_claim(claim),
-                        identity.name(),
-                        describe_identity(&identity)
-                    ),
-                ))
+                return Err(refuse(ServiceError::Forbidden(format!(
+                    "the client certificate names {} but the token is `{}`'s ({})",
+                    describe_claim(claim),
+                    identity.name(),
+                    describe_identity(&identity)
+                ))))
             }
             (None, _) if self.require_certificate_identity => {
-                return Err(refuse(
-                    Code::Unauthenticated,
+                return Err(refuse(ServiceError::unauthenticated(
                     "this administrator requires a client certificate naming the caller \
-                     (`estate:agent:ACCOUNT` or `estate:client:ROLE`) as well as a token"
-                        .into(),
-                ))
+                     (`estate:agent:ACCOUNT` or `estate:client:ROLE`) as well as a token",
+                )))
             }
             (None, _) => {}
         }
@@ -251,12 +248,12 @@ impl Authenticator {
     }
 
     /// For RPCs that change something (refreshes): the caller must be an operator.
-    pub fn operator<T>(&self, request: &Request<T>) -> Result<Identity, Status> {
+    pub fn operator<T>(&self, request: &Request<T>) -> Result<Identity, ServiceError> {
         let identity = self.reader(request)?;
         if identity.may_operate() {
             Ok(identity)
         } else {
-            Err(Status::permission_denied(format!(
+            Err(ServiceError::forbidden(format!(
                 "`{}` is read-only; refreshes need the operator role",
                 identity.name()
             )))
@@ -264,7 +261,7 @@ impl Authenticator {
     }
 
     /// For client RPCs: the caller must be a client (or development mode).
-    pub fn reader<T>(&self, request: &Request<T>) -> Result<Identity, Status> {
+    pub fn reader<T>(&self, request: &Request<T>) -> Result<Identity, ServiceError> {
         Self::must_read(self.identify(request)?)
     }
 
@@ -273,15 +270,15 @@ impl Authenticator {
         &self,
         authorization: Option<&str>,
         certificate: Option<&CertificateDer<'_>>,
-    ) -> Result<Identity, Status> {
+    ) -> Result<Identity, ServiceError> {
         Self::must_read(self.identify_parts(authorization, certificate)?)
     }
 
-    fn must_read(identity: Identity) -> Result<Identity, Status> {
+    fn must_read(identity: Identity) -> Result<Identity, ServiceError> {
         if identity.may_read() {
             Ok(identity)
         } else {
-            Err(Status::permission_denied(format!("`{}` is an agent, not a client", identity.name())))
+            Err(ServiceError::forbidden(format!("`{}` is an agent, not a client", identity.name())))
         }
     }
 }
@@ -307,6 +304,7 @@ fn describe_identity(identity: &Identity) -> String {
 mod tests {
     use super::*;
     use rcgen::{CertificateParams, DnType, KeyPair, SanType};
+    use tonic::Code;
 
     fn certificate(common_name: &str, uris: &[&str]) -> CertificateDer<'static> {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();

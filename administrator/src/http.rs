@@ -7,13 +7,14 @@ use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, FromRequestParts, Query as UrlQuery, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 
 use crate::auth::Authenticator;
+use crate::error::ServiceError;
 use estate_common::findings::FindingType;
 
 use crate::query::{self, Criterion, Query};
@@ -48,26 +49,22 @@ pub fn router(state: HttpState) -> Router {
         .with_state(state)
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(serde_json::json!({ "message": message.into() }))).into_response()
-}
-
 /// The dashboard's API takes the same client tokens (and, over mutual TLS, the same client
 /// certificates) as gRPC.
 fn authorize(state: &HttpState, peer: &Peer, headers: &HeaderMap) -> Result<(), Box<Response>> {
     let authorization = match headers.get(header::AUTHORIZATION) {
         None => None,
         Some(value) => Some(value.to_str().map_err(|_| {
-            Box::new(error(StatusCode::UNAUTHORIZED, "the `Authorization` header is not `Bearer <token>`"))
+            Box::new(
+                ServiceError::unauthenticated("the `Authorization` header is not `Bearer <token>`").into_response(),
+            )
         })?),
     };
-    state.auth.reader_parts(authorization, peer.certificate.as_deref()).map(|_| ()).map_err(|status| {
-        let code = match status.code() {
-            tonic::Code::PermissionDenied => StatusCode::FORBIDDEN,
-            _ => StatusCode::UNAUTHORIZED,
-        };
-        Box::new(error(code, status.message()))
-    })
+    state
+        .auth
+        .reader_parts(authorization, peer.certificate.as_deref())
+        .map(|_| ())
+        .map_err(|e| Box::new(e.into_response()))
 }
 
 /// A request with a client token (or, over mutual TLS, a client certificate) that may read:
@@ -79,7 +76,7 @@ impl FromRequestParts<HttpState> for Reader {
 
     async fn from_request_parts(parts: &mut Parts, state: &HttpState) -> Result<Self, Response> {
         let Some(ConnectInfo(peer)) = parts.extensions.get::<ConnectInfo<Peer>>().cloned() else {
-            return Err(error(StatusCode::INTERNAL_SERVER_ERROR, "the connection's peer is unknown"));
+            return Err(ServiceError::internal("the connection's peer is unknown").into_response());
         };
         authorize(state, &peer, &parts.headers).map(|()| Reader).map_err(|response| *response)
     }
@@ -138,7 +135,7 @@ async fn api_statistics(
     };
     match stats {
         Ok(stats) => Json(stats).into_response(),
-        Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
+        Err(e) => e.into_response(),
     }
 }
 
@@ -183,21 +180,21 @@ async fn api_buckets(State(state): State<HttpState>, _: Reader, UrlQuery(p): Url
         None => BTreeMap::new(),
         Some(text) => match serde_json::from_str(text) {
             Ok(criteria) => criteria,
-            Err(e) => return error(StatusCode::BAD_REQUEST, format!("`criteria` is not criteria JSON: {e}")),
+            Err(e) => return ServiceError::invalid(format!("`criteria` is not criteria JSON: {e}")).into_response(),
         },
     };
     if let Err(e) = query::check_value_counts(&criteria, state.max_criterion_values) {
-        return error(StatusCode::BAD_REQUEST, e.to_string());
+        return ServiceError::from(e).into_response();
     }
     let sort = p.sort.filter(|s| !s.is_empty()).map(|s| (s, p.desc.unwrap_or(false)));
     let query = match Query::new(criteria, sort, p.max_results.unwrap_or(50), p.next_token.as_deref().unwrap_or("")) {
         Ok(q) => q,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+        Err(e) => return ServiceError::from(e).into_response(),
     };
     let store = Arc::clone(&state.store);
     match tokio::task::spawn_blocking(move || views::describe(&store.read(), &query)).await {
         Ok((buckets, token)) => Json(serde_json::json!({ "buckets": buckets, "nextToken": token })).into_response(),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => ServiceError::internal(e.to_string()).into_response(),
     }
 }
 
@@ -211,7 +208,7 @@ struct OneBucketParams {
 async fn api_bucket(State(state): State<HttpState>, _: Reader, UrlQuery(p): UrlQuery<OneBucketParams>) -> Response {
     let s = state.store.read();
     let Some(entry) = s.index.find_by_name(&p.name) else {
-        return error(StatusCode::NOT_FOUND, format!("no bucket named `{}` in the inventory", p.name));
+        return ServiceError::not_found(format!("no bucket named `{}` in the inventory", p.name)).into_response();
     };
     let key = entry.facts.key.encode();
     let metadata = crate::judge::metadata(
@@ -262,12 +259,12 @@ async fn api_findings(State(state): State<HttpState>, _: Reader, UrlQuery(p): Ur
         None => None,
         Some(text) => match FindingType::parse(text) {
             Some(t) => Some(t),
-            None => return error(StatusCode::BAD_REQUEST, format!("`{text}` is not a finding type")),
+            None => return ServiceError::invalid(format!("`{text}` is not a finding type")).into_response(),
         },
     };
     let severity = p.severity.filter(|s| !s.is_empty());
     if let Some(bad) = severity.as_deref().filter(|s| !["High", "Medium", "Low"].contains(s)) {
-        return error(StatusCode::BAD_REQUEST, format!("`{bad}` is not a severity (High, Medium, Low)"));
+        return ServiceError::invalid(format!("`{bad}` is not a severity (High, Medium, Low)")).into_response();
     }
     let account = p.account_id.filter(|a| !a.is_empty());
     let bucket = p.bucket.filter(|b| !b.is_empty());

@@ -15,6 +15,7 @@ use estate_common::model::{self, BucketKey};
 use estate_common::pb::{self, agent_service_server::AgentService, report_request::Body};
 
 use crate::auth::{Authenticator, Identity};
+use crate::error::ServiceError;
 use crate::ingest::Committer;
 use crate::owners::BucketList;
 use crate::service::directory::AgentDirectory;
@@ -68,7 +69,7 @@ type ResponseStream = Pin<Box<dyn Stream<Item = Result<pb::ReportResponse, Statu
 #[derive(Debug)]
 enum Refusal {
     /// The agent may not say this (another account's data): the stream ends.
-    Denied(Status),
+    Denied(ServiceError),
     /// The message is not valid (a field at fault): it alone is rejected, the stream goes on.
     Invalid { field: String, reason: String },
 }
@@ -94,7 +95,7 @@ fn to_op(account_id: &str, body: Body) -> Result<Op, Refusal> {
         if reported == account_id {
             Ok(())
         } else {
-            Err(Refusal::Denied(Status::permission_denied(format!(
+            Err(Refusal::Denied(ServiceError::forbidden(format!(
                 "this agent reports for account `{account_id}` and may not report for `{reported}`"
             ))))
         }
@@ -165,35 +166,37 @@ impl AgentService for AgentServiceImpl {
     ) -> Result<Response<Self::ReportStream>, Status> {
         let identity = self.auth.identify(&request)?;
         if let Identity::Client { name, .. } = &identity {
-            return Err(Status::permission_denied(format!("`{name}` is a client, not an agent")));
+            return Err(ServiceError::forbidden(format!("`{name}` is a client, not an agent")).into());
         }
         let mut inbound = request.into_inner();
-        let first =
-            inbound.next().await.ok_or_else(|| Status::invalid_argument("the stream closed before `hello`"))??;
+        let first = inbound.next().await.ok_or_else(|| ServiceError::invalid("the stream closed before `hello`"))??;
         let Some(Body::Hello(mut hello)) = first.body else {
-            return Err(Status::invalid_argument("the first message must be `hello`"));
+            return Err(ServiceError::invalid("the first message must be `hello`").into());
         };
         if !model::is_account_id(&hello.account_id) {
-            return Err(Status::invalid_argument(format!(
+            return Err(ServiceError::invalid(format!(
                 "`hello.account_id` `{}` is not an account ID",
                 hello.account_id
-            )));
+            ))
+            .into());
         }
         if !identity.may_report_for(&hello.account_id) {
             tracing::warn!(agent = identity.name(), account = %hello.account_id, "refused: agent reported for another account");
-            return Err(Status::permission_denied(format!(
+            return Err(ServiceError::forbidden(format!(
                 "`{}` may not report for account `{}`",
                 identity.name(),
                 hello.account_id
-            )));
+            ))
+            .into());
         }
         let account_id = hello.account_id.clone();
         if !self.store.try_open_connection(&account_id, self.max_connections) {
             tracing::warn!(account = %account_id, limit = self.max_connections, "refused: too many streams for one agent");
-            return Err(Status::resource_exhausted(format!(
+            return Err(ServiceError::Exhausted(format!(
                 "account `{account_id}` already has {} report streams open (--max-connections-per-agent)",
                 self.max_connections
-            )));
+            ))
+            .into());
         }
         // From here on the stream counts; it is released when its task ends.
         let opened = OpenConnection { store: Arc::clone(&self.store), account_id: account_id.clone() };
@@ -206,7 +209,7 @@ impl AgentService for AgentServiceImpl {
             let completed = std::mem::take(&mut hello.completed);
             tokio::task::spawn_blocking(move || lost_scopes(&store.read(), &account, &regions, &completed))
                 .await
-                .map_err(|e| Status::internal(e.to_string()))?
+                .map_err(|e| ServiceError::Internal(e.to_string()))?
         };
         self.committer
             .commit(vec![Op::Hello {
@@ -216,7 +219,7 @@ impl AgentService for AgentServiceImpl {
                 agent_version: hello.agent_version,
             }])
             .await
-            .map_err(Status::unavailable)?;
+            .map_err(ServiceError::Unavailable)?;
 
         let (tx, rx) = mpsc::channel(256);
         self.directory.register(&account_id, tx.clone());
@@ -240,8 +243,8 @@ impl AgentService for AgentServiceImpl {
                     Ok(Ok(())) => {
                         Ok(pb::ReportResponse { body: Some(pb::report_response::Body::Ack(pb::Ack { seq })) })
                     }
-                    Ok(Err(error)) => Err(Status::unavailable(error)),
-                    Err(_) => Err(Status::unavailable("the committer has stopped")),
+                    Ok(Err(error)) => Err(ServiceError::unavailable(error).into()),
+                    Err(_) => Err(ServiceError::unavailable("the committer has stopped").into()),
                 };
                 let failed = message.is_err();
                 if ack_tx.send(message).await.is_err() || failed {
@@ -274,9 +277,9 @@ impl AgentService for AgentServiceImpl {
                         };
                         match outcome {
                             Ok(op) => ops.push(op),
-                            Err(Refusal::Denied(status)) => {
-                                tracing::warn!(account = %account_id, error = %status.message(), "refused a report");
-                                return Err(status);
+                            Err(Refusal::Denied(error)) => {
+                                tracing::warn!(account = %account_id, %error, "refused a report");
+                                return Err(error.into());
                             }
                             Err(Refusal::Invalid { field, reason }) => {
                                 tracing::warn!(account = %account_id, seq = message.seq, %field, %reason, "rejected one message");

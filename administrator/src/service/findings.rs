@@ -15,6 +15,7 @@ use estate_common::findings::Finding;
 use estate_common::pb::{self, findings_service_server::FindingsService};
 
 use crate::auth::Authenticator;
+use crate::error::ServiceError;
 use crate::store::Store;
 
 #[derive(Debug, Clone)]
@@ -28,34 +29,34 @@ pub struct FindingsServiceImpl {
 /// Checks every criterion before any finding is looked at: a property that does not exist,
 /// an operator its kind does not take, a value that is not a number, or too many values is
 /// an error even when there are no findings.
-fn validate(criteria: &HashMap<String, pb::FindingCriterion>, max_values: usize) -> Result<(), Status> {
+fn validate(criteria: &HashMap<String, pb::FindingCriterion>, max_values: usize) -> Result<(), ServiceError> {
     for (field, c) in criteria {
         let values = c.eq.len().max(c.neq.len());
         if values > max_values {
-            return Err(Status::invalid_argument(format!(
+            return Err(ServiceError::invalid(format!(
                 "criterion on `{field}`: {values} values; at most {max_values} per operator"
             )));
         }
         if is_numeric(field)? {
             if let Some(bad) = c.eq.iter().chain(&c.neq).find(|v| v.parse::<i64>().is_err()) {
-                return Err(Status::invalid_argument(format!("`{bad}` in `{field}` is not an integer")));
+                return Err(ServiceError::invalid(format!("`{bad}` in `{field}` is not an integer")));
             }
         } else if c.gt.is_some() || c.gte.is_some() || c.lt.is_some() || c.lte.is_some() {
-            return Err(Status::invalid_argument(format!("`{field}` takes `eq` and `neq` only")));
+            return Err(ServiceError::invalid(format!("`{field}` takes `eq` and `neq` only")));
         }
     }
     Ok(())
 }
 
-fn unknown_property(field: &str) -> Status {
-    Status::invalid_argument(format!(
+fn unknown_property(field: &str) -> ServiceError {
+    ServiceError::invalid(format!(
         "unknown finding property `{field}` (known: type, severity.description, severity.score, accountId, region, \
          resourcesAffected.s3Bucket.name, archived, createdAt, updatedAt, count)"
     ))
 }
 
 /// Whether a finding property is a number (else text); an error for an unknown property.
-fn is_numeric(field: &str) -> Result<bool, Status> {
+fn is_numeric(field: &str) -> Result<bool, ServiceError> {
     match field {
         "type" | "severity.description" | "accountId" | "region" | "resourcesAffected.s3Bucket.name" | "archived" => {
             Ok(false)
@@ -71,7 +72,7 @@ enum Value {
     Number(i64),
 }
 
-fn value(f: &Finding, field: &str) -> Result<Value, Status> {
+fn value(f: &Finding, field: &str) -> Result<Value, ServiceError> {
     Ok(match field {
         "type" => Value::Text(f.kind.as_str().to_owned()),
         "severity.description" => Value::Text(f.kind.severity().0.to_owned()),
@@ -87,22 +88,22 @@ fn value(f: &Finding, field: &str) -> Result<Value, Status> {
     })
 }
 
-fn matches(f: &Finding, criteria: &HashMap<String, pb::FindingCriterion>) -> Result<bool, Status> {
+fn matches(f: &Finding, criteria: &HashMap<String, pb::FindingCriterion>) -> Result<bool, ServiceError> {
     for (field, c) in criteria {
         let ok = match value(f, field)? {
             Value::Text(v) => {
                 if c.gt.is_some() || c.gte.is_some() || c.lt.is_some() || c.lte.is_some() {
-                    return Err(Status::invalid_argument(format!("`{field}` takes `eq` and `neq` only")));
+                    return Err(ServiceError::invalid(format!("`{field}` takes `eq` and `neq` only")));
                 }
                 (c.eq.is_empty() || c.eq.contains(&v)) && !c.neq.contains(&v)
             }
             Value::Number(n) => {
-                let parse = |values: &[String]| -> Result<Vec<i64>, Status> {
+                let parse = |values: &[String]| -> Result<Vec<i64>, ServiceError> {
                     values
                         .iter()
                         .map(|v| {
                             v.parse()
-                                .map_err(|_| Status::invalid_argument(format!("`{v}` in `{field}` is not an integer")))
+                                .map_err(|_| ServiceError::invalid(format!("`{v}` in `{field}` is not an integer")))
                         })
                         .collect()
                 };
@@ -135,14 +136,15 @@ impl FindingsService for FindingsServiceImpl {
         let page_size = crate::error::page_size(r.max_results, 50)?;
         let sort = if r.sort_attribute.is_empty() { "updatedAt".to_owned() } else { r.sort_attribute };
         if !["updatedAt", "createdAt", "count", "severity.score", "type"].contains(&sort.as_str()) {
-            return Err(Status::invalid_argument(format!(
+            return Err(ServiceError::invalid(format!(
                 "cannot sort by `{sort}` (sortable: updatedAt, createdAt, count, severity.score, type)"
-            )));
+            ))
+            .into());
         }
         let offset: usize = if r.next_token.is_empty() {
             0
         } else {
-            r.next_token.parse().map_err(|_| Status::invalid_argument("`nextToken` is malformed"))?
+            r.next_token.parse().map_err(|_| ServiceError::invalid("`nextToken` is malformed"))?
         };
         validate(&r.criteria, self.max_criterion_values)?;
         let store = Arc::clone(&self.store);
@@ -173,7 +175,7 @@ impl FindingsService for FindingsServiceImpl {
             }))
         })
         .await
-        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(|e| ServiceError::Internal(e.to_string()))?
     }
 
     async fn get_findings(
@@ -183,7 +185,7 @@ impl FindingsService for FindingsServiceImpl {
         self.auth.reader(&request)?;
         let ids = request.into_inner().finding_ids;
         if ids.len() > 1000 {
-            return Err(Status::invalid_argument("at most 1000 finding IDs per request"));
+            return Err(ServiceError::invalid("at most 1000 finding IDs per request").into());
         }
         let state = self.store.read();
         let findings = ids.iter().filter_map(|id| state.findings().by_id.get(id)).map(Into::into).collect();
@@ -199,10 +201,11 @@ impl FindingsService for FindingsServiceImpl {
         if !["type", "severity.description", "resourcesAffected.s3Bucket.name", "accountId"]
             .contains(&r.group_by.as_str())
         {
-            return Err(Status::invalid_argument(format!(
+            return Err(ServiceError::invalid(format!(
                 "cannot group by `{}` (type, severity.description, resourcesAffected.s3Bucket.name, accountId)",
                 r.group_by
-            )));
+            ))
+            .into());
         }
         validate(&r.criteria, self.max_criterion_values)?;
         let store = Arc::clone(&self.store);
@@ -224,7 +227,7 @@ impl FindingsService for FindingsServiceImpl {
             }))
         })
         .await
-        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(|e| ServiceError::Internal(e.to_string()))?
     }
 
     type WatchFindingsStream = WatchStream;
@@ -259,9 +262,10 @@ impl FindingsService for FindingsServiceImpl {
                     Ok(_) => {}
                     Err(broadcast::error::RecvError::Lagged(missed)) => {
                         let _ = tx
-                            .send(Err(Status::data_loss(format!(
+                            .send(Err(ServiceError::DataLoss(format!(
                                 "this watcher fell {missed} changes behind; reconnect with cursor {sent}"
-                            ))))
+                            ))
+                            .into()))
                             .await;
                         return;
                     }

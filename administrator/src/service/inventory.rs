@@ -85,7 +85,7 @@ impl InventoryService for InventoryServiceImpl {
         let r = request.into_inner();
         let page_size = crate::error::page_size(r.max_results, 100)?;
         if !r.next_token.is_empty() && !is_account_id(&r.next_token) {
-            return Err(Status::invalid_argument("`nextToken` is malformed"));
+            return Err(ServiceError::invalid("`nextToken` is malformed").into());
         }
         let state = self.store.read();
         let accounts = views::member_accounts(&state);
@@ -137,9 +137,10 @@ impl InventoryService for InventoryServiceImpl {
                 .collect()
         };
         if scopes.is_empty() {
-            return Err(Status::failed_precondition(
-                "no member Region matches; agents report their Regions when they connect",
-            ));
+            return Err(ServiceError::Precondition(
+                "no member Region matches; agents report their Regions when they connect".into(),
+            )
+            .into());
         }
         let now = now_ms();
         let mut by_account: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -195,20 +196,21 @@ impl InventoryService for InventoryServiceImpl {
         self.auth.operator(&request)?;
         let name = request.into_inner().bucket_name;
         if name.is_empty() {
-            return Err(Status::invalid_argument("`bucket_name` is required"));
+            return Err(ServiceError::invalid("`bucket_name` is required").into());
         }
         let (key, objects) = {
             let state = self.store.read();
             match state.index.find_by_name(&name) {
                 Some(entry) => (entry.facts.key.clone(), entry.judgement.objects.map(|o| o.object_count)),
-                None => return Err(Status::not_found(format!("no bucket named `{name}` in the inventory"))),
+                None => return Err(ServiceError::NotFound(format!("no bucket named `{name}` in the inventory")).into()),
             }
         };
         if let Some(count) = objects.filter(|c| *c > MAX_OBJECTS_FOR_MANUAL_REFRESH) {
-            return Err(Status::failed_precondition(format!(
+            return Err(ServiceError::Precondition(format!(
                 "bucket `{name}` holds {count} objects; a manual object refresh is for buckets of at most \
                  {MAX_OBJECTS_FOR_MANUAL_REFRESH} objects (the daily refresh counts it)"
-            )));
+            ))
+            .into());
         }
         let request = pb::RefreshRequest {
             regions: Vec::new(),
@@ -216,7 +218,11 @@ impl InventoryService for InventoryServiceImpl {
             object_refresh_region: key.region.clone(),
         };
         if self.directory.send(&key.account_id, &request) == 0 {
-            return Err(Status::unavailable(format!("the agent of account `{}` is not connected", key.account_id)));
+            return Err(ServiceError::unavailable(format!(
+                "the agent of account `{}` is not connected",
+                key.account_id
+            ))
+            .into());
         }
         Ok(Response::new(pb::RefreshObjectMetadataResponse { account_id: key.account_id, region: key.region }))
     }
