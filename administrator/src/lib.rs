@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod codec;
 pub mod config;
+pub mod criteria;
 pub mod error;
 pub mod findings;
 pub mod http;

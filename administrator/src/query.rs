@@ -12,11 +12,16 @@ use estate_common::macie::{EffectivePermission, EncryptionType, SharedAccess};
 
 use crate::index::{Entry, Index};
 
+pub use crate::criteria::{check_value_counts, Criterion};
+use crate::criteria::{Filter, Filterable, Property};
+
 /// A request that makes no sense, with the reason.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum QueryError {
     #[error("unknown bucket property `{0}` in criteria (known: {KNOWN_FIELDS})")]
     UnknownField(String),
+    #[error("unknown finding property `{0}` in criteria (known: {KNOWN_FINDING_FIELDS})")]
+    UnknownFindingField(String),
     #[error("criterion on `{field}`: {reason}")]
     BadCriterion { field: String, reason: String },
     #[error("cannot sort by `{0}` (sortable: accountId, bucketName, objectCount, sizeInBytes, classifiableObjectCount, classifiableSizeInBytes)")]
@@ -31,6 +36,9 @@ const KNOWN_FIELDS: &str = "accountId, bucketName, region, bucketArn, sharedAcce
 allowsUnencryptedObjectUploads, serverSideEncryption.type, versioning, errorCode, replicationDetails.replicated, \
 replicationDetails.replicatedExternally, tags.key, tags.value, objectCount, sizeInBytes, classifiableObjectCount, \
 classifiableSizeInBytes, bucketCreatedAt, lastUpdated";
+
+const KNOWN_FINDING_FIELDS: &str = "type, severity.description, severity.score, accountId, region, \
+resourcesAffected.s3Bucket.name, archived, createdAt, updatedAt, count";
 
 pub const MAX_PAGE_SIZE: i32 = 1000;
 pub const DEFAULT_PAGE_SIZE: i32 = 50;
@@ -60,44 +68,6 @@ enum Field {
 }
 
 impl Field {
-    fn parse(name: &str) -> Option<Self> {
-        Some(match name {
-            "accountId" => Self::AccountId,
-            "bucketName" => Self::BucketName,
-            "region" => Self::Region,
-            "bucketArn" => Self::BucketArn,
-            "sharedAccess" => Self::SharedAccess,
-            "publicAccess.effectivePermission" => Self::EffectivePermission,
-            "allowsUnencryptedObjectUploads" => Self::AllowsUnencryptedObjectUploads,
-            "serverSideEncryption.type" => Self::EncryptionType,
-            "versioning" => Self::Versioning,
-            "errorCode" => Self::ErrorCode,
-            "replicationDetails.replicated" => Self::Replicated,
-            "replicationDetails.replicatedExternally" => Self::ReplicatedExternally,
-            "tags.key" => Self::TagKey,
-            "tags.value" => Self::TagValue,
-            "objectCount" => Self::ObjectCount,
-            "sizeInBytes" => Self::SizeInBytes,
-            "classifiableObjectCount" => Self::ClassifiableObjectCount,
-            "classifiableSizeInBytes" => Self::ClassifiableSizeInBytes,
-            "bucketCreatedAt" => Self::BucketCreatedAt,
-            "lastUpdated" => Self::LastUpdated,
-            _ => return None,
-        })
-    }
-
-    fn is_numeric(self) -> bool {
-        matches!(
-            self,
-            Self::ObjectCount
-                | Self::SizeInBytes
-                | Self::ClassifiableObjectCount
-                | Self::ClassifiableSizeInBytes
-                | Self::BucketCreatedAt
-                | Self::LastUpdated
-        )
-    }
-
     /// Whether any value of a text field (tags have several) satisfies `pred`. Borrows, never
     /// allocates: this runs once per bucket per query.
     fn any_value(self, entry: &Entry, mut pred: impl FnMut(&str) -> bool) -> bool {
@@ -169,28 +139,49 @@ impl Field {
     }
 }
 
-/// Macie's `BucketCriteriaAdditionalProperties`, for one field (operators left out are unset).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Criterion {
-    pub eq: Vec<String>,
-    pub neq: Vec<String>,
-    pub gt: Option<i64>,
-    pub gte: Option<i64>,
-    pub lt: Option<i64>,
-    pub lte: Option<i64>,
-    pub prefix: Option<String>,
-}
+impl Property for Field {
+    fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "accountId" => Self::AccountId,
+            "bucketName" => Self::BucketName,
+            "region" => Self::Region,
+            "bucketArn" => Self::BucketArn,
+            "sharedAccess" => Self::SharedAccess,
+            "publicAccess.effectivePermission" => Self::EffectivePermission,
+            "allowsUnencryptedObjectUploads" => Self::AllowsUnencryptedObjectUploads,
+            "serverSideEncryption.type" => Self::EncryptionType,
+            "versioning" => Self::Versioning,
+            "errorCode" => Self::ErrorCode,
+            "replicationDetails.replicated" => Self::Replicated,
+            "replicationDetails.replicatedExternally" => Self::ReplicatedExternally,
+            "tags.key" => Self::TagKey,
+            "tags.value" => Self::TagValue,
+            "objectCount" => Self::ObjectCount,
+            "sizeInBytes" => Self::SizeInBytes,
+            "classifiableObjectCount" => Self::ClassifiableObjectCount,
+            "classifiableSizeInBytes" => Self::ClassifiableSizeInBytes,
+            "bucketCreatedAt" => Self::BucketCreatedAt,
+            "lastUpdated" => Self::LastUpdated,
+            _ => return None,
+        })
+    }
 
-#[derive(Debug, Clone)]
-struct Filter {
-    field: Field,
-    criterion: Criterion,
-    eq_numbers: Vec<i64>,
-    neq_numbers: Vec<i64>,
-}
+    fn is_numeric(self) -> bool {
+        matches!(
+            self,
+            Self::ObjectCount
+                | Self::SizeInBytes
+                | Self::ClassifiableObjectCount
+                | Self::ClassifiableSizeInBytes
+                | Self::BucketCreatedAt
+                | Self::LastUpdated
+        )
+    }
 
-impl Field {
+    fn unknown(name: &str) -> QueryError {
+        QueryError::UnknownField(name.to_owned())
+    }
+
     /// The values an enumerated text property takes (`None`: any text, or a number).
     fn allowed(self) -> Option<&'static [&'static str]> {
         const SHARED: &[&str] = &[
@@ -212,6 +203,16 @@ impl Field {
             Field::ErrorCode => &["ACCESS_DENIED"],
             _ => return None,
         })
+    }
+}
+
+impl Filterable<Field> for Entry {
+    fn number(&self, field: Field) -> Option<i64> {
+        field.number(self)
+    }
+
+    fn any_text(&self, field: Field, pred: impl FnMut(&str) -> bool) -> bool {
+        field.any_value(self, pred)
     }
 }
 
@@ -239,61 +240,6 @@ pub fn criteria_properties() -> Vec<PropertySchema> {
 /// The properties buckets can be sorted by.
 pub const SORTABLE_FIELDS: [&str; 6] =
     ["accountId", "bucketName", "objectCount", "sizeInBytes", "classifiableObjectCount", "classifiableSizeInBytes"];
-
-fn validate_enum(field: Field, name: &str, values: &[String]) -> Result<(), QueryError> {
-    let Some(allowed) = field.allowed() else { return Ok(()) };
-    match values.iter().find(|v| !allowed.contains(&v.as_str())) {
-        Some(bad) => Err(QueryError::BadCriterion {
-            field: name.to_owned(),
-            reason: format!("`{bad}` is not one of {}", allowed.join(", ")),
-        }),
-        None => Ok(()),
-    }
-}
-
-impl Filter {
-    fn new(name: &str, criterion: Criterion) -> Result<Self, QueryError> {
-        let field = Field::parse(name).ok_or_else(|| QueryError::UnknownField(name.to_owned()))?;
-        let bad = |reason: &str| QueryError::BadCriterion { field: name.to_owned(), reason: reason.to_owned() };
-        let numbers = |values: &[String]| -> Result<Vec<i64>, QueryError> {
-            values.iter().map(|v| v.parse().map_err(|_| bad(&format!("`{v}` is not an integer")))).collect()
-        };
-        let has_range = [criterion.gt, criterion.gte, criterion.lt, criterion.lte].iter().any(Option::is_some);
-        if field.is_numeric() {
-            if criterion.prefix.is_some() {
-                return Err(bad("`prefix` applies to text properties only"));
-            }
-        } else {
-            if has_range {
-                return Err(bad("`gt`, `gte`, `lt` and `lte` apply to numeric properties only"));
-            }
-            validate_enum(field, name, &criterion.eq)?;
-            validate_enum(field, name, &criterion.neq)?;
-        }
-        let (eq_numbers, neq_numbers) =
-            if field.is_numeric() { (numbers(&criterion.eq)?, numbers(&criterion.neq)?) } else { (vec![], vec![]) };
-        if criterion == Criterion::default() {
-            return Err(bad("the criterion has no operator"));
-        }
-        Ok(Self { field, criterion, eq_numbers, neq_numbers })
-    }
-
-    fn matches(&self, entry: &Entry) -> bool {
-        let c = &self.criterion;
-        if self.field.is_numeric() {
-            let Some(n) = self.field.number(entry) else { return false };
-            return (self.eq_numbers.is_empty() || self.eq_numbers.contains(&n))
-                && (self.neq_numbers.is_empty() || !self.neq_numbers.contains(&n))
-                && c.gt.is_none_or(|v| n > v)
-                && c.gte.is_none_or(|v| n >= v)
-                && c.lt.is_none_or(|v| n < v)
-                && c.lte.is_none_or(|v| n <= v);
-        }
-        (c.eq.is_empty() || self.field.any_value(entry, |v| c.eq.iter().any(|e| e == v)))
-            && (c.neq.is_empty() || !self.field.any_value(entry, |v| c.neq.iter().any(|e| e == v)))
-            && c.prefix.as_ref().is_none_or(|p| self.field.any_value(entry, |v| v.starts_with(p.as_str())))
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SortField {
@@ -360,22 +306,10 @@ impl SortField {
     }
 }
 
-/// Refuses criteria that list more than `max` values in one operator (a request must stay
-/// cheap to match against millions of buckets).
-pub fn check_value_counts(criteria: &BTreeMap<String, Criterion>, max: usize) -> Result<(), QueryError> {
-    match criteria.iter().find(|(_, c)| c.eq.len().max(c.neq.len()) > max) {
-        Some((field, c)) => Err(QueryError::BadCriterion {
-            field: field.clone(),
-            reason: format!("{} values; at most {max} per operator", c.eq.len().max(c.neq.len())),
-        }),
-        None => Ok(()),
-    }
-}
-
 /// A parsed, validated `DescribeBuckets` request.
 #[derive(Debug, Clone)]
 pub struct Query {
-    filters: Vec<Filter>,
+    filters: Vec<Filter<Field>>,
     sort: SortField,
     descending: bool,
     page_size: usize,
@@ -409,9 +343,9 @@ impl Query {
         hasher.update(sort_name.as_bytes());
         hasher.update([u8::from(descending)]);
         let digest = hex::encode(&hasher.finalize()[..12]);
-        let mut filters: Vec<Filter> =
+        let mut filters: Vec<Filter<Field>> =
             criteria.into_iter().map(|(name, c)| Filter::new(&name, c)).collect::<Result<_, _>>()?;
-        filters.sort_by_key(|f| f.field.cost());
+        filters.sort_by_key(|f| f.property().cost());
         let after = if next_token.is_empty() {
             None
         } else {
@@ -437,7 +371,7 @@ impl Query {
     }
 
     fn matches(&self, entry: &Entry) -> bool {
-        self.filters.iter().all(|f| f.matches(entry))
+        crate::criteria::matches_all(&self.filters, entry)
     }
 
     /// One page of the index, and the token of the next page (if any).

@@ -15,7 +15,9 @@ use estate_common::findings::Finding;
 use estate_common::pb::{self, findings_service_server::FindingsService};
 
 use crate::auth::Authenticator;
+use crate::criteria::{matches_all, Criterion, Filter, Filterable, Property};
 use crate::error::ServiceError;
+use crate::query::QueryError;
 use crate::store::Store;
 
 #[derive(Debug, Clone)]
@@ -26,101 +28,101 @@ pub struct FindingsServiceImpl {
     pub max_criterion_values: usize,
 }
 
+/// A finding property that criteria, sorting and grouping may name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FindingProperty {
+    Type,
+    Severity,
+    SeverityScore,
+    AccountId,
+    Region,
+    BucketName,
+    Archived,
+    CreatedAt,
+    UpdatedAt,
+    Count,
+}
+
+impl Property for FindingProperty {
+    fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "type" => Self::Type,
+            "severity.description" => Self::Severity,
+            "severity.score" => Self::SeverityScore,
+            "accountId" => Self::AccountId,
+            "region" => Self::Region,
+            "resourcesAffected.s3Bucket.name" => Self::BucketName,
+            "archived" => Self::Archived,
+            "createdAt" => Self::CreatedAt,
+            "updatedAt" => Self::UpdatedAt,
+            "count" => Self::Count,
+            _ => return None,
+        })
+    }
+
+    fn unknown(name: &str) -> QueryError {
+        QueryError::UnknownFindingField(name.to_owned())
+    }
+
+    fn is_numeric(self) -> bool {
+        matches!(self, Self::SeverityScore | Self::CreatedAt | Self::UpdatedAt | Self::Count)
+    }
+
+    fn allowed(self) -> Option<&'static [&'static str]> {
+        match self {
+            Self::Archived => Some(&["true", "false"]),
+            Self::Severity => Some(&["High", "Medium", "Low"]),
+            _ => None,
+        }
+    }
+}
+
+impl Filterable<FindingProperty> for Finding {
+    fn number(&self, property: FindingProperty) -> Option<i64> {
+        match property {
+            FindingProperty::SeverityScore => Some(self.kind.severity().1),
+            FindingProperty::CreatedAt => Some(self.created_at),
+            FindingProperty::UpdatedAt => Some(self.updated_at),
+            FindingProperty::Count => Some(self.count),
+            _ => None,
+        }
+    }
+
+    fn any_text(&self, property: FindingProperty, mut pred: impl FnMut(&str) -> bool) -> bool {
+        match property {
+            FindingProperty::Type => pred(self.kind.as_str()),
+            FindingProperty::Severity => pred(self.kind.severity().0),
+            FindingProperty::AccountId => pred(&self.account_id),
+            FindingProperty::Region => pred(&self.region),
+            FindingProperty::BucketName => pred(&self.bucket_name),
+            FindingProperty::Archived => pred(if self.archived { "true" } else { "false" }),
+            _ => false,
+        }
+    }
+}
+
+/// A finding's text value of a property, for grouping and sorting (`None` for numbers).
+fn text(f: &Finding, property: FindingProperty) -> Option<String> {
+    let mut value = None;
+    f.any_text(property, |v| {
+        value = Some(v.to_owned());
+        true
+    });
+    value
+}
+
 /// Checks every criterion before any finding is looked at: a property that does not exist,
-/// an operator its kind does not take, a value that is not a number, or too many values is
-/// an error even when there are no findings.
-fn validate(criteria: &HashMap<String, pb::FindingCriterion>, max_values: usize) -> Result<(), ServiceError> {
-    for (field, c) in criteria {
-        let values = c.eq.len().max(c.neq.len());
-        if values > max_values {
-            return Err(ServiceError::invalid(format!(
-                "criterion on `{field}`: {values} values; at most {max_values} per operator"
-            )));
-        }
-        if is_numeric(field)? {
-            if let Some(bad) = c.eq.iter().chain(&c.neq).find(|v| v.parse::<i64>().is_err()) {
-                return Err(ServiceError::invalid(format!("`{bad}` in `{field}` is not an integer")));
-            }
-        } else if c.gt.is_some() || c.gte.is_some() || c.lt.is_some() || c.lte.is_some() {
-            return Err(ServiceError::invalid(format!("`{field}` takes `eq` and `neq` only")));
-        }
-    }
-    Ok(())
-}
-
-fn unknown_property(field: &str) -> ServiceError {
-    ServiceError::invalid(format!(
-        "unknown finding property `{field}` (known: type, severity.description, severity.score, accountId, region, \
-         resourcesAffected.s3Bucket.name, archived, createdAt, updatedAt, count)"
-    ))
-}
-
-/// Whether a finding property is a number (else text); an error for an unknown property.
-fn is_numeric(field: &str) -> Result<bool, ServiceError> {
-    match field {
-        "type" | "severity.description" | "accountId" | "region" | "resourcesAffected.s3Bucket.name" | "archived" => {
-            Ok(false)
-        }
-        "severity.score" | "createdAt" | "updatedAt" | "count" => Ok(true),
-        other => Err(unknown_property(other)),
-    }
-}
-
-/// A finding's value for a criterion or group: text, or a number for time and count.
-enum Value {
-    Text(String),
-    Number(i64),
-}
-
-fn value(f: &Finding, field: &str) -> Result<Value, ServiceError> {
-    Ok(match field {
-        "type" => Value::Text(f.kind.as_str().to_owned()),
-        "severity.description" => Value::Text(f.kind.severity().0.to_owned()),
-        "severity.score" => Value::Number(f.kind.severity().1),
-        "accountId" => Value::Text(f.account_id.clone()),
-        "region" => Value::Text(f.region.clone()),
-        "resourcesAffected.s3Bucket.name" => Value::Text(f.bucket_name.clone()),
-        "archived" => Value::Text(f.archived.to_string()),
-        "createdAt" => Value::Number(f.created_at),
-        "updatedAt" => Value::Number(f.updated_at),
-        "count" => Value::Number(f.count),
-        other => return Err(unknown_property(other)),
-    })
-}
-
-fn matches(f: &Finding, criteria: &HashMap<String, pb::FindingCriterion>) -> Result<bool, ServiceError> {
-    for (field, c) in criteria {
-        let ok = match value(f, field)? {
-            Value::Text(v) => {
-                if c.gt.is_some() || c.gte.is_some() || c.lt.is_some() || c.lte.is_some() {
-                    return Err(ServiceError::invalid(format!("`{field}` takes `eq` and `neq` only")));
-                }
-                (c.eq.is_empty() || c.eq.contains(&v)) && !c.neq.contains(&v)
-            }
-            Value::Number(n) => {
-                let parse = |values: &[String]| -> Result<Vec<i64>, ServiceError> {
-                    values
-                        .iter()
-                        .map(|v| {
-                            v.parse()
-                                .map_err(|_| ServiceError::invalid(format!("`{v}` in `{field}` is not an integer")))
-                        })
-                        .collect()
-                };
-                let (eq, neq) = (parse(&c.eq)?, parse(&c.neq)?);
-                (eq.is_empty() || eq.contains(&n))
-                    && !neq.contains(&n)
-                    && c.gt.is_none_or(|v| n > v)
-                    && c.gte.is_none_or(|v| n >= v)
-                    && c.lt.is_none_or(|v| n < v)
-                    && c.lte.is_none_or(|v| n <= v)
-            }
-        };
-        if !ok {
-            return Ok(false);
-        }
-    }
-    Ok(true)
+/// an operator its kind does not take, a value that is not a number or not one the property
+/// takes, or too many values is an error even when there are no findings.
+fn compile_criteria(
+    criteria: HashMap<String, pb::FindingCriterion>,
+    max_values: usize,
+) -> Result<Vec<Filter<FindingProperty>>, ServiceError> {
+    let criteria = criteria
+        .into_iter()
+        .map(|(k, c)| (k, Criterion { eq: c.eq, neq: c.neq, gt: c.gt, gte: c.gte, lt: c.lt, lte: c.lte, prefix: None }))
+        .collect();
+    Ok(crate::criteria::compile(criteria, max_values)?)
 }
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchFindingsResponse, Status>> + Send>>;
@@ -134,34 +136,28 @@ impl FindingsService for FindingsServiceImpl {
         self.auth.reader(&request)?;
         let r = request.into_inner();
         let page_size = crate::error::page_size(r.max_results, 50)?;
-        let sort = if r.sort_attribute.is_empty() { "updatedAt".to_owned() } else { r.sort_attribute };
-        if !["updatedAt", "createdAt", "count", "severity.score", "type"].contains(&sort.as_str()) {
+        let sort_name = if r.sort_attribute.is_empty() { "updatedAt" } else { r.sort_attribute.as_str() };
+        let sortable = ["updatedAt", "createdAt", "count", "severity.score", "type"];
+        let Some(sort) = FindingProperty::parse(sort_name).filter(|_| sortable.contains(&sort_name)) else {
             return Err(ServiceError::invalid(format!(
-                "cannot sort by `{sort}` (sortable: updatedAt, createdAt, count, severity.score, type)"
+                "cannot sort by `{sort_name}` (sortable: {})",
+                sortable.join(", ")
             ))
             .into());
-        }
+        };
         let offset: usize = if r.next_token.is_empty() {
             0
         } else {
             r.next_token.parse().map_err(|_| ServiceError::invalid("`nextToken` is malformed"))?
         };
-        validate(&r.criteria, self.max_criterion_values)?;
+        let filters = compile_criteria(r.criteria, self.max_criterion_values)?;
         let store = Arc::clone(&self.store);
         // A scan and a sort over every finding: off the reactor.
         tokio::task::spawn_blocking(move || {
             let state = store.read();
-            let mut found = Vec::new();
-            for f in state.findings().by_id.values() {
-                if matches(f, &r.criteria)? {
-                    found.push(f);
-                }
-            }
-            let key = |f: &Finding| match value(f, &sort) {
-                Ok(Value::Number(n)) => (n, String::new()),
-                Ok(Value::Text(t)) => (0, t),
-                Err(_) => (0, String::new()),
-            };
+            let mut found: Vec<&Finding> =
+                state.findings().by_id.values().filter(|f| matches_all(&filters, *f)).collect();
+            let key = |f: &Finding| (f.number(sort).unwrap_or(0), text(f, sort).unwrap_or_default());
             // Ties by ID: a total order, so offsets page consistently.
             found.sort_by(|a, b| key(a).cmp(&key(b)).then_with(|| a.id.cmp(&b.id)));
             if r.descending {
@@ -198,25 +194,21 @@ impl FindingsService for FindingsServiceImpl {
     ) -> Result<Response<pb::GetFindingStatisticsResponse>, Status> {
         self.auth.reader(&request)?;
         let r = request.into_inner();
-        if !["type", "severity.description", "resourcesAffected.s3Bucket.name", "accountId"]
-            .contains(&r.group_by.as_str())
-        {
-            return Err(ServiceError::invalid(format!(
-                "cannot group by `{}` (type, severity.description, resourcesAffected.s3Bucket.name, accountId)",
-                r.group_by
-            ))
-            .into());
-        }
-        validate(&r.criteria, self.max_criterion_values)?;
+        let groupable = ["type", "severity.description", "resourcesAffected.s3Bucket.name", "accountId"];
+        let Some(group_by) = FindingProperty::parse(&r.group_by).filter(|_| groupable.contains(&r.group_by.as_str()))
+        else {
+            return Err(
+                ServiceError::invalid(format!("cannot group by `{}` ({})", r.group_by, groupable.join(", "))).into()
+            );
+        };
+        let filters = compile_criteria(r.criteria, self.max_criterion_values)?;
         let store = Arc::clone(&self.store);
         tokio::task::spawn_blocking(move || {
             let state = store.read();
             let mut groups: BTreeMap<String, i64> = BTreeMap::new();
-            for f in state.findings().by_id.values() {
-                if matches(f, &r.criteria)? {
-                    if let Value::Text(key) = value(f, &r.group_by)? {
-                        *groups.entry(key).or_default() += 1;
-                    }
+            for f in state.findings().by_id.values().filter(|f| matches_all(&filters, *f)) {
+                if let Some(key) = text(f, group_by) {
+                    *groups.entry(key).or_default() += 1;
                 }
             }
             Ok(Response::new(pb::GetFindingStatisticsResponse {
