@@ -298,7 +298,7 @@ pub fn check_record(tree: &str, key: &[u8], value: &[u8]) -> anyhow::Result<()> 
         }
         "scopes" => {
             decode::<ScopeRecord>(tree, key, value)?;
-            anyhow::ensure!(key.split(|&b| b == 0).count() >= 2, "the key is not ACCOUNT NUL REGION");
+            anyhow::ensure!(BucketKey::decode_scope(key).is_some(), "the key is not ACCOUNT NUL REGION NUL");
         }
         "members" => {
             let record: MemberRecord = decode(tree, key, value)?;
@@ -315,7 +315,7 @@ pub fn check_record(tree: &str, key: &[u8], value: &[u8]) -> anyhow::Result<()> 
         }
         "seen_events" => {
             decode::<UnixMillis>(tree, key, value)?;
-            anyhow::ensure!(key.contains(&0), "the key is not EVENT NUL BUCKET");
+            anyhow::ensure!(parse_seen_event_key(key).is_some(), "the key is not EVENT NUL BUCKET");
         }
         "bucket_lists" => {
             decode::<BucketList>(tree, key, value)?;
@@ -327,10 +327,6 @@ pub fn check_record(tree: &str, key: &[u8], value: &[u8]) -> anyhow::Result<()> 
         other => anyhow::bail!("no tree `{other}` holds records"),
     }
     Ok(())
-}
-
-fn scope_key(account_id: &str, region: &str) -> Vec<u8> {
-    BucketKey::scope_prefix(account_id, region)
 }
 
 /// The destinations of the bucket's enabled replication rules that name no account.
@@ -439,8 +435,7 @@ impl State {
     }
 
     fn account_keys(&self, account_id: &str) -> Vec<Vec<u8>> {
-        let mut start = account_id.as_bytes().to_vec();
-        start.push(0);
+        let start = BucketKey::account_prefix(account_id);
         let end = prefix_end(&start);
         self.index.range(start..end).map(|(k, _)| k.clone()).collect()
     }
@@ -584,7 +579,7 @@ impl State {
                 self.progress.insert((account_id, region), (0, total));
             }
             Op::ScopeComplete { account_id, region, generation, read_at, count } => {
-                let prefix = scope_key(&account_id, &region);
+                let prefix = BucketKey::scope_prefix(&account_id, &region);
                 let stale: Vec<Vec<u8>> = self
                     .index
                     .range(prefix.clone()..prefix_end(&prefix))
@@ -723,6 +718,12 @@ fn seen_event_key(bucket: &[u8], event_id: &str) -> Vec<u8> {
     key
 }
 
+/// The (event ID, bucket key) a [`seen_event_key`] names.
+fn parse_seen_event_key(key: &[u8]) -> Option<(String, Vec<u8>)> {
+    let nul = key.iter().position(|&b| b == 0)?;
+    Some((String::from_utf8(key[..nul].to_vec()).ok()?, key[nul + 1..].to_vec()))
+}
+
 impl Store {
     /// Opens (or creates) the database under `dir`, migrates it to this schema version, and
     /// rebuilds the index from it. Findings the load raises (a stored posture the facts no
@@ -799,11 +800,7 @@ impl Store {
         for item in self.seen_events.iter() {
             let (key, value) = item?;
             let at: UnixMillis = decode("seen_events", &key, &value)?;
-            let parsed = key
-                .iter()
-                .position(|&b| b == 0)
-                .and_then(|nul| Some((String::from_utf8(key[..nul].to_vec()).ok()?, key[nul + 1..].to_vec())));
-            match parsed {
+            match parse_seen_event_key(&key) {
                 Some((event_id, bucket)) if now - at < SEEN_EVENTS_HORIZON_MS => seen.push((at, bucket, event_id)),
                 _ => writes.seen_events.remove(key),
             }
@@ -829,12 +826,11 @@ impl Store {
         for item in self.scopes.iter() {
             let (key, value) = item?;
             let record: ScopeRecord = decode("scopes", &key, &value)?;
-            let text = String::from_utf8_lossy(&key);
-            let mut parts = text.split('\0');
-            let (Some(account), Some(region)) = (parts.next(), parts.next()) else {
+            let Some(scope) = BucketKey::decode_scope(&key) else {
+                let text = String::from_utf8_lossy(&key);
                 anyhow::bail!("corrupt scope key `{text}` (run `estate-admin verify --repair`)");
             };
-            state.scopes.insert((account.to_owned(), region.to_owned()), record);
+            state.scopes.insert(scope, record);
         }
         for item in self.findings.iter() {
             let (key, value) = item?;
@@ -1250,7 +1246,7 @@ mod tests {
             let legacy = postcard::to_allocvec(&StoredBucket { facts: f.clone(), generation: 1 }).unwrap();
             db.open_tree("buckets").unwrap().insert(f.key.encode(), legacy).unwrap();
             let scope = postcard::to_allocvec(&ScopeRecord { generation: 1, last_updated: Some(5), bucket_count: 1 });
-            db.open_tree("scopes").unwrap().insert(scope_key(a, "eu-west-1"), scope.unwrap()).unwrap();
+            db.open_tree("scopes").unwrap().insert(BucketKey::scope_prefix(a, "eu-west-1"), scope.unwrap()).unwrap();
             db.flush().unwrap();
         }
         let store = open(dir.path());

@@ -118,11 +118,7 @@ pub fn posture(
     page_size: usize,
 ) -> (Vec<PostureBucket>, Option<Vec<u8>>) {
     use std::ops::Bound;
-    let prefix = account_id.map(|a| {
-        let mut p = a.as_bytes().to_vec();
-        p.push(0);
-        p
-    });
+    let prefix = account_id.map(estate_common::model::BucketKey::account_prefix);
     let start = match (after, &prefix) {
         (Some(after), _) => Bound::Excluded(after.to_vec()),
         (None, Some(prefix)) => Bound::Included(prefix.clone()),

@@ -44,14 +44,30 @@ impl BucketKey {
         })
     }
 
-    /// The key prefix shared by every bucket of one scope.
-    pub fn scope_prefix(account_id: &str, region: &str) -> Vec<u8> {
-        let mut out = Vec::with_capacity(account_id.len() + region.len() + 2);
+    /// The key prefix shared by every bucket of one account.
+    pub fn account_prefix(account_id: &str) -> Vec<u8> {
+        let mut out = Vec::with_capacity(account_id.len() + 1);
         out.extend_from_slice(account_id.as_bytes());
         out.push(0);
+        out
+    }
+
+    /// The key prefix shared by every bucket of one scope (`account \0 region \0`), which is
+    /// also the key of the scope's own record.
+    pub fn scope_prefix(account_id: &str, region: &str) -> Vec<u8> {
+        let mut out = Self::account_prefix(account_id);
+        out.reserve(region.len() + 1);
         out.extend_from_slice(region.as_bytes());
         out.push(0);
         out
+    }
+
+    /// The `(account, region)` a [`BucketKey::scope_prefix`] names.
+    pub fn decode_scope(bytes: &[u8]) -> Option<(String, String)> {
+        let text = std::str::from_utf8(bytes).ok()?;
+        let (account, rest) = text.split_once('\0')?;
+        let region = rest.strip_suffix('\0').unwrap_or(rest);
+        (!region.contains('\0')).then(|| (account.to_owned(), region.to_owned()))
     }
 
     pub fn arn(&self) -> String {
@@ -331,6 +347,18 @@ pub fn is_account_id(text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_key_layout_round_trips() {
+        let key = BucketKey::new("111111111111", "eu-west-1", "logs.example");
+        let encoded = key.encode();
+        assert_eq!(BucketKey::decode(&encoded), Some(key));
+        let scope = BucketKey::scope_prefix("111111111111", "eu-west-1");
+        assert!(encoded.starts_with(&scope) && scope.starts_with(&BucketKey::account_prefix("111111111111")));
+        assert_eq!(BucketKey::decode_scope(&scope), Some(("111111111111".into(), "eu-west-1".into())));
+        assert_eq!(BucketKey::decode_scope(b"no-separator"), None);
+        assert_eq!(BucketKey::decode_scope(&encoded), None, "a bucket key is not a scope key");
+    }
 
     #[test]
     fn bucket_key_round_trips_and_sorts_by_scope() {
