@@ -14,7 +14,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use estate_common::macie::{self, Tri};
+use estate_common::macie;
 use estate_common::model::BucketFacts;
 use estate_policy::{Analysis, AnalysisOptions, Analyzer, OrgContext};
 
@@ -80,25 +80,17 @@ pub fn digest(policy: &str, bucket: &str, owner: &str, org: &OrgView) -> PolicyD
     estate_policy::policy_digest(policy, bucket, owner, &org.digest())
 }
 
-fn tri(t: estate_policy::Tri) -> Tri {
-    match t {
-        estate_policy::Tri::True => Tri::True,
-        estate_policy::Tri::False => Tri::False,
-        estate_policy::Tri::Unknown => Tri::Unknown,
-    }
-}
-
 /// The judge's view of an outcome.
 pub fn verdict(outcome: &PolicyOutcome) -> PolicyVerdict {
     match outcome {
         PolicyOutcome::Malformed(_) => PolicyVerdict::undecided(),
         PolicyOutcome::Analysed(a) => PolicyVerdict {
-            public_read: tri(a.allows_public_read_access),
-            public_write: tri(a.allows_public_write_access),
-            unencrypted_uploads: tri(a.allows_unencrypted_object_uploads),
+            public_read: a.allows_public_read_access,
+            public_write: a.allows_public_write_access,
+            unencrypted_uploads: a.allows_unencrypted_object_uploads,
             shared_internal: a.internal_accounts.clone(),
             shared_external: a.external_accounts.clone(),
-            shared_with_cloudfront: tri(a.shared_with_cloudfront),
+            shared_with_cloudfront: a.shared_with_cloudfront,
             sharing_decided: a.shared_access != estate_policy::SharedAccess::Unknown,
         },
     }

@@ -339,10 +339,7 @@ pub struct AccountSettings {
     pub block_public_access: AccountBlockPublicAccess,
 }
 
-/// A 12-digit AWS account ID.
-pub fn is_account_id(text: &str) -> bool {
-    text.len() == 12 && text.bytes().all(|b| b.is_ascii_digit())
-}
+pub use estate_types::is_account_id;
 
 #[cfg(test)]
 mod tests {

@@ -71,17 +71,8 @@ pub const MAX_POLICY_BYTES: usize = 20 * 1024;
 /// remembered about a policy (an internal failure, say) is forgotten with the old analyser.
 pub const ANALYZER_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+analysis.3");
 
-/// A three-valued verdict.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum Tri {
-    /// Yes.
-    True,
-    /// No.
-    False,
-    /// Could not be decided (timeout, unsupported construct).
-    Unknown,
-}
+/// A three-valued verdict (`Unknown`: could not be decided, with the reason alongside).
+pub use estate_types::Tri;
 
 /// Macie's sharedAccess.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]

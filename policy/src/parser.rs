@@ -181,9 +181,7 @@ fn parse_principal(value: &Value, at: &str) -> Result<Vec<PrincipalEntry>, Polic
 }
 
 /// True for a 12-digit AWS account ID.
-pub(crate) fn is_account_id(s: &str) -> bool {
-    s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
-}
+pub(crate) use estate_types::is_account_id;
 
 fn check_action(s: &str) -> Result<(), String> {
     if s == "*" {

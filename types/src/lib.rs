@@ -1,0 +1,93 @@
+//! The words every Estate crate shares and that need nothing else: the policy analyser (which
+//! must not depend on the protocol) and the protocol crate both speak them.
+
+use serde::{Deserialize, Serialize};
+
+/// Three-valued answers, spelled as Macie spells them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Tri {
+    True,
+    False,
+    Unknown,
+}
+
+impl Tri {
+    pub fn from_bool(value: bool) -> Self {
+        if value {
+            Self::True
+        } else {
+            Self::False
+        }
+    }
+
+    pub fn as_bool(self) -> Option<bool> {
+        match self {
+            Self::True => Some(true),
+            Self::False => Some(false),
+            Self::Unknown => None,
+        }
+    }
+
+    /// Kleene conjunction.
+    pub fn and(self, other: Self) -> Self {
+        match (self, other) {
+            (Self::False, _) | (_, Self::False) => Self::False,
+            (Self::True, Self::True) => Self::True,
+            _ => Self::Unknown,
+        }
+    }
+
+    /// Kleene disjunction.
+    pub fn or(self, other: Self) -> Self {
+        match (self, other) {
+            (Self::True, _) | (_, Self::True) => Self::True,
+            (Self::False, Self::False) => Self::False,
+            _ => Self::Unknown,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::True => "TRUE",
+            Self::False => "FALSE",
+            Self::Unknown => "UNKNOWN",
+        }
+    }
+}
+
+impl std::ops::Not for Tri {
+    type Output = Self;
+
+    fn not(self) -> Self {
+        match self {
+            Self::True => Self::False,
+            Self::False => Self::True,
+            Self::Unknown => Self::Unknown,
+        }
+    }
+}
+
+/// Is `text` an AWS account ID (twelve ASCII digits)?
+pub fn is_account_id(text: &str) -> bool {
+    text.len() == 12 && text.bytes().all(|b| b.is_ascii_digit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kleene_logic_and_macie_spelling() {
+        use Tri::{False, True, Unknown};
+        assert_eq!(
+            (True.and(Unknown), False.and(Unknown), True.or(Unknown), False.or(Unknown)),
+            (Unknown, False, True, Unknown)
+        );
+        assert_eq!((!True, !Unknown), (False, Unknown));
+        assert_eq!(Tri::from_bool(true).as_bool(), Some(true));
+        assert_eq!(serde_json::to_string(&Unknown).unwrap(), "\"UNKNOWN\"");
+        assert_eq!(serde_json::from_str::<Tri>("\"TRUE\"").unwrap(), True);
+        assert!(is_account_id("012345678901") && !is_account_id("12345678901") && !is_account_id("01234567890a"));
+    }
+}
