@@ -7,19 +7,19 @@ use z3::Model;
 use crate::actions::{self, ResourceType};
 use crate::analysis::OAI_ARN_PREFIX;
 use crate::ast::ValueSort;
+use crate::compiler::KeyShape;
 use crate::eval::{Principal, Request};
 use crate::smt::Encoder;
 use crate::term::{Kind, StrVar};
 use crate::values::format_ip;
-use crate::verifier::World;
 
 /// Reads the request the model describes.
-pub(crate) fn decode(model: &Model, enc: &Encoder<'_>, world: &World<'_>) -> Request {
+pub(crate) fn decode(model: &Model, enc: &Encoder<'_>, bucket: &str, keys: &BTreeMap<String, KeyShape>) -> Request {
     let int = |x: &z3::ast::Int| model.eval(x, true).and_then(|v| v.as_i64());
     let string = |v: &StrVar| -> Option<String> {
         let value =
             enc.strs.get(v).and_then(|s| model.eval(s, true)).and_then(|s| s.as_string()).map(|s| unescape(&s))?;
-        Some(repair(enc, world, v, value))
+        Some(repair(enc, keys, v, value))
     };
     let kind = enc.kind.as_ref().and_then(int).unwrap_or(Kind::Anonymous as i64);
     let principal = match kind {
@@ -61,7 +61,7 @@ pub(crate) fn decode(model: &Model, enc: &Encoder<'_>, world: &World<'_>) -> Req
         .and_then(|i| usize::try_from(i).ok())
         .filter(|&i| i < actions::count())
         .unwrap_or_else(|| actions::index_of("s3:GetObject").unwrap_or(0));
-    let bucket_arn = format!("arn:aws:s3:::{}", world.bucket);
+    let bucket_arn = format!("arn:aws:s3:::{bucket}");
     let resource = match actions::resource_type(action_index) {
         ResourceType::Bucket => bucket_arn.clone(),
         ResourceType::Object => {
@@ -70,7 +70,7 @@ pub(crate) fn decode(model: &Model, enc: &Encoder<'_>, world: &World<'_>) -> Req
         }
     };
     let mut context = BTreeMap::new();
-    for (key, shape) in &world.compiled.keys {
+    for (key, shape) in keys {
         let present = enc.present.get(key).and_then(|p| model.eval(p, true)).and_then(|b| b.as_bool()).unwrap_or(false);
         if !present {
             continue;
@@ -112,10 +112,10 @@ pub(crate) fn decode(model: &Model, enc: &Encoder<'_>, world: &World<'_>) -> Req
 /// Keeps a model value when its variable meets wildcard patterns (its shape was asserted) or
 /// when it equals a literal; otherwise the value only differs from every literal, and any
 /// well-shaped value that also differs from them makes every atom keep its truth value.
-fn repair(enc: &Encoder<'_>, world: &World<'_>, v: &StrVar, value: String) -> String {
+fn repair(enc: &Encoder<'_>, keys: &BTreeMap<String, KeyShape>, v: &StrVar, value: String) -> String {
     let empty = Default::default();
     let literals = enc.literals.get(v).unwrap_or(&empty);
-    let bool_only = matches!(v, StrVar::Slot(k, _) if world.compiled.keys.get(k).is_some_and(|s| s.bool_only));
+    let bool_only = matches!(v, StrVar::Slot(k, _) if keys.get(k).is_some_and(|s| s.bool_only));
     if enc.pattern_vars.contains(v) || literals.contains(&value) || (!bool_only && well_shaped(v, &value)) {
         value
     } else {

@@ -540,7 +540,7 @@ pub(crate) fn solve(
                     Verdict { answer: Tri::Unknown, witness: None, reason: Some("the solver gave no model".into()) }
                 }
                 Some(model) => {
-                    let request = decode(&model, &enc, world);
+                    let request = decode(&model, &enc, world.bucket, &world.compiled.keys);
                     let witness = Witness::from_request(q.clone(), &request);
                     confirm(world, q, witness, &terms[i], has_opaque)
                 }
