@@ -9,6 +9,14 @@ pub enum LogFormat {
     Json,
 }
 
+/// The logging flags both daemons take (`#[command(flatten)]`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct LogArgs {
+    /// Log format.
+    #[arg(long, env = "ESTATE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+}
+
 /// Installs the process's subscriber; call once, first thing in `main`.
 pub fn init(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

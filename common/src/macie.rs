@@ -51,25 +51,7 @@ impl EffectivePermission {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum SharedAccess {
-    External,
-    Internal,
-    NotShared,
-    Unknown,
-}
-
-impl SharedAccess {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::External => "EXTERNAL",
-            Self::Internal => "INTERNAL",
-            Self::NotShared => "NOT_SHARED",
-            Self::Unknown => "UNKNOWN",
-        }
-    }
-}
+pub use estate_types::SharedAccess;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum EncryptionType {

@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
-use estate_common::logging::LogFormat;
+use estate_common::logging::LogArgs;
 use estate_member_agent::{parse_duration, run, AgentOptions};
 
 #[derive(Debug, Parser)]
@@ -12,9 +12,8 @@ use estate_member_agent::{parse_duration, run, AgentOptions};
     about = "Estate's member agent: streams S3 bucket metadata to the administrator"
 )]
 struct Cli {
-    /// Log format.
-    #[arg(long, env = "ESTATE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
-    log_format: LogFormat,
+    #[command(flatten)]
+    log: LogArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -81,7 +80,7 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    estate_common::logging::init(cli.log_format);
+    estate_common::logging::init(cli.log.log_format);
     match cli.command {
         Command::Run {
             admin,

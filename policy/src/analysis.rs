@@ -74,19 +74,7 @@ pub const ANALYZER_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+analysis
 /// A three-valued verdict (`Unknown`: could not be decided, with the reason alongside).
 pub use estate_types::Tri;
 
-/// Macie's sharedAccess.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum SharedAccess {
-    /// Reachable from outside the organization (or by CloudFront).
-    External,
-    /// Reachable only from other accounts of the organization.
-    Internal,
-    /// Reachable by no other account.
-    NotShared,
-    /// Could not be decided.
-    Unknown,
-}
+pub use estate_types::SharedAccess;
 
 /// A question the analyser asks the solver.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -68,12 +68,4 @@ pub fn analyze(
 /// Asks the solver whether some request of `requests` is allowed by `policy` (used by the
 /// property tests to compare the solver with the evaluator on a finite request set).
 #[doc(hidden)]
-pub fn solver_allows_some(
-    policy: &Policy,
-    bucket: &str,
-    ctx: &OrgContext,
-    requests: &[Request],
-    opts: &AnalysisOptions,
-) -> Tri {
-    verifier::allows_some(policy, bucket, ctx, requests, opts)
-}
+pub use verifier::allows_some as solver_allows_some;

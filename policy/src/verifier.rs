@@ -754,7 +754,7 @@ fn request_is(world: &World<'_>, r: &Request) -> Term {
 }
 
 /// Is some request of `requests` allowed, according to the solver?
-pub(crate) fn allows_some(
+pub fn allows_some(
     policy: &Policy,
     bucket: &str,
     ctx: &OrgContext,

@@ -68,6 +68,31 @@ impl std::ops::Not for Tri {
     }
 }
 
+/// Macie's `sharedAccess`: who besides the owner can reach a bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SharedAccess {
+    /// Reachable from outside the organization (or by CloudFront).
+    External,
+    /// Reachable only from other accounts of the organization.
+    Internal,
+    /// Reachable by no other account.
+    NotShared,
+    /// Could not be decided.
+    Unknown,
+}
+
+impl SharedAccess {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::External => "EXTERNAL",
+            Self::Internal => "INTERNAL",
+            Self::NotShared => "NOT_SHARED",
+            Self::Unknown => "UNKNOWN",
+        }
+    }
+}
+
 /// Is `text` an AWS account ID (twelve ASCII digits)?
 pub fn is_account_id(text: &str) -> bool {
     text.len() == 12 && text.bytes().all(|b| b.is_ascii_digit())

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 
 use estate_administrator::server::{defaults, serve, Limits, ServeOptions};
 use estate_administrator::tls::TlsFiles;
-use estate_common::logging::LogFormat;
+use estate_common::logging::LogArgs;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -17,9 +17,8 @@ use estate_common::logging::LogFormat;
     about = "Estate's administrator: merges member inventories and judges every bucket"
 )]
 struct Cli {
-    /// Log format.
-    #[arg(long, env = "ESTATE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
-    log_format: LogFormat,
+    #[command(flatten)]
+    log: LogArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -166,7 +165,7 @@ fn verify(data_dir: &std::path::Path, repair: bool) -> anyhow::Result<bool> {
 #[tokio::main]
 async fn main() -> anyhow::Result<std::process::ExitCode> {
     let cli = Cli::parse();
-    estate_common::logging::init(cli.log_format);
+    estate_common::logging::init(cli.log.log_format);
     match cli.command {
         Command::Verify { data_dir, repair } => {
             let healthy = verify(&data_dir, repair)?;
