@@ -152,17 +152,26 @@ async fn api_schema(_: Reader) -> Response {
     .into_response()
 }
 
+/// Runs a read that walks many records (and may wait for a slice of a commit) on the blocking
+/// pool, never on the reactor.
+async fn off_reactor(read: impl FnOnce() -> Response + Send + 'static) -> Response {
+    tokio::task::spawn_blocking(read).await.unwrap_or_else(|e| ServiceError::internal(e.to_string()).into_response())
+}
+
 /// Every account's statistics (the organization's accounts, configured and reporting ones).
 async fn api_accounts(State(state): State<HttpState>, _: Reader) -> Response {
-    let s = state.store.read();
-    let accounts: Vec<_> = views::member_accounts(&s)
-        .iter()
-        .filter_map(|a| {
-            let stats = views::statistics(&s, Some(a)).ok()?;
-            Some(serde_json::json!({ "accountId": a, "statistics": stats }))
-        })
-        .collect();
-    Json(serde_json::json!({ "accounts": accounts })).into_response()
+    off_reactor(move || {
+        let s = state.store.read();
+        let accounts: Vec<_> = views::member_accounts(&s)
+            .iter()
+            .filter_map(|a| {
+                let stats = views::statistics(&s, Some(a)).ok()?;
+                Some(serde_json::json!({ "accountId": a, "statistics": stats }))
+            })
+            .collect();
+        Json(serde_json::json!({ "accounts": accounts })).into_response()
+    })
+    .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -229,16 +238,22 @@ async fn api_bucket(State(state): State<HttpState>, _: Reader, UrlQuery(p): UrlQ
 }
 
 async fn api_members(State(state): State<HttpState>, _: Reader) -> Response {
-    let s = state.store.read();
-    let members: Vec<_> =
-        views::member_accounts(&s).iter().map(|a| views::member(&s, a, state.store.is_connected(a))).collect();
-    Json(serde_json::json!({ "members": members })).into_response()
+    off_reactor(move || {
+        let s = state.store.read();
+        let members: Vec<_> =
+            views::member_accounts(&s).iter().map(|a| views::member(&s, a, state.store.is_connected(a))).collect();
+        Json(serde_json::json!({ "members": members })).into_response()
+    })
+    .await
 }
 
 /// The posture report: every exposed bucket with its reasons (the first 1,000).
 async fn api_posture(State(state): State<HttpState>, _: Reader) -> Response {
-    let (buckets, next) = views::posture(&state.store.read(), None, None, 1000);
-    Json(serde_json::json!({ "buckets": buckets, "truncated": next.is_some() })).into_response()
+    off_reactor(move || {
+        let (buckets, next) = views::posture(&state.store.read(), None, None, 1000);
+        Json(serde_json::json!({ "buckets": buckets, "truncated": next.is_some() })).into_response()
+    })
+    .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -269,6 +284,18 @@ async fn api_findings(State(state): State<HttpState>, _: Reader, UrlQuery(p): Ur
     let account = p.account_id.filter(|a| !a.is_empty());
     let bucket = p.bucket.filter(|b| !b.is_empty());
     let archived = p.archived.unwrap_or(false);
+    off_reactor(move || findings_page(&state, kind, severity, account, bucket, archived)).await
+}
+
+/// The findings page of [`api_findings`], from its checked parameters.
+fn findings_page(
+    state: &HttpState,
+    kind: Option<FindingType>,
+    severity: Option<String>,
+    account: Option<String>,
+    bucket: Option<String>,
+    archived: bool,
+) -> Response {
     let s = state.store.read();
     let findings = s.findings();
     let since = estate_common::model::now_ms() - DAY_MS;

@@ -82,8 +82,15 @@ pub enum Standing {
     UpdatedAt(UnixMillis),
 }
 
-/// The account's standing, or `None` when its inventory is not expected.
+/// The account's standing, or `None` when its inventory is not expected (or it is no longer
+/// one Estate should see: an organization change can drop an account that never reported).
 pub fn standing(state: &State, account_id: &str) -> Option<Standing> {
+    let known = state.configured.contains(account_id)
+        || state.members.contains_key(account_id)
+        || state.org.accounts().contains(account_id);
+    if !known {
+        return None;
+    }
     let status = status(state, account_id);
     if !should_report(state, account_id, status) {
         return None;

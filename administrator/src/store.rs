@@ -869,8 +869,9 @@ impl Store {
         Ok(())
     }
 
-    /// Recomputes the statistics from the stored buckets' judgements and compares them with
-    /// the incrementally kept ones; returns each disagreement.
+    /// Recomputes the statistics from the stored buckets' judgements, and the freshness counts
+    /// from the members and scopes, and compares them with the incrementally kept ones;
+    /// returns each disagreement.
     pub fn verify_statistics(&self) -> Vec<String> {
         let state = self.read();
         let mut recomputed = Statistics::default();
@@ -891,6 +892,19 @@ impl Store {
             if recomputed.account(&account) != state.stats.account(&account) {
                 problems.push(format!("statistics of account {account} differ from a recomputation"));
             }
+        }
+        // The freshness counts, recounted over every account Estate should see.
+        let mut recounted = Freshness::default();
+        for account in members::account_names(&state) {
+            recounted.set(account, members::standing(&state, account));
+        }
+        let counts = |f: &Freshness| (f.members_without_agent(), f.members_pending(), f.last_updated());
+        if counts(&recounted) != counts(&state.freshness) {
+            problems.push(format!(
+                "freshness differs: kept {:?}, recounted {:?} (without agent, pending, earliest)",
+                counts(&state.freshness),
+                counts(&recounted)
+            ));
         }
         problems
     }
@@ -1011,7 +1025,7 @@ impl Store {
 
     /// Whether `account_id` has a report stream open now.
     pub fn is_connected(&self, account_id: &str) -> bool {
-        self.connections.lock().expect("connections lock poisoned").contains_key(account_id)
+        self.connections.lock().expect("connections lock poisoned").get(account_id).is_some_and(|&open| open > 0)
     }
 
     /// Report streams open now, over every account.
@@ -1047,7 +1061,7 @@ mod tests {
     }
 
     #[test]
-    fn a_commit_longer_than_a_slice_is_applied_whole_and_published_once() {
+    fn a_commit_longer_than_a_slice_is_applied_whole_and_published() {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path());
         let a = "111111111111";

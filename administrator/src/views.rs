@@ -211,11 +211,25 @@ mod tests {
         assert_eq!(stats, store.organization_statistics());
         drop(state);
 
-        // The earliest moves on when its account refreshes again; a configured account
-        // outside the organization's list that never reported is not waited for.
+        // The earliest moves on when its account refreshes again, and only once every account
+        // at that time has moved on (`gone` reported, then left the organization: it counts).
         store.commit(vec![complete_at(a, 2, 3_000)], 7_000).unwrap();
         assert_eq!(store.organization_statistics().last_updated, Some(Timestamp(1_000)), "`gone` is still at 1,000");
         store.commit(vec![complete_at(gone, 2, 4_000)], 8_000).unwrap();
         assert_eq!(store.organization_statistics().last_updated, Some(Timestamp(3_000)));
+        assert_eq!(store.verify_statistics(), Vec::<String>::new(), "the kept counts equal a recount");
+
+        // An organization that drops every account: those that never reported are no longer
+        // waited for, exactly as a recount says.
+        let empty = Op::Organization {
+            organization_id: Some("o-abc123".into()),
+            accounts: BTreeSet::new(),
+            suspended: BTreeSet::new(),
+            paths: Vec::new(),
+        };
+        store.commit(vec![empty], 9_000).unwrap();
+        assert_eq!(store.verify_statistics(), Vec::<String>::new());
+        let stats = store.organization_statistics();
+        assert_eq!((stats.members_without_agent, stats.members_pending), (0, 0), "b and c are gone");
     }
 }

@@ -122,8 +122,8 @@ pub async fn run(options: AgentOptions) -> anyhow::Result<()> {
     }
     let mut next_full = Instant::now();
     loop {
-        let requested = tokio::select! {
-            _ = tokio::time::sleep_until(next_full) => Vec::new(),
+        let (requested, count_objects) = tokio::select! {
+            _ = tokio::time::sleep_until(next_full) => (Vec::new(), true),
             Some(request) = refresh_rx.recv() => {
                 if !request.object_refresh_bucket.is_empty() {
                     // Object refreshes run beside the bucket refreshes.
@@ -133,11 +133,12 @@ pub async fn run(options: AgentOptions) -> anyhow::Result<()> {
                     });
                     continue;
                 }
-                request.regions
+                let count_objects = request.count_objects || request.regions.is_empty();
+                (request.regions, count_objects)
             }
         };
         let full = requested.is_empty();
-        match refresher.refresh(&requested).await {
+        match refresher.refresh(&requested, count_objects).await {
             Ok(()) if full => next_full = Instant::now() + options.refresh_interval,
             Ok(()) => {}
             Err(error) => {

@@ -158,12 +158,12 @@ impl Refresher {
         *last
     }
 
-    /// Refreshes `regions` (all the agent's Regions when empty). The daily cycle (empty
-    /// `regions`) also counts every bucket's objects; a refresh the administrator asked for
+    /// Refreshes `regions` (all the agent's Regions when empty). The daily cycle also counts
+    /// every bucket's objects (`count_objects`), and so does the refresh an administrator asks
+    /// for when its store lost acknowledged data; a refresh an operator asks for
     /// (RefreshInventory) re-reads bucket metadata only, as Macie does: object statistics
     /// change on the daily cycle or through RefreshObjectMetadata.
-    pub async fn refresh(&self, regions: &[String]) -> anyhow::Result<()> {
-        let count_objects = regions.is_empty();
+    pub async fn refresh(&self, regions: &[String], count_objects: bool) -> anyhow::Result<()> {
         let regions: Vec<&String> = if regions.is_empty() {
             self.regions.iter().collect()
         } else {

@@ -2,6 +2,7 @@
 //! converted at the edge, committed through the group committer in order, and acknowledged
 //! cumulatively once durable.
 
+use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -26,20 +27,28 @@ const MAX_MESSAGES_PER_SUBMISSION: usize = 512;
 
 /// The Regions (of those the agent covers) whose last acknowledged refresh the agent names is
 /// newer than the one stored: acknowledged data this store no longer holds.
+/// Both lists are bounded by [`MAX_HELLO_REGIONS`] before this runs.
 fn lost_scopes(state: &State, account_id: &str, regions: &[String], completed: &[pb::ScopeGeneration]) -> Vec<String> {
+    // The account's scopes are one range of the map: read once, not one key built per entry.
+    let stored: HashMap<&str, u64> = state
+        .scopes
+        .range((account_id.to_owned(), String::new())..)
+        .take_while(|((account, _), _)| account == account_id)
+        .map(|((_, region), scope)| (region.as_str(), scope.generation))
+        .collect();
     let mut lost: Vec<String> = completed
         .iter()
         .filter(|c| regions.contains(&c.region))
-        .filter(|c| {
-            let stored = state.scopes.get(&(account_id.to_owned(), c.region.clone())).map_or(0, |s| s.generation);
-            stored < c.generation
-        })
+        .filter(|c| stored.get(c.region.as_str()).copied().unwrap_or(0) < c.generation)
         .map(|c| c.region.clone())
         .collect();
     lost.sort();
     lost.dedup();
     lost
 }
+
+/// The most Regions one hello may name (AWS has a few dozen): it bounds what the hello costs.
+const MAX_HELLO_REGIONS: usize = 64;
 
 #[derive(Debug, Clone)]
 pub struct AgentServiceImpl {
@@ -180,6 +189,15 @@ impl AgentService for AgentServiceImpl {
             ))
             .into());
         }
+        if hello.regions.len() > MAX_HELLO_REGIONS || hello.completed.len() > hello.regions.len() {
+            return Err(ServiceError::invalid(format!(
+                "`hello` names {} Regions and {} completions; at most {MAX_HELLO_REGIONS} Regions, and no more \
+                 completions than Regions",
+                hello.regions.len(),
+                hello.completed.len()
+            ))
+            .into());
+        }
         if !identity.may_report_for(&hello.account_id) {
             tracing::warn!(agent = identity.name(), account = %hello.account_id, "refused: agent reported for another account");
             return Err(ServiceError::forbidden(format!(
@@ -226,11 +244,11 @@ impl AgentService for AgentServiceImpl {
         if !lost.is_empty() {
             tracing::warn!(
                 account = %account_id,
-                regions = ?lost,
+                regions = lost.len(),
                 "the agent completed refreshes this store does not hold (restored from an older copy?); \
                  asking for those Regions again"
             );
-            let refresh = pb::RefreshRequest { regions: lost, ..Default::default() };
+            let refresh = pb::RefreshRequest { regions: lost, count_objects: true, ..Default::default() };
             let _ = tx.send(Ok(pb::ReportResponse { body: Some(pb::report_response::Body::Refresh(refresh)) })).await;
         }
         // Acknowledgements go out in order, each after its submission is durable.

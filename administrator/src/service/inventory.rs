@@ -216,6 +216,7 @@ impl InventoryService for InventoryServiceImpl {
             regions: Vec::new(),
             object_refresh_bucket: key.bucket_name.clone(),
             object_refresh_region: key.region.clone(),
+            count_objects: false,
         };
         if self.directory.send(&key.account_id, &request) == 0 {
             return Err(ServiceError::unavailable(format!(

@@ -3,6 +3,8 @@
 
 use std::collections::HashMap;
 
+use anyhow::bail;
+
 use estate_common::findings::Finding;
 use estate_common::pb;
 
@@ -33,7 +35,11 @@ pub struct Args {
 const GET_FINDINGS_BATCH: usize = 500;
 
 pub async fn run(client: &mut Client, output: Output, args: Args) -> anyhow::Result<()> {
-    let criteria: HashMap<String, pb::FindingCriterion> = parse_where(&args.criteria)?
+    let parsed = parse_where(&args.criteria)?;
+    if let Some(field) = parsed.iter().find_map(|(field, c)| c.prefix.as_ref().map(|_| field)) {
+        bail!("`{field}^=`: prefixes apply to bucket properties only; findings take =, !=, >, >=, <, <=");
+    }
+    let criteria: HashMap<String, pb::FindingCriterion> = parsed
         .into_iter()
         .map(|(k, c)| (k, pb::FindingCriterion { eq: c.eq, neq: c.neq, gt: c.gt, gte: c.gte, lt: c.lt, lte: c.lte }))
         .collect();

@@ -606,6 +606,7 @@ async fn run(args: Arc<Args>) -> anyhow::Result<()> {
         }
         let snapshots_before = counters.snapshots_sent.load(Ordering::Relaxed);
         let hellos_before = counters.hellos_sent.load(Ordering::Relaxed);
+        let refreshes_before = counters.refreshes_asked.load(Ordering::Relaxed);
         admin.child.kill()?;
         admin.child.wait()?;
         let killed = Instant::now();
@@ -637,7 +638,7 @@ async fn run(args: Arc<Args>) -> anyhow::Result<()> {
             "reconverged_s": reconverged.as_secs_f64(),
             "snapshots_resent": resent,
             "hellos": hellos,
-            "refreshes_asked": counters.refreshes_asked.load(Ordering::Relaxed),
+            "refreshes_asked": counters.refreshes_asked.load(Ordering::Relaxed) - refreshes_before,
         });
     }
     let (rss_end, cpu_end) = usage(admin.child.id());
