@@ -82,13 +82,17 @@ pub enum Standing {
     UpdatedAt(UnixMillis),
 }
 
+/// Whether Estate should see the account: one of [`account_names`], without building the set.
+pub fn is_known(state: &State, account_id: &str) -> bool {
+    state.configured.contains(account_id)
+        || state.members.contains_key(account_id)
+        || state.org.accounts().contains(account_id)
+}
+
 /// The account's standing, or `None` when its inventory is not expected (or it is no longer
 /// one Estate should see: an organization change can drop an account that never reported).
 pub fn standing(state: &State, account_id: &str) -> Option<Standing> {
-    let known = state.configured.contains(account_id)
-        || state.members.contains_key(account_id)
-        || state.org.accounts().contains(account_id);
-    if !known {
+    if !is_known(state, account_id) {
         return None;
     }
     let status = status(state, account_id);

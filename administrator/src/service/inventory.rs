@@ -114,10 +114,10 @@ impl InventoryService for InventoryServiceImpl {
         }
         let scopes: Vec<(String, String, i64)> = {
             let state = self.store.read();
-            let accounts = views::member_accounts(&state);
-            if !r.account_id.is_empty() && !accounts.contains(&r.account_id) {
+            if !r.account_id.is_empty() && !crate::members::is_known(&state, &r.account_id) {
                 return Err(ServiceError::NoSuchMember(r.account_id).into());
             }
+            let accounts = views::member_accounts(&state);
             accounts
                 .iter()
                 .filter(|a| r.account_id.is_empty() || **a == r.account_id)
@@ -238,7 +238,7 @@ impl InventoryService for InventoryServiceImpl {
             return Err(ServiceError::BadAccountId(account).into());
         }
         let state = self.store.read();
-        if !views::member_accounts(&state).contains(&account) {
+        if !crate::members::is_known(&state, &account) {
             return Err(ServiceError::NoSuchMember(account).into());
         }
         Ok(Response::new(pb::GetMemberResponse {
