@@ -497,6 +497,63 @@ pub(crate) fn solve(
     let (mut solver, mut uses) = take_solver(opts.budget);
     let mut slowest = Duration::ZERO;
     let has_opaque = terms.iter().any(Term::has_opaque);
+    // The member accounts whose sharing is left to the solver form one class: one query asks
+    // whether any of them gets in. Its usual answer, no, decides every one of them (each
+    // question's assertion implies the class's); a yes or an unknown (it has a quarter of the
+    // budget) leaves them to their own questions, which find the witnesses.
+    let class: Vec<usize> = questions
+        .iter()
+        .enumerate()
+        .filter(|(i, q)| {
+            verdicts[*i].is_none() && matches!(q, Question::SharedWithAccount(a) if world.members.contains(a))
+        })
+        .map(|(i, _)| i)
+        .collect();
+    let left = deadline.saturating_duration_since(Instant::now());
+    if class.len() >= 2 && left >= MIN_CHECK {
+        let accounts = class.iter().filter_map(|&i| match &questions[i] {
+            Question::SharedWithAccount(a) => Some(term::str_eq(StrVar::Account, a)),
+            _ => None,
+        });
+        let term = and([world.allowed(), Term::KindIs(Kind::Account), or(accounts)]);
+        // A quarter of what is left: on a hard policy the class query may not answer, and the
+        // members' own questions must still have the time they had without it.
+        set_budget(&solver, left / 4);
+        let mut enc = Encoder::new(&world.compiled.keys);
+        let formula = enc.lower(&term);
+        let axioms = definitions(world, &mut enc);
+        solver.push();
+        for a in enc.side.iter().chain(&axioms) {
+            solver.assert(a);
+        }
+        solver.assert(&formula);
+        stats.solver_calls += 1;
+        stats.solved.push(format!("sharedWithAccount:members({})", class.len()));
+        let checked = Instant::now();
+        let res = solver.check();
+        slowest = slowest.max(checked.elapsed());
+        solver.pop(1);
+        match res {
+            SatResult::Unsat => {
+                for &i in &class {
+                    verdicts[i] = Some(Verdict { answer: Tri::False, witness: None, reason: None });
+                }
+            }
+            // A solver is not used again after a canceled check (see below). Nor after a model
+            // when the policy has opaque parts: what Z3 learned could change which model the
+            // members' own questions get, and an opaque witness the evaluator cannot confirm is
+            // UNKNOWN, so they run as they would have without the class query.
+            SatResult::Unknown => {
+                solver = new_solver(opts.budget);
+                uses = 1;
+            }
+            SatResult::Sat if has_opaque => {
+                solver = new_solver(opts.budget);
+                uses = 1;
+            }
+            SatResult::Sat => {}
+        }
+    }
     for (i, q) in questions.iter().enumerate() {
         if verdicts[i].is_some() {
             continue;
