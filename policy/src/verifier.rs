@@ -472,6 +472,34 @@ fn return_solver(solver: Solver, uses: u32) {
     SOLVER.with(|s| *s.borrow_mut() = Some((solver, uses)));
 }
 
+/// Pushes a scope holding `term` and the definitions of the variables it uses, and checks it.
+/// One encoder per check: only what the term touches is asserted, inside its scope (Z3's
+/// sequence solver is much faster so). The caller reads the model with the returned encoder,
+/// then pops the scope.
+fn check_in_scope<'w>(
+    solver: &Solver,
+    world: &'w World<'_>,
+    term: &Term,
+    label: String,
+    stats: &mut AnalysisStats,
+    slowest: &mut Duration,
+) -> (SatResult, Encoder<'w>) {
+    let mut enc = Encoder::new(&world.compiled.keys);
+    let formula = enc.lower(term);
+    let axioms = definitions(world, &mut enc);
+    solver.push();
+    for a in enc.side.iter().chain(&axioms) {
+        solver.assert(a);
+    }
+    solver.assert(&formula);
+    stats.solver_calls += 1;
+    stats.solved.push(label);
+    let checked = Instant::now();
+    let res = solver.check();
+    *slowest = (*slowest).max(checked.elapsed());
+    (res, enc)
+}
+
 /// Decides a batch of questions with one solver, each check limited to what is left of the
 /// policy's budget.
 pub(crate) fn solve(
@@ -519,39 +547,21 @@ pub(crate) fn solve(
         // A quarter of what is left: on a hard policy the class query may not answer, and the
         // members' own questions must still have the time they had without it.
         set_budget(&solver, left / 4);
-        let mut enc = Encoder::new(&world.compiled.keys);
-        let formula = enc.lower(&term);
-        let axioms = definitions(world, &mut enc);
-        solver.push();
-        for a in enc.side.iter().chain(&axioms) {
-            solver.assert(a);
-        }
-        solver.assert(&formula);
-        stats.solver_calls += 1;
-        stats.solved.push(format!("sharedWithAccount:members({})", class.len()));
-        let checked = Instant::now();
-        let res = solver.check();
-        slowest = slowest.max(checked.elapsed());
+        let label = format!("sharedWithAccount:members({})", class.len());
+        let (res, _) = check_in_scope(&solver, world, &term, label, stats, &mut slowest);
         solver.pop(1);
-        match res {
-            SatResult::Unsat => {
-                for &i in &class {
-                    verdicts[i] = Some(Verdict { answer: Tri::False, witness: None, reason: None });
-                }
+        if res == SatResult::Unsat {
+            for &i in &class {
+                verdicts[i] = Some(Verdict { answer: Tri::False, witness: None, reason: None });
             }
-            // A solver is not used again after a canceled check (see below). Nor after a model
-            // when the policy has opaque parts: what Z3 learned could change which model the
-            // members' own questions get, and an opaque witness the evaluator cannot confirm is
-            // UNKNOWN, so they run as they would have without the class query.
-            SatResult::Unknown => {
-                solver = new_solver(opts.budget);
-                uses = 1;
-            }
-            SatResult::Sat if has_opaque => {
-                solver = new_solver(opts.budget);
-                uses = 1;
-            }
-            SatResult::Sat => {}
+        }
+        // A solver is not used again after a canceled check (see below). Nor after a model when
+        // the policy has opaque parts: what Z3 learned could change which model the members'
+        // own questions get, and an opaque witness the evaluator cannot confirm is UNKNOWN, so
+        // they run as they would have without the class query.
+        if res == SatResult::Unknown || (res == SatResult::Sat && has_opaque) {
+            solver = new_solver(opts.budget);
+            uses = 1;
         }
     }
     for (i, q) in questions.iter().enumerate() {
@@ -564,21 +574,7 @@ pub(crate) fn solve(
             continue;
         }
         set_budget(&solver, left);
-        // One encoder per question: only the definitions of the variables it uses are
-        // asserted, inside the question's scope (Z3's sequence solver is much faster so).
-        let mut enc = Encoder::new(&world.compiled.keys);
-        let formula = enc.lower(&terms[i]);
-        let axioms = definitions(world, &mut enc);
-        solver.push();
-        for a in enc.side.iter().chain(&axioms) {
-            solver.assert(a);
-        }
-        solver.assert(&formula);
-        stats.solver_calls += 1;
-        stats.solved.push(q.to_string());
-        let checked = Instant::now();
-        let res = solver.check();
-        slowest = slowest.max(checked.elapsed());
+        let (res, enc) = check_in_scope(&solver, world, &terms[i], q.to_string(), stats, &mut slowest);
         let verdict = match res {
             SatResult::Unsat => Verdict { answer: Tri::False, witness: None, reason: None },
             SatResult::Unknown => Verdict {
@@ -861,6 +857,33 @@ mod tests {
             ),
             organization_paths: vec!["o-exampleorg1/r-ab12/ou-ab12-11111111/".into()],
         }
+    }
+
+    /// With the pre-solver off every member question reaches the solver: the members are asked
+    /// as one class first, which decides them when none gets in and leaves them to their own
+    /// questions (and witnesses) when one does.
+    #[test]
+    fn members_are_asked_as_one_class_first() {
+        let solver_only = AnalysisOptions { presolve: false, ..AnalysisOptions::default() };
+        let analyse = |statements: &str| {
+            let text = format!(r#"{{"Version":"2012-10-17","Statement":[{statements}]}}"#);
+            crate::analyze(&text, "example-bucket", &ctx(), &solver_only).unwrap()
+        };
+        let nobody = analyse(
+            r#"{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111111111111:root"},"Action":"s3:GetObject","Resource":"arn:aws:s3:::example-bucket/*"}"#,
+        );
+        assert!(nobody.stats.solved.contains(&"sharedWithAccount:members(2)".to_owned()), "{:?}", nobody.stats);
+        assert!(!nobody.stats.solved.iter().any(|q| q == "sharedWithAccount:222222222222"), "decided by the class");
+        assert_eq!(nobody.shared_access, SharedAccess::NotShared);
+
+        let one = analyse(
+            r#"{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::333333333333:root"},"Action":"s3:GetObject","Resource":"arn:aws:s3:::example-bucket/*"}"#,
+        );
+        assert!(one.stats.solved.iter().any(|q| q == "sharedWithAccount:222222222222"), "{:?}", one.stats);
+        assert_eq!(
+            (one.internal_accounts.clone(), one.shared_access),
+            (vec!["333333333333".to_owned()], SharedAccess::Internal)
+        );
     }
 
     fn run(statements: &str) -> Analysis {
