@@ -68,11 +68,12 @@ fn facts(stream: usize, i: usize) -> BucketFacts {
         grants.push(AclGrant { grantee: Grantee::Group(ALL_USERS_GROUP.into()), permission: AclPermission::Read });
     }
     BucketFacts {
-        key: BucketKey::new(
+        key: BucketKey::parse(
             &account(stream),
             if i.is_multiple_of(2) { "us-east-1" } else { "eu-west-1" },
             &format!("bench-{stream:03}-{i:07}"),
-        ),
+        )
+        .expect("the bench's names are valid"),
         created_at: 1_700_000_000_000 + i as i64,
         read_at: 1_700_000_100_000,
         state: BucketState::Readable(Box::new(BucketConfig {
@@ -175,7 +176,7 @@ async fn run_stream(endpoint: Endpoint, stream: usize, per_stream: usize) -> Vec
                 }};
             }
             let settings = estate_common::model::AccountSettings {
-                account_id: account(stream),
+                account_id: account(stream).parse().expect("the bench's accounts are valid"),
                 read_at: 1_700_000_100_000,
                 block_public_access: estate_common::model::AccountBlockPublicAccess::NotConfigured,
             };

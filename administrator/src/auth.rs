@@ -15,6 +15,8 @@ use tonic::Request;
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
+use estate_common::model::AccountId;
+
 use crate::error::ServiceError;
 
 /// What the administrator keeps of a token: its SHA-256, never the token itself.
@@ -53,7 +55,7 @@ impl Role {
 /// The identity a client certificate names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CertificateClaim {
-    Agent { account_id: String },
+    Agent { account_id: AccountId },
     Client { role: Role },
 }
 
@@ -99,9 +101,7 @@ impl PeerCertificate {
 
 fn parse_claim(rest: &str) -> Option<CertificateClaim> {
     match rest.split_once(':')? {
-        ("agent", account) if estate_common::model::is_account_id(account) => {
-            Some(CertificateClaim::Agent { account_id: account.to_owned() })
-        }
+        ("agent", account) => AccountId::parse(account).ok().map(|account_id| CertificateClaim::Agent { account_id }),
         ("client", role) => Role::parse(role).map(|role| CertificateClaim::Client { role }),
         _ => None,
     }
@@ -119,7 +119,7 @@ pub fn describe_certificate(der: &CertificateDer<'_>) -> String {
 pub enum Identity {
     Agent {
         name: String,
-        account_id: String,
+        account_id: AccountId,
     },
     Client {
         name: String,
@@ -138,7 +138,7 @@ impl Identity {
     }
 
     /// May this caller report for `account_id`?
-    pub fn may_report_for(&self, account_id: &str) -> bool {
+    pub fn may_report_for(&self, account_id: &AccountId) -> bool {
         match self {
             Self::Agent { account_id: own, .. } => own == account_id,
             Self::Development => true,
@@ -317,7 +317,10 @@ mod tests {
 
     fn authenticator(require: bool) -> Authenticator {
         let identities = HashMap::from([
-            (digest("agent-a-token"), Identity::Agent { name: "a".into(), account_id: "111111111111".into() }),
+            (
+                digest("agent-a-token"),
+                Identity::Agent { name: "a".into(), account_id: "111111111111".parse().unwrap() },
+            ),
             (digest("ops-token"), Identity::Client { name: "ops".into(), role: Role::Operator }),
         ]);
         Authenticator::with_tokens(identities).requiring_certificate_identity(require)
@@ -326,7 +329,7 @@ mod tests {
     #[test]
     fn certificates_name_agents_and_clients_in_uri_names() {
         let agent = PeerCertificate::parse(&certificate("agent", &["estate:agent:111111111111"])).unwrap();
-        assert_eq!(agent.claim, Some(CertificateClaim::Agent { account_id: "111111111111".into() }));
+        assert_eq!(agent.claim, Some(CertificateClaim::Agent { account_id: "111111111111".parse().unwrap() }));
         assert_eq!(agent.subject, "CN=agent");
         let ops =
             PeerCertificate::parse(&certificate("ops", &["https://example.com", "estate:client:operator"])).unwrap();

@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::{bail, Context};
 use serde::Deserialize;
 
-use estate_common::model::is_account_id;
+use estate_common::model::AccountId;
 
 use crate::auth::{digest, Identity, Role, TokenDigest};
 
@@ -26,6 +26,13 @@ pub struct Config {
     /// agent account or client role. Needs `--client-ca`.
     #[serde(default)]
     pub require_certificate_identity: bool,
+    /// The accounts inside the organization (`organization.accounts` and every agent's),
+    /// checked by [`Config::parse`], the one way a configuration is read.
+    #[serde(skip)]
+    members: BTreeSet<AccountId>,
+    /// The accounts of the configured agents, checked by [`Config::parse`].
+    #[serde(skip)]
+    agent_accounts: BTreeSet<AccountId>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -109,7 +116,7 @@ impl Config {
     }
 
     pub fn parse(text: &str) -> anyhow::Result<Self> {
-        let config: Config = toml::from_str(text)?;
+        let mut config: Config = toml::from_str(text)?;
         if config.version != 1 {
             bail!("unsupported config `version` {} (this administrator reads version 1)", config.version);
         }
@@ -120,9 +127,10 @@ impl Config {
             if is_placeholder(account) {
                 bail!("`organization.accounts` still holds the example's placeholder `{account}`: replace it");
             }
-            if !is_account_id(account) {
+            let Ok(id) = AccountId::parse(account.as_str()) else {
                 bail!("`organization.accounts` holds `{account}`, which is not a 12-digit account ID");
-            }
+            };
+            config.members.insert(id);
         }
         for path in &config.organization.paths {
             let Some(id) = config.organization.id.as_deref() else {
@@ -141,13 +149,15 @@ impl Config {
             }
         }
         for agent in &config.agents {
-            if !is_account_id(&agent.account_id) {
+            let Ok(id) = AccountId::parse(agent.account_id.as_str()) else {
                 bail!(
                     "agent `{}` has `account_id` `{}`, which is not a 12-digit account ID",
                     agent.name,
                     agent.account_id
                 );
-            }
+            };
+            config.members.insert(id.clone());
+            config.agent_accounts.insert(id);
         }
         config.identities()?;
         Ok(config)
@@ -157,14 +167,16 @@ impl Config {
     pub fn identities(&self) -> anyhow::Result<HashMap<TokenDigest, Identity>> {
         let mut out = HashMap::new();
         let agents = self.agents.iter().map(|a| {
-            (a.token.digest(&a.name), Identity::Agent { name: a.name.clone(), account_id: a.account_id.clone() })
+            let account_id = AccountId::parse(a.account_id.as_str())?;
+            Ok::<_, anyhow::Error>((a.token.digest(&a.name)?, Identity::Agent { name: a.name.clone(), account_id }))
         });
         let clients = self
             .clients
             .iter()
-            .map(|c| (c.token.digest(&c.name), Identity::Client { name: c.name.clone(), role: c.role }));
-        for (digest, identity) in agents.chain(clients) {
-            if out.insert(digest?, identity.clone()).is_some() {
+            .map(|c| Ok((c.token.digest(&c.name)?, Identity::Client { name: c.name.clone(), role: c.role })));
+        for entry in agents.chain(clients) {
+            let (digest, identity) = entry?;
+            if out.insert(digest, identity.clone()).is_some() {
                 bail!("two entries share the token of `{}`", identity.name());
             }
         }
@@ -172,8 +184,13 @@ impl Config {
     }
 
     /// The accounts inside the organization: the configured ones and every agent's.
-    pub fn organization_accounts(&self) -> BTreeSet<String> {
-        self.organization.accounts.iter().cloned().chain(self.agents.iter().map(|a| a.account_id.clone())).collect()
+    pub fn organization_accounts(&self) -> &BTreeSet<AccountId> {
+        &self.members
+    }
+
+    /// The accounts of the configured agents: expected to report even before they connect.
+    pub fn agent_accounts(&self) -> &BTreeSet<AccountId> {
+        &self.agent_accounts
     }
 }
 
@@ -202,7 +219,7 @@ mod tests {
         let ids = config.identities().unwrap();
         assert_eq!(
             ids.get(&digest("agent-token-0123456789")),
-            Some(&Identity::Agent { name: "a".into(), account_id: "222222222222".into() })
+            Some(&Identity::Agent { name: "a".into(), account_id: "222222222222".parse().unwrap() })
         );
         assert_eq!(ids.get(&digest("password")), Some(&Identity::Client { name: "ops".into(), role: Role::Operator }));
         assert_eq!(config.organization_accounts().len(), 2);

@@ -6,6 +6,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use tonic::Status;
 
+use estate_common::model::AccountId;
+
 use crate::query::QueryError;
 
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +50,11 @@ pub enum ServiceError {
 }
 
 impl ServiceError {
+    /// An account ID a client sent, checked: [`ServiceError::BadAccountId`] when it is not one.
+    pub fn account_id(text: String) -> Result<AccountId, Self> {
+        AccountId::parse(text).map_err(|e| Self::BadAccountId(e.text))
+    }
+
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::Invalid(message.into())
     }

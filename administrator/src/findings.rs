@@ -195,7 +195,7 @@ impl Findings {
         self.sequence = self.sequence.max(finding.sequence);
         self.durable_sequence = self.sequence;
         if !finding.archived {
-            let key = BucketKey::new(&finding.account_id, &finding.region, &finding.bucket_name).encode();
+            let key = finding.bucket().encode();
             self.open.insert((key, finding.kind), finding.id.clone());
         }
         self.by_id.insert(finding.id.clone(), finding);
@@ -268,7 +268,7 @@ impl Findings {
             let finding = self.by_id.get_mut(&id).expect("listed above");
             finding.archived = true;
             finding.sequence = self.sequence;
-            let key = BucketKey::new(&finding.account_id, &finding.region, &finding.bucket_name).encode();
+            let key = finding.bucket().encode();
             self.open.remove(&(key, finding.kind));
             self.changed.push(finding.clone());
         }
@@ -431,7 +431,7 @@ mod tests {
     #[test]
     fn repeats_count_and_archiving_closes() {
         let mut findings = Findings::default();
-        let bucket = BucketKey::new("111111111111", "us-east-1", "b");
+        let bucket = BucketKey::parse("111111111111", "us-east-1", "b").unwrap();
         let cause = Cause::refresh(1);
         findings.raise(&bucket, FindingType::S3BucketPublic, &cause, 10);
         findings.raise(&bucket, FindingType::S3BucketPublic, &cause, 20);

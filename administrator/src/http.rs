@@ -129,12 +129,9 @@ async fn api_statistics(
     _: Reader,
     UrlQuery(p): UrlQuery<StatisticsParams>,
 ) -> Response {
-    let stats = match p.account_id.filter(|a| !a.is_empty()) {
-        None => Ok(state.store.organization_statistics()),
-        Some(account) => views::statistics(&state.store.read(), Some(&account)),
-    };
-    match stats {
-        Ok(stats) => Json(stats).into_response(),
+    match p.account_id.filter(|a| !a.is_empty()).map(ServiceError::account_id).transpose() {
+        Ok(None) => Json(state.store.organization_statistics()).into_response(),
+        Ok(Some(account)) => Json(views::statistics(&state.store.read(), Some(&account))).into_response(),
         Err(e) => e.into_response(),
     }
 }
@@ -164,10 +161,7 @@ async fn api_accounts(State(state): State<HttpState>, _: Reader) -> Response {
         let s = state.store.read();
         let accounts: Vec<_> = views::member_accounts(&s)
             .iter()
-            .filter_map(|a| {
-                let stats = views::statistics(&s, Some(a)).ok()?;
-                Some(serde_json::json!({ "accountId": a, "statistics": stats }))
-            })
+            .map(|a| serde_json::json!({ "accountId": a, "statistics": views::statistics(&s, Some(a)) }))
             .collect();
         Json(serde_json::json!({ "accounts": accounts })).into_response()
     })

@@ -11,7 +11,7 @@ use estate_common::macie::{
     ObjectLevelStatistics, ReplicationDetails, SharedAccess, Timestamp, Tri,
 };
 use estate_common::model::{
-    AccountSettings, BlockPublicAccess, BucketConfig, BucketFacts, ConfigCall, Grantee, ObjectOwnership,
+    AccountId, AccountSettings, BlockPublicAccess, BucketConfig, BucketFacts, ConfigCall, Grantee, ObjectOwnership,
     ALL_USERS_GROUP, AUTHENTICATED_USERS_GROUP,
 };
 use estate_common::objects::ObjectStats;
@@ -25,13 +25,14 @@ use crate::owners::{destination_name, DestinationOwner};
 pub struct OrgView {
     organization_id: Option<String>,
     organization_paths: Vec<String>,
-    /// Shared with every queued policy analysis.
+    members: BTreeSet<AccountId>,
+    /// The same accounts as the policy crate reads them, shared with every queued analysis.
     accounts: Arc<BTreeSet<String>>,
     digest: [u8; 32],
     /// Canonical user ID → account, as the agents reported them.
-    pub canonical_ids: HashMap<String, String>,
+    pub canonical_ids: HashMap<String, AccountId>,
     /// Accounts AWS Organizations reports suspended or closing (still members).
-    pub suspended: BTreeSet<String>,
+    pub suspended: BTreeSet<AccountId>,
 }
 
 impl Default for OrgView {
@@ -41,10 +42,15 @@ impl Default for OrgView {
 }
 
 impl OrgView {
-    pub fn new(organization_id: Option<String>, accounts: BTreeSet<String>, organization_paths: Vec<String>) -> Self {
+    pub fn new(
+        organization_id: Option<String>,
+        accounts: BTreeSet<AccountId>,
+        organization_paths: Vec<String>,
+    ) -> Self {
         let mut org = OrgView {
             organization_id: None,
             organization_paths: Vec::new(),
+            members: BTreeSet::new(),
             accounts: Arc::default(),
             digest: [0; 32],
             canonical_ids: HashMap::new(),
@@ -58,19 +64,21 @@ impl OrgView {
     pub fn set_membership(
         &mut self,
         organization_id: Option<String>,
-        accounts: BTreeSet<String>,
+        accounts: BTreeSet<AccountId>,
         organization_paths: Vec<String>,
     ) -> bool {
         if self.digest != [0; 32]
             && self.organization_id == organization_id
-            && *self.accounts == accounts
+            && self.members == accounts
             && self.organization_paths == organization_paths
         {
             return false;
         }
-        self.digest = estate_policy::organization_digest(organization_id.as_deref(), &accounts, &organization_paths);
+        let names: BTreeSet<String> = accounts.iter().map(ToString::to_string).collect();
+        self.digest = estate_policy::organization_digest(organization_id.as_deref(), &names, &organization_paths);
         self.organization_id = organization_id;
-        self.accounts = Arc::new(accounts);
+        self.members = accounts;
+        self.accounts = Arc::new(names);
         self.organization_paths = organization_paths;
         true
     }
@@ -84,6 +92,11 @@ impl OrgView {
     }
 
     /// The member accounts.
+    pub fn members(&self) -> &BTreeSet<AccountId> {
+        &self.members
+    }
+
+    /// The member accounts as the policy crate reads them.
     pub fn accounts(&self) -> &Arc<BTreeSet<String>> {
         &self.accounts
     }
@@ -391,11 +404,11 @@ fn sharing(
                     Grantee::CanonicalUser(id) if *id == acl.owner_canonical_id => {}
                     Grantee::CanonicalUser(id) => match org.canonical_ids.get(id) {
                         Some(account) if account == owner => {}
-                        Some(account) if org.accounts().contains(account) => {
-                            internal.insert(account.clone());
+                        Some(account) if org.members().contains(account) => {
+                            internal.insert(account.to_string());
                         }
                         Some(account) => {
-                            external.insert(account.clone());
+                            external.insert(account.to_string());
                         }
                         None => {
                             external.insert(format!("canonical:{id}"));
@@ -483,12 +496,12 @@ fn replication(
     let mut accounts = BTreeSet::new();
     let mut externally = Tri::False;
     let mut reasons = Vec::new();
-    let outside = |account: &String| account != &facts.key.account_id && !org.accounts().contains(account);
+    let outside = |account: &String| *account != facts.key.account_id && !org.accounts().contains(account);
     for rule in &enabled {
         let named = match &rule.destination_account {
             Some(account) => Some(account.clone()),
             None => match destination_name(&rule.destination_bucket_arn).map(owner) {
-                Some(DestinationOwner::Account(account)) => Some(account),
+                Some(DestinationOwner::Account(account)) => Some(account.into()),
                 Some(DestinationOwner::Outside) => {
                     externally = Tri::True;
                     None
@@ -531,7 +544,7 @@ pub fn metadata(
 ) -> BucketMetadata {
     let key = &facts.key;
     let mut out = BucketMetadata {
-        account_id: key.account_id.clone(),
+        account_id: key.account_id.to_string(),
         allows_unencrypted_object_uploads: judgement.allows_unencrypted_object_uploads,
         bucket_arn: key.arn(),
         bucket_created_at: Timestamp::from_millis(facts.created_at),
@@ -544,7 +557,7 @@ pub fn metadata(
         object_count: None,
         object_count_by_encryption_type: None,
         public_access: None,
-        region: key.region.clone(),
+        region: key.region.to_string(),
         replication_details: None,
         server_side_encryption: None,
         shared_access: judgement.shared_access,
@@ -633,7 +646,7 @@ mod tests {
 
     fn facts(config: BucketConfig) -> BucketFacts {
         BucketFacts {
-            key: BucketKey::new(OWNER, "eu-west-1", "b"),
+            key: BucketKey::parse(OWNER, "eu-west-1", "b").unwrap(),
             created_at: 1,
             read_at: 2,
             state: BucketState::Readable(Box::new(config)),
@@ -648,12 +661,13 @@ mod tests {
     }
 
     fn account(bpa: AccountBlockPublicAccess) -> AccountSettings {
-        AccountSettings { account_id: OWNER.into(), read_at: 1, block_public_access: bpa }
+        AccountSettings { account_id: OWNER.parse().unwrap(), read_at: 1, block_public_access: bpa }
     }
 
     fn org() -> OrgView {
-        let mut org = OrgView::new(None, [OWNER, "222222222222"].iter().map(|s| s.to_string()).collect(), Vec::new());
-        org.canonical_ids = [("member-canonical".to_string(), "222222222222".to_string())].into_iter().collect();
+        let mut org =
+            OrgView::new(None, [OWNER, "222222222222"].iter().map(|s| s.parse().unwrap()).collect(), Vec::new());
+        org.canonical_ids = [("member-canonical".to_string(), "222222222222".parse().unwrap())].into_iter().collect();
         org
     }
 

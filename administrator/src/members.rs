@@ -6,14 +6,14 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use estate_common::macie::{BucketStatistics, MemberStatus, Timestamp};
-use estate_common::model::UnixMillis;
+use estate_common::model::{AccountId, Region, UnixMillis};
 
 use crate::store::State;
 
 /// When the member's data was last complete: the earliest last completed refresh over its
 /// Regions, or `None` while its agent has not reported its Regions or some Region has never
 /// completed a refresh (a stale Region is never hidden behind fresher ones).
-pub fn last_updated(state: &State, account_id: &str) -> Option<UnixMillis> {
+pub fn last_updated(state: &State, account_id: &AccountId) -> Option<UnixMillis> {
     let regions = &state.members.get(account_id)?.regions;
     if regions.is_empty() {
         return None;
@@ -21,7 +21,7 @@ pub fn last_updated(state: &State, account_id: &str) -> Option<UnixMillis> {
     // The account's scopes are one range of the map (one key built, not one per Region).
     let scopes: Vec<(&str, Option<UnixMillis>)> = state
         .scopes
-        .range((account_id.to_owned(), String::new())..)
+        .range((account_id.clone(), Region::FIRST)..)
         .take_while(|((account, _), _)| account == account_id)
         .map(|((_, region), scope)| (region.as_str(), scope.last_updated))
         .collect();
@@ -35,12 +35,12 @@ pub fn last_updated(state: &State, account_id: &str) -> Option<UnixMillis> {
 
 /// Every account Estate should see: the organization's, those with an agent configured,
 /// and those that have ever reported.
-pub fn account_names(state: &State) -> BTreeSet<&str> {
-    state.configured.iter().chain(state.members.keys()).chain(state.org.accounts().iter()).map(String::as_str).collect()
+pub fn account_names(state: &State) -> BTreeSet<&AccountId> {
+    state.configured.iter().chain(state.members.keys()).chain(state.org.members()).collect()
 }
 
 pub fn status(state: &State, account_id: &str) -> MemberStatus {
-    let organization = state.org.accounts();
+    let organization = state.org.members();
     if state.org.suspended.contains(account_id) {
         MemberStatus::AccountSuspended
     } else if !organization.is_empty() && !organization.contains(account_id) {
@@ -91,7 +91,7 @@ pub fn is_known(state: &State, account_id: &str) -> bool {
 
 /// The account's standing, or `None` when its inventory is not expected (or it is no longer
 /// one Estate should see: an organization change can drop an account that never reported).
-pub fn standing(state: &State, account_id: &str) -> Option<Standing> {
+pub fn standing(state: &State, account_id: &AccountId) -> Option<Standing> {
     if !is_known(state, account_id) {
         return None;
     }
@@ -111,7 +111,7 @@ pub fn standing(state: &State, account_id: &str) -> Option<Standing> {
 /// organization changes.
 #[derive(Debug, Default)]
 pub struct Freshness {
-    standings: HashMap<String, Standing>,
+    standings: HashMap<AccountId, Standing>,
     without_agent: i64,
     pending: i64,
     /// Each member's `lastUpdated` → how many members have it.
@@ -120,9 +120,9 @@ pub struct Freshness {
 
 impl Freshness {
     /// Records the account's standing (`None`: not expected) in place of the previous one.
-    pub fn set(&mut self, account_id: &str, standing: Option<Standing>) {
+    pub fn set(&mut self, account_id: &AccountId, standing: Option<Standing>) {
         let previous = match standing {
-            Some(standing) => self.standings.insert(account_id.to_owned(), standing),
+            Some(standing) => self.standings.insert(account_id.clone(), standing),
             None => self.standings.remove(account_id),
         };
         if previous == standing {
@@ -158,7 +158,7 @@ impl Freshness {
     }
 
     /// The accounts counted now (an organization change recounts them with the new ones).
-    pub fn accounts(&self) -> impl Iterator<Item = &String> {
+    pub fn accounts(&self) -> impl Iterator<Item = &AccountId> {
         self.standings.keys()
     }
 
@@ -187,27 +187,28 @@ mod tests {
     #[test]
     fn counts_follow_each_change_of_standing() {
         let mut freshness = Freshness::default();
-        freshness.set("a", Some(Standing::NoAgent));
-        freshness.set("b", Some(Standing::UpdatedAt(20)));
-        freshness.set("c", Some(Standing::UpdatedAt(10)));
+        let [a, b, c]: [AccountId; 3] = ["111111111111", "222222222222", "333333333333"].map(|id| id.parse().unwrap());
+        freshness.set(&a, Some(Standing::NoAgent));
+        freshness.set(&b, Some(Standing::UpdatedAt(20)));
+        freshness.set(&c, Some(Standing::UpdatedAt(10)));
         assert_eq!(
             (freshness.members_without_agent(), freshness.members_pending(), freshness.last_updated()),
             (1, 1, None)
         );
-        freshness.set("a", Some(Standing::Pending));
+        freshness.set(&a, Some(Standing::Pending));
         assert_eq!((freshness.members_without_agent(), freshness.members_pending()), (0, 1));
-        freshness.set("a", Some(Standing::UpdatedAt(30)));
+        freshness.set(&a, Some(Standing::UpdatedAt(30)));
         assert_eq!(freshness.last_updated(), Some(10));
         // The earliest moves on when its only member refreshes again.
-        freshness.set("c", Some(Standing::UpdatedAt(40)));
+        freshness.set(&c, Some(Standing::UpdatedAt(40)));
         assert_eq!(freshness.last_updated(), Some(20));
         // Two members at one time: the time stays until both have moved.
-        freshness.set("a", Some(Standing::UpdatedAt(20)));
-        freshness.set("b", None);
+        freshness.set(&a, Some(Standing::UpdatedAt(20)));
+        freshness.set(&b, None);
         assert_eq!(freshness.last_updated(), Some(20));
-        freshness.set("a", None);
+        freshness.set(&a, None);
         assert_eq!(freshness.last_updated(), Some(40));
-        freshness.set("c", None);
+        freshness.set(&c, None);
         assert_eq!((freshness.members_pending(), freshness.last_updated(), freshness.accounts().count()), (0, None, 0));
     }
 }

@@ -11,6 +11,8 @@ use aws_config::{BehaviorVersion, Region};
 use aws_sdk_organizations::error::ProvideErrorMetadata;
 use aws_sdk_organizations::types::AccountStatus;
 
+use estate_common::model::AccountId;
+
 use crate::ingest::Committer;
 use crate::store::Op;
 
@@ -19,9 +21,9 @@ use crate::store::Op;
 pub struct Organization {
     pub id: String,
     /// Every account, suspended ones included (they are still the organization's).
-    pub accounts: BTreeSet<String>,
+    pub accounts: BTreeSet<AccountId>,
     /// Accounts whose status is SUSPENDED or PENDING_CLOSURE.
-    pub suspended: BTreeSet<String>,
+    pub suspended: BTreeSet<AccountId>,
     /// The path (`o-.../r-.../ou-.../`) of every root or OU that holds an account: the values
     /// `aws:PrincipalOrgPaths` carries for the organization's principals.
     pub paths: Vec<String>,
@@ -60,10 +62,13 @@ pub async fn fetch(client: &aws_sdk_organizations::Client) -> anyhow::Result<Org
             .map_err(|e| anyhow::anyhow!("`organizations:ListAccounts` failed: {}", describe(&e)))?;
         for account in page.accounts() {
             let Some(account_id) = account.id() else { continue };
-            accounts.insert(account_id.to_owned());
+            let account_id = AccountId::parse(account_id).map_err(|e| {
+                anyhow::anyhow!("`organizations:ListAccounts` returned an account that is not one: {e}")
+            })?;
             if matches!(account.status(), Some(AccountStatus::Suspended | AccountStatus::PendingClosure)) {
-                suspended.insert(account_id.to_owned());
+                suspended.insert(account_id.clone());
             }
+            accounts.insert(account_id);
         }
         match page.next_token() {
             Some(next) => token = Some(next.to_owned()),

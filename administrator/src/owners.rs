@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use estate_common::model::UnixMillis;
+use estate_common::model::{AccountId, UnixMillis};
 
 use crate::index::Index;
 use crate::judge::OrgView;
@@ -23,7 +23,7 @@ pub struct BucketList {
 /// The owner of a destination bucket, as far as Estate can tell.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DestinationOwner {
-    Account(String),
+    Account(AccountId),
     /// No member holds it, and every member's list is known: someone outside owns it.
     Outside,
     /// Not found while some list is missing; the reason says which.
@@ -32,9 +32,9 @@ pub enum DestinationOwner {
 
 #[derive(Debug, Default)]
 pub struct BucketOwners {
-    lists: HashMap<String, BucketList>,
+    lists: HashMap<AccountId, BucketList>,
     /// Name → account, over every list.
-    by_name: HashMap<String, String>,
+    by_name: HashMap<String, AccountId>,
     /// Destination name → the buckets whose rules name it without an account.
     dependents: HashMap<String, BTreeSet<Vec<u8>>>,
 }
@@ -42,7 +42,7 @@ pub struct BucketOwners {
 impl BucketOwners {
     /// Replaces an account's list (a newer one only); returns the names whose owner changed,
     /// or `None` when the list is older than the one held.
-    pub fn set_list(&mut self, account_id: &str, list: BucketList) -> Option<BTreeSet<String>> {
+    pub fn set_list(&mut self, account_id: &AccountId, list: BucketList) -> Option<BTreeSet<String>> {
         let old = self.lists.get(account_id);
         if old.is_some_and(|old| old.read_at > list.read_at) {
             return None;
@@ -55,9 +55,9 @@ impl BucketOwners {
             }
         }
         for name in &list.names {
-            self.by_name.insert(name.clone(), account_id.to_owned());
+            self.by_name.insert(name.clone(), account_id.clone());
         }
-        self.lists.insert(account_id.to_owned(), list);
+        self.lists.insert(account_id.clone(), list);
         Some(changed)
     }
 
@@ -92,8 +92,8 @@ impl BucketOwners {
     }
 
     /// The accounts that should have sent a list and have not (sorted), given the organization.
-    fn missing<'a>(&self, org: &'a OrgView) -> Vec<&'a String> {
-        org.accounts().iter().filter(|a| !org.suspended.contains(*a) && !self.lists.contains_key(*a)).collect()
+    fn missing<'a>(&self, org: &'a OrgView) -> Vec<&'a AccountId> {
+        org.members().iter().filter(|a| !org.suspended.contains(*a) && !self.lists.contains_key(*a)).collect()
     }
 
     /// Who owns bucket `name`.
@@ -104,7 +104,7 @@ impl BucketOwners {
         if let Some(entry) = index.find_by_name(name) {
             return DestinationOwner::Account(entry.facts.key.account_id.clone());
         }
-        if org.accounts().is_empty() {
+        if org.members().is_empty() {
             return DestinationOwner::Unknown(format!(
                 "bucket `{name}` is in no member's inventory, and the organization's accounts are not known"
             ));
@@ -136,24 +136,27 @@ mod tests {
 
     #[test]
     fn owners_follow_the_newest_lists_and_completeness() {
-        let org = OrgView::new(None, ["111111111111".into(), "222222222222".into()].into(), Vec::new());
+        let org =
+            OrgView::new(None, ["111111111111".parse().unwrap(), "222222222222".parse().unwrap()].into(), Vec::new());
         let index = Index::default();
         let mut owners = BucketOwners::default();
-        assert_eq!(owners.set_list("111111111111", list(10, &["a", "b"])).unwrap().len(), 2);
-        assert_eq!(owners.owner("a", &index, &org), DestinationOwner::Account("111111111111".into()));
+        let [first, second]: [AccountId; 2] = ["111111111111", "222222222222"].map(|id| id.parse().unwrap());
+        assert_eq!(owners.set_list(&first, list(10, &["a", "b"])).unwrap().len(), 2);
+        assert_eq!(owners.owner("a", &index, &org), DestinationOwner::Account("111111111111".parse().unwrap()));
         let DestinationOwner::Unknown(reason) = owners.owner("z", &index, &org) else { panic!() };
         assert!(reason.contains("`222222222222`"), "{reason}");
         // An older list is ignored; a newer one moves a name.
-        assert!(owners.set_list("111111111111", list(5, &["c"])).is_none());
-        owners.set_list("222222222222", list(10, &["b2"])).unwrap();
+        assert!(owners.set_list(&first, list(5, &["c"])).is_none());
+        owners.set_list(&second, list(10, &["b2"])).unwrap();
         assert_eq!(owners.owner("z", &index, &org), DestinationOwner::Outside);
-        let changed = owners.set_list("111111111111", list(20, &["a"])).unwrap();
+        let changed = owners.set_list(&first, list(20, &["a"])).unwrap();
         assert_eq!(changed, ["b".to_string()].into());
         assert_eq!(owners.owner("b", &index, &org), DestinationOwner::Outside);
         // A suspended member is not waited for.
-        let mut org = OrgView::new(None, ["111111111111".into(), "333333333333".into()].into(), Vec::new());
+        let mut org =
+            OrgView::new(None, ["111111111111".parse().unwrap(), "333333333333".parse().unwrap()].into(), Vec::new());
         let DestinationOwner::Unknown(_) = owners.owner("z", &index, &org) else { panic!() };
-        org.suspended.insert("333333333333".into());
+        org.suspended.insert("333333333333".parse().unwrap());
         assert_eq!(owners.owner("z", &index, &org), DestinationOwner::Outside);
     }
 

@@ -344,7 +344,7 @@ mod tests {
 
     #[test]
     fn jobs_share_the_member_set() {
-        let org = OrgView::new(None, ["111111111111".to_owned()].into(), Vec::new());
+        let org = OrgView::new(None, ["111111111111".parse().unwrap()].into(), Vec::new());
         let a = context(&org, "111111111111");
         let b = context(&org, "222222222222");
         assert!(Arc::ptr_eq(&a.member_accounts, &b.member_accounts));

@@ -467,7 +467,7 @@ mod tests {
         for (key, entry) in (0..n).map(|i| {
             let account = format!("{:012}", 100_000_000_000u64 + (i % 3) as u64);
             let facts = BucketFacts {
-                key: BucketKey::new(&account, "eu-west-1", &format!("bucket-{i:04}")),
+                key: BucketKey::parse(&account, "eu-west-1", &format!("bucket-{i:04}")).unwrap(),
                 created_at: i as i64,
                 read_at: 1,
                 state: BucketState::Readable(Box::new(BucketConfig {

@@ -132,7 +132,7 @@ fn organization_from(config: Option<&Config>) -> OrgView {
     match config {
         Some(config) => OrgView::new(
             config.organization.id.clone(),
-            config.organization_accounts(),
+            config.organization_accounts().clone(),
             config.organization.paths.clone(),
         ),
         None => OrgView::default(),
@@ -179,7 +179,7 @@ async fn reload_on_hangup(
                     let org = organization_from(Some(&config));
                     let op = Op::Organization {
                         organization_id: org.organization_id().map(str::to_owned),
-                        accounts: (**org.accounts()).clone(),
+                        accounts: org.members().clone(),
                         suspended: BTreeSet::new(),
                         paths: org.organization_paths().to_vec(),
                     };
@@ -284,8 +284,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         ),
     };
     let org = organization_from(config.as_ref());
-    let configured_members: BTreeSet<String> =
-        config.as_ref().map(|c| c.agents.iter().map(|a| a.account_id.clone()).collect()).unwrap_or_default();
+    let configured_members = config.as_ref().map(|c| c.agent_accounts().clone()).unwrap_or_default();
 
     std::fs::create_dir_all(&options.data_dir).with_context(|| format!("creating `{}`", options.data_dir.display()))?;
     let data_dir = options.data_dir.clone();

@@ -18,7 +18,9 @@ use serde::{Deserialize, Serialize};
 use sled::Transactional;
 
 use estate_common::macie::BucketStatistics;
-use estate_common::model::{AccountSettings, BucketFacts, BucketKey, BucketState, Grantee, UnixMillis};
+use estate_common::model::{
+    AccountId, AccountSettings, BucketFacts, BucketKey, BucketState, Grantee, Region, UnixMillis,
+};
 use estate_common::objects::ObjectStats;
 
 use crate::findings::{Findings, FindingsTracker, Posture};
@@ -35,13 +37,13 @@ use estate_common::findings::{Cause, Finding};
 #[derive(Debug, Clone)]
 pub enum Op {
     Hello {
-        account_id: String,
-        regions: Vec<String>,
+        account_id: AccountId,
+        regions: Vec<Region>,
         canonical_user_id: String,
         agent_version: String,
     },
     Contact {
-        account_id: String,
+        account_id: AccountId,
     },
     /// `cause`: the CloudTrail event behind this read; such a read carries no object
     /// statistics, and the stored ones stay.
@@ -70,13 +72,13 @@ pub enum Op {
     },
     /// A refresh of the scope began; its progress counts from zero to `total`.
     ScopeStarted {
-        account_id: String,
-        region: String,
+        account_id: AccountId,
+        region: Region,
         total: u64,
     },
     ScopeComplete {
-        account_id: String,
-        region: String,
+        account_id: AccountId,
+        region: Region,
         generation: u64,
         read_at: UnixMillis,
         count: u64,
@@ -91,15 +93,15 @@ pub enum Op {
     /// accounts it reports suspended.
     Organization {
         organization_id: Option<String>,
-        accounts: BTreeSet<String>,
-        suspended: BTreeSet<String>,
+        accounts: BTreeSet<AccountId>,
+        suspended: BTreeSet<AccountId>,
         paths: Vec<String>,
     },
     /// Archive findings not updated for 90 days.
     ArchiveFindings,
     /// Every bucket name of an account (its agent's ListBuckets), for replication owners.
     AccountBuckets {
-        account_id: String,
+        account_id: AccountId,
         list: BucketList,
     },
 }
@@ -207,10 +209,10 @@ pub struct ScopeRecord {
     pub bucket_count: u64,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberRecord {
-    pub account_id: String,
-    pub regions: Vec<String>,
+    pub account_id: AccountId,
+    pub regions: Vec<Region>,
     pub canonical_user_id: String,
     pub agent_version: String,
     pub last_contact: UnixMillis,
@@ -223,14 +225,14 @@ pub type Progress = (u64, u64);
 pub struct State {
     /// Encoded `BucketKey` → entry; ordered, so one scope or account is one range.
     pub index: Index,
-    pub accounts: HashMap<String, AccountSettings>,
-    pub scopes: BTreeMap<(String, String), ScopeRecord>,
-    pub members: BTreeMap<String, MemberRecord>,
-    pub progress: HashMap<(String, String), Progress>,
+    pub accounts: HashMap<AccountId, AccountSettings>,
+    pub scopes: BTreeMap<(AccountId, Region), ScopeRecord>,
+    pub members: BTreeMap<AccountId, MemberRecord>,
+    pub progress: HashMap<(AccountId, Region), Progress>,
     pub stats: Statistics,
     pub org: OrgView,
     /// Accounts with an agent in the config: expected to report even before they connect.
-    pub configured: BTreeSet<String>,
+    pub configured: BTreeSet<AccountId>,
     /// The organization's freshness, kept as members and scopes change (`members.rs`).
     pub freshness: Freshness,
     /// Buckets whose ACL grants to canonical users other than the owner: re-judged when a
@@ -434,7 +436,7 @@ impl State {
         }
     }
 
-    fn account_keys(&self, account_id: &str) -> Vec<Vec<u8>> {
+    fn account_keys(&self, account_id: &AccountId) -> Vec<Vec<u8>> {
         let start = BucketKey::account_prefix(account_id);
         let end = prefix_end(&start);
         self.index.range(start..end).map(|(k, _)| k.clone()).collect()
@@ -453,7 +455,7 @@ impl State {
     }
 
     /// Counts the account's standing again after its member record or a scope of it changed.
-    fn recount(&mut self, account_id: &str) {
+    fn recount(&mut self, account_id: &AccountId) {
         let standing = members::standing(self, account_id);
         self.freshness.set(account_id, standing);
     }
@@ -461,11 +463,8 @@ impl State {
     /// Counts every account again: the organization or the configured accounts changed, so
     /// accounts may have joined, left or changed status.
     fn recount_all(&mut self) {
-        let accounts: BTreeSet<String> = members::account_names(self)
-            .into_iter()
-            .map(str::to_owned)
-            .chain(self.freshness.accounts().cloned())
-            .collect();
+        let accounts: BTreeSet<AccountId> =
+            members::account_names(self).into_iter().chain(self.freshness.accounts()).cloned().collect();
         for account in accounts {
             self.recount(&account);
         }
@@ -732,7 +731,7 @@ impl Store {
     pub fn open(
         dir: &Path,
         org: OrgView,
-        configured: BTreeSet<String>,
+        configured: BTreeSet<AccountId>,
         policy_queue: Option<PolicyQueue>,
     ) -> anyhow::Result<Self> {
         Self::open_inner(dir, org, configured, policy_queue, true)
@@ -746,7 +745,7 @@ impl Store {
     fn open_inner(
         dir: &Path,
         org: OrgView,
-        configured: BTreeSet<String>,
+        configured: BTreeSet<AccountId>,
         policy_queue: Option<PolicyQueue>,
         write: bool,
     ) -> anyhow::Result<Self> {
@@ -775,7 +774,7 @@ impl Store {
     fn load(
         &self,
         org: OrgView,
-        configured: BTreeSet<String>,
+        configured: BTreeSet<AccountId>,
         policy_queue: Option<PolicyQueue>,
         write: bool,
     ) -> anyhow::Result<()> {
@@ -840,7 +839,9 @@ impl Store {
         for item in self.bucket_lists.iter() {
             let (key, value) = item?;
             let list: BucketList = decode("bucket_lists", &key, &value)?;
-            state.owners.set_list(&String::from_utf8_lossy(&key), list);
+            let account = std::str::from_utf8(&key).ok().and_then(|k| AccountId::parse(k).ok());
+            let account = account.with_context(|| format!("`bucket_lists` key {key:?} is not an account ID"))?;
+            state.owners.set_list(&account, list);
         }
         for item in self.postures.iter() {
             let (key, value) = item?;
@@ -1041,7 +1042,7 @@ mod tests {
 
     fn facts(account: &str, region: &str, name: &str, read_at: i64) -> BucketFacts {
         BucketFacts {
-            key: BucketKey::new(account, region, name),
+            key: BucketKey::parse(account, region, name).unwrap(),
             created_at: 1,
             read_at,
             state: BucketState::Readable(Box::default()),
@@ -1056,7 +1057,7 @@ mod tests {
     }
 
     fn open(dir: &Path) -> Store {
-        let org = OrgView::new(None, ["111111111111".to_string()].into(), Vec::new());
+        let org = OrgView::new(None, ["111111111111".parse().unwrap()].into(), Vec::new());
         Store::open(dir, org, BTreeSet::new(), None).unwrap()
     }
 
@@ -1087,8 +1088,8 @@ mod tests {
                 Op::Upsert { facts: facts(a, "eu-west-1", "kept", 5), generation: 1, cause: None },
                 Op::Upsert { facts: facts(a, "us-east-1", "other-scope", 5), generation: 1, cause: None },
                 Op::ScopeComplete {
-                    account_id: a.into(),
-                    region: "eu-west-1".into(),
+                    account_id: a.parse().unwrap(),
+                    region: "eu-west-1".parse().unwrap(),
                     generation: 1,
                     read_at: 5,
                     count: 2,
@@ -1098,11 +1099,11 @@ mod tests {
         assert_eq!(store.read().stats.total().bucket_count, 3);
         store
             .commit_at(vec![
-                Op::Retain { key: BucketKey::new(a, "eu-west-1", "kept"), generation: 2 },
+                Op::Retain { key: BucketKey::parse(a, "eu-west-1", "kept").unwrap(), generation: 2 },
                 Op::Upsert { facts: facts(a, "eu-west-1", "new", 9), generation: 2, cause: None },
                 Op::ScopeComplete {
-                    account_id: a.into(),
-                    region: "eu-west-1".into(),
+                    account_id: a.parse().unwrap(),
+                    region: "eu-west-1".parse().unwrap(),
                     generation: 2,
                     read_at: 9,
                     count: 2,
@@ -1120,7 +1121,7 @@ mod tests {
         assert_eq!(store.organization_statistics(), published, "the freshness counts are rebuilt at load");
         assert_eq!(names(&store), vec!["kept", "new", "other-scope"]);
         assert_eq!(store.read().stats.total().bucket_count, 3);
-        assert_eq!(store.read().scopes[&(a.to_string(), "eu-west-1".to_string())].last_updated, Some(9));
+        assert_eq!(store.read().scopes[&(a.parse().unwrap(), "eu-west-1".parse().unwrap())].last_updated, Some(9));
     }
 
     /// A policy whose analysis failed inside the analyser is remembered by digest across a
@@ -1129,7 +1130,7 @@ mod tests {
     fn an_internal_failure_is_not_retried_after_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         let a = "111111111111";
-        let org = || OrgView::new(None, [a.to_string()].into(), Vec::new());
+        let org = || OrgView::new(None, [a.parse().unwrap()].into(), Vec::new());
         let text = r#"{"Version":"2012-10-17","Statement":[]}"#;
         let mut f = facts(a, "eu-west-1", "poison", 5);
         f.state = BucketState::Readable(Box::new(estate_common::model::BucketConfig {
@@ -1161,8 +1162,14 @@ mod tests {
         let a = "111111111111";
         let ops = vec![
             Op::Upsert { facts: facts(a, "eu-west-1", "x", 5), generation: 1, cause: None },
-            Op::Delete { key: BucketKey::new(a, "eu-west-1", "gone") },
-            Op::ScopeComplete { account_id: a.into(), region: "eu-west-1".into(), generation: 1, read_at: 5, count: 1 },
+            Op::Delete { key: BucketKey::parse(a, "eu-west-1", "gone").unwrap() },
+            Op::ScopeComplete {
+                account_id: a.parse().unwrap(),
+                region: "eu-west-1".parse().unwrap(),
+                generation: 1,
+                read_at: 5,
+                count: 1,
+            },
         ];
         store.commit_at(ops.clone()).unwrap();
         let before = store.read().stats.total();
@@ -1173,7 +1180,7 @@ mod tests {
 
     fn no_account_block(account: &str) -> Op {
         Op::AccountSettings(AccountSettings {
-            account_id: account.into(),
+            account_id: account.parse().unwrap(),
             read_at: 1,
             block_public_access: estate_common::model::AccountBlockPublicAccess::NotConfigured,
         })
@@ -1203,8 +1210,8 @@ mod tests {
         let stored = StoredBucket { facts: public_facts("111111111111", "golden", 7), generation: 3 };
         let scope = ScopeRecord { generation: 3, last_updated: Some(9), bucket_count: 1 };
         let member = MemberRecord {
-            account_id: "111111111111".into(),
-            regions: vec!["eu-west-1".into()],
+            account_id: "111111111111".parse().unwrap(),
+            regions: vec!["eu-west-1".parse().unwrap()],
             canonical_user_id: "c".into(),
             agent_version: "1".into(),
             last_contact: 5,
@@ -1260,12 +1267,15 @@ mod tests {
             let legacy = postcard::to_allocvec(&StoredBucket { facts: f.clone(), generation: 1 }).unwrap();
             db.open_tree("buckets").unwrap().insert(f.key.encode(), legacy).unwrap();
             let scope = postcard::to_allocvec(&ScopeRecord { generation: 1, last_updated: Some(5), bucket_count: 1 });
-            db.open_tree("scopes").unwrap().insert(BucketKey::scope_prefix(a, "eu-west-1"), scope.unwrap()).unwrap();
+            db.open_tree("scopes")
+                .unwrap()
+                .insert(BucketKey::scope_prefix(&a.parse().unwrap(), &"eu-west-1".parse().unwrap()), scope.unwrap())
+                .unwrap();
             db.flush().unwrap();
         }
         let store = open(dir.path());
         assert_eq!(store.read().index.len(), 1);
-        assert_eq!(store.read().scopes[&(a.to_string(), "eu-west-1".to_string())].last_updated, Some(5));
+        assert_eq!(store.read().scopes[&(a.parse().unwrap(), "eu-west-1".parse().unwrap())].last_updated, Some(5));
         drop(store);
         let reopened = open(dir.path());
         assert_eq!(reopened.read().index.len(), 1, "migrated once, readable after");
@@ -1279,7 +1289,7 @@ mod tests {
         store
             .commit_at(vec![
                 no_account_block(a),
-                Op::ScopeStarted { account_id: a.into(), region: "eu-west-1".into(), total: 2 },
+                Op::ScopeStarted { account_id: a.parse().unwrap(), region: "eu-west-1".parse().unwrap(), total: 2 },
                 Op::Upsert { facts: public_facts(a, "x", 20), generation: 2, cause: None },
             ])
             .unwrap();
@@ -1289,7 +1299,7 @@ mod tests {
         let state = store.read();
         let entry = state.index.values().next().unwrap();
         assert_eq!(entry.facts.read_at, 20, "the newer read stays");
-        let progress = state.progress[&(a.to_string(), "eu-west-1".to_string())];
+        let progress = state.progress[&(a.parse().unwrap(), "eu-west-1".parse().unwrap())];
         assert_eq!(progress, (2, 2), "each report counts once toward the refresh's progress");
         assert_eq!(state.stats.total().bucket_count_by_effective_permission.publicly_accessible, 1);
     }

@@ -7,9 +7,8 @@ use estate_common::macie::{
     self, BucketStatistics, ConnectionState, EffectivePermission, PostureBucket, PostureReason, RegionStatus,
     SharedAccess, Timestamp, Tri,
 };
-use estate_common::model::is_account_id;
+use estate_common::model::AccountId;
 
-use crate::error::ServiceError;
 use crate::judge;
 use crate::members;
 use crate::query::Query;
@@ -17,22 +16,23 @@ use crate::store::State;
 
 /// Every account Estate should see: the organization's, those with an agent configured,
 /// and those that have ever reported.
-pub fn member_accounts(state: &State) -> BTreeSet<String> {
-    members::account_names(state).into_iter().map(str::to_owned).collect()
+pub fn member_accounts(state: &State) -> BTreeSet<AccountId> {
+    members::account_names(state).into_iter().cloned().collect()
 }
 
 /// The member as ListMembers shows it; `connected`: whether a report stream of it is open
 /// ([`crate::store::Store::is_connected`]).
-pub fn member(state: &State, account_id: &str, connected: bool) -> macie::Member {
-    let record = state.members.get(account_id).cloned().unwrap_or_default();
+pub fn member(state: &State, account_id: &AccountId, connected: bool) -> macie::Member {
+    let record = state.members.get(account_id);
     let regions = record
-        .regions
+        .map_or(&[][..], |r| &r.regions)
         .iter()
         .map(|region| {
-            let scope = state.scopes.get(&(account_id.to_owned(), region.clone())).cloned().unwrap_or_default();
-            let (done, total) = state.progress.get(&(account_id.to_owned(), region.clone())).copied().unwrap_or((0, 0));
+            let scope_key = (account_id.clone(), region.clone());
+            let scope = state.scopes.get(&scope_key).cloned().unwrap_or_default();
+            let (done, total) = state.progress.get(&scope_key).copied().unwrap_or((0, 0));
             RegionStatus {
-                region: region.clone(),
+                region: region.to_string(),
                 last_updated: scope.last_updated.map(Timestamp),
                 generation: scope.generation,
                 bucket_count: scope.bucket_count,
@@ -42,13 +42,13 @@ pub fn member(state: &State, account_id: &str, connected: bool) -> macie::Member
         })
         .collect();
     macie::Member {
-        account_id: account_id.to_owned(),
+        account_id: account_id.to_string(),
         regions,
         connection_state: if connected { ConnectionState::Connected } else { ConnectionState::Disconnected },
-        last_contact: Timestamp::from_millis(record.last_contact),
+        last_contact: Timestamp::from_millis(record.map_or(0, |r| r.last_contact)),
         last_updated: members::last_updated(state, account_id).map(Timestamp),
-        agent_version: record.agent_version,
-        canonical_user_id: record.canonical_user_id,
+        agent_version: record.map(|r| r.agent_version.clone()).unwrap_or_default(),
+        canonical_user_id: record.map(|r| r.canonical_user_id.clone()).unwrap_or_default(),
         bucket_count: state.stats.account(account_id).bucket_count.max(0) as u64,
         relationship_status: members::status(state, account_id),
     }
@@ -57,11 +57,8 @@ pub fn member(state: &State, account_id: &str, connected: bool) -> macie::Member
 /// Statistics of the organization, or of one account. `lastUpdated` is the earliest over every
 /// account that should report, and `None` while one of them is pending (never completed a
 /// refresh of every Region, or has no agent).
-pub fn statistics(state: &State, account_id: Option<&str>) -> Result<BucketStatistics, ServiceError> {
-    let Some(account) = account_id else { return Ok(members::organization_statistics(state)) };
-    if !is_account_id(account) {
-        return Err(ServiceError::BadAccountId(account.to_owned()));
-    }
+pub fn statistics(state: &State, account_id: Option<&AccountId>) -> BucketStatistics {
+    let Some(account) = account_id else { return members::organization_statistics(state) };
     let mut stats = state.stats.account(account);
     match members::standing(state, account) {
         Some(members::Standing::NoAgent) => (stats.members_without_agent, stats.members_pending) = (1, 1),
@@ -69,7 +66,7 @@ pub fn statistics(state: &State, account_id: Option<&str>) -> Result<BucketStati
         Some(members::Standing::UpdatedAt(at)) => stats.last_updated = Some(Timestamp(at)),
         None => {}
     }
-    Ok(stats)
+    stats
 }
 
 pub fn describe(state: &State, query: &Query) -> (Vec<macie::BucketMetadata>, Option<String>) {
@@ -113,7 +110,7 @@ pub fn posture_reasons(judgement: &judge::Judgement) -> Vec<PostureReason> {
 /// after `after` (an encoded bucket key), and the token of the next page.
 pub fn posture(
     state: &State,
-    account_id: Option<&str>,
+    account_id: Option<&AccountId>,
     after: Option<&[u8]>,
     page_size: usize,
 ) -> (Vec<PostureBucket>, Option<Vec<u8>>) {
@@ -141,8 +138,8 @@ pub fn posture(
         let j = &entry.judgement;
         let k = &entry.facts.key;
         out.push(PostureBucket {
-            account_id: k.account_id.clone(),
-            region: k.region.clone(),
+            account_id: k.account_id.to_string(),
+            region: k.region.to_string(),
             bucket_name: k.bucket_name.clone(),
             reasons,
             effective_permission: j.effective_permission,
@@ -166,46 +163,48 @@ mod tests {
     #[test]
     fn member_statuses_and_pending_members() {
         let dir = tempfile::tempdir().unwrap();
-        let (a, b, c, gone) = ("111111111111", "222222222222", "333333333333", "444444444444");
-        let org = OrgView::new(Some("o-abc123".into()), [a, b, c].iter().map(|s| s.to_string()).collect(), Vec::new());
+        let [a, b, c, gone]: [AccountId; 4] =
+            ["111111111111", "222222222222", "333333333333", "444444444444"].map(|id| id.parse().unwrap());
+        let (a, b, c, gone) = (&a, &b, &c, &gone);
+        let org = OrgView::new(Some("o-abc123".into()), [a.clone(), b.clone(), c.clone()].into(), Vec::new());
         let store = Store::open(dir.path(), org, BTreeSet::new(), None).unwrap();
-        let hello = |account: &str| Op::Hello {
-            account_id: account.into(),
-            regions: vec!["eu-west-1".into()],
+        let hello = |account: &AccountId| Op::Hello {
+            account_id: account.clone(),
+            regions: vec!["eu-west-1".parse().unwrap()],
             canonical_user_id: String::new(),
             agent_version: "test".into(),
         };
-        let complete_at = |account: &str, generation: u64, read_at: i64| Op::ScopeComplete {
-            account_id: account.into(),
-            region: "eu-west-1".into(),
+        let complete_at = |account: &AccountId, generation: u64, read_at: i64| Op::ScopeComplete {
+            account_id: account.clone(),
+            region: "eu-west-1".parse().unwrap(),
             generation,
             read_at,
             count: 0,
         };
-        let complete = |account: &str| complete_at(account, 1, 1_000);
+        let complete = |account: &AccountId| complete_at(account, 1, 1_000);
         store.commit(vec![hello(a), complete(a), hello(gone), complete(gone)], 5_000).unwrap();
         let state = store.read();
-        let status = |account: &str| member(&state, account, false).relationship_status;
+        let status = |account: &AccountId| member(&state, account, false).relationship_status;
         assert_eq!(
             [status(a), status(b), status(gone)],
             [MemberStatus::Enabled, MemberStatus::NoAgent, MemberStatus::Removed]
         );
-        let stats = statistics(&state, None).unwrap();
+        let stats = statistics(&state, None);
         assert_eq!((stats.members_without_agent, stats.members_pending, stats.last_updated), (2, 2, None));
         assert_eq!(stats, store.organization_statistics(), "the published statistics are the committed ones");
-        assert_eq!(statistics(&state, Some(b)).unwrap().members_without_agent, 1);
+        assert_eq!(statistics(&state, Some(b)).members_without_agent, 1);
         drop(state);
 
-        let organization = |suspended: &[&str]| Op::Organization {
+        let organization = |suspended: &[&AccountId]| Op::Organization {
             organization_id: Some("o-abc123".into()),
-            accounts: [a, b, c].iter().map(|s| s.to_string()).collect(),
-            suspended: suspended.iter().map(|s| s.to_string()).collect(),
+            accounts: [a.clone(), b.clone(), c.clone()].into(),
+            suspended: suspended.iter().map(|s| (*s).clone()).collect(),
             paths: Vec::new(),
         };
         store.commit(vec![organization(&[b, c])], 6_000).unwrap();
         let state = store.read();
         assert_eq!(member(&state, b, false).relationship_status, MemberStatus::AccountSuspended);
-        let stats = statistics(&state, None).unwrap();
+        let stats = statistics(&state, None);
         assert_eq!((stats.members_without_agent, stats.members_pending), (0, 0));
         assert_eq!(stats.last_updated, Some(Timestamp(1_000)), "every account that should report has");
         assert_eq!(stats, store.organization_statistics());

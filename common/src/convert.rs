@@ -3,7 +3,7 @@
 //! that names the field.
 
 use crate::macie;
-use crate::model::{self, BucketKey};
+use crate::model::{self, AccountId, BucketKey, Region};
 use crate::objects::{ObjectStats, ObjectStatsSource, Usage};
 use crate::pb;
 
@@ -41,6 +41,18 @@ fn non_empty(value: &str, field: &'static str) -> Result<(), ConvertError> {
     } else {
         Ok(())
     }
+}
+
+/// An account ID from a message: missing when empty, invalid when not twelve digits.
+pub fn account_id(field: &'static str, text: String) -> Result<AccountId, ConvertError> {
+    non_empty(&text, field)?;
+    AccountId::parse(text).map_err(|e| invalid(field, e.to_string()))
+}
+
+/// A Region from a message: missing when empty, invalid when not a Region code.
+pub fn region(field: &'static str, text: String) -> Result<Region, ConvertError> {
+    non_empty(&text, field)?;
+    Region::parse(text).map_err(|e| invalid(field, e.to_string()))
 }
 
 fn some_if_non_empty(value: String) -> Option<String> {
@@ -153,16 +165,13 @@ impl TryFrom<pb::BucketFacts> for model::BucketFacts {
     type Error = ConvertError;
 
     fn try_from(f: pb::BucketFacts) -> Result<Self, ConvertError> {
-        non_empty(&f.account_id, "facts.account_id")?;
-        non_empty(&f.region, "facts.region")?;
+        let account = account_id("facts.account_id", f.account_id)?;
+        let region = region("facts.region", f.region)?;
         non_empty(&f.bucket_name, "facts.bucket_name")?;
-        if !model::is_account_id(&f.account_id) {
-            return Err(invalid("facts.account_id", format!("`{}` is not an account ID", f.account_id)));
-        }
         if f.read_at_ms <= 0 {
             return Err(invalid("facts.read_at_ms", "must be a positive Unix time in milliseconds"));
         }
-        let key = BucketKey { account_id: f.account_id, region: f.region, bucket_name: f.bucket_name };
+        let key = BucketKey::new(account, region, f.bucket_name);
         let state = if let Some(error) = f.error {
             let code = match pb::BucketErrorCode::try_from(error.code) {
                 Ok(pb::BucketErrorCode::AccessDenied) => model::BucketErrorCode::AccessDenied,
@@ -228,8 +237,8 @@ impl TryFrom<pb::BucketFacts> for model::BucketFacts {
 impl From<&model::BucketFacts> for pb::BucketFacts {
     fn from(f: &model::BucketFacts) -> Self {
         let mut out = pb::BucketFacts {
-            account_id: f.key.account_id.clone(),
-            region: f.key.region.clone(),
+            account_id: f.key.account_id.to_string(),
+            region: f.key.region.to_string(),
             bucket_name: f.key.bucket_name.clone(),
             created_at_ms: f.created_at,
             read_at_ms: f.read_at,
@@ -415,7 +424,7 @@ impl TryFrom<pb::AccountSettings> for model::AccountSettings {
     type Error = ConvertError;
 
     fn try_from(s: pb::AccountSettings) -> Result<Self, ConvertError> {
-        non_empty(&s.account_id, "account_settings.account_id")?;
+        let account_id = account_id("account_settings.account_id", s.account_id)?;
         let block_public_access = match pb::AccountBlockPublicAccessState::try_from(s.block_public_access_state) {
             Ok(pb::AccountBlockPublicAccessState::Configured) => model::AccountBlockPublicAccess::Configured(
                 s.block_public_access.ok_or(ConvertError::Missing("account_settings.block_public_access"))?.into(),
@@ -431,7 +440,7 @@ impl TryFrom<pb::AccountSettings> for model::AccountSettings {
                 ))
             }
         };
-        Ok(Self { account_id: s.account_id, read_at: s.read_at_ms, block_public_access })
+        Ok(Self { account_id, read_at: s.read_at_ms, block_public_access })
     }
 }
 
@@ -449,7 +458,7 @@ impl From<&model::AccountSettings> for pb::AccountSettings {
             }
         };
         Self {
-            account_id: s.account_id.clone(),
+            account_id: s.account_id.to_string(),
             read_at_ms: s.read_at,
             block_public_access_state: state.into(),
             block_public_access: bpa,
@@ -1010,7 +1019,7 @@ mod tests {
 
     fn readable_facts() -> model::BucketFacts {
         model::BucketFacts {
-            key: BucketKey::new("111111111111", "eu-west-1", "b"),
+            key: BucketKey::parse("111111111111", "eu-west-1", "b").unwrap(),
             created_at: 1,
             read_at: 2,
             state: model::BucketState::Readable(Box::new(model::BucketConfig {
@@ -1150,8 +1159,8 @@ mod findings {
             pb::Finding {
                 id: f.id.clone(),
                 r#type: kind_to_pb(f.kind).into(),
-                account_id: f.account_id.clone(),
-                region: f.region.clone(),
+                account_id: f.account_id.to_string(),
+                region: f.region.to_string(),
                 bucket_name: f.bucket_name.clone(),
                 created_at_ms: f.created_at,
                 updated_at_ms: f.updated_at,
@@ -1171,8 +1180,8 @@ mod findings {
             Ok(Finding {
                 id: f.id,
                 kind: kind_from_pb(f.r#type).ok_or_else(|| super::invalid("finding.type", f.r#type.to_string()))?,
-                account_id: f.account_id,
-                region: f.region,
+                account_id: super::account_id("finding.account_id", f.account_id)?,
+                region: super::region("finding.region", f.region)?,
                 bucket_name: f.bucket_name,
                 created_at: f.created_at_ms,
                 updated_at: f.updated_at_ms,

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::macie::Timestamp;
-use crate::model::UnixMillis;
+use crate::model::{AccountId, BucketKey, Region, UnixMillis};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum FindingType {
@@ -88,8 +88,8 @@ impl Cause {
 pub struct Finding {
     pub id: String,
     pub kind: FindingType,
-    pub account_id: String,
-    pub region: String,
+    pub account_id: AccountId,
+    pub region: Region,
     pub bucket_name: String,
     pub created_at: UnixMillis,
     pub updated_at: UnixMillis,
@@ -99,6 +99,13 @@ pub struct Finding {
     pub last_action: Cause,
     /// Increases with every change of any finding.
     pub sequence: u64,
+}
+
+impl Finding {
+    /// The bucket the finding is about.
+    pub fn bucket(&self) -> BucketKey {
+        BucketKey::new(self.account_id.clone(), self.region.clone(), self.bucket_name.clone())
+    }
 }
 
 impl Finding {

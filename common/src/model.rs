@@ -13,18 +13,33 @@ pub fn now_ms() -> UnixMillis {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
+/// `account \0 region \0 rest`, with the account and the Region checked.
+fn split_key(bytes: &[u8]) -> Option<(AccountId, Region, &str)> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let (account, text) = text.split_once('\0')?;
+    let (region, rest) = text.split_once('\0')?;
+    Some((AccountId::parse(account).ok()?, Region::parse(region).ok()?, rest))
+}
+
 /// One bucket: account, Region and name. Bucket names are globally unique in a partition,
-/// but the key carries the scope so that per-scope ranges are contiguous in the store.
+/// but the key carries the scope so that per-scope ranges are contiguous in the store. Its
+/// byte layout (`account \0 region \0 bucket`) is written and read only here; the typed
+/// account and Region cannot contain the separator.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct BucketKey {
-    pub account_id: String,
-    pub region: String,
+    pub account_id: AccountId,
+    pub region: Region,
     pub bucket_name: String,
 }
 
 impl BucketKey {
-    pub fn new(account_id: &str, region: &str, bucket_name: &str) -> Self {
-        Self { account_id: account_id.to_owned(), region: region.to_owned(), bucket_name: bucket_name.to_owned() }
+    pub fn new(account_id: AccountId, region: Region, bucket_name: impl Into<String>) -> Self {
+        Self { account_id, region, bucket_name: bucket_name.into() }
+    }
+
+    /// A key from unchecked text, checking the account and the Region.
+    pub fn parse(account_id: &str, region: &str, bucket_name: &str) -> Result<Self, InvalidId> {
+        Ok(Self::new(AccountId::parse(account_id)?, Region::parse(region)?, bucket_name))
     }
 
     /// `account \0 region \0 bucket`: sorts by scope, then name.
@@ -34,18 +49,14 @@ impl BucketKey {
         out
     }
 
+    /// The key [`BucketKey::encode`] wrote; `None` for bytes that are not one.
     pub fn decode(bytes: &[u8]) -> Option<Self> {
-        let text = std::str::from_utf8(bytes).ok()?;
-        let mut parts = text.splitn(3, '\0');
-        Some(Self {
-            account_id: parts.next()?.to_owned(),
-            region: parts.next()?.to_owned(),
-            bucket_name: parts.next()?.to_owned(),
-        })
+        let (account_id, region, rest) = split_key(bytes)?;
+        (!rest.is_empty()).then(|| Self::new(account_id, region, rest))
     }
 
     /// The key prefix shared by every bucket of one account.
-    pub fn account_prefix(account_id: &str) -> Vec<u8> {
+    pub fn account_prefix(account_id: &AccountId) -> Vec<u8> {
         let mut out = Vec::with_capacity(account_id.len() + 1);
         out.extend_from_slice(account_id.as_bytes());
         out.push(0);
@@ -54,7 +65,7 @@ impl BucketKey {
 
     /// The key prefix shared by every bucket of one scope (`account \0 region \0`), which is
     /// also the key of the scope's own record.
-    pub fn scope_prefix(account_id: &str, region: &str) -> Vec<u8> {
+    pub fn scope_prefix(account_id: &AccountId, region: &Region) -> Vec<u8> {
         let mut out = Self::account_prefix(account_id);
         out.reserve(region.len() + 1);
         out.extend_from_slice(region.as_bytes());
@@ -63,11 +74,9 @@ impl BucketKey {
     }
 
     /// The `(account, region)` a [`BucketKey::scope_prefix`] names.
-    pub fn decode_scope(bytes: &[u8]) -> Option<(String, String)> {
-        let text = std::str::from_utf8(bytes).ok()?;
-        let (account, rest) = text.split_once('\0')?;
-        let region = rest.strip_suffix('\0').unwrap_or(rest);
-        (!region.contains('\0')).then(|| (account.to_owned(), region.to_owned()))
+    pub fn decode_scope(bytes: &[u8]) -> Option<(AccountId, Region)> {
+        let (account_id, region, rest) = split_key(bytes)?;
+        rest.is_empty().then_some((account_id, region))
     }
 
     pub fn arn(&self) -> String {
@@ -334,36 +343,49 @@ impl AccountBlockPublicAccess {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccountSettings {
-    pub account_id: String,
+    pub account_id: AccountId,
     pub read_at: UnixMillis,
     pub block_public_access: AccountBlockPublicAccess,
 }
 
-pub use estate_types::is_account_id;
+pub use estate_types::{is_account_id, AccountId, InvalidId, Region};
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn ids(account: &str, region: &str) -> (AccountId, Region) {
+        (AccountId::parse(account).unwrap(), Region::parse(region).unwrap())
+    }
+
     #[test]
     fn the_key_layout_round_trips() {
-        let key = BucketKey::new("111111111111", "eu-west-1", "logs.example");
+        let (account, region) = ids("111111111111", "eu-west-1");
+        let key = BucketKey::new(account.clone(), region.clone(), "logs.example");
         let encoded = key.encode();
         assert_eq!(BucketKey::decode(&encoded), Some(key));
-        let scope = BucketKey::scope_prefix("111111111111", "eu-west-1");
-        assert!(encoded.starts_with(&scope) && scope.starts_with(&BucketKey::account_prefix("111111111111")));
-        assert_eq!(BucketKey::decode_scope(&scope), Some(("111111111111".into(), "eu-west-1".into())));
+        let scope = BucketKey::scope_prefix(&account, &region);
+        assert!(encoded.starts_with(&scope) && scope.starts_with(&BucketKey::account_prefix(&account)));
+        assert_eq!(BucketKey::decode_scope(&scope), Some(ids("111111111111", "eu-west-1")));
         assert_eq!(BucketKey::decode_scope(b"no-separator"), None);
         assert_eq!(BucketKey::decode_scope(&encoded), None, "a bucket key is not a scope key");
     }
 
     #[test]
+    fn a_key_whose_parts_are_not_identifiers_does_not_decode() {
+        assert_eq!(BucketKey::decode(b"111111111111\0EU WEST\0b"), None);
+        assert_eq!(BucketKey::decode(b"1111\0eu-west-1\0b"), None);
+        assert_eq!(BucketKey::decode_scope(b"111111111111\0eu-west-1"), None, "a scope key ends with NUL");
+        assert!(BucketKey::parse("111111111111", "eu-west-1\0x", "b").is_err());
+    }
+
+    #[test]
     fn bucket_key_round_trips_and_sorts_by_scope() {
-        let a = BucketKey::new("111111111111", "eu-west-1", "zeta");
-        let b = BucketKey::new("111111111111", "us-east-1", "alpha");
+        let a = BucketKey::parse("111111111111", "eu-west-1", "zeta").unwrap();
+        let b = BucketKey::parse("111111111111", "us-east-1", "alpha").unwrap();
         assert_eq!(BucketKey::decode(&a.encode()), Some(a.clone()));
         assert!(a.encode() < b.encode());
-        assert!(a.encode().starts_with(&BucketKey::scope_prefix("111111111111", "eu-west-1")));
+        assert!(a.encode().starts_with(&BucketKey::scope_prefix(&a.account_id, &a.region)));
     }
 
     #[test]

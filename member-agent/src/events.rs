@@ -12,7 +12,7 @@ use std::time::Duration;
 use aws_sdk_sqs::types::Message;
 use serde::Deserialize;
 
-use estate_common::model::{AccountSettings, BucketKey};
+use estate_common::model::{AccountSettings, BucketKey, Region};
 use estate_common::pb::{self, report_request::Body};
 
 use crate::aws::{classify, Clients};
@@ -88,20 +88,20 @@ struct RequestParameters {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Event {
     Bucket {
-        region: String,
+        region: Region,
         bucket: String,
         cause: pb::EventCause,
     },
     Account {
         cause: pb::EventCause,
-        bucket: Option<(String, String)>,
+        bucket: Option<(Region, String)>,
     },
     /// Not ours: another account or Region, or an event outside the fixed set.
     Ignored(String),
 }
 
 /// Parses one message body. `Err` means malformed.
-pub fn parse(body: &str, account_id: &str, regions: &[String]) -> Result<Event, String> {
+pub fn parse(body: &str, account_id: &str, regions: &[Region]) -> Result<Event, String> {
     let envelope: Envelope =
         serde_json::from_str(body).map_err(|e| format!("not an EventBridge CloudTrail event: {e}"))?;
     let d = envelope.detail;
@@ -117,9 +117,11 @@ pub fn parse(body: &str, account_id: &str, regions: &[String]) -> Result<Event, 
     }
     // Account-wide settings concern every Region, whichever Region the call was made in.
     let account_wide = ACCOUNT_EVENTS.contains(&d.event_name.as_str());
-    let covered = regions.contains(&d.aws_region);
-    if !covered && !account_wide {
-        return Ok(Event::Ignored(format!("event for Region `{}`", d.aws_region)));
+    // The event's Region, as this agent names it, when the agent covers it.
+    let covered = regions.iter().find(|r| **r == d.aws_region).cloned();
+    let outside = || Event::Ignored(format!("event for Region `{}`", d.aws_region));
+    if covered.is_none() && !account_wide {
+        return Ok(outside());
     }
     let event_time_ms = match &d.event_time {
         Some(t) => time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
@@ -140,14 +142,15 @@ pub fn parse(body: &str, account_id: &str, regions: &[String]) -> Result<Event, 
     let bucket = d.request_parameters.and_then(|p| p.bucket_name).filter(|b| !b.is_empty());
     if account_wide {
         // A bucket named by the call is re-read only where this agent covers its Region.
-        return Ok(Event::Account { cause, bucket: bucket.filter(|_| covered).map(|b| (d.aws_region, b)) });
+        return Ok(Event::Account { cause, bucket: covered.zip(bucket) });
     }
     if !BUCKET_EVENTS.contains(&d.event_name.as_str()) {
         return Ok(Event::Ignored(format!("`{}` is not one of the monitored events", d.event_name)));
     }
-    match bucket {
-        Some(bucket) => Ok(Event::Bucket { region: d.aws_region, bucket, cause }),
-        None => Err(format!("`{}` names no bucket (`requestParameters.bucketName`)", d.event_name)),
+    match (covered, bucket) {
+        (Some(region), Some(bucket)) => Ok(Event::Bucket { region, bucket, cause }),
+        (_, None) => Err(format!("`{}` names no bucket (`requestParameters.bucketName`)", d.event_name)),
+        (None, Some(_)) => Ok(outside()),
     }
 }
 
@@ -293,12 +296,12 @@ async fn reread_bucket(
     clients: &Clients,
     refresher: &Refresher,
     outbox: &Outbox,
-    region: &str,
+    region: &Region,
     bucket: &str,
     cause: pb::EventCause,
     message_id: &str,
 ) {
-    let key = BucketKey::new(&refresher.account_id, region, bucket);
+    let key = BucketKey::new(refresher.account_id.clone(), region.clone(), bucket);
     let created_at = if cause.event_name == "CreateBucket" { cause.event_time_ms } else { 0 };
     match collect_bucket(&clients.s3(region), key, created_at, now_ms()).await {
         Some(facts) => {
@@ -313,7 +316,7 @@ async fn reread_bucket(
         None => {
             tracing::info!(message = message_id, event = %cause.event_name, %bucket, "bucket gone");
             outbox
-                .push(Body::Deleted(pb::BucketDeleted { region: region.to_owned(), bucket_name: bucket.to_owned() }))
+                .push(Body::Deleted(pb::BucketDeleted { region: region.to_string(), bucket_name: bucket.to_owned() }))
                 .await;
         }
     }
@@ -343,7 +346,7 @@ mod tests {
 
     #[test]
     fn parses_ignores_and_rejects() {
-        let regions = vec!["us-east-1".to_owned()];
+        let regions = vec![Region::parse("us-east-1").unwrap()];
         let a = "111111111111";
         match parse(&event(a, "us-east-1", "PutBucketPolicy", Some("b")), a, &regions).unwrap() {
             Event::Bucket { bucket, cause, .. } => {

@@ -16,6 +16,7 @@ use anyhow::{bail, Context};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use estate_common::model::{AccountId, Region};
 use estate_common::pb::{Hello, RefreshRequest};
 
 use crate::aws::{classify, Clients};
@@ -29,7 +30,7 @@ pub struct AgentOptions {
     pub token: Option<String>,
     /// TLS material for an `https://` administrator.
     pub tls: estate_common::transport::ClientTls,
-    pub regions: Vec<String>,
+    pub regions: Vec<Region>,
     pub endpoint_url: Option<String>,
     pub concurrency: usize,
     pub refresh_interval: Duration,
@@ -76,7 +77,8 @@ pub async fn run(options: AgentOptions) -> anyhow::Result<()> {
     let home = options.regions[0].clone();
     let clients = Arc::new(Clients::new(&home, options.endpoint_url.clone(), options.max_attempts).await);
     let identity = clients.sts.get_caller_identity().send().await.map_err(classify).context("STS GetCallerIdentity")?;
-    let account_id = identity.account().context("GetCallerIdentity returned no account")?.to_owned();
+    let account_id = AccountId::parse(identity.account().context("GetCallerIdentity returned no account")?)
+        .context("STS GetCallerIdentity")?;
     let owner = clients
         .s3(&home)
         .list_buckets()
@@ -91,8 +93,8 @@ pub async fn run(options: AgentOptions) -> anyhow::Result<()> {
     let outbox = Arc::new(Outbox::new(options.outbox_capacity));
     let (refresh_tx, mut refresh_rx) = mpsc::channel::<RefreshRequest>(16);
     let hello = Hello {
-        account_id: account_id.clone(),
-        regions: options.regions.clone(),
+        account_id: account_id.to_string(),
+        regions: options.regions.iter().map(ToString::to_string).collect(),
         canonical_user_id,
         agent_version: estate_common::VERSION.to_owned(),
         // Filled in for each stream from the outbox.

@@ -39,7 +39,7 @@ enum Command {
         key: Option<std::path::PathBuf>,
         /// Regions to inventory, comma-separated; the first is where global calls go.
         #[arg(long, env = "ESTATE_REGIONS", value_delimiter = ',', required = true)]
-        regions: Vec<String>,
+        regions: Vec<estate_common::model::Region>,
         /// An S3-compatible endpoint instead of AWS (S3, S3 Control and STS).
         #[arg(long, env = "ESTATE_ENDPOINT_URL")]
         endpoint_url: Option<String>,

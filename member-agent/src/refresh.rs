@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use futures::stream::{self, StreamExt};
 
-use estate_common::model::{AccountSettings, BucketFacts, BucketKey, UnixMillis};
+use estate_common::model::{AccountId, AccountSettings, BucketFacts, BucketKey, Region, UnixMillis};
 use estate_common::pb::{self, report_request::Body};
 
 use crate::aws::{classify, CallError, Clients};
@@ -121,9 +121,9 @@ pub async fn list_buckets(clients: &Clients, home_region: &str, concurrency: usi
 pub struct Refresher {
     pub clients: Arc<Clients>,
     pub outbox: Arc<Outbox>,
-    pub account_id: String,
-    pub home_region: String,
-    pub regions: Vec<String>,
+    pub account_id: AccountId,
+    pub home_region: Region,
+    pub regions: Vec<Region>,
     pub concurrency: usize,
     /// HeadObject calls per bucket for object encryption.
     pub head_budget: usize,
@@ -134,8 +134,8 @@ impl Refresher {
     pub fn new(
         clients: Arc<Clients>,
         outbox: Arc<Outbox>,
-        account_id: String,
-        regions: Vec<String>,
+        account_id: AccountId,
+        regions: Vec<Region>,
         concurrency: usize,
         head_budget: usize,
     ) -> Self {
@@ -164,10 +164,10 @@ impl Refresher {
     /// (RefreshInventory) re-reads bucket metadata only, as Macie does: object statistics
     /// change on the daily cycle or through RefreshObjectMetadata.
     pub async fn refresh(&self, regions: &[String], count_objects: bool) -> anyhow::Result<()> {
-        let regions: Vec<&String> = if regions.is_empty() {
+        let regions: Vec<&Region> = if regions.is_empty() {
             self.regions.iter().collect()
         } else {
-            self.regions.iter().filter(|r| regions.contains(r)).collect()
+            self.regions.iter().filter(|r| regions.iter().any(|asked| *r == asked)).collect()
         };
         let started = now_ms();
         let settings = AccountSettings {
@@ -218,7 +218,7 @@ impl Refresher {
 
     async fn refresh_scope(
         &self,
-        region: &str,
+        region: &Region,
         buckets: &[&Listed],
         started: UnixMillis,
         complete: bool,
@@ -229,13 +229,13 @@ impl Refresher {
         let requests_before = self.clients.requests.get();
         tracing::info!(%region, buckets = total, generation, "refresh started");
         self.outbox
-            .push(Body::ScopeStarted(pb::ScopeStarted { region: region.to_owned(), generation, bucket_total: total }))
+            .push(Body::ScopeStarted(pb::ScopeStarted { region: region.to_string(), generation, bucket_total: total }))
             .await;
         let client = self.clients.s3(region);
         let mut results = stream::iter(buckets.iter())
             .map(|bucket| {
                 let client = client.clone();
-                let key = BucketKey::new(&self.account_id, region, &bucket.name);
+                let key = BucketKey::new(self.account_id.clone(), region.clone(), &bucket.name);
                 let options = CountOptions::daily(self.head_budget);
                 async move {
                     let collected = match collect_bucket(&client, key, bucket.created_at, now_ms()).await {
@@ -262,7 +262,7 @@ impl Refresher {
                     tracing::warn!(%region, bucket = %name, %reason, "cannot read the bucket now; its stored facts are kept");
                     // Retained explicitly, so that completing the scope does not remove it.
                     let retained = pb::BucketRetained {
-                        region: region.to_owned(),
+                        region: region.to_string(),
                         bucket_name: name.to_owned(),
                         generation,
                         reason,
@@ -277,7 +277,7 @@ impl Refresher {
         if complete {
             self.outbox
                 .push(Body::ScopeComplete(pb::ScopeComplete {
-                    region: region.to_owned(),
+                    region: region.to_string(),
                     generation,
                     read_at_ms: started,
                     bucket_count: reported,

@@ -3,6 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
+mod ids;
+
+pub use ids::{is_account_id, AccountId, InvalidId, Region, MAX_REGION_LEN};
+
 /// Three-valued answers, spelled as Macie spells them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -93,11 +97,6 @@ impl SharedAccess {
     }
 }
 
-/// Is `text` an AWS account ID (twelve ASCII digits)?
-pub fn is_account_id(text: &str) -> bool {
-    text.len() == 12 && text.bytes().all(|b| b.is_ascii_digit())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,6 +112,5 @@ mod tests {
         assert_eq!(Tri::from_bool(true).as_bool(), Some(true));
         assert_eq!(serde_json::to_string(&Unknown).unwrap(), "\"UNKNOWN\"");
         assert_eq!(serde_json::from_str::<Tri>("\"TRUE\"").unwrap(), True);
-        assert!(is_account_id("012345678901") && !is_account_id("12345678901") && !is_account_id("01234567890a"));
     }
 }

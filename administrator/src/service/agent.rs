@@ -11,8 +11,8 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use estate_common::convert::ConvertError;
-use estate_common::model::{self, BucketKey};
+use estate_common::convert::{self, ConvertError};
+use estate_common::model::{self, AccountId, BucketKey, Region};
 use estate_common::pb::{self, agent_service_server::AgentService, report_request::Body};
 
 use crate::auth::{Authenticator, Identity};
@@ -28,17 +28,22 @@ const MAX_MESSAGES_PER_SUBMISSION: usize = 512;
 /// The Regions (of those the agent covers) whose last acknowledged refresh the agent names is
 /// newer than the one stored: acknowledged data this store no longer holds.
 /// Both lists are bounded by [`MAX_HELLO_REGIONS`] before this runs.
-fn lost_scopes(state: &State, account_id: &str, regions: &[String], completed: &[pb::ScopeGeneration]) -> Vec<String> {
+fn lost_scopes(
+    state: &State,
+    account_id: &AccountId,
+    regions: &[Region],
+    completed: &[pb::ScopeGeneration],
+) -> Vec<String> {
     // The account's scopes are one range of the map: read once, not one key built per entry.
     let stored: HashMap<&str, u64> = state
         .scopes
-        .range((account_id.to_owned(), String::new())..)
+        .range((account_id.clone(), Region::FIRST)..)
         .take_while(|((account, _), _)| account == account_id)
         .map(|((_, region), scope)| (region.as_str(), scope.generation))
         .collect();
     let mut lost: Vec<String> = completed
         .iter()
-        .filter(|c| regions.contains(&c.region))
+        .filter(|c| regions.iter().any(|r| *r == c.region))
         .filter(|c| stored.get(c.region.as_str()).copied().unwrap_or(0) < c.generation)
         .map(|c| c.region.clone())
         .collect();
@@ -63,7 +68,7 @@ pub struct AgentServiceImpl {
 /// One open report stream of an account, counted while it lives.
 struct OpenConnection {
     store: Arc<Store>,
-    account_id: String,
+    account_id: AccountId,
 }
 
 impl Drop for OpenConnection {
@@ -99,7 +104,7 @@ impl From<ConvertError> for Refusal {
 }
 
 /// Converts one message of an agent reporting for `account_id` into its store operation.
-fn to_op(account_id: &str, body: Body) -> Result<Op, Refusal> {
+fn to_op(account_id: &AccountId, body: Body) -> Result<Op, Refusal> {
     let check_account = |reported: &str| {
         if reported == account_id {
             Ok(())
@@ -117,16 +122,20 @@ fn to_op(account_id: &str, body: Body) -> Result<Op, Refusal> {
             let facts = model::BucketFacts::try_from(facts)?;
             Op::Upsert { facts, generation: snapshot.generation, cause: snapshot.cause.as_ref().map(Into::into) }
         }
-        Body::Deleted(d) => Op::Delete { key: BucketKey::new(account_id, &d.region, &d.bucket_name) },
-        Body::Retained(r) => {
-            Op::Retain { key: BucketKey::new(account_id, &r.region, &r.bucket_name), generation: r.generation }
-        }
+        Body::Deleted(d) => Op::Delete {
+            key: BucketKey::new(account_id.clone(), convert::region("deleted.region", d.region)?, d.bucket_name),
+        },
+        Body::Retained(r) => Op::Retain {
+            key: BucketKey::new(account_id.clone(), convert::region("retained.region", r.region)?, r.bucket_name),
+            generation: r.generation,
+        },
         Body::AccountSettings(settings) => {
             check_account(&settings.account_id)?;
             Op::AccountSettings(model::AccountSettings::try_from(settings)?)
         }
         Body::ScopeStarted(s) => {
-            Op::ScopeStarted { account_id: account_id.to_owned(), region: s.region, total: s.bucket_total }
+            let region = convert::region("scope_started.region", s.region)?;
+            Op::ScopeStarted { account_id: account_id.clone(), region, total: s.bucket_total }
         }
         Body::AccountSettingsChanged(changed) => {
             let settings =
@@ -138,28 +147,29 @@ fn to_op(account_id: &str, body: Body) -> Result<Op, Refusal> {
         }
         Body::BucketObjects(o) => {
             let objects = o.objects.ok_or_else(|| Refusal::invalid("bucket_objects.objects", "missing"))?;
-            Op::Objects { key: BucketKey::new(account_id, &o.region, &o.bucket_name), objects: objects.try_into()? }
+            let region = convert::region("bucket_objects.region", o.region)?;
+            Op::Objects { key: BucketKey::new(account_id.clone(), region, o.bucket_name), objects: objects.try_into()? }
         }
         Body::AccountBuckets(b) => {
             if let Some(bad) = b.bucket_names.iter().find(|n| n.is_empty() || n.len() > 255) {
                 return Err(Refusal::invalid("account_buckets.bucket_names", format!("`{bad}` is not a bucket name")));
             }
             Op::AccountBuckets {
-                account_id: account_id.to_owned(),
+                account_id: account_id.clone(),
                 list: BucketList { read_at: b.read_at_ms, names: b.bucket_names.into_iter().collect() },
             }
         }
         Body::ScopeComplete(s) => Op::ScopeComplete {
-            account_id: account_id.to_owned(),
-            region: s.region,
+            account_id: account_id.clone(),
+            region: convert::region("scope_complete.region", s.region)?,
             generation: s.generation,
             read_at: s.read_at_ms,
             count: s.bucket_count,
         },
     };
     if let Op::Delete { key } | Op::Retain { key, .. } | Op::Objects { key, .. } = &op {
-        if key.region.is_empty() || key.bucket_name.is_empty() {
-            return Err(Refusal::invalid("region", "`region` and `bucket_name` must be set"));
+        if key.bucket_name.is_empty() {
+            return Err(Refusal::invalid("bucket_name", "`bucket_name` must be set"));
         }
     }
     Ok(op)
@@ -182,13 +192,6 @@ impl AgentService for AgentServiceImpl {
         let Some(Body::Hello(mut hello)) = first.body else {
             return Err(ServiceError::invalid("the first message must be `hello`").into());
         };
-        if !model::is_account_id(&hello.account_id) {
-            return Err(ServiceError::invalid(format!(
-                "`hello.account_id` `{}` is not an account ID",
-                hello.account_id
-            ))
-            .into());
-        }
         if hello.regions.len() > MAX_HELLO_REGIONS || hello.completed.len() > hello.regions.len() {
             return Err(ServiceError::invalid(format!(
                 "`hello` names {} Regions and {} completions; at most {MAX_HELLO_REGIONS} Regions, and no more \
@@ -198,16 +201,21 @@ impl AgentService for AgentServiceImpl {
             ))
             .into());
         }
-        if !identity.may_report_for(&hello.account_id) {
-            tracing::warn!(agent = identity.name(), account = %hello.account_id, "refused: agent reported for another account");
+        let account_id = AccountId::parse(std::mem::take(&mut hello.account_id))
+            .map_err(|e| ServiceError::invalid(format!("`hello.account_id`: {e}")))?;
+        let regions = std::mem::take(&mut hello.regions)
+            .into_iter()
+            .map(|r| convert::region("hello.regions", r))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ServiceError::invalid(e.to_string()))?;
+        if !identity.may_report_for(&account_id) {
+            tracing::warn!(agent = identity.name(), account = %account_id, "refused: agent reported for another account");
             return Err(ServiceError::forbidden(format!(
-                "`{}` may not report for account `{}`",
-                identity.name(),
-                hello.account_id
+                "`{}` may not report for account `{account_id}`",
+                identity.name()
             ))
             .into());
         }
-        let account_id = hello.account_id.clone();
         if !self.store.try_open_connection(&account_id, self.max_connections) {
             tracing::warn!(account = %account_id, limit = self.max_connections, "refused: too many streams for one agent");
             return Err(ServiceError::Exhausted(format!(
@@ -218,12 +226,12 @@ impl AgentService for AgentServiceImpl {
         }
         // From here on the stream counts; it is released when its task ends.
         let opened = OpenConnection { store: Arc::clone(&self.store), account_id: account_id.clone() };
-        tracing::info!(account = %account_id, regions = ?hello.regions, version = %hello.agent_version, "agent connected");
+        tracing::info!(account = %account_id, regions = ?regions, version = %hello.agent_version, "agent connected");
         let lost = if hello.completed.is_empty() {
             Vec::new()
         } else {
             // The state lock may be held by a commit slice: not on the reactor.
-            let (store, account, regions) = (Arc::clone(&self.store), account_id.clone(), hello.regions.clone());
+            let (store, account, regions) = (Arc::clone(&self.store), account_id.clone(), regions.clone());
             let completed = std::mem::take(&mut hello.completed);
             tokio::task::spawn_blocking(move || lost_scopes(&store.read(), &account, &regions, &completed))
                 .await
@@ -232,7 +240,7 @@ impl AgentService for AgentServiceImpl {
         self.committer
             .commit(vec![Op::Hello {
                 account_id: account_id.clone(),
-                regions: hello.regions,
+                regions,
                 canonical_user_id: hello.canonical_user_id,
                 agent_version: hello.agent_version,
             }])

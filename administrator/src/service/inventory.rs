@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use tonic::{Request, Response, Status};
 
-use estate_common::model::is_account_id;
+use estate_common::model::{AccountId, Region};
 use estate_common::pb::{self, inventory_service_server::InventoryService};
 
 use crate::auth::Authenticator;
@@ -22,7 +22,7 @@ pub struct InventoryServiceImpl {
     pub auth: Authenticator,
     pub directory: Arc<AgentDirectory>,
     /// When a refresh of each scope was last requested (in memory: a restart allows one).
-    pub refresh_requested: Arc<Mutex<HashMap<(String, String), i64>>>,
+    pub refresh_requested: Arc<Mutex<HashMap<(AccountId, Region), i64>>>,
     /// At most one requested refresh per scope in this window (Macie: five minutes).
     pub min_refresh_interval_ms: i64,
     /// The most values one criterion may list.
@@ -69,11 +69,12 @@ impl InventoryService for InventoryServiceImpl {
             // Published by the last commit: no wait for the one being applied.
             return Ok(Response::new((&self.store.organization_statistics()).into()));
         }
+        let account = ServiceError::account_id(account)?;
         let store = Arc::clone(&self.store);
         // It may wait for a slice of the commit being applied: not on the reactor.
         let stats = tokio::task::spawn_blocking(move || views::statistics(&store.read(), Some(&account)))
             .await
-            .map_err(|e| ServiceError::Internal(e.to_string()))??;
+            .map_err(|e| ServiceError::Internal(e.to_string()))?;
         Ok(Response::new((&stats).into()))
     }
 
@@ -84,16 +85,17 @@ impl InventoryService for InventoryServiceImpl {
         self.auth.reader(&request)?;
         let r = request.into_inner();
         let page_size = crate::error::page_size(r.max_results, 100)?;
-        if !r.next_token.is_empty() && !is_account_id(&r.next_token) {
-            return Err(ServiceError::invalid("`nextToken` is malformed").into());
-        }
+        let after = match r.next_token.as_str() {
+            "" => None,
+            token => Some(AccountId::parse(token).map_err(|_| ServiceError::invalid("`nextToken` is malformed"))?),
+        };
         let state = self.store.read();
         let accounts = views::member_accounts(&state);
         let mut page: Vec<_> =
-            accounts.iter().filter(|a| r.next_token.is_empty() || **a > r.next_token).take(page_size + 1).collect();
+            accounts.iter().filter(|a| after.as_ref().is_none_or(|after| *a > after)).take(page_size + 1).collect();
         let next_token = if page.len() > page_size {
             page.truncate(page_size);
-            page.last().map(|a| (*a).clone()).unwrap_or_default()
+            page.last().map(|a| a.to_string()).unwrap_or_default()
         } else {
             String::new()
         };
@@ -109,30 +111,32 @@ impl InventoryService for InventoryServiceImpl {
     ) -> Result<Response<pb::RefreshInventoryResponse>, Status> {
         let identity = self.auth.operator(&request)?;
         let r = request.into_inner();
-        if !r.account_id.is_empty() && !is_account_id(&r.account_id) {
-            return Err(ServiceError::BadAccountId(r.account_id).into());
-        }
-        let scopes: Vec<(String, String, i64)> = {
+        let only = match r.account_id.is_empty() {
+            true => None,
+            false => Some(ServiceError::account_id(r.account_id)?),
+        };
+        let scopes: Vec<(AccountId, Region, i64)> = {
             let state = self.store.read();
-            if !r.account_id.is_empty() && !crate::members::is_known(&state, &r.account_id) {
-                return Err(ServiceError::NoSuchMember(r.account_id).into());
+            if let Some(account) = only.as_ref().filter(|a| !crate::members::is_known(&state, a)) {
+                return Err(ServiceError::NoSuchMember(account.to_string()).into());
             }
             let accounts = views::member_accounts(&state);
             accounts
                 .iter()
-                .filter(|a| r.account_id.is_empty() || **a == r.account_id)
+                .filter(|a| only.as_ref().is_none_or(|only| *a == only))
                 .flat_map(|a| {
                     let regions = state.members.get(a).map(|m| m.regions.clone()).unwrap_or_default();
-                    regions.into_iter().filter(|region| r.regions.is_empty() || r.regions.contains(region)).map(
-                        |region| {
+                    regions
+                        .into_iter()
+                        .filter(|region| r.regions.is_empty() || r.regions.iter().any(|r| r == region))
+                        .map(|region| {
                             let completed = state
                                 .scopes
                                 .get(&(a.clone(), region.clone()))
                                 .and_then(|s| s.last_updated)
                                 .unwrap_or(0);
                             (a.clone(), region, completed)
-                        },
-                    )
+                        })
                 })
                 .collect()
         };
@@ -143,7 +147,7 @@ impl InventoryService for InventoryServiceImpl {
             .into());
         }
         let now = now_ms();
-        let mut by_account: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut by_account: BTreeMap<AccountId, Vec<Region>> = BTreeMap::new();
         let mut out = Vec::new();
         {
             let mut requested = self.refresh_requested.lock().expect("refresh lock");
@@ -151,8 +155,8 @@ impl InventoryService for InventoryServiceImpl {
                 let last = completed.max(requested.get(&(account.clone(), region.clone())).copied().unwrap_or(0));
                 if now - last < self.min_refresh_interval_ms {
                     out.push(pb::ScopeRefresh {
-                        account_id: account,
-                        region,
+                        account_id: account.into(),
+                        region: region.into(),
                         requested: false,
                         last_refresh_ms: last,
                         reason: format!(
@@ -165,8 +169,8 @@ impl InventoryService for InventoryServiceImpl {
                 by_account.entry(account.clone()).or_default().push(region.clone());
                 requested.insert((account.clone(), region.clone()), now);
                 out.push(pb::ScopeRefresh {
-                    account_id: account,
-                    region,
+                    account_id: account.into(),
+                    region: region.into(),
                     requested: true,
                     last_refresh_ms: last,
                     reason: String::new(),
@@ -174,14 +178,17 @@ impl InventoryService for InventoryServiceImpl {
             }
         }
         for (account, regions) in &by_account {
+            let regions_asked = regions.iter().map(ToString::to_string).collect();
             let asked =
-                self.directory.send(account, &pb::RefreshRequest { regions: regions.clone(), ..Default::default() });
+                self.directory.send(account, &pb::RefreshRequest { regions: regions_asked, ..Default::default() });
             if asked == 0 {
                 let mut requested = self.refresh_requested.lock().expect("refresh lock");
-                for scope in out.iter_mut().filter(|s| &s.account_id == account && s.requested) {
+                for region in regions {
+                    requested.remove(&(account.clone(), region.clone()));
+                }
+                for scope in out.iter_mut().filter(|s| *account == s.account_id && s.requested) {
                     scope.requested = false;
                     scope.reason = "the agent is not connected".into();
-                    requested.remove(&(scope.account_id.clone(), scope.region.clone()));
                 }
             }
         }
@@ -215,7 +222,7 @@ impl InventoryService for InventoryServiceImpl {
         let request = pb::RefreshRequest {
             regions: Vec::new(),
             object_refresh_bucket: key.bucket_name.clone(),
-            object_refresh_region: key.region.clone(),
+            object_refresh_region: key.region.to_string(),
             count_objects: false,
         };
         if self.directory.send(&key.account_id, &request) == 0 {
@@ -225,7 +232,10 @@ impl InventoryService for InventoryServiceImpl {
             ))
             .into());
         }
-        Ok(Response::new(pb::RefreshObjectMetadataResponse { account_id: key.account_id, region: key.region }))
+        Ok(Response::new(pb::RefreshObjectMetadataResponse {
+            account_id: key.account_id.into(),
+            region: key.region.into(),
+        }))
     }
 
     async fn get_member(
@@ -233,13 +243,10 @@ impl InventoryService for InventoryServiceImpl {
         request: Request<pb::GetMemberRequest>,
     ) -> Result<Response<pb::GetMemberResponse>, Status> {
         self.auth.reader(&request)?;
-        let account = request.into_inner().account_id;
-        if !is_account_id(&account) {
-            return Err(ServiceError::BadAccountId(account).into());
-        }
+        let account = ServiceError::account_id(request.into_inner().account_id)?;
         let state = self.store.read();
         if !crate::members::is_known(&state, &account) {
-            return Err(ServiceError::NoSuchMember(account).into());
+            return Err(ServiceError::NoSuchMember(account.into()).into());
         }
         Ok(Response::new(pb::GetMemberResponse {
             member: Some((&views::member(&state, &account, self.store.is_connected(&account))).into()),
@@ -253,12 +260,10 @@ impl InventoryService for InventoryServiceImpl {
         self.auth.reader(&request)?;
         let r = request.into_inner();
         let page_size = crate::error::page_size(r.max_results, 100)?;
-        let account = (!r.account_id.is_empty()).then_some(r.account_id);
-        if let Some(account) = &account {
-            if !is_account_id(account) {
-                return Err(ServiceError::BadAccountId(account.clone()).into());
-            }
-        }
+        let account = match r.account_id.is_empty() {
+            true => None,
+            false => Some(ServiceError::account_id(r.account_id)?),
+        };
         let after = match r.next_token.as_str() {
             "" => None,
             token => Some(hex::decode(token).map_err(|_| ServiceError::BadToken)?),
@@ -266,7 +271,7 @@ impl InventoryService for InventoryServiceImpl {
         let store = Arc::clone(&self.store);
         // A walk over up to 50,000 buckets: off the reactor.
         let (buckets, next) = tokio::task::spawn_blocking(move || {
-            views::posture(&store.read(), account.as_deref(), after.as_deref(), page_size)
+            views::posture(&store.read(), account.as_ref(), after.as_deref(), page_size)
         })
         .await
         .map_err(|e| ServiceError::Internal(e.to_string()))?;

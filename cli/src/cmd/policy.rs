@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use estate_common::model::AccountId;
 
 use crate::output::{print_flattened, print_json, Output};
 
@@ -24,13 +25,13 @@ enum Command {
         file: String,
         /// The account that owns the bucket.
         #[arg(long)]
-        owner: String,
+        owner: AccountId,
         /// The organization's ID (`o-...`).
         #[arg(long)]
         organization_id: Option<String>,
         /// The organization's accounts, comma-separated (the owner is always inside).
         #[arg(long, value_delimiter = ',')]
-        organization_accounts: Vec<String>,
+        organization_accounts: Vec<AccountId>,
         /// The bucket the policy is attached to (its name appears in resource ARNs).
         #[arg(long, default_value = "example-bucket")]
         bucket: String,
@@ -44,12 +45,6 @@ enum Command {
 
 pub fn run(output: Output, args: Args) -> anyhow::Result<()> {
     let Command::Analyze { file, owner, organization_id, organization_accounts, bucket, budget_ms } = args.command;
-    if !estate_common::model::is_account_id(&owner) {
-        bail!("`--owner` `{owner}` is not a 12-digit account ID");
-    }
-    if let Some(bad) = organization_accounts.iter().find(|a| !estate_common::model::is_account_id(a)) {
-        bail!("`--organization-accounts` holds `{bad}`, which is not a 12-digit account ID");
-    }
     let text = if file == "-" {
         let mut text = String::new();
         std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
@@ -58,10 +53,10 @@ pub fn run(output: Output, args: Args) -> anyhow::Result<()> {
     } else {
         std::fs::read_to_string(&file).with_context(|| format!("reading `{file}`"))?
     };
-    let mut members: BTreeSet<String> = organization_accounts.into_iter().collect();
-    members.insert(owner.clone());
+    let mut members: BTreeSet<String> = organization_accounts.into_iter().map(String::from).collect();
+    members.insert(owner.to_string());
     let context = estate_policy::OrgContext {
-        owner_account: owner,
+        owner_account: owner.into(),
         organization_id,
         member_accounts: Arc::new(members),
         organization_paths: Vec::new(),
