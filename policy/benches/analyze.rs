@@ -139,7 +139,7 @@ fn main() {
     );
     println!("slowest:");
     let mut seen = std::collections::BTreeSet::new();
-    for (d, name) in per_policy.iter().filter(|(_, n)| seen.insert(*n)).take(8) {
+    for (d, name) in per_policy.iter().filter(|(_, n)| seen.insert(*n)).take(12) {
         let asked = cases
             .iter()
             .find(|c| c.0 == *name)

@@ -86,6 +86,9 @@ pub struct Compiled {
     pub named_accounts: BTreeSet<String>,
     /// Per statement, the universe's actions its Action / NotAction clause matches.
     pub statement_actions: Vec<Vec<usize>>,
+    /// No part of the policy is opaque: the encoding is exact, so the solver finds a request
+    /// whenever one exists.
+    pub exact: bool,
 }
 
 /// Compiles `policy` for bucket `bucket`; `org_paths` sizes aws:PrincipalOrgPaths.
@@ -107,10 +110,13 @@ pub fn compile(policy: &Policy, bucket: &str, org_paths: usize) -> Compiled {
         }
     }
     let (accounts, named_accounts) = account_literals(policy);
+    let (allow, allow_named, deny) = (or(allow), or(allow_named), or(deny));
+    let exact = ![&allow, &allow_named, &deny].into_iter().any(Term::has_opaque);
     Compiled {
-        allow: or(allow),
-        allow_named: or(allow_named),
-        deny: or(deny),
+        exact,
+        allow,
+        allow_named,
+        deny,
         fixed: fixed_values(policy),
         keys: c.keys,
         accounts,

@@ -91,29 +91,37 @@ fn may_reach(world: &World<'_>, st: &Statement, q: &Question) -> bool {
         return false;
     }
     let entries = st.principal.entries.iter().map(entry_form);
+    // A statement whose conditions no account principal meets lets in none through its
+    // Account and ARN entries.
+    let accounts = !excludes_account_principals(st);
     match q {
         Question::SharedWithCloudFront => {
             // Only named principals count here: a bare `*` or a NotPrincipal names nobody.
             !st.principal.negated
                 && entries.into_iter().any(|e| match e {
                     EntryForm::Service(p) => wildcard_match(&p, "cloudfront.amazonaws.com", false),
-                    EntryForm::Arn(p) => has_wildcard(&p) || p.starts_with(OAI_ARN_PREFIX),
+                    EntryForm::Arn(p) => open_account_field(&p) || p.starts_with(OAI_ARN_PREFIX),
                     EntryForm::Canonical(_) => true,
                     _ => false,
                 })
         }
         _ if st.principal.negated => true,
-        Question::SharedWithAccount(a) if a != "*" => entries.into_iter().any(|e| match e {
-            EntryForm::Everyone => true,
-            EntryForm::Account(p) => wildcard_match(&p, a, false),
-            EntryForm::Arn(p) => has_wildcard(&p) || arn_account(&p) == Some(a.as_str()),
-            _ => false,
-        }),
-        // Anonymous callers, fresh accounts and federated identities: a fixed account or ARN
-        // names an account literal of the policy, never a fresh one.
+        Question::SharedWithAccount(a) if a != "*" => {
+            accounts
+                && entries.into_iter().any(|e| match e {
+                    EntryForm::Everyone => true,
+                    EntryForm::Account(p) => wildcard_match(&p, a, false),
+                    EntryForm::Arn(p) => open_account_field(&p) || arn_account(&p) == Some(a.as_str()),
+                    _ => false,
+                })
+        }
+        // Anonymous callers, fresh accounts and federated identities: a fixed account, or an
+        // IAM ARN whose account field is fixed, names an account literal of the policy, never
+        // a fresh one.
         _ => entries.into_iter().any(|e| match e {
             EntryForm::Everyone | EntryForm::Federated(_) => true,
-            EntryForm::Account(p) | EntryForm::Arn(p) => has_wildcard(&p),
+            EntryForm::Account(p) => accounts && has_wildcard(&p),
+            EntryForm::Arn(p) => accounts && open_account_field(&p),
             _ => false,
         }),
     }
@@ -234,7 +242,34 @@ fn fences_outsiders(world: &World<'_>, st: &Statement, q: &Question) -> bool {
     })
 }
 
-/// The account of a literal IAM ARN (`arn:aws:iam::ACCOUNT:...`).
+/// Some positive condition on `aws:PrincipalArn` has only values no account principal's ARN
+/// can equal (literals that do not start with `arn:`): an account principal always carries
+/// exactly one value, its ARN, so the condition fails for every one of them, whatever its
+/// qualifier (`...IfExists` only matters for an absent key).
+fn excludes_account_principals(st: &Statement) -> bool {
+    st.conditions.iter().any(|c| {
+        c.key == "aws:principalarn"
+            && !c.op.negated
+            && matches!(
+                c.op.base,
+                BaseOp::StringEquals | BaseOp::StringEqualsIgnoreCase | BaseOp::StringLike | BaseOp::ArnLike
+            )
+            && !c.values.is_empty()
+            && c.values
+                .iter()
+                .all(|v| !has_wildcard(v) && !v.get(..4).is_some_and(|head| head.eq_ignore_ascii_case("arn:")))
+    })
+}
+
+/// Whether an ARN pattern of a Principal may match principals of more than one account: its
+/// account field holds a wildcard (or variable), or the pattern is not an IAM ARN with one.
+/// A fixed field (`arn:aws:iam::444444444444:role/app-*`) matches that account's principals
+/// only: the field ends at the first `:`, which a 12-digit account cannot contain.
+fn open_account_field(pattern: &str) -> bool {
+    arn_account(pattern).map_or(has_wildcard(pattern), has_wildcard)
+}
+
+/// The account field of an IAM ARN or ARN pattern (`arn:aws:iam::ACCOUNT:...`).
 fn arn_account(arn: &str) -> Option<&str> {
     arn.strip_prefix("arn:aws:iam::")?.split(':').next()
 }
@@ -279,6 +314,11 @@ fn account_principals(account: &str, st: &Statement) -> Vec<Principal> {
     for c in st.conditions.iter().filter(|c| c.key == "aws:principalarn" && !c.op.negated) {
         for v in &c.values {
             let v = v.replace("${aws:PrincipalAccount}", account).replace("${aws:principalaccount}", account);
+            // A bare `*` in the account field stands for this account too.
+            let v = match v.strip_prefix("arn:aws:iam::*:") {
+                Some(rest) => format!("{own}{rest}"),
+                None => v,
+            };
             if let Some(arn) = instance(&v).filter(|arn| arn.starts_with(&own)) {
                 out.push(Principal::Account { account: account.to_owned(), arn });
             }
@@ -316,7 +356,8 @@ fn candidate_principals(world: &World<'_>, q: &Question, st: &Statement) -> Vec<
             out.extend(account_principals(a, st));
             for e in st.principal.entries.iter().map(entry_form) {
                 if let EntryForm::Arn(p) = e {
-                    if let Some(arn) = literal(&p).filter(|arn| arn_account(arn) == Some(a.as_str())) {
+                    // The account's own ARN patterns, wildcards read as `x`.
+                    if let Some(arn) = instance(&p).filter(|arn| arn_account(arn) == Some(a.as_str())) {
                         out.push(Principal::Account { account: a.clone(), arn });
                     }
                 }
@@ -325,6 +366,13 @@ fn candidate_principals(world: &World<'_>, q: &Question, st: &Statement) -> Vec<
         _ => {
             out.push(Principal::Anonymous);
             out.extend(account_principals(&fresh_account(world), st));
+            // An account the statement's `aws:PrincipalAccount` patterns ask for, when it is
+            // neither a member nor named in the policy.
+            for c in st.conditions.iter().filter(|c| c.key == "aws:principalaccount" && !c.op.negated) {
+                if let Some(account) = c.values.iter().find_map(|v| outside_account_like(world, v)) {
+                    out.extend(account_principals(&account, st));
+                }
+            }
             for e in st.principal.entries.iter().map(entry_form) {
                 if let EntryForm::Federated(p) = e {
                     if let Some(provider) = literal(&p) {
@@ -335,6 +383,38 @@ fn candidate_principals(world: &World<'_>, q: &Question, st: &Statement) -> Vec<
         }
     }
     out
+}
+
+/// An account ID that matches wildcard pattern `pattern` and is fresh: not a member, not a
+/// literal of the policy.
+fn outside_account_like(world: &World<'_>, pattern: &str) -> Option<String> {
+    let t = Template::parse(pattern, true, false);
+    let fixed: usize =
+        t.0.iter()
+            .map(|s| match s {
+                Seg::Lit(l) => l.chars().count(),
+                Seg::Any => 1,
+                _ => 0,
+            })
+            .sum();
+    let spare = 12usize.checked_sub(fixed)?;
+    ['9', '0', '7'].into_iter().find_map(|digit| {
+        let mut star_filled = false;
+        let account: String =
+            t.0.iter()
+                .map(|s| match s {
+                    Seg::Lit(l) => l.clone(),
+                    Seg::Any => digit.to_string(),
+                    Seg::Star if !star_filled => {
+                        star_filled = true;
+                        digit.to_string().repeat(spare)
+                    }
+                    _ => String::new(),
+                })
+                .collect();
+        (crate::parser::is_account_id(&account) && t.matches(&account, false) && world.fresh_account_concrete(&account))
+            .then_some(account)
+    })
 }
 
 /// A string that matches `pattern` (`*` and `?` as `x`); `None` with a variable.
@@ -387,31 +467,25 @@ fn context_for(
     st: &Statement,
     principal: &Principal,
 ) -> BTreeMap<String, Vec<String>> {
-    let mut ctx: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let used = |k: &str| world.compiled.keys.contains_key(k);
-    if let Principal::Account { account, arn } = principal {
-        if used("aws:principalaccount") {
-            ctx.insert("aws:principalaccount".into(), vec![account.clone()]);
-        }
-        if used("aws:principalarn") {
-            ctx.insert("aws:principalarn".into(), vec![arn.clone()]);
-        }
-        if world.members.contains(account) {
-            if let Some(org) = &world.ctx.organization_id {
-                if used("aws:principalorgid") {
-                    ctx.insert("aws:principalorgid".into(), vec![org.clone()]);
-                }
-                if used("aws:principalorgpaths") && !world.ctx.organization_paths.is_empty() {
-                    ctx.insert("aws:principalorgpaths".into(), world.ctx.organization_paths.clone());
-                }
-            }
-        }
-    }
+    let mut ctx = principal_context(world, principal);
     // Public questions are about untrusted callers, who carry no fixed value of a restricting
-    // key (absent is always allowed); sharing leaves every non-principal key free.
+    // key (absent is always allowed); sharing leaves every non-principal key free. Of the
+    // principal keys only an outsider's organization ID and paths are free (never ours).
     let untrusted = matches!(q, Question::PublicRead | Question::PublicWrite);
     for c in &st.conditions {
-        if PRINCIPAL_KEYS.contains(&c.key.as_str()) || ctx.contains_key(&c.key) {
+        if ctx.contains_key(&c.key) {
+            continue;
+        }
+        if PRINCIPAL_KEYS.contains(&c.key.as_str()) {
+            if c.op.qualifier != SetQualifier::ForAllValues {
+                let value = c.values.iter().find_map(|v| {
+                    satisfying_value(c.op.base, c.op.negated, v)
+                        .filter(|v| may_set(world, q, principal, &c.key, Some(v)))
+                });
+                if let Some(v) = value {
+                    ctx.insert(c.key.clone(), vec![v]);
+                }
+            }
             continue;
         }
         if untrusted && world.compiled.fixed.contains_key(&c.key) {
@@ -435,7 +509,158 @@ fn context_for(
             ctx.insert(c.key.clone(), vec![v]);
         }
     }
+    // Policy variables take their values from the request itself: a request that gives each
+    // variable's key a value and the compared key the text they resolve to matches. Only for
+    // an exact encoding, where the solver would find such a request too.
+    if world.compiled.exact && world.policy.variables_enabled() {
+        fill_variables(world, q, st, principal, &mut ctx);
+    }
     ctx
+}
+
+/// The principal keys as the principal implies them: its account and ARN, and for a member
+/// the organization's ID and paths.
+fn principal_context(world: &World<'_>, principal: &Principal) -> BTreeMap<String, Vec<String>> {
+    let mut ctx: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let used = |k: &str| world.compiled.keys.contains_key(k);
+    if let Principal::Account { account, arn } = principal {
+        if used("aws:principalaccount") {
+            ctx.insert("aws:principalaccount".into(), vec![account.clone()]);
+        }
+        if used("aws:principalarn") {
+            ctx.insert("aws:principalarn".into(), vec![arn.clone()]);
+        }
+        if world.members.contains(account) {
+            if let Some(org) = &world.ctx.organization_id {
+                if used("aws:principalorgid") {
+                    ctx.insert("aws:principalorgid".into(), vec![org.clone()]);
+                }
+                if used("aws:principalorgpaths") && !world.ctx.organization_paths.is_empty() {
+                    ctx.insert("aws:principalorgpaths".into(), world.ctx.organization_paths.clone());
+                }
+            }
+        }
+    }
+    ctx
+}
+
+/// Gives the keys of the statement's policy variables values (resource variables first, then
+/// positive string and ARN comparisons whose values hold variables), each one a value a
+/// witness may carry (`may_set`).
+fn fill_variables(
+    world: &World<'_>,
+    q: &Question,
+    st: &Statement,
+    principal: &Principal,
+    ctx: &mut BTreeMap<String, Vec<String>>,
+) {
+    let settable = |ctx: &BTreeMap<String, Vec<String>>, key: &str, value: &str| {
+        !ctx.contains_key(key) && may_set(world, q, principal, key, Some(value))
+    };
+    if !st.resource.negated {
+        for pattern in st.resource.values.iter().filter(|p| p.contains("${")) {
+            for seg in Template::parse(pattern, true, true).0 {
+                if let Seg::Var(key) = seg {
+                    let value = typed_default(world, &key);
+                    if settable(ctx, &key, &value) {
+                        ctx.insert(key, vec![value]);
+                    }
+                }
+            }
+        }
+    }
+    for c in &st.conditions {
+        let wildcards = match c.op.base {
+            BaseOp::StringEquals => false,
+            BaseOp::StringLike | BaseOp::ArnLike => true,
+            _ => continue,
+        };
+        if c.op.negated || c.op.qualifier == SetQualifier::ForAllValues {
+            continue;
+        }
+        for pattern in c.values.iter().filter(|v| v.contains("${")) {
+            let template = Template::parse(pattern, wildcards, true);
+            let done = match ctx.get(&c.key).and_then(|v| v.first()).cloned() {
+                // The compared key already has its value (a principal key, say): the one
+                // variable left between literals takes the text between them.
+                Some(current) => match unknown_between_literals(&template, ctx, &current) {
+                    Some((key, value)) if !value.is_empty() && settable(ctx, &key, &value) => {
+                        ctx.insert(key, vec![value]);
+                        true
+                    }
+                    _ => false,
+                },
+                None => {
+                    let mut added = Vec::new();
+                    for seg in &template.0 {
+                        if let Seg::Var(key) = seg {
+                            let value = typed_default(world, key);
+                            if settable(ctx, key, &value) {
+                                ctx.insert(key.clone(), vec![value]);
+                                added.push(key.clone());
+                            }
+                        }
+                    }
+                    let resolved = template.resolve(ctx).map(|t| {
+                        t.0.iter()
+                            .map(|s| match s {
+                                Seg::Lit(l) => l.as_str(),
+                                _ => "x",
+                            })
+                            .collect::<String>()
+                    });
+                    match resolved {
+                        Some(value) if settable(ctx, &c.key, &value) => {
+                            ctx.insert(c.key.clone(), vec![value]);
+                            true
+                        }
+                        _ => {
+                            for key in added {
+                                ctx.remove(&key);
+                            }
+                            false
+                        }
+                    }
+                }
+            };
+            if done {
+                break;
+            }
+        }
+    }
+}
+
+/// For a template of literals and variables whose variables are all known but one: that
+/// variable's key and the value that makes the template read `text`.
+fn unknown_between_literals(
+    template: &Template,
+    ctx: &BTreeMap<String, Vec<String>>,
+    text: &str,
+) -> Option<(String, String)> {
+    let mut before = String::new();
+    let mut after = String::new();
+    let mut unknown: Option<&str> = None;
+    for seg in &template.0 {
+        let piece = match seg {
+            Seg::Lit(l) => l.as_str(),
+            Seg::Var(key) => match ctx.get(key).and_then(|v| v.first()) {
+                Some(v) => v.as_str(),
+                None if unknown.is_none() => {
+                    unknown = Some(key);
+                    continue;
+                }
+                None => return None,
+            },
+            Seg::Star | Seg::Any => return None,
+        };
+        if unknown.is_none() {
+            before.push_str(piece);
+        } else {
+            after.push_str(piece);
+        }
+    }
+    let middle = text.strip_prefix(&before)?.strip_suffix(&after)?;
+    Some((unknown?.to_owned(), middle.to_owned()))
 }
 
 /// Whether `v` is a value of the sorts the policy compares `key` as: the solver's model never
@@ -445,17 +670,21 @@ fn well_typed(world: &World<'_>, key: &str, v: &str) -> bool {
     let Some(shape) = world.compiled.keys.get(key) else { return true };
     let ip = !shape.sorts.contains(&ValueSort::Ip) || crate::values::parse_ip(v).is_some();
     let int = !shape.sorts.contains(&ValueSort::Int) || parse_number(v).or_else(|| parse_date(v)).is_some();
-    let boolean = !shape.bool_only || v == "true" || v == "false";
+    // A key only `Null` reads (no sort) may hold anything; one `Bool` reads, only a boolean.
+    let boolean = !shape.bool_only || shape.sorts.is_empty() || v == "true" || v == "false";
     ip && int && boolean && accepted(key, v)
 }
 
-/// Some well-typed value for `key`.
+/// Some well-typed value for `key` (for an encryption header, one S3 accepts).
 fn typed_default(world: &World<'_>, key: &str) -> String {
+    if let Some(values) = accepted_values(key) {
+        return values[0].to_owned();
+    }
     match world.compiled.keys.get(key) {
         Some(shape) if shape.sorts.contains(&ValueSort::Ip) => "203.0.113.7".to_owned(),
         Some(shape) if shape.sorts.contains(&ValueSort::Int) => "1".to_owned(),
         Some(shape) if shape.bool_only => "false".to_owned(),
-        _ => accepted_or(key, "x"),
+        _ => "x".to_owned(),
     }
 }
 
@@ -464,12 +693,13 @@ fn accepted(key: &str, value: &str) -> bool {
     accepted_values(key).is_none_or(|values| values.contains(&value))
 }
 
-fn accepted_or(key: &str, value: &str) -> String {
-    accepted_values(key).map_or(value, |values| values[0]).to_owned()
-}
-
 /// Candidate resources for `action` under a statement's Resource clause.
-fn candidate_resources(world: &World<'_>, st: &Statement, action: usize) -> Vec<String> {
+fn candidate_resources(
+    world: &World<'_>,
+    st: &Statement,
+    action: usize,
+    context: &BTreeMap<String, Vec<String>>,
+) -> Vec<String> {
     let bucket_arn = format!("arn:aws:s3:::{}", world.bucket);
     if action < actions::bucket_count() {
         return vec![bucket_arn];
@@ -478,10 +708,9 @@ fn candidate_resources(world: &World<'_>, st: &Statement, action: usize) -> Vec<
     if !st.resource.negated {
         let prefix = format!("{bucket_arn}/");
         for p in &st.resource.values {
-            let t = Template::parse(p, true, false);
-            if t.has_variable() {
-                continue;
-            }
+            // Variables read the request's own values, as the evaluator resolves them.
+            let parsed = Template::parse(p, true, world.policy.variables_enabled());
+            let Some(t) = parsed.resolve(context) else { continue };
             for r in t.residuals(&prefix).iter().take(2) {
                 let key: String =
                     r.0.iter()
@@ -512,7 +741,8 @@ fn guess(world: &World<'_>, q: &Question) -> Option<Witness> {
         for principal in [Principal::Anonymous, account_principal(&fresh), account_principal(&world.ctx.owner_account)]
         {
             let resource = format!("arn:aws:s3:::{}/x", world.bucket);
-            let request = Request { principal, action: actions::name(put).into(), resource, context: BTreeMap::new() };
+            let context = principal_context(world, &principal);
+            let request = Request { principal, action: actions::name(put).into(), resource, context };
             if let Some(w) = check(request.clone()) {
                 return Some(w);
             }
@@ -525,12 +755,23 @@ fn guess(world: &World<'_>, q: &Question) -> Option<Witness> {
     let mut tries = 0;
     let check = &check;
     for st in world.policy.statements.iter().filter(|s| s.effect == Effect::Allow) {
-        let acts: Vec<usize> =
-            statement_actions(world, st).iter().copied().filter(|&a| question_action(q, a)).take(2).collect();
+        // Actions whose resource the statement names first (a bucket action needs the bucket's
+        // ARN), and of those the ones no Deny statement names: a request a Deny without
+        // conditions catches cannot be escaped.
+        let mut acts: Vec<usize> =
+            statement_actions(world, st).iter().copied().filter(|&a| question_action(q, a)).collect();
+        let bucket_arn = format!("arn:aws:s3:::{}", world.bucket);
+        let names_bucket = st.resource.negated
+            || st.resource.values.iter().any(|p| Template::parse(p, true, false).matches(&bucket_arn, false));
+        let denied = |a: usize| {
+            world.policy.statements.iter().any(|d| d.effect == Effect::Deny && statement_actions(world, d).contains(&a))
+        };
+        acts.sort_by_key(|&a| (a < actions::bucket_count() && !names_bucket, denied(a)));
+        acts.truncate(2);
         for principal in candidate_principals(world, q, st) {
             let context = context_for(world, q, st, &principal);
             for &action in &acts {
-                for resource in candidate_resources(world, st, action) {
+                for resource in candidate_resources(world, st, action, &context) {
                     tries += 1;
                     if tries > MAX_TRIES {
                         return None;
@@ -587,10 +828,25 @@ fn escape_denies(
                         c.values.iter().take(3).filter_map(|v| satisfying_value(c.op.base, false, v)).map(Some),
                     );
                 }
-                (_, false) => variants.push(None),
+                (_, false) => {
+                    variants.push(None);
+                    // `...IfExists` holds for an absent key too: a value it does not match.
+                    if c.op.if_exists {
+                        let unmatched = [typed_default(world, &c.key), "true".into(), "false".into(), "x".into()]
+                            .into_iter()
+                            .find(|value| {
+                                well_typed(world, &c.key, value)
+                                    && !c
+                                        .values
+                                        .iter()
+                                        .any(|v| crate::eval::base_matches(c.op.base, v, value, &request.context, vars))
+                            });
+                        variants.extend(unmatched.map(Some));
+                    }
+                }
             }
             for value in variants {
-                if !may_set(world, q, request, &c.key, value.as_deref()) {
+                if !may_set(world, q, &request.principal, &c.key, value.as_deref()) {
                     continue;
                 }
                 let mut changed = request.clone();
@@ -614,10 +870,9 @@ fn escape_denies(
 /// principal (only an outsider's organization keys are free, and never ours); the encryption
 /// headers take accepted values; in public questions a restricting key never carries one of
 /// its fixed values.
-fn may_set(world: &World<'_>, q: &Question, request: &Request, key: &str, value: Option<&str>) -> bool {
+fn may_set(world: &World<'_>, q: &Question, principal: &Principal, key: &str, value: Option<&str>) -> bool {
     if PRINCIPAL_KEYS.contains(&key) {
-        let outsider =
-            matches!(&request.principal, Principal::Account { account, .. } if !world.members.contains(account));
+        let outsider = matches!(principal, Principal::Account { account, .. } if !world.members.contains(account));
         let org = world.ctx.organization_id.as_deref();
         return outsider
             && match (key, value) {

@@ -67,7 +67,7 @@ impl<'a> World<'a> {
         and(self.members.iter().chain(&self.compiled.accounts).map(|a| not(term::str_eq(StrVar::Account, a))))
     }
 
-    fn fresh_account_concrete(&self, account: &str) -> bool {
+    pub(crate) fn fresh_account_concrete(&self, account: &str) -> bool {
         !self.members.contains(account) && !self.compiled.accounts.contains(account)
     }
 
@@ -250,8 +250,10 @@ impl<'a> World<'a> {
     }
 
     /// How the principal condition keys follow from the principal and the organization, and
-    /// which values S3 accepts in the encryption headers.
-    fn axiom_for_key(&self, key: &str) -> Option<Term> {
+    /// which values S3 accepts in the encryption headers. `members_only`: the query already
+    /// asserts that the principal is a member account, so only the member's side is stated
+    /// (the outsider's and the non-account's would be vacuous, and cost the solver).
+    fn axiom_for_key(&self, key: &str, members_only: bool) -> Option<Term> {
         if let Some(accepted) = self.accepted_header(key) {
             return Some(accepted);
         }
@@ -269,6 +271,7 @@ impl<'a> World<'a> {
         let member = and([account.clone(), self.is_member()]);
         let outsider = and([account.clone(), not(self.is_member())]);
         Some(match key {
+            "aws:principalaccount" | "aws:principalarn" if members_only => single(term::TRUE),
             "aws:principalaccount" | "aws:principalarn" => {
                 and([implies(account.clone(), single(term::TRUE)), implies(not(account), not(present()))])
             }
@@ -284,6 +287,9 @@ impl<'a> World<'a> {
                     ),
                     None => (not(present()), term::TRUE),
                 };
+                if members_only {
+                    return Some(inside);
+                }
                 and([implies(member, inside), implies(outsider, outside), implies(not(account), not(present()))])
             }
             "aws:principalorgpaths" => {
@@ -307,6 +313,9 @@ impl<'a> World<'a> {
                             paths.iter().enumerate().map(|(i, p)| term::str_eq(StrVar::Slot(key.to_owned(), i), p)),
                         )),
                 };
+                if members_only {
+                    return Some(inside);
+                }
                 let outside = match &self.ctx.organization_id {
                     Some(_) => and((0..self.slots(key)).map(|i| implies(self.active(key, i), not(ours(i))))),
                     None => term::TRUE,
@@ -474,19 +483,20 @@ fn return_solver(solver: Solver, uses: u32) {
 
 /// Pushes a scope holding `term` and the definitions of the variables it uses, and checks it.
 /// One encoder per check: only what the term touches is asserted, inside its scope (Z3's
-/// sequence solver is much faster so). The caller reads the model with the returned encoder,
-/// then pops the scope.
+/// sequence solver is much faster so). `members_only`: `term` asserts that the principal is a
+/// member account. The caller reads the model with the returned encoder, then pops the scope.
 fn check_in_scope<'w>(
     solver: &Solver,
     world: &'w World<'_>,
     term: &Term,
+    members_only: bool,
     label: String,
     stats: &mut AnalysisStats,
     slowest: &mut Duration,
 ) -> (SatResult, Encoder<'w>) {
     let mut enc = Encoder::new(&world.compiled.keys);
     let formula = enc.lower(term);
-    let axioms = definitions(world, &mut enc);
+    let axioms = definitions(world, &mut enc, members_only);
     solver.push();
     for a in enc.side.iter().chain(&axioms) {
         solver.assert(a);
@@ -548,7 +558,7 @@ pub(crate) fn solve(
         // members' own questions must still have the time they had without it.
         set_budget(&solver, left / 4);
         let label = format!("sharedWithAccount:members({})", class.len());
-        let (res, _) = check_in_scope(&solver, world, &term, label, stats, &mut slowest);
+        let (res, _) = check_in_scope(&solver, world, &term, true, label, stats, &mut slowest);
         solver.pop(1);
         if res == SatResult::Unsat {
             for &i in &class {
@@ -574,7 +584,8 @@ pub(crate) fn solve(
             continue;
         }
         set_budget(&solver, left);
-        let (res, enc) = check_in_scope(&solver, world, &terms[i], q.to_string(), stats, &mut slowest);
+        let member = matches!(q, Question::SharedWithAccount(a) if world.members.contains(a));
+        let (res, enc) = check_in_scope(&solver, world, &terms[i], member, q.to_string(), stats, &mut slowest);
         let verdict = match res {
             SatResult::Unsat => Verdict { answer: Tri::False, witness: None, reason: None },
             SatResult::Unknown => Verdict {
@@ -620,7 +631,7 @@ pub(crate) fn solve(
 }
 
 /// Definitions of the variables in use, to a fixpoint (definitions create variables).
-fn definitions(world: &World<'_>, enc: &mut Encoder<'_>) -> Vec<z3::ast::Bool> {
+fn definitions(world: &World<'_>, enc: &mut Encoder<'_>, members_only: bool) -> Vec<z3::ast::Bool> {
     let mut axioms = Vec::new();
     let mut done_vars: BTreeSet<StrVar> = BTreeSet::new();
     let mut done_keys: BTreeSet<String> = BTreeSet::new();
@@ -659,7 +670,7 @@ fn definitions(world: &World<'_>, enc: &mut Encoder<'_>) -> Vec<z3::ast::Bool> {
             done_vars.insert(v);
         }
         for k in keys {
-            if let Some(a) = world.axiom_for_key(&k) {
+            if let Some(a) = world.axiom_for_key(&k, members_only) {
                 axioms.push(enc.lower(&a));
             }
             done_keys.insert(k);
@@ -829,7 +840,7 @@ pub fn allows_some(
 fn solve_plain(world: &World<'_>, t: &Term, opts: &AnalysisOptions) -> SatResult {
     let mut enc = Encoder::new(&world.compiled.keys);
     let f = enc.lower(t);
-    let axioms = definitions(world, &mut enc);
+    let axioms = definitions(world, &mut enc, false);
     let (solver, uses) = take_solver(opts.budget);
     solver.push();
     for a in enc.side.iter().chain(&axioms) {

@@ -209,3 +209,39 @@ fn corpus() {
         mismatches.len() + unreadable.len()
     );
 }
+
+/// Shapes the pre-solver decides entirely, each once a hard solver query: policy variables
+/// filled from the request, an outsider's own organization ID or path, an account a
+/// principal-account pattern asks for, `...IfExists` Denies escaped with a value they do not
+/// match, an encryption header only `Null` reads, actions no Deny names, an IAM ARN whose
+/// account field is fixed, a principal-ARN condition no account meets. The corpus test checks
+/// that their verdicts are the solver's; this one that the solver is not asked.
+#[test]
+fn the_pre_solver_decides_these_shapes_without_the_solver() {
+    let mut asked = Vec::new();
+    for name in [
+        "rk-source-vpc-policy-variable.json",
+        "rk-principal-account-policy-variable.json",
+        "rk-principal-org-paths-policy-variable.json",
+        "resource-policy-variable-username.json",
+        "rk-principal-org-paths-wildcard.json",
+        "rk-principal-org-id-wildcard.json",
+        "op-deny-bool-if-exists-secure-transport.json",
+        "trap-deny-string-equals-if-exists-one-vpc.json",
+        "enc-allow-public-put-with-null-deny.json",
+        "deny-org-paths-not-ours-removes-public.json",
+        "deny-not-action-get-removes-public-write.json",
+        "principal-wildcard-name-in-outside-account.json",
+        "fuzz-oai-named-by-canonical-id.json",
+    ] {
+        let text = std::fs::read_to_string(corpus_dir().join(name)).expect("the corpus case exists");
+        let case: Value = serde_json::from_str(&text).expect("the corpus case is JSON");
+        let policy = serde_json::to_string(&case["policy"]).expect("a policy");
+        let bucket = case.get("bucket").and_then(Value::as_str).unwrap_or("example-bucket");
+        let analysis = analyze(&policy, bucket, &context(&case), &AnalysisOptions::default()).expect("it parses");
+        if !analysis.stats.solved.is_empty() {
+            asked.push(format!("{name}: {}", analysis.stats.solved.join(", ")));
+        }
+    }
+    assert!(asked.is_empty(), "the solver was asked:\n{}", asked.join("\n"));
+}
