@@ -186,11 +186,9 @@ async fn api_buckets(State(state): State<HttpState>, _: Reader, UrlQuery(p): Url
             Err(e) => return ServiceError::invalid(format!("`criteria` is not criteria JSON: {e}")).into_response(),
         },
     };
-    if let Err(e) = query::check_value_counts(&criteria, state.max_criterion_values) {
-        return ServiceError::from(e).into_response();
-    }
     let sort = p.sort.filter(|s| !s.is_empty()).map(|s| (s, p.desc.unwrap_or(false)));
-    let query = match Query::new(criteria, sort, p.max_results.unwrap_or(50), p.next_token.as_deref().unwrap_or("")) {
+    let token = p.next_token.as_deref().unwrap_or("");
+    let query = match Query::new(criteria, sort, p.max_results.unwrap_or(50), token, state.max_criterion_values) {
         Ok(q) => q,
         Err(e) => return ServiceError::from(e).into_response(),
     };

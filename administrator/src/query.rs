@@ -12,7 +12,8 @@ use estate_common::macie::{EffectivePermission, EncryptionType, SharedAccess};
 
 use crate::index::{Entry, Index};
 
-pub use crate::criteria::{check_value_counts, Criterion};
+use crate::criteria::check_value_counts;
+pub use crate::criteria::Criterion;
 use crate::criteria::{Filter, Filterable, Property};
 
 /// A request that makes no sense, with the reason.
@@ -20,8 +21,8 @@ use crate::criteria::{Filter, Filterable, Property};
 pub enum QueryError {
     #[error("unknown bucket property `{0}` in criteria (known: {KNOWN_FIELDS})")]
     UnknownField(String),
-    #[error("unknown finding property `{0}` in criteria (known: {KNOWN_FINDING_FIELDS})")]
-    UnknownFindingField(String),
+    #[error("unknown finding property `{name}` in criteria (known: {known})")]
+    UnknownFindingField { name: String, known: String },
     #[error("criterion on `{field}`: {reason}")]
     BadCriterion { field: String, reason: String },
     #[error("cannot sort by `{0}` (sortable: accountId, bucketName, objectCount, sizeInBytes, classifiableObjectCount, classifiableSizeInBytes)")]
@@ -36,9 +37,6 @@ const KNOWN_FIELDS: &str = "accountId, bucketName, region, bucketArn, sharedAcce
 allowsUnencryptedObjectUploads, serverSideEncryption.type, versioning, errorCode, replicationDetails.replicated, \
 replicationDetails.replicatedExternally, tags.key, tags.value, objectCount, sizeInBytes, classifiableObjectCount, \
 classifiableSizeInBytes, bucketCreatedAt, lastUpdated";
-
-const KNOWN_FINDING_FIELDS: &str = "type, severity.description, severity.score, accountId, region, \
-resourcesAffected.s3Bucket.name, archived, createdAt, updatedAt, count";
 
 pub const MAX_PAGE_SIZE: i32 = 1000;
 pub const DEFAULT_PAGE_SIZE: i32 = 50;
@@ -325,12 +323,17 @@ struct Cursor {
 }
 
 impl Query {
+    /// A query, checked before anything is matched: at most `max_values` values per
+    /// criterion (`--max-criterion-values`), known fields, a page size in range, and a token
+    /// of this very query.
     pub fn new(
         criteria: BTreeMap<String, Criterion>,
         sort: Option<(String, bool)>,
         max_results: i32,
         next_token: &str,
+        max_values: usize,
     ) -> Result<Self, QueryError> {
+        check_value_counts(&criteria, max_values)?;
         let page_size = match max_results {
             0 => DEFAULT_PAGE_SIZE,
             n if (1..=MAX_PAGE_SIZE).contains(&n) => n,
@@ -502,7 +505,7 @@ mod tests {
         let mut token = String::new();
         let mut seen = Vec::new();
         loop {
-            let q = Query::new(c.clone(), Some(("bucketName".into(), true)), 10, &token).unwrap();
+            let q = Query::new(c.clone(), Some(("bucketName".into(), true)), 10, &token, usize::MAX).unwrap();
             let (page, next) = q.run(&index);
             seen.extend(names(&page));
             match next {
@@ -518,12 +521,13 @@ mod tests {
     #[test]
     fn tokens_stay_valid_when_buckets_are_added_before_the_cursor() {
         let mut index = make_index(20);
-        let q = Query::new(BTreeMap::new(), Some(("bucketName".into(), false)), 5, "").unwrap();
+        let q = Query::new(BTreeMap::new(), Some(("bucketName".into(), false)), 5, "", usize::MAX).unwrap();
         let (page, token) = q.run(&index);
         assert_eq!(names(&page).last().unwrap(), "bucket-0004");
         let extra = Entry::clone(make_index(1).values().next().unwrap());
         index.insert(b"000000000000\0eu-west-1\0aaa".to_vec(), extra);
-        let q = Query::new(BTreeMap::new(), Some(("bucketName".into(), false)), 5, &token.unwrap()).unwrap();
+        let q =
+            Query::new(BTreeMap::new(), Some(("bucketName".into(), false)), 5, &token.unwrap(), usize::MAX).unwrap();
         let (page, _) = q.run(&index);
         assert_eq!(names(&page)[0], "bucket-0005");
     }
@@ -536,21 +540,21 @@ mod tests {
             ("bucketName", Criterion { prefix: Some("bucket-001".into()), ..Default::default() }),
             ("bucketCreatedAt", Criterion { gte: Some(10), lt: Some(18), ..Default::default() }),
         ]);
-        let (page, _) = Query::new(c, None, 50, "").unwrap().run(&index);
+        let (page, _) = Query::new(c, None, 50, "", usize::MAX).unwrap().run(&index);
         let mut got = names(&page);
         got.sort();
         assert_eq!(got, vec!["bucket-0013", "bucket-0017"]);
 
-        let err = |c: BTreeMap<String, Criterion>| Query::new(c, None, 50, "").unwrap_err();
+        let err = |c: BTreeMap<String, Criterion>| Query::new(c, None, 50, "", usize::MAX).unwrap_err();
         assert!(matches!(err(criteria(&[("colour", Criterion::default())])), QueryError::UnknownField(_)));
         let bad_enum = criteria(&[("sharedAccess", Criterion { eq: vec!["SOMETIMES".into()], ..Default::default() })]);
         assert!(err(bad_enum).to_string().contains("SOMETIMES"));
         let range_on_text = criteria(&[("bucketName", Criterion { gt: Some(1), ..Default::default() })]);
         assert!(matches!(err(range_on_text), QueryError::BadCriterion { .. }));
-        assert!(matches!(Query::new(BTreeMap::new(), None, 5000, ""), Err(QueryError::BadPageSize(5000))));
-        assert!(matches!(Query::new(BTreeMap::new(), None, 5, "zz"), Err(QueryError::BadToken)));
-        let (_, token) = Query::new(BTreeMap::new(), None, 5, "").unwrap().run(&index);
-        let other = Query::new(BTreeMap::new(), Some(("bucketName".into(), true)), 5, &token.unwrap());
+        assert!(matches!(Query::new(BTreeMap::new(), None, 5000, "", usize::MAX), Err(QueryError::BadPageSize(5000))));
+        assert!(matches!(Query::new(BTreeMap::new(), None, 5, "zz", usize::MAX), Err(QueryError::BadToken)));
+        let (_, token) = Query::new(BTreeMap::new(), None, 5, "", usize::MAX).unwrap().run(&index);
+        let other = Query::new(BTreeMap::new(), Some(("bucketName".into(), true)), 5, &token.unwrap(), usize::MAX);
         assert!(matches!(other, Err(QueryError::BadToken)));
     }
 }

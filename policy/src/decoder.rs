@@ -123,8 +123,10 @@ fn repair(enc: &Encoder<'_>, keys: &BTreeMap<String, KeyShape>, v: &StrVar, valu
     }
 }
 
-fn well_shaped(v: &StrVar, value: &str) -> bool {
-    let name_ok = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+pub(crate) fn well_shaped(v: &StrVar, value: &str) -> bool {
+    let name_ok = |s: &str| {
+        !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || crate::smt::IAM_NAME_PUNCTUATION.contains(c))
+    };
     match v {
         StrVar::Account => crate::parser::is_account_id(value),
         StrVar::ArnTail => {

@@ -100,7 +100,12 @@ fn may_reach(world: &World<'_>, st: &Statement, q: &Question) -> bool {
             !st.principal.negated
                 && entries.into_iter().any(|e| match e {
                     EntryForm::Service(p) => wildcard_match(&p, "cloudfront.amazonaws.com", false),
-                    EntryForm::Arn(p) => open_account_field(&p) || p.starts_with(OAI_ARN_PREFIX),
+                    // An OAI's ARN has `cloudfront` in the account field: a pattern whose
+                    // field is fixed to anything else cannot match one.
+                    EntryForm::Arn(p) => match arn_account(&p) {
+                        Some(field) if !has_wildcard(field) => field == "cloudfront",
+                        _ => has_wildcard(&p) || p.starts_with(OAI_ARN_PREFIX),
+                    },
                     EntryForm::Canonical(_) => true,
                     _ => false,
                 })
@@ -319,7 +324,9 @@ fn account_principals(account: &str, st: &Statement) -> Vec<Principal> {
                 Some(rest) => format!("{own}{rest}"),
                 None => v,
             };
-            if let Some(arn) = instance(&v).filter(|arn| arn.starts_with(&own)) {
+            if let Some(arn) =
+                instance(&v).filter(|arn| arn.starts_with(&own) && (!has_wildcard(&v) || shaped_arn(arn)))
+            {
                 out.push(Principal::Account { account: account.to_owned(), arn });
             }
         }
@@ -357,7 +364,9 @@ fn candidate_principals(world: &World<'_>, q: &Question, st: &Statement) -> Vec<
             for e in st.principal.entries.iter().map(entry_form) {
                 if let EntryForm::Arn(p) = e {
                     // The account's own ARN patterns, wildcards read as `x`.
-                    if let Some(arn) = instance(&p).filter(|arn| arn_account(arn) == Some(a.as_str())) {
+                    let fits =
+                        |arn: &String| arn_account(arn) == Some(a.as_str()) && (!has_wildcard(&p) || shaped_arn(arn));
+                    if let Some(arn) = instance(&p).filter(fits) {
                         out.push(Principal::Account { account: a.clone(), arn });
                     }
                 }
@@ -414,6 +423,16 @@ fn outside_account_like(world: &World<'_>, pattern: &str) -> Option<String> {
                 .collect();
         (crate::parser::is_account_id(&account) && t.matches(&account, false) && world.fresh_account_concrete(&account))
             .then_some(account)
+    })
+}
+
+/// Whether an account principal's ARN has the shape the solver gives one that meets a
+/// wildcard pattern (`arn:aws:iam::ACCOUNT:` then `root`, `role/NAME` or `user/NAME`): a
+/// witness guessed from a pattern must be one the solver could find too.
+fn shaped_arn(arn: &str) -> bool {
+    use crate::term::StrVar;
+    arn.strip_prefix("arn:aws:iam::").and_then(|rest| rest.split_once(':')).is_some_and(|(account, tail)| {
+        crate::decoder::well_shaped(&StrVar::Account, account) && crate::decoder::well_shaped(&StrVar::ArnTail, tail)
     })
 }
 
@@ -868,19 +887,23 @@ fn escape_denies(
 
 /// May a witness of `q` carry `value` (or nothing) for `key`? Principal keys follow from the
 /// principal (only an outsider's organization keys are free, and never ours); the encryption
-/// headers take accepted values; in public questions a restricting key never carries one of
-/// its fixed values.
+/// headers take accepted values; in public questions a restricting key (an organization key
+/// too: an untrusted caller is in no organization the policy names) never carries one of its
+/// fixed values.
 fn may_set(world: &World<'_>, q: &Question, principal: &Principal, key: &str, value: Option<&str>) -> bool {
     if PRINCIPAL_KEYS.contains(&key) {
         let outsider = matches!(principal, Principal::Account { account, .. } if !world.members.contains(account));
         let org = world.ctx.organization_id.as_deref();
-        return outsider
+        let free = outsider
             && match (key, value) {
                 (_, None) => true,
                 ("aws:principalorgid", Some(v)) => Some(v) != org,
                 ("aws:principalorgpaths", Some(v)) => org.is_none_or(|o| !v.starts_with(&format!("{o}/"))),
                 _ => false,
             };
+        if !free {
+            return false;
+        }
     }
     let Some(v) = value else { return true };
     if !well_typed(world, key, v) {

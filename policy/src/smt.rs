@@ -391,12 +391,18 @@ pub fn regex(pat: &Template, ignore_case: bool) -> Regexp {
     }
 }
 
+/// The characters besides ASCII letters and digits an IAM user or role name may hold.
+pub(crate) const IAM_NAME_PUNCTUATION: &str = "+=,.@_-";
+
 fn shape_regex(shape: Shape) -> Regexp {
     let r = |a: char, b: char| Regexp::range(&a, &b);
     match shape {
         Shape::AccountId => r('0', '9').r#loop(12, 12),
         Shape::ArnTail => {
-            let name = Regexp::union(&[r('a', 'z'), r('A', 'Z'), r('0', '9'), Regexp::literal("-")]).plus();
+            // IAM user and role names: letters, digits and `+=,.@_-`.
+            let mut chars = vec![r('a', 'z'), r('A', 'Z'), r('0', '9')];
+            chars.extend(IAM_NAME_PUNCTUATION.chars().map(|c| Regexp::literal(&c.to_string())));
+            let name = Regexp::union(&chars).plus();
             Regexp::union(&[
                 Regexp::literal("root"),
                 Regexp::concat(&[Regexp::literal("role/"), name.clone()]),

@@ -166,20 +166,38 @@ fn action_set(ranges: &[(usize, usize)]) -> BTreeSet<usize> {
 
 /// Conjunction with constant folding, flattening and action-set intersection.
 pub fn and(items: impl IntoIterator<Item = Term>) -> Term {
+    junction(items, true)
+}
+
+/// Disjunction with constant folding, flattening and action-set union.
+pub fn or(items: impl IntoIterator<Item = Term>) -> Term {
+    junction(items, false)
+}
+
+/// A conjunction (`conjunction`) or a disjunction: the unit constant drops out, the absorbing
+/// one decides, nested junctions of the same kind flatten, and the action sets combine into
+/// one (intersected or united) placed first.
+fn junction(items: impl IntoIterator<Item = Term>, conjunction: bool) -> Term {
+    let (unit, absorbing) = (Term::Const(conjunction), Term::Const(!conjunction));
     let mut out = Vec::new();
     let mut actions: Option<BTreeSet<usize>> = None;
     let mut pending: Vec<Term> = items.into_iter().collect();
     pending.reverse();
     while let Some(t) = pending.pop() {
         match t {
-            Term::Const(true) => {}
-            Term::Const(false) => return FALSE,
-            Term::And(inner) => pending.extend(inner.into_iter().rev()),
+            Term::Const(b) if b == conjunction => {}
+            Term::Const(_) => return absorbing,
+            Term::And(inner) if conjunction => pending.extend(inner.into_iter().rev()),
+            Term::Or(inner) if !conjunction => pending.extend(inner.into_iter().rev()),
             Term::ActionIn(r) => {
                 let set = action_set(&r);
                 actions = Some(match actions {
                     None => set,
-                    Some(prev) => prev.intersection(&set).copied().collect(),
+                    Some(prev) if conjunction => prev.intersection(&set).copied().collect(),
+                    Some(mut prev) => {
+                        prev.extend(set);
+                        prev
+                    }
                 });
             }
             t => out.push(t),
@@ -187,43 +205,15 @@ pub fn and(items: impl IntoIterator<Item = Term>) -> Term {
     }
     if let Some(set) = actions {
         match action_in(set) {
-            Term::Const(false) => return FALSE,
-            Term::Const(true) => {}
+            Term::Const(b) if b == conjunction => {}
+            Term::Const(_) => return absorbing,
             t => out.insert(0, t),
         }
     }
     match out.len() {
-        0 => TRUE,
-        1 => out.pop().unwrap_or(TRUE),
-        _ => Term::And(out),
-    }
-}
-
-/// Disjunction with constant folding, flattening and action-set union.
-pub fn or(items: impl IntoIterator<Item = Term>) -> Term {
-    let mut out = Vec::new();
-    let mut actions: Option<BTreeSet<usize>> = None;
-    let mut pending: Vec<Term> = items.into_iter().collect();
-    pending.reverse();
-    while let Some(t) = pending.pop() {
-        match t {
-            Term::Const(false) => {}
-            Term::Const(true) => return TRUE,
-            Term::Or(inner) => pending.extend(inner.into_iter().rev()),
-            Term::ActionIn(r) => actions.get_or_insert_with(BTreeSet::new).extend(action_set(&r)),
-            t => out.push(t),
-        }
-    }
-    if let Some(set) = actions {
-        match action_in(set) {
-            Term::Const(true) => return TRUE,
-            Term::Const(false) => {}
-            t => out.insert(0, t),
-        }
-    }
-    match out.len() {
-        0 => FALSE,
-        1 => out.pop().unwrap_or(FALSE),
+        0 => unit,
+        1 => out.pop().unwrap_or(unit),
+        _ if conjunction => Term::And(out),
         _ => Term::Or(out),
     }
 }

@@ -43,25 +43,43 @@ enum FindingProperty {
     Count,
 }
 
+/// Every finding property by its Macie name: the one list criteria, sorting, grouping and
+/// their error messages read.
+const FINDING_PROPERTIES: [(&str, FindingProperty); 10] = [
+    ("type", FindingProperty::Type),
+    ("severity.description", FindingProperty::Severity),
+    ("severity.score", FindingProperty::SeverityScore),
+    ("accountId", FindingProperty::AccountId),
+    ("region", FindingProperty::Region),
+    ("resourcesAffected.s3Bucket.name", FindingProperty::BucketName),
+    ("archived", FindingProperty::Archived),
+    ("createdAt", FindingProperty::CreatedAt),
+    ("updatedAt", FindingProperty::UpdatedAt),
+    ("count", FindingProperty::Count),
+];
+
+impl FindingProperty {
+    fn sortable(self) -> bool {
+        matches!(self, Self::UpdatedAt | Self::CreatedAt | Self::Count | Self::SeverityScore | Self::Type)
+    }
+
+    fn groupable(self) -> bool {
+        matches!(self, Self::Type | Self::Severity | Self::BucketName | Self::AccountId)
+    }
+
+    /// The names of the properties `keep` accepts, for error messages.
+    fn names(keep: fn(Self) -> bool) -> String {
+        FINDING_PROPERTIES.iter().filter(|(_, p)| keep(*p)).map(|(name, _)| *name).collect::<Vec<_>>().join(", ")
+    }
+}
+
 impl Property for FindingProperty {
     fn parse(name: &str) -> Option<Self> {
-        Some(match name {
-            "type" => Self::Type,
-            "severity.description" => Self::Severity,
-            "severity.score" => Self::SeverityScore,
-            "accountId" => Self::AccountId,
-            "region" => Self::Region,
-            "resourcesAffected.s3Bucket.name" => Self::BucketName,
-            "archived" => Self::Archived,
-            "createdAt" => Self::CreatedAt,
-            "updatedAt" => Self::UpdatedAt,
-            "count" => Self::Count,
-            _ => return None,
-        })
+        FINDING_PROPERTIES.iter().find(|(known, _)| *known == name).map(|(_, p)| *p)
     }
 
     fn unknown(name: &str) -> QueryError {
-        QueryError::UnknownFindingField(name.to_owned())
+        QueryError::UnknownFindingField { name: name.to_owned(), known: Self::names(|_| true) }
     }
 
     fn is_numeric(self) -> bool {
@@ -137,11 +155,10 @@ impl FindingsService for FindingsServiceImpl {
         let r = request.into_inner();
         let page_size = crate::error::page_size(r.max_results, 50)?;
         let sort_name = if r.sort_attribute.is_empty() { "updatedAt" } else { r.sort_attribute.as_str() };
-        let sortable = ["updatedAt", "createdAt", "count", "severity.score", "type"];
-        let Some(sort) = FindingProperty::parse(sort_name).filter(|_| sortable.contains(&sort_name)) else {
+        let Some(sort) = FindingProperty::parse(sort_name).filter(|p| p.sortable()) else {
             return Err(ServiceError::invalid(format!(
                 "cannot sort by `{sort_name}` (sortable: {})",
-                sortable.join(", ")
+                FindingProperty::names(FindingProperty::sortable)
             ))
             .into());
         };
@@ -194,12 +211,9 @@ impl FindingsService for FindingsServiceImpl {
     ) -> Result<Response<pb::GetFindingStatisticsResponse>, Status> {
         self.auth.reader(&request)?;
         let r = request.into_inner();
-        let groupable = ["type", "severity.description", "resourcesAffected.s3Bucket.name", "accountId"];
-        let Some(group_by) = FindingProperty::parse(&r.group_by).filter(|_| groupable.contains(&r.group_by.as_str()))
-        else {
-            return Err(
-                ServiceError::invalid(format!("cannot group by `{}` ({})", r.group_by, groupable.join(", "))).into()
-            );
+        let Some(group_by) = FindingProperty::parse(&r.group_by).filter(|p| p.groupable()) else {
+            let groupable = FindingProperty::names(FindingProperty::groupable);
+            return Err(ServiceError::invalid(format!("cannot group by `{}` ({groupable})", r.group_by)).into());
         };
         let filters = compile_criteria(r.criteria, self.max_criterion_values)?;
         let store = Arc::clone(&self.store);

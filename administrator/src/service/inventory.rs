@@ -46,8 +46,8 @@ impl InventoryService for InventoryServiceImpl {
         let r = request.into_inner();
         let criteria: BTreeMap<String, Criterion> = r.criteria.into_iter().map(|(k, v)| (k, criterion(v))).collect();
         let sort = r.sort_criteria.map(|s| (s.attribute_name, s.order_by == i32::from(pb::OrderBy::Desc)));
-        crate::query::check_value_counts(&criteria, self.max_criterion_values).map_err(ServiceError::from)?;
-        let query = Query::new(criteria, sort, r.max_results, &r.next_token).map_err(ServiceError::from)?;
+        let query = Query::new(criteria, sort, r.max_results, &r.next_token, self.max_criterion_values)
+            .map_err(ServiceError::from)?;
         let store = Arc::clone(&self.store);
         // A scan over millions of buckets is CPU work: keep it off the reactor.
         let (buckets, token) = tokio::task::spawn_blocking(move || views::describe(&store.read(), &query))
