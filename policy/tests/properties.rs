@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use estate_policy::{
     analyze, evaluate, parse_policy, solver_allows_some, AnalysisOptions, Decision, OrgContext, Principal, Question,
-    Request, Tri,
+    Request, SharedAccess, Tri,
 };
 use proptest::prelude::*;
 use serde_json::{json, Value};
@@ -212,18 +212,35 @@ proptest! {
     }
 
     /// The pre-solver layer decides exactly what the solver decides: every verdict is the
-    /// same with the layer on and off.
+    /// same with the layer on and off. One difference is allowed, and only where the solver
+    /// alone gave up (Z3's sequence solver is incomplete, and now and then answers unknown on a
+    /// query it usually decides): a "yes" the pre-solver found by example, whose witness the
+    /// evaluator confirms (`witnesses_hold_and_no_answers_are_sound`). A "no" is never excused.
     #[test]
     fn presolve_agrees_with_the_solver(text in policy()) {
         let on = analyze(&text, BUCKET, &ctx(), &opts()).unwrap();
         let off = analyze(&text, BUCKET, &ctx(), &AnalysisOptions { presolve: false, ..opts() }).unwrap();
-        prop_assert_eq!(on.allows_public_read_access, off.allows_public_read_access, "{}", text);
-        prop_assert_eq!(on.allows_public_write_access, off.allows_public_write_access, "{}", text);
-        prop_assert_eq!(on.shared_access, off.shared_access, "{}", text);
-        prop_assert_eq!(on.shared_with_cloudfront, off.shared_with_cloudfront, "{}", text);
-        prop_assert_eq!(on.allows_unencrypted_object_uploads, off.allows_unencrypted_object_uploads, "{}", text);
-        prop_assert_eq!(&on.internal_accounts, &off.internal_accounts, "{}", text);
-        prop_assert_eq!(&on.external_accounts, &off.external_accounts, "{}", text);
+        let gave_up = !off.unknown_reasons.is_empty();
+        let agree = |on: Tri, off: Tri| on == off || (gave_up && on == Tri::True && off == Tri::Unknown);
+        let why = format!("{text}\nsolver alone: {:?}", off.unknown_reasons);
+        prop_assert!(agree(on.allows_public_read_access, off.allows_public_read_access), "read {}", why);
+        prop_assert!(agree(on.allows_public_write_access, off.allows_public_write_access), "write {}", why);
+        prop_assert!(agree(on.shared_with_cloudfront, off.shared_with_cloudfront), "cloudfront {}", why);
+        prop_assert!(
+            agree(on.allows_unencrypted_object_uploads, off.allows_unencrypted_object_uploads),
+            "uploads {}",
+            why
+        );
+        if off.shared_access != SharedAccess::Unknown || !gave_up {
+            prop_assert_eq!(on.shared_access, off.shared_access, "{}", why);
+            prop_assert_eq!(&on.internal_accounts, &off.internal_accounts, "{}", why);
+            prop_assert_eq!(&on.external_accounts, &off.external_accounts, "{}", why);
+        } else {
+            // The solver alone left sharing undecided: the layer may only have found more ways in.
+            prop_assert_ne!(on.shared_access, SharedAccess::NotShared, "{}", why);
+            prop_assert!(off.internal_accounts.iter().all(|a| on.internal_accounts.contains(a)), "{}", why);
+            prop_assert!(off.external_accounts.iter().all(|a| on.external_accounts.contains(a)), "{}", why);
+        }
     }
 
     /// Every witness is confirmed by the evaluator, and every allowed request of the universe
