@@ -446,7 +446,22 @@ impl Agent {
 }
 
 /// Polls `check` until it returns `Some`, or fails after `timeout` with the last state.
-pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> anyhow::Result<T>
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
+{
+    eventually_every(timeout, Duration::from_millis(200), what, check).await
+}
+
+/// [`eventually`], checking every `interval`: for long waits whose check is costly (each
+/// one starts `estatectl`), so that polling does not take the CPU from what it waits for.
+pub async fn eventually_every<T, F, Fut>(
+    timeout: Duration,
+    interval: Duration,
+    what: &str,
+    mut check: F,
+) -> anyhow::Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
@@ -462,7 +477,7 @@ where
         if Instant::now() > deadline {
             bail!("timed out after {timeout:?} waiting for {what}; last error: {last}");
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(interval).await;
     }
 }
 
