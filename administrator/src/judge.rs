@@ -8,13 +8,13 @@ use std::sync::Arc;
 use estate_common::macie::{
     AccessControlList, AccountLevelPermissions, BucketLevelPermissions, BucketMetadata, BucketPermissionConfiguration,
     BucketPolicy, BucketPublicAccess, BucketServerSideEncryption, EffectivePermission, EncryptionType,
-    ObjectLevelStatistics, ReplicationDetails, SharedAccess, Timestamp, Tri,
+    ReplicationDetails, SharedAccess, Timestamp, Tri,
 };
 use estate_common::model::{
     AccountId, AccountSettings, BlockPublicAccess, BucketConfig, BucketFacts, ConfigCall, Grantee, ObjectOwnership,
     ALL_USERS_GROUP, AUTHENTICATED_USERS_GROUP,
 };
-use estate_common::objects::ObjectStats;
+use estate_common::objects::ObjectTotals;
 
 use crate::owners::{destination_name, DestinationOwner};
 
@@ -196,32 +196,6 @@ pub struct Judgement {
     pub objects: Option<ObjectTotals>,
 }
 
-/// A bucket's object numbers, kept inline in the index.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct ObjectTotals {
-    pub object_count: i64,
-    pub size_in_bytes: i64,
-    pub size_in_bytes_compressed: i64,
-    pub classifiable_object_count: i64,
-    pub classifiable_size_in_bytes: i64,
-    pub unclassifiable_object_count: ObjectLevelStatistics,
-    pub unclassifiable_object_size_in_bytes: ObjectLevelStatistics,
-}
-
-impl From<&ObjectStats> for ObjectTotals {
-    fn from(o: &ObjectStats) -> Self {
-        Self {
-            object_count: o.object_count,
-            size_in_bytes: o.size_in_bytes,
-            size_in_bytes_compressed: o.size_in_bytes_compressed,
-            classifiable_object_count: o.classifiable_object_count,
-            classifiable_size_in_bytes: o.classifiable_size_in_bytes,
-            unclassifiable_object_count: o.unclassifiable_object_count,
-            unclassifiable_object_size_in_bytes: o.unclassifiable_object_size_in_bytes,
-        }
-    }
-}
-
 impl Judgement {
     /// An error bucket: every derived judgement is UNKNOWN.
     pub fn unknown() -> Self {
@@ -332,7 +306,7 @@ pub fn judge_with(
         allows_unencrypted_object_uploads: policy_verdict.map_or(Tri::True, |p| p.unencrypted_uploads),
         encryption: EncryptionClass::of(default_encryption_type(config)),
         replication: replication(facts, config, org, owner),
-        objects: config.objects.as_deref().map(Into::into),
+        objects: config.objects.as_deref().map(|o| o.totals),
     }
 }
 
@@ -608,13 +582,14 @@ pub fn metadata(
             out.shared_with_cloud_front = judgement.shared_with_cloud_front.as_bool();
             (out.policy_witnesses, out.policy_unknown_reasons) = explanation;
             if let Some(o) = &config.objects {
-                out.object_count = Some(o.object_count);
-                out.size_in_bytes = Some(o.size_in_bytes);
-                out.size_in_bytes_compressed = Some(o.size_in_bytes_compressed);
-                out.classifiable_object_count = Some(o.classifiable_object_count);
-                out.classifiable_size_in_bytes = Some(o.classifiable_size_in_bytes);
-                out.unclassifiable_object_count = Some(o.unclassifiable_object_count);
-                out.unclassifiable_object_size_in_bytes = Some(o.unclassifiable_object_size_in_bytes);
+                let t = &o.totals;
+                out.object_count = Some(t.object_count);
+                out.size_in_bytes = Some(t.size_in_bytes);
+                out.size_in_bytes_compressed = Some(t.size_in_bytes_compressed);
+                out.classifiable_object_count = Some(t.classifiable_object_count);
+                out.classifiable_size_in_bytes = Some(t.classifiable_size_in_bytes);
+                out.unclassifiable_object_count = Some(t.unclassifiable_object_count);
+                out.unclassifiable_object_size_in_bytes = Some(t.unclassifiable_object_size_in_bytes);
                 out.object_count_by_encryption_type = Some(o.object_count_by_encryption_type);
                 out.object_statistics_source = Some(o.source);
                 out.usage_by_storage_class = Some(o.by_storage_class.clone());

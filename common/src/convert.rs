@@ -4,7 +4,7 @@
 
 use crate::macie;
 use crate::model::{self, AccountId, BucketKey, Region};
-use crate::objects::{ObjectStats, ObjectStatsSource, Usage};
+use crate::objects::{ObjectStats, ObjectStatsSource, ObjectTotals, Usage};
 use crate::pb;
 
 /// A protobuf message that does not describe a valid domain value.
@@ -322,14 +322,15 @@ fn encryption_counts_from_pb(e: Option<pb::ObjectCountByEncryptionType>) -> maci
 
 impl From<&ObjectStats> for pb::ObjectStats {
     fn from(o: &ObjectStats) -> Self {
+        let t = &o.totals;
         pb::ObjectStats {
-            object_count: o.object_count,
-            size_in_bytes: o.size_in_bytes,
-            size_in_bytes_compressed: o.size_in_bytes_compressed,
-            classifiable_object_count: o.classifiable_object_count,
-            classifiable_size_in_bytes: o.classifiable_size_in_bytes,
-            unclassifiable_object_count: Some(ols_to_pb(o.unclassifiable_object_count)),
-            unclassifiable_object_size_in_bytes: Some(ols_to_pb(o.unclassifiable_object_size_in_bytes)),
+            object_count: t.object_count,
+            size_in_bytes: t.size_in_bytes,
+            size_in_bytes_compressed: t.size_in_bytes_compressed,
+            classifiable_object_count: t.classifiable_object_count,
+            classifiable_size_in_bytes: t.classifiable_size_in_bytes,
+            unclassifiable_object_count: Some(ols_to_pb(t.unclassifiable_object_count)),
+            unclassifiable_object_size_in_bytes: Some(ols_to_pb(t.unclassifiable_object_size_in_bytes)),
             object_count_by_encryption_type: Some(encryption_counts_to_pb(o.object_count_by_encryption_type)),
             by_storage_class: o
                 .by_storage_class
@@ -400,13 +401,15 @@ impl TryFrom<pb::ObjectStats> for ObjectStats {
             check_counter(field, value)?;
         }
         Ok(ObjectStats {
-            object_count: o.object_count,
-            size_in_bytes: o.size_in_bytes,
-            size_in_bytes_compressed: o.size_in_bytes_compressed,
-            classifiable_object_count: o.classifiable_object_count,
-            classifiable_size_in_bytes: o.classifiable_size_in_bytes,
-            unclassifiable_object_count: ols_from_pb(o.unclassifiable_object_count),
-            unclassifiable_object_size_in_bytes: ols_from_pb(o.unclassifiable_object_size_in_bytes),
+            totals: ObjectTotals {
+                object_count: o.object_count,
+                size_in_bytes: o.size_in_bytes,
+                size_in_bytes_compressed: o.size_in_bytes_compressed,
+                classifiable_object_count: o.classifiable_object_count,
+                classifiable_size_in_bytes: o.classifiable_size_in_bytes,
+                unclassifiable_object_count: ols_from_pb(o.unclassifiable_object_count),
+                unclassifiable_object_size_in_bytes: ols_from_pb(o.unclassifiable_object_size_in_bytes),
+            },
             object_count_by_encryption_type: encryption_counts_from_pb(o.object_count_by_encryption_type),
             by_storage_class: o
                 .by_storage_class

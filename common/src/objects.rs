@@ -108,9 +108,10 @@ pub struct Usage {
     pub size: i64,
 }
 
-/// One bucket's object statistics, Macie's fields and our additions.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ObjectStats {
+/// A bucket's object numbers in Macie's fields: what statistics sum and queries filter on,
+/// small enough to keep inline in the administrator's index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ObjectTotals {
     pub object_count: i64,
     pub size_in_bytes: i64,
     pub size_in_bytes_compressed: i64,
@@ -118,6 +119,14 @@ pub struct ObjectStats {
     pub classifiable_size_in_bytes: i64,
     pub unclassifiable_object_count: ObjectLevelStatistics,
     pub unclassifiable_object_size_in_bytes: ObjectLevelStatistics,
+}
+
+/// One bucket's object statistics, Macie's fields and our additions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectStats {
+    /// Postcard writes a nested struct's fields in place, so stored records are the bytes
+    /// they were when these fields stood here one by one.
+    pub totals: ObjectTotals,
     pub object_count_by_encryption_type: ObjectCountByEncryptionType,
     /// Count and bytes per storage class.
     pub by_storage_class: BTreeMap<String, Usage>,
@@ -130,13 +139,7 @@ pub struct ObjectStats {
 impl ObjectStats {
     pub fn empty(source: ObjectStatsSource, read_at: UnixMillis) -> Self {
         Self {
-            object_count: 0,
-            size_in_bytes: 0,
-            size_in_bytes_compressed: 0,
-            classifiable_object_count: 0,
-            classifiable_size_in_bytes: 0,
-            unclassifiable_object_count: ObjectLevelStatistics::default(),
-            unclassifiable_object_size_in_bytes: ObjectLevelStatistics::default(),
+            totals: ObjectTotals::default(),
             object_count_by_encryption_type: ObjectCountByEncryptionType::default(),
             by_storage_class: BTreeMap::new(),
             multipart_parts: 0,
@@ -149,8 +152,8 @@ impl ObjectStats {
         let usage = self.by_storage_class.entry(storage_class.to_owned()).or_default();
         usage.count += 1;
         usage.size += size;
-        self.object_count += 1;
-        self.size_in_bytes += size;
+        self.totals.object_count += 1;
+        self.totals.size_in_bytes += size;
     }
 
     fn count_encryption(&mut self, encryption: ObjectEncryption, n: i64) {
@@ -170,13 +173,13 @@ impl ObjectStats {
         self.count_storage(storage_class, size);
         let ext = extension(key);
         if ext.as_deref().is_some_and(|e| COMPRESSED_EXTENSIONS.contains(&e)) {
-            self.size_in_bytes_compressed += size;
+            self.totals.size_in_bytes_compressed += size;
         }
         let file_ok = ext.as_deref().is_some_and(|e| CLASSIFIABLE_EXTENSIONS.contains(&e));
         let class_ok = CLASSIFIABLE_STORAGE_CLASSES.contains(&storage_class);
         if file_ok && class_ok {
-            self.classifiable_object_count += 1;
-            self.classifiable_size_in_bytes += size;
+            self.totals.classifiable_object_count += 1;
+            self.totals.classifiable_size_in_bytes += size;
         } else {
             self.unclassifiable(size, !file_ok, !class_ok);
         }
@@ -195,7 +198,8 @@ impl ObjectStats {
     }
 
     fn unclassifiable(&mut self, size: i64, file_type: bool, storage_class: bool) {
-        let (count, bytes) = (&mut self.unclassifiable_object_count, &mut self.unclassifiable_object_size_in_bytes);
+        let (count, bytes) =
+            (&mut self.totals.unclassifiable_object_count, &mut self.totals.unclassifiable_object_size_in_bytes);
         count.total += 1;
         bytes.total += size;
         if file_type {
@@ -239,12 +243,13 @@ mod tests {
         s.add_object("old.csv", 40, Some("GLACIER"), ObjectEncryption::CustomerManaged);
         s.add_object("old.bin", 50, Some("DEEP_ARCHIVE"), ObjectEncryption::Unknown);
         s.add_part(60, None);
-        assert_eq!((s.object_count, s.size_in_bytes), (6, 210));
-        assert_eq!(s.size_in_bytes_compressed, 20);
-        assert_eq!((s.classifiable_object_count, s.classifiable_size_in_bytes), (2, 30));
-        assert_eq!(s.unclassifiable_object_count, ObjectLevelStatistics { file_type: 3, storage_class: 2, total: 4 });
+        let t = s.totals;
+        assert_eq!((t.object_count, t.size_in_bytes), (6, 210));
+        assert_eq!(t.size_in_bytes_compressed, 20);
+        assert_eq!((t.classifiable_object_count, t.classifiable_size_in_bytes), (2, 30));
+        assert_eq!(t.unclassifiable_object_count, ObjectLevelStatistics { file_type: 3, storage_class: 2, total: 4 });
         assert_eq!(
-            s.unclassifiable_object_size_in_bytes,
+            t.unclassifiable_object_size_in_bytes,
             ObjectLevelStatistics { file_type: 140, storage_class: 90, total: 180 }
         );
         let e = s.object_count_by_encryption_type;

@@ -120,7 +120,7 @@ pub async fn count_objects(
             }
         }
         if let Some(max) = options.max_objects {
-            if stats.object_count > max {
+            if stats.totals.object_count > max {
                 return Err(CountError::TooManyObjects(max));
             }
         }
@@ -130,7 +130,7 @@ pub async fn count_objects(
         }
     }
     if options.read_encryption {
-        if stats.object_count > sample.len() as i64 {
+        if stats.totals.object_count > sample.len() as i64 {
             stats.source = ObjectStatsSource::Sampled;
         }
         let heads: Vec<ObjectEncryption> = stream::iter(sample)

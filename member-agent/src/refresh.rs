@@ -331,7 +331,7 @@ impl Refresher {
         let client = self.clients.s3(region);
         match count_objects(&client, bucket, CountOptions::manual(), now_ms()).await {
             Ok(stats) => {
-                tracing::info!(%bucket, objects = stats.object_count, "objects recounted");
+                tracing::info!(%bucket, objects = stats.totals.object_count, "objects recounted");
                 let message = pb::BucketObjects {
                     region: region.to_owned(),
                     bucket_name: bucket.to_owned(),
