@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use estate_common::macie::{BucketStatistics, MemberStatus, Timestamp};
-use estate_common::model::{AccountId, Region, UnixMillis};
+use estate_common::model::{AccountId, UnixMillis};
 
 use crate::store::State;
 
@@ -18,16 +18,9 @@ pub fn last_updated(state: &State, account_id: &AccountId) -> Option<UnixMillis>
     if regions.is_empty() {
         return None;
     }
-    // The account's scopes are one range of the map (one key built, not one per Region).
-    let scopes: Vec<(&str, Option<UnixMillis>)> = state
-        .scopes
-        .range((account_id.clone(), Region::FIRST)..)
-        .take_while(|((account, _), _)| account == account_id)
-        .map(|((_, region), scope)| (region.as_str(), scope.last_updated))
-        .collect();
     let mut earliest = UnixMillis::MAX;
     for region in regions {
-        let at = scopes.iter().find(|(name, _)| name == region).and_then(|(_, at)| *at)?;
+        let at = state.scope(account_id, region)?.last_updated?;
         earliest = earliest.min(at);
     }
     Some(earliest)

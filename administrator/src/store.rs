@@ -226,9 +226,11 @@ pub struct State {
     /// Encoded `BucketKey` → entry; ordered, so one scope or account is one range.
     pub index: Index,
     pub accounts: HashMap<AccountId, AccountSettings>,
-    pub scopes: BTreeMap<(AccountId, Region), ScopeRecord>,
+    /// Per account, its Regions' last completed refreshes ([`State::scope`]).
+    scopes: HashMap<AccountId, BTreeMap<Region, ScopeRecord>>,
     pub members: BTreeMap<AccountId, MemberRecord>,
-    pub progress: HashMap<(AccountId, Region), Progress>,
+    /// Per account, the refreshes under way in its Regions ([`State::progress`]).
+    progress: HashMap<AccountId, HashMap<Region, Progress>>,
     pub stats: Statistics,
     pub org: OrgView,
     /// Accounts with an agent in the config: expected to report even before they connect.
@@ -350,6 +352,21 @@ fn prefix_end(prefix: &[u8]) -> Vec<u8> {
 }
 
 impl State {
+    /// The last completed refresh of one account's Region, if it ever completed one.
+    pub fn scope(&self, account_id: &AccountId, region: &Region) -> Option<&ScopeRecord> {
+        self.scopes.get(account_id)?.get(region)
+    }
+
+    /// Every Region of one account that has completed a refresh, in order.
+    pub fn account_scopes(&self, account_id: &AccountId) -> impl Iterator<Item = (&Region, &ScopeRecord)> {
+        self.scopes.get(account_id).into_iter().flatten()
+    }
+
+    /// How far the refresh under way in one account's Region has come, if one is.
+    pub fn progress(&self, account_id: &AccountId, region: &Region) -> Option<Progress> {
+        self.progress.get(account_id)?.get(region).copied()
+    }
+
     /// Judges a bucket. A policy whose outcome for the current text and organization context
     /// is not known yet is queued for analysis and judged UNKNOWN meanwhile.
     fn judge(&mut self, key: &[u8], facts: &BucketFacts) -> Judgement {
@@ -471,7 +488,7 @@ impl State {
     }
 
     fn bump_progress(&mut self, key: &BucketKey) {
-        if let Some(progress) = self.progress.get_mut(&(key.account_id.clone(), key.region.clone())) {
+        if let Some(progress) = self.progress.get_mut(&key.account_id).and_then(|p| p.get_mut(&key.region)) {
             progress.0 += 1;
         }
     }
@@ -575,7 +592,7 @@ impl State {
                 self.apply(Op::AccountSettings(settings), writes);
             }
             Op::ScopeStarted { account_id, region, total } => {
-                self.progress.insert((account_id, region), (0, total));
+                self.progress.entry(account_id).or_default().insert(region, (0, total));
             }
             Op::ScopeComplete { account_id, region, generation, read_at, count } => {
                 let prefix = BucketKey::scope_prefix(&account_id, &region);
@@ -589,14 +606,18 @@ impl State {
                     self.remove_entry(&key);
                     writes.buckets.remove(key);
                 }
-                let scope = (account_id, region);
-                let record = self.scopes.entry(scope.clone()).or_default();
+                if let Some(under_way) = self.progress.get_mut(&account_id) {
+                    under_way.remove(&region);
+                    if under_way.is_empty() {
+                        self.progress.remove(&account_id);
+                    }
+                }
+                let record = self.scopes.entry(account_id.clone()).or_default().entry(region).or_default();
                 if generation >= record.generation {
                     *record = ScopeRecord { generation, last_updated: Some(read_at), bucket_count: count };
                     writes.scopes.insert(prefix, encode(&*record));
                 }
-                self.progress.remove(&scope);
-                self.recount(&scope.0);
+                self.recount(&account_id);
             }
             Op::PolicyOutcome { key, digest, outcome } => self.apply_policy_outcome(key, digest, outcome, writes),
             Op::Organization { organization_id, accounts, suspended, paths } => {
@@ -825,11 +846,11 @@ impl Store {
         for item in self.scopes.iter() {
             let (key, value) = item?;
             let record: ScopeRecord = decode("scopes", &key, &value)?;
-            let Some(scope) = BucketKey::decode_scope(&key) else {
+            let Some((account_id, region)) = BucketKey::decode_scope(&key) else {
                 let text = String::from_utf8_lossy(&key);
                 anyhow::bail!("corrupt scope key `{text}` (run `estate-admin verify --repair`)");
             };
-            state.scopes.insert(scope, record);
+            state.scopes.entry(account_id).or_default().insert(region, record);
         }
         for item in self.findings.iter() {
             let (key, value) = item?;
@@ -1121,7 +1142,10 @@ mod tests {
         assert_eq!(store.organization_statistics(), published, "the freshness counts are rebuilt at load");
         assert_eq!(names(&store), vec!["kept", "new", "other-scope"]);
         assert_eq!(store.read().stats.total().bucket_count, 3);
-        assert_eq!(store.read().scopes[&(a.parse().unwrap(), "eu-west-1".parse().unwrap())].last_updated, Some(9));
+        assert_eq!(
+            store.read().scope(&a.parse().unwrap(), &"eu-west-1".parse().unwrap()).unwrap().last_updated,
+            Some(9)
+        );
     }
 
     /// A policy whose analysis failed inside the analyser is remembered by digest across a
@@ -1275,7 +1299,10 @@ mod tests {
         }
         let store = open(dir.path());
         assert_eq!(store.read().index.len(), 1);
-        assert_eq!(store.read().scopes[&(a.parse().unwrap(), "eu-west-1".parse().unwrap())].last_updated, Some(5));
+        assert_eq!(
+            store.read().scope(&a.parse().unwrap(), &"eu-west-1".parse().unwrap()).unwrap().last_updated,
+            Some(5)
+        );
         drop(store);
         let reopened = open(dir.path());
         assert_eq!(reopened.read().index.len(), 1, "migrated once, readable after");
@@ -1299,7 +1326,7 @@ mod tests {
         let state = store.read();
         let entry = state.index.values().next().unwrap();
         assert_eq!(entry.facts.read_at, 20, "the newer read stays");
-        let progress = state.progress[&(a.parse().unwrap(), "eu-west-1".parse().unwrap())];
+        let progress = state.progress(&a.parse().unwrap(), &"eu-west-1".parse().unwrap()).unwrap();
         assert_eq!(progress, (2, 2), "each report counts once toward the refresh's progress");
         assert_eq!(state.stats.total().bucket_count_by_effective_permission.publicly_accessible, 1);
     }

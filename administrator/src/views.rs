@@ -28,9 +28,8 @@ pub fn member(state: &State, account_id: &AccountId, connected: bool) -> macie::
         .map_or(&[][..], |r| &r.regions)
         .iter()
         .map(|region| {
-            let scope_key = (account_id.clone(), region.clone());
-            let scope = state.scopes.get(&scope_key).cloned().unwrap_or_default();
-            let (done, total) = state.progress.get(&scope_key).copied().unwrap_or((0, 0));
+            let scope = state.scope(account_id, region).cloned().unwrap_or_default();
+            let (done, total) = state.progress(account_id, region).unwrap_or((0, 0));
             RegionStatus {
                 region: region.to_string(),
                 last_updated: scope.last_updated.map(Timestamp),

@@ -207,12 +207,6 @@ checked_string!(
     region_fault
 );
 
-impl Region {
-    /// Sorts before every Region: the lower bound of a range over keys that begin with one
-    /// account, such as `(account, Region)`. It is a bound, never a Region of its own.
-    pub const FIRST: Self = Self(String::new());
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -34,13 +34,8 @@ fn lost_scopes(
     regions: &[Region],
     completed: &[pb::ScopeGeneration],
 ) -> Vec<String> {
-    // The account's scopes are one range of the map: read once, not one key built per entry.
-    let stored: HashMap<&str, u64> = state
-        .scopes
-        .range((account_id.clone(), Region::FIRST)..)
-        .take_while(|((account, _), _)| account == account_id)
-        .map(|((_, region), scope)| (region.as_str(), scope.generation))
-        .collect();
+    let stored: HashMap<&str, u64> =
+        state.account_scopes(account_id).map(|(region, scope)| (region.as_str(), scope.generation)).collect();
     let mut lost: Vec<String> = completed
         .iter()
         .filter(|c| regions.iter().any(|r| *r == c.region))

@@ -130,11 +130,7 @@ impl InventoryService for InventoryServiceImpl {
                         .into_iter()
                         .filter(|region| r.regions.is_empty() || r.regions.iter().any(|r| r == region))
                         .map(|region| {
-                            let completed = state
-                                .scopes
-                                .get(&(a.clone(), region.clone()))
-                                .and_then(|s| s.last_updated)
-                                .unwrap_or(0);
+                            let completed = state.scope(a, &region).and_then(|s| s.last_updated).unwrap_or(0);
                             (a.clone(), region, completed)
                         })
                 })
