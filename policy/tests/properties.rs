@@ -100,20 +100,31 @@ fn statement() -> impl Strategy<Value = Value> {
                 }
                 Value::Object(merged)
             };
-            let mut st = serde_json::Map::new();
-            st.insert("Effect".into(), json!(if allow { "Allow" } else { "Deny" }));
-            st.insert((if not_principal { "NotPrincipal" } else { "Principal" }).into(), principal);
-            st.insert((if not_action { "NotAction" } else { "Action" }).into(), action);
-            st.insert((if not_resource { "NotResource" } else { "Resource" }).into(), resource);
-            if !conds.is_empty() {
-                let mut block: BTreeMap<String, serde_json::Map<String, Value>> = BTreeMap::new();
-                for (op, key, value) in conds {
-                    block.entry(op).or_default().insert(key, value);
-                }
-                st.insert("Condition".into(), json!(block));
-            }
-            Value::Object(st)
+            assemble(allow, (not_principal, principal), (not_action, action), (not_resource, resource), conds)
         })
+}
+
+/// One statement from its parts; each `bool` picks the `Not` form of its element.
+fn assemble(
+    allow: bool,
+    (not_principal, principal): (bool, Value),
+    (not_action, action): (bool, Value),
+    (not_resource, resource): (bool, Value),
+    conds: Vec<(String, String, Value)>,
+) -> Value {
+    let mut st = serde_json::Map::new();
+    st.insert("Effect".into(), json!(if allow { "Allow" } else { "Deny" }));
+    st.insert((if not_principal { "NotPrincipal" } else { "Principal" }).into(), principal);
+    st.insert((if not_action { "NotAction" } else { "Action" }).into(), action);
+    st.insert((if not_resource { "NotResource" } else { "Resource" }).into(), resource);
+    if !conds.is_empty() {
+        let mut block: BTreeMap<String, serde_json::Map<String, Value>> = BTreeMap::new();
+        for (op, key, value) in conds {
+            block.entry(op).or_default().insert(key, value);
+        }
+        st.insert("Condition".into(), json!(block));
+    }
+    Value::Object(st)
 }
 
 fn policy() -> impl Strategy<Value = String> {
@@ -358,19 +369,7 @@ fn rich_statement() -> impl Strategy<Value = Value> {
         prop::collection::vec(rich_condition(), 0..3),
     )
         .prop_map(|(allow, principal, not_principal, not_resource, action, resource, conds)| {
-            let mut st = serde_json::Map::new();
-            st.insert("Effect".into(), json!(if allow { "Allow" } else { "Deny" }));
-            st.insert((if not_principal { "NotPrincipal" } else { "Principal" }).into(), principal);
-            st.insert("Action".into(), action);
-            st.insert((if not_resource { "NotResource" } else { "Resource" }).into(), resource);
-            if !conds.is_empty() {
-                let mut block: BTreeMap<String, serde_json::Map<String, Value>> = BTreeMap::new();
-                for (op, key, value) in conds {
-                    block.entry(op).or_default().insert(key, value);
-                }
-                st.insert("Condition".into(), json!(block));
-            }
-            Value::Object(st)
+            assemble(allow, (not_principal, principal), (false, action), (not_resource, resource), conds)
         })
 }
 

@@ -15,6 +15,21 @@ use aws_sdk_s3::types::{
 };
 use estate_tests::{eventually, Admin, Agent, Moto};
 
+/// A Block Public Access configuration from its four flags (`BlockPublicAcls`,
+/// `IgnorePublicAcls`, `BlockPublicPolicy`, `RestrictPublicBuckets`): S3 and S3 Control have
+/// two types with the same builder.
+macro_rules! public_access_block {
+    ($ty:path, $flags:expr) => {{
+        let [acls, ignore, policy, restrict]: [bool; 4] = $flags;
+        <$ty>::builder()
+            .block_public_acls(acls)
+            .ignore_public_acls(ignore)
+            .block_public_policy(policy)
+            .restrict_public_buckets(restrict)
+            .build()
+    }};
+}
+
 mod access;
 mod dashboard;
 mod faults;
@@ -154,19 +169,15 @@ fn org_specs() -> Vec<Spec> {
 async fn seed(moto: &Moto, specs: &[Spec]) -> anyhow::Result<()> {
     for account in [A, B, C] {
         let creds = moto.credentials(account).await?;
-        let [acls, ignore, policy, restrict] = account_bpa(account);
-        if account_bpa(account) != [false; 4] {
+        let flags = account_bpa(account);
+        if flags != [false; 4] {
             moto.s3control(&creds)
                 .put_public_access_block()
                 .account_id(account)
-                .public_access_block_configuration(
-                    aws_sdk_s3control::types::PublicAccessBlockConfiguration::builder()
-                        .block_public_acls(acls)
-                        .ignore_public_acls(ignore)
-                        .block_public_policy(policy)
-                        .restrict_public_buckets(restrict)
-                        .build(),
-                )
+                .public_access_block_configuration(public_access_block!(
+                    aws_sdk_s3control::types::PublicAccessBlockConfiguration,
+                    flags
+                ))
                 .send()
                 .await?;
         }
@@ -207,17 +218,10 @@ async fn seed_bucket(moto: &Moto, creds: &aws_sdk_s3::config::Credentials, spec:
             .send()
             .await?;
     }
-    if let Some([acls, ignore, policy, restrict]) = spec.bpa {
+    if let Some(flags) = spec.bpa {
         s3.put_public_access_block()
             .bucket(bucket)
-            .public_access_block_configuration(
-                PublicAccessBlockConfiguration::builder()
-                    .block_public_acls(acls)
-                    .ignore_public_acls(ignore)
-                    .block_public_policy(policy)
-                    .restrict_public_buckets(restrict)
-                    .build(),
-            )
+            .public_access_block_configuration(public_access_block!(PublicAccessBlockConfiguration, flags))
             .send()
             .await?;
     }

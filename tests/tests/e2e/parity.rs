@@ -312,12 +312,10 @@ async fn account_level_events_from_any_region_rejudge_the_account() -> anyhow::R
     moto.s3control(&creds)
         .put_public_access_block()
         .account_id(A)
-        .public_access_block_configuration(
-            aws_sdk_s3control::types::PublicAccessBlockConfiguration::builder()
-                .ignore_public_acls(true)
-                .block_public_acls(true)
-                .build(),
-        )
+        .public_access_block_configuration(public_access_block!(
+            aws_sdk_s3control::types::PublicAccessBlockConfiguration,
+            [true, true, false, false]
+        ))
         .send()
         .await?;
     let event = json!({
