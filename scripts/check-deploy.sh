@@ -37,10 +37,11 @@
 # Needs the project's .venv (scripts/setup.sh: cfn-lint, kubernetes-validate) and systemd-analyze.
 set -euo pipefail
 
-REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" # REPO, VENV
 SELF="$REPO/scripts/check-deploy.sh"
-PY="$REPO/.venv/bin/python"
-CFN_LINT="$REPO/.venv/bin/cfn-lint"
+PY="$VENV/bin/python"
+CFN_LINT="$VENV/bin/cfn-lint"
 BIN_DIR="${ESTATE_BIN_DIR:-${CARGO_TARGET_DIR:-$HOME/.cache/estate-target}/debug}"
 ALL_CHECKS=(cfn-lint systemd kubernetes images env-files references)
 
@@ -84,18 +85,29 @@ need_venv_tool() {
     fi
 }
 
+# deploy_files VAR ROOT DIR WHAT EXT...: the files ROOT/deploy/DIR/*.EXT, one extension after
+# the other, into the array VAR (the caller's, declared before the call); when there is none,
+# fails naming DIR ("deploy/DIR/: no WHAT found") and returns 1.
+deploy_files() {
+    local -n files_found="$1"
+    local root="$2" dir="$3" what="$4" ext
+    shift 4
+    files_found=()
+    shopt -s nullglob
+    for ext in "$@"; do files_found+=("$root/deploy/$dir/"*."$ext"); done
+    shopt -u nullglob
+    if [ "${#files_found[@]}" = 0 ]; then
+        fail "deploy/$dir/: no $what found"
+        return 1
+    fi
+}
+
 # ------------------------------------------------------------------------------- cfn-lint
 check_cfn_lint() {
     local root="$1" t out ok
     need_venv_tool "$CFN_LINT" || return 0
-    shopt -s nullglob
-    local templates=("$root"/deploy/cloudformation/*.yaml "$root"/deploy/cloudformation/*.yml \
-        "$root"/deploy/cloudformation/*.json)
-    shopt -u nullglob
-    if [ "${#templates[@]}" = 0 ]; then
-        fail "deploy/cloudformation/: no template found"
-        return 0
-    fi
+    local templates=()
+    deploy_files templates "$root" cloudformation template yaml yml json || return 0
     for t in "${templates[@]}"; do
         t="${t#"$root"/}"
         ok=yes
@@ -135,14 +147,8 @@ check_systemd() {
         fail "systemd-analyze is missing (Debian: apt-get install systemd; scripts/setup.sh does)"
         return 0
     fi
-    shopt -s nullglob
-    local units=("$root"/deploy/systemd/*.service "$root"/deploy/systemd/*.socket \
-        "$root"/deploy/systemd/*.timer)
-    shopt -u nullglob
-    if [ "${#units[@]}" = 0 ]; then
-        fail "deploy/systemd/: no unit found"
-        return 0
-    fi
+    local units=()
+    deploy_files units "$root" systemd unit service socket timer || return 0
     new_tmp work
     mkdir -p "$work/units" "$work/stubs"
     for unit in "${units[@]}"; do
@@ -713,35 +719,38 @@ insert_after() {
 }
 
 self_test() {
-    local work passed=0 broken=0 out rc
+    local work passed=0 broken=0 out rc ok
     new_tmp work
-    # expect DESCRIPTION CHECK FILE-TO-NAME TEXT-TO-FIND: that check fails on $work/CASE and its
-    # output names the file and shows TEXT.
-    expect_caught() {
-        local case="$1" what="$2" check="$3" file="$4" needle="$5"
-        rc=0
-        out="$(bash "$SELF" --root "$work/$case" --only "$check" 2>&1)" || rc=$?
-        if [ "$rc" != 0 ] && grep -qF -- "$file" <<<"$out" && grep -qF -- "$needle" <<<"$out"; then
-            log "self-test: $what: caught by $check, naming $file"
+    # tally OK PASSED FAILED: counts the case just run as passed (OK = yes), logging PASSED, or
+    # as broken, reporting FAILED with the run's exit status ($rc) and output ($out).
+    tally() {
+        if [ "$1" = yes ]; then
+            log "self-test: $2"
             passed=$((passed + 1))
         else
-            echo "check-deploy: self-test FAILED: $what was not caught by $check (exit $rc):" >&2
+            echo "check-deploy: self-test FAILED: $3 (exit $rc):" >&2
             printf '%s\n' "$out" | indent >&2
             broken=$((broken + 1))
         fi
+    }
+    # expect DESCRIPTION CHECK FILE-TO-NAME TEXT-TO-FIND: that check fails on $work/CASE and its
+    # output names the file and shows TEXT.
+    expect_caught() {
+        local case="$1" what="$2" check="$3" file="$4" needle="$5" ok=no
+        rc=0
+        out="$(bash "$SELF" --root "$work/$case" --only "$check" 2>&1)" || rc=$?
+        if [ "$rc" != 0 ] && grep -qF -- "$file" <<<"$out" && grep -qF -- "$needle" <<<"$out"; then
+            ok=yes
+        fi
+        tally "$ok" "$what: caught by $check, naming $file" "$what was not caught by $check"
     }
 
     fresh_copy "$work/clean"
     rc=0
     out="$(bash "$SELF" --root "$work/clean" 2>&1)" || rc=$?
-    if [ "$rc" = 0 ]; then
-        log "self-test: the unmodified copy passes every check"
-        passed=$((passed + 1))
-    else
-        echo "check-deploy: self-test FAILED: the unmodified copy does not pass (exit $rc):" >&2
-        printf '%s\n' "$out" | indent >&2
-        broken=$((broken + 1))
-    fi
+    ok=no
+    if [ "$rc" = 0 ]; then ok=yes; fi
+    tally "$ok" "the unmodified copy passes every check" "the unmodified copy does not pass"
 
     local cfn=deploy/cloudformation/member.yaml unit=deploy/systemd/estate-agent.service
     local envfile=deploy/systemd/estate-agent.env.example k8s=deploy/kubernetes/administrator.yaml

@@ -35,6 +35,7 @@ OTHER_ACCOUNT = "111111111111"
 
 # Root element the Rust SDK requires; "" = empty body (HEAD), "{json}" = raw
 # string payload (GetBucketPolicy returns the policy document as the body).
+# check_roots calls every operation here, in this order.
 EXPECTED_ROOT = {
     "ListBuckets": "ListAllMyBucketsResult",
     "GetBucketLocation": "LocationConstraint",
@@ -243,31 +244,22 @@ def check_roots(c: dict, rec: Recorder) -> None:
             "RestrictPublicBuckets": False,
         },
     )
-    calls: list[tuple[str, Callable[[], Any]]] = [
-        ("ListBuckets", lambda: s3.list_buckets()),
-        ("GetBucketLocation", lambda: s3.get_bucket_location(Bucket="estate-eu")),
-        ("GetBucketTagging", lambda: s3.get_bucket_tagging(Bucket=b)),
-        ("GetBucketVersioning", lambda: s3.get_bucket_versioning(Bucket=b)),
-        ("GetBucketEncryption", lambda: s3.get_bucket_encryption(Bucket=b)),
-        ("GetPublicAccessBlock", lambda: s3.get_public_access_block(Bucket=b)),
-        ("GetBucketAcl", lambda: s3.get_bucket_acl(Bucket=b)),
-        ("GetBucketOwnershipControls", lambda: s3.get_bucket_ownership_controls(Bucket=b)),
-        ("GetBucketPolicy", lambda: s3.get_bucket_policy(Bucket=b)),
-        ("GetBucketPolicyStatus", lambda: s3.get_bucket_policy_status(Bucket=b)),
-        ("GetBucketReplication", lambda: s3.get_bucket_replication(Bucket=b)),
-        ("ListObjectsV2", lambda: s3.list_objects_v2(Bucket=b)),
-        ("ListObjectVersions", lambda: s3.list_object_versions(Bucket=b)),
-        ("ListMultipartUploads", lambda: s3.list_multipart_uploads(Bucket=b)),
-        ("ListParts", lambda: s3.list_parts(Bucket=b, Key="big", UploadId=c["upload_id"])),
-        ("HeadObject", lambda: s3.head_object(Bucket=b, Key="k1")),
-        ("GetBucketInventoryConfiguration", lambda: s3.get_bucket_inventory_configuration(Bucket=b, Id="inv1")),
-        ("ListBucketInventoryConfigurations", lambda: s3.list_bucket_inventory_configurations(Bucket=b)),
-        ("s3control:GetPublicAccessBlock", lambda: s3c.get_public_access_block(AccountId=DEFAULT_ACCOUNT)),
-    ]
+    # Every operation of EXPECTED_ROOT, in its order, through the client method boto3 names
+    # after it (GetBucketTagging: get_bucket_tagging); on bucket b unless given other arguments.
+    args: dict[str, dict[str, Any]] = {
+        "ListBuckets": {},
+        "GetBucketLocation": {"Bucket": "estate-eu"},
+        "ListParts": {"Bucket": b, "Key": "big", "UploadId": c["upload_id"]},
+        "HeadObject": {"Bucket": b, "Key": "k1"},
+        "GetBucketInventoryConfiguration": {"Bucket": b, "Id": "inv1"},
+        "s3control:GetPublicAccessBlock": {"AccountId": DEFAULT_ACCOUNT},
+    }
     results: dict[str, Any] = {}
-    for op, fn in calls:
+    for op in EXPECTED_ROOT:
+        service, _, name = op.rpartition(":")
+        client = s3c if service == "s3control" else s3
         try:
-            results[op] = fn()
+            results[op] = getattr(client, botocore.xform_name(name))(**args.get(op, {"Bucket": b}))
         except ClientError as e:
             check(False, f"{op}: raised {e}")
             continue

@@ -6,8 +6,8 @@
 # Idempotent; meant to run as root on a fresh Debian 12 machine.
 set -euo pipefail
 
-REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-VENV="$REPO/.venv"
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" # REPO, VENV
 MOTO_VERSION="5.2.5"
 CFN_LINT_VERSION="1.58.0"
 KUBERNETES_VALIDATE_VERSION="1.37.0"
