@@ -9,12 +9,34 @@ pub enum LogFormat {
     Json,
 }
 
-/// The logging flags both daemons take (`#[command(flatten)]`).
+/// The logging flags both daemons take (their command line is [`start`]'s).
 #[derive(Debug, Clone, clap::Args)]
 pub struct LogArgs {
     /// Log format.
     #[arg(long, env = "ESTATE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
+}
+
+/// A daemon's command line: the logging flags every daemon takes, then its subcommands.
+#[derive(Debug, clap::Parser)]
+#[command(version)]
+struct DaemonCli<C: clap::Subcommand> {
+    #[command(flatten)]
+    log: LogArgs,
+    #[command(subcommand)]
+    command: C,
+}
+
+/// A daemon's start: parses its command line under its name and description (help, version
+/// and bad flags exit here, as clap does), installs logging as the flags say, and returns the
+/// subcommand to run.
+pub fn start<C: clap::Subcommand>(name: &'static str, about: &'static str) -> C {
+    use clap::{CommandFactory, FromArgMatches};
+    let mut command = DaemonCli::<C>::command().name(name).bin_name(name).about(about);
+    let matches = command.get_matches_mut();
+    let cli = DaemonCli::<C>::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut command).exit());
+    init(cli.log.log_format);
+    cli.command
 }
 
 /// Installs the process's subscriber; call once, first thing in `main`.

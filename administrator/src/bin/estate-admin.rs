@@ -4,117 +4,17 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Subcommand};
 
 use estate_administrator::server::{defaults, serve, Limits, ServeOptions};
 use estate_administrator::tls::TlsFiles;
-use estate_common::logging::LogArgs;
-
-#[derive(Debug, Parser)]
-#[command(
-    name = "estate-admin",
-    version,
-    about = "Estate's administrator: merges member inventories and judges every bucket"
-)]
-struct Cli {
-    #[command(flatten)]
-    log: LogArgs,
-    #[command(subcommand)]
-    command: Command,
-}
 
 // Parsed once at start-up: the size of the larger variant does not matter.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve gRPC (agents and clients) and HTTP (dashboard, metrics).
-    Serve {
-        /// gRPC listen address.
-        #[arg(long, env = "ESTATE_LISTEN", default_value = "127.0.0.1:50051")]
-        listen: SocketAddr,
-        /// HTTP listen address (dashboard, /metrics, /healthz).
-        #[arg(long, env = "ESTATE_HTTP_LISTEN", default_value = "127.0.0.1:8080")]
-        http_listen: SocketAddr,
-        /// Directory of the embedded database.
-        #[arg(long, env = "ESTATE_DATA_DIR", default_value = "./estate-data")]
-        data_dir: PathBuf,
-        /// Configuration file (TOML): organization and tokens.
-        #[arg(long, env = "ESTATE_CONFIG")]
-        config: Option<PathBuf>,
-        /// Plaintext, unauthenticated mode for a developer's machine; loopback only.
-        #[arg(long, env = "ESTATE_INSECURE_DEV")]
-        insecure_dev: bool,
-        /// Requested refreshes of one scope are at most this often (seconds).
-        #[arg(long, env = "ESTATE_MIN_REFRESH_INTERVAL", default_value_t = defaults::MIN_REFRESH_INTERVAL_SECS,
-              value_parser = clap::value_parser!(u64).range(0..=86_400))]
-        min_refresh_interval: u64,
-        /// Read the organization (ID, member accounts) from AWS Organizations with the default
-        /// AWS credentials; the config's organization stays in force while that fails.
-        #[arg(long, env = "ESTATE_ORGANIZATIONS")]
-        organizations: bool,
-        /// How often to read AWS Organizations again (seconds).
-        #[arg(long, env = "ESTATE_ORGANIZATIONS_INTERVAL", default_value_t = defaults::ORGANIZATIONS_INTERVAL_SECS,
-              value_parser = clap::value_parser!(u64).range(1..=86_400))]
-        organizations_interval: u64,
-        /// An AWS-compatible endpoint for Organizations, instead of AWS.
-        #[arg(long, env = "ESTATE_AWS_ENDPOINT_URL")]
-        aws_endpoint_url: Option<String>,
-        /// Threads that analyse bucket policies; 0 (the default): one per core.
-        #[arg(long, env = "ESTATE_POLICY_WORKERS", default_value_t = 0)]
-        policy_workers: usize,
-        /// Time budget of one policy's whole analysis, every question included (milliseconds);
-        /// what is undecided when it runs out is UNKNOWN, with the reason.
-        #[arg(long, alias = "policy-timeout-ms", env = "ESTATE_POLICY_BUDGET_MS",
-              default_value_t = defaults::POLICY_BUDGET_MS, value_parser = clap::value_parser!(u64).range(1..=600_000))]
-        policy_budget_ms: u64,
-        /// Serve gRPC and HTTPS with this certificate chain (PEM, leaf first). SIGHUP reloads it.
-        #[arg(long, env = "ESTATE_TLS_CERT", requires = "tls_key")]
-        tls_cert: Option<PathBuf>,
-        /// The certificate's private key (PEM).
-        #[arg(long, env = "ESTATE_TLS_KEY", requires = "tls_cert")]
-        tls_key: Option<PathBuf>,
-        /// Require gRPC callers to present a client certificate signed by this CA (PEM):
-        /// mutual TLS. HTTPS then checks a certificate when one is offered.
-        #[arg(long, env = "ESTATE_CLIENT_CA", requires = "tls_cert")]
-        client_ca: Option<PathBuf>,
-        /// Serve plaintext on a non-loopback address (only behind a TLS-terminating proxy or
-        /// mesh); without TLS, that is refused otherwise.
-        #[arg(long, env = "ESTATE_ALLOW_PLAINTEXT")]
-        allow_plaintext: bool,
-        /// Serve `/metrics` without a token, for scrapers that cannot send one.
-        #[arg(long, env = "ESTATE_METRICS_OPEN")]
-        metrics_open: bool,
-        /// HTTP/2 streams one connection may have open at once.
-        #[arg(long, env = "ESTATE_MAX_STREAMS_PER_CONNECTION", default_value_t = defaults::MAX_STREAMS_PER_CONNECTION,
-              value_parser = clap::value_parser!(u32).range(1..=10_000))]
-        max_streams_per_connection: u32,
-        /// Report streams one agent account may have open at once; more are refused.
-        #[arg(long, env = "ESTATE_MAX_CONNECTIONS_PER_AGENT", default_value_t = defaults::MAX_CONNECTIONS_PER_AGENT,
-              value_parser = clap::value_parser!(u16).range(1..=1_000))]
-        max_connections_per_agent: u16,
-        /// Seconds without traffic before the administrator pings a peer (HTTP/2 and TCP
-        /// keepalive).
-        #[arg(long, env = "ESTATE_KEEPALIVE_INTERVAL", default_value_t = defaults::KEEPALIVE_INTERVAL_SECS,
-              value_parser = clap::value_parser!(u64).range(1..=3_600))]
-        keepalive_interval: u64,
-        /// Seconds a ping may go unanswered before the connection is closed: a vanished agent
-        /// is DISCONNECTED within the interval plus this.
-        #[arg(long, env = "ESTATE_KEEPALIVE_TIMEOUT", default_value_t = defaults::KEEPALIVE_TIMEOUT_SECS,
-              value_parser = clap::value_parser!(u64).range(1..=3_600))]
-        keepalive_timeout: u64,
-        /// The largest message accepted from a peer, in bytes.
-        #[arg(long, env = "ESTATE_MAX_MESSAGE_BYTES", default_value_t = defaults::MAX_MESSAGE_BYTES,
-              value_parser = clap::value_parser!(u64).range(64 * 1024..=64 * 1024 * 1024))]
-        max_message_bytes: u64,
-        /// The most values one criterion (`eq`, `neq`) may list.
-        #[arg(long, env = "ESTATE_MAX_CRITERION_VALUES", default_value_t = defaults::MAX_CRITERION_VALUES,
-              value_parser = clap::value_parser!(u16).range(1..=10_000))]
-        max_criterion_values: u16,
-        /// Seconds a client request may take (a stream: until its first answer).
-        #[arg(long, env = "ESTATE_REQUEST_TIMEOUT", default_value_t = defaults::REQUEST_TIMEOUT_SECS,
-              value_parser = clap::value_parser!(u64).range(1..=3_600))]
-        request_timeout: u64,
-    },
+    Serve(ServeArgs),
     /// Check every record of a (stopped) administrator's database and the statistics against
     /// a recomputation; exit status 1 when something is wrong.
     Verify {
@@ -126,6 +26,132 @@ enum Command {
         #[arg(long)]
         repair: bool,
     },
+}
+
+/// `estate-admin serve`'s flags.
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// gRPC listen address.
+    #[arg(long, env = "ESTATE_LISTEN", default_value = "127.0.0.1:50051")]
+    listen: SocketAddr,
+    /// HTTP listen address (dashboard, /metrics, /healthz).
+    #[arg(long, env = "ESTATE_HTTP_LISTEN", default_value = "127.0.0.1:8080")]
+    http_listen: SocketAddr,
+    /// Directory of the embedded database.
+    #[arg(long, env = "ESTATE_DATA_DIR", default_value = "./estate-data")]
+    data_dir: PathBuf,
+    /// Configuration file (TOML): organization and tokens.
+    #[arg(long, env = "ESTATE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Plaintext, unauthenticated mode for a developer's machine; loopback only.
+    #[arg(long, env = "ESTATE_INSECURE_DEV")]
+    insecure_dev: bool,
+    /// Requested refreshes of one scope are at most this often (seconds).
+    #[arg(long, env = "ESTATE_MIN_REFRESH_INTERVAL", default_value_t = defaults::MIN_REFRESH_INTERVAL_SECS,
+          value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    min_refresh_interval: u64,
+    /// Read the organization (ID, member accounts) from AWS Organizations with the default
+    /// AWS credentials; the config's organization stays in force while that fails.
+    #[arg(long, env = "ESTATE_ORGANIZATIONS")]
+    organizations: bool,
+    /// How often to read AWS Organizations again (seconds).
+    #[arg(long, env = "ESTATE_ORGANIZATIONS_INTERVAL", default_value_t = defaults::ORGANIZATIONS_INTERVAL_SECS,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    organizations_interval: u64,
+    /// An AWS-compatible endpoint for Organizations, instead of AWS.
+    #[arg(long, env = "ESTATE_AWS_ENDPOINT_URL")]
+    aws_endpoint_url: Option<String>,
+    /// Threads that analyse bucket policies; 0 (the default): one per core.
+    #[arg(long, env = "ESTATE_POLICY_WORKERS", default_value_t = 0)]
+    policy_workers: usize,
+    /// Time budget of one policy's whole analysis, every question included (milliseconds);
+    /// what is undecided when it runs out is UNKNOWN, with the reason.
+    #[arg(long, alias = "policy-timeout-ms", env = "ESTATE_POLICY_BUDGET_MS",
+          default_value_t = defaults::POLICY_BUDGET_MS, value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    policy_budget_ms: u64,
+    /// Serve gRPC and HTTPS with this certificate chain (PEM, leaf first). SIGHUP reloads it.
+    #[arg(long, env = "ESTATE_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, env = "ESTATE_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Require gRPC callers to present a client certificate signed by this CA (PEM):
+    /// mutual TLS. HTTPS then checks a certificate when one is offered.
+    #[arg(long, env = "ESTATE_CLIENT_CA", requires = "tls_cert")]
+    client_ca: Option<PathBuf>,
+    /// Serve plaintext on a non-loopback address (only behind a TLS-terminating proxy or
+    /// mesh); without TLS, that is refused otherwise.
+    #[arg(long, env = "ESTATE_ALLOW_PLAINTEXT")]
+    allow_plaintext: bool,
+    /// Serve `/metrics` without a token, for scrapers that cannot send one.
+    #[arg(long, env = "ESTATE_METRICS_OPEN")]
+    metrics_open: bool,
+    /// HTTP/2 streams one connection may have open at once.
+    #[arg(long, env = "ESTATE_MAX_STREAMS_PER_CONNECTION", default_value_t = defaults::MAX_STREAMS_PER_CONNECTION,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    max_streams_per_connection: u32,
+    /// Report streams one agent account may have open at once; more are refused.
+    #[arg(long, env = "ESTATE_MAX_CONNECTIONS_PER_AGENT", default_value_t = defaults::MAX_CONNECTIONS_PER_AGENT,
+          value_parser = clap::value_parser!(u16).range(1..=1_000))]
+    max_connections_per_agent: u16,
+    /// Seconds without traffic before the administrator pings a peer (HTTP/2 and TCP
+    /// keepalive).
+    #[arg(long, env = "ESTATE_KEEPALIVE_INTERVAL", default_value_t = defaults::KEEPALIVE_INTERVAL_SECS,
+          value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    keepalive_interval: u64,
+    /// Seconds a ping may go unanswered before the connection is closed: a vanished agent
+    /// is DISCONNECTED within the interval plus this.
+    #[arg(long, env = "ESTATE_KEEPALIVE_TIMEOUT", default_value_t = defaults::KEEPALIVE_TIMEOUT_SECS,
+          value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    keepalive_timeout: u64,
+    /// The largest message accepted from a peer, in bytes.
+    #[arg(long, env = "ESTATE_MAX_MESSAGE_BYTES", default_value_t = defaults::MAX_MESSAGE_BYTES,
+          value_parser = clap::value_parser!(u64).range(64 * 1024..=64 * 1024 * 1024))]
+    max_message_bytes: u64,
+    /// The most values one criterion (`eq`, `neq`) may list.
+    #[arg(long, env = "ESTATE_MAX_CRITERION_VALUES", default_value_t = defaults::MAX_CRITERION_VALUES,
+          value_parser = clap::value_parser!(u16).range(1..=10_000))]
+    max_criterion_values: u16,
+    /// Seconds a client request may take (a stream: until its first answer).
+    #[arg(long, env = "ESTATE_REQUEST_TIMEOUT", default_value_t = defaults::REQUEST_TIMEOUT_SECS,
+          value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    request_timeout: u64,
+}
+
+impl ServeArgs {
+    fn into_options(self) -> ServeOptions {
+        ServeOptions {
+            listen: self.listen,
+            http_listen: self.http_listen,
+            data_dir: self.data_dir,
+            config: self.config,
+            insecure_dev: self.insecure_dev,
+            min_refresh_interval: Duration::from_secs(self.min_refresh_interval),
+            organizations: self.organizations,
+            organizations_interval: Duration::from_secs(self.organizations_interval),
+            aws_endpoint_url: self.aws_endpoint_url,
+            policy_workers: match self.policy_workers {
+                0 => std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
+                n => n,
+            },
+            policy_budget: Duration::from_millis(self.policy_budget_ms),
+            tls: match (self.tls_cert, self.tls_key) {
+                (Some(cert), Some(key)) => Some(TlsFiles { cert, key, client_ca: self.client_ca }),
+                _ => None,
+            },
+            allow_plaintext: self.allow_plaintext,
+            metrics_open: self.metrics_open,
+            limits: Limits {
+                max_streams_per_connection: self.max_streams_per_connection,
+                max_connections_per_agent: usize::from(self.max_connections_per_agent),
+                keepalive_interval: Duration::from_secs(self.keepalive_interval),
+                keepalive_timeout: Duration::from_secs(self.keepalive_timeout),
+                max_message_bytes: self.max_message_bytes as usize,
+                max_criterion_values: usize::from(self.max_criterion_values),
+                request_timeout: Duration::from_secs(self.request_timeout),
+            },
+        }
+    }
 }
 
 /// `estate-admin verify`.
@@ -164,70 +190,17 @@ fn verify(data_dir: &std::path::Path, repair: bool) -> anyhow::Result<bool> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<std::process::ExitCode> {
-    let cli = Cli::parse();
-    estate_common::logging::init(cli.log.log_format);
-    match cli.command {
+    let command = estate_common::logging::start::<Command>(
+        "estate-admin",
+        "Estate's administrator: merges member inventories and judges every bucket",
+    );
+    match command {
         Command::Verify { data_dir, repair } => {
             let healthy = verify(&data_dir, repair)?;
             Ok(if healthy { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::FAILURE })
         }
-        Command::Serve {
-            listen,
-            http_listen,
-            data_dir,
-            config,
-            insecure_dev,
-            min_refresh_interval,
-            organizations,
-            organizations_interval,
-            aws_endpoint_url,
-            policy_workers,
-            policy_budget_ms,
-            tls_cert,
-            tls_key,
-            client_ca,
-            allow_plaintext,
-            metrics_open,
-            max_streams_per_connection,
-            max_connections_per_agent,
-            keepalive_interval,
-            keepalive_timeout,
-            max_message_bytes,
-            max_criterion_values,
-            request_timeout,
-        } => {
-            serve(ServeOptions {
-                listen,
-                http_listen,
-                data_dir,
-                config,
-                insecure_dev,
-                min_refresh_interval: Duration::from_secs(min_refresh_interval),
-                organizations,
-                organizations_interval: Duration::from_secs(organizations_interval),
-                aws_endpoint_url,
-                policy_workers: match policy_workers {
-                    0 => std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
-                    n => n,
-                },
-                policy_budget: Duration::from_millis(policy_budget_ms),
-                tls: match (tls_cert, tls_key) {
-                    (Some(cert), Some(key)) => Some(TlsFiles { cert, key, client_ca }),
-                    _ => None,
-                },
-                allow_plaintext,
-                metrics_open,
-                limits: Limits {
-                    max_streams_per_connection,
-                    max_connections_per_agent: usize::from(max_connections_per_agent),
-                    keepalive_interval: Duration::from_secs(keepalive_interval),
-                    keepalive_timeout: Duration::from_secs(keepalive_timeout),
-                    max_message_bytes: max_message_bytes as usize,
-                    max_criterion_values: usize::from(max_criterion_values),
-                    request_timeout: Duration::from_secs(request_timeout),
-                },
-            })
-            .await?;
+        Command::Serve(args) => {
+            serve(args.into_options()).await?;
             Ok(std::process::ExitCode::SUCCESS)
         }
     }
