@@ -118,6 +118,13 @@ impl ServiceError {
     }
 }
 
+/// A read run off the reactor that panicked.
+impl From<tokio::task::JoinError> for ServiceError {
+    fn from(error: tokio::task::JoinError) -> Self {
+        Self::Internal(error.to_string())
+    }
+}
+
 impl From<ServiceError> for Status {
     fn from(error: ServiceError) -> Self {
         Status::new(error.code(), error.to_string())

@@ -18,7 +18,7 @@ use crate::error::ServiceError;
 use estate_common::findings::FindingType;
 
 use crate::query::{self, Criterion, Query};
-use crate::store::Store;
+use crate::store::{self, Store};
 use crate::tls::Peer;
 use crate::views;
 
@@ -149,21 +149,26 @@ async fn api_schema(_: Reader) -> Response {
     .into_response()
 }
 
-/// Runs a read that walks many records (and may wait for a slice of a commit) on the blocking
-/// pool, never on the reactor.
-async fn off_reactor(read: impl FnOnce() -> Response + Send + 'static) -> Response {
-    tokio::task::spawn_blocking(read).await.unwrap_or_else(|e| ServiceError::internal(e.to_string()).into_response())
+/// Answers with the JSON that `read` makes of the state, read off the reactor
+/// ([`Store::read_blocking`]).
+async fn read_json(
+    store: &Arc<Store>,
+    read: impl FnOnce(&store::State) -> serde_json::Value + Send + 'static,
+) -> Response {
+    match store.read_blocking(read).await {
+        Ok(body) => Json(body).into_response(),
+        Err(e) => ServiceError::from(e).into_response(),
+    }
 }
 
 /// Every account's statistics (the organization's accounts, configured and reporting ones).
 async fn api_accounts(State(state): State<HttpState>, _: Reader) -> Response {
-    off_reactor(move || {
-        let s = state.store.read();
-        let accounts: Vec<_> = views::member_accounts(&s)
+    read_json(&state.store, |s| {
+        let accounts: Vec<_> = views::member_accounts(s)
             .iter()
-            .map(|a| serde_json::json!({ "accountId": a, "statistics": views::statistics(&s, Some(a)) }))
+            .map(|a| serde_json::json!({ "accountId": a, "statistics": views::statistics(s, Some(a)) }))
             .collect();
-        Json(serde_json::json!({ "accounts": accounts })).into_response()
+        serde_json::json!({ "accounts": accounts })
     })
     .await
 }
@@ -192,11 +197,11 @@ async fn api_buckets(State(state): State<HttpState>, _: Reader, UrlQuery(p): Url
         Ok(q) => q,
         Err(e) => return ServiceError::from(e).into_response(),
     };
-    let store = Arc::clone(&state.store);
-    match tokio::task::spawn_blocking(move || views::describe(&store.read(), &query)).await {
-        Ok((buckets, token)) => Json(serde_json::json!({ "buckets": buckets, "nextToken": token })).into_response(),
-        Err(e) => ServiceError::internal(e.to_string()).into_response(),
-    }
+    read_json(&state.store, move |s| {
+        let (buckets, token) = views::describe(s, &query);
+        serde_json::json!({ "buckets": buckets, "nextToken": token })
+    })
+    .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -230,20 +235,20 @@ async fn api_bucket(State(state): State<HttpState>, _: Reader, UrlQuery(p): UrlQ
 }
 
 async fn api_members(State(state): State<HttpState>, _: Reader) -> Response {
-    off_reactor(move || {
-        let s = state.store.read();
+    let store = Arc::clone(&state.store);
+    read_json(&state.store, move |s| {
         let members: Vec<_> =
-            views::member_accounts(&s).iter().map(|a| views::member(&s, a, state.store.is_connected(a))).collect();
-        Json(serde_json::json!({ "members": members })).into_response()
+            views::member_accounts(s).iter().map(|a| views::member(s, a, store.is_connected(a))).collect();
+        serde_json::json!({ "members": members })
     })
     .await
 }
 
 /// The posture report: every exposed bucket with its reasons (the first 1,000).
 async fn api_posture(State(state): State<HttpState>, _: Reader) -> Response {
-    off_reactor(move || {
-        let (buckets, next) = views::posture(&state.store.read(), None, None, 1000);
-        Json(serde_json::json!({ "buckets": buckets, "truncated": next.is_some() })).into_response()
+    read_json(&state.store, |s| {
+        let (buckets, next) = views::posture(s, None, None, 1000);
+        serde_json::json!({ "buckets": buckets, "truncated": next.is_some() })
     })
     .await
 }
@@ -276,19 +281,18 @@ async fn api_findings(State(state): State<HttpState>, _: Reader, UrlQuery(p): Ur
     let account = p.account_id.filter(|a| !a.is_empty());
     let bucket = p.bucket.filter(|b| !b.is_empty());
     let archived = p.archived.unwrap_or(false);
-    off_reactor(move || findings_page(&state, kind, severity, account, bucket, archived)).await
+    read_json(&state.store, move |s| findings_page(s, kind, severity, account, bucket, archived)).await
 }
 
 /// The findings page of [`api_findings`], from its checked parameters.
 fn findings_page(
-    state: &HttpState,
+    s: &store::State,
     kind: Option<FindingType>,
     severity: Option<String>,
     account: Option<String>,
     bucket: Option<String>,
     archived: bool,
-) -> Response {
-    let s = state.store.read();
+) -> serde_json::Value {
     let findings = s.findings();
     let since = estate_common::model::now_ms() - DAY_MS;
     let changed_last_day = findings.by_id.values().filter(|f| f.updated_at >= since).count();
@@ -305,13 +309,12 @@ fn findings_page(
         .collect();
     matching.sort_by(|a, b| b.updated_at.cmp(&a.updated_at).then_with(|| b.sequence.cmp(&a.sequence)));
     let shown: Vec<_> = matching.iter().take(MAX_FINDINGS_SHOWN).map(|f| f.to_macie_json()).collect();
-    Json(serde_json::json!({
+    serde_json::json!({
         "findings": shown,
         "total": matching.len(),
         "changedLast24h": changed_last_day,
         "cursor": findings.durable_sequence,
-    }))
-    .into_response()
+    })
 }
 
 const DAY_MS: i64 = 24 * 3600 * 1000;

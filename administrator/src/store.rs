@@ -1020,6 +1020,16 @@ impl Store {
         self.state.read()
     }
 
+    /// Runs `read` over the state on the blocking pool: for a read that walks many records,
+    /// or that may wait for a slice of the commit being applied, never on the reactor.
+    pub async fn read_blocking<T: Send + 'static>(
+        self: &Arc<Self>,
+        read: impl FnOnce(&State) -> T + Send + 'static,
+    ) -> Result<T, tokio::task::JoinError> {
+        let store = Arc::clone(self);
+        tokio::task::spawn_blocking(move || read(&store.read())).await
+    }
+
     pub fn organization(&self) -> OrgView {
         self.state.read().org.clone()
     }

@@ -225,12 +225,12 @@ impl AgentService for AgentServiceImpl {
         let lost = if hello.completed.is_empty() {
             Vec::new()
         } else {
-            // The state lock may be held by a commit slice: not on the reactor.
-            let (store, account, regions) = (Arc::clone(&self.store), account_id.clone(), regions.clone());
+            let (account, regions) = (account_id.clone(), regions.clone());
             let completed = std::mem::take(&mut hello.completed);
-            tokio::task::spawn_blocking(move || lost_scopes(&store.read(), &account, &regions, &completed))
+            self.store
+                .read_blocking(move |state| lost_scopes(state, &account, &regions, &completed))
                 .await
-                .map_err(|e| ServiceError::Internal(e.to_string()))?
+                .map_err(ServiceError::from)?
         };
         self.committer
             .commit(vec![Op::Hello {

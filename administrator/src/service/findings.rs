@@ -168,10 +168,8 @@ impl FindingsService for FindingsServiceImpl {
             r.next_token.parse().map_err(|_| ServiceError::invalid("`nextToken` is malformed"))?
         };
         let filters = compile_criteria(r.criteria, self.max_criterion_values)?;
-        let store = Arc::clone(&self.store);
         // A scan and a sort over every finding: off the reactor.
-        tokio::task::spawn_blocking(move || {
-            let state = store.read();
+        let page = self.store.read_blocking(move |state| {
             let mut found: Vec<&Finding> =
                 state.findings().by_id.values().filter(|f| matches_all(&filters, *f)).collect();
             let key = |f: &Finding| (f.number(sort).unwrap_or(0), text(f, sort).unwrap_or_default());
@@ -182,13 +180,12 @@ impl FindingsService for FindingsServiceImpl {
             }
             let page: Vec<String> = found.iter().skip(offset).take(page_size).map(|f| f.id.clone()).collect();
             let next = offset + page.len();
-            Ok(Response::new(pb::ListFindingsResponse {
+            pb::ListFindingsResponse {
                 next_token: if next < found.len() { next.to_string() } else { String::new() },
                 finding_ids: page,
-            }))
-        })
-        .await
-        .map_err(|e| ServiceError::Internal(e.to_string()))?
+            }
+        });
+        Ok(Response::new(page.await.map_err(ServiceError::from)?))
     }
 
     async fn get_findings(
@@ -216,24 +213,21 @@ impl FindingsService for FindingsServiceImpl {
             return Err(ServiceError::invalid(format!("cannot group by `{}` ({groupable})", r.group_by)).into());
         };
         let filters = compile_criteria(r.criteria, self.max_criterion_values)?;
-        let store = Arc::clone(&self.store);
-        tokio::task::spawn_blocking(move || {
-            let state = store.read();
+        let counts = self.store.read_blocking(move |state| {
             let mut groups: BTreeMap<String, i64> = BTreeMap::new();
             for f in state.findings().by_id.values().filter(|f| matches_all(&filters, *f)) {
                 if let Some(key) = text(f, group_by) {
                     *groups.entry(key).or_default() += 1;
                 }
             }
-            Ok(Response::new(pb::GetFindingStatisticsResponse {
+            pb::GetFindingStatisticsResponse {
                 counts_by_group: groups
                     .into_iter()
                     .map(|(group_key, count)| pb::GroupCount { group_key, count })
                     .collect(),
-            }))
-        })
-        .await
-        .map_err(|e| ServiceError::Internal(e.to_string()))?
+            }
+        });
+        Ok(Response::new(counts.await.map_err(ServiceError::from)?))
     }
 
     type WatchFindingsStream = WatchStream;

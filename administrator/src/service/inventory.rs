@@ -48,11 +48,9 @@ impl InventoryService for InventoryServiceImpl {
         let sort = r.sort_criteria.map(|s| (s.attribute_name, s.order_by == i32::from(pb::OrderBy::Desc)));
         let query = Query::new(criteria, sort, r.max_results, &r.next_token, self.max_criterion_values)
             .map_err(ServiceError::from)?;
-        let store = Arc::clone(&self.store);
-        // A scan over millions of buckets is CPU work: keep it off the reactor.
-        let (buckets, token) = tokio::task::spawn_blocking(move || views::describe(&store.read(), &query))
-            .await
-            .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        // A scan over millions of buckets is CPU work: off the reactor.
+        let (buckets, token) =
+            self.store.read_blocking(move |state| views::describe(state, &query)).await.map_err(ServiceError::from)?;
         Ok(Response::new(pb::DescribeBucketsResponse {
             buckets: buckets.iter().map(Into::into).collect(),
             next_token: token.unwrap_or_default(),
@@ -70,11 +68,11 @@ impl InventoryService for InventoryServiceImpl {
             return Ok(Response::new((&self.store.organization_statistics()).into()));
         }
         let account = ServiceError::account_id(account)?;
-        let store = Arc::clone(&self.store);
-        // It may wait for a slice of the commit being applied: not on the reactor.
-        let stats = tokio::task::spawn_blocking(move || views::statistics(&store.read(), Some(&account)))
+        let stats = self
+            .store
+            .read_blocking(move |state| views::statistics(state, Some(&account)))
             .await
-            .map_err(|e| ServiceError::Internal(e.to_string()))?;
+            .map_err(ServiceError::from)?;
         Ok(Response::new((&stats).into()))
     }
 
@@ -264,13 +262,12 @@ impl InventoryService for InventoryServiceImpl {
             "" => None,
             token => Some(hex::decode(token).map_err(|_| ServiceError::BadToken)?),
         };
-        let store = Arc::clone(&self.store);
         // A walk over up to 50,000 buckets: off the reactor.
-        let (buckets, next) = tokio::task::spawn_blocking(move || {
-            views::posture(&store.read(), account.as_ref(), after.as_deref(), page_size)
-        })
-        .await
-        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let (buckets, next) = self
+            .store
+            .read_blocking(move |state| views::posture(state, account.as_ref(), after.as_deref(), page_size))
+            .await
+            .map_err(ServiceError::from)?;
         Ok(Response::new(pb::GetPostureResponse {
             buckets: buckets.iter().map(Into::into).collect(),
             next_token: next.map(hex::encode).unwrap_or_default(),
