@@ -95,18 +95,7 @@ impl Index {
         cursor: Option<&[u8]>,
         descending: bool,
     ) -> Box<dyn Iterator<Item = (&[u8], &Arc<Entry>)> + '_> {
-        let bound = match cursor {
-            Some(key) => Bound::Excluded(NameKey(key.to_vec())),
-            None => Bound::Unbounded,
-        };
-        fn map<'a>((k, e): (&'a NameKey, &'a Arc<Entry>)) -> (&'a [u8], &'a Arc<Entry>) {
-            (k.0.as_slice(), e)
-        }
-        if descending {
-            Box::new(self.by_name.range((Bound::Unbounded, bound)).rev().map(map))
-        } else {
-            Box::new(self.by_name.range((bound, Bound::Unbounded)).map(map))
-        }
+        from_cursor(&self.by_name, cursor.map(|key| NameKey(key.to_vec())), descending, |k| k.0.as_slice())
     }
 
     /// The bucket named `name` (names are unique within a partition).
@@ -123,18 +112,24 @@ impl Index {
         cursor: Option<&[u8]>,
         descending: bool,
     ) -> Box<dyn Iterator<Item = (&[u8], &Arc<Entry>)> + '_> {
-        let bound = match cursor {
-            Some(key) => Bound::Excluded(key.to_vec()),
-            None => Bound::Unbounded,
-        };
-        fn map<'a>((k, e): (&'a Vec<u8>, &'a Arc<Entry>)) -> (&'a [u8], &'a Arc<Entry>) {
-            (k.as_slice(), e)
-        }
-        if descending {
-            Box::new(self.by_key.range((Bound::Unbounded, bound)).rev().map(map))
-        } else {
-            Box::new(self.by_key.range((bound, Bound::Unbounded)).map(map))
-        }
+        from_cursor(&self.by_key, cursor.map(<[u8]>::to_vec), descending, Vec::as_slice)
+    }
+}
+
+/// The entries of one of the index's maps after `cursor` (or before it, descending), each
+/// with its encoded key.
+fn from_cursor<'a, K: Ord>(
+    map: &'a BTreeMap<K, Arc<Entry>>,
+    cursor: Option<K>,
+    descending: bool,
+    encoded: fn(&K) -> &[u8],
+) -> Box<dyn Iterator<Item = (&'a [u8], &'a Arc<Entry>)> + 'a> {
+    let bound = cursor.map_or(Bound::Unbounded, Bound::Excluded);
+    let with_key = move |(k, e): (&'a K, &'a Arc<Entry>)| (encoded(k), e);
+    if descending {
+        Box::new(map.range((Bound::Unbounded, bound)).rev().map(with_key))
+    } else {
+        Box::new(map.range((bound, Bound::Unbounded)).map(with_key))
     }
 }
 
