@@ -92,6 +92,23 @@ fn wait_for_line(child: &mut Child, prefix: &str, what: &str, timeout: Duration)
     rx.recv_timeout(timeout).with_context(|| format!("{what} did not become ready within {timeout:?}"))
 }
 
+/// A client of one AWS service at `moto`'s address, signed with `credentials`, in `region`,
+/// with any further builder calls given. Every SDK crate has its own config type with the
+/// same builder, hence a macro.
+macro_rules! moto_client {
+    ($sdk:ident, $moto:expr, $credentials:expr, $region:expr $(, $call:ident($arg:expr))*) => {
+        $sdk::Client::from_conf(
+            $sdk::config::Builder::new()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new(String::from($region)))
+                .endpoint_url(&$moto.endpoint)
+                .credentials_provider($credentials)
+                $(.$call($arg))*
+                .build(),
+        )
+    };
+}
+
 /// moto in server mode on a free loopback port.
 #[derive(Debug)]
 pub struct Moto {
@@ -130,13 +147,7 @@ impl Moto {
     /// Credentials of `account_id`, by STS AssumeRole (moto maps them to that account).
     pub async fn credentials(&self, account_id: &str) -> anyhow::Result<Credentials> {
         let base = Credentials::new("testing", "testing", None, None, "estate-tests");
-        let config = aws_sdk_sts::config::Builder::new()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .endpoint_url(&self.endpoint)
-            .credentials_provider(base)
-            .build();
-        let out = aws_sdk_sts::Client::from_conf(config)
+        let out = moto_client!(aws_sdk_sts, self, base, "us-east-1")
             .assume_role()
             .role_arn(format!("arn:aws:iam::{account_id}:role/EstateAgent"))
             .role_session_name("estate-tests")
@@ -154,34 +165,15 @@ impl Moto {
     }
 
     pub fn s3(&self, credentials: &Credentials, region: &str) -> aws_sdk_s3::Client {
-        let config = aws_sdk_s3::config::Builder::new()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(region.to_owned()))
-            .endpoint_url(&self.endpoint)
-            .force_path_style(true)
-            .credentials_provider(credentials.clone())
-            .build();
-        aws_sdk_s3::Client::from_conf(config)
+        moto_client!(aws_sdk_s3, self, credentials.clone(), region, force_path_style(true))
     }
 
     pub fn sqs(&self, credentials: &Credentials) -> aws_sdk_sqs::Client {
-        let config = aws_sdk_sqs::config::Builder::new()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .endpoint_url(&self.endpoint)
-            .credentials_provider(credentials.clone())
-            .build();
-        aws_sdk_sqs::Client::from_conf(config)
+        moto_client!(aws_sdk_sqs, self, credentials.clone(), "us-east-1")
     }
 
     pub fn eventbridge(&self, credentials: &Credentials) -> aws_sdk_eventbridge::Client {
-        let config = aws_sdk_eventbridge::config::Builder::new()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .endpoint_url(&self.endpoint)
-            .credentials_provider(credentials.clone())
-            .build();
-        aws_sdk_eventbridge::Client::from_conf(config)
+        moto_client!(aws_sdk_eventbridge, self, credentials.clone(), "us-east-1")
     }
 
     /// An SQS queue that an EventBridge rule fills with S3's CloudTrail events, as
@@ -215,18 +207,12 @@ impl Moto {
         Ok(queue)
     }
 
-    /// S3 Control at moto's plain address (moto routes it by path and account header).
     /// AWS Organizations as `credentials` (moto's default account is the management one).
     pub fn organizations(&self, credentials: &Credentials) -> aws_sdk_organizations::Client {
-        let config = aws_sdk_organizations::config::Builder::new()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .endpoint_url(&self.endpoint)
-            .credentials_provider(credentials.clone())
-            .build();
-        aws_sdk_organizations::Client::from_conf(config)
+        moto_client!(aws_sdk_organizations, self, credentials.clone(), "us-east-1")
     }
 
+    /// S3 Control at moto's plain address (moto routes it by path and account header).
     pub fn s3control(&self, credentials: &Credentials) -> aws_sdk_s3control::Client {
         #[derive(Debug)]
         struct Fixed(String);

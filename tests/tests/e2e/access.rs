@@ -17,8 +17,7 @@ async fn unreadable_buckets_become_error_buckets_and_the_rest_is_complete() -> a
     let moto = Moto::start()?;
     let root = Credentials::new("testing", "testing", None, None, "root");
     let s3 = moto.s3(&root, "us-east-1");
-    let seed =
-        |name: &str| Spec { account: DEFAULT_ACCOUNT, region: "us-east-1", name: name.into(), ..Default::default() };
+    let seed = |name: &str| Spec::plain(DEFAULT_ACCOUNT, name.into());
     for name in ["estate-d-readable", "estate-d-no-policy-read", "estate-d-no-listing"] {
         seed_bucket(&moto, &root, &seed(name)).await?;
         s3.put_object().bucket(name).key("data.csv").body(ByteStream::from_static(b"a,b\n1,2\n")).send().await?;

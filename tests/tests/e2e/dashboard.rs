@@ -30,22 +30,19 @@ async fn the_dashboard_shows_what_the_api_says_in_a_real_browser() -> anyhow::Re
     let creds_b = moto.credentials(B).await?;
     let s3 = moto.s3(&creds_a, "us-east-1");
     let specs = [
-        Spec {
-            policy: true,
-            ..Spec { account: A, region: "us-east-1", name: "estate-d-public".into(), ..Default::default() }
-        },
+        Spec { policy: true, ..Spec::plain(A, "estate-d-public".into()) },
         Spec {
             encryption: Some(("aws:kms", Some("arn:aws:kms:us-east-1:111111111111:key/d"))),
             versioning: true,
             tags: vec![("team", "data")],
-            ..Spec { account: A, region: "us-east-1", name: "estate-d-kms".into(), ..Default::default() }
+            ..Spec::plain(A, "estate-d-kms".into())
         },
-        Spec { account: A, region: "us-east-1", name: "estate-d-quiet".into(), ..Default::default() },
+        Spec::plain(A, "estate-d-quiet".into()),
         Spec {
             canned_acl: Some("public-read"),
             ..Spec { account: B, region: "eu-west-1", name: "estate-d-b-acl".into(), ..Default::default() }
         },
-        Spec { account: B, region: "us-east-1", name: "estate-d-b-plain".into(), ..Default::default() },
+        Spec::plain(B, "estate-d-b-plain".into()),
     ];
     for spec in &specs {
         let creds = if spec.account == A { &creds_a } else { &creds_b };

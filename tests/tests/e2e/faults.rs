@@ -75,8 +75,7 @@ async fn killing_the_administrator_at_seeded_points_loses_nothing() -> anyhow::R
     for (account, creds) in [(A, &creds_a), (B, &creds_b)] {
         for i in 0..PER_ACCOUNT {
             let name = format!("estate-f-{}-{i:02}", &account[..3]);
-            seed_bucket(&moto, creds, &Spec { account, region: "us-east-1", name: name.clone(), ..Default::default() })
-                .await?;
+            seed_bucket(&moto, creds, &Spec::plain(account, name.clone())).await?;
             if i % 5 == 0 {
                 // Policies keep the analysers busy through the kills.
                 moto.s3(creds, "us-east-1")
@@ -192,8 +191,7 @@ async fn sigterm_stops_agents_and_the_administrator_within_five_seconds_losing_n
     let moto = Moto::start()?;
     let creds = moto.credentials(A).await?;
     for i in 0..20 {
-        let name = format!("estate-s-{i:02}");
-        seed_bucket(&moto, &creds, &Spec { account: A, region: "us-east-1", name, ..Default::default() }).await?;
+        seed_bucket(&moto, &creds, &Spec::plain(A, format!("estate-s-{i:02}"))).await?;
     }
     let dir = tempfile::tempdir()?;
     let mut admin = Admin::start(&dir.path().join("data"), None)?;
@@ -237,8 +235,7 @@ async fn s3_faults_are_retried_and_nothing_is_lost_or_marked_deleted() -> anyhow
     const COUNT: usize = 8;
     for i in 0..COUNT {
         let name = format!("estate-p-{i:02}");
-        seed_bucket(&moto, &creds, &Spec { account: A, region: "us-east-1", name: name.clone(), ..Default::default() })
-            .await?;
+        seed_bucket(&moto, &creds, &Spec::plain(A, name.clone())).await?;
         moto.s3(&creds, "us-east-1").put_bucket_policy().bucket(&name).policy(public_policy(&name)).send().await?;
     }
     let proxy = FaultProxy::start(&moto.endpoint).await?;
@@ -311,10 +308,8 @@ async fn a_full_disk_stops_acknowledging_and_loses_nothing_once_space_returns() 
 
     let moto = Moto::start()?;
     let creds = moto.credentials(A).await?;
-    let spec =
-        |i: usize| Spec { account: A, region: "us-east-1", name: format!("estate-d-{i:02}"), ..Default::default() };
     for i in 0..10 {
-        seed_bucket(&moto, &creds, &spec(i)).await?;
+        seed_bucket(&moto, &creds, &Spec::plain(A, format!("estate-d-{i:02}"))).await?;
     }
     let mut admin = Admin::start(&disk.join("data"), None)?;
     let _agent = Agent::start(&admin, &moto, &creds, None, &["us-east-1"], &["--refresh-interval", "1s"])?;
@@ -327,7 +322,7 @@ async fn a_full_disk_stops_acknowledging_and_loses_nothing_once_space_returns() 
     let filler = disk.join("filler");
     let _ = Command::new("dd").arg("if=/dev/zero").arg(format!("of={}", filler.display())).args(["bs=1M"]).output()?;
     for i in 10..15 {
-        seed_bucket(&moto, &creds, &spec(i)).await?;
+        seed_bucket(&moto, &creds, &Spec::plain(A, format!("estate-d-{i:02}"))).await?;
     }
     let started = std::time::Instant::now();
     let status = loop {
@@ -364,8 +359,7 @@ async fn an_administrator_that_lost_acknowledged_data_asks_for_it_again() -> any
     let moto = Moto::start()?;
     let creds = moto.credentials(A).await?;
     for i in 0..3 {
-        let name = format!("estate-l-{i:02}");
-        seed_bucket(&moto, &creds, &Spec { account: A, region: "us-east-1", name, ..Default::default() }).await?;
+        seed_bucket(&moto, &creds, &Spec::plain(A, format!("estate-l-{i:02}"))).await?;
     }
     let dir = tempfile::tempdir()?;
     let mut admin = Admin::start(&dir.path().join("data"), None)?;

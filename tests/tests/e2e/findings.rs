@@ -121,7 +121,7 @@ async fn changes_for_the_worse_raise_the_right_findings() -> anyhow::Result<()> 
     let creds = moto.credentials(A).await?;
     let s3 = moto.s3(&creds, "us-east-1");
     let events = Events::create(&moto, &creds).await?;
-    let seed = |name: &str| Spec { account: A, region: "us-east-1", name: name.into(), ..Default::default() };
+    let seed = |name: &str| Spec::plain(A, name.into());
     let names = [
         "estate-f-policy",
         "estate-f-acl",

@@ -63,7 +63,7 @@ async fn hostile_policies_do_not_take_the_administrator_down() -> anyhow::Result
     let creds = moto.credentials(A).await?;
     let s3 = moto.s3(&creds, "us-east-1");
     let hostile = hostile_buckets();
-    let spec = |name: &str| Spec { account: A, region: "us-east-1", name: name.into(), ..Default::default() };
+    let spec = |name: &str| Spec::plain(A, name.into());
     for (name, h) in &hostile {
         seed_bucket(&moto, &creds, &spec(name)).await?;
         s3.put_bucket_policy().bucket(name).policy(&h.text).send().await?;

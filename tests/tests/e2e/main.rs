@@ -93,6 +93,13 @@ struct Spec {
     policy: bool,
 }
 
+impl Spec {
+    /// A bucket of `account` in us-east-1 with nothing configured.
+    fn plain(account: &'static str, name: String) -> Self {
+        Self { account, region: "us-east-1", name, ..Default::default() }
+    }
+}
+
 /// Account-level block public access of account C: ignore public ACLs only.
 const ACCOUNT_C_BPA: [bool; 4] = [false, true, false, false];
 
@@ -632,12 +639,7 @@ async fn an_agent_cannot_report_for_another_account() -> anyhow::Result<()> {
 
     // The real agent, with B's credentials and A's token, is refused too, and it is logged.
     let creds_b = moto.credentials(B).await?;
-    seed_bucket(
-        &moto,
-        &creds_b,
-        &Spec { account: B, region: "us-east-1", name: "estate-b-secret".into(), ..Default::default() },
-    )
-    .await?;
+    seed_bucket(&moto, &creds_b, &Spec::plain(B, "estate-b-secret".into())).await?;
     let agent = Agent::start(&admin, &moto, &creds_b, Some(&agent_token(A)), &["us-east-1"], &[])?;
     eventually(Duration::from_secs(30), "the refusal to be logged", || async {
         Ok(admin.process.log_text().contains("refused").then_some(()))
@@ -664,8 +666,7 @@ async fn refreshes_pick_up_new_deleted_and_changed_buckets() -> anyhow::Result<(
     let moto = Moto::start()?;
     let creds = moto.credentials(A).await?;
     for name in ["estate-r-stays", "estate-r-goes", "estate-r-changes"] {
-        seed_bucket(&moto, &creds, &Spec { account: A, region: "us-east-1", name: name.into(), ..Default::default() })
-            .await?;
+        seed_bucket(&moto, &creds, &Spec::plain(A, name.into())).await?;
     }
     let dir = tempfile::tempdir()?;
     let admin = Admin::start(&dir.path().join("data"), None)?;
@@ -681,12 +682,7 @@ async fn refreshes_pick_up_new_deleted_and_changed_buckets() -> anyhow::Result<(
 
     let s3 = moto.s3(&creds, "us-east-1");
     s3.delete_bucket().bucket("estate-r-goes").send().await?;
-    seed_bucket(
-        &moto,
-        &creds,
-        &Spec { account: A, region: "us-east-1", name: "estate-r-new".into(), ..Default::default() },
-    )
-    .await?;
+    seed_bucket(&moto, &creds, &Spec::plain(A, "estate-r-new".into())).await?;
     s3.put_bucket_acl().bucket("estate-r-changes").acl(BucketCannedAcl::PublicRead).send().await?;
 
     eventually(Duration::from_secs(60), "the next refresh to show the changes", || async {

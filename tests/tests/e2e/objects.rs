@@ -151,7 +151,7 @@ async fn object_statistics_match_the_seeding() -> anyhow::Result<()> {
     let moto = Moto::start()?;
     let creds = moto.credentials(A).await?;
     let s3 = moto.s3(&creds, "us-east-1");
-    let seed = |name: &str| Spec { account: A, region: "us-east-1", name: name.into(), ..Default::default() };
+    let seed = |name: &str| Spec::plain(A, name.into());
 
     // Mixed storage classes, extensions and encryption, plus an incomplete multipart upload.
     seed_bucket(&moto, &creds, &seed("estate-o-mixed")).await?;
@@ -332,12 +332,7 @@ async fn manual_object_refresh_is_limited_to_30000_objects() -> anyhow::Result<(
     let moto = Moto::start()?;
     let creds = moto.credentials(A).await?;
     let s3 = moto.s3(&creds, "us-east-1");
-    seed_bucket(
-        &moto,
-        &creds,
-        &Spec { account: A, region: "us-east-1", name: "estate-o-large".into(), ..Default::default() },
-    )
-    .await?;
+    seed_bucket(&moto, &creds, &Spec::plain(A, "estate-o-large".into())).await?;
     let keys: Vec<String> = (0..30_001).map(|i| format!("k/{i:05}.txt")).collect();
     let puts =
         futures_util::stream::iter(

@@ -234,12 +234,7 @@ async fn mutual_tls_admits_only_certificates_that_match_their_tokens() -> anyhow
         Ok(verbose.contains("estate-admin-rotated").then_some(()))
     })
     .await?;
-    seed_bucket(
-        &moto,
-        &creds_a,
-        &Spec { account: A, region: "us-east-1", name: "estate-t-a2".into(), ..Default::default() },
-    )
-    .await?;
+    seed_bucket(&moto, &creds_a, &Spec::plain(A, "estate-t-a2".into())).await?;
     eventually(Duration::from_secs(60), "a bucket created after the rotation", || async {
         Ok((ctl(Some(&operator), &["stats"])?["bucketCount"] == 2).then_some(()))
     })
