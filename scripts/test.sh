@@ -10,7 +10,10 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 bash scripts/setup.sh
-cargo build --workspace --bins
+# With --tests, the binaries are built with the features the tests' dev-dependencies add (tokio's
+# test-util among them), as `cargo test` below builds everything: without it, every crate above
+# tokio (hyper, tonic, the AWS SDK) would be compiled twice.
+cargo build --workspace --bins --tests
 # The deploy artifacts, checked by the tools operators use, and proof that the checks bite.
 ESTATE_BIN_DIR="${CARGO_TARGET_DIR:-$REPO/target}/debug" bash scripts/check-deploy.sh
 ESTATE_BIN_DIR="${CARGO_TARGET_DIR:-$REPO/target}/debug" bash scripts/check-deploy.sh --self-test
