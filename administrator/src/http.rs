@@ -149,14 +149,14 @@ async fn api_schema(_: Reader) -> Response {
     .into_response()
 }
 
-/// Answers with the JSON that `read` makes of the state, read off the reactor
-/// ([`Store::read_blocking`]).
+/// Answers with the JSON that `read` makes of the state, read and serialized off the reactor
+/// ([`Store::read_blocking`]): a body can describe 10,000 accounts.
 async fn read_json(
     store: &Arc<Store>,
     read: impl FnOnce(&store::State) -> serde_json::Value + Send + 'static,
 ) -> Response {
-    match store.read_blocking(read).await {
-        Ok(body) => Json(body).into_response(),
+    match store.read_blocking(|s| Json(read(s)).into_response()).await {
+        Ok(response) => response,
         Err(e) => ServiceError::from(e).into_response(),
     }
 }
