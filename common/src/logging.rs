@@ -19,7 +19,6 @@ pub struct LogArgs {
 
 /// A daemon's command line: the logging flags every daemon takes, then its subcommands.
 #[derive(Debug, clap::Parser)]
-#[command(version)]
 struct DaemonCli<C: clap::Subcommand> {
     #[command(flatten)]
     log: LogArgs,
@@ -27,12 +26,12 @@ struct DaemonCli<C: clap::Subcommand> {
     command: C,
 }
 
-/// A daemon's start: parses its command line under its name and description (help, version
-/// and bad flags exit here, as clap does), installs logging as the flags say, and returns the
-/// subcommand to run.
-pub fn start<C: clap::Subcommand>(name: &'static str, about: &'static str) -> C {
+/// A daemon's start: parses its command line under its name, version (the daemon's own
+/// `CARGO_PKG_VERSION`) and description (help, version and bad flags exit here, as clap does),
+/// installs logging as the flags say, and returns the subcommand to run.
+pub fn start<C: clap::Subcommand>(name: &'static str, version: &'static str, about: &'static str) -> C {
     use clap::{CommandFactory, FromArgMatches};
-    let mut command = DaemonCli::<C>::command().name(name).bin_name(name).about(about);
+    let mut command = DaemonCli::<C>::command().name(name).bin_name(name).version(version).about(about);
     let matches = command.get_matches_mut();
     let cli = DaemonCli::<C>::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut command).exit());
     init(cli.log.log_format);

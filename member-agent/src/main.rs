@@ -93,6 +93,7 @@ impl RunArgs {
 async fn main() -> anyhow::Result<()> {
     let command = estate_common::logging::start::<Command>(
         "estate-agent",
+        env!("CARGO_PKG_VERSION"),
         "Estate's member agent: streams S3 bucket metadata to the administrator",
     );
     match command {

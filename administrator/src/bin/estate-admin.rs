@@ -192,6 +192,7 @@ fn verify(data_dir: &std::path::Path, repair: bool) -> anyhow::Result<bool> {
 async fn main() -> anyhow::Result<std::process::ExitCode> {
     let command = estate_common::logging::start::<Command>(
         "estate-admin",
+        env!("CARGO_PKG_VERSION"),
         "Estate's administrator: merges member inventories and judges every bucket",
     );
     match command {
