@@ -1290,6 +1290,63 @@ mod tests {
         assert_eq!(stored.generation, 3);
     }
 
+    /// Object statistics nest their Macie numbers (`ObjectTotals`); stored records must stay
+    /// the bytes of the flat layout they were written in before, field for field.
+    #[test]
+    fn nested_object_totals_encode_as_the_flat_fields_did() {
+        use estate_common::macie::{ObjectCountByEncryptionType, ObjectLevelStatistics};
+        use estate_common::objects::{ObjectStatsSource, ObjectTotals, Usage};
+        #[derive(serde::Serialize)]
+        struct Flat {
+            object_count: i64,
+            size_in_bytes: i64,
+            size_in_bytes_compressed: i64,
+            classifiable_object_count: i64,
+            classifiable_size_in_bytes: i64,
+            unclassifiable_object_count: ObjectLevelStatistics,
+            unclassifiable_object_size_in_bytes: ObjectLevelStatistics,
+            object_count_by_encryption_type: ObjectCountByEncryptionType,
+            by_storage_class: BTreeMap<String, Usage>,
+            multipart_parts: i64,
+            source: ObjectStatsSource,
+            read_at: i64,
+        }
+        let unclassifiable = ObjectLevelStatistics { file_type: 3, storage_class: 4, total: 5 };
+        let by_encryption = ObjectCountByEncryptionType { unknown: 6, s3_managed: 7, ..Default::default() };
+        let by_storage_class = BTreeMap::from([("STANDARD".to_owned(), Usage { count: 8, size: 9 })]);
+        let nested = ObjectStats {
+            totals: ObjectTotals {
+                object_count: 10,
+                size_in_bytes: 11,
+                size_in_bytes_compressed: 12,
+                classifiable_object_count: 13,
+                classifiable_size_in_bytes: 14,
+                unclassifiable_object_count: unclassifiable,
+                unclassifiable_object_size_in_bytes: ObjectLevelStatistics { total: 15, ..unclassifiable },
+            },
+            object_count_by_encryption_type: by_encryption,
+            by_storage_class: by_storage_class.clone(),
+            multipart_parts: 16,
+            source: ObjectStatsSource::Sampled,
+            read_at: 17,
+        };
+        let flat = Flat {
+            object_count: 10,
+            size_in_bytes: 11,
+            size_in_bytes_compressed: 12,
+            classifiable_object_count: 13,
+            classifiable_size_in_bytes: 14,
+            unclassifiable_object_count: unclassifiable,
+            unclassifiable_object_size_in_bytes: ObjectLevelStatistics { total: 15, ..unclassifiable },
+            object_count_by_encryption_type: by_encryption,
+            by_storage_class,
+            multipart_parts: 16,
+            source: ObjectStatsSource::Sampled,
+            read_at: 17,
+        };
+        assert_eq!(postcard::to_allocvec(&nested).unwrap(), postcard::to_allocvec(&flat).unwrap());
+    }
+
     /// A database written before records were versioned opens, migrated, with nothing lost.
     #[test]
     fn an_unversioned_database_is_migrated_at_start_up() {
