@@ -2,7 +2,7 @@
 //! whether a change made it worse, and the findings raised (or repeated) when it did. The
 //! posture a bucket has when its aspects are first decided is its baseline: no finding.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -288,11 +288,11 @@ pub struct FindingsTracker {
     /// The CloudTrail event behind each bucket's latest read, when one was (a refresh
     /// otherwise).
     causes: HashMap<Vec<u8>, Cause>,
-    /// (bucket, event ID) pairs already counted, so that re-judging (or an agent resending
-    /// after a crash) counts an event once; persisted by the store with a horizon.
-    repeated_events: HashSet<(Vec<u8>, String)>,
-    /// Pairs added since the last flush.
-    new_repeated_events: Vec<(Vec<u8>, String)>,
+    /// (bucket, event ID) pairs already counted, with when, so that re-judging (or an agent
+    /// resending after a crash) counts an event once; persisted by the store with a horizon.
+    repeated_events: HashMap<(Vec<u8>, String), UnixMillis>,
+    /// Pairs added since the last flush, with when.
+    new_repeated_events: Vec<(Vec<u8>, String, UnixMillis)>,
     /// Postures changed since the last flush (`None`: removed).
     changed_postures: Vec<(Vec<u8>, Option<Posture>)>,
     /// Postures read from disk at start-up, consumed as the buckets are loaded.
@@ -342,10 +342,10 @@ impl FindingsTracker {
         if self.repeated_events.len() > 2 * MAX_COUNTED_EVENTS {
             self.repeated_events.clear();
         }
-        if !self.repeated_events.insert((key.to_vec(), event_id.clone())) {
+        if self.repeated_events.insert((key.to_vec(), event_id.clone()), at).is_some() {
             return;
         }
-        self.new_repeated_events.push((key.to_vec(), event_id));
+        self.new_repeated_events.push((key.to_vec(), event_id, at));
         for kind in posture.repeated_by(&cause.api) {
             let raised_now =
                 self.findings.changed.iter().any(|f| f.kind == kind && f.bucket_name == facts.key.bucket_name);
@@ -378,8 +378,29 @@ impl FindingsTracker {
         self.loaded_postures.remove(key)
     }
 
-    pub fn load_counted_events(&mut self, events: impl IntoIterator<Item = (Vec<u8>, String)>) {
-        self.repeated_events.extend(events);
+    pub fn load_counted_events(&mut self, events: impl IntoIterator<Item = (Vec<u8>, String, UnixMillis)>) {
+        self.repeated_events.extend(events.into_iter().map(|(bucket, event_id, at)| ((bucket, event_id), at)));
+    }
+
+    /// Forgets events counted before `before`, and the oldest past [`MAX_COUNTED_EVENTS`];
+    /// returns the pairs forgotten (for the store to remove).
+    pub fn prune_counted_events(&mut self, before: UnixMillis) -> Vec<(Vec<u8>, String)> {
+        let mut forgotten: Vec<(Vec<u8>, String)> =
+            self.repeated_events.iter().filter(|(_, at)| **at < before).map(|(pair, _)| pair.clone()).collect();
+        for pair in &forgotten {
+            self.repeated_events.remove(pair);
+        }
+        if self.repeated_events.len() > MAX_COUNTED_EVENTS {
+            let mut by_age: Vec<(UnixMillis, (Vec<u8>, String))> =
+                self.repeated_events.iter().map(|(pair, at)| (*at, pair.clone())).collect();
+            by_age.sort_unstable_by_key(|(at, _)| *at);
+            let excess = by_age.len() - MAX_COUNTED_EVENTS;
+            for (_, pair) in by_age.into_iter().take(excess) {
+                self.repeated_events.remove(&pair);
+                forgotten.push(pair);
+            }
+        }
+        forgotten
     }
 
     /// Every bucket is loaded: postures of buckets that no longer exist are dropped.
@@ -389,7 +410,9 @@ impl FindingsTracker {
 
     /// What changed since the last flush: postures, newly counted events, findings.
     #[allow(clippy::type_complexity)]
-    pub fn take_changes(&mut self) -> (Vec<(Vec<u8>, Option<Posture>)>, Vec<(Vec<u8>, String)>, Vec<Finding>) {
+    pub fn take_changes(
+        &mut self,
+    ) -> (Vec<(Vec<u8>, Option<Posture>)>, Vec<(Vec<u8>, String, UnixMillis)>, Vec<Finding>) {
         (
             std::mem::take(&mut self.changed_postures),
             std::mem::take(&mut self.new_repeated_events),

@@ -116,6 +116,23 @@ async fn metrics(State(state): State<HttpState>, ConnectInfo(peer): ConnectInfo<
     );
     gauge("estate_agents_connected", "Agent streams open now.", state.store.open_streams() as i64);
     gauge("estate_members", "Member accounts that have reported.", s.members.len() as i64);
+    let (refused, contested_ids, contested_names) = s.contested_claims();
+    gauge(
+        "estate_canonical_ids_contested",
+        "Canonical user IDs that more than one account claims (bound to none).",
+        contested_ids as i64,
+    );
+    gauge(
+        "estate_bucket_names_contested",
+        "Bucket names that more than one account's bucket list claims.",
+        contested_names as i64,
+    );
+    let _ = writeln!(
+        out,
+        "# HELP estate_identity_claims_refused_total Canonical-ID claims refused because another account \
+         corroborates the same ID.\n# TYPE estate_identity_claims_refused_total counter\n\
+         estate_identity_claims_refused_total {refused}"
+    );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
 

@@ -99,11 +99,17 @@ impl Index {
     }
 
     /// The bucket named `name` (names are unique within a partition).
-    pub fn find_by_name(&self, name: &str) -> Option<&Arc<Entry>> {
+    pub fn find_by_name<'a>(&'a self, name: &'a str) -> Option<&'a Arc<Entry>> {
+        self.all_named(name).next()
+    }
+
+    /// Every entry named `name`: one, unless accounts claim the same name (or one account's
+    /// bucket moved Region and the old scope has not completed yet).
+    pub fn all_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Arc<Entry>> + 'a {
         let mut start = Vec::with_capacity(name.len() + 2);
         start.extend_from_slice(b"\0\0");
         start.extend_from_slice(name.as_bytes());
-        self.by_name.range(NameKey(start)..).map(|(_, e)| e).take_while(|e| e.facts.key.bucket_name == name).next()
+        self.by_name.range(NameKey(start)..).map(|(_, e)| e).take_while(move |e| e.facts.key.bucket_name == name)
     }
 
     /// Entries in key order, after or before `cursor`.

@@ -8,6 +8,7 @@ pub mod criteria;
 pub mod error;
 pub mod findings;
 pub mod http;
+pub mod identities;
 pub mod index;
 pub mod ingest;
 pub mod judge;

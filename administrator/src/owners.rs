@@ -3,8 +3,14 @@
 //! agents send (`AccountBuckets`), together with the inventory, name each member's buckets.
 //! A name no member holds is outside the organization only once every member that should
 //! report has sent its list; until then it is unknown, and says why.
+//!
+//! What one member says decides another member's verdict only when it is corroborated: a
+//! destination belongs to a member when that member's inventory holds the bucket (read by its
+//! agent, with an ACL owned by the canonical user the agent claims for its account), not when
+//! a bucket list alone names it; and a name that two accounts claim belongs to neither. Both
+//! leave the verdicts that depend on the name unknown, with the reason.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
@@ -12,6 +18,7 @@ use estate_common::model::{AccountId, UnixMillis};
 
 use crate::index::Index;
 use crate::judge::OrgView;
+use crate::store::MemberRecord;
 
 /// One account's bucket names, as stored in the `bucket_lists` tree.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,8 +40,8 @@ pub enum DestinationOwner {
 #[derive(Debug, Default)]
 pub struct BucketOwners {
     lists: HashMap<AccountId, BucketList>,
-    /// Name → account, over every list.
-    by_name: HashMap<String, AccountId>,
+    /// Name → the accounts whose lists name it (more than one: a false claim somewhere).
+    by_name: HashMap<String, BTreeSet<AccountId>>,
     /// Destination name → the buckets whose rules name it without an account.
     dependents: HashMap<String, BTreeSet<Vec<u8>>>,
 }
@@ -50,12 +57,15 @@ impl BucketOwners {
         let old_names = old.map(|o| o.names.clone()).unwrap_or_default();
         let changed: BTreeSet<String> = old_names.symmetric_difference(&list.names).cloned().collect();
         for name in old_names.difference(&list.names) {
-            if self.by_name.get(name).is_some_and(|a| a == account_id) {
-                self.by_name.remove(name);
+            if let Some(accounts) = self.by_name.get_mut(name) {
+                accounts.remove(account_id);
+                if accounts.is_empty() {
+                    self.by_name.remove(name);
+                }
             }
         }
         for name in &list.names {
-            self.by_name.insert(name.clone(), account_id.clone());
+            self.by_name.entry(name.clone()).or_default().insert(account_id.clone());
         }
         self.lists.insert(account_id.clone(), list);
         Some(changed)
@@ -63,6 +73,25 @@ impl BucketOwners {
 
     pub fn has_list(&self, account_id: &str) -> bool {
         self.lists.contains_key(account_id)
+    }
+
+    /// Drops an account's list (an operator's `members forget`); returns the names it held.
+    pub fn forget(&mut self, account_id: &AccountId) -> BTreeSet<String> {
+        let Some(list) = self.lists.remove(account_id) else { return BTreeSet::new() };
+        for name in &list.names {
+            if let Some(accounts) = self.by_name.get_mut(name) {
+                accounts.remove(account_id);
+                if accounts.is_empty() {
+                    self.by_name.remove(name);
+                }
+            }
+        }
+        list.names
+    }
+
+    /// Names that more than one account's list claims.
+    pub fn contested(&self) -> usize {
+        self.by_name.values().filter(|accounts| accounts.len() > 1).count()
     }
 
     /// Records which destinations bucket `key` names without an account (none: forgets it).
@@ -96,13 +125,50 @@ impl BucketOwners {
         org.members().iter().filter(|a| !org.suspended.contains(*a) && !self.lists.contains_key(*a)).collect()
     }
 
-    /// Who owns bucket `name`.
-    pub fn owner(&self, name: &str, index: &Index, org: &OrgView) -> DestinationOwner {
-        if let Some(account) = self.by_name.get(name) {
-            return DestinationOwner::Account(account.clone());
+    /// Who owns bucket `name`, from the lists, the inventory, and what each member's agent
+    /// claims as its account's canonical user (`members`).
+    pub fn owner(
+        &self,
+        name: &str,
+        index: &Index,
+        org: &OrgView,
+        members: &BTreeMap<AccountId, MemberRecord>,
+    ) -> DestinationOwner {
+        // Every account that claims the name, through its inventory (with the entry) or its list.
+        let mut claims: BTreeMap<&AccountId, Option<&crate::index::Entry>> = BTreeMap::new();
+        for entry in index.all_named(name) {
+            claims.insert(&entry.facts.key.account_id, Some(entry));
         }
-        if let Some(entry) = index.find_by_name(name) {
-            return DestinationOwner::Account(entry.facts.key.account_id.clone());
+        for account in self.by_name.get(name).into_iter().flatten() {
+            claims.entry(account).or_insert(None);
+        }
+        let mut claims = claims.into_iter();
+        match (claims.next(), claims.next()) {
+            (Some((first, _)), Some((second, _))) => {
+                return DestinationOwner::Unknown(format!(
+                    "bucket `{name}` is claimed by accounts `{first}` and `{second}`{}: a bucket name has one owner, \
+                     so a claim is false and neither is believed",
+                    if claims.next().is_some() { " and others" } else { "" }
+                ));
+            }
+            (Some((account, Some(entry))), None) => {
+                let owner = entry.facts.config().and_then(|c| c.acl.as_ref()).map(|acl| &acl.owner_canonical_id);
+                let claimed = members.get(account).map(|m| &m.canonical_user_id).filter(|id| !id.is_empty());
+                return match (owner, claimed) {
+                    (Some(owner), Some(claimed)) if owner != claimed => DestinationOwner::Unknown(format!(
+                        "bucket `{name}` is in account `{account}`'s inventory, but its ACL's owner is not the \
+                         canonical user that account's agent names: it may be another account's bucket"
+                    )),
+                    _ => DestinationOwner::Account(account.clone()),
+                };
+            }
+            (Some((account, None)), None) => {
+                return DestinationOwner::Unknown(format!(
+                    "bucket `{name}` is named only in account `{account}`'s bucket list, and that account's \
+                     inventory does not hold it (does its agent cover the bucket's Region?)"
+                ));
+            }
+            (None, _) => {}
         }
         if org.members().is_empty() {
             return DestinationOwner::Unknown(format!(
@@ -138,26 +204,28 @@ mod tests {
     fn owners_follow_the_newest_lists_and_completeness() {
         let org =
             OrgView::new(None, ["111111111111".parse().unwrap(), "222222222222".parse().unwrap()].into(), Vec::new());
-        let index = Index::default();
+        let (index, members) = (Index::default(), BTreeMap::new());
         let mut owners = BucketOwners::default();
         let [first, second]: [AccountId; 2] = ["111111111111", "222222222222"].map(|id| id.parse().unwrap());
         assert_eq!(owners.set_list(&first, list(10, &["a", "b"])).unwrap().len(), 2);
-        assert_eq!(owners.owner("a", &index, &org), DestinationOwner::Account("111111111111".parse().unwrap()));
-        let DestinationOwner::Unknown(reason) = owners.owner("z", &index, &org) else { panic!() };
+        // A name only a list holds is not believed to be that account's.
+        let DestinationOwner::Unknown(reason) = owners.owner("a", &index, &org, &members) else { panic!() };
+        assert!(reason.contains("only in account `111111111111`'s bucket list"), "{reason}");
+        let DestinationOwner::Unknown(reason) = owners.owner("z", &index, &org, &members) else { panic!() };
         assert!(reason.contains("`222222222222`"), "{reason}");
         // An older list is ignored; a newer one moves a name.
         assert!(owners.set_list(&first, list(5, &["c"])).is_none());
         owners.set_list(&second, list(10, &["b2"])).unwrap();
-        assert_eq!(owners.owner("z", &index, &org), DestinationOwner::Outside);
+        assert_eq!(owners.owner("z", &index, &org, &members), DestinationOwner::Outside);
         let changed = owners.set_list(&first, list(20, &["a"])).unwrap();
         assert_eq!(changed, ["b".to_string()].into());
-        assert_eq!(owners.owner("b", &index, &org), DestinationOwner::Outside);
+        assert_eq!(owners.owner("b", &index, &org, &members), DestinationOwner::Outside);
         // A suspended member is not waited for.
         let mut org =
             OrgView::new(None, ["111111111111".parse().unwrap(), "333333333333".parse().unwrap()].into(), Vec::new());
-        let DestinationOwner::Unknown(_) = owners.owner("z", &index, &org) else { panic!() };
+        let DestinationOwner::Unknown(_) = owners.owner("z", &index, &org, &members) else { panic!() };
         org.suspended.insert("333333333333".parse().unwrap());
-        assert_eq!(owners.owner("z", &index, &org), DestinationOwner::Outside);
+        assert_eq!(owners.owner("z", &index, &org, &members), DestinationOwner::Outside);
     }
 
     #[test]

@@ -74,6 +74,8 @@ pub struct Limits {
     pub max_criterion_values: usize,
     /// The deadline of one client request (a stream's is its first answer).
     pub request_timeout: std::time::Duration,
+    /// Buckets one account may hold; an agent's snapshots of new buckets past it are rejected.
+    pub max_buckets_per_account: u64,
 }
 
 /// The defaults of `estate-admin serve`: its flags' and [`ServeOptions::development`]'s.
@@ -88,6 +90,7 @@ pub mod defaults {
     pub const MAX_MESSAGE_BYTES: u64 = 4 * 1024 * 1024;
     pub const MAX_CRITERION_VALUES: u16 = 100;
     pub const REQUEST_TIMEOUT_SECS: u64 = 30;
+    pub const MAX_BUCKETS_PER_ACCOUNT: u64 = crate::service::agent::DEFAULT_MAX_BUCKETS_PER_ACCOUNT;
 }
 
 impl Default for Limits {
@@ -101,6 +104,7 @@ impl Default for Limits {
             max_message_bytes: defaults::MAX_MESSAGE_BYTES as usize,
             max_criterion_values: usize::from(defaults::MAX_CRITERION_VALUES),
             request_timeout: Duration::from_secs(defaults::REQUEST_TIMEOUT_SECS),
+            max_buckets_per_account: defaults::MAX_BUCKETS_PER_ACCOUNT,
         }
     }
 }
@@ -330,11 +334,13 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         auth: auth.clone(),
         directory: Arc::clone(&directory),
         max_connections: limits.max_connections_per_agent,
+        max_buckets_per_account: limits.max_buckets_per_account,
     };
     let inventory_service = InventoryServiceImpl {
         store: Arc::clone(&store),
         auth: auth.clone(),
         directory: Arc::clone(&directory),
+        committer: committer.clone(),
         refresh_requested: Default::default(),
         min_refresh_interval_ms: options.min_refresh_interval.as_millis() as i64,
         max_criterion_values: limits.max_criterion_values,
@@ -346,12 +352,14 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         max_criterion_values: limits.max_criterion_values,
     };
     health_reporter.set_serving::<FindingsServiceServer<FindingsServiceImpl>>().await;
-    // Findings not updated for 90 days are archived; checked hourly and at start-up.
+    // Findings not updated for 90 days are archived, and events counted more than seven days
+    // ago forgotten; checked hourly and at start-up.
     {
         let committer = committer.clone();
         tokio::spawn(async move {
             loop {
-                if let Err(error) = committer.commit(vec![Op::ArchiveFindings]).await {
+                let before = estate_common::model::now_ms() - crate::store::SEEN_EVENTS_HORIZON_MS;
+                if let Err(error) = committer.commit(vec![Op::ArchiveFindings, Op::PruneSeenEvents { before }]).await {
                     tracing::error!(%error, "archiving findings failed");
                 }
                 tokio::time::sleep(std::time::Duration::from_secs(3600)).await;

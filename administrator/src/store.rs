@@ -24,6 +24,7 @@ use estate_common::model::{
 use estate_common::objects::ObjectStats;
 
 use crate::findings::{Findings, FindingsTracker, Posture};
+use crate::identities::{self, CanonicalIds};
 use crate::index::{Entry, Index};
 use crate::judge::{judge_with, Judgement, OrgView};
 use crate::members::{self, Freshness};
@@ -103,6 +104,15 @@ pub enum Op {
     AccountBuckets {
         account_id: AccountId,
         list: BucketList,
+    },
+    /// An operator dropped everything stored for an account (`estatectl members forget`):
+    /// its next hello starts from scratch. Its findings stay.
+    ForgetAccount {
+        account_id: AccountId,
+    },
+    /// Forget events counted before `before` (the seven-day horizon), while running.
+    PruneSeenEvents {
+        before: UnixMillis,
     },
 }
 
@@ -246,6 +256,9 @@ pub struct State {
     tracker: FindingsTracker,
     /// Who owns replication destinations named without their account (`owners.rs`).
     owners: BucketOwners,
+    /// Which account each canonical user ID belongs to, as far as it is corroborated
+    /// (`identities.rs`); its bindings are mirrored in `org.canonical_ids` for the judge.
+    identities: CanonicalIds,
     /// The clock of the commit being applied.
     now: UnixMillis,
 }
@@ -283,7 +296,7 @@ impl Writes {
 use crate::codec::RECORD_TREES as TREES;
 
 /// How long an event counted once is remembered (agents resend within minutes).
-const SEEN_EVENTS_HORIZON_MS: i64 = 7 * 24 * 3600 * 1000;
+pub const SEEN_EVENTS_HORIZON_MS: i64 = 7 * 24 * 3600 * 1000;
 use crate::findings::MAX_COUNTED_EVENTS as MAX_SEEN_EVENTS;
 
 use crate::codec::{decode, encode, Record};
@@ -371,8 +384,40 @@ impl State {
     /// is not known yet is queued for analysis and judged UNKNOWN meanwhile.
     fn judge(&mut self, key: &[u8], facts: &BucketFacts) -> Judgement {
         let verdict = self.verdicts.verdict(key, facts, &self.org);
-        let owner = |name: &str| self.owners.owner(name, &self.index, &self.org);
+        let owner = |name: &str| self.owners.owner(name, &self.index, &self.org, &self.members);
         judge_with(facts, self.accounts.get(&facts.key.account_id), &self.org, verdict.as_ref(), &owner)
+    }
+
+    /// Canonical-ID claims refused since start, and canonical IDs and bucket names that more
+    /// than one account claims now (for `/metrics`).
+    pub fn contested_claims(&self) -> (u64, usize, usize) {
+        (self.identities.refused(), self.identities.contested(), self.owners.contested())
+    }
+
+    /// Mirrors changed canonical-ID bindings into the organization view and judges again the
+    /// buckets whose verdicts they decide: ACL grants to other canonical users, and
+    /// replication destinations (whose owner's ACL is checked against its account's claim).
+    fn rebind(&mut self, changes: identities::Changes) {
+        if changes.is_empty() {
+            return;
+        }
+        for (id, account) in changes {
+            match account {
+                Some(account) => self.org.canonical_ids.insert(id, account),
+                None => self.org.canonical_ids.remove(&id),
+            };
+        }
+        let dependents: Vec<_> = self.acl_dependents.iter().cloned().collect();
+        self.rejudge(dependents);
+    }
+
+    /// The canonical ID a bucket's ACL names as its owner, when its ACL was read.
+    fn acl_owner(facts: &BucketFacts) -> Option<&str> {
+        facts
+            .config()
+            .and_then(|c| c.acl.as_ref())
+            .map(|acl| acl.owner_canonical_id.as_str())
+            .filter(|id| !id.is_empty())
     }
 
     /// The findings, for the read side.
@@ -406,10 +451,18 @@ impl State {
         }
         let name = facts.key.bucket_name.clone();
         let after = unnamed_destinations(&facts);
-        match self.index.insert(key.clone(), Entry { facts: Arc::new(facts), generation, judgement, posture }) {
+        let (account, new_owner) = (facts.key.account_id.clone(), Self::acl_owner(&facts).map(str::to_owned));
+        let old = self.index.insert(key.clone(), Entry { facts: Arc::new(facts), generation, judgement, posture });
+        let old_owner = old.as_ref().and_then(|old| Self::acl_owner(&old.facts).map(str::to_owned));
+        match old {
             Some(old) => {
                 self.stats.remove(&old.facts.key.account_id, &old.judgement);
                 self.owners.set_dependent(&key, &unnamed_destinations(&old.facts), &after);
+                if old_owner != new_owner {
+                    // Whether it corroborates its account's claim changed.
+                    let dependents = self.owners.dependents_of(&name);
+                    self.rejudge(dependents);
+                }
             }
             None => {
                 self.owners.set_dependent(&key, &[], &after);
@@ -417,6 +470,16 @@ impl State {
                 let dependents = self.owners.dependents_of(&name);
                 self.rejudge(dependents);
             }
+        }
+        if old_owner != new_owner {
+            let mut changes = Vec::new();
+            if let Some(owner) = old_owner {
+                changes.extend(self.identities.count_owner(&account, &owner, -1));
+            }
+            if let Some(owner) = new_owner {
+                changes.extend(self.identities.count_owner(&account, &owner, 1));
+            }
+            self.rebind(changes);
         }
     }
 
@@ -427,6 +490,10 @@ impl State {
         match self.index.remove(key) {
             Some(old) => {
                 self.stats.remove(&old.facts.key.account_id, &old.judgement);
+                if let Some(owner) = Self::acl_owner(&old.facts) {
+                    let changes = self.identities.count_owner(&old.facts.key.account_id, owner, -1);
+                    self.rebind(changes);
+                }
                 self.owners.set_dependent(key, &unnamed_destinations(&old.facts), &[]);
                 let dependents = self.owners.dependents_of(&old.facts.key.bucket_name);
                 self.rejudge(dependents);
@@ -504,12 +571,13 @@ impl State {
                     last_contact: self.now,
                 };
                 writes.members.insert(account_id.as_bytes(), encode(&record));
-                self.members.insert(account_id.clone(), record);
+                let old = self.members.insert(account_id.clone(), record);
                 self.recount(&account_id);
-                if !canonical_user_id.is_empty() && self.org.canonical_ids.get(&canonical_user_id) != Some(&account_id)
-                {
-                    self.org.canonical_ids.insert(canonical_user_id, account_id);
-                    let dependents: Vec<_> = self.acl_dependents.iter().cloned().collect();
+                let changes = self.identities.claim(&account_id, &canonical_user_id);
+                self.rebind(changes);
+                if old.is_none_or(|old| old.canonical_user_id != canonical_user_id) {
+                    // Destinations in this account are checked against its claim.
+                    let dependents = self.owners.all_dependents();
                     self.rejudge(dependents);
                 }
             }
@@ -642,6 +710,12 @@ impl State {
                 }
             }
             Op::ArchiveFindings => self.tracker.findings.archive_older_than(self.now),
+            Op::ForgetAccount { account_id } => self.forget_account(&account_id, writes),
+            Op::PruneSeenEvents { before } => {
+                for (bucket, event_id) in self.tracker.prune_counted_events(before) {
+                    writes.seen_events.remove(seen_event_key(&bucket, &event_id));
+                }
+            }
             Op::AccountBuckets { account_id, list } => {
                 let first = !self.owners.has_list(&account_id);
                 let encoded = encode(&list);
@@ -657,6 +731,34 @@ impl State {
                 }
             }
         }
+    }
+
+    /// Drops every record of one account: buckets (with their postures and verdicts),
+    /// settings, scopes, refreshes under way, member record, bucket list and canonical-ID
+    /// claim. What other accounts' verdicts drew from it is judged again.
+    fn forget_account(&mut self, account_id: &AccountId, writes: &mut Writes) {
+        for key in self.account_keys(account_id) {
+            self.remove_entry(&key);
+            writes.buckets.remove(key);
+        }
+        if self.accounts.remove(account_id).is_some() {
+            writes.accounts.remove(account_id.as_bytes());
+        }
+        for region in self.scopes.remove(account_id).into_iter().flat_map(|scopes| scopes.into_keys()) {
+            writes.scopes.remove(BucketKey::scope_prefix(account_id, &region));
+        }
+        self.progress.remove(account_id);
+        if self.members.remove(account_id).is_some() {
+            writes.members.remove(account_id.as_bytes());
+        }
+        let names = self.owners.forget(account_id);
+        writes.bucket_lists.remove(account_id.as_bytes());
+        let dependents: Vec<Vec<u8>> = names.iter().flat_map(|name| self.owners.dependents_of(name)).collect();
+        self.rejudge(dependents);
+        let changes = self.identities.forget(account_id);
+        self.rebind(changes);
+        self.recount(account_id);
+        tracing::warn!(account = %account_id, "an operator dropped everything stored for the account");
     }
 
     /// Records a policy analysis; the bucket is judged again if the analysis is still current
@@ -817,6 +919,7 @@ impl Store {
         }
         // Events counted within the horizon, the newest `MAX_SEEN_EVENTS`.
         let mut seen: Vec<(UnixMillis, Vec<u8>, String)> = Vec::new();
+        // (The same rule runs hourly while serving: `Op::PruneSeenEvents`.)
         for item in self.seen_events.iter() {
             let (key, value) = item?;
             let at: UnixMillis = decode("seen_events", &key, &value)?;
@@ -829,13 +932,13 @@ impl Store {
         for (_, bucket, event_id) in seen.drain(MAX_SEEN_EVENTS.min(seen.len())..) {
             writes.seen_events.remove(seen_event_key(&bucket, &event_id));
         }
-        state.tracker.load_counted_events(seen.into_iter().map(|(_, bucket, event_id)| (bucket, event_id)));
+        state.tracker.load_counted_events(seen.into_iter().map(|(at, bucket, event_id)| (bucket, event_id, at)));
         for item in self.members.iter() {
             let (key, value) = item?;
             let record: MemberRecord = decode("members", &key, &value)?;
-            if !record.canonical_user_id.is_empty() {
-                state.org.canonical_ids.insert(record.canonical_user_id.clone(), record.account_id.clone());
-            }
+            // Nothing binds yet: the claims are corroborated as the buckets load.
+            let changes = state.identities.claim(&record.account_id, &record.canonical_user_id);
+            debug_assert!(changes.is_empty());
             state.members.insert(record.account_id.clone(), record);
         }
         for item in self.accounts.iter() {
@@ -941,8 +1044,8 @@ impl Store {
                 None => writes.postures.remove(key),
             }
         }
-        for (bucket, event_id) in counted {
-            writes.seen_events.insert(seen_event_key(&bucket, &event_id), encode(&state.now));
+        for (bucket, event_id, at) in counted {
+            writes.seen_events.insert(seen_event_key(&bucket, &event_id), encode(&at));
         }
         for finding in &changed {
             writes.findings.insert(finding.id.as_bytes(), encode(finding));
@@ -1450,5 +1553,220 @@ mod tests {
         let store = Store::open_to_verify(dir.path(), OrgView::default()).unwrap();
         assert_eq!(store.read().index.len(), 1);
         assert!(store.verify_statistics().is_empty());
+    }
+
+    /// A bucket of `account` whose ACL is owned by `owner` and grants READ to `grantees`, and
+    /// whose replication rules name `destinations` without an account.
+    fn bucket_with(account: &str, name: &str, owner: &str, grantees: &[&str], destinations: &[&str]) -> BucketFacts {
+        use estate_common::model::{Acl, AclGrant, AclPermission, BucketConfig, Replication, ReplicationRule};
+        let config = BucketConfig {
+            acl: Some(Acl {
+                owner_canonical_id: owner.into(),
+                grants: grantees
+                    .iter()
+                    .map(|g| AclGrant { grantee: Grantee::CanonicalUser((*g).into()), permission: AclPermission::Read })
+                    .collect(),
+            }),
+            replication: (!destinations.is_empty()).then(|| Replication {
+                role: "r".into(),
+                rules: destinations
+                    .iter()
+                    .map(|d| ReplicationRule {
+                        id: (*d).into(),
+                        enabled: true,
+                        destination_bucket_arn: format!("arn:aws:s3:::{d}"),
+                        destination_account: None,
+                    })
+                    .collect(),
+            }),
+            ..Default::default()
+        };
+        BucketFacts { state: BucketState::Readable(Box::new(config)), ..facts(account, "us-east-1", name, 5) }
+    }
+
+    fn hello(account: &str, canonical: &str) -> Op {
+        Op::Hello {
+            account_id: account.parse().unwrap(),
+            regions: vec!["us-east-1".parse().unwrap()],
+            canonical_user_id: canonical.into(),
+            agent_version: "t".into(),
+        }
+    }
+
+    fn upsert(facts: BucketFacts) -> Op {
+        Op::Upsert { facts, generation: 1, cause: None }
+    }
+
+    fn judgement(store: &Store, account: &str, name: &str) -> Judgement {
+        let key = BucketKey::parse(account, "us-east-1", name).unwrap().encode();
+        store.read().index.get(&key).expect("the bucket is held").judgement.clone()
+    }
+
+    fn open_org(dir: &Path) -> Store {
+        let org =
+            OrgView::new(None, ["111111111111".parse().unwrap(), "222222222222".parse().unwrap()].into(), Vec::new());
+        Store::open(dir, org, BTreeSet::new(), None).unwrap()
+    }
+
+    #[test]
+    fn a_claimed_canonical_id_binds_only_when_the_claimants_buckets_corroborate_it() {
+        use estate_common::macie::SharedAccess;
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_org(dir.path());
+        let (a, b) = ("111111111111", "222222222222");
+        store
+            .commit_at(vec![
+                hello(b, "cb"),
+                upsert(bucket_with(b, "b-shares", "cb", &["cx"], &[])),
+                hello(a, "ca"),
+                upsert(bucket_with(a, "a-own", "ca", &[], &[])),
+            ])
+            .unwrap();
+        assert_eq!(judgement(&store, b, "b-shares").shared_access, SharedAccess::External);
+        // A's agent claims the outsider's ID: its buckets say otherwise, so B's verdict stays.
+        store.commit_at(vec![hello(a, "cx")]).unwrap();
+        assert_eq!(judgement(&store, b, "b-shares").shared_access, SharedAccess::External);
+        // Even with a planted bucket of that owner, A's inventory disagrees with itself.
+        store.commit_at(vec![upsert(bucket_with(a, "a-planted", "cx", &[], &[]))]).unwrap();
+        assert_eq!(judgement(&store, b, "b-shares").shared_access, SharedAccess::External);
+        assert!(!store.read().org.canonical_ids.contains_key("cx"));
+        // A true, corroborated claim binds: a grant to A's real ID is internal.
+        store
+            .commit_at(vec![
+                Op::Delete { key: BucketKey::parse(a, "us-east-1", "a-planted").unwrap() },
+                hello(a, "ca"),
+                upsert(bucket_with(b, "b-shares", "cb", &["ca"], &[])),
+            ])
+            .unwrap();
+        assert_eq!(judgement(&store, b, "b-shares").shared_access, SharedAccess::Internal);
+        // The bindings are rebuilt from the store at start-up, the same way.
+        drop(store);
+        let store = open_org(dir.path());
+        assert_eq!(judgement(&store, b, "b-shares").shared_access, SharedAccess::Internal);
+        assert_eq!(store.read().org.canonical_ids.get("ca").map(AccountId::as_str), Some(a));
+    }
+
+    #[test]
+    fn a_destination_named_only_in_a_list_or_claimed_twice_is_unknown() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_org(dir.path());
+        let (a, b) = ("111111111111", "222222222222");
+        let list = |account: &str, names: &[&str]| Op::AccountBuckets {
+            account_id: account.parse().unwrap(),
+            list: BucketList { read_at: 5, names: names.iter().map(|n| n.to_string()).collect() },
+        };
+        store
+            .commit_at(vec![
+                hello(b, "cb"),
+                upsert(bucket_with(b, "b-repl", "cb", &[], &["outside-dest"])),
+                list(b, &["b-repl"]),
+                hello(a, "ca"),
+                list(a, &[]),
+            ])
+            .unwrap();
+        let externally = |store: &Store| judgement(store, b, "b-repl").replication.unwrap();
+        assert_eq!(externally(&store).replicated_externally, Some(true));
+        // A's list alone claims the outsider's bucket: unknown, naming A, never "inside".
+        store.commit_at(vec![list(a, &["outside-dest"])]).unwrap();
+        let details = externally(&store);
+        assert_eq!(details.replicated_externally, None);
+        assert!(details.unknown_reason.as_deref().unwrap().contains(a), "{details:?}");
+        // A's inventory holds it, owned by A's claimed canonical user: A's.
+        store.commit_at(vec![upsert(bucket_with(a, "outside-dest", "ca", &[], &[]))]).unwrap();
+        assert_eq!(externally(&store).replicated_externally, Some(false));
+        // ...but not when its ACL's owner is another canonical user.
+        store.commit_at(vec![upsert(bucket_with(a, "outside-dest", "cx", &[], &[]))]).unwrap();
+        assert_eq!(externally(&store).replicated_externally, None);
+        // Two accounts claim the name: neither is believed.
+        store
+            .commit_at(vec![
+                upsert(bucket_with(a, "outside-dest", "ca", &[], &[])),
+                list(b, &["b-repl", "outside-dest"]),
+            ])
+            .unwrap();
+        let details = externally(&store);
+        assert_eq!(details.replicated_externally, None);
+        assert!(details.unknown_reason.as_deref().unwrap().contains("claimed by accounts"), "{details:?}");
+        assert_eq!(store.read().contested_claims().2, 1);
+    }
+
+    #[test]
+    fn forgetting_an_account_drops_all_it_stored_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_org(dir.path());
+        let (a, b) = ("111111111111", "222222222222");
+        store
+            .commit_at(vec![
+                hello(a, "ca"),
+                upsert(bucket_with(a, "a-1", "ca", &[], &[])),
+                upsert(bucket_with(a, "a-2", "ca", &[], &[])),
+                hello(b, "cb"),
+                upsert(bucket_with(b, "b-1", "cb", &[], &[])),
+                Op::ScopeComplete {
+                    account_id: a.parse().unwrap(),
+                    region: "us-east-1".parse().unwrap(),
+                    generation: 1,
+                    read_at: 5,
+                    count: 2,
+                },
+                Op::AccountBuckets {
+                    account_id: a.parse().unwrap(),
+                    list: BucketList { read_at: 5, names: ["a-1".to_string()].into() },
+                },
+            ])
+            .unwrap();
+        let a_id: AccountId = a.parse().unwrap();
+        store.commit_at(vec![Op::ForgetAccount { account_id: a_id.clone() }]).unwrap();
+        let check = |store: &Store| {
+            let state = store.read();
+            assert_eq!(state.index.len(), 1, "only B's bucket stays");
+            assert!(state.members.get(&a_id).is_none() && state.scope(&a_id, &"us-east-1".parse().unwrap()).is_none());
+            assert!(!state.owners.has_list(a) && !state.org.canonical_ids.contains_key("ca"));
+            assert_eq!(state.stats.account(&a_id).bucket_count, 0);
+        };
+        check(&store);
+        drop(store);
+        let store = open_org(dir.path());
+        check(&store);
+        assert!(store.verify_statistics().is_empty());
+    }
+
+    #[test]
+    fn counted_events_are_pruned_while_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let cause = |id: &str| Cause {
+            api: "PutBucketAcl".into(),
+            event_time: 5,
+            actor: None,
+            actor_type: None,
+            event_id: Some(id.into()),
+        };
+        let a = "111111111111";
+        store
+            .commit(
+                vec![Op::Upsert {
+                    facts: facts(a, "eu-west-1", "bucket-1", 5),
+                    generation: 1,
+                    cause: Some(cause("old")),
+                }],
+                1_000,
+            )
+            .unwrap();
+        store
+            .commit(
+                vec![Op::Upsert {
+                    facts: facts(a, "eu-west-1", "bucket-1", 6),
+                    generation: 1,
+                    cause: Some(cause("new")),
+                }],
+                9_000,
+            )
+            .unwrap();
+        assert_eq!(store.seen_events.len(), 2);
+        store.commit(vec![Op::PruneSeenEvents { before: 5_000 }], 10_000).unwrap();
+        assert_eq!(store.seen_events.len(), 1, "the event counted before the horizon is forgotten on disk");
+        let (event_id, _) = parse_seen_event_key(&store.seen_events.iter().next().unwrap().unwrap().0).unwrap();
+        assert_eq!(event_id, "new");
     }
 }

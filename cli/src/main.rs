@@ -49,8 +49,9 @@ enum Command {
     Buckets(cmd::buckets::Args),
     /// One bucket's full metadata.
     Bucket(cmd::bucket::Args),
-    /// Member accounts: Regions, connection, freshness.
-    Members,
+    /// Member accounts: Regions, connection, freshness; `members forget ACCOUNT` (operators)
+    /// drops everything stored for one account.
+    Members(cmd::members::Args),
     /// Policy findings (ListFindings + GetFindings), Macie's shape in JSON.
     Findings(cmd::findings::Args),
     /// Print new and updated findings as they happen (one JSON object per line with
@@ -79,7 +80,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Stats(args) => cmd::stats::run(client, output, args).await,
         Command::Buckets(args) => cmd::buckets::run(client, output, args).await,
         Command::Bucket(args) => cmd::bucket::run(client, output, args).await,
-        Command::Members => cmd::members::run(client, output).await,
+        Command::Members(args) => cmd::members::run(client, output, args).await,
         Command::Findings(args) => cmd::findings::run(client, output, args).await,
         Command::Watch(args) => cmd::watch::run(client, output, args).await,
         Command::Posture(args) => cmd::posture::run(client, output, args).await,

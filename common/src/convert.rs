@@ -6,6 +6,11 @@ use crate::macie;
 use crate::model::{self, AccountId, BucketKey, Region};
 use crate::objects::{ObjectStats, ObjectStatsSource, ObjectTotals, Usage};
 use crate::pb;
+use estate_types::limits::{
+    self, MAX_ACL_GRANTS, MAX_BUCKET_POLICY_BYTES, MAX_CANONICAL_ID_BYTES, MAX_ERROR_MESSAGE_BYTES,
+    MAX_EVENT_STRING_BYTES, MAX_IDENTIFIER_BYTES, MAX_REPLICATION_RULES, MAX_TAGS, MAX_TAG_KEY_CHARS,
+    MAX_TAG_VALUE_CHARS,
+};
 
 /// A protobuf message that does not describe a valid domain value.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -23,6 +28,11 @@ fn invalid(field: &'static str, reason: impl Into<String>) -> ConvertError {
 /// The largest count or size one bucket may report: 2^60 (an exbibyte of bytes, or more
 /// objects than S3 has ever held in one bucket). Sums over many buckets saturate.
 pub const MAX_COUNTER: i64 = 1 << 60;
+
+/// Storage classes one bucket's statistics may name: S3 has about a dozen.
+const MAX_STORAGE_CLASSES: usize = 64;
+/// A storage class's name, in bytes.
+const MAX_STORAGE_CLASS_BYTES: usize = 64;
 
 /// A counter an agent reports: never negative, never past `MAX_COUNTER`.
 fn check_counter(field: &'static str, value: i64) -> Result<(), ConvertError> {
@@ -55,6 +65,30 @@ pub fn region(field: &'static str, text: String) -> Result<Region, ConvertError>
     Region::parse(text).map_err(|e| invalid(field, e.to_string()))
 }
 
+/// A bucket name from a message, checked against S3's naming rules (legacy names only in
+/// us-east-1, where they can exist).
+pub fn bucket_name(field: &'static str, region: &Region, name: String) -> Result<String, ConvertError> {
+    non_empty(&name, field)?;
+    limits::check_bucket_name(&name, region.as_str() == "us-east-1").map_err(|e| invalid(field, e.to_string()))?;
+    Ok(name)
+}
+
+/// A string no longer than `max` bytes.
+fn bounded(field: &'static str, value: &str, max: usize) -> Result<(), ConvertError> {
+    if value.len() > max {
+        return Err(invalid(field, format!("{} bytes, over the limit of {max}", value.len())));
+    }
+    Ok(())
+}
+
+/// A list no longer than S3 allows.
+fn at_most<T>(field: &'static str, items: &[T], max: usize) -> Result<(), ConvertError> {
+    if items.len() > max {
+        return Err(invalid(field, format!("{} entries, over S3's limit of {max}", items.len())));
+    }
+    Ok(())
+}
+
 fn some_if_non_empty(value: String) -> Option<String> {
     (!value.is_empty()).then_some(value)
 }
@@ -81,8 +115,27 @@ impl From<model::BlockPublicAccess> for pb::BlockPublicAccess {
     }
 }
 
-fn tags_from_pb(tags: Vec<pb::Tag>) -> Vec<model::Tag> {
-    tags.into_iter().map(|t| model::Tag { key: t.key, value: t.value }).collect()
+fn tags_from_pb(tags: Vec<pb::Tag>) -> Result<Vec<model::Tag>, ConvertError> {
+    at_most("facts.tags", &tags, MAX_TAGS)?;
+    tags.into_iter()
+        .map(|t| {
+            let chars = t.key.chars().count();
+            if chars == 0 || chars > MAX_TAG_KEY_CHARS {
+                return Err(invalid(
+                    "facts.tags.key",
+                    format!("{chars} characters; S3 allows 1 to {MAX_TAG_KEY_CHARS}"),
+                ));
+            }
+            let chars = t.value.chars().count();
+            if chars > MAX_TAG_VALUE_CHARS {
+                return Err(invalid(
+                    "facts.tags.value",
+                    format!("{chars} characters; S3 allows {MAX_TAG_VALUE_CHARS}"),
+                ));
+            }
+            Ok(model::Tag { key: t.key, value: t.value })
+        })
+        .collect()
 }
 
 fn tags_to_pb(tags: &[model::Tag]) -> Vec<pb::Tag> {
@@ -93,6 +146,7 @@ impl TryFrom<pb::AclGrant> for model::AclGrant {
     type Error = ConvertError;
 
     fn try_from(g: pb::AclGrant) -> Result<Self, ConvertError> {
+        bounded("acl.grants.grantee", &g.grantee, MAX_IDENTIFIER_BYTES)?;
         let grantee = match pb::GranteeType::try_from(g.grantee_type) {
             Ok(pb::GranteeType::CanonicalUser) => model::Grantee::CanonicalUser(g.grantee),
             Ok(pb::GranteeType::Group) => model::Grantee::Group(g.grantee),
@@ -130,7 +184,7 @@ impl From<&model::AclGrant> for pb::AclGrant {
 }
 
 /// The longest error text kept for an unread call.
-const MAX_UNREAD_ERROR: usize = 1024;
+const MAX_UNREAD_ERROR: usize = MAX_ERROR_MESSAGE_BYTES;
 
 fn config_call_to_pb(c: model::ConfigCall) -> pb::ConfigCall {
     match c {
@@ -167,23 +221,28 @@ impl TryFrom<pb::BucketFacts> for model::BucketFacts {
     fn try_from(f: pb::BucketFacts) -> Result<Self, ConvertError> {
         let account = account_id("facts.account_id", f.account_id)?;
         let region = region("facts.region", f.region)?;
-        non_empty(&f.bucket_name, "facts.bucket_name")?;
+        let bucket_name = bucket_name("facts.bucket_name", &region, f.bucket_name)?;
         if f.read_at_ms <= 0 {
             return Err(invalid("facts.read_at_ms", "must be a positive Unix time in milliseconds"));
         }
-        let key = BucketKey::new(account, region, f.bucket_name);
+        let key = BucketKey::new(account, region, bucket_name);
         let state = if let Some(error) = f.error {
             let code = match pb::BucketErrorCode::try_from(error.code) {
                 Ok(pb::BucketErrorCode::AccessDenied) => model::BucketErrorCode::AccessDenied,
                 _ => return Err(invalid("facts.error.code", format!("{}", error.code))),
             };
+            bounded("facts.error.message", &error.message, MAX_ERROR_MESSAGE_BYTES)?;
             model::BucketState::Error(model::BucketError { code, message: error.message })
         } else {
             let acl = match f.acl {
-                Some(acl) => Some(model::Acl {
-                    owner_canonical_id: acl.owner_canonical_id,
-                    grants: acl.grants.into_iter().map(TryInto::try_into).collect::<Result<_, _>>()?,
-                }),
+                Some(acl) => {
+                    bounded("facts.acl.owner_canonical_id", &acl.owner_canonical_id, MAX_CANONICAL_ID_BYTES)?;
+                    at_most("facts.acl.grants", &acl.grants, MAX_ACL_GRANTS)?;
+                    Some(model::Acl {
+                        owner_canonical_id: acl.owner_canonical_id,
+                        grants: acl.grants.into_iter().map(TryInto::try_into).collect::<Result<_, _>>()?,
+                    })
+                }
                 None => None,
             };
             let object_ownership = match pb::ObjectOwnership::try_from(f.object_ownership) {
@@ -196,6 +255,8 @@ impl TryFrom<pb::BucketFacts> for model::BucketFacts {
             let default_encryption = match f.default_encryption {
                 Some(e) => {
                     non_empty(&e.algorithm, "facts.default_encryption.algorithm")?;
+                    bounded("facts.default_encryption.algorithm", &e.algorithm, MAX_IDENTIFIER_BYTES)?;
+                    bounded("facts.default_encryption.kms_master_key_id", &e.kms_master_key_id, MAX_IDENTIFIER_BYTES)?;
                     Some(model::DefaultEncryption {
                         algorithm: e.algorithm,
                         kms_master_key_id: some_if_non_empty(e.kms_master_key_id),
@@ -203,31 +264,68 @@ impl TryFrom<pb::BucketFacts> for model::BucketFacts {
                 }
                 None => None,
             };
-            let replication = f.replication.map(|r| model::Replication {
-                role: r.role,
-                rules: r
-                    .rules
-                    .into_iter()
-                    .map(|rule| model::ReplicationRule {
-                        id: rule.id,
-                        enabled: rule.enabled,
-                        destination_bucket_arn: rule.destination_bucket_arn,
-                        destination_account: some_if_non_empty(rule.destination_account),
-                    })
-                    .collect(),
-            });
+            let replication = match f.replication {
+                Some(r) => {
+                    bounded("facts.replication.role", &r.role, MAX_IDENTIFIER_BYTES)?;
+                    at_most("facts.replication.rules", &r.rules, MAX_REPLICATION_RULES)?;
+                    let rules = r
+                        .rules
+                        .into_iter()
+                        .map(|rule| {
+                            bounded("facts.replication.rules.id", &rule.id, MAX_IDENTIFIER_BYTES)?;
+                            bounded(
+                                "facts.replication.rules.destination_bucket_arn",
+                                &rule.destination_bucket_arn,
+                                MAX_IDENTIFIER_BYTES,
+                            )?;
+                            bounded(
+                                "facts.replication.rules.destination_account",
+                                &rule.destination_account,
+                                MAX_IDENTIFIER_BYTES,
+                            )?;
+                            Ok(model::ReplicationRule {
+                                id: rule.id,
+                                enabled: rule.enabled,
+                                destination_bucket_arn: rule.destination_bucket_arn,
+                                destination_account: some_if_non_empty(rule.destination_account),
+                            })
+                        })
+                        .collect::<Result<_, ConvertError>>()?;
+                    Some(model::Replication { role: r.role, rules })
+                }
+                None => None,
+            };
+            let mut unread: Vec<model::UnreadCall> =
+                f.unread.into_iter().map(TryInto::try_into).collect::<Result<_, _>>()?;
+            // A document over S3's limit cannot be the bucket's policy: it is not kept, and what
+            // the policy decides is unknown, with the reason.
+            let policy = match f.policy {
+                Some(text) if text.len() > MAX_BUCKET_POLICY_BYTES => {
+                    unread.retain(|u| u.call != model::ConfigCall::Policy);
+                    unread.push(model::UnreadCall {
+                        call: model::ConfigCall::Policy,
+                        error: format!(
+                            "the agent sent a policy of {} bytes, over S3's limit of {MAX_BUCKET_POLICY_BYTES} \
+                             bytes (20 KB): not kept",
+                            text.len()
+                        ),
+                    });
+                    None
+                }
+                policy => policy,
+            };
             model::BucketState::Readable(Box::new(model::BucketConfig {
-                tags: tags_from_pb(f.tags),
+                tags: tags_from_pb(f.tags)?,
                 versioning: f.versioning,
                 default_encryption,
                 block_public_access: f.block_public_access.map(Into::into),
                 acl,
                 object_ownership,
-                policy: f.policy,
+                policy,
                 policy_status_public: f.policy_status_public,
                 replication,
                 objects: f.objects.map(TryInto::try_into).transpose()?.map(Box::new),
-                unread: f.unread.into_iter().map(TryInto::try_into).collect::<Result<_, _>>()?,
+                unread,
             }))
         };
         Ok(Self { key, created_at: f.created_at_ms, read_at: f.read_at_ms, state })
@@ -391,7 +489,10 @@ impl TryFrom<pb::ObjectStats> for ObjectStats {
                 (field, e.unknown),
             ]);
         }
+        at_most("objects.by_storage_class", &o.by_storage_class, MAX_STORAGE_CLASSES)?;
         for usage in &o.by_storage_class {
+            non_empty(&usage.storage_class, "objects.by_storage_class.storage_class")?;
+            bounded("objects.by_storage_class.storage_class", &usage.storage_class, MAX_STORAGE_CLASS_BYTES)?;
             counters.extend([
                 ("objects.by_storage_class.object_count", usage.object_count),
                 ("objects.by_storage_class.size_in_bytes", usage.size_in_bytes),
@@ -727,7 +828,8 @@ impl From<pb::BucketMetadata> for macie::BucketMetadata {
             shared_access: shared_access_from_pb(b.shared_access),
             size_in_bytes: stats.as_ref().map(|s| s.size_in_bytes),
             size_in_bytes_compressed: stats.as_ref().map(|s| s.size_in_bytes_compressed),
-            tags: tags_from_pb(b.tags),
+            // The administrator's answer: its tags were checked when the agent sent them.
+            tags: b.tags.into_iter().map(|t| model::Tag { key: t.key, value: t.value }).collect(),
             unclassifiable_object_count: stats.as_ref().map(|s| ols_from_pb(s.unclassifiable_object_count)),
             unclassifiable_object_size_in_bytes: stats
                 .as_ref()
@@ -1022,7 +1124,7 @@ mod tests {
 
     fn readable_facts() -> model::BucketFacts {
         model::BucketFacts {
-            key: BucketKey::parse("111111111111", "eu-west-1", "b").unwrap(),
+            key: BucketKey::parse("111111111111", "eu-west-1", "bucket-b").unwrap(),
             created_at: 1,
             read_at: 2,
             state: model::BucketState::Readable(Box::new(model::BucketConfig {
@@ -1088,6 +1190,117 @@ mod tests {
         facts.acl.as_mut().unwrap().grants[0].permission = 99;
         assert!(model::BucketFacts::try_from(facts).is_err());
     }
+
+    /// Converts facts changed by `change`; the error's text, or "" when they convert.
+    fn convert_changed(change: impl FnOnce(&mut pb::BucketFacts)) -> String {
+        let mut facts = pb::BucketFacts::from(&readable_facts());
+        change(&mut facts);
+        model::BucketFacts::try_from(facts).err().map(|e| e.to_string()).unwrap_or_default()
+    }
+
+    #[test]
+    fn s3s_limits_are_checked_at_the_edge_one_by_one() {
+        assert_eq!(convert_changed(|_| {}), "", "the fixture is within every limit");
+        let cases: Vec<(&str, Box<dyn FnOnce(&mut pb::BucketFacts)>)> = vec![
+            ("facts.bucket_name", Box::new(|f| f.bucket_name = "a".repeat(200_000))),
+            ("facts.bucket_name", Box::new(|f| f.bucket_name = "ab".into())),
+            ("facts.bucket_name", Box::new(|f| f.bucket_name = "Upper_Case".into())),
+            ("facts.tags", Box::new(|f| f.tags = vec![pb::Tag { key: "k".into(), value: "v".into() }; MAX_TAGS + 1])),
+            ("facts.tags.key", Box::new(|f| f.tags[0].key = "k".repeat(MAX_TAG_KEY_CHARS + 1))),
+            ("facts.tags.key", Box::new(|f| f.tags[0].key = String::new())),
+            ("facts.tags.value", Box::new(|f| f.tags[0].value = "é".repeat(MAX_TAG_VALUE_CHARS + 1))),
+            (
+                "facts.acl.grants",
+                Box::new(|f| {
+                    let acl = f.acl.as_mut().unwrap();
+                    acl.grants = vec![acl.grants[0].clone(); MAX_ACL_GRANTS + 1];
+                }),
+            ),
+            (
+                "facts.acl.owner_canonical_id",
+                Box::new(|f| f.acl.as_mut().unwrap().owner_canonical_id = "c".repeat(MAX_CANONICAL_ID_BYTES + 1)),
+            ),
+            (
+                "acl.grants.grantee",
+                Box::new(|f| f.acl.as_mut().unwrap().grants[0].grantee = "g".repeat(MAX_IDENTIFIER_BYTES + 1)),
+            ),
+            (
+                "facts.replication.rules",
+                Box::new(|f| {
+                    let r = f.replication.as_mut().unwrap();
+                    r.rules = vec![r.rules[0].clone(); MAX_REPLICATION_RULES + 1];
+                }),
+            ),
+            (
+                "facts.replication.rules.destination_bucket_arn",
+                Box::new(|f| {
+                    f.replication.as_mut().unwrap().rules[0].destination_bucket_arn =
+                        "a".repeat(MAX_IDENTIFIER_BYTES + 1)
+                }),
+            ),
+            (
+                "facts.default_encryption.kms_master_key_id",
+                Box::new(|f| {
+                    f.default_encryption.as_mut().unwrap().kms_master_key_id = "k".repeat(MAX_IDENTIFIER_BYTES + 1)
+                }),
+            ),
+            (
+                "objects.by_storage_class",
+                Box::new(|f| {
+                    let objects = f.objects.as_mut().unwrap();
+                    objects.by_storage_class = vec![objects.by_storage_class[0].clone(); MAX_STORAGE_CLASSES + 1];
+                }),
+            ),
+        ];
+        for (field, change) in cases {
+            let error = convert_changed(change);
+            assert!(error.contains(&format!("`{field}`")), "expected a rejection naming {field}: {error:?}");
+        }
+        // At the limits, everything converts.
+        assert_eq!(convert_changed(|f| f.bucket_name = "a".repeat(63)), "");
+        assert_eq!(
+            convert_changed(|f| f.tags = vec![pb::Tag { key: "k".repeat(128), value: "é".repeat(256) }; MAX_TAGS]),
+            ""
+        );
+        // A legacy name only where it can exist.
+        assert_eq!(convert_changed(|f| (f.region, f.bucket_name) = ("us-east-1".into(), "Legacy_Name".into())), "");
+    }
+
+    #[test]
+    fn a_policy_over_s3s_limit_is_not_kept_and_its_verdicts_are_unknown() {
+        let mut facts = pb::BucketFacts::from(&readable_facts());
+        facts.policy = Some("x".repeat(MAX_BUCKET_POLICY_BYTES + 1));
+        let facts = model::BucketFacts::try_from(facts).unwrap();
+        let config = facts.config().unwrap();
+        assert_eq!(config.policy, None);
+        let unread = config.unread.iter().find(|u| u.call == model::ConfigCall::Policy).expect("the policy is unread");
+        assert!(unread.error.contains("20 KB"), "{}", unread.error);
+        let mut at_limit = pb::BucketFacts::from(&readable_facts());
+        at_limit.policy = Some("x".repeat(MAX_BUCKET_POLICY_BYTES));
+        assert!(model::BucketFacts::try_from(at_limit).unwrap().config().unwrap().policy.is_some());
+    }
+
+    #[test]
+    fn event_causes_are_bounded_and_name_an_event() {
+        use crate::findings::Cause;
+        let good = pb::EventCause {
+            event_name: "PutBucketPolicy".into(),
+            event_time_ms: 5,
+            event_id: "e".into(),
+            actor: "arn:aws:iam::111111111111:user/a".into(),
+            actor_type: "IAMUser".into(),
+        };
+        assert!(Cause::try_from(good.clone()).is_ok());
+        for (field, bad) in [
+            ("cause.actor", pb::EventCause { actor: "a".repeat(MAX_EVENT_STRING_BYTES + 1), ..good.clone() }),
+            ("cause.event_id", pb::EventCause { event_id: "e".repeat(MAX_EVENT_STRING_BYTES + 1), ..good.clone() }),
+            ("cause.event_name", pb::EventCause { event_name: String::new(), ..good.clone() }),
+            ("cause.event_time_ms", pb::EventCause { event_time_ms: 0, ..good.clone() }),
+        ] {
+            let error = Cause::try_from(bad).unwrap_err().to_string();
+            assert!(error.contains(field), "{field}: {error}");
+        }
+    }
 }
 
 mod findings {
@@ -1144,16 +1357,32 @@ mod findings {
         }
     }
 
-    impl From<&pb::EventCause> for Cause {
-        fn from(e: &pb::EventCause) -> Self {
-            let some = |s: &String| (!s.is_empty()).then(|| s.clone());
-            Cause {
-                api: e.event_name.clone(),
-                event_time: e.event_time_ms,
-                actor: some(&e.actor),
-                actor_type: some(&e.actor_type),
-                event_id: some(&e.event_id),
+    /// An event cause from an agent: its strings are CloudTrail's, bounded at
+    /// [`super::MAX_EVENT_STRING_BYTES`], and it names an event.
+    impl TryFrom<pb::EventCause> for Cause {
+        type Error = super::ConvertError;
+
+        fn try_from(e: pb::EventCause) -> Result<Self, super::ConvertError> {
+            super::non_empty(&e.event_name, "cause.event_name")?;
+            for (field, value) in [
+                ("cause.event_name", &e.event_name),
+                ("cause.actor", &e.actor),
+                ("cause.actor_type", &e.actor_type),
+                ("cause.event_id", &e.event_id),
+            ] {
+                super::bounded(field, value, super::MAX_EVENT_STRING_BYTES)?;
             }
+            if e.event_time_ms <= 0 {
+                return Err(super::invalid("cause.event_time_ms", "must be a positive Unix time in milliseconds"));
+            }
+            let some = |s: String| (!s.is_empty()).then_some(s);
+            Ok(Cause {
+                api: e.event_name,
+                event_time: e.event_time_ms,
+                actor: some(e.actor),
+                actor_type: some(e.actor_type),
+                event_id: some(e.event_id),
+            })
         }
     }
 

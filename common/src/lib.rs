@@ -6,6 +6,7 @@ pub mod findings;
 pub mod logging;
 pub mod macie;
 pub mod model;
+pub use estate_types::limits;
 pub mod objects;
 pub mod priority;
 pub mod signals;

@@ -65,7 +65,7 @@ pub struct AnalysisStats {
 
 /// S3's limit on the size of a bucket policy: a larger document cannot be a bucket's policy,
 /// and is not analysed.
-pub const MAX_POLICY_BYTES: usize = 20 * 1024;
+pub const MAX_POLICY_BYTES: usize = estate_types::limits::MAX_BUCKET_POLICY_BYTES;
 
 /// Changes whenever a change to the analyser may change a verdict, so that what was
 /// remembered about a policy (an internal failure, say) is forgotten with the old analyser.

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 mod ids;
+pub mod limits;
 
 pub use ids::{is_account_id, AccountId, InvalidId, Region, MAX_REGION_LEN};
 

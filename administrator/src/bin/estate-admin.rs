@@ -94,6 +94,11 @@ struct ServeArgs {
     #[arg(long, env = "ESTATE_MAX_CONNECTIONS_PER_AGENT", default_value_t = defaults::MAX_CONNECTIONS_PER_AGENT,
           value_parser = clap::value_parser!(u16).range(1..=1_000))]
     max_connections_per_agent: u16,
+    /// Buckets one member account may hold in the inventory; snapshots of new buckets past it
+    /// are rejected (a quota against an agent that invents buckets).
+    #[arg(long, env = "ESTATE_MAX_BUCKETS_PER_ACCOUNT", default_value_t = defaults::MAX_BUCKETS_PER_ACCOUNT,
+          value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    max_buckets_per_account: u64,
     /// Seconds without traffic before the administrator pings a peer (HTTP/2 and TCP
     /// keepalive).
     #[arg(long, env = "ESTATE_KEEPALIVE_INTERVAL", default_value_t = defaults::KEEPALIVE_INTERVAL_SECS,
@@ -149,6 +154,7 @@ impl ServeArgs {
                 max_message_bytes: self.max_message_bytes as usize,
                 max_criterion_values: usize::from(self.max_criterion_values),
                 request_timeout: Duration::from_secs(self.request_timeout),
+                max_buckets_per_account: self.max_buckets_per_account,
             },
         }
     }

@@ -12,7 +12,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use estate_common::convert::{self, ConvertError};
-use estate_common::model::{self, AccountId, BucketKey, Region};
+use estate_common::findings::Cause;
+use estate_common::limits::{self, MAX_AGENT_VERSION_BYTES, MAX_CANONICAL_ID_BYTES};
+use estate_common::model::{self, AccountId, BucketKey, Region, UnixMillis};
 use estate_common::pb::{self, agent_service_server::AgentService, report_request::Body};
 
 use crate::auth::{Authenticator, Identity};
@@ -58,6 +60,8 @@ pub struct AgentServiceImpl {
     pub directory: Arc<AgentDirectory>,
     /// Report streams one account may have open at once.
     pub max_connections: usize,
+    /// Buckets one account may hold (`--max-buckets-per-account`).
+    pub max_buckets_per_account: u64,
 }
 
 /// One open report stream of an account, counted while it lives.
@@ -98,8 +102,46 @@ impl From<ConvertError> for Refusal {
     }
 }
 
-/// Converts one message of an agent reporting for `account_id` into its store operation.
-fn to_op(account_id: &AccountId, body: Body) -> Result<Op, Refusal> {
+/// How far ahead of the administrator's clock an agent's clock may be. A time or generation
+/// further ahead is refused: a read "from the future" would beat every true read that follows
+/// (the newer read wins), and a huge generation would keep a scope's stale buckets for good.
+pub const MAX_CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
+
+/// The default quota of buckets one account may hold (`--max-buckets-per-account`): S3 allows
+/// 10,000 general purpose buckets per account by default, and at most a million on request.
+pub const DEFAULT_MAX_BUCKETS_PER_ACCOUNT: u64 = 1_000_000;
+
+/// A time an agent reports, at most [`MAX_CLOCK_SKEW_MS`] ahead of `now`.
+fn not_ahead(field: &str, at: i64, now: UnixMillis) -> Result<(), Refusal> {
+    if at > now.saturating_add(MAX_CLOCK_SKEW_MS) {
+        return Err(Refusal::invalid(
+            field,
+            format!(
+                "{at} is more than {} minutes ahead of the administrator's clock ({now})",
+                MAX_CLOCK_SKEW_MS / 60_000
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A refresh generation (the agent's clock when the refresh began), at most
+/// [`MAX_CLOCK_SKEW_MS`] ahead of `now`.
+fn generation(field: &str, generation: u64, now: UnixMillis) -> Result<u64, Refusal> {
+    not_ahead(field, i64::try_from(generation).unwrap_or(i64::MAX), now)?;
+    Ok(generation)
+}
+
+/// The CloudTrail event behind a re-read, checked at the edge.
+fn cause(field: &'static str, cause: pb::EventCause, now: UnixMillis) -> Result<Cause, Refusal> {
+    let cause = Cause::try_from(cause)?;
+    not_ahead(field, cause.event_time, now)?;
+    Ok(cause)
+}
+
+/// Converts one message of an agent reporting for `account_id` into its store operation, at
+/// the administrator's clock `now`.
+fn to_op(account_id: &AccountId, body: Body, now: UnixMillis) -> Result<Op, Refusal> {
     let check_account = |reported: &str| {
         if reported == account_id {
             Ok(())
@@ -115,18 +157,35 @@ fn to_op(account_id: &AccountId, body: Body) -> Result<Op, Refusal> {
             let facts = snapshot.facts.ok_or_else(|| Refusal::invalid("bucket.facts", "missing"))?;
             check_account(&facts.account_id)?;
             let facts = model::BucketFacts::try_from(facts)?;
-            Op::Upsert { facts, generation: snapshot.generation, cause: snapshot.cause.as_ref().map(Into::into) }
+            not_ahead("bucket.facts.read_at_ms", facts.read_at, now)?;
+            not_ahead("bucket.facts.created_at_ms", facts.created_at, now)?;
+            if let Some(objects) = facts.config().and_then(|c| c.objects.as_ref()) {
+                not_ahead("bucket.facts.objects.read_at_ms", objects.read_at, now)?;
+            }
+            Op::Upsert {
+                facts,
+                generation: generation("bucket.generation", snapshot.generation, now)?,
+                cause: snapshot.cause.map(|c| cause("bucket.cause.event_time_ms", c, now)).transpose()?,
+            }
         }
-        Body::Deleted(d) => Op::Delete {
-            key: BucketKey::new(account_id.clone(), convert::region("deleted.region", d.region)?, d.bucket_name),
-        },
-        Body::Retained(r) => Op::Retain {
-            key: BucketKey::new(account_id.clone(), convert::region("retained.region", r.region)?, r.bucket_name),
-            generation: r.generation,
-        },
+        Body::Deleted(d) => {
+            let region = convert::region("deleted.region", d.region)?;
+            let name = convert::bucket_name("deleted.bucket_name", &region, d.bucket_name)?;
+            Op::Delete { key: BucketKey::new(account_id.clone(), region, name) }
+        }
+        Body::Retained(r) => {
+            let region = convert::region("retained.region", r.region)?;
+            let name = convert::bucket_name("retained.bucket_name", &region, r.bucket_name)?;
+            Op::Retain {
+                key: BucketKey::new(account_id.clone(), region, name),
+                generation: generation("retained.generation", r.generation, now)?,
+            }
+        }
         Body::AccountSettings(settings) => {
             check_account(&settings.account_id)?;
-            Op::AccountSettings(model::AccountSettings::try_from(settings)?)
+            let settings = model::AccountSettings::try_from(settings)?;
+            not_ahead("account_settings.read_at_ms", settings.read_at, now)?;
+            Op::AccountSettings(settings)
         }
         Body::ScopeStarted(s) => {
             let region = convert::region("scope_started.region", s.region)?;
@@ -136,38 +195,77 @@ fn to_op(account_id: &AccountId, body: Body) -> Result<Op, Refusal> {
             let settings =
                 changed.settings.ok_or_else(|| Refusal::invalid("account_settings_changed.settings", "missing"))?;
             check_account(&settings.account_id)?;
-            let cause =
-                changed.cause.as_ref().ok_or_else(|| Refusal::invalid("account_settings_changed.cause", "missing"))?;
-            Op::AccountSettingsChanged { settings: model::AccountSettings::try_from(settings)?, cause: cause.into() }
+            let event = changed.cause.ok_or_else(|| Refusal::invalid("account_settings_changed.cause", "missing"))?;
+            let settings = model::AccountSettings::try_from(settings)?;
+            not_ahead("account_settings_changed.settings.read_at_ms", settings.read_at, now)?;
+            Op::AccountSettingsChanged {
+                settings,
+                cause: cause("account_settings_changed.cause.event_time_ms", event, now)?,
+            }
         }
         Body::BucketObjects(o) => {
             let objects = o.objects.ok_or_else(|| Refusal::invalid("bucket_objects.objects", "missing"))?;
             let region = convert::region("bucket_objects.region", o.region)?;
-            Op::Objects { key: BucketKey::new(account_id.clone(), region, o.bucket_name), objects: objects.try_into()? }
+            let name = convert::bucket_name("bucket_objects.bucket_name", &region, o.bucket_name)?;
+            let objects: estate_common::objects::ObjectStats = objects.try_into()?;
+            not_ahead("bucket_objects.objects.read_at_ms", objects.read_at, now)?;
+            Op::Objects { key: BucketKey::new(account_id.clone(), region, name), objects }
         }
         Body::AccountBuckets(b) => {
-            if let Some(bad) = b.bucket_names.iter().find(|n| n.is_empty() || n.len() > 255) {
-                return Err(Refusal::invalid("account_buckets.bucket_names", format!("`{bad}` is not a bucket name")));
+            // The list covers every Region, us-east-1's legacy names included.
+            for name in &b.bucket_names {
+                limits::check_bucket_name(name, true)
+                    .map_err(|e| Refusal::invalid("account_buckets.bucket_names", e.to_string()))?;
             }
+            not_ahead("account_buckets.read_at_ms", b.read_at_ms, now)?;
             Op::AccountBuckets {
                 account_id: account_id.clone(),
                 list: BucketList { read_at: b.read_at_ms, names: b.bucket_names.into_iter().collect() },
             }
         }
-        Body::ScopeComplete(s) => Op::ScopeComplete {
-            account_id: account_id.clone(),
-            region: convert::region("scope_complete.region", s.region)?,
-            generation: s.generation,
-            read_at: s.read_at_ms,
-            count: s.bucket_count,
-        },
+        Body::ScopeComplete(s) => {
+            not_ahead("scope_complete.read_at_ms", s.read_at_ms, now)?;
+            Op::ScopeComplete {
+                account_id: account_id.clone(),
+                region: convert::region("scope_complete.region", s.region)?,
+                generation: generation("scope_complete.generation", s.generation, now)?,
+                read_at: s.read_at_ms,
+                count: s.bucket_count,
+            }
+        }
     };
-    if let Op::Delete { key } | Op::Retain { key, .. } | Op::Objects { key, .. } = &op {
-        if key.bucket_name.is_empty() {
-            return Err(Refusal::invalid("bucket_name", "`bucket_name` must be set"));
+    Ok(op)
+}
+
+/// The messages of one submission that would take the account past its bucket quota: new
+/// buckets (not in the index yet) beyond `quota`, and bucket lists longer than it. Returns the
+/// positions of the messages to reject, with the reason. A short read on the reactor: one
+/// lookup per new bucket.
+fn over_quota(state: &State, account_id: &AccountId, ops: &[(u64, Op)], quota: u64) -> Vec<(usize, String)> {
+    let held = u64::try_from(state.stats.account(account_id).bucket_count).unwrap_or(0);
+    let mut held = held;
+    let mut over = Vec::new();
+    for (position, (_, op)) in ops.iter().enumerate() {
+        match op {
+            Op::Upsert { facts, .. } if state.index.get(&facts.key.encode()).is_none() => {
+                if held >= quota {
+                    over.push((
+                        position,
+                        format!(
+                            "account `{account_id}` already holds {held} buckets, its quota \
+                             (--max-buckets-per-account {quota})"
+                        ),
+                    ));
+                } else {
+                    held += 1;
+                }
+            }
+            Op::AccountBuckets { list, .. } if list.names.len() as u64 > quota => over
+                .push((position, format!("{} names, over the quota of {quota} buckets per account", list.names.len()))),
+            _ => {}
         }
     }
-    Ok(op)
+    over
 }
 
 #[tonic::async_trait]
@@ -195,6 +293,18 @@ impl AgentService for AgentServiceImpl {
                 hello.completed.len()
             ))
             .into());
+        }
+        for (field, value, max) in [
+            ("hello.agent_version", &hello.agent_version, MAX_AGENT_VERSION_BYTES),
+            ("hello.canonical_user_id", &hello.canonical_user_id, MAX_CANONICAL_ID_BYTES),
+        ] {
+            if value.len() > max {
+                return Err(ServiceError::invalid(format!(
+                    "`{field}`: {} bytes, over the limit of {max}",
+                    value.len()
+                ))
+                .into());
+            }
         }
         let account_id = AccountId::parse(std::mem::take(&mut hello.account_id))
             .map_err(|e| ServiceError::invalid(format!("`hello.account_id`: {e}")))?;
@@ -243,7 +353,7 @@ impl AgentService for AgentServiceImpl {
             .map_err(ServiceError::Unavailable)?;
 
         let (tx, rx) = mpsc::channel(256);
-        self.directory.register(&account_id, tx.clone());
+        let registration = self.directory.register(&account_id, tx.clone());
         if !lost.is_empty() {
             tracing::warn!(
                 account = %account_id,
@@ -275,8 +385,9 @@ impl AgentService for AgentServiceImpl {
         });
 
         let committer = self.committer.clone();
+        let (store, quota) = (Arc::clone(&self.store), self.max_buckets_per_account);
         tokio::spawn(async move {
-            let _opened = opened;
+            let _stream = (opened, registration);
             let outcome: Result<(), Status> = async {
                 loop {
                     let Some(message) = inbound.next().await else { return Ok(()) };
@@ -287,32 +398,49 @@ impl AgentService for AgentServiceImpl {
                             _ => break,
                         }
                     }
-                    let mut ops = Vec::with_capacity(messages.len() + 1);
+                    let mut accepted: Vec<(u64, Op)> = Vec::with_capacity(messages.len());
+                    let mut rejected: Vec<pb::Reject> = Vec::new();
                     let mut last_seq = 0;
+                    let now = model::now_ms();
                     for message in messages {
                         last_seq = last_seq.max(message.seq);
                         let outcome = match message.body {
-                            Some(body) => to_op(&account_id, body),
+                            Some(body) => to_op(&account_id, body, now),
                             // A message of a newer agent's kind, or none at all.
                             None => Err(Refusal::invalid("body", "no message this administrator knows")),
                         };
                         match outcome {
-                            Ok(op) => ops.push(op),
+                            Ok(op) => accepted.push((message.seq, op)),
                             Err(Refusal::Denied(error)) => {
                                 tracing::warn!(account = %account_id, %error, "refused a report");
                                 return Err(error.into());
                             }
                             Err(Refusal::Invalid { field, reason }) => {
-                                tracing::warn!(account = %account_id, seq = message.seq, %field, %reason, "rejected one message");
-                                let reject = pb::Reject { seq: message.seq, field, reason };
-                                let response =
-                                    pb::ReportResponse { body: Some(pb::report_response::Body::Reject(reject)) };
-                                if tx.send(Ok(response)).await.is_err() {
-                                    return Ok(());
-                                }
+                                rejected.push(pb::Reject { seq: message.seq, field, reason });
                             }
                         }
                     }
+                    if accepted.iter().any(|(_, op)| matches!(op, Op::Upsert { .. } | Op::AccountBuckets { .. })) {
+                        let over = over_quota(&store.read(), &account_id, &accepted, quota);
+                        for (position, reason) in over.into_iter().rev() {
+                            let (seq, _) = accepted.remove(position);
+                            rejected.push(pb::Reject { seq, field: "bucket".into(), reason });
+                        }
+                    }
+                    for reject in rejected {
+                        tracing::warn!(
+                            account = %account_id,
+                            seq = reject.seq,
+                            field = %reject.field,
+                            reason = %reject.reason.escape_debug(),
+                            "rejected one message"
+                        );
+                        let response = pb::ReportResponse { body: Some(pb::report_response::Body::Reject(reject)) };
+                        if tx.send(Ok(response)).await.is_err() {
+                            return Ok(());
+                        }
+                    }
+                    let mut ops: Vec<Op> = accepted.into_iter().map(|(_, op)| op).collect();
                     ops.push(Op::Contact { account_id: account_id.clone() });
                     let done = committer.submit(ops).await;
                     if pending_tx.send((last_seq, done)).await.is_err() {
@@ -328,5 +456,114 @@ impl AgentService for AgentServiceImpl {
         });
 
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::judge::OrgView;
+
+    const NOW: UnixMillis = 1_700_000_000_000;
+
+    fn account() -> AccountId {
+        "111111111111".parse().unwrap()
+    }
+
+    fn facts(name: &str, read_at_ms: i64) -> pb::BucketFacts {
+        pb::BucketFacts {
+            account_id: "111111111111".into(),
+            region: "eu-west-1".into(),
+            bucket_name: name.into(),
+            created_at_ms: 1,
+            read_at_ms,
+            ..Default::default()
+        }
+    }
+
+    fn snapshot(name: &str, read_at_ms: i64, generation: u64) -> Body {
+        Body::Bucket(pb::BucketSnapshot { generation, facts: Some(facts(name, read_at_ms)), cause: None })
+    }
+
+    /// The field a refused message names.
+    fn refused_field(body: Body) -> String {
+        match to_op(&account(), body, NOW) {
+            Err(Refusal::Invalid { field, .. }) => field,
+            Err(Refusal::Denied(error)) => panic!("denied: {error}"),
+            Ok(op) => panic!("accepted: {op:?}"),
+        }
+    }
+
+    #[test]
+    fn times_and_generations_ahead_of_the_clock_are_refused() {
+        let ahead = NOW + MAX_CLOCK_SKEW_MS + 1;
+        let within = NOW + MAX_CLOCK_SKEW_MS;
+        assert!(to_op(&account(), snapshot("bucket-ok", within, within as u64), NOW).is_ok());
+        assert_eq!(refused_field(snapshot("bucket-ok", ahead, 1)), "bucket.facts.read_at_ms");
+        assert_eq!(refused_field(snapshot("bucket-ok", NOW, ahead as u64)), "bucket.generation");
+        assert_eq!(refused_field(snapshot("bucket-ok", NOW, u64::MAX)), "bucket.generation");
+        let complete = |generation: u64, read_at_ms: i64| {
+            Body::ScopeComplete(pb::ScopeComplete {
+                region: "eu-west-1".into(),
+                generation,
+                read_at_ms,
+                bucket_count: 0,
+            })
+        };
+        assert!(to_op(&account(), complete(NOW as u64, NOW), NOW).is_ok());
+        assert_eq!(refused_field(complete(u64::MAX, NOW)), "scope_complete.generation");
+        assert_eq!(refused_field(complete(1, ahead)), "scope_complete.read_at_ms");
+        assert_eq!(
+            refused_field(Body::Retained(pb::BucketRetained {
+                region: "eu-west-1".into(),
+                bucket_name: "bucket-ok".into(),
+                generation: u64::MAX,
+                ..Default::default()
+            })),
+            "retained.generation"
+        );
+        let cause = pb::EventCause { event_name: "PutBucketAcl".into(), event_time_ms: ahead, ..Default::default() };
+        let caused = Body::Bucket(pb::BucketSnapshot {
+            generation: 1,
+            facts: Some(facts("bucket-ok", NOW)),
+            cause: Some(cause),
+        });
+        assert_eq!(refused_field(caused), "bucket.cause.event_time_ms");
+        let list = Body::AccountBuckets(pb::AccountBuckets { bucket_names: vec![], read_at_ms: ahead });
+        assert_eq!(refused_field(list), "account_buckets.read_at_ms");
+    }
+
+    #[test]
+    fn bucket_names_are_checked_in_every_message_that_carries_one() {
+        let deleted =
+            |name: &str| Body::Deleted(pb::BucketDeleted { region: "eu-west-1".into(), bucket_name: name.into() });
+        assert_eq!(refused_field(deleted("x")), "deleted.bucket_name");
+        assert_eq!(refused_field(deleted("")), "deleted.bucket_name");
+        assert!(to_op(&account(), deleted("bucket-ok"), NOW).is_ok());
+        let list =
+            |names: Vec<String>| Body::AccountBuckets(pb::AccountBuckets { bucket_names: names, read_at_ms: NOW });
+        assert_eq!(refused_field(list(vec!["ok-name".into(), "a".repeat(300)])), "account_buckets.bucket_names");
+        assert!(to_op(&account(), list(vec!["ok-name".into(), "Legacy_Name".into()]), NOW).is_ok());
+    }
+
+    #[test]
+    fn new_buckets_past_the_quota_are_rejected_and_known_ones_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let org = OrgView::new(None, [account()].into(), Vec::new());
+        let store = Store::open(dir.path(), org, BTreeSet::new(), None).unwrap();
+        let upsert = |name: &str| to_op(&account(), snapshot(name, NOW, 1), NOW).unwrap();
+        store.commit(vec![upsert("held-1"), upsert("held-2")], NOW).unwrap();
+        let ops: Vec<(u64, Op)> =
+            vec![(1, upsert("held-1")), (2, upsert("new-1")), (3, upsert("held-2")), (4, upsert("new-2"))];
+        // Quota 3: one new bucket fits, the second does not; re-reads of held buckets always do.
+        let over = over_quota(&store.read(), &account(), &ops, 3);
+        assert_eq!(over.iter().map(|(position, _)| *position).collect::<Vec<_>>(), vec![3]);
+        assert!(over[0].1.contains("--max-buckets-per-account 3"), "{}", over[0].1);
+        assert!(over_quota(&store.read(), &account(), &ops, 4).is_empty());
+        let names: BTreeSet<String> = (0..5).map(|i| format!("name-{i}")).collect();
+        let list = vec![(5, Op::AccountBuckets { account_id: account(), list: BucketList { read_at: NOW, names } })];
+        assert_eq!(over_quota(&store.read(), &account(), &list, 4).len(), 1);
     }
 }

@@ -10,9 +10,10 @@ use estate_common::pb::{self, inventory_service_server::InventoryService};
 
 use crate::auth::Authenticator;
 use crate::error::ServiceError;
+use crate::ingest::Committer;
 use crate::query::{Criterion, Query};
 use crate::service::directory::AgentDirectory;
-use crate::store::Store;
+use crate::store::{Op, Store};
 use crate::views;
 use estate_common::model::now_ms;
 
@@ -21,6 +22,8 @@ pub struct InventoryServiceImpl {
     pub store: Arc<Store>,
     pub auth: Authenticator,
     pub directory: Arc<AgentDirectory>,
+    /// For the one change a client may make: forgetting an account.
+    pub committer: Committer,
     /// When a refresh of each scope was last requested (in memory: a restart allows one).
     pub refresh_requested: Arc<Mutex<HashMap<(AccountId, Region), i64>>>,
     /// At most one requested refresh per scope in this window (Macie: five minutes).
@@ -245,6 +248,18 @@ impl InventoryService for InventoryServiceImpl {
         Ok(Response::new(pb::GetMemberResponse {
             member: Some((&views::member(&state, &account, self.store.is_connected(&account))).into()),
         }))
+    }
+
+    async fn forget_member(
+        &self,
+        request: Request<pb::ForgetMemberRequest>,
+    ) -> Result<Response<pb::ForgetMemberResponse>, Status> {
+        let caller = self.auth.operator(&request)?;
+        let account_id = ServiceError::account_id(request.into_inner().account_id)?;
+        let buckets = u64::try_from(self.store.read().stats.account(&account_id).bucket_count).unwrap_or(0);
+        tracing::warn!(operator = caller.name(), account = %account_id, buckets, "forgetting an account");
+        self.committer.commit(vec![Op::ForgetAccount { account_id }]).await.map_err(ServiceError::Unavailable)?;
+        Ok(Response::new(pb::ForgetMemberResponse { buckets_removed: buckets }))
     }
 
     async fn get_posture(
