@@ -42,6 +42,7 @@ mod parity;
 mod policies;
 mod scale;
 mod tls;
+mod untrusted;
 use serde_json::{json, Value};
 
 const A: &str = "111111111111";
