@@ -9,6 +9,7 @@ pub mod model;
 pub mod objects;
 pub mod priority;
 pub mod signals;
+pub mod text;
 pub mod transport;
 
 pub mod pb {
