@@ -363,6 +363,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         refresh_requested: Default::default(),
         min_refresh_interval_ms: options.min_refresh_interval.as_millis() as i64,
         max_criterion_values: limits.max_criterion_values,
+        object_refreshes: Default::default(),
     };
 
     let findings_service = FindingsServiceImpl {
