@@ -107,7 +107,8 @@ mod tests {
     fn a_config_with_plaintext_tokens_that_others_can_read_is_noticed() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("estate.toml");
-        let plaintext = "version = 1\n[[clients]]\nname = \"ops\"\nrole = \"operator\"\ntoken = \"0123456789abcdef0\"\n";
+        let plaintext =
+            "version = 1\n[[clients]]\nname = \"ops\"\nrole = \"operator\"\ntoken = \"0123456789abcdef0\"\n";
         std::fs::write(&file, plaintext).unwrap();
         let config = Config::parse(plaintext).unwrap();
         chmod(&file, 0o644);

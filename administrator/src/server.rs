@@ -334,7 +334,14 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     let directory = Arc::new(AgentDirectory::default());
     if options.config.is_some() || tls.is_some() {
         let (auth, directory) = (auth.clone(), Arc::clone(&directory));
-        let reload = reload_on_hangup(options.config.clone(), tls.clone(), committer.clone(), organizations_active, auth, directory);
+        let reload = reload_on_hangup(
+            options.config.clone(),
+            tls.clone(),
+            committer.clone(),
+            organizations_active,
+            auth,
+            directory,
+        );
         tokio::spawn(reload);
     }
     tracing::info!(buckets = store.read().index.len(), data_dir = %options.data_dir.display(), "store opened");

@@ -64,10 +64,7 @@ mod tests {
         let forged = "bucket\n2026-01-01T00:00:00Z INFO estate: all clear\r\u{1b}[2J\u{202E}txt.exe\u{7f}";
         let shown = for_log(forged).to_string();
         assert!(!shown.chars().any(is_unsafe), "{shown}");
-        assert_eq!(
-            shown,
-            "bucket\\n2026-01-01T00:00:00Z INFO estate: all clear\\r\\u{1b}[2J\\u{202e}txt.exe\\u{7f}"
-        );
+        assert_eq!(shown, "bucket\\n2026-01-01T00:00:00Z INFO estate: all clear\\r\\u{1b}[2J\\u{202e}txt.exe\\u{7f}");
         assert_eq!(for_log("my-bucket.example").to_string(), "my-bucket.example");
         assert_eq!(for_log("tag=värde 值").to_string(), "tag=värde 值", "printable Unicode stays");
     }

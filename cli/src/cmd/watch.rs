@@ -34,9 +34,11 @@ pub async fn run(client: &mut Client, output: Output, args: Args) -> anyhow::Res
             Output::Csv => {
                 writeln!(out, "{}", findings::row(&finding).iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","))?
             }
-            Output::Table => {
-                writeln!(out, "{}", findings::row(&finding).iter().map(|f| table_cell(f)).collect::<Vec<_>>().join("  "))?
-            }
+            Output::Table => writeln!(
+                out,
+                "{}",
+                findings::row(&finding).iter().map(|f| table_cell(f)).collect::<Vec<_>>().join("  ")
+            )?,
         }
         out.flush()?;
         seen += 1;
