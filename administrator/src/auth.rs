@@ -217,6 +217,11 @@ impl Authenticator {
         Self { require_certificate_identity: require, ..self }
     }
 
+    /// Does this authenticator require a certificate naming the caller besides the token?
+    pub fn requires_certificate_identity(&self) -> bool {
+        self.require_certificate_identity
+    }
+
     pub fn development() -> Self {
         Self { identities: None, require_certificate_identity: false }
     }

@@ -173,39 +173,40 @@ async fn reload_on_hangup(
                 }
             }
             let Some(path) = &path else { continue };
-            let config = Config::load(path).and_then(|config| Ok((config.identities()?, config)));
-            let config = match config {
+            // Everything is read and checked before anything changes: a config that does not
+            // load leaves the tokens and the organization as they were.
+            let (config, identities) = match Config::load(path).and_then(|c| Ok((c.identities()?, c))) {
+                Ok((identities, config)) => (config, identities),
                 Err(error) => {
                     tracing::error!(error = %format!("{error:#}"), "config not reloaded; the previous tokens stay");
                     continue;
                 }
-                Ok((identities, config)) => {
-                    crate::permissions::warn_if_config_readable(path, &config);
-                    let revoked = auth.replace_tokens(identities);
-                    let status = tonic::Status::unauthenticated("the token of this stream was revoked");
-                    let ended: usize =
-                        revoked.agent_accounts.iter().map(|account| directory.end_streams(account, &status)).sum();
-                    tracing::info!(revoked = revoked.tokens, streams_ended = ended, "tokens reloaded");
-                    config
-                }
             };
-            match config {
-                _ if organizations_active => {
-                    tracing::info!("config reloaded; the organization comes from AWS Organizations")
-                }
-                config => {
-                    let org = organization_from(Some(&config));
-                    let op = Op::Organization {
-                        organization_id: org.organization_id().map(str::to_owned),
-                        accounts: org.members().clone(),
-                        suspended: BTreeSet::new(),
-                        paths: org.organization_paths().to_vec(),
-                    };
-                    match committer.commit(vec![op]).await {
-                        Ok(()) => tracing::info!("config reloaded"),
-                        Err(error) => tracing::error!(%error, "the reloaded organization could not be stored"),
-                    }
-                }
+            crate::permissions::warn_if_config_readable(path, &config);
+            if config.require_certificate_identity != auth.requires_certificate_identity() {
+                tracing::warn!(
+                    "`require_certificate_identity` changed in the config; it takes effect at the next start"
+                );
+            }
+            let revoked = auth.replace_tokens(identities);
+            let status = tonic::Status::unauthenticated("the token of this stream was revoked");
+            let ended: usize =
+                revoked.agent_accounts.iter().map(|account| directory.end_streams(account, &status)).sum();
+            tracing::info!(revoked = revoked.tokens, streams_ended = ended, "tokens reloaded");
+            if organizations_active {
+                tracing::info!("config reloaded; the organization comes from AWS Organizations");
+                continue;
+            }
+            let org = organization_from(Some(&config));
+            let op = Op::Organization {
+                organization_id: org.organization_id().map(str::to_owned),
+                accounts: org.members().clone(),
+                suspended: BTreeSet::new(),
+                paths: org.organization_paths().to_vec(),
+            };
+            match committer.commit(vec![op]).await {
+                Ok(()) => tracing::info!("config reloaded"),
+                Err(error) => tracing::error!(%error, "the reloaded organization could not be stored"),
             }
         }
     }
