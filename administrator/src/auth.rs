@@ -1,13 +1,16 @@
 //! Who is calling: bearer tokens mapped to agents (bound to one account) and clients (with a
 //! role), or the unauthenticated loopback development mode.
 //!
+//! The token table is replaced whole on SIGHUP (see `server.rs`), so that a leaked token is
+//! revoked without a restart.
+//!
 //! Over mutual TLS a client certificate can name the caller too, in a URI subject alternative
 //! name: `estate:agent:ACCOUNT` for an agent, `estate:client:ROLE` (`read-only` or
 //! `operator`) for a client. When it does, the token must name the same identity; with
 //! `require_certificate_identity` in the config, a token alone is not enough.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, RwLock};
 
 use rustls::pki_types::CertificateDer;
 use serde::Deserialize;
@@ -16,6 +19,7 @@ use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use estate_common::model::AccountId;
+use estate_common::text::for_log;
 
 use crate::error::ServiceError;
 
@@ -155,22 +159,67 @@ impl Identity {
     }
 }
 
+/// Token digest → who presents it.
+pub type Identities = HashMap<TokenDigest, Identity>;
+
 /// Resolves the `authorization: Bearer <token>` header of every request, and the client
 /// certificate when mutual TLS verified one.
+///
+/// Clones share one token table, which [`Authenticator::replace_tokens`] swaps whole (SIGHUP):
+/// every request after the swap is judged by the new table, none by a mix of both.
 #[derive(Debug, Clone)]
 pub struct Authenticator {
-    identities: Option<Arc<HashMap<TokenDigest, Identity>>>,
+    identities: Option<Arc<RwLock<Arc<Identities>>>>,
     require_certificate_identity: bool,
 }
 
+/// What a token reload took away: callers whose tokens no longer name them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Revoked {
+    /// Accounts with an agent token that was removed (or now names someone else): their open
+    /// report streams were opened with a token that may be the revoked one.
+    pub agent_accounts: BTreeSet<AccountId>,
+    /// How many tokens, of agents and clients, no longer name who they named.
+    pub tokens: usize,
+}
+
 impl Authenticator {
-    pub fn with_tokens(identities: HashMap<TokenDigest, Identity>) -> Self {
-        Self { identities: Some(Arc::new(identities)), require_certificate_identity: false }
+    pub fn with_tokens(identities: Identities) -> Self {
+        Self { identities: Some(Arc::new(RwLock::new(Arc::new(identities)))), require_certificate_identity: false }
+    }
+
+    /// Replaces the token table of this authenticator and all its clones at once, and says
+    /// which callers lost their token. Development mode has no tokens: nothing changes.
+    pub fn replace_tokens(&self, new: Identities) -> Revoked {
+        let Some(table) = &self.identities else { return Revoked::default() };
+        let new = Arc::new(new);
+        let old = std::mem::replace(&mut *table.write().unwrap_or_else(|e| e.into_inner()), Arc::clone(&new));
+        let mut revoked = Revoked::default();
+        for (digest, identity) in old.iter() {
+            if new.get(digest) == Some(identity) {
+                continue;
+            }
+            revoked.tokens += 1;
+            if let Identity::Agent { account_id, .. } = identity {
+                revoked.agent_accounts.insert(account_id.clone());
+            }
+        }
+        revoked
+    }
+
+    /// The token table in force now.
+    fn table(&self) -> Option<Arc<Identities>> {
+        self.identities.as_ref().map(|table| Arc::clone(&table.read().unwrap_or_else(|e| e.into_inner())))
     }
 
     /// Also require a client certificate that names the caller (see the module's notes).
     pub fn requiring_certificate_identity(self, require: bool) -> Self {
         Self { require_certificate_identity: require, ..self }
+    }
+
+    /// Does this authenticator require a certificate naming the caller besides the token?
+    pub fn requires_certificate_identity(&self) -> bool {
+        self.require_certificate_identity
     }
 
     pub fn development() -> Self {
@@ -196,25 +245,25 @@ impl Authenticator {
         authorization: Option<&str>,
         certificate: Option<&CertificateDer<'_>>,
     ) -> Result<Identity, ServiceError> {
-        let Some(identities) = &self.identities else {
+        let Some(identities) = self.table() else {
             return Ok(Identity::Development);
         };
         let peer = match certificate.map(|der| PeerCertificate::parse(der)) {
             None => None,
             Some(Ok(peer)) => Some(peer),
             Some(Err(reason)) => {
-                tracing::warn!(%reason, "refused: client certificate");
+                tracing::warn!(reason = %for_log(&reason), "refused: client certificate");
                 return Err(ServiceError::unauthenticated(reason));
             }
         };
         let subject = peer.as_ref().map_or("(no client certificate)", |p| p.subject.as_str());
         let refuse = |error: ServiceError| {
-            tracing::warn!(%subject, reason = %error, "refused");
+            tracing::warn!(subject = %for_log(subject), reason = %for_log(&error.to_string()), "refused");
             error
         };
         // No credentials at all (a browser before its login, a probe) is routine: not a warning.
         let header = authorization.ok_or_else(|| {
-            tracing::debug!(%subject, "refused: no token");
+            tracing::debug!(subject = %for_log(subject), "refused: no token");
             ServiceError::unauthenticated("missing `authorization: Bearer <token>` metadata")
         })?;
         let token = header
@@ -365,6 +414,30 @@ mod tests {
         let unknown = auth.identify_parts(Some("Bearer nope"), Some(&a)).unwrap_err();
         assert_eq!(unknown.code(), Code::Unauthenticated);
         assert_eq!(auth.identify_parts(None, Some(&a)).unwrap_err().code(), Code::Unauthenticated);
+    }
+
+    #[test]
+    fn replaced_tokens_apply_to_every_clone_at_once() {
+        let auth = authenticator(false);
+        let shared = auth.clone();
+        let a = Identity::Agent { name: "a".into(), account_id: "111111111111".parse().unwrap() };
+        let b = Identity::Agent { name: "b".into(), account_id: "222222222222".parse().unwrap() };
+        // The agent of 111… keeps its token, ops loses its own, a new agent 222… arrives.
+        let revoked =
+            auth.replace_tokens(HashMap::from([(digest("agent-a-token"), a.clone()), (digest("agent-b-token"), b)]));
+        assert_eq!(revoked, Revoked { agent_accounts: BTreeSet::new(), tokens: 1 });
+        let refused = shared.identify_parts(Some("Bearer ops-token"), None).unwrap_err();
+        assert_eq!(refused.code(), Code::Unauthenticated);
+        assert_eq!(shared.identify_parts(Some("Bearer agent-a-token"), None).unwrap(), a);
+        assert!(shared.identify_parts(Some("Bearer agent-b-token"), None).is_ok());
+        // A revoked agent token names its account, whose open streams must end.
+        let revoked = shared.replace_tokens(HashMap::from([(digest("agent-a-token"), a)]));
+        assert_eq!(revoked.agent_accounts, BTreeSet::from(["222222222222".parse().unwrap()]));
+        assert_eq!(auth.identify_parts(Some("Bearer agent-b-token"), None).unwrap_err().code(), Code::Unauthenticated);
+        // Development mode has no tokens to replace.
+        let development = Authenticator::development();
+        assert_eq!(development.replace_tokens(HashMap::new()), Revoked::default());
+        assert_eq!(development.identify_parts(None, None).unwrap(), Identity::Development);
     }
 
     #[test]

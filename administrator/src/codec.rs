@@ -20,6 +20,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sled::Transactional;
 
+use estate_common::text::for_log;
+
 /// The version byte of every record this administrator writes.
 pub const RECORD_VERSION: u8 = 2;
 /// The layout of schema-0 values (bare postcard), which migration prefixes with this version.
@@ -198,7 +200,7 @@ pub fn verify_records(db: &sled::Db, repair: bool) -> anyhow::Result<Vec<TreeRep
             report.records += 1;
             if let Err(error) = check_record(name, &key, &value) {
                 report.unreadable += 1;
-                tracing::warn!(tree = name, key = %String::from_utf8_lossy(&key), error = %format!("{error:#}"), "unreadable record");
+                tracing::warn!(tree = name, key = %for_log(&String::from_utf8_lossy(&key)), error = %for_log(&format!("{error:#}")), "unreadable record");
                 if repair {
                     let mut quarantined = name.as_bytes().to_vec();
                     quarantined.push(0);
@@ -210,7 +212,7 @@ pub fn verify_records(db: &sled::Db, repair: bool) -> anyhow::Result<Vec<TreeRep
                             Ok::<_, sled::transaction::ConflictableTransactionError<()>>(())
                         })
                         .map_err(|e| anyhow::anyhow!("quarantining a record of `{name}`: {e:?}"))?;
-                    tracing::warn!(tree = name, key = %String::from_utf8_lossy(&key), "record moved to `quarantine`");
+                    tracing::warn!(tree = name, key = %for_log(&String::from_utf8_lossy(&key)), "record moved to `quarantine`");
                 }
             }
         }

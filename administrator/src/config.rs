@@ -116,7 +116,7 @@ impl Config {
     }
 
     pub fn parse(text: &str) -> anyhow::Result<Self> {
-        let mut config: Config = toml::from_str(text)?;
+        let mut config: Config = toml::from_str(text).map_err(|error| anyhow::anyhow!(describe(text, &error)))?;
         if config.version != 1 {
             bail!("unsupported config `version` {} (this administrator reads version 1)", config.version);
         }
@@ -183,6 +183,12 @@ impl Config {
         Ok(out)
     }
 
+    /// Does the file hold a token in clear (`token` rather than `token_sha256`)?
+    pub fn has_plaintext_tokens(&self) -> bool {
+        let agents = self.agents.iter().map(|a| &a.token);
+        agents.chain(self.clients.iter().map(|c| &c.token)).any(|t| t.token.is_some())
+    }
+
     /// The accounts inside the organization: the configured ones and every agent's.
     pub fn organization_accounts(&self) -> &BTreeSet<AccountId> {
         &self.members
@@ -191,6 +197,91 @@ impl Config {
     /// The accounts of the configured agents: expected to report even before they connect.
     pub fn agent_accounts(&self) -> &BTreeSet<AccountId> {
         &self.agent_accounts
+    }
+}
+
+/// The keys this file may hold, named in parse errors; any other key or value is not repeated
+/// (a token in the wrong place must not reach a log).
+const KNOWN_NAMES: &[&str] = &[
+    "version",
+    "organization",
+    "id",
+    "accounts",
+    "paths",
+    "agents",
+    "clients",
+    "name",
+    "account_id",
+    "role",
+    "token",
+    "token_sha256",
+    "require_certificate_identity",
+    "read-only",
+    "operator",
+];
+
+/// A TOML error as line, column, key path and what went wrong, never the text of the file:
+/// the `toml` crate's own message prints the offending line, which may hold a token, and
+/// quotes values (`invalid type: string "…"`), which may be one.
+fn describe(text: &str, error: &toml::de::Error) -> String {
+    let at = error.span().map_or(text.len(), |span| span.start).min(text.len());
+    let before = text.get(..at).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().unwrap_or_default().chars().count() + 1;
+    let message = redact_quoted(error.message()).split_whitespace().collect::<Vec<_>>().join(" ");
+    let path = key_path(text, line);
+    let path = if path.is_empty() { String::new() } else { format!(" (at `{path}`)") };
+    format!("TOML error at line {line}, column {column}{path}: {message}")
+}
+
+/// `message` with every quoted part (`…` or "…") that is not a known key, role or TOML
+/// punctuation replaced by `…`.
+fn redact_quoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(open) = rest.find(['`', '"']) {
+        let quote = rest[open..].chars().next().unwrap_or('`');
+        out.push_str(&rest[..=open]);
+        let after = &rest[open + 1..];
+        let Some(close) = after.find(quote) else {
+            // An unmatched quote: what follows it might be a value.
+            out.push('…');
+            return out;
+        };
+        let inner = &after[..close];
+        let punctuation = inner.chars().count() <= 2 && !inner.chars().any(char::is_alphanumeric);
+        out.push_str(if KNOWN_NAMES.contains(&inner) || punctuation { inner } else { "…" });
+        out.push(quote);
+        rest = &after[close + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Where line `line` (1-based) of the file sits: the table it is in (`agents[1]`) and the key
+/// it sets, each only when it is one of [`KNOWN_NAMES`].
+fn key_path(text: &str, line: usize) -> String {
+    let mut table = String::new();
+    let mut entries: HashMap<String, usize> = HashMap::new();
+    // The table headers up to this line, its own included (an unknown key is reported at the
+    // header of its table).
+    for header in text.lines().take(line).map(str::trim) {
+        if let Some(name) = header.strip_prefix("[[").and_then(|h| h.split("]]").next()) {
+            let name = name.trim().to_owned();
+            let index = entries.entry(name.clone()).and_modify(|i| *i += 1).or_insert(0);
+            table = if KNOWN_NAMES.contains(&name.as_str()) { format!("{name}[{index}]") } else { "…".into() };
+        } else if let Some(name) = header.strip_prefix('[').and_then(|h| h.split(']').next()) {
+            let name = name.trim();
+            table = if KNOWN_NAMES.contains(&name) { name.to_owned() } else { "…".into() };
+        }
+    }
+    let own = text.lines().nth(line.saturating_sub(1)).unwrap_or_default();
+    let key = own.split_once('=').map(|(key, _)| key.trim()).filter(|key| KNOWN_NAMES.contains(key));
+    match (table.is_empty(), key) {
+        (true, None) => String::new(),
+        (true, Some(key)) => key.to_owned(),
+        (false, None) => table,
+        (false, Some(key)) => format!("{table}.{key}"),
     }
 }
 
@@ -223,6 +314,34 @@ mod tests {
         );
         assert_eq!(ids.get(&digest("password")), Some(&Identity::Client { name: "ops".into(), role: Role::Operator }));
         assert_eq!(config.organization_accounts().len(), 2);
+    }
+
+    #[test]
+    fn parse_errors_name_the_place_but_never_repeat_the_text() {
+        const SECRET: &str = "s3cr3t-0123456789abcdef";
+        let cases = [
+            // An unterminated string: the `toml` crate would print the whole line.
+            (GOOD.replace("token = \"agent-token-0123456789\"", &format!("token = \"{SECRET}")), 9, "agents[0].token"),
+            // A token where a number belongs: serde would quote the value.
+            (GOOD.replace("version = 1", &format!("version = \"{SECRET}\"")), 2, "version"),
+            // A token where a role belongs: serde would quote the unknown variant.
+            (GOOD.replace("role = \"operator\"", &format!("role = \"{SECRET}\"")), 12, "clients[0].role"),
+            // A token pasted as a key of its own.
+            // (Reported at its table's header.)
+            (GOOD.replace("name = \"ops\"", &format!("name = \"ops\"\n{SECRET} = 1")), 10, "clients[0]"),
+            // A token pasted without a key at all.
+            (GOOD.replace("name = \"ops\"", &format!("name = \"ops\"\n\"{SECRET}\"")), 12, "clients[0]"),
+        ];
+        for (text, line, path) in cases {
+            let error = format!("{:#}", Config::parse(&text).unwrap_err());
+            assert!(!error.contains("s3cr3t"), "{error}");
+            assert!(error.contains(&format!("line {line}, column")), "{error}");
+            assert!(error.contains(&format!("(at `{path}`)")), "{error}");
+        }
+        // What is safe to say is still said.
+        let unknown = format!("{:#}", Config::parse("version = 1\nsurprise = 2").unwrap_err());
+        assert!(unknown.contains("unknown field") && unknown.contains("`version`"), "{unknown}");
+        assert!(!unknown.contains("surprise"), "{unknown}");
     }
 
     #[test]

@@ -11,6 +11,7 @@ use tokio::sync::broadcast;
 use estate_common::findings::{Cause, Finding, FindingType};
 use estate_common::macie::{EffectivePermission, SharedAccess};
 use estate_common::model::{BucketFacts, BucketKey, UnixMillis};
+use estate_common::text::for_log;
 
 use crate::judge::{EncryptionClass, Judgement};
 
@@ -247,9 +248,9 @@ impl Findings {
         tracing::info!(
             finding = %finding.id,
             kind = kind.as_str(),
-            bucket = %bucket.bucket_name,
+            bucket = %for_log(&bucket.bucket_name),
             count = finding.count,
-            cause = %cause.api,
+            cause = %for_log(&cause.api),
             "finding"
         );
         self.changed.push(finding);

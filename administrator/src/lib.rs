@@ -15,6 +15,7 @@ pub mod judge;
 pub mod members;
 pub mod organizations;
 pub mod owners;
+pub mod permissions;
 pub mod policy;
 pub mod query;
 pub mod server;

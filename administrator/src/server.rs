@@ -153,13 +153,16 @@ async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
 }
 
 /// On SIGHUP, reads the TLS files again (new connections use them; established ones keep
-/// theirs) and the config file, whose organization applies unless AWS Organizations is the
-/// source. Tokens take effect at the next start.
+/// theirs) and the config file: its tokens replace the old ones at once (the open report
+/// streams of an agent whose token was revoked are ended), and its organization applies
+/// unless AWS Organizations is the source. A config that does not load changes nothing.
 async fn reload_on_hangup(
     path: Option<PathBuf>,
     tls: Option<Arc<Tls>>,
     committer: Committer,
     organizations_active: bool,
+    auth: Authenticator,
+    directory: Arc<AgentDirectory>,
 ) {
     #[cfg(unix)]
     {
@@ -174,29 +177,45 @@ async fn reload_on_hangup(
                 }
             }
             let Some(path) = &path else { continue };
-            match Config::load(path) {
-                Err(error) => tracing::error!(error = %format!("{error:#}"), "config not reloaded"),
-                Ok(_) if organizations_active => {
-                    tracing::info!("config reloaded; the organization comes from AWS Organizations")
+            // Everything is read and checked before anything changes: a config that does not
+            // load leaves the tokens and the organization as they were.
+            let (config, identities) = match Config::load(path).and_then(|c| Ok((c.identities()?, c))) {
+                Ok((identities, config)) => (config, identities),
+                Err(error) => {
+                    tracing::error!(error = %format!("{error:#}"), "config not reloaded; the previous tokens stay");
+                    continue;
                 }
-                Ok(config) => {
-                    let org = organization_from(Some(&config));
-                    let op = Op::Organization {
-                        organization_id: org.organization_id().map(str::to_owned),
-                        accounts: org.members().clone(),
-                        suspended: BTreeSet::new(),
-                        paths: org.organization_paths().to_vec(),
-                    };
-                    match committer.commit(vec![op]).await {
-                        Ok(()) => tracing::info!("config reloaded"),
-                        Err(error) => tracing::error!(%error, "the reloaded organization could not be stored"),
-                    }
-                }
+            };
+            crate::permissions::warn_if_config_readable(path, &config);
+            if config.require_certificate_identity != auth.requires_certificate_identity() {
+                tracing::warn!(
+                    "`require_certificate_identity` changed in the config; it takes effect at the next start"
+                );
+            }
+            let revoked = auth.replace_tokens(identities);
+            let status = tonic::Status::unauthenticated("the token of this stream was revoked");
+            let ended: usize =
+                revoked.agent_accounts.iter().map(|account| directory.end_streams(account, &status)).sum();
+            tracing::info!(revoked = revoked.tokens, streams_ended = ended, "tokens reloaded");
+            if organizations_active {
+                tracing::info!("config reloaded; the organization comes from AWS Organizations");
+                continue;
+            }
+            let org = organization_from(Some(&config));
+            let op = Op::Organization {
+                organization_id: org.organization_id().map(str::to_owned),
+                accounts: org.members().clone(),
+                suspended: BTreeSet::new(),
+                paths: org.organization_paths().to_vec(),
+            };
+            match committer.commit(vec![op]).await {
+                Ok(()) => tracing::info!("config reloaded"),
+                Err(error) => tracing::error!(%error, "the reloaded organization could not be stored"),
             }
         }
     }
     #[cfg(not(unix))]
-    let _ = (path, tls, committer, organizations_active);
+    let _ = (path, tls, committer, organizations_active, auth, directory);
 }
 
 /// The open-file limit below which the administrator warns at start: one descriptor per
@@ -257,6 +276,9 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         Some(path) => Some(Config::load(path)?),
         None => None,
     };
+    if let (Some(path), Some(config)) = (&options.config, &config) {
+        crate::permissions::warn_if_config_readable(path, config);
+    }
     check_transport(&options)?;
     let tls = match &options.tls {
         Some(files) => Some(Arc::new(Tls::load(files.clone())?)),
@@ -290,7 +312,9 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     let org = organization_from(config.as_ref());
     let configured_members = config.as_ref().map(|c| c.agent_accounts().clone()).unwrap_or_default();
 
-    std::fs::create_dir_all(&options.data_dir).with_context(|| format!("creating `{}`", options.data_dir.display()))?;
+    crate::permissions::create_data_dir(&options.data_dir)
+        .with_context(|| format!("creating `{}`", options.data_dir.display()))?;
+    crate::permissions::warn_if_data_dir_open(&options.data_dir);
     let data_dir = options.data_dir.clone();
     let (policy_queue, attach_policy_workers) = crate::policy::start(
         options.policy_workers,
@@ -312,11 +336,20 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     } else {
         false
     };
+    let directory = Arc::new(AgentDirectory::default());
     if options.config.is_some() || tls.is_some() {
-        tokio::spawn(reload_on_hangup(options.config.clone(), tls.clone(), committer.clone(), organizations_active));
+        let (auth, directory) = (auth.clone(), Arc::clone(&directory));
+        let reload = reload_on_hangup(
+            options.config.clone(),
+            tls.clone(),
+            committer.clone(),
+            organizations_active,
+            auth,
+            directory,
+        );
+        tokio::spawn(reload);
     }
     tracing::info!(buckets = store.read().index.len(), data_dir = %options.data_dir.display(), "store opened");
-    let directory = Arc::new(AgentDirectory::default());
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<AgentServiceServer<AgentServiceImpl>>().await;
@@ -344,6 +377,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         refresh_requested: Default::default(),
         min_refresh_interval_ms: options.min_refresh_interval.as_millis() as i64,
         max_criterion_values: limits.max_criterion_values,
+        object_refreshes: Default::default(),
     };
 
     let findings_service = FindingsServiceImpl {

@@ -1,4 +1,10 @@
 //! How answers are printed: an aligned table, CSV, or JSON with Macie's field names.
+//!
+//! Much of what is printed was written by others (bucket names, tags, event actors, error
+//! messages, agent versions). In a table every cell is escaped (control characters, ANSI
+//! escapes, newlines) and bounded, so that a cell can neither repaint the terminal nor forge
+//! rows; in CSV a cell that a spreadsheet would run as a formula is defused. JSON escapes
+//! control characters by itself.
 
 use std::io::Write;
 
@@ -16,11 +22,31 @@ pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The most characters one table cell shows (a 1,024-byte object key or a 200 KB hostile
+/// name would make every row of the table that wide); the rest is counted, not shown. CSV and
+/// JSON carry the whole value.
+pub const MAX_TABLE_CELL_CHARS: usize = 200;
+
+/// One table cell: control characters escaped, at most [`MAX_TABLE_CELL_CHARS`] characters.
+pub fn table_cell(text: &str) -> String {
+    estate_common::text::escape(text, MAX_TABLE_CELL_CHARS)
+}
+
+/// Does a spreadsheet read a cell starting like this as a formula (OWASP, "CSV Injection")?
+fn looks_like_formula(text: &str) -> bool {
+    // A number, or the `-` of an absent value, is data whatever its sign.
+    let number = text == "-" || text.parse::<f64>().is_ok_and(f64::is_finite);
+    text.starts_with(['=', '+', '-', '@', '\t', '\r']) && !number
+}
+
+/// One CSV cell: a would-be formula gets a leading `'`, and a cell with a separator, quote or
+/// line break is quoted.
 pub fn csv_field(text: &str) -> String {
-    if text.contains([',', '"', '\n']) {
+    let text = if looks_like_formula(text) { format!("'{text}") } else { text.to_owned() };
+    if text.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", text.replace('"', "\"\""))
     } else {
-        text.to_owned()
+        text
     }
 }
 
@@ -34,8 +60,9 @@ pub fn print_rows(output: Output, header: &[&str], rows: &[Vec<String>]) -> anyh
         }
         return Ok(());
     }
+    let rows: Vec<Vec<String>> = rows.iter().map(|row| row.iter().map(|f| table_cell(f)).collect()).collect();
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for row in rows {
+    for row in &rows {
         for (w, f) in widths.iter_mut().zip(row) {
             *w = (*w).max(f.chars().count());
         }
@@ -43,7 +70,7 @@ pub fn print_rows(output: Output, header: &[&str], rows: &[Vec<String>]) -> anyh
     let line =
         |fields: Vec<&str>| fields.iter().zip(&widths).map(|(f, w)| format!("{f:<w$}")).collect::<Vec<_>>().join("  ");
     writeln!(out, "{}", line(header.to_vec()).trim_end())?;
-    for row in rows {
+    for row in &rows {
         writeln!(out, "{}", line(row.iter().map(String::as_str).collect()).trim_end())?;
     }
     Ok(())
@@ -106,5 +133,35 @@ mod tests {
             ]
         );
         assert_eq!(csv_field("x,\"y\""), "\"x,\"\"y\"\"\"");
+    }
+
+    #[test]
+    fn csv_cells_that_a_spreadsheet_would_run_are_defused() {
+        for (cell, shown) in [
+            ("=HYPERLINK(\"http://evil\")", "\"'=HYPERLINK(\"\"http://evil\"\")\""),
+            ("+1+cmd|' /C calc'!A0", "'+1+cmd|' /C calc'!A0"),
+            ("-2+3", "'-2+3"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\t=1", "'\t=1"),
+            ("\r=1", "\"'\r=1\""),
+            ("line\nbreak", "\"line\nbreak\""),
+            // Data stays data.
+            ("-", "-"),
+            ("-12.5", "-12.5"),
+            ("my-bucket", "my-bucket"),
+            ("a=b", "a=b"),
+        ] {
+            assert_eq!(csv_field(cell), shown, "{cell:?}");
+        }
+    }
+
+    #[test]
+    fn table_cells_cannot_repaint_the_terminal_or_forge_rows() {
+        let cell = table_cell("evil\u{1b}[31mred\u{1b}[0m\nfake-bucket  PUBLIC\r");
+        assert!(!cell.chars().any(char::is_control), "{cell:?}");
+        assert_eq!(cell, "evil\\u{1b}[31mred\\u{1b}[0m\\nfake-bucket  PUBLIC\\r");
+        let long = table_cell(&"x".repeat(100_000));
+        assert!(long.starts_with(&"x".repeat(MAX_TABLE_CELL_CHARS)) && long.ends_with("…(+99800 bytes)"), "{long}");
+        assert_eq!(long.chars().count(), MAX_TABLE_CELL_CHARS + "…(+99800 bytes)".chars().count());
     }
 }

@@ -10,6 +10,7 @@ pub use estate_types::limits;
 pub mod objects;
 pub mod priority;
 pub mod signals;
+pub mod text;
 pub mod transport;
 
 pub mod pb {

@@ -51,6 +51,27 @@ impl AgentDirectory {
         Registration { directory: Arc::clone(self), account_id: account_id.clone(), id }
     }
 
+    /// Ends every open report stream of `account_id` with `status` (its token was revoked):
+    /// each stream's answer ends with that status after the answers already queued, and the
+    /// account gets no more refresh requests through them. Returns how many were open.
+    pub fn end_streams(&self, account_id: &str, status: &Status) -> usize {
+        let senders = self.senders.lock().expect("directory lock").remove(account_id).unwrap_or_default();
+        let mut ended = 0;
+        for tx in senders.into_iter().filter(|tx| !tx.is_closed()) {
+            ended += 1;
+            match tx.try_send(Err(status.clone())) {
+                Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+                // Acknowledgements fill the queue: the status follows them once the agent reads.
+                Err(mpsc::error::TrySendError::Full(message)) => {
+                    tokio::spawn(async move {
+                        let _ = tx.send(message).await;
+                    });
+                }
+            }
+        }
+        ended
+    }
+
     /// Sends `request` to every connected agent of `account_id`. Returns how many got it.
     pub fn send(&self, account_id: &str, request: &pb::RefreshRequest) -> usize {
         let senders = self.senders.lock().expect("directory lock");
@@ -89,5 +110,34 @@ mod tests {
         assert_eq!(directory.streams(), 0);
         assert!(directory.senders.lock().unwrap().is_empty(), "no entry is kept for an account with no stream");
         assert_eq!(directory.send("111111111111", &pb::RefreshRequest::default()), 0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refresh() -> pb::RefreshRequest {
+        pb::RefreshRequest { regions: vec!["us-east-1".into()], ..Default::default() }
+    }
+
+    #[tokio::test]
+    async fn ending_an_accounts_streams_sends_the_status_and_forgets_them() {
+        let directory = AgentDirectory::default();
+        let (a_tx, mut a_rx) = mpsc::channel(1);
+        let (b_tx, mut b_rx) = mpsc::channel(4);
+        directory.register("111111111111", a_tx.clone());
+        directory.register("222222222222", b_tx);
+        // A full queue: the status waits behind what is queued, it is not dropped.
+        a_tx.try_send(Ok(pb::ReportResponse::default())).unwrap();
+        let revoked = Status::unauthenticated("the token of this stream was revoked");
+        assert_eq!(directory.end_streams("111111111111", &revoked), 1);
+        assert!(a_rx.recv().await.unwrap().is_ok());
+        let ended = a_rx.recv().await.unwrap().unwrap_err();
+        assert_eq!(ended.code(), tonic::Code::Unauthenticated);
+        assert_eq!(directory.send("111111111111", &refresh()), 0, "no refresh goes to an ended stream");
+        assert_eq!(directory.send("222222222222", &refresh()), 1, "other accounts keep theirs");
+        assert!(b_rx.recv().await.unwrap().is_ok());
+        assert_eq!(directory.end_streams("333333333333", &revoked), 0);
     }
 }

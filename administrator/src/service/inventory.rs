@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use tonic::{Request, Response, Status};
 
-use estate_common::model::{AccountId, Region};
+use estate_common::model::{AccountId, BucketKey, Region};
 use estate_common::pb::{self, inventory_service_server::InventoryService};
 
 use crate::auth::Authenticator;
@@ -30,6 +30,78 @@ pub struct InventoryServiceImpl {
     pub min_refresh_interval_ms: i64,
     /// The most values one criterion may list.
     pub max_criterion_values: usize,
+    /// When each bucket's objects were last asked for (`RefreshObjectMetadata`).
+    pub object_refreshes: Arc<ObjectRefreshLimiter>,
+}
+
+/// `RefreshObjectMetadata` of one bucket is granted at most once in this window: each grant
+/// makes the member's agent list the bucket's objects, S3 calls the member pays for, and an
+/// operator's script in a loop must not turn that into a bill.
+pub const OBJECT_REFRESH_INTERVAL_MS: i64 = 60_000;
+
+/// The most buckets [`ObjectRefreshLimiter`] remembers: entries older than the window are
+/// pruned when it is full, and while it is full of recent ones new buckets are refused, so a
+/// loop over millions of names cannot grow it without bound.
+pub const MAX_OBJECT_REFRESHES_REMEMBERED: usize = 100_000;
+
+/// One `RefreshObjectMetadata` per bucket per [`OBJECT_REFRESH_INTERVAL_MS`], in memory (a
+/// restart allows one more).
+#[derive(Debug)]
+pub struct ObjectRefreshLimiter {
+    granted: Mutex<HashMap<BucketKey, i64>>,
+    interval_ms: i64,
+    capacity: usize,
+}
+
+impl Default for ObjectRefreshLimiter {
+    fn default() -> Self {
+        Self::new(OBJECT_REFRESH_INTERVAL_MS, MAX_OBJECT_REFRESHES_REMEMBERED)
+    }
+}
+
+impl ObjectRefreshLimiter {
+    pub fn new(interval_ms: i64, capacity: usize) -> Self {
+        Self { granted: Mutex::new(HashMap::new()), interval_ms, capacity }
+    }
+
+    /// Grants a refresh of `key` at `now`, or says when one may be asked again.
+    fn grant(&self, key: &BucketKey, now: i64) -> Result<(), ServiceError> {
+        let mut granted = self.granted.lock().expect("object refresh lock");
+        let again_at = |at: i64| at.saturating_add(self.interval_ms);
+        if let Some(&at) = granted.get(key).filter(|&&at| now < again_at(at)) {
+            return Err(ServiceError::Exhausted(format!(
+                "the objects of bucket `{}` were asked for {} s ago; ask again in {} s (one request per bucket per {} s)",
+                key.bucket_name,
+                (now - at) / 1000,
+                (again_at(at) - now + 999) / 1000,
+                self.interval_ms / 1000
+            )));
+        }
+        if granted.len() >= self.capacity && !granted.contains_key(key) {
+            granted.retain(|_, at| now < again_at(*at));
+            if granted.len() >= self.capacity {
+                let first_free = granted.values().copied().min().map_or(now, again_at);
+                return Err(ServiceError::Exhausted(format!(
+                    "object refreshes of {} buckets were asked for in the last {} s; ask again in {} s",
+                    granted.len(),
+                    self.interval_ms / 1000,
+                    (first_free - now + 999) / 1000
+                )));
+            }
+        }
+        granted.insert(key.clone(), now);
+        Ok(())
+    }
+
+    /// Forgets a grant that was not used (the agent was not connected).
+    fn release(&self, key: &BucketKey) {
+        self.granted.lock().expect("object refresh lock").remove(key);
+    }
+
+    #[cfg(test)]
+    fn remembered(&self) -> usize {
+        self.granted.lock().expect("object refresh lock").len()
+    }
 }
 
 /// A manual object refresh is for buckets of at most this many objects.
@@ -216,6 +288,7 @@ impl InventoryService for InventoryServiceImpl {
             ))
             .into());
         }
+        self.object_refreshes.grant(&key, now_ms())?;
         let request = pb::RefreshRequest {
             regions: Vec::new(),
             object_refresh_bucket: key.bucket_name.clone(),
@@ -223,6 +296,7 @@ impl InventoryService for InventoryServiceImpl {
             count_objects: false,
         };
         if self.directory.send(&key.account_id, &request) == 0 {
+            self.object_refreshes.release(&key);
             return Err(ServiceError::unavailable(format!(
                 "the agent of account `{}` is not connected",
                 key.account_id
@@ -287,5 +361,49 @@ impl InventoryService for InventoryServiceImpl {
             buckets: buckets.iter().map(Into::into).collect(),
             next_token: next.map(hex::encode).unwrap_or_default(),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(name: &str) -> BucketKey {
+        BucketKey::new("111111111111".parse().unwrap(), "us-east-1".parse().unwrap(), name.to_owned())
+    }
+
+    #[test]
+    fn one_object_refresh_per_bucket_per_window() {
+        let limiter = ObjectRefreshLimiter::new(60_000, 100);
+        let (a, b) = (key("bucket-a"), key("bucket-b"));
+        assert!(limiter.grant(&a, 1_000_000).is_ok());
+        let again = limiter.grant(&a, 1_010_000).unwrap_err();
+        assert_eq!(again.code(), tonic::Code::ResourceExhausted);
+        assert!(again.message().contains("`bucket-a`") && again.message().contains("ask again in 50 s"), "{again}");
+        assert!(limiter.grant(&b, 1_010_000).is_ok(), "another bucket has its own window");
+        assert!(limiter.grant(&a, 1_060_000).is_ok(), "the window has passed");
+        // A grant the agent never received is given back.
+        limiter.release(&b);
+        assert!(limiter.grant(&b, 1_020_000).is_ok());
+    }
+
+    #[test]
+    fn the_limiter_forgets_old_buckets_and_stays_bounded() {
+        let limiter = ObjectRefreshLimiter::new(60_000, 3);
+        for (i, name) in ["a-1", "a-2", "a-3"].into_iter().enumerate() {
+            limiter.grant(&key(name), 1_000_000 + i as i64 * 1000).unwrap();
+        }
+        // Full of recent grants: a new bucket waits for the oldest to expire.
+        let full = limiter.grant(&key("a-4"), 1_030_000).unwrap_err();
+        assert_eq!(full.code(), tonic::Code::ResourceExhausted);
+        assert!(full.message().contains("ask again in 30 s"), "{full}");
+        assert_eq!(limiter.remembered(), 3);
+        // Once they are old, they are pruned to make room.
+        limiter.grant(&key("a-4"), 1_061_000).unwrap();
+        assert_eq!(limiter.remembered(), 2, "a-1 and a-2 expired and were pruned: {limiter:?}");
+        for i in 0..1_000 {
+            let _ = limiter.grant(&key(&format!("b-{i}")), 2_000_000 + i * 100_000);
+            assert!(limiter.remembered() <= 3);
+        }
     }
 }

@@ -7,7 +7,7 @@ use estate_common::pb;
 
 use crate::client::{status_error, Client};
 use crate::cmd::findings;
-use crate::output::{csv_field, print_rows, Output};
+use crate::output::{csv_field, print_rows, table_cell, Output};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -34,7 +34,11 @@ pub async fn run(client: &mut Client, output: Output, args: Args) -> anyhow::Res
             Output::Csv => {
                 writeln!(out, "{}", findings::row(&finding).iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","))?
             }
-            Output::Table => writeln!(out, "{}", findings::row(&finding).join("  "))?,
+            Output::Table => writeln!(
+                out,
+                "{}",
+                findings::row(&finding).iter().map(|f| table_cell(f)).collect::<Vec<_>>().join("  ")
+            )?,
         }
         out.flush()?;
         seen += 1;

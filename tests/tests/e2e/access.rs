@@ -3,9 +3,14 @@
 //! the account-level S3 Control read. Those buckets become error buckets naming the call and
 //! count as unknown; every other bucket is complete; the account settings are unknown, not
 //! "off".
+//!
+//! Tokens revoked by rewriting the config and sending SIGHUP: the client's next request and the
+//! agent's open stream get UNAUTHENTICATED, without a restart; a config that does not parse
+//! keeps the tokens in force and its error repeats nothing of the file.
 
 use aws_sdk_s3::config::Credentials;
 use aws_sdk_s3::primitives::ByteStream;
+use estate_common::pb;
 
 use super::*;
 
@@ -116,4 +121,99 @@ fn reqwest_free_post(endpoint: &str, path: &str, body: &str) -> anyhow::Result<S
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
     Ok(response.lines().next().unwrap_or_default().to_owned())
+}
+
+/// Opens a report stream for account A with `token`: the sender of further messages and the
+/// answers, or the refusal.
+async fn open_report(
+    url: &str,
+    token: &str,
+) -> anyhow::Result<
+    Result<(tokio::sync::mpsc::Sender<pb::ReportRequest>, tonic::Streaming<pb::ReportResponse>), tonic::Status>,
+> {
+    use estate_common::pb::report_request::Body;
+    let mut client = pb::agent_service_client::AgentServiceClient::connect(url.to_owned()).await?;
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    let hello = pb::Hello {
+        account_id: A.into(),
+        regions: vec!["us-east-1".into()],
+        agent_version: "access-test".into(),
+        ..Default::default()
+    };
+    tx.send(pb::ReportRequest { seq: 0, body: Some(Body::Hello(hello)) }).await?;
+    let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse()?);
+    Ok(client.report(request).await.map(|r| (tx, r.into_inner())))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_revokes_tokens_and_ends_the_streams_they_opened() -> anyhow::Result<()> {
+    const NEW_CLIENT_TOKEN: &str = "client-token-rotated-0123456789";
+    const NEW_AGENT_TOKEN: &str = "agent-token-rotated-0123456789";
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("estate.toml");
+    let write_config = |agent: &str, client: &str| {
+        let text = format!(
+            "version = 1\n[[agents]]\nname = \"a\"\naccount_id = \"{A}\"\ntoken = \"{agent}\"\n\
+             [[clients]]\nname = \"tests\"\nrole = \"read-only\"\ntoken = \"{client}\"\n"
+        );
+        // Replaced whole, as an editor or a deployment tool would.
+        let next = dir.path().join("estate.toml.next");
+        std::fs::write(&next, text)?;
+        std::fs::rename(&next, &config)
+    };
+    write_config(&agent_token(A), CLIENT_TOKEN)?;
+    let admin = Admin::start_with(&dir.path().join("data"), Some(&config), &[])?;
+    let (_tx, mut answers) = open_report(&admin.grpc, &agent_token(A)).await?.map_err(|s| anyhow::anyhow!("{s:?}"))?;
+    eventually(Duration::from_secs(30), "the agent to be CONNECTED", || async {
+        let members = admin.ctl_json(Some(CLIENT_TOKEN), &["members"])?;
+        Ok((members["members"][0]["connectionState"] == "CONNECTED").then_some(()))
+    })
+    .await?;
+
+    // Both tokens leaked: new ones in the config, then SIGHUP.
+    write_config(NEW_AGENT_TOKEN, NEW_CLIENT_TOKEN)?;
+    admin.hangup()?;
+    eventually(Duration::from_secs(30), "the old client token to be refused", || async {
+        match admin.ctl(Some(CLIENT_TOKEN), &["stats"]) {
+            Ok(_) => Ok(None),
+            Err(error) => {
+                let error = format!("{error:#}");
+                anyhow::ensure!(error.contains("Unauthenticated") && error.contains("unknown token"), "{error}");
+                Ok(Some(()))
+            }
+        }
+    })
+    .await?;
+    admin.ctl_json(Some(NEW_CLIENT_TOKEN), &["stats"])?;
+    // The stream the old agent token opened is ended, with the reason.
+    let ended = loop {
+        match tokio::time::timeout(Duration::from_secs(30), answers.message()).await? {
+            Ok(Some(_)) => continue,
+            Ok(None) => anyhow::bail!("the stream ended without a status"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(ended.code(), tonic::Code::Unauthenticated, "{ended:?}");
+    assert!(ended.message().contains("revoked"), "{ended:?}");
+    let Err(refused) = open_report(&admin.grpc, &agent_token(A)).await? else {
+        anyhow::bail!("the old agent token opened a stream after it was revoked");
+    };
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+    let (_tx, _answers) =
+        open_report(&admin.grpc, NEW_AGENT_TOKEN).await?.map_err(|s| anyhow::anyhow!("the new agent token: {s:?}"))?;
+
+    // A config that does not parse changes nothing, and its error does not repeat the file.
+    let secret = "s3cr3t-never-logged-0123456789";
+    std::fs::write(&config, format!("version = 1\n[[clients]]\nname = \"x\"\ntoken = \"{secret}\n"))?;
+    admin.hangup()?;
+    eventually(Duration::from_secs(30), "the broken config to be refused", || async {
+        Ok(admin.process.log_text().contains("config not reloaded").then_some(()))
+    })
+    .await?;
+    admin.ctl_json(Some(NEW_CLIENT_TOKEN), &["stats"])?;
+    let log = admin.process.log_text();
+    assert!(!log.contains("s3cr3t"), "{log}");
+    assert!(log.contains("line 4, column"), "{log}");
+    Ok(())
 }

@@ -111,9 +111,10 @@ fn kind(f: &pb::Finding) -> pb::FindingType {
     pb::FindingType::try_from(f.r#type).unwrap()
 }
 
-/// What the tests allow between an event and its finding (the benchmark measures the real
-/// figure; several moto servers and builds share two cores while the tests run).
-const WITHIN: Duration = Duration::from_secs(3);
+/// The ceiling on the wait between an event and its finding: generous, so that a busy machine
+/// does not fail the test (the benchmark measures the real figure; several moto servers and
+/// builds share two cores while the tests run).
+const WITHIN: Duration = Duration::from_secs(30);
 
 #[tokio::test(flavor = "multi_thread")]
 async fn changes_for_the_worse_raise_the_right_findings() -> anyhow::Result<()> {
