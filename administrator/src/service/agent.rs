@@ -331,7 +331,12 @@ impl AgentService for AgentServiceImpl {
         }
         // From here on the stream counts; it is released when its task ends.
         let opened = OpenConnection { store: Arc::clone(&self.store), account_id: account_id.clone() };
-        tracing::info!(account = %account_id, regions = ?regions, version = %hello.agent_version, "agent connected");
+        tracing::info!(
+            account = %account_id,
+            regions = ?regions,
+            version = %estate_common::text::for_log(&hello.agent_version),
+            "agent connected"
+        );
         let lost = if hello.completed.is_empty() {
             Vec::new()
         } else {
@@ -387,10 +392,15 @@ impl AgentService for AgentServiceImpl {
         let committer = self.committer.clone();
         let (store, quota) = (Arc::clone(&self.store), self.max_buckets_per_account);
         tokio::spawn(async move {
-            let _stream = (opened, registration);
+            let _opened = opened;
+            let revoked = || ServiceError::unauthenticated("the token of this stream was revoked").into();
             let outcome: Result<(), Status> = async {
                 loop {
-                    let Some(message) = inbound.next().await else { return Ok(()) };
+                    let next = tokio::select! {
+                        next = inbound.next() => next,
+                        () = registration.revoked() => return Err(revoked()),
+                    };
+                    let Some(message) = next else { return Ok(()) };
                     let mut messages = vec![message?];
                     while messages.len() < MAX_MESSAGES_PER_SUBMISSION {
                         match inbound.next().now_or_never() {
@@ -412,7 +422,7 @@ impl AgentService for AgentServiceImpl {
                         match outcome {
                             Ok(op) => accepted.push((message.seq, op)),
                             Err(Refusal::Denied(error)) => {
-                                tracing::warn!(account = %account_id, %error, "refused a report");
+                                tracing::warn!(account = %account_id, error = %estate_common::text::for_log(&error.to_string()), "refused a report");
                                 return Err(error.into());
                             }
                             Err(Refusal::Invalid { field, reason }) => {
@@ -432,7 +442,7 @@ impl AgentService for AgentServiceImpl {
                             account = %account_id,
                             seq = reject.seq,
                             field = %reject.field,
-                            reason = %reject.reason.escape_debug(),
+                            reason = %estate_common::text::for_log(&reject.reason),
                             "rejected one message"
                         );
                         let response = pb::ReportResponse { body: Some(pb::report_response::Body::Reject(reject)) };
@@ -442,6 +452,10 @@ impl AgentService for AgentServiceImpl {
                     }
                     let mut ops: Vec<Op> = accepted.into_iter().map(|(_, op)| op).collect();
                     ops.push(Op::Contact { account_id: account_id.clone() });
+                    // A token revoked while this batch was read: nothing of it is applied.
+                    if registration.is_revoked() {
+                        return Err(revoked());
+                    }
                     let done = committer.submit(ops).await;
                     if pending_tx.send((last_seq, done)).await.is_err() {
                         return Ok(());

@@ -4,10 +4,10 @@
 //! directory holds nothing for streams that closed.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tonic::Status;
 
 use estate_common::model::AccountId;
@@ -16,10 +16,25 @@ use estate_common::pb;
 /// The sending half of one agent stream.
 type AgentSender = mpsc::Sender<Result<pb::ReportResponse, Status>>;
 
+/// Whether a stream's token was revoked, and a wake-up for the task that reads it.
+#[derive(Debug, Default)]
+struct Revocation {
+    revoked: AtomicBool,
+    notify: Notify,
+}
+
+/// One open stream: its ID, where its answers go, and its revocation.
+#[derive(Debug)]
+struct Stream {
+    id: u64,
+    tx: AgentSender,
+    revocation: Arc<Revocation>,
+}
+
 /// Channels to connected agents, for refresh requests.
 #[derive(Debug, Default)]
 pub struct AgentDirectory {
-    senders: Mutex<HashMap<AccountId, Vec<(u64, AgentSender)>>>,
+    senders: Mutex<HashMap<AccountId, Vec<Stream>>>,
     next: AtomicU64,
 }
 
@@ -30,13 +45,34 @@ pub struct Registration {
     directory: Arc<AgentDirectory>,
     account_id: AccountId,
     id: u64,
+    revocation: Arc<Revocation>,
+}
+
+impl Registration {
+    /// Whether the stream's token was revoked: nothing more it sends may be applied.
+    pub fn is_revoked(&self) -> bool {
+        self.revocation.revoked.load(Ordering::Acquire)
+    }
+
+    /// Resolves once the stream's token is revoked.
+    pub async fn revoked(&self) {
+        loop {
+            let notified = self.revocation.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_revoked() {
+                return;
+            }
+            notified.await;
+        }
+    }
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
         let mut senders = self.directory.senders.lock().expect("directory lock");
         if let Some(list) = senders.get_mut(&self.account_id) {
-            list.retain(|(id, _)| *id != self.id);
+            list.retain(|stream| stream.id != self.id);
             if list.is_empty() {
                 senders.remove(&self.account_id);
             }
@@ -47,17 +83,25 @@ impl Drop for Registration {
 impl AgentDirectory {
     pub(crate) fn register(self: &Arc<Self>, account_id: &AccountId, tx: AgentSender) -> Registration {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        self.senders.lock().expect("directory lock").entry(account_id.clone()).or_default().push((id, tx));
-        Registration { directory: Arc::clone(self), account_id: account_id.clone(), id }
+        let revocation = Arc::new(Revocation::default());
+        let stream = Stream { id, tx, revocation: Arc::clone(&revocation) };
+        self.senders.lock().expect("directory lock").entry(account_id.clone()).or_default().push(stream);
+        Registration { directory: Arc::clone(self), account_id: account_id.clone(), id, revocation }
     }
 
     /// Ends every open report stream of `account_id` with `status` (its token was revoked):
-    /// each stream's answer ends with that status after the answers already queued, and the
-    /// account gets no more refresh requests through them. Returns how many were open.
+    /// each stream's task stops applying what it reads at once, its answer ends with that
+    /// status after the answers already queued, and the account gets no more refresh requests
+    /// through them. Returns how many were open.
     pub fn end_streams(&self, account_id: &str, status: &Status) -> usize {
-        let senders = self.senders.lock().expect("directory lock").remove(account_id).unwrap_or_default();
+        let streams = self.senders.lock().expect("directory lock").remove(account_id).unwrap_or_default();
         let mut ended = 0;
-        for tx in senders.into_iter().filter(|tx| !tx.is_closed()) {
+        for Stream { tx, revocation, .. } in streams {
+            revocation.revoked.store(true, Ordering::Release);
+            revocation.notify.notify_waiters();
+            if tx.is_closed() {
+                continue;
+            }
             ended += 1;
             match tx.try_send(Err(status.clone())) {
                 Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
@@ -77,7 +121,7 @@ impl AgentDirectory {
         let senders = self.senders.lock().expect("directory lock");
         let Some(list) = senders.get(account_id) else { return 0 };
         list.iter()
-            .filter(|(_, tx)| {
+            .filter(|Stream { tx, .. }| {
                 let message = pb::ReportResponse { body: Some(pb::report_response::Body::Refresh(request.clone())) };
                 tx.try_send(Ok(message)).is_ok()
             })
@@ -111,11 +155,6 @@ mod tests {
         assert!(directory.senders.lock().unwrap().is_empty(), "no entry is kept for an account with no stream");
         assert_eq!(directory.send("111111111111", &pb::RefreshRequest::default()), 0);
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
 
     fn refresh() -> pb::RefreshRequest {
         pb::RefreshRequest { regions: vec!["us-east-1".into()], ..Default::default() }
@@ -123,11 +162,11 @@ mod tests {
 
     #[tokio::test]
     async fn ending_an_accounts_streams_sends_the_status_and_forgets_them() {
-        let directory = AgentDirectory::default();
+        let directory = Arc::new(AgentDirectory::default());
         let (a_tx, mut a_rx) = mpsc::channel(1);
         let (b_tx, mut b_rx) = mpsc::channel(4);
-        directory.register("111111111111", a_tx.clone());
-        directory.register("222222222222", b_tx);
+        let a = directory.register(&"111111111111".parse().unwrap(), a_tx.clone());
+        let b = directory.register(&"222222222222".parse().unwrap(), b_tx);
         // A full queue: the status waits behind what is queued, it is not dropped.
         a_tx.try_send(Ok(pb::ReportResponse::default())).unwrap();
         let revoked = Status::unauthenticated("the token of this stream was revoked");
@@ -139,5 +178,8 @@ mod tests {
         assert_eq!(directory.send("222222222222", &refresh()), 1, "other accounts keep theirs");
         assert!(b_rx.recv().await.unwrap().is_ok());
         assert_eq!(directory.end_streams("333333333333", &revoked), 0);
+        // The stream's own task learns of it at once, and only the revoked stream's.
+        assert!(a.is_revoked() && !b.is_revoked());
+        tokio::time::timeout(std::time::Duration::from_secs(30), a.revoked()).await.expect("revocation wakes the task");
     }
 }
