@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use futures::{FutureExt, Stream, StreamExt};
@@ -238,12 +239,20 @@ fn to_op(account_id: &AccountId, body: Body, now: UnixMillis) -> Result<Op, Refu
 }
 
 /// The messages of one submission that would take the account past its bucket quota: new
-/// buckets (not in the index yet) beyond `quota`, and bucket lists longer than it. Returns the
-/// positions of the messages to reject, with the reason. A short read on the reactor: one
-/// lookup per new bucket.
-fn over_quota(state: &State, account_id: &AccountId, ops: &[(u64, Op)], quota: u64) -> Vec<(usize, String)> {
-    let held = u64::try_from(state.stats.account(account_id).bucket_count).unwrap_or(0);
-    let mut held = held;
+/// buckets (not in the index yet) beyond `quota`, counting `in_flight` new buckets of this
+/// stream submitted but not yet applied, and bucket lists longer than the quota. Returns the
+/// positions of the messages to reject, with the reason, and how many new buckets pass. A
+/// short read on the reactor: one lookup per new bucket.
+fn over_quota(
+    state: &State,
+    account_id: &AccountId,
+    ops: &[(u64, Op)],
+    quota: u64,
+    in_flight: u64,
+) -> (Vec<(usize, String)>, u64) {
+    let stored = u64::try_from(state.stats.account(account_id).bucket_count).unwrap_or(0);
+    let mut held = stored.saturating_add(in_flight);
+    let mut new = 0;
     let mut over = Vec::new();
     for (position, (_, op)) in ops.iter().enumerate() {
         match op {
@@ -258,6 +267,7 @@ fn over_quota(state: &State, account_id: &AccountId, ops: &[(u64, Op)], quota: u
                     ));
                 } else {
                     held += 1;
+                    new += 1;
                 }
             }
             Op::AccountBuckets { list, .. } if list.names.len() as u64 > quota => over
@@ -265,7 +275,7 @@ fn over_quota(state: &State, account_id: &AccountId, ops: &[(u64, Op)], quota: u
             _ => {}
         }
     }
-    over
+    (over, new)
 }
 
 #[tonic::async_trait]
@@ -371,11 +381,16 @@ impl AgentService for AgentServiceImpl {
         }
         // Acknowledgements go out in order, each after its submission is durable.
         let (pending_tx, mut pending_rx) =
-            mpsc::channel::<(u64, tokio::sync::oneshot::Receiver<Result<(), String>>)>(64);
+            mpsc::channel::<(u64, u64, tokio::sync::oneshot::Receiver<Result<(), String>>)>(64);
         let ack_tx = tx.clone();
+        // New buckets this stream submitted that are not applied yet: the quota counts them.
+        let in_flight = Arc::new(AtomicU64::new(0));
+        let applied = Arc::clone(&in_flight);
         tokio::spawn(async move {
-            while let Some((seq, done)) = pending_rx.recv().await {
-                let message = match done.await {
+            while let Some((seq, new, done)) = pending_rx.recv().await {
+                let outcome = done.await;
+                applied.fetch_sub(new, Ordering::AcqRel);
+                let message = match outcome {
                     Ok(Ok(())) => {
                         Ok(pb::ReportResponse { body: Some(pb::report_response::Body::Ack(pb::Ack { seq })) })
                     }
@@ -430,8 +445,11 @@ impl AgentService for AgentServiceImpl {
                             }
                         }
                     }
+                    let mut new = 0;
                     if accepted.iter().any(|(_, op)| matches!(op, Op::Upsert { .. } | Op::AccountBuckets { .. })) {
-                        let over = over_quota(&store.read(), &account_id, &accepted, quota);
+                        let pending = in_flight.load(Ordering::Acquire);
+                        let over;
+                        (over, new) = over_quota(&store.read(), &account_id, &accepted, quota, pending);
                         for (position, reason) in over.into_iter().rev() {
                             let (seq, _) = accepted.remove(position);
                             rejected.push(pb::Reject { seq, field: "bucket".into(), reason });
@@ -456,8 +474,9 @@ impl AgentService for AgentServiceImpl {
                     if registration.is_revoked() {
                         return Err(revoked());
                     }
+                    in_flight.fetch_add(new, Ordering::AcqRel);
                     let done = committer.submit(ops).await;
-                    if pending_tx.send((last_seq, done)).await.is_err() {
+                    if pending_tx.send((last_seq, new, done)).await.is_err() {
                         return Ok(());
                     }
                 }
@@ -572,12 +591,16 @@ mod tests {
         let ops: Vec<(u64, Op)> =
             vec![(1, upsert("held-1")), (2, upsert("new-1")), (3, upsert("held-2")), (4, upsert("new-2"))];
         // Quota 3: one new bucket fits, the second does not; re-reads of held buckets always do.
-        let over = over_quota(&store.read(), &account(), &ops, 3);
+        let (over, new) = over_quota(&store.read(), &account(), &ops, 3, 0);
         assert_eq!(over.iter().map(|(position, _)| *position).collect::<Vec<_>>(), vec![3]);
+        assert_eq!(new, 1);
         assert!(over[0].1.contains("--max-buckets-per-account 3"), "{}", over[0].1);
-        assert!(over_quota(&store.read(), &account(), &ops, 4).is_empty());
+        assert!(over_quota(&store.read(), &account(), &ops, 4, 0).0.is_empty());
+        // New buckets submitted but not applied yet count: with one in flight, none fits.
+        let (over, new) = over_quota(&store.read(), &account(), &ops, 3, 1);
+        assert_eq!((over.len(), new), (2, 0));
         let names: BTreeSet<String> = (0..5).map(|i| format!("name-{i}")).collect();
         let list = vec![(5, Op::AccountBuckets { account_id: account(), list: BucketList { read_at: NOW, names } })];
-        assert_eq!(over_quota(&store.read(), &account(), &list, 4).len(), 1);
+        assert_eq!(over_quota(&store.read(), &account(), &list, 4, 0).0.len(), 1);
     }
 }
