@@ -1,0 +1,244 @@
+//! Slow and silent peers against the real administrator over TLS (issue 22): from another
+//! loopback address (127.0.0.2, so that the per-address caps fall on the attacker and not on
+//! the real client on 127.0.0.1), 600 TLS connections that sent half an HTTP request, and
+//! 600 TCP connections to the gRPC port that send nothing. While they hang on, estatectl
+//! (gRPC over TLS) and curl (HTTPS) are answered; then the server closes every one of them.
+//!
+//! Before the accept loop of `edge.rs`, the silent peers held the 256 handshake slots for
+//! 10 s each while the client waited in the backlog (the client's ceiling below is under
+//! that), and the half-sent requests were never closed.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+use estate_tests::pki::Pki;
+
+use super::*;
+
+/// Connections of each kind.
+const ATTACKERS: usize = 600;
+/// Where they come from.
+const ATTACKER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+/// TLS handshakes the attacker runs at once: under the per-address cap on pending
+/// handshakes, so that every half-sent request gets in and only the header timeout can
+/// close it.
+const ATTACKER_HANDSHAKES: usize = 32;
+/// How long the real client may take. Generous for a busy machine; the old code made it wait
+/// for the silent peers' 10-second handshake deadline.
+const CLIENT_CEILING: Duration = Duration::from_secs(8);
+/// How long after the attack is in place every attacking connection must be closed: the
+/// guarantees are the 10-second header timeout and the 2-second first-byte timeout; this
+/// stays under the 60-second idle timeout, which would otherwise pass for them.
+const CLOSE_CEILING: Duration = Duration::from_secs(40);
+
+/// Raises this process's soft open-file limit (the administrator it starts inherits it) to
+/// hold `needed` descriptors.
+fn raise_open_files(needed: u64) -> anyhow::Result<()> {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut limit = getrlimit(Resource::Nofile);
+    let current = limit.current.unwrap_or(u64::MAX);
+    let maximum = limit.maximum.unwrap_or(u64::MAX);
+    if current >= needed {
+        return Ok(());
+    }
+    anyhow::ensure!(
+        maximum >= needed,
+        "this test needs {needed} open files and the hard limit is {maximum}: raise it (ulimit -Hn)"
+    );
+    limit.current = Some(needed);
+    setrlimit(Resource::Nofile, limit).context("raising the open-file limit")?;
+    Ok(())
+}
+
+fn port_of(url: &str) -> u16 {
+    url.rsplit(':').next().and_then(|p| p.parse().ok()).expect("a URL ending with its port")
+}
+
+async fn connect_from_attacker(port: u16) -> io::Result<TcpStream> {
+    let socket = TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::new(IpAddr::V4(ATTACKER), 0))?;
+    socket.connect(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)).await
+}
+
+/// Reads until the server closes the connection, then counts it.
+async fn hold(mut stream: impl AsyncRead + Unpin, closed: Arc<AtomicUsize>) {
+    let mut buf = [0; 1024];
+    loop {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            // A 408 or an alert before the close.
+            Ok(_) => continue,
+        }
+    }
+    closed.fetch_add(1, Ordering::SeqCst);
+}
+
+fn tls_connector(ca: &std::path::Path) -> anyhow::Result<tokio_rustls::TlsConnector> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(rustls_pki_types::CertificateDer::from_pem_file(ca).context("reading the test CA")?)?;
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+}
+
+/// Waits until `closed` reaches `ATTACKERS`, or `deadline`.
+async fn all_closed(closed: &AtomicUsize, deadline: Instant) -> bool {
+    while Instant::now() < deadline {
+        if closed.load(Ordering::SeqCst) == ATTACKERS {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    closed.load(Ordering::SeqCst) == ATTACKERS
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_real_client_is_answered_while_silent_and_slow_peers_hang_on() -> anyhow::Result<()> {
+    // Both ends of every attacking connection live in this process or its administrator.
+    raise_open_files(4 * ATTACKERS as u64 + 1024)?;
+    let dir = tempfile::tempdir()?;
+    let pki = Pki::new(dir.path(), "org")?;
+    let server = pki.server("admin", "estate-admin")?;
+    let config = write_config(dir.path());
+    let ca = pki.ca_path.to_str().expect("a UTF-8 temporary path").to_owned();
+    let admin = Admin::start_with_env(
+        &dir.path().join("data"),
+        Some(&config),
+        &["--tls-cert", server.cert.to_str().unwrap(), "--tls-key", server.key.to_str().unwrap()],
+        // Every half-sent request gets a connection, so that the header timeout, not the
+        // per-address cap, is what must close them. The other limits are the defaults.
+        &[("ESTATE_MAX_HTTP_CONNECTIONS_PER_IP", "1000")],
+    )?;
+    let (grpc_port, http_port) = (port_of(&admin.grpc), port_of(&admin.http));
+    let stats = || admin.ctl_json(Some(CLIENT_TOKEN), &["--ca", &ca, "stats"]);
+    let api = || -> anyhow::Result<(u16, String)> {
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "30", "-w", "\n%{http_code}", "--cacert", &ca])
+            .args(["-H", &format!("Authorization: Bearer {CLIENT_TOKEN}")])
+            .arg(format!("{}/api/statistics", admin.http))
+            .output()
+            .context("running curl (Debian package `curl`)")?;
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = stdout.rsplit_once('\n').unwrap_or(("", &stdout));
+        Ok((code.trim().parse().unwrap_or(0), body.to_owned()))
+    };
+    // Answered before the attack (and estatectl is in the page cache).
+    stats()?;
+
+    // 600 TLS connections, each with half a request.
+    let connector = tls_connector(&pki.ca_path)?;
+    let half_closed = Arc::new(AtomicUsize::new(0));
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(ATTACKER_HANDSHAKES));
+    let (opened_tx, mut opened) = tokio::sync::mpsc::channel::<Result<(), String>>(ATTACKERS);
+    let attack_started = Instant::now();
+    for _ in 0..ATTACKERS {
+        let permit = Arc::clone(&handshakes).acquire_owned().await?;
+        let connector = connector.clone();
+        let closed = Arc::clone(&half_closed);
+        let opened_tx = opened_tx.clone();
+        tokio::spawn(async move {
+            let stream = async {
+                let tcp = connect_from_attacker(http_port).await?;
+                let name = rustls_pki_types::ServerName::try_from("127.0.0.1").expect("an IP address");
+                let mut tls = connector.connect(name, tcp).await?;
+                tls.write_all(b"GET /api/statistics HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bea").await?;
+                tls.flush().await?;
+                Ok::<_, io::Error>(tls)
+            }
+            .await;
+            drop(permit);
+            match stream {
+                Ok(stream) => {
+                    let _ = opened_tx.send(Ok(())).await;
+                    hold(stream, closed).await;
+                }
+                Err(error) => {
+                    let _ = opened_tx.send(Err(error.to_string())).await;
+                }
+            }
+        });
+    }
+    let mut failures = Vec::new();
+    for _ in 0..ATTACKERS {
+        if let Some(Err(error)) = opened.recv().await {
+            failures.push(error);
+        }
+    }
+    anyhow::ensure!(
+        failures.is_empty(),
+        "{} half-sent requests could not be made: {:?}",
+        failures.len(),
+        &failures[..1]
+    );
+    let half_sent_after = attack_started.elapsed();
+
+    // 600 TCP connections to the gRPC port that say nothing.
+    let silent_closed = Arc::new(AtomicUsize::new(0));
+    for _ in 0..ATTACKERS {
+        let tcp = connect_from_attacker(grpc_port).await.context("a silent connection")?;
+        tokio::spawn(hold(tcp, Arc::clone(&silent_closed)));
+    }
+    let attack_in_place = Instant::now();
+
+    // The real client, from 127.0.0.1.
+    let started = Instant::now();
+    let grpc_answer = tokio::task::block_in_place(stats);
+    let grpc_latency = started.elapsed();
+    let half_open_then = ATTACKERS - half_closed.load(Ordering::SeqCst);
+    let started = Instant::now();
+    let https_answer = tokio::task::block_in_place(api);
+    let https_latency = started.elapsed();
+    println!(
+        "the attack took {half_sent_after:?} to set up; estatectl stats answered in {grpc_latency:?}, \
+         GET /api/statistics in {https_latency:?}; {half_open_then} of {ATTACKERS} half-sent requests were still \
+         open then, and {} of {ATTACKERS} silent gRPC connections (the per-address cap closes the excess at once)",
+        ATTACKERS - silent_closed.load(Ordering::SeqCst)
+    );
+    let grpc_answer = grpc_answer.context("estatectl during the attack")?;
+    assert_eq!(grpc_answer["bucketCount"], 0, "{grpc_answer}");
+    let (code, body) = https_answer?;
+    assert_eq!(code, 200, "GET /api/statistics during the attack: {body}");
+    assert!(body.contains("bucketCount"), "{body}");
+    assert!(grpc_latency < CLIENT_CEILING, "estatectl took {grpc_latency:?} under the attack");
+    assert!(https_latency < CLIENT_CEILING, "HTTPS took {https_latency:?} under the attack");
+    assert!(
+        half_open_then >= ATTACKERS / 2,
+        "only {half_open_then} half-sent requests were still open when the client was answered: the test did not \
+         load the server"
+    );
+
+    // Then the server closes every attacking connection.
+    let deadline = attack_in_place + CLOSE_CEILING;
+    let half = all_closed(&half_closed, deadline).await;
+    let silent = all_closed(&silent_closed, deadline).await;
+    println!(
+        "all half-sent requests closed: {half}, all silent connections closed: {silent}, {:?} after the attack \
+         was in place",
+        attack_in_place.elapsed()
+    );
+    assert!(
+        half,
+        "{} of {ATTACKERS} half-sent requests still open {CLOSE_CEILING:?} later",
+        ATTACKERS - half_closed.load(Ordering::SeqCst)
+    );
+    assert!(
+        silent,
+        "{} of {ATTACKERS} silent connections still open {CLOSE_CEILING:?} later",
+        ATTACKERS - silent_closed.load(Ordering::SeqCst)
+    );
+    // And the administrator still serves.
+    assert_eq!(stats()?["bucketCount"], 0);
+    Ok(())
+}
