@@ -81,7 +81,7 @@ async fn hold(mut stream: impl AsyncRead + Unpin, closed: Arc<AtomicUsize>) {
     closed.fetch_add(1, Ordering::SeqCst);
 }
 
-fn tls_connector(ca: &std::path::Path) -> anyhow::Result<tokio_rustls::TlsConnector> {
+fn tls_connector(ca: &std::path::Path, alpn: &[u8]) -> anyhow::Result<tokio_rustls::TlsConnector> {
     use rustls_pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     roots.add(rustls_pki_types::CertificateDer::from_pem_file(ca).context("reading the test CA")?)?;
@@ -89,7 +89,7 @@ fn tls_connector(ca: &std::path::Path) -> anyhow::Result<tokio_rustls::TlsConnec
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![alpn.to_vec()];
     Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
 }
 
@@ -138,7 +138,7 @@ async fn a_real_client_is_answered_while_silent_and_slow_peers_hang_on() -> anyh
     stats()?;
 
     // 600 TLS connections, each with half a request.
-    let connector = tls_connector(&pki.ca_path)?;
+    let connector = tls_connector(&pki.ca_path, b"http/1.1")?;
     let half_closed = Arc::new(AtomicUsize::new(0));
     let handshakes = Arc::new(tokio::sync::Semaphore::new(ATTACKER_HANDSHAKES));
     let (opened_tx, mut opened) = tokio::sync::mpsc::channel::<Result<(), String>>(ATTACKERS);
@@ -191,6 +191,15 @@ async fn a_real_client_is_answered_while_silent_and_slow_peers_hang_on() -> anyh
         tokio::spawn(hold(tcp, Arc::clone(&silent_closed)));
     }
     let attack_in_place = Instant::now();
+    // One more gRPC peer, from a third address, that completes its TLS handshake and then
+    // says nothing: the preface deadline closes it (tonic would wait for it forever).
+    let mut after_handshake = {
+        let socket = TcpSocket::new_v4()?;
+        socket.bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3)), 0))?;
+        let tcp = socket.connect(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), grpc_port)).await?;
+        let name = rustls_pki_types::ServerName::try_from("127.0.0.1").expect("an IP address");
+        tls_connector(&pki.ca_path, b"h2")?.connect(name, tcp).await.context("a TLS handshake on the gRPC port")?
+    };
 
     // The real client, from 127.0.0.1.
     let started = Instant::now();
@@ -238,7 +247,76 @@ async fn a_real_client_is_answered_while_silent_and_slow_peers_hang_on() -> anyh
         "{} of {ATTACKERS} silent connections still open {CLOSE_CEILING:?} later",
         ATTACKERS - silent_closed.load(Ordering::SeqCst)
     );
+    let mut buf = [0; 64];
+    let preface_dropped = loop {
+        match tokio::time::timeout_at(deadline.into(), after_handshake.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => break true,
+            Ok(Ok(_)) => continue,
+            Err(_) => break false,
+        }
+    };
+    assert!(preface_dropped, "a gRPC peer silent after its TLS handshake is still open {CLOSE_CEILING:?} later");
     // And the administrator still serves.
     assert_eq!(stats()?["bucketCount"], 0);
+    Ok(())
+}
+
+/// Reads until the peer closes, within `ceiling`.
+async fn closed_within(stream: &mut TcpStream, ceiling: Duration) -> bool {
+    let mut buf = [0; 256];
+    let read = async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return true,
+                Ok(_) => continue,
+            }
+        }
+    };
+    tokio::time::timeout(ceiling, read).await.unwrap_or(false)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plaintext_grpc_drops_peers_without_a_preface_and_the_insecure_dashboard_checks_its_host() -> anyhow::Result<()>
+{
+    let dir = tempfile::tempdir()?;
+    // `--insecure-dev`: plaintext, no tokens.
+    let admin = Admin::start_with(&dir.path().join("data"), None, &["--preface-timeout", "1"])?;
+    let grpc = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port_of(&admin.grpc));
+    let ceiling = Duration::from_secs(30);
+
+    // Plaintext gRPC goes through the same opening stage as TLS.
+    let mut silent = TcpStream::connect(grpc).await?;
+    let mut one_byte = TcpStream::connect(grpc).await?;
+    one_byte.write_all(b"P").await?;
+    assert!(closed_within(&mut silent, ceiling).await, "a silent plaintext gRPC peer is dropped");
+    assert!(
+        closed_within(&mut one_byte, ceiling).await,
+        "a plaintext peer that never completes the preface is dropped"
+    );
+    assert_eq!(admin.ctl_json(None, &["stats"])?["bucketCount"], 0, "a real client still gets in");
+
+    // The dashboard without authentication answers only requests to a loopback host.
+    let curl = |host: Option<&str>| -> anyhow::Result<String> {
+        let mut command = Command::new("curl");
+        command.args(["-sS", "--max-time", "30", "-D", "-", "-o", "/dev/null"]);
+        if let Some(host) = host {
+            command.args(["-H", &format!("Host: {host}")]);
+        }
+        let out = command.arg(format!("{}/api/statistics", admin.http)).output().context("running curl")?;
+        Ok(String::from_utf8_lossy(&out.stdout).to_ascii_lowercase())
+    };
+    let direct = curl(None)?;
+    assert!(direct.starts_with("http/1.1 200"), "{direct}");
+    for header in [
+        "content-security-policy: default-src 'none'",
+        "x-content-type-options: nosniff",
+        "referrer-policy: no-referrer",
+        "cache-control: no-store",
+    ] {
+        assert!(direct.contains(header), "{header} in {direct}");
+    }
+    assert!(curl(Some("localhost"))?.starts_with("http/1.1 200"));
+    let rebound = curl(Some("attacker.example"))?;
+    assert!(rebound.starts_with("http/1.1 421"), "a request naming another host: {rebound}");
     Ok(())
 }
