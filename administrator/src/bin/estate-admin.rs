@@ -251,3 +251,45 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    #[test]
+    fn the_flags_defaults_are_the_servers_defaults_and_each_edge_limit_is_a_flag() {
+        let defaults = Cli::try_parse_from(["estate-admin"]).unwrap().serve.into_options();
+        assert_eq!(defaults.limits, Limits::default());
+        let limits = Cli::try_parse_from([
+            "estate-admin",
+            "--first-byte-timeout-ms=500",
+            "--max-pending-handshakes=7",
+            "--max-pending-handshakes-per-ip=3",
+            "--preface-timeout=4",
+            "--http-header-timeout=5",
+            "--http-idle-timeout=6",
+            "--max-http-connections=8",
+            "--max-http-connections-per-ip=2",
+        ])
+        .unwrap()
+        .serve
+        .into_options()
+        .limits;
+        assert_eq!(limits.first_byte_timeout, Duration::from_millis(500));
+        assert_eq!((limits.max_pending_handshakes, limits.max_pending_handshakes_per_ip), (7, 3));
+        assert_eq!(limits.preface_timeout, Duration::from_secs(4));
+        assert_eq!(limits.http_header_timeout, Duration::from_secs(5));
+        assert_eq!(limits.http_idle_timeout, Duration::from_secs(6));
+        assert_eq!((limits.max_http_connections, limits.max_http_connections_per_ip), (8, 2));
+        for nonsense in ["--http-header-timeout=0", "--http-header-timeout=61", "--max-http-connections-per-ip=0"] {
+            assert!(Cli::try_parse_from(["estate-admin", nonsense]).is_err(), "{nonsense} is refused");
+        }
+    }
+}
