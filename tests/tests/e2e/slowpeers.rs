@@ -191,15 +191,6 @@ async fn a_real_client_is_answered_while_silent_and_slow_peers_hang_on() -> anyh
         tokio::spawn(hold(tcp, Arc::clone(&silent_closed)));
     }
     let attack_in_place = Instant::now();
-    // One more gRPC peer, from a third address, that completes its TLS handshake and then
-    // says nothing: the preface deadline closes it (tonic would wait for it forever).
-    let mut after_handshake = {
-        let socket = TcpSocket::new_v4()?;
-        socket.bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3)), 0))?;
-        let tcp = socket.connect(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), grpc_port)).await?;
-        let name = rustls_pki_types::ServerName::try_from("127.0.0.1").expect("an IP address");
-        tls_connector(&pki.ca_path, b"h2")?.connect(name, tcp).await.context("a TLS handshake on the gRPC port")?
-    };
 
     // The real client, from 127.0.0.1.
     let started = Instant::now();
@@ -227,6 +218,16 @@ async fn a_real_client_is_answered_while_silent_and_slow_peers_hang_on() -> anyh
         "only {half_open_then} half-sent requests were still open when the client was answered: the test did not \
          load the server"
     );
+
+    // One more gRPC peer, from a third address, that completes its TLS handshake and then
+    // says nothing (made after the client's measurement, which it must not delay): the preface deadline closes it (tonic would wait for it forever).
+    let mut after_handshake = {
+        let socket = TcpSocket::new_v4()?;
+        socket.bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3)), 0))?;
+        let tcp = socket.connect(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), grpc_port)).await?;
+        let name = rustls_pki_types::ServerName::try_from("127.0.0.1").expect("an IP address");
+        tls_connector(&pki.ca_path, b"h2")?.connect(name, tcp).await.context("a TLS handshake on the gRPC port")?
+    };
 
     // Then the server closes every attacking connection.
     let deadline = attack_in_place + CLOSE_CEILING;
