@@ -1,25 +1,43 @@
 //! The administrator's HTTP side: liveness, Prometheus metrics, and the dashboard with the
 //! JSON it reads (the same Macie-shaped JSON as `estatectl --output json`).
+//!
+//! Connections are served here rather than by `axum::serve`, whose hyper has no header-read
+//! timeout: each one holds a connection slot (overall and per address, see `edge.rs`), must
+//! send its request headers within the header timeout (which also closes a keep-alive
+//! connection that goes quiet between requests), is closed after the idle timeout without a
+//! byte moved, and every request but the live findings stream has a deadline. Every answer
+//! carries the security headers ([`security_headers`]); under `--insecure-dev` a request must
+//! name a loopback host ([`check_host`]).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
 
-use axum::extract::{ConnectInfo, FromRequestParts, Query as UrlQuery, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Query as UrlQuery, Request, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{from_fn, from_fn_with_state, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use base64::Engine as _;
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio_rustls::server::TlsStream;
+use tower::ServiceExt as _;
 
 use crate::auth::Authenticator;
 use crate::error::ServiceError;
 use estate_common::findings::FindingType;
 
+use crate::edge::{self, Accepted, Activity, OpeningLimits, Slots, Watched};
 use crate::query::{self, Criterion, Query};
 use crate::store::{self, Store};
-use crate::tls::Peer;
+use crate::tls::{Listener, Peer, Tls};
 use crate::views;
 
 #[derive(Debug, Clone)]
@@ -30,10 +48,15 @@ pub struct HttpState {
     pub metrics_open: bool,
     /// The most values one criterion may list.
     pub max_criterion_values: usize,
+    /// The deadline of every request but the live findings stream.
+    pub request_timeout: Duration,
+    /// Under `--insecure-dev`: the listen address, and requests must name a loopback host
+    /// (or it) as their `Host`.
+    pub loopback_only: Option<SocketAddr>,
 }
 
 pub fn router(state: HttpState) -> Router {
-    Router::new()
+    let timed = Router::new()
         .route("/", get(dashboard))
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics))
@@ -44,9 +67,251 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/bucket", get(api_bucket))
         .route("/api/members", get(api_members))
         .route("/api/findings", get(api_findings))
-        .route("/api/findings/live", get(api_findings_live))
         .route("/api/posture", get(api_posture))
+        .route_layer(from_fn_with_state(state.request_timeout, deadline));
+    // Long-lived by design: the connection caps and the idle timeout (its keep-alive
+    // comments move bytes) bound it, not a deadline.
+    let live = Router::new().route("/api/findings/live", get(api_findings_live));
+    timed
+        .merge(live)
+        .layer(from_fn_with_state(state.loopback_only, check_host))
+        .layer(from_fn(security_headers))
         .with_state(state)
+}
+
+/// The limits of the HTTP listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// A request's headers must arrive within this long, counted from the connection's start
+    /// or from the previous response (so it is also the keep-alive timeout).
+    pub header_timeout: Duration,
+    /// A connection that moves no byte either way for this long is closed.
+    pub idle_timeout: Duration,
+    /// Connections open at once, overall and from one address.
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    pub opening: OpeningLimits,
+}
+
+/// Serves `app` on `listener` (over TLS when given) until `stop` is set, then lets the
+/// requests in flight finish.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<Arc<Tls>>,
+    app: Router,
+    limits: HttpLimits,
+    stop: watch::Receiver<bool>,
+) {
+    let connections = Slots::new(limits.max_connections, limits.max_connections_per_ip);
+    match tls {
+        Some(tls) => {
+            let incoming = edge::accept(listener, "https", limits.opening, Some(connections), move |tcp, peer| {
+                let tls = Arc::clone(&tls);
+                async move { tls.handshake(Listener::Http, tcp, peer).await }
+            });
+            let certificate = |stream: &TlsStream<TcpStream>| {
+                stream.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| Arc::new(c.clone().into_owned()))
+            };
+            serve_connections(incoming, certificate, app, limits, stop).await
+        }
+        None => {
+            let incoming =
+                edge::accept(listener, "http", limits.opening, Some(connections), |tcp, _| async move { Ok(tcp) });
+            serve_connections(incoming, |_: &TcpStream| None, app, limits, stop).await
+        }
+    }
+}
+
+async fn serve_connections<S>(
+    mut incoming: mpsc::Receiver<Accepted<S>>,
+    certificate: fn(&S) -> Option<Arc<rustls::pki_types::CertificateDer<'static>>>,
+    app: Router,
+    limits: HttpLimits,
+    stop: watch::Receiver<bool>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    // Each connection task holds a sender: when every one is dropped, all have ended.
+    let (running, mut all_ended) = mpsc::channel::<()>(1);
+    let stopping = stopped(stop.clone());
+    tokio::pin!(stopping);
+    loop {
+        let accepted = tokio::select! {
+            accepted = incoming.recv() => accepted,
+            () = &mut stopping => None,
+        };
+        let Some(Accepted { stream, peer, slot }) = accepted else { break };
+        let addr = peer;
+        let peer = Peer { addr, certificate: certificate(&stream) };
+        let activity = Activity::default();
+        let io = hyper_util::rt::TokioIo::new(Watched::new(stream, activity.clone()));
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |mut request: Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(peer.clone()));
+            app.clone().oneshot(request)
+        });
+        let running = running.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let _running = running;
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(limits.header_timeout)
+                .serve_connection(io, service);
+            tokio::pin!(connection);
+            let stopping = stopped(stop);
+            tokio::pin!(stopping);
+            let mut draining = false;
+            loop {
+                tokio::select! {
+                    result = connection.as_mut() => {
+                        if let Err(error) = result {
+                            tracing::debug!(peer = %addr, %error, "HTTP connection ended");
+                        }
+                        return;
+                    }
+                    () = activity.idle(limits.idle_timeout) => {
+                        tracing::debug!(peer = %addr, "HTTP connection closed: idle");
+                        return;
+                    }
+                    () = &mut stopping, if !draining => {
+                        connection.as_mut().graceful_shutdown();
+                        draining = true;
+                    }
+                }
+            }
+        });
+    }
+    drop(incoming);
+    drop(running);
+    let _ = all_ended.recv().await;
+}
+
+/// Resolves once `stop` is set (or its sender is gone).
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
+}
+
+/// The deadline of a request: past it the answer is 503 and the handler is dropped.
+async fn deadline(State(limit): State<Duration>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            ServiceError::unavailable(format!("the request took longer than {} s", limit.as_secs_f64())).into_response()
+        }
+    }
+}
+
+/// The dashboard page, served as written.
+const DASHBOARD: &str = include_str!("dashboard.html");
+
+/// The Content-Security-Policy of every answer: nothing from elsewhere, and on the dashboard
+/// only its own inline script and style, by hash, computed from the page served.
+static CONTENT_SECURITY_POLICY: LazyLock<HeaderValue> = LazyLock::new(|| {
+    HeaderValue::from_str(&content_security_policy(DASHBOARD)).expect("a CSP is ASCII: hashes in base64")
+});
+
+/// The `<tag>` blocks' contents of `html`, exactly as a browser hashes them.
+fn inline_blocks<'a>(html: &'a str, tag: &str) -> Vec<&'a str> {
+    let (open, close) = (format!("<{tag}"), format!("</{tag}>"));
+    let mut blocks = Vec::new();
+    let mut rest = html;
+    while let Some(start) = rest.find(&open) {
+        let after = &rest[start + open.len()..];
+        // `<scripts>` or the like is another element.
+        if !after.starts_with(['>', ' ', '\n', '\t']) {
+            rest = after;
+            continue;
+        }
+        let Some(body) = after.find('>') else { break };
+        let content = &after[body + 1..];
+        let Some(end) = content.find(&close) else { break };
+        blocks.push(&content[..end]);
+        rest = &content[end + close.len()..];
+    }
+    blocks
+}
+
+/// A CSP source for each inline `tag` block of `html`: `'sha256-<base64>'`.
+fn hashes(html: &str, tag: &str) -> Vec<String> {
+    inline_blocks(html, tag)
+        .into_iter()
+        .map(|block| format!("'sha256-{}'", base64::engine::general_purpose::STANDARD.encode(Sha256::digest(block))))
+        .collect()
+}
+
+fn content_security_policy(html: &str) -> String {
+    let sources = |tag| {
+        let hashes = hashes(html, tag);
+        if hashes.is_empty() {
+            "'none'".to_owned()
+        } else {
+            hashes.join(" ")
+        }
+    };
+    format!(
+        "default-src 'none'; script-src {}; style-src {}; connect-src 'self'; img-src 'self' data:; \
+         base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        sources("script"),
+        sources("style")
+    )
+}
+
+/// Adds the security headers to every answer, and `Cache-Control: no-store` to the API's
+/// (it carries the inventory; no cache should keep it).
+async fn security_headers(request: Request, next: Next) -> Response {
+    let api = request.uri().path().starts_with("/api/");
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY.clone());
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    // For browsers that predate `frame-ancestors`.
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    if api {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}
+
+/// Under `--insecure-dev` (no authentication), a web page elsewhere could rebind its own DNS
+/// name to 127.0.0.1 and read the dashboard's API from the developer's browser: such a
+/// request names that page's host, so only loopback hosts (and the listen address) are
+/// served; others get 421.
+async fn check_host(State(listen): State<Option<SocketAddr>>, request: Request, next: Next) -> Response {
+    let Some(listen) = listen else { return next.run(request).await };
+    let host = request.headers().get(header::HOST).and_then(|h| h.to_str().ok());
+    if host.is_some_and(|host| loopback_host(host, listen)) {
+        return next.run(request).await;
+    }
+    (
+        StatusCode::MISDIRECTED_REQUEST,
+        "under --insecure-dev the dashboard answers only requests to a loopback host (localhost, 127.0.0.1, [::1])",
+    )
+        .into_response()
+}
+
+/// Is `host` (a `Host` header: a name or address, maybe with a port) a loopback name or
+/// address, or the listen address?
+fn loopback_host(host: &str, listen: SocketAddr) -> bool {
+    let name = match host.strip_prefix('[') {
+        // `[v6]` or `[v6]:port`.
+        Some(bracketed) => match bracketed.split_once(']') {
+            Some((address, port)) if port.is_empty() || port.starts_with(':') => address,
+            _ => return false,
+        },
+        None => match host.rsplit_once(':') {
+            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+            Some(_) => return false,
+            None => host,
+        },
+    };
+    if let Ok(ip) = name.parse::<IpAddr>() {
+        return ip.is_loopback() || ip == listen.ip();
+    }
+    let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
+    name == "localhost" || name.ends_with(".localhost")
 }
 
 /// The dashboard's API takes the same client tokens (and, over mutual TLS, the same client
@@ -83,7 +348,7 @@ impl FromRequestParts<HttpState> for Reader {
 }
 
 async fn dashboard() -> Html<&'static str> {
-    Html(include_str!("dashboard.html"))
+    Html(DASHBOARD)
 }
 
 async fn metrics(State(state): State<HttpState>, ConnectInfo(peer): ConnectInfo<Peer>, headers: HeaderMap) -> Response {
@@ -380,4 +645,248 @@ async fn api_findings_live(State(state): State<HttpState>, _: Reader, UrlQuery(p
         }
     });
     Sse::new(tokio_stream::wrappers::ReceiverStream::new(rx)).keep_alive(KeepAlive::default()).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn state(dir: &std::path::Path, loopback_only: Option<SocketAddr>) -> HttpState {
+        let store = Store::open(dir, crate::judge::OrgView::default(), BTreeSet::new(), None).unwrap();
+        HttpState {
+            store: Arc::new(store),
+            auth: Authenticator::development(),
+            metrics_open: false,
+            max_criterion_values: 100,
+            request_timeout: Duration::from_secs(30),
+            loopback_only,
+        }
+    }
+
+    async fn fetch(app: &Router, path: &str, host: &str) -> Response {
+        let peer = Peer { addr: "127.0.0.1:40000".parse().unwrap(), certificate: None };
+        let request = axum::http::Request::get(path)
+            .header(header::HOST, host)
+            .extension(ConnectInfo(peer))
+            .body(axum::body::Body::empty())
+            .unwrap();
+        app.clone().oneshot(request).await.unwrap()
+    }
+
+    #[test]
+    fn the_csp_hashes_each_inline_block_of_the_page_served() {
+        let html = "<html><style>b{}</style><script>alert(1)</script><scripts>x</scripts>\
+                    <script type=\"module\">two()</script></html>";
+        assert_eq!(inline_blocks(html, "script"), ["alert(1)", "two()"]);
+        assert_eq!(inline_blocks(html, "style"), ["b{}"]);
+        // `printf 'alert(1)' | openssl dgst -sha256 -binary | base64`
+        assert!(content_security_policy(html).contains("'sha256-bhHHL3z2vDgxUt0W3dWQOrprscmda2Y5pLsLg4GF+pI='"));
+
+        let csp = CONTENT_SECURITY_POLICY.to_str().unwrap();
+        let scripts = inline_blocks(DASHBOARD, "script");
+        let styles = inline_blocks(DASHBOARD, "style");
+        assert!(!scripts.is_empty() && !styles.is_empty(), "the dashboard has its inline script and style");
+        for hash in hashes(DASHBOARD, "script").iter().chain(&hashes(DASHBOARD, "style")) {
+            assert!(csp.contains(hash.as_str()), "{hash} is in the CSP");
+        }
+        for directive in ["default-src 'none'", "frame-ancestors 'none'", "connect-src 'self'"] {
+            assert!(csp.contains(directive), "{directive} is in the CSP: {csp}");
+        }
+        assert!(!csp.contains("unsafe-inline") && !csp.contains("http"), "nothing inline unhashed, no CDN: {csp}");
+    }
+
+    #[test]
+    fn the_dashboard_markup_has_nothing_the_csp_would_block() {
+        // Inline event handlers and style attributes need 'unsafe-inline'; the page's code
+        // adds listeners and styles through the DOM instead.
+        let markup: String = {
+            let mut text = DASHBOARD.to_owned();
+            for block in inline_blocks(DASHBOARD, "script").into_iter().chain(inline_blocks(DASHBOARD, "style")) {
+                text = text.replace(block, "");
+            }
+            text
+        };
+        assert!(!markup.contains(" style="), "a style attribute in the dashboard's markup");
+        assert!(!markup.contains(" onclick=") && !markup.contains(" onload="), "an inline handler in the markup");
+        assert!(!DASHBOARD.contains("setAttribute(\"style\"") && !DASHBOARD.contains("cssText"));
+    }
+
+    #[tokio::test]
+    async fn every_answer_carries_the_security_headers_and_the_api_is_not_cached() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = router(state(dir.path(), None));
+        for path in ["/", "/api/statistics", "/api/findings/live", "/healthz"] {
+            let response = fetch(&app, path, "127.0.0.1:8080").await;
+            assert_eq!(response.status(), StatusCode::OK, "{path}");
+            let headers = response.headers();
+            assert_eq!(headers[header::CONTENT_SECURITY_POLICY], *CONTENT_SECURITY_POLICY, "{path}");
+            assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff", "{path}");
+            assert_eq!(headers[header::REFERRER_POLICY], "no-referrer", "{path}");
+            assert_eq!(headers[header::X_FRAME_OPTIONS], "DENY", "{path}");
+            let cache = headers.get(header::CACHE_CONTROL).map(|v| v.to_str().unwrap());
+            if path.starts_with("/api/") {
+                assert_eq!(cache, Some("no-store"), "{path}");
+            } else {
+                assert_ne!(cache, Some("no-store"), "{path}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn under_insecure_dev_only_loopback_hosts_are_served() {
+        let dir = tempfile::tempdir().unwrap();
+        let listen: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let app = router(state(dir.path(), Some(listen)));
+        for host in [
+            "localhost",
+            "localhost:8080",
+            "LOCALHOST.",
+            "dash.localhost:1",
+            "127.0.0.1:8080",
+            "127.1.2.3",
+            "[::1]:8080",
+            "[::1]",
+        ] {
+            assert_eq!(fetch(&app, "/api/statistics", host).await.status(), StatusCode::OK, "{host}");
+        }
+        for host in [
+            "evil.example",
+            "evil.example:8080",
+            "127.0.0.1.evil.example",
+            "localhost.evil.example",
+            "[::1]x",
+            "10.0.0.1:8080",
+            "",
+        ] {
+            let response = fetch(&app, "/api/statistics", host).await;
+            assert_eq!(response.status(), StatusCode::MISDIRECTED_REQUEST, "{host:?}");
+            assert_eq!(response.headers()[header::X_CONTENT_TYPE_OPTIONS], "nosniff", "refusals carry the headers too");
+        }
+        // With authentication (no `--insecure-dev`), the host is not checked: tokens guard.
+        let other_dir = tempfile::tempdir().unwrap();
+        let guarded = router(state(other_dir.path(), None));
+        assert_eq!(fetch(&guarded, "/healthz", "estate.example").await.status(), StatusCode::OK);
+    }
+
+    #[test]
+    fn the_listen_address_is_a_loopback_host_too() {
+        let listen: SocketAddr = "[::1]:9".parse().unwrap();
+        assert!(loopback_host("[::1]:9", listen));
+        // Not what `--insecure-dev` allows, but what the check would accept if it did.
+        assert!(loopback_host("192.0.2.7:80", "192.0.2.7:80".parse().unwrap()));
+        assert!(!loopback_host("192.0.2.8", "192.0.2.7:80".parse().unwrap()));
+    }
+
+    #[tokio::test]
+    async fn a_slow_request_gets_503_at_its_deadline() {
+        let app: Router = Router::new()
+            .route("/slow", get(|| async { tokio::time::sleep(Duration::from_secs(3600)).await }))
+            .route_layer(from_fn_with_state(Duration::from_millis(50), deadline));
+        let request = axum::http::Request::get("/slow").body(axum::body::Body::empty()).unwrap();
+        let response = tokio::time::timeout(Duration::from_secs(30), app.oneshot(request)).await.unwrap().unwrap();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    fn limits(header: Duration, idle: Duration, per_ip: usize) -> HttpLimits {
+        HttpLimits {
+            header_timeout: header,
+            idle_timeout: idle,
+            max_connections: 16,
+            max_connections_per_ip: per_ip,
+            // A first-byte timeout no test waits for.
+            opening: OpeningLimits {
+                first_byte_timeout: Duration::from_secs(600),
+                max_pending: 16,
+                max_pending_per_ip: 16,
+            },
+        }
+    }
+
+    /// Serves a router with `/healthz` on a loopback port with `limits`.
+    async fn start(limits: HttpLimits) -> (SocketAddr, watch::Sender<bool>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop_tx, stop) = watch::channel(false);
+        let app = Router::new().route("/healthz", get(|| async { "ok" }));
+        tokio::spawn(serve(listener, None, app, limits, stop));
+        (addr, stop_tx)
+    }
+
+    async fn closed_within(stream: &mut TcpStream, ceiling: Duration) -> bool {
+        let mut buf = [0; 1024];
+        let read = async {
+            loop {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => return true,
+                    // A 408 or the like before the close.
+                    Ok(_) => continue,
+                }
+            }
+        };
+        tokio::time::timeout(ceiling, read).await.unwrap_or(false)
+    }
+
+    async fn connect_from(source: &str, to: SocketAddr) -> TcpStream {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::new(source.parse().unwrap(), 0)).unwrap();
+        socket.connect(to).await.unwrap()
+    }
+
+    async fn healthz(stream: &mut TcpStream) -> String {
+        stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n").await.unwrap();
+        let mut buf = vec![0; 1024];
+        let n = tokio::time::timeout(Duration::from_secs(30), stream.read(&mut buf)).await.unwrap().unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+
+    #[tokio::test]
+    async fn a_half_sent_request_is_closed_at_the_header_timeout() {
+        let (addr, _stop) = start(limits(Duration::from_millis(300), Duration::from_secs(600), 16)).await;
+        let mut half = TcpStream::connect(addr).await.unwrap();
+        half.write_all(b"GET /healthz HTTP/1.1\r\nHost: local").await.unwrap();
+        assert!(closed_within(&mut half, Duration::from_secs(30)).await, "the half-sent request is closed");
+        // A keep-alive connection quiet after its answer is closed too.
+        let mut quiet = TcpStream::connect(addr).await.unwrap();
+        assert!(healthz(&mut quiet).await.starts_with("HTTP/1.1 200"));
+        assert!(closed_within(&mut quiet, Duration::from_secs(30)).await, "the quiet keep-alive connection is closed");
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_moves_nothing_is_closed_at_the_idle_timeout() {
+        // A header timeout no test waits for: only idleness can close it.
+        let (addr, _stop) = start(limits(Duration::from_secs(600), Duration::from_millis(300), 16)).await;
+        let mut stalled = TcpStream::connect(addr).await.unwrap();
+        stalled.write_all(b"GET /healthz HTTP/1.1\r\n").await.unwrap();
+        assert!(closed_within(&mut stalled, Duration::from_secs(30)).await, "the idle connection is closed");
+    }
+
+    #[tokio::test]
+    async fn connections_over_the_per_address_cap_are_closed_and_others_served() {
+        let (addr, _stop) = start(limits(Duration::from_secs(600), Duration::from_secs(600), 1)).await;
+        let mut first = connect_from("127.0.0.2", addr).await;
+        assert!(healthz(&mut first).await.starts_with("HTTP/1.1 200"));
+        let mut second = connect_from("127.0.0.2", addr).await;
+        assert!(closed_within(&mut second, Duration::from_secs(30)).await, "the second connection of 127.0.0.2");
+        let mut other = connect_from("127.0.0.1", addr).await;
+        assert!(healthz(&mut other).await.starts_with("HTTP/1.1 200"), "another address is served");
+        // Once the first closes, its address may connect again.
+        drop(first);
+        let mut again = None;
+        for _ in 0..300 {
+            let mut stream = connect_from("127.0.0.2", addr).await;
+            if stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n").await.is_ok() {
+                let mut buf = vec![0; 1024];
+                if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await {
+                    if buf[..n].starts_with(b"HTTP/1.1 200") {
+                        again = Some(stream);
+                        break;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(again.is_some(), "the slot was given back");
+    }
 }

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod codec;
 pub mod config;
 pub mod criteria;
+pub mod edge;
 pub mod error;
 pub mod findings;
 pub mod http;

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use tokio::net::TcpListener;
 use tokio_stream::StreamExt;
-use tonic::transport::server::TcpIncoming;
 
 use estate_common::pb::{
     agent_service_server::AgentServiceServer, findings_service_server::FindingsServiceServer,
@@ -19,6 +18,7 @@ use estate_common::pb::{
 
 use crate::auth::Authenticator;
 use crate::config::Config;
+use crate::edge::{self, OpeningLimits};
 use crate::http;
 use crate::ingest::Committer;
 use crate::judge::OrgView;
@@ -27,7 +27,7 @@ use crate::service::directory::AgentDirectory;
 use crate::service::findings::FindingsServiceImpl;
 use crate::service::inventory::InventoryServiceImpl;
 use crate::store::{Op, Store};
-use crate::tls::{HttpsListener, Peer, Tls, TlsFiles};
+use crate::tls::{Tls, TlsFiles};
 
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
@@ -72,10 +72,29 @@ pub struct Limits {
     pub max_message_bytes: usize,
     /// The most values one criterion may list (`eq`, `neq`).
     pub max_criterion_values: usize,
-    /// The deadline of one client request (a stream's is its first answer).
+    /// The deadline of one client request (a stream's is its first answer), gRPC and HTTP
+    /// (every HTTP request but the live findings stream).
     pub request_timeout: std::time::Duration,
     /// Buckets one account may hold; an agent's snapshots of new buckets past it are rejected.
     pub max_buckets_per_account: u64,
+    /// A peer that sends nothing for this long after connecting is dropped (both listeners).
+    pub first_byte_timeout: std::time::Duration,
+    /// Connections in their opening stage (first byte, TLS handshake, HTTP/2 preface) at
+    /// once, per listener; more are closed at once.
+    pub max_pending_handshakes: usize,
+    /// The same, from one address: one address cannot take every slot.
+    pub max_pending_handshakes_per_ip: usize,
+    /// A gRPC peer must send the HTTP/2 preface within this long after its handshake (or,
+    /// in plaintext, after its first byte).
+    pub preface_timeout: std::time::Duration,
+    /// An HTTP request's headers must arrive within this long (also between keep-alive
+    /// requests).
+    pub http_header_timeout: std::time::Duration,
+    /// An HTTP connection that moves no byte for this long is closed.
+    pub http_idle_timeout: std::time::Duration,
+    /// HTTP connections open at once, overall and from one address; more are closed at once.
+    pub max_http_connections: usize,
+    pub max_http_connections_per_ip: usize,
 }
 
 /// The defaults of `estate-admin serve`: its flags' and [`ServeOptions::development`]'s.
@@ -91,6 +110,27 @@ pub mod defaults {
     pub const MAX_CRITERION_VALUES: u16 = 100;
     pub const REQUEST_TIMEOUT_SECS: u64 = 30;
     pub const MAX_BUCKETS_PER_ACCOUNT: u64 = crate::service::agent::DEFAULT_MAX_BUCKETS_PER_ACCOUNT;
+    /// A client sends its TLS ClientHello (or HTTP/2 preface) as soon as it is connected; a
+    /// peer silent for 2 s is not a client, and holds a pending slot meanwhile.
+    pub const FIRST_BYTE_TIMEOUT_MS: u64 = 2_000;
+    /// Silent peers cost a descriptor and a small task each; a cap keeps a flood of them from
+    /// taking every descriptor, and is far above what real clients need at once.
+    pub const MAX_PENDING_HANDSHAKES: u32 = 1_024;
+    /// Sixteen agents behind one NAT reconnecting at once fit four times over; one address
+    /// cannot take more than a sixteenth of the pending slots.
+    pub const MAX_PENDING_HANDSHAKES_PER_IP: u32 = 64;
+    /// As long as a TLS handshake may take.
+    pub const PREFACE_TIMEOUT_SECS: u64 = 10;
+    /// Browsers send a request's headers in one go; ten seconds is generous for a slow link
+    /// and short enough that a half-sent request does not hold a connection for long.
+    pub const HTTP_HEADER_TIMEOUT_SECS: u64 = 10;
+    /// Above the request timeout and the live stream's 15-second keep-alive comments, so only
+    /// a connection that really stalls (a peer that stops reading) is cut.
+    pub const HTTP_IDLE_TIMEOUT_SECS: u64 = 60;
+    /// The dashboard serves operators and scrapers, not the organization: a few browsers of
+    /// six connections each, per address.
+    pub const MAX_HTTP_CONNECTIONS: u32 = 1_024;
+    pub const MAX_HTTP_CONNECTIONS_PER_IP: u32 = 64;
 }
 
 impl Default for Limits {
@@ -105,6 +145,35 @@ impl Default for Limits {
             max_criterion_values: usize::from(defaults::MAX_CRITERION_VALUES),
             request_timeout: Duration::from_secs(defaults::REQUEST_TIMEOUT_SECS),
             max_buckets_per_account: defaults::MAX_BUCKETS_PER_ACCOUNT,
+            first_byte_timeout: Duration::from_millis(defaults::FIRST_BYTE_TIMEOUT_MS),
+            max_pending_handshakes: defaults::MAX_PENDING_HANDSHAKES as usize,
+            max_pending_handshakes_per_ip: defaults::MAX_PENDING_HANDSHAKES_PER_IP as usize,
+            preface_timeout: Duration::from_secs(defaults::PREFACE_TIMEOUT_SECS),
+            http_header_timeout: Duration::from_secs(defaults::HTTP_HEADER_TIMEOUT_SECS),
+            http_idle_timeout: Duration::from_secs(defaults::HTTP_IDLE_TIMEOUT_SECS),
+            max_http_connections: defaults::MAX_HTTP_CONNECTIONS as usize,
+            max_http_connections_per_ip: defaults::MAX_HTTP_CONNECTIONS_PER_IP as usize,
+        }
+    }
+}
+
+impl Limits {
+    /// The opening stage's limits, the same on both listeners.
+    pub fn opening(&self) -> OpeningLimits {
+        OpeningLimits {
+            first_byte_timeout: self.first_byte_timeout,
+            max_pending: self.max_pending_handshakes,
+            max_pending_per_ip: self.max_pending_handshakes_per_ip,
+        }
+    }
+
+    pub fn http(&self) -> http::HttpLimits {
+        http::HttpLimits {
+            header_timeout: self.http_header_timeout,
+            idle_timeout: self.http_idle_timeout,
+            max_connections: self.max_http_connections,
+            max_connections_per_ip: self.max_http_connections_per_ip,
+            opening: self.opening(),
         }
     }
 }
@@ -424,18 +493,10 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         auth,
         metrics_open: options.metrics_open,
         max_criterion_values: limits.max_criterion_values,
+        request_timeout: limits.request_timeout,
+        loopback_only: options.insecure_dev.then_some(http_addr),
     };
-    let app = http::router(http_state).into_make_service_with_connect_info::<Peer>();
-    let http_server = async {
-        match &tls {
-            Some(tls) => {
-                axum::serve(HttpsListener::new(tls, http_listener)?, app)
-                    .with_graceful_shutdown(stopped(stop.clone()))
-                    .await
-            }
-            None => axum::serve(http_listener, app).with_graceful_shutdown(stopped(stop.clone())).await,
-        }
-    };
+    let http_server = http::serve(http_listener, tls.clone(), http::router(http_state), limits.http(), stop.clone());
     let message = limits.max_message_bytes;
     let router = tonic::transport::Server::builder()
         .max_concurrent_streams(Some(limits.max_streams_per_connection))
@@ -447,24 +508,40 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         .add_service(AgentServiceServer::new(agent_service).max_decoding_message_size(message))
         .add_service(InventoryServiceServer::new(inventory_service).max_decoding_message_size(message))
         .add_service(FindingsServiceServer::new(findings_service).max_decoding_message_size(message));
+    // tonic's own listener has no deadline before the HTTP/2 preface: connections come from
+    // `edge.rs`'s accept loop, after the preface, in plaintext too.
+    let keepalive = socket2::TcpKeepalive::new().with_time(limits.keepalive_interval);
+    let preface_timeout = limits.preface_timeout;
     let grpc_server = async {
         match &tls {
             Some(tls) => {
-                let incoming = tls.incoming(grpc_listener, crate::tls::Listener::Grpc);
+                let tls = Arc::clone(tls);
+                let incoming = edge::accept(grpc_listener, "grpc", limits.opening(), None, move |tcp, peer| {
+                    let tls = Arc::clone(&tls);
+                    let _ = socket2::SockRef::from(&tcp).set_tcp_keepalive(&keepalive);
+                    async move {
+                        let stream = tls.handshake(crate::tls::Listener::Grpc, tcp, peer).await?;
+                        edge::read_preface(stream, preface_timeout).await.inspect_err(|error| {
+                            tracing::debug!(%peer, %error, "dropped: no HTTP/2 preface");
+                        })
+                    }
+                });
                 let incoming = tokio_stream::wrappers::ReceiverStream::new(incoming)
-                    .map(|(stream, _)| Ok::<_, std::io::Error>(stream));
+                    .map(|accepted| Ok::<_, std::io::Error>(accepted.stream));
                 router.serve_with_incoming_shutdown(incoming, stopped(stop.clone())).await
             }
             None => {
-                router
-                    .serve_with_incoming_shutdown(
-                        // Without TCP_NODELAY, multi-segment responses wait for delayed ACKs (~40 ms).
-                        TcpIncoming::from(grpc_listener)
-                            .with_nodelay(Some(true))
-                            .with_keepalive(Some(limits.keepalive_interval)),
-                        stopped(stop.clone()),
-                    )
-                    .await
+                let incoming = edge::accept(grpc_listener, "grpc", limits.opening(), None, move |tcp, peer| {
+                    let _ = socket2::SockRef::from(&tcp).set_tcp_keepalive(&keepalive);
+                    async move {
+                        edge::read_preface(tcp, preface_timeout).await.inspect_err(|error| {
+                            tracing::debug!(%peer, %error, "dropped: no HTTP/2 preface");
+                        })
+                    }
+                });
+                let incoming = tokio_stream::wrappers::ReceiverStream::new(incoming)
+                    .map(|accepted| Ok::<_, std::io::Error>(accepted.stream));
+                router.serve_with_incoming_shutdown(incoming, stopped(stop.clone())).await
             }
         }
     };
@@ -475,16 +552,15 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         stopped(stop.clone()).await;
         tokio::time::sleep(STOP_GRACE).await;
     };
-    let (grpc, http) = tokio::select! {
-        results = async { tokio::join!(grpc_server, http_server) } => results,
+    let grpc = tokio::select! {
+        (grpc, ()) = async { tokio::join!(grpc_server, http_server) } => grpc,
         error = storage_failed => anyhow::bail!("storage failed, stopping: {error}"),
         () = cut => {
             tracing::info!("streams still open {STOP_GRACE:?} after the stop signal are closed");
-            (Ok(()), Ok(()))
+            Ok(())
         }
     };
     grpc.context("gRPC server")?;
-    http.context("HTTP server")?;
     // Everything acknowledged is already on disk; this makes the rest of sled's state so too.
     let store_to_flush = Arc::clone(&store);
     tokio::task::spawn_blocking(move || store_to_flush.flush()).await??;

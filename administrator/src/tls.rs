@@ -4,13 +4,13 @@
 //!
 //! The rustls configurations sit behind a lock and are rebuilt from the files by
 //! [`Tls::reload`] (SIGHUP): each new connection takes the current one, established
-//! connections keep theirs, so rotating a certificate drops no stream. Handshakes run off the
-//! accept loop, each bounded in time, so a slow or hostile peer cannot stall the listener.
+//! connections keep theirs, so rotating a certificate drops no stream. Handshakes run in
+//! `edge.rs`'s accept loop, each in its own task, bounded in time and in number per address,
+//! so a slow or hostile peer cannot stall the listener.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 use anyhow::Context;
 use estate_common::transport::{read_certificates, read_private_key};
@@ -18,18 +18,11 @@ use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{DigitallySignedStruct, DistinguishedName, ServerConfig, SignatureScheme};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
 use crate::auth::describe_certificate;
-
-/// Handshakes in flight at once per listener; further connections wait in the kernel's
-/// backlog.
-const MAX_HANDSHAKES: usize = 256;
-/// A peer that has not finished its handshake by then is dropped.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where the administrator's TLS material lives (PEM files).
 #[derive(Debug, Clone)]
@@ -89,48 +82,15 @@ impl Tls {
         }))
     }
 
-    /// Accepts TCP connections on `listener` and yields those whose TLS handshake succeeded,
-    /// with the peer's address. Refused handshakes are logged; the loop never stops on one.
-    pub fn incoming(
-        self: &Arc<Self>,
-        listener: TcpListener,
+    /// Runs the TLS handshake of a connection that arrived on `kind`'s listener; a refusal
+    /// is logged (the accept loop in `edge.rs` bounds it in time).
+    pub async fn handshake(
+        &self,
         kind: Listener,
-    ) -> mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)> {
-        let (tx, rx) = mpsc::channel(64);
-        let tls = Arc::clone(self);
-        tokio::spawn(async move {
-            let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
-            loop {
-                let Ok(permit) = Arc::clone(&handshakes).acquire_owned().await else { return };
-                let (tcp, peer) = match listener.accept().await {
-                    Ok(accepted) => accepted,
-                    Err(error) => {
-                        // Out of file descriptors and the like: wait rather than spin.
-                        tracing::warn!(%error, "accepting a connection failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                };
-                // Without TCP_NODELAY, multi-segment responses wait for delayed ACKs (~40 ms).
-                let _ = tcp.set_nodelay(true);
-                if tx.is_closed() {
-                    return;
-                }
-                let acceptor = tls.acceptor(kind);
-                let tx = tx.clone();
-                tokio::spawn(async move {
-                    let _permit = permit;
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                        Ok(Ok(stream)) => {
-                            let _ = tx.send((stream, peer)).await;
-                        }
-                        Ok(Err(error)) => log_refusal(kind, peer, &error),
-                        Err(_) => tracing::debug!(?kind, %peer, "TLS handshake timed out"),
-                    }
-                });
-            }
-        });
-        rx
+        tcp: TcpStream,
+        peer: SocketAddr,
+    ) -> std::io::Result<TlsStream<TcpStream>> {
+        self.acceptor(kind).accept(tcp).await.inspect_err(|error| log_refusal(kind, peer, error))
     }
 }
 
@@ -246,56 +206,10 @@ impl ClientCertVerifier for LoggingVerifier {
     }
 }
 
-/// The HTTP listener over TLS, for `axum::serve`.
-#[derive(Debug)]
-pub struct HttpsListener {
-    incoming: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-    local: SocketAddr,
-}
-
-impl HttpsListener {
-    pub fn new(tls: &Arc<Tls>, listener: TcpListener) -> std::io::Result<Self> {
-        let local = listener.local_addr()?;
-        Ok(Self { incoming: tls.incoming(listener, Listener::Http), local })
-    }
-}
-
-impl axum::serve::Listener for HttpsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = Peer;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.incoming.recv().await {
-            Some((stream, addr)) => {
-                let certificate = stream.get_ref().1.peer_certificates().and_then(|c| c.first()).cloned();
-                (stream, Peer { addr, certificate: certificate.map(|c| Arc::new(c.into_owned())) })
-            }
-            // The accept loop only ends with the runtime; wait for shutdown.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(Peer { addr: self.local, certificate: None })
-    }
-}
-
 /// Who is on the other end of an HTTP connection: the address, and the client certificate
 /// when TLS verified one.
 #[derive(Debug, Clone)]
 pub struct Peer {
     pub addr: SocketAddr,
     pub certificate: Option<Arc<CertificateDer<'static>>>,
-}
-
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, HttpsListener>> for Peer {
-    fn connect_info(stream: axum::serve::IncomingStream<'_, HttpsListener>) -> Self {
-        stream.remote_addr().clone()
-    }
-}
-
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TcpListener>> for Peer {
-    fn connect_info(stream: axum::serve::IncomingStream<'_, TcpListener>) -> Self {
-        Self { addr: *stream.remote_addr(), certificate: None }
-    }
 }

@@ -36,7 +36,15 @@ try {
   page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
 
   step("an unauthenticated browser gets the sign-in form and no data");
-  await page.goto(url);
+  // The page runs under its Content-Security-Policy: a violation is a console error, and is
+  // reported here too, on every page loaded.
+  await page.exposeFunction("reportCspViolation", (what) => problems.push(`CSP violation: ${what}`));
+  await page.addInitScript(() => {
+    document.addEventListener("securitypolicyviolation", (e) => window.reportCspViolation(`${e.violatedDirective} ${e.blockedURI}`));
+  });
+  const served = await page.goto(url);
+  const csp = served.headers()["content-security-policy"] || "";
+  check(csp.includes("script-src 'sha256-") && csp.includes("frame-ancestors 'none'"), `the page's CSP: ${csp}`);
   await page.waitForSelector("#login:not([hidden])");
   const unauthenticated = await page.request.get(new URL("/api/statistics", url).href);
   check(unauthenticated.status() === 401, `the API answered ${unauthenticated.status()} without a token`);

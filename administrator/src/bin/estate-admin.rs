@@ -117,10 +117,47 @@ struct ServeArgs {
     #[arg(long, env = "ESTATE_MAX_CRITERION_VALUES", default_value_t = defaults::MAX_CRITERION_VALUES,
           value_parser = clap::value_parser!(u16).range(1..=10_000))]
     max_criterion_values: u16,
-    /// Seconds a client request may take (a stream: until its first answer).
+    /// Seconds a client request may take (a gRPC stream: until its first answer; over HTTP,
+    /// every request but the live findings stream).
     #[arg(long, env = "ESTATE_REQUEST_TIMEOUT", default_value_t = defaults::REQUEST_TIMEOUT_SECS,
           value_parser = clap::value_parser!(u64).range(1..=3_600))]
     request_timeout: u64,
+    /// Milliseconds a peer may stay silent after connecting before it is dropped (both
+    /// listeners).
+    #[arg(long, env = "ESTATE_FIRST_BYTE_TIMEOUT_MS", default_value_t = defaults::FIRST_BYTE_TIMEOUT_MS,
+          value_parser = clap::value_parser!(u64).range(100..=60_000))]
+    first_byte_timeout_ms: u64,
+    /// Connections in their opening stage (first byte, TLS handshake, HTTP/2 preface) at once,
+    /// per listener; more are closed at once.
+    #[arg(long, env = "ESTATE_MAX_PENDING_HANDSHAKES", default_value_t = defaults::MAX_PENDING_HANDSHAKES,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    max_pending_handshakes: u32,
+    /// The same, from one address.
+    #[arg(long, env = "ESTATE_MAX_PENDING_HANDSHAKES_PER_IP", default_value_t = defaults::MAX_PENDING_HANDSHAKES_PER_IP,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    max_pending_handshakes_per_ip: u32,
+    /// Seconds a gRPC peer has to send the HTTP/2 preface after its TLS handshake (in
+    /// plaintext: after its first byte).
+    #[arg(long, env = "ESTATE_PREFACE_TIMEOUT", default_value_t = defaults::PREFACE_TIMEOUT_SECS,
+          value_parser = clap::value_parser!(u64).range(1..=300))]
+    preface_timeout: u64,
+    /// Seconds an HTTP request's headers may take to arrive (also the keep-alive timeout
+    /// between requests).
+    #[arg(long, env = "ESTATE_HTTP_HEADER_TIMEOUT", default_value_t = defaults::HTTP_HEADER_TIMEOUT_SECS,
+          value_parser = clap::value_parser!(u64).range(1..=60))]
+    http_header_timeout: u64,
+    /// Seconds an HTTP connection may move no byte before it is closed.
+    #[arg(long, env = "ESTATE_HTTP_IDLE_TIMEOUT", default_value_t = defaults::HTTP_IDLE_TIMEOUT_SECS,
+          value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    http_idle_timeout: u64,
+    /// HTTP connections open at once; more are closed at once.
+    #[arg(long, env = "ESTATE_MAX_HTTP_CONNECTIONS", default_value_t = defaults::MAX_HTTP_CONNECTIONS,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    max_http_connections: u32,
+    /// HTTP connections open at once from one address.
+    #[arg(long, env = "ESTATE_MAX_HTTP_CONNECTIONS_PER_IP", default_value_t = defaults::MAX_HTTP_CONNECTIONS_PER_IP,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    max_http_connections_per_ip: u32,
 }
 
 impl ServeArgs {
@@ -155,6 +192,14 @@ impl ServeArgs {
                 max_criterion_values: usize::from(self.max_criterion_values),
                 request_timeout: Duration::from_secs(self.request_timeout),
                 max_buckets_per_account: self.max_buckets_per_account,
+                first_byte_timeout: Duration::from_millis(self.first_byte_timeout_ms),
+                max_pending_handshakes: self.max_pending_handshakes as usize,
+                max_pending_handshakes_per_ip: self.max_pending_handshakes_per_ip as usize,
+                preface_timeout: Duration::from_secs(self.preface_timeout),
+                http_header_timeout: Duration::from_secs(self.http_header_timeout),
+                http_idle_timeout: Duration::from_secs(self.http_idle_timeout),
+                max_http_connections: self.max_http_connections as usize,
+                max_http_connections_per_ip: self.max_http_connections_per_ip as usize,
             },
         }
     }
@@ -209,6 +254,55 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
         Command::Serve(args) => {
             serve(args.into_options()).await?;
             Ok(std::process::ExitCode::SUCCESS)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    #[test]
+    fn the_flags_defaults_are_the_servers_defaults_and_each_edge_limit_is_a_flag() {
+        let defaults = Cli::try_parse_from(["estate-admin"]).unwrap().serve.into_options();
+        assert_eq!(defaults.limits, Limits::default());
+        let limits = Cli::try_parse_from([
+            "estate-admin",
+            "--first-byte-timeout-ms=500",
+            "--max-pending-handshakes=7",
+            "--max-pending-handshakes-per-ip=3",
+            "--preface-timeout=4",
+            "--http-header-timeout=5",
+            "--http-idle-timeout=6",
+            "--max-http-connections=8",
+            "--max-http-connections-per-ip=2",
+            "--max-buckets-per-account=9",
+        ])
+        .unwrap()
+        .serve
+        .into_options()
+        .limits;
+        assert_eq!(limits.first_byte_timeout, Duration::from_millis(500));
+        assert_eq!((limits.max_pending_handshakes, limits.max_pending_handshakes_per_ip), (7, 3));
+        assert_eq!(limits.preface_timeout, Duration::from_secs(4));
+        assert_eq!(limits.http_header_timeout, Duration::from_secs(5));
+        assert_eq!(limits.http_idle_timeout, Duration::from_secs(6));
+        assert_eq!((limits.max_http_connections, limits.max_http_connections_per_ip), (8, 2));
+        assert_eq!(limits.max_buckets_per_account, 9);
+        for nonsense in [
+            "--http-header-timeout=0",
+            "--http-header-timeout=61",
+            "--max-http-connections-per-ip=0",
+            "--max-buckets-per-account=0",
+        ] {
+            assert!(Cli::try_parse_from(["estate-admin", nonsense]).is_err(), "{nonsense} is refused");
         }
     }
 }

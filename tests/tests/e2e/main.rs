@@ -41,6 +41,7 @@ mod objects;
 mod parity;
 mod policies;
 mod scale;
+mod slowpeers;
 mod tls;
 mod untrusted;
 use serde_json::{json, Value};
