@@ -260,3 +260,28 @@ pub async fn account_block_public_access(
         Err(error) => A::Unknown(format!("`s3:GetAccountPublicAccessBlock` failed: {error}")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{assert_all_expect, error, FakeS3};
+
+    #[tokio::test]
+    async fn every_call_names_the_expected_owner() {
+        let (client, seen) = FakeS3::client(|_, uri| {
+            if uri.contains("?policy") && !uri.contains("policyStatus") {
+                (200, br#"{"Version":"2012-10-17","Statement":[]}"#.to_vec())
+            } else {
+                error(404, "NoSuchTagSet")
+            }
+        });
+        let account = estate_common::model::AccountId::parse("111111111111").unwrap();
+        let region = estate_common::model::Region::parse("us-east-1").unwrap();
+        let key = BucketKey::new(account, region, "b");
+        let facts = collect_bucket(&client, key, 0, 1).await.expect("the bucket is there");
+        assert!(matches!(facts.state, BucketState::Readable(_)), "{facts:?}");
+        let seen = seen.lock().unwrap();
+        // The eight configuration calls and the policy status.
+        assert_eq!(assert_all_expect(&seen, "111111111111"), 9, "{seen:#?}");
+    }
+}

@@ -9,6 +9,8 @@ pub mod objects;
 pub mod outbox;
 pub mod refresh;
 pub mod report;
+#[cfg(test)]
+mod testing;
 
 use std::sync::Arc;
 use std::time::Duration;

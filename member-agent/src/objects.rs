@@ -380,3 +380,104 @@ pub mod inventory {
         Ok(counter.into_stats())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{assert_all_expect, error, FakeS3};
+
+    fn folder(bucket: &str) -> String {
+        let at = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
+        let format = time::macros::format_description!("[year]-[month]-[day]T[hour]-00Z");
+        format!("inv/{bucket}/daily/{}/", at.format(format).unwrap())
+    }
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(data).unwrap();
+        encoder.finish().unwrap()
+    }
+
+    /// `src` has an inventory report in `dest`; `plain` has none. Both have one upload of one part.
+    fn route(method: &str, uri: &str) -> (u16, Vec<u8>) {
+        // Bucket-level requests are `/bucket/?query`.
+        let uri = &uri.replace("/?", "?");
+        let xml = |body: &str| (200, format!("<?xml version=\"1.0\"?>{body}").into_bytes());
+        if uri.starts_with("/src?inventory") {
+            return xml("<ListInventoryConfigurationsResult><IsTruncated>false</IsTruncated><InventoryConfiguration>\
+                 <Id>daily</Id><IsEnabled>true</IsEnabled><IncludedObjectVersions>Current</IncludedObjectVersions>\
+                 <Schedule><Frequency>Daily</Frequency></Schedule><Destination><S3BucketDestination>\
+                 <Format>CSV</Format><Bucket>arn:aws:s3:::dest</Bucket><Prefix>inv</Prefix>\
+                 </S3BucketDestination></Destination></InventoryConfiguration></ListInventoryConfigurationsResult>");
+        }
+        if uri.contains("?inventory") {
+            return error(404, "NoSuchConfiguration");
+        }
+        if uri.starts_with("/dest?") {
+            return xml(&format!(
+                "<ListBucketResult><Name>dest</Name><IsTruncated>false</IsTruncated>\
+                 <CommonPrefixes><Prefix>{}</Prefix></CommonPrefixes></ListBucketResult>",
+                folder(if uri.contains("prefix=inv%2Fplain") { "plain" } else { "src" })
+            ));
+        }
+        if uri.contains("manifest.json") {
+            let manifest = serde_json::json!({
+                "sourceBucket": "src", "fileFormat": "CSV", "fileSchema": "Bucket, Key, Size, EncryptionStatus",
+                "files": [{"key": "inv/src/daily/data/f.csv.gz"}],
+            });
+            return (200, manifest.to_string().into_bytes());
+        }
+        if uri.contains("f.csv.gz") {
+            return (200, gzip(b"\"src\",\"a.txt\",\"3\",\"SSE-S3\"\n\"src\",\"b.txt\",\"4\",\"NOT-SSE\"\n"));
+        }
+        if uri.contains("?uploads") {
+            return xml("<ListMultipartUploadsResult><IsTruncated>false</IsTruncated>\
+                 <Upload><Key>u</Key><UploadId>1</UploadId></Upload></ListMultipartUploadsResult>");
+        }
+        if uri.contains("uploadId=1") {
+            return xml("<ListPartsResult><IsTruncated>false</IsTruncated>\
+                 <Part><PartNumber>1</PartNumber><Size>5</Size></Part></ListPartsResult>");
+        }
+        if uri.starts_with("/plain?") && uri.contains("list-type=2") {
+            return xml("<ListBucketResult><Name>plain</Name><IsTruncated>false</IsTruncated>\
+                 <Contents><Key>a.txt</Key><Size>7</Size></Contents></ListBucketResult>");
+        }
+        if method == "HEAD" {
+            return (200, Vec::new());
+        }
+        (
+            400,
+            format!("<?xml version=\"1.0\"?><Error><Code>Unexpected</Code><Message>{method} {uri}</Message></Error>")
+                .into_bytes(),
+        )
+    }
+
+    #[tokio::test]
+    async fn every_call_names_the_expected_owner() {
+        let (client, seen) = FakeS3::client(route);
+        let from_report = count_objects(&client, "src", "111111111111", CountOptions::daily(10), 1).await.unwrap();
+        assert_eq!(from_report.source, ObjectStatsSource::InventoryReport);
+        assert_eq!(from_report.totals.object_count, 3, "two objects and a part");
+        let listed = count_objects(&client, "plain", "111111111111", CountOptions::daily(10), 1).await.unwrap();
+        assert_eq!(listed.object_count_by_encryption_type.unencrypted, 1, "HeadObject was read: {listed:?}");
+        let seen = seen.lock().unwrap();
+        let calls = assert_all_expect(&seen, "111111111111");
+        // Inventory, report listing, manifest, file, uploads and parts; then inventory,
+        // listing, HeadObject, uploads and parts.
+        assert_eq!(calls, 11, "{seen:#?}");
+    }
+
+    #[tokio::test]
+    async fn a_report_about_another_bucket_is_not_counted() {
+        // `plain` has an inventory configuration too, whose newest manifest says it is `src`'s.
+        fn elsewhere(method: &str, uri: &str) -> (u16, Vec<u8>) {
+            route(method, &uri.replacen("/plain/?inventory", "/src?inventory", 1))
+        }
+        let (client, _) = FakeS3::client(elsewhere);
+        let stats = count_objects(&client, "plain", "111111111111", CountOptions::daily(10), 1).await.unwrap();
+        // Listed instead: its one object, not the report's two.
+        assert_eq!(stats.source, ObjectStatsSource::Full);
+        assert_eq!(stats.totals.object_count, 2, "one object and a part: {stats:?}");
+    }
+}
