@@ -3,7 +3,8 @@
 # starting from the committed seed corpus (fuzz/seeds/TARGET) and keeping what it learns in
 # a working corpus outside the clone. Prints each target's executions and exits non-zero on
 # the first crash; a crash input lands in fuzz/artifacts/TARGET and becomes a regression test
-# (policy/tests/fuzz_regressions.rs).
+# (policy/tests/fuzz_regressions.rs; member-agent/tests/fuzz_regressions.rs replays
+# fuzz/seeds/inventory_report and fuzz/artifacts/inventory_report).
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET...]
 #   ESTATE_FUZZ_WORKERS=2 scripts/fuzz.sh 1300 policy_analyzer   # one process per core
@@ -16,7 +17,7 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SECONDS_PER_TARGET="${1:-60}"
 shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(policy_parser agent_message policy_analyzer)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(policy_parser agent_message policy_analyzer inventory_report)
 
 bash "$REPO/scripts/setup.sh" >/dev/null
 if ! command -v cargo-fuzz >/dev/null 2>&1; then

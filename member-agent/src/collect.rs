@@ -24,18 +24,22 @@ pub async fn collect_bucket(
     read_at: UnixMillis,
 ) -> Option<BucketFacts> {
     let bucket = key.bucket_name.as_str();
+    // Every call names the account that must own the bucket (`ExpectedBucketOwner`): S3
+    // answers AccessDenied for a bucket of any other account, so facts read here are always
+    // this account's own, whatever bucket name an event or a listing gave.
+    let owner = key.account_id.as_str();
     let (tags, versioning, encryption, bpa, acl, ownership, policy, replication) = tokio::join!(
-        tags(client, bucket),
-        versioning(client, bucket),
-        encryption(client, bucket),
-        block_public_access(client, bucket),
-        acl(client, bucket),
-        ownership(client, bucket),
-        policy(client, bucket),
-        replication(client, bucket),
+        tags(client, bucket, owner),
+        versioning(client, bucket, owner),
+        encryption(client, bucket, owner),
+        block_public_access(client, bucket, owner),
+        acl(client, bucket, owner),
+        ownership(client, bucket, owner),
+        policy(client, bucket, owner),
+        replication(client, bucket, owner),
     );
     let policy_status = match &policy {
-        Ok(Some(_)) => policy_status(client, bucket).await,
+        Ok(Some(_)) => policy_status(client, bucket, owner).await,
         _ => Ok(None),
     };
 
@@ -107,18 +111,24 @@ fn truncate(text: &str, max: usize) -> String {
     format!("{}…", &text[..end - 3])
 }
 
-async fn tags(client: &Client, bucket: &str) -> Call<Vec<Tag>> {
-    let out = optional(client.get_bucket_tagging().bucket(bucket).send().await.map_err(classify))?;
+async fn tags(client: &Client, bucket: &str, owner: &str) -> Call<Vec<Tag>> {
+    let out = optional(
+        client.get_bucket_tagging().bucket(bucket).expected_bucket_owner(owner).send().await.map_err(classify),
+    )?;
     Ok(out.map(|o| o.tag_set().iter().map(|t| Tag { key: t.key().to_owned(), value: t.value().to_owned() }).collect()))
 }
 
-async fn versioning(client: &Client, bucket: &str) -> Call<bool> {
-    let out = optional(client.get_bucket_versioning().bucket(bucket).send().await.map_err(classify))?;
+async fn versioning(client: &Client, bucket: &str, owner: &str) -> Call<bool> {
+    let out = optional(
+        client.get_bucket_versioning().bucket(bucket).expected_bucket_owner(owner).send().await.map_err(classify),
+    )?;
     Ok(out.map(|o| o.status() == Some(&s3::BucketVersioningStatus::Enabled)))
 }
 
-async fn encryption(client: &Client, bucket: &str) -> Call<DefaultEncryption> {
-    let out = optional(client.get_bucket_encryption().bucket(bucket).send().await.map_err(classify))?;
+async fn encryption(client: &Client, bucket: &str, owner: &str) -> Call<DefaultEncryption> {
+    let out = optional(
+        client.get_bucket_encryption().bucket(bucket).expected_bucket_owner(owner).send().await.map_err(classify),
+    )?;
     Ok(out.and_then(|o| {
         let rule = o.server_side_encryption_configuration()?.rules().first()?;
         let default = rule.apply_server_side_encryption_by_default()?;
@@ -129,8 +139,10 @@ async fn encryption(client: &Client, bucket: &str) -> Call<DefaultEncryption> {
     }))
 }
 
-async fn block_public_access(client: &Client, bucket: &str) -> Call<BlockPublicAccess> {
-    let out = optional(client.get_public_access_block().bucket(bucket).send().await.map_err(classify))?;
+async fn block_public_access(client: &Client, bucket: &str, owner: &str) -> Call<BlockPublicAccess> {
+    let out = optional(
+        client.get_public_access_block().bucket(bucket).expected_bucket_owner(owner).send().await.map_err(classify),
+    )?;
     Ok(out.and_then(|o| o.public_access_block_configuration().map(bpa_from_s3)))
 }
 
@@ -143,8 +155,9 @@ fn bpa_from_s3(c: &s3::PublicAccessBlockConfiguration) -> BlockPublicAccess {
     }
 }
 
-async fn acl(client: &Client, bucket: &str) -> Call<Acl> {
-    let out = optional(client.get_bucket_acl().bucket(bucket).send().await.map_err(classify))?;
+async fn acl(client: &Client, bucket: &str, owner: &str) -> Call<Acl> {
+    let out =
+        optional(client.get_bucket_acl().bucket(bucket).expected_bucket_owner(owner).send().await.map_err(classify))?;
     Ok(out.map(|o| Acl {
         owner_canonical_id: o.owner().and_then(|owner| owner.id()).unwrap_or_default().to_owned(),
         grants: o.grants().iter().filter_map(grant_from_s3).collect(),
@@ -170,8 +183,16 @@ fn grant_from_s3(grant: &s3::Grant) -> Option<AclGrant> {
     Some(AclGrant { grantee, permission })
 }
 
-async fn ownership(client: &Client, bucket: &str) -> Call<ObjectOwnership> {
-    let out = optional(client.get_bucket_ownership_controls().bucket(bucket).send().await.map_err(classify))?;
+async fn ownership(client: &Client, bucket: &str, owner: &str) -> Call<ObjectOwnership> {
+    let out = optional(
+        client
+            .get_bucket_ownership_controls()
+            .bucket(bucket)
+            .expected_bucket_owner(owner)
+            .send()
+            .await
+            .map_err(classify),
+    )?;
     Ok(out.and_then(|o| {
         let rule = o.ownership_controls()?.rules().first()?;
         match rule.object_ownership() {
@@ -183,18 +204,24 @@ async fn ownership(client: &Client, bucket: &str) -> Call<ObjectOwnership> {
     }))
 }
 
-async fn policy(client: &Client, bucket: &str) -> Call<String> {
-    let out = optional(client.get_bucket_policy().bucket(bucket).send().await.map_err(classify))?;
+async fn policy(client: &Client, bucket: &str, owner: &str) -> Call<String> {
+    let out = optional(
+        client.get_bucket_policy().bucket(bucket).expected_bucket_owner(owner).send().await.map_err(classify),
+    )?;
     Ok(out.and_then(|o| o.policy().map(str::to_owned)))
 }
 
-async fn policy_status(client: &Client, bucket: &str) -> Call<bool> {
-    let out = optional(client.get_bucket_policy_status().bucket(bucket).send().await.map_err(classify))?;
+async fn policy_status(client: &Client, bucket: &str, owner: &str) -> Call<bool> {
+    let out = optional(
+        client.get_bucket_policy_status().bucket(bucket).expected_bucket_owner(owner).send().await.map_err(classify),
+    )?;
     Ok(out.and_then(|o| o.policy_status().and_then(|s| s.is_public())))
 }
 
-async fn replication(client: &Client, bucket: &str) -> Call<Replication> {
-    let out = optional(client.get_bucket_replication().bucket(bucket).send().await.map_err(classify))?;
+async fn replication(client: &Client, bucket: &str, owner: &str) -> Call<Replication> {
+    let out = optional(
+        client.get_bucket_replication().bucket(bucket).expected_bucket_owner(owner).send().await.map_err(classify),
+    )?;
     Ok(out.and_then(|o| {
         let config = o.replication_configuration()?;
         Some(Replication {
@@ -231,5 +258,30 @@ pub async fn account_block_public_access(
         },
         Err(CallError::NotConfigured) => A::NotConfigured,
         Err(error) => A::Unknown(format!("`s3:GetAccountPublicAccessBlock` failed: {error}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{assert_all_expect, error, FakeS3};
+
+    #[tokio::test]
+    async fn every_call_names_the_expected_owner() {
+        let (client, seen) = FakeS3::client(|_, uri| {
+            if uri.contains("?policy") && !uri.contains("policyStatus") {
+                (200, br#"{"Version":"2012-10-17","Statement":[]}"#.to_vec())
+            } else {
+                error(404, "NoSuchTagSet")
+            }
+        });
+        let account = estate_common::model::AccountId::parse("111111111111").unwrap();
+        let region = estate_common::model::Region::parse("us-east-1").unwrap();
+        let key = BucketKey::new(account, region, "b");
+        let facts = collect_bucket(&client, key, 0, 1).await.expect("the bucket is there");
+        assert!(matches!(facts.state, BucketState::Readable(_)), "{facts:?}");
+        let seen = seen.lock().unwrap();
+        // The eight configuration calls and the policy status.
+        assert_eq!(assert_all_expect(&seen, "111111111111"), 9, "{seen:#?}");
     }
 }

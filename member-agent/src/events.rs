@@ -4,21 +4,28 @@
 //! duplicates and unknown event names are dropped; malformed messages are logged with their
 //! ID and set aside in the dead-letter queue. Order does not matter: an event triggers a
 //! read of the current state, never an application of its own content.
+//!
+//! An event is a claim, not a proof: a failed call (one with an `errorCode`) on anyone's
+//! bucket is recorded in this account's trail too. Failed calls are ignored, and a bucket an
+//! event names is re-read only once this account's own ListBuckets answer lists it
+//! ([`OwnedBuckets`]); every read then passes `ExpectedBucketOwner` as well. The consumer
+//! runs under [`supervise`], which restarts it with backoff should it ever stop or panic.
 
 use std::collections::{HashSet, VecDeque};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_sqs::types::Message;
 use serde::Deserialize;
 
-use estate_common::model::{AccountSettings, BucketKey, Region};
+use estate_common::model::{AccountSettings, BucketKey, Region, UnixMillis};
 use estate_common::pb::{self, report_request::Body};
 
-use crate::aws::{classify, Clients};
+use crate::aws::{classify, CallError, Clients};
 use crate::collect::{account_block_public_access, collect_bucket};
 use crate::outbox::Outbox;
-use crate::refresh::{now_ms, Refresher};
+use crate::refresh::{guarded, now_ms, Refresher};
 
 /// Events about one account's settings.
 pub const ACCOUNT_EVENTS: &[&str] = &[
@@ -63,6 +70,8 @@ struct Detail {
     event_time: Option<String>,
     #[serde(rename = "eventID")]
     event_id: String,
+    /// Present only when the call failed.
+    error_code: Option<serde_json::Value>,
     recipient_account_id: Option<String>,
     user_identity: Option<UserIdentity>,
     request_parameters: Option<RequestParameters>,
@@ -110,6 +119,12 @@ pub fn parse(body: &str, account_id: &str, regions: &[Region]) -> Result<Event, 
             "`{}` from `{}` is not an S3 API call",
             envelope.detail_type, d.event_source
         )));
+    }
+    // A failed call changed nothing, and may name a bucket of any account: CloudTrail
+    // records, in the caller's account, calls on other accounts' buckets that S3 refused.
+    if let Some(code) = &d.error_code {
+        let code: String = code.as_str().map_or_else(|| code.to_string(), str::to_owned).chars().take(64).collect();
+        return Ok(Event::Ignored(format!("`{}` failed (`errorCode` `{code}`)", d.event_name)));
     }
     let account = d.recipient_account_id.clone().or(envelope.account).unwrap_or_default();
     if account != account_id {
@@ -190,10 +205,168 @@ impl Seen {
     }
 }
 
-/// Consumes the queue until the process stops.
-pub async fn run(options: EventOptions, clients: Arc<Clients>, refresher: Arc<Refresher>, outbox: Arc<Outbox>) {
+/// How long a listing of the account's buckets is trusted to say that a bucket it lists is
+/// still the account's.
+pub const OWNED_CACHE_TTL_MS: i64 = 10 * 60 * 1000;
+
+/// The least time between two ListBuckets calls made to confirm events: however many events
+/// name buckets that are not the account's, they cost at most one listing (of 1,000 names a
+/// page) per interval. An event that would need a listing sooner waits in the queue: its
+/// message is made visible again when the next listing is allowed, so an event about a bucket
+/// created a moment ago is late by at most this much.
+pub const MIN_RELIST_INTERVAL_MS: i64 = 10 * 1000;
+
+/// Whether a bucket an event names is this account's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ownership {
+    /// Listed by the account's own ListBuckets.
+    Owned,
+    /// Not listed by a ListBuckets answer read after the event: not the account's (or no
+    /// longer).
+    NotOwned,
+    /// No listing new enough, and none may be made yet (or it failed): ask again later.
+    Unconfirmed,
+}
+
+/// The account's own bucket names, from its last ListBuckets answer (ListBuckets lists only
+/// the buckets the caller owns), re-listed when an event names a bucket the cache cannot
+/// decide about, at most once per [`MIN_RELIST_INTERVAL_MS`]. It holds one name per bucket
+/// of the account (S3 allows at most 1,000,000 per account, so tens of MB at worst).
+#[derive(Debug, Default)]
+pub struct OwnedBuckets {
+    names: HashSet<String>,
+    /// When the listing in `names` started (wall clock).
+    listed_at: Option<UnixMillis>,
+    /// When a listing was last started, successful or not.
+    last_attempt: Option<UnixMillis>,
+    /// Events dropped because their bucket is not the account's.
+    pub dropped: u64,
+}
+
+impl OwnedBuckets {
+    /// How long until a new listing is allowed, at `now`.
+    pub fn next_listing_in(&self, now: UnixMillis) -> Duration {
+        let wait =
+            self.last_attempt.map_or(0, |at| (at + MIN_RELIST_INTERVAL_MS - now).clamp(0, MIN_RELIST_INTERVAL_MS));
+        Duration::from_millis(wait as u64)
+    }
+
+    /// Decides whether `bucket`, named by an event at `event_time`, is the account's, at
+    /// `now`; `list` lists the account's bucket names when a new listing is needed and allowed.
+    pub async fn confirm<F, Fut>(&mut self, bucket: &str, event_time: UnixMillis, now: UnixMillis, list: F) -> Ownership
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Vec<String>, CallError>>,
+    {
+        if let Some(known) = self.decide(bucket, event_time, now) {
+            return known;
+        }
+        // A clock that went back allows a listing rather than none for a long time.
+        if self.last_attempt.is_some_and(|at| now >= at && now - at < MIN_RELIST_INTERVAL_MS) {
+            return Ownership::Unconfirmed;
+        }
+        self.last_attempt = Some(now);
+        match list().await {
+            Ok(names) => {
+                self.names = names.into_iter().collect();
+                self.listed_at = Some(now);
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot list the account's buckets to confirm an event; it waits in the queue");
+                return Ownership::Unconfirmed;
+            }
+        }
+        // A listing just made decides, even for an event stamped after it (a skewed clock).
+        self.decide(bucket, event_time.min(now), now).unwrap_or(Ownership::Unconfirmed)
+    }
+
+    /// What the cached listing alone can say.
+    fn decide(&self, bucket: &str, event_time: UnixMillis, now: UnixMillis) -> Option<Ownership> {
+        let listed_at = self.listed_at?;
+        if self.names.contains(bucket) {
+            return (now - listed_at <= OWNED_CACHE_TTL_MS).then_some(Ownership::Owned);
+        }
+        // Absent from a listing made after the event: the event's bucket is not ours.
+        (listed_at >= event_time).then_some(Ownership::NotOwned)
+    }
+}
+
+/// Every bucket name the account owns (ListBuckets, paginated).
+async fn list_bucket_names(clients: &Clients, home_region: &str) -> Result<Vec<String>, CallError> {
+    let client = clients.s3(home_region);
+    let mut names = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = client
+            .list_buckets()
+            .max_buckets(1000)
+            .set_continuation_token(token.take())
+            .send()
+            .await
+            .map_err(classify)?;
+        names.extend(page.buckets().iter().filter_map(|b| b.name()).map(str::to_owned));
+        match page.continuation_token() {
+            Some(next) if !next.is_empty() => token = Some(next.to_owned()),
+            _ => return Ok(names),
+        }
+    }
+}
+
+/// What the consumer keeps across restarts: the IDs of events handled, and the listing.
+#[derive(Debug, Default)]
+pub struct ConsumerState {
+    seen: Seen,
+    owned: OwnedBuckets,
+}
+
+/// How [`supervise`] waits before restarting a task: `initial`, doubled after each failure
+/// up to `max`, and back to `initial` once a run lasted longer than `max`.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    pub initial: Duration,
+    pub max: Duration,
+}
+
+/// The events consumer's restart delays.
+pub const RESTART_BACKOFF: Backoff = Backoff { initial: Duration::from_secs(1), max: Duration::from_secs(300) };
+
+/// Runs the task `start` makes, and whenever it ends or panics, logs why and starts it again
+/// after a backoff. It never returns: a consumer that stopped silently would leave every
+/// later event unread until the agent restarted.
+pub async fn supervise<F, Fut>(name: &'static str, backoff: Backoff, mut start: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let mut delay = backoff.initial;
+    loop {
+        let started = tokio::time::Instant::now();
+        let reason = match tokio::spawn(start()).await {
+            Ok(Ok(())) => "it stopped".to_owned(),
+            Ok(Err(error)) => format!("it failed: {error:#}"),
+            Err(joined) => format!("it panicked: {joined}"),
+        };
+        if started.elapsed() > backoff.max {
+            delay = backoff.initial;
+        }
+        tracing::error!(task = name, %reason, restart_in_ms = delay.as_millis() as u64, "restarting the task");
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(backoff.max);
+    }
+}
+
+/// Consumes the queue. It returns only on a failure it cannot retry itself; [`supervise`]
+/// restarts it.
+pub async fn run(
+    options: EventOptions,
+    clients: Arc<Clients>,
+    refresher: Arc<Refresher>,
+    outbox: Arc<Outbox>,
+    state: Arc<tokio::sync::Mutex<ConsumerState>>,
+) -> anyhow::Result<()> {
     let sqs = clients.sqs.clone();
-    let mut seen = Seen::default();
+    // One consumer at a time; a restarted one finds what the last one learned.
+    let mut state = state.lock().await;
     tracing::info!(queue = %options.queue_url, "consuming CloudTrail events");
     loop {
         let received = sqs
@@ -212,13 +385,29 @@ pub async fn run(options: EventOptions, clients: Arc<Clients>, refresher: Arc<Re
             }
         };
         for message in messages {
-            let done = handle(&message, &options, &clients, &refresher, &outbox, &mut seen).await;
-            if done {
-                if let Some(receipt) = message.receipt_handle() {
-                    if let Err(error) =
-                        sqs.delete_message().queue_url(&options.queue_url).receipt_handle(receipt).send().await
-                    {
+            let outcome = handle(&message, &options, &clients, &refresher, &outbox, &mut state).await;
+            let Some(receipt) = message.receipt_handle() else { continue };
+            match outcome {
+                Outcome::Done => {
+                    let deleted =
+                        sqs.delete_message().queue_url(&options.queue_url).receipt_handle(receipt).send().await;
+                    if let Err(error) = deleted {
                         tracing::warn!(error = %classify(error), "cannot delete a handled event; it will come again");
+                    }
+                }
+                Outcome::Keep => {}
+                Outcome::RetryIn(delay) => {
+                    // At least a second, and whole seconds: what SQS counts in.
+                    let seconds = i32::try_from(delay.as_secs() + 1).unwrap_or(i32::MAX);
+                    let changed = sqs
+                        .change_message_visibility()
+                        .queue_url(&options.queue_url)
+                        .receipt_handle(receipt)
+                        .visibility_timeout(seconds)
+                        .send()
+                        .await;
+                    if let Err(error) = changed {
+                        tracing::info!(error = %classify(error), "the event comes back after the queue's visibility timeout");
                     }
                 }
             }
@@ -226,15 +415,26 @@ pub async fn run(options: EventOptions, clients: Arc<Clients>, refresher: Arc<Re
     }
 }
 
-/// Handles one message; `true` when it may be deleted.
+/// What becomes of a message once handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// Handled (or dropped): delete it.
+    Done,
+    /// Leave it to the queue (its redrive policy moves it after repeated receives).
+    Keep,
+    /// Not decidable yet: receive it again after this long.
+    RetryIn(Duration),
+}
+
+/// Handles one message.
 async fn handle(
     message: &Message,
     options: &EventOptions,
     clients: &Clients,
     refresher: &Refresher,
     outbox: &Outbox,
-    seen: &mut Seen,
-) -> bool {
+    state: &mut ConsumerState,
+) -> Outcome {
     let id = message.message_id().unwrap_or("?");
     let body = message.body().unwrap_or_default();
     let event = match parse(body, &refresher.account_id, &refresher.regions) {
@@ -244,10 +444,16 @@ async fn handle(
             return match &options.dead_letter_queue_url {
                 Some(dlq) => {
                     let sent = clients.sqs.send_message().queue_url(dlq).message_body(body).send().await;
-                    sent.map_err(|e| tracing::warn!(error = %classify(e), "cannot move a malformed event to the dead-letter queue")).is_ok()
+                    match sent {
+                        Ok(_) => Outcome::Done,
+                        Err(e) => {
+                            tracing::warn!(error = %classify(e), "cannot move a malformed event to the dead-letter queue");
+                            Outcome::Keep
+                        }
+                    }
                 }
                 // Without a dead-letter queue URL, the queue's redrive policy moves it.
-                None => false,
+                None => Outcome::Keep,
             };
         }
     };
@@ -256,23 +462,35 @@ async fn handle(
         Event::Ignored(_) => None,
     };
     if let Some(event_id) = &event_id {
-        if seen.contains(event_id) {
+        if state.seen.contains(event_id) {
             tracing::info!(message = id, event = %event_id, "duplicate event dropped");
-            return true;
+            return Outcome::Done;
         }
     }
     // A re-read always reports the bucket (calls that fail mark their own fields unknown),
-    // so a handled event is seen and its message may go.
-    handle_event(event, clients, refresher, outbox, id).await;
-    if let Some(event_id) = &event_id {
-        seen.insert(event_id);
+    // so a handled event is seen and its message may go; one whose bucket could not be
+    // confirmed yet stays in the queue.
+    let outcome = handle_event(event, clients, refresher, outbox, &mut state.owned, id).await;
+    if let (Outcome::Done, Some(event_id)) = (outcome, &event_id) {
+        state.seen.insert(event_id);
     }
-    true
+    outcome
 }
 
-async fn handle_event(event: Event, clients: &Clients, refresher: &Refresher, outbox: &Outbox, id: &str) {
+/// Acts on one event.
+async fn handle_event(
+    event: Event,
+    clients: &Clients,
+    refresher: &Refresher,
+    outbox: &Outbox,
+    owned: &mut OwnedBuckets,
+    id: &str,
+) -> Outcome {
     match event {
-        Event::Ignored(reason) => tracing::info!(message = id, %reason, "event ignored"),
+        Event::Ignored(reason) => {
+            tracing::info!(message = id, %reason, "event ignored");
+            Outcome::Done
+        }
         Event::Account { cause, bucket } => {
             let settings = AccountSettings {
                 account_id: refresher.account_id.clone(),
@@ -282,12 +500,68 @@ async fn handle_event(event: Event, clients: &Clients, refresher: &Refresher, ou
             tracing::info!(event = %cause.event_name, "account settings re-read");
             let message = pb::AccountSettingsChanged { settings: Some((&settings).into()), cause: Some(cause.clone()) };
             outbox.push(Body::AccountSettingsChanged(message)).await;
-            if let Some((region, bucket)) = bucket {
-                reread_bucket(clients, refresher, outbox, &region, &bucket, cause, id).await;
+            match bucket {
+                Some((region, bucket)) => {
+                    reread_owned(clients, refresher, outbox, owned, &region, &bucket, cause, id).await
+                }
+                None => Outcome::Done,
             }
         }
         Event::Bucket { region, bucket, cause } => {
-            reread_bucket(clients, refresher, outbox, &region, &bucket, cause, id).await
+            reread_owned(clients, refresher, outbox, owned, &region, &bucket, cause, id).await
+        }
+    }
+}
+
+/// Re-reads the bucket an event names once it is confirmed to be the account's own; drops
+/// the event when it is not; one that cannot be confirmed yet is tried again later.
+#[allow(clippy::too_many_arguments, reason = "the consumer's context, passed down one level")]
+async fn reread_owned(
+    clients: &Clients,
+    refresher: &Refresher,
+    outbox: &Outbox,
+    owned: &mut OwnedBuckets,
+    region: &Region,
+    bucket: &str,
+    cause: pb::EventCause,
+    id: &str,
+) -> Outcome {
+    let list = || list_bucket_names(clients, &refresher.home_region);
+    match owned.confirm(bucket, cause.event_time_ms, now_ms(), list).await {
+        Ownership::Owned => {
+            reread_bucket(clients, refresher, outbox, region, bucket, cause, id).await;
+            Outcome::Done
+        }
+        // The account's own bucket, deleted since: its deletion is reported as a re-read
+        // would (for this account's key only, so it cannot touch anyone else's bucket).
+        Ownership::NotOwned if cause.event_name == "DeleteBucket" => {
+            tracing::info!(message = id, event = %cause.event_name, %bucket, "bucket gone");
+            let deleted = pb::BucketDeleted { region: region.to_string(), bucket_name: bucket.to_owned() };
+            outbox.push(Body::Deleted(deleted)).await;
+            Outcome::Done
+        }
+        Ownership::NotOwned => {
+            owned.dropped += 1;
+            tracing::warn!(
+                message = id,
+                event = %cause.event_name,
+                %bucket,
+                actor = %cause.actor,
+                dropped_so_far = owned.dropped,
+                "event dropped: the bucket is not this account's"
+            );
+            Outcome::Done
+        }
+        Ownership::Unconfirmed => {
+            let delay = owned.next_listing_in(now_ms());
+            tracing::info!(
+                message = id,
+                event = %cause.event_name,
+                %bucket,
+                retry_in_ms = delay.as_millis() as u64,
+                "bucket ownership not confirmed yet; the event waits"
+            );
+            Outcome::RetryIn(delay)
         }
     }
 }
@@ -303,8 +577,8 @@ async fn reread_bucket(
 ) {
     let key = BucketKey::new(refresher.account_id.clone(), region.clone(), bucket);
     let created_at = if cause.event_name == "CreateBucket" { cause.event_time_ms } else { 0 };
-    match collect_bucket(&clients.s3(region), key, created_at, now_ms()).await {
-        Some(facts) => {
+    match guarded(collect_bucket(&clients.s3(region), key, created_at, now_ms())).await {
+        Ok(Some(facts)) => {
             tracing::info!(message = message_id, event = %cause.event_name, %bucket, "bucket re-read");
             let snapshot = pb::BucketSnapshot {
                 generation: refresher.next_generation(),
@@ -313,11 +587,15 @@ async fn reread_bucket(
             };
             outbox.push(Body::Bucket(snapshot)).await;
         }
-        None => {
+        Ok(None) => {
             tracing::info!(message = message_id, event = %cause.event_name, %bucket, "bucket gone");
             outbox
                 .push(Body::Deleted(pb::BucketDeleted { region: region.to_string(), bucket_name: bucket.to_owned() }))
                 .await;
+        }
+        // Its stored facts stay; the next refresh reads it again.
+        Err(panic) => {
+            tracing::error!(message = message_id, event = %cause.event_name, %bucket, %panic, "bucket re-read failed")
         }
     }
 }
@@ -394,5 +672,132 @@ mod tests {
             .contains("names no bucket"));
         let mut seen = Seen::default();
         assert!(seen.insert("x") && !seen.insert("x"));
+    }
+
+    fn with_error(body: &str, code: serde_json::Value) -> String {
+        let mut value: serde_json::Value = serde_json::from_str(body).unwrap();
+        value["detail"]["errorCode"] = code;
+        value["detail"]["errorMessage"] = serde_json::json!("Access Denied");
+        value.to_string()
+    }
+
+    #[test]
+    fn failed_calls_are_ignored() {
+        let regions = vec![Region::parse("us-east-1").unwrap()];
+        let a = "111111111111";
+        for name in ["PutBucketTagging", "CreateBucket", "PutPublicAccessBlock", "PutAccountPublicAccessBlock"] {
+            let body =
+                with_error(&event(a, "us-east-1", name, Some("outsiders-bucket")), serde_json::json!("AccessDenied"));
+            match parse(&body, a, &regions) {
+                Ok(Event::Ignored(reason)) => assert!(reason.contains("AccessDenied"), "{name}: {reason}"),
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+        // Whatever the code's type; a null `errorCode` is no error.
+        let odd = with_error(&event(a, "us-east-1", "PutBucketTagging", Some("b")), serde_json::json!({"x": 1}));
+        assert!(matches!(parse(&odd, a, &regions), Ok(Event::Ignored(_))));
+        let null = with_error(&event(a, "us-east-1", "PutBucketTagging", Some("b")), serde_json::Value::Null);
+        assert!(matches!(parse(&null, a, &regions), Ok(Event::Bucket { .. })));
+        // A failed call needs no bucket name to be ignored rather than set aside as malformed.
+        let nameless = with_error(&event(a, "us-east-1", "PutBucketTagging", None), serde_json::json!("NoSuchBucket"));
+        assert!(matches!(parse(&nameless, a, &regions), Ok(Event::Ignored(_))));
+    }
+
+    /// A lister that answers `names` and counts its calls.
+    fn lister<'a>(
+        names: &'static [&'static str],
+        calls: &'a std::cell::Cell<u32>,
+    ) -> impl FnOnce() -> std::future::Ready<Result<Vec<String>, CallError>> + 'a {
+        move || {
+            calls.set(calls.get() + 1);
+            std::future::ready(Ok(names.iter().map(|n| (*n).to_owned()).collect()))
+        }
+    }
+
+    const T0: UnixMillis = 1_800_000_000_000;
+
+    #[tokio::test]
+    async fn only_the_accounts_own_buckets_are_confirmed() {
+        let calls = std::cell::Cell::new(0);
+        let mut owned = OwnedBuckets::default();
+        // Nothing listed yet: the first event lists.
+        assert_eq!(owned.confirm("mine", T0, T0 + 1, lister(&["mine"], &calls)).await, Ownership::Owned);
+        assert_eq!(calls.get(), 1);
+        // A bucket absent from a listing made after its event is not the account's, and
+        // deciding so costs no call.
+        assert_eq!(owned.confirm("theirs", T0, T0 + 2, lister(&["mine"], &calls)).await, Ownership::NotOwned);
+        assert_eq!(owned.confirm("mine", T0, T0 + 3, lister(&["mine"], &calls)).await, Ownership::Owned);
+        assert_eq!(calls.get(), 1);
+        // An event newer than the listing (a bucket created since) lists again once allowed.
+        let later = T0 + MIN_RELIST_INTERVAL_MS + 10;
+        assert_eq!(owned.confirm("new", later - 5, later, lister(&["mine", "new"], &calls)).await, Ownership::Owned);
+        assert_eq!(calls.get(), 2);
+        // A listing that fails decides nothing.
+        let failing = || std::future::ready(Err(CallError::Transient("boom".into())));
+        let later = later + MIN_RELIST_INTERVAL_MS;
+        assert_eq!(owned.confirm("newer", later, later, failing).await, Ownership::Unconfirmed);
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_foreign_buckets_lists_at_most_once_per_interval() {
+        let calls = std::cell::Cell::new(0);
+        let mut owned = OwnedBuckets::default();
+        let mut verdicts = std::collections::HashMap::new();
+        // 10,000 events naming foreign buckets over 100 s, each stamped at its arrival (the
+        // worst case: every one is newer than the last listing).
+        for i in 0..10_000i64 {
+            let now = T0 + i * 10;
+            let verdict = owned.confirm(&format!("foreign-{i}"), now, now, lister(&["mine"], &calls)).await;
+            *verdicts.entry(format!("{verdict:?}")).or_insert(0) += 1;
+            if verdict == Ownership::Unconfirmed {
+                let wait = owned.next_listing_in(now);
+                assert!(wait > Duration::ZERO && wait <= Duration::from_millis(MIN_RELIST_INTERVAL_MS as u64));
+            }
+        }
+        let ceiling = 100_000 / MIN_RELIST_INTERVAL_MS + 1;
+        assert!(i64::from(calls.get()) <= ceiling, "{} listings for 100 s of events: {verdicts:?}", calls.get());
+        assert_eq!(verdicts.get("Owned"), None);
+        // Retried once the next listing is allowed, each is dropped.
+        let after = T0 + 200_000;
+        for i in 0..10_000i64 {
+            let verdict = owned.confirm(&format!("foreign-{i}"), T0 + i * 10, after, lister(&["mine"], &calls)).await;
+            assert_eq!(verdict, Ownership::NotOwned);
+        }
+        assert!(i64::from(calls.get()) <= ceiling + 1);
+    }
+
+    #[tokio::test]
+    async fn a_stale_listing_does_not_confirm() {
+        let calls = std::cell::Cell::new(0);
+        let mut owned = OwnedBuckets::default();
+        assert_eq!(owned.confirm("b", T0, T0, lister(&["b"], &calls)).await, Ownership::Owned);
+        // Deleted, and maybe someone else's since: after the TTL the cache is asked again.
+        let later = T0 + OWNED_CACHE_TTL_MS + 1;
+        assert_eq!(owned.confirm("b", later, later, lister(&[], &calls)).await, Ownership::NotOwned);
+        assert_eq!(calls.get(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_supervisor_restarts_a_task_that_panics_or_fails() {
+        let runs = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let backoff = Backoff { initial: Duration::from_millis(10), max: Duration::from_millis(100) };
+        let supervised = tokio::spawn(supervise("test task", backoff, {
+            let runs = Arc::clone(&runs);
+            move || {
+                let n = runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                async move {
+                    match n {
+                        0 => panic!("first run panics"),
+                        1 => anyhow::bail!("second run fails"),
+                        2 => Ok(()),
+                        _ => std::future::pending().await,
+                    }
+                }
+            }
+        }));
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 4, "restarted after a panic, an error and a stop");
+        assert!(!supervised.is_finished());
+        supervised.abort();
     }
 }

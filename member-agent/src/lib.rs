@@ -8,6 +8,9 @@ pub mod events;
 pub mod objects;
 pub mod outbox;
 pub mod refresh;
+pub mod report;
+#[cfg(test)]
+mod testing;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -120,7 +123,12 @@ pub async fn run(options: AgentOptions) -> anyhow::Result<()> {
         options.head_budget,
     ));
     if let Some(events) = options.events.clone() {
-        tokio::spawn(events::run(events, Arc::clone(&clients), Arc::clone(&refresher), Arc::clone(&outbox)));
+        let (clients, refresher, outbox) = (Arc::clone(&clients), Arc::clone(&refresher), Arc::clone(&outbox));
+        let state = Arc::new(tokio::sync::Mutex::new(events::ConsumerState::default()));
+        tokio::spawn(events::supervise("events consumer", events::RESTART_BACKOFF, move || {
+            let (clients, refresher, outbox) = (Arc::clone(&clients), Arc::clone(&refresher), Arc::clone(&outbox));
+            events::run(events.clone(), clients, refresher, outbox, Arc::clone(&state))
+        }));
     }
     let mut next_full = Instant::now();
     loop {
@@ -140,7 +148,14 @@ pub async fn run(options: AgentOptions) -> anyhow::Result<()> {
             }
         };
         let full = requested.is_empty();
-        match refresher.refresh(&requested, count_objects).await {
+        // A task of its own: a panic in a refresh (each bucket's is caught as that bucket's
+        // failure already) is a failed refresh, never the end of the agent.
+        let refresh = tokio::spawn({
+            let refresher = Arc::clone(&refresher);
+            async move { refresher.refresh(&requested, count_objects).await }
+        });
+        let outcome = refresh.await.unwrap_or_else(|joined| Err(anyhow::anyhow!("the refresh task failed: {joined}")));
+        match outcome {
             Ok(()) if full => next_full = Instant::now() + options.refresh_interval,
             Ok(()) => {}
             Err(error) => {

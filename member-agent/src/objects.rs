@@ -5,7 +5,6 @@
 //! HeadObject within a per-bucket budget, the rest counting as `unknown`. Parts of incomplete
 //! multipart uploads are added on the daily refresh (ListMultipartUploads, ListParts).
 
-use std::io::Read;
 use std::time::Duration;
 
 use aws_sdk_s3::Client;
@@ -58,9 +57,9 @@ pub enum CountError {
 
 /// The encryption of one object, from HeadObject. A 400 answer to HeadObject on a listed
 /// object means S3 wants the customer's key: the object is SSE-C.
-async fn head_encryption(client: &Client, bucket: &str, key: &str) -> ObjectEncryption {
+async fn head_encryption(client: &Client, bucket: &str, owner: &str, key: &str) -> ObjectEncryption {
     use aws_sdk_s3::types::ServerSideEncryption as Sse;
-    match client.head_object().bucket(bucket).key(key).send().await {
+    match client.head_object().bucket(bucket).key(key).expected_bucket_owner(owner).send().await {
         Ok(head) if head.sse_customer_algorithm().is_some() => ObjectEncryption::CustomerManaged,
         Ok(head) => match head.server_side_encryption() {
             Some(Sse::Aes256) => ObjectEncryption::S3Managed,
@@ -75,23 +74,35 @@ async fn head_encryption(client: &Client, bucket: &str, key: &str) -> ObjectEncr
     }
 }
 
+/// Counts the objects of `bucket`, which `owner` (the agent's account) owns: every call
+/// passes it as `ExpectedBucketOwner`, so S3 refuses to answer for anyone else's bucket.
 pub async fn count_objects(
     client: &Client,
     bucket: &str,
+    owner: &str,
     options: CountOptions,
     read_at: UnixMillis,
 ) -> Result<ObjectStats, CountError> {
     if options.use_inventory && options.read_encryption {
-        match inventory::newest_report(client, bucket, read_at).await {
-            Ok(Some(report)) => {
-                let mut stats = inventory::count(client, &report).await?;
+        // A report that cannot be read, or whose content is refused (too large, malformed,
+        // about another bucket), is set aside: the bucket is listed as if it had none.
+        let counted = match inventory::newest_report(client, bucket, owner, read_at).await {
+            Ok(Some(report)) => Some(inventory::count(client, &report).await),
+            Ok(None) => None,
+            Err(error) => Some(Err(error)),
+        };
+        match counted {
+            Some(Ok(mut stats)) => {
                 if options.include_parts {
-                    add_parts(client, bucket, &mut stats).await?;
+                    add_parts(client, bucket, owner, &mut stats).await?;
                 }
                 return Ok(stats);
             }
-            Ok(None) => {}
-            Err(error) => tracing::info!(%bucket, %error, "no usable S3 Inventory report; listing instead"),
+            Some(Err(error @ inventory::InventoryError::Refused(_))) => {
+                tracing::warn!(%bucket, %error, "S3 Inventory report refused; listing instead")
+            }
+            Some(Err(error)) => tracing::info!(%bucket, %error, "no usable S3 Inventory report; listing instead"),
+            None => {}
         }
     }
     let source = if options.read_encryption { ObjectStatsSource::Full } else { ObjectStatsSource::ManualRefresh };
@@ -102,6 +113,7 @@ pub async fn count_objects(
         let page = client
             .list_objects_v2()
             .bucket(bucket)
+            .expected_bucket_owner(owner)
             .set_continuation_token(token.take())
             .send()
             .await
@@ -134,7 +146,7 @@ pub async fn count_objects(
             stats.source = ObjectStatsSource::Sampled;
         }
         let heads: Vec<ObjectEncryption> = stream::iter(sample)
-            .map(|key| async move { head_encryption(client, bucket, &key).await })
+            .map(|key| async move { head_encryption(client, bucket, owner, &key).await })
             .buffer_unordered(16)
             .collect()
             .await;
@@ -143,18 +155,19 @@ pub async fn count_objects(
         }
     }
     if options.include_parts {
-        add_parts(client, bucket, &mut stats).await?;
+        add_parts(client, bucket, owner, &mut stats).await?;
     }
     Ok(stats)
 }
 
 /// Adds every part of every incomplete multipart upload.
-async fn add_parts(client: &Client, bucket: &str, stats: &mut ObjectStats) -> Result<(), CallError> {
+async fn add_parts(client: &Client, bucket: &str, owner: &str, stats: &mut ObjectStats) -> Result<(), CallError> {
     let (mut key_marker, mut upload_marker): (Option<String>, Option<String>) = (None, None);
     loop {
         let page = client
             .list_multipart_uploads()
             .bucket(bucket)
+            .expected_bucket_owner(owner)
             .set_key_marker(key_marker.take())
             .set_upload_id_marker(upload_marker.take())
             .send()
@@ -168,6 +181,7 @@ async fn add_parts(client: &Client, bucket: &str, stats: &mut ObjectStats) -> Re
                 let parts = client
                     .list_parts()
                     .bucket(bucket)
+                    .expected_bucket_owner(owner)
                     .key(key)
                     .upload_id(upload_id)
                     .set_part_number_marker(part_marker.take())
@@ -202,14 +216,20 @@ async fn add_parts(client: &Client, bucket: &str, stats: &mut ObjectStats) -> Re
 
 pub mod inventory {
     //! S3 Inventory reports: the newest manifest of an enabled CSV inventory configuration,
-    //! and its gzip CSV files, counted without one request per object.
+    //! and its gzip CSV files, counted without one request per object. The parsing, and
+    //! every bound on it, is `crate::report`'s; this module only streams the bytes from S3.
 
     use super::*;
+    use crate::report::{self, ReportCounter, ReportError, ReportLimits};
+
+    pub use crate::report::{decode_key, encryption_status, parse_folder_time, split_csv};
 
     /// A manifest to read.
     #[derive(Debug, Clone)]
     pub struct Report {
         pub destination_bucket: String,
+        /// The account that owns the destination bucket (the configuration's, or the agent's).
+        pub destination_owner: String,
         pub files: Vec<String>,
         pub columns: Vec<String>,
         /// The report lists every version: only the latest of each key counts.
@@ -217,28 +237,36 @@ pub mod inventory {
         pub created_at: UnixMillis,
     }
 
-    #[derive(Debug, serde::Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Manifest {
-        file_format: String,
-        file_schema: String,
-        files: Vec<ManifestFile>,
-    }
-
-    #[derive(Debug, serde::Deserialize)]
-    struct ManifestFile {
-        key: String,
+    /// Why a report could not be used: a call failed, or what it holds was refused.
+    #[derive(Debug, thiserror::Error)]
+    pub enum InventoryError {
+        #[error(transparent)]
+        Call(#[from] CallError),
+        #[error("S3 Inventory report refused: {0}")]
+        Refused(#[from] ReportError),
     }
 
     /// The newest report of the bucket's first enabled daily or weekly CSV inventory, when
-    /// it is current (at most two periods old).
-    pub async fn newest_report(client: &Client, bucket: &str, now: UnixMillis) -> Result<Option<Report>, CallError> {
+    /// it is current (at most two periods old). `owner` is the agent's account: it owns the
+    /// bucket, and the destination bucket unless the configuration names another account.
+    pub async fn newest_report(
+        client: &Client,
+        bucket: &str,
+        owner: &str,
+        now: UnixMillis,
+    ) -> Result<Option<Report>, InventoryError> {
         use aws_sdk_s3::types::{InventoryFormat, InventoryFrequency, InventoryIncludedObjectVersions};
-        let configs = match client.list_bucket_inventory_configurations().bucket(bucket).send().await.map_err(classify)
+        let configs = match client
+            .list_bucket_inventory_configurations()
+            .bucket(bucket)
+            .expected_bucket_owner(owner)
+            .send()
+            .await
+            .map_err(classify)
         {
             Ok(out) => out,
             Err(CallError::NotConfigured) => return Ok(None),
-            Err(error) => return Err(error),
+            Err(error) => return Err(error.into()),
         };
         for config in configs.inventory_configuration_list() {
             if !config.is_enabled() {
@@ -253,6 +281,7 @@ pub mod inventory {
                 _ => Duration::from_secs(86_400),
             };
             let destination_bucket = destination.bucket().trim_start_matches("arn:aws:s3:::").to_owned();
+            let destination_owner = destination.account_id().filter(|a| !a.is_empty()).unwrap_or(owner).to_owned();
             let mut prefix = destination.prefix().unwrap_or_default().trim_end_matches('/').to_owned();
             if !prefix.is_empty() {
                 prefix.push('/');
@@ -265,6 +294,7 @@ pub mod inventory {
                 let page = client
                     .list_objects_v2()
                     .bucket(&destination_bucket)
+                    .expected_bucket_owner(&destination_owner)
                     .prefix(&base)
                     .delimiter("/")
                     .set_continuation_token(token)
@@ -272,7 +302,7 @@ pub mod inventory {
                     .await
                     .map_err(classify)?;
                 for p in page.common_prefixes().iter().filter_map(|p| p.prefix()) {
-                    let folder = &p[base.len()..];
+                    let Some(folder) = p.get(base.len()..) else { continue };
                     if parse_folder_time(folder).is_some() && newest.as_deref().is_none_or(|n| p > n) {
                         newest = Some(p.to_owned());
                     }
@@ -283,21 +313,19 @@ pub mod inventory {
                 }
             }
             let Some(folder) = newest else { continue };
-            let created_at = parse_folder_time(&folder[base.len()..]).unwrap_or(0);
+            let created_at = folder.get(base.len()..).and_then(parse_folder_time).unwrap_or(0);
             if now - created_at > 2 * period.as_millis() as i64 {
                 tracing::info!(%bucket, %folder, "the newest S3 Inventory report is stale");
                 continue;
             }
-            let body = read_object(client, &destination_bucket, &format!("{folder}manifest.json")).await?;
-            let manifest: Manifest = serde_json::from_slice(&body)
-                .map_err(|e| CallError::Transient(format!("manifest `{folder}manifest.json` is malformed: {e}")))?;
-            if manifest.file_format != "CSV" {
-                continue;
-            }
+            let key = format!("{folder}manifest.json");
+            let body = read_manifest(client, &destination_bucket, &destination_owner, &key).await?;
+            let manifest = report::parse_manifest(&key, &body, bucket, &ReportLimits::DEFAULT)?;
             return Ok(Some(Report {
                 destination_bucket,
-                files: manifest.files.into_iter().map(|f| f.key).collect(),
-                columns: manifest.file_schema.split(',').map(|c| c.trim().to_owned()).collect(),
+                destination_owner,
+                files: manifest.files,
+                columns: manifest.columns,
                 all_versions: config.included_object_versions() == &InventoryIncludedObjectVersions::All,
                 created_at,
             }));
@@ -305,115 +333,151 @@ pub mod inventory {
         Ok(None)
     }
 
-    /// The whole body of one object of a report.
-    async fn read_object(client: &Client, bucket: &str, key: &str) -> Result<Vec<u8>, CallError> {
-        let out = client.get_object().bucket(bucket).key(key).send().await.map_err(classify)?;
-        let body = out.body.collect().await.map_err(|e| CallError::Transient(format!("reading `{key}`: {e}")))?;
-        Ok(body.to_vec())
-    }
-
-    /// `2026-11-28T01-00Z` → Unix milliseconds.
-    pub fn parse_folder_time(folder: &str) -> Option<UnixMillis> {
-        let folder = folder.trim_end_matches('/');
-        let format = time::macros::format_description!("[year]-[month]-[day]T[hour]-[minute]Z");
-        let at = time::PrimitiveDateTime::parse(folder, format).ok()?;
-        Some((at.assume_utc().unix_timestamp_nanos() / 1_000_000) as i64)
-    }
-
-    /// Splits one CSV line whose fields are all quoted, as S3 Inventory writes them.
-    pub fn split_csv(line: &str) -> Vec<String> {
-        let mut fields = Vec::new();
-        let mut field = String::new();
-        let mut quoted = false;
-        let mut chars = line.chars().peekable();
-        while let Some(c) = chars.next() {
-            match (c, quoted) {
-                ('"', true) if chars.peek() == Some(&'"') => {
-                    field.push('"');
-                    chars.next();
-                }
-                ('"', _) => quoted = !quoted,
-                (',', false) => fields.push(std::mem::take(&mut field)),
-                (c, _) => field.push(c),
+    /// The body of a manifest, refused once it passes [`report::MAX_MANIFEST_BYTES`]: its
+    /// announced length is checked first, and the bytes as they arrive.
+    async fn read_manifest(client: &Client, bucket: &str, owner: &str, key: &str) -> Result<Vec<u8>, InventoryError> {
+        let limit = ReportLimits::DEFAULT.manifest_bytes;
+        let too_large = || ReportError::ManifestTooLarge { key: key.to_owned(), limit };
+        let out =
+            client.get_object().bucket(bucket).key(key).expected_bucket_owner(owner).send().await.map_err(classify)?;
+        if out.content_length().is_some_and(|n| n > limit as i64) {
+            return Err(too_large().into());
+        }
+        let mut body = out.body;
+        let mut bytes = Vec::new();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| CallError::Transient(format!("reading `{key}`: {e}")))?;
+            if bytes.len() + chunk.len() > limit {
+                return Err(too_large().into());
             }
+            bytes.extend_from_slice(&chunk);
         }
-        fields.push(field);
-        fields
+        Ok(bytes)
     }
 
-    /// Percent-decoding of inventory keys (they are URL-encoded).
-    fn decode_key(key: &str) -> String {
-        let bytes = key.as_bytes();
-        let mut out = Vec::with_capacity(bytes.len());
-        let mut i = 0;
-        while i < bytes.len() {
-            match bytes[i] {
-                b'%' if i + 2 < bytes.len() => match u8::from_str_radix(&key[i + 1..i + 3], 16) {
-                    Ok(b) => {
-                        out.push(b);
-                        i += 3;
-                        continue;
-                    }
-                    Err(_) => out.push(b'%'),
-                },
-                b'+' => out.push(b' '),
-                b => out.push(b),
-            }
-            i += 1;
-        }
-        String::from_utf8_lossy(&out).into_owned()
-    }
-
-    pub fn encryption_status(status: &str) -> ObjectEncryption {
-        match status {
-            "SSE-S3" => ObjectEncryption::S3Managed,
-            "SSE-KMS" | "DSSE-KMS" => ObjectEncryption::KmsManaged,
-            "SSE-C" => ObjectEncryption::CustomerManaged,
-            "NOT-SSE" => ObjectEncryption::Unencrypted,
-            _ => ObjectEncryption::Unknown,
-        }
-    }
-
-    /// Counts every row of the report's files.
-    pub async fn count(client: &Client, report: &Report) -> Result<ObjectStats, CallError> {
-        let column = |name: &str| report.columns.iter().position(|c| c == name);
-        let key_at = column("Key").ok_or_else(|| CallError::Transient("the inventory has no `Key` column".into()))?;
-        let (size_at, class_at, encryption_at) = (column("Size"), column("StorageClass"), column("EncryptionStatus"));
-        let (latest_at, delete_marker_at) = (column("IsLatest"), column("IsDeleteMarker"));
-        // The numbers are as of the report, not as of now.
-        let mut stats = ObjectStats::empty(ObjectStatsSource::InventoryReport, report.created_at);
+    /// Counts every row of the report's files, streaming each file through the bounded
+    /// decoder of [`ReportCounter`].
+    pub async fn count(client: &Client, report: &Report) -> Result<ObjectStats, InventoryError> {
+        let mut counter =
+            ReportCounter::new(&report.columns, report.all_versions, report.created_at, ReportLimits::DEFAULT)?;
         for file in &report.files {
-            let body = read_object(client, &report.destination_bucket, file).await?;
-            let mut text = String::new();
-            flate2::read::GzDecoder::new(&body[..])
-                .read_to_string(&mut text)
-                .map_err(|e| CallError::Transient(format!("`{file}` is not gzip CSV: {e}")))?;
-            for line in text.lines().filter(|l| !l.is_empty()) {
-                let fields = split_csv(line);
-                let get = |at: Option<usize>| at.and_then(|i| fields.get(i)).map(String::as_str);
-                if (report.all_versions && get(latest_at) == Some("false")) || get(delete_marker_at) == Some("true") {
-                    continue;
-                }
-                let key = decode_key(get(Some(key_at)).unwrap_or_default());
-                let size = get(size_at).and_then(|s| s.parse().ok()).unwrap_or(0);
-                let encryption = get(encryption_at).map_or(ObjectEncryption::Unknown, encryption_status);
-                stats.add_object(&key, size, get(class_at), encryption);
+            let out = client
+                .get_object()
+                .bucket(&report.destination_bucket)
+                .key(file)
+                .expected_bucket_owner(&report.destination_owner)
+                .send()
+                .await
+                .map_err(classify)?;
+            let mut body = out.body;
+            let mut reader = counter.file(file);
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(|e| CallError::Transient(format!("reading `{file}`: {e}")))?;
+                reader.feed(&chunk)?;
             }
+            reader.finish()?;
         }
-        Ok(stats)
+        Ok(counter.into_stats())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{assert_all_expect, error, FakeS3};
+
+    fn folder(bucket: &str) -> String {
+        let at = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
+        let format = time::macros::format_description!("[year]-[month]-[day]T[hour]-00Z");
+        format!("inv/{bucket}/daily/{}/", at.format(format).unwrap())
     }
 
-    #[cfg(test)]
-    mod tests {
-        use super::*;
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(data).unwrap();
+        encoder.finish().unwrap()
+    }
 
-        #[test]
-        fn csv_and_folders() {
-            assert_eq!(split_csv(r#""b","a,b.csv","10","""q""""#), vec!["b", "a,b.csv", "10", "\"q\""]);
-            assert_eq!(parse_folder_time("2026-11-28T01-00Z/"), Some(1_795_827_600_000));
-            assert_eq!(parse_folder_time("data"), None);
-            assert_eq!(decode_key("dir/my+file%2Bx.csv"), "dir/my file+x.csv");
-            assert_eq!(encryption_status("DSSE-KMS"), ObjectEncryption::KmsManaged);
+    /// `src` has an inventory report in `dest`; `plain` has none. Both have one upload of one part.
+    fn route(method: &str, uri: &str) -> (u16, Vec<u8>) {
+        // Bucket-level requests are `/bucket/?query`.
+        let uri = &uri.replace("/?", "?");
+        let xml = |body: &str| (200, format!("<?xml version=\"1.0\"?>{body}").into_bytes());
+        if uri.starts_with("/src?inventory") {
+            return xml("<ListInventoryConfigurationsResult><IsTruncated>false</IsTruncated><InventoryConfiguration>\
+                 <Id>daily</Id><IsEnabled>true</IsEnabled><IncludedObjectVersions>Current</IncludedObjectVersions>\
+                 <Schedule><Frequency>Daily</Frequency></Schedule><Destination><S3BucketDestination>\
+                 <Format>CSV</Format><Bucket>arn:aws:s3:::dest</Bucket><Prefix>inv</Prefix>\
+                 </S3BucketDestination></Destination></InventoryConfiguration></ListInventoryConfigurationsResult>");
         }
+        if uri.contains("?inventory") {
+            return error(404, "NoSuchConfiguration");
+        }
+        if uri.starts_with("/dest?") {
+            return xml(&format!(
+                "<ListBucketResult><Name>dest</Name><IsTruncated>false</IsTruncated>\
+                 <CommonPrefixes><Prefix>{}</Prefix></CommonPrefixes></ListBucketResult>",
+                folder(if uri.contains("prefix=inv%2Fplain") { "plain" } else { "src" })
+            ));
+        }
+        if uri.contains("manifest.json") {
+            let manifest = serde_json::json!({
+                "sourceBucket": "src", "fileFormat": "CSV", "fileSchema": "Bucket, Key, Size, EncryptionStatus",
+                "files": [{"key": "inv/src/daily/data/f.csv.gz"}],
+            });
+            return (200, manifest.to_string().into_bytes());
+        }
+        if uri.contains("f.csv.gz") {
+            return (200, gzip(b"\"src\",\"a.txt\",\"3\",\"SSE-S3\"\n\"src\",\"b.txt\",\"4\",\"NOT-SSE\"\n"));
+        }
+        if uri.contains("?uploads") {
+            return xml("<ListMultipartUploadsResult><IsTruncated>false</IsTruncated>\
+                 <Upload><Key>u</Key><UploadId>1</UploadId></Upload></ListMultipartUploadsResult>");
+        }
+        if uri.contains("uploadId=1") {
+            return xml("<ListPartsResult><IsTruncated>false</IsTruncated>\
+                 <Part><PartNumber>1</PartNumber><Size>5</Size></Part></ListPartsResult>");
+        }
+        if uri.starts_with("/plain?") && uri.contains("list-type=2") {
+            return xml("<ListBucketResult><Name>plain</Name><IsTruncated>false</IsTruncated>\
+                 <Contents><Key>a.txt</Key><Size>7</Size></Contents></ListBucketResult>");
+        }
+        if method == "HEAD" {
+            return (200, Vec::new());
+        }
+        (
+            400,
+            format!("<?xml version=\"1.0\"?><Error><Code>Unexpected</Code><Message>{method} {uri}</Message></Error>")
+                .into_bytes(),
+        )
+    }
+
+    #[tokio::test]
+    async fn every_call_names_the_expected_owner() {
+        let (client, seen) = FakeS3::client(route);
+        let from_report = count_objects(&client, "src", "111111111111", CountOptions::daily(10), 1).await.unwrap();
+        assert_eq!(from_report.source, ObjectStatsSource::InventoryReport);
+        assert_eq!(from_report.totals.object_count, 3, "two objects and a part");
+        let listed = count_objects(&client, "plain", "111111111111", CountOptions::daily(10), 1).await.unwrap();
+        assert_eq!(listed.object_count_by_encryption_type.unencrypted, 1, "HeadObject was read: {listed:?}");
+        let seen = seen.lock().unwrap();
+        let calls = assert_all_expect(&seen, "111111111111");
+        // Inventory, report listing, manifest, file, uploads and parts; then inventory,
+        // listing, HeadObject, uploads and parts.
+        assert_eq!(calls, 11, "{seen:#?}");
+    }
+
+    #[tokio::test]
+    async fn a_report_about_another_bucket_is_not_counted() {
+        // `plain` has an inventory configuration too, whose newest manifest says it is `src`'s.
+        fn elsewhere(method: &str, uri: &str) -> (u16, Vec<u8>) {
+            route(method, &uri.replacen("/plain/?inventory", "/src?inventory", 1))
+        }
+        let (client, _) = FakeS3::client(elsewhere);
+        let stats = count_objects(&client, "plain", "111111111111", CountOptions::daily(10), 1).await.unwrap();
+        // Listed instead: its one object, not the report's two.
+        assert_eq!(stats.source, ObjectStatsSource::Full);
+        assert_eq!(stats.totals.object_count, 2, "one object and a part: {stats:?}");
     }
 }

@@ -3,9 +3,12 @@
 //! concurrency and stream the results, closing with a "scope complete" marker.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
-use futures::stream::{self, StreamExt};
+use futures::stream::{self, Stream, StreamExt};
+use futures::FutureExt;
 
 use estate_common::model::{AccountId, AccountSettings, BucketFacts, BucketKey, Region, UnixMillis};
 use estate_common::pb::{self, report_request::Body};
@@ -16,10 +19,43 @@ use crate::collect::{account_block_public_access, collect_bucket};
 /// One bucket of a refresh: its facts, gone, or kept as stored because counting its objects
 /// failed this time (its configuration calls mark their own failures unknown instead).
 #[derive(Debug)]
-enum Collected {
+pub enum Collected {
     Facts(BucketFacts),
     Gone,
     Failed(String),
+}
+
+/// Runs one bucket's work so that a panic in it (a bug, or input nobody foresaw) is that
+/// bucket's failure, with the panic's message, and never unwinds into the refresh or the
+/// event consumer around it.
+pub async fn guarded<T>(work: impl Future<Output = T>) -> Result<T, String> {
+    AssertUnwindSafe(work).catch_unwind().await.map_err(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".to_owned());
+        format!("reading the bucket panicked: {message}")
+    })
+}
+
+/// Reads each bucket with `read`, at most `concurrency` at once, in completion order. A read
+/// that panics yields [`Collected::Failed`] for its bucket; the others go on.
+pub fn read_each<'a, F, Fut>(
+    buckets: &'a [&'a Listed],
+    concurrency: usize,
+    read: F,
+) -> impl Stream<Item = (&'a str, Collected)> + 'a
+where
+    F: Fn(&'a Listed) -> Fut + 'a,
+    Fut: Future<Output = Collected> + 'a,
+{
+    stream::iter(buckets.iter().copied())
+        .map(move |bucket| {
+            let work = read(bucket);
+            async move { (bucket.name.as_str(), guarded(work).await.unwrap_or_else(Collected::Failed)) }
+        })
+        .buffer_unordered(concurrency)
 }
 use crate::objects::{count_objects, CountError, CountOptions};
 use crate::outbox::Outbox;
@@ -55,9 +91,15 @@ pub fn location_to_region(location: Option<&str>) -> String {
     }
 }
 
-/// Lists every general purpose bucket of the account. BucketRegion is used when present;
-/// GetBucketLocation only when it is missing.
-pub async fn list_buckets(clients: &Clients, home_region: &str, concurrency: usize) -> Result<Listing, CallError> {
+/// Lists every general purpose bucket of the account (`account`: ListBuckets answers with the
+/// caller's own buckets only). BucketRegion is used when present; GetBucketLocation only when
+/// it is missing.
+pub async fn list_buckets(
+    clients: &Clients,
+    account: &str,
+    home_region: &str,
+    concurrency: usize,
+) -> Result<Listing, CallError> {
     let client = clients.s3(home_region);
     let mut listing = Listing::default();
     let mut without_region = Vec::new();
@@ -92,7 +134,13 @@ pub async fn list_buckets(clients: &Clients, home_region: &str, concurrency: usi
         .map(|(name, created_at)| {
             let client = client.clone();
             async move {
-                let out = client.get_bucket_location().bucket(&name).send().await.map_err(classify);
+                let out = client
+                    .get_bucket_location()
+                    .bucket(&name)
+                    .expected_bucket_owner(account)
+                    .send()
+                    .await
+                    .map_err(classify);
                 (name, created_at, out)
             }
         })
@@ -177,7 +225,7 @@ impl Refresher {
         };
         self.outbox.push(Body::AccountSettings((&settings).into())).await;
 
-        let listing = list_buckets(&self.clients, &self.home_region, self.concurrency)
+        let listing = list_buckets(&self.clients, &self.account_id, &self.home_region, self.concurrency)
             .await
             .map_err(|e| anyhow::anyhow!("`s3:ListAllMyBuckets` failed: {e}"))?;
         // Every bucket name of the account, in every Region: the administrator resolves
@@ -232,21 +280,18 @@ impl Refresher {
             .push(Body::ScopeStarted(pb::ScopeStarted { region: region.to_string(), generation, bucket_total: total }))
             .await;
         let client = self.clients.s3(region);
-        let mut results = stream::iter(buckets.iter())
-            .map(|bucket| {
-                let client = client.clone();
-                let key = BucketKey::new(self.account_id.clone(), region.clone(), &bucket.name);
-                let options = CountOptions::daily(self.head_budget);
-                async move {
-                    let collected = match collect_bucket(&client, key, bucket.created_at, now_ms()).await {
-                        None => Collected::Gone,
-                        Some(facts) if count_objects => with_objects(&client, facts, options).await,
-                        Some(facts) => Collected::Facts(facts),
-                    };
-                    (bucket.name.as_str(), collected)
+        let mut results = std::pin::pin!(read_each(buckets, self.concurrency, |bucket| {
+            let client = client.clone();
+            let key = BucketKey::new(self.account_id.clone(), region.clone(), &bucket.name);
+            let options = CountOptions::daily(self.head_budget);
+            async move {
+                match collect_bucket(&client, key, bucket.created_at, now_ms()).await {
+                    None => Collected::Gone,
+                    Some(facts) if count_objects => with_objects(&client, facts, options).await,
+                    Some(facts) => Collected::Facts(facts),
                 }
-            })
-            .buffer_unordered(self.concurrency);
+            }
+        }));
         let (mut reported, mut failed, mut done) = (0u64, 0u64, 0u64);
         while let Some((name, collected)) = results.next().await {
             done += 1;
@@ -303,7 +348,7 @@ impl Refresher {
 async fn with_objects(client: &aws_sdk_s3::Client, mut facts: BucketFacts, options: CountOptions) -> Collected {
     use estate_common::model::{BucketError, BucketErrorCode, BucketState};
     let BucketState::Readable(config) = &mut facts.state else { return Collected::Facts(facts) };
-    match count_objects(client, &facts.key.bucket_name, options, now_ms()).await {
+    match count_objects(client, &facts.key.bucket_name, &facts.key.account_id, options, now_ms()).await {
         Ok(stats) => {
             config.objects = Some(Box::new(stats));
             Collected::Facts(facts)
@@ -329,8 +374,10 @@ impl Refresher {
             return;
         }
         let client = self.clients.s3(region);
-        match count_objects(&client, bucket, CountOptions::manual(), now_ms()).await {
-            Ok(stats) => {
+        let counted = guarded(count_objects(&client, bucket, &self.account_id, CountOptions::manual(), now_ms())).await;
+        match counted {
+            Err(panic) => tracing::error!(%bucket, %panic, "manual object refresh failed"),
+            Ok(Ok(stats)) => {
                 tracing::info!(%bucket, objects = stats.totals.object_count, "objects recounted");
                 let message = pb::BucketObjects {
                     region: region.to_owned(),
@@ -339,7 +386,52 @@ impl Refresher {
                 };
                 self.outbox.push(Body::BucketObjects(message)).await;
             }
-            Err(error) => tracing::warn!(%bucket, %error, "manual object refresh failed"),
+            Ok(Err(error)) => tracing::warn!(%bucket, %error, "manual object refresh failed"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listed(name: &str) -> Listed {
+        Listed { name: name.to_owned(), created_at: 0, region: "us-east-1".to_owned() }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_bucket_read_fails_only_that_bucket() {
+        let buckets: Vec<Listed> = (0..20).map(|i| listed(&format!("bucket-{i}"))).collect();
+        let refs: Vec<&Listed> = buckets.iter().collect();
+        let results: Vec<(&str, Collected)> = read_each(&refs, 4, |bucket| async move {
+            tokio::task::yield_now().await;
+            if bucket.name == "bucket-7" {
+                panic!("hostile input in {}", bucket.name);
+            }
+            Collected::Gone
+        })
+        .collect()
+        .await;
+        // Every bucket has its outcome: the others were read, the panicking one failed.
+        assert_eq!(results.len(), 20);
+        for (name, collected) in &results {
+            match collected {
+                Collected::Failed(reason) => {
+                    assert_eq!(*name, "bucket-7");
+                    assert!(reason.contains("panicked: hostile input in bucket-7"), "{reason}");
+                }
+                Collected::Gone => assert_ne!(*name, "bucket-7"),
+                Collected::Facts(_) => panic!("{name}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn guarded_names_any_panic() {
+        assert_eq!(guarded(async { 1 }).await, Ok(1));
+        let formatted = guarded(async { panic!("bucket {}", "x") }).await;
+        assert_eq!(formatted, Err::<(), _>("reading the bucket panicked: bucket x".to_owned()));
+        let other = guarded(async { std::panic::panic_any(7u8) }).await;
+        assert_eq!(other, Err::<(), _>("reading the bucket panicked: a panic without a message".to_owned()));
     }
 }

@@ -193,7 +193,7 @@ impl Moto {
         let pattern = serde_json::json!({
             "source": ["aws.s3"],
             "detail-type": ["AWS API Call via CloudTrail"],
-            "detail": {"eventSource": ["s3.amazonaws.com"]},
+            "detail": {"eventSource": ["s3.amazonaws.com"], "errorCode": [{"exists": false}]},
         });
         let bridge = self.eventbridge(credentials);
         let rule = format!("{name}-rule");

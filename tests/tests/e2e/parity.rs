@@ -341,6 +341,96 @@ async fn account_level_events_from_any_region_rejudge_the_account() -> anyhow::R
     Ok(())
 }
 
+/// Events are claims, not proofs: a failed call on an outsider's bucket (CloudTrail records it
+/// in the caller's account, with an `errorCode`) and a successful-looking call naming a bucket
+/// the member does not own are both planted in the member's queue. Neither puts the outsider's
+/// bucket into the member's inventory, while an event about the member's own bucket still
+/// re-reads it.
+#[tokio::test(flavor = "multi_thread")]
+async fn events_naming_buckets_the_member_does_not_own_change_nothing() -> anyhow::Result<()> {
+    let moto = Moto::start()?;
+    let (creds, outsider) = (moto.credentials(A).await?, moto.credentials(OUTSIDE).await?);
+    seed_bucket(&moto, &creds, &bucket_spec(A, "us-east-1", "estate-h-own")).await?;
+    // moto lets any account read it (S3 would answer AccessDenied to ExpectedBucketOwner):
+    // only the agent's own check keeps it out.
+    let theirs = Spec { canned_acl: Some("public-read"), ..bucket_spec(OUTSIDE, "us-east-1", "estate-h-theirs") };
+    seed_bucket(&moto, &outsider, &theirs).await?;
+    let sqs = moto.sqs(&creds);
+    let queue = sqs.create_queue().queue_name("estate-events").send().await?.queue_url.unwrap();
+    let dead_letters = sqs.create_queue().queue_name("estate-events-dlq").send().await?.queue_url.unwrap();
+
+    let dir = tempfile::tempdir()?;
+    let admin = Admin::start(&dir.path().join("data"), None)?;
+    let args =
+        ["--events-queue-url", &queue, "--events-dead-letter-queue-url", &dead_letters, "--events-wait-seconds", "1"];
+    let agent = Agent::start(&admin, &moto, &creds, None, &["us-east-1"], &args)?;
+    let names = || -> anyhow::Result<Vec<String>> {
+        let listed = admin.ctl_json(None, &["buckets", "--all"])?;
+        let buckets = listed["buckets"].as_array().cloned().unwrap_or_default();
+        Ok(buckets.iter().filter_map(|b| b["bucketName"].as_str().map(str::to_owned)).collect())
+    };
+    eventually(Duration::from_secs(60), "the member's first refresh", || async {
+        Ok((names()? == ["estate-h-own"]).then_some(()))
+    })
+    .await?;
+
+    let event = |id: &str, bucket: &str, error: Option<&str>| {
+        let mut detail = json!({
+            "eventVersion": "1.09", "eventSource": "s3.amazonaws.com", "eventName": "PutBucketTagging",
+            "awsRegion": "us-east-1",
+            "eventTime": time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap(),
+            "eventID": id,
+            "userIdentity": {"type": "IAMUser", "arn": format!("arn:aws:iam::{A}:user/mallory"), "accountId": A},
+            "requestParameters": {"bucketName": bucket, "tagging": ""}, "recipientAccountId": A,
+        });
+        if let Some(code) = error {
+            detail["errorCode"] = json!(code);
+            detail["errorMessage"] = json!("Access Denied");
+        }
+        json!({
+            "version": "0", "id": id, "detail-type": "AWS API Call via CloudTrail", "source": "aws.s3",
+            "account": A, "time": "2026-12-07T04:00:00Z", "region": "us-east-1", "resources": [],
+            "detail": detail,
+        })
+        .to_string()
+    };
+    let plant = |body: String| {
+        let (sqs, queue) = (sqs.clone(), queue.clone());
+        async move { sqs.send_message().queue_url(queue).message_body(body).send().await }
+    };
+    plant(event("h0000000-0000-4000-8000-000000000001", "estate-h-theirs", Some("AccessDenied"))).await?;
+    plant(event("h0000000-0000-4000-8000-000000000002", "estate-h-theirs", None)).await?;
+    // The member's own bucket, tagged: its event must still be acted on.
+    moto.s3(&creds, "us-east-1")
+        .put_bucket_tagging()
+        .bucket("estate-h-own")
+        .tagging(Tagging::builder().tag_set(Tag::builder().key("team").value("blue").build()?).build()?)
+        .send()
+        .await?;
+    plant(event("h0000000-0000-4000-8000-000000000003", "estate-h-own", None)).await?;
+
+    eventually(Duration::from_secs(60), "the own bucket's event to be re-read", || async {
+        let own = admin.ctl_json(None, &["bucket", "estate-h-own"])?;
+        Ok(own["tags"].as_array().is_some_and(|t| t.iter().any(|t| t["value"] == "blue")).then_some(()))
+    })
+    .await
+    .map_err(|e| e.context(agent.process.log_text()))?;
+    // Both outsider events handled (ignored, dropped), not merely not yet received.
+    eventually(Duration::from_secs(60), "both outsider events to be turned away", || async {
+        let log = agent.process.log_text();
+        let ignored = log.contains("failed (`errorCode` `AccessDenied`)");
+        let dropped = log.contains("event dropped: the bucket is not this account's");
+        Ok((ignored && dropped).then_some(()))
+    })
+    .await
+    .map_err(|e| e.context(agent.process.log_text()))?;
+    assert_eq!(names()?, ["estate-h-own"], "the outsider's bucket entered the member's inventory");
+    let stats = admin.ctl_json(None, &["stats"])?;
+    assert_eq!(stats["bucketCount"], 1, "{stats}");
+    assert_eq!(stats["bucketCountByEffectivePermission"]["publiclyAccessible"], 0, "{stats}");
+    Ok(())
+}
+
 /// One call's response cannot be parsed (a proxy corrupts every GetBucketVersioning, and one
 /// bucket's GetBucketEncryption, another's GetBucketAcl): the buckets are still reported, only
 /// the fields of those calls are unknown, and the calls are named in the error details.
