@@ -646,6 +646,7 @@ impl From<&macie::BucketMetadata> for pb::BucketMetadata {
                 })
                 .collect(),
             policy_unknown_reasons: b.policy_unknown_reasons.clone(),
+            public_access_reason: b.public_access_reason.clone(),
         }
     }
 }
@@ -763,6 +764,7 @@ impl From<pb::BucketMetadata> for macie::BucketMetadata {
                 })
                 .collect(),
             policy_unknown_reasons: b.policy_unknown_reasons,
+            public_access_reason: b.public_access_reason,
         }
     }
 }
