@@ -72,6 +72,8 @@ pub struct Job {
     pub key: Vec<u8>,
     pub digest: PolicyDigest,
     pub policy: String,
+    /// The bucket name to analyse with: empty for a policy whose analysis does not depend on
+    /// it, so that one analysis (the analyser caches by name) serves every bucket of the owner.
     pub bucket: String,
     /// The owner (`context.owner_account`) is the account the queue is fair between.
     pub context: OrgContext,
@@ -105,9 +107,13 @@ const S3_ARN_PREFIX: &str = "arn:aws:s3:::";
 /// are matched against (`arn:aws:s3:::BUCKET` for bucket actions, `arn:aws:s3:::BUCKET/KEY`
 /// for object actions; a bucket name has no `/`, `*`, `?` or `$`). The answer is "no" only
 /// when every pattern matches the same bucket and object ARNs whatever the bucket
-/// ([`matches_alike_for_every_bucket`]); a document that does not parse is taken to depend
-/// on it.
+/// ([`matches_alike_for_every_bucket`]); a document that does not parse (or is over S3's
+/// size limit) is taken to depend on it.
 pub fn depends_on_bucket(policy: &str, bucket: &str) -> bool {
+    if policy.len() > estate_policy::MAX_POLICY_BYTES {
+        // Not read by the analyser either (UNKNOWN): not worth parsing here.
+        return true;
+    }
     let Ok(parsed) = estate_policy::parse_policy(policy) else { return true };
     let own = format!("{S3_ARN_PREFIX}{bucket}");
     parsed
@@ -426,14 +432,14 @@ pub fn start(workers: usize, options: AnalysisOptions) -> (PolicyQueue, impl FnO
                     if outcome.is_internal_failure() {
                         tracing::error!(
                             policy_digest = %hex::encode(job.digest),
-                            bucket = %job.bucket,
+                            bucket = %BucketKey::decode(&job.key).map(|k| k.bucket_name).unwrap_or_default(),
                             reason = ?explanation(&outcome).1,
                             "policy analysis failed inside the analyser; its verdicts are UNKNOWN and it is not retried \
                              until the analyser changes"
                         );
                     }
                     // Through the committer, like every change: in order, durable, then announced.
-                    let op = Op::PolicyOutcome { key: job.key, digest: job.digest, outcome };
+                    let op = Op::PolicyOutcome { key: job.key, digest: job.digest, bucket: job.bucket, outcome };
                     if let Err(error) = committer.commit_blocking(vec![op]) {
                         tracing::error!(%error, "a policy outcome could not be stored; the worker stops");
                         return;
@@ -624,10 +630,10 @@ pub struct PolicyVerdicts {
     queue: Option<PolicyQueue>,
     failures: HashMap<PolicyDigest, String>,
     cache: OutcomeCache,
-    /// Each bucket's last digest, with the plain digest (policy, bucket, owner, organization)
-    /// it was derived from: deciding whether a policy depends on its bucket parses it, once
-    /// per text and context.
-    digests: HashMap<Vec<u8>, (PolicyDigest, PolicyDigest)>,
+    /// Each bucket's last digest and whether its analysis depends on the bucket, with the
+    /// plain digest (policy, bucket, owner, organization) they were derived from: deciding
+    /// whether a policy depends on its bucket parses it, once per text and context.
+    digests: HashMap<Vec<u8>, (PolicyDigest, PolicyDigest, bool)>,
 }
 
 impl PolicyVerdicts {
@@ -637,14 +643,17 @@ impl PolicyVerdicts {
         Self { queue, cache, ..Default::default() }
     }
 
-    fn digest_of(&mut self, key: &[u8], text: &str, bucket: &str, owner: &str, org: &OrgView) -> PolicyDigest {
+    /// The bucket's digest, and the bucket name its analysis is made with ([`Job::bucket`]).
+    fn digest_of(&mut self, key: &[u8], text: &str, bucket: &str, owner: &str, org: &OrgView) -> (PolicyDigest, bool) {
         let plain = estate_policy::policy_digest(text, bucket, owner, &org.digest());
         match self.digests.get(key) {
-            Some((known, digest)) if *known == plain => *digest,
+            Some((known, digest, relative)) if *known == plain => (*digest, *relative),
             _ => {
-                let digest = digest(text, bucket, owner, org);
-                self.digests.insert(key.to_vec(), (plain, digest));
-                digest
+                let relative = depends_on_bucket(text, bucket);
+                let digest =
+                    estate_policy::policy_digest(text, if relative { bucket } else { "" }, owner, &org.digest());
+                self.digests.insert(key.to_vec(), (plain, digest, relative));
+                (digest, relative)
             }
         }
     }
@@ -663,7 +672,7 @@ impl PolicyVerdicts {
     ) -> Option<PolicyVerdict> {
         let text = facts.config().and_then(|c| c.policy.as_deref())?;
         let bucket = &facts.key.bucket_name;
-        let digest = self.digest_of(key, text, bucket, &facts.key.account_id, org);
+        let (digest, relative) = self.digest_of(key, text, bucket, &facts.key.account_id, org);
         match self.outcomes.get(key) {
             Some((known, settled)) if *known == digest => return Some(settled.verdict.clone()),
             _ => {}
@@ -691,7 +700,7 @@ impl PolicyVerdicts {
                         key: key.to_vec(),
                         digest,
                         policy: text.to_owned(),
-                        bucket: bucket.clone(),
+                        bucket: if relative { bucket.clone() } else { String::new() },
                         context: context(org, &facts.key.account_id),
                         class: JobClass::of(cause),
                     },
@@ -765,29 +774,28 @@ impl PolicyVerdicts {
         self.failures.insert(digest, reason);
     }
 
-    /// An analysis came back: cached by digest (unless it failed inside the analyser), and
+    /// An analysis came back (made with the bucket name `analysed`, empty for a policy that
+    /// does not depend on it): cached by digest (unless it failed inside the analyser), and
     /// handed to whoever waits for it.
     pub fn settle(
         &mut self,
         key: Vec<u8>,
         digest: PolicyDigest,
+        analysed: String,
         outcome: &PolicyOutcome,
         now: UnixMillis,
     ) -> Settlement {
-        let settled = Arc::new(Settled::of(outcome));
+        let Some(bucket) = BucketKey::decode(&key).map(|k| k.bucket_name) else { return Settlement::Stale };
+        let settled = Settled::of(outcome);
+        let shown = if analysed == bucket { settled.clone() } else { settled.for_bucket(&analysed, &bucket) };
+        let settled_here = Arc::new(shown);
         if let (Some(analyzer), false) = (&self.cache.analyzer, outcome.is_internal_failure()) {
             // Also when nobody waits for it: the organization may change back.
-            if let Some(bucket) = BucketKey::decode(&key).map(|k| k.bucket_name) {
-                let record = CachedOutcome {
-                    analyzer: analyzer.to_string(),
-                    bucket,
-                    stored_at: now,
-                    settled: Settled::clone(&settled),
-                };
-                let encoded = crate::codec::encode(&record);
-                self.cache.insert(digest, record, encoded.len(), Some(encoded));
-            }
+            let record = CachedOutcome { analyzer: analyzer.to_string(), bucket: analysed, stored_at: now, settled };
+            let encoded = crate::codec::encode(&record);
+            self.cache.insert(digest, record, encoded.len(), Some(encoded));
         }
+        let settled = settled_here;
         if self.pending.get(&key).is_some_and(|a| a.digest == digest) {
             self.pending.remove(&key);
             self.outcomes.insert(key, (digest, settled));
@@ -1052,6 +1060,29 @@ mod tests {
         assert_eq!(queue.len(), MAX_SUPERSEDED_PER_BUCKET + 1);
         verdicts.forget(&key);
         assert_eq!(verdicts.superseded(), 0);
+    }
+
+    /// A policy that names no bucket in particular is analysed without a bucket name, so the
+    /// analyser's cache answers for every bucket of its owner after the first.
+    #[test]
+    fn a_bucket_independent_policy_is_analysed_once_for_all_buckets() {
+        let queue = PolicyQueue::default();
+        let mut verdicts = PolicyVerdicts::new(Some(queue.clone()));
+        let org = OrgView::default();
+        let shared = resources(&["arn:aws:s3:::*/*"]);
+        for (key, name) in [(b"k1", "one"), (b"k2", "two")] {
+            verdicts.verdict(key, &verdicts_facts(name, &shared), &org, None);
+        }
+        verdicts.verdict(b"k3", &verdicts_facts("three", &resources(&["arn:aws:s3:::three/*"])), &org, None);
+        let jobs: Vec<Job> = std::iter::from_fn(|| next(&queue)).collect();
+        let names: Vec<&str> = jobs.iter().map(|j| j.bucket.as_str()).collect();
+        assert_eq!(names, ["", "", "three"]);
+        assert_eq!(jobs[0].digest, jobs[1].digest);
+        let analyzer = Analyzer::new(AnalysisOptions::default(), 10);
+        for job in &jobs {
+            analyzer.analyze(&job.policy, &job.bucket, &job.context).unwrap();
+        }
+        assert_eq!(analyzer.cached(), 2, "one analysis for the two buckets of the shared policy");
     }
 
     /// Witnesses of an outcome shared between buckets name the bucket they are shown for.

@@ -87,6 +87,9 @@ pub enum Op {
     PolicyOutcome {
         key: Vec<u8>,
         digest: PolicyDigest,
+        /// The bucket name the analysis was made with (empty for a policy whose analysis does
+        /// not depend on it; `policy::Job::bucket`).
+        bucket: String,
         outcome: PolicyOutcome,
     },
     /// The organization (ID, member accounts, paths) as its source says now, with the
@@ -628,7 +631,9 @@ impl State {
                 }
                 self.recount(&account_id);
             }
-            Op::PolicyOutcome { key, digest, outcome } => self.apply_policy_outcome(key, digest, outcome, writes),
+            Op::PolicyOutcome { key, digest, bucket, outcome } => {
+                self.apply_policy_outcome(key, digest, bucket, outcome, writes)
+            }
             Op::Organization { organization_id, accounts, suspended, paths } => {
                 let suspended_changed = self.org.suspended != suspended;
                 if suspended_changed {
@@ -674,6 +679,7 @@ impl State {
         &mut self,
         key: Vec<u8>,
         digest: PolicyDigest,
+        analysed: String,
         outcome: PolicyOutcome,
         writes: &mut Writes,
     ) {
@@ -683,7 +689,7 @@ impl State {
             writes.policy_failures.insert(&digest[..], encode(&failure));
             self.verdicts.remember_failure(digest, reason);
         }
-        match self.verdicts.settle(key.clone(), digest, &outcome, self.now) {
+        match self.verdicts.settle(key.clone(), digest, analysed, &outcome, self.now) {
             Settlement::Current => self.rejudge(vec![key]),
             Settlement::Superseded { facts, cause, verdict } => self.judge_superseded(&key, &facts, cause, &verdict),
             Settlement::Stale => {}
@@ -1226,7 +1232,8 @@ mod tests {
         assert_eq!(queue.len(), 1);
         let digest = crate::policy::digest(text, "poison", a, &org());
         let outcome = PolicyOutcome::internal_failure("internal error: boom".into());
-        store.commit_at(vec![Op::PolicyOutcome { key: key.clone(), digest, outcome }]).unwrap();
+        let bucket = String::new(); // an empty statement list names no bucket
+        store.commit_at(vec![Op::PolicyOutcome { key: key.clone(), digest, bucket, outcome }]).unwrap();
         assert!(store.read().policy_explanation(&key).1[0].contains("boom"));
         drop(store);
 
@@ -1254,15 +1261,18 @@ mod tests {
         )
     }
 
-    /// What a policy worker would send back for `facts` under `org`.
+    /// What a policy worker would send back for `facts` under `org` (analysed with no bucket
+    /// name when the policy does not depend on it, as `PolicyVerdicts` queues it).
     fn analysed(facts: &BucketFacts, org: &OrgView) -> Op {
         let text = facts.config().unwrap().policy.as_deref().unwrap();
-        let (bucket, owner) = (&facts.key.bucket_name, &facts.key.account_id);
+        let (name, owner) = (&facts.key.bucket_name, &facts.key.account_id);
+        let bucket = if crate::policy::depends_on_bucket(text, name) { name.clone() } else { String::new() };
         let ctx = crate::policy::context(org, owner);
-        let analysis = estate_policy::analyze(text, bucket, &ctx, &estate_policy::AnalysisOptions::default()).unwrap();
+        let analysis = estate_policy::analyze(text, &bucket, &ctx, &estate_policy::AnalysisOptions::default()).unwrap();
         Op::PolicyOutcome {
             key: facts.key.encode(),
-            digest: crate::policy::digest(text, bucket, owner, org),
+            digest: crate::policy::digest(text, name, owner, org),
+            bucket,
             outcome: PolicyOutcome::Analysed(Arc::new(analysis)),
         }
     }
@@ -1303,8 +1313,11 @@ mod tests {
         store.commit_at(vec![Op::Upsert { facts: second.clone(), generation: 1, cause: None }]).unwrap();
         assert_eq!(queue.len(), 2, "the second bucket of a bucket-independent policy is judged from the first's");
         assert_eq!(permission(&store, &second), EffectivePermission::Public);
-        let witness = &store.read().policy_explanation(&second.key.encode()).0[0];
-        assert!(witness.resource.starts_with("arn:aws:s3:::y2/"), "{witness:?}");
+        for f in [&first, &second] {
+            let witness = &store.read().policy_explanation(&f.key.encode()).0[0];
+            let own = format!("arn:aws:s3:::{}/", f.key.bucket_name);
+            assert!(witness.resource.starts_with(&own), "{witness:?}");
+        }
         drop(store);
 
         let queue = PolicyQueue::default();
@@ -1401,7 +1414,8 @@ mod tests {
         let text = undecidable.config().unwrap().policy.clone().unwrap();
         let digest = crate::policy::digest(&text, "x", a, &org);
         let outcome = PolicyOutcome::Malformed("`Statement` is not a list".into());
-        store.commit_at(vec![Op::PolicyOutcome { key: undecidable.key.encode(), digest, outcome }]).unwrap();
+        let op = Op::PolicyOutcome { key: undecidable.key.encode(), digest, bucket: "x".into(), outcome };
+        store.commit_at(vec![op]).unwrap();
         let state = store.read();
         let entry = state.index.get(&undecidable.key.encode()).unwrap();
         assert_eq!(entry.judgement.effective_permission, EffectivePermission::Public);
