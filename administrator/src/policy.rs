@@ -475,6 +475,14 @@ pub const MAX_CACHED_OUTCOMES: usize = 1_000_000;
 /// policy naming thousands of accounts has a large outcome.
 pub const MAX_CACHED_OUTCOME_BYTES: usize = 256 * 1024 * 1024;
 
+/// The digest [`PolicyVerdicts::supersede`] is given for a version without a policy (no
+/// analysis has it: it is no SHA-256 anyone can produce on purpose).
+const NO_POLICY: PolicyDigest = [0; 32];
+
+fn policy_text(facts: &BucketFacts) -> Option<&str> {
+    facts.config().and_then(|c| c.policy.as_deref())
+}
+
 /// What the store keeps of an analysis: the judge's verdict and the explanation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Settled {
@@ -670,7 +678,14 @@ impl PolicyVerdicts {
         org: &OrgView,
         cause: Option<&Cause>,
     ) -> Option<PolicyVerdict> {
-        let text = facts.config().and_then(|c| c.policy.as_deref())?;
+        let Some(text) = facts.config().and_then(|c| c.policy.as_deref()) else {
+            // No policy (deleted, or the bucket unreadable): a version still awaited was
+            // replaced, and is judged when it comes back.
+            self.supersede(key, &NO_POLICY, facts);
+            self.outcomes.remove(key);
+            self.digests.remove(key);
+            return None;
+        };
         let bucket = &facts.key.bucket_name;
         let (digest, relative) = self.digest_of(key, text, bucket, &facts.key.account_id, org);
         match self.outcomes.get(key) {
@@ -723,8 +738,7 @@ impl PolicyVerdicts {
             }
         }
         let Some(awaited) = self.pending.remove(key) else { return };
-        let policy = |f: &BucketFacts| f.config().and_then(|c| c.policy.clone());
-        if awaited.digest == *digest || policy(&awaited.facts) == policy(facts) {
+        if awaited.digest == *digest || policy_text(&awaited.facts) == policy_text(facts) {
             // The same version under another context (the organization changed): not a version.
             return;
         }

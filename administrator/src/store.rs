@@ -1391,6 +1391,37 @@ mod tests {
         assert_eq!(state.verdicts.superseded(), 0);
     }
 
+    /// A policy made public and then deleted before its analysis ran raises S3BucketPublic too.
+    #[test]
+    fn a_public_policy_deleted_before_its_analysis_still_raises_its_finding() {
+        use estate_common::findings::FindingType;
+        let dir = tempfile::tempdir().unwrap();
+        let a = "111111111111";
+        let org = || OrgView::new(None, [a.parse().unwrap()].into(), Vec::new());
+        let queue = PolicyQueue::default();
+        let store = Store::open(dir.path(), org(), BTreeSet::new(), Some(queue.clone())).unwrap();
+        store
+            .commit_at(vec![
+                no_account_block(a),
+                Op::Upsert { facts: facts(a, "eu-west-1", "x", 5), generation: 1, cause: None },
+            ])
+            .unwrap();
+        let public = policy_facts(a, "x", 6, &reader_policy("x", r#""*""#), None);
+        let deleted = facts(a, "eu-west-1", "x", 7);
+        store
+            .commit_at(vec![
+                Op::Upsert { facts: public.clone(), generation: 1, cause: Some(event("PutBucketPolicy", "e1", 6)) },
+                Op::Upsert { facts: deleted, generation: 1, cause: Some(event("DeleteBucketPolicy", "e2", 7)) },
+            ])
+            .unwrap();
+        assert!(store.read().findings().by_id.is_empty());
+        store.commit_at(vec![analysed(&public, &org())]).unwrap();
+        let state = store.read();
+        let kinds: Vec<_> = state.findings().by_id.values().map(|f| f.kind).collect();
+        assert_eq!(kinds, [FindingType::S3BucketPublic]);
+        assert!(state.policy_explanation(&public.key.encode()).0.is_empty(), "no policy now: no witnesses");
+    }
+
     /// S3's PolicyStatus.IsPublic decides a policy the analyser left UNKNOWN, and the bucket
     /// becoming PUBLIC that way raises its finding.
     #[test]
