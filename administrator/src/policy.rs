@@ -458,7 +458,8 @@ pub fn start(workers: usize, options: AnalysisOptions) -> (PolicyQueue, impl FnO
 /// not versions. Past the bound, a bucket keeps the versions it holds and a further replaced
 /// version is dropped unjudged, with a warning: a burst of edits to one bucket costs at most
 /// this many extra analyses, while flipping between two texts costs one (versions of equal
-/// digest are one).
+/// digest are one). Replaced versions live in memory only: a restart forgets those not yet
+/// judged (the store keeps each bucket's current facts, not its history).
 pub const MAX_SUPERSEDED_PER_BUCKET: usize = 4;
 
 /// How many replaced versions wait to be judged over all buckets (each holds its bucket's
