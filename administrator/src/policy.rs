@@ -1100,6 +1100,26 @@ mod tests {
         assert_eq!(analyzer.cached(), 2, "one analysis for the two buckets of the shared policy");
     }
 
+    /// A read caused by an event queues its analysis as an event's job, ahead of refreshes.
+    #[test]
+    fn an_event_read_queues_an_event_job() {
+        let queue = PolicyQueue::default();
+        let mut verdicts = PolicyVerdicts::new(Some(queue.clone()));
+        let org = OrgView::default();
+        verdicts.verdict(b"k1", &verdicts_facts("one", &resources(&["arn:aws:s3:::one/*"])), &org, None);
+        let cause = Cause {
+            api: "PutBucketPolicy".into(),
+            event_time: 1,
+            actor: None,
+            actor_type: None,
+            event_id: Some("e".into()),
+        };
+        verdicts.verdict(b"k2", &verdicts_facts("two", &resources(&["arn:aws:s3:::two/*"])), &org, Some(&cause));
+        let first = next(&queue).unwrap();
+        assert_eq!((first.key.as_slice(), first.class), (&b"k2"[..], JobClass::Event));
+        assert_eq!(next(&queue).unwrap().class, JobClass::Refresh);
+    }
+
     /// Witnesses of an outcome shared between buckets name the bucket they are shown for.
     #[test]
     fn a_shared_outcome_names_the_bucket_it_is_shown_for() {
