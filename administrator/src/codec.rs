@@ -6,7 +6,8 @@
 //! administrator still loads. Version history:
 //! - 1: the first versioned layout.
 //! - 2: a bucket's configuration names the calls that could not be read (`unread`); other
-//!   records are unchanged.
+//!   records are unchanged. The `policy_outcomes` tree (cached analyses) came later within
+//!   version 2: a new tree, so an older database simply has none and needs no migration.
 //!
 //! The `meta` tree holds `schema_version`. A database without it was written before records
 //! were versioned (schema 0: bare postcard values); opening it migrates every tree, one sled
@@ -46,7 +47,7 @@ const SCHEMA_KEY: &[u8] = b"schema_version";
 pub const QUARANTINE: &str = "quarantine";
 
 /// The trees of records (every tree but `meta` and `quarantine`).
-pub const RECORD_TREES: [&str; 9] = [
+pub const RECORD_TREES: [&str; 10] = [
     "buckets",
     "accounts",
     "scopes",
@@ -56,6 +57,7 @@ pub const RECORD_TREES: [&str; 9] = [
     "policy_failures",
     "seen_events",
     "bucket_lists",
+    "policy_outcomes",
 ];
 
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {

@@ -335,6 +335,39 @@ impl FindingsTracker {
         merged
     }
 
+    /// A version of a bucket replaced before its policy was decided, judged now under its
+    /// policy's verdict (`decided`; `undecided`: as it was judged while its policy waited).
+    /// The aspects only that verdict decided (public, shared outside, CloudFront) are compared
+    /// with the bucket's last decided posture (`before`), and what got worse raises its
+    /// findings, with the cause of that version's read. The posture is not changed: the
+    /// transient state is over, and the bucket's posture stays its current version's (so a
+    /// later real change is still compared with it). Returns the findings raised.
+    pub fn observe_superseded(
+        &mut self,
+        facts: &BucketFacts,
+        decided: &Judgement,
+        undecided: &Judgement,
+        before: Posture,
+        cause: &Cause,
+        at: UnixMillis,
+    ) -> Vec<FindingType> {
+        let then = Posture::of(facts, decided);
+        let waiting = Posture::of(facts, undecided);
+        // What the version showed while its policy waited was compared when it arrived.
+        let only_new = |decided: Option<bool>, waited: Option<bool>| if waited.is_none() { decided } else { None };
+        let transient = Posture {
+            public: only_new(then.public, waiting.public),
+            shared_outside: only_new(then.shared_outside, waiting.shared_outside),
+            shared_with_cloud_front: only_new(then.shared_with_cloud_front, waiting.shared_with_cloud_front),
+            ..Posture::default()
+        };
+        let worse = before.worsened(&transient);
+        for kind in &worse {
+            self.findings.raise(&facts.key, *kind, cause, at);
+        }
+        worse
+    }
+
     /// An event that makes the same change again (the bucket still in the state a finding
     /// reported) counts one more occurrence of that finding. Each event counts once.
     fn repeat(&mut self, key: &[u8], facts: &BucketFacts, posture: &Posture, at: UnixMillis) {

@@ -15,6 +15,7 @@ use estate_common::model::{
     ALL_USERS_GROUP, AUTHENTICATED_USERS_GROUP,
 };
 use estate_common::objects::ObjectTotals;
+use serde::{Deserialize, Serialize};
 
 use crate::owners::{destination_name, DestinationOwner};
 
@@ -107,8 +108,10 @@ impl OrgView {
     }
 }
 
-/// The policy's verdicts, or UNKNOWN for a policy not (yet) decided.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The policy's verdicts, or UNKNOWN for a policy not (yet) decided. Stored with the outcome
+/// it comes from (`policy.rs`, the `policy_outcomes` tree): a layout change is a new record
+/// version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PolicyVerdict {
     pub public_read: Tri,
     pub public_write: Tri,
@@ -194,7 +197,15 @@ pub struct Judgement {
     /// The numbers the statistics sum and queries filter on; `None` for an error bucket or
     /// a bucket whose objects have not been counted.
     pub objects: Option<ObjectTotals>,
+    /// PUBLIC because S3's own `PolicyStatus.IsPublic` says so while the analyser answered
+    /// UNKNOWN (shown as [`PUBLIC_BY_S3_POLICY_STATUS`]).
+    pub public_by_s3_policy_status: bool,
 }
+
+/// Why a bucket is PUBLIC when S3's `PolicyStatus.IsPublic` decided it (the metadata's
+/// `publicAccessReason`).
+pub const PUBLIC_BY_S3_POLICY_STATUS: &str =
+    "S3's PolicyStatus.IsPublic says the bucket policy is public, and the policy analysis is UNKNOWN";
 
 impl Judgement {
     /// An error bucket: every derived judgement is UNKNOWN.
@@ -215,6 +226,7 @@ impl Judgement {
             encryption: EncryptionClass::Unknown,
             replication: None,
             objects: None,
+            public_by_s3_policy_status: false,
         }
     }
 }
@@ -278,7 +290,15 @@ pub fn judge_with(
 
     let readable = policy_read.and(!restrict_policy).or(acl_read.and(!ignore_acls));
     let writable = policy_write.and(!restrict_policy).or(acl_write.and(!ignore_acls));
-    let public = readable.or(writable);
+    // S3's own verdict stands in where the analyser could not decide: the policy was
+    // analysed (or could not be read) and the analysis left public access UNKNOWN. A policy
+    // still being analysed (`policy` is `None`) waits for its analysis.
+    let analysis_unknown = (config.is_unread(ConfigCall::Policy) || (config.policy.is_some() && policy.is_some()))
+        && policy_read.or(policy_write) == Tri::Unknown;
+    let s3_says_public =
+        analysis_unknown && !config.is_unread(ConfigCall::PolicyStatus) && config.policy_status_public == Some(true);
+    let by_status = Tri::from_bool(s3_says_public).and(!restrict_policy);
+    let public = readable.or(writable).or(by_status);
     let effective_permission = match public {
         Tri::True => EffectivePermission::Public,
         Tri::False => EffectivePermission::NotPublic,
@@ -307,6 +327,7 @@ pub fn judge_with(
         encryption: EncryptionClass::of(default_encryption_type(config)),
         replication: replication(facts, config, org, owner),
         objects: config.objects.as_deref().map(|o| o.totals),
+        public_by_s3_policy_status: by_status == Tri::True && readable.or(writable) != Tri::True,
     }
 }
 
@@ -549,6 +570,7 @@ pub fn metadata(
         shared_with_cloud_front: None,
         policy_witnesses: Vec::new(),
         policy_unknown_reasons: Vec::new(),
+        public_access_reason: None,
     };
     match (facts.config(), facts.error()) {
         (Some(config), _) => {
@@ -579,6 +601,8 @@ pub fn metadata(
             out.tags = config.tags.clone();
             out.versioning = config.versioning;
             out.s3_policy_status_public = config.policy_status_public;
+            out.public_access_reason =
+                judgement.public_by_s3_policy_status.then(|| PUBLIC_BY_S3_POLICY_STATUS.to_owned());
             out.shared_with_cloud_front = judgement.shared_with_cloud_front.as_bool();
             (out.policy_witnesses, out.policy_unknown_reasons) = explanation;
             if let Some(o) = &config.objects {
@@ -751,6 +775,55 @@ mod tests {
         let unknown = account(AccountBlockPublicAccess::Unknown("denied".into()));
         let j = judge(&facts(with_policy), Some(&unknown), &org(), Some(&public));
         assert_eq!((j.effective_permission, j.shared_access), (EffectivePermission::Unknown, SharedAccess::Unknown));
+    }
+
+    /// S3's own PolicyStatus.IsPublic decides public access where the analyser answered
+    /// UNKNOWN, and only there.
+    #[test]
+    fn s3_policy_status_decides_what_the_analysis_left_unknown() {
+        let open = account(AccountBlockPublicAccess::NotConfigured);
+        let says_public =
+            BucketConfig { policy: Some("{}".into()), policy_status_public: Some(true), ..Default::default() };
+        let undecided = PolicyVerdict::undecided();
+        let j = judge(&facts(says_public.clone()), Some(&open), &org(), Some(&undecided));
+        assert_eq!(j.effective_permission, EffectivePermission::Public);
+        assert!(j.public_by_s3_policy_status);
+        let m = metadata(&facts(says_public.clone()), &j, Some(&open), Default::default());
+        assert_eq!(m.public_access_reason.as_deref(), Some(PUBLIC_BY_S3_POLICY_STATUS));
+        // A policy that could not be read at all: S3's verdict decides too.
+        let unread = BucketConfig {
+            policy: None,
+            unread: vec![estate_common::model::UnreadCall { call: ConfigCall::Policy, error: "denied".into() }],
+            ..says_public.clone()
+        };
+        assert_eq!(judge(&facts(unread), Some(&open), &org(), None).effective_permission, EffectivePermission::Public);
+        // Still being analysed: UNKNOWN until the analysis comes back.
+        let j = judge(&facts(says_public.clone()), Some(&open), &org(), None);
+        assert_eq!(j.effective_permission, EffectivePermission::Unknown);
+        // The analyser's own decision stands.
+        let j = judge(&facts(says_public.clone()), Some(&open), &org(), Some(&decided(false, &[], &[])));
+        assert_eq!(j.effective_permission, EffectivePermission::NotPublic);
+        assert!(!j.public_by_s3_policy_status);
+        // S3 saying "not public", or its answer unread, leaves UNKNOWN.
+        let says_not = BucketConfig { policy_status_public: Some(false), ..says_public.clone() };
+        let j = judge(&facts(says_not), Some(&open), &org(), Some(&undecided));
+        assert_eq!(j.effective_permission, EffectivePermission::Unknown);
+        let status_unread = BucketConfig {
+            unread: vec![estate_common::model::UnreadCall { call: ConfigCall::PolicyStatus, error: "x".into() }],
+            ..says_public.clone()
+        };
+        let j = judge(&facts(status_unread), Some(&open), &org(), Some(&undecided));
+        assert_eq!(j.effective_permission, EffectivePermission::Unknown);
+        // RestrictPublicBuckets neutralises a public policy, whoever says it is public.
+        let restrict = BlockPublicAccess { restrict_public_buckets: true, ..Default::default() };
+        let restricted = BucketConfig { block_public_access: Some(restrict), ..says_public.clone() };
+        let j = judge(&facts(restricted), Some(&open), &org(), Some(&undecided));
+        assert_eq!(j.effective_permission, EffectivePermission::NotPublic);
+        // Public through its ACL anyway: the reason is not S3's policy status.
+        let acl_public = BucketConfig { acl: acl(vec![all_users(AclPermission::Read)]), ..says_public };
+        let j = judge(&facts(acl_public), Some(&open), &org(), Some(&undecided));
+        assert_eq!(j.effective_permission, EffectivePermission::Public);
+        assert!(!j.public_by_s3_policy_status);
     }
 
     #[test]

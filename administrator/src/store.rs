@@ -26,10 +26,10 @@ use estate_common::objects::ObjectStats;
 use crate::findings::{Findings, FindingsTracker, Posture};
 use crate::identities::{self, CanonicalIds};
 use crate::index::{Entry, Index};
-use crate::judge::{judge_with, Judgement, OrgView};
+use crate::judge::{judge_with, Judgement, OrgView, PolicyVerdict};
 use crate::members::{self, Freshness};
 use crate::owners::{destination_name, BucketList, BucketOwners};
-use crate::policy::{self, PolicyDigest, PolicyOutcome, PolicyQueue, PolicyVerdicts};
+use crate::policy::{CachedOutcome, PolicyDigest, PolicyOutcome, PolicyQueue, PolicyVerdicts, Settlement};
 use crate::stats::Statistics;
 use estate_common::findings::{Cause, Finding};
 
@@ -88,6 +88,9 @@ pub enum Op {
     PolicyOutcome {
         key: Vec<u8>,
         digest: PolicyDigest,
+        /// The bucket name the analysis was made with (empty for a policy whose analysis does
+        /// not depend on it; `policy::Job::bucket`).
+        bucket: String,
         outcome: PolicyOutcome,
     },
     /// The organization (ID, member accounts, paths) as its source says now, with the
@@ -208,6 +211,7 @@ impl Record for Finding {}
 impl Record for Posture {}
 impl Record for UnixMillis {}
 impl Record for BucketList {}
+impl Record for CachedOutcome {}
 
 /// The state of one scope (account, Region).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -275,6 +279,7 @@ struct Writes {
     policy_failures: sled::Batch,
     seen_events: sled::Batch,
     bucket_lists: sled::Batch,
+    policy_outcomes: sled::Batch,
 }
 
 impl Writes {
@@ -289,6 +294,7 @@ impl Writes {
             self.policy_failures,
             self.seen_events,
             self.bucket_lists,
+            self.policy_outcomes,
         ]
     }
 }
@@ -333,6 +339,10 @@ pub fn check_record(tree: &str, key: &[u8], value: &[u8]) -> anyhow::Result<()> 
         "seen_events" => {
             decode::<UnixMillis>(tree, key, value)?;
             anyhow::ensure!(parse_seen_event_key(key).is_some(), "the key is not EVENT NUL BUCKET");
+        }
+        "policy_outcomes" => {
+            decode::<CachedOutcome>(tree, key, value)?;
+            anyhow::ensure!(key.len() == std::mem::size_of::<PolicyDigest>(), "the key is not a digest");
         }
         "bucket_lists" => {
             decode::<BucketList>(tree, key, value)?;
@@ -381,9 +391,10 @@ impl State {
     }
 
     /// Judges a bucket. A policy whose outcome for the current text and organization context
-    /// is not known yet is queued for analysis and judged UNKNOWN meanwhile.
-    fn judge(&mut self, key: &[u8], facts: &BucketFacts) -> Judgement {
-        let verdict = self.verdicts.verdict(key, facts, &self.org);
+    /// is not known yet is queued for analysis (as an event's job when `cause` is the event
+    /// behind this read) and judged UNKNOWN meanwhile.
+    fn judge(&mut self, key: &[u8], facts: &Arc<BucketFacts>, cause: Option<&Cause>) -> Judgement {
+        let verdict = self.verdicts.verdict(key, facts, &self.org, cause);
         let owner = |name: &str| self.owners.owner(name, &self.index, &self.org, &self.members);
         judge_with(facts, self.accounts.get(&facts.key.account_id), &self.org, verdict.as_ref(), &owner)
     }
@@ -436,8 +447,9 @@ impl State {
         self.rejudge(keys);
     }
 
-    fn insert_entry(&mut self, key: Vec<u8>, facts: BucketFacts, generation: u64) {
-        let judgement = self.judge(&key, &facts);
+    fn insert_entry(&mut self, key: Vec<u8>, facts: BucketFacts, generation: u64, cause: Option<&Cause>) {
+        let facts = Arc::new(facts);
+        let judgement = self.judge(&key, &facts, cause);
         let before = self.index.get(&key).map(|e| e.posture).or_else(|| self.tracker.take_loaded(&key));
         let posture = self.tracker.observe(&key, &facts, &judgement, before, false, self.now);
         self.stats.add(&facts.key.account_id, &judgement);
@@ -452,7 +464,7 @@ impl State {
         let name = facts.key.bucket_name.clone();
         let after = unnamed_destinations(&facts);
         let (account, new_owner) = (facts.key.account_id.clone(), Self::acl_owner(&facts).map(str::to_owned));
-        let old = self.index.insert(key.clone(), Entry { facts: Arc::new(facts), generation, judgement, posture });
+        let old = self.index.insert(key.clone(), Entry { facts, generation, judgement, posture });
         let old_owner = old.as_ref().and_then(|old| Self::acl_owner(&old.facts).map(str::to_owned));
         match old {
             Some(old) => {
@@ -507,7 +519,7 @@ impl State {
     fn rejudge(&mut self, keys: Vec<Vec<u8>>) {
         for key in keys {
             let Some(entry) = self.index.get(&key).cloned() else { continue };
-            let judgement = self.judge(&key, &entry.facts);
+            let judgement = self.judge(&key, &entry.facts, None);
             if judgement == entry.judgement {
                 continue;
             }
@@ -616,9 +628,9 @@ impl State {
                         config.objects = Some(objects);
                     }
                 }
-                self.tracker.set_cause(&key, cause);
+                self.tracker.set_cause(&key, cause.clone());
                 writes.buckets.insert(key.clone(), encode(&StoredBucket { facts: facts.clone(), generation }));
-                self.insert_entry(key, facts, generation);
+                self.insert_entry(key, facts, generation, cause.as_ref());
             }
             Op::Retain { key, generation } => {
                 self.bump_progress(&key);
@@ -636,7 +648,7 @@ impl State {
                 }));
                 let generation = entry.generation;
                 writes.buckets.insert(encoded.clone(), encode(&StoredBucket { facts: facts.clone(), generation }));
-                self.insert_entry(encoded, facts, generation);
+                self.insert_entry(encoded, facts, generation, None);
             }
             Op::Delete { key } => {
                 let encoded = key.encode();
@@ -687,7 +699,9 @@ impl State {
                 }
                 self.recount(&account_id);
             }
-            Op::PolicyOutcome { key, digest, outcome } => self.apply_policy_outcome(key, digest, outcome, writes),
+            Op::PolicyOutcome { key, digest, bucket, outcome } => {
+                self.apply_policy_outcome(key, digest, bucket, outcome, writes)
+            }
             Op::Organization { organization_id, accounts, suspended, paths } => {
                 let suspended_changed = self.org.suspended != suspended;
                 if suspended_changed {
@@ -761,12 +775,13 @@ impl State {
         tracing::warn!(account = %account_id, "an operator dropped everything stored for the account");
     }
 
-    /// Records a policy analysis; the bucket is judged again if the analysis is still current
-    /// (its policy and organization context have not changed meanwhile).
+    /// Records a policy analysis: the bucket is judged again if the analysis is of its current
+    /// version; a version replaced meanwhile is judged for the findings it raises.
     fn apply_policy_outcome(
         &mut self,
         key: Vec<u8>,
         digest: PolicyDigest,
+        analysed: String,
         outcome: PolicyOutcome,
         writes: &mut Writes,
     ) {
@@ -776,14 +791,29 @@ impl State {
             writes.policy_failures.insert(&digest[..], encode(&failure));
             self.verdicts.remember_failure(digest, reason);
         }
-        let current = self.index.get(&key).is_some_and(|entry| {
-            entry.facts.config().and_then(|c| c.policy.as_deref()).is_some_and(|text| {
-                policy::digest(text, &entry.facts.key.bucket_name, &entry.facts.key.account_id, &self.org) == digest
-            })
-        });
-        if self.verdicts.settle(key.clone(), digest, outcome, current) {
-            self.rejudge(vec![key]);
+        match self.verdicts.settle(key.clone(), digest, analysed, &outcome, self.now) {
+            Settlement::Current => self.rejudge(vec![key]),
+            Settlement::Superseded { facts, cause, verdict } => self.judge_superseded(&key, &facts, cause, &verdict),
+            Settlement::Stale => {}
         }
+    }
+
+    /// Judges a version of a bucket that was replaced before its policy was decided, under its
+    /// policy's verdict: what that verdict decided and makes worse than the bucket's last
+    /// decided posture raises its findings (a policy made public and reverted meanwhile). The
+    /// bucket's judgement and posture stay its current version's.
+    fn judge_superseded(&mut self, key: &[u8], facts: &BucketFacts, cause: Option<Cause>, verdict: &PolicyVerdict) {
+        let Some(before) = self.index.get(key).map(|e| e.posture) else { return };
+        let (decided, undecided) = {
+            let owner = |name: &str| self.owners.owner(name, &self.index, &self.org, &self.members);
+            let account = self.accounts.get(&facts.key.account_id);
+            (
+                judge_with(facts, account, &self.org, Some(verdict), &owner),
+                judge_with(facts, account, &self.org, None, &owner),
+            )
+        };
+        let cause = cause.unwrap_or_else(|| Cause::refresh(facts.read_at));
+        self.tracker.observe_superseded(facts, &decided, &undecided, before, &cause, self.now);
     }
 }
 
@@ -802,6 +832,8 @@ pub struct Store {
     seen_events: sled::Tree,
     /// Account → `BucketList`: every bucket name of the account.
     bucket_lists: sled::Tree,
+    /// Digest → `CachedOutcome`: policy analyses, so that a restart re-judges from them.
+    policy_outcomes: sled::Tree,
     /// Every tree above, in the order of `TREES`, for one transaction per commit.
     all: Vec<sled::Tree>,
     state: RwLock<State>,
@@ -884,6 +916,7 @@ impl Store {
             policy_failures: trees[6].clone(),
             seen_events: trees[7].clone(),
             bucket_lists: trees[8].clone(),
+            policy_outcomes: trees[9].clone(),
             all: trees,
             db,
             state: RwLock::new(State::default()),
@@ -967,6 +1000,21 @@ impl Store {
             let account = account.with_context(|| format!("`bucket_lists` key {key:?} is not an account ID"))?;
             state.owners.set_list(&account, list);
         }
+        // Before the buckets: a bucket whose outcome is cached is judged from it, not queued.
+        let mut cached = Vec::new();
+        for item in self.policy_outcomes.iter() {
+            let (key, value) = item?;
+            let record: CachedOutcome = decode("policy_outcomes", &key, &value)?;
+            match <PolicyDigest>::try_from(key.as_ref()) {
+                Ok(digest) => cached.push((record.stored_at, digest, record, value.len())),
+                Err(_) => writes.policy_outcomes.remove(key),
+            }
+        }
+        // Oldest first, so that the least recently stored are the first to go.
+        cached.sort_unstable_by_key(|entry| (entry.0, entry.1));
+        for (_, digest, record, bytes) in cached {
+            state.verdicts.load_cached(digest, record, bytes);
+        }
         for item in self.postures.iter() {
             let (key, value) = item?;
             state.tracker.load_posture(key.to_vec(), decode("postures", &key, &value)?);
@@ -974,7 +1022,7 @@ impl Store {
         for item in self.buckets.iter() {
             let (key, value) = item?;
             let stored: StoredBucket = decode("buckets", &key, &value)?;
-            state.insert_entry(key.to_vec(), stored.facts, stored.generation);
+            state.insert_entry(key.to_vec(), stored.facts, stored.generation, None);
         }
         state.tracker.loading_done();
         state.recount_all();
@@ -1049,6 +1097,12 @@ impl Store {
         }
         for finding in &changed {
             writes.findings.insert(finding.id.as_bytes(), encode(finding));
+        }
+        for (digest, record) in state.verdicts.take_cache_changes() {
+            match record {
+                Some(bytes) => writes.policy_outcomes.insert(&digest[..], bytes),
+                None => writes.policy_outcomes.remove(&digest[..]),
+            }
         }
         changed
     }
@@ -1279,9 +1333,10 @@ mod tests {
         let store = Store::open(dir.path(), org(), BTreeSet::new(), Some(queue.clone())).unwrap();
         store.commit_at(vec![Op::Upsert { facts: f, generation: 1, cause: None }]).unwrap();
         assert_eq!(queue.len(), 1);
-        let digest = policy::digest(text, "poison", a, &org());
+        let digest = crate::policy::digest(text, "poison", a, &org());
         let outcome = PolicyOutcome::internal_failure("internal error: boom".into());
-        store.commit_at(vec![Op::PolicyOutcome { key: key.clone(), digest, outcome }]).unwrap();
+        let bucket = String::new(); // an empty statement list names no bucket
+        store.commit_at(vec![Op::PolicyOutcome { key: key.clone(), digest, bucket, outcome }]).unwrap();
         assert!(store.read().policy_explanation(&key).1[0].contains("boom"));
         drop(store);
 
@@ -1290,6 +1345,217 @@ mod tests {
         assert_eq!(queue.len(), 0, "a remembered failure is not queued again");
         assert!(store.read().policy_explanation(&key).1[0].contains("boom"));
         assert_eq!(store.read().stats.total().bucket_count, 1);
+    }
+
+    fn policy_facts(account: &str, name: &str, read_at: i64, policy: &str, status_public: Option<bool>) -> BucketFacts {
+        let mut f = facts(account, "eu-west-1", name, read_at);
+        f.state = BucketState::Readable(Box::new(estate_common::model::BucketConfig {
+            policy: Some(policy.into()),
+            policy_status_public: status_public,
+            ..Default::default()
+        }));
+        f
+    }
+
+    /// A policy letting `principal` read the bucket's objects.
+    fn reader_policy(bucket: &str, principal: &str) -> String {
+        format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{principal},"Action":"s3:GetObject","Resource":"arn:aws:s3:::{bucket}/*"}}]}}"#
+        )
+    }
+
+    /// What a policy worker would send back for `facts` under `org` (analysed with no bucket
+    /// name when the policy does not depend on it, as `PolicyVerdicts` queues it).
+    fn analysed(facts: &BucketFacts, org: &OrgView) -> Op {
+        let text = facts.config().unwrap().policy.as_deref().unwrap();
+        let (name, owner) = (&facts.key.bucket_name, &facts.key.account_id);
+        let bucket = if crate::policy::depends_on_bucket(text, name) { name.clone() } else { String::new() };
+        let ctx = crate::policy::context(org, owner);
+        let analysis = estate_policy::analyze(text, &bucket, &ctx, &estate_policy::AnalysisOptions::default()).unwrap();
+        Op::PolicyOutcome {
+            key: facts.key.encode(),
+            digest: crate::policy::digest(text, name, owner, org),
+            bucket,
+            outcome: PolicyOutcome::Analysed(Arc::new(analysis)),
+        }
+    }
+
+    fn event(api: &str, id: &str, at: i64) -> Cause {
+        Cause { api: api.into(), event_time: at, actor: None, actor_type: None, event_id: Some(id.into()) }
+    }
+
+    fn permission(store: &Store, f: &BucketFacts) -> estate_common::macie::EffectivePermission {
+        store.read().index.get(&f.key.encode()).unwrap().judgement.effective_permission
+    }
+
+    /// Outcomes are kept by digest: a restart judges every unchanged policy from them and
+    /// queues no analysis; another organization is another digest, and is analysed again. A
+    /// policy that names no bucket in particular is analysed once for all its owner's buckets.
+    #[test]
+    fn a_restart_judges_from_cached_outcomes_until_the_organization_changes() {
+        use estate_common::macie::EffectivePermission;
+        let dir = tempfile::tempdir().unwrap();
+        let a = "111111111111";
+        let org = || OrgView::new(None, [a.parse().unwrap()].into(), Vec::new());
+        let public = policy_facts(a, "x", 5, &reader_policy("x", r#""*""#), None);
+        let any_bucket = reader_policy("*", r#""*""#);
+        let first = policy_facts(a, "y1", 5, &any_bucket, None);
+        let second = policy_facts(a, "y2", 5, &any_bucket, None);
+        let queue = PolicyQueue::default();
+        let store = Store::open(dir.path(), org(), BTreeSet::new(), Some(queue.clone())).unwrap();
+        store
+            .commit_at(vec![
+                no_account_block(a),
+                Op::Upsert { facts: public.clone(), generation: 1, cause: None },
+                Op::Upsert { facts: first.clone(), generation: 1, cause: None },
+            ])
+            .unwrap();
+        assert_eq!(queue.len(), 2);
+        store.commit_at(vec![analysed(&public, &org()), analysed(&first, &org())]).unwrap();
+        assert_eq!(permission(&store, &public), EffectivePermission::Public);
+        store.commit_at(vec![Op::Upsert { facts: second.clone(), generation: 1, cause: None }]).unwrap();
+        assert_eq!(queue.len(), 2, "the second bucket of a bucket-independent policy is judged from the first's");
+        assert_eq!(permission(&store, &second), EffectivePermission::Public);
+        for f in [&first, &second] {
+            let witness = &store.read().policy_explanation(&f.key.encode()).0[0];
+            let own = format!("arn:aws:s3:::{}/", f.key.bucket_name);
+            assert!(witness.resource.starts_with(&own), "{witness:?}");
+        }
+        drop(store);
+
+        let queue = PolicyQueue::default();
+        let store = Store::open(dir.path(), org(), BTreeSet::new(), Some(queue.clone())).unwrap();
+        assert_eq!(queue.len(), 0, "no analysis is queued for unchanged policies after a restart");
+        for f in [&public, &first, &second] {
+            assert_eq!(permission(&store, f), EffectivePermission::Public);
+        }
+        assert_eq!(store.read().verdicts.cached(), 2);
+        drop(store);
+
+        let queue = PolicyQueue::default();
+        let other = OrgView::new(Some("o-1".into()), [a.parse().unwrap()].into(), Vec::new());
+        let store = Store::open(dir.path(), other, BTreeSet::new(), Some(queue.clone())).unwrap();
+        assert_eq!(queue.len(), 3, "another organization invalidates every cached outcome");
+        assert_eq!(permission(&store, &public), EffectivePermission::Unknown);
+        drop(store);
+
+        // Outcomes computed with other analyser options are not reused, and are pruned.
+        let options =
+            estate_policy::AnalysisOptions { budget: std::time::Duration::from_secs(9), ..Default::default() };
+        let queue = PolicyQueue::new(&options);
+        let store = Store::open(dir.path(), org(), BTreeSet::new(), Some(queue.clone())).unwrap();
+        assert_eq!(queue.len(), 3);
+        assert_eq!(store.policy_outcomes.len(), 0, "another analyser's outcomes are removed");
+    }
+
+    /// A policy made public and replaced before its analysis ran still raises S3BucketPublic,
+    /// with the event that made it public; the bucket's posture stays its current version's.
+    #[test]
+    fn a_public_version_replaced_before_its_analysis_still_raises_its_finding() {
+        use estate_common::findings::FindingType;
+        use estate_common::macie::EffectivePermission;
+        let dir = tempfile::tempdir().unwrap();
+        let a = "111111111111";
+        let org = || OrgView::new(None, [a.parse().unwrap()].into(), Vec::new());
+        let owner_only = reader_policy("x", r#"{"AWS":"arn:aws:iam::111111111111:root"}"#);
+        let private = policy_facts(a, "x", 5, &owner_only, None);
+        let public = policy_facts(a, "x", 6, &reader_policy("x", r#""*""#), None);
+        let reverted = policy_facts(a, "x", 7, &owner_only.replace("GetObject", "GetObjectVersion"), None);
+        let queue = PolicyQueue::default();
+        let store = Store::open(dir.path(), org(), BTreeSet::new(), Some(queue.clone())).unwrap();
+        store
+            .commit_at(vec![no_account_block(a), Op::Upsert { facts: private.clone(), generation: 1, cause: None }])
+            .unwrap();
+        store.commit_at(vec![analysed(&private, &org())]).unwrap();
+        assert_eq!(permission(&store, &private), EffectivePermission::NotPublic, "the baseline");
+        let made_public = event("PutBucketPolicy", "e-public", 6);
+        store
+            .commit_at(vec![
+                Op::Upsert { facts: public.clone(), generation: 1, cause: Some(made_public.clone()) },
+                Op::Upsert {
+                    facts: reverted.clone(),
+                    generation: 1,
+                    cause: Some(event("PutBucketPolicy", "e-revert", 7)),
+                },
+            ])
+            .unwrap();
+        assert_eq!(queue.len(), 2, "the replaced version is still queued");
+        store.commit_at(vec![analysed(&reverted, &org())]).unwrap();
+        assert!(store.read().findings().by_id.is_empty());
+        store.commit_at(vec![analysed(&public, &org())]).unwrap();
+        let state = store.read();
+        let findings: Vec<_> = state.findings().by_id.values().collect();
+        assert_eq!(findings.len(), 1);
+        assert_eq!(findings[0].kind, FindingType::S3BucketPublic);
+        assert_eq!(findings[0].first_action, made_public);
+        let entry = state.index.get(&reverted.key.encode()).unwrap();
+        assert_eq!(entry.judgement.effective_permission, EffectivePermission::NotPublic, "the current version");
+        assert_eq!(entry.posture.public, Some(false));
+        assert_eq!(state.verdicts.superseded(), 0);
+    }
+
+    /// A policy made public and then deleted before its analysis ran raises S3BucketPublic too.
+    #[test]
+    fn a_public_policy_deleted_before_its_analysis_still_raises_its_finding() {
+        use estate_common::findings::FindingType;
+        let dir = tempfile::tempdir().unwrap();
+        let a = "111111111111";
+        let org = || OrgView::new(None, [a.parse().unwrap()].into(), Vec::new());
+        let queue = PolicyQueue::default();
+        let store = Store::open(dir.path(), org(), BTreeSet::new(), Some(queue.clone())).unwrap();
+        store
+            .commit_at(vec![
+                no_account_block(a),
+                Op::Upsert { facts: facts(a, "eu-west-1", "x", 5), generation: 1, cause: None },
+            ])
+            .unwrap();
+        let public = policy_facts(a, "x", 6, &reader_policy("x", r#""*""#), None);
+        let deleted = facts(a, "eu-west-1", "x", 7);
+        store
+            .commit_at(vec![
+                Op::Upsert { facts: public.clone(), generation: 1, cause: Some(event("PutBucketPolicy", "e1", 6)) },
+                Op::Upsert { facts: deleted, generation: 1, cause: Some(event("DeleteBucketPolicy", "e2", 7)) },
+            ])
+            .unwrap();
+        assert!(store.read().findings().by_id.is_empty());
+        store.commit_at(vec![analysed(&public, &org())]).unwrap();
+        let state = store.read();
+        let kinds: Vec<_> = state.findings().by_id.values().map(|f| f.kind).collect();
+        assert_eq!(kinds, [FindingType::S3BucketPublic]);
+        assert!(state.policy_explanation(&public.key.encode()).0.is_empty(), "no policy now: no witnesses");
+    }
+
+    /// S3's PolicyStatus.IsPublic decides a policy the analyser left UNKNOWN, and the bucket
+    /// becoming PUBLIC that way raises its finding.
+    #[test]
+    fn s3_policy_status_makes_an_undecided_policy_public_and_raises_the_finding() {
+        use estate_common::findings::FindingType;
+        use estate_common::macie::EffectivePermission;
+        let dir = tempfile::tempdir().unwrap();
+        let a = "111111111111";
+        let queue = PolicyQueue::default();
+        let org = OrgView::new(None, [a.parse().unwrap()].into(), Vec::new());
+        let store = Store::open(dir.path(), org.clone(), BTreeSet::new(), Some(queue.clone())).unwrap();
+        store
+            .commit_at(vec![
+                no_account_block(a),
+                Op::Upsert { facts: facts(a, "eu-west-1", "x", 5), generation: 1, cause: None },
+            ])
+            .unwrap();
+        let undecidable = policy_facts(a, "x", 6, r#"{"Statement":"not a list"}"#, Some(true));
+        store.commit_at(vec![Op::Upsert { facts: undecidable.clone(), generation: 1, cause: None }]).unwrap();
+        assert_eq!(permission(&store, &undecidable), EffectivePermission::Unknown, "while it is analysed");
+        let text = undecidable.config().unwrap().policy.clone().unwrap();
+        let digest = crate::policy::digest(&text, "x", a, &org);
+        let outcome = PolicyOutcome::Malformed("`Statement` is not a list".into());
+        let op = Op::PolicyOutcome { key: undecidable.key.encode(), digest, bucket: "x".into(), outcome };
+        store.commit_at(vec![op]).unwrap();
+        let state = store.read();
+        let entry = state.index.get(&undecidable.key.encode()).unwrap();
+        assert_eq!(entry.judgement.effective_permission, EffectivePermission::Public);
+        assert!(entry.judgement.public_by_s3_policy_status);
+        let kinds: Vec<_> = state.findings().by_id.values().map(|f| f.kind).collect();
+        assert_eq!(kinds, [FindingType::S3BucketPublic]);
     }
 
     #[test]
@@ -1354,6 +1620,31 @@ mod tests {
             last_contact: 5,
         };
         let failure = PolicyFailure { analyzer_version: "v".into(), reason: "r".into() };
+        let outcome = CachedOutcome {
+            analyzer: "v".into(),
+            bucket: "b".into(),
+            stored_at: 7,
+            settled: crate::policy::Settled {
+                verdict: PolicyVerdict {
+                    public_read: estate_common::macie::Tri::True,
+                    public_write: estate_common::macie::Tri::False,
+                    unencrypted_uploads: estate_common::macie::Tri::Unknown,
+                    shared_internal: vec!["1".into()],
+                    shared_external: vec!["*".into()],
+                    shared_with_cloudfront: estate_common::macie::Tri::False,
+                    sharing_decided: true,
+                },
+                witnesses: vec![estate_common::macie::PolicyWitness {
+                    question: "q".into(),
+                    principal: "*".into(),
+                    principal_account: None,
+                    action: "a".into(),
+                    resource: "r".into(),
+                    context: [("k".to_owned(), vec!["v".to_owned()])].into(),
+                }],
+                reasons: vec!["x".into()],
+            },
+        };
         let golden = [
             (
                 hex::encode(encode(&stored)),
@@ -1371,6 +1662,9 @@ mod tests {
             (hex::encode(encode(&member)), "020c313131313131313131313131010965752d776573742d31016301310a"),
             (hex::encode(encode(&failure)), "0201760172"),
             (hex::encode(encode(&Posture::default())), "02000000000000"),
+            // A cached analysis (`policy_outcomes`): analyser, bucket, time, then the verdict
+            // (Tri as its variant index: 00 TRUE, 01 FALSE, 02 UNKNOWN), witnesses, reasons.
+            (hex::encode(encode(&outcome)), "02017601620e00010201013101012a0101010171012a000161017201016b010176010178"),
         ];
         for (actual, pinned) in golden {
             assert_eq!(actual, pinned);

@@ -747,6 +747,7 @@ impl From<&macie::BucketMetadata> for pb::BucketMetadata {
                 })
                 .collect(),
             policy_unknown_reasons: b.policy_unknown_reasons.clone(),
+            public_access_reason: b.public_access_reason.clone(),
         }
     }
 }
@@ -865,6 +866,7 @@ impl From<pb::BucketMetadata> for macie::BucketMetadata {
                 })
                 .collect(),
             policy_unknown_reasons: b.policy_unknown_reasons,
+            public_access_reason: b.public_access_reason,
         }
     }
 }

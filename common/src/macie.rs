@@ -222,6 +222,10 @@ pub struct BucketMetadata {
     pub policy_witnesses: Vec<PolicyWitness>,
     /// Estate's addition: why a policy verdict is UNKNOWN.
     pub policy_unknown_reasons: Vec<String>,
+    /// Estate's addition: why the bucket is PUBLIC when that was decided by something other
+    /// than Estate's own analysis (S3's `PolicyStatus.IsPublic`, for a policy whose analysis is
+    /// UNKNOWN).
+    pub public_access_reason: Option<String>,
 }
 
 /// A concrete request that a bucket policy allows: why a verdict is what it is.

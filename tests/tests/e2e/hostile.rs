@@ -138,7 +138,7 @@ async fn hostile_policies_do_not_take_the_administrator_down() -> anyhow::Result
     eprintln!("administrator peak RSS {peak:.0} MiB");
     assert!(peak < 1024.0, "administrator peak RSS {peak:.0} MiB");
 
-    // A restart analyses the same policies again, within the same bounds.
+    // A restart judges the same policies again (from the cached outcomes), within the same bounds.
     admin.kill_and_restart()?;
     let listed = eventually(Duration::from_secs(120), "every hostile policy after a restart", || async {
         Ok(if ordinary(&admin)?.is_some() { all_judged(&admin)? } else { None })
