@@ -2014,7 +2014,7 @@ mod tests {
         let check = |store: &Store| {
             let state = store.read();
             assert_eq!(state.index.len(), 1, "only B's bucket stays");
-            assert!(state.members.get(&a_id).is_none() && state.scope(&a_id, &"us-east-1".parse().unwrap()).is_none());
+            assert!(!state.members.contains_key(&a_id) && state.scope(&a_id, &"us-east-1".parse().unwrap()).is_none());
             assert!(!state.owners.has_list(a) && !state.org.canonical_ids.contains_key("ca"));
             assert_eq!(state.stats.account(&a_id).bucket_count, 0);
         };

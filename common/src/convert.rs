@@ -1193,6 +1193,9 @@ mod tests {
         assert!(model::BucketFacts::try_from(facts).is_err());
     }
 
+    /// One change to a fixture.
+    type Change = Box<dyn FnOnce(&mut pb::BucketFacts)>;
+
     /// Converts facts changed by `change`; the error's text, or "" when they convert.
     fn convert_changed(change: impl FnOnce(&mut pb::BucketFacts)) -> String {
         let mut facts = pb::BucketFacts::from(&readable_facts());
@@ -1203,7 +1206,7 @@ mod tests {
     #[test]
     fn s3s_limits_are_checked_at_the_edge_one_by_one() {
         assert_eq!(convert_changed(|_| {}), "", "the fixture is within every limit");
-        let cases: Vec<(&str, Box<dyn FnOnce(&mut pb::BucketFacts)>)> = vec![
+        let cases: Vec<(&str, Change)> = vec![
             ("facts.bucket_name", Box::new(|f| f.bucket_name = "a".repeat(200_000))),
             ("facts.bucket_name", Box::new(|f| f.bucket_name = "ab".into())),
             ("facts.bucket_name", Box::new(|f| f.bucket_name = "Upper_Case".into())),
