@@ -17,10 +17,14 @@ cargo build --workspace --bins --tests
 # The deploy artifacts, checked by the tools operators use, and proof that the checks bite.
 ESTATE_BIN_DIR="${CARGO_TARGET_DIR:-$REPO/target}/debug" bash scripts/check-deploy.sh
 ESTATE_BIN_DIR="${CARGO_TARGET_DIR:-$REPO/target}/debug" bash scripts/check-deploy.sh --self-test
+# The test-side moto shim answers every S3 call the agent makes with the XML root the Rust SDK
+# expects (a wrong shim would make the end-to-end tests test the shim).
+"$REPO/.venv/bin/python" scripts/moto_check.py
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 status=0
-cargo test --workspace --lib --bins --tests 2>&1 | tee "$log" || status=$?
+# --no-fail-fast: one run shows every failing test binary, not only the first.
+cargo test --workspace --lib --bins --tests --no-fail-fast 2>&1 | tee "$log" || status=$?
 # One closing line for the whole run, summed over every test binary.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "%d passed, %d failed\n", p, f }' "$log"

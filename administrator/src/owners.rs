@@ -154,12 +154,15 @@ impl BucketOwners {
             (Some((account, Some(entry))), None) => {
                 let owner = entry.facts.config().and_then(|c| c.acl.as_ref()).map(|acl| &acl.owner_canonical_id);
                 let claimed = members.get(account).map(|m| &m.canonical_user_id).filter(|id| !id.is_empty());
+                // S3 makes a bucket's owner its ACL's owner: an entry whose ACL was not read, or
+                // names another owner, does not show that the account owns the bucket.
                 return match (owner, claimed) {
-                    (Some(owner), Some(claimed)) if owner != claimed => DestinationOwner::Unknown(format!(
-                        "bucket `{name}` is in account `{account}`'s inventory, but its ACL's owner is not the \
-                         canonical user that account's agent names: it may be another account's bucket"
+                    (Some(owner), Some(claimed)) if owner == claimed => DestinationOwner::Account(account.clone()),
+                    _ => DestinationOwner::Unknown(format!(
+                        "bucket `{name}` is in account `{account}`'s inventory, but its ACL's owner could not be \
+                         matched with the canonical user that account's agent names: it may be another account's \
+                         bucket"
                     )),
-                    _ => DestinationOwner::Account(account.clone()),
                 };
             }
             (Some((account, None)), None) => {

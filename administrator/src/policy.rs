@@ -50,6 +50,12 @@ impl PolicyOutcome {
         self.internal_failure_reason().is_some()
     }
 
+    /// Whether the analysis left a verdict UNKNOWN because its time budget ran out: a busy
+    /// machine's answer, not the policy's, so it is not cached.
+    pub fn ran_out_of_time(&self) -> bool {
+        matches!(self, PolicyOutcome::Analysed(analysis) if analysis.ran_out_of_time())
+    }
+
     /// Why the analysis failed inside the analyser, when it did.
     pub fn internal_failure_reason(&self) -> Option<String> {
         match self {
@@ -140,7 +146,8 @@ fn matches_alike_for_every_bucket(pattern: &str) -> bool {
         return true;
     }
     if let Some(rest) = literal.strip_prefix(S3_ARN_PREFIX).filter(|rest| !rest.is_empty()) {
-        return special.is_none() || rest.contains('/');
+        // `arn:aws:s3:::/...` names the empty bucket, which the shared analysis stands for.
+        return !rest.starts_with('/') && (special.is_none() || rest.contains('/'));
     }
     match pattern[literal.len()..].strip_prefix('*') {
         Some(after) => after.is_empty() || after.starts_with('/'),
@@ -253,7 +260,14 @@ struct Pending {
     /// Per class, the accounts with entries in that line, in turn.
     turns: [VecDeque<String>; 2],
     jobs: usize,
+    /// Event jobs taken in a row while refresh jobs waited (see [`EVENT_BURST`]).
+    events_in_a_row: usize,
 }
+
+/// Event jobs go first, but at most this many in a row while refresh jobs wait: a member's
+/// events (whose cause its own agent reports) cannot hold every other account's re-judgements
+/// back for good; refresh jobs keep at least a fifth of the workers' turns.
+const EVENT_BURST: usize = 4;
 
 impl Pending {
     fn enqueue(&mut self, key: &[u8], account: &str, class: JobClass) {
@@ -293,7 +307,19 @@ impl Pending {
     }
 
     fn pop(&mut self) -> Option<Job> {
-        for class in JobClass::ALL {
+        let order =
+            if self.events_in_a_row >= EVENT_BURST { [JobClass::Refresh, JobClass::Event] } else { JobClass::ALL };
+        let job = self.pop_in(order)?;
+        let refresh_waits = !self.turns[JobClass::Refresh as usize].is_empty();
+        self.events_in_a_row = match job.class {
+            JobClass::Event if refresh_waits => self.events_in_a_row + 1,
+            _ => 0,
+        };
+        Some(job)
+    }
+
+    fn pop_in(&mut self, order: [JobClass; 2]) -> Option<Job> {
+        for class in order {
             let c = class as usize;
             while let Some(account) = self.turns[c].pop_front() {
                 let Some(lines) = self.lines.get_mut(&account) else { continue };
@@ -689,9 +715,12 @@ impl PolicyVerdicts {
         };
         let bucket = &facts.key.bucket_name;
         let (digest, relative) = self.digest_of(key, text, bucket, &facts.key.account_id, org);
-        match self.outcomes.get(key) {
-            Some((known, settled)) if *known == digest => return Some(settled.verdict.clone()),
-            _ => {}
+        if let Some((_, settled)) = self.outcomes.get(key).filter(|(known, _)| *known == digest) {
+            let answer = settled.verdict.clone();
+            // An exact revert to the known version while another was awaited: that other
+            // version is still judged when it comes back.
+            self.supersede(key, &digest, facts);
+            return Some(answer);
         }
         let known = match self.failures.get(&digest) {
             // Failed inside this analyser before (maybe before a restart): not analysed again
@@ -804,7 +833,9 @@ impl PolicyVerdicts {
         let settled = Settled::of(outcome);
         let shown = if analysed == bucket { settled.clone() } else { settled.for_bucket(&analysed, &bucket) };
         let settled_here = Arc::new(shown);
-        if let (Some(analyzer), false) = (&self.cache.analyzer, outcome.is_internal_failure()) {
+        if let (Some(analyzer), false) =
+            (&self.cache.analyzer, outcome.is_internal_failure() || outcome.ran_out_of_time())
+        {
             // Also when nobody waits for it: the organization may change back.
             let record = CachedOutcome { analyzer: analyzer.to_string(), bucket: analysed, stored_at: now, settled };
             let encoded = crate::codec::encode(&record);
@@ -940,6 +971,19 @@ mod tests {
         assert_eq!(q.len(), 98);
     }
 
+    /// One account's flood of event jobs does not hold refresh jobs back for good.
+    #[test]
+    fn refresh_jobs_keep_a_share_while_events_flood() {
+        let q = PolicyQueue::default();
+        for i in 0..100 {
+            q.submit(job(A, &format!("a-{i}"), "p", JobClass::Event), &[]);
+        }
+        q.submit(refresh(B, "b", "p"), &[]);
+        let classes: Vec<JobClass> = (0..=EVENT_BURST).map(|_| next(&q).unwrap().class).collect();
+        assert_eq!(classes.iter().filter(|c| **c == JobClass::Refresh).count(), 1, "{classes:?}");
+        assert_eq!(classes[EVENT_BURST], JobClass::Refresh, "after {EVENT_BURST} events, B's refresh: {classes:?}");
+    }
+
     /// A replaced job whose version is still to be judged stays queued, after the current one.
     #[test]
     fn a_replaced_version_that_is_kept_waits_behind_the_current_one() {
@@ -1001,6 +1045,8 @@ mod tests {
             "arn:aws:s3:::${aws:username}/*",
             "arn:aws:s3:::",
             "arn:*:s3:::mine/*",
+            "arn:aws:s3:::/*",
+            "arn:aws:s3:::/",
         ] {
             assert!(depends_on_bucket(&resources(&["*", relative]), "mine"), "{relative}");
         }

@@ -1494,6 +1494,46 @@ mod tests {
         assert_eq!(state.verdicts.superseded(), 0);
     }
 
+    /// The commonest revert puts back the exact previous text, whose outcome is already known:
+    /// the public version in between is still judged, and raises its finding.
+    #[test]
+    fn a_public_version_reverted_to_the_exact_previous_text_still_raises_its_finding() {
+        use estate_common::findings::FindingType;
+        use estate_common::macie::EffectivePermission;
+        let dir = tempfile::tempdir().unwrap();
+        let a = "111111111111";
+        let org = || OrgView::new(None, [a.parse().unwrap()].into(), Vec::new());
+        let owner_only = reader_policy("x", r#"{"AWS":"arn:aws:iam::111111111111:root"}"#);
+        let private = policy_facts(a, "x", 5, &owner_only, None);
+        let public = policy_facts(a, "x", 6, &reader_policy("x", r#""*""#), None);
+        let reverted = policy_facts(a, "x", 7, &owner_only, None);
+        let queue = PolicyQueue::default();
+        let store = Store::open(dir.path(), org(), BTreeSet::new(), Some(queue.clone())).unwrap();
+        store
+            .commit_at(vec![no_account_block(a), Op::Upsert { facts: private.clone(), generation: 1, cause: None }])
+            .unwrap();
+        store.commit_at(vec![analysed(&private, &org())]).unwrap();
+        let made_public = event("PutBucketPolicy", "e-public", 6);
+        store
+            .commit_at(vec![
+                Op::Upsert { facts: public.clone(), generation: 1, cause: Some(made_public.clone()) },
+                Op::Upsert {
+                    facts: reverted.clone(),
+                    generation: 1,
+                    cause: Some(event("PutBucketPolicy", "e-revert", 7)),
+                },
+            ])
+            .unwrap();
+        assert_eq!(permission(&store, &reverted), EffectivePermission::NotPublic, "the known outcome answers at once");
+        store.commit_at(vec![analysed(&public, &org())]).unwrap();
+        let state = store.read();
+        let findings: Vec<_> = state.findings().by_id.values().collect();
+        assert_eq!(findings.len(), 1, "the public version in between raised its finding");
+        assert_eq!((findings[0].kind, &findings[0].first_action), (FindingType::S3BucketPublic, &made_public));
+        let entry = state.index.get(&reverted.key.encode()).unwrap();
+        assert_eq!(entry.judgement.effective_permission, EffectivePermission::NotPublic, "the current version");
+    }
+
     /// A policy made public and then deleted before its analysis ran raises S3BucketPublic too.
     #[test]
     fn a_public_policy_deleted_before_its_analysis_still_raises_its_finding() {
@@ -1968,8 +2008,11 @@ mod tests {
         // A's inventory holds it, owned by A's claimed canonical user: A's.
         store.commit_at(vec![upsert(bucket_with(a, "outside-dest", "ca", &[], &[]))]).unwrap();
         assert_eq!(externally(&store).replicated_externally, Some(false));
-        // ...but not when its ACL's owner is another canonical user.
+        // ...but not when its ACL's owner is another canonical user, nor when its ACL is
+        // unread (a forged snapshot without one) or the bucket an error.
         store.commit_at(vec![upsert(bucket_with(a, "outside-dest", "cx", &[], &[]))]).unwrap();
+        assert_eq!(externally(&store).replicated_externally, None);
+        store.commit_at(vec![upsert(facts(a, "us-east-1", "outside-dest", 6))]).unwrap();
         assert_eq!(externally(&store).replicated_externally, None);
         // Two accounts claim the name: neither is believed.
         store

@@ -295,6 +295,8 @@ impl TryFrom<pb::BucketFacts> for model::BucketFacts {
                 }
                 None => None,
             };
+            // One entry per call at most.
+            at_most("facts.unread", &f.unread, model::ConfigCall::ALL.len())?;
             let mut unread: Vec<model::UnreadCall> =
                 f.unread.into_iter().map(TryInto::try_into).collect::<Result<_, _>>()?;
             // A document over S3's limit cannot be the bucket's policy: it is not kept, and what
@@ -1247,6 +1249,13 @@ mod tests {
                 "facts.default_encryption.kms_master_key_id",
                 Box::new(|f| {
                     f.default_encryption.as_mut().unwrap().kms_master_key_id = "k".repeat(MAX_IDENTIFIER_BYTES + 1)
+                }),
+            ),
+            (
+                "facts.unread",
+                Box::new(|f| {
+                    let one = f.unread[0].clone();
+                    f.unread = vec![one; model::ConfigCall::ALL.len() + 1];
                 }),
             ),
             (

@@ -17,6 +17,16 @@ use estate_common::objects::{ObjectEncryption, ObjectStats, ObjectStatsSource};
 /// even for a bucket of billions of objects; anything larger is not S3's.
 pub const MAX_MANIFEST_BYTES: usize = 1 << 20;
 
+/// S3's largest object (5 TiB): a report's size column is clamped to it.
+const MAX_OBJECT_BYTES: i64 = 5 << 40;
+
+/// Distinct storage classes one report may name (S3 has about a dozen); the administrator
+/// accepts at most 64. Past this, further names count as [`OTHER_STORAGE_CLASS`].
+const MAX_STORAGE_CLASSES: usize = 32;
+
+/// Where the storage classes past [`MAX_STORAGE_CLASSES`] are counted.
+const OTHER_STORAGE_CLASS: &str = "OTHER";
+
 /// The longest CSV line (one object). A key is at most 1,024 bytes, at most 3 times that once
 /// URL-encoded, and the other columns S3 can write add well under 1 KiB: 16 KiB leaves room and
 /// bounds the memory one line may take.
@@ -269,9 +279,20 @@ impl ReportCounter {
             return;
         }
         let key = decode_key(get(Some(c.key)).unwrap_or_default());
-        let size = get(c.size).and_then(|s| s.parse().ok()).unwrap_or(0);
+        // A size is S3's: never negative, never past its largest object.
+        let size = get(c.size).and_then(|s| s.parse::<i64>().ok()).unwrap_or(0).clamp(0, MAX_OBJECT_BYTES);
         let encryption = get(c.encryption).map_or(ObjectEncryption::Unknown, encryption_status);
-        self.stats.add_object(&key, size, get(c.class), encryption);
+        // The report names the storage class; a report naming more than S3 has is not one
+        // S3 wrote, and its extra names are counted together (the map stays small).
+        let class = get(c.class).map(|class| {
+            let known = self.stats.by_storage_class.contains_key(class);
+            if known || self.stats.by_storage_class.len() < MAX_STORAGE_CLASSES {
+                class
+            } else {
+                OTHER_STORAGE_CLASS
+            }
+        });
+        self.stats.add_object(&key, size, class, encryption);
     }
 }
 
@@ -421,11 +442,18 @@ pub fn fuzz_one(data: &[u8]) -> Result<ObjectStats, ReportError> {
     let compressed = encoder.write_all(csv).and_then(|()| encoder.finish()).unwrap_or_default();
     let limits = ReportLimits { manifest_bytes: 64 << 10, line_bytes: 1 << 10, report_bytes: 1 << 20 };
     let chunk = 1 + usize::from(data.first().copied().unwrap_or(0) % 64);
+    // Every file of a manifest is the same CSV text: the first few reach every path, and more
+    // would only repeat them (a manifest of thousands of files made each input thousands of
+    // decompressions).
+    let files_read = std::cell::Cell::new(0_usize);
     count_report(
         "manifest.json",
         manifest,
         FUZZ_SOURCE_BUCKET,
-        |name| Some(if name == "plain.csv.gz" { &compressed[..] } else { csv }),
+        |name| {
+            files_read.set(files_read.get() + 1);
+            (files_read.get() <= FUZZ_FILES).then_some(if name == "plain.csv.gz" { &compressed[..] } else { csv })
+        },
         chunk,
         limits,
     )
@@ -433,6 +461,9 @@ pub fn fuzz_one(data: &[u8]) -> Result<ObjectStats, ReportError> {
 
 /// The bucket whose report [`fuzz_one`] reads.
 pub const FUZZ_SOURCE_BUCKET: &str = "estate-fuzz-source";
+
+/// The files of one manifest [`fuzz_one`] reads; the rest are skipped.
+const FUZZ_FILES: usize = 4;
 
 #[cfg(test)]
 mod tests {
@@ -459,6 +490,18 @@ mod tests {
 
     fn count(csv_gz: &[u8], limits: ReportLimits) -> Result<ObjectStats, ReportError> {
         count_report("m.json", &manifest("src", &["f.csv.gz"]), "src", |_| Some(csv_gz), 8192, limits)
+    }
+
+    #[test]
+    fn a_report_cannot_name_endless_storage_classes_or_negative_sizes() {
+        let csv: String = (0..100)
+            .map(|i| format!("\"src\",\"k{i}.csv\",\"\",\"true\",\"false\",\"-5\",\"CLASS{i}\",\"SSE-S3\"\n"))
+            .collect();
+        let stats = count(&gzip(csv.as_bytes()), ReportLimits::DEFAULT).unwrap();
+        assert_eq!(stats.totals.object_count, 100);
+        assert_eq!(stats.totals.size_in_bytes, 0, "a negative size counts as 0");
+        assert_eq!(stats.by_storage_class.len(), MAX_STORAGE_CLASSES + 1);
+        assert_eq!(stats.by_storage_class[OTHER_STORAGE_CLASS].count, 100 - MAX_STORAGE_CLASSES as i64);
     }
 
     #[test]

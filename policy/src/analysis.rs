@@ -239,4 +239,14 @@ impl Analysis {
             stats: AnalysisStats::default(),
         }
     }
+
+    /// Whether a verdict is UNKNOWN because the time budget (or Z3's timeout within it) ran
+    /// out: on a less busy machine, or with a larger budget, the same policy may be decided,
+    /// so such an analysis is not one to remember.
+    pub fn ran_out_of_time(&self) -> bool {
+        self.unknown_reasons.iter().any(|r| r.contains(BUDGET_REASON))
+    }
 }
+
+/// The words every reason of a budget that ran out contains (`verifier.rs` writes them).
+pub const BUDGET_REASON: &str = "budget";

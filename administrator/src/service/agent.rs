@@ -290,6 +290,9 @@ impl AgentService for AgentServiceImpl {
         if let Identity::Client { name, .. } = &identity {
             return Err(ServiceError::forbidden(format!("`{name}` is a client, not an agent")).into());
         }
+        // Kept to check the credentials again once the stream is registered (below).
+        let authorization = request.metadata().get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let certificate = request.peer_certs().and_then(|certs| certs.first().cloned());
         let mut inbound = request.into_inner();
         let first = inbound.next().await.ok_or_else(|| ServiceError::invalid("the stream closed before `hello`"))??;
         let Some(Body::Hello(mut hello)) = first.body else {
@@ -369,6 +372,11 @@ impl AgentService for AgentServiceImpl {
 
         let (tx, rx) = mpsc::channel(256);
         let registration = self.directory.register(&account_id, tx.clone());
+        // A token revoked between the check above and this registration was revoked while no
+        // revocation could reach this stream: check once more, now that one can.
+        if self.auth.identify_parts(authorization.as_deref(), certificate.as_ref()).ok().as_ref() != Some(&identity) {
+            return Err(ServiceError::unauthenticated("the token of this stream was revoked").into());
+        }
         if !lost.is_empty() {
             tracing::warn!(
                 account = %account_id,
