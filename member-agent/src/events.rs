@@ -293,23 +293,12 @@ impl OwnedBuckets {
 
 /// Every bucket name the account owns (ListBuckets, paginated).
 async fn list_bucket_names(clients: &Clients, home_region: &str) -> Result<Vec<String>, CallError> {
-    let client = clients.s3(home_region);
     let mut names = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let page = client
-            .list_buckets()
-            .max_buckets(1000)
-            .set_continuation_token(token.take())
-            .send()
-            .await
-            .map_err(classify)?;
+    crate::refresh::each_list_buckets_page(clients, home_region, |page| {
         names.extend(page.buckets().iter().filter_map(|b| b.name()).map(str::to_owned));
-        match page.continuation_token() {
-            Some(next) if !next.is_empty() => token = Some(next.to_owned()),
-            _ => return Ok(names),
-        }
-    }
+    })
+    .await?;
+    Ok(names)
 }
 
 /// What the consumer keeps across restarts: the IDs of events handled, and the listing.

@@ -91,6 +91,30 @@ pub fn location_to_region(location: Option<&str>) -> String {
     }
 }
 
+/// Hands every page of the account's ListBuckets (1,000 buckets a page) to `page`, in order.
+pub async fn each_list_buckets_page(
+    clients: &Clients,
+    home_region: &str,
+    mut page: impl FnMut(&aws_sdk_s3::operation::list_buckets::ListBucketsOutput),
+) -> Result<(), CallError> {
+    let client = clients.s3(home_region);
+    let mut token: Option<String> = None;
+    loop {
+        let out = client
+            .list_buckets()
+            .max_buckets(1000)
+            .set_continuation_token(token.take())
+            .send()
+            .await
+            .map_err(classify)?;
+        page(&out);
+        match out.continuation_token() {
+            Some(next) if !next.is_empty() => token = Some(next.to_owned()),
+            _ => return Ok(()),
+        }
+    }
+}
+
 /// Lists every general purpose bucket of the account (`account`: ListBuckets answers with the
 /// caller's own buckets only). BucketRegion is used when present; GetBucketLocation only when
 /// it is missing.
@@ -103,15 +127,7 @@ pub async fn list_buckets(
     let client = clients.s3(home_region);
     let mut listing = Listing::default();
     let mut without_region = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let page = client
-            .list_buckets()
-            .max_buckets(1000)
-            .set_continuation_token(token.take())
-            .send()
-            .await
-            .map_err(classify)?;
+    each_list_buckets_page(clients, home_region, |page| {
         if let Some(id) = page.owner().and_then(|o| o.id()) {
             listing.owner_canonical_id = id.to_owned();
         }
@@ -125,11 +141,8 @@ pub async fn list_buckets(
                 _ => without_region.push((name.to_owned(), created_at)),
             }
         }
-        match page.continuation_token() {
-            Some(next) if !next.is_empty() => token = Some(next.to_owned()),
-            _ => break,
-        }
-    }
+    })
+    .await?;
     let located: Vec<_> = stream::iter(without_region)
         .map(|(name, created_at)| {
             let client = client.clone();
