@@ -2,9 +2,10 @@
 # Runs each fuzz target for SECONDS (default 60) with cargo-fuzz on the nightly toolchain,
 # starting from the committed seed corpus (fuzz/seeds/TARGET) and keeping what it learns in
 # a working corpus outside the clone. Prints each target's executions and exits non-zero on
-# the first crash; a crash input lands in fuzz/artifacts/TARGET and becomes a regression test
-# (policy/tests/fuzz_regressions.rs; member-agent/tests/fuzz_regressions.rs replays
-# fuzz/seeds/inventory_report and fuzz/artifacts/inventory_report).
+# the first crash; a crash input lands in fuzz/artifacts/TARGET, and `cargo test` replays the
+# seeds and crash inputs of every target but the analyser's: policy/tests/fuzz_seeds.rs
+# (policy_parser), common/tests/fuzz_seeds.rs (agent_message),
+# member-agent/tests/fuzz_regressions.rs (inventory_report).
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET...]
 #   ESTATE_FUZZ_WORKERS=2 scripts/fuzz.sh 1300 policy_analyzer   # one process per core

@@ -19,7 +19,7 @@ fuzz_target!(|data: &[u8]| {
                 let _ = model::BucketFacts::try_from(facts);
             }
             if let Some(cause) = &snapshot.cause {
-                let _ = Cause::from(cause);
+                let _ = Cause::try_from(cause.clone());
             }
         }
         Some(Body::AccountSettings(settings)) => {
@@ -30,7 +30,7 @@ fuzz_target!(|data: &[u8]| {
                 let _ = model::AccountSettings::try_from(settings);
             }
             if let Some(cause) = &changed.cause {
-                let _ = Cause::from(cause);
+                let _ = Cause::try_from(cause.clone());
             }
         }
         Some(Body::BucketObjects(objects)) => {
