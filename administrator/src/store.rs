@@ -251,9 +251,9 @@ pub struct State {
     pub configured: BTreeSet<AccountId>,
     /// The organization's freshness, kept as members and scopes change (`members.rs`).
     pub freshness: Freshness,
-    /// Buckets whose ACL grants to canonical users other than the owner: re-judged when a
-    /// member's canonical ID becomes known.
-    acl_dependents: BTreeSet<Vec<u8>>,
+    /// Per canonical user ID, the buckets whose ACL grants to it (other than their owner):
+    /// re-judged when that ID's account binding changes, and only those.
+    acl_dependents: HashMap<String, BTreeSet<Vec<u8>>>,
     /// Policy analyses: outcomes, what is queued, failures remembered (`policy.rs`).
     verdicts: PolicyVerdicts,
     /// Findings and what raises them: postures, causes, events counted (`findings.rs`).
@@ -412,14 +412,43 @@ impl State {
         if changes.is_empty() {
             return;
         }
+        let changed: Vec<String> = changes.iter().map(|(id, _)| id.clone()).collect();
         for (id, account) in changes {
             match account {
                 Some(account) => self.org.canonical_ids.insert(id, account),
                 None => self.org.canonical_ids.remove(&id),
             };
         }
-        let dependents: Vec<_> = self.acl_dependents.iter().cloned().collect();
-        self.rejudge(dependents);
+        let dependents: BTreeSet<Vec<u8>> =
+            changed.iter().flat_map(|id| self.acl_dependents.get(id)).flatten().cloned().collect();
+        self.rejudge(dependents.into_iter().collect());
+    }
+
+    /// The canonical users other than its owner that a bucket's ACL grants to.
+    fn acl_grantees(facts: &BucketFacts) -> BTreeSet<String> {
+        let Some(acl) = facts.config().and_then(|c| c.acl.as_ref()) else { return BTreeSet::new() };
+        acl.grants
+            .iter()
+            .filter_map(|g| match &g.grantee {
+                Grantee::CanonicalUser(id) if *id != acl.owner_canonical_id => Some(id.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Moves `key` in the grantee index from the IDs `before` to the IDs `after`.
+    fn index_grantees(&mut self, key: &[u8], before: &BTreeSet<String>, after: &BTreeSet<String>) {
+        for id in before.difference(after) {
+            if let Some(keys) = self.acl_dependents.get_mut(id) {
+                keys.remove(key);
+                if keys.is_empty() {
+                    self.acl_dependents.remove(id);
+                }
+            }
+        }
+        for id in after.difference(before) {
+            self.acl_dependents.entry(id.clone()).or_default().insert(key.to_vec());
+        }
     }
 
     /// The canonical ID a bucket's ACL names as its owner, when its ACL was read.
@@ -453,14 +482,8 @@ impl State {
         let before = self.index.get(&key).map(|e| e.posture).or_else(|| self.tracker.take_loaded(&key));
         let posture = self.tracker.observe(&key, &facts, &judgement, before, false, self.now);
         self.stats.add(&facts.key.account_id, &judgement);
-        let names_others = facts.config().and_then(|c| c.acl.as_ref()).is_some_and(|acl| {
-            acl.grants.iter().any(|g| matches!(&g.grantee, Grantee::CanonicalUser(id) if *id != acl.owner_canonical_id))
-        });
-        if names_others {
-            self.acl_dependents.insert(key.clone());
-        } else {
-            self.acl_dependents.remove(&key);
-        }
+        let granted_before = self.index.get(&key).map(|old| Self::acl_grantees(&old.facts)).unwrap_or_default();
+        self.index_grantees(&key, &granted_before, &Self::acl_grantees(&facts));
         let name = facts.key.bucket_name.clone();
         let after = unnamed_destinations(&facts);
         let (account, new_owner) = (facts.key.account_id.clone(), Self::acl_owner(&facts).map(str::to_owned));
@@ -496,7 +519,10 @@ impl State {
     }
 
     fn remove_entry(&mut self, key: &[u8]) -> bool {
-        self.acl_dependents.remove(key);
+        if let Some(old) = self.index.get(key) {
+            let granted = Self::acl_grantees(&old.facts);
+            self.index_grantees(key, &granted, &BTreeSet::new());
+        }
         self.tracker.forget(key);
         self.verdicts.forget(key);
         match self.index.remove(key) {
@@ -588,9 +614,16 @@ impl State {
                 let changes = self.identities.claim(&account_id, &canonical_user_id);
                 self.rebind(changes);
                 if old.is_none_or(|old| old.canonical_user_id != canonical_user_id) {
-                    // Destinations in this account are checked against its claim.
-                    let dependents = self.owners.all_dependents();
-                    self.rejudge(dependents);
+                    // Destinations in this account's inventory are checked against its claim:
+                    // the buckets replicating to them are judged again (only those).
+                    let names: BTreeSet<String> = self
+                        .account_keys(&account_id)
+                        .iter()
+                        .filter_map(|key| self.index.get(key).map(|e| e.facts.key.bucket_name.clone()))
+                        .collect();
+                    let dependents: BTreeSet<Vec<u8>> =
+                        names.iter().flat_map(|name| self.owners.dependents_of(name)).collect();
+                    self.rejudge(dependents.into_iter().collect());
                 }
             }
             Op::Contact { account_id } => {
@@ -1978,6 +2011,10 @@ mod tests {
         let store = open_org(dir.path());
         assert_eq!(judgement(&store, b, "b-shares").shared_access, SharedAccess::Internal);
         assert_eq!(store.read().org.canonical_ids.get("ca").map(AccountId::as_str), Some(a));
+        // A's agent now claims another ID: `ca` is unbound, and the bucket granting to it is
+        // judged again at once (found through the grantee index, not a scan).
+        store.commit_at(vec![hello(a, "cz")]).unwrap();
+        assert_eq!(judgement(&store, b, "b-shares").shared_access, SharedAccess::External);
     }
 
     #[test]
