@@ -421,6 +421,8 @@ impl Agent {
             .env("AWS_SESSION_TOKEN", credentials.session_token().unwrap_or_default())
             .env_remove("AWS_PROFILE")
             .env("AWS_EC2_METADATA_DISABLED", "true")
+            // Every acknowledged snapshot, for the tests that compare them with the store.
+            .env("RUST_LOG", "info,estate_member_agent::outbox=debug")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log)?);
         if let Some(token) = token {
@@ -428,6 +430,37 @@ impl Agent {
         }
         let child = command.spawn().context("starting estate-agent")?;
         Ok(Self { process: Process { child, name: "estate-agent".into(), log } })
+    }
+}
+
+/// A bucket snapshot the administrator acknowledged to an agent, as the agent logged it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Acknowledged {
+    pub seq: u64,
+    pub bucket: String,
+    /// The snapshot's tags, in the agent's words (`[("key", "value")]`).
+    pub tags: String,
+}
+
+impl Acknowledged {
+    /// Every acknowledgement in an agent's log (`RUST_LOG` as [`Agent::start_at`] sets it), in
+    /// the order the agent received them.
+    pub fn in_log(log: &str) -> Vec<Acknowledged> {
+        log.lines()
+            .filter(|line| line.contains("estate_member_agent::outbox") && line.contains(" acknowledged "))
+            .filter_map(|line| {
+                let field = |name: &str| {
+                    let start = line.find(&format!(" {name}="))? + name.len() + 2;
+                    let rest = &line[start..];
+                    Some(if name == "tags" { rest } else { rest.split(' ').next()? })
+                };
+                Some(Acknowledged {
+                    seq: field("seq")?.parse().ok()?,
+                    bucket: field("bucket")?.to_owned(),
+                    tags: field("tags")?.trim_end().to_owned(),
+                })
+            })
+            .collect()
     }
 }
 

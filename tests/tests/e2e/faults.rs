@@ -10,8 +10,11 @@
 
 use std::process::Command;
 
+use anyhow::Context as _;
 use aws_sdk_s3::types::BucketCannedAcl;
+use estate_tests::Acknowledged;
 
+use super::findings::Events;
 use super::*;
 
 const PER_ACCOUNT: usize = 30;
@@ -64,6 +67,90 @@ fn verify(admin: &Admin) -> anyhow::Result<String> {
     Ok(stdout)
 }
 
+/// Tags `bucket` `gen=<generation>` in moto and publishes the CloudTrail event that makes its
+/// agent read it again (the agents of these tests refresh once a day: nothing else would).
+async fn retag(
+    s3: &aws_sdk_s3::Client,
+    events: &Events,
+    account: &str,
+    bucket: &str,
+    generation: usize,
+) -> anyhow::Result<()> {
+    let tag = Tag::builder().key("gen").value(generation.to_string()).build()?;
+    s3.put_bucket_tagging().bucket(bucket).tagging(Tagging::builder().tag_set(tag).build()?).send().await?;
+    events.publish(account, "PutBucketTagging", Some(bucket)).await?;
+    Ok(())
+}
+
+/// The `gen` tag in an agent's words (`[("gen", "12")]`) or in the administrator's record.
+fn generation_logged(tags: &str) -> Option<usize> {
+    tags.strip_prefix("[(\"gen\", \"")?.split('"').next()?.parse().ok()
+}
+
+fn generation_stored(bucket: &Value) -> Option<usize> {
+    let tags = bucket["tags"].as_array()?;
+    tags.iter().find(|t| t["key"] == "gen")?["value"].as_str()?.parse().ok()
+}
+
+/// The newest generation of each bucket the administrator acknowledged to an agent, read from
+/// the logs of every agent process so far.
+fn acknowledged_generations(logs: &[std::path::PathBuf]) -> (BTreeMap<String, usize>, usize) {
+    let mut newest = BTreeMap::new();
+    let mut count = 0;
+    for log in logs {
+        for ack in Acknowledged::in_log(&std::fs::read_to_string(log).unwrap_or_default()) {
+            count += 1;
+            if let Some(generation) = generation_logged(&ack.tags) {
+                let entry = newest.entry(ack.bucket).or_insert(generation);
+                *entry = (*entry).max(generation);
+            }
+        }
+    }
+    (newest, count)
+}
+
+/// Every bucket of the administrator's inventory by name.
+fn stored_buckets(admin: &Admin, token: Option<&str>) -> anyhow::Result<BTreeMap<String, Value>> {
+    let listed = admin.ctl_json(token, &["buckets", "--all"])?;
+    Ok(listed["buckets"]
+        .as_array()
+        .context("no buckets")?
+        .iter()
+        .map(|b| (b["bucketName"].as_str().unwrap_or_default().to_owned(), b.clone()))
+        .collect())
+}
+
+/// Buckets whose acknowledged generation the store does not hold (nor a newer one).
+fn lost_acknowledgements(acked: &BTreeMap<String, usize>, stored: &BTreeMap<String, Value>) -> Vec<String> {
+    acked
+        .iter()
+        .filter(|(bucket, &generation)| {
+            stored.get(*bucket).and_then(generation_stored).is_none_or(|held| held < generation)
+        })
+        .map(|(bucket, generation)| {
+            let held = stored.get(bucket).and_then(generation_stored);
+            format!("{bucket}: acknowledged gen={generation}, stored {held:?}")
+        })
+        .collect()
+}
+
+/// A bucket's record without what legitimately changes between two reads of the same facts.
+fn without_volatile(bucket: &Value) -> Value {
+    let mut bucket = bucket.clone();
+    if let Some(b) = bucket.as_object_mut() {
+        b.remove("lastUpdated");
+        b.remove("tags");
+    }
+    bucket
+}
+
+/// Agents refresh once a day, so that nothing the administrator acknowledged and then lost is
+/// sent again by a later refresh; the only reads during the kills are the ones CloudTrail
+/// events cause. Every kill point starts a stream of changes (a new `gen` tag, one bucket every
+/// 100 ms) that runs until the SIGKILL, so acknowledgements are always fresh at the kill.
+/// After each restart, every snapshot any agent logged as acknowledged before the kill must be
+/// in the store, generation by generation; at the end, every record is compared field by field
+/// with the model (moto's tags, and the record read before the kills for everything else).
 #[tokio::test(flavor = "multi_thread")]
 async fn killing_the_administrator_at_seeded_points_loses_nothing() -> anyhow::Result<()> {
     let kills = env_u64("ESTATE_FAULT_KILLS", 12);
@@ -72,6 +159,7 @@ async fn killing_the_administrator_at_seeded_points_loses_nothing() -> anyhow::R
     let moto = Moto::start()?;
     let creds_a = moto.credentials(A).await?;
     let creds_b = moto.credentials(B).await?;
+    let mut names = Vec::new();
     for (account, creds) in [(A, &creds_a), (B, &creds_b)] {
         for i in 0..PER_ACCOUNT {
             let name = format!("estate-f-{}-{i:02}", &account[..3]);
@@ -85,29 +173,48 @@ async fn killing_the_administrator_at_seeded_points_loses_nothing() -> anyhow::R
                     .send()
                     .await?;
             }
+            names.push((account, name));
         }
     }
+    let events_a = Events::create(&moto, &creds_a).await?;
+    let events_b = Events::create(&moto, &creds_b).await?;
     let dir = tempfile::tempdir()?;
     let config = write_config_with(dir.path(), true);
     let mut admin = Admin::start(&dir.path().join("data"), Some(&config))?;
     let token = Some(CLIENT_TOKEN);
-    let agent_args = ["--refresh-interval", "2s"];
-    let _agent_b = Agent::start(&admin, &moto, &creds_b, Some(&agent_token(B)), &["us-east-1"], &agent_args)?;
-    let mut agent_a = Agent::start(&admin, &moto, &creds_a, Some(&agent_token(A)), &["us-east-1"], &agent_args)?;
+    let agent_args = |events: &Events| -> Vec<String> {
+        ["--refresh-interval", "24h", "--events-wait-seconds", "1", "--events-queue-url", &events.queue]
+            .map(str::to_owned)
+            .to_vec()
+    };
+    let (args_a, args_b) = (agent_args(&events_a), agent_args(&events_b));
+    let args_a: Vec<&str> = args_a.iter().map(String::as_str).collect();
+    let args_b: Vec<&str> = args_b.iter().map(String::as_str).collect();
+    let agent_b = Agent::start(&admin, &moto, &creds_b, Some(&agent_token(B)), &["us-east-1"], &args_b)?;
+    let mut agent_a = Agent::start(&admin, &moto, &creds_a, Some(&agent_token(A)), &["us-east-1"], &args_a)?;
+    let mut logs = vec![agent_b.process.log.clone(), agent_a.process.log.clone()];
     let total = 2 * PER_ACCOUNT as i64;
     eventually(Duration::from_secs(60), "the first refresh of both accounts", || async {
         Ok((admin.ctl_json(token, &["stats"])?["bucketCount"] == total).then_some(()))
     })
     .await?;
+    let before = stored_buckets(&admin, token)?;
     // Changes that raise findings while the kills go on.
-    let s3 = moto.s3(&creds_a, "us-east-1");
+    let s3_a = moto.s3(&creds_a, "us-east-1");
+    let s3_b = moto.s3(&creds_b, "us-east-1");
+    let mut made_public = BTreeSet::new();
     for i in 0..MADE_PUBLIC {
         let name = format!("estate-f-111-{:02}", 1 + i * 5);
-        s3.put_bucket_acl().bucket(&name).acl(BucketCannedAcl::PublicRead).send().await?;
+        s3_a.put_bucket_acl().bucket(&name).acl(BucketCannedAcl::PublicRead).send().await?;
+        events_a.publish(A, "PutBucketAcl", Some(&name)).await?;
+        made_public.insert(name);
     }
 
     let mut with_c = true;
     let mut verified = 0;
+    let mut generation = 0;
+    let mut model: BTreeMap<String, usize> = BTreeMap::new();
+    let mut checked = 0;
     for point in 0..kills {
         if point % 4 == 1 {
             // An organization change, applied through the committer, in flight at the kill.
@@ -117,18 +224,58 @@ async fn killing_the_administrator_at_seeded_points_loses_nothing() -> anyhow::R
         }
         if point % 3 == 2 {
             agent_a.process.kill();
-            agent_a = Agent::start(&admin, &moto, &creds_a, Some(&agent_token(A)), &["us-east-1"], &agent_args)?;
+            agent_a = Agent::start(&admin, &moto, &creds_a, Some(&agent_token(A)), &["us-east-1"], &args_a)?;
+            logs.push(agent_a.process.log.clone());
         }
+        // Changes until the kill, so that acknowledgements are in flight when it comes.
         let delay = Duration::from_millis(100 + rng.next() % 1900);
-        tokio::time::sleep(delay).await;
+        let until = tokio::time::Instant::now() + delay;
+        while tokio::time::Instant::now() < until {
+            generation += 1;
+            let (account, name) = &names[generation % names.len()];
+            let (s3, events) = if *account == A { (&s3_a, &events_a) } else { (&s3_b, &events_b) };
+            retag(s3, events, account, name, generation).await?;
+            model.insert(name.clone(), generation);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         admin.process.kill();
+        // What the agents were told is durable, read after the kill: all of it must be there.
+        let (acked, acknowledgements) = acknowledged_generations(&logs);
         verify(&admin).map_err(|e| e.context(format!("kill point {point} (seed {seed}, after {delay:?})")))?;
         verified += 1;
         admin.kill_and_restart()?;
+        let lost = lost_acknowledgements(&acked, &stored_buckets(&admin, token)?);
+        anyhow::ensure!(
+            lost.is_empty(),
+            "kill point {point} (seed {seed}, after {delay:?}) lost acknowledged snapshots:\n{}",
+            lost.join("\n")
+        );
+        checked = acknowledgements;
     }
 
-    // Everything acknowledged is there, the findings are each there once, counted once.
-    let stats = eventually(Duration::from_secs(90), "the inventory after the last restart", || async {
+    // Every change reaches its agent and is acknowledged (24 h refresh: only events carry them).
+    let (acked, acknowledgements) =
+        eventually(Duration::from_secs(90), "every change acknowledged to its agent", || async {
+            let (acked, count) = acknowledged_generations(&logs);
+            Ok(model.iter().all(|(bucket, generation)| acked.get(bucket) == Some(generation)).then_some((acked, count)))
+        })
+        .await
+        .map_err(|e| e.context(format!("model {model:?}")))?;
+    // ...and, acknowledged, is in the store at once: field by field against the model.
+    let stored = stored_buckets(&admin, token)?;
+    let lost = lost_acknowledgements(&acked, &stored);
+    anyhow::ensure!(lost.is_empty(), "acknowledged snapshots missing at the end:\n{}", lost.join("\n"));
+    assert_eq!(stored.keys().collect::<Vec<_>>(), before.keys().collect::<Vec<_>>(), "the same buckets");
+    for (name, bucket) in &stored {
+        let want = model.get(name).map(|g| json!([{"key": "gen", "value": g.to_string()}])).unwrap_or(json!([]));
+        assert_eq!(bucket["tags"], want, "{name}: the tags of its last change");
+        if !made_public.contains(name) {
+            assert_eq!(without_volatile(bucket), without_volatile(&before[name]), "{name}: every other field");
+        }
+    }
+
+    // The findings are each there once, counted once.
+    let stats = eventually(Duration::from_secs(90), "the analyses after the last restart", || async {
         let stats = admin.ctl_json(token, &["stats"])?;
         let findings = admin.ctl_json(token, &["findings"])?;
         let public = findings["findings"]
@@ -164,16 +311,17 @@ async fn killing_the_administrator_at_seeded_points_loses_nothing() -> anyhow::R
     assert!(replayed.iter().all(|f| ids.contains(f["id"].as_str().unwrap())));
     admin.process.kill();
     verify(&admin)?;
-    println!("fault injection: {verified} kill points survived (seed {seed}), {total} buckets, {} findings", ids.len());
+    println!(
+        "fault injection: {verified} kill points survived (seed {seed}), {total} buckets, {generation} changes, \
+         {checked} acknowledgements checked at the kills and {acknowledgements} at the end, {} findings",
+        ids.len()
+    );
     Ok(())
 }
 
-/// Sends SIGTERM and waits at most `limit` for the process to exit; returns its status and
-/// how long it took.
-fn terminate(
-    process: &mut estate_tests::Process,
-    limit: Duration,
-) -> anyhow::Result<(std::process::ExitStatus, Duration)> {
+/// Sends SIGTERM and waits for the process to exit (a generous ceiling, for a hung process, not
+/// a budget: the time is printed); returns its status and how long it took.
+fn terminate(process: &mut estate_tests::Process) -> anyhow::Result<(std::process::ExitStatus, Duration)> {
     let started = std::time::Instant::now();
     let status = Command::new("kill").args(["-TERM", &process.child.id().to_string()]).status()?;
     anyhow::ensure!(status.success(), "kill -TERM failed");
@@ -181,46 +329,132 @@ fn terminate(
         if let Some(status) = process.child.try_wait()? {
             return Ok((status, started.elapsed()));
         }
-        anyhow::ensure!(started.elapsed() < limit, "{} still running {limit:?} after SIGTERM", process.name);
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(120), "{} still running after SIGTERM", process.name);
         std::thread::sleep(Duration::from_millis(20));
     }
 }
 
+/// Retags the buckets one after another, every 50 ms, until stopped; the model is each
+/// bucket's last generation.
+struct Changer {
+    model: std::sync::Arc<std::sync::Mutex<BTreeMap<String, usize>>>,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Changer {
+    fn start(s3: aws_sdk_s3::Client, events: Events, account: &'static str, names: Vec<String>) -> Self {
+        let model = std::sync::Arc::new(std::sync::Mutex::new(BTreeMap::new()));
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let written = std::sync::Arc::clone(&model);
+        let task = tokio::spawn(async move {
+            let mut generation = 0;
+            while !*stopped.borrow() {
+                generation += 1;
+                let name = &names[generation % names.len()];
+                retag(&s3, &events, account, name, generation).await?;
+                written.lock().unwrap().insert(name.clone(), generation);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Ok(())
+        });
+        Self { model, stop, task }
+    }
+
+    fn changes(&self) -> usize {
+        self.model.lock().unwrap().values().copied().max().unwrap_or(0)
+    }
+
+    async fn finish(self) -> anyhow::Result<BTreeMap<String, usize>> {
+        let _ = self.stop.send(true);
+        self.task.await??;
+        Ok(std::mem::take(&mut *self.model.lock().unwrap()))
+    }
+}
+
+/// SIGTERM with reports in flight: agents refresh once a day and a stream of changes keeps
+/// their events coming through both signals. Each process exits 0; whatever the agent was told
+/// is durable before the administrator's SIGTERM is in the store after its restart; what was
+/// in flight is resent; at the end the store holds every change.
 #[tokio::test(flavor = "multi_thread")]
-async fn sigterm_stops_agents_and_the_administrator_within_five_seconds_losing_nothing() -> anyhow::Result<()> {
+async fn sigterm_with_reports_in_flight_stops_agents_and_the_administrator_losing_nothing() -> anyhow::Result<()> {
     let moto = Moto::start()?;
     let creds = moto.credentials(A).await?;
-    for i in 0..20 {
-        seed_bucket(&moto, &creds, &Spec::plain(A, format!("estate-s-{i:02}"))).await?;
+    let names: Vec<String> = (0..20).map(|i| format!("estate-s-{i:02}")).collect();
+    for name in &names {
+        seed_bucket(&moto, &creds, &Spec::plain(A, name.clone())).await?;
     }
+    let events = Events::create(&moto, &creds).await?;
     let dir = tempfile::tempdir()?;
+    let token = None;
     let mut admin = Admin::start(&dir.path().join("data"), None)?;
-    let streaming = ["--refresh-interval", "1s"];
-    let mut agent = Agent::start(&admin, &moto, &creds, None, &["us-east-1"], &streaming)?;
+    let daily = ["--refresh-interval", "24h", "--events-wait-seconds", "1", "--events-queue-url", &events.queue];
+    let mut agent = Agent::start(&admin, &moto, &creds, None, &["us-east-1"], &daily)?;
+    let mut logs = vec![agent.process.log.clone()];
     eventually(Duration::from_secs(60), "the first refresh", || async {
         Ok((admin.ctl_json(None, &["stats"])?["bucketCount"] == 20).then_some(()))
     })
     .await?;
-
-    let (status, took) = terminate(&mut agent.process, Duration::from_secs(5))?;
-    assert!(status.success(), "the agent exits 0 on SIGTERM: {status:?}\n{}", agent.process.log_text());
-    println!("agent stopped in {took:?}");
-
-    // The administrator, mid-stream: an agent refreshing every second is connected.
-    let _agent = Agent::start(&admin, &moto, &creds, None, &["us-east-1"], &streaming)?;
-    eventually(Duration::from_secs(30), "the agent to reconnect", || async {
-        let members = admin.ctl_json(None, &["members"])?;
-        Ok((members["members"][0]["connectionState"] == "CONNECTED").then_some(()))
+    let queue = events.queue.clone();
+    let changer = Changer::start(moto.s3(&creds, "us-east-1"), events, A, names.clone());
+    let acknowledged_count = |logs: &[std::path::PathBuf]| acknowledged_generations(logs).1;
+    eventually(Duration::from_secs(60), "changes acknowledged to the agent", || async {
+        Ok((acknowledged_count(&logs) > 20 + 5).then_some(()))
     })
     .await?;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let (status, took) = terminate(&mut admin.process, Duration::from_secs(5))?;
+
+    let (status, took) = terminate(&mut agent.process)?;
+    assert!(status.success(), "the agent exits 0 on SIGTERM: {status:?}\n{}", agent.process.log_text());
+    println!("agent stopped in {took:?} with changes streaming");
+
+    // The administrator, mid-stream: the new agent's events keep coming.
+    let daily = ["--refresh-interval", "24h", "--events-wait-seconds", "1", "--events-queue-url", &queue];
+    let agent = Agent::start(&admin, &moto, &creds, None, &["us-east-1"], &daily)?;
+    logs.push(agent.process.log.clone());
+    let acknowledged_before = acknowledged_count(&logs);
+    eventually(Duration::from_secs(60), "the new agent's changes acknowledged", || async {
+        Ok((acknowledged_count(&logs) > acknowledged_before + 5).then_some(()))
+    })
+    .await?;
+    let (status, took) = terminate(&mut admin.process)?;
     assert!(status.success(), "the administrator exits 0 on SIGTERM: {status:?}\n{}", admin.process.log_text());
-    println!("administrator stopped in {took:?}");
+    println!("administrator stopped in {took:?} with reports streaming");
+    let (acked, _) = acknowledged_generations(&logs);
     verify(&admin)?;
+    // Down long enough for the agent to queue changes it cannot send.
+    let queued_from = changer.changes();
+    eventually(Duration::from_secs(60), "changes made while the administrator is down", || async {
+        Ok((changer.changes() >= queued_from + 20).then_some(()))
+    })
+    .await?;
     admin.kill_and_restart()?;
-    let stats = admin.ctl_json(None, &["stats"])?;
-    assert_eq!(stats["bucketCount"], 20, "nothing acknowledged was lost");
+    let lost = lost_acknowledgements(&acked, &stored_buckets(&admin, token)?);
+    anyhow::ensure!(lost.is_empty(), "acknowledged before SIGTERM, missing after:\n{}", lost.join("\n"));
+    let resent = eventually(Duration::from_secs(60), "the agent to reconnect", || async {
+        let log = agent.process.log_text();
+        let unacked = log
+            .lines()
+            .filter(|l| l.contains("connected to the administrator"))
+            .filter_map(|l| l.split(" unacked=").nth(1)?.split(' ').next()?.parse::<u64>().ok())
+            .collect::<Vec<_>>();
+        Ok((unacked.len() >= 2).then(|| unacked[unacked.len() - 1]))
+    })
+    .await?;
+    assert!(resent > 0, "reports were in flight at the reconnect");
+
+    let model = changer.finish().await?;
+    eventually(Duration::from_secs(60), "every change acknowledged", || async {
+        let (acked, _) = acknowledged_generations(&logs);
+        Ok(model.iter().all(|(bucket, generation)| acked.get(bucket) == Some(generation)).then_some(()))
+    })
+    .await?;
+    let stored = stored_buckets(&admin, token)?;
+    assert_eq!(stored.len(), 20, "nothing acknowledged was lost");
+    for (name, generation) in &model {
+        assert_eq!(generation_stored(&stored[name]), Some(*generation), "{name}: its last change");
+    }
+    let changes = model.values().max().copied().unwrap_or(0);
+    println!("SIGTERM: {changes} changes, {resent} reports resent after the administrator's restart");
     Ok(())
 }
 
@@ -290,7 +524,8 @@ async fn s3_faults_are_retried_and_nothing_is_lost_or_marked_deleted() -> anyhow
 #[tokio::test(flavor = "multi_thread")]
 async fn a_full_disk_stops_acknowledging_and_loses_nothing_once_space_returns() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let disk = dir.path().join("disk");
+    // The data directory is the small disk; the logs, beside it, are not on it.
+    let disk = dir.path().join("data");
     std::fs::create_dir_all(&disk)?;
     let mounted = Command::new("mount").args(["-t", "tmpfs", "-o", "size=48m", "tmpfs"]).arg(&disk).output()?;
     anyhow::ensure!(
@@ -311,8 +546,12 @@ async fn a_full_disk_stops_acknowledging_and_loses_nothing_once_space_returns() 
     for i in 0..10 {
         seed_bucket(&moto, &creds, &Spec::plain(A, format!("estate-d-{i:02}"))).await?;
     }
-    let mut admin = Admin::start(&disk.join("data"), None)?;
-    let _agent = Agent::start(&admin, &moto, &creds, None, &["us-east-1"], &["--refresh-interval", "1s"])?;
+    let events = Events::create(&moto, &creds).await?;
+    let mut admin = Admin::start(&disk, None)?;
+    // A daily refresh: the new buckets below reach the agent only by their CreateBucket events,
+    // and the administrator only by the agent's resend of what it did not acknowledge.
+    let daily = ["--refresh-interval", "24h", "--events-wait-seconds", "1", "--events-queue-url", &events.queue];
+    let agent = Agent::start(&admin, &moto, &creds, None, &["us-east-1"], &daily)?;
     eventually(Duration::from_secs(60), "the first refresh", || async {
         Ok((admin.ctl_json(None, &["stats"])?["bucketCount"] == 10).then_some(()))
     })
@@ -321,15 +560,32 @@ async fn a_full_disk_stops_acknowledging_and_loses_nothing_once_space_returns() 
     // Fill the disk, then give the agent something new to report.
     let filler = disk.join("filler");
     let _ = Command::new("dd").arg("if=/dev/zero").arg(format!("of={}", filler.display())).args(["bs=1M"]).output()?;
-    for i in 10..15 {
-        seed_bucket(&moto, &creds, &Spec::plain(A, format!("estate-d-{i:02}"))).await?;
+    let mut names = Vec::new();
+    for i in 0..15 {
+        let name = format!("estate-d-{i:02}");
+        if i >= 10 {
+            seed_bucket(&moto, &creds, &Spec::plain(A, name.clone())).await?;
+            events.publish(A, "CreateBucket", Some(&name)).await?;
+        }
+        names.push(name);
     }
+    // Changes until the administrator needs space it does not have (sled writes into space its
+    // files already hold until a segment fills).
+    let changer = Changer::start(moto.s3(&creds, "us-east-1"), events, A, names);
     let started = std::time::Instant::now();
     let status = loop {
         if let Some(status) = admin.process.child.try_wait()? {
             break status;
         }
-        anyhow::ensure!(started.elapsed() < Duration::from_secs(60), "the administrator kept running on a full disk");
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(180),
+            "the administrator kept running on a full disk ({} acknowledgements, {} changes):\n{}\n{}\n{}",
+            acknowledged_generations(&[agent.process.log.clone()]).1,
+            changer.changes(),
+            admin.process.log_text(),
+            agent.process.log_text().lines().rev().take(30).collect::<Vec<_>>().join("\n"),
+            Command::new("df").arg(&disk).output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned())?
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert!(!status.success(), "a storage failure is an error exit: {status:?}");
@@ -339,13 +595,30 @@ async fn a_full_disk_stops_acknowledging_and_loses_nothing_once_space_returns() 
     let said: Vec<&str> = log.lines().filter(|l| l.contains("durable") || l.contains("storage failed")).collect();
     println!("full disk: exit {status:?}; {}", said.join(" | "));
 
-    // Space returns; started again, the administrator takes the resent reports.
+    // Space returns; started again, the administrator holds everything it acknowledged and
+    // takes the resent reports.
+    let acknowledged: BTreeSet<String> =
+        Acknowledged::in_log(&agent.process.log_text()).into_iter().map(|a| a.bucket).collect();
     std::fs::remove_file(&filler)?;
     admin.kill_and_restart()?;
-    eventually(Duration::from_secs(60), "every bucket after the disk has space again", || async {
-        Ok((admin.ctl_json(None, &["stats"])?["bucketCount"] == 15).then_some(()))
+    let stored = stored_buckets(&admin, None)?;
+    let lost: Vec<&String> = acknowledged.iter().filter(|b| !stored.contains_key(*b)).collect();
+    assert!(lost.is_empty(), "acknowledged before the disk filled, missing after: {lost:?}");
+    let model = changer.finish().await?;
+    eventually(Duration::from_secs(60), "every change acknowledged after the disk has space again", || async {
+        let (acked, _) = acknowledged_generations(&[agent.process.log.clone()]);
+        Ok(model.iter().all(|(bucket, generation)| acked.get(bucket) == Some(generation)).then_some(()))
     })
     .await?;
+    // A new bucket's event waits until ListBuckets shows it (relisted at most every 10 s).
+    let stored = eventually(Duration::from_secs(60), "every bucket, the new ones included", || async {
+        let stored = stored_buckets(&admin, None)?;
+        Ok((stored.len() == 15).then_some(stored))
+    })
+    .await?;
+    for (name, generation) in &model {
+        assert_eq!(generation_stored(&stored[name]), Some(*generation), "{name}: its last change");
+    }
     admin.process.kill();
     verify(&admin)?;
     Ok(())

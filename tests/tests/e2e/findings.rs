@@ -15,16 +15,16 @@ use super::*;
 
 const ACTOR: &str = "arn:aws:iam::111111111111:user/alice";
 
-struct Events {
+pub(super) struct Events {
     sqs: aws_sdk_sqs::Client,
     bridge: aws_sdk_eventbridge::Client,
-    queue: String,
-    dead_letters: String,
+    pub(super) queue: String,
+    pub(super) dead_letters: String,
     next: std::sync::atomic::AtomicUsize,
 }
 
 impl Events {
-    async fn create(moto: &Moto, creds: &aws_sdk_s3::config::Credentials) -> anyhow::Result<Self> {
+    pub(super) async fn create(moto: &Moto, creds: &aws_sdk_s3::config::Credentials) -> anyhow::Result<Self> {
         let sqs = moto.sqs(creds);
         let dead_letters = sqs.create_queue().queue_name("estate-events-dlq").send().await?.queue_url.unwrap();
         let queue = moto.event_queue(creds, "estate-events").await?;
@@ -51,7 +51,7 @@ impl Events {
     }
 
     /// Publishes a CloudTrail-shaped event through EventBridge; returns its ID.
-    async fn publish(&self, account: &str, name: &str, bucket: Option<&str>) -> anyhow::Result<String> {
+    pub(super) async fn publish(&self, account: &str, name: &str, bucket: Option<&str>) -> anyhow::Result<String> {
         let n = self.next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let event_id = format!("00000000-0000-4000-8000-{n:012}");
         self.publish_with_id(account, name, bucket, &event_id).await?;
