@@ -144,9 +144,15 @@ def apply_patches() -> list[str]:
             after = base64.urlsafe_b64decode(token.encode()).decode()
             buckets = [b for b in buckets if b.name > after]
         next_token = None
-        if max_buckets and len(buckets) > int(max_buckets):
-            buckets = buckets[: int(max_buckets)]
+        # S3 pages at max-buckets; without it, at 10,000 once bucket-region, prefix or
+        # continuation-token is given; a bare call lists every bucket.
+        page = int(max_buckets) if max_buckets else (10_000 if (prefix or region or token) else None)
+        if page is not None and len(buckets) > page:
+            buckets = buckets[:page]
             next_token = base64.urlsafe_b64encode(buckets[-1].name.encode()).decode()
+        # One line per page, so that a test can show that a listing took several pages.
+        print(f"moto_server: ListBuckets page of {len(buckets)} (continuation-token: {'yes' if token else 'no'}, "
+              f"more: {'yes' if next_token else 'no'})", file=sys.stderr, flush=True)
         result = {
             "Owner": {"ID": canonical_id(self.current_account), "DisplayName": "webfile"},
             "Buckets": [

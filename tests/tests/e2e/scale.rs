@@ -1,5 +1,5 @@
 //! Beyond Macie's 10,000-bucket limit: an account with 12,000 buckets is inventoried
-//! completely, with ListBuckets paginated and the agent's memory flat while it streams.
+//! completely, with ListBuckets read page by page and the agent's memory flat while it streams.
 
 use futures_util::StreamExt;
 
@@ -53,6 +53,16 @@ async fn an_account_with_12000_buckets_is_inventoried_completely() -> anyhow::Re
         names["buckets"].as_array().unwrap().iter().map(|b| b["bucketName"].as_str().unwrap()).collect();
     let expected: Vec<String> = (0..BUCKETS).map(|i| format!("estate-s-{i:05}")).collect();
     assert_eq!(names, expected.iter().map(String::as_str).collect::<Vec<_>>());
+    // Listed in several pages, each after the last one's continuation token (moto's shim pages
+    // as S3 does and logs each page).
+    let log = moto.process.log_text();
+    let pages: Vec<&str> = log.lines().filter(|l| l.contains("moto_server: ListBuckets page of")).collect();
+    let continued = pages.iter().filter(|l| l.contains("continuation-token: yes")).count();
+    assert!(
+        pages.len() >= BUCKETS / 1000 && continued >= BUCKETS / 1000 - 1,
+        "ListBuckets read page by page: {} pages, {continued} continued",
+        pages.len()
+    );
     let peak = estate_tests::peak_rss_mib(agent.process.child.id()).expect("the agent's /proc status");
     assert!(peak < 256.0, "the agent's memory stays bounded while streaming: peak {peak:.0} MiB");
     Ok(())
