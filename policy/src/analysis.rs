@@ -38,15 +38,42 @@ pub struct AnalysisOptions {
     /// the product; tests and benchmarks turn it off to compare the two.
     #[doc(hidden)]
     pub presolve: bool,
+    /// A bound on each solver check in Z3's resource units (`rlimit`), besides the time
+    /// budget. Z3 counts the same units for the same query whatever the machine's load, so
+    /// tests set it (with a time budget too generous to matter) and their verdicts do not
+    /// depend on how busy the machine is. Production keeps the time bound only (`None`).
+    pub resource_limit: Option<u32>,
 }
 
 /// The default time budget of one policy's whole analysis, in milliseconds (the
 /// administrator's `--policy-budget-ms`, `estatectl policy analyze --budget-ms`).
 pub const DEFAULT_BUDGET_MS: u64 = 2_000;
 
+impl AnalysisOptions {
+    /// Options whose verdicts do not depend on the machine: each solver check is bounded by
+    /// Z3's resource units (ample for every policy of the test corpora), and the time budget is
+    /// too generous to be reached first. For tests; production bounds time.
+    #[doc(hidden)]
+    pub fn counted() -> Self {
+        AnalysisOptions {
+            budget: Duration::from_secs(600),
+            resource_limit: Some(TEST_RESOURCE_UNITS),
+            ..AnalysisOptions::default()
+        }
+    }
+}
+
+/// The resource bound of [`AnalysisOptions::counted`], per solver check.
+const TEST_RESOURCE_UNITS: u32 = 20_000_000;
+
 impl Default for AnalysisOptions {
     fn default() -> Self {
-        AnalysisOptions { budget: Duration::from_millis(DEFAULT_BUDGET_MS), solver_memory_mib: 512, presolve: true }
+        AnalysisOptions {
+            budget: Duration::from_millis(DEFAULT_BUDGET_MS),
+            solver_memory_mib: 512,
+            presolve: true,
+            resource_limit: None,
+        }
     }
 }
 

@@ -55,9 +55,11 @@ fn check(case: &Value) -> Vec<(String, String, String)> {
     };
     let bucket = case.get("bucket").and_then(Value::as_str).unwrap_or("example-bucket").to_owned();
     let ctx = context(case);
-    let mut opts = AnalysisOptions::default();
+    // Counted in Z3's resource units, so that a busy machine gives the same verdicts; a case
+    // about the time budget sets its own.
+    let mut opts = AnalysisOptions::counted();
     if let Some(ms) = case.get("timeoutMs").and_then(Value::as_u64) {
-        opts.budget = Duration::from_millis(ms);
+        opts = AnalysisOptions { budget: Duration::from_millis(ms), ..AnalysisOptions::default() };
     }
     let expected = case.get("expected").cloned().unwrap_or(Value::Null);
     let result = std::panic::catch_unwind(|| analyze(&text, &bucket, &ctx, &opts));
