@@ -11,6 +11,25 @@ pub struct Hostile {
     /// `None`: a policy (analysed, maybe UNKNOWN); `Some(limit)`: not readable as a policy,
     /// and the error names `limit`.
     pub error_names: Option<&'static str>,
+    /// Whether anyone may read objects, where the document makes it plain (and why): an exact
+    /// answer must be this one; UNKNOWN, with its reason, is allowed.
+    pub public_read: Option<(bool, &'static str)>,
+}
+
+/// The answer the analyser must give when it gives an exact one: `Ok` when `got` (TRUE, FALSE
+/// or UNKNOWN, as Macie spells them or as `PUBLIC`/`NOT_PUBLIC`) agrees with `h.public_read`.
+pub fn check_public_read(h: &Hostile, got: &str) -> Result<(), String> {
+    let Some((want, why)) = h.public_read else { return Ok(()) };
+    let exact = match got {
+        "TRUE" | "PUBLIC" => true,
+        "FALSE" | "NOT_PUBLIC" => false,
+        _ => return Ok(()),
+    };
+    if exact == want {
+        Ok(())
+    } else {
+        Err(format!("{}: public read {got}, but {why}", h.name))
+    }
 }
 
 fn doc(statements: &[String]) -> String {
@@ -35,24 +54,29 @@ fn xorshift(seed: &mut u64) -> u64 {
 
 /// The hostile set for policies attached to `bucket`.
 pub fn hostile_policies(bucket: &str) -> Vec<Hostile> {
-    let policy = |name, text| Hostile { name, text, error_names: None };
+    let policy = |name, text| Hostile { name, text, error_names: None, public_read: None };
+    let public = |name, text, why| Hostile { name, text, error_names: None, public_read: Some((true, why)) };
     let long_name = "a".repeat(43);
     let mut out = vec![
-        policy(
+        public(
             "sixteen-stars-then-a-long-name",
             doc(&[allow(bucket, &format!("arn:aws:s3:::{}{long_name}/*", "*".repeat(16)), "")]),
+            "an object key can hold the 43-letter name after the stars",
         ),
-        policy(
+        public(
             "star-question-times-ten",
             doc(&[allow(bucket, &format!("arn:aws:s3:::{}/{}", "{bucket}", "*?".repeat(10)), "")]),
+            "any key of ten characters or more matches",
         ),
-        policy(
+        public(
             "star-question-2048",
             doc(&[allow(bucket, &format!("arn:aws:s3:::{}/{}", "{bucket}", "*?".repeat(1024)), "")]),
+            "a key of exactly 1,024 characters (S3's longest) matches 1,024 `*?` pairs",
         ),
-        policy(
+        public(
             "star-letter-alternation-2048",
             doc(&[allow(bucket, &format!("arn:aws:s3:::*{}", "a*".repeat(1024)), "")]),
+            "a key of 1,024 `a`s matches",
         ),
     ];
     // 2,048 characters of `*`, `?` and letters in a seeded random mix, against the ARN and in
@@ -88,31 +112,34 @@ pub fn hostile_policies(bucket: &str) -> Vec<Hostile> {
         statements.push(next);
         i += 1;
     }
-    out.push(policy("many-statements-20kb", doc(&statements)));
+    out.push(public("many-statements-20kb", doc(&statements), "every statement allows anyone some keys"));
     // Thousands of condition values: CIDRs (bit-vectors) and account patterns (strings).
     let cidrs: Vec<String> = (0..1200).map(|i| format!(r#""10.{}.{}.0/24""#, i / 250, i % 250)).collect();
-    out.push(policy(
+    out.push(public(
         "thousand-cidrs",
         doc(&[allow(
             bucket,
             "arn:aws:s3:::{bucket}/*",
             &format!(r#"{{"NotIpAddress":{{"aws:SourceIp":[{}]}}}}"#, cidrs.join(",")),
         )]),
+        "anyone from an address outside the listed networks may read",
     ));
     let accounts: Vec<String> = (0..1100).map(|i| format!(r#""{:012}""#, 100_000_000_000_u64 + i)).collect();
-    out.push(policy(
+    out.push(public(
         "thousand-account-values",
         doc(&[allow(
             bucket,
             "arn:aws:s3:::{bucket}/*",
             &format!(r#"{{"StringNotEquals":{{"aws:PrincipalAccount":[{}]}}}}"#, accounts.join(",")),
         )]),
+        "an anonymous caller has no account, and any unlisted account may read",
     ));
     // Not readable as policies.
     out.push(Hostile {
         name: "nested-past-the-parser-limit",
         text: format!("{}{}", "[".repeat(5000), "]".repeat(5000)),
         error_names: Some("128"),
+        public_read: None,
     });
     out.push(policy(
         "over-20kb",

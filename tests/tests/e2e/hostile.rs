@@ -57,6 +57,8 @@ fn check_hostile(b: &Value, h: &hostile_set::Hostile) {
                 || b["publicAccess"]["effectivePermission"] == "UNKNOWN";
             assert_eq!(undecided, !reasons.is_empty(), "{}: {b}", h.name);
             assert!(!reasons.iter().any(|r| r.contains("internal error")), "{}: {b}", h.name);
+            let permission = b["publicAccess"]["effectivePermission"].as_str().unwrap_or_default();
+            hostile_set::check_public_read(h, permission).unwrap();
         }
     }
     if h.name == "over-20kb" {
@@ -193,6 +195,8 @@ fn estatectl_answers_every_hostile_document() -> anyhow::Result<()> {
                     || analysis["allowsUnencryptedObjectUploads"] == "UNKNOWN";
                 let reasons = analysis["unknownReasons"].as_array().map_or(0, Vec::len);
                 assert_eq!(unknown, reasons > 0, "{}: {analysis}", h.name);
+                hostile_set::check_public_read(&h, analysis["allowsPublicReadAccess"].as_str().unwrap_or_default())
+                    .map_err(anyhow::Error::msg)?;
             }
         }
     }
