@@ -46,6 +46,8 @@ pub struct FaultProxy {
     forwarded: Arc<AtomicUsize>,
     /// The request line of every request seen, in order.
     seen: Arc<Mutex<Vec<String>>>,
+    /// Every request by its call (request line and Host), in order, with whether it was faulted.
+    calls: Arc<Mutex<Vec<(String, bool)>>>,
 }
 
 impl FaultProxy {
@@ -59,6 +61,7 @@ impl FaultProxy {
             injected: Arc::default(),
             forwarded: Arc::default(),
             seen: Arc::default(),
+            calls: Arc::default(),
         };
         let state = proxy.clone();
         tokio::spawn(async move {
@@ -98,13 +101,38 @@ impl FaultProxy {
         self.rules.lock().unwrap().iter().filter(|r| r.remaining > 0).map(|r| r.matches.clone()).collect()
     }
 
-    fn fault_for(&self, request_line: &str) -> Option<Fault> {
+    /// Each faulted call (request line and Host) with the attempts that followed it until one
+    /// went through: 0 for a call the client gave up on (or has not retried yet).
+    pub fn retries(&self) -> Vec<(String, usize)> {
+        let calls = self.calls.lock().unwrap();
+        let mut out = Vec::new();
+        for (i, (call, faulted)) in calls.iter().enumerate() {
+            // The first fault of a run of faults of one call.
+            let run_start = !calls[..i].iter().rev().find(|(c, _)| c == call).is_some_and(|(_, f)| *f);
+            if *faulted && run_start {
+                let later: Vec<bool> = calls[i + 1..].iter().filter(|(c, _)| c == call).map(|(_, f)| *f).collect();
+                let attempts = later.iter().position(|f| !f).map_or(0, |through| through + 1);
+                out.push((call.clone(), attempts));
+            }
+        }
+        out
+    }
+
+    fn fault_for(&self, request_line: &str, host: &str) -> Option<Fault> {
         self.seen.lock().unwrap().push(request_line.to_owned());
-        let mut rules = self.rules.lock().unwrap();
-        let rule = rules.iter_mut().find(|r| r.remaining > 0 && request_line.contains(&r.matches))?;
-        rule.remaining -= 1;
-        self.injected.fetch_add(1, Ordering::SeqCst);
-        Some(rule.fault)
+        let call = format!("{request_line} (Host: {host})");
+        let fault = {
+            let mut rules = self.rules.lock().unwrap();
+            rules.iter_mut().find(|r| r.remaining > 0 && request_line.contains(&r.matches)).map(|rule| {
+                rule.remaining -= 1;
+                self.injected.fetch_add(1, Ordering::SeqCst);
+                rule.fault
+            })
+        };
+        // A stall still answers: the call goes through.
+        let failed = matches!(fault, Some(Fault::SlowDown | Fault::InternalError | Fault::Reset | Fault::Corrupt));
+        self.calls.lock().unwrap().push((call, failed));
+        fault
     }
 
     /// One request per connection: every answer closes it.
@@ -128,9 +156,13 @@ impl FaultProxy {
                 .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned()))
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0);
+            let host = text
+                .lines()
+                .find_map(|l| l.to_ascii_lowercase().strip_prefix("host:").map(|v| v.trim().to_owned()))
+                .unwrap_or_default();
             let mut body = vec![0u8; length];
             client.read_exact(&mut body).await?;
-            match self.fault_for(&request_line) {
+            match self.fault_for(&request_line, &host) {
                 Some(Fault::SlowDown) => {
                     return respond(&mut client, "503 Slow Down", "SlowDown", "Please reduce your request rate.").await;
                 }

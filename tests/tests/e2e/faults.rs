@@ -478,6 +478,17 @@ async fn s3_faults_are_retried_and_nothing_is_lost_or_marked_deleted() -> anyhow
         proxy.inject("?acl", Fault::InternalError, 2);
         proxy.inject("?tagging", Fault::Reset, 2);
         proxy.inject("?versioning", Fault::Stall(Duration::from_secs(10)), 1);
+        // The account's listing too: a failed ListBuckets must neither stop the refresh nor
+        // mark a bucket deleted.
+        proxy.inject("max-buckets=", Fault::InternalError, 2);
+    };
+    // Every faulted call was tried again until it went through (counted at the proxy, call by
+    // call: a call given up on would leave its field unknown without any errorCode).
+    let all_retried = |proxy: &FaultProxy| {
+        let retries = proxy.retries();
+        let given_up: Vec<&String> = retries.iter().filter(|(_, n)| *n == 0).map(|(c, _)| c).collect();
+        assert!(given_up.is_empty(), "faulted calls never retried to success: {given_up:?}");
+        retries
     };
     inject_round();
     let dir = tempfile::tempdir()?;
@@ -500,8 +511,12 @@ async fn s3_faults_are_retried_and_nothing_is_lost_or_marked_deleted() -> anyhow
         .map_err(|e| e.context(agent.process.log_text()))?;
     for bucket in &buckets {
         assert!(bucket["errorCode"].is_null(), "retried to completion: {bucket}");
+        assert_eq!(bucket["publicAccess"]["effectivePermission"], "PUBLIC", "its policy and ACL read: {bucket}");
+        assert!(bucket["versioning"].is_boolean() && bucket["tags"].is_array(), "every field read: {bucket}");
     }
-    assert_eq!(proxy.injected(), 8);
+    assert_eq!(proxy.injected(), 10);
+    let retries = all_retried(&proxy);
+    assert!(retries.iter().any(|(call, _)| call.contains("max-buckets=")), "ListBuckets faulted: {retries:?}");
 
     // A second round of faults during later refreshes: nothing is marked deleted.
     inject_round();
@@ -513,6 +528,8 @@ async fn s3_faults_are_retried_and_nothing_is_lost_or_marked_deleted() -> anyhow
     .await?;
     let (buckets, _) = complete().await?;
     assert_eq!(buckets.len(), COUNT);
+    let retries = all_retried(&proxy);
+    println!("S3 faults: each faulted call and the attempts it took: {retries:?}");
     assert!(buckets.iter().all(|b| b["errorCode"].is_null() && b["publicAccess"]["effectivePermission"] == "PUBLIC"));
     println!("S3 faults: {} injected, {} requests forwarded, 0 buckets lost", proxy.injected(), proxy.forwarded());
     Ok(())
