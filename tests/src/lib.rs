@@ -177,7 +177,7 @@ impl Moto {
     }
 
     /// An SQS queue that an EventBridge rule fills with S3's CloudTrail events, as
-    /// `deploy/cloudformation/member.yaml` sets up; returns the queue URL.
+    /// `deploy/cloudformation/member.yaml` sets up, with its event pattern; returns the queue URL.
     pub async fn event_queue(&self, credentials: &Credentials, name: &str) -> anyhow::Result<String> {
         let sqs = self.sqs(credentials);
         let queue = sqs.create_queue().queue_name(name).send().await?.queue_url.context("no queue URL")?;
@@ -190,11 +190,7 @@ impl Moto {
             .attributes()
             .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn).cloned())
             .context("no queue ARN")?;
-        let pattern = serde_json::json!({
-            "source": ["aws.s3"],
-            "detail-type": ["AWS API Call via CloudTrail"],
-            "detail": {"eventSource": ["s3.amazonaws.com"], "errorCode": [{"exists": false}]},
-        });
+        let pattern = deployed_event_pattern()?;
         let bridge = self.eventbridge(credentials);
         let rule = format!("{name}-rule");
         bridge.put_rule().name(&rule).event_pattern(pattern.to_string()).send().await?;
@@ -431,6 +427,18 @@ impl Agent {
         let child = command.spawn().context("starting estate-agent")?;
         Ok(Self { process: Process { child, name: "estate-agent".into(), log } })
     }
+}
+
+/// The event pattern of the rule members deploy (`S3EventsRule` in
+/// `deploy/cloudformation/member.yaml`), as JSON: the tests' events pass the same filter.
+pub fn deployed_event_pattern() -> anyhow::Result<serde_json::Value> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/cloudformation/member.yaml");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let template: serde_yaml::Value =
+        serde_yaml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let pattern = &template["Resources"]["S3EventsRule"]["Properties"]["EventPattern"];
+    anyhow::ensure!(pattern.is_mapping(), "{} has no S3EventsRule event pattern", path.display());
+    Ok(serde_json::to_value(pattern)?)
 }
 
 /// A bucket snapshot the administrator acknowledged to an agent, as the agent logged it.
