@@ -9,6 +9,11 @@
 //! `-- --rejudge` measures ingest alone and while an organization change has every bucket
 //! policy judged again (20,000 distinct policies by default), in the same run.
 //!
+//! `-- --durability` measures what syncing the store to stable storage before each
+//! acknowledgement costs: ingest with and without the `fdatasync`, each run in a child process
+//! of its own, in ABBA order (64 streams × 2,000 buckets, 6 runs each by default;
+//! `ESTATE_BENCH_ROUNDS` sets the runs).
+//!
 //! `-- --tls` instead compares ingest over TLS with plaintext in the same run: fresh
 //! administrators, alternately plaintext and TLS (a throwaway CA, TLS 1.3), each round with
 //! the same streams and buckets, and prints both rates and their ratio.
@@ -249,9 +254,19 @@ async fn start_admin(
     data_dir: std::path::PathBuf,
     tls: Option<&(estate_administrator::tls::TlsFiles, Vec<u8>)>,
 ) -> Endpoint {
+    start_admin_syncing(data_dir, tls, true).await
+}
+
+/// [`start_admin`], with or without the sync to stable storage before each acknowledgement.
+async fn start_admin_syncing(
+    data_dir: std::path::PathBuf,
+    tls: Option<&(estate_administrator::tls::TlsFiles, Vec<u8>)>,
+    sync_data: bool,
+) -> Endpoint {
     let (grpc, http) = (free_addr(), free_addr());
     let mut options = estate_administrator::server::ServeOptions::development(grpc, http, data_dir);
     options.tls = tls.map(|(files, _)| files.clone());
+    options.sync_data = sync_data;
     tokio::spawn(async move { estate_administrator::server::serve(options).await.unwrap() });
     for _ in 0..200 {
         if tokio::net::TcpStream::connect(grpc).await.is_ok() {
@@ -372,6 +387,66 @@ async fn compare_rejudge(streams: usize, per_stream: usize, policies: usize) {
     );
 }
 
+/// One ingest run in this (child) process: an administrator syncing to stable storage before
+/// each acknowledgement or not; prints the rate and the acknowledgement latency p50.
+async fn durability_child(sync_data: bool, streams: usize, per_stream: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = start_admin_syncing(dir.path().join("data"), None, sync_data).await;
+    let (rate, _, latencies) = ingest(&endpoint, streams, per_stream).await;
+    println!("{rate} {}", percentile(&latencies, 0.5).as_secs_f64() * 1e3);
+}
+
+/// The cost of `fdatasync` at acknowledgement: ingest with and without it, each run a fresh
+/// administrator in a child process of its own (so none outlives its run), in ABBA order.
+async fn compare_durability(streams: usize, per_stream: usize, rounds: usize) {
+    let total = streams * per_stream;
+    println!(
+        "estate ingest, fdatasync at acknowledgement vs sled's flush alone: {streams} streams x {per_stream} \
+         buckets = {total} per run, {rounds} runs each, ABBA order, one child process per run"
+    );
+    let run = |sync_data: bool| {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .arg("--durability-child")
+            .arg(if sync_data { "sync" } else { "flush" })
+            .env("ESTATE_BENCH_STREAMS", streams.to_string())
+            .env("ESTATE_BENCH_BUCKETS_PER_STREAM", per_stream.to_string())
+            .output()
+            .unwrap();
+        // The last line: the administrator's ready line comes first.
+        let text = String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or_default().to_owned();
+        let mut fields = text.split_whitespace().map(|f| f.parse::<f64>().expect("the child prints its figures"));
+        (fields.next().unwrap(), fields.next().unwrap())
+    };
+    let (mut synced, mut flushed, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let order = if round % 2 == 0 { [true, false] } else { [false, true] };
+        let mut pair = [0.0; 2];
+        for sync_data in order {
+            let (rate, p50) = run(sync_data);
+            let name = if sync_data { "fdatasync" } else { "flush only" };
+            println!("run {round} {name:<10} {rate:>10.0} buckets/s, ack p50 {p50:.1} ms");
+            pair[usize::from(sync_data)] = rate;
+            if sync_data { &mut synced } else { &mut flushed }.push(rate);
+        }
+        ratios.push(pair[1] / pair[0]);
+    }
+    let summary = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        (v[v.len() / 2], v[0], v[v.len() - 1])
+    };
+    let (s, s_lo, s_hi) = summary(&mut synced);
+    let (f, f_lo, f_hi) = summary(&mut flushed);
+    let (r, r_lo, r_hi) = summary(&mut ratios);
+    println!("fdatasync at ack: median {s:.0} buckets/s (range {s_lo:.0}-{s_hi:.0})");
+    println!("flush only:       median {f:.0} buckets/s (range {f_lo:.0}-{f_hi:.0})");
+    println!(
+        "fdatasync / flush, pair by pair: median {:.1} % (range {:.1}-{:.1} %)",
+        100.0 * r,
+        100.0 * r_lo,
+        100.0 * r_hi
+    );
+}
+
 /// Plaintext and TLS, alternately, `ROUNDS` times each; fresh administrators every time.
 async fn compare_tls(streams: usize, per_stream: usize) {
     const ROUNDS: usize = 3;
@@ -416,6 +491,20 @@ async fn main() {
             env_usize("ESTATE_BENCH_STREAMS", 8),
             env_usize("ESTATE_BENCH_BUCKETS_PER_STREAM", 15_625),
             env_usize("ESTATE_BENCH_POLICIES", 20_000),
+        )
+        .await;
+        return;
+    }
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(mode) = args.iter().position(|a| a == "--durability-child").and_then(|i| args.get(i + 1)) {
+        durability_child(mode == "sync", streams, per_stream).await;
+        return;
+    }
+    if args.iter().any(|a| a == "--durability") {
+        compare_durability(
+            env_usize("ESTATE_BENCH_STREAMS", 64),
+            env_usize("ESTATE_BENCH_BUCKETS_PER_STREAM", 2_000),
+            env_usize("ESTATE_BENCH_ROUNDS", 6),
         )
         .await;
         return;

@@ -54,6 +54,10 @@ pub struct ServeOptions {
     /// Serve `/metrics` without a token.
     pub metrics_open: bool,
     pub limits: Limits,
+    /// Sync the store's log to stable storage (fdatasync) before each acknowledgement. Always
+    /// on in the product; the ingest benchmark turns it off to measure what it costs.
+    #[doc(hidden)]
+    pub sync_data: bool,
 }
 
 /// What one peer may ask of the administrator; every one a flag.
@@ -197,6 +201,7 @@ impl ServeOptions {
             allow_plaintext: false,
             metrics_open: false,
             limits: Limits::default(),
+            sync_data: true,
         }
     }
 }
@@ -392,6 +397,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     let store =
         tokio::task::spawn_blocking(move || Store::open(&data_dir, org, configured_members, Some(policy_queue)))
             .await??;
+    let store = if options.sync_data { store } else { store.without_device_sync() };
     let store = Arc::new(store);
     let committer = Committer::start(Arc::clone(&store));
     attach_policy_workers(committer.clone());

@@ -869,6 +869,8 @@ pub struct Store {
     policy_outcomes: sled::Tree,
     /// Every tree above, in the order of `TREES`, for one transaction per commit.
     all: Vec<sled::Tree>,
+    /// sled's log file, synced to stable storage after each commit's flush (see [`Store::persist`]).
+    log: Option<std::fs::File>,
     state: RwLock<State>,
     /// The organization's statistics as of the last commit: read without the state lock,
     /// which the committer holds while it applies.
@@ -911,6 +913,13 @@ fn parse_seen_event_key(key: &[u8]) -> Option<(String, Vec<u8>)> {
     Some((String::from_utf8(key[..nul].to_vec()).ok()?, key[nul + 1..].to_vec()))
 }
 
+/// sled's log (`db` in its directory), opened to sync it: `fdatasync` on any descriptor of the
+/// file makes all of its written data durable.
+fn open_log(dir: &Path) -> anyhow::Result<std::fs::File> {
+    let path = dir.join("db");
+    std::fs::File::open(&path).with_context(|| format!("opening sled's log `{}` to sync it", path.display()))
+}
+
 impl Store {
     /// Opens (or creates) the database under `dir`, migrates it to this schema version, and
     /// rebuilds the index from it. Findings the load raises (a stored posture the facts no
@@ -951,6 +960,7 @@ impl Store {
             bucket_lists: trees[8].clone(),
             policy_outcomes: trees[9].clone(),
             all: trees,
+            log: if write { Some(open_log(dir)?) } else { None },
             db,
             state: RwLock::new(State::default()),
             published: Mutex::default(),
@@ -1140,7 +1150,20 @@ impl Store {
         changed
     }
 
-    /// Writes every tree in one transaction, flushes, then announces the findings.
+    /// A store whose commits end at sled's flush, without the sync to stable storage: for the
+    /// benchmark that measures what the sync costs.
+    pub fn without_device_sync(mut self) -> Self {
+        self.log = None;
+        self
+    }
+
+    /// Writes every tree in one transaction, makes it durable, then announces the findings.
+    ///
+    /// Durable means on stable storage: sled's flush writes its log buffers to the device and
+    /// waits (`sync_file_range`), which neither empties the device's volatile cache nor records
+    /// the file's new length; the `fdatasync` after it does both. A commit is acknowledged to
+    /// agents only once this returns, so an acknowledged report survives a crash of the process,
+    /// of the operating system, and a power loss.
     fn persist(&self, writes: Writes, announce: Vec<Finding>) -> anyhow::Result<()> {
         let batches = writes.into_batches();
         self.all[..]
@@ -1152,6 +1175,9 @@ impl Store {
             })
             .map_err(|e| anyhow::anyhow!("writing the store: {e:?}"))?;
         self.db.flush().context("flushing sled")?;
+        if let Some(log) = &self.log {
+            log.sync_data().context("syncing the store's log to stable storage")?;
+        }
         if !announce.is_empty() {
             // Under the write lock: a watcher reads `durable_sequence` and subscribes under
             // the read lock, so each finding reaches it exactly once, by replay or by feed.
@@ -1200,9 +1226,13 @@ impl Store {
         *self.published.lock().expect("statistics lock poisoned")
     }
 
-    /// Flushes sled (at shutdown; every commit already flushed its own writes).
+    /// Flushes sled and syncs its log (at shutdown; every commit already made its own writes
+    /// durable).
     pub fn flush(&self) -> anyhow::Result<()> {
         self.db.flush().context("flushing sled")?;
+        if let Some(log) = &self.log {
+            log.sync_data().context("syncing the store's log to stable storage")?;
+        }
         Ok(())
     }
 

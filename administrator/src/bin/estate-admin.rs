@@ -201,6 +201,7 @@ impl ServeArgs {
                 max_http_connections: self.max_http_connections as usize,
                 max_http_connections_per_ip: self.max_http_connections_per_ip as usize,
             },
+            sync_data: true,
         }
     }
 }
