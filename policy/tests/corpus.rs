@@ -41,10 +41,22 @@ fn shared_of(v: &Value) -> Option<SharedAccess> {
     })
 }
 
+/// The rule tags of `policy/SEMANTICS.md` (`[public.caller]`, ...).
+fn semantics_rules() -> BTreeSet<String> {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("SEMANTICS.md")).unwrap();
+    text.split("`[").skip(1).filter_map(|rest| rest.split_once("]`").map(|(tag, _)| tag.to_owned())).collect()
+}
+
 /// Checks one case; returns its mismatches as (field, expected, got).
 fn check(case: &Value) -> Vec<(String, String, String)> {
     let mut out = Vec::new();
     let mut miss = |field: &str, expected: String, got: String| out.push((field.to_owned(), expected, got));
+    // Every case names the rule its expected verdicts follow from.
+    let rules = semantics_rules();
+    match case.get("rule").and_then(Value::as_str) {
+        Some(rule) if rules.contains(rule) => {}
+        other => miss("rule", format!("one of SEMANTICS.md's rules {rules:?}"), format!("{other:?}")),
+    }
     let text = match (case.get("policyText"), case.get("policy")) {
         (Some(Value::String(t)), _) => t.clone(),
         (_, Some(p)) => serde_json::to_string(p).unwrap_or_default(),
