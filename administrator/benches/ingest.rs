@@ -10,13 +10,11 @@
 //! policy judged again (20,000 distinct policies by default), in the same run.
 //!
 //! `-- --durability` measures what syncing the store to stable storage before each
-//! acknowledgement costs: ingest with and without the `fdatasync`, each run in a child process
-//! of its own, in ABBA order (64 streams × 2,000 buckets, 6 runs each by default;
-//! `ESTATE_BENCH_ROUNDS` sets the runs).
-//!
-//! `-- --tls` instead compares ingest over TLS with plaintext in the same run: fresh
-//! administrators, alternately plaintext and TLS (a throwaway CA, TLS 1.3), each round with
-//! the same streams and buckets, and prints both rates and their ratio.
+//! acknowledgement costs: ingest with and without the `fdatasync` (64 streams × 2,000
+//! buckets). `-- --tls` compares TLS (a throwaway CA, TLS 1.3) with plaintext (16 streams ×
+//! 4,000 buckets). Both run each ingest in a child process of its own (no administrator
+//! outlives its run), in ABBA order, 6 runs of each (`ESTATE_BENCH_ROUNDS`), and print each
+//! mode's median and range and the ratio pair by pair.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -387,27 +385,40 @@ async fn compare_rejudge(streams: usize, per_stream: usize, policies: usize) {
     );
 }
 
-/// One ingest run in this (child) process: an administrator syncing to stable storage before
-/// each acknowledgement or not; prints the rate and the acknowledgement latency p50.
-async fn durability_child(sync_data: bool, streams: usize, per_stream: usize) {
+/// One ingest run in this (child) process, so that no administrator outlives its run: `sync`
+/// (the product), `flush` (no `fdatasync` before acknowledging), `plaintext` or `tls`. Prints
+/// the rate and the acknowledgement latency p50.
+async fn ingest_child(mode: &str, streams: usize, per_stream: usize) {
     let dir = tempfile::tempdir().unwrap();
-    let endpoint = start_admin_syncing(dir.path().join("data"), None, sync_data).await;
+    let data = dir.path().join("data");
+    let endpoint = match mode {
+        "flush" => start_admin_syncing(data, None, false).await,
+        "tls" => start_admin(data, Some(&bench_certificates(dir.path()))).await,
+        "sync" | "plaintext" => start_admin(data, None).await,
+        other => panic!("unknown ingest mode {other}"),
+    };
     let (rate, _, latencies) = ingest(&endpoint, streams, per_stream).await;
     println!("{rate} {}", percentile(&latencies, 0.5).as_secs_f64() * 1e3);
 }
 
-/// The cost of `fdatasync` at acknowledgement: ingest with and without it, each run a fresh
-/// administrator in a child process of its own (so none outlives its run), in ABBA order.
-async fn compare_durability(streams: usize, per_stream: usize, rounds: usize) {
+/// Ingest in two modes, each run a fresh administrator in a child process of its own, in ABBA
+/// order; prints every run, each mode's median and range, and the ratio B / A pair by pair.
+fn compare_in_children(
+    title: &str,
+    (a, a_mode): (&str, &str),
+    (b, b_mode): (&str, &str),
+    streams: usize,
+    per_stream: usize,
+    rounds: usize,
+) {
     let total = streams * per_stream;
     println!(
-        "estate ingest, fdatasync at acknowledgement vs sled's flush alone: {streams} streams x {per_stream} \
-         buckets = {total} per run, {rounds} runs each, ABBA order, one child process per run"
+        "estate ingest, {title}: {streams} streams x {per_stream} buckets = {total} per run, {rounds} runs each, \
+         ABBA order, one child process per run"
     );
-    let run = |sync_data: bool| {
+    let run = |mode: &str| {
         let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .arg("--durability-child")
-            .arg(if sync_data { "sync" } else { "flush" })
+            .args(["--ingest-child", mode])
             .env("ESTATE_BENCH_STREAMS", streams.to_string())
             .env("ESTATE_BENCH_BUCKETS_PER_STREAM", per_stream.to_string())
             .output()
@@ -417,16 +428,16 @@ async fn compare_durability(streams: usize, per_stream: usize, rounds: usize) {
         let mut fields = text.split_whitespace().map(|f| f.parse::<f64>().expect("the child prints its figures"));
         (fields.next().unwrap(), fields.next().unwrap())
     };
-    let (mut synced, mut flushed, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut rates_a, mut rates_b, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..rounds {
-        let order = if round % 2 == 0 { [true, false] } else { [false, true] };
+        let order = if round % 2 == 0 { [false, true] } else { [true, false] };
         let mut pair = [0.0; 2];
-        for sync_data in order {
-            let (rate, p50) = run(sync_data);
-            let name = if sync_data { "fdatasync" } else { "flush only" };
+        for second in order {
+            let (name, mode) = if second { (b, b_mode) } else { (a, a_mode) };
+            let (rate, p50) = run(mode);
             println!("run {round} {name:<10} {rate:>10.0} buckets/s, ack p50 {p50:.1} ms");
-            pair[usize::from(sync_data)] = rate;
-            if sync_data { &mut synced } else { &mut flushed }.push(rate);
+            pair[usize::from(second)] = rate;
+            if second { &mut rates_b } else { &mut rates_a }.push(rate);
         }
         ratios.push(pair[1] / pair[0]);
     }
@@ -434,48 +445,12 @@ async fn compare_durability(streams: usize, per_stream: usize, rounds: usize) {
         v.sort_by(f64::total_cmp);
         (v[v.len() / 2], v[0], v[v.len() - 1])
     };
-    let (s, s_lo, s_hi) = summary(&mut synced);
-    let (f, f_lo, f_hi) = summary(&mut flushed);
-    let (r, r_lo, r_hi) = summary(&mut ratios);
-    println!("fdatasync at ack: median {s:.0} buckets/s (range {s_lo:.0}-{s_hi:.0})");
-    println!("flush only:       median {f:.0} buckets/s (range {f_lo:.0}-{f_hi:.0})");
-    println!(
-        "fdatasync / flush, pair by pair: median {:.1} % (range {:.1}-{:.1} %)",
-        100.0 * r,
-        100.0 * r_lo,
-        100.0 * r_hi
-    );
-}
-
-/// Plaintext and TLS, alternately, `ROUNDS` times each; fresh administrators every time.
-async fn compare_tls(streams: usize, per_stream: usize) {
-    const ROUNDS: usize = 3;
-    let total = streams * per_stream;
-    println!("estate ingest over TLS vs plaintext: {streams} streams x {per_stream} buckets = {total} per round, {ROUNDS} rounds each, alternating");
-    let dir = tempfile::tempdir().unwrap();
-    let tls = bench_certificates(dir.path());
-    let (mut plain, mut encrypted) = (Vec::new(), Vec::new());
-    for round in 0..ROUNDS {
-        for with_tls in [false, true] {
-            let data = dir.path().join(format!("data-{round}-{with_tls}"));
-            let endpoint = start_admin(data, with_tls.then_some(&tls)).await;
-            let (rate, _, latencies) = ingest(&endpoint, streams, per_stream).await;
-            println!(
-                "round {round} {:<9} {rate:>10.0} buckets/s, ack p50 {:.1} ms",
-                if with_tls { "TLS" } else { "plaintext" },
-                percentile(&latencies, 0.5).as_secs_f64() * 1e3
-            );
-            if with_tls { &mut encrypted } else { &mut plain }.push(rate);
-        }
+    for (name, rates) in [(a, &mut rates_a), (b, &mut rates_b)] {
+        let (median, low, high) = summary(rates);
+        println!("{name} median:   {median:>10.0} buckets/s (range {low:.0}-{high:.0})");
     }
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    let (plain, encrypted) = (median(&mut plain), median(&mut encrypted));
-    println!("median plaintext:                    {plain:>12.0} buckets/s");
-    println!("median TLS:                          {encrypted:>12.0} buckets/s");
-    println!("TLS / plaintext:                     {:>12.1} %", 100.0 * encrypted / plain);
+    let (r, low, high) = summary(&mut ratios);
+    println!("{b} / {a} pair by pair:   {:>6.1} % (median; range {:.1}-{:.1} %)", 100.0 * r, 100.0 * low, 100.0 * high);
 }
 
 #[tokio::main]
@@ -496,21 +471,29 @@ async fn main() {
         return;
     }
     let args: Vec<String> = std::env::args().collect();
-    if let Some(mode) = args.iter().position(|a| a == "--durability-child").and_then(|i| args.get(i + 1)) {
-        durability_child(mode == "sync", streams, per_stream).await;
+    if let Some(mode) = args.iter().position(|a| a == "--ingest-child").and_then(|i| args.get(i + 1)) {
+        ingest_child(mode, streams, per_stream).await;
         return;
     }
+    let rounds = env_usize("ESTATE_BENCH_ROUNDS", 6);
     if args.iter().any(|a| a == "--durability") {
-        compare_durability(
-            env_usize("ESTATE_BENCH_STREAMS", 64),
-            env_usize("ESTATE_BENCH_BUCKETS_PER_STREAM", 2_000),
-            env_usize("ESTATE_BENCH_ROUNDS", 6),
-        )
-        .await;
+        let (streams, per_stream) =
+            (env_usize("ESTATE_BENCH_STREAMS", 64), env_usize("ESTATE_BENCH_BUCKETS_PER_STREAM", 2_000));
+        let title = "fdatasync at acknowledgement vs sled's flush alone";
+        compare_in_children(title, ("flush only", "flush"), ("fdatasync", "sync"), streams, per_stream, rounds);
         return;
     }
-    if std::env::args().any(|a| a == "--tls") {
-        compare_tls(env_usize("ESTATE_BENCH_STREAMS", 16), env_usize("ESTATE_BENCH_BUCKETS_PER_STREAM", 15_625)).await;
+    if args.iter().any(|a| a == "--tls") {
+        let (streams, per_stream) =
+            (env_usize("ESTATE_BENCH_STREAMS", 16), env_usize("ESTATE_BENCH_BUCKETS_PER_STREAM", 4_000));
+        compare_in_children(
+            "TLS vs plaintext",
+            ("plaintext", "plaintext"),
+            ("TLS", "tls"),
+            streams,
+            per_stream,
+            rounds,
+        );
         return;
     }
     let total = streams * per_stream;
