@@ -294,8 +294,9 @@ async fn ingest(endpoint: &Endpoint, streams: usize, per_stream: usize) -> (f64,
     ((streams * per_stream) as f64 / elapsed.as_secs_f64(), elapsed, latencies)
 }
 
-/// Ingest alone, then ingest while every bucket policy is judged again after an organization
-/// change (config rewritten, SIGHUP to this process), in the same run.
+/// Ingest alone, the re-judge alone (every bucket policy judged again after an organization
+/// change: config rewritten, SIGHUP to this process), then the re-judge with ingest running for
+/// all of it, in the same run: both sides' slowdown.
 async fn compare_rejudge(streams: usize, per_stream: usize, policies: usize) {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("estate.toml");
@@ -329,7 +330,7 @@ async fn compare_rejudge(streams: usize, per_stream: usize, policies: usize) {
     };
     println!(
         "estate ingest during a re-judge: {policies} buckets with distinct policies, {workers} policy workers; \
-         ingest of {streams} streams x {per_stream} buckets alone, then during the re-judge"
+         ingest of {streams} streams x {per_stream} buckets alone; the re-judge alone, then with ingest throughout"
     );
     // The policies: one stream per 1,000 buckets.
     let policy_streams = policies.div_ceil(1000);
@@ -355,33 +356,65 @@ async fn compare_rejudge(streams: usize, per_stream: usize, policies: usize) {
     };
     println!("ingest alone:                        {alone:>12.0} buckets/s");
 
-    // The organization changes: every policy's context does, so every policy is analysed again.
-    write_config(11);
-    let hangup = std::process::Command::new("kill").args(["-HUP", &std::process::id().to_string()]).status();
-    assert!(hangup.unwrap().success());
-    let rejudge_started = Instant::now();
-    while unknown().await == 0 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let (during, overlapped) = {
-        let tasks: Vec<_> =
-            (0..streams).map(|s| tokio::spawn(run_stream(endpoint.clone(), 500 + s, per_stream))).collect();
+    // An organization change makes every policy's analysis stale: returns when the re-judge
+    // has begun (some bucket's sharing is unknown again).
+    let change_organization = |accounts: usize| {
+        write_config(accounts);
+        let hangup = std::process::Command::new("kill").args(["-HUP", &std::process::id().to_string()]).status();
+        assert!(hangup.unwrap().success());
         let started = Instant::now();
-        for task in tasks {
-            task.await.unwrap();
+        async move {
+            while unknown().await == 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            started
         }
-        let elapsed = started.elapsed();
-        ((streams * per_stream) as f64 / elapsed.as_secs_f64(), unknown().await > 0)
+    };
+
+    // The re-judge alone.
+    let started = change_organization(11).await;
+    while unknown().await > 0 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let rejudge_alone = started.elapsed();
+    println!("re-judge alone:                      {:>9.2} s", rejudge_alone.as_secs_f64());
+
+    // The re-judge again, with ingest running for all of it: rounds of new buckets on every
+    // stream until the re-judge ends.
+    let started = change_organization(10).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let ingesting = {
+        let (endpoint, stop) = (endpoint.clone(), std::sync::Arc::clone(&stop));
+        let chunk = (per_stream / 10).max(1);
+        tokio::spawn(async move {
+            let (started, mut ingested, mut round) = (Instant::now(), 0, 0);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // Streams below `POLICY_STREAMS` (their buckets have no policy, so the re-judge
+                // ends); a stream seen before sends its buckets again, read anew.
+                let tasks: Vec<_> = (0..streams)
+                    .map(|s| tokio::spawn(run_stream(endpoint.clone(), 100 + (round * streams + s) % 800, chunk)))
+                    .collect();
+                for task in tasks {
+                    task.await.unwrap();
+                }
+                ingested += streams * chunk;
+                round += 1;
+            }
+            ingested as f64 / started.elapsed().as_secs_f64()
+        })
     };
     while unknown().await > 0 {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let rejudge = rejudge_started.elapsed();
-    println!("ingest during the re-judge:          {during:>12.0} buckets/s (re-judge still running at its end: {overlapped})");
+    let rejudge_during = started.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let during = ingesting.await.unwrap();
+    println!("re-judge with ingest throughout:     {:>9.2} s", rejudge_during.as_secs_f64());
+    println!("ingest during the re-judge:          {during:>12.0} buckets/s (its last round ends after the re-judge)");
     println!("ingest during / alone:               {:>12.1} %", 100.0 * during / alone);
     println!(
-        "re-judge of {policies} policies:          {:>9.2} s (ingest running for part of it)",
-        rejudge.as_secs_f64()
+        "re-judge with ingest / alone:        {:>12.1} %",
+        100.0 * rejudge_during.as_secs_f64() / rejudge_alone.as_secs_f64()
     );
 }
 
