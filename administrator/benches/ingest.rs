@@ -381,7 +381,8 @@ async fn compare_rejudge(streams: usize, per_stream: usize, policies: usize) {
 
     // The re-judge again, with ingest running for all of it: rounds of new buckets on every
     // stream until the re-judge ends.
-    let started = change_organization(10).await;
+    // (A new organization: one seen before has its analyses cached, and nothing is re-judged.)
+    let started = change_organization(12).await;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let ingesting = {
         let (endpoint, stop) = (endpoint.clone(), std::sync::Arc::clone(&stop));
