@@ -64,6 +64,15 @@ struct Args {
     /// Skip the SIGKILL-and-restart phase.
     #[arg(long)]
     no_restart: bool,
+    /// SIGKILL the administrator while the churn's reports are still in flight (after a churn
+    /// phase), instead of once every agent has had everything acknowledged.
+    #[arg(long)]
+    kill_in_flight: bool,
+    /// Delete the administrator's store after the SIGKILL, as if restored from nothing: every
+    /// acknowledged completion is lost, the administrator asks every agent for its Regions
+    /// again, and the load generator answers as the agent does (a whole refresh).
+    #[arg(long)]
+    wipe_store_at_kill: bool,
     /// The administrator binary (default: next to this one).
     #[arg(long)]
     admin_bin: Option<PathBuf>,
@@ -86,6 +95,9 @@ struct Counters {
     rejects: AtomicU64,
     /// Refresh requests from the administrator (after a restart that lost nothing: none).
     refreshes_asked: AtomicU64,
+    /// Snapshots sent because the administrator asked for a refresh: what it had acknowledged
+    /// and then lost, read again as an agent would.
+    refresh_snapshots: AtomicU64,
     /// Messages queued and not yet acknowledged, over every agent.
     unacked: AtomicU64,
     /// Agents whose current stream is open.
@@ -144,10 +156,15 @@ fn snapshot(agent: &Agent, region: &str, b: u32, read_at: i64, generation: u64) 
     Body::Bucket(pb::BucketSnapshot { generation, facts: Some(facts), cause: None })
 }
 
-/// One agent's outbox: every message until acknowledged.
+/// One agent's outbox: every message until acknowledged, and each Region's refreshes.
 struct Outbox {
     next_seq: u64,
     unacked: BTreeMap<u64, Body>,
+    /// Region → the generation of its latest refresh.
+    generation: BTreeMap<String, u64>,
+    /// Region → the generation of its latest refresh whose completion was acknowledged (the
+    /// hello's `completed`, by which a restored administrator finds what it lost).
+    completed: BTreeMap<String, u64>,
 }
 
 impl Outbox {
@@ -162,8 +179,40 @@ impl Outbox {
     /// Forgets what `keep` refuses, counting it as acknowledged.
     fn settle(&mut self, counters: &Counters, keep: impl Fn(u64) -> bool) {
         let before = self.unacked.len();
-        self.unacked.retain(|seq, _| keep(*seq));
+        let completed = &mut self.completed;
+        self.unacked.retain(|seq, body| {
+            let kept = keep(*seq);
+            if let (false, Body::ScopeComplete(c)) = (kept, &*body) {
+                let last = completed.entry(c.region.clone()).or_default();
+                *last = (*last).max(c.generation);
+            }
+            kept
+        });
         counters.unacked.fetch_sub((before - self.unacked.len()) as u64, Ordering::Relaxed);
+    }
+
+    /// A whole refresh of `region` as the agent reports one: started, every bucket, complete;
+    /// returns the messages with their sequence numbers.
+    fn refresh(&mut self, agent: &Agent, region: &str, buckets: u32, counters: &Counters) -> Vec<(u64, Body)> {
+        let generation = {
+            let g = self.generation.entry(region.to_owned()).or_default();
+            *g += 1;
+            *g
+        };
+        let read_at = estate_common::model::now_ms();
+        let mut bodies = vec![Body::ScopeStarted(pb::ScopeStarted {
+            region: region.to_owned(),
+            generation,
+            bucket_total: u64::from(buckets),
+        })];
+        bodies.extend((0..buckets).map(|b| snapshot(agent, region, b, read_at, generation)));
+        bodies.push(Body::ScopeComplete(pb::ScopeComplete {
+            region: region.to_owned(),
+            generation,
+            read_at_ms: read_at,
+            bucket_count: u64::from(buckets),
+        }));
+        bodies.into_iter().map(|body| (self.push(body.clone(), counters), body)).collect()
     }
 }
 
@@ -177,43 +226,21 @@ async fn run_agent(
     churn: Arc<AtomicBool>,
     drop_stream: Arc<Mutex<Vec<bool>>>,
 ) {
-    let mut outbox = Outbox { next_seq: 1, unacked: BTreeMap::new() };
-    let read_at = 1_700_000_100_000;
+    let mut outbox =
+        Outbox { next_seq: 1, unacked: BTreeMap::new(), generation: BTreeMap::new(), completed: BTreeMap::new() };
     for r in 0..args.regions {
-        let region = region_name(r);
-        outbox.push(
-            Body::ScopeStarted(pb::ScopeStarted {
-                region: region.clone(),
-                generation: 1,
-                bucket_total: u64::from(args.buckets),
-            }),
-            &counters,
-        );
-        for b in 0..args.buckets {
-            outbox.push(snapshot(&agent, &region, b, read_at, 1), &counters);
-        }
-        outbox.push(
-            Body::ScopeComplete(pb::ScopeComplete {
-                region,
-                generation: 1,
-                read_at_ms: read_at,
-                bucket_count: u64::from(args.buckets),
-            }),
-            &counters,
-        );
+        outbox.refresh(&agent, &region_name(r), args.buckets, &counters);
     }
     let outbox = Arc::new(Mutex::new(outbox));
     let mut backoff = Duration::from_millis(250);
     let mut churn_round = 0u64;
     loop {
         let (tx, rx) = tokio::sync::mpsc::channel::<pb::ReportRequest>(1024);
-        // Every scope reports generation 1: complete once its ScopeComplete is acknowledged.
         let completed = {
             let o = outbox.lock().unwrap();
-            (0..args.regions)
-                .map(region_name)
-                .filter(|r| !o.unacked.values().any(|b| matches!(b, Body::ScopeComplete(c) if &c.region == r)))
-                .map(|region| pb::ScopeGeneration { region, generation: 1 })
+            o.completed
+                .iter()
+                .map(|(region, &generation)| pb::ScopeGeneration { region: region.clone(), generation })
                 .collect()
         };
         let hello = pb::ReportRequest {
@@ -270,8 +297,28 @@ async fn run_agent(
                         counters.rejects.fetch_add(1, Ordering::Relaxed);
                         outbox.lock().unwrap().settle(&counters, |seq| seq != reject.seq);
                     }
-                    Ok(Some(pb::ReportResponse { body: Some(report_response::Body::Refresh(_)) })) => {
+                    Ok(Some(pb::ReportResponse { body: Some(report_response::Body::Refresh(asked)) })) => {
+                        // As the agent does: the asked Regions (of its own) read again, whole.
                         counters.refreshes_asked.fetch_add(1, Ordering::Relaxed);
+                        let ours: Vec<String> = (0..args.regions).map(region_name).collect();
+                        let mut messages = Vec::new();
+                        {
+                            let mut o = outbox.lock().unwrap();
+                            for region in asked.regions.iter().filter(|r| ours.contains(r)) {
+                                messages.extend(o.refresh(&agent, region, args.buckets, &counters));
+                            }
+                        }
+                        let resent = messages.iter().filter(|(_, b)| matches!(b, Body::Bucket(_))).count() as u64;
+                        counters.refresh_snapshots.fetch_add(resent, Ordering::Relaxed);
+                        counters.snapshots_sent.fetch_add(resent, Ordering::Relaxed);
+                        let tx = tx.clone();
+                        tokio::spawn(async move {
+                            for (seq, body) in messages {
+                                if tx.send(pb::ReportRequest { seq, body: Some(body) }).await.is_err() {
+                                    return;
+                                }
+                            }
+                        });
                     }
                     Ok(Some(_)) => {}
                     Ok(None) | Err(_) => break true,
@@ -599,16 +646,28 @@ async fn run(args: Arc<Args>) -> anyhow::Result<()> {
     // what was not acknowledged.
     let mut restart = serde_json::Value::Null;
     if !args.no_restart {
-        let settle = Instant::now();
-        while counters.unacked.load(Ordering::Relaxed) > 0 {
-            anyhow::ensure!(settle.elapsed() < deadline, "agents did not settle before the restart");
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        if args.kill_in_flight {
+            // Reports still coming: churn until the kill.
+            churn.store(true, Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        } else {
+            let settle = Instant::now();
+            while counters.unacked.load(Ordering::Relaxed) > 0 {
+                anyhow::ensure!(settle.elapsed() < deadline, "agents did not settle before the restart");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
         }
         let snapshots_before = counters.snapshots_sent.load(Ordering::Relaxed);
         let hellos_before = counters.hellos_sent.load(Ordering::Relaxed);
         let refreshes_before = counters.refreshes_asked.load(Ordering::Relaxed);
+        let refresh_snapshots_before = counters.refresh_snapshots.load(Ordering::Relaxed);
         admin.child.kill()?;
+        let in_flight = counters.unacked.load(Ordering::Relaxed);
+        churn.store(false, Ordering::Relaxed);
         admin.child.wait()?;
+        if args.wipe_store_at_kill {
+            std::fs::remove_dir_all(dir.path().join("data"))?;
+        }
         let killed = Instant::now();
         let bin = admin_bin.clone();
         let (child, grpc) = start_admin(&bin, &admin.command)?;
@@ -627,16 +686,22 @@ async fn run(args: Arc<Args>) -> anyhow::Result<()> {
         };
         let resent = counters.snapshots_sent.load(Ordering::Relaxed) - snapshots_before;
         let hellos = counters.hellos_sent.load(Ordering::Relaxed) - hellos_before;
+        // Acknowledged, then lost by the kill: what the administrator asked to be read again.
+        let lost = counters.refresh_snapshots.load(Ordering::Relaxed) - refresh_snapshots_before;
         println!(
-            "loadgen: after SIGKILL, restarted in {:.1} s, every agent reconnected and the statistics whole in {:.1} s; \
-             {resent} snapshots sent again, {hellos} hellos",
+            "loadgen: after SIGKILL ({in_flight} messages unacknowledged at the kill), restarted in {:.1} s, every \
+             agent reconnected and the statistics whole in {:.1} s; {resent} snapshots sent again ({lost} of them \
+             acknowledged before the kill and asked for again), {hellos} hellos",
             restarted_after.as_secs_f64(),
             reconverged.as_secs_f64()
         );
         restart = serde_json::json!({
+            "killed_in_flight": args.kill_in_flight,
+            "unacknowledged_at_kill": in_flight,
             "restart_s": restarted_after.as_secs_f64(),
             "reconverged_s": reconverged.as_secs_f64(),
             "snapshots_resent": resent,
+            "acknowledged_then_lost_snapshots": lost,
             "hellos": hellos,
             "refreshes_asked": counters.refreshes_asked.load(Ordering::Relaxed) - refreshes_before,
         });
