@@ -11,6 +11,7 @@ use serde_json::Value;
 mod support;
 use support::context;
 #[path = "../tests/support/hostile.rs"]
+#[allow(dead_code, reason = "the benchmark times the documents; their expected verdicts are for the tests")]
 mod hostile;
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {

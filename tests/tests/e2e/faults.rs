@@ -597,7 +597,7 @@ async fn a_full_disk_stops_acknowledging_and_loses_nothing_once_space_returns() 
         anyhow::ensure!(
             started.elapsed() < Duration::from_secs(180),
             "the administrator kept running on a full disk ({} acknowledgements, {} changes):\n{}\n{}\n{}",
-            acknowledged_generations(&[agent.process.log.clone()]).1,
+            acknowledged_generations(std::slice::from_ref(&agent.process.log)).1,
             changer.changes(),
             admin.process.log_text(),
             agent.process.log_text().lines().rev().take(30).collect::<Vec<_>>().join("\n"),
@@ -623,7 +623,7 @@ async fn a_full_disk_stops_acknowledging_and_loses_nothing_once_space_returns() 
     assert!(lost.is_empty(), "acknowledged before the disk filled, missing after: {lost:?}");
     let model = changer.finish().await?;
     eventually(Duration::from_secs(60), "every change acknowledged after the disk has space again", || async {
-        let (acked, _) = acknowledged_generations(&[agent.process.log.clone()]);
+        let (acked, _) = acknowledged_generations(std::slice::from_ref(&agent.process.log));
         Ok(model.iter().all(|(bucket, generation)| acked.get(bucket) == Some(generation)).then_some(()))
     })
     .await?;
