@@ -1,7 +1,8 @@
-//! Replays the `policy_parser` fuzz target's seeds (`fuzz/seeds/policy_parser/`) and any crash
-//! it found (`fuzz/artifacts/policy_parser/`, where cargo-fuzz writes them) through the
-//! target's own steps: parse, then evaluate a plain request. None may panic, so a crash, once
-//! committed, stays fixed without the nightly toolchain.
+//! Replays the seeds of the policy fuzz targets (`fuzz/seeds/<target>/`) and any crash they
+//! found (`fuzz/artifacts/<target>/`, where cargo-fuzz writes them) through the targets' own
+//! steps: `policy_parser` parses, then evaluates a plain request; `policy_analyzer` builds its
+//! structured policy from the bytes (the target's own input module) and analyses it. None may
+//! panic, so a crash, once committed, stays fixed without the nightly toolchain.
 
 use std::path::{Path, PathBuf};
 
@@ -36,4 +37,39 @@ fn every_parser_seed_and_crash_input_parses_or_fails_without_a_panic() {
         parsed += usize::from(outcome.unwrap_or_else(|_| panic!("{} panics", path.display())).is_some());
     }
     assert!(parsed * 2 > seeds.len(), "most seeds are policies: only {parsed} of {} parsed", seeds.len());
+}
+
+#[path = "../../fuzz/fuzz_targets/policy_analyzer_input.rs"]
+mod analyzer_input;
+
+#[test]
+fn every_analyzer_seed_and_crash_input_is_answered_without_a_panic() {
+    use arbitrary::Arbitrary;
+    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
+    let seeds = inputs(&fuzz.join("seeds/policy_analyzer"));
+    assert!(seeds.len() >= 10, "the seed corpus is missing: {}", fuzz.display());
+    let crashes = inputs(&fuzz.join("artifacts/policy_analyzer"));
+    let ctx = analyzer_input::context();
+    // Counted in Z3's resource units: the same answers on a busy machine.
+    let opts = estate_policy::AnalysisOptions::counted();
+    let mut analysed = 0;
+    for path in seeds.iter().chain(&crashes) {
+        let data = std::fs::read(path).expect("a readable input");
+        // As libfuzzer-sys builds a typed input from the bytes.
+        let Ok(input) = analyzer_input::Input::arbitrary_take_rest(arbitrary::Unstructured::new(&data)) else {
+            continue;
+        };
+        let text = analyzer_input::policy_text(&input);
+        let outcome = std::panic::catch_unwind(|| estate_policy::analyze(&text, "example-bucket", &ctx, &opts));
+        match outcome {
+            Err(_) => panic!("{} panics: {text}", path.display()),
+            Ok(Ok(analysis)) => {
+                assert!(!analysis.internal_error, "{}: an internal error for {text}", path.display());
+                analysed += 1;
+            }
+            // Malformed combinations are refused by the parser, as in the target.
+            Ok(Err(_)) => {}
+        }
+    }
+    assert!(analysed > 0, "no seed made a policy");
 }
