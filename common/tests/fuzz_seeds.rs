@@ -3,21 +3,14 @@
 //! `ReportRequest`, convert each body as the administrator does. None may panic, so a crash,
 //! once committed, stays fixed without the nightly toolchain.
 
-use std::path::{Path, PathBuf};
-
 use estate_common::findings::Cause;
 use estate_common::model;
 use estate_common::objects::ObjectStats;
 use estate_common::pb::{self, report_request::Body};
 use prost::Message;
 
-fn inputs(dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
-    let mut files: Vec<PathBuf> =
-        entries.map(|e| e.expect("a directory entry").path()).filter(|p| p.is_file()).collect();
-    files.sort();
-    files
-}
+#[path = "../../fuzz/replay.rs"]
+mod replay;
 
 /// The fuzz target's body: whether the bytes decoded as a message.
 fn convert(data: &[u8]) -> bool {
@@ -54,10 +47,7 @@ fn convert(data: &[u8]) -> bool {
 
 #[test]
 fn every_agent_message_seed_and_crash_input_converts_or_fails_without_a_panic() {
-    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
-    let seeds = inputs(&fuzz.join("seeds/agent_message"));
-    assert!(seeds.len() >= 8, "the seed corpus is missing: {}", fuzz.display());
-    let crashes = inputs(&fuzz.join("artifacts/agent_message"));
+    let (seeds, crashes) = replay::inputs(env!("CARGO_MANIFEST_DIR"), "agent_message", 8);
     let mut decoded = 0;
     for path in seeds.iter().chain(&crashes) {
         let data = std::fs::read(path).expect("a readable input");

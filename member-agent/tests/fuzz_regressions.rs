@@ -3,24 +3,14 @@
 //! the target's own body, `report::fuzz_one`: none may panic, so a crash, once committed,
 //! stays fixed. The seeds that stand for a limit or a refusal must meet it by name.
 
-use std::path::{Path, PathBuf};
-
 use estate_member_agent::report::{fuzz_one, ReportError};
 
-fn inputs(dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
-    let mut files: Vec<PathBuf> =
-        entries.map(|e| e.expect("a directory entry").path()).filter(|p| p.is_file()).collect();
-    files.sort();
-    files
-}
+#[path = "../../fuzz/replay.rs"]
+mod replay;
 
 #[test]
 fn every_seed_and_crash_input_is_answered_without_a_panic() {
-    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
-    let seeds = inputs(&fuzz.join("seeds/inventory_report"));
-    assert!(seeds.len() >= 10, "the seed corpus is missing: {}", fuzz.display());
-    let crashes = inputs(&fuzz.join("artifacts/inventory_report"));
+    let (seeds, crashes) = replay::inputs(env!("CARGO_MANIFEST_DIR"), "inventory_report", 10);
     let mut outcomes = std::collections::BTreeMap::new();
     for path in seeds.iter().chain(&crashes) {
         let data = std::fs::read(path).expect("a readable input");

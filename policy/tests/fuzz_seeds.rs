@@ -4,22 +4,12 @@
 //! structured policy from the bytes (the target's own input module) and analyses it. None may
 //! panic, so a crash, once committed, stays fixed without the nightly toolchain.
 
-use std::path::{Path, PathBuf};
-
-fn inputs(dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
-    let mut files: Vec<PathBuf> =
-        entries.map(|e| e.expect("a directory entry").path()).filter(|p| p.is_file()).collect();
-    files.sort();
-    files
-}
+#[path = "../../fuzz/replay.rs"]
+mod replay;
 
 #[test]
 fn every_parser_seed_and_crash_input_parses_or_fails_without_a_panic() {
-    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
-    let seeds = inputs(&fuzz.join("seeds/policy_parser"));
-    assert!(seeds.len() >= 100, "the seed corpus is missing: {}", fuzz.display());
-    let crashes = inputs(&fuzz.join("artifacts/policy_parser"));
+    let (seeds, crashes) = replay::inputs(env!("CARGO_MANIFEST_DIR"), "policy_parser", 100);
     let mut parsed = 0;
     for path in seeds.iter().chain(&crashes) {
         let data = std::fs::read(path).expect("a readable input");
@@ -45,10 +35,7 @@ mod analyzer_input;
 #[test]
 fn every_analyzer_seed_and_crash_input_is_answered_without_a_panic() {
     use arbitrary::Arbitrary;
-    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
-    let seeds = inputs(&fuzz.join("seeds/policy_analyzer"));
-    assert!(seeds.len() >= 10, "the seed corpus is missing: {}", fuzz.display());
-    let crashes = inputs(&fuzz.join("artifacts/policy_analyzer"));
+    let (seeds, crashes) = replay::inputs(env!("CARGO_MANIFEST_DIR"), "policy_analyzer", 10);
     let ctx = analyzer_input::context();
     // Counted in Z3's resource units: the same answers on a busy machine.
     let opts = estate_policy::AnalysisOptions::counted();
