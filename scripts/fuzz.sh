@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Runs each fuzz target for SECONDS (default 60) with cargo-fuzz on the nightly toolchain,
 # starting from the committed seed corpus (fuzz/seeds/TARGET) and keeping what it learns in
-# a working corpus outside the clone. Prints each target's executions and exits non-zero on
-# the first crash; a crash input lands in fuzz/artifacts/TARGET, and `cargo test` replays the
-# seeds and crash inputs of every target but the analyser's: policy/tests/fuzz_seeds.rs
-# (policy_parser), common/tests/fuzz_seeds.rs (agent_message),
-# member-agent/tests/fuzz_regressions.rs (inventory_report).
+# a working corpus outside the clone. Prints each target's executions, its coverage (edges,
+# features) and corpus size, and exits non-zero on the first crash; a crash input lands in
+# fuzz/artifacts/TARGET, and `cargo test` replays the seeds and crash inputs of every target:
+# policy/tests/fuzz_seeds.rs (policy_parser, policy_analyzer), common/tests/fuzz_seeds.rs
+# (agent_message), member-agent/tests/fuzz_regressions.rs (inventory_report).
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET...]
 #   ESTATE_FUZZ_WORKERS=2 scripts/fuzz.sh 1300 policy_analyzer   # one process per core
@@ -52,6 +52,13 @@ for target in "${TARGETS[@]}"; do
         execs=$((execs + ${n:-0}))
     done
     echo "fuzz: $target: $execs executions in ${SECONDS_PER_TARGET}s x $WORKERS worker(s), exit $status"
+    # Coverage as libFuzzer counts it at each worker's last status line: covered edges (cov),
+    # features (ft) and the corpus it holds (inputs/bytes); and the working corpus on disk.
+    for log in "${logs[@]}"; do
+        last="$(grep -E '^#[0-9]+' "$log" | tail -1)"
+        echo "fuzz: $target: worker's last status: ${last:-none}"
+    done
+    echo "fuzz: $target: working corpus $(find "$WORK/$target" -type f | wc -l) inputs, $(du -sh "$WORK/$target" | cut -f1)"
     if [ "$status" != 0 ]; then
         for log in "${logs[@]}"; do
             grep -E "panicked|^policy:|Running|deadly|ERROR" "$log" | head -20
