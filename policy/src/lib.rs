@@ -26,7 +26,9 @@ mod error;
 mod eval;
 mod parser;
 mod presolve;
+mod question;
 mod smt;
+mod solver;
 mod term;
 pub mod values;
 mod verifier;
@@ -61,7 +63,7 @@ pub fn analyze(
         )));
     }
     let policy = parse_policy(policy_text)?;
-    verifier::set_memory_limit(opts.solver_memory_mib);
+    solver::set_memory_limit(opts.solver_memory_mib);
     Ok(verifier::analyze_policy(&policy, bucket, ctx, opts, deadline))
 }
 

@@ -21,8 +21,8 @@ use crate::analysis::{Question, Tri, Witness, OAI_ARN_PREFIX};
 use crate::ast::{BaseOp, Condition, Effect, SetQualifier, Statement, ValueSort};
 use crate::compiler::fixed_value;
 use crate::eval::{condition_holds, entry_form, EntryForm, Principal, Request};
+use crate::question::{accepted_values, Verdict, World, SSE_KEY};
 use crate::values::{parse_cidr, parse_date, parse_number, wildcard_match, Seg, Template};
-use crate::verifier::{accepted_values, Verdict, World, SSE_KEY};
 
 const PRINCIPAL_KEYS: &[&str] =
     &["aws:principalaccount", "aws:principalarn", "aws:principalorgid", "aws:principalorgpaths"];
