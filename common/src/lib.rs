@@ -11,6 +11,7 @@ pub mod objects;
 pub mod priority;
 pub mod signals;
 pub mod text;
+pub mod time;
 pub mod transport;
 
 pub mod pb {

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::model::{BlockPublicAccess, Tag, UnixMillis};
+pub use crate::objects::{ObjectCountByEncryptionType, ObjectLevelStatistics};
 
 /// A timestamp that serializes as ISO 8601 in UTC, as Macie's API does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
@@ -149,24 +150,6 @@ pub struct BucketServerSideEncryption {
     /// `null` for an algorithm Macie has no name for.
     #[serde(rename = "type")]
     pub kind: Option<EncryptionType>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ObjectLevelStatistics {
-    pub file_type: i64,
-    pub storage_class: i64,
-    pub total: i64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ObjectCountByEncryptionType {
-    pub customer_managed: i64,
-    pub kms_managed: i64,
-    pub s3_managed: i64,
-    pub unencrypted: i64,
-    pub unknown: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

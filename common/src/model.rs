@@ -5,13 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Milliseconds since the Unix epoch, UTC.
-pub type UnixMillis = i64;
-
-/// The wall clock in milliseconds since the Unix epoch (0 before it).
-pub fn now_ms() -> UnixMillis {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
+pub use crate::time::{now_ms, UnixMillis};
 
 /// `account \0 region \0 rest`, with the account and the Region checked.
 fn split_key(bytes: &[u8]) -> Option<(AccountId, Region, &str)> {

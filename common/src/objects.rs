@@ -6,8 +6,28 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::macie::{ObjectCountByEncryptionType, ObjectLevelStatistics};
-use crate::model::UnixMillis;
+use crate::time::UnixMillis;
+
+/// Macie's `ObjectLevelStatistics`: object counts (or bytes) by file type and by storage class
+/// that Macie cannot classify, and their total.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectLevelStatistics {
+    pub file_type: i64,
+    pub storage_class: i64,
+    pub total: i64,
+}
+
+/// Macie's `ObjectCountByEncryptionType`: objects by the server-side encryption they use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectCountByEncryptionType {
+    pub customer_managed: i64,
+    pub kms_managed: i64,
+    pub s3_managed: i64,
+    pub unencrypted: i64,
+    pub unknown: i64,
+}
 
 /// Storage classes whose objects can be classified.
 pub const CLASSIFIABLE_STORAGE_CLASSES: &[&str] =
