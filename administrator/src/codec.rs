@@ -188,10 +188,14 @@ pub struct TreeReport {
     pub unreadable: u64,
 }
 
-/// Decodes every record of every tree with the type it holds; with `repair`, moves each
-/// unreadable one into the `quarantine` tree (logging it) so that the store opens again.
-pub fn verify_records(db: &sled::Db, repair: bool) -> anyhow::Result<Vec<TreeReport>> {
-    use crate::store::check_record;
+/// Reads every record of every tree with `check_record` (which decodes it with the type its
+/// tree holds, `store::check_record`); with `repair`, moves each unreadable one into the
+/// `quarantine` tree (logging it) so that the store opens again.
+pub fn verify_records(
+    db: &sled::Db,
+    repair: bool,
+    check_record: impl Fn(&str, &[u8], &[u8]) -> anyhow::Result<()>,
+) -> anyhow::Result<Vec<TreeReport>> {
     let quarantine = db.open_tree(QUARANTINE)?;
     let mut reports = Vec::new();
     for name in RECORD_TREES {

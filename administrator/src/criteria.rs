@@ -7,7 +7,31 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::query::QueryError;
+/// A request that makes no sense, with the reason.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum QueryError {
+    #[error("unknown bucket property `{0}` in criteria (known: {KNOWN_FIELDS})")]
+    UnknownField(String),
+    #[error("unknown finding property `{name}` in criteria (known: {known})")]
+    UnknownFindingField { name: String, known: String },
+    #[error("criterion on `{field}`: {reason}")]
+    BadCriterion { field: String, reason: String },
+    #[error("cannot sort by `{0}` (sortable: accountId, bucketName, objectCount, sizeInBytes, classifiableObjectCount, classifiableSizeInBytes)")]
+    BadSort(String),
+    #[error("`nextToken` is malformed or belongs to a different query")]
+    BadToken,
+    #[error("`maxResults` must be between 1 and {MAX_PAGE_SIZE}, got {0}")]
+    BadPageSize(i32),
+}
+
+pub(crate) const KNOWN_FIELDS: &str =
+    "accountId, bucketName, region, bucketArn, sharedAccess, publicAccess.effectivePermission, \
+allowsUnencryptedObjectUploads, serverSideEncryption.type, versioning, errorCode, replicationDetails.replicated, \
+replicationDetails.replicatedExternally, tags.key, tags.value, objectCount, sizeInBytes, classifiableObjectCount, \
+classifiableSizeInBytes, bucketCreatedAt, lastUpdated";
+
+pub const MAX_PAGE_SIZE: i32 = 1000;
+pub const DEFAULT_PAGE_SIZE: i32 = 50;
 
 /// Macie's `CriterionAdditionalProperties`, for one property (operators left out are unset).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

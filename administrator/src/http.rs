@@ -380,7 +380,7 @@ async fn metrics(State(state): State<HttpState>, ConnectInfo(peer): ConnectInfo<
         stats.bucket_count_by_effective_permission.unknown,
     );
     gauge("estate_agents_connected", "Agent streams open now.", state.store.open_streams() as i64);
-    gauge("estate_members", "Member accounts that have reported.", s.members.len() as i64);
+    gauge("estate_members", "Member accounts that have reported.", s.membership.members.len() as i64);
     let (refused, contested_ids, contested_names) = s.contested_claims();
     gauge(
         "estate_canonical_ids_contested",

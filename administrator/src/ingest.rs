@@ -141,3 +141,13 @@ impl Committer {
         self.submit(ops).await.await.unwrap_or_else(|_| Err("the committer has stopped".to_owned()))
     }
 }
+
+impl crate::policy::OutcomeSink for Committer {
+    fn settle(&self, job: crate::policy::Job, outcome: crate::policy::PolicyOutcome) -> Result<(), String> {
+        self.commit_blocking(vec![Op::PolicyOutcome { key: job.key, digest: job.digest, bucket: job.bucket, outcome }])
+    }
+
+    fn is_closed(&self) -> bool {
+        Committer::is_closed(self)
+    }
+}

@@ -17,8 +17,6 @@ use estate_common::model::{
 use estate_common::objects::ObjectTotals;
 use serde::{Deserialize, Serialize};
 
-use crate::owners::{destination_name, DestinationOwner};
-
 /// What the administrator knows of the organization. The membership (ID, accounts, paths)
 /// changes only through [`OrgView::new`] and [`OrgView::set_membership`], which keep its
 /// digest (part of every policy analysis's digest) in step.
@@ -633,9 +631,31 @@ pub fn metadata(
     out
 }
 
+/// The owner of a destination bucket, as far as Estate can tell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DestinationOwner {
+    Account(AccountId),
+    /// No member holds it, and every member's list is known: someone outside owns it.
+    Outside,
+    /// Not found while some list is missing; the reason says which.
+    Unknown(String),
+}
+
+/// The bucket name of a destination ARN (`arn:aws:s3:::NAME`), if it is one.
+pub fn destination_name(arn: &str) -> Option<&str> {
+    arn.strip_prefix("arn:aws:s3:::").filter(|n| !n.is_empty() && !n.contains('/'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_destination_arn_names_its_bucket() {
+        assert_eq!(destination_name("arn:aws:s3:::dest"), Some("dest"));
+        assert_eq!(destination_name("arn:aws:s3:::dest/prefix"), None);
+        assert_eq!(destination_name("dest"), None);
+    }
     use estate_common::model::{
         AccountBlockPublicAccess, Acl, AclGrant, AclPermission, BucketError, BucketErrorCode, BucketKey, BucketState,
         Replication, ReplicationRule,

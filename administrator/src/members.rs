@@ -5,63 +5,136 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use estate_common::macie::{BucketStatistics, MemberStatus, Timestamp};
-use estate_common::model::{AccountId, UnixMillis};
+use estate_common::macie::MemberStatus;
+use estate_common::model::{AccountId, Region, UnixMillis};
+use serde::{Deserialize, Serialize};
 
-use crate::store::State;
+use crate::judge::OrgView;
 
-/// When the member's data was last complete: the earliest last completed refresh over its
-/// Regions, or `None` while its agent has not reported its Regions or some Region has never
-/// completed a refresh (a stale Region is never hidden behind fresher ones).
-pub fn last_updated(state: &State, account_id: &AccountId) -> Option<UnixMillis> {
-    let regions = &state.members.get(account_id)?.regions;
-    if regions.is_empty() {
-        return None;
-    }
-    let mut earliest = UnixMillis::MAX;
-    for region in regions {
-        let at = state.scope(account_id, region)?.last_updated?;
-        earliest = earliest.min(at);
-    }
-    Some(earliest)
+/// The state of one scope (account, Region).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScopeRecord {
+    /// The generation of the last completed full refresh.
+    pub generation: u64,
+    /// When that refresh read its data from S3.
+    pub last_updated: Option<UnixMillis>,
+    pub bucket_count: u64,
 }
 
-/// Every account Estate should see: the organization's, those with an agent configured,
-/// and those that have ever reported.
-pub fn account_names(state: &State) -> BTreeSet<&AccountId> {
-    state.configured.iter().chain(state.members.keys()).chain(state.org.members()).collect()
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberRecord {
+    pub account_id: AccountId,
+    pub regions: Vec<Region>,
+    pub canonical_user_id: String,
+    pub agent_version: String,
+    pub last_contact: UnixMillis,
 }
 
-pub fn status(state: &State, account_id: &str) -> MemberStatus {
-    let organization = state.org.members();
-    if state.org.suspended.contains(account_id) {
-        MemberStatus::AccountSuspended
-    } else if !organization.is_empty() && !organization.contains(account_id) {
-        MemberStatus::Removed
-    } else if state.members.contains_key(account_id) {
-        MemberStatus::Enabled
-    } else {
-        MemberStatus::NoAgent
+/// Progress of a refresh under way: (buckets reported, total).
+pub type Progress = (u64, u64);
+
+/// Who the organization's members are and where their inventories stand: each member's
+/// record, its Regions' last completed refreshes and the refreshes under way, the accounts
+/// with an agent in the config, and the organization's freshness.
+#[derive(Debug, Default)]
+pub struct Membership {
+    pub members: BTreeMap<AccountId, MemberRecord>,
+    /// Per account, its Regions' last completed refreshes ([`Membership::scope`]).
+    pub(crate) scopes: HashMap<AccountId, BTreeMap<Region, ScopeRecord>>,
+    /// Per account, the refreshes under way in its Regions ([`Membership::progress`]).
+    pub(crate) progress: HashMap<AccountId, HashMap<Region, Progress>>,
+    /// Accounts with an agent in the config: expected to report even before they connect.
+    pub configured: BTreeSet<AccountId>,
+    /// The organization's freshness, kept as members and scopes change.
+    pub freshness: Freshness,
+}
+
+impl Membership {
+    /// The last completed refresh of one account's Region, if it ever completed one.
+    pub fn scope(&self, account_id: &AccountId, region: &Region) -> Option<&ScopeRecord> {
+        self.scopes.get(account_id)?.get(region)
     }
-}
 
-/// Whether the account's inventory is expected: not suspended, and not an account that left
-/// the organization without ever reporting.
-fn should_report(state: &State, account_id: &str, status: MemberStatus) -> bool {
-    match status {
-        MemberStatus::Enabled | MemberStatus::NoAgent => true,
-        MemberStatus::Removed => state.members.contains_key(account_id),
-        MemberStatus::AccountSuspended => false,
+    /// Every Region of one account that has completed a refresh, in order.
+    pub fn account_scopes(&self, account_id: &AccountId) -> impl Iterator<Item = (&Region, &ScopeRecord)> {
+        self.scopes.get(account_id).into_iter().flatten()
     }
-}
 
-/// The organization's statistics: every bucket's, with the members' freshness.
-pub fn organization_statistics(state: &State) -> BucketStatistics {
-    let mut stats = state.stats.total();
-    stats.members_without_agent = state.freshness.members_without_agent();
-    stats.members_pending = state.freshness.members_pending();
-    stats.last_updated = state.freshness.last_updated().map(Timestamp);
-    stats
+    /// The refresh under way in one account's Region, if any.
+    pub fn progress(&self, account_id: &AccountId, region: &Region) -> Option<Progress> {
+        self.progress.get(account_id)?.get(region).copied()
+    }
+
+    /// When the member's data was last complete: the earliest last completed refresh over its
+    /// Regions, or `None` while its agent has not reported its Regions or some Region has never
+    /// completed a refresh (a stale Region is never hidden behind fresher ones).
+    pub fn last_updated(&self, account_id: &AccountId) -> Option<UnixMillis> {
+        let regions = &self.members.get(account_id)?.regions;
+        if regions.is_empty() {
+            return None;
+        }
+        let mut earliest = UnixMillis::MAX;
+        for region in regions {
+            let at = self.scope(account_id, region)?.last_updated?;
+            earliest = earliest.min(at);
+        }
+        Some(earliest)
+    }
+
+    /// Every account Estate should see: the organization's, those with an agent configured,
+    /// and those that have ever reported.
+    pub fn account_names<'a>(&'a self, org: &'a OrgView) -> BTreeSet<&'a AccountId> {
+        self.configured.iter().chain(self.members.keys()).chain(org.members()).collect()
+    }
+
+    pub fn status(&self, org: &OrgView, account_id: &str) -> MemberStatus {
+        let organization = org.members();
+        if org.suspended.contains(account_id) {
+            MemberStatus::AccountSuspended
+        } else if !organization.is_empty() && !organization.contains(account_id) {
+            MemberStatus::Removed
+        } else if self.members.contains_key(account_id) {
+            MemberStatus::Enabled
+        } else {
+            MemberStatus::NoAgent
+        }
+    }
+
+    /// Whether the account's inventory is expected: not suspended, and not an account that
+    /// left the organization without ever reporting.
+    fn should_report(&self, account_id: &str, status: MemberStatus) -> bool {
+        match status {
+            MemberStatus::Enabled | MemberStatus::NoAgent => true,
+            MemberStatus::Removed => self.members.contains_key(account_id),
+            MemberStatus::AccountSuspended => false,
+        }
+    }
+
+    /// Whether Estate should see the account: one of [`Membership::account_names`], without
+    /// building the set.
+    pub fn is_known(&self, org: &OrgView, account_id: &str) -> bool {
+        self.configured.contains(account_id)
+            || self.members.contains_key(account_id)
+            || org.accounts().contains(account_id)
+    }
+
+    /// The account's standing, or `None` when its inventory is not expected (or it is no
+    /// longer one Estate should see: an organization change can drop an account that never
+    /// reported).
+    pub fn standing(&self, org: &OrgView, account_id: &AccountId) -> Option<Standing> {
+        if !self.is_known(org, account_id) {
+            return None;
+        }
+        let status = self.status(org, account_id);
+        if !self.should_report(account_id, status) {
+            return None;
+        }
+        Some(match (status, self.last_updated(account_id)) {
+            (MemberStatus::NoAgent, _) => Standing::NoAgent,
+            (_, Some(at)) => Standing::UpdatedAt(at),
+            (_, None) => Standing::Pending,
+        })
+    }
 }
 
 /// Where an account that should report stands.
@@ -75,32 +148,8 @@ pub enum Standing {
     UpdatedAt(UnixMillis),
 }
 
-/// Whether Estate should see the account: one of [`account_names`], without building the set.
-pub fn is_known(state: &State, account_id: &str) -> bool {
-    state.configured.contains(account_id)
-        || state.members.contains_key(account_id)
-        || state.org.accounts().contains(account_id)
-}
-
-/// The account's standing, or `None` when its inventory is not expected (or it is no longer
-/// one Estate should see: an organization change can drop an account that never reported).
-pub fn standing(state: &State, account_id: &AccountId) -> Option<Standing> {
-    if !is_known(state, account_id) {
-        return None;
-    }
-    let status = status(state, account_id);
-    if !should_report(state, account_id, status) {
-        return None;
-    }
-    Some(match (status, last_updated(state, account_id)) {
-        (MemberStatus::NoAgent, _) => Standing::NoAgent,
-        (_, Some(at)) => Standing::UpdatedAt(at),
-        (_, None) => Standing::Pending,
-    })
-}
-
 /// The organization's freshness, counted over the standing of every account that should
-/// report. [`State`] recounts an account whenever its member record, a scope of it or the
+/// report. The state recounts an account whenever its member record, a scope of it or the
 /// organization changes.
 #[derive(Debug, Default)]
 pub struct Freshness {

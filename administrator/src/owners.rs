@@ -17,24 +17,14 @@ use serde::{Deserialize, Serialize};
 use estate_common::model::{AccountId, UnixMillis};
 
 use crate::index::Index;
-use crate::judge::OrgView;
-use crate::store::MemberRecord;
+use crate::judge::{DestinationOwner, OrgView};
+use crate::members::MemberRecord;
 
 /// One account's bucket names, as stored in the `bucket_lists` tree.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BucketList {
     pub read_at: UnixMillis,
     pub names: BTreeSet<String>,
-}
-
-/// The owner of a destination bucket, as far as Estate can tell.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DestinationOwner {
-    Account(AccountId),
-    /// No member holds it, and every member's list is known: someone outside owns it.
-    Outside,
-    /// Not found while some list is missing; the reason says which.
-    Unknown(String),
 }
 
 #[derive(Debug, Default)]
@@ -190,11 +180,6 @@ impl BucketOwners {
     }
 }
 
-/// The bucket name of a destination ARN (`arn:aws:s3:::NAME`), if it is one.
-pub fn destination_name(arn: &str) -> Option<&str> {
-    arn.strip_prefix("arn:aws:s3:::").filter(|n| !n.is_empty() && !n.contains('/'))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,7 +226,5 @@ mod tests {
         assert_eq!(owners.dependents_of("dest"), vec![b"k1".to_vec()]);
         assert!(owners.dependents_of("other").is_empty());
         assert_eq!(owners.all_dependents(), vec![b"k1".to_vec()]);
-        assert_eq!(destination_name("arn:aws:s3:::dest"), Some("dest"));
-        assert_eq!(destination_name("dest"), None);
     }
 }

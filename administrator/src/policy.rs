@@ -29,9 +29,7 @@ use estate_common::model::{BucketFacts, BucketKey, UnixMillis};
 use estate_policy::{Analysis, AnalysisOptions, Analyzer, OrgContext};
 use serde::{Deserialize, Serialize};
 
-use crate::ingest::Committer;
 use crate::judge::{OrgView, PolicyVerdict};
-use crate::store::Op;
 
 /// Identifies one analysis: the policy text and the context it was judged under.
 pub type PolicyDigest = [u8; 32];
@@ -429,53 +427,63 @@ fn yield_to_ingest() {
     }
 }
 
-/// Starts `workers` analysis threads reporting to `store` (held weakly: the threads end
-/// once the store is dropped). `options.budget` bounds each policy's whole analysis.
-pub fn start(workers: usize, options: AnalysisOptions) -> (PolicyQueue, impl FnOnce(Committer)) {
+/// Where the analysis workers hand each outcome. The server wires it to the committer, so
+/// that an outcome is stored like every change: in order, durably, then announced.
+pub trait OutcomeSink: Clone + Send + 'static {
+    /// Stores the outcome of `job`'s analysis; an error stops the worker that had it.
+    fn settle(&self, job: Job, outcome: PolicyOutcome) -> Result<(), String>;
+    /// Whether the receiving end is gone: the workers then stop.
+    fn is_closed(&self) -> bool;
+}
+
+/// Starts `workers` analysis threads once they are given where their outcomes go (the
+/// threads end once the sink is closed). `options.budget` bounds each policy's whole analysis.
+pub fn start<S: OutcomeSink>(workers: usize, options: AnalysisOptions) -> (PolicyQueue, impl FnOnce(S)) {
     let queue = PolicyQueue::new(&options);
     let analyzer = Arc::new(Analyzer::new(options, 100_000));
     let workers_queue = queue.clone();
-    let attach = move |committer: Committer| {
+    let attach = move |sink: S| {
         for i in 0..workers.max(1) {
             let queue = workers_queue.clone();
             let analyzer = Arc::clone(&analyzer);
-            let committer = committer.clone();
+            let sink = sink.clone();
             std::thread::Builder::new()
                 .name(format!("policy-{i}"))
-                .spawn(move || {
-                    yield_to_ingest();
-                    loop {
-                    let Some(job) = queue.next(Duration::from_secs(1)) else {
-                        if committer.is_closed() {
-                            return;
-                        }
-                        continue;
-                    };
-                    let outcome = match analyzer.analyze(&job.policy, &job.bucket, &job.context) {
-                        Ok(analysis) => PolicyOutcome::Analysed(analysis),
-                        Err(error) => PolicyOutcome::Malformed(error.to_string()),
-                    };
-                    if outcome.is_internal_failure() {
-                        tracing::error!(
-                            policy_digest = %hex::encode(job.digest),
-                            bucket = %BucketKey::decode(&job.key).map(|k| k.bucket_name).unwrap_or_default(),
-                            reason = ?explanation(&outcome).1,
-                            "policy analysis failed inside the analyser; its verdicts are UNKNOWN and it is not retried \
-                             until the analyser changes"
-                        );
-                    }
-                    // Through the committer, like every change: in order, durable, then announced.
-                    let op = Op::PolicyOutcome { key: job.key, digest: job.digest, bucket: job.bucket, outcome };
-                    if let Err(error) = committer.commit_blocking(vec![op]) {
-                        tracing::error!(%error, "a policy outcome could not be stored; the worker stops");
-                        return;
-                    }
-                    }
-                })
+                .spawn(move || work(&queue, &analyzer, &sink))
                 .expect("spawning a policy worker");
         }
     };
     (queue, attach)
+}
+
+/// One analysis worker: takes jobs until the sink closes or refuses an outcome.
+fn work(queue: &PolicyQueue, analyzer: &Analyzer, sink: &impl OutcomeSink) {
+    yield_to_ingest();
+    loop {
+        let Some(job) = queue.next(Duration::from_secs(1)) else {
+            if sink.is_closed() {
+                return;
+            }
+            continue;
+        };
+        let outcome = match analyzer.analyze(&job.policy, &job.bucket, &job.context) {
+            Ok(analysis) => PolicyOutcome::Analysed(analysis),
+            Err(error) => PolicyOutcome::Malformed(error.to_string()),
+        };
+        if outcome.is_internal_failure() {
+            tracing::error!(
+                policy_digest = %hex::encode(job.digest),
+                bucket = %BucketKey::decode(&job.key).map(|k| k.bucket_name).unwrap_or_default(),
+                reason = ?explanation(&outcome).1,
+                "policy analysis failed inside the analyser; its verdicts are UNKNOWN and it is not retried until \
+                 the analyser changes"
+            );
+        }
+        if let Err(error) = sink.settle(job, outcome) {
+            tracing::error!(%error, "a policy outcome could not be stored; the worker stops");
+            return;
+        }
+    }
 }
 
 /// How many replaced versions of one bucket wait to be judged. A version replaced before its

@@ -13,33 +13,8 @@ use estate_common::macie::{EffectivePermission, EncryptionType, SharedAccess};
 use crate::index::{Entry, Index};
 
 use crate::criteria::check_value_counts;
-pub use crate::criteria::Criterion;
-use crate::criteria::{Filter, Filterable, Property};
-
-/// A request that makes no sense, with the reason.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum QueryError {
-    #[error("unknown bucket property `{0}` in criteria (known: {KNOWN_FIELDS})")]
-    UnknownField(String),
-    #[error("unknown finding property `{name}` in criteria (known: {known})")]
-    UnknownFindingField { name: String, known: String },
-    #[error("criterion on `{field}`: {reason}")]
-    BadCriterion { field: String, reason: String },
-    #[error("cannot sort by `{0}` (sortable: accountId, bucketName, objectCount, sizeInBytes, classifiableObjectCount, classifiableSizeInBytes)")]
-    BadSort(String),
-    #[error("`nextToken` is malformed or belongs to a different query")]
-    BadToken,
-    #[error("`maxResults` must be between 1 and {MAX_PAGE_SIZE}, got {0}")]
-    BadPageSize(i32),
-}
-
-const KNOWN_FIELDS: &str = "accountId, bucketName, region, bucketArn, sharedAccess, publicAccess.effectivePermission, \
-allowsUnencryptedObjectUploads, serverSideEncryption.type, versioning, errorCode, replicationDetails.replicated, \
-replicationDetails.replicatedExternally, tags.key, tags.value, objectCount, sizeInBytes, classifiableObjectCount, \
-classifiableSizeInBytes, bucketCreatedAt, lastUpdated";
-
-pub const MAX_PAGE_SIZE: i32 = 1000;
-pub const DEFAULT_PAGE_SIZE: i32 = 50;
+pub use crate::criteria::{Criterion, QueryError, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+use crate::criteria::{Filter, Filterable, Property, KNOWN_FIELDS};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Field {

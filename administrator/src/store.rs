@@ -7,7 +7,7 @@
 //! Every record is a versioned encoding (see `codec`), and the `meta` tree holds the schema
 //! version; start-up migrates older databases.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -26,9 +26,10 @@ use estate_common::objects::ObjectStats;
 use crate::findings::{Findings, FindingsTracker, Posture};
 use crate::identities::{self, CanonicalIds};
 use crate::index::{Entry, Index};
+use crate::judge::destination_name;
 use crate::judge::{judge_with, Judgement, OrgView, PolicyVerdict};
-use crate::members::{self, Freshness};
-use crate::owners::{destination_name, BucketList, BucketOwners};
+use crate::members::{Freshness, MemberRecord, Membership, Progress, ScopeRecord};
+use crate::owners::{BucketList, BucketOwners};
 use crate::policy::{CachedOutcome, PolicyDigest, PolicyOutcome, PolicyQueue, PolicyVerdicts, Settlement};
 use crate::stats::Statistics;
 use estate_common::findings::{Cause, Finding};
@@ -213,44 +214,15 @@ impl Record for UnixMillis {}
 impl Record for BucketList {}
 impl Record for CachedOutcome {}
 
-/// The state of one scope (account, Region).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ScopeRecord {
-    /// The generation of the last completed full refresh.
-    pub generation: u64,
-    /// When that refresh read its data from S3.
-    pub last_updated: Option<UnixMillis>,
-    pub bucket_count: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MemberRecord {
-    pub account_id: AccountId,
-    pub regions: Vec<Region>,
-    pub canonical_user_id: String,
-    pub agent_version: String,
-    pub last_contact: UnixMillis,
-}
-
-/// Progress of a refresh under way: (buckets reported, total).
-pub type Progress = (u64, u64);
-
 #[derive(Debug, Default)]
 pub struct State {
     /// Encoded `BucketKey` → entry; ordered, so one scope or account is one range.
     pub index: Index,
     pub accounts: HashMap<AccountId, AccountSettings>,
-    /// Per account, its Regions' last completed refreshes ([`State::scope`]).
-    scopes: HashMap<AccountId, BTreeMap<Region, ScopeRecord>>,
-    pub members: BTreeMap<AccountId, MemberRecord>,
-    /// Per account, the refreshes under way in its Regions ([`State::progress`]).
-    progress: HashMap<AccountId, HashMap<Region, Progress>>,
+    /// The members, their Regions' refreshes and the organization's freshness (`members.rs`).
+    pub membership: Membership,
     pub stats: Statistics,
     pub org: OrgView,
-    /// Accounts with an agent in the config: expected to report even before they connect.
-    pub configured: BTreeSet<AccountId>,
-    /// The organization's freshness, kept as members and scopes change (`members.rs`).
-    pub freshness: Freshness,
     /// Per canonical user ID, the buckets whose ACL grants to it (other than their owner):
     /// re-judged when that ID's account binding changes, and only those.
     acl_dependents: HashMap<String, BTreeSet<Vec<u8>>>,
@@ -377,17 +349,22 @@ fn prefix_end(prefix: &[u8]) -> Vec<u8> {
 impl State {
     /// The last completed refresh of one account's Region, if it ever completed one.
     pub fn scope(&self, account_id: &AccountId, region: &Region) -> Option<&ScopeRecord> {
-        self.scopes.get(account_id)?.get(region)
+        self.membership.scope(account_id, region)
     }
 
-    /// Every Region of one account that has completed a refresh, in order.
-    pub fn account_scopes(&self, account_id: &AccountId) -> impl Iterator<Item = (&Region, &ScopeRecord)> {
-        self.scopes.get(account_id).into_iter().flatten()
-    }
-
-    /// How far the refresh under way in one account's Region has come, if one is.
+    /// The refresh under way in one account's Region, if any.
     pub fn progress(&self, account_id: &AccountId, region: &Region) -> Option<Progress> {
-        self.progress.get(account_id)?.get(region).copied()
+        self.membership.progress(account_id, region)
+    }
+
+    /// The organization's statistics: every bucket's, with the members' freshness.
+    pub fn organization_statistics(&self) -> BucketStatistics {
+        let freshness = &self.membership.freshness;
+        let mut stats = self.stats.total();
+        stats.members_without_agent = freshness.members_without_agent();
+        stats.members_pending = freshness.members_pending();
+        stats.last_updated = freshness.last_updated().map(estate_common::macie::Timestamp);
+        stats
     }
 
     /// Judges a bucket. A policy whose outcome for the current text and organization context
@@ -395,7 +372,7 @@ impl State {
     /// behind this read) and judged UNKNOWN meanwhile.
     fn judge(&mut self, key: &[u8], facts: &Arc<BucketFacts>, cause: Option<&Cause>) -> Judgement {
         let verdict = self.verdicts.verdict(key, facts, &self.org, cause);
-        let owner = |name: &str| self.owners.owner(name, &self.index, &self.org, &self.members);
+        let owner = |name: &str| self.owners.owner(name, &self.index, &self.org, &self.membership.members);
         judge_with(facts, self.accounts.get(&facts.key.account_id), &self.org, verdict.as_ref(), &owner)
     }
 
@@ -578,22 +555,27 @@ impl State {
 
     /// Counts the account's standing again after its member record or a scope of it changed.
     fn recount(&mut self, account_id: &AccountId) {
-        let standing = members::standing(self, account_id);
-        self.freshness.set(account_id, standing);
+        let standing = self.membership.standing(&self.org, account_id);
+        self.membership.freshness.set(account_id, standing);
     }
 
     /// Counts every account again: the organization or the configured accounts changed, so
     /// accounts may have joined, left or changed status.
     fn recount_all(&mut self) {
-        let accounts: BTreeSet<AccountId> =
-            members::account_names(self).into_iter().chain(self.freshness.accounts()).cloned().collect();
+        let accounts: BTreeSet<AccountId> = self
+            .membership
+            .account_names(&self.org)
+            .into_iter()
+            .chain(self.membership.freshness.accounts())
+            .cloned()
+            .collect();
         for account in accounts {
             self.recount(&account);
         }
     }
 
     fn bump_progress(&mut self, key: &BucketKey) {
-        if let Some(progress) = self.progress.get_mut(&key.account_id).and_then(|p| p.get_mut(&key.region)) {
+        if let Some(progress) = self.membership.progress.get_mut(&key.account_id).and_then(|p| p.get_mut(&key.region)) {
             progress.0 += 1;
         }
     }
@@ -609,7 +591,7 @@ impl State {
                     last_contact: self.now,
                 };
                 writes.members.insert(account_id.as_bytes(), encode(&record));
-                let old = self.members.insert(account_id.clone(), record);
+                let old = self.membership.members.insert(account_id.clone(), record);
                 self.recount(&account_id);
                 let changes = self.identities.claim(&account_id, &canonical_user_id);
                 self.rebind(changes);
@@ -628,7 +610,7 @@ impl State {
             }
             Op::Contact { account_id } => {
                 let at = self.now;
-                if let Some(record) = self.members.get_mut(&account_id) {
+                if let Some(record) = self.membership.members.get_mut(&account_id) {
                     record.last_contact = record.last_contact.max(at);
                     writes.members.insert(account_id.as_bytes(), encode(&*record));
                 }
@@ -705,7 +687,7 @@ impl State {
                 self.apply(Op::AccountSettings(settings), writes);
             }
             Op::ScopeStarted { account_id, region, total } => {
-                self.progress.entry(account_id).or_default().insert(region, (0, total));
+                self.membership.progress.entry(account_id).or_default().insert(region, (0, total));
             }
             Op::ScopeComplete { account_id, region, generation, read_at, count } => {
                 let prefix = BucketKey::scope_prefix(&account_id, &region);
@@ -719,13 +701,13 @@ impl State {
                     self.remove_entry(&key);
                     writes.buckets.remove(key);
                 }
-                if let Some(under_way) = self.progress.get_mut(&account_id) {
+                if let Some(under_way) = self.membership.progress.get_mut(&account_id) {
                     under_way.remove(&region);
                     if under_way.is_empty() {
-                        self.progress.remove(&account_id);
+                        self.membership.progress.remove(&account_id);
                     }
                 }
-                let record = self.scopes.entry(account_id.clone()).or_default().entry(region).or_default();
+                let record = self.membership.scopes.entry(account_id.clone()).or_default().entry(region).or_default();
                 if generation >= record.generation {
                     *record = ScopeRecord { generation, last_updated: Some(read_at), bucket_count: count };
                     writes.scopes.insert(prefix, encode(&*record));
@@ -791,11 +773,11 @@ impl State {
         if self.accounts.remove(account_id).is_some() {
             writes.accounts.remove(account_id.as_bytes());
         }
-        for region in self.scopes.remove(account_id).into_iter().flat_map(|scopes| scopes.into_keys()) {
+        for region in self.membership.scopes.remove(account_id).into_iter().flat_map(|scopes| scopes.into_keys()) {
             writes.scopes.remove(BucketKey::scope_prefix(account_id, &region));
         }
-        self.progress.remove(account_id);
-        if self.members.remove(account_id).is_some() {
+        self.membership.progress.remove(account_id);
+        if self.membership.members.remove(account_id).is_some() {
             writes.members.remove(account_id.as_bytes());
         }
         let names = self.owners.forget(account_id);
@@ -838,7 +820,7 @@ impl State {
     fn judge_superseded(&mut self, key: &[u8], facts: &BucketFacts, cause: Option<Cause>, verdict: &PolicyVerdict) {
         let Some(before) = self.index.get(key).map(|e| e.posture) else { return };
         let (decided, undecided) = {
-            let owner = |name: &str| self.owners.owner(name, &self.index, &self.org, &self.members);
+            let owner = |name: &str| self.owners.owner(name, &self.index, &self.org, &self.membership.members);
             let account = self.accounts.get(&facts.key.account_id);
             (
                 judge_with(facts, account, &self.org, Some(verdict), &owner),
@@ -978,8 +960,13 @@ impl Store {
         write: bool,
     ) -> anyhow::Result<()> {
         let now = estate_common::model::now_ms();
-        let mut state =
-            State { org, configured, verdicts: PolicyVerdicts::new(policy_queue), now, ..Default::default() };
+        let mut state = State {
+            org,
+            membership: Membership { configured, ..Default::default() },
+            verdicts: PolicyVerdicts::new(policy_queue),
+            now,
+            ..Default::default()
+        };
         let mut writes = Writes::default();
         // Before the buckets: a bucket whose analysis failed before is not queued again.
         for item in self.policy_failures.iter() {
@@ -1015,7 +1002,7 @@ impl Store {
             // Nothing binds yet: the claims are corroborated as the buckets load.
             let changes = state.identities.claim(&record.account_id, &record.canonical_user_id);
             debug_assert!(changes.is_empty());
-            state.members.insert(record.account_id.clone(), record);
+            state.membership.members.insert(record.account_id.clone(), record);
         }
         for item in self.accounts.iter() {
             let (key, value) = item?;
@@ -1029,7 +1016,7 @@ impl Store {
                 let text = String::from_utf8_lossy(&key);
                 anyhow::bail!("corrupt scope key `{text}` (run `estate-admin verify --repair`)");
             };
-            state.scopes.entry(account_id).or_default().insert(region, record);
+            state.membership.scopes.entry(account_id).or_default().insert(region, record);
         }
         for item in self.findings.iter() {
             let (key, value) = item?;
@@ -1111,14 +1098,14 @@ impl Store {
         }
         // The freshness counts, recounted over every account Estate should see.
         let mut recounted = Freshness::default();
-        for account in members::account_names(&state) {
-            recounted.set(account, members::standing(&state, account));
+        for account in state.membership.account_names(&state.org) {
+            recounted.set(account, state.membership.standing(&state.org, account));
         }
         let counts = |f: &Freshness| (f.members_without_agent(), f.members_pending(), f.last_updated());
-        if counts(&recounted) != counts(&state.freshness) {
+        if counts(&recounted) != counts(&state.membership.freshness) {
             problems.push(format!(
                 "freshness differs: kept {:?}, recounted {:?} (without agent, pending, earliest)",
-                counts(&state.freshness),
+                counts(&state.membership.freshness),
                 counts(&recounted)
             ));
         }
@@ -1217,7 +1204,7 @@ impl Store {
     }
 
     fn publish(&self, state: &State) {
-        *self.published.lock().expect("statistics lock poisoned") = members::organization_statistics(state);
+        *self.published.lock().expect("statistics lock poisoned") = state.organization_statistics();
     }
 
     /// The organization's statistics as of the last commit, without waiting for the one
@@ -1288,6 +1275,8 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
     use estate_common::model::BucketState;
 
@@ -1893,7 +1882,7 @@ mod tests {
         let state = store.read();
         let entry = state.index.values().next().unwrap();
         assert_eq!(entry.facts.read_at, 20, "the newer read stays");
-        let progress = state.progress(&a.parse().unwrap(), &"eu-west-1".parse().unwrap()).unwrap();
+        let progress = state.membership.progress(&a.parse().unwrap(), &"eu-west-1".parse().unwrap()).unwrap();
         assert_eq!(progress, (2, 2), "each report counts once toward the refresh's progress");
         assert_eq!(state.stats.total().bucket_count_by_effective_permission.publicly_accessible, 1);
     }
@@ -1941,9 +1930,9 @@ mod tests {
         assert!(error.contains("verify --repair"), "{error}");
 
         let db = crate::codec::open_database(dir.path()).unwrap();
-        let report = crate::codec::verify_records(&db, false).unwrap();
+        let report = crate::codec::verify_records(&db, false, check_record).unwrap();
         assert_eq!((report[0].name, report[0].records, report[0].unreadable), ("buckets", 2, 1));
-        let report = crate::codec::verify_records(&db, true).unwrap();
+        let report = crate::codec::verify_records(&db, true, check_record).unwrap();
         assert_eq!(report[0].unreadable, 1);
         assert_eq!(db.open_tree(crate::codec::QUARANTINE).unwrap().len(), 1);
         drop(db);
@@ -2124,7 +2113,10 @@ mod tests {
         let check = |store: &Store| {
             let state = store.read();
             assert_eq!(state.index.len(), 1, "only B's bucket stays");
-            assert!(!state.members.contains_key(&a_id) && state.scope(&a_id, &"us-east-1".parse().unwrap()).is_none());
+            assert!(
+                !state.membership.members.contains_key(&a_id)
+                    && state.scope(&a_id, &"us-east-1".parse().unwrap()).is_none()
+            );
             assert!(!state.owners.has_list(a) && !state.org.canonical_ids.contains_key("ca"));
             assert_eq!(state.stats.account(&a_id).bucket_count, 0);
         };

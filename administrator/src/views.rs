@@ -17,13 +17,13 @@ use crate::store::State;
 /// Every account Estate should see: the organization's, those with an agent configured,
 /// and those that have ever reported.
 pub fn member_accounts(state: &State) -> BTreeSet<AccountId> {
-    members::account_names(state).into_iter().cloned().collect()
+    state.membership.account_names(&state.org).into_iter().cloned().collect()
 }
 
 /// The member as ListMembers shows it; `connected`: whether a report stream of it is open
 /// ([`crate::store::Store::is_connected`]).
 pub fn member(state: &State, account_id: &AccountId, connected: bool) -> macie::Member {
-    let record = state.members.get(account_id);
+    let record = state.membership.members.get(account_id);
     let regions = record
         .map_or(&[][..], |r| &r.regions)
         .iter()
@@ -45,11 +45,11 @@ pub fn member(state: &State, account_id: &AccountId, connected: bool) -> macie::
         regions,
         connection_state: if connected { ConnectionState::Connected } else { ConnectionState::Disconnected },
         last_contact: Timestamp::from_millis(record.map_or(0, |r| r.last_contact)),
-        last_updated: members::last_updated(state, account_id).map(Timestamp),
+        last_updated: state.membership.last_updated(account_id).map(Timestamp),
         agent_version: record.map(|r| r.agent_version.clone()).unwrap_or_default(),
         canonical_user_id: record.map(|r| r.canonical_user_id.clone()).unwrap_or_default(),
         bucket_count: state.stats.account(account_id).bucket_count.max(0) as u64,
-        relationship_status: members::status(state, account_id),
+        relationship_status: state.membership.status(&state.org, account_id),
     }
 }
 
@@ -57,9 +57,9 @@ pub fn member(state: &State, account_id: &AccountId, connected: bool) -> macie::
 /// account that should report, and `None` while one of them is pending (never completed a
 /// refresh of every Region, or has no agent).
 pub fn statistics(state: &State, account_id: Option<&AccountId>) -> BucketStatistics {
-    let Some(account) = account_id else { return members::organization_statistics(state) };
+    let Some(account) = account_id else { return state.organization_statistics() };
     let mut stats = state.stats.account(account);
-    match members::standing(state, account) {
+    match state.membership.standing(&state.org, account) {
         Some(members::Standing::NoAgent) => (stats.members_without_agent, stats.members_pending) = (1, 1),
         Some(members::Standing::Pending) => stats.members_pending = 1,
         Some(members::Standing::UpdatedAt(at)) => stats.last_updated = Some(Timestamp(at)),

@@ -210,7 +210,7 @@ impl ServeArgs {
 fn verify(data_dir: &std::path::Path, repair: bool) -> anyhow::Result<bool> {
     use estate_administrator::codec;
     let db = codec::open_database(data_dir)?;
-    let reports = codec::verify_records(&db, repair)?;
+    let reports = codec::verify_records(&db, repair, estate_administrator::store::check_record)?;
     drop(db);
     let mut healthy = true;
     for report in &reports {

@@ -37,8 +37,11 @@ fn lost_scopes(
     regions: &[Region],
     completed: &[pb::ScopeGeneration],
 ) -> Vec<String> {
-    let stored: HashMap<&str, u64> =
-        state.account_scopes(account_id).map(|(region, scope)| (region.as_str(), scope.generation)).collect();
+    let stored: HashMap<&str, u64> = state
+        .membership
+        .account_scopes(account_id)
+        .map(|(region, scope)| (region.as_str(), scope.generation))
+        .collect();
     let mut lost: Vec<String> = completed
         .iter()
         .filter(|c| regions.iter().any(|r| *r == c.region))

@@ -190,7 +190,7 @@ impl InventoryService for InventoryServiceImpl {
         };
         let scopes: Vec<(AccountId, Region, i64)> = {
             let state = self.store.read();
-            if let Some(account) = only.as_ref().filter(|a| !crate::members::is_known(&state, a)) {
+            if let Some(account) = only.as_ref().filter(|a| !state.membership.is_known(&state.org, a)) {
                 return Err(ServiceError::NoSuchMember(account.to_string()).into());
             }
             let accounts = views::member_accounts(&state);
@@ -198,7 +198,7 @@ impl InventoryService for InventoryServiceImpl {
                 .iter()
                 .filter(|a| only.as_ref().is_none_or(|only| *a == only))
                 .flat_map(|a| {
-                    let regions = state.members.get(a).map(|m| m.regions.clone()).unwrap_or_default();
+                    let regions = state.membership.members.get(a).map(|m| m.regions.clone()).unwrap_or_default();
                     regions
                         .into_iter()
                         .filter(|region| r.regions.is_empty() || r.regions.iter().any(|r| r == region))
@@ -316,7 +316,7 @@ impl InventoryService for InventoryServiceImpl {
         self.auth.reader(&request)?;
         let account = ServiceError::account_id(request.into_inner().account_id)?;
         let state = self.store.read();
-        if !crate::members::is_known(&state, &account) {
+        if !state.membership.is_known(&state.org, &account) {
             return Err(ServiceError::NoSuchMember(account.into()).into());
         }
         Ok(Response::new(pb::GetMemberResponse {
