@@ -22,6 +22,18 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[idx.min(sorted.len() - 1)]
 }
 
+/// The figures of one subset of the corpus.
+#[derive(Default)]
+struct Subset {
+    policies: u64,
+    latencies: Vec<Duration>,
+    questions: u64,
+    presolved: u64,
+    calls: u64,
+    baseline_questions: u64,
+    baseline_before: u64,
+}
+
 fn main() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
     let mut cases = Vec::new();
@@ -42,7 +54,8 @@ fn main() {
         let text = serde_json::to_string(policy).unwrap_or_default();
         let bucket = case.get("bucket").and_then(Value::as_str).unwrap_or("example-bucket").to_owned();
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        cases.push((name, text, bucket, context(&case)));
+        let from_docs = case.get("source").and_then(Value::as_str).is_some_and(|s| s.starts_with("aws-docs:"));
+        cases.push((name, text, bucket, context(&case), from_docs));
     }
     let mut opts = AnalysisOptions::default();
     // `ESTATE_BENCH_TIMEOUT_MS` shrinks the per-policy budget (to exercise the timeout path).
@@ -51,19 +64,24 @@ fn main() {
     }
     let rounds = std::env::var("ESTATE_BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(3usize);
     // Warm-up: one pass (creates the thread's Z3 context).
-    for (_, text, bucket, ctx) in &cases {
+    for (_, text, bucket, ctx, _) in &cases {
         let _ = analyze(text, bucket, ctx, &opts);
     }
     // Baseline in the same run: the solver alone (the pre-solver layer off).
     let plain = AnalysisOptions { presolve: false, ..opts.clone() };
     let mut baseline: Vec<Duration> = Vec::new();
     let (mut plain_questions, mut plain_calls, mut plain_before) = (0u64, 0u64, 0u64);
-    for (_, text, bucket, ctx) in &cases {
+    let mut docs = Subset::default();
+    for (_, text, bucket, ctx, from_docs) in &cases {
         let t = Instant::now();
         if let Ok(a) = analyze(text, bucket, ctx, &plain) {
             plain_questions += u64::from(a.stats.questions);
             plain_calls += u64::from(a.stats.solver_calls);
             plain_before += u64::from(a.stats.decided_before_solver);
+            if *from_docs {
+                docs.baseline_questions += u64::from(a.stats.questions);
+                docs.baseline_before += u64::from(a.stats.decided_before_solver);
+            }
         }
         baseline.push(t.elapsed());
     }
@@ -72,14 +90,23 @@ fn main() {
     let (mut questions, mut presolved, mut calls) = (0u64, 0u64, 0u64);
     let started = Instant::now();
     for round in 0..rounds {
-        for (name, text, bucket, ctx) in &cases {
+        for (name, text, bucket, ctx, from_docs) in &cases {
             let t = Instant::now();
             let analysis = analyze(text, bucket, ctx, &opts);
             per_policy.push((t.elapsed(), name));
+            if *from_docs {
+                docs.latencies.push(t.elapsed());
+            }
             if let (0, Ok(a)) = (round, analysis) {
                 questions += u64::from(a.stats.questions);
                 presolved += u64::from(a.stats.decided_before_solver);
                 calls += u64::from(a.stats.solver_calls);
+                if *from_docs {
+                    docs.policies += 1;
+                    docs.questions += u64::from(a.stats.questions);
+                    docs.presolved += u64::from(a.stats.decided_before_solver);
+                    docs.calls += u64::from(a.stats.solver_calls);
+                }
             }
         }
     }
@@ -87,7 +114,7 @@ fn main() {
     let mut lat: Vec<Duration> = per_policy.iter().map(|(d, _)| *d).collect();
     lat.sort();
     let analyzer = Analyzer::new(opts.clone(), 1024);
-    let (_, text, bucket, ctx) = &cases[0];
+    let (_, text, bucket, ctx, _) = &cases[0];
     let _ = analyzer.analyze(text, bucket, ctx);
     let hits = 10_000u32;
     let t = Instant::now();
@@ -126,6 +153,30 @@ fn main() {
         "| baseline, solver only: questions decided before the solver | {plain_before} of {plain_questions} ({:.1} %) |",
         100.0 * plain_before as f64 / plain_questions.max(1) as f64
     );
+    // The policies written from AWS's documentation examples (the corpus's `aws-docs:` cases),
+    // not from the pre-solver's templates: the same figures on that subset alone.
+    docs.latencies.sort();
+    println!(
+        "| AWS documentation examples: p50 / p99 / max ({} policies, percentiles over {} analyses) | {:.3?} / {:.3?} / {:.3?} |",
+        docs.policies,
+        docs.latencies.len(),
+        percentile(&docs.latencies, 0.50),
+        percentile(&docs.latencies, 0.99),
+        docs.latencies.last().copied().unwrap_or_default()
+    );
+    println!(
+        "| AWS documentation examples: questions decided before the solver | {} of {} ({:.1} %); baseline {} of {} ({:.1} %) |",
+        docs.presolved,
+        docs.questions,
+        100.0 * docs.presolved as f64 / docs.questions.max(1) as f64,
+        docs.baseline_before,
+        docs.baseline_questions,
+        100.0 * docs.baseline_before as f64 / docs.baseline_questions.max(1) as f64
+    );
+    println!(
+        "| AWS documentation examples: solver calls per policy | {:.2} |",
+        docs.calls as f64 / docs.policies.max(1) as f64
+    );
     // The hostile set: each document once per round, under the default budget.
     let hostile = hostile::hostile_policies("example-bucket");
     let hostile_ctx = context(&Value::Null);
@@ -155,7 +206,7 @@ fn main() {
         let asked = cases
             .iter()
             .find(|c| c.0 == *name)
-            .and_then(|(_, text, bucket, ctx)| analyze(text, bucket, ctx, &opts).ok())
+            .and_then(|(_, text, bucket, ctx, _)| analyze(text, bucket, ctx, &opts).ok())
             .map(|a| a.stats.solved.join(", "))
             .unwrap_or_default();
         println!("  {d:>10.3?}  {name}  (solver: {asked})");
