@@ -226,7 +226,7 @@ fn free_addr() -> SocketAddr {
 }
 
 /// A throwaway CA and a certificate for 127.0.0.1, written to `dir`.
-fn bench_certificates(dir: &std::path::Path) -> (estate_administrator::tls::TlsFiles, Vec<u8>) {
+fn bench_certificates(dir: &std::path::Path) -> (estate_administrator::api::tls::TlsFiles, Vec<u8>) {
     use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, SanType};
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -236,7 +236,7 @@ fn bench_certificates(dir: &std::path::Path) -> (estate_administrator::tls::TlsF
     let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
     params.subject_alt_names.push(SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
     let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
-    let files = estate_administrator::tls::TlsFiles {
+    let files = estate_administrator::api::tls::TlsFiles {
         cert: dir.join("admin.pem"),
         key: dir.join("admin-key.pem"),
         client_ca: None,
@@ -250,7 +250,7 @@ fn bench_certificates(dir: &std::path::Path) -> (estate_administrator::tls::TlsF
 /// directory; returns the endpoint agents and clients use.
 async fn start_admin(
     data_dir: std::path::PathBuf,
-    tls: Option<&(estate_administrator::tls::TlsFiles, Vec<u8>)>,
+    tls: Option<&(estate_administrator::api::tls::TlsFiles, Vec<u8>)>,
 ) -> Endpoint {
     start_admin_syncing(data_dir, tls, true).await
 }
@@ -258,7 +258,7 @@ async fn start_admin(
 /// [`start_admin`], with or without the sync to stable storage before each acknowledgement.
 async fn start_admin_syncing(
     data_dir: std::path::PathBuf,
-    tls: Option<&(estate_administrator::tls::TlsFiles, Vec<u8>)>,
+    tls: Option<&(estate_administrator::api::tls::TlsFiles, Vec<u8>)>,
     sync_data: bool,
 ) -> Endpoint {
     let (grpc, http) = (free_addr(), free_addr());

@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use estate_common::model::AccountId;
 
-use crate::auth::{digest, Identity, Role, TokenDigest};
+use crate::api::auth::{digest, Identity, Role, TokenDigest};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

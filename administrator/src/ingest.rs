@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::store::{Op, Store};
+use crate::state::store::{Op, Store};
 
 /// Where to say that operations are durable, or why they are not.
 type Done = oneshot::Sender<Result<(), String>>;
@@ -142,8 +142,12 @@ impl Committer {
     }
 }
 
-impl crate::policy::OutcomeSink for Committer {
-    fn settle(&self, job: crate::policy::Job, outcome: crate::policy::PolicyOutcome) -> Result<(), String> {
+impl crate::analysis::OutcomeSink for Committer {
+    fn settle(
+        &self,
+        job: crate::state::verdicts::Job,
+        outcome: crate::state::verdicts::PolicyOutcome,
+    ) -> Result<(), String> {
         self.commit_blocking(vec![Op::PolicyOutcome { key: job.key, digest: job.digest, bucket: job.bucket, outcome }])
     }
 

@@ -1,27 +1,29 @@
 //! The administrator: merges the inventories that member agents stream to it, keeps them in
 //! sled, judges every bucket and serves the organization's inventory and statistics.
+//!
+//! Layers, each importing only those below it (`scripts/module-cycles.py` checks that no two
+//! modules import each other, directly or through others):
+//! - `server`: starts everything and wires it together;
+//! - `api`: what peers speak to (gRPC services, HTTP and the dashboard, authentication, TLS,
+//!   the accept loop's defences, errors as statuses);
+//! - `read`: questions about the state (criteria, bucket queries, views);
+//! - `ingest` (the committer, the one writer) and `analysis` (the policy workers, which hand
+//!   their outcomes to the committer through a sink);
+//! - `state`: the state in memory, changed only by applying an `Op`, with the concerns it
+//!   owns (membership, owners, verdicts, findings, the index, statistics);
+//! - `judge`: the judgement of one bucket, pure, and the organization view it is judged in;
+//! - `storage`: how records sit on disk.
+//!
+//! `state`, `judge` and `read` name neither tonic nor axum.
 
-pub mod auth;
-pub mod codec;
+pub mod analysis;
+pub mod api;
 pub mod config;
-pub mod criteria;
-pub mod edge;
-pub mod error;
-pub mod findings;
-pub mod http;
-pub mod identities;
-pub mod index;
 pub mod ingest;
 pub mod judge;
-pub mod members;
 pub mod organizations;
-pub mod owners;
 pub mod permissions;
-pub mod policy;
-pub mod query;
+pub mod read;
 pub mod server;
-pub mod service;
-pub mod stats;
-pub mod store;
-pub mod tls;
-pub mod views;
+pub mod state;
+pub mod storage;

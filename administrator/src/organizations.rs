@@ -14,7 +14,7 @@ use aws_sdk_organizations::types::AccountStatus;
 use estate_common::model::AccountId;
 
 use crate::ingest::Committer;
-use crate::store::Op;
+use crate::state::store::Op;
 
 /// What AWS Organizations says of the organization.
 #[derive(Debug, Clone, PartialEq, Eq)]

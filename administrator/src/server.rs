@@ -16,18 +16,18 @@ use estate_common::pb::{
     inventory_service_server::InventoryServiceServer,
 };
 
-use crate::auth::Authenticator;
+use crate::api::auth::Authenticator;
+use crate::api::edge::{self, OpeningLimits};
+use crate::api::grpc::agent::AgentServiceImpl;
+use crate::api::grpc::directory::AgentDirectory;
+use crate::api::grpc::findings::FindingsServiceImpl;
+use crate::api::grpc::inventory::InventoryServiceImpl;
+use crate::api::http;
+use crate::api::tls::{Tls, TlsFiles};
 use crate::config::Config;
-use crate::edge::{self, OpeningLimits};
-use crate::http;
 use crate::ingest::Committer;
 use crate::judge::OrgView;
-use crate::service::agent::AgentServiceImpl;
-use crate::service::directory::AgentDirectory;
-use crate::service::findings::FindingsServiceImpl;
-use crate::service::inventory::InventoryServiceImpl;
-use crate::store::{Op, Store};
-use crate::tls::{Tls, TlsFiles};
+use crate::state::store::{Op, Store};
 
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
@@ -113,7 +113,7 @@ pub mod defaults {
     pub const MAX_MESSAGE_BYTES: u64 = 4 * 1024 * 1024;
     pub const MAX_CRITERION_VALUES: u16 = 100;
     pub const REQUEST_TIMEOUT_SECS: u64 = 30;
-    pub const MAX_BUCKETS_PER_ACCOUNT: u64 = crate::service::agent::DEFAULT_MAX_BUCKETS_PER_ACCOUNT;
+    pub const MAX_BUCKETS_PER_ACCOUNT: u64 = crate::api::grpc::agent::DEFAULT_MAX_BUCKETS_PER_ACCOUNT;
     /// A client sends its TLS ClientHello (or HTTP/2 preface) as soon as it is connected; a
     /// peer silent for 2 s is not a client, and holds a pending slot meanwhile.
     pub const FIRST_BYTE_TIMEOUT_MS: u64 = 2_000;
@@ -390,7 +390,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         .with_context(|| format!("creating `{}`", options.data_dir.display()))?;
     crate::permissions::warn_if_data_dir_open(&options.data_dir);
     let data_dir = options.data_dir.clone();
-    let (policy_queue, attach_policy_workers) = crate::policy::start(
+    let (policy_queue, attach_policy_workers) = crate::analysis::start(
         options.policy_workers,
         estate_policy::AnalysisOptions { budget: options.policy_budget, ..Default::default() },
     );
@@ -467,7 +467,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         let committer = committer.clone();
         tokio::spawn(async move {
             loop {
-                let before = estate_common::model::now_ms() - crate::store::SEEN_EVENTS_HORIZON_MS;
+                let before = estate_common::model::now_ms() - crate::state::store::SEEN_EVENTS_HORIZON_MS;
                 if let Err(error) = committer.commit(vec![Op::ArchiveFindings, Op::PruneSeenEvents { before }]).await {
                     tracing::error!(%error, "archiving findings failed");
                 }
@@ -526,7 +526,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
                     let tls = Arc::clone(&tls);
                     let _ = socket2::SockRef::from(&tcp).set_tcp_keepalive(&keepalive);
                     async move {
-                        let stream = tls.handshake(crate::tls::Listener::Grpc, tcp, peer).await?;
+                        let stream = tls.handshake(crate::api::tls::Listener::Grpc, tcp, peer).await?;
                         edge::read_preface(stream, preface_timeout).await.inspect_err(|error| {
                             tracing::debug!(%peer, %error, "dropped: no HTTP/2 preface");
                         })

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
+use estate_administrator::api::tls::TlsFiles;
 use estate_administrator::server::{defaults, serve, Limits, ServeOptions};
-use estate_administrator::tls::TlsFiles;
 
 // Parsed once at start-up: the size of the larger variant does not matter.
 #[allow(clippy::large_enum_variant)]
@@ -208,9 +208,9 @@ impl ServeArgs {
 
 /// `estate-admin verify`.
 fn verify(data_dir: &std::path::Path, repair: bool) -> anyhow::Result<bool> {
-    use estate_administrator::codec;
+    use estate_administrator::storage::codec;
     let db = codec::open_database(data_dir)?;
-    let reports = codec::verify_records(&db, repair, estate_administrator::store::check_record)?;
+    let reports = codec::verify_records(&db, repair, estate_administrator::state::store::check_record)?;
     drop(db);
     let mut healthy = true;
     for report in &reports {
@@ -227,7 +227,7 @@ fn verify(data_dir: &std::path::Path, repair: bool) -> anyhow::Result<bool> {
         println!("unreadable records: run again with --repair to set them aside");
         return Ok(false);
     }
-    let store = estate_administrator::store::Store::open_to_verify(data_dir, Default::default())?;
+    let store = estate_administrator::state::store::Store::open_to_verify(data_dir, Default::default())?;
     let problems = store.verify_statistics();
     for problem in &problems {
         println!("statistics: {problem}");

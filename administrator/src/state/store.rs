@@ -23,15 +23,15 @@ use estate_common::model::{
 };
 use estate_common::objects::ObjectStats;
 
-use crate::findings::{Findings, FindingsTracker, Posture};
-use crate::identities::{self, CanonicalIds};
-use crate::index::{Entry, Index};
 use crate::judge::destination_name;
 use crate::judge::{judge_with, Judgement, OrgView, PolicyVerdict};
-use crate::members::{Freshness, MemberRecord, Membership, Progress, ScopeRecord};
-use crate::owners::{BucketList, BucketOwners};
-use crate::policy::{CachedOutcome, PolicyDigest, PolicyOutcome, PolicyQueue, PolicyVerdicts, Settlement};
-use crate::stats::Statistics;
+use crate::state::findings::{Findings, FindingsTracker, Posture};
+use crate::state::identities::{self, CanonicalIds};
+use crate::state::index::{Entry, Index};
+use crate::state::members::{Freshness, MemberRecord, Membership, Progress, ScopeRecord};
+use crate::state::owners::{BucketList, BucketOwners};
+use crate::state::stats::Statistics;
+use crate::state::verdicts::{CachedOutcome, PolicyDigest, PolicyOutcome, PolicyQueue, PolicyVerdicts, Settlement};
 use estate_common::findings::{Cause, Finding};
 
 /// One change to durable state: from an agent's report, a policy worker, the organization's
@@ -271,13 +271,13 @@ impl Writes {
     }
 }
 
-use crate::codec::RECORD_TREES as TREES;
+use crate::storage::codec::RECORD_TREES as TREES;
 
 /// How long an event counted once is remembered (agents resend within minutes).
 pub const SEEN_EVENTS_HORIZON_MS: i64 = 7 * 24 * 3600 * 1000;
-use crate::findings::MAX_COUNTED_EVENTS as MAX_SEEN_EVENTS;
+use crate::state::findings::MAX_COUNTED_EVENTS as MAX_SEEN_EVENTS;
 
-use crate::codec::{decode, encode, Record};
+use crate::storage::codec::{decode, encode, Record};
 
 /// Decodes one record with the type its tree holds, and checks that its key agrees with it
 /// (for `estate-admin verify`).
@@ -928,7 +928,7 @@ impl Store {
         policy_queue: Option<PolicyQueue>,
         write: bool,
     ) -> anyhow::Result<Self> {
-        let db = crate::codec::open_database(dir)?;
+        let db = crate::storage::codec::open_database(dir)?;
         let trees = TREES.iter().map(|name| db.open_tree(name)).collect::<Result<Vec<_>, _>>()?;
         let store = Self {
             buckets: trees[0].clone(),
@@ -1385,7 +1385,7 @@ mod tests {
         let store = Store::open(dir.path(), org(), BTreeSet::new(), Some(queue.clone())).unwrap();
         store.commit_at(vec![Op::Upsert { facts: f, generation: 1, cause: None }]).unwrap();
         assert_eq!(queue.len(), 1);
-        let digest = crate::policy::digest(text, "poison", a, &org());
+        let digest = crate::state::verdicts::digest(text, "poison", a, &org());
         let outcome = PolicyOutcome::internal_failure("internal error: boom".into());
         let bucket = String::new(); // an empty statement list names no bucket
         store.commit_at(vec![Op::PolicyOutcome { key: key.clone(), digest, bucket, outcome }]).unwrap();
@@ -1421,12 +1421,12 @@ mod tests {
     fn analysed(facts: &BucketFacts, org: &OrgView) -> Op {
         let text = facts.config().unwrap().policy.as_deref().unwrap();
         let (name, owner) = (&facts.key.bucket_name, &facts.key.account_id);
-        let bucket = if crate::policy::depends_on_bucket(text, name) { name.clone() } else { String::new() };
-        let ctx = crate::policy::context(org, owner);
+        let bucket = if crate::state::verdicts::depends_on_bucket(text, name) { name.clone() } else { String::new() };
+        let ctx = crate::state::verdicts::context(org, owner);
         let analysis = estate_policy::analyze(text, &bucket, &ctx, &estate_policy::AnalysisOptions::default()).unwrap();
         Op::PolicyOutcome {
             key: facts.key.encode(),
-            digest: crate::policy::digest(text, name, owner, org),
+            digest: crate::state::verdicts::digest(text, name, owner, org),
             bucket,
             outcome: PolicyOutcome::Analysed(Arc::new(analysis)),
         }
@@ -1638,7 +1638,7 @@ mod tests {
         store.commit_at(vec![Op::Upsert { facts: undecidable.clone(), generation: 1, cause: None }]).unwrap();
         assert_eq!(permission(&store, &undecidable), EffectivePermission::Unknown, "while it is analysed");
         let text = undecidable.config().unwrap().policy.clone().unwrap();
-        let digest = crate::policy::digest(&text, "x", a, &org);
+        let digest = crate::state::verdicts::digest(&text, "x", a, &org);
         let outcome = PolicyOutcome::Malformed("`Statement` is not a list".into());
         let op = Op::PolicyOutcome { key: undecidable.key.encode(), digest, bucket: "x".into(), outcome };
         store.commit_at(vec![op]).unwrap();
@@ -1716,7 +1716,7 @@ mod tests {
             analyzer: "v".into(),
             bucket: "b".into(),
             stored_at: 7,
-            settled: crate::policy::Settled {
+            settled: crate::state::verdicts::Settled {
                 verdict: PolicyVerdict {
                     public_read: estate_common::macie::Tri::True,
                     public_write: estate_common::macie::Tri::False,
@@ -1929,12 +1929,12 @@ mod tests {
         let error = format!("{:#}", Store::open(dir.path(), OrgView::default(), BTreeSet::new(), None).unwrap_err());
         assert!(error.contains("verify --repair"), "{error}");
 
-        let db = crate::codec::open_database(dir.path()).unwrap();
-        let report = crate::codec::verify_records(&db, false, check_record).unwrap();
+        let db = crate::storage::codec::open_database(dir.path()).unwrap();
+        let report = crate::storage::codec::verify_records(&db, false, check_record).unwrap();
         assert_eq!((report[0].name, report[0].records, report[0].unreadable), ("buckets", 2, 1));
-        let report = crate::codec::verify_records(&db, true, check_record).unwrap();
+        let report = crate::storage::codec::verify_records(&db, true, check_record).unwrap();
         assert_eq!(report[0].unreadable, 1);
-        assert_eq!(db.open_tree(crate::codec::QUARANTINE).unwrap().len(), 1);
+        assert_eq!(db.open_tree(crate::storage::codec::QUARANTINE).unwrap().len(), 1);
         drop(db);
         let store = Store::open_to_verify(dir.path(), OrgView::default()).unwrap();
         assert_eq!(store.read().index.len(), 1);

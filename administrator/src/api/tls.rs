@@ -22,7 +22,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
-use crate::auth::describe_certificate;
+use crate::api::auth::describe_certificate;
 
 /// Where the administrator's TLS material lives (PEM files).
 #[derive(Debug, Clone)]

@@ -1,7 +1,7 @@
-//! Bucket-policy analysis in the administrator: a pool of worker threads (Z3 never runs on
-//! the async reactor) fed by the store whenever a bucket's policy or organization context
-//! changes. A bucket's verdict is UNKNOWN until its analysis lands; a slow policy delays only
-//! its own bucket, and spends at most the per-policy budget.
+//! Bucket-policy verdicts in the administrator: the queue of analyses that the state fills
+//! whenever a bucket's policy or organization context changes (the worker pool that empties
+//! it is `analysis.rs`), and the outcomes. A bucket's verdict is UNKNOWN until its analysis
+//! lands; a slow policy delays only its own bucket, and spends at most the per-policy budget.
 //!
 //! The queue is fair between accounts: jobs for buckets re-read because of a CloudTrail event
 //! go before refresh and re-judgement jobs, and within each class the accounts with waiting
@@ -26,7 +26,7 @@ use std::time::Duration;
 use estate_common::findings::Cause;
 use estate_common::macie;
 use estate_common::model::{BucketFacts, BucketKey, UnixMillis};
-use estate_policy::{Analysis, AnalysisOptions, Analyzer, OrgContext};
+use estate_policy::{Analysis, AnalysisOptions, OrgContext};
 use serde::{Deserialize, Serialize};
 
 use crate::judge::{OrgView, PolicyVerdict};
@@ -393,7 +393,7 @@ impl PolicyQueue {
     }
 
     /// The next job, waiting at most `wait` for one.
-    fn next(&self, wait: Duration) -> Option<Job> {
+    pub fn next(&self, wait: Duration) -> Option<Job> {
         let (lock, ready) = &*self.inner;
         let mut pending = lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         loop {
@@ -413,77 +413,6 @@ impl PolicyQueue {
 /// version and every option (a budget raised since may decide what timed out before).
 fn fingerprint(options: &AnalysisOptions) -> String {
     format!("{} {options:?}", estate_policy::ANALYZER_VERSION)
-}
-
-/// Policy workers run at this nice value under `SCHED_BATCH`: when ingest and analysis
-/// compete for the cores, ingest (nice 0, its commit thread nice 5) gets most of them, and
-/// analysis keeps going.
-const POLICY_WORKER_NICE: u8 = 10;
-
-/// Gives the calling policy worker a lower scheduling priority than ingest.
-fn yield_to_ingest() {
-    if let Err(error) = estate_common::priority::lower_current_thread(POLICY_WORKER_NICE, true) {
-        tracing::warn!(%error, "cannot lower the policy workers' priority; they compete with ingest as equals");
-    }
-}
-
-/// Where the analysis workers hand each outcome. The server wires it to the committer, so
-/// that an outcome is stored like every change: in order, durably, then announced.
-pub trait OutcomeSink: Clone + Send + 'static {
-    /// Stores the outcome of `job`'s analysis; an error stops the worker that had it.
-    fn settle(&self, job: Job, outcome: PolicyOutcome) -> Result<(), String>;
-    /// Whether the receiving end is gone: the workers then stop.
-    fn is_closed(&self) -> bool;
-}
-
-/// Starts `workers` analysis threads once they are given where their outcomes go (the
-/// threads end once the sink is closed). `options.budget` bounds each policy's whole analysis.
-pub fn start<S: OutcomeSink>(workers: usize, options: AnalysisOptions) -> (PolicyQueue, impl FnOnce(S)) {
-    let queue = PolicyQueue::new(&options);
-    let analyzer = Arc::new(Analyzer::new(options, 100_000));
-    let workers_queue = queue.clone();
-    let attach = move |sink: S| {
-        for i in 0..workers.max(1) {
-            let queue = workers_queue.clone();
-            let analyzer = Arc::clone(&analyzer);
-            let sink = sink.clone();
-            std::thread::Builder::new()
-                .name(format!("policy-{i}"))
-                .spawn(move || work(&queue, &analyzer, &sink))
-                .expect("spawning a policy worker");
-        }
-    };
-    (queue, attach)
-}
-
-/// One analysis worker: takes jobs until the sink closes or refuses an outcome.
-fn work(queue: &PolicyQueue, analyzer: &Analyzer, sink: &impl OutcomeSink) {
-    yield_to_ingest();
-    loop {
-        let Some(job) = queue.next(Duration::from_secs(1)) else {
-            if sink.is_closed() {
-                return;
-            }
-            continue;
-        };
-        let outcome = match analyzer.analyze(&job.policy, &job.bucket, &job.context) {
-            Ok(analysis) => PolicyOutcome::Analysed(analysis),
-            Err(error) => PolicyOutcome::Malformed(error.to_string()),
-        };
-        if outcome.is_internal_failure() {
-            tracing::error!(
-                policy_digest = %hex::encode(job.digest),
-                bucket = %BucketKey::decode(&job.key).map(|k| k.bucket_name).unwrap_or_default(),
-                reason = ?explanation(&outcome).1,
-                "policy analysis failed inside the analyser; its verdicts are UNKNOWN and it is not retried until \
-                 the analyser changes"
-            );
-        }
-        if let Err(error) = sink.settle(job, outcome) {
-            tracing::error!(%error, "a policy outcome could not be stored; the worker stops");
-            return;
-        }
-    }
 }
 
 /// How many replaced versions of one bucket wait to be judged. A version replaced before its
@@ -846,7 +775,7 @@ impl PolicyVerdicts {
         {
             // Also when nobody waits for it: the organization may change back.
             let record = CachedOutcome { analyzer: analyzer.to_string(), bucket: analysed, stored_at: now, settled };
-            let encoded = crate::codec::encode(&record);
+            let encoded = crate::storage::codec::encode(&record);
             self.cache.insert(digest, record, encoded.len(), Some(encoded));
         }
         let settled = settled_here;
@@ -907,6 +836,7 @@ impl PolicyVerdicts {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use estate_policy::Analyzer;
 
     const A: &str = "111111111111";
     const B: &str = "222222222222";

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use estate_common::model::BucketFacts;
 
-use crate::findings::Posture;
 use crate::judge::Judgement;
+use crate::state::findings::Posture;
 
 /// One bucket in the index.
 #[derive(Debug, Clone)]

@@ -14,11 +14,11 @@ use tonic::{Request, Response, Status};
 use estate_common::findings::Finding;
 use estate_common::pb::{self, findings_service_server::FindingsService};
 
-use crate::auth::Authenticator;
-use crate::criteria::{matches_all, Criterion, Filter, Filterable, Property};
-use crate::error::ServiceError;
-use crate::query::QueryError;
-use crate::store::Store;
+use crate::api::auth::Authenticator;
+use crate::api::error::ServiceError;
+use crate::read::criteria::{matches_all, Criterion, Filter, Filterable, Property};
+use crate::read::query::QueryError;
+use crate::state::store::Store;
 
 #[derive(Debug, Clone)]
 pub struct FindingsServiceImpl {
@@ -140,7 +140,7 @@ fn compile_criteria(
         .into_iter()
         .map(|(k, c)| (k, Criterion { eq: c.eq, neq: c.neq, gt: c.gt, gte: c.gte, lt: c.lt, lte: c.lte, prefix: None }))
         .collect();
-    Ok(crate::criteria::compile(criteria, max_values)?)
+    Ok(crate::read::criteria::compile(criteria, max_values)?)
 }
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchFindingsResponse, Status>> + Send>>;
@@ -153,7 +153,7 @@ impl FindingsService for FindingsServiceImpl {
     ) -> Result<Response<pb::ListFindingsResponse>, Status> {
         self.auth.reader(&request)?;
         let r = request.into_inner();
-        let page_size = crate::error::page_size(r.max_results, 50)?;
+        let page_size = crate::api::error::page_size(r.max_results, 50)?;
         let sort_name = if r.sort_attribute.is_empty() { "updatedAt" } else { r.sort_attribute.as_str() };
         let Some(sort) = FindingProperty::parse(sort_name).filter(|p| p.sortable()) else {
             return Err(ServiceError::invalid(format!(

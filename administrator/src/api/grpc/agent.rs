@@ -18,12 +18,12 @@ use estate_common::limits::{self, MAX_AGENT_VERSION_BYTES, MAX_CANONICAL_ID_BYTE
 use estate_common::model::{self, AccountId, BucketKey, Region, UnixMillis};
 use estate_common::pb::{self, agent_service_server::AgentService, report_request::Body};
 
-use crate::auth::{Authenticator, Identity};
-use crate::error::ServiceError;
+use crate::api::auth::{Authenticator, Identity};
+use crate::api::error::ServiceError;
+use crate::api::grpc::directory::AgentDirectory;
 use crate::ingest::Committer;
-use crate::owners::BucketList;
-use crate::service::directory::AgentDirectory;
-use crate::store::{Op, State, Store};
+use crate::state::owners::BucketList;
+use crate::state::store::{Op, State, Store};
 
 /// How many messages one submission to the committer carries at most.
 const MAX_MESSAGES_PER_SUBMISSION: usize = 512;

@@ -10,11 +10,11 @@ use sha2::{Digest, Sha256};
 
 use estate_common::macie::{EffectivePermission, EncryptionType, SharedAccess};
 
-use crate::index::{Entry, Index};
+use crate::state::index::{Entry, Index};
 
-use crate::criteria::check_value_counts;
-pub use crate::criteria::{Criterion, QueryError, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
-use crate::criteria::{Filter, Filterable, Property, KNOWN_FIELDS};
+use crate::read::criteria::check_value_counts;
+pub use crate::read::criteria::{Criterion, QueryError, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+use crate::read::criteria::{Filter, Filterable, Property, KNOWN_FIELDS};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Field {
@@ -349,7 +349,7 @@ impl Query {
     }
 
     fn matches(&self, entry: &Entry) -> bool {
-        crate::criteria::matches_all(&self.filters, entry)
+        crate::read::criteria::matches_all(&self.filters, entry)
     }
 
     /// One page of the index, and the token of the next page (if any).

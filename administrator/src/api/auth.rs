@@ -21,7 +21,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 use estate_common::model::AccountId;
 use estate_common::text::for_log;
 
-use crate::error::ServiceError;
+use crate::api::error::ServiceError;
 
 /// What the administrator keeps of a token: its SHA-256, never the token itself.
 pub type TokenDigest = [u8; 32];

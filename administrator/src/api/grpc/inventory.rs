@@ -8,13 +8,13 @@ use tonic::{Request, Response, Status};
 use estate_common::model::{AccountId, BucketKey, Region};
 use estate_common::pb::{self, inventory_service_server::InventoryService};
 
-use crate::auth::Authenticator;
-use crate::error::ServiceError;
+use crate::api::auth::Authenticator;
+use crate::api::error::ServiceError;
+use crate::api::grpc::directory::AgentDirectory;
 use crate::ingest::Committer;
-use crate::query::{Criterion, Query};
-use crate::service::directory::AgentDirectory;
-use crate::store::{Op, Store};
-use crate::views;
+use crate::read::query::{Criterion, Query};
+use crate::read::views;
+use crate::state::store::{Op, Store};
 use estate_common::model::now_ms;
 
 #[derive(Debug, Clone)]
@@ -157,7 +157,7 @@ impl InventoryService for InventoryServiceImpl {
     ) -> Result<Response<pb::ListMembersResponse>, Status> {
         self.auth.reader(&request)?;
         let r = request.into_inner();
-        let page_size = crate::error::page_size(r.max_results, 100)?;
+        let page_size = crate::api::error::page_size(r.max_results, 100)?;
         let after = match r.next_token.as_str() {
             "" => None,
             token => Some(AccountId::parse(token).map_err(|_| ServiceError::invalid("`nextToken` is malformed"))?),
@@ -342,7 +342,7 @@ impl InventoryService for InventoryServiceImpl {
     ) -> Result<Response<pb::GetPostureResponse>, Status> {
         self.auth.reader(&request)?;
         let r = request.into_inner();
-        let page_size = crate::error::page_size(r.max_results, 100)?;
+        let page_size = crate::api::error::page_size(r.max_results, 100)?;
         let account = match r.account_id.is_empty() {
             true => None,
             false => Some(ServiceError::account_id(r.account_id)?),

@@ -16,9 +16,9 @@ use serde::{Deserialize, Serialize};
 
 use estate_common::model::{AccountId, UnixMillis};
 
-use crate::index::Index;
 use crate::judge::{DestinationOwner, OrgView};
-use crate::members::MemberRecord;
+use crate::state::index::Index;
+use crate::state::members::MemberRecord;
 
 /// One account's bucket names, as stored in the `bucket_lists` tree.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -125,7 +125,7 @@ impl BucketOwners {
         members: &BTreeMap<AccountId, MemberRecord>,
     ) -> DestinationOwner {
         // Every account that claims the name, through its inventory (with the entry) or its list.
-        let mut claims: BTreeMap<&AccountId, Option<&crate::index::Entry>> = BTreeMap::new();
+        let mut claims: BTreeMap<&AccountId, Option<&crate::state::index::Entry>> = BTreeMap::new();
         for entry in index.all_named(name) {
             claims.insert(&entry.facts.key.account_id, Some(entry));
         }

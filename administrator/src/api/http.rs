@@ -30,15 +30,15 @@ use tokio::sync::{mpsc, watch};
 use tokio_rustls::server::TlsStream;
 use tower::ServiceExt as _;
 
-use crate::auth::Authenticator;
-use crate::error::ServiceError;
+use crate::api::auth::Authenticator;
+use crate::api::error::ServiceError;
 use estate_common::findings::FindingType;
 
-use crate::edge::{self, Accepted, Activity, OpeningLimits, Slots, Watched};
-use crate::query::{self, Criterion, Query};
-use crate::store::{self, Store};
-use crate::tls::{Listener, Peer, Tls};
-use crate::views;
+use crate::api::edge::{self, Accepted, Activity, OpeningLimits, Slots, Watched};
+use crate::api::tls::{Listener, Peer, Tls};
+use crate::read::query::{self, Criterion, Query};
+use crate::read::views;
+use crate::state::store::{self, Store};
 
 #[derive(Debug, Clone)]
 pub struct HttpState {

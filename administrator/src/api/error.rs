@@ -8,7 +8,7 @@ use tonic::Status;
 
 use estate_common::model::AccountId;
 
-use crate::query::QueryError;
+use crate::read::query::QueryError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {

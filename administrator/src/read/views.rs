@@ -10,9 +10,9 @@ use estate_common::macie::{
 use estate_common::model::AccountId;
 
 use crate::judge;
-use crate::members;
-use crate::query::Query;
-use crate::store::State;
+use crate::read::query::Query;
+use crate::state::members;
+use crate::state::store::State;
 
 /// Every account Estate should see: the organization's, those with an agent configured,
 /// and those that have ever reported.
@@ -21,7 +21,7 @@ pub fn member_accounts(state: &State) -> BTreeSet<AccountId> {
 }
 
 /// The member as ListMembers shows it; `connected`: whether a report stream of it is open
-/// ([`crate::store::Store::is_connected`]).
+/// ([`crate::state::store::Store::is_connected`]).
 pub fn member(state: &State, account_id: &AccountId, connected: bool) -> macie::Member {
     let record = state.membership.members.get(account_id);
     let regions = record
@@ -154,7 +154,7 @@ pub fn posture(
 mod tests {
     use super::*;
     use crate::judge::OrgView;
-    use crate::store::{Op, Store};
+    use crate::state::store::{Op, Store};
     use estate_common::macie::MemberStatus;
 
     /// Suspended accounts are not waited for; an account that reported but left the

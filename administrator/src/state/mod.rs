@@ -1,0 +1,12 @@
+//! The state in memory, changed only by applying an `Op` (`store`), with the concerns it
+//! owns: membership, owners of replication destinations, canonical IDs, policy verdicts,
+//! findings, the bucket index and the statistics.
+
+pub mod findings;
+pub mod identities;
+pub mod index;
+pub mod members;
+pub mod owners;
+pub mod stats;
+pub mod store;
+pub mod verdicts;
