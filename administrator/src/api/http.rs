@@ -499,7 +499,7 @@ async fn api_bucket(State(state): State<HttpState>, _: Reader, UrlQuery(p): UrlQ
         return ServiceError::not_found(format!("no bucket named `{}` in the inventory", p.name)).into_response();
     };
     let key = entry.facts.key.encode();
-    let metadata = crate::judge::metadata(
+    let metadata = crate::read::bucket::metadata(
         &entry.facts,
         &entry.judgement,
         s.accounts.get(&entry.facts.key.account_id),

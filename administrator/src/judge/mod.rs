@@ -2,109 +2,20 @@
 //! public access, sharing, encryption and replication, exactly as Macie defines them. Pure
 //! functions; the policy's own verdicts come in as `PolicyVerdict`.
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
+use std::collections::BTreeSet;
 
 use estate_common::macie::{
-    AccessControlList, AccountLevelPermissions, BucketLevelPermissions, BucketMetadata, BucketPermissionConfiguration,
-    BucketPolicy, BucketPublicAccess, BucketServerSideEncryption, EffectivePermission, EncryptionType,
-    ReplicationDetails, SharedAccess, Timestamp, Tri,
+    AccessControlList, BucketPolicy, EffectivePermission, EncryptionType, ReplicationDetails, SharedAccess, Tri,
 };
 use estate_common::model::{
-    AccountId, AccountSettings, BlockPublicAccess, BucketConfig, BucketFacts, ConfigCall, Grantee, ObjectOwnership,
+    AccountSettings, BlockPublicAccess, BucketConfig, BucketFacts, ConfigCall, Grantee, ObjectOwnership,
     ALL_USERS_GROUP, AUTHENTICATED_USERS_GROUP,
 };
 use estate_common::objects::ObjectTotals;
 use serde::{Deserialize, Serialize};
 
-/// What the administrator knows of the organization. The membership (ID, accounts, paths)
-/// changes only through [`OrgView::new`] and [`OrgView::set_membership`], which keep its
-/// digest (part of every policy analysis's digest) in step.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OrgView {
-    organization_id: Option<String>,
-    organization_paths: Vec<String>,
-    members: BTreeSet<AccountId>,
-    /// The same accounts as the policy crate reads them, shared with every queued analysis.
-    accounts: Arc<BTreeSet<String>>,
-    digest: [u8; 32],
-    /// Canonical user ID → account, as the agents reported them.
-    pub canonical_ids: HashMap<String, AccountId>,
-    /// Accounts AWS Organizations reports suspended or closing (still members).
-    pub suspended: BTreeSet<AccountId>,
-}
-
-impl Default for OrgView {
-    fn default() -> Self {
-        OrgView::new(None, BTreeSet::new(), Vec::new())
-    }
-}
-
-impl OrgView {
-    pub fn new(
-        organization_id: Option<String>,
-        accounts: BTreeSet<AccountId>,
-        organization_paths: Vec<String>,
-    ) -> Self {
-        let mut org = OrgView {
-            organization_id: None,
-            organization_paths: Vec::new(),
-            members: BTreeSet::new(),
-            accounts: Arc::default(),
-            digest: [0; 32],
-            canonical_ids: HashMap::new(),
-            suspended: BTreeSet::new(),
-        };
-        org.set_membership(organization_id, accounts, organization_paths);
-        org
-    }
-
-    /// Replaces the membership; false when nothing changed.
-    pub fn set_membership(
-        &mut self,
-        organization_id: Option<String>,
-        accounts: BTreeSet<AccountId>,
-        organization_paths: Vec<String>,
-    ) -> bool {
-        if self.digest != [0; 32]
-            && self.organization_id == organization_id
-            && self.members == accounts
-            && self.organization_paths == organization_paths
-        {
-            return false;
-        }
-        let names: BTreeSet<String> = accounts.iter().map(ToString::to_string).collect();
-        self.digest = estate_policy::organization_digest(organization_id.as_deref(), &names, &organization_paths);
-        self.organization_id = organization_id;
-        self.members = accounts;
-        self.accounts = Arc::new(names);
-        self.organization_paths = organization_paths;
-        true
-    }
-
-    pub fn organization_id(&self) -> Option<&str> {
-        self.organization_id.as_deref()
-    }
-
-    pub fn organization_paths(&self) -> &[String] {
-        &self.organization_paths
-    }
-
-    /// The member accounts.
-    pub fn members(&self) -> &BTreeSet<AccountId> {
-        &self.members
-    }
-
-    /// The member accounts as the policy crate reads them.
-    pub fn accounts(&self) -> &Arc<BTreeSet<String>> {
-        &self.accounts
-    }
-
-    /// The membership's digest.
-    pub fn digest(&self) -> [u8; 32] {
-        self.digest
-    }
-}
+mod org;
+pub use org::{destination_name, DestinationOwner, OrgView};
 
 /// The policy's verdicts, or UNKNOWN for a policy not (yet) decided. Stored with the outcome
 /// it comes from (`policy.rs`, the `policy_outcomes` tree): a layout change is a new record
@@ -161,7 +72,7 @@ impl EncryptionClass {
 /// The bucket's default encryption in Macie's terms: `EncryptionType::None` when none is
 /// configured, `None` when it is unknown (the call was not read, or the algorithm is one
 /// Estate does not know).
-fn default_encryption_type(config: &BucketConfig) -> Option<EncryptionType> {
+pub(crate) fn default_encryption_type(config: &BucketConfig) -> Option<EncryptionType> {
     if config.is_unread(ConfigCall::Encryption) {
         return None;
     }
@@ -527,128 +438,11 @@ fn replication(
     })
 }
 
-/// The Macie-shaped view of a bucket; `explanation` holds the policy's witnesses and the
-/// reasons for UNKNOWN policy verdicts.
-pub fn metadata(
-    facts: &BucketFacts,
-    judgement: &Judgement,
-    account: Option<&AccountSettings>,
-    explanation: (Vec<estate_common::macie::PolicyWitness>, Vec<String>),
-) -> BucketMetadata {
-    let key = &facts.key;
-    let mut out = BucketMetadata {
-        account_id: key.account_id.to_string(),
-        allows_unencrypted_object_uploads: judgement.allows_unencrypted_object_uploads,
-        bucket_arn: key.arn(),
-        bucket_created_at: Timestamp::from_millis(facts.created_at),
-        bucket_name: key.bucket_name.clone(),
-        classifiable_object_count: None,
-        classifiable_size_in_bytes: None,
-        error_code: None,
-        error_message: None,
-        last_updated: Timestamp::from_millis(facts.read_at),
-        object_count: None,
-        object_count_by_encryption_type: None,
-        public_access: None,
-        region: key.region.to_string(),
-        replication_details: None,
-        server_side_encryption: None,
-        shared_access: judgement.shared_access,
-        size_in_bytes: None,
-        size_in_bytes_compressed: None,
-        tags: Vec::new(),
-        unclassifiable_object_count: None,
-        unclassifiable_object_size_in_bytes: None,
-        versioning: false,
-        shared_with_accounts: judgement.shared_with_accounts.clone(),
-        s3_policy_status_public: None,
-        object_statistics_source: None,
-        usage_by_storage_class: None,
-        multipart_parts: None,
-        shared_with_cloud_front: None,
-        policy_witnesses: Vec::new(),
-        policy_unknown_reasons: Vec::new(),
-        public_access_reason: None,
-    };
-    match (facts.config(), facts.error()) {
-        (Some(config), _) => {
-            out.public_access = Some(BucketPublicAccess {
-                effective_permission: judgement.effective_permission,
-                permission_configuration: Some(BucketPermissionConfiguration {
-                    account_level_permissions: AccountLevelPermissions {
-                        block_public_access: account.and_then(|a| a.block_public_access.effective()),
-                    },
-                    bucket_level_permissions: BucketLevelPermissions {
-                        access_control_list: judgement.acl,
-                        block_public_access: config.block_public_access.unwrap_or_default(),
-                        bucket_policy: judgement.policy,
-                    },
-                }),
-            });
-            out.replication_details = judgement.replication.clone();
-            if !config.unread.is_empty() {
-                let calls: Vec<String> =
-                    config.unread.iter().map(|u| format!("`{}` ({})", u.call.action(), u.error)).collect();
-                out.error_message = Some(format!("could not read {}; what they say is unknown", calls.join(", ")));
-            }
-            let kms_master_key_id = (!config.is_unread(ConfigCall::Encryption))
-                .then(|| config.default_encryption.as_ref().and_then(|e| e.kms_master_key_id.clone()))
-                .flatten();
-            out.server_side_encryption =
-                Some(BucketServerSideEncryption { kms_master_key_id, kind: default_encryption_type(config) });
-            out.tags = config.tags.clone();
-            out.versioning = config.versioning;
-            out.s3_policy_status_public = config.policy_status_public;
-            out.public_access_reason =
-                judgement.public_by_s3_policy_status.then(|| PUBLIC_BY_S3_POLICY_STATUS.to_owned());
-            out.shared_with_cloud_front = judgement.shared_with_cloud_front.as_bool();
-            (out.policy_witnesses, out.policy_unknown_reasons) = explanation;
-            if let Some(o) = &config.objects {
-                let t = &o.totals;
-                out.object_count = Some(t.object_count);
-                out.size_in_bytes = Some(t.size_in_bytes);
-                out.size_in_bytes_compressed = Some(t.size_in_bytes_compressed);
-                out.classifiable_object_count = Some(t.classifiable_object_count);
-                out.classifiable_size_in_bytes = Some(t.classifiable_size_in_bytes);
-                out.unclassifiable_object_count = Some(t.unclassifiable_object_count);
-                out.unclassifiable_object_size_in_bytes = Some(t.unclassifiable_object_size_in_bytes);
-                out.object_count_by_encryption_type = Some(o.object_count_by_encryption_type);
-                out.object_statistics_source = Some(o.source);
-                out.usage_by_storage_class = Some(o.by_storage_class.clone());
-                out.multipart_parts = Some(o.multipart_parts);
-            }
-        }
-        (None, Some(error)) => {
-            out.error_code = Some(error.code.as_macie_str().to_owned());
-            out.error_message = Some(error.message.clone());
-            out.public_access = Some(BucketPublicAccess {
-                effective_permission: EffectivePermission::Unknown,
-                permission_configuration: None,
-            });
-        }
-        (None, None) => {}
-    }
-    out
-}
-
-/// The owner of a destination bucket, as far as Estate can tell.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DestinationOwner {
-    Account(AccountId),
-    /// No member holds it, and every member's list is known: someone outside owns it.
-    Outside,
-    /// Not found while some list is missing; the reason says which.
-    Unknown(String),
-}
-
-/// The bucket name of a destination ARN (`arn:aws:s3:::NAME`), if it is one.
-pub fn destination_name(arn: &str) -> Option<&str> {
-    arn.strip_prefix("arn:aws:s3:::").filter(|n| !n.is_empty() && !n.contains('/'))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    // The Macie view of what is judged here, to check both together.
+    use crate::read::bucket::metadata;
 
     #[test]
     fn a_destination_arn_names_its_bucket() {

@@ -1,0 +1,114 @@
+//! The Macie-shaped view of one bucket (`BucketMetadata`), from its facts, its judgement and
+//! its account's settings.
+
+use estate_common::macie::{
+    AccountLevelPermissions, BucketLevelPermissions, BucketMetadata, BucketPermissionConfiguration, BucketPublicAccess,
+    BucketServerSideEncryption, EffectivePermission, Timestamp,
+};
+use estate_common::model::{AccountSettings, BucketFacts, ConfigCall};
+
+use crate::judge::{default_encryption_type, Judgement, PUBLIC_BY_S3_POLICY_STATUS};
+
+/// The Macie-shaped view of a bucket; `explanation` holds the policy's witnesses and the
+/// reasons for UNKNOWN policy verdicts.
+pub fn metadata(
+    facts: &BucketFacts,
+    judgement: &Judgement,
+    account: Option<&AccountSettings>,
+    explanation: (Vec<estate_common::macie::PolicyWitness>, Vec<String>),
+) -> BucketMetadata {
+    let key = &facts.key;
+    let mut out = BucketMetadata {
+        account_id: key.account_id.to_string(),
+        allows_unencrypted_object_uploads: judgement.allows_unencrypted_object_uploads,
+        bucket_arn: key.arn(),
+        bucket_created_at: Timestamp::from_millis(facts.created_at),
+        bucket_name: key.bucket_name.clone(),
+        classifiable_object_count: None,
+        classifiable_size_in_bytes: None,
+        error_code: None,
+        error_message: None,
+        last_updated: Timestamp::from_millis(facts.read_at),
+        object_count: None,
+        object_count_by_encryption_type: None,
+        public_access: None,
+        region: key.region.to_string(),
+        replication_details: None,
+        server_side_encryption: None,
+        shared_access: judgement.shared_access,
+        size_in_bytes: None,
+        size_in_bytes_compressed: None,
+        tags: Vec::new(),
+        unclassifiable_object_count: None,
+        unclassifiable_object_size_in_bytes: None,
+        versioning: false,
+        shared_with_accounts: judgement.shared_with_accounts.clone(),
+        s3_policy_status_public: None,
+        object_statistics_source: None,
+        usage_by_storage_class: None,
+        multipart_parts: None,
+        shared_with_cloud_front: None,
+        policy_witnesses: Vec::new(),
+        policy_unknown_reasons: Vec::new(),
+        public_access_reason: None,
+    };
+    match (facts.config(), facts.error()) {
+        (Some(config), _) => {
+            out.public_access = Some(BucketPublicAccess {
+                effective_permission: judgement.effective_permission,
+                permission_configuration: Some(BucketPermissionConfiguration {
+                    account_level_permissions: AccountLevelPermissions {
+                        block_public_access: account.and_then(|a| a.block_public_access.effective()),
+                    },
+                    bucket_level_permissions: BucketLevelPermissions {
+                        access_control_list: judgement.acl,
+                        block_public_access: config.block_public_access.unwrap_or_default(),
+                        bucket_policy: judgement.policy,
+                    },
+                }),
+            });
+            out.replication_details = judgement.replication.clone();
+            if !config.unread.is_empty() {
+                let calls: Vec<String> =
+                    config.unread.iter().map(|u| format!("`{}` ({})", u.call.action(), u.error)).collect();
+                out.error_message = Some(format!("could not read {}; what they say is unknown", calls.join(", ")));
+            }
+            let kms_master_key_id = (!config.is_unread(ConfigCall::Encryption))
+                .then(|| config.default_encryption.as_ref().and_then(|e| e.kms_master_key_id.clone()))
+                .flatten();
+            out.server_side_encryption =
+                Some(BucketServerSideEncryption { kms_master_key_id, kind: default_encryption_type(config) });
+            out.tags = config.tags.clone();
+            out.versioning = config.versioning;
+            out.s3_policy_status_public = config.policy_status_public;
+            out.public_access_reason =
+                judgement.public_by_s3_policy_status.then(|| PUBLIC_BY_S3_POLICY_STATUS.to_owned());
+            out.shared_with_cloud_front = judgement.shared_with_cloud_front.as_bool();
+            (out.policy_witnesses, out.policy_unknown_reasons) = explanation;
+            if let Some(o) = &config.objects {
+                let t = &o.totals;
+                out.object_count = Some(t.object_count);
+                out.size_in_bytes = Some(t.size_in_bytes);
+                out.size_in_bytes_compressed = Some(t.size_in_bytes_compressed);
+                out.classifiable_object_count = Some(t.classifiable_object_count);
+                out.classifiable_size_in_bytes = Some(t.classifiable_size_in_bytes);
+                out.unclassifiable_object_count = Some(t.unclassifiable_object_count);
+                out.unclassifiable_object_size_in_bytes = Some(t.unclassifiable_object_size_in_bytes);
+                out.object_count_by_encryption_type = Some(o.object_count_by_encryption_type);
+                out.object_statistics_source = Some(o.source);
+                out.usage_by_storage_class = Some(o.by_storage_class.clone());
+                out.multipart_parts = Some(o.multipart_parts);
+            }
+        }
+        (None, Some(error)) => {
+            out.error_code = Some(error.code.as_macie_str().to_owned());
+            out.error_message = Some(error.message.clone());
+            out.public_access = Some(BucketPublicAccess {
+                effective_permission: EffectivePermission::Unknown,
+                permission_configuration: None,
+            });
+        }
+        (None, None) => {}
+    }
+    out
+}
