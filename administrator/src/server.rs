@@ -28,6 +28,7 @@ use crate::config::Config;
 use crate::ingest::Committer;
 use crate::judge::OrgView;
 use crate::state::store::{Op, Store};
+use crate::storage::sled_engine::SledStorage;
 
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
@@ -394,10 +395,13 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         options.policy_workers,
         estate_policy::AnalysisOptions { budget: options.policy_budget, ..Default::default() },
     );
-    let store =
-        tokio::task::spawn_blocking(move || Store::open(&data_dir, org, configured_members, Some(policy_queue)))
-            .await??;
-    let store = if options.sync_data { store } else { store.without_device_sync() };
+    let sync_data = options.sync_data;
+    let store = tokio::task::spawn_blocking(move || {
+        let storage = SledStorage::open(&data_dir, true)?;
+        let storage = if sync_data { storage } else { storage.without_device_sync() };
+        Store::open_on(Box::new(storage), org, configured_members, Some(policy_queue))
+    })
+    .await??;
     let store = Arc::new(store);
     let committer = Committer::start(Arc::clone(&store));
     attach_policy_workers(committer.clone());

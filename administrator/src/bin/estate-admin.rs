@@ -208,10 +208,10 @@ impl ServeArgs {
 
 /// `estate-admin verify`.
 fn verify(data_dir: &std::path::Path, repair: bool) -> anyhow::Result<bool> {
-    use estate_administrator::storage::codec;
-    let db = codec::open_database(data_dir)?;
-    let reports = codec::verify_records(&db, repair, estate_administrator::state::store::check_record)?;
-    drop(db);
+    use estate_administrator::storage::{sled_engine::SledStorage, verify_records};
+    let storage = SledStorage::open(data_dir, repair)?;
+    let reports = verify_records(&storage, repair, estate_administrator::state::store::check_record)?;
+    drop(storage);
     let mut healthy = true;
     for report in &reports {
         println!(

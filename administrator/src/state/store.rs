@@ -1,11 +1,12 @@
-//! The administrator's state: sled on disk (the truth) and an in-memory index rebuilt from it
-//! at start-up (for queries and statistics). Every change — agents' reports, policy outcomes,
-//! the organization, archiving — is an [`Op`] applied by `Store::commit`, which the committer
-//! (`ingest.rs`) alone calls: it applies a batch to memory, writes every tree in one sled
-//! transaction, flushes, and only then lets anything be announced or acknowledged.
+//! The administrator's state: the records on disk (the truth, through the [`Storage`]
+//! interface; sled by default) and an in-memory index rebuilt from them at start-up (for
+//! queries and statistics). Every change — agents' reports, policy outcomes, the organization,
+//! archiving — is an [`Op`] applied by `Store::commit`, which the committer (`ingest.rs`) alone
+//! calls: it applies a batch to memory, commits every write at once to stable storage, and
+//! only then lets anything be announced or acknowledged.
 //!
-//! Every record is a versioned encoding (see `codec`), and the `meta` tree holds the schema
-//! version; start-up migrates older databases.
+//! Every record is a versioned encoding (`storage::codec`); the engine migrates an older
+//! database when it opens it.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
@@ -15,24 +16,25 @@ use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
-use sled::Transactional;
 
+use estate_common::findings::{Cause, Finding};
 use estate_common::macie::BucketStatistics;
 use estate_common::model::{
     AccountId, AccountSettings, BucketFacts, BucketKey, BucketState, Grantee, Region, UnixMillis,
 };
 use estate_common::objects::ObjectStats;
 
-use crate::judge::destination_name;
-use crate::judge::{judge_with, Judgement, OrgView, PolicyVerdict};
-use crate::state::findings::{Findings, FindingsTracker, Posture};
+use crate::judge::{destination_name, judge_with, Judgement, OrgView, PolicyVerdict};
+use crate::state::findings::{Findings, FindingsTracker, Posture, MAX_COUNTED_EVENTS as MAX_SEEN_EVENTS};
 use crate::state::identities::{self, CanonicalIds};
 use crate::state::index::{Entry, Index};
 use crate::state::members::{Freshness, MemberRecord, Membership, Progress, ScopeRecord};
 use crate::state::owners::{BucketList, BucketOwners};
 use crate::state::stats::Statistics;
 use crate::state::verdicts::{CachedOutcome, PolicyDigest, PolicyOutcome, PolicyQueue, PolicyVerdicts, Settlement};
-use estate_common::findings::{Cause, Finding};
+use crate::storage::codec::{decode, encode, Record};
+use crate::storage::sled_engine::SledStorage;
+use crate::storage::{Storage, Tree, Writes};
 
 /// One change to durable state: from an agent's report, a policy worker, the organization's
 /// source, or the archiving timer. The time of a change is the commit's clock.
@@ -239,91 +241,54 @@ pub struct State {
     now: UnixMillis,
 }
 
-/// The sled writes one commit makes, per tree (in the order of `TREES`).
-#[derive(Default)]
-struct Writes {
-    buckets: sled::Batch,
-    accounts: sled::Batch,
-    scopes: sled::Batch,
-    members: sled::Batch,
-    findings: sled::Batch,
-    postures: sled::Batch,
-    policy_failures: sled::Batch,
-    seen_events: sled::Batch,
-    bucket_lists: sled::Batch,
-    policy_outcomes: sled::Batch,
-}
-
-impl Writes {
-    fn into_batches(self) -> [sled::Batch; TREES.len()] {
-        [
-            self.buckets,
-            self.accounts,
-            self.scopes,
-            self.members,
-            self.findings,
-            self.postures,
-            self.policy_failures,
-            self.seen_events,
-            self.bucket_lists,
-            self.policy_outcomes,
-        ]
-    }
-}
-
-use crate::storage::codec::RECORD_TREES as TREES;
-
 /// How long an event counted once is remembered (agents resend within minutes).
 pub const SEEN_EVENTS_HORIZON_MS: i64 = 7 * 24 * 3600 * 1000;
-use crate::state::findings::MAX_COUNTED_EVENTS as MAX_SEEN_EVENTS;
-
-use crate::storage::codec::{decode, encode, Record};
 
 /// Decodes one record with the type its tree holds, and checks that its key agrees with it
 /// (for `estate-admin verify`).
-pub fn check_record(tree: &str, key: &[u8], value: &[u8]) -> anyhow::Result<()> {
+pub fn check_record(tree: Tree, key: &[u8], value: &[u8]) -> anyhow::Result<()> {
+    let name = tree.name();
     match tree {
-        "buckets" => {
-            let stored: StoredBucket = decode(tree, key, value)?;
+        Tree::Buckets => {
+            let stored: StoredBucket = decode(name, key, value)?;
             anyhow::ensure!(stored.facts.key.encode() == key, "the key does not name the bucket the record holds");
         }
-        "accounts" => {
-            let settings: AccountSettings = decode(tree, key, value)?;
+        Tree::Accounts => {
+            let settings: AccountSettings = decode(name, key, value)?;
             anyhow::ensure!(settings.account_id.as_bytes() == key, "the key does not name the record's account");
         }
-        "scopes" => {
-            decode::<ScopeRecord>(tree, key, value)?;
+        Tree::Scopes => {
+            decode::<ScopeRecord>(name, key, value)?;
             anyhow::ensure!(BucketKey::decode_scope(key).is_some(), "the key is not ACCOUNT NUL REGION NUL");
         }
-        "members" => {
-            let record: MemberRecord = decode(tree, key, value)?;
+        Tree::Members => {
+            let record: MemberRecord = decode(name, key, value)?;
             anyhow::ensure!(record.account_id.as_bytes() == key, "the key does not name the record's account");
         }
-        "findings" => {
-            let finding: Finding = decode(tree, key, value)?;
+        Tree::Findings => {
+            let finding: Finding = decode(name, key, value)?;
             anyhow::ensure!(finding.id.as_bytes() == key, "the key is not the finding's ID");
         }
-        "postures" => drop(decode::<Posture>(tree, key, value)?),
-        "policy_failures" => {
-            decode::<PolicyFailure>(tree, key, value)?;
+        Tree::Postures => drop(decode::<Posture>(name, key, value)?),
+        Tree::PolicyFailures => {
+            decode::<PolicyFailure>(name, key, value)?;
             anyhow::ensure!(key.len() == std::mem::size_of::<PolicyDigest>(), "the key is not a digest");
         }
-        "seen_events" => {
-            decode::<UnixMillis>(tree, key, value)?;
+        Tree::SeenEvents => {
+            decode::<UnixMillis>(name, key, value)?;
             anyhow::ensure!(parse_seen_event_key(key).is_some(), "the key is not EVENT NUL BUCKET");
         }
-        "policy_outcomes" => {
-            decode::<CachedOutcome>(tree, key, value)?;
+        Tree::PolicyOutcomes => {
+            decode::<CachedOutcome>(name, key, value)?;
             anyhow::ensure!(key.len() == std::mem::size_of::<PolicyDigest>(), "the key is not a digest");
         }
-        "bucket_lists" => {
-            decode::<BucketList>(tree, key, value)?;
+        Tree::BucketLists => {
+            decode::<BucketList>(name, key, value)?;
             anyhow::ensure!(
                 estate_common::model::is_account_id(&String::from_utf8_lossy(key)),
                 "the key is not an account ID"
             );
         }
-        other => anyhow::bail!("no tree `{other}` holds records"),
     }
     Ok(())
 }
@@ -547,7 +512,7 @@ impl State {
             if entry.generation < generation {
                 let updated = Entry { generation, ..Entry::clone(entry) };
                 let stored = StoredBucket { facts: (*updated.facts).clone(), generation };
-                writes.buckets.insert(encoded.clone(), encode(&stored));
+                writes.insert(Tree::Buckets, encoded.clone(), encode(&stored));
                 self.index.insert(encoded, updated);
             }
         }
@@ -590,7 +555,7 @@ impl State {
                     agent_version,
                     last_contact: self.now,
                 };
-                writes.members.insert(account_id.as_bytes(), encode(&record));
+                writes.insert(Tree::Members, account_id.as_bytes(), encode(&record));
                 let old = self.membership.members.insert(account_id.clone(), record);
                 self.recount(&account_id);
                 let changes = self.identities.claim(&account_id, &canonical_user_id);
@@ -612,7 +577,7 @@ impl State {
                 let at = self.now;
                 if let Some(record) = self.membership.members.get_mut(&account_id) {
                     record.last_contact = record.last_contact.max(at);
-                    writes.members.insert(account_id.as_bytes(), encode(&*record));
+                    writes.insert(Tree::Members, account_id.as_bytes(), encode(&*record));
                 }
             }
             Op::Upsert { mut facts, generation, cause } => {
@@ -644,7 +609,7 @@ impl State {
                     }
                 }
                 self.tracker.set_cause(&key, cause.clone());
-                writes.buckets.insert(key.clone(), encode(&StoredBucket { facts: facts.clone(), generation }));
+                writes.insert(Tree::Buckets, key.clone(), encode(&StoredBucket { facts: facts.clone(), generation }));
                 self.insert_entry(key, facts, generation, cause.as_ref());
             }
             Op::Retain { key, generation } => {
@@ -662,18 +627,22 @@ impl State {
                     ..(**config).clone()
                 }));
                 let generation = entry.generation;
-                writes.buckets.insert(encoded.clone(), encode(&StoredBucket { facts: facts.clone(), generation }));
+                writes.insert(
+                    Tree::Buckets,
+                    encoded.clone(),
+                    encode(&StoredBucket { facts: facts.clone(), generation }),
+                );
                 self.insert_entry(encoded, facts, generation, None);
             }
             Op::Delete { key } => {
                 let encoded = key.encode();
                 if self.remove_entry(&encoded) {
-                    writes.buckets.remove(encoded);
+                    writes.remove(Tree::Buckets, encoded);
                 }
             }
             Op::AccountSettings(settings) => {
                 let account_id = settings.account_id.clone();
-                writes.accounts.insert(account_id.as_bytes(), encode(&settings));
+                writes.insert(Tree::Accounts, account_id.as_bytes(), encode(&settings));
                 if self.accounts.get(&account_id) != Some(&settings) {
                     self.accounts.insert(account_id.clone(), settings);
                     let keys = self.account_keys(&account_id);
@@ -699,7 +668,7 @@ impl State {
                     .collect();
                 for key in stale {
                     self.remove_entry(&key);
-                    writes.buckets.remove(key);
+                    writes.remove(Tree::Buckets, key);
                 }
                 if let Some(under_way) = self.membership.progress.get_mut(&account_id) {
                     under_way.remove(&region);
@@ -710,7 +679,7 @@ impl State {
                 let record = self.membership.scopes.entry(account_id.clone()).or_default().entry(region).or_default();
                 if generation >= record.generation {
                     *record = ScopeRecord { generation, last_updated: Some(read_at), bucket_count: count };
-                    writes.scopes.insert(prefix, encode(&*record));
+                    writes.insert(Tree::Scopes, prefix, encode(&*record));
                 }
                 self.recount(&account_id);
             }
@@ -742,14 +711,14 @@ impl State {
             Op::ForgetAccount { account_id } => self.forget_account(&account_id, writes),
             Op::PruneSeenEvents { before } => {
                 for (bucket, event_id) in self.tracker.prune_counted_events(before) {
-                    writes.seen_events.remove(seen_event_key(&bucket, &event_id));
+                    writes.remove(Tree::SeenEvents, seen_event_key(&bucket, &event_id));
                 }
             }
             Op::AccountBuckets { account_id, list } => {
                 let first = !self.owners.has_list(&account_id);
                 let encoded = encode(&list);
                 if let Some(changed) = self.owners.set_list(&account_id, list) {
-                    writes.bucket_lists.insert(account_id.as_bytes(), encoded);
+                    writes.insert(Tree::BucketLists, account_id.as_bytes(), encoded);
                     // The first list of an account may complete the organization's.
                     let dependents = if first {
                         self.owners.all_dependents()
@@ -768,20 +737,20 @@ impl State {
     fn forget_account(&mut self, account_id: &AccountId, writes: &mut Writes) {
         for key in self.account_keys(account_id) {
             self.remove_entry(&key);
-            writes.buckets.remove(key);
+            writes.remove(Tree::Buckets, key);
         }
         if self.accounts.remove(account_id).is_some() {
-            writes.accounts.remove(account_id.as_bytes());
+            writes.remove(Tree::Accounts, account_id.as_bytes());
         }
         for region in self.membership.scopes.remove(account_id).into_iter().flat_map(|scopes| scopes.into_keys()) {
-            writes.scopes.remove(BucketKey::scope_prefix(account_id, &region));
+            writes.remove(Tree::Scopes, BucketKey::scope_prefix(account_id, &region));
         }
         self.membership.progress.remove(account_id);
         if self.membership.members.remove(account_id).is_some() {
-            writes.members.remove(account_id.as_bytes());
+            writes.remove(Tree::Members, account_id.as_bytes());
         }
         let names = self.owners.forget(account_id);
-        writes.bucket_lists.remove(account_id.as_bytes());
+        writes.remove(Tree::BucketLists, account_id.as_bytes());
         let dependents: Vec<Vec<u8>> = names.iter().flat_map(|name| self.owners.dependents_of(name)).collect();
         self.rejudge(dependents);
         let changes = self.identities.forget(account_id);
@@ -803,7 +772,7 @@ impl State {
         if let Some(reason) = outcome.internal_failure_reason() {
             let failure =
                 PolicyFailure { analyzer_version: estate_policy::ANALYZER_VERSION.to_owned(), reason: reason.clone() };
-            writes.policy_failures.insert(&digest[..], encode(&failure));
+            writes.insert(Tree::PolicyFailures, &digest[..], encode(&failure));
             self.verdicts.remember_failure(digest, reason);
         }
         match self.verdicts.settle(key.clone(), digest, analysed, &outcome, self.now) {
@@ -834,25 +803,8 @@ impl State {
 
 /// sled plus the in-memory index.
 pub struct Store {
-    db: sled::Db,
-    buckets: sled::Tree,
-    accounts: sled::Tree,
-    scopes: sled::Tree,
-    members: sled::Tree,
-    findings: sled::Tree,
-    postures: sled::Tree,
-    /// Digest → `PolicyFailure`: analyses that failed inside the analyser.
-    policy_failures: sled::Tree,
-    /// (event ID, bucket key) → when first counted.
-    seen_events: sled::Tree,
-    /// Account → `BucketList`: every bucket name of the account.
-    bucket_lists: sled::Tree,
-    /// Digest → `CachedOutcome`: policy analyses, so that a restart re-judges from them.
-    policy_outcomes: sled::Tree,
-    /// Every tree above, in the order of `TREES`, for one transaction per commit.
-    all: Vec<sled::Tree>,
-    /// sled's log file, synced to stable storage after each commit's flush (see [`Store::persist`]).
-    log: Option<std::fs::File>,
+    /// Where every commit goes (`storage/`): the state never names the engine.
+    storage: Box<dyn Storage>,
     state: RwLock<State>,
     /// The organization's statistics as of the last commit: read without the state lock,
     /// which the committer holds while it applies.
@@ -895,13 +847,6 @@ fn parse_seen_event_key(key: &[u8]) -> Option<(String, Vec<u8>)> {
     Some((String::from_utf8(key[..nul].to_vec()).ok()?, key[nul + 1..].to_vec()))
 }
 
-/// sled's log (`db` in its directory), opened to sync it: `fdatasync` on any descriptor of the
-/// file makes all of its written data durable.
-fn open_log(dir: &Path) -> anyhow::Result<std::fs::File> {
-    let path = dir.join("db");
-    std::fs::File::open(&path).with_context(|| format!("opening sled's log `{}` to sync it", path.display()))
-}
-
 impl Store {
     /// Opens (or creates) the database under `dir`, migrates it to this schema version, and
     /// rebuilds the index from it. Findings the load raises (a stored posture the facts no
@@ -913,37 +858,33 @@ impl Store {
         configured: BTreeSet<AccountId>,
         policy_queue: Option<PolicyQueue>,
     ) -> anyhow::Result<Self> {
-        Self::open_inner(dir, org, configured, policy_queue, true)
+        Self::open_on(Box::new(SledStorage::open(dir, true)?), org, configured, policy_queue)
+    }
+
+    /// [`Store::open`] over a storage engine already opened.
+    pub fn open_on(
+        storage: Box<dyn Storage>,
+        org: OrgView,
+        configured: BTreeSet<AccountId>,
+        policy_queue: Option<PolicyQueue>,
+    ) -> anyhow::Result<Self> {
+        Self::open_inner(storage, org, configured, policy_queue, true)
     }
 
     /// Opens the store to inspect it: nothing the load finds is written back.
     pub fn open_to_verify(dir: &Path, org: OrgView) -> anyhow::Result<Self> {
-        Self::open_inner(dir, org, BTreeSet::new(), None, false)
+        Self::open_inner(Box::new(SledStorage::open(dir, false)?), org, BTreeSet::new(), None, false)
     }
 
     fn open_inner(
-        dir: &Path,
+        storage: Box<dyn Storage>,
         org: OrgView,
         configured: BTreeSet<AccountId>,
         policy_queue: Option<PolicyQueue>,
         write: bool,
     ) -> anyhow::Result<Self> {
-        let db = crate::storage::codec::open_database(dir)?;
-        let trees = TREES.iter().map(|name| db.open_tree(name)).collect::<Result<Vec<_>, _>>()?;
         let store = Self {
-            buckets: trees[0].clone(),
-            accounts: trees[1].clone(),
-            scopes: trees[2].clone(),
-            members: trees[3].clone(),
-            findings: trees[4].clone(),
-            postures: trees[5].clone(),
-            policy_failures: trees[6].clone(),
-            seen_events: trees[7].clone(),
-            bucket_lists: trees[8].clone(),
-            policy_outcomes: trees[9].clone(),
-            all: trees,
-            log: if write { Some(open_log(dir)?) } else { None },
-            db,
+            storage,
             state: RwLock::new(State::default()),
             published: Mutex::default(),
             connections: Mutex::default(),
@@ -969,91 +910,91 @@ impl Store {
         };
         let mut writes = Writes::default();
         // Before the buckets: a bucket whose analysis failed before is not queued again.
-        for item in self.policy_failures.iter() {
-            let (key, value) = item?;
-            let failure: PolicyFailure = decode("policy_failures", &key, &value)?;
-            match <PolicyDigest>::try_from(key.as_ref()) {
+        self.storage.scan(Tree::PolicyFailures, &mut |key, value| {
+            let failure: PolicyFailure = decode(Tree::PolicyFailures.name(), key, value)?;
+            match <PolicyDigest>::try_from(key) {
                 Ok(digest) if failure.analyzer_version == estate_policy::ANALYZER_VERSION => {
                     state.verdicts.remember_failure(digest, failure.reason);
                 }
                 // Another analyser's failure (or a key of another shape): forgotten.
-                _ => writes.policy_failures.remove(key),
+                _ => writes.remove(Tree::PolicyFailures, key),
             }
-        }
+            Ok(())
+        })?;
         // Events counted within the horizon, the newest `MAX_SEEN_EVENTS`.
         let mut seen: Vec<(UnixMillis, Vec<u8>, String)> = Vec::new();
         // (The same rule runs hourly while serving: `Op::PruneSeenEvents`.)
-        for item in self.seen_events.iter() {
-            let (key, value) = item?;
-            let at: UnixMillis = decode("seen_events", &key, &value)?;
-            match parse_seen_event_key(&key) {
+        self.storage.scan(Tree::SeenEvents, &mut |key, value| {
+            let at: UnixMillis = decode(Tree::SeenEvents.name(), key, value)?;
+            match parse_seen_event_key(key) {
                 Some((event_id, bucket)) if now - at < SEEN_EVENTS_HORIZON_MS => seen.push((at, bucket, event_id)),
-                _ => writes.seen_events.remove(key),
+                _ => writes.remove(Tree::SeenEvents, key),
             }
-        }
+            Ok(())
+        })?;
         seen.sort_unstable_by_key(|entry| std::cmp::Reverse(entry.0));
         for (_, bucket, event_id) in seen.drain(MAX_SEEN_EVENTS.min(seen.len())..) {
-            writes.seen_events.remove(seen_event_key(&bucket, &event_id));
+            writes.remove(Tree::SeenEvents, seen_event_key(&bucket, &event_id));
         }
         state.tracker.load_counted_events(seen.into_iter().map(|(at, bucket, event_id)| (bucket, event_id, at)));
-        for item in self.members.iter() {
-            let (key, value) = item?;
-            let record: MemberRecord = decode("members", &key, &value)?;
+        self.storage.scan(Tree::Members, &mut |key, value| {
+            let record: MemberRecord = decode(Tree::Members.name(), key, value)?;
             // Nothing binds yet: the claims are corroborated as the buckets load.
             let changes = state.identities.claim(&record.account_id, &record.canonical_user_id);
             debug_assert!(changes.is_empty());
             state.membership.members.insert(record.account_id.clone(), record);
-        }
-        for item in self.accounts.iter() {
-            let (key, value) = item?;
-            let settings: AccountSettings = decode("accounts", &key, &value)?;
+            Ok(())
+        })?;
+        self.storage.scan(Tree::Accounts, &mut |key, value| {
+            let settings: AccountSettings = decode(Tree::Accounts.name(), key, value)?;
             state.accounts.insert(settings.account_id.clone(), settings);
-        }
-        for item in self.scopes.iter() {
-            let (key, value) = item?;
-            let record: ScopeRecord = decode("scopes", &key, &value)?;
-            let Some((account_id, region)) = BucketKey::decode_scope(&key) else {
-                let text = String::from_utf8_lossy(&key);
+            Ok(())
+        })?;
+        self.storage.scan(Tree::Scopes, &mut |key, value| {
+            let record: ScopeRecord = decode(Tree::Scopes.name(), key, value)?;
+            let Some((account_id, region)) = BucketKey::decode_scope(key) else {
+                let text = String::from_utf8_lossy(key);
                 anyhow::bail!("corrupt scope key `{text}` (run `estate-admin verify --repair`)");
             };
             state.membership.scopes.entry(account_id).or_default().insert(region, record);
-        }
-        for item in self.findings.iter() {
-            let (key, value) = item?;
-            state.tracker.findings.load(decode("findings", &key, &value)?);
-        }
+            Ok(())
+        })?;
+        self.storage.scan(Tree::Findings, &mut |key, value| {
+            state.tracker.findings.load(decode(Tree::Findings.name(), key, value)?);
+            Ok(())
+        })?;
         // Before the buckets: their replication destinations are judged with the lists.
-        for item in self.bucket_lists.iter() {
-            let (key, value) = item?;
-            let list: BucketList = decode("bucket_lists", &key, &value)?;
-            let account = std::str::from_utf8(&key).ok().and_then(|k| AccountId::parse(k).ok());
+        self.storage.scan(Tree::BucketLists, &mut |key, value| {
+            let list: BucketList = decode(Tree::BucketLists.name(), key, value)?;
+            let account = std::str::from_utf8(key).ok().and_then(|k| AccountId::parse(k).ok());
             let account = account.with_context(|| format!("`bucket_lists` key {key:?} is not an account ID"))?;
             state.owners.set_list(&account, list);
-        }
+            Ok(())
+        })?;
         // Before the buckets: a bucket whose outcome is cached is judged from it, not queued.
         let mut cached = Vec::new();
-        for item in self.policy_outcomes.iter() {
-            let (key, value) = item?;
-            let record: CachedOutcome = decode("policy_outcomes", &key, &value)?;
-            match <PolicyDigest>::try_from(key.as_ref()) {
+        self.storage.scan(Tree::PolicyOutcomes, &mut |key, value| {
+            let record: CachedOutcome = decode(Tree::PolicyOutcomes.name(), key, value)?;
+            match <PolicyDigest>::try_from(key) {
                 Ok(digest) => cached.push((record.stored_at, digest, record, value.len())),
-                Err(_) => writes.policy_outcomes.remove(key),
+                Err(_) => writes.remove(Tree::PolicyOutcomes, key),
             }
-        }
+            Ok(())
+        })?;
         // Oldest first, so that the least recently stored are the first to go.
         cached.sort_unstable_by_key(|entry| (entry.0, entry.1));
         for (_, digest, record, bytes) in cached {
             state.verdicts.load_cached(digest, record, bytes);
         }
-        for item in self.postures.iter() {
-            let (key, value) = item?;
-            state.tracker.load_posture(key.to_vec(), decode("postures", &key, &value)?);
-        }
-        for item in self.buckets.iter() {
-            let (key, value) = item?;
-            let stored: StoredBucket = decode("buckets", &key, &value)?;
+        self.storage.scan(Tree::Postures, &mut |key, value| {
+            state.tracker.load_posture(key.to_vec(), decode(Tree::Postures.name(), key, value)?);
+            Ok(())
+        })?;
+        self.storage.scan(Tree::Buckets, &mut |key, value| {
+            let stored: StoredBucket = decode(Tree::Buckets.name(), key, value)?;
             state.insert_entry(key.to_vec(), stored.facts, stored.generation, None);
-        }
+            Ok(())
+        })?;
         state.tracker.loading_done();
         state.recount_all();
         // A posture the stored facts no longer match (the judge changed, or a posture was
@@ -1118,53 +1059,29 @@ impl Store {
         let (postures, counted, changed) = state.tracker.take_changes();
         for (key, posture) in postures {
             match posture {
-                Some(p) => writes.postures.insert(key, encode(&p)),
-                None => writes.postures.remove(key),
+                Some(p) => writes.insert(Tree::Postures, key, encode(&p)),
+                None => writes.remove(Tree::Postures, key),
             }
         }
         for (bucket, event_id, at) in counted {
-            writes.seen_events.insert(seen_event_key(&bucket, &event_id), encode(&at));
+            writes.insert(Tree::SeenEvents, seen_event_key(&bucket, &event_id), encode(&at));
         }
         for finding in &changed {
-            writes.findings.insert(finding.id.as_bytes(), encode(finding));
+            writes.insert(Tree::Findings, finding.id.as_bytes(), encode(finding));
         }
         for (digest, record) in state.verdicts.take_cache_changes() {
             match record {
-                Some(bytes) => writes.policy_outcomes.insert(&digest[..], bytes),
-                None => writes.policy_outcomes.remove(&digest[..]),
+                Some(bytes) => writes.insert(Tree::PolicyOutcomes, &digest[..], bytes),
+                None => writes.remove(Tree::PolicyOutcomes, &digest[..]),
             }
         }
         changed
     }
 
-    /// A store whose commits end at sled's flush, without the sync to stable storage: for the
-    /// benchmark that measures what the sync costs.
-    pub fn without_device_sync(mut self) -> Self {
-        self.log = None;
-        self
-    }
-
-    /// Writes every tree in one transaction, makes it durable, then announces the findings.
-    ///
-    /// Durable means on stable storage: sled's flush writes its log buffers to the device and
-    /// waits (`sync_file_range`), which neither empties the device's volatile cache nor records
-    /// the file's new length; the `fdatasync` after it does both. A commit is acknowledged to
-    /// agents only once this returns, so an acknowledged report survives a crash of the process,
-    /// of the operating system, and a power loss.
+    /// Commits every write (`Storage::commit`: at once, on stable storage), then announces
+    /// the findings. A commit is acknowledged to agents only once this returns.
     fn persist(&self, writes: Writes, announce: Vec<Finding>) -> anyhow::Result<()> {
-        let batches = writes.into_batches();
-        self.all[..]
-            .transaction(|trees| {
-                for (tree, batch) in trees.iter().zip(&batches) {
-                    tree.apply_batch(batch)?;
-                }
-                Ok::<_, sled::transaction::ConflictableTransactionError<()>>(())
-            })
-            .map_err(|e| anyhow::anyhow!("writing the store: {e:?}"))?;
-        self.db.flush().context("flushing sled")?;
-        if let Some(log) = &self.log {
-            log.sync_data().context("syncing the store's log to stable storage")?;
-        }
+        self.storage.commit(writes)?;
         if !announce.is_empty() {
             // Under the write lock: a watcher reads `durable_sequence` and subscribes under
             // the read lock, so each finding reaches it exactly once, by replay or by feed.
@@ -1213,14 +1130,10 @@ impl Store {
         *self.published.lock().expect("statistics lock poisoned")
     }
 
-    /// Flushes sled and syncs its log (at shutdown; every commit already made its own writes
-    /// durable).
+    /// Makes everything written durable (at shutdown; every commit already made its own
+    /// writes durable).
     pub fn flush(&self) -> anyhow::Result<()> {
-        self.db.flush().context("flushing sled")?;
-        if let Some(log) = &self.log {
-            log.sync_data().context("syncing the store's log to stable storage")?;
-        }
-        Ok(())
+        self.storage.flush()
     }
 
     pub fn read(&self) -> RwLockReadGuard<'_, State> {
@@ -1279,6 +1192,20 @@ mod tests {
 
     use super::*;
     use estate_common::model::BucketState;
+
+    impl Store {
+        /// Every record of `tree` as stored.
+        fn records(&self, tree: Tree) -> Vec<(Vec<u8>, Vec<u8>)> {
+            let mut records = Vec::new();
+            self.storage
+                .scan(tree, &mut |key, value| {
+                    records.push((key.to_vec(), value.to_vec()));
+                    Ok(())
+                })
+                .unwrap();
+            records
+        }
+    }
 
     fn facts(account: &str, region: &str, name: &str, read_at: i64) -> BucketFacts {
         BucketFacts {
@@ -1497,7 +1424,7 @@ mod tests {
         let queue = PolicyQueue::new(&options);
         let store = Store::open(dir.path(), org(), BTreeSet::new(), Some(queue.clone())).unwrap();
         assert_eq!(queue.len(), 3);
-        assert_eq!(store.policy_outcomes.len(), 0, "another analyser's outcomes are removed");
+        assert_eq!(store.records(Tree::PolicyOutcomes).len(), 0, "another analyser's outcomes are removed");
     }
 
     /// A policy made public and replaced before its analysis ran still raises S3BucketPublic,
@@ -1904,9 +1831,10 @@ mod tests {
         // The facts on disk change behind the stored posture's back.
         let public = public_facts(a, "x", 6);
         let posture = store.read().index.get(&public.key.encode()).unwrap().posture;
-        store.postures.insert(public.key.encode(), encode(&posture)).unwrap();
-        store.buckets.insert(public.key.encode(), encode(&StoredBucket { facts: public, generation: 1 })).unwrap();
-        store.db.flush().unwrap();
+        let mut writes = Writes::default();
+        writes.insert(Tree::Postures, public.key.encode(), encode(&posture));
+        writes.insert(Tree::Buckets, public.key.encode(), encode(&StoredBucket { facts: public, generation: 1 }));
+        store.storage.commit(writes).unwrap();
         drop(store);
         let store = open(dir.path());
         assert_eq!(store.read().findings().by_id.len(), 1, "the load raised a finding");
@@ -1923,19 +1851,21 @@ mod tests {
         store
             .commit_at(vec![Op::Upsert { facts: facts(a, "eu-west-1", "good", 5), generation: 1, cause: None }])
             .unwrap();
-        store.buckets.insert(b"garbage", vec![1, 0xff, 0xff]).unwrap();
-        store.db.flush().unwrap();
+        let mut writes = Writes::default();
+        writes.insert(Tree::Buckets, b"garbage".to_vec(), vec![1, 0xff, 0xff]);
+        store.storage.commit(writes).unwrap();
         drop(store);
         let error = format!("{:#}", Store::open(dir.path(), OrgView::default(), BTreeSet::new(), None).unwrap_err());
         assert!(error.contains("verify --repair"), "{error}");
 
-        let db = crate::storage::codec::open_database(dir.path()).unwrap();
-        let report = crate::storage::codec::verify_records(&db, false, check_record).unwrap();
+        let storage = SledStorage::open(dir.path(), true).unwrap();
+        let report = crate::storage::verify_records(&storage, false, check_record).unwrap();
         assert_eq!((report[0].name, report[0].records, report[0].unreadable), ("buckets", 2, 1));
-        let report = crate::storage::codec::verify_records(&db, true, check_record).unwrap();
+        let report = crate::storage::verify_records(&storage, true, check_record).unwrap();
         assert_eq!(report[0].unreadable, 1);
-        assert_eq!(db.open_tree(crate::storage::codec::QUARANTINE).unwrap().len(), 1);
-        drop(db);
+        let report = crate::storage::verify_records(&storage, false, check_record).unwrap();
+        assert_eq!((report[0].records, report[0].unreadable), (1, 0), "the unreadable record was set aside");
+        drop(storage);
         let store = Store::open_to_verify(dir.path(), OrgView::default()).unwrap();
         assert_eq!(store.read().index.len(), 1);
         assert!(store.verify_statistics().is_empty());
@@ -2159,10 +2089,14 @@ mod tests {
                 9_000,
             )
             .unwrap();
-        assert_eq!(store.seen_events.len(), 2);
+        assert_eq!(store.records(Tree::SeenEvents).len(), 2);
         store.commit(vec![Op::PruneSeenEvents { before: 5_000 }], 10_000).unwrap();
-        assert_eq!(store.seen_events.len(), 1, "the event counted before the horizon is forgotten on disk");
-        let (event_id, _) = parse_seen_event_key(&store.seen_events.iter().next().unwrap().unwrap().0).unwrap();
+        assert_eq!(
+            store.records(Tree::SeenEvents).len(),
+            1,
+            "the event counted before the horizon is forgotten on disk"
+        );
+        let (event_id, _) = parse_seen_event_key(&store.records(Tree::SeenEvents)[0].0).unwrap();
         assert_eq!(event_id, "new");
     }
 }
