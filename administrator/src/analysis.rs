@@ -26,8 +26,10 @@ fn yield_to_ingest() {
 /// Where the analysis workers hand each outcome. The server wires it to the committer, so
 /// that an outcome is stored like every change: in order, durably, then announced.
 pub trait OutcomeSink: Clone + Send + 'static {
+    /// Why an outcome could not be stored.
+    type Error: std::fmt::Display;
     /// Stores the outcome of `job`'s analysis; an error stops the worker that had it.
-    fn settle(&self, job: Job, outcome: PolicyOutcome) -> Result<(), String>;
+    fn settle(&self, job: Job, outcome: PolicyOutcome) -> Result<(), Self::Error>;
     /// Whether the receiving end is gone: the workers then stop.
     fn is_closed(&self) -> bool;
 }

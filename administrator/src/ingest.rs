@@ -10,8 +10,20 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::state::store::{Op, Store};
 
+/// Why operations submitted to the committer are not durable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommitError {
+    /// Storage refused the commit (its cause, formatted); the committer then stops for good.
+    #[error("storage failed: {0}")]
+    Storage(String),
+    /// The committer stopped before these operations were committed (storage failed earlier,
+    /// or the process is shutting down).
+    #[error("the committer has stopped")]
+    Stopped,
+}
+
 /// Where to say that operations are durable, or why they are not.
-type Done = oneshot::Sender<Result<(), String>>;
+type Done = oneshot::Sender<Result<(), CommitError>>;
 
 /// Operations from one stream, and where to say that they are durable.
 struct Submission {
@@ -45,24 +57,24 @@ impl Applier {
                 }
                 for (ops, done) in rx {
                     let now = estate_common::model::now_ms();
-                    let _ = done.send(store.commit(ops, now).map_err(|e| format!("{e:#}")));
+                    let _ = done.send(store.commit(ops, now).map_err(|e| CommitError::Storage(format!("{e:#}"))));
                 }
             })
             .expect("starting the commit thread");
         Self { tx }
     }
 
-    async fn commit(&self, ops: Vec<Op>) -> Result<(), String> {
+    async fn commit(&self, ops: Vec<Op>) -> Result<(), CommitError> {
         let (done, rx) = oneshot::channel();
-        self.tx.send((ops, done)).map_err(|_| "the commit thread has stopped".to_owned())?;
-        rx.await.unwrap_or_else(|_| Err("the commit thread has stopped".to_owned()))
+        self.tx.send((ops, done)).map_err(|_| CommitError::Stopped)?;
+        rx.await.unwrap_or(Err(CommitError::Stopped))
     }
 }
 
 #[derive(Debug, Clone)]
 pub struct Committer {
     tx: mpsc::Sender<Submission>,
-    failed: watch::Receiver<Option<String>>,
+    failed: watch::Receiver<Option<CommitError>>,
 }
 
 impl Committer {
@@ -109,10 +121,10 @@ impl Committer {
     }
 
     /// Resolves with the error once the committer has stopped because storage failed.
-    pub async fn failed(&self) -> String {
+    pub async fn failed(&self) -> CommitError {
         let mut failed = self.failed.clone();
-        let error = failed.wait_for(Option::is_some).await.map(|error| error.clone().unwrap_or_default());
-        error.unwrap_or_else(|_| "the committer has stopped".to_owned())
+        let error = failed.wait_for(Option::is_some).await.map(|error| error.clone().unwrap_or(CommitError::Stopped));
+        error.unwrap_or(CommitError::Stopped)
     }
 
     /// Has the committer stopped (storage failed, or the runtime is shutting down)?
@@ -121,14 +133,14 @@ impl Committer {
     }
 
     /// [`Committer::commit`] for threads outside the async runtime (policy workers).
-    pub fn commit_blocking(&self, ops: Vec<Op>) -> Result<(), String> {
+    pub fn commit_blocking(&self, ops: Vec<Op>) -> Result<(), CommitError> {
         let (done, rx) = oneshot::channel();
-        self.tx.blocking_send(Submission { ops, done }).map_err(|_| "the committer has stopped".to_owned())?;
-        rx.blocking_recv().unwrap_or_else(|_| Err("the committer has stopped".to_owned()))
+        self.tx.blocking_send(Submission { ops, done }).map_err(|_| CommitError::Stopped)?;
+        rx.blocking_recv().unwrap_or(Err(CommitError::Stopped))
     }
 
     /// Queues `ops`; the returned receiver resolves once they are durable.
-    pub async fn submit(&self, ops: Vec<Op>) -> oneshot::Receiver<Result<(), String>> {
+    pub async fn submit(&self, ops: Vec<Op>) -> oneshot::Receiver<Result<(), CommitError>> {
         let (done, rx) = oneshot::channel();
         if self.tx.send(Submission { ops, done }).await.is_err() {
             tracing::error!("the committer has stopped");
@@ -137,17 +149,19 @@ impl Committer {
     }
 
     /// Queues `ops` and waits until they are durable.
-    pub async fn commit(&self, ops: Vec<Op>) -> Result<(), String> {
-        self.submit(ops).await.await.unwrap_or_else(|_| Err("the committer has stopped".to_owned()))
+    pub async fn commit(&self, ops: Vec<Op>) -> Result<(), CommitError> {
+        self.submit(ops).await.await.unwrap_or(Err(CommitError::Stopped))
     }
 }
 
 impl crate::analysis::OutcomeSink for Committer {
+    type Error = CommitError;
+
     fn settle(
         &self,
         job: crate::state::verdicts::Job,
         outcome: crate::state::verdicts::PolicyOutcome,
-    ) -> Result<(), String> {
+    ) -> Result<(), Self::Error> {
         self.commit_blocking(vec![Op::PolicyOutcome { key: job.key, digest: job.digest, bucket: job.bucket, outcome }])
     }
 

@@ -49,6 +49,14 @@ pub enum ServiceError {
     Internal(String),
 }
 
+/// Operations the committer could not make durable: the service is unavailable until the
+/// administrator restarts from what is on disk.
+impl From<crate::ingest::CommitError> for ServiceError {
+    fn from(error: crate::ingest::CommitError) -> Self {
+        Self::Unavailable(error.to_string())
+    }
+}
+
 impl ServiceError {
     /// An account ID a client sent, checked: [`ServiceError::BadAccountId`] when it is not one.
     pub fn account_id(text: String) -> Result<AccountId, Self> {

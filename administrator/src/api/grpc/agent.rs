@@ -371,7 +371,7 @@ impl AgentService for AgentServiceImpl {
                 agent_version: hello.agent_version,
             }])
             .await
-            .map_err(ServiceError::Unavailable)?;
+            .map_err(ServiceError::from)?;
 
         let (tx, rx) = mpsc::channel(256);
         let registration = self.directory.register(&account_id, tx.clone());
@@ -392,7 +392,7 @@ impl AgentService for AgentServiceImpl {
         }
         // Acknowledgements go out in order, each after its submission is durable.
         let (pending_tx, mut pending_rx) =
-            mpsc::channel::<(u64, u64, tokio::sync::oneshot::Receiver<Result<(), String>>)>(64);
+            mpsc::channel::<(u64, u64, tokio::sync::oneshot::Receiver<Result<(), crate::ingest::CommitError>>)>(64);
         let ack_tx = tx.clone();
         // New buckets this stream submitted that are not applied yet: the quota counts them.
         let in_flight = Arc::new(AtomicU64::new(0));
@@ -405,8 +405,8 @@ impl AgentService for AgentServiceImpl {
                     Ok(Ok(())) => {
                         Ok(pb::ReportResponse { body: Some(pb::report_response::Body::Ack(pb::Ack { seq })) })
                     }
-                    Ok(Err(error)) => Err(ServiceError::unavailable(error).into()),
-                    Err(_) => Err(ServiceError::unavailable("the committer has stopped").into()),
+                    Ok(Err(error)) => Err(ServiceError::from(error).into()),
+                    Err(_) => Err(ServiceError::from(crate::ingest::CommitError::Stopped).into()),
                 };
                 let failed = message.is_err();
                 if ack_tx.send(message).await.is_err() || failed {

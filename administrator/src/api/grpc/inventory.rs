@@ -332,7 +332,7 @@ impl InventoryService for InventoryServiceImpl {
         let account_id = ServiceError::account_id(request.into_inner().account_id)?;
         let buckets = u64::try_from(self.store.read().stats.account(&account_id).bucket_count).unwrap_or(0);
         tracing::warn!(operator = caller.name(), account = %account_id, buckets, "forgetting an account");
-        self.committer.commit(vec![Op::ForgetAccount { account_id }]).await.map_err(ServiceError::Unavailable)?;
+        self.committer.commit(vec![Op::ForgetAccount { account_id }]).await.map_err(ServiceError::from)?;
         Ok(Response::new(pb::ForgetMemberResponse { buckets_removed: buckets }))
     }
 
