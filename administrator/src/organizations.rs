@@ -4,7 +4,6 @@
 //! credentials do not allow it, the configuration file's organization stays in force.
 
 use std::collections::BTreeSet;
-
 use std::time::Duration;
 
 use aws_config::{BehaviorVersion, Region};
@@ -52,14 +51,9 @@ pub async fn fetch(client: &aws_sdk_organizations::Client) -> anyhow::Result<Org
         .to_owned();
     let mut accounts = BTreeSet::new();
     let mut suspended = BTreeSet::new();
-    let mut token = None;
-    loop {
-        let page = client
-            .list_accounts()
-            .set_next_token(token)
-            .send()
-            .await
-            .map_err(|e| anyhow::anyhow!("`organizations:ListAccounts` failed: {}", describe(&e)))?;
+    let mut pages = client.list_accounts().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| anyhow::anyhow!("`organizations:ListAccounts` failed: {}", describe(&e)))?;
         for account in page.accounts() {
             let Some(account_id) = account.id() else { continue };
             let account_id = AccountId::parse(account_id).map_err(|e| {
@@ -70,10 +64,6 @@ pub async fn fetch(client: &aws_sdk_organizations::Client) -> anyhow::Result<Org
             }
             accounts.insert(account_id);
         }
-        match page.next_token() {
-            Some(next) => token = Some(next.to_owned()),
-            None => break,
-        }
     }
     let paths = paths(client, &id).await?;
     Ok(Organization { id, accounts, suspended, paths })
@@ -82,22 +72,11 @@ pub async fn fetch(client: &aws_sdk_organizations::Client) -> anyhow::Result<Org
 /// Walks the OU tree from every root: the path of each root or OU with an account in it.
 async fn paths(client: &aws_sdk_organizations::Client, organization_id: &str) -> anyhow::Result<Vec<String>> {
     let mut parents: Vec<(String, String, usize)> = Vec::new();
-    let mut token = None;
-    loop {
-        let page = client
-            .list_roots()
-            .set_next_token(token)
-            .send()
-            .await
-            .map_err(|e| anyhow::anyhow!("`organizations:ListRoots` failed: {}", describe(&e)))?;
-        for root in page.roots() {
-            if let Some(root_id) = root.id() {
-                parents.push((root_id.to_owned(), format!("{organization_id}/{root_id}/"), 0));
-            }
-        }
-        match page.next_token() {
-            Some(next) => token = Some(next.to_owned()),
-            None => break,
+    let mut pages = client.list_roots().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| anyhow::anyhow!("`organizations:ListRoots` failed: {}", describe(&e)))?;
+        for root_id in page.roots().iter().filter_map(|root| root.id()) {
+            parents.push((root_id.to_owned(), format!("{organization_id}/{root_id}/"), 0));
         }
     }
     let mut paths = Vec::new();
@@ -120,25 +99,13 @@ async fn paths(client: &aws_sdk_organizations::Client, organization_id: &str) ->
         if depth == MAX_OU_DEPTH {
             continue;
         }
-        let mut token = None;
-        loop {
-            let page = client
-                .list_organizational_units_for_parent()
-                .parent_id(&parent)
-                .set_next_token(token)
-                .send()
-                .await
-                .map_err(|e| {
-                    anyhow::anyhow!("`organizations:ListOrganizationalUnitsForParent` failed: {}", describe(&e))
-                })?;
-            for ou in page.organizational_units() {
-                if let Some(ou_id) = ou.id() {
-                    parents.push((ou_id.to_owned(), format!("{path}{ou_id}/"), depth + 1));
-                }
-            }
-            match page.next_token() {
-                Some(next) => token = Some(next.to_owned()),
-                None => break,
+        let mut pages = client.list_organizational_units_for_parent().parent_id(&parent).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| {
+                anyhow::anyhow!("`organizations:ListOrganizationalUnitsForParent` failed: {}", describe(&e))
+            })?;
+            for ou_id in page.organizational_units().iter().filter_map(|ou| ou.id()) {
+                parents.push((ou_id.to_owned(), format!("{path}{ou_id}/"), depth + 1));
             }
         }
     }
