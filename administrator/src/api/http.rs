@@ -36,6 +36,7 @@ use estate_common::findings::FindingType;
 
 use crate::api::edge::{self, Accepted, Activity, OpeningLimits, Slots, Watched};
 use crate::api::tls::{Listener, Peer, Tls};
+use crate::read::findings::{follow, FindingProperty, FindingsQuery, Followed};
 use crate::read::query::{self, Criterion, Query};
 use crate::read::views;
 use crate::state::store::{self, Store};
@@ -560,36 +561,35 @@ async fn api_findings(State(state): State<HttpState>, _: Reader, UrlQuery(p): Ur
     if let Some(bad) = severity.as_deref().filter(|s| !["High", "Medium", "Low"].contains(s)) {
         return ServiceError::invalid(format!("`{bad}` is not a severity (High, Medium, Low)")).into_response();
     }
-    let account = p.account_id.filter(|a| !a.is_empty());
-    let bucket = p.bucket.filter(|b| !b.is_empty());
-    let archived = p.archived.unwrap_or(false);
-    read_json(&state.store, move |s| findings_page(s, kind, severity, account, bucket, archived)).await
+    // The same query as ListFindings, from the page's parameters: newest first.
+    let equal = |value: String| Criterion { eq: vec![value], ..Default::default() };
+    let mut criteria = BTreeMap::new();
+    let parameters = [
+        ("type", kind.map(|k| k.as_str().to_owned())),
+        ("severity.description", severity),
+        ("accountId", p.account_id.filter(|a| !a.is_empty())),
+        ("resourcesAffected.s3Bucket.name", p.bucket.filter(|b| !b.is_empty())),
+        ("archived", (!p.archived.unwrap_or(false)).then(|| "false".to_owned())),
+    ];
+    for (name, value) in parameters {
+        if let Some(value) = value {
+            criteria.insert(name.to_owned(), equal(value));
+        }
+    }
+    let filters = match crate::read::criteria::compile(criteria, 1) {
+        Ok(filters) => filters,
+        Err(error) => return ServiceError::from(error).into_response(),
+    };
+    let query = FindingsQuery { filters, sort: FindingProperty::UpdatedAt, descending: true };
+    read_json(&state.store, move |s| findings_page(s, &query)).await
 }
 
-/// The findings page of [`api_findings`], from its checked parameters.
-fn findings_page(
-    s: &store::State,
-    kind: Option<FindingType>,
-    severity: Option<String>,
-    account: Option<String>,
-    bucket: Option<String>,
-    archived: bool,
-) -> serde_json::Value {
+/// The findings page of [`api_findings`], from its query.
+fn findings_page(s: &store::State, query: &FindingsQuery) -> serde_json::Value {
     let findings = s.findings();
     let since = estate_common::model::now_ms() - DAY_MS;
     let changed_last_day = findings.by_id.values().filter(|f| f.updated_at >= since).count();
-    let mut matching: Vec<_> = findings
-        .by_id
-        .values()
-        .filter(|f| {
-            (archived || !f.archived)
-                && kind.is_none_or(|k| f.kind == k)
-                && severity.as_deref().is_none_or(|sev| f.kind.severity().0 == sev)
-                && account.as_deref().is_none_or(|a| f.account_id == a)
-                && bucket.as_deref().is_none_or(|b| f.bucket_name == b)
-        })
-        .collect();
-    matching.sort_by(|a, b| b.updated_at.cmp(&a.updated_at).then_with(|| b.sequence.cmp(&a.sequence)));
+    let matching = query.run(findings);
     let shown: Vec<_> = matching.iter().take(MAX_FINDINGS_SHOWN).map(|f| f.to_macie_json()).collect();
     serde_json::json!({
         "findings": shown,
@@ -612,35 +612,19 @@ struct LiveParams {
 /// reads it with `fetch`, which can send the token.
 async fn api_findings_live(State(state): State<HttpState>, _: Reader, UrlQuery(p): UrlQuery<LiveParams>) -> Response {
     use axum::response::sse::{Event, KeepAlive, Sse};
-    let cursor = p.cursor.unwrap_or(0);
-    let (mut live, backlog) = state.store.read().findings().watch_from(cursor);
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Event, std::convert::Infallible>>(256);
+    let mut followed = follow(&state.store, p.cursor.unwrap_or(0));
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Event, std::convert::Infallible>>(1);
     tokio::spawn(async move {
-        let event = |f: &estate_common::findings::Finding| {
-            Event::default().event("finding").id(f.sequence.to_string()).data(f.to_macie_json().to_string())
-        };
-        let mut sent = cursor;
-        for finding in &backlog {
-            sent = sent.max(finding.sequence);
-            if tx.send(Ok(event(finding))).await.is_err() {
-                return;
-            }
-        }
-        loop {
-            match live.recv().await {
-                Ok(finding) if finding.sequence > sent => {
-                    sent = finding.sequence;
-                    if tx.send(Ok(event(&finding))).await.is_err() {
-                        return;
-                    }
+        while let Some(item) = followed.recv().await {
+            let event = match item {
+                Followed::Finding(f) => {
+                    Event::default().event("finding").id(f.sequence.to_string()).data(f.to_macie_json().to_string())
                 }
-                Ok(_) => {}
                 // Behind: the client reloads the list and follows from its new cursor.
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                    let _ = tx.send(Ok(Event::default().event("reload").data(sent.to_string()))).await;
-                    return;
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                Followed::Behind { resume_from, .. } => Event::default().event("reload").data(resume_from.to_string()),
+            };
+            if tx.send(Ok(event)).await.is_err() {
+                return;
             }
         }
     });

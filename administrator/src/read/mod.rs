@@ -1,6 +1,8 @@
-//! Questions about the state: criteria, bucket queries and views. Nothing here writes.
+//! Questions about the state: criteria, the bucket and findings queries, the findings
+//! follower, views. Nothing here writes.
 
 pub mod bucket;
 pub mod criteria;
+pub mod findings;
 pub mod query;
 pub mod views;

@@ -2,22 +2,21 @@
 //! GetFindingStatistics, and WatchFindings, a stream of new and updated findings that first
 //! replays everything after the client's cursor.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::Stream;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use estate_common::findings::Finding;
 use estate_common::pb::{self, findings_service_server::FindingsService};
 
 use crate::api::auth::Authenticator;
 use crate::api::error::ServiceError;
-use crate::read::criteria::{matches_all, Criterion, Filter, Filterable, Property};
-use crate::read::query::QueryError;
+use crate::read::criteria::{Criterion, Filter, Property};
+use crate::read::findings::{follow, FindingProperty, FindingsQuery, Followed};
 use crate::state::store::Store;
 
 #[derive(Debug, Clone)]
@@ -26,107 +25,6 @@ pub struct FindingsServiceImpl {
     pub auth: Authenticator,
     /// The most values one criterion may list.
     pub max_criterion_values: usize,
-}
-
-/// A finding property that criteria, sorting and grouping may name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum FindingProperty {
-    Type,
-    Severity,
-    SeverityScore,
-    AccountId,
-    Region,
-    BucketName,
-    Archived,
-    CreatedAt,
-    UpdatedAt,
-    Count,
-}
-
-/// Every finding property by its Macie name: the one list criteria, sorting, grouping and
-/// their error messages read.
-const FINDING_PROPERTIES: [(&str, FindingProperty); 10] = [
-    ("type", FindingProperty::Type),
-    ("severity.description", FindingProperty::Severity),
-    ("severity.score", FindingProperty::SeverityScore),
-    ("accountId", FindingProperty::AccountId),
-    ("region", FindingProperty::Region),
-    ("resourcesAffected.s3Bucket.name", FindingProperty::BucketName),
-    ("archived", FindingProperty::Archived),
-    ("createdAt", FindingProperty::CreatedAt),
-    ("updatedAt", FindingProperty::UpdatedAt),
-    ("count", FindingProperty::Count),
-];
-
-impl FindingProperty {
-    fn sortable(self) -> bool {
-        matches!(self, Self::UpdatedAt | Self::CreatedAt | Self::Count | Self::SeverityScore | Self::Type)
-    }
-
-    fn groupable(self) -> bool {
-        matches!(self, Self::Type | Self::Severity | Self::BucketName | Self::AccountId)
-    }
-
-    /// The names of the properties `keep` accepts, for error messages.
-    fn names(keep: fn(Self) -> bool) -> String {
-        FINDING_PROPERTIES.iter().filter(|(_, p)| keep(*p)).map(|(name, _)| *name).collect::<Vec<_>>().join(", ")
-    }
-}
-
-impl Property for FindingProperty {
-    fn parse(name: &str) -> Option<Self> {
-        FINDING_PROPERTIES.iter().find(|(known, _)| *known == name).map(|(_, p)| *p)
-    }
-
-    fn unknown(name: &str) -> QueryError {
-        QueryError::UnknownFindingField { name: name.to_owned(), known: Self::names(|_| true) }
-    }
-
-    fn is_numeric(self) -> bool {
-        matches!(self, Self::SeverityScore | Self::CreatedAt | Self::UpdatedAt | Self::Count)
-    }
-
-    fn allowed(self) -> Option<&'static [&'static str]> {
-        match self {
-            Self::Archived => Some(&["true", "false"]),
-            Self::Severity => Some(&["High", "Medium", "Low"]),
-            _ => None,
-        }
-    }
-}
-
-impl Filterable<FindingProperty> for Finding {
-    fn number(&self, property: FindingProperty) -> Option<i64> {
-        match property {
-            FindingProperty::SeverityScore => Some(self.kind.severity().1),
-            FindingProperty::CreatedAt => Some(self.created_at),
-            FindingProperty::UpdatedAt => Some(self.updated_at),
-            FindingProperty::Count => Some(self.count),
-            _ => None,
-        }
-    }
-
-    fn any_text(&self, property: FindingProperty, mut pred: impl FnMut(&str) -> bool) -> bool {
-        match property {
-            FindingProperty::Type => pred(self.kind.as_str()),
-            FindingProperty::Severity => pred(self.kind.severity().0),
-            FindingProperty::AccountId => pred(&self.account_id),
-            FindingProperty::Region => pred(&self.region),
-            FindingProperty::BucketName => pred(&self.bucket_name),
-            FindingProperty::Archived => pred(if self.archived { "true" } else { "false" }),
-            _ => false,
-        }
-    }
-}
-
-/// A finding's text value of a property, for grouping and sorting (`None` for numbers).
-fn text(f: &Finding, property: FindingProperty) -> Option<String> {
-    let mut value = None;
-    f.any_text(property, |v| {
-        value = Some(v.to_owned());
-        true
-    });
-    value
 }
 
 /// Checks every criterion before any finding is looked at: a property that does not exist,
@@ -167,17 +65,14 @@ impl FindingsService for FindingsServiceImpl {
         } else {
             r.next_token.parse().map_err(|_| ServiceError::invalid("`nextToken` is malformed"))?
         };
-        let filters = compile_criteria(r.criteria, self.max_criterion_values)?;
+        let query = FindingsQuery {
+            filters: compile_criteria(r.criteria, self.max_criterion_values)?,
+            sort,
+            descending: r.descending,
+        };
         // A scan and a sort over every finding: off the reactor.
         let page = self.store.read_blocking(move |state| {
-            let mut found: Vec<&Finding> =
-                state.findings().by_id.values().filter(|f| matches_all(&filters, *f)).collect();
-            let key = |f: &Finding| (f.number(sort).unwrap_or(0), text(f, sort).unwrap_or_default());
-            // Ties by ID: a total order, so offsets page consistently.
-            found.sort_by(|a, b| key(a).cmp(&key(b)).then_with(|| a.id.cmp(&b.id)));
-            if r.descending {
-                found.reverse();
-            }
+            let found = query.run(state.findings());
             let page: Vec<String> = found.iter().skip(offset).take(page_size).map(|f| f.id.clone()).collect();
             let next = offset + page.len();
             pb::ListFindingsResponse {
@@ -212,14 +107,13 @@ impl FindingsService for FindingsServiceImpl {
             let groupable = FindingProperty::names(FindingProperty::groupable);
             return Err(ServiceError::invalid(format!("cannot group by `{}` ({groupable})", r.group_by)).into());
         };
-        let filters = compile_criteria(r.criteria, self.max_criterion_values)?;
+        let query = FindingsQuery {
+            filters: compile_criteria(r.criteria, self.max_criterion_values)?,
+            sort: group_by,
+            descending: false,
+        };
         let counts = self.store.read_blocking(move |state| {
-            let mut groups: BTreeMap<String, i64> = BTreeMap::new();
-            for f in state.findings().by_id.values().filter(|f| matches_all(&filters, *f)) {
-                if let Some(key) = text(f, group_by) {
-                    *groups.entry(key).or_default() += 1;
-                }
-            }
+            let groups = query.count_by(state.findings(), group_by);
             pb::GetFindingStatisticsResponse {
                 counts_by_group: groups
                     .into_iter()
@@ -238,38 +132,21 @@ impl FindingsService for FindingsServiceImpl {
     ) -> Result<Response<Self::WatchFindingsStream>, Status> {
         self.auth.reader(&request)?;
         let cursor = request.into_inner().cursor;
-        // Subscribe and read what is durable under one lock that announcing excludes: what is
-        // announced before is replayed (when asked for), what is announced after comes from
-        // the feed, so nothing falls between the two and nothing arrives twice.
-        let (mut live, backlog) = self.store.read().findings().watch_from(cursor);
-        let (tx, rx) = mpsc::channel(256);
+        let mut followed = follow(&self.store, cursor);
+        let (tx, rx) = mpsc::channel(1);
         tokio::spawn(async move {
-            let mut sent = cursor;
-            for finding in backlog {
-                sent = sent.max(finding.sequence);
-                if tx.send(Ok(pb::WatchFindingsResponse { finding: Some((&finding).into()) })).await.is_err() {
+            while let Some(item) = followed.recv().await {
+                let message = match item {
+                    Followed::Finding(finding) => {
+                        Ok(pb::WatchFindingsResponse { finding: Some(finding.as_ref().into()) })
+                    }
+                    Followed::Behind { missed, resume_from } => Err(ServiceError::DataLoss(format!(
+                        "this watcher fell {missed} changes behind; reconnect with cursor {resume_from}"
+                    ))
+                    .into()),
+                };
+                if tx.send(message).await.is_err() {
                     return;
-                }
-            }
-            loop {
-                match live.recv().await {
-                    Ok(finding) if finding.sequence > sent => {
-                        sent = finding.sequence;
-                        if tx.send(Ok(pb::WatchFindingsResponse { finding: Some((&finding).into()) })).await.is_err() {
-                            return;
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(broadcast::error::RecvError::Lagged(missed)) => {
-                        let _ = tx
-                            .send(Err(ServiceError::DataLoss(format!(
-                                "this watcher fell {missed} changes behind; reconnect with cursor {sent}"
-                            ))
-                            .into()))
-                            .await;
-                        return;
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return,
                 }
             }
         });
