@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 use anyhow::Context;
+use estate_common::text::for_log;
 use estate_common::transport::{read_certificates, read_private_key};
 use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
@@ -179,7 +180,7 @@ impl ClientCertVerifier for LoggingVerifier {
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
         self.0.verify_client_cert(end_entity, intermediates, now).inspect_err(|error| {
-            tracing::warn!(subject = %describe_certificate(end_entity), %error, "refused: client certificate");
+            tracing::warn!(subject = %for_log(&describe_certificate(end_entity)), %error, "refused: client certificate");
         })
     }
 

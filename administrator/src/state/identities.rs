@@ -17,6 +17,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use estate_common::model::AccountId;
+use estate_common::text::for_log;
 
 /// Bindings that changed: the ID, and the account it is bound to now (none: unbound).
 pub type Changes = Vec<(String, Option<AccountId>)>;
@@ -127,7 +128,7 @@ impl CanonicalIds {
                     self.refused += 1;
                     let claimants: Vec<&str> = accounts.iter().map(AccountId::as_str).collect();
                     tracing::warn!(
-                        canonical_id = %id,
+                        canonical_id = %for_log(&id),
                         accounts = ?claimants,
                         "refused: several accounts claim the same canonical user ID; it is bound to none of them"
                     );
