@@ -6,7 +6,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use estate_common::model::BucketKey;
 use estate_policy::{AnalysisOptions, Analyzer};
 
 use crate::state::verdicts::{explanation, Job, PolicyOutcome, PolicyQueue};
@@ -71,7 +70,7 @@ fn work(queue: &PolicyQueue, analyzer: &Analyzer, sink: &impl OutcomeSink) {
         if outcome.is_internal_failure() {
             tracing::error!(
                 policy_digest = %hex::encode(job.digest),
-                bucket = %BucketKey::decode(&job.key).map(|k| k.bucket_name).unwrap_or_default(),
+                bucket = %job.key.decode().bucket_name,
                 reason = ?explanation(&outcome).1,
                 "policy analysis failed inside the analyser; its verdicts are UNKNOWN and it is not retried until \
                  the analyser changes"

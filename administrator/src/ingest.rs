@@ -78,7 +78,7 @@ pub struct Committer {
 }
 
 impl Committer {
-    /// Starts the committer task. If sled fails, the administrator cannot promise
+    /// Starts the committer task. If storage fails, the administrator cannot promise
     /// durability any more: the failure is returned to every waiting submission, the
     /// committer stops taking more, and [`Committer::failed`] resolves so that `serve` stops
     /// and a supervisor restarts the process from what is on disk.

@@ -1,6 +1,7 @@
-//! Conversions between the protobuf messages and the domain types, in both directions. This
-//! is the only place where the two meet; malformed messages are rejected here with a message
-//! that names the field.
+//! Conversions between the protobuf messages and the domain types, in both directions: every
+//! report body and every Macie-shaped answer passes here (the administrator's gRPC services
+//! also read a few request fields themselves); malformed messages are rejected here with a
+//! message that names the field.
 
 use crate::macie;
 use crate::model::{self, AccountId, BucketKey, Region};

@@ -78,6 +78,105 @@ impl BucketKey {
     }
 }
 
+impl BucketKey {
+    /// The key in its stored and indexed form.
+    pub fn stored(&self) -> StoredKey {
+        StoredKey(self.encode())
+    }
+}
+
+/// A bucket key in its stored and indexed form: the bytes [`BucketKey::encode`] writes,
+/// checked to be one wherever they come from. Ordered as those bytes, so that one account or
+/// one scope is one contiguous range ([`StoredKey::account_range`], [`StoredKey::scope_range`])
+/// and a bucket's name is what follows its scope; the layout stays behind these methods.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct StoredKey(Vec<u8>);
+
+impl StoredKey {
+    /// Bytes read back (from disk, or from a page token a client sent): `None` unless they
+    /// are a bucket key.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        BucketKey::decode(bytes).map(|_| Self(bytes.to_vec()))
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.0
+    }
+
+    /// The key it encodes.
+    pub fn decode(&self) -> BucketKey {
+        BucketKey::decode(&self.0).expect("a stored key is checked when it is made")
+    }
+
+    /// The bucket name: what follows the scope.
+    pub fn bucket_name(&self) -> &[u8] {
+        let mut zeros = self.0.iter().enumerate().filter(|(_, b)| **b == 0).map(|(i, _)| i);
+        match (zeros.next(), zeros.next()) {
+            (Some(_), Some(second)) => &self.0[second + 1..],
+            _ => &self.0,
+        }
+    }
+
+    /// Every key of one account, as a range (its bounds are not keys themselves).
+    pub fn account_range(account_id: &AccountId) -> std::ops::Range<StoredKey> {
+        Self::prefix_range(BucketKey::account_prefix(account_id))
+    }
+
+    /// Every key of one scope (account, Region), as a range.
+    pub fn scope_range(account_id: &AccountId, region: &Region) -> std::ops::Range<StoredKey> {
+        Self::prefix_range(BucketKey::scope_prefix(account_id, region))
+    }
+
+    /// A bound that sorts, by bucket name and then by key, before every key of a bucket
+    /// named `name` (a bound, not a key).
+    pub fn name_floor(name: &str) -> StoredKey {
+        let mut floor = Vec::with_capacity(name.len() + 2);
+        floor.extend_from_slice(b"\0\0");
+        floor.extend_from_slice(name.as_bytes());
+        StoredKey(floor)
+    }
+
+    fn prefix_range(prefix: Vec<u8>) -> std::ops::Range<StoredKey> {
+        let mut end = prefix.clone();
+        // No key byte is 0xff: names, accounts and Regions are UTF-8 text, which never holds it.
+        end.push(0xff);
+        StoredKey(prefix)..StoredKey(end)
+    }
+}
+
+/// As its bytes (the same encoding as a `Vec<u8>`); read back only if they are a bucket key.
+impl Serialize for StoredKey {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for StoredKey {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let bytes = Vec::<u8>::deserialize(deserializer)?;
+        match BucketKey::decode(&bytes) {
+            Some(_) => Ok(Self(bytes)),
+            None => Err(serde::de::Error::custom("not a bucket key")),
+        }
+    }
+}
+
+impl From<StoredKey> for Vec<u8> {
+    fn from(key: StoredKey) -> Self {
+        key.0
+    }
+}
+
+impl std::fmt::Debug for StoredKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StoredKey({:?})", String::from_utf8_lossy(&self.0))
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BlockPublicAccess {
@@ -380,6 +479,27 @@ mod tests {
         assert_eq!(BucketKey::decode(&a.encode()), Some(a.clone()));
         assert!(a.encode() < b.encode());
         assert!(a.encode().starts_with(&BucketKey::scope_prefix(&a.account_id, &a.region)));
+    }
+
+    #[test]
+    fn stored_keys_are_checked_and_ranged_by_account_and_scope() {
+        let (account, region) = ids("111111111111", "eu-west-1");
+        let key = BucketKey::new(account.clone(), region.clone(), "logs").stored();
+        assert_eq!(StoredKey::from_bytes(key.as_bytes()), Some(key.clone()));
+        assert_eq!(StoredKey::from_bytes(b"111111111111\0eu-west-1\0"), None, "a scope key is not a bucket key");
+        assert_eq!(StoredKey::from_bytes(b"garbage"), None);
+        assert_eq!(key.bucket_name(), b"logs");
+        assert!(StoredKey::scope_range(&account, &region).contains(&key));
+        assert!(StoredKey::account_range(&account).contains(&key));
+        let (other_account, other_region) = ids("222222222222", "us-east-1");
+        assert!(!StoredKey::account_range(&other_account).contains(&key));
+        assert!(!StoredKey::scope_range(&account, &other_region).contains(&key));
+        // Serialized as its bytes, and read back only if they are a key.
+        let bytes = postcard::to_allocvec(&key).unwrap();
+        assert_eq!(bytes, postcard::to_allocvec(&key.as_bytes().to_vec()).unwrap());
+        assert_eq!(postcard::from_bytes::<StoredKey>(&bytes).unwrap(), key);
+        let garbage = postcard::to_allocvec(&b"garbage".to_vec()).unwrap();
+        assert!(postcard::from_bytes::<StoredKey>(&garbage).is_err());
     }
 
     #[test]

@@ -499,7 +499,7 @@ async fn api_bucket(State(state): State<HttpState>, _: Reader, UrlQuery(p): UrlQ
     let Some(entry) = s.index.find_by_name(&p.name) else {
         return ServiceError::not_found(format!("no bucket named `{}` in the inventory", p.name)).into_response();
     };
-    let key = entry.facts.key.encode();
+    let key = entry.facts.key.stored();
     let metadata = crate::read::bucket::metadata(
         &entry.facts,
         &entry.judgement,

@@ -18,7 +18,7 @@ mod org;
 pub use org::{destination_name, DestinationOwner, OrgView};
 
 /// The policy's verdicts, or UNKNOWN for a policy not (yet) decided. Stored with the outcome
-/// it comes from (`policy.rs`, the `policy_outcomes` tree): a layout change is a new record
+/// it comes from (`state/verdicts.rs`, the `policy_outcomes` tree): a layout change is a new record
 /// version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PolicyVerdict {

@@ -1,5 +1,5 @@
 //! Macie's filter criteria (`eq`, `neq`, `gt`, `gte`, `lt`, `lte`, `prefix`), for any kind of
-//! record: buckets (`query.rs`) and findings (`service/findings.rs`). A record kind names its
+//! record: buckets (`query.rs`) and findings (`findings.rs`). A record kind names its
 //! properties ([`Property`]) and reads them ([`Filterable`]); criteria are parsed and checked
 //! against the properties once, before any record is looked at ([`compile`]), then matched.
 

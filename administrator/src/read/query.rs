@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use estate_common::macie::{EffectivePermission, EncryptionType, SharedAccess};
+use estate_common::model::StoredKey;
 
 use crate::state::index::{Entry, Index};
 
@@ -294,7 +295,7 @@ pub struct Query {
 struct Cursor {
     query: String,
     value: SortValue,
-    key: Vec<u8>,
+    key: StoredKey,
 }
 
 impl Query {
@@ -339,7 +340,7 @@ impl Query {
 
     /// Orders (value, key) pairs; keys break ties. Descending reverses the whole order, so
     /// that sorting by account is exactly key order and sorting by name is name-key order.
-    fn order(&self, a: (SortRef<'_>, &[u8]), b: (SortRef<'_>, &[u8])) -> Ordering {
+    fn order(&self, a: (SortRef<'_>, &StoredKey), b: (SortRef<'_>, &StoredKey)) -> Ordering {
         let ascending = a.0.cmp(&b.0).then_with(|| a.1.cmp(b.1));
         if self.descending {
             ascending.reverse()
@@ -354,8 +355,8 @@ impl Query {
 
     /// One page of the index, and the token of the next page (if any).
     pub fn run<'a>(&self, index: &'a Index) -> (Vec<&'a Entry>, Option<String>) {
-        let cursor = self.after.as_ref().map(|c| c.key.as_slice());
-        let mut page: Vec<(SortRef<'a>, &'a [u8], &'a Entry)> = match self.sort {
+        let cursor = self.after.as_ref().map(|c| &c.key);
+        let mut page: Vec<(SortRef<'a>, &'a StoredKey, &'a Entry)> = match self.sort {
             // These orders exist already: walk one and stop after a page.
             SortField::AccountId | SortField::BucketName => {
                 let walk = if self.sort == SortField::AccountId {
@@ -374,7 +375,8 @@ impl Query {
         page.truncate(self.page_size);
         let token = match (more, page.last()) {
             (true, Some((value, key, _))) => {
-                let cursor = Cursor { query: self.digest.clone(), value: SortRef::to_owned(*value), key: key.to_vec() };
+                let cursor =
+                    Cursor { query: self.digest.clone(), value: SortRef::to_owned(*value), key: (*key).clone() };
                 Some(hex::encode(postcard::to_allocvec(&cursor).expect("serializing to memory cannot fail")))
             }
             _ => None,
@@ -384,11 +386,11 @@ impl Query {
 
     /// The first `page_size + 1` matches after the cursor in an order the index does not
     /// keep: one pass, a bounded max-heap, no full sort.
-    fn top<'a>(&self, index: &'a Index) -> Vec<(SortRef<'a>, &'a [u8], &'a Entry)> {
+    fn top<'a>(&self, index: &'a Index) -> Vec<(SortRef<'a>, &'a StoredKey, &'a Entry)> {
         struct Item<'q, 'a> {
             query: &'q Query,
             value: SortRef<'a>,
-            key: &'a [u8],
+            key: &'a StoredKey,
             entry: &'a Entry,
         }
         impl PartialEq for Item<'_, '_> {
@@ -456,7 +458,7 @@ mod tests {
             };
             let judgement = judge(&facts, None, &OrgView::default(), None);
             (
-                facts.key.encode(),
+                facts.key.stored(),
                 Entry { facts: Arc::new(facts), generation: 1, judgement, posture: Default::default() },
             )
         }) {
@@ -500,7 +502,7 @@ mod tests {
         let (page, token) = q.run(&index);
         assert_eq!(names(&page).last().unwrap(), "bucket-0004");
         let extra = Entry::clone(make_index(1).values().next().unwrap());
-        index.insert(b"000000000000\0eu-west-1\0aaa".to_vec(), extra);
+        index.insert(BucketKey::parse("000000000000", "eu-west-1", "aaa").unwrap().stored(), extra);
         let q =
             Query::new(BTreeMap::new(), Some(("bucketName".into(), false)), 5, &token.unwrap(), usize::MAX).unwrap();
         let (page, _) = q.run(&index);

@@ -7,7 +7,7 @@ use estate_common::macie::{
     self, BucketStatistics, ConnectionState, EffectivePermission, PostureBucket, PostureReason, RegionStatus,
     SharedAccess, Timestamp, Tri,
 };
-use estate_common::model::AccountId;
+use estate_common::model::{AccountId, StoredKey};
 
 use crate::judge;
 use crate::read::query::Query;
@@ -73,7 +73,7 @@ pub fn describe(state: &State, query: &Query) -> (Vec<macie::BucketMetadata>, Op
     let buckets = entries
         .into_iter()
         .map(|e| {
-            let explanation = state.policy_explanation(&e.facts.key.encode());
+            let explanation = state.policy_explanation(&e.facts.key.stored());
             crate::read::bucket::metadata(
                 &e.facts,
                 &e.judgement,
@@ -115,20 +115,20 @@ pub fn posture_reasons(judgement: &judge::Judgement) -> Vec<PostureReason> {
 pub fn posture(
     state: &State,
     account_id: Option<&AccountId>,
-    after: Option<&[u8]>,
+    after: Option<&StoredKey>,
     page_size: usize,
-) -> (Vec<PostureBucket>, Option<Vec<u8>>) {
+) -> (Vec<PostureBucket>, Option<StoredKey>) {
     use std::ops::Bound;
-    let prefix = account_id.map(estate_common::model::BucketKey::account_prefix);
-    let start = match (after, &prefix) {
-        (Some(after), _) => Bound::Excluded(after.to_vec()),
-        (None, Some(prefix)) => Bound::Included(prefix.clone()),
+    let range = account_id.map(StoredKey::account_range);
+    let start = match (after, &range) {
+        (Some(after), _) => Bound::Excluded(after.clone()),
+        (None, Some(range)) => Bound::Included(range.start.clone()),
         (None, None) => Bound::Unbounded,
     };
     let mut out = Vec::new();
-    let mut last: Option<&Vec<u8>> = None;
+    let mut last: Option<&StoredKey> = None;
     for (scanned, (key, entry)) in state.index.range((start, Bound::Unbounded)).enumerate() {
-        if prefix.as_ref().is_some_and(|p| !key.starts_with(p)) {
+        if range.as_ref().is_some_and(|r| !r.contains(key)) {
             return (out, None);
         }
         if scanned == POSTURE_SCAN_LIMIT || out.len() == page_size {

@@ -10,7 +10,7 @@ use tokio::sync::broadcast;
 
 use estate_common::findings::{Cause, Finding, FindingType};
 use estate_common::macie::{EffectivePermission, SharedAccess};
-use estate_common::model::{BucketFacts, BucketKey, UnixMillis};
+use estate_common::model::{BucketFacts, BucketKey, StoredKey, UnixMillis};
 use estate_common::text::for_log;
 
 use crate::judge::{EncryptionClass, Judgement};
@@ -149,7 +149,7 @@ impl Posture {
 pub struct Findings {
     pub by_id: BTreeMap<String, Finding>,
     /// The open (not archived) finding of each bucket and type.
-    open: HashMap<(Vec<u8>, FindingType), String>,
+    open: HashMap<(StoredKey, FindingType), String>,
     pub sequence: u64,
     /// The highest sequence that is on disk and announced: a watcher replays up to it and
     /// takes the rest from the feed.
@@ -196,7 +196,7 @@ impl Findings {
         self.sequence = self.sequence.max(finding.sequence);
         self.durable_sequence = self.sequence;
         if !finding.archived {
-            let key = finding.bucket().encode();
+            let key = finding.bucket().stored();
             self.open.insert((key, finding.kind), finding.id.clone());
         }
         self.by_id.insert(finding.id.clone(), finding);
@@ -204,13 +204,13 @@ impl Findings {
 
     /// Whether the bucket has an open finding of `kind`.
     pub fn is_open(&self, bucket: &BucketKey, kind: FindingType) -> bool {
-        self.open.contains_key(&(bucket.encode(), kind))
+        self.open.contains_key(&(bucket.stored(), kind))
     }
 
     /// Raises `kind` for a bucket, or counts one more occurrence of its open finding.
     pub fn raise(&mut self, bucket: &BucketKey, kind: FindingType, cause: &Cause, now: UnixMillis) {
         self.sequence += 1;
-        let key = (bucket.encode(), kind);
+        let key = (bucket.stored(), kind);
         let finding = match self.open.get(&key).and_then(|id| self.by_id.get_mut(id)) {
             Some(existing) => {
                 existing.count += 1;
@@ -221,7 +221,7 @@ impl Findings {
             }
             None => {
                 let mut hasher = Sha256::new();
-                hasher.update(&key.0);
+                hasher.update(key.0.as_bytes());
                 hasher.update(kind.as_str().as_bytes());
                 hasher.update(now.to_le_bytes());
                 hasher.update(self.sequence.to_le_bytes());
@@ -269,7 +269,7 @@ impl Findings {
             let finding = self.by_id.get_mut(&id).expect("listed above");
             finding.archived = true;
             finding.sequence = self.sequence;
-            let key = finding.bucket().encode();
+            let key = finding.bucket().stored();
             self.open.remove(&(key, finding.kind));
             self.changed.push(finding.clone());
         }
@@ -288,16 +288,16 @@ pub struct FindingsTracker {
     pub findings: Findings,
     /// The CloudTrail event behind each bucket's latest read, when one was (a refresh
     /// otherwise).
-    causes: HashMap<Vec<u8>, Cause>,
+    causes: HashMap<StoredKey, Cause>,
     /// (bucket, event ID) pairs already counted, with when, so that re-judging (or an agent
     /// resending after a crash) counts an event once; persisted by the store with a horizon.
-    repeated_events: HashMap<(Vec<u8>, String), UnixMillis>,
+    repeated_events: HashMap<(StoredKey, String), UnixMillis>,
     /// Pairs added since the last flush, with when.
-    new_repeated_events: Vec<(Vec<u8>, String, UnixMillis)>,
+    new_repeated_events: Vec<(StoredKey, String, UnixMillis)>,
     /// Postures changed since the last flush (`None`: removed).
-    changed_postures: Vec<(Vec<u8>, Option<Posture>)>,
+    changed_postures: Vec<(StoredKey, Option<Posture>)>,
     /// Postures read from disk at start-up, consumed as the buckets are loaded.
-    loaded_postures: HashMap<Vec<u8>, Posture>,
+    loaded_postures: HashMap<StoredKey, Posture>,
 }
 
 impl FindingsTracker {
@@ -307,7 +307,7 @@ impl FindingsTracker {
     /// stored facts imply (`always_persist` for re-judgements, where that is not known).
     pub fn observe(
         &mut self,
-        key: &[u8],
+        key: &StoredKey,
         facts: &BucketFacts,
         judgement: &Judgement,
         before: Option<Posture>,
@@ -330,7 +330,7 @@ impl FindingsTracker {
         };
         self.repeat(key, facts, &merged, at);
         if before != Some(merged) && (always_persist || merged != now) {
-            self.changed_postures.push((key.to_vec(), Some(merged)));
+            self.changed_postures.push((key.clone(), Some(merged)));
         }
         merged
     }
@@ -370,16 +370,16 @@ impl FindingsTracker {
 
     /// An event that makes the same change again (the bucket still in the state a finding
     /// reported) counts one more occurrence of that finding. Each event counts once.
-    fn repeat(&mut self, key: &[u8], facts: &BucketFacts, posture: &Posture, at: UnixMillis) {
+    fn repeat(&mut self, key: &StoredKey, facts: &BucketFacts, posture: &Posture, at: UnixMillis) {
         let Some(cause) = self.causes.get(key).cloned() else { return };
         let Some(event_id) = cause.event_id.clone() else { return };
         if self.repeated_events.len() > 2 * MAX_COUNTED_EVENTS {
             self.repeated_events.clear();
         }
-        if self.repeated_events.insert((key.to_vec(), event_id.clone()), at).is_some() {
+        if self.repeated_events.insert((key.clone(), event_id.clone()), at).is_some() {
             return;
         }
-        self.new_repeated_events.push((key.to_vec(), event_id, at));
+        self.new_repeated_events.push((key.clone(), event_id, at));
         for kind in posture.repeated_by(&cause.api) {
             let raised_now =
                 self.findings.changed.iter().any(|f| f.kind == kind && f.bucket_name == facts.key.bucket_name);
@@ -390,42 +390,42 @@ impl FindingsTracker {
     }
 
     /// The cause of the bucket's latest read (`None`: a refresh).
-    pub fn set_cause(&mut self, key: &[u8], cause: Option<Cause>) {
+    pub fn set_cause(&mut self, key: &StoredKey, cause: Option<Cause>) {
         match cause {
-            Some(cause) => self.causes.insert(key.to_vec(), cause),
+            Some(cause) => self.causes.insert(key.clone(), cause),
             None => self.causes.remove(key),
         };
     }
 
     /// The bucket is gone: its posture is removed at the next flush.
-    pub fn forget(&mut self, key: &[u8]) {
+    pub fn forget(&mut self, key: &StoredKey) {
         self.causes.remove(key);
-        self.changed_postures.push((key.to_vec(), None));
+        self.changed_postures.push((key.clone(), None));
     }
 
-    pub fn load_posture(&mut self, key: Vec<u8>, posture: Posture) {
+    pub fn load_posture(&mut self, key: StoredKey, posture: Posture) {
         self.loaded_postures.insert(key, posture);
     }
 
     /// The stored posture of a bucket being loaded.
-    pub fn take_loaded(&mut self, key: &[u8]) -> Option<Posture> {
+    pub fn take_loaded(&mut self, key: &StoredKey) -> Option<Posture> {
         self.loaded_postures.remove(key)
     }
 
-    pub fn load_counted_events(&mut self, events: impl IntoIterator<Item = (Vec<u8>, String, UnixMillis)>) {
+    pub fn load_counted_events(&mut self, events: impl IntoIterator<Item = (StoredKey, String, UnixMillis)>) {
         self.repeated_events.extend(events.into_iter().map(|(bucket, event_id, at)| ((bucket, event_id), at)));
     }
 
     /// Forgets events counted before `before`, and the oldest past [`MAX_COUNTED_EVENTS`];
     /// returns the pairs forgotten (for the store to remove).
-    pub fn prune_counted_events(&mut self, before: UnixMillis) -> Vec<(Vec<u8>, String)> {
-        let mut forgotten: Vec<(Vec<u8>, String)> =
+    pub fn prune_counted_events(&mut self, before: UnixMillis) -> Vec<(StoredKey, String)> {
+        let mut forgotten: Vec<(StoredKey, String)> =
             self.repeated_events.iter().filter(|(_, at)| **at < before).map(|(pair, _)| pair.clone()).collect();
         for pair in &forgotten {
             self.repeated_events.remove(pair);
         }
         if self.repeated_events.len() > MAX_COUNTED_EVENTS {
-            let mut by_age: Vec<(UnixMillis, (Vec<u8>, String))> =
+            let mut by_age: Vec<(UnixMillis, (StoredKey, String))> =
                 self.repeated_events.iter().map(|(pair, at)| (*at, pair.clone())).collect();
             by_age.sort_unstable_by_key(|(at, _)| *at);
             let excess = by_age.len() - MAX_COUNTED_EVENTS;
@@ -446,7 +446,7 @@ impl FindingsTracker {
     #[allow(clippy::type_complexity)]
     pub fn take_changes(
         &mut self,
-    ) -> (Vec<(Vec<u8>, Option<Posture>)>, Vec<(Vec<u8>, String, UnixMillis)>, Vec<Finding>) {
+    ) -> (Vec<(StoredKey, Option<Posture>)>, Vec<(StoredKey, String, UnixMillis)>, Vec<Finding>) {
         (
             std::mem::take(&mut self.changed_postures),
             std::mem::take(&mut self.new_repeated_events),

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 
-use estate_common::model::BucketFacts;
+use estate_common::model::{BucketFacts, StoredKey};
 
 use crate::judge::Judgement;
 use crate::state::findings::Posture;
@@ -22,23 +22,13 @@ pub struct Entry {
     pub posture: Posture,
 }
 
-/// An encoded bucket key ordered by bucket name first, then by the whole key.
+/// A bucket key ordered by bucket name first, then by the whole key.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NameKey(pub Vec<u8>);
-
-impl NameKey {
-    fn name(&self) -> &[u8] {
-        let mut zeros = self.0.iter().enumerate().filter(|(_, b)| **b == 0).map(|(i, _)| i);
-        match (zeros.next(), zeros.next()) {
-            (Some(_), Some(second)) => &self.0[second + 1..],
-            _ => &self.0,
-        }
-    }
-}
+pub struct NameKey(pub StoredKey);
 
 impl Ord for NameKey {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.name().cmp(other.name()).then_with(|| self.0.cmp(&other.0))
+        self.0.bucket_name().cmp(other.0.bucket_name()).then_with(|| self.0.cmp(&other.0))
     }
 }
 
@@ -50,25 +40,25 @@ impl PartialOrd for NameKey {
 
 #[derive(Debug, Default)]
 pub struct Index {
-    by_key: BTreeMap<Vec<u8>, Arc<Entry>>,
+    by_key: BTreeMap<StoredKey, Arc<Entry>>,
     by_name: BTreeMap<NameKey, Arc<Entry>>,
 }
 
 impl Index {
     /// Inserts or replaces; returns the previous entry.
-    pub fn insert(&mut self, key: Vec<u8>, entry: Entry) -> Option<Arc<Entry>> {
+    pub fn insert(&mut self, key: StoredKey, entry: Entry) -> Option<Arc<Entry>> {
         let entry = Arc::new(entry);
         self.by_name.insert(NameKey(key.clone()), Arc::clone(&entry));
         self.by_key.insert(key, entry)
     }
 
-    pub fn remove(&mut self, key: &[u8]) -> Option<Arc<Entry>> {
+    pub fn remove(&mut self, key: &StoredKey) -> Option<Arc<Entry>> {
         let removed = self.by_key.remove(key)?;
-        self.by_name.remove(&NameKey(key.to_vec()));
+        self.by_name.remove(&NameKey(key.clone()));
         Some(removed)
     }
 
-    pub fn get(&self, key: &[u8]) -> Option<&Arc<Entry>> {
+    pub fn get(&self, key: &StoredKey) -> Option<&Arc<Entry>> {
         self.by_key.get(key)
     }
 
@@ -85,17 +75,20 @@ impl Index {
     }
 
     /// Entries in key order (account, Region, name).
-    pub fn range<R: RangeBounds<Vec<u8>>>(&self, range: R) -> impl DoubleEndedIterator<Item = (&Vec<u8>, &Arc<Entry>)> {
+    pub fn range<R: RangeBounds<StoredKey>>(
+        &self,
+        range: R,
+    ) -> impl DoubleEndedIterator<Item = (&StoredKey, &Arc<Entry>)> {
         self.by_key.range(range)
     }
 
     /// Entries in bucket-name order (ties by key), after or before `cursor`.
     pub fn by_name_from(
         &self,
-        cursor: Option<&[u8]>,
+        cursor: Option<&StoredKey>,
         descending: bool,
-    ) -> Box<dyn Iterator<Item = (&[u8], &Arc<Entry>)> + '_> {
-        from_cursor(&self.by_name, cursor.map(|key| NameKey(key.to_vec())), descending, |k| k.0.as_slice())
+    ) -> Box<dyn Iterator<Item = (&StoredKey, &Arc<Entry>)> + '_> {
+        from_cursor(&self.by_name, cursor.map(|key| NameKey(key.clone())), descending, |k| &k.0)
     }
 
     /// The bucket named `name` (names are unique within a partition).
@@ -106,19 +99,19 @@ impl Index {
     /// Every entry named `name`: one, unless accounts claim the same name (or one account's
     /// bucket moved Region and the old scope has not completed yet).
     pub fn all_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Arc<Entry>> + 'a {
-        let mut start = Vec::with_capacity(name.len() + 2);
-        start.extend_from_slice(b"\0\0");
-        start.extend_from_slice(name.as_bytes());
-        self.by_name.range(NameKey(start)..).map(|(_, e)| e).take_while(move |e| e.facts.key.bucket_name == name)
+        self.by_name
+            .range(NameKey(StoredKey::name_floor(name))..)
+            .map(|(_, e)| e)
+            .take_while(move |e| e.facts.key.bucket_name == name)
     }
 
     /// Entries in key order, after or before `cursor`.
     pub fn by_key_from(
         &self,
-        cursor: Option<&[u8]>,
+        cursor: Option<&StoredKey>,
         descending: bool,
-    ) -> Box<dyn Iterator<Item = (&[u8], &Arc<Entry>)> + '_> {
-        from_cursor(&self.by_key, cursor.map(<[u8]>::to_vec), descending, Vec::as_slice)
+    ) -> Box<dyn Iterator<Item = (&StoredKey, &Arc<Entry>)> + '_> {
+        from_cursor(&self.by_key, cursor.cloned(), descending, |k| k)
     }
 }
 
@@ -128,8 +121,8 @@ fn from_cursor<'a, K: Ord>(
     map: &'a BTreeMap<K, Arc<Entry>>,
     cursor: Option<K>,
     descending: bool,
-    encoded: fn(&K) -> &[u8],
-) -> Box<dyn Iterator<Item = (&'a [u8], &'a Arc<Entry>)> + 'a> {
+    encoded: fn(&K) -> &StoredKey,
+) -> Box<dyn Iterator<Item = (&'a StoredKey, &'a Arc<Entry>)> + 'a> {
     let bound = cursor.map_or(Bound::Unbounded, Bound::Excluded);
     let with_key = move |(k, e): (&'a K, &'a Arc<Entry>)| (encoded(k), e);
     if descending {
@@ -145,9 +138,12 @@ mod tests {
 
     #[test]
     fn name_keys_order_by_name_then_key() {
-        let a = NameKey(b"222222222222\0us-east-1\0alpha".to_vec());
-        let b = NameKey(b"111111111111\0us-east-1\0beta".to_vec());
+        let key = |account: &str, name: &str| {
+            estate_common::model::BucketKey::parse(account, "us-east-1", name).unwrap().stored()
+        };
+        let (a, b) = (NameKey(key("222222222222", "alpha")), NameKey(key("111111111111", "beta")));
         assert!(a < b);
-        assert_eq!(a.name(), b"alpha");
+        assert_eq!(a.0.bucket_name(), b"alpha");
+        assert!(NameKey(StoredKey::name_floor("alpha")) < a);
     }
 }

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use estate_common::model::{AccountId, UnixMillis};
+use estate_common::model::{AccountId, StoredKey, UnixMillis};
 
 use crate::judge::{DestinationOwner, OrgView};
 use crate::state::index::Index;
@@ -33,7 +33,7 @@ pub struct BucketOwners {
     /// Name → the accounts whose lists name it (more than one: a false claim somewhere).
     by_name: HashMap<String, BTreeSet<AccountId>>,
     /// Destination name → the buckets whose rules name it without an account.
-    dependents: HashMap<String, BTreeSet<Vec<u8>>>,
+    dependents: HashMap<String, BTreeSet<StoredKey>>,
 }
 
 impl BucketOwners {
@@ -85,7 +85,7 @@ impl BucketOwners {
     }
 
     /// Records which destinations bucket `key` names without an account (none: forgets it).
-    pub fn set_dependent(&mut self, key: &[u8], before: &[String], after: &[String]) {
+    pub fn set_dependent(&mut self, key: &StoredKey, before: &[String], after: &[String]) {
         for name in before.iter().filter(|n| !after.contains(n)) {
             if let Some(set) = self.dependents.get_mut(name) {
                 set.remove(key);
@@ -95,18 +95,18 @@ impl BucketOwners {
             }
         }
         for name in after {
-            self.dependents.entry(name.clone()).or_default().insert(key.to_vec());
+            self.dependents.entry(name.clone()).or_default().insert(key.clone());
         }
     }
 
     /// The buckets whose rules name `name` without an account.
-    pub fn dependents_of(&self, name: &str) -> Vec<Vec<u8>> {
+    pub fn dependents_of(&self, name: &str) -> Vec<StoredKey> {
         self.dependents.get(name).map(|s| s.iter().cloned().collect()).unwrap_or_default()
     }
 
     /// Every bucket with such a rule.
-    pub fn all_dependents(&self) -> Vec<Vec<u8>> {
-        let all: BTreeSet<&Vec<u8>> = self.dependents.values().flatten().collect();
+    pub fn all_dependents(&self) -> Vec<StoredKey> {
+        let all: BTreeSet<&StoredKey> = self.dependents.values().flatten().collect();
         all.into_iter().cloned().collect()
     }
 
@@ -219,12 +219,15 @@ mod tests {
     #[test]
     fn dependents_track_rules_without_accounts() {
         let mut owners = BucketOwners::default();
-        owners.set_dependent(b"k1", &[], &["dest".into()]);
-        owners.set_dependent(b"k2", &[], &["dest".into(), "other".into()]);
-        assert_eq!(owners.dependents_of("dest"), vec![b"k1".to_vec(), b"k2".to_vec()]);
-        owners.set_dependent(b"k2", &["dest".into(), "other".into()], &[]);
-        assert_eq!(owners.dependents_of("dest"), vec![b"k1".to_vec()]);
+        let key =
+            |name: &str| estate_common::model::BucketKey::parse("111111111111", "eu-west-1", name).unwrap().stored();
+        let (k1, k2) = (key("k1"), key("k2"));
+        owners.set_dependent(&k1, &[], &["dest".into()]);
+        owners.set_dependent(&k2, &[], &["dest".into(), "other".into()]);
+        assert_eq!(owners.dependents_of("dest"), vec![k1.clone(), k2.clone()]);
+        owners.set_dependent(&k2, &["dest".into(), "other".into()], &[]);
+        assert_eq!(owners.dependents_of("dest"), vec![k1.clone()]);
         assert!(owners.dependents_of("other").is_empty());
-        assert_eq!(owners.all_dependents(), vec![b"k1".to_vec()]);
+        assert_eq!(owners.all_dependents(), vec![k1]);
     }
 }

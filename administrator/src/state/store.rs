@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use estate_common::findings::{Cause, Finding};
 use estate_common::macie::BucketStatistics;
 use estate_common::model::{
-    AccountId, AccountSettings, BucketFacts, BucketKey, BucketState, Grantee, Region, UnixMillis,
+    AccountId, AccountSettings, BucketFacts, BucketKey, BucketState, Grantee, Region, StoredKey, UnixMillis,
 };
 use estate_common::objects::ObjectStats;
 
@@ -89,10 +89,10 @@ pub enum Op {
     },
     /// A policy analysis came back; the bucket is judged again if it is still current.
     PolicyOutcome {
-        key: Vec<u8>,
+        key: StoredKey,
         digest: PolicyDigest,
         /// The bucket name the analysis was made with (empty for a policy whose analysis does
-        /// not depend on it; `policy::Job::bucket`).
+        /// not depend on it; `state::verdicts::Job::bucket`).
         bucket: String,
         outcome: PolicyOutcome,
     },
@@ -227,8 +227,8 @@ pub struct State {
     pub org: OrgView,
     /// Per canonical user ID, the buckets whose ACL grants to it (other than their owner):
     /// re-judged when that ID's account binding changes, and only those.
-    acl_dependents: HashMap<String, BTreeSet<Vec<u8>>>,
-    /// Policy analyses: outcomes, what is queued, failures remembered (`policy.rs`).
+    acl_dependents: HashMap<String, BTreeSet<StoredKey>>,
+    /// Policy analyses: outcomes, what is queued, failures remembered (`verdicts.rs`).
     verdicts: PolicyVerdicts,
     /// Findings and what raises them: postures, causes, events counted (`findings.rs`).
     tracker: FindingsTracker,
@@ -269,7 +269,10 @@ pub fn check_record(tree: Tree, key: &[u8], value: &[u8]) -> anyhow::Result<()> 
             let finding: Finding = decode(name, key, value)?;
             anyhow::ensure!(finding.id.as_bytes() == key, "the key is not the finding's ID");
         }
-        Tree::Postures => drop(decode::<Posture>(name, key, value)?),
+        Tree::Postures => {
+            decode::<Posture>(name, key, value)?;
+            anyhow::ensure!(StoredKey::from_bytes(key).is_some(), "the key is not a bucket key");
+        }
         Tree::PolicyFailures => {
             decode::<PolicyFailure>(name, key, value)?;
             anyhow::ensure!(key.len() == std::mem::size_of::<PolicyDigest>(), "the key is not a digest");
@@ -304,13 +307,6 @@ fn unnamed_destinations(facts: &BucketFacts) -> Vec<String> {
         .collect()
 }
 
-/// The key just past every key that starts with `prefix`.
-fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    end.push(0xff);
-    end
-}
-
 impl State {
     /// The last completed refresh of one account's Region, if it ever completed one.
     pub fn scope(&self, account_id: &AccountId, region: &Region) -> Option<&ScopeRecord> {
@@ -335,7 +331,7 @@ impl State {
     /// Judges a bucket. A policy whose outcome for the current text and organization context
     /// is not known yet is queued for analysis (as an event's job when `cause` is the event
     /// behind this read) and judged UNKNOWN meanwhile.
-    fn judge(&mut self, key: &[u8], facts: &Arc<BucketFacts>, cause: Option<&Cause>) -> Judgement {
+    fn judge(&mut self, key: &StoredKey, facts: &Arc<BucketFacts>, cause: Option<&Cause>) -> Judgement {
         let verdict = self.verdicts.verdict(key, facts, &self.org, cause);
         let owner = |name: &str| self.owners.owner(name, &self.index, &self.org, &self.membership.members);
         judge_with(facts, self.accounts.get(&facts.key.account_id), &self.org, verdict.as_ref(), &owner)
@@ -361,7 +357,7 @@ impl State {
                 None => self.org.canonical_ids.remove(&id),
             };
         }
-        let dependents: BTreeSet<Vec<u8>> =
+        let dependents: BTreeSet<StoredKey> =
             changed.iter().flat_map(|id| self.acl_dependents.get(id)).flatten().cloned().collect();
         self.rejudge(dependents.into_iter().collect());
     }
@@ -379,7 +375,7 @@ impl State {
     }
 
     /// Moves `key` in the grantee index from the IDs `before` to the IDs `after`.
-    fn index_grantees(&mut self, key: &[u8], before: &BTreeSet<String>, after: &BTreeSet<String>) {
+    fn index_grantees(&mut self, key: &StoredKey, before: &BTreeSet<String>, after: &BTreeSet<String>) {
         for id in before.difference(after) {
             if let Some(keys) = self.acl_dependents.get_mut(id) {
                 keys.remove(key);
@@ -389,7 +385,7 @@ impl State {
             }
         }
         for id in after.difference(before) {
-            self.acl_dependents.entry(id.clone()).or_default().insert(key.to_vec());
+            self.acl_dependents.entry(id.clone()).or_default().insert(key.clone());
         }
     }
 
@@ -408,17 +404,17 @@ impl State {
     }
 
     /// The policy's witnesses and reasons for UNKNOWN, for a bucket's metadata.
-    pub fn policy_explanation(&self, key: &[u8]) -> (Vec<estate_common::macie::PolicyWitness>, Vec<String>) {
+    pub fn policy_explanation(&self, key: &StoredKey) -> (Vec<estate_common::macie::PolicyWitness>, Vec<String>) {
         self.verdicts.explanation(key)
     }
 
     /// Judges every bucket again (the organization changed).
     fn rejudge_all(&mut self) {
-        let keys: Vec<Vec<u8>> = self.index.range::<std::ops::RangeFull>(..).map(|(k, _)| k.clone()).collect();
+        let keys: Vec<StoredKey> = self.index.range::<std::ops::RangeFull>(..).map(|(k, _)| k.clone()).collect();
         self.rejudge(keys);
     }
 
-    fn insert_entry(&mut self, key: Vec<u8>, facts: BucketFacts, generation: u64, cause: Option<&Cause>) {
+    fn insert_entry(&mut self, key: StoredKey, facts: BucketFacts, generation: u64, cause: Option<&Cause>) {
         let facts = Arc::new(facts);
         let judgement = self.judge(&key, &facts, cause);
         let before = self.index.get(&key).map(|e| e.posture).or_else(|| self.tracker.take_loaded(&key));
@@ -460,7 +456,7 @@ impl State {
         }
     }
 
-    fn remove_entry(&mut self, key: &[u8]) -> bool {
+    fn remove_entry(&mut self, key: &StoredKey) -> bool {
         if let Some(old) = self.index.get(key) {
             let granted = Self::acl_grantees(&old.facts);
             self.index_grantees(key, &granted, &BTreeSet::new());
@@ -484,7 +480,7 @@ impl State {
     }
 
     /// Judges the given buckets again (after their context changed) and moves the statistics.
-    fn rejudge(&mut self, keys: Vec<Vec<u8>>) {
+    fn rejudge(&mut self, keys: Vec<StoredKey>) {
         for key in keys {
             let Some(entry) = self.index.get(&key).cloned() else { continue };
             let judgement = self.judge(&key, &entry.facts, None);
@@ -500,14 +496,12 @@ impl State {
         }
     }
 
-    fn account_keys(&self, account_id: &AccountId) -> Vec<Vec<u8>> {
-        let start = BucketKey::account_prefix(account_id);
-        let end = prefix_end(&start);
-        self.index.range(start..end).map(|(k, _)| k.clone()).collect()
+    fn account_keys(&self, account_id: &AccountId) -> Vec<StoredKey> {
+        self.index.range(StoredKey::account_range(account_id)).map(|(k, _)| k.clone()).collect()
     }
 
     /// The bucket exists in refresh `generation` (its stored facts stay).
-    fn retain(&mut self, encoded: Vec<u8>, generation: u64, writes: &mut Writes) {
+    fn retain(&mut self, encoded: StoredKey, generation: u64, writes: &mut Writes) {
         if let Some(entry) = self.index.get(&encoded) {
             if entry.generation < generation {
                 let updated = Entry { generation, ..Entry::clone(entry) };
@@ -568,7 +562,7 @@ impl State {
                         .iter()
                         .filter_map(|key| self.index.get(key).map(|e| e.facts.key.bucket_name.clone()))
                         .collect();
-                    let dependents: BTreeSet<Vec<u8>> =
+                    let dependents: BTreeSet<StoredKey> =
                         names.iter().flat_map(|name| self.owners.dependents_of(name)).collect();
                     self.rejudge(dependents.into_iter().collect());
                 }
@@ -581,7 +575,7 @@ impl State {
                 }
             }
             Op::Upsert { mut facts, generation, cause } => {
-                let key = facts.key.encode();
+                let key = facts.key.stored();
                 self.bump_progress(&facts.key);
                 if self.index.get(&key).is_some_and(|entry| facts.read_at < entry.facts.read_at) {
                     // An older read that arrived late (an event re-read overtaken by a refresh,
@@ -614,10 +608,10 @@ impl State {
             }
             Op::Retain { key, generation } => {
                 self.bump_progress(&key);
-                self.retain(key.encode(), generation, writes);
+                self.retain(key.stored(), generation, writes);
             }
             Op::Objects { key, objects } => {
-                let encoded = key.encode();
+                let encoded = key.stored();
                 let Some(entry) = self.index.get(&encoded) else { return };
                 let BucketState::Readable(config) = &entry.facts.state else { return };
                 let mut facts = (*entry.facts).clone();
@@ -635,7 +629,7 @@ impl State {
                 self.insert_entry(encoded, facts, generation, None);
             }
             Op::Delete { key } => {
-                let encoded = key.encode();
+                let encoded = key.stored();
                 if self.remove_entry(&encoded) {
                     writes.remove(Tree::Buckets, encoded);
                 }
@@ -659,10 +653,9 @@ impl State {
                 self.membership.progress.entry(account_id).or_default().insert(region, (0, total));
             }
             Op::ScopeComplete { account_id, region, generation, read_at, count } => {
-                let prefix = BucketKey::scope_prefix(&account_id, &region);
-                let stale: Vec<Vec<u8>> = self
+                let stale: Vec<StoredKey> = self
                     .index
-                    .range(prefix.clone()..prefix_end(&prefix))
+                    .range(StoredKey::scope_range(&account_id, &region))
                     .filter(|(_, e)| e.generation < generation)
                     .map(|(k, _)| k.clone())
                     .collect();
@@ -676,10 +669,11 @@ impl State {
                         self.membership.progress.remove(&account_id);
                     }
                 }
+                let scope_key = BucketKey::scope_prefix(&account_id, &region);
                 let record = self.membership.scopes.entry(account_id.clone()).or_default().entry(region).or_default();
                 if generation >= record.generation {
                     *record = ScopeRecord { generation, last_updated: Some(read_at), bucket_count: count };
-                    writes.insert(Tree::Scopes, prefix, encode(&*record));
+                    writes.insert(Tree::Scopes, scope_key, encode(&*record));
                 }
                 self.recount(&account_id);
             }
@@ -751,7 +745,7 @@ impl State {
         }
         let names = self.owners.forget(account_id);
         writes.remove(Tree::BucketLists, account_id.as_bytes());
-        let dependents: Vec<Vec<u8>> = names.iter().flat_map(|name| self.owners.dependents_of(name)).collect();
+        let dependents: Vec<StoredKey> = names.iter().flat_map(|name| self.owners.dependents_of(name)).collect();
         self.rejudge(dependents);
         let changes = self.identities.forget(account_id);
         self.rebind(changes);
@@ -763,7 +757,7 @@ impl State {
     /// version; a version replaced meanwhile is judged for the findings it raises.
     fn apply_policy_outcome(
         &mut self,
-        key: Vec<u8>,
+        key: StoredKey,
         digest: PolicyDigest,
         analysed: String,
         outcome: PolicyOutcome,
@@ -786,7 +780,13 @@ impl State {
     /// policy's verdict: what that verdict decided and makes worse than the bucket's last
     /// decided posture raises its findings (a policy made public and reverted meanwhile). The
     /// bucket's judgement and posture stay its current version's.
-    fn judge_superseded(&mut self, key: &[u8], facts: &BucketFacts, cause: Option<Cause>, verdict: &PolicyVerdict) {
+    fn judge_superseded(
+        &mut self,
+        key: &StoredKey,
+        facts: &BucketFacts,
+        cause: Option<Cause>,
+        verdict: &PolicyVerdict,
+    ) {
         let Some(before) = self.index.get(key).map(|e| e.posture) else { return };
         let (decided, undecided) = {
             let owner = |name: &str| self.owners.owner(name, &self.index, &self.org, &self.membership.members);
@@ -801,9 +801,10 @@ impl State {
     }
 }
 
-/// sled plus the in-memory index.
+/// The storage engine plus the in-memory state rebuilt from it.
 pub struct Store {
-    /// Where every commit goes (`storage/`): the state never names the engine.
+    /// Where every commit goes (`storage/`): past `Store::open`, which opens the default
+    /// engine, nothing here names it.
     storage: Box<dyn Storage>,
     state: RwLock<State>,
     /// The organization's statistics as of the last commit: read without the state lock,
@@ -833,18 +834,29 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// A bucket key read back from `tree`; an error names the tree and how to repair.
+fn stored_key(tree: Tree, key: &[u8]) -> anyhow::Result<StoredKey> {
+    StoredKey::from_bytes(key).with_context(|| {
+        format!(
+            "corrupt bucket key `{}` in tree `{}` (`estate-admin verify --repair` sets such records aside)",
+            String::from_utf8_lossy(key),
+            tree.name()
+        )
+    })
+}
+
 /// The key of a remembered event: the event ID, a NUL, the bucket key.
-fn seen_event_key(bucket: &[u8], event_id: &str) -> Vec<u8> {
+fn seen_event_key(bucket: &StoredKey, event_id: &str) -> Vec<u8> {
     let mut key = event_id.as_bytes().to_vec();
     key.push(0);
-    key.extend_from_slice(bucket);
+    key.extend_from_slice(bucket.as_bytes());
     key
 }
 
 /// The (event ID, bucket key) a [`seen_event_key`] names.
-fn parse_seen_event_key(key: &[u8]) -> Option<(String, Vec<u8>)> {
+fn parse_seen_event_key(key: &[u8]) -> Option<(String, StoredKey)> {
     let nul = key.iter().position(|&b| b == 0)?;
-    Some((String::from_utf8(key[..nul].to_vec()).ok()?, key[nul + 1..].to_vec()))
+    Some((String::from_utf8(key[..nul].to_vec()).ok()?, StoredKey::from_bytes(&key[nul + 1..])?))
 }
 
 impl Store {
@@ -922,7 +934,7 @@ impl Store {
             Ok(())
         })?;
         // Events counted within the horizon, the newest `MAX_SEEN_EVENTS`.
-        let mut seen: Vec<(UnixMillis, Vec<u8>, String)> = Vec::new();
+        let mut seen: Vec<(UnixMillis, StoredKey, String)> = Vec::new();
         // (The same rule runs hourly while serving: `Op::PruneSeenEvents`.)
         self.storage.scan(Tree::SeenEvents, &mut |key, value| {
             let at: UnixMillis = decode(Tree::SeenEvents.name(), key, value)?;
@@ -987,12 +999,13 @@ impl Store {
             state.verdicts.load_cached(digest, record, bytes);
         }
         self.storage.scan(Tree::Postures, &mut |key, value| {
-            state.tracker.load_posture(key.to_vec(), decode(Tree::Postures.name(), key, value)?);
+            let posture = decode(Tree::Postures.name(), key, value)?;
+            state.tracker.load_posture(stored_key(Tree::Postures, key)?, posture);
             Ok(())
         })?;
         self.storage.scan(Tree::Buckets, &mut |key, value| {
             let stored: StoredBucket = decode(Tree::Buckets.name(), key, value)?;
-            state.insert_entry(key.to_vec(), stored.facts, stored.generation, None);
+            state.insert_entry(stored_key(Tree::Buckets, key)?, stored.facts, stored.generation, None);
             Ok(())
         })?;
         state.tracker.loading_done();
@@ -1307,7 +1320,7 @@ mod tests {
             policy: Some(text.into()),
             ..Default::default()
         }));
-        let key = f.key.encode();
+        let key = f.key.stored();
         let queue = PolicyQueue::default();
         let store = Store::open(dir.path(), org(), BTreeSet::new(), Some(queue.clone())).unwrap();
         store.commit_at(vec![Op::Upsert { facts: f, generation: 1, cause: None }]).unwrap();
@@ -1352,7 +1365,7 @@ mod tests {
         let ctx = crate::state::verdicts::context(org, owner);
         let analysis = estate_policy::analyze(text, &bucket, &ctx, &estate_policy::AnalysisOptions::default()).unwrap();
         Op::PolicyOutcome {
-            key: facts.key.encode(),
+            key: facts.key.stored(),
             digest: crate::state::verdicts::digest(text, name, owner, org),
             bucket,
             outcome: PolicyOutcome::Analysed(Arc::new(analysis)),
@@ -1364,7 +1377,7 @@ mod tests {
     }
 
     fn permission(store: &Store, f: &BucketFacts) -> estate_common::macie::EffectivePermission {
-        store.read().index.get(&f.key.encode()).unwrap().judgement.effective_permission
+        store.read().index.get(&f.key.stored()).unwrap().judgement.effective_permission
     }
 
     /// Outcomes are kept by digest: a restart judges every unchanged policy from them and
@@ -1396,7 +1409,7 @@ mod tests {
         assert_eq!(queue.len(), 2, "the second bucket of a bucket-independent policy is judged from the first's");
         assert_eq!(permission(&store, &second), EffectivePermission::Public);
         for f in [&first, &second] {
-            let witness = &store.read().policy_explanation(&f.key.encode()).0[0];
+            let witness = &store.read().policy_explanation(&f.key.stored()).0[0];
             let own = format!("arn:aws:s3:::{}/", f.key.bucket_name);
             assert!(witness.resource.starts_with(&own), "{witness:?}");
         }
@@ -1467,7 +1480,7 @@ mod tests {
         assert_eq!(findings.len(), 1);
         assert_eq!(findings[0].kind, FindingType::S3BucketPublic);
         assert_eq!(findings[0].first_action, made_public);
-        let entry = state.index.get(&reverted.key.encode()).unwrap();
+        let entry = state.index.get(&reverted.key.stored()).unwrap();
         assert_eq!(entry.judgement.effective_permission, EffectivePermission::NotPublic, "the current version");
         assert_eq!(entry.posture.public, Some(false));
         assert_eq!(state.verdicts.superseded(), 0);
@@ -1509,7 +1522,7 @@ mod tests {
         let findings: Vec<_> = state.findings().by_id.values().collect();
         assert_eq!(findings.len(), 1, "the public version in between raised its finding");
         assert_eq!((findings[0].kind, &findings[0].first_action), (FindingType::S3BucketPublic, &made_public));
-        let entry = state.index.get(&reverted.key.encode()).unwrap();
+        let entry = state.index.get(&reverted.key.stored()).unwrap();
         assert_eq!(entry.judgement.effective_permission, EffectivePermission::NotPublic, "the current version");
     }
 
@@ -1541,7 +1554,7 @@ mod tests {
         let state = store.read();
         let kinds: Vec<_> = state.findings().by_id.values().map(|f| f.kind).collect();
         assert_eq!(kinds, [FindingType::S3BucketPublic]);
-        assert!(state.policy_explanation(&public.key.encode()).0.is_empty(), "no policy now: no witnesses");
+        assert!(state.policy_explanation(&public.key.stored()).0.is_empty(), "no policy now: no witnesses");
     }
 
     /// S3's PolicyStatus.IsPublic decides a policy the analyser left UNKNOWN, and the bucket
@@ -1567,10 +1580,10 @@ mod tests {
         let text = undecidable.config().unwrap().policy.clone().unwrap();
         let digest = crate::state::verdicts::digest(&text, "x", a, &org);
         let outcome = PolicyOutcome::Malformed("`Statement` is not a list".into());
-        let op = Op::PolicyOutcome { key: undecidable.key.encode(), digest, bucket: "x".into(), outcome };
+        let op = Op::PolicyOutcome { key: undecidable.key.stored(), digest, bucket: "x".into(), outcome };
         store.commit_at(vec![op]).unwrap();
         let state = store.read();
-        let entry = state.index.get(&undecidable.key.encode()).unwrap();
+        let entry = state.index.get(&undecidable.key.stored()).unwrap();
         assert_eq!(entry.judgement.effective_permission, EffectivePermission::Public);
         assert!(entry.judgement.public_by_s3_policy_status);
         let kinds: Vec<_> = state.findings().by_id.values().map(|f| f.kind).collect();
@@ -1830,10 +1843,10 @@ mod tests {
         assert!(store.read().findings().by_id.is_empty());
         // The facts on disk change behind the stored posture's back.
         let public = public_facts(a, "x", 6);
-        let posture = store.read().index.get(&public.key.encode()).unwrap().posture;
+        let posture = store.read().index.get(&public.key.stored()).unwrap().posture;
         let mut writes = Writes::default();
-        writes.insert(Tree::Postures, public.key.encode(), encode(&posture));
-        writes.insert(Tree::Buckets, public.key.encode(), encode(&StoredBucket { facts: public, generation: 1 }));
+        writes.insert(Tree::Postures, public.key.stored(), encode(&posture));
+        writes.insert(Tree::Buckets, public.key.stored(), encode(&StoredBucket { facts: public, generation: 1 }));
         store.storage.commit(writes).unwrap();
         drop(store);
         let store = open(dir.path());
@@ -1914,7 +1927,7 @@ mod tests {
     }
 
     fn judgement(store: &Store, account: &str, name: &str) -> Judgement {
-        let key = BucketKey::parse(account, "us-east-1", name).unwrap().encode();
+        let key = BucketKey::parse(account, "us-east-1", name).unwrap().stored();
         store.read().index.get(&key).expect("the bucket is held").judgement.clone()
     }
 

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use estate_common::findings::Cause;
 use estate_common::macie;
-use estate_common::model::{BucketFacts, BucketKey, UnixMillis};
+use estate_common::model::{BucketFacts, StoredKey, UnixMillis};
 use estate_policy::{Analysis, AnalysisOptions, OrgContext};
 use serde::{Deserialize, Serialize};
 
@@ -73,7 +73,7 @@ impl PolicyOutcome {
 /// One bucket's policy to analyse.
 #[derive(Debug)]
 pub struct Job {
-    pub key: Vec<u8>,
+    pub key: StoredKey,
     pub digest: PolicyDigest,
     pub policy: String,
     /// The bucket name to analyse with: empty for a policy whose analysis does not depend on
@@ -252,9 +252,9 @@ impl Waiting {
 /// one in place.
 #[derive(Debug, Default)]
 struct Pending {
-    buckets: HashMap<Vec<u8>, Waiting>,
+    buckets: HashMap<StoredKey, Waiting>,
     /// Per account, its buckets in line for each class (stale entries are skipped).
-    lines: HashMap<String, [VecDeque<Vec<u8>>; 2]>,
+    lines: HashMap<String, [VecDeque<StoredKey>; 2]>,
     /// Per class, the accounts with entries in that line, in turn.
     turns: [VecDeque<String>; 2],
     jobs: usize,
@@ -268,12 +268,12 @@ struct Pending {
 const EVENT_BURST: usize = 4;
 
 impl Pending {
-    fn enqueue(&mut self, key: &[u8], account: &str, class: JobClass) {
+    fn enqueue(&mut self, key: &StoredKey, account: &str, class: JobClass) {
         let line = &mut self.lines.entry(account.to_owned()).or_default()[class as usize];
         if line.is_empty() {
             self.turns[class as usize].push_back(account.to_owned());
         }
-        line.push_back(key.to_vec());
+        line.push_back(key.clone());
     }
 
     /// Queues `job` as its bucket's current version. The job it replaces is kept (as a
@@ -595,9 +595,9 @@ pub enum Settlement {
 /// queued again).
 #[derive(Debug, Default)]
 pub struct PolicyVerdicts {
-    outcomes: HashMap<Vec<u8>, (PolicyDigest, Arc<Settled>)>,
-    pending: HashMap<Vec<u8>, Awaited>,
-    superseded: HashMap<Vec<u8>, Vec<Awaited>>,
+    outcomes: HashMap<StoredKey, (PolicyDigest, Arc<Settled>)>,
+    pending: HashMap<StoredKey, Awaited>,
+    superseded: HashMap<StoredKey, Vec<Awaited>>,
     superseded_count: usize,
     queue: Option<PolicyQueue>,
     failures: HashMap<PolicyDigest, String>,
@@ -605,7 +605,7 @@ pub struct PolicyVerdicts {
     /// Each bucket's last digest and whether its analysis depends on the bucket, with the
     /// plain digest (policy, bucket, owner, organization) they were derived from: deciding
     /// whether a policy depends on its bucket parses it, once per text and context.
-    digests: HashMap<Vec<u8>, (PolicyDigest, PolicyDigest, bool)>,
+    digests: HashMap<StoredKey, (PolicyDigest, PolicyDigest, bool)>,
 }
 
 impl PolicyVerdicts {
@@ -616,7 +616,14 @@ impl PolicyVerdicts {
     }
 
     /// The bucket's digest, and the bucket name its analysis is made with ([`Job::bucket`]).
-    fn digest_of(&mut self, key: &[u8], text: &str, bucket: &str, owner: &str, org: &OrgView) -> (PolicyDigest, bool) {
+    fn digest_of(
+        &mut self,
+        key: &StoredKey,
+        text: &str,
+        bucket: &str,
+        owner: &str,
+        org: &OrgView,
+    ) -> (PolicyDigest, bool) {
         let plain = estate_policy::policy_digest(text, bucket, owner, &org.digest());
         match self.digests.get(key) {
             Some((known, digest, relative)) if *known == plain => (*digest, *relative),
@@ -624,7 +631,7 @@ impl PolicyVerdicts {
                 let relative = depends_on_bucket(text, bucket);
                 let digest =
                     estate_policy::policy_digest(text, if relative { bucket } else { "" }, owner, &org.digest());
-                self.digests.insert(key.to_vec(), (plain, digest, relative));
+                self.digests.insert(key.clone(), (plain, digest, relative));
                 (digest, relative)
             }
         }
@@ -637,7 +644,7 @@ impl PolicyVerdicts {
     /// still judged when its analysis comes back ([`Settlement::Superseded`]).
     pub fn verdict(
         &mut self,
-        key: &[u8],
+        key: &StoredKey,
         facts: &Arc<BucketFacts>,
         org: &OrgView,
         cause: Option<&Cause>,
@@ -668,7 +675,7 @@ impl PolicyVerdicts {
         if let Some(settled) = known {
             self.supersede(key, &digest, facts);
             let answer = settled.verdict.clone();
-            self.outcomes.insert(key.to_vec(), (digest, settled));
+            self.outcomes.insert(key.clone(), (digest, settled));
             return Some(answer);
         }
         if self.pending.get(key).map(|p| p.digest) != Some(digest) {
@@ -676,10 +683,10 @@ impl PolicyVerdicts {
                 self.supersede(key, &digest, facts);
                 let keep: Vec<PolicyDigest> =
                     self.superseded.get(key).into_iter().flatten().map(|a| a.digest).collect();
-                self.pending.insert(key.to_vec(), Awaited { digest, facts: Arc::clone(facts), cause: cause.cloned() });
+                self.pending.insert(key.clone(), Awaited { digest, facts: Arc::clone(facts), cause: cause.cloned() });
                 queue.submit(
                     Job {
-                        key: key.to_vec(),
+                        key: key.clone(),
                         digest,
                         policy: text.to_owned(),
                         bucket: if relative { bucket.clone() } else { String::new() },
@@ -695,7 +702,7 @@ impl PolicyVerdicts {
 
     /// The bucket's version `digest` now answers for: the awaited one, if its policy differs,
     /// becomes a superseded version (within the bounds); one of the same digest is answered.
-    fn supersede(&mut self, key: &[u8], digest: &PolicyDigest, facts: &BucketFacts) {
+    fn supersede(&mut self, key: &StoredKey, digest: &PolicyDigest, facts: &BucketFacts) {
         if let Some(versions) = self.superseded.get_mut(key) {
             let before = versions.len();
             versions.retain(|a| a.digest != *digest);
@@ -709,7 +716,7 @@ impl PolicyVerdicts {
             // The same version under another context (the organization changed): not a version.
             return;
         }
-        let versions = self.superseded.entry(key.to_vec()).or_default();
+        let versions = self.superseded.entry(key.clone()).or_default();
         if versions.iter().any(|a| a.digest == awaited.digest) {
             return;
         }
@@ -731,7 +738,7 @@ impl PolicyVerdicts {
     }
 
     /// The witnesses and reasons for UNKNOWN of a bucket's policy.
-    pub fn explanation(&self, key: &[u8]) -> (Vec<macie::PolicyWitness>, Vec<String>) {
+    pub fn explanation(&self, key: &StoredKey) -> (Vec<macie::PolicyWitness>, Vec<String>) {
         match self.outcomes.get(key) {
             Some((_, settled)) => (settled.witnesses.clone(), settled.reasons.clone()),
             None if self.pending.contains_key(key) => {
@@ -742,7 +749,7 @@ impl PolicyVerdicts {
     }
 
     /// The bucket is gone.
-    pub fn forget(&mut self, key: &[u8]) {
+    pub fn forget(&mut self, key: &StoredKey) {
         self.outcomes.remove(key);
         self.pending.remove(key);
         self.digests.remove(key);
@@ -760,13 +767,13 @@ impl PolicyVerdicts {
     /// handed to whoever waits for it.
     pub fn settle(
         &mut self,
-        key: Vec<u8>,
+        key: StoredKey,
         digest: PolicyDigest,
         analysed: String,
         outcome: &PolicyOutcome,
         now: UnixMillis,
     ) -> Settlement {
-        let Some(bucket) = BucketKey::decode(&key).map(|k| k.bucket_name) else { return Settlement::Stale };
+        let bucket = key.decode().bucket_name;
         let settled = Settled::of(outcome);
         let shown = if analysed == bucket { settled.clone() } else { settled.for_bucket(&analysed, &bucket) };
         let settled_here = Arc::new(shown);
@@ -836,14 +843,20 @@ impl PolicyVerdicts {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use estate_common::model::BucketKey;
     use estate_policy::Analyzer;
+
+    /// The stored key of a bucket of account A.
+    fn test_key(name: &str) -> StoredKey {
+        BucketKey::parse(A, "eu-west-1", name).unwrap().stored()
+    }
 
     const A: &str = "111111111111";
     const B: &str = "222222222222";
 
     fn job(account: &str, key: &str, policy: &str, class: JobClass) -> Job {
         Job {
-            key: format!("{account}/{key}").into_bytes(),
+            key: BucketKey::parse(account, "eu-west-1", key).unwrap().stored(),
             digest: estate_policy::policy_digest(policy, key, account, &[0; 32]),
             policy: policy.to_owned(),
             bucket: key.into(),
@@ -1040,7 +1053,7 @@ mod tests {
         let queue = PolicyQueue::default();
         let mut verdicts = PolicyVerdicts::new(Some(queue.clone()));
         let org = OrgView::default();
-        let key = b"bucket".to_vec();
+        let key = test_key("bucket");
         for i in 0..MAX_SUPERSEDED_PER_BUCKET + 3 {
             let facts = verdicts_facts("x", &resources(&[&format!("arn:aws:s3:::x/{i}")]));
             assert!(verdicts.verdict(&key, &facts, &org, None).is_none());
@@ -1069,10 +1082,10 @@ mod tests {
         let mut verdicts = PolicyVerdicts::new(Some(queue.clone()));
         let org = OrgView::default();
         let shared = resources(&["arn:aws:s3:::*/*"]);
-        for (key, name) in [(b"k1", "one"), (b"k2", "two")] {
-            verdicts.verdict(key, &verdicts_facts(name, &shared), &org, None);
+        for (key, name) in [(test_key("k1"), "one"), (test_key("k2"), "two")] {
+            verdicts.verdict(&key, &verdicts_facts(name, &shared), &org, None);
         }
-        verdicts.verdict(b"k3", &verdicts_facts("three", &resources(&["arn:aws:s3:::three/*"])), &org, None);
+        verdicts.verdict(&test_key("k3"), &verdicts_facts("three", &resources(&["arn:aws:s3:::three/*"])), &org, None);
         let jobs: Vec<Job> = std::iter::from_fn(|| next(&queue)).collect();
         let names: Vec<&str> = jobs.iter().map(|j| j.bucket.as_str()).collect();
         assert_eq!(names, ["", "", "three"]);
@@ -1090,7 +1103,7 @@ mod tests {
         let queue = PolicyQueue::default();
         let mut verdicts = PolicyVerdicts::new(Some(queue.clone()));
         let org = OrgView::default();
-        verdicts.verdict(b"k1", &verdicts_facts("one", &resources(&["arn:aws:s3:::one/*"])), &org, None);
+        verdicts.verdict(&test_key("k1"), &verdicts_facts("one", &resources(&["arn:aws:s3:::one/*"])), &org, None);
         let cause = Cause {
             api: "PutBucketPolicy".into(),
             event_time: 1,
@@ -1098,9 +1111,14 @@ mod tests {
             actor_type: None,
             event_id: Some("e".into()),
         };
-        verdicts.verdict(b"k2", &verdicts_facts("two", &resources(&["arn:aws:s3:::two/*"])), &org, Some(&cause));
+        verdicts.verdict(
+            &test_key("k2"),
+            &verdicts_facts("two", &resources(&["arn:aws:s3:::two/*"])),
+            &org,
+            Some(&cause),
+        );
         let first = next(&queue).unwrap();
-        assert_eq!((first.key.as_slice(), first.class), (&b"k2"[..], JobClass::Event));
+        assert_eq!((first.key, first.class), (test_key("k2"), JobClass::Event));
         assert_eq!(next(&queue).unwrap().class, JobClass::Refresh);
     }
 

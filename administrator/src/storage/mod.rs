@@ -1,7 +1,8 @@
 //! Persistence, named once: what the state needs from a storage engine ([`Storage`]), the
 //! kinds of record it keeps ([`Tree`]), the writes of one commit ([`Writes`]), and the
 //! verification that reads every record back. The state in memory (`state::store`) speaks only
-//! these; sled is one engine (`sled_engine.rs`, the default).
+//! these, past the constructor that opens the default engine; sled is that engine
+//! (`sled_engine.rs`).
 
 pub mod codec;
 pub mod sled_engine;

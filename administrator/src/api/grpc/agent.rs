@@ -259,7 +259,7 @@ fn over_quota(
     let mut over = Vec::new();
     for (position, (_, op)) in ops.iter().enumerate() {
         match op {
-            Op::Upsert { facts, .. } if state.index.get(&facts.key.encode()).is_none() => {
+            Op::Upsert { facts, .. } if state.index.get(&facts.key.stored()).is_none() => {
                 if held >= quota {
                     over.push((
                         position,

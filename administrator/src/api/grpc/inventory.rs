@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use tonic::{Request, Response, Status};
 
-use estate_common::model::{AccountId, BucketKey, Region};
+use estate_common::model::{AccountId, BucketKey, Region, StoredKey};
 use estate_common::pb::{self, inventory_service_server::InventoryService};
 
 use crate::api::auth::Authenticator;
@@ -349,17 +349,22 @@ impl InventoryService for InventoryServiceImpl {
         };
         let after = match r.next_token.as_str() {
             "" => None,
-            token => Some(hex::decode(token).map_err(|_| ServiceError::BadToken)?),
+            token => Some(
+                hex::decode(token)
+                    .ok()
+                    .and_then(|bytes| StoredKey::from_bytes(&bytes))
+                    .ok_or(ServiceError::BadToken)?,
+            ),
         };
         // A walk over up to 50,000 buckets: off the reactor.
         let (buckets, next) = self
             .store
-            .read_blocking(move |state| views::posture(state, account.as_ref(), after.as_deref(), page_size))
+            .read_blocking(move |state| views::posture(state, account.as_ref(), after.as_ref(), page_size))
             .await
             .map_err(ServiceError::from)?;
         Ok(Response::new(pb::GetPostureResponse {
             buckets: buckets.iter().map(Into::into).collect(),
-            next_token: next.map(hex::encode).unwrap_or_default(),
+            next_token: next.map(|key| hex::encode(key.as_bytes())).unwrap_or_default(),
         }))
     }
 }
