@@ -3,6 +3,10 @@
 //! whatever has queued up as one batch (in arrival order, at one clock reading), writes it in
 //! one transaction, flushes once, and then answers each submission. Throughput grows with
 //! the number of streams; latency stays one flush.
+//!
+//! The commit thread (`estate-commit`) runs at a lower priority than the threads that serve
+//! requests. On a storage failure the committer stops, later submissions fail with
+//! [`CommitError`], and [`Committer::failed`] makes `serve` return the error.
 
 use std::sync::Arc;
 

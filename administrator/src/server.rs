@@ -1,6 +1,13 @@
 //! `estate-admin serve`: opens the store, starts the group committer and serves gRPC (agents,
 //! clients, health, reflection) and HTTP (dashboard, metrics) until SIGINT or SIGTERM, both
 //! over TLS when given a certificate (see `tls.rs`).
+//!
+//! Peer limits are [`Limits`], one flag each, defaults in [`defaults`]. Plaintext on a
+//! non-loopback address is refused (`check_transport`). SIGHUP reloads the TLS files, the
+//! tokens (the streams of agents that lost theirs are ended, `AgentDirectory::end_streams`)
+//! and the config's organization unless AWS Organizations is the source. An hourly timer
+//! archives findings and prunes counted events. Storage failing stops both servers. gRPC
+//! connections reach tonic from `edge::accept` only after their HTTP/2 preface.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;

@@ -210,7 +210,7 @@ impl ServeArgs {
 fn verify(data_dir: &std::path::Path, repair: bool) -> anyhow::Result<bool> {
     use estate_administrator::storage::{sled_engine::SledStorage, verify_records};
     let storage = SledStorage::open(data_dir, repair)?;
-    let reports = verify_records(&storage, repair, estate_administrator::state::store::check_record)?;
+    let reports = verify_records(&storage, repair, estate_administrator::state::records::check_record)?;
     drop(storage);
     let mut healthy = true;
     for report in &reports {

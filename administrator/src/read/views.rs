@@ -1,5 +1,8 @@
 //! Read-side views over the store: members with their Regions and freshness, statistics with
 //! the earliest lastUpdated, and bucket metadata pages.
+//! The posture report walks the index in key order, at most `POSTURE_SCAN_LIMIT` buckets per
+//! page under the read lock. `lastUpdated` is null while an account that should report is
+//! pending.
 
 use std::collections::BTreeSet;
 

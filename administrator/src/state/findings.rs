@@ -1,6 +1,7 @@
 //! Policy findings: each bucket's last decided security posture, the comparison that says
 //! whether a change made it worse, and the findings raised (or repeated) when it did. The
 //! posture a bucket has when its aspects are first decided is its baseline: no finding.
+//! Findings not updated for [`RETENTION_MS`] are archived by `Op::ArchiveFindings` (hourly).
 
 use std::collections::{BTreeMap, HashMap};
 

@@ -2,6 +2,11 @@
 //! (members without an agent, members pending, the earliest `lastUpdated`) is kept as members,
 //! scopes and the organization change, so that the statistics never walk every account: with
 //! 10,000 members that walk is tens of milliseconds per request.
+//!
+//! Who should report: the organization's accounts, the configured agents' and every account
+//! that ever reported, each with its relationship status; an account's standing is no agent,
+//! pending, or updated at a time. An organization change recounts every account inside its
+//! commit.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 

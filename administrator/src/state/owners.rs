@@ -9,6 +9,9 @@
 //! agent, with an ACL owned by the canonical user the agent claims for its account), not when
 //! a bucket list alone names it; and a name that two accounts claim belongs to neither. Both
 //! leave the verdicts that depend on the name unknown, with the reason.
+//!
+//! The buckets that depend on a destination name are judged again when bucket lists, buckets
+//! or ACL-owner claims change (`dependents_of`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 

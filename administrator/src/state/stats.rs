@@ -1,5 +1,5 @@
 //! Organization-wide statistics, maintained incrementally: each bucket contributes its
-//! judgement once, and a change subtracts the old contribution before adding the new one.
+//! judgement once, and a change replaces the old contribution with the new one.
 
 use std::collections::HashMap;
 

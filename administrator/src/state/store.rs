@@ -15,7 +15,6 @@ use std::sync::{Arc, Mutex};
 use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use anyhow::Context;
-use serde::{Deserialize, Serialize};
 
 use estate_common::findings::{Cause, Finding};
 use estate_common::macie::BucketStatistics;
@@ -25,196 +24,18 @@ use estate_common::model::{
 use estate_common::objects::ObjectStats;
 
 use crate::judge::{destination_name, judge_with, Judgement, OrgView, PolicyVerdict};
-use crate::state::findings::{Findings, FindingsTracker, Posture, MAX_COUNTED_EVENTS as MAX_SEEN_EVENTS};
+use crate::state::findings::{Findings, FindingsTracker, MAX_COUNTED_EVENTS as MAX_SEEN_EVENTS};
 use crate::state::identities::{self, CanonicalIds};
 use crate::state::index::{Entry, Index};
 use crate::state::members::{Freshness, MemberRecord, Membership, Progress, ScopeRecord};
+pub use crate::state::op::Op;
 use crate::state::owners::{BucketList, BucketOwners};
+use crate::state::records::{parse_seen_event_key, seen_event_key, stored_key, PolicyFailure, StoredBucket};
 use crate::state::stats::Statistics;
 use crate::state::verdicts::{CachedOutcome, PolicyDigest, PolicyOutcome, PolicyQueue, PolicyVerdicts, Settlement};
-use crate::storage::codec::{decode, encode, Record};
+use crate::storage::codec::{decode, encode};
 use crate::storage::sled_engine::SledStorage;
 use crate::storage::{Storage, Tree, Writes};
-
-/// One change to durable state: from an agent's report, a policy worker, the organization's
-/// source, or the archiving timer. The time of a change is the commit's clock.
-#[derive(Debug, Clone)]
-pub enum Op {
-    Hello {
-        account_id: AccountId,
-        regions: Vec<Region>,
-        canonical_user_id: String,
-        agent_version: String,
-    },
-    Contact {
-        account_id: AccountId,
-    },
-    /// `cause`: the CloudTrail event behind this read; such a read carries no object
-    /// statistics, and the stored ones stay.
-    Upsert {
-        facts: BucketFacts,
-        generation: u64,
-        cause: Option<Cause>,
-    },
-    Retain {
-        key: BucketKey,
-        generation: u64,
-    },
-    Delete {
-        key: BucketKey,
-    },
-    /// New object statistics for a bucket whose configuration is unchanged.
-    Objects {
-        key: BucketKey,
-        objects: ObjectStats,
-    },
-    AccountSettings(AccountSettings),
-    /// Account settings re-read because of a CloudTrail event.
-    AccountSettingsChanged {
-        settings: AccountSettings,
-        cause: Cause,
-    },
-    /// A refresh of the scope began; its progress counts from zero to `total`.
-    ScopeStarted {
-        account_id: AccountId,
-        region: Region,
-        total: u64,
-    },
-    ScopeComplete {
-        account_id: AccountId,
-        region: Region,
-        generation: u64,
-        read_at: UnixMillis,
-        count: u64,
-    },
-    /// A policy analysis came back; the bucket is judged again if it is still current.
-    PolicyOutcome {
-        key: StoredKey,
-        digest: PolicyDigest,
-        /// The bucket name the analysis was made with (empty for a policy whose analysis does
-        /// not depend on it; `state::verdicts::Job::bucket`).
-        bucket: String,
-        outcome: PolicyOutcome,
-    },
-    /// The organization (ID, member accounts, paths) as its source says now, with the
-    /// accounts it reports suspended.
-    Organization {
-        organization_id: Option<String>,
-        accounts: BTreeSet<AccountId>,
-        suspended: BTreeSet<AccountId>,
-        paths: Vec<String>,
-    },
-    /// Archive findings not updated for 90 days.
-    ArchiveFindings,
-    /// Every bucket name of an account (its agent's ListBuckets), for replication owners.
-    AccountBuckets {
-        account_id: AccountId,
-        list: BucketList,
-    },
-    /// An operator dropped everything stored for an account (`estatectl members forget`):
-    /// its next hello starts from scratch. Its findings stay.
-    ForgetAccount {
-        account_id: AccountId,
-    },
-    /// Forget events counted before `before` (the seven-day horizon), while running.
-    PruneSeenEvents {
-        before: UnixMillis,
-    },
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct StoredBucket {
-    facts: BucketFacts,
-    generation: u64,
-}
-
-impl Record for StoredBucket {
-    fn decode_older(version: u8, body: &[u8]) -> anyhow::Result<Self> {
-        anyhow::ensure!(version == 1, "no bucket record of version {version} was ever written");
-        Ok(postcard::from_bytes::<v1::StoredBucket>(body)?.into())
-    }
-}
-
-/// Buckets as record version 1 stored them: a configuration without `unread`.
-mod v1 {
-    use estate_common::model::{
-        Acl, BlockPublicAccess, BucketError, BucketKey, DefaultEncryption, ObjectOwnership, Replication, Tag,
-        UnixMillis,
-    };
-    use estate_common::objects::ObjectStats;
-    use serde::Deserialize;
-
-    #[derive(Deserialize)]
-    pub struct StoredBucket {
-        facts: BucketFacts,
-        generation: u64,
-    }
-
-    #[derive(Deserialize)]
-    struct BucketFacts {
-        key: BucketKey,
-        created_at: UnixMillis,
-        read_at: UnixMillis,
-        state: BucketState,
-    }
-
-    #[derive(Deserialize)]
-    enum BucketState {
-        Readable(Box<BucketConfig>),
-        Error(BucketError),
-    }
-
-    #[derive(Deserialize)]
-    struct BucketConfig {
-        tags: Vec<Tag>,
-        versioning: bool,
-        default_encryption: Option<DefaultEncryption>,
-        block_public_access: Option<BlockPublicAccess>,
-        acl: Option<Acl>,
-        object_ownership: Option<ObjectOwnership>,
-        policy: Option<String>,
-        policy_status_public: Option<bool>,
-        replication: Option<Replication>,
-        objects: Option<Box<ObjectStats>>,
-    }
-
-    impl From<StoredBucket> for super::StoredBucket {
-        fn from(old: StoredBucket) -> Self {
-            use estate_common::model as m;
-            let f = old.facts;
-            let state = match f.state {
-                BucketState::Error(error) => m::BucketState::Error(error),
-                BucketState::Readable(c) => m::BucketState::Readable(Box::new(m::BucketConfig {
-                    tags: c.tags,
-                    versioning: c.versioning,
-                    default_encryption: c.default_encryption,
-                    block_public_access: c.block_public_access,
-                    acl: c.acl,
-                    object_ownership: c.object_ownership,
-                    policy: c.policy,
-                    policy_status_public: c.policy_status_public,
-                    replication: c.replication,
-                    objects: c.objects,
-                    unread: Vec::new(),
-                })),
-            };
-            super::StoredBucket {
-                facts: m::BucketFacts { key: f.key, created_at: f.created_at, read_at: f.read_at, state },
-                generation: old.generation,
-            }
-        }
-    }
-}
-
-impl Record for ScopeRecord {}
-impl Record for MemberRecord {}
-impl Record for PolicyFailure {}
-impl Record for AccountSettings {}
-impl Record for Finding {}
-impl Record for Posture {}
-impl Record for UnixMillis {}
-impl Record for BucketList {}
-impl Record for CachedOutcome {}
 
 #[derive(Debug, Default)]
 pub struct State {
@@ -243,58 +64,6 @@ pub struct State {
 
 /// How long an event counted once is remembered (agents resend within minutes).
 pub const SEEN_EVENTS_HORIZON_MS: i64 = 7 * 24 * 3600 * 1000;
-
-/// Decodes one record with the type its tree holds, and checks that its key agrees with it
-/// (for `estate-admin verify`).
-pub fn check_record(tree: Tree, key: &[u8], value: &[u8]) -> anyhow::Result<()> {
-    let name = tree.name();
-    match tree {
-        Tree::Buckets => {
-            let stored: StoredBucket = decode(name, key, value)?;
-            anyhow::ensure!(stored.facts.key.encode() == key, "the key does not name the bucket the record holds");
-        }
-        Tree::Accounts => {
-            let settings: AccountSettings = decode(name, key, value)?;
-            anyhow::ensure!(settings.account_id.as_bytes() == key, "the key does not name the record's account");
-        }
-        Tree::Scopes => {
-            decode::<ScopeRecord>(name, key, value)?;
-            anyhow::ensure!(BucketKey::decode_scope(key).is_some(), "the key is not ACCOUNT NUL REGION NUL");
-        }
-        Tree::Members => {
-            let record: MemberRecord = decode(name, key, value)?;
-            anyhow::ensure!(record.account_id.as_bytes() == key, "the key does not name the record's account");
-        }
-        Tree::Findings => {
-            let finding: Finding = decode(name, key, value)?;
-            anyhow::ensure!(finding.id.as_bytes() == key, "the key is not the finding's ID");
-        }
-        Tree::Postures => {
-            decode::<Posture>(name, key, value)?;
-            anyhow::ensure!(StoredKey::from_bytes(key).is_some(), "the key is not a bucket key");
-        }
-        Tree::PolicyFailures => {
-            decode::<PolicyFailure>(name, key, value)?;
-            anyhow::ensure!(key.len() == std::mem::size_of::<PolicyDigest>(), "the key is not a digest");
-        }
-        Tree::SeenEvents => {
-            decode::<UnixMillis>(name, key, value)?;
-            anyhow::ensure!(parse_seen_event_key(key).is_some(), "the key is not EVENT NUL BUCKET");
-        }
-        Tree::PolicyOutcomes => {
-            decode::<CachedOutcome>(name, key, value)?;
-            anyhow::ensure!(key.len() == std::mem::size_of::<PolicyDigest>(), "the key is not a digest");
-        }
-        Tree::BucketLists => {
-            decode::<BucketList>(name, key, value)?;
-            anyhow::ensure!(
-                estate_common::model::is_account_id(&String::from_utf8_lossy(key)),
-                "the key is not an account ID"
-            );
-        }
-    }
-    Ok(())
-}
 
 /// The destinations of the bucket's enabled replication rules that name no account.
 fn unnamed_destinations(facts: &BucketFacts) -> Vec<String> {
@@ -542,186 +311,250 @@ impl State {
     fn apply(&mut self, op: Op, writes: &mut Writes) {
         match op {
             Op::Hello { account_id, regions, canonical_user_id, agent_version } => {
-                let record = MemberRecord {
-                    account_id: account_id.clone(),
-                    regions,
-                    canonical_user_id: canonical_user_id.clone(),
-                    agent_version,
-                    last_contact: self.now,
-                };
-                writes.insert(Tree::Members, account_id.as_bytes(), encode(&record));
-                let old = self.membership.members.insert(account_id.clone(), record);
-                self.recount(&account_id);
-                let changes = self.identities.claim(&account_id, &canonical_user_id);
-                self.rebind(changes);
-                if old.is_none_or(|old| old.canonical_user_id != canonical_user_id) {
-                    // Destinations in this account's inventory are checked against its claim:
-                    // the buckets replicating to them are judged again (only those).
-                    let names: BTreeSet<String> = self
-                        .account_keys(&account_id)
-                        .iter()
-                        .filter_map(|key| self.index.get(key).map(|e| e.facts.key.bucket_name.clone()))
-                        .collect();
-                    let dependents: BTreeSet<StoredKey> =
-                        names.iter().flat_map(|name| self.owners.dependents_of(name)).collect();
-                    self.rejudge(dependents.into_iter().collect());
-                }
+                self.apply_hello(account_id, regions, canonical_user_id, agent_version, writes)
             }
-            Op::Contact { account_id } => {
-                let at = self.now;
-                if let Some(record) = self.membership.members.get_mut(&account_id) {
-                    record.last_contact = record.last_contact.max(at);
-                    writes.insert(Tree::Members, account_id.as_bytes(), encode(&*record));
-                }
-            }
-            Op::Upsert { mut facts, generation, cause } => {
-                let key = facts.key.stored();
-                self.bump_progress(&facts.key);
-                if self.index.get(&key).is_some_and(|entry| facts.read_at < entry.facts.read_at) {
-                    // An older read that arrived late (an event re-read overtaken by a refresh,
-                    // or the reverse) loses to the newer one; it still counts as seen in its
-                    // refresh, so completing that scope does not remove it.
-                    self.retain(key, generation, writes);
-                    return;
-                }
-                if cause.is_some() {
-                    // An event-driven read does not list the bucket for its creation time:
-                    // keep the stored one.
-                    if let Some(entry) = self.index.get(&key) {
-                        if facts.created_at == 0 {
-                            facts.created_at = entry.facts.created_at;
-                        }
-                    }
-                }
-                // A read that did not count objects (an event's, or a refresh an operator
-                // asked for) keeps the stored statistics: they change on the daily cycle or
-                // through RefreshObjectMetadata.
-                let stored = self.index.get(&key).and_then(|e| e.facts.config().and_then(|c| c.objects.clone()));
-                if let (BucketState::Readable(config), Some(objects)) = (&mut facts.state, stored) {
-                    if config.objects.is_none() {
-                        config.objects = Some(objects);
-                    }
-                }
-                self.tracker.set_cause(&key, cause.clone());
-                writes.insert(Tree::Buckets, key.clone(), encode(&StoredBucket { facts: facts.clone(), generation }));
-                self.insert_entry(key, facts, generation, cause.as_ref());
-            }
-            Op::Retain { key, generation } => {
-                self.bump_progress(&key);
-                self.retain(key.stored(), generation, writes);
-            }
-            Op::Objects { key, objects } => {
-                let encoded = key.stored();
-                let Some(entry) = self.index.get(&encoded) else { return };
-                let BucketState::Readable(config) = &entry.facts.state else { return };
-                let mut facts = (*entry.facts).clone();
-                facts.read_at = facts.read_at.max(objects.read_at);
-                facts.state = BucketState::Readable(Box::new(estate_common::model::BucketConfig {
-                    objects: Some(Box::new(objects)),
-                    ..(**config).clone()
-                }));
-                let generation = entry.generation;
-                writes.insert(
-                    Tree::Buckets,
-                    encoded.clone(),
-                    encode(&StoredBucket { facts: facts.clone(), generation }),
-                );
-                self.insert_entry(encoded, facts, generation, None);
-            }
-            Op::Delete { key } => {
-                let encoded = key.stored();
-                if self.remove_entry(&encoded) {
-                    writes.remove(Tree::Buckets, encoded);
-                }
-            }
-            Op::AccountSettings(settings) => {
-                let account_id = settings.account_id.clone();
-                writes.insert(Tree::Accounts, account_id.as_bytes(), encode(&settings));
-                if self.accounts.get(&account_id) != Some(&settings) {
-                    self.accounts.insert(account_id.clone(), settings);
-                    let keys = self.account_keys(&account_id);
-                    self.rejudge(keys);
-                }
-            }
+            Op::Contact { account_id } => self.apply_contact(account_id, writes),
+            Op::Upsert { facts, generation, cause } => self.apply_upsert(facts, generation, cause, writes),
+            Op::Retain { key, generation } => self.apply_retain(key, generation, writes),
+            Op::Objects { key, objects } => self.apply_objects(key, objects, writes),
+            Op::Delete { key } => self.apply_delete(key, writes),
+            Op::AccountSettings(settings) => self.apply_account_settings(settings, writes),
             Op::AccountSettingsChanged { settings, cause } => {
-                for key in self.account_keys(&settings.account_id) {
-                    self.tracker.set_cause(&key, Some(cause.clone()));
-                }
-                self.apply(Op::AccountSettings(settings), writes);
+                self.apply_account_settings_changed(settings, cause, writes)
             }
-            Op::ScopeStarted { account_id, region, total } => {
-                self.membership.progress.entry(account_id).or_default().insert(region, (0, total));
-            }
+            Op::ScopeStarted { account_id, region, total } => self.apply_scope_started(account_id, region, total),
             Op::ScopeComplete { account_id, region, generation, read_at, count } => {
-                let stale: Vec<StoredKey> = self
-                    .index
-                    .range(StoredKey::scope_range(&account_id, &region))
-                    .filter(|(_, e)| e.generation < generation)
-                    .map(|(k, _)| k.clone())
-                    .collect();
-                for key in stale {
-                    self.remove_entry(&key);
-                    writes.remove(Tree::Buckets, key);
-                }
-                if let Some(under_way) = self.membership.progress.get_mut(&account_id) {
-                    under_way.remove(&region);
-                    if under_way.is_empty() {
-                        self.membership.progress.remove(&account_id);
-                    }
-                }
-                let scope_key = BucketKey::scope_prefix(&account_id, &region);
-                let record = self.membership.scopes.entry(account_id.clone()).or_default().entry(region).or_default();
-                if generation >= record.generation {
-                    *record = ScopeRecord { generation, last_updated: Some(read_at), bucket_count: count };
-                    writes.insert(Tree::Scopes, scope_key, encode(&*record));
-                }
-                self.recount(&account_id);
+                self.apply_scope_complete(account_id, region, generation, read_at, count, writes)
             }
             Op::PolicyOutcome { key, digest, bucket, outcome } => {
                 self.apply_policy_outcome(key, digest, bucket, outcome, writes)
             }
             Op::Organization { organization_id, accounts, suspended, paths } => {
-                let suspended_changed = self.org.suspended != suspended;
-                if suspended_changed {
-                    // Suspended members are not waited for: destinations may be decided now.
-                    self.org.suspended = suspended;
-                    let dependents = self.owners.all_dependents();
-                    self.rejudge(dependents);
-                }
-                let membership_changed = self.org.set_membership(organization_id, accounts, paths);
-                if membership_changed {
-                    tracing::info!(
-                        accounts = self.org.accounts().len(),
-                        buckets = self.index.len(),
-                        "the organization changed; judging every bucket again"
-                    );
-                    self.rejudge_all();
-                }
-                if suspended_changed || membership_changed {
-                    self.recount_all();
-                }
+                self.apply_organization(organization_id, accounts, suspended, paths)
             }
             Op::ArchiveFindings => self.tracker.findings.archive_older_than(self.now),
             Op::ForgetAccount { account_id } => self.forget_account(&account_id, writes),
-            Op::PruneSeenEvents { before } => {
-                for (bucket, event_id) in self.tracker.prune_counted_events(before) {
-                    writes.remove(Tree::SeenEvents, seen_event_key(&bucket, &event_id));
+            Op::PruneSeenEvents { before } => self.apply_prune_seen_events(before, writes),
+            Op::AccountBuckets { account_id, list } => self.apply_account_buckets(account_id, list, writes),
+        }
+    }
+
+    /// Applies [`Op::Hello`].
+    fn apply_hello(
+        &mut self,
+        account_id: AccountId,
+        regions: Vec<Region>,
+        canonical_user_id: String,
+        agent_version: String,
+        writes: &mut Writes,
+    ) {
+        let record = MemberRecord {
+            account_id: account_id.clone(),
+            regions,
+            canonical_user_id: canonical_user_id.clone(),
+            agent_version,
+            last_contact: self.now,
+        };
+        writes.insert(Tree::Members, account_id.as_bytes(), encode(&record));
+        let old = self.membership.members.insert(account_id.clone(), record);
+        self.recount(&account_id);
+        let changes = self.identities.claim(&account_id, &canonical_user_id);
+        self.rebind(changes);
+        if old.is_none_or(|old| old.canonical_user_id != canonical_user_id) {
+            // Destinations in this account's inventory are checked against its claim:
+            // the buckets replicating to them are judged again (only those).
+            let names: BTreeSet<String> = self
+                .account_keys(&account_id)
+                .iter()
+                .filter_map(|key| self.index.get(key).map(|e| e.facts.key.bucket_name.clone()))
+                .collect();
+            let dependents: BTreeSet<StoredKey> =
+                names.iter().flat_map(|name| self.owners.dependents_of(name)).collect();
+            self.rejudge(dependents.into_iter().collect());
+        }
+    }
+
+    /// Applies [`Op::Contact`].
+    fn apply_contact(&mut self, account_id: AccountId, writes: &mut Writes) {
+        let at = self.now;
+        if let Some(record) = self.membership.members.get_mut(&account_id) {
+            record.last_contact = record.last_contact.max(at);
+            writes.insert(Tree::Members, account_id.as_bytes(), encode(&*record));
+        }
+    }
+
+    /// Applies [`Op::Upsert`].
+    fn apply_upsert(&mut self, mut facts: BucketFacts, generation: u64, cause: Option<Cause>, writes: &mut Writes) {
+        let key = facts.key.stored();
+        self.bump_progress(&facts.key);
+        if self.index.get(&key).is_some_and(|entry| facts.read_at < entry.facts.read_at) {
+            // An older read that arrived late (an event re-read overtaken by a refresh,
+            // or the reverse) loses to the newer one; it still counts as seen in its
+            // refresh, so completing that scope does not remove it.
+            self.retain(key, generation, writes);
+            return;
+        }
+        if cause.is_some() {
+            // An event-driven read does not list the bucket for its creation time:
+            // keep the stored one.
+            if let Some(entry) = self.index.get(&key) {
+                if facts.created_at == 0 {
+                    facts.created_at = entry.facts.created_at;
                 }
             }
-            Op::AccountBuckets { account_id, list } => {
-                let first = !self.owners.has_list(&account_id);
-                let encoded = encode(&list);
-                if let Some(changed) = self.owners.set_list(&account_id, list) {
-                    writes.insert(Tree::BucketLists, account_id.as_bytes(), encoded);
-                    // The first list of an account may complete the organization's.
-                    let dependents = if first {
-                        self.owners.all_dependents()
-                    } else {
-                        changed.iter().flat_map(|name| self.owners.dependents_of(name)).collect()
-                    };
-                    self.rejudge(dependents);
-                }
+        }
+        // A read that did not count objects (an event's, or a refresh an operator
+        // asked for) keeps the stored statistics: they change on the daily cycle or
+        // through RefreshObjectMetadata.
+        let stored = self.index.get(&key).and_then(|e| e.facts.config().and_then(|c| c.objects.clone()));
+        if let (BucketState::Readable(config), Some(objects)) = (&mut facts.state, stored) {
+            if config.objects.is_none() {
+                config.objects = Some(objects);
             }
+        }
+        self.tracker.set_cause(&key, cause.clone());
+        writes.insert(Tree::Buckets, key.clone(), encode(&StoredBucket { facts: facts.clone(), generation }));
+        self.insert_entry(key, facts, generation, cause.as_ref());
+    }
+
+    /// Applies [`Op::Retain`].
+    fn apply_retain(&mut self, key: BucketKey, generation: u64, writes: &mut Writes) {
+        self.bump_progress(&key);
+        self.retain(key.stored(), generation, writes);
+    }
+
+    /// Applies [`Op::Objects`].
+    fn apply_objects(&mut self, key: BucketKey, objects: ObjectStats, writes: &mut Writes) {
+        let encoded = key.stored();
+        let Some(entry) = self.index.get(&encoded) else { return };
+        let BucketState::Readable(config) = &entry.facts.state else { return };
+        let mut facts = (*entry.facts).clone();
+        facts.read_at = facts.read_at.max(objects.read_at);
+        facts.state = BucketState::Readable(Box::new(estate_common::model::BucketConfig {
+            objects: Some(Box::new(objects)),
+            ..(**config).clone()
+        }));
+        let generation = entry.generation;
+        writes.insert(Tree::Buckets, encoded.clone(), encode(&StoredBucket { facts: facts.clone(), generation }));
+        self.insert_entry(encoded, facts, generation, None);
+    }
+
+    /// Applies [`Op::Delete`].
+    fn apply_delete(&mut self, key: BucketKey, writes: &mut Writes) {
+        let encoded = key.stored();
+        if self.remove_entry(&encoded) {
+            writes.remove(Tree::Buckets, encoded);
+        }
+    }
+
+    /// Applies [`Op::AccountSettings`].
+    fn apply_account_settings(&mut self, settings: AccountSettings, writes: &mut Writes) {
+        let account_id = settings.account_id.clone();
+        writes.insert(Tree::Accounts, account_id.as_bytes(), encode(&settings));
+        if self.accounts.get(&account_id) != Some(&settings) {
+            self.accounts.insert(account_id.clone(), settings);
+            let keys = self.account_keys(&account_id);
+            self.rejudge(keys);
+        }
+    }
+
+    /// Applies [`Op::AccountSettingsChanged`].
+    fn apply_account_settings_changed(&mut self, settings: AccountSettings, cause: Cause, writes: &mut Writes) {
+        for key in self.account_keys(&settings.account_id) {
+            self.tracker.set_cause(&key, Some(cause.clone()));
+        }
+        self.apply_account_settings(settings, writes);
+    }
+
+    /// Applies [`Op::ScopeStarted`].
+    fn apply_scope_started(&mut self, account_id: AccountId, region: Region, total: u64) {
+        self.membership.progress.entry(account_id).or_default().insert(region, (0, total));
+    }
+
+    /// Applies [`Op::ScopeComplete`].
+    fn apply_scope_complete(
+        &mut self,
+        account_id: AccountId,
+        region: Region,
+        generation: u64,
+        read_at: UnixMillis,
+        count: u64,
+        writes: &mut Writes,
+    ) {
+        let stale: Vec<StoredKey> = self
+            .index
+            .range(StoredKey::scope_range(&account_id, &region))
+            .filter(|(_, e)| e.generation < generation)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in stale {
+            self.remove_entry(&key);
+            writes.remove(Tree::Buckets, key);
+        }
+        if let Some(under_way) = self.membership.progress.get_mut(&account_id) {
+            under_way.remove(&region);
+            if under_way.is_empty() {
+                self.membership.progress.remove(&account_id);
+            }
+        }
+        let scope_key = BucketKey::scope_prefix(&account_id, &region);
+        let record = self.membership.scopes.entry(account_id.clone()).or_default().entry(region).or_default();
+        if generation >= record.generation {
+            *record = ScopeRecord { generation, last_updated: Some(read_at), bucket_count: count };
+            writes.insert(Tree::Scopes, scope_key, encode(&*record));
+        }
+        self.recount(&account_id);
+    }
+
+    /// Applies [`Op::Organization`].
+    fn apply_organization(
+        &mut self,
+        organization_id: Option<String>,
+        accounts: BTreeSet<AccountId>,
+        suspended: BTreeSet<AccountId>,
+        paths: Vec<String>,
+    ) {
+        let suspended_changed = self.org.suspended != suspended;
+        if suspended_changed {
+            // Suspended members are not waited for: destinations may be decided now.
+            self.org.suspended = suspended;
+            let dependents = self.owners.all_dependents();
+            self.rejudge(dependents);
+        }
+        let membership_changed = self.org.set_membership(organization_id, accounts, paths);
+        if membership_changed {
+            tracing::info!(
+                accounts = self.org.accounts().len(),
+                buckets = self.index.len(),
+                "the organization changed; judging every bucket again"
+            );
+            self.rejudge_all();
+        }
+        if suspended_changed || membership_changed {
+            self.recount_all();
+        }
+    }
+
+    /// Applies [`Op::PruneSeenEvents`].
+    fn apply_prune_seen_events(&mut self, before: UnixMillis, writes: &mut Writes) {
+        for (bucket, event_id) in self.tracker.prune_counted_events(before) {
+            writes.remove(Tree::SeenEvents, seen_event_key(&bucket, &event_id));
+        }
+    }
+
+    /// Applies [`Op::AccountBuckets`].
+    fn apply_account_buckets(&mut self, account_id: AccountId, list: BucketList, writes: &mut Writes) {
+        let first = !self.owners.has_list(&account_id);
+        let encoded = encode(&list);
+        if let Some(changed) = self.owners.set_list(&account_id, list) {
+            writes.insert(Tree::BucketLists, account_id.as_bytes(), encoded);
+            // The first list of an account may complete the organization's.
+            let dependents = if first {
+                self.owners.all_dependents()
+            } else {
+                changed.iter().flat_map(|name| self.owners.dependents_of(name)).collect()
+            };
+            self.rejudge(dependents);
         }
     }
 
@@ -820,43 +653,10 @@ pub struct Store {
 /// for at most one slice of a commit, not for a batch of thousands of snapshots.
 const APPLY_SLICE: usize = 64;
 
-/// An analysis that failed inside the analyser, remembered across restarts for as long as
-/// the analyser's version is the same.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct PolicyFailure {
-    analyzer_version: String,
-    reason: String,
-}
-
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store").finish_non_exhaustive()
     }
-}
-
-/// A bucket key read back from `tree`; an error names the tree and how to repair.
-fn stored_key(tree: Tree, key: &[u8]) -> anyhow::Result<StoredKey> {
-    StoredKey::from_bytes(key).with_context(|| {
-        format!(
-            "corrupt bucket key `{}` in tree `{}` (`estate-admin verify --repair` sets such records aside)",
-            String::from_utf8_lossy(key),
-            tree.name()
-        )
-    })
-}
-
-/// The key of a remembered event: the event ID, a NUL, the bucket key.
-fn seen_event_key(bucket: &StoredKey, event_id: &str) -> Vec<u8> {
-    let mut key = event_id.as_bytes().to_vec();
-    key.push(0);
-    key.extend_from_slice(bucket.as_bytes());
-    key
-}
-
-/// The (event ID, bucket key) a [`seen_event_key`] names.
-fn parse_seen_event_key(key: &[u8]) -> Option<(String, StoredKey)> {
-    let nul = key.iter().position(|&b| b == 0)?;
-    Some((String::from_utf8(key[..nul].to_vec()).ok()?, StoredKey::from_bytes(&key[nul + 1..])?))
 }
 
 impl Store {
@@ -1204,6 +1004,8 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+    use crate::state::findings::Posture;
+    use crate::state::records::check_record;
     use estate_common::model::BucketState;
 
     impl Store {

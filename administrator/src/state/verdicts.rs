@@ -18,6 +18,11 @@
 //! membership change back to a known organization) judges from them without a solver job.
 //! Internal failures are remembered by digest (`Store`'s `policy_failures` tree) until the
 //! analyser's version changes.
+//!
+//! A cached outcome is reused only under the same analyser version and options
+//! (`fingerprint`), and removed at load otherwise; outcomes that ran out of time and internal
+//! failures are not cached. Event jobs go first, but at most `EVENT_BURST` in a row while
+//! refresh jobs wait.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex};

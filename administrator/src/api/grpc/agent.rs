@@ -1,6 +1,14 @@
 //! `AgentService`: one bidirectional stream per member agent. Messages are validated and
 //! converted at the edge, committed through the group committer in order, and acknowledged
 //! cumulatively once durable.
+//!
+//! Each stream counts against its account's limit (`--max-connections-per-agent`). A message
+//! that does not convert gets a `Reject` naming its field and is skipped; a message for another
+//! account, a revoked token (checked again after registration) or a storage failure ends the
+//! stream. New buckets past the account's quota are rejected, counting those submitted and not
+//! yet applied (`over_quota`); times more than [`MAX_CLOCK_SKEW_MS`] ahead are refused. The
+//! hello's acknowledged completions that the store no longer holds get those Regions
+//! refreshed, objects counted (`lost_scopes`).
 
 use std::collections::HashMap;
 use std::pin::Pin;

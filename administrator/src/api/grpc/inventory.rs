@@ -1,4 +1,7 @@
 //! `InventoryService`: DescribeBuckets, GetBucketStatistics, ListMembers, GetMember.
+//! Also RefreshInventory (at most once per scope per `--min-refresh-interval`),
+//! RefreshObjectMetadata (once per bucket per window, `ObjectRefreshLimiter`, bounded and in
+//! memory: each grant costs the member S3 calls), ForgetMember and GetPosture.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};

@@ -1,0 +1,195 @@
+//! The records the state keeps in storage, one type per [`Tree`]: each record type, the older
+//! layouts it still reads, the check `estate-admin verify` runs on every record, and the keys
+//! of the trees whose keys are not a plain account or bucket key.
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use estate_common::findings::Finding;
+use estate_common::model::{AccountSettings, BucketFacts, BucketKey, StoredKey, UnixMillis};
+
+use crate::state::findings::Posture;
+use crate::state::members::{MemberRecord, ScopeRecord};
+use crate::state::owners::BucketList;
+use crate::state::verdicts::{CachedOutcome, PolicyDigest};
+use crate::storage::codec::{decode, Record};
+use crate::storage::Tree;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct StoredBucket {
+    pub(crate) facts: BucketFacts,
+    pub(crate) generation: u64,
+}
+
+impl Record for StoredBucket {
+    fn decode_older(version: u8, body: &[u8]) -> anyhow::Result<Self> {
+        anyhow::ensure!(version == 1, "no bucket record of version {version} was ever written");
+        Ok(postcard::from_bytes::<v1::StoredBucket>(body)?.into())
+    }
+}
+
+/// Buckets as record version 1 stored them: a configuration without `unread`.
+mod v1 {
+    use estate_common::model::{
+        Acl, BlockPublicAccess, BucketError, BucketKey, DefaultEncryption, ObjectOwnership, Replication, Tag,
+        UnixMillis,
+    };
+    use estate_common::objects::ObjectStats;
+    use serde::Deserialize;
+
+    #[derive(Deserialize)]
+    pub struct StoredBucket {
+        facts: BucketFacts,
+        generation: u64,
+    }
+
+    #[derive(Deserialize)]
+    struct BucketFacts {
+        key: BucketKey,
+        created_at: UnixMillis,
+        read_at: UnixMillis,
+        state: BucketState,
+    }
+
+    #[derive(Deserialize)]
+    enum BucketState {
+        Readable(Box<BucketConfig>),
+        Error(BucketError),
+    }
+
+    #[derive(Deserialize)]
+    struct BucketConfig {
+        tags: Vec<Tag>,
+        versioning: bool,
+        default_encryption: Option<DefaultEncryption>,
+        block_public_access: Option<BlockPublicAccess>,
+        acl: Option<Acl>,
+        object_ownership: Option<ObjectOwnership>,
+        policy: Option<String>,
+        policy_status_public: Option<bool>,
+        replication: Option<Replication>,
+        objects: Option<Box<ObjectStats>>,
+    }
+
+    impl From<StoredBucket> for super::StoredBucket {
+        fn from(old: StoredBucket) -> Self {
+            use estate_common::model as m;
+            let f = old.facts;
+            let state = match f.state {
+                BucketState::Error(error) => m::BucketState::Error(error),
+                BucketState::Readable(c) => m::BucketState::Readable(Box::new(m::BucketConfig {
+                    tags: c.tags,
+                    versioning: c.versioning,
+                    default_encryption: c.default_encryption,
+                    block_public_access: c.block_public_access,
+                    acl: c.acl,
+                    object_ownership: c.object_ownership,
+                    policy: c.policy,
+                    policy_status_public: c.policy_status_public,
+                    replication: c.replication,
+                    objects: c.objects,
+                    unread: Vec::new(),
+                })),
+            };
+            super::StoredBucket {
+                facts: m::BucketFacts { key: f.key, created_at: f.created_at, read_at: f.read_at, state },
+                generation: old.generation,
+            }
+        }
+    }
+}
+
+impl Record for ScopeRecord {}
+impl Record for MemberRecord {}
+impl Record for PolicyFailure {}
+impl Record for AccountSettings {}
+impl Record for Finding {}
+impl Record for Posture {}
+impl Record for UnixMillis {}
+impl Record for BucketList {}
+impl Record for CachedOutcome {}
+
+/// An analysis that failed inside the analyser, remembered across restarts for as long as
+/// the analyser's version is the same.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct PolicyFailure {
+    pub(crate) analyzer_version: String,
+    pub(crate) reason: String,
+}
+
+/// Decodes one record with the type its tree holds, and checks that its key agrees with it
+/// (for `estate-admin verify`).
+pub fn check_record(tree: Tree, key: &[u8], value: &[u8]) -> anyhow::Result<()> {
+    let name = tree.name();
+    match tree {
+        Tree::Buckets => {
+            let stored: StoredBucket = decode(name, key, value)?;
+            anyhow::ensure!(stored.facts.key.encode() == key, "the key does not name the bucket the record holds");
+        }
+        Tree::Accounts => {
+            let settings: AccountSettings = decode(name, key, value)?;
+            anyhow::ensure!(settings.account_id.as_bytes() == key, "the key does not name the record's account");
+        }
+        Tree::Scopes => {
+            decode::<ScopeRecord>(name, key, value)?;
+            anyhow::ensure!(BucketKey::decode_scope(key).is_some(), "the key is not ACCOUNT NUL REGION NUL");
+        }
+        Tree::Members => {
+            let record: MemberRecord = decode(name, key, value)?;
+            anyhow::ensure!(record.account_id.as_bytes() == key, "the key does not name the record's account");
+        }
+        Tree::Findings => {
+            let finding: Finding = decode(name, key, value)?;
+            anyhow::ensure!(finding.id.as_bytes() == key, "the key is not the finding's ID");
+        }
+        Tree::Postures => {
+            decode::<Posture>(name, key, value)?;
+            anyhow::ensure!(StoredKey::from_bytes(key).is_some(), "the key is not a bucket key");
+        }
+        Tree::PolicyFailures => {
+            decode::<PolicyFailure>(name, key, value)?;
+            anyhow::ensure!(key.len() == std::mem::size_of::<PolicyDigest>(), "the key is not a digest");
+        }
+        Tree::SeenEvents => {
+            decode::<UnixMillis>(name, key, value)?;
+            anyhow::ensure!(parse_seen_event_key(key).is_some(), "the key is not EVENT NUL BUCKET");
+        }
+        Tree::PolicyOutcomes => {
+            decode::<CachedOutcome>(name, key, value)?;
+            anyhow::ensure!(key.len() == std::mem::size_of::<PolicyDigest>(), "the key is not a digest");
+        }
+        Tree::BucketLists => {
+            decode::<BucketList>(name, key, value)?;
+            anyhow::ensure!(
+                estate_common::model::is_account_id(&String::from_utf8_lossy(key)),
+                "the key is not an account ID"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A bucket key read back from `tree`; an error names the tree and how to repair.
+pub(crate) fn stored_key(tree: Tree, key: &[u8]) -> anyhow::Result<StoredKey> {
+    StoredKey::from_bytes(key).with_context(|| {
+        format!(
+            "corrupt bucket key `{}` in tree `{}` (`estate-admin verify --repair` sets such records aside)",
+            String::from_utf8_lossy(key),
+            tree.name()
+        )
+    })
+}
+
+/// The key of a remembered event: the event ID, a NUL, the bucket key.
+pub(crate) fn seen_event_key(bucket: &StoredKey, event_id: &str) -> Vec<u8> {
+    let mut key = event_id.as_bytes().to_vec();
+    key.push(0);
+    key.extend_from_slice(bucket.as_bytes());
+    key
+}
+
+/// The (event ID, bucket key) a [`seen_event_key`] names.
+pub(crate) fn parse_seen_event_key(key: &[u8]) -> Option<(String, StoredKey)> {
+    let nul = key.iter().position(|&b| b == 0)?;
+    Some((String::from_utf8(key[..nul].to_vec()).ok()?, StoredKey::from_bytes(&key[nul + 1..])?))
+}
