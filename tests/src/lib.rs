@@ -429,6 +429,27 @@ impl Agent {
     }
 }
 
+/// The text of an administrator config: organization `organization_id` of `accounts`, an agent
+/// for each of `agents` with the token `agent_token` gives it, and one read-only client.
+pub fn config_text<A: AsRef<str>>(
+    organization_id: &str,
+    accounts: &[A],
+    agents: &[A],
+    agent_token: impl Fn(&str) -> String,
+    client_token: &str,
+) -> String {
+    let list: Vec<String> = accounts.iter().map(|a| format!("\"{}\"", a.as_ref())).collect();
+    let mut text =
+        format!("version = 1\n[organization]\nid = \"{organization_id}\"\naccounts = [{}]\n", list.join(", "));
+    for account in agents.iter().map(AsRef::as_ref) {
+        text += &format!(
+            "[[agents]]\nname = \"agent-{account}\"\naccount_id = \"{account}\"\ntoken = \"{}\"\n",
+            agent_token(account)
+        );
+    }
+    text + &format!("[[clients]]\nname = \"tests\"\nrole = \"read-only\"\ntoken = \"{client_token}\"\n")
+}
+
 /// The event pattern of the rule members deploy (`S3EventsRule` in
 /// `deploy/cloudformation/member.yaml`), as JSON: the tests' events pass the same filter.
 pub fn deployed_event_pattern() -> anyhow::Result<serde_json::Value> {

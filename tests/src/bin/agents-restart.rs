@@ -37,15 +37,7 @@ fn token(account: &str) -> String {
 
 /// Every account in the organization, each with its agent token, and one read-only client.
 fn write_config(dir: &std::path::Path, accounts: &[String]) -> anyhow::Result<std::path::PathBuf> {
-    let list: Vec<String> = accounts.iter().map(|a| format!("\"{a}\"")).collect();
-    let mut text = format!("version = 1\n[organization]\nid = \"o-benchorg001\"\naccounts = [{}]\n", list.join(", "));
-    for account in accounts {
-        text += &format!(
-            "[[agents]]\nname = \"agent-{account}\"\naccount_id = \"{account}\"\ntoken = \"{}\"\n",
-            token(account)
-        );
-    }
-    text += &format!("[[clients]]\nname = \"bench\"\nrole = \"read-only\"\ntoken = \"{CLIENT_TOKEN}\"\n");
+    let text = estate_tests::config_text("o-benchorg001", accounts, accounts, token, CLIENT_TOKEN);
     let path = dir.join("estate.toml");
     std::fs::write(&path, text)?;
     Ok(path)

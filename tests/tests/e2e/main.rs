@@ -65,15 +65,7 @@ fn write_config(dir: &std::path::Path) -> std::path::PathBuf {
 /// Config: the organization `o-exampleorg1` of A, B and C; agents configured for `agents`
 /// only; one read-only client.
 fn write_config_for(dir: &std::path::Path, agents: &[&str]) -> std::path::PathBuf {
-    let mut text =
-        format!("version = 1\n[organization]\nid = \"o-exampleorg1\"\naccounts = [\"{A}\", \"{B}\", \"{C}\"]\n");
-    for account in agents {
-        text += &format!(
-            "[[agents]]\nname = \"agent-{account}\"\naccount_id = \"{account}\"\ntoken = \"{}\"\n",
-            agent_token(account)
-        );
-    }
-    text += &format!("[[clients]]\nname = \"tests\"\nrole = \"read-only\"\ntoken = \"{CLIENT_TOKEN}\"\n");
+    let text = estate_tests::config_text("o-exampleorg1", &[A, B, C], agents, agent_token, CLIENT_TOKEN);
     let path = dir.join("estate.toml");
     std::fs::write(&path, text).unwrap();
     path
