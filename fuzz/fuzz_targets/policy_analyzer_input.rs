@@ -201,11 +201,11 @@ pub fn policy_text(input: &Input) -> String {
 /// The organization every input is analysed under.
 pub fn context() -> estate_policy::OrgContext {
     estate_policy::OrgContext {
-        owner_account: "111111111111".into(),
+        owner_account: "111111111111".parse().expect("an account ID"),
         organization_id: Some("o-exampleorg1".into()),
         member_accounts: std::sync::Arc::new(std::collections::BTreeSet::from([
-            "111111111111".to_owned(),
-            "222222222222".to_owned(),
+            "111111111111".parse().expect("an account ID"),
+            "222222222222".parse().expect("an account ID"),
         ])),
         organization_paths: vec!["o-exampleorg1/r-ab12/ou-ab12-11111111/".into()],
     }

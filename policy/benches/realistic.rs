@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use estate_policy::{analyze, AnalysisOptions, Analyzer, OrgContext};
+use estate_policy::{analyze, AccountId, AnalysisOptions, Analyzer, OrgContext};
 
 #[path = "../tests/support/realistic.rs"]
 mod realistic;
@@ -30,9 +30,9 @@ fn main() {
     let n: usize = std::env::var("ESTATE_BENCH_POLICIES").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
     let members = members();
     let docs = mix(n);
-    let set: Arc<BTreeSet<String>> = Arc::new(members.iter().cloned().collect());
-    let ctx = |owner: &str, set: &Arc<BTreeSet<String>>| OrgContext {
-        owner_account: owner.to_owned(),
+    let set: Arc<BTreeSet<AccountId>> = Arc::new(members.iter().map(|m| m.parse().expect("an account ID")).collect());
+    let ctx = |owner: &str, set: &Arc<BTreeSet<AccountId>>| OrgContext {
+        owner_account: owner.parse().expect("an account ID"),
         organization_id: Some(ORG.to_owned()),
         member_accounts: Arc::clone(set),
         organization_paths: Vec::new(),
@@ -64,7 +64,7 @@ fn main() {
 
     // A full re-judge on both cores after a membership change: every policy once, under the
     // new organization, through a shared cache; then again with everything cached.
-    let changed: Arc<BTreeSet<String>> = Arc::new(members.iter().skip(1).cloned().collect());
+    let changed: Arc<BTreeSet<AccountId>> = Arc::new(set.iter().skip(1).cloned().collect());
     let analyzer = Arc::new(Analyzer::new(opts.clone(), 2 * n));
     let rejudge = |analyzer: &Arc<Analyzer>| {
         let started = Instant::now();

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use estate_types::AccountId;
 use serde::{Serialize, Serializer};
 
 use crate::eval::{Principal, Request};
@@ -14,12 +15,12 @@ use crate::eval::{Principal, Request};
 #[serde(rename_all = "camelCase")]
 pub struct OrgContext {
     /// The bucket owner's account ID.
-    pub owner_account: String,
+    pub owner_account: AccountId,
     /// The organization ID, when the owner is in one.
     pub organization_id: Option<String>,
     /// The organization's member accounts (the owner usually among them); shared, so that
     /// the contexts of many buckets cost one set.
-    pub member_accounts: Arc<BTreeSet<String>>,
+    pub member_accounts: Arc<BTreeSet<AccountId>>,
     /// The organization paths (`o-.../r-.../ou-.../`) of the member accounts.
     pub organization_paths: Vec<String>,
 }

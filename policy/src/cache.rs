@@ -6,6 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 
+use estate_types::AccountId;
+
 use crate::analysis::{Analysis, AnalysisOptions, OrgContext};
 use crate::error::PolicyError;
 
@@ -114,7 +116,7 @@ pub fn policy_digest(text: &str, bucket: &str, owner: &str, organization: &[u8; 
 /// paths. Computed once per organization change, not once per bucket.
 pub fn organization_digest<'a>(
     organization_id: Option<&str>,
-    members: impl IntoIterator<Item = &'a String>,
+    members: impl IntoIterator<Item = &'a AccountId>,
     paths: &[String],
 ) -> [u8; 32] {
     let mut h = Sha256::new();
@@ -145,7 +147,7 @@ mod tests {
     /// An owner in no organization.
     fn lone_account() -> OrgContext {
         OrgContext {
-            owner_account: "111111111111".into(),
+            owner_account: "111111111111".parse().unwrap(),
             organization_id: None,
             member_accounts: Arc::default(),
             organization_paths: vec![],

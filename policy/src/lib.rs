@@ -40,6 +40,8 @@ pub use analysis::{
 pub use ast::Policy;
 pub use cache::{organization_digest, policy_digest, Analyzer};
 pub use error::PolicyError;
+/// The account IDs an [`OrgContext`] names.
+pub use estate_types::AccountId;
 pub use eval::{evaluate, Decision, Principal, Request};
 pub use parser::parse_policy;
 

@@ -50,8 +50,8 @@ pub(crate) struct World<'a> {
 impl<'a> World<'a> {
     pub(crate) fn new(policy: &'a Policy, bucket: &'a str, ctx: &'a OrgContext) -> Self {
         let compiled = compile(policy, bucket, ctx.organization_paths.len());
-        let mut members = (*ctx.member_accounts).clone();
-        members.insert(ctx.owner_account.clone());
+        let mut members: BTreeSet<String> = ctx.member_accounts.iter().map(|a| a.as_str().to_owned()).collect();
+        members.insert(ctx.owner_account.as_str().to_owned());
         World { bucket, ctx, compiled, members, policy }
     }
 
@@ -80,7 +80,7 @@ impl<'a> World<'a> {
     pub(crate) fn questions(&self) -> Vec<Question> {
         let mut qs = vec![Question::PublicRead, Question::PublicWrite, Question::SharedWithCloudFront];
         for m in &self.members {
-            if *m != self.ctx.owner_account {
+            if m.as_str() != self.ctx.owner_account.as_str() {
                 qs.push(Question::SharedWithAccount(m.clone()));
             }
         }

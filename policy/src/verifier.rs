@@ -466,10 +466,10 @@ mod tests {
 
     fn ctx() -> OrgContext {
         OrgContext {
-            owner_account: "111111111111".into(),
+            owner_account: "111111111111".parse().unwrap(),
             organization_id: Some("o-exampleorg1".into()),
             member_accounts: std::sync::Arc::new(
-                ["111111111111", "222222222222", "333333333333"].iter().map(|s| s.to_string()).collect(),
+                ["111111111111", "222222222222", "333333333333"].iter().map(|s| s.parse().unwrap()).collect(),
             ),
             organization_paths: vec!["o-exampleorg1/r-ab12/ou-ab12-11111111/".into()],
         }

@@ -99,7 +99,8 @@ fn sixteen_stars_are_decided_exactly() {
 #[test]
 fn one_budget_for_all_questions() {
     let mut ctx = context::context(&serde_json::Value::Null);
-    ctx.member_accounts = std::sync::Arc::new((0..300).map(|i| format!("{:012}", 200_000_000_000_u64 + i)).collect());
+    ctx.member_accounts =
+        std::sync::Arc::new((0..300).map(|i| format!("{:012}", 200_000_000_000_u64 + i).parse().unwrap()).collect());
     let text = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:GetObject",
         "Resource":"arn:aws:s3:::example-bucket/*","Condition":{"StringLike":{"aws:PrincipalArn":"arn:aws:iam::2*:role/*"}}}]}"#;
     let opts = AnalysisOptions { budget: Duration::from_millis(50), ..Default::default() };

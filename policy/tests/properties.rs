@@ -19,9 +19,11 @@ const OAI: &str = "arn:aws:iam::cloudfront:user/CloudFront Origin Access Identit
 
 fn ctx() -> OrgContext {
     OrgContext {
-        owner_account: "111111111111".into(),
+        owner_account: "111111111111".parse().unwrap(),
         organization_id: Some("o-exampleorg1".into()),
-        member_accounts: std::sync::Arc::new(["111111111111", "222222222222"].iter().map(|s| s.to_string()).collect()),
+        member_accounts: std::sync::Arc::new(
+            ["111111111111", "222222222222"].iter().map(|s| s.parse().unwrap()).collect(),
+        ),
         organization_paths: vec![],
     }
 }
@@ -313,7 +315,7 @@ fn dangerous_directions(text: &str, a: &Analysis) -> Result<(), TestCaseError> {
         }
         let outside = match &r.principal {
             Principal::Anonymous => Some("*".to_owned()),
-            Principal::Account { account, .. } if !members.contains(account) => Some(account.clone()),
+            Principal::Account { account, .. } if !members.contains(account.as_str()) => Some(account.clone()),
             _ => None,
         };
         if let Some(account) = outside {

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use estate_policy::{analyze, AnalysisOptions, OrgContext};
+use estate_policy::{analyze, AccountId, AnalysisOptions, OrgContext};
 
 #[path = "support/realistic.rs"]
 mod realistic;
@@ -12,12 +12,12 @@ mod realistic;
 fn presolve_agrees_with_the_solver_on_the_realistic_mix() {
     // `ESTATE_REALISTIC_CASES` asks for more (the solver alone takes ~60 ms a policy).
     let n = std::env::var("ESTATE_REALISTIC_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(120);
-    let set: Arc<BTreeSet<String>> = Arc::new(realistic::members().into_iter().collect());
+    let set: Arc<BTreeSet<AccountId>> = Arc::new(realistic::members().iter().map(|m| m.parse().unwrap()).collect());
     // Counted in Z3's resource units: no verdict here depends on how busy the machine is.
     let plain = AnalysisOptions { presolve: false, ..AnalysisOptions::counted() };
     for (text, bucket, owner) in realistic::mix(n) {
         let ctx = OrgContext {
-            owner_account: owner,
+            owner_account: owner.parse().unwrap(),
             organization_id: Some(realistic::ORG.to_owned()),
             member_accounts: Arc::clone(&set),
             organization_paths: Vec::new(),

@@ -6,7 +6,7 @@ use estate_policy::{analyze, AnalysisOptions, OrgContext};
 #[test]
 fn the_solver_memory_ceiling_is_set_before_a_solver_runs() {
     let ctx = OrgContext {
-        owner_account: "111111111111".into(),
+        owner_account: "111111111111".parse().unwrap(),
         organization_id: None,
         member_accounts: std::sync::Arc::new(Default::default()),
         organization_paths: vec![],

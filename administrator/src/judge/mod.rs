@@ -400,7 +400,7 @@ fn replication(
     let mut accounts = BTreeSet::new();
     let mut externally = Tri::False;
     let mut reasons = Vec::new();
-    let outside = |account: &String| *account != facts.key.account_id && !org.accounts().contains(account);
+    let outside = |account: &String| *account != facts.key.account_id && !org.accounts().contains(account.as_str());
     for rule in &enabled {
         let named = match &rule.destination_account {
             Some(account) => Some(account.clone()),

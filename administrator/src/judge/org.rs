@@ -14,9 +14,8 @@ use estate_common::model::AccountId;
 pub struct OrgView {
     organization_id: Option<String>,
     organization_paths: Vec<String>,
-    members: BTreeSet<AccountId>,
-    /// The same accounts as the policy crate reads them, shared with every queued analysis.
-    accounts: Arc<BTreeSet<String>>,
+    /// Shared with every queued analysis's context.
+    members: Arc<BTreeSet<AccountId>>,
     digest: [u8; 32],
     /// Canonical user ID → account, as the agents reported them.
     pub canonical_ids: HashMap<String, AccountId>,
@@ -39,8 +38,7 @@ impl OrgView {
         let mut org = OrgView {
             organization_id: None,
             organization_paths: Vec::new(),
-            members: BTreeSet::new(),
-            accounts: Arc::default(),
+            members: Arc::default(),
             digest: [0; 32],
             canonical_ids: HashMap::new(),
             suspended: BTreeSet::new(),
@@ -58,16 +56,14 @@ impl OrgView {
     ) -> bool {
         if self.digest != [0; 32]
             && self.organization_id == organization_id
-            && self.members == accounts
+            && *self.members == accounts
             && self.organization_paths == organization_paths
         {
             return false;
         }
-        let names: BTreeSet<String> = accounts.iter().map(ToString::to_string).collect();
-        self.digest = estate_policy::organization_digest(organization_id.as_deref(), &names, &organization_paths);
+        self.digest = estate_policy::organization_digest(organization_id.as_deref(), &accounts, &organization_paths);
         self.organization_id = organization_id;
-        self.members = accounts;
-        self.accounts = Arc::new(names);
+        self.members = Arc::new(accounts);
         self.organization_paths = organization_paths;
         true
     }
@@ -85,9 +81,9 @@ impl OrgView {
         &self.members
     }
 
-    /// The member accounts as the policy crate reads them.
-    pub fn accounts(&self) -> &Arc<BTreeSet<String>> {
-        &self.accounts
+    /// The member accounts, shared (every analysis's context holds them).
+    pub fn accounts(&self) -> &Arc<BTreeSet<AccountId>> {
+        &self.members
     }
 
     /// The membership's digest.

@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use estate_common::findings::Cause;
 use estate_common::macie;
-use estate_common::model::{BucketFacts, StoredKey, UnixMillis};
+use estate_common::model::{AccountId, BucketFacts, StoredKey, UnixMillis};
 use estate_policy::{Analysis, AnalysisOptions, OrgContext};
 use serde::{Deserialize, Serialize};
 
@@ -90,9 +90,9 @@ pub struct Job {
 }
 
 /// The organization context of a bucket owned by `owner` (the member set is shared).
-pub fn context(org: &OrgView, owner: &str) -> OrgContext {
+pub fn context(org: &OrgView, owner: &AccountId) -> OrgContext {
     OrgContext {
-        owner_account: owner.to_owned(),
+        owner_account: owner.clone(),
         organization_id: org.organization_id().map(str::to_owned),
         member_accounts: Arc::clone(org.accounts()),
         organization_paths: org.organization_paths().to_vec(),
@@ -865,7 +865,7 @@ mod tests {
             digest: estate_policy::policy_digest(policy, key, account, &[0; 32]),
             policy: policy.to_owned(),
             bucket: key.into(),
-            context: context(&OrgView::default(), account),
+            context: context(&OrgView::default(), &account.parse().unwrap()),
             class,
         }
     }
@@ -900,7 +900,7 @@ mod tests {
             q.submit(refresh(A, &format!("a-{i}"), "slow"), &[]);
         }
         q.submit(refresh(B, "b", "other"), &[]);
-        let order: Vec<String> = (0..3).map(|_| next(&q).unwrap().context.owner_account).collect();
+        let order: Vec<String> = (0..3).map(|_| next(&q).unwrap().context.owner_account.into_string()).collect();
         assert_eq!(order, [A, B, A], "B's job is the second taken, not the 10,001st");
         assert_eq!(q.len(), 9_998);
         // A's buckets still go in the order they were queued.
@@ -962,8 +962,8 @@ mod tests {
     #[test]
     fn jobs_share_the_member_set() {
         let org = OrgView::new(None, [A.parse().unwrap()].into(), Vec::new());
-        let a = context(&org, A);
-        let b = context(&org, B);
+        let a = context(&org, &A.parse().unwrap());
+        let b = context(&org, &B.parse().unwrap());
         assert!(Arc::ptr_eq(&a.member_accounts, &b.member_accounts));
     }
 

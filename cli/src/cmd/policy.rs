@@ -53,10 +53,10 @@ pub fn run(output: Output, args: Args) -> anyhow::Result<()> {
     } else {
         std::fs::read_to_string(&file).with_context(|| format!("reading `{file}`"))?
     };
-    let mut members: BTreeSet<String> = organization_accounts.into_iter().map(String::from).collect();
-    members.insert(owner.to_string());
+    let mut members: BTreeSet<AccountId> = organization_accounts.into_iter().collect();
+    members.insert(owner.clone());
     let context = estate_policy::OrgContext {
-        owner_account: owner.into(),
+        owner_account: owner,
         organization_id,
         member_accounts: Arc::new(members),
         organization_paths: Vec::new(),

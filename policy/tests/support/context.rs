@@ -14,14 +14,17 @@ pub fn context(case: &Value) -> OrgContext {
         }
     };
     OrgContext {
-        owner_account: s("owner", "111111111111"),
+        owner_account: s("owner", "111111111111").parse().expect("a corpus owner is an account ID"),
         organization_id: match ctx.get("organizationId") {
             Some(Value::Null) => None,
             Some(v) => v.as_str().map(str::to_owned),
             None => Some("o-exampleorg1".to_owned()),
         },
         member_accounts: std::sync::Arc::new(
-            list("organizationAccounts", &["111111111111", "222222222222", "333333333333"]).into_iter().collect(),
+            list("organizationAccounts", &["111111111111", "222222222222", "333333333333"])
+                .into_iter()
+                .map(|a| a.parse().expect("a corpus organization account is an account ID"))
+                .collect(),
         ),
         organization_paths: list("organizationPaths", &["o-exampleorg1/r-ab12/ou-ab12-11111111/"]),
     }
