@@ -1,6 +1,9 @@
 //! Policy findings: each bucket's last decided security posture, the comparison that says
-//! whether a change made it worse, and the findings raised (or repeated) when it did. The
-//! posture a bucket has when its aspects are first decided is its baseline: no finding.
+//! whether a change made it worse, and the findings raised (or repeated) when it did. For the
+//! buckets of a Region's first complete inventory, the posture a bucket has when its aspects
+//! are first decided is its baseline: no finding. A bucket that appears after that is a change
+//! in the organization: it is compared with [`Posture::UNEXPOSED`], so one created exposed
+//! raises its findings at the refresh or event that first sees it.
 //! Findings not updated for [`RETENTION_MS`] are archived by `Op::ArchiveFindings` (hourly).
 
 use std::collections::{BTreeMap, HashMap};
@@ -11,7 +14,7 @@ use tokio::sync::broadcast;
 
 use estate_common::findings::{Cause, Finding, FindingType};
 use estate_common::macie::{EffectivePermission, SharedAccess};
-use estate_common::model::{BucketFacts, BucketKey, StoredKey, UnixMillis};
+use estate_common::model::{BucketFacts, BucketKey, ConfigCall, StoredKey, UnixMillis};
 use estate_common::text::for_log;
 
 use crate::judge::{EncryptionClass, Judgement};
@@ -35,6 +38,18 @@ pub struct Posture {
 }
 
 impl Posture {
+    /// What a bucket that appears after its Region's first complete inventory is compared
+    /// with: exposed in no way. Its encryption's first decided level is its baseline (S3 has
+    /// encrypted every new bucket by default since January 2023).
+    pub const UNEXPOSED: Posture = Posture {
+        public: Some(false),
+        shared_outside: Some(false),
+        shared_with_cloud_front: Some(false),
+        replicated_externally: Some(false),
+        block_public_access_disabled: Some(false),
+        encryption_level: None,
+    };
+
     pub fn of(facts: &BucketFacts, j: &Judgement) -> Self {
         let Some(config) = facts.config() else { return Self::default() };
         Self {
@@ -55,7 +70,10 @@ impl Posture {
             },
             shared_with_cloud_front: j.shared_with_cloud_front.as_bool(),
             replicated_externally: j.replication.as_ref().and_then(|r| r.replicated_externally),
-            block_public_access_disabled: Some(config.block_public_access.is_none_or(|b| b.all_disabled())),
+            // Unread (a failed GetPublicAccessBlock) is unknown, as the judge has it: not "all
+            // disabled", which is what no configuration at all means.
+            block_public_access_disabled: (!config.is_unread(ConfigCall::PublicAccessBlock))
+                .then(|| config.block_public_access.is_none_or(|b| b.all_disabled())),
             encryption_level: match j.encryption {
                 EncryptionClass::Unencrypted => Some(0),
                 EncryptionClass::S3Managed => Some(1),

@@ -24,7 +24,7 @@ use estate_common::model::{
 use estate_common::objects::ObjectStats;
 
 use crate::judge::{destination_name, judge_with, Judgement, OrgView, PolicyVerdict};
-use crate::state::findings::{Findings, FindingsTracker, MAX_COUNTED_EVENTS as MAX_SEEN_EVENTS};
+use crate::state::findings::{Findings, FindingsTracker, Posture, MAX_COUNTED_EVENTS as MAX_SEEN_EVENTS};
 use crate::state::identities::{self, CanonicalIds};
 use crate::state::index::{Entry, Index};
 use crate::state::members::{Freshness, MemberRecord, Membership, Progress, ScopeRecord};
@@ -60,6 +60,8 @@ pub struct State {
     identities: CanonicalIds,
     /// The clock of the commit being applied.
     now: UnixMillis,
+    /// The store is being loaded: the buckets inserted are not new.
+    loading: bool,
 }
 
 /// How long an event counted once is remembered (agents resend within minutes).
@@ -183,10 +185,23 @@ impl State {
         self.rejudge(keys);
     }
 
+    /// What a bucket seen for the first time is compared with: nothing (its first posture is
+    /// its baseline) while its Region's first inventory is under way, or the store loads;
+    /// after that it is a new bucket, compared with [`Posture::UNEXPOSED`].
+    fn first_sight(&self, key: &BucketKey) -> Option<Posture> {
+        let inventoried = self.membership.scope(&key.account_id, &key.region).is_some();
+        (inventoried && !self.loading).then_some(Posture::UNEXPOSED)
+    }
+
     fn insert_entry(&mut self, key: StoredKey, facts: BucketFacts, generation: u64, cause: Option<&Cause>) {
         let facts = Arc::new(facts);
         let judgement = self.judge(&key, &facts, cause);
-        let before = self.index.get(&key).map(|e| e.posture).or_else(|| self.tracker.take_loaded(&key));
+        let before = self
+            .index
+            .get(&key)
+            .map(|e| e.posture)
+            .or_else(|| self.tracker.take_loaded(&key))
+            .or_else(|| self.first_sight(&facts.key));
         let posture = self.tracker.observe(&key, &facts, &judgement, before, false, self.now);
         self.stats.add(&facts.key.account_id, &judgement);
         let granted_before = self.index.get(&key).map(|old| Self::acl_grantees(&old.facts)).unwrap_or_default();
@@ -718,6 +733,7 @@ impl Store {
             membership: Membership { configured, ..Default::default() },
             verdicts: PolicyVerdicts::new(policy_queue),
             now,
+            loading: true,
             ..Default::default()
         };
         let mut writes = Writes::default();
@@ -809,6 +825,7 @@ impl Store {
             Ok(())
         })?;
         state.tracker.loading_done();
+        state.loading = false;
         state.recount_all();
         // A posture the stored facts no longer match (the judge changed, or a posture was
         // lost) raised findings above: they are real changes, so they are kept, persisted
@@ -1004,7 +1021,6 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::state::findings::Posture;
     use crate::state::records::check_record;
     use estate_common::model::BucketState;
 
@@ -1413,6 +1429,64 @@ mod tests {
         store.commit_at(ops).unwrap();
         assert_eq!(store.read().stats.total(), before);
         assert_eq!(before.bucket_count, 1);
+    }
+
+    /// Only the buckets of a Region's first complete inventory are a baseline: a bucket that
+    /// appears after it, exposed, raises its findings; and a public access block that could
+    /// not be read is unknown, not "every setting disabled".
+    #[test]
+    fn a_bucket_that_appears_after_the_first_inventory_is_compared_with_an_unexposed_one() {
+        use estate_common::findings::FindingType;
+        use estate_common::model::{BlockPublicAccess, BucketConfig, ConfigCall, UnreadCall};
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let a = "111111111111";
+        let all_on = BlockPublicAccess {
+            block_public_acls: true,
+            ignore_public_acls: true,
+            block_public_policy: true,
+            restrict_public_buckets: true,
+        };
+        let guarded = |read_at, config: BucketConfig| BucketFacts {
+            state: BucketState::Readable(Box::new(config)),
+            ..facts(a, "eu-west-1", "guarded", read_at)
+        };
+        let (account, region): (AccountId, Region) = (a.parse().unwrap(), "eu-west-1".parse().unwrap());
+        store
+            .commit_at(vec![
+                no_account_block(a),
+                Op::ScopeStarted { account_id: account.clone(), region: region.clone(), total: 2 },
+                Op::Upsert { facts: public_facts(a, "born-public", 5), generation: 1, cause: None },
+                Op::Upsert {
+                    facts: guarded(5, BucketConfig { block_public_access: Some(all_on), ..Default::default() }),
+                    generation: 1,
+                    cause: None,
+                },
+                Op::ScopeComplete { account_id: account, region, generation: 1, read_at: 5, count: 2 },
+            ])
+            .unwrap();
+        assert!(store.read().findings().by_id.is_empty(), "the first inventory is the baseline");
+
+        let unread = BucketConfig {
+            unread: vec![UnreadCall { call: ConfigCall::PublicAccessBlock, error: "SlowDown".into() }],
+            ..Default::default()
+        };
+        store
+            .commit_at(vec![
+                Op::Upsert { facts: public_facts(a, "new-public", 9), generation: 1, cause: None },
+                Op::Upsert { facts: guarded(9, unread), generation: 1, cause: None },
+            ])
+            .unwrap();
+        let raised: BTreeSet<(String, FindingType)> =
+            store.read().findings().by_id.values().map(|f| (f.bucket_name.clone(), f.kind)).collect();
+        assert_eq!(
+            raised,
+            BTreeSet::from([
+                ("new-public".to_owned(), FindingType::S3BucketPublic),
+                ("new-public".to_owned(), FindingType::S3BlockPublicAccessDisabled),
+            ]),
+            "the new bucket's exposure, and nothing for the guarded bucket whose block went unread"
+        );
     }
 
     fn no_account_block(account: &str) -> Op {

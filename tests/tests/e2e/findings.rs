@@ -318,3 +318,74 @@ async fn changes_for_the_worse_raise_the_right_findings() -> anyhow::Result<()> 
     println!("event → finding latencies: {latencies:?}");
     Ok(())
 }
+
+/// Issue 24: only the buckets of a Region's first complete inventory are a baseline. A bucket
+/// created exposed after it raises its findings at the refresh that first sees it; and a
+/// public access block that cannot be read (the response corrupted) is unknown, so the
+/// guarded bucket raises no `S3BlockPublicAccessDisabled`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bucket_created_exposed_later_raises_its_findings_and_an_unread_block_raises_none() -> anyhow::Result<()> {
+    use estate_tests::faultproxy::{Fault, FaultProxy};
+    let moto = Moto::start()?;
+    let creds = moto.credentials(A).await?;
+    let s3 = moto.s3(&creds, "us-east-1");
+    seed_bucket(&moto, &creds, &Spec { bpa: Some([true; 4]), ..Spec::plain(A, "estate-s-guarded".into()) }).await?;
+    let proxy = FaultProxy::start(&moto.endpoint).await?;
+    let dir = tempfile::tempdir()?;
+    let admin = Admin::start_with(&dir.path().join("data"), None, &["--min-refresh-interval", "0"])?;
+    let agent = Agent::start_at(&admin, &proxy.endpoint, &creds, None, &["us-east-1"], &[])?;
+    let last_updated = || -> anyhow::Result<Option<String>> {
+        let members = admin.ctl_json(None, &["members"])?;
+        Ok(members["members"][0]["regions"][0]["lastUpdated"].as_str().map(str::to_owned))
+    };
+    let first = eventually(Duration::from_secs(60), "the first inventory", || async { last_updated() })
+        .await
+        .map_err(|e| e.context(agent.process.log_text()))?;
+    assert_eq!(admin.ctl_json(None, &["findings"])?["findings"], json!([]), "the first inventory is the baseline");
+
+    // After it: a bucket created with a public policy, and the guarded bucket's public access
+    // block unreadable from now on.
+    seed_bucket(&moto, &creds, &Spec::plain(A, "estate-s-born-later".into())).await?;
+    let policy = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": "*",
+        "Action": "s3:GetObject", "Resource": "arn:aws:s3:::estate-s-born-later/*"}]});
+    s3.put_bucket_policy().bucket("estate-s-born-later").policy(policy.to_string()).send().await?;
+    proxy.inject("/estate-s-guarded/?publicAccessBlock ", Fault::Corrupt, 1_000);
+    let asked = admin.ctl_json(None, &["refresh"])?;
+    assert_eq!(asked["scopes"][0]["requested"], true, "{asked}");
+    eventually(Duration::from_secs(60), "the refresh after the changes", || async {
+        Ok(last_updated()?.filter(|at| *at != first))
+    })
+    .await
+    .map_err(|e| e.context(agent.process.log_text()))?;
+    assert!(proxy.injected() > 0, "the fault fired: {:#?}", proxy.seen());
+    let guarded = admin.ctl_json(None, &["bucket", "estate-s-guarded"])?;
+    assert!(
+        guarded.to_string().contains("s3:GetBucketPublicAccessBlock"),
+        "the guarded bucket's block was not read: {guarded}"
+    );
+
+    // The policy's analysis lands after the refresh; the findings are those of the new bucket.
+    let raised = eventually(Duration::from_secs(60), "the new bucket's S3BucketPublic", || async {
+        let findings = admin.ctl_json(None, &["findings"])?;
+        let raised: BTreeSet<(String, String)> = findings["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                let bucket = f["resourcesAffected"]["s3Bucket"]["name"].as_str().unwrap_or_default().to_owned();
+                (bucket, f["type"].as_str().unwrap_or_default().to_owned())
+            })
+            .collect();
+        Ok(raised.iter().any(|(_, kind)| kind == "Policy:IAMUser/S3BucketPublic").then_some(raised))
+    })
+    .await?;
+    assert_eq!(
+        raised,
+        BTreeSet::from([
+            ("estate-s-born-later".to_owned(), "Policy:IAMUser/S3BucketPublic".to_owned()),
+            ("estate-s-born-later".to_owned(), "Policy:IAMUser/S3BlockPublicAccessDisabled".to_owned()),
+        ]),
+        "the new bucket's exposure, and nothing for the guarded bucket"
+    );
+    Ok(())
+}
