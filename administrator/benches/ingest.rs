@@ -621,5 +621,49 @@ async fn main() {
         percentile(&times, 0.5).as_secs_f64() * 1e3,
         percentile(&times, 0.99).as_secs_f64() * 1e3
     );
+    // The worst cases beside it: a filter that matches nothing walks every bucket, and a
+    // numeric sort cannot walk an order the index keeps (one pass with a bounded heap).
+    let worst = [
+        (
+            "DescribeBuckets, a filter matching nothing",
+            pb::DescribeBucketsRequest {
+                criteria: [(
+                    "tags.value".to_owned(),
+                    pb::BucketCriterion { eq: vec!["no-such-team".into()], ..Default::default() },
+                )]
+                .into_iter()
+                .collect(),
+                max_results: 50,
+                ..Default::default()
+            },
+        ),
+        (
+            "DescribeBuckets, sorted by sizeInBytes",
+            pb::DescribeBucketsRequest {
+                sort_criteria: Some(pb::BucketSortCriteria {
+                    attribute_name: "sizeInBytes".into(),
+                    order_by: pb::OrderBy::Desc.into(),
+                }),
+                max_results: 50,
+                ..Default::default()
+            },
+        ),
+    ];
+    for (label, request) in worst {
+        let mut times = Vec::new();
+        let mut returned = 0;
+        for _ in 0..20 {
+            let t = Instant::now();
+            returned = client.describe_buckets(request.clone()).await.unwrap().into_inner().buckets.len();
+            times.push(t.elapsed());
+        }
+        times.sort();
+        println!(
+            "{label} p50 / p99 / max: {:.1} / {:.1} / {:.1} ms ({returned} returned of {total}, 20 requests after ingest)",
+            percentile(&times, 0.5).as_secs_f64() * 1e3,
+            percentile(&times, 0.99).as_secs_f64() * 1e3,
+            times.last().copied().unwrap_or_default().as_secs_f64() * 1e3
+        );
+    }
     println!("peak resident memory (whole process): {:>10.0} MiB", peak_rss_mib());
 }
