@@ -103,10 +103,6 @@ impl StoredKey {
         &self.0
     }
 
-    pub fn into_bytes(self) -> Vec<u8> {
-        self.0
-    }
-
     /// The key it encodes.
     pub fn decode(&self) -> BucketKey {
         BucketKey::decode(&self.0).expect("a stored key is checked when it is made")

@@ -208,8 +208,9 @@ impl ServeArgs {
 
 /// `estate-admin verify`.
 fn verify(data_dir: &std::path::Path, repair: bool) -> anyhow::Result<bool> {
-    use estate_administrator::storage::{sled_engine::SledStorage, verify_records};
+    use estate_administrator::storage::{sled_engine::SledStorage, verify_records, Storage};
     let storage = SledStorage::open(data_dir, repair)?;
+    println!("schema version {}", storage.schema_version()?);
     let reports = verify_records(&storage, repair, estate_administrator::state::records::check_record)?;
     drop(storage);
     let mut healthy = true;

@@ -89,10 +89,6 @@ impl Writes {
         self.per_tree[tree.index()].push((key.into(), None));
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.per_tree.iter().all(Vec::is_empty)
-    }
-
     /// Every tree's writes, in [`Tree::ALL`] order.
     pub fn into_trees(self) -> impl Iterator<Item = (Tree, Vec<Write>)> {
         Tree::ALL.into_iter().zip(self.per_tree)

@@ -60,7 +60,7 @@ fn verify(admin: &Admin) -> anyhow::Result<String> {
         .output()?;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     anyhow::ensure!(
-        out.status.success() && stdout.contains("equal to a recomputation"),
+        out.status.success() && stdout.contains("equal to a recomputation") && stdout.contains("schema version 1"),
         "verify failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
