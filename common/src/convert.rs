@@ -639,31 +639,94 @@ fn shared_access_from_pb(a: i32) -> macie::SharedAccess {
     }
 }
 
-impl From<&macie::BucketMetadata> for pb::BucketMetadata {
-    fn from(b: &macie::BucketMetadata) -> Self {
-        let public_access = b.public_access.as_ref().map(|pa| pb::BucketPublicAccess {
+impl From<&macie::BucketPublicAccess> for pb::BucketPublicAccess {
+    fn from(pa: &macie::BucketPublicAccess) -> Self {
+        pb::BucketPublicAccess {
             effective_permission: permission_to_pb(pa.effective_permission).into(),
-            permission_configuration: pa.permission_configuration.as_ref().map(|pc| {
-                pb::BucketPermissionConfiguration {
-                    account_level_permissions: Some(pb::AccountLevelPermissions {
-                        block_public_access: pc.account_level_permissions.block_public_access.map(Into::into),
+            permission_configuration: pa.permission_configuration.as_ref().map(|pc| pb::BucketPermissionConfiguration {
+                account_level_permissions: Some(pb::AccountLevelPermissions {
+                    block_public_access: pc.account_level_permissions.block_public_access.map(Into::into),
+                }),
+                bucket_level_permissions: Some(pb::BucketLevelPermissions {
+                    access_control_list: pc.bucket_level_permissions.access_control_list.map(|acl| {
+                        pb::AccessControlList {
+                            allows_public_read_access: acl.allows_public_read_access,
+                            allows_public_write_access: acl.allows_public_write_access,
+                        }
                     }),
-                    bucket_level_permissions: Some(pb::BucketLevelPermissions {
-                        access_control_list: pc.bucket_level_permissions.access_control_list.map(|acl| {
-                            pb::AccessControlList {
-                                allows_public_read_access: acl.allows_public_read_access,
-                                allows_public_write_access: acl.allows_public_write_access,
-                            }
-                        }),
-                        block_public_access: Some(pc.bucket_level_permissions.block_public_access.into()),
-                        bucket_policy: pc.bucket_level_permissions.bucket_policy.map(|p| pb::BucketPolicyVerdict {
-                            allows_public_read_access: opt_bool_to_pb(p.allows_public_read_access),
-                            allows_public_write_access: opt_bool_to_pb(p.allows_public_write_access),
-                        }),
+                    block_public_access: Some(pc.bucket_level_permissions.block_public_access.into()),
+                    bucket_policy: pc.bucket_level_permissions.bucket_policy.map(|p| pb::BucketPolicyVerdict {
+                        allows_public_read_access: opt_bool_to_pb(p.allows_public_read_access),
+                        allows_public_write_access: opt_bool_to_pb(p.allows_public_write_access),
                     }),
+                }),
+            }),
+        }
+    }
+}
+
+impl From<pb::BucketPublicAccess> for macie::BucketPublicAccess {
+    fn from(pa: pb::BucketPublicAccess) -> Self {
+        macie::BucketPublicAccess {
+            effective_permission: permission_from_pb(pa.effective_permission),
+            permission_configuration: pa.permission_configuration.map(|pc| {
+                let account = pc.account_level_permissions.unwrap_or_default();
+                let bucket = pc.bucket_level_permissions.unwrap_or_default();
+                macie::BucketPermissionConfiguration {
+                    account_level_permissions: macie::AccountLevelPermissions {
+                        block_public_access: account.block_public_access.map(Into::into),
+                    },
+                    bucket_level_permissions: macie::BucketLevelPermissions {
+                        access_control_list: bucket.access_control_list.map(|acl| macie::AccessControlList {
+                            allows_public_read_access: acl.allows_public_read_access,
+                            allows_public_write_access: acl.allows_public_write_access,
+                        }),
+                        block_public_access: bucket.block_public_access.map(Into::into).unwrap_or_default(),
+                        bucket_policy: bucket.bucket_policy.map(|p| macie::BucketPolicy {
+                            allows_public_read_access: tri_from_pb(p.allows_public_read_access).as_bool(),
+                            allows_public_write_access: tri_from_pb(p.allows_public_write_access).as_bool(),
+                        }),
+                    },
                 }
             }),
-        });
+        }
+    }
+}
+
+impl From<&macie::BucketServerSideEncryption> for pb::BucketServerSideEncryption {
+    fn from(e: &macie::BucketServerSideEncryption) -> Self {
+        pb::BucketServerSideEncryption {
+            r#type: match e.kind {
+                None => pb::EncryptionType::Unspecified,
+                Some(macie::EncryptionType::None) => pb::EncryptionType::None,
+                Some(macie::EncryptionType::Aes256) => pb::EncryptionType::Aes256,
+                Some(macie::EncryptionType::AwsKms) => pb::EncryptionType::AwsKms,
+                Some(macie::EncryptionType::AwsKmsDsse) => pb::EncryptionType::AwsKmsDsse,
+            }
+            .into(),
+            kms_master_key_id: e.kms_master_key_id.clone().unwrap_or_default(),
+        }
+    }
+}
+
+impl From<pb::BucketServerSideEncryption> for macie::BucketServerSideEncryption {
+    fn from(e: pb::BucketServerSideEncryption) -> Self {
+        macie::BucketServerSideEncryption {
+            kms_master_key_id: some_if_non_empty(e.kms_master_key_id),
+            kind: match pb::EncryptionType::try_from(e.r#type) {
+                Ok(pb::EncryptionType::None) => Some(macie::EncryptionType::None),
+                Ok(pb::EncryptionType::Aes256) => Some(macie::EncryptionType::Aes256),
+                Ok(pb::EncryptionType::AwsKms) => Some(macie::EncryptionType::AwsKms),
+                Ok(pb::EncryptionType::AwsKmsDsse) => Some(macie::EncryptionType::AwsKmsDsse),
+                _ => None,
+            },
+        }
+    }
+}
+
+impl From<&macie::BucketMetadata> for pb::BucketMetadata {
+    fn from(b: &macie::BucketMetadata) -> Self {
+        let public_access = b.public_access.as_ref().map(Into::into);
         let object_statistics = b.object_count.map(|object_count| pb::ObjectStats {
             object_count,
             size_in_bytes: b.size_in_bytes.unwrap_or_default(),
@@ -715,17 +778,7 @@ impl From<&macie::BucketMetadata> for pb::BucketMetadata {
                 replication_accounts: r.replication_accounts.clone(),
                 unknown_reason: r.unknown_reason.clone().unwrap_or_default(),
             }),
-            server_side_encryption: b.server_side_encryption.as_ref().map(|e| pb::BucketServerSideEncryption {
-                r#type: match e.kind {
-                    None => pb::EncryptionType::Unspecified,
-                    Some(macie::EncryptionType::None) => pb::EncryptionType::None,
-                    Some(macie::EncryptionType::Aes256) => pb::EncryptionType::Aes256,
-                    Some(macie::EncryptionType::AwsKms) => pb::EncryptionType::AwsKms,
-                    Some(macie::EncryptionType::AwsKmsDsse) => pb::EncryptionType::AwsKmsDsse,
-                }
-                .into(),
-                kms_master_key_id: e.kms_master_key_id.clone().unwrap_or_default(),
-            }),
+            server_side_encryption: b.server_side_encryption.as_ref().map(Into::into),
             shared_access: shared_access_to_pb(b.shared_access).into(),
             tags: tags_to_pb(&b.tags),
             versioning: b.versioning,
@@ -769,29 +822,7 @@ fn ols_from_pb(o: Option<pb::ObjectLevelStatistics>) -> macie::ObjectLevelStatis
 
 impl From<pb::BucketMetadata> for macie::BucketMetadata {
     fn from(b: pb::BucketMetadata) -> Self {
-        let public_access = b.public_access.map(|pa| macie::BucketPublicAccess {
-            effective_permission: permission_from_pb(pa.effective_permission),
-            permission_configuration: pa.permission_configuration.map(|pc| {
-                let account = pc.account_level_permissions.unwrap_or_default();
-                let bucket = pc.bucket_level_permissions.unwrap_or_default();
-                macie::BucketPermissionConfiguration {
-                    account_level_permissions: macie::AccountLevelPermissions {
-                        block_public_access: account.block_public_access.map(Into::into),
-                    },
-                    bucket_level_permissions: macie::BucketLevelPermissions {
-                        access_control_list: bucket.access_control_list.map(|acl| macie::AccessControlList {
-                            allows_public_read_access: acl.allows_public_read_access,
-                            allows_public_write_access: acl.allows_public_write_access,
-                        }),
-                        block_public_access: bucket.block_public_access.map(Into::into).unwrap_or_default(),
-                        bucket_policy: bucket.bucket_policy.map(|p| macie::BucketPolicy {
-                            allows_public_read_access: tri_from_pb(p.allows_public_read_access).as_bool(),
-                            allows_public_write_access: tri_from_pb(p.allows_public_write_access).as_bool(),
-                        }),
-                    },
-                }
-            }),
-        });
+        let public_access = b.public_access.map(Into::into);
         let stats = b.object_statistics;
         macie::BucketMetadata {
             account_id: b.account_id,
@@ -819,16 +850,7 @@ impl From<pb::BucketMetadata> for macie::BucketMetadata {
                 replication_accounts: r.replication_accounts,
                 unknown_reason: some_if_non_empty(r.unknown_reason),
             }),
-            server_side_encryption: b.server_side_encryption.map(|e| macie::BucketServerSideEncryption {
-                kms_master_key_id: some_if_non_empty(e.kms_master_key_id),
-                kind: match pb::EncryptionType::try_from(e.r#type) {
-                    Ok(pb::EncryptionType::None) => Some(macie::EncryptionType::None),
-                    Ok(pb::EncryptionType::Aes256) => Some(macie::EncryptionType::Aes256),
-                    Ok(pb::EncryptionType::AwsKms) => Some(macie::EncryptionType::AwsKms),
-                    Ok(pb::EncryptionType::AwsKmsDsse) => Some(macie::EncryptionType::AwsKmsDsse),
-                    _ => None,
-                },
-            }),
+            server_side_encryption: b.server_side_encryption.map(Into::into),
             shared_access: shared_access_from_pb(b.shared_access),
             size_in_bytes: stats.as_ref().map(|s| s.size_in_bytes),
             size_in_bytes_compressed: stats.as_ref().map(|s| s.size_in_bytes_compressed),
@@ -1304,6 +1326,12 @@ mod tests {
             event_id: "e".into(),
             actor: "arn:aws:iam::111111111111:user/a".into(),
             actor_type: "IAMUser".into(),
+            identity: Some(pb::UserIdentity {
+                r#type: "AssumedRole".into(),
+                session_issuer: Some(pb::SessionIssuer { arn: "arn:aws:iam::111111111111:role/r".into(), ..Default::default() }),
+                ..Default::default()
+            }),
+            source_ip: "192.0.2.1".into(),
         };
         assert!(Cause::try_from(good.clone()).is_ok());
         for (field, bad) in [
@@ -1311,6 +1339,20 @@ mod tests {
             ("cause.event_id", pb::EventCause { event_id: "e".repeat(MAX_EVENT_STRING_BYTES + 1), ..good.clone() }),
             ("cause.event_name", pb::EventCause { event_name: String::new(), ..good.clone() }),
             ("cause.event_time_ms", pb::EventCause { event_time_ms: 0, ..good.clone() }),
+            ("cause.source_ip", pb::EventCause { source_ip: "1".repeat(MAX_EVENT_STRING_BYTES + 1), ..good.clone() }),
+            (
+                "cause.identity.session_issuer.arn",
+                pb::EventCause {
+                    identity: Some(pb::UserIdentity {
+                        session_issuer: Some(pb::SessionIssuer {
+                            arn: "a".repeat(MAX_EVENT_STRING_BYTES + 1),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }),
+                    ..good.clone()
+                },
+            ),
         ] {
             let error = Cause::try_from(bad).unwrap_err().to_string();
             assert!(error.contains(field), "{field}: {error}");
@@ -1321,7 +1363,7 @@ mod tests {
 mod findings {
     //! Findings between protobuf and domain.
 
-    use crate::findings::{Cause, Finding, FindingType};
+    use crate::findings::{Actor, BucketSnapshot, Cause, Finding, FindingType, Session, SessionIssuer};
     use crate::pb;
 
     fn kind_to_pb(kind: FindingType) -> pb::FindingType {
@@ -1347,57 +1389,192 @@ mod findings {
         })
     }
 
+    fn some(s: String) -> Option<String> {
+        (!s.is_empty()).then_some(s)
+    }
+
+    impl From<&Actor> for pb::UserIdentity {
+        fn from(a: &Actor) -> Self {
+            let text = |v: &Option<String>| v.clone().unwrap_or_default();
+            let session = a.session.as_ref();
+            pb::UserIdentity {
+                r#type: text(&a.kind),
+                arn: text(&a.arn),
+                principal_id: text(&a.principal_id),
+                account_id: text(&a.account_id),
+                user_name: text(&a.user_name),
+                access_key_id: text(&a.access_key_id),
+                invoked_by: text(&a.invoked_by),
+                session_issuer: session.and_then(|s| s.issuer.as_ref()).map(|i| pb::SessionIssuer {
+                    r#type: text(&i.kind),
+                    arn: text(&i.arn),
+                    principal_id: text(&i.principal_id),
+                    account_id: text(&i.account_id),
+                    user_name: text(&i.user_name),
+                }),
+                session_created_ms: session.and_then(|s| s.created_at).unwrap_or_default(),
+                mfa_authenticated: session.and_then(|s| s.mfa_authenticated),
+            }
+        }
+    }
+
+    impl From<pb::UserIdentity> for Actor {
+        fn from(u: pb::UserIdentity) -> Self {
+            let has_session = u.session_issuer.is_some() || u.session_created_ms > 0 || u.mfa_authenticated.is_some();
+            let session = has_session.then(|| Session {
+                issuer: u.session_issuer.map(|i| SessionIssuer {
+                    kind: some(i.r#type),
+                    arn: some(i.arn),
+                    principal_id: some(i.principal_id),
+                    account_id: some(i.account_id),
+                    user_name: some(i.user_name),
+                }),
+                created_at: (u.session_created_ms > 0).then_some(u.session_created_ms),
+                mfa_authenticated: u.mfa_authenticated,
+            });
+            Actor {
+                kind: some(u.r#type),
+                arn: some(u.arn),
+                principal_id: some(u.principal_id),
+                account_id: some(u.account_id),
+                user_name: some(u.user_name),
+                access_key_id: some(u.access_key_id),
+                invoked_by: some(u.invoked_by),
+                session,
+            }
+        }
+    }
+
+    /// What older peers sent instead of the identity: its ARN (or the invoking service, or
+    /// the account) and its type.
+    fn actor_summary(actor: Option<&Actor>) -> (String, String) {
+        let Some(a) = actor else { return Default::default() };
+        let name = a.arn.clone().or_else(|| a.invoked_by.clone()).or_else(|| a.account_id.clone());
+        (name.unwrap_or_default(), a.kind.clone().unwrap_or_default())
+    }
+
+    /// The actor of an older peer, which sent only the summary.
+    fn actor_from_summary(name: String, kind: String) -> Option<Actor> {
+        if name.is_empty() && kind.is_empty() {
+            return None;
+        }
+        Some(Actor { kind: some(kind), arn: some(name).filter(|n| n.starts_with("arn:")), ..Actor::default() })
+    }
+
     impl From<&Cause> for pb::FindingAction {
         fn from(c: &Cause) -> Self {
+            let (actor, actor_type) = actor_summary(c.actor.as_ref());
             pb::FindingAction {
-                api: c.api.clone(),
+                api: c.api.clone().unwrap_or_default(),
                 event_time_ms: c.event_time,
-                actor: c.actor.clone().unwrap_or_default(),
-                actor_type: c.actor_type.clone().unwrap_or_default(),
+                actor,
+                actor_type,
                 event_id: c.event_id.clone().unwrap_or_default(),
+                identity: c.actor.as_ref().map(Into::into),
+                source_ip: c.source_ip.clone().unwrap_or_default(),
             }
         }
     }
 
     impl From<pb::FindingAction> for Cause {
         fn from(a: pb::FindingAction) -> Self {
-            let some = |s: String| (!s.is_empty()).then_some(s);
             Cause {
-                api: a.api,
+                api: some(a.api),
                 event_time: a.event_time_ms,
-                actor: some(a.actor),
-                actor_type: some(a.actor_type),
+                actor: match a.identity {
+                    Some(identity) => Some(identity.into()),
+                    None => actor_from_summary(a.actor, a.actor_type),
+                },
+                source_ip: some(a.source_ip),
                 event_id: some(a.event_id),
             }
         }
     }
 
-    /// An event cause from an agent: its strings are CloudTrail's, bounded at
+    /// An event cause from an agent: its strings are CloudTrail's, each bounded at
     /// [`super::MAX_EVENT_STRING_BYTES`], and it names an event.
     impl TryFrom<pb::EventCause> for Cause {
         type Error = super::ConvertError;
 
         fn try_from(e: pb::EventCause) -> Result<Self, super::ConvertError> {
             super::non_empty(&e.event_name, "cause.event_name")?;
+            let limit = super::MAX_EVENT_STRING_BYTES;
             for (field, value) in [
                 ("cause.event_name", &e.event_name),
                 ("cause.actor", &e.actor),
                 ("cause.actor_type", &e.actor_type),
                 ("cause.event_id", &e.event_id),
+                ("cause.source_ip", &e.source_ip),
             ] {
-                super::bounded(field, value, super::MAX_EVENT_STRING_BYTES)?;
+                super::bounded(field, value, limit)?;
+            }
+            if let Some(u) = &e.identity {
+                for (field, value) in [
+                    ("cause.identity.type", &u.r#type),
+                    ("cause.identity.arn", &u.arn),
+                    ("cause.identity.principal_id", &u.principal_id),
+                    ("cause.identity.account_id", &u.account_id),
+                    ("cause.identity.user_name", &u.user_name),
+                    ("cause.identity.access_key_id", &u.access_key_id),
+                    ("cause.identity.invoked_by", &u.invoked_by),
+                ] {
+                    super::bounded(field, value, limit)?;
+                }
+                if let Some(i) = &u.session_issuer {
+                    for (field, value) in [
+                        ("cause.identity.session_issuer.type", &i.r#type),
+                        ("cause.identity.session_issuer.arn", &i.arn),
+                        ("cause.identity.session_issuer.principal_id", &i.principal_id),
+                        ("cause.identity.session_issuer.account_id", &i.account_id),
+                        ("cause.identity.session_issuer.user_name", &i.user_name),
+                    ] {
+                        super::bounded(field, value, limit)?;
+                    }
+                }
+                if u.session_created_ms < 0 {
+                    return Err(super::invalid("cause.identity.session_created_ms", "must not be negative"));
+                }
             }
             if e.event_time_ms <= 0 {
                 return Err(super::invalid("cause.event_time_ms", "must be a positive Unix time in milliseconds"));
             }
-            let some = |s: String| (!s.is_empty()).then_some(s);
             Ok(Cause {
-                api: e.event_name,
+                api: Some(e.event_name),
                 event_time: e.event_time_ms,
-                actor: some(e.actor),
-                actor_type: some(e.actor_type),
+                actor: match e.identity {
+                    Some(identity) => Some(identity.into()),
+                    None => actor_from_summary(e.actor, e.actor_type),
+                },
+                source_ip: some(e.source_ip),
                 event_id: some(e.event_id),
             })
+        }
+    }
+
+    impl From<&BucketSnapshot> for pb::FindingBucket {
+        fn from(b: &BucketSnapshot) -> Self {
+            pb::FindingBucket {
+                created_at_ms: b.created_at,
+                owner_id: b.owner_id.clone().unwrap_or_default(),
+                public_access: b.public_access.as_ref().map(Into::into),
+                default_encryption: b.default_encryption.as_ref().map(Into::into),
+                allows_unencrypted_object_uploads: super::tri_to_pb(b.allows_unencrypted_object_uploads),
+                tags: super::tags_to_pb(&b.tags),
+            }
+        }
+    }
+
+    impl From<pb::FindingBucket> for BucketSnapshot {
+        fn from(b: pb::FindingBucket) -> Self {
+            BucketSnapshot {
+                created_at: b.created_at_ms,
+                owner_id: some(b.owner_id),
+                public_access: b.public_access.map(Into::into),
+                default_encryption: b.default_encryption.map(Into::into),
+                allows_unencrypted_object_uploads: super::tri_from_pb(b.allows_unencrypted_object_uploads),
+                // The administrator's answer: the tags were checked when the agent sent them.
+                tags: b.tags.into_iter().map(|t| crate::model::Tag { key: t.key, value: t.value }).collect(),
+            }
         }
     }
 
@@ -1416,6 +1593,7 @@ mod findings {
                 first_action: Some((&f.first_action).into()),
                 last_action: Some((&f.last_action).into()),
                 sequence: f.sequence,
+                bucket: f.bucket_state.as_ref().map(Into::into),
             }
         }
     }
@@ -1436,6 +1614,7 @@ mod findings {
                 archived: f.archived,
                 first_action: f.first_action.unwrap_or_default().into(),
                 last_action: f.last_action.unwrap_or_default().into(),
+                bucket_state: f.bucket.map(Into::into),
                 sequence: f.sequence,
             })
         }

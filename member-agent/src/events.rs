@@ -74,17 +74,98 @@ struct Detail {
     error_code: Option<serde_json::Value>,
     recipient_account_id: Option<String>,
     user_identity: Option<UserIdentity>,
+    #[serde(rename = "sourceIPAddress")]
+    source_ip_address: Option<String>,
     request_parameters: Option<RequestParameters>,
 }
 
+/// CloudTrail's `userIdentity`: the members Macie's finding reports.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct UserIdentity {
     #[serde(rename = "type")]
     kind: Option<String>,
     arn: Option<String>,
+    principal_id: Option<String>,
     account_id: Option<String>,
+    user_name: Option<String>,
+    access_key_id: Option<String>,
     invoked_by: Option<String>,
+    session_context: Option<SessionContext>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SessionContext {
+    session_issuer: Option<SessionIssuer>,
+    attributes: Option<SessionAttributes>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SessionIssuer {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    arn: Option<String>,
+    principal_id: Option<String>,
+    account_id: Option<String>,
+    user_name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SessionAttributes {
+    creation_date: Option<String>,
+    /// CloudTrail writes `"true"` or `"false"`.
+    mfa_authenticated: Option<serde_json::Value>,
+}
+
+/// A CloudTrail string as the agent passes it on: one longer than the administrator accepts
+/// is dropped (the rest of the event still counts), not sent to be refused.
+fn claim(value: &Option<String>) -> String {
+    match value {
+        Some(v) if v.len() <= estate_common::limits::MAX_EVENT_STRING_BYTES => v.clone(),
+        _ => String::new(),
+    }
+}
+
+fn rfc3339_ms(text: &str) -> Option<i64> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+}
+
+impl UserIdentity {
+    fn to_pb(&self) -> pb::UserIdentity {
+        let session = self.session_context.as_ref();
+        let attributes = session.and_then(|s| s.attributes.as_ref());
+        pb::UserIdentity {
+            r#type: claim(&self.kind),
+            arn: claim(&self.arn),
+            principal_id: claim(&self.principal_id),
+            account_id: claim(&self.account_id),
+            user_name: claim(&self.user_name),
+            access_key_id: claim(&self.access_key_id),
+            invoked_by: claim(&self.invoked_by),
+            session_issuer: session.and_then(|s| s.session_issuer.as_ref()).map(|i| pb::SessionIssuer {
+                r#type: claim(&i.kind),
+                arn: claim(&i.arn),
+                principal_id: claim(&i.principal_id),
+                account_id: claim(&i.account_id),
+                user_name: claim(&i.user_name),
+            }),
+            session_created_ms: attributes
+                .and_then(|a| a.creation_date.as_deref())
+                .and_then(rfc3339_ms)
+                .filter(|ms| *ms > 0)
+                .unwrap_or_default(),
+            mfa_authenticated: attributes.and_then(|a| match &a.mfa_authenticated {
+                Some(serde_json::Value::Bool(b)) => Some(*b),
+                Some(serde_json::Value::String(s)) => s.parse().ok(),
+                _ => None,
+            }),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -139,9 +220,7 @@ pub fn parse(body: &str, account_id: &str, regions: &[Region]) -> Result<Event, 
         return Ok(outside());
     }
     let event_time_ms = match &d.event_time {
-        Some(t) => time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
-            .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
-            .map_err(|e| format!("`eventTime` `{t}`: {e}"))?,
+        Some(t) => rfc3339_ms(t).ok_or_else(|| format!("`eventTime` `{t}` is not an RFC 3339 time"))?,
         None => now_ms(),
     };
     let identity = d.user_identity.as_ref();
@@ -149,10 +228,12 @@ pub fn parse(body: &str, account_id: &str, regions: &[Region]) -> Result<Event, 
         event_name: d.event_name.clone(),
         event_time_ms,
         event_id: d.event_id.clone(),
-        actor: identity
-            .and_then(|i| i.arn.clone().or_else(|| i.invoked_by.clone()).or_else(|| i.account_id.clone()))
-            .unwrap_or_default(),
-        actor_type: identity.and_then(|i| i.kind.clone()).unwrap_or_default(),
+        actor: claim(
+            &identity.and_then(|i| i.arn.clone().or_else(|| i.invoked_by.clone()).or_else(|| i.account_id.clone())),
+        ),
+        actor_type: claim(&identity.and_then(|i| i.kind.clone())),
+        identity: identity.map(UserIdentity::to_pb),
+        source_ip: claim(&d.source_ip_address),
     };
     let bucket = d.request_parameters.and_then(|p| p.bucket_name).filter(|b| !b.is_empty());
     if account_wide {
@@ -609,6 +690,33 @@ mod tests {
             }
         })
         .to_string()
+    }
+
+    #[test]
+    fn an_assumed_role_and_its_source_address_are_passed_on_and_oversized_claims_dropped() {
+        let regions = vec![Region::parse("us-east-1").unwrap()];
+        let a = "111111111111";
+        let mut body: serde_json::Value = serde_json::from_str(&event(a, "us-east-1", "PutBucketAcl", Some("b"))).unwrap();
+        body["detail"]["sourceIPAddress"] = serde_json::json!("198.51.100.7");
+        body["detail"]["userIdentity"] = serde_json::json!({
+            "type": "AssumedRole", "principalId": "AROAEXAMPLE:session", "accountId": a,
+            "arn": format!("arn:aws:sts::{a}:assumed-role/deployer/session"), "accessKeyId": "ASIAEXAMPLE",
+            "userName": "x".repeat(estate_common::limits::MAX_EVENT_STRING_BYTES + 1),
+            "sessionContext": {
+                "sessionIssuer": {"type": "Role", "principalId": "AROAEXAMPLE", "accountId": a,
+                    "arn": format!("arn:aws:iam::{a}:role/deployer"), "userName": "deployer"},
+                "attributes": {"creationDate": "2026-11-29T04:00:00Z", "mfaAuthenticated": "true"}
+            }
+        });
+        let Event::Bucket { cause, .. } = parse(&body.to_string(), a, &regions).unwrap() else { panic!("a bucket event") };
+        assert_eq!(cause.source_ip, "198.51.100.7");
+        let identity = cause.identity.expect("the identity is passed on");
+        assert_eq!((identity.r#type.as_str(), identity.access_key_id.as_str()), ("AssumedRole", "ASIAEXAMPLE"));
+        assert_eq!(identity.user_name, "", "a claim longer than the administrator accepts is dropped");
+        let issuer = identity.session_issuer.expect("the session issuer");
+        assert_eq!((issuer.r#type.as_str(), issuer.user_name.as_str()), ("Role", "deployer"));
+        assert_eq!(identity.session_created_ms, 1_795_924_800_000);
+        assert_eq!(identity.mfa_authenticated, Some(true));
     }
 
     #[test]

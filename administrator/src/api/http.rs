@@ -500,7 +500,7 @@ async fn api_bucket(State(state): State<HttpState>, _: Reader, UrlQuery(p): UrlQ
         return ServiceError::not_found(format!("no bucket named `{}` in the inventory", p.name)).into_response();
     };
     let key = entry.facts.key.stored();
-    let metadata = crate::read::bucket::metadata(
+    let metadata = crate::judge::metadata(
         &entry.facts,
         &entry.judgement,
         s.accounts.get(&entry.facts.key.account_id),

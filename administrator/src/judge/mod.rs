@@ -14,7 +14,9 @@ use estate_common::model::{
 use estate_common::objects::ObjectTotals;
 use serde::{Deserialize, Serialize};
 
+mod metadata;
 mod org;
+pub use metadata::{metadata, snapshot};
 pub use org::{destination_name, DestinationOwner, OrgView};
 
 /// The policy's verdicts, or UNKNOWN for a policy not (yet) decided. Stored with the outcome
@@ -442,7 +444,7 @@ fn replication(
 mod tests {
     use super::*;
     // The Macie view of what is judged here, to check both together.
-    use crate::read::bucket::metadata;
+    use crate::judge::metadata;
 
     #[test]
     fn a_destination_arn_names_its_bucket() {

@@ -77,7 +77,7 @@ pub fn describe(state: &State, query: &Query) -> (Vec<macie::BucketMetadata>, Op
         .into_iter()
         .map(|e| {
             let explanation = state.policy_explanation(&e.facts.key.stored());
-            crate::read::bucket::metadata(
+            crate::judge::metadata(
                 &e.facts,
                 &e.judgement,
                 state.accounts.get(&e.facts.key.account_id),

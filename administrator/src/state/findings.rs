@@ -12,12 +12,12 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::broadcast;
 
-use estate_common::findings::{Cause, Finding, FindingType};
+use estate_common::findings::{BucketSnapshot, Cause, Finding, FindingType};
 use estate_common::macie::{EffectivePermission, SharedAccess};
-use estate_common::model::{BucketFacts, BucketKey, ConfigCall, StoredKey, UnixMillis};
+use estate_common::model::{AccountSettings, BucketFacts, BucketKey, ConfigCall, StoredKey, UnixMillis};
 use estate_common::text::for_log;
 
-use crate::judge::{EncryptionClass, Judgement};
+use crate::judge::{snapshot, EncryptionClass, Judgement};
 
 /// Findings older than this (since their last update) are archived.
 pub const RETENTION_MS: i64 = 90 * 24 * 3600 * 1000;
@@ -226,8 +226,9 @@ impl Findings {
         self.open.contains_key(&(bucket.stored(), kind))
     }
 
-    /// Raises `kind` for a bucket, or counts one more occurrence of its open finding.
-    pub fn raise(&mut self, bucket: &BucketKey, kind: FindingType, cause: &Cause, now: UnixMillis) {
+    /// Raises `kind` for a bucket, or counts one more occurrence of its open finding; `state`
+    /// is the bucket as it is now.
+    pub fn raise(&mut self, bucket: &BucketKey, kind: FindingType, cause: &Cause, state: &BucketSnapshot, now: UnixMillis) {
         self.sequence += 1;
         let key = (bucket.stored(), kind);
         let finding = match self.open.get(&key).and_then(|id| self.by_id.get_mut(id)) {
@@ -235,6 +236,7 @@ impl Findings {
                 existing.count += 1;
                 existing.updated_at = now;
                 existing.last_action = cause.clone();
+                existing.bucket_state = Some(state.clone());
                 existing.sequence = self.sequence;
                 existing.clone()
             }
@@ -257,6 +259,7 @@ impl Findings {
                     archived: false,
                     first_action: cause.clone(),
                     last_action: cause.clone(),
+                    bucket_state: Some(state.clone()),
                     sequence: self.sequence,
                 };
                 self.open.insert(key, id.clone());
@@ -269,7 +272,7 @@ impl Findings {
             kind = kind.as_str(),
             bucket = %for_log(&bucket.bucket_name),
             count = finding.count,
-            cause = %for_log(&cause.api),
+            cause = %for_log(cause.label()),
             "finding"
         );
         self.changed.push(finding);
@@ -324,11 +327,13 @@ impl FindingsTracker {
     /// for what got worse; the first decided value of each aspect is its baseline. Returns the
     /// posture to keep. It is persisted when it changed and holds more than the bucket's
     /// stored facts imply (`always_persist` for re-judgements, where that is not known).
+    #[allow(clippy::too_many_arguments)]
     pub fn observe(
         &mut self,
         key: &StoredKey,
         facts: &BucketFacts,
         judgement: &Judgement,
+        account: Option<&AccountSettings>,
         before: Option<Posture>,
         always_persist: bool,
         at: UnixMillis,
@@ -340,14 +345,15 @@ impl FindingsTracker {
                 let worse = before.worsened(&now);
                 if !worse.is_empty() {
                     let cause = self.causes.get(key).cloned().unwrap_or_else(|| Cause::refresh(facts.read_at));
+                    let state = snapshot(facts, judgement, account);
                     for kind in worse {
-                        self.findings.raise(&facts.key, kind, &cause, at);
+                        self.findings.raise(&facts.key, kind, &cause, &state, at);
                     }
                 }
                 before.merge(now)
             }
         };
-        self.repeat(key, facts, &merged, at);
+        self.repeat(key, facts, &merged, at, || snapshot(facts, judgement, account));
         if before != Some(merged) && (always_persist || merged != now) {
             self.changed_postures.push((key.clone(), Some(merged)));
         }
@@ -361,11 +367,13 @@ impl FindingsTracker {
     /// findings, with the cause of that version's read. The posture is not changed: the
     /// transient state is over, and the bucket's posture stays its current version's (so a
     /// later real change is still compared with it). Returns the findings raised.
+    #[allow(clippy::too_many_arguments)]
     pub fn observe_superseded(
         &mut self,
         facts: &BucketFacts,
         decided: &Judgement,
         undecided: &Judgement,
+        account: Option<&AccountSettings>,
         before: Posture,
         cause: &Cause,
         at: UnixMillis,
@@ -381,16 +389,27 @@ impl FindingsTracker {
             ..Posture::default()
         };
         let worse = before.worsened(&transient);
-        for kind in &worse {
-            self.findings.raise(&facts.key, *kind, cause, at);
+        if !worse.is_empty() {
+            let state = snapshot(facts, decided, account);
+            for kind in &worse {
+                self.findings.raise(&facts.key, *kind, cause, &state, at);
+            }
         }
         worse
     }
 
     /// An event that makes the same change again (the bucket still in the state a finding
     /// reported) counts one more occurrence of that finding. Each event counts once.
-    fn repeat(&mut self, key: &StoredKey, facts: &BucketFacts, posture: &Posture, at: UnixMillis) {
+    fn repeat(
+        &mut self,
+        key: &StoredKey,
+        facts: &BucketFacts,
+        posture: &Posture,
+        at: UnixMillis,
+        state: impl FnOnce() -> BucketSnapshot,
+    ) {
         let Some(cause) = self.causes.get(key).cloned() else { return };
+        let Some(api) = cause.api.clone() else { return };
         let Some(event_id) = cause.event_id.clone() else { return };
         if self.repeated_events.len() > 2 * MAX_COUNTED_EVENTS {
             self.repeated_events.clear();
@@ -399,11 +418,14 @@ impl FindingsTracker {
             return;
         }
         self.new_repeated_events.push((key.clone(), event_id, at));
-        for kind in posture.repeated_by(&cause.api) {
+        let mut state = Some(state);
+        let mut taken = None;
+        for kind in posture.repeated_by(&api) {
             let raised_now =
                 self.findings.changed.iter().any(|f| f.kind == kind && f.bucket_name == facts.key.bucket_name);
             if !raised_now && self.findings.is_open(&facts.key, kind) {
-                self.findings.raise(&facts.key, kind, &cause, at);
+                let state: &BucketSnapshot = taken.get_or_insert_with(|| state.take().expect("taken once")());
+                self.findings.raise(&facts.key, kind, &cause, state, at);
             }
         }
     }
@@ -509,14 +531,22 @@ mod tests {
         let mut findings = Findings::default();
         let bucket = BucketKey::parse("111111111111", "us-east-1", "b").unwrap();
         let cause = Cause::refresh(1);
-        findings.raise(&bucket, FindingType::S3BucketPublic, &cause, 10);
-        findings.raise(&bucket, FindingType::S3BucketPublic, &cause, 20);
+        let state = BucketSnapshot {
+            created_at: 1,
+            owner_id: None,
+            public_access: None,
+            default_encryption: None,
+            allows_unencrypted_object_uploads: estate_common::macie::Tri::Unknown,
+            tags: Vec::new(),
+        };
+        findings.raise(&bucket, FindingType::S3BucketPublic, &cause, &state, 10);
+        findings.raise(&bucket, FindingType::S3BucketPublic, &cause, &state, 20);
         assert_eq!(findings.by_id.len(), 1);
         let f = findings.by_id.values().next().unwrap();
         assert_eq!((f.count, f.created_at, f.updated_at), (2, 10, 20));
         findings.archive_older_than(20 + RETENTION_MS + 1);
         assert!(findings.by_id.values().next().unwrap().archived);
-        findings.raise(&bucket, FindingType::S3BucketPublic, &cause, 30 + RETENTION_MS);
+        findings.raise(&bucket, FindingType::S3BucketPublic, &cause, &state, 30 + RETENTION_MS);
         assert_eq!(findings.by_id.len(), 2, "a new occurrence after archiving opens a new finding");
     }
 }

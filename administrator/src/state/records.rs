@@ -23,8 +23,95 @@ pub(crate) struct StoredBucket {
 
 impl Record for StoredBucket {
     fn decode_older(version: u8, body: &[u8]) -> anyhow::Result<Self> {
-        anyhow::ensure!(version == 1, "no bucket record of version {version} was ever written");
-        Ok(postcard::from_bytes::<v1::StoredBucket>(body)?.into())
+        match version {
+            1 => Ok(postcard::from_bytes::<v1::StoredBucket>(body)?.into()),
+            // Versions 2 and 3 differ only in findings.
+            _ => Ok(postcard::from_bytes(body)?),
+        }
+    }
+}
+
+impl Record for Finding {
+    fn decode_older(_version: u8, body: &[u8]) -> anyhow::Result<Self> {
+        // Versions 1 and 2 stored findings alike.
+        Ok(postcard::from_bytes::<v2::Finding>(body)?.into())
+    }
+}
+
+/// Findings as record versions 1 and 2 stored them: a cause with a flat actor (`daily
+/// refresh` for a refresh), and no bucket state.
+mod v2 {
+    use estate_common::findings::{self as current, Actor, FindingType};
+    use estate_common::model::{AccountId, Region, UnixMillis};
+    use serde::Deserialize;
+
+    #[derive(Deserialize)]
+    pub struct Finding {
+        id: String,
+        kind: FindingType,
+        account_id: AccountId,
+        region: Region,
+        bucket_name: String,
+        created_at: UnixMillis,
+        updated_at: UnixMillis,
+        count: i64,
+        archived: bool,
+        first_action: Cause,
+        last_action: Cause,
+        sequence: u64,
+    }
+
+    #[derive(Deserialize)]
+    struct Cause {
+        api: String,
+        event_time: UnixMillis,
+        actor: Option<String>,
+        actor_type: Option<String>,
+        event_id: Option<String>,
+    }
+
+    impl From<Cause> for current::Cause {
+        fn from(old: Cause) -> Self {
+            // The flat actor was the ARN, else the invoking service, else the account.
+            let actor = (old.actor.is_some() || old.actor_type.is_some()).then(|| {
+                let name = old.actor.unwrap_or_default();
+                let (arn, invoked_by, account_id) = if name.starts_with("arn:") {
+                    (Some(name), None, None)
+                } else if old.actor_type.as_deref() == Some("AWSService") {
+                    (None, Some(name), None)
+                } else {
+                    (None, None, Some(name).filter(|n| !n.is_empty()))
+                };
+                Actor { kind: old.actor_type, arn, invoked_by, account_id, ..Actor::default() }
+            });
+            current::Cause {
+                api: (old.api != "daily refresh").then_some(old.api),
+                event_time: old.event_time,
+                actor,
+                source_ip: None,
+                event_id: old.event_id,
+            }
+        }
+    }
+
+    impl From<Finding> for current::Finding {
+        fn from(old: Finding) -> Self {
+            current::Finding {
+                id: old.id,
+                kind: old.kind,
+                account_id: old.account_id,
+                region: old.region,
+                bucket_name: old.bucket_name,
+                created_at: old.created_at,
+                updated_at: old.updated_at,
+                count: old.count,
+                archived: old.archived,
+                first_action: old.first_action.into(),
+                last_action: old.last_action.into(),
+                bucket_state: None,
+                sequence: old.sequence,
+            }
+        }
     }
 }
 
@@ -103,7 +190,6 @@ impl Record for ScopeRecord {}
 impl Record for MemberRecord {}
 impl Record for PolicyFailure {}
 impl Record for AccountSettings {}
-impl Record for Finding {}
 impl Record for Posture {}
 impl Record for UnixMillis {}
 impl Record for BucketList {}
@@ -192,4 +278,51 @@ pub(crate) fn seen_event_key(bucket: &StoredKey, event_id: &str) -> Vec<u8> {
 pub(crate) fn parse_seen_event_key(key: &[u8]) -> Option<(String, StoredKey)> {
     let nul = key.iter().position(|&b| b == 0)?;
     Some((String::from_utf8(key[..nul].to_vec()).ok()?, StoredKey::from_bytes(&key[nul + 1..])?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use estate_common::findings::FindingType;
+
+    /// A finding as record version 2 wrote it still loads: the refresh's made-up API name
+    /// becomes none, the flat actor its ARN.
+    #[test]
+    fn a_version_2_finding_loads() {
+        #[derive(Serialize)]
+        struct OldCause(String, i64, Option<String>, Option<String>, Option<String>);
+        #[derive(Serialize)]
+        #[allow(clippy::type_complexity)]
+        struct OldFinding(String, FindingType, String, String, String, i64, i64, i64, bool, OldCause, OldCause, u64);
+        let refresh = OldCause("daily refresh".into(), 5, None, None, None);
+        let event = OldCause(
+            "PutBucketAcl".into(),
+            9,
+            Some("arn:aws:iam::111111111111:user/alice".into()),
+            Some("IAMUser".into()),
+            Some("e-1".into()),
+        );
+        let old = OldFinding(
+            "f".into(),
+            FindingType::S3BucketPublic,
+            "111111111111".into(),
+            "us-east-1".into(),
+            "b".into(),
+            5,
+            9,
+            2,
+            false,
+            refresh,
+            event,
+            7,
+        );
+        let mut bytes = vec![2u8];
+        bytes.extend(postcard::to_stdvec(&old).unwrap());
+        let finding: Finding = decode("findings", b"f", &bytes).unwrap();
+        assert_eq!(finding.first_action.api, None);
+        assert_eq!(finding.last_action.api.as_deref(), Some("PutBucketAcl"));
+        let actor = finding.last_action.actor.as_ref().unwrap();
+        assert_eq!(actor.arn.as_deref(), Some("arn:aws:iam::111111111111:user/alice"));
+        assert_eq!((finding.count, finding.sequence, finding.bucket_state.is_none()), (2, 7, true));
+    }
 }

@@ -202,7 +202,8 @@ impl State {
             .map(|e| e.posture)
             .or_else(|| self.tracker.take_loaded(&key))
             .or_else(|| self.first_sight(&facts.key));
-        let posture = self.tracker.observe(&key, &facts, &judgement, before, false, self.now);
+        let account = self.accounts.get(&facts.key.account_id);
+        let posture = self.tracker.observe(&key, &facts, &judgement, account, before, false, self.now);
         self.stats.add(&facts.key.account_id, &judgement);
         let granted_before = self.index.get(&key).map(|old| Self::acl_grantees(&old.facts)).unwrap_or_default();
         self.index_grantees(&key, &granted_before, &Self::acl_grantees(&facts));
@@ -271,7 +272,9 @@ impl State {
             if judgement == entry.judgement {
                 continue;
             }
-            let posture = self.tracker.observe(&key, &entry.facts, &judgement, Some(entry.posture), true, self.now);
+            let account = self.accounts.get(&entry.facts.key.account_id);
+            let posture =
+                self.tracker.observe(&key, &entry.facts, &judgement, account, Some(entry.posture), true, self.now);
             let account_id = entry.facts.key.account_id.clone();
             let updated = Entry { facts: Arc::clone(&entry.facts), generation: entry.generation, judgement, posture };
             self.stats.remove(&account_id, &entry.judgement);
@@ -645,7 +648,8 @@ impl State {
             )
         };
         let cause = cause.unwrap_or_else(|| Cause::refresh(facts.read_at));
-        self.tracker.observe_superseded(facts, &decided, &undecided, before, &cause, self.now);
+        let account = self.accounts.get(&facts.key.account_id);
+        self.tracker.observe_superseded(facts, &decided, &undecided, account, before, &cause, self.now);
     }
 }
 
@@ -1191,7 +1195,7 @@ mod tests {
     }
 
     fn event(api: &str, id: &str, at: i64) -> Cause {
-        Cause { api: api.into(), event_time: at, actor: None, actor_type: None, event_id: Some(id.into()) }
+        Cause { api: Some(api.into()), event_time: at, actor: None, source_ip: None, event_id: Some(id.into()) }
     }
 
     fn permission(store: &Store, f: &BucketFacts) -> estate_common::macie::EffectivePermission {
@@ -1951,10 +1955,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path());
         let cause = |id: &str| Cause {
-            api: "PutBucketAcl".into(),
+            api: Some("PutBucketAcl".into()),
             event_time: 5,
             actor: None,
-            actor_type: None,
+            source_ip: None,
             event_id: Some(id.into()),
         };
         let a = "111111111111";

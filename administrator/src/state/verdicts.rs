@@ -1110,10 +1110,10 @@ mod tests {
         let org = OrgView::default();
         verdicts.verdict(&test_key("k1"), &verdicts_facts("one", &resources(&["arn:aws:s3:::one/*"])), &org, None);
         let cause = Cause {
-            api: "PutBucketPolicy".into(),
+            api: Some("PutBucketPolicy".into()),
             event_time: 1,
             actor: None,
-            actor_type: None,
+            source_ip: None,
             event_id: Some("e".into()),
         };
         verdicts.verdict(

@@ -6,6 +6,9 @@
 //! - 2: a bucket's configuration names the calls that could not be read (`unread`); other
 //!   records are unchanged. The `policy_outcomes` tree (cached analyses) came later within
 //!   version 2: a new tree, so an older database simply has none and needs no migration.
+//! - 3: a finding keeps the bucket's state at its latest occurrence and the caller's whole
+//!   CloudTrail identity and source address; a refresh's cause has no API name. Other records
+//!   are unchanged.
 //!
 //! Engine-neutral: the engines (`sled_engine.rs`) store these bytes as they are.
 
@@ -14,7 +17,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 /// The version byte of every record this administrator writes.
-pub const RECORD_VERSION: u8 = 2;
+pub const RECORD_VERSION: u8 = 3;
 /// The layout of values written before records were versioned (bare postcard): migration
 /// prefixes them with this version.
 pub const UNVERSIONED_LAYOUT: u8 = 1;

@@ -102,7 +102,7 @@ pub fn row(f: &Finding) -> Vec<String> {
         f.region.to_string(),
         f.bucket_name.clone(),
         f.count.to_string(),
-        f.last_action.api.clone(),
+        f.last_action.label().to_owned(),
         f.archived.to_string(),
     ]
 }

@@ -5,9 +5,27 @@ use estate_common::macie::{
     AccountLevelPermissions, BucketLevelPermissions, BucketMetadata, BucketPermissionConfiguration, BucketPublicAccess,
     BucketServerSideEncryption, EffectivePermission, Timestamp,
 };
+use estate_common::findings::BucketSnapshot;
 use estate_common::model::{AccountSettings, BucketFacts, ConfigCall};
 
-use crate::judge::{default_encryption_type, Judgement, PUBLIC_BY_S3_POLICY_STATUS};
+use super::{default_encryption_type, Judgement, PUBLIC_BY_S3_POLICY_STATUS};
+
+/// The bucket's state that a finding records (Macie's `resourcesAffected.s3Bucket`).
+pub fn snapshot(facts: &BucketFacts, judgement: &Judgement, account: Option<&AccountSettings>) -> BucketSnapshot {
+    let view = metadata(facts, judgement, account, (Vec::new(), Vec::new()));
+    BucketSnapshot {
+        created_at: facts.created_at,
+        owner_id: facts
+            .config()
+            .and_then(|c| c.acl.as_ref())
+            .map(|acl| acl.owner_canonical_id.clone())
+            .filter(|id| !id.is_empty()),
+        public_access: view.public_access,
+        default_encryption: view.server_side_encryption,
+        allows_unencrypted_object_uploads: view.allows_unencrypted_object_uploads,
+        tags: view.tags,
+    }
+}
 
 /// The Macie-shaped view of a bucket; `explanation` holds the policy's witnesses and the
 /// reasons for UNKNOWN policy verdicts.
