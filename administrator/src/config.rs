@@ -10,6 +10,7 @@ use serde::Deserialize;
 use estate_common::model::AccountId;
 
 use crate::api::auth::{digest, Identity, Role, TokenDigest};
+use crate::deliver::SinkConfig;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,6 +27,9 @@ pub struct Config {
     /// agent account or client role. Needs `--client-ca`.
     #[serde(default)]
     pub require_certificate_identity: bool,
+    /// Where findings are delivered besides Estate's own API (`deliver/`).
+    #[serde(default)]
+    pub sinks: Vec<SinkConfig>,
     /// The accounts inside the organization (`organization.accounts` and every agent's),
     /// checked by [`Config::parse`], the one way a configuration is read.
     #[serde(skip)]
@@ -160,6 +164,13 @@ impl Config {
             config.agent_accounts.insert(id);
         }
         config.identities()?;
+        let mut names = BTreeSet::new();
+        for sink in &config.sinks {
+            sink.check()?;
+            if !names.insert(sink.name()) {
+                bail!("two sinks are named `{}`", sink.name());
+            }
+        }
         Ok(config)
     }
 

@@ -6,7 +6,9 @@
 //! - `server`: starts everything and wires it together;
 //! - `api`: what peers speak to (gRPC services, HTTP and the dashboard, authentication, TLS,
 //!   the accept loop's defences, errors as statuses);
-//! - `read`: questions about the state (criteria, bucket queries, views);
+//! - `deliver`: findings sent to destinations outside Estate (EventBridge, webhooks, OCSF),
+//!   each sink following the findings feed from a cursor kept in the state;
+//! - `read`: questions about the state (criteria, bucket queries, views, the findings feed);
 //! - `ingest` (the committer, the one writer) and `analysis` (the policy workers, which hand
 //!   their outcomes to the committer through a sink);
 //! - `state`: the state in memory, changed only by applying an `Op`, with the concerns it
@@ -19,6 +21,7 @@
 pub mod analysis;
 pub mod api;
 pub mod config;
+pub mod deliver;
 pub mod ingest;
 pub mod judge;
 pub mod organizations;

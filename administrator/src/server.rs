@@ -50,7 +50,8 @@ pub struct ServeOptions {
     /// fails), every `organizations_interval`.
     pub organizations: bool,
     pub organizations_interval: std::time::Duration,
-    /// An AWS-compatible endpoint for Organizations (tests).
+    /// An AWS-compatible endpoint for every AWS service the administrator calls
+    /// (Organizations, EventBridge): tests point it at moto.
     pub aws_endpoint_url: Option<String>,
     pub policy_workers: usize,
     /// The time budget of one policy's whole analysis.
@@ -422,6 +423,11 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     } else {
         false
     };
+    let sinks = config.as_ref().map(|c| c.sinks.as_slice()).unwrap_or_default();
+    let deliveries = Arc::new(
+        crate::deliver::start(sinks, Arc::clone(&store), committer.clone(), options.aws_endpoint_url.as_deref())
+            .await?,
+    );
     let directory = Arc::new(AgentDirectory::default());
     if options.config.is_some() || tls.is_some() {
         let (auth, directory) = (auth.clone(), Arc::clone(&directory));
@@ -512,6 +518,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         max_criterion_values: limits.max_criterion_values,
         request_timeout: limits.request_timeout,
         loopback_only: options.insecure_dev.then_some(http_addr),
+        deliveries,
     };
     let http_server = http::serve(http_listener, tls.clone(), http::router(http_state), limits.http(), stop.clone());
     let message = limits.max_message_bytes;

@@ -643,23 +643,25 @@ impl From<&macie::BucketPublicAccess> for pb::BucketPublicAccess {
     fn from(pa: &macie::BucketPublicAccess) -> Self {
         pb::BucketPublicAccess {
             effective_permission: permission_to_pb(pa.effective_permission).into(),
-            permission_configuration: pa.permission_configuration.as_ref().map(|pc| pb::BucketPermissionConfiguration {
-                account_level_permissions: Some(pb::AccountLevelPermissions {
-                    block_public_access: pc.account_level_permissions.block_public_access.map(Into::into),
-                }),
-                bucket_level_permissions: Some(pb::BucketLevelPermissions {
-                    access_control_list: pc.bucket_level_permissions.access_control_list.map(|acl| {
-                        pb::AccessControlList {
-                            allows_public_read_access: acl.allows_public_read_access,
-                            allows_public_write_access: acl.allows_public_write_access,
-                        }
+            permission_configuration: pa.permission_configuration.as_ref().map(|pc| {
+                pb::BucketPermissionConfiguration {
+                    account_level_permissions: Some(pb::AccountLevelPermissions {
+                        block_public_access: pc.account_level_permissions.block_public_access.map(Into::into),
                     }),
-                    block_public_access: Some(pc.bucket_level_permissions.block_public_access.into()),
-                    bucket_policy: pc.bucket_level_permissions.bucket_policy.map(|p| pb::BucketPolicyVerdict {
-                        allows_public_read_access: opt_bool_to_pb(p.allows_public_read_access),
-                        allows_public_write_access: opt_bool_to_pb(p.allows_public_write_access),
+                    bucket_level_permissions: Some(pb::BucketLevelPermissions {
+                        access_control_list: pc.bucket_level_permissions.access_control_list.map(|acl| {
+                            pb::AccessControlList {
+                                allows_public_read_access: acl.allows_public_read_access,
+                                allows_public_write_access: acl.allows_public_write_access,
+                            }
+                        }),
+                        block_public_access: Some(pc.bucket_level_permissions.block_public_access.into()),
+                        bucket_policy: pc.bucket_level_permissions.bucket_policy.map(|p| pb::BucketPolicyVerdict {
+                            allows_public_read_access: opt_bool_to_pb(p.allows_public_read_access),
+                            allows_public_write_access: opt_bool_to_pb(p.allows_public_write_access),
+                        }),
                     }),
-                }),
+                }
             }),
         }
     }
@@ -1328,7 +1330,10 @@ mod tests {
             actor_type: "IAMUser".into(),
             identity: Some(pb::UserIdentity {
                 r#type: "AssumedRole".into(),
-                session_issuer: Some(pb::SessionIssuer { arn: "arn:aws:iam::111111111111:role/r".into(), ..Default::default() }),
+                session_issuer: Some(pb::SessionIssuer {
+                    arn: "arn:aws:iam::111111111111:role/r".into(),
+                    ..Default::default()
+                }),
                 ..Default::default()
             }),
             source_ip: "192.0.2.1".into(),

@@ -239,9 +239,10 @@ impl Actor {
                     ("principalId", text(&self.principal_id)),
                 ]),
             ),
-            Some("AWSAccount") => {
-                ("awsAccount", object([("accountId", text(&self.account_id)), ("principalId", text(&self.principal_id))]))
-            }
+            Some("AWSAccount") => (
+                "awsAccount",
+                object([("accountId", text(&self.account_id)), ("principalId", text(&self.principal_id))]),
+            ),
             Some("AWSService") => ("awsService", object([("invokedBy", text(&self.invoked_by))])),
             // A type Macie has no object for (e.g. `IdentityCenterUser`): the type alone.
             _ => return object([("type", text(&self.kind))]),
@@ -269,10 +270,7 @@ impl BucketSnapshot {
             ("name", Some(name.into())),
             ("owner", self.owner_id.as_ref().map(|id| serde_json::json!({"id": id}))),
             ("publicAccess", self.public_access.as_ref().and_then(|p| serde_json::to_value(p).ok())),
-            (
-                "tags",
-                Some(self.tags.iter().map(|t| serde_json::json!({"key": t.key, "value": t.value})).collect()),
-            ),
+            ("tags", Some(self.tags.iter().map(|t| serde_json::json!({"key": t.key, "value": t.value})).collect())),
         ])
     }
 }
@@ -567,9 +565,11 @@ mod tests {
             "resourcesAffected.s3Bucket.owner.displayName",
         ]
         .into();
-        let invented: Vec<&String> = estate.iter().filter(|p| !macie.contains(*p) && !added.contains(p.as_str())).collect();
+        let invented: Vec<&String> =
+            estate.iter().filter(|p| !macie.contains(*p) && !added.contains(p.as_str())).collect();
         assert!(invented.is_empty(), "members Macie's finding does not have: {invented:?}");
-        let missing: Vec<&String> = macie.iter().filter(|p| !estate.contains(*p) && !absent.contains(p.as_str())).collect();
+        let missing: Vec<&String> =
+            macie.iter().filter(|p| !estate.contains(*p) && !absent.contains(p.as_str())).collect();
         assert!(missing.is_empty(), "Macie's members Estate leaves out without a reason: {missing:?}");
         let filled_anyway: Vec<&&str> = absent.iter().filter(|p| estate.contains(**p)).collect();
         assert!(filled_anyway.is_empty(), "listed as absent but filled: {filled_anyway:?}");
@@ -588,7 +588,10 @@ mod tests {
         g.last_action.source_ip = Some("s3.amazonaws.com".into());
         let doc = g.to_macie_json();
         assert!(doc["policyDetails"]["actor"].get("ipAddressDetails").is_none(), "a service name is not an address");
-        assert_eq!(doc["policyDetails"]["actor"]["userIdentity"]["awsService"]["invokedBy"], "cloudformation.amazonaws.com");
+        assert_eq!(
+            doc["policyDetails"]["actor"]["userIdentity"]["awsService"]["invokedBy"],
+            "cloudformation.amazonaws.com"
+        );
         assert_eq!(doc["schemaVersion"], SCHEMA_VERSION);
     }
 }

@@ -696,7 +696,8 @@ mod tests {
     fn an_assumed_role_and_its_source_address_are_passed_on_and_oversized_claims_dropped() {
         let regions = vec![Region::parse("us-east-1").unwrap()];
         let a = "111111111111";
-        let mut body: serde_json::Value = serde_json::from_str(&event(a, "us-east-1", "PutBucketAcl", Some("b"))).unwrap();
+        let mut body: serde_json::Value =
+            serde_json::from_str(&event(a, "us-east-1", "PutBucketAcl", Some("b"))).unwrap();
         body["detail"]["sourceIPAddress"] = serde_json::json!("198.51.100.7");
         body["detail"]["userIdentity"] = serde_json::json!({
             "type": "AssumedRole", "principalId": "AROAEXAMPLE:session", "accountId": a,
@@ -708,7 +709,9 @@ mod tests {
                 "attributes": {"creationDate": "2026-11-29T04:00:00Z", "mfaAuthenticated": "true"}
             }
         });
-        let Event::Bucket { cause, .. } = parse(&body.to_string(), a, &regions).unwrap() else { panic!("a bucket event") };
+        let Event::Bucket { cause, .. } = parse(&body.to_string(), a, &regions).unwrap() else {
+            panic!("a bucket event")
+        };
         assert_eq!(cause.source_ip, "198.51.100.7");
         let identity = cause.identity.expect("the identity is passed on");
         assert_eq!((identity.r#type.as_str(), identity.access_key_id.as_str()), ("AssumedRole", "ASIAEXAMPLE"));

@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -36,6 +37,7 @@ use estate_common::findings::FindingType;
 
 use crate::api::edge::{self, Accepted, Activity, OpeningLimits, Slots, Watched};
 use crate::api::tls::{Listener, Peer, Tls};
+use crate::deliver::{Deliveries, SinkStatus};
 use crate::read::findings::{follow, FindingProperty, FindingsQuery, Followed};
 use crate::read::query::{self, Criterion, Query};
 use crate::read::views;
@@ -54,6 +56,8 @@ pub struct HttpState {
     /// Under `--insecure-dev`: the listen address, and requests must name a loopback host
     /// (or it) as their `Host`.
     pub loopback_only: Option<SocketAddr>,
+    /// The sinks' delivery counters, for `/metrics`.
+    pub deliveries: Arc<Deliveries>,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -393,6 +397,9 @@ async fn metrics(State(state): State<HttpState>, ConnectInfo(peer): ConnectInfo<
         "Bucket names that more than one account's bucket list claims.",
         contested_names as i64,
     );
+    let durable = s.findings().durable_sequence;
+    drop(s);
+    sink_metrics(&mut out, &state.deliveries, durable);
     let _ = writeln!(
         out,
         "# HELP estate_identity_claims_refused_total Canonical-ID claims refused because another account \
@@ -400,6 +407,30 @@ async fn metrics(State(state): State<HttpState>, ConnectInfo(peer): ConnectInfo<
          estate_identity_claims_refused_total {refused}"
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+/// Per sink: findings delivered, failed deliveries, and the finding changes not yet delivered.
+fn sink_metrics(out: &mut String, deliveries: &Deliveries, durable: u64) {
+    if deliveries.sinks.is_empty() {
+        return;
+    }
+    let families: [(&str, &str, &str, fn(&SinkStatus, u64) -> u64); 3] = [
+        ("estate_sink_delivered_total", "counter", "Findings delivered by the sink.", |s, _| {
+            s.delivered.load(Ordering::Relaxed)
+        }),
+        ("estate_sink_failures_total", "counter", "Deliveries of the sink that failed (each attempt).", |s, _| {
+            s.failures.load(Ordering::Relaxed)
+        }),
+        ("estate_sink_lag", "gauge", "Finding changes the sink has not delivered yet.", |s, durable| {
+            durable.saturating_sub(s.cursor.load(Ordering::Relaxed))
+        }),
+    ];
+    for (name, kind, help, value) in families {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for sink in &deliveries.sinks {
+            let _ = writeln!(out, "{name}{{sink=\"{}\",kind=\"{}\"}} {}", sink.name, sink.kind, value(sink, durable));
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -612,7 +643,7 @@ struct LiveParams {
 /// reads it with `fetch`, which can send the token.
 async fn api_findings_live(State(state): State<HttpState>, _: Reader, UrlQuery(p): UrlQuery<LiveParams>) -> Response {
     use axum::response::sse::{Event, KeepAlive, Sse};
-    let mut followed = follow(&state.store, p.cursor.unwrap_or(0));
+    let mut followed = follow(&state.store, p.cursor.filter(|c| *c > 0));
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Event, std::convert::Infallible>>(1);
     tokio::spawn(async move {
         while let Some(item) = followed.recv().await {
@@ -646,6 +677,7 @@ mod tests {
             max_criterion_values: 100,
             request_timeout: Duration::from_secs(30),
             loopback_only,
+            deliveries: Default::default(),
         }
     }
 

@@ -1,11 +1,11 @@
 //! The Macie-shaped view of one bucket (`BucketMetadata`), from its facts, its judgement and
 //! its account's settings.
 
+use estate_common::findings::BucketSnapshot;
 use estate_common::macie::{
     AccountLevelPermissions, BucketLevelPermissions, BucketMetadata, BucketPermissionConfiguration, BucketPublicAccess,
     BucketServerSideEncryption, EffectivePermission, Timestamp,
 };
-use estate_common::findings::BucketSnapshot;
 use estate_common::model::{AccountSettings, BucketFacts, ConfigCall};
 
 use super::{default_encryption_type, Judgement, PUBLIC_BY_S3_POLICY_STATUS};

@@ -162,14 +162,15 @@ pub enum Followed {
 /// How many followed findings wait for a slow reader before the feed's own buffer is used.
 const FOLLOW_BUFFER: usize = 256;
 
-/// Every finding created or updated after `cursor` (none before it when it is 0), replayed
-/// first, then each one as it becomes durable. Subscribing and reading what is durable happen
+/// Every finding created or updated after `after` (none before now when it is `None`),
+/// replayed first, then each one as it becomes durable. Subscribing and reading what is durable happen
 /// under one read lock, which announcing excludes: what is announced before is replayed, what
 /// is announced after comes from the feed, so nothing falls between the two and nothing
 /// arrives twice. The receiver closes when the follower falls behind (after `Behind`) or the
 /// feed ends.
-pub fn follow(store: &Store, cursor: u64) -> mpsc::Receiver<Followed> {
-    let (mut live, backlog) = store.read().findings().watch_from(cursor);
+pub fn follow(store: &Store, after: Option<u64>) -> mpsc::Receiver<Followed> {
+    let (mut live, backlog) = store.read().findings().watch_from(after);
+    let cursor = after.unwrap_or(0);
     let (tx, rx) = mpsc::channel(FOLLOW_BUFFER);
     tokio::spawn(async move {
         let mut sent = cursor;

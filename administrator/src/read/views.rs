@@ -77,12 +77,7 @@ pub fn describe(state: &State, query: &Query) -> (Vec<macie::BucketMetadata>, Op
         .into_iter()
         .map(|e| {
             let explanation = state.policy_explanation(&e.facts.key.stored());
-            crate::judge::metadata(
-                &e.facts,
-                &e.judgement,
-                state.accounts.get(&e.facts.key.account_id),
-                explanation,
-            )
+            crate::judge::metadata(&e.facts, &e.judgement, state.accounts.get(&e.facts.key.account_id), explanation)
         })
         .collect();
     (buckets, token)

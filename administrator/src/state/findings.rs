@@ -180,15 +180,16 @@ pub struct Findings {
 
 impl Findings {
     /// A watcher's start: the feed of findings announced from now on, and the durable findings
-    /// after `cursor` (none when it is 0), in sequence order. Called under the store's read
+    /// after `after` (none when it is `None`), in sequence order. Called under the store's read
     /// lock, which announcing excludes, so nothing falls between the two and nothing comes
     /// twice.
-    pub fn watch_from(&self, cursor: u64) -> (broadcast::Receiver<Finding>, Vec<Finding>) {
+    pub fn watch_from(&self, after: Option<u64>) -> (broadcast::Receiver<Finding>, Vec<Finding>) {
         let live = self.feed.subscribe();
+        let Some(after) = after else { return (live, Vec::new()) };
         let mut backlog: Vec<Finding> = self
             .by_id
             .values()
-            .filter(|f| cursor > 0 && f.sequence > cursor && f.sequence <= self.durable_sequence)
+            .filter(|f| f.sequence > after && f.sequence <= self.durable_sequence)
             .cloned()
             .collect();
         backlog.sort_by_key(|f| f.sequence);
@@ -228,7 +229,14 @@ impl Findings {
 
     /// Raises `kind` for a bucket, or counts one more occurrence of its open finding; `state`
     /// is the bucket as it is now.
-    pub fn raise(&mut self, bucket: &BucketKey, kind: FindingType, cause: &Cause, state: &BucketSnapshot, now: UnixMillis) {
+    pub fn raise(
+        &mut self,
+        bucket: &BucketKey,
+        kind: FindingType,
+        cause: &Cause,
+        state: &BucketSnapshot,
+        now: UnixMillis,
+    ) {
         self.sequence += 1;
         let key = (bucket.stored(), kind);
         let finding = match self.open.get(&key).and_then(|id| self.by_id.get_mut(id)) {

@@ -94,4 +94,9 @@ pub enum Op {
     PruneSeenEvents {
         before: UnixMillis,
     },
+    /// A sink delivered every finding change up to `through` (its cursor moves forward only).
+    SinkDelivered {
+        sink: String,
+        through: u64,
+    },
 }

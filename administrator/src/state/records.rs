@@ -194,6 +194,14 @@ impl Record for Posture {}
 impl Record for UnixMillis {}
 impl Record for BucketList {}
 impl Record for CachedOutcome {}
+impl Record for SinkCursor {}
+
+/// How far one sink has delivered the findings feed: every change up to `delivered_through`
+/// (a finding sequence) is delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SinkCursor {
+    pub delivered_through: u64,
+}
 
 /// An analysis that failed inside the analyser, remembered across restarts for as long as
 /// the analyser's version is the same.
@@ -243,6 +251,10 @@ pub fn check_record(tree: Tree, key: &[u8], value: &[u8]) -> anyhow::Result<()> 
         Tree::PolicyOutcomes => {
             decode::<CachedOutcome>(name, key, value)?;
             anyhow::ensure!(key.len() == std::mem::size_of::<PolicyDigest>(), "the key is not a digest");
+        }
+        Tree::SinkCursors => {
+            decode::<SinkCursor>(name, key, value)?;
+            anyhow::ensure!(std::str::from_utf8(key).is_ok_and(|k| !k.is_empty()), "the key is not a sink name");
         }
         Tree::BucketLists => {
             decode::<BucketList>(name, key, value)?;

@@ -30,7 +30,9 @@ use crate::state::index::{Entry, Index};
 use crate::state::members::{Freshness, MemberRecord, Membership, Progress, ScopeRecord};
 pub use crate::state::op::Op;
 use crate::state::owners::{BucketList, BucketOwners};
-use crate::state::records::{parse_seen_event_key, seen_event_key, stored_key, PolicyFailure, StoredBucket};
+use crate::state::records::{
+    parse_seen_event_key, seen_event_key, stored_key, PolicyFailure, SinkCursor, StoredBucket,
+};
 use crate::state::stats::Statistics;
 use crate::state::verdicts::{CachedOutcome, PolicyDigest, PolicyOutcome, PolicyQueue, PolicyVerdicts, Settlement};
 use crate::storage::codec::{decode, encode};
@@ -62,6 +64,8 @@ pub struct State {
     now: UnixMillis,
     /// The store is being loaded: the buckets inserted are not new.
     loading: bool,
+    /// Per sink, how far it has delivered the findings feed (`deliver/`).
+    sink_cursors: HashMap<String, SinkCursor>,
 }
 
 /// How long an event counted once is remembered (agents resend within minutes).
@@ -354,7 +358,23 @@ impl State {
             Op::ForgetAccount { account_id } => self.forget_account(&account_id, writes),
             Op::PruneSeenEvents { before } => self.apply_prune_seen_events(before, writes),
             Op::AccountBuckets { account_id, list } => self.apply_account_buckets(account_id, list, writes),
+            Op::SinkDelivered { sink, through } => self.apply_sink_delivered(sink, through, writes),
         }
+    }
+
+    /// Applies [`Op::SinkDelivered`]: the cursor only moves forward.
+    fn apply_sink_delivered(&mut self, sink: String, through: u64, writes: &mut Writes) {
+        let known = self.sink_cursors.get(&sink).map(|c| c.delivered_through);
+        if known.is_none_or(|before| through > before) {
+            let cursor = SinkCursor { delivered_through: through };
+            writes.insert(Tree::SinkCursors, sink.as_bytes(), encode(&cursor));
+            self.sink_cursors.insert(sink, cursor);
+        }
+    }
+
+    /// How far `sink` has delivered the findings feed; `None` before its first delivery.
+    pub fn sink_cursor(&self, sink: &str) -> Option<u64> {
+        self.sink_cursors.get(sink).map(|c| c.delivered_through)
     }
 
     /// Applies [`Op::Hello`].
@@ -793,6 +813,11 @@ impl Store {
         })?;
         self.storage.scan(Tree::Findings, &mut |key, value| {
             state.tracker.findings.load(decode(Tree::Findings.name(), key, value)?);
+            Ok(())
+        })?;
+        self.storage.scan(Tree::SinkCursors, &mut |key, value| {
+            let cursor: SinkCursor = decode(Tree::SinkCursors.name(), key, value)?;
+            state.sink_cursors.insert(String::from_utf8_lossy(key).into_owned(), cursor);
             Ok(())
         })?;
         // Before the buckets: their replication destinations are judged with the lists.
@@ -1560,23 +1585,23 @@ mod tests {
         let golden = [
             (
                 hex::encode(encode(&stored)),
-                // Version 2: as version 1 below, and the empty `unread` list (00) before the
-                // generation.
+                // Version 3 (the same layout as version 2; only findings changed): as version 1
+                // below, and the empty `unread` list (00) before the generation.
                 concat!(
-                    "020c3131313131313131313131310965752d776573742d3106676f6c64656e020e000000000001406161616161616161",
+                    "030c3131313131313131313131310965752d776573742d3106676f6c64656e020e000000000001406161616161616161",
                     "616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161",
                     "616161616161616102004061616161616161616161616161616161616161616161616161616161616161616161616161",
                     "61616161616161616161616161616161616161616161616161616104012f687474703a2f2f6163732e616d617a6f6e61",
                     "77732e636f6d2f67726f7570732f676c6f62616c2f416c6c55736572730000000000000003"
                 ),
             ),
-            (hex::encode(encode(&scope)), "0203011201"),
-            (hex::encode(encode(&member)), "020c313131313131313131313131010965752d776573742d31016301310a"),
-            (hex::encode(encode(&failure)), "0201760172"),
-            (hex::encode(encode(&Posture::default())), "02000000000000"),
+            (hex::encode(encode(&scope)), "0303011201"),
+            (hex::encode(encode(&member)), "030c313131313131313131313131010965752d776573742d31016301310a"),
+            (hex::encode(encode(&failure)), "0301760172"),
+            (hex::encode(encode(&Posture::default())), "03000000000000"),
             // A cached analysis (`policy_outcomes`): analyser, bucket, time, then the verdict
             // (Tri as its variant index: 00 TRUE, 01 FALSE, 02 UNKNOWN), witnesses, reasons.
-            (hex::encode(encode(&outcome)), "02017601620e00010201013101012a0101010171012a000161017201016b010176010178"),
+            (hex::encode(encode(&outcome)), "03017601620e00010201013101012a0101010171012a000161017201016b010176010178"),
         ];
         for (actual, pinned) in golden {
             assert_eq!(actual, pinned);

@@ -33,10 +33,12 @@ pub enum Tree {
     BucketLists,
     /// Digest → a policy analysis, so that a restart re-judges from it.
     PolicyOutcomes,
+    /// Sink name → how far the sink has delivered the findings feed.
+    SinkCursors,
 }
 
 impl Tree {
-    pub const ALL: [Tree; 10] = [
+    pub const ALL: [Tree; 11] = [
         Tree::Buckets,
         Tree::Accounts,
         Tree::Scopes,
@@ -47,6 +49,7 @@ impl Tree {
         Tree::SeenEvents,
         Tree::BucketLists,
         Tree::PolicyOutcomes,
+        Tree::SinkCursors,
     ];
 
     /// Its name on disk.
@@ -62,6 +65,7 @@ impl Tree {
             Tree::SeenEvents => "seen_events",
             Tree::BucketLists => "bucket_lists",
             Tree::PolicyOutcomes => "policy_outcomes",
+            Tree::SinkCursors => "sink_cursors",
         }
     }
 

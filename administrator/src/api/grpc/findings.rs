@@ -132,7 +132,7 @@ impl FindingsService for FindingsServiceImpl {
     ) -> Result<Response<Self::WatchFindingsStream>, Status> {
         self.auth.reader(&request)?;
         let cursor = request.into_inner().cursor;
-        let mut followed = follow(&self.store, cursor);
+        let mut followed = follow(&self.store, (cursor > 0).then_some(cursor));
         let (tx, rx) = mpsc::channel(1);
         tokio::spawn(async move {
             while let Some(item) = followed.recv().await {
