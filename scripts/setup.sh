@@ -11,6 +11,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" # REPO, VENV
 MOTO_VERSION="5.2.5"
 CFN_LINT_VERSION="1.58.0"
 KUBERNETES_VALIDATE_VERSION="1.37.0"
+OCSF_JSON_SCHEMA_VERSION="1.2.0"
+JSONSCHEMA_VERSION="4.26.0"
 
 log() { echo "setup: $*"; }
 
@@ -76,6 +78,10 @@ ensure_pip moto "$MOTO_VERSION" "[server]"
 # package (it validates offline).
 ensure_pip cfn-lint "$CFN_LINT_VERSION"
 ensure_pip kubernetes-validate "$KUBERNETES_VALIDATE_VERSION"
+# The OCSF sink's test validates its output offline against the OCSF schema this package
+# bundles (scripts/ocsf-validate.py), with jsonschema.
+ensure_pip ocsf-json-schema "$OCSF_JSON_SCHEMA_VERSION"
+ensure_pip jsonschema "$JSONSCHEMA_VERSION"
 
 # The dashboard's browser test: Debian's Chromium, driven by playwright-core (pinned in
 # tests/browser/package-lock.json) with the machine's Node.js.

@@ -21,6 +21,7 @@ pub use aws_sdk_s3control;
 
 pub mod faultproxy;
 pub mod pki;
+pub mod receiver;
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {

@@ -31,7 +31,7 @@ impl Events {
         Ok(Self { sqs, bridge: moto.eventbridge(creds), queue, dead_letters, next: Default::default() })
     }
 
-    fn detail(&self, account: &str, name: &str, bucket: Option<&str>, event_id: &str) -> Value {
+    pub(super) fn detail(&self, account: &str, name: &str, bucket: Option<&str>, event_id: &str) -> Value {
         let mut params = json!({});
         if let Some(b) = bucket {
             params["bucketName"] = json!(b);
@@ -65,10 +65,15 @@ impl Events {
         bucket: Option<&str>,
         event_id: &str,
     ) -> anyhow::Result<()> {
+        self.publish_detail(self.detail(account, name, bucket, event_id)).await
+    }
+
+    /// Publishes a CloudTrail event's `detail` as written.
+    pub(super) async fn publish_detail(&self, detail: Value) -> anyhow::Result<()> {
         let entry = aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
             .source("aws.s3")
             .detail_type("AWS API Call via CloudTrail")
-            .detail(self.detail(account, name, bucket, event_id).to_string())
+            .detail(detail.to_string())
             .build();
         let out = self.bridge.put_events().entries(entry).send().await?;
         anyhow::ensure!(out.failed_entry_count() == 0, "PutEvents failed: {out:?}");

@@ -41,6 +41,7 @@ mod objects;
 mod parity;
 mod policies;
 mod scale;
+mod sinks;
 mod slowpeers;
 mod tls;
 mod untrusted;

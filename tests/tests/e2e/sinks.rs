@@ -1,0 +1,239 @@
+//! Findings delivered outside Estate, end to end (issue 24): a policy change, as a CloudTrail
+//! event through moto's EventBridge → SQS path, reaches every configured sink with Macie's
+//! whole document: EventBridge (a custom bus in moto, read back through a rule's SQS queue), a
+//! signed HTTPS webhook and its Slack form (a local receiver that checks the signature with
+//! its own HMAC), and OCSF lines (validated against the OCSF schema). A sink whose receiver is
+//! down does not hold the others back. A SIGKILL in the middle of a burst of findings loses
+//! none and gives none a second ID.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use estate_tests::receiver::{Received, Receiver};
+
+use super::findings::Events;
+use super::*;
+
+const SECRET: &str = "webhook-secret-0123456789";
+const BUS: &str = "estate-findings";
+const WITHIN: Duration = Duration::from_secs(60);
+
+fn policy(bucket: &str) -> String {
+    json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
+        "Resource": format!("arn:aws:s3:::{bucket}/*")}]})
+    .to_string()
+}
+
+/// The administrator's own AWS credentials in moto (its default account).
+fn admin_credentials() -> aws_sdk_s3::config::Credentials {
+    aws_sdk_s3::config::Credentials::new("testing", "testing", None, None, "tests")
+}
+
+/// A custom bus with a rule sending Estate's events to an SQS queue; returns the queue URL.
+async fn bus_with_queue(moto: &Moto) -> anyhow::Result<String> {
+    let creds = admin_credentials();
+    let bridge = moto.eventbridge(&creds);
+    let sqs = moto.sqs(&creds);
+    bridge.create_event_bus().name(BUS).send().await?;
+    let queue = sqs.create_queue().queue_name("estate-delivered").send().await?.queue_url.unwrap();
+    let arn = sqs
+        .get_queue_attributes()
+        .queue_url(&queue)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await?
+        .attributes()
+        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn).cloned())
+        .unwrap();
+    let pattern = json!({"source": ["estate"], "detail-type": ["Estate Finding"]});
+    bridge.put_rule().name("estate-to-queue").event_bus_name(BUS).event_pattern(pattern.to_string()).send().await?;
+    bridge
+        .put_targets()
+        .rule("estate-to-queue")
+        .event_bus_name(BUS)
+        .targets(aws_sdk_eventbridge::types::Target::builder().id("queue").arn(arn).build()?)
+        .send()
+        .await?;
+    Ok(queue)
+}
+
+/// Every event the bus's queue holds now (each deleted once read).
+async fn drain(moto: &Moto, queue: &str) -> anyhow::Result<Vec<Value>> {
+    let sqs = moto.sqs(&admin_credentials());
+    let mut events = Vec::new();
+    loop {
+        let out = sqs.receive_message().queue_url(queue).max_number_of_messages(10).send().await?;
+        let messages = out.messages();
+        if messages.is_empty() {
+            return Ok(events);
+        }
+        for m in messages {
+            events.push(serde_json::from_str(m.body().unwrap_or_default())?);
+            sqs.delete_message().queue_url(queue).receipt_handle(m.receipt_handle().unwrap_or_default()).send().await?;
+        }
+    }
+}
+
+fn sinks_config(dir: &Path, receiver: &Receiver, dead_port: u16) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let ocsf = dir.join("findings.ocsf.jsonl");
+    let secret = dir.join("webhook-secret");
+    std::fs::write(&secret, SECRET)?;
+    let hook = |name: &str, url: String, format: &str| {
+        format!(
+            "[[sinks]]\nkind = \"webhook\"\nname = \"{name}\"\nurl = \"{url}\"\nformat = \"{format}\"\n\
+             secret_file = \"{}\"\nca_file = \"{}\"\n",
+            secret.display(),
+            receiver.ca_path.display()
+        )
+    };
+    let text = format!(
+        "version = 1\n\
+         [[sinks]]\nkind = \"eventbridge\"\nname = \"bus\"\nevent_bus = \"{BUS}\"\nregion = \"us-east-1\"\n\
+         [[sinks]]\nkind = \"ocsf\"\nname = \"lake\"\npath = \"{}\"\n{}{}{}",
+        ocsf.display(),
+        hook("hook", format!("https://127.0.0.1:{}/hook", receiver.addr.port()), "json"),
+        hook("chat", format!("https://127.0.0.1:{}/slack", receiver.addr.port()), "slack"),
+        hook("dead", format!("https://127.0.0.1:{dead_port}/hook"), "json"),
+    );
+    let path = dir.join("estate.toml");
+    std::fs::write(&path, text)?;
+    Ok((path, ocsf))
+}
+
+fn start_admin(dir: &Path, config: &Path, moto: &Moto) -> anyhow::Result<Admin> {
+    Admin::start_with_env(
+        &dir.join("data"),
+        None,
+        &["--config", config.to_str().unwrap(), "--aws-endpoint-url", &moto.endpoint],
+        &[("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"), ("AWS_REGION", "us-east-1")],
+    )
+}
+
+/// The administrator's `/metrics`, as `name{labels}` → value.
+fn metrics(admin: &Admin) -> anyhow::Result<BTreeMap<String, f64>> {
+    let out = std::process::Command::new("curl").args(["-sS", "--max-time", "10", &format!("{}/metrics", admin.http)]).output()?;
+    anyhow::ensure!(out.status.success(), "curl: {}", String::from_utf8_lossy(&out.stderr));
+    Ok(String::from_utf8(out.stdout)?
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' ').and_then(|(k, v)| Some((k.to_owned(), v.parse().ok()?))))
+        .collect())
+}
+
+fn sink_metric(metrics: &BTreeMap<String, f64>, name: &str, sink: &str, kind: &str) -> f64 {
+    metrics.get(&format!("{name}{{sink=\"{sink}\",kind=\"{kind}\"}}")).copied().unwrap_or(f64::NAN)
+}
+
+/// Runs `scripts/ocsf-validate.py` (the OCSF schema bundled in the project's virtualenv).
+fn validate_ocsf(path: &Path) -> anyhow::Result<()> {
+    let python = estate_tests::repo_root().join(".venv/bin/python");
+    let out = std::process::Command::new(&python)
+        .arg(estate_tests::repo_root().join("scripts/ocsf-validate.py"))
+        .arg(path)
+        .output()
+        .with_context(|| format!("running {} (scripts/setup.sh installs it)", python.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    anyhow::ensure!(out.status.success(), "OCSF validation failed:\n{text}{}", String::from_utf8_lossy(&out.stderr));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_policy_change_reaches_every_sink_whole_and_a_dead_receiver_holds_none_back() -> anyhow::Result<()> {
+    let moto = Moto::start()?;
+    let creds = moto.credentials(A).await?;
+    let s3 = moto.s3(&creds, "us-east-1");
+    let events = Events::create(&moto, &creds).await?;
+    for name in ["estate-s-policy", "estate-s-quiet"] {
+        seed_bucket(&moto, &creds, &Spec { tags: vec![("team", "data")], ..Spec::plain(A, name.into()) }).await?;
+    }
+    let queue = bus_with_queue(&moto).await?;
+    let dir = tempfile::tempdir()?;
+    let mut receiver = Receiver::start(dir.path(), SECRET).await?;
+    let dead_port = estate_tests::free_port();
+    let (config, ocsf) = sinks_config(dir.path(), &receiver, dead_port)?;
+    let admin = start_admin(dir.path(), &config, &moto)?;
+    let agent_args = ["--events-queue-url", &events.queue, "--events-wait-seconds", "1"];
+    let _agent = Agent::start(&admin, &moto, &creds, None, &["us-east-1"], &agent_args)?;
+    eventually(WITHIN, "the first refresh", || async {
+        let members = admin.ctl_json(None, &["members"])?;
+        Ok(members["members"][0]["regions"][0]["lastUpdated"].is_string().then_some(()))
+    })
+    .await?;
+
+    // The change, by an assumed role from an address.
+    s3.put_bucket_policy().bucket("estate-s-policy").policy(policy("estate-s-policy")).send().await?;
+    let mut detail = events.detail(A, "PutBucketPolicy", Some("estate-s-policy"), "evt-sinks-1");
+    detail["sourceIPAddress"] = json!("198.51.100.7");
+    detail["userIdentity"] = json!({
+        "type": "AssumedRole", "principalId": "AROAEXAMPLE:deploy", "accountId": A,
+        "arn": format!("arn:aws:sts::{A}:assumed-role/deployer/deploy"), "accessKeyId": "ASIAEXAMPLE",
+        "sessionContext": {
+            "sessionIssuer": {"type": "Role", "principalId": "AROAEXAMPLE", "accountId": A,
+                "arn": format!("arn:aws:iam::{A}:role/deployer"), "userName": "deployer"},
+            "attributes": {"creationDate": "2026-12-01T10:00:00Z", "mfaAuthenticated": "true"}
+        }
+    });
+    events.publish_detail(detail).await?;
+
+    // The webhook, in both forms, signed.
+    let mut got: BTreeMap<String, Received> = BTreeMap::new();
+    while got.len() < 2 {
+        let request = receiver.next(WITHIN).await?;
+        got.insert(request.path.clone(), request);
+    }
+    let hook = &got["/hook"];
+    assert!(hook.signature_valid, "the webhook's signature checks out: {:?}", hook.headers);
+    let doc = hook.json()?;
+    let id = doc["id"].as_str().unwrap().to_owned();
+    assert_eq!(hook.headers["x-estate-finding-id"], id);
+    assert_eq!(doc["type"], "Policy:IAMUser/S3BucketPublic");
+    assert_eq!(doc["schemaVersion"], "1.0");
+    let bucket = &doc["resourcesAffected"]["s3Bucket"];
+    assert_eq!(bucket["name"], "estate-s-policy");
+    assert_eq!(bucket["publicAccess"]["effectivePermission"], "PUBLIC", "{doc}");
+    assert_eq!(bucket["tags"], json!([{"key": "team", "value": "data"}]));
+    assert!(bucket["owner"]["id"].is_string() && bucket["createdAt"].is_string(), "{bucket}");
+    let actor = &doc["policyDetails"]["actor"];
+    assert_eq!(actor["ipAddressDetails"], json!({"ipAddressV4": "198.51.100.7"}), "no geolocation is invented");
+    let role = &actor["userIdentity"]["assumedRole"];
+    assert_eq!(actor["userIdentity"]["type"], "AssumedRole");
+    assert_eq!(role["sessionContext"]["sessionIssuer"]["userName"], "deployer");
+    assert_eq!(role["sessionContext"]["attributes"]["mfaAuthenticated"], true);
+    assert_eq!(doc["policyDetails"]["action"]["apiCallDetails"]["api"], "PutBucketPolicy");
+    let slack = &got["/slack"];
+    assert!(slack.signature_valid);
+    let text = slack.json()?["text"].as_str().unwrap_or_default().to_owned();
+    assert!(text.contains("estate-s-policy") && text.contains("S3BucketPublic") && text.contains(&id), "{text}");
+
+    // EventBridge, read back through the bus's rule.
+    let delivered = eventually(WITHIN, "the event on the bus", || async {
+        let events = drain(&moto, &queue).await?;
+        Ok(events.into_iter().find(|e| e["detail"]["id"] == id.as_str()))
+    })
+    .await?;
+    assert_eq!((delivered["source"].as_str(), delivered["detail-type"].as_str()), (Some("estate"), Some("Estate Finding")));
+    assert_eq!(delivered["detail"], doc, "the bus carries the same document");
+    assert_eq!(delivered["resources"], json!(["arn:aws:s3:::estate-s-policy"]));
+
+    // OCSF, valid against the schema of the version it declares.
+    let line = eventually(WITHIN, "the OCSF line", || async {
+        let text = std::fs::read_to_string(&ocsf).unwrap_or_default();
+        Ok(text.lines().find(|l| l.contains(&id)).map(str::to_owned))
+    })
+    .await?;
+    let event: Value = serde_json::from_str(&line)?;
+    assert_eq!((event["class_uid"].as_i64(), event["finding_info"]["uid"].as_str()), (Some(2004), Some(id.as_str())));
+    assert_eq!(event["resources"][0]["uid"], "arn:aws:s3:::estate-s-policy");
+    validate_ocsf(&ocsf)?;
+
+    // The dead receiver's sink failed and holds the finding back; the others did not wait.
+    let m = metrics(&admin)?;
+    assert!(sink_metric(&m, "estate_sink_failures_total", "dead", "webhook") >= 1.0, "{m:?}");
+    assert!(sink_metric(&m, "estate_sink_lag", "dead", "webhook") >= 1.0, "{m:?}");
+    assert_eq!(sink_metric(&m, "estate_sink_delivered_total", "dead", "webhook"), 0.0);
+    for (sink, kind) in [("hook", "webhook"), ("chat", "webhook"), ("bus", "eventbridge"), ("lake", "ocsf")] {
+        assert!(sink_metric(&m, "estate_sink_delivered_total", sink, kind) >= 1.0, "{sink}: {m:?}");
+    }
+    Ok(())
+}
