@@ -49,7 +49,8 @@ impl Receiver {
     pub async fn start(dir: &std::path::Path, secret: &str) -> anyhow::Result<Self> {
         let pki = Pki::new(dir, "receiver")?;
         let issued = pki.server("receiver", "receiver")?;
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&issued.cert)?.collect::<Result<_, _>>()?;
+        let certs: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_file_iter(&issued.cert)?.collect::<Result<_, _>>()?;
         let key = PrivateKeyDer::from_pem_file(&issued.key)?;
         let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()?
@@ -72,7 +73,9 @@ impl Receiver {
                             let headers: BTreeMap<String, String> = request
                                 .headers()
                                 .iter()
-                                .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                                .map(|(k, v)| {
+                                    (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned())
+                                })
                                 .collect();
                             let body = request.into_body().collect().await?.to_bytes().to_vec();
                             let signature_valid = verify(&secret, &headers, &body);
@@ -80,9 +83,8 @@ impl Receiver {
                             Ok::<_, hyper::Error>(hyper::Response::new(Full::new(Bytes::from_static(b"ok"))))
                         }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tls), service)
-                        .await;
+                    let _ =
+                        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), service).await;
                 });
             }
         });

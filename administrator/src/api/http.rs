@@ -414,7 +414,9 @@ fn sink_metrics(out: &mut String, deliveries: &Deliveries, durable: u64) {
     if deliveries.sinks.is_empty() {
         return;
     }
-    let families: [(&str, &str, &str, fn(&SinkStatus, u64) -> u64); 3] = [
+    /// Name, type, help, and the value of a sink given the durable sequence.
+    type Family = (&'static str, &'static str, &'static str, fn(&SinkStatus, u64) -> u64);
+    let families: [Family; 3] = [
         ("estate_sink_delivered_total", "counter", "Findings delivered by the sink.", |s, _| {
             s.delivered.load(Ordering::Relaxed)
         }),

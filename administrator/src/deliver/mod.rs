@@ -21,7 +21,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use serde::Deserialize;
-use tokio::sync::mpsc::error::TryRecvError;
 
 use estate_common::findings::Finding;
 
@@ -222,10 +221,7 @@ async fn run(mut sink: Sink, status: Arc<SinkStatus>, start: Start, store: Arc<S
                     Followed::Behind { .. } => behind = true,
                 }
                 if !behind && batch.len() < sink.batch_limit() {
-                    next = match followed.try_recv() {
-                        Ok(item) => Some(item),
-                        Err(TryRecvError::Empty | TryRecvError::Disconnected) => None,
-                    };
+                    next = followed.try_recv().ok();
                 }
             }
             if !batch.is_empty() {

@@ -642,7 +642,9 @@ impl State {
         }
         match self.verdicts.settle(key.clone(), digest, analysed, &outcome, self.now) {
             Settlement::Current => self.rejudge(vec![key]),
-            Settlement::Superseded { facts, cause, verdict } => self.judge_superseded(&key, &facts, cause, &verdict),
+            Settlement::Superseded { facts, cause, verdict } => {
+                self.judge_superseded(&key, &facts, cause.map(|c| *c), &verdict)
+            }
             Settlement::Stale => {}
         }
     }

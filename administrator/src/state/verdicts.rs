@@ -588,7 +588,7 @@ pub enum Settlement {
     /// The bucket's current version: judge the bucket again.
     Current,
     /// A version replaced before its analysis came back: judge it (findings only).
-    Superseded { facts: Arc<BucketFacts>, cause: Option<Cause>, verdict: PolicyVerdict },
+    Superseded { facts: Arc<BucketFacts>, cause: Option<Box<Cause>>, verdict: PolicyVerdict },
     /// Nobody waits for it any more (the bucket is gone, or its context moved on); only cached.
     Stale,
 }
@@ -805,7 +805,7 @@ impl PolicyVerdicts {
                 }
                 return Settlement::Superseded {
                     facts: awaited.facts,
-                    cause: awaited.cause,
+                    cause: awaited.cause.map(Box::new),
                     verdict: settled.verdict.clone(),
                 };
             }

@@ -6,7 +6,7 @@
 //! down does not hold the others back. A SIGKILL in the middle of a burst of findings loses
 //! none and gives none a second ID.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -75,7 +75,9 @@ async fn drain(moto: &Moto, queue: &str) -> anyhow::Result<Vec<Value>> {
     }
 }
 
-fn sinks_config(dir: &Path, receiver: &Receiver, dead_port: u16) -> anyhow::Result<(PathBuf, PathBuf)> {
+/// The config: the bus, OCSF lines, the webhook in both forms, and (`dead_port`) a webhook
+/// whose receiver is down.
+fn sinks_config(dir: &Path, receiver: &Receiver, dead_port: Option<u16>) -> anyhow::Result<(PathBuf, PathBuf)> {
     let ocsf = dir.join("findings.ocsf.jsonl");
     let secret = dir.join("webhook-secret");
     std::fs::write(&secret, SECRET)?;
@@ -94,7 +96,7 @@ fn sinks_config(dir: &Path, receiver: &Receiver, dead_port: u16) -> anyhow::Resu
         ocsf.display(),
         hook("hook", format!("https://127.0.0.1:{}/hook", receiver.addr.port()), "json"),
         hook("chat", format!("https://127.0.0.1:{}/slack", receiver.addr.port()), "slack"),
-        hook("dead", format!("https://127.0.0.1:{dead_port}/hook"), "json"),
+        dead_port.map(|port| hook("dead", format!("https://127.0.0.1:{port}/hook"), "json")).unwrap_or_default(),
     );
     let path = dir.join("estate.toml");
     std::fs::write(&path, text)?;
@@ -105,14 +107,16 @@ fn start_admin(dir: &Path, config: &Path, moto: &Moto) -> anyhow::Result<Admin> 
     Admin::start_with_env(
         &dir.join("data"),
         None,
-        &["--config", config.to_str().unwrap(), "--aws-endpoint-url", &moto.endpoint],
+        &["--config", config.to_str().unwrap(), "--aws-endpoint-url", &moto.endpoint, "--min-refresh-interval", "0"],
         &[("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"), ("AWS_REGION", "us-east-1")],
     )
 }
 
 /// The administrator's `/metrics`, as `name{labels}` → value.
 fn metrics(admin: &Admin) -> anyhow::Result<BTreeMap<String, f64>> {
-    let out = std::process::Command::new("curl").args(["-sS", "--max-time", "10", &format!("{}/metrics", admin.http)]).output()?;
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "10", &format!("{}/metrics", admin.http)])
+        .output()?;
     anyhow::ensure!(out.status.success(), "curl: {}", String::from_utf8_lossy(&out.stderr));
     Ok(String::from_utf8(out.stdout)?
         .lines()
@@ -151,7 +155,7 @@ async fn a_policy_change_reaches_every_sink_whole_and_a_dead_receiver_holds_none
     let dir = tempfile::tempdir()?;
     let mut receiver = Receiver::start(dir.path(), SECRET).await?;
     let dead_port = estate_tests::free_port();
-    let (config, ocsf) = sinks_config(dir.path(), &receiver, dead_port)?;
+    let (config, ocsf) = sinks_config(dir.path(), &receiver, Some(dead_port))?;
     let admin = start_admin(dir.path(), &config, &moto)?;
     let agent_args = ["--events-queue-url", &events.queue, "--events-wait-seconds", "1"];
     let _agent = Agent::start(&admin, &moto, &creds, None, &["us-east-1"], &agent_args)?;
@@ -212,7 +216,10 @@ async fn a_policy_change_reaches_every_sink_whole_and_a_dead_receiver_holds_none
         Ok(events.into_iter().find(|e| e["detail"]["id"] == id.as_str()))
     })
     .await?;
-    assert_eq!((delivered["source"].as_str(), delivered["detail-type"].as_str()), (Some("estate"), Some("Estate Finding")));
+    assert_eq!(
+        (delivered["source"].as_str(), delivered["detail-type"].as_str()),
+        (Some("estate"), Some("Estate Finding"))
+    );
     assert_eq!(delivered["detail"], doc, "the bus carries the same document");
     assert_eq!(delivered["resources"], json!(["arn:aws:s3:::estate-s-policy"]));
 
@@ -235,5 +242,133 @@ async fn a_policy_change_reaches_every_sink_whole_and_a_dead_receiver_holds_none
     for (sink, kind) in [("hook", "webhook"), ("chat", "webhook"), ("bus", "eventbridge"), ("lake", "ocsf")] {
         assert!(sink_metric(&m, "estate_sink_delivered_total", sink, kind) >= 1.0, "{sink}: {m:?}");
     }
+    Ok(())
+}
+
+/// Issue 24's acceptance: SIGKILL the administrator while it delivers a burst of 1,000
+/// findings (500 buckets created public after the first inventory: each raises
+/// S3BucketPublic and S3BlockPublicAccessDisabled at the refresh that first sees it). After
+/// the restart every finding reaches every sink, and no bucket's finding of one type arrives
+/// under two IDs.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sigkill_during_a_burst_of_findings_loses_none_and_gives_none_a_second_id() -> anyhow::Result<()> {
+    const BUCKETS: usize = 500;
+    let moto = Moto::start()?;
+    let creds = moto.credentials(A).await?;
+    seed_bucket(&moto, &creds, &Spec::plain(A, "estate-b-seed".into())).await?;
+    let queue = bus_with_queue(&moto).await?;
+    let dir = tempfile::tempdir()?;
+    let mut receiver = Receiver::start(dir.path(), SECRET).await?;
+    let (config, ocsf) = sinks_config(dir.path(), &receiver, None)?;
+    let mut admin = start_admin(dir.path(), &config, &moto)?;
+    let _agent = Agent::start(&admin, &moto, &creds, None, &["us-east-1"], &[])?;
+    eventually(WITHIN, "the first refresh", || async {
+        let members = admin.ctl_json(None, &["members"])?;
+        Ok(members["members"][0]["regions"][0]["lastUpdated"].is_string().then_some(()))
+    })
+    .await?;
+
+    let s3 = moto.s3(&creds, "us-east-1");
+    let names: Vec<String> = (0..BUCKETS).map(|i| format!("estate-burst-{i:03}")).collect();
+    for chunk in names.chunks(25) {
+        let creates = chunk
+            .iter()
+            .map(|name| s3.create_bucket().bucket(name).acl(aws_sdk_s3::types::BucketCannedAcl::PublicRead).send());
+        for created in futures_util::future::join_all(creates).await {
+            created?;
+        }
+    }
+    admin.ctl(None, &["refresh"])?;
+
+    // Kill once the webhook has taken a hundred of them.
+    let mut webhook: Vec<Received> = Vec::new();
+    while webhook.len() < 100 {
+        webhook.push(receiver.next(Duration::from_secs(120)).await?);
+    }
+    admin.kill_and_restart()?;
+
+    let findings = eventually(Duration::from_secs(300), "every finding raised", || async {
+        let listed = admin.ctl_json(None, &["findings"])?;
+        let all = listed["findings"].as_array().cloned().unwrap_or_default();
+        Ok((all.len() >= 2 * BUCKETS).then_some(all))
+    })
+    .await?;
+    let mut ids = BTreeSet::new();
+    let mut per_bucket_and_type = BTreeMap::new();
+    for f in &findings {
+        let id = f["id"].as_str().unwrap().to_owned();
+        let key = (f["resourcesAffected"]["s3Bucket"]["name"].as_str().unwrap().to_owned(), f["type"].to_string());
+        assert!(per_bucket_and_type.insert(key.clone(), id.clone()).is_none(), "two findings for {key:?}");
+        ids.insert(id);
+    }
+    assert_eq!(findings.len(), 2 * BUCKETS, "each new public bucket raises two findings");
+
+    // Every sink delivers every one, each under the ID the administrator holds.
+    let check = |sink: &str, delivered: &[(String, String, String)]| {
+        let mut seen: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
+        for (bucket, kind, id) in delivered {
+            seen.entry((bucket.clone(), kind.clone())).or_default().insert(id.clone());
+        }
+        let delivered_ids: BTreeSet<&String> = delivered.iter().map(|(_, _, id)| id).collect();
+        let missing: Vec<&String> = ids.iter().filter(|id| !delivered_ids.contains(id)).collect();
+        let twice: Vec<_> = seen.iter().filter(|(_, ids)| ids.len() > 1).collect();
+        (missing.len(), twice.len(), delivered.len(), sink.to_owned())
+    };
+    let as_delivered = |doc: &Value| {
+        (
+            doc["resourcesAffected"]["s3Bucket"]["name"].as_str().unwrap_or_default().to_owned(),
+            doc["type"].to_string(),
+            doc["id"].as_str().unwrap_or_default().to_owned(),
+        )
+    };
+    // Polled by hand: these collect as they wait.
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    let hook = loop {
+        while let Ok(request) = receiver.requests.try_recv() {
+            webhook.push(request);
+        }
+        let delivered: Vec<_> = webhook
+            .iter()
+            .filter(|r| r.path == "/hook")
+            .filter_map(|r| r.json().ok())
+            .map(|d| as_delivered(&d))
+            .collect();
+        let report = check("hook", &delivered);
+        if report.0 == 0 || std::time::Instant::now() > deadline {
+            break report;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let mut on_bus = Vec::new();
+    let bus = loop {
+        on_bus.extend(drain(&moto, &queue).await?.iter().map(|e| as_delivered(&e["detail"])));
+        let report = check("bus", &on_bus);
+        if report.0 == 0 || std::time::Instant::now() > deadline {
+            break report;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let lake = eventually(Duration::from_secs(300), "the OCSF file to hold every finding", || async {
+        let text = std::fs::read_to_string(&ocsf).unwrap_or_default();
+        let delivered: Vec<_> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .map(|e| {
+                (
+                    e["resources"][0]["name"].as_str().unwrap_or_default().to_owned(),
+                    format!("\"{}\"", e["finding_info"]["types"][0].as_str().unwrap_or_default()),
+                    e["finding_info"]["uid"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        let report = check("lake", &delivered);
+        Ok((report.0 == 0).then_some(report))
+    })
+    .await?;
+    for (missing, twice, delivered, sink) in [hook, bus, lake] {
+        println!("{sink}: {delivered} deliveries of {} findings", ids.len());
+        assert_eq!((missing, twice), (0, 0), "{sink}: findings missing, or one under two IDs");
+    }
+    validate_ocsf(&ocsf)?;
     Ok(())
 }
