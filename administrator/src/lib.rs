@@ -13,6 +13,8 @@
 //!   their outcomes to the committer through a sink);
 //! - `state`: the state in memory, changed only by applying an `Op`, with the concerns it
 //!   owns (membership, owners, verdicts, findings, the index, statistics);
+//! - `criteria`: Macie's filter criteria and the properties of buckets and findings they
+//!   name, pure (queries and findings filters both match with them);
 //! - `judge`: the judgement of one bucket, pure, and the organization view it is judged in;
 //! - `storage`: how records sit on disk.
 //!
@@ -21,6 +23,7 @@
 pub mod analysis;
 pub mod api;
 pub mod config;
+pub mod criteria;
 pub mod deliver;
 pub mod ingest;
 pub mod judge;

@@ -475,6 +475,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     let findings_service = FindingsServiceImpl {
         store: Arc::clone(&store),
         auth: auth.clone(),
+        committer: committer.clone(),
         max_criterion_values: limits.max_criterion_values,
     };
     health_reporter.set_serving::<FindingsServiceServer<FindingsServiceImpl>>().await;

@@ -1,7 +1,7 @@
 //! Criteria as people type them (`--where FIELD=V`) and as Macie writes them (JSON), turned
 //! into the protocol's criteria.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use anyhow::{bail, Context};
 
@@ -39,6 +39,102 @@ pub fn parse_where(items: &[String]) -> anyhow::Result<BTreeMap<String, pb::Buck
         }
     }
     Ok(out)
+}
+
+/// Finding criteria as people type them: the bucket operators but `^=`, and FIELD==V for
+/// Macie's `eqExactMatch` (every value listed must be among the finding's, e.g. tags).
+pub fn parse_finding_where(items: &[String]) -> anyhow::Result<HashMap<String, pb::FindingCriterion>> {
+    let mut exact: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut rest = Vec::new();
+    for item in items {
+        match item.split_once("==") {
+            Some((field, value)) if !field.is_empty() && !field.ends_with('!') => {
+                exact.entry(field.trim().to_owned()).or_default().push(value.trim().to_owned());
+            }
+            _ => rest.push(item.clone()),
+        }
+    }
+    let mut out: HashMap<String, pb::FindingCriterion> = HashMap::new();
+    for (field, c) in parse_where(&rest)? {
+        if c.prefix.is_some() {
+            bail!("`{field}^=`: prefixes apply to bucket properties only; findings take =, ==, !=, >, >=, <, <=");
+        }
+        let criterion = pb::FindingCriterion {
+            eq: c.eq,
+            neq: c.neq,
+            gt: c.gt,
+            gte: c.gte,
+            lt: c.lt,
+            lte: c.lte,
+            eq_exact_match: vec![],
+        };
+        out.insert(field, criterion);
+    }
+    for (field, values) in exact {
+        out.entry(field).or_default().eq_exact_match = values;
+    }
+    Ok(out)
+}
+
+/// Macie's `findingCriteria` JSON (`{"criterion": {"type": {"eq": [...]}}}`), or the bare
+/// criterion map.
+pub fn parse_finding_criteria_json(text: &str) -> anyhow::Result<HashMap<String, pb::FindingCriterion>> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    struct Criterion {
+        #[serde(default)]
+        eq: Vec<String>,
+        #[serde(default)]
+        eq_exact_match: Vec<String>,
+        #[serde(default)]
+        neq: Vec<String>,
+        gt: Option<i64>,
+        gte: Option<i64>,
+        lt: Option<i64>,
+        lte: Option<i64>,
+    }
+    let value: serde_json::Value = serde_json::from_str(text).context("`--criteria-json` is not JSON")?;
+    let map = match value.get("criterion") {
+        Some(inner) => inner.clone(),
+        None => value,
+    };
+    let map: BTreeMap<String, Criterion> =
+        serde_json::from_value(map).context("`--criteria-json` is not Macie's finding criteria")?;
+    Ok(map
+        .into_iter()
+        .map(|(k, c)| {
+            let criterion = pb::FindingCriterion {
+                eq: c.eq,
+                eq_exact_match: c.eq_exact_match,
+                neq: c.neq,
+                gt: c.gt,
+                gte: c.gte,
+                lt: c.lt,
+                lte: c.lte,
+            };
+            (k, criterion)
+        })
+        .collect())
+}
+
+/// Finding criteria in Macie's JSON shape (`findingCriteria`).
+pub fn finding_criteria_json(criteria: &HashMap<String, pb::FindingCriterion>) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    for (field, c) in criteria.iter().collect::<BTreeMap<_, _>>() {
+        let mut m = serde_json::Map::new();
+        for (op, values) in [("eq", &c.eq), ("eqExactMatch", &c.eq_exact_match), ("neq", &c.neq)] {
+            if !values.is_empty() {
+                m.insert(op.to_owned(), serde_json::json!(values));
+            }
+        }
+        for (op, value) in [("gt", c.gt), ("gte", c.gte), ("lt", c.lt), ("lte", c.lte)] {
+            if let Some(v) = value {
+                m.insert(op.to_owned(), serde_json::json!(v));
+            }
+        }
+        out.insert(field.clone(), serde_json::Value::Object(m));
+    }
+    serde_json::json!({"criterion": out})
 }
 
 /// Macie's JSON criteria map, e.g. `{"sharedAccess":{"eq":["EXTERNAL"]}}`.

@@ -54,6 +54,8 @@ enum Command {
     Members(cmd::members::Args),
     /// Policy findings (ListFindings + GetFindings), Macie's shape in JSON.
     Findings(cmd::findings::Args),
+    /// Findings filters (Macie's suppression rules): list, get, create, update, delete.
+    Filters(cmd::filters::Args),
     /// Print new and updated findings as they happen (one JSON object per line with
     /// `--output json`); `--cursor` replays everything after a sequence number first.
     Watch(cmd::watch::Args),
@@ -83,6 +85,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Members(args) => cmd::members::run(client, output, args).await,
         Command::Findings(args) => cmd::findings::run(client, output, args).await,
         Command::Watch(args) => cmd::watch::run(client, output, args).await,
+        Command::Filters(args) => cmd::filters::run(client, output, args).await,
         Command::Posture(args) => cmd::posture::run(client, output, args).await,
         Command::Refresh(args) => cmd::refresh::run(client, output, args).await,
     }

@@ -1599,6 +1599,7 @@ mod findings {
                 last_action: Some((&f.last_action).into()),
                 sequence: f.sequence,
                 bucket: f.bucket_state.as_ref().map(Into::into),
+                suppressed_by: f.suppressed_by.clone().unwrap_or_default(),
             }
         }
     }
@@ -1620,6 +1621,7 @@ mod findings {
                 first_action: f.first_action.unwrap_or_default().into(),
                 last_action: f.last_action.unwrap_or_default().into(),
                 bucket_state: f.bucket.map(Into::into),
+                suppressed_by: some(f.suppressed_by),
                 sequence: f.sequence,
             })
         }

@@ -159,11 +159,20 @@ pub struct Finding {
     /// The bucket as it was at the latest occurrence; `None` for findings stored before
     /// Estate kept it.
     pub bucket_state: Option<BucketSnapshot>,
+    /// The findings filter that archived the finding (Macie's suppression); such a finding
+    /// stays its bucket's current one and counts later occurrences, archived.
+    pub suppressed_by: Option<String>,
     /// Increases with every change of any finding.
     pub sequence: u64,
 }
 
 impl Finding {
+    /// Whether later occurrences count on this finding: it is open, or archived by a filter
+    /// (retention's archiving closes it for good).
+    pub fn is_current(&self) -> bool {
+        !self.archived || self.suppressed_by.is_some()
+    }
+
     /// The bucket the finding is about.
     pub fn bucket(&self) -> BucketKey {
         BucketKey::new(self.account_id.clone(), self.region.clone(), self.bucket_name.clone())
@@ -495,6 +504,7 @@ mod tests {
             archived: false,
             first_action: cause.clone(),
             last_action: cause,
+            suppressed_by: None,
             bucket_state: Some(BucketSnapshot {
                 created_at: 1_600_000_000_000,
                 owner_id: Some("canonical".into()),

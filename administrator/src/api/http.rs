@@ -37,8 +37,9 @@ use estate_common::findings::FindingType;
 
 use crate::api::edge::{self, Accepted, Activity, OpeningLimits, Slots, Watched};
 use crate::api::tls::{Listener, Peer, Tls};
+use crate::criteria::findings::FindingProperty;
 use crate::deliver::{Deliveries, SinkStatus};
-use crate::read::findings::{follow, FindingProperty, FindingsQuery, Followed};
+use crate::read::findings::{follow, FindingsQuery, Followed};
 use crate::read::query::{self, Criterion, Query};
 use crate::read::views;
 use crate::state::store::{self, Store};
@@ -609,7 +610,7 @@ async fn api_findings(State(state): State<HttpState>, _: Reader, UrlQuery(p): Ur
             criteria.insert(name.to_owned(), equal(value));
         }
     }
-    let filters = match crate::read::criteria::compile(criteria, 1) {
+    let filters = match crate::criteria::compile(criteria, 1) {
         Ok(filters) => filters,
         Err(error) => return ServiceError::from(error).into_response(),
     };

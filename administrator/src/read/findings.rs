@@ -1,6 +1,5 @@
-//! The findings read side, one for every API: the properties Macie's finding criteria name,
-//! a query (criteria, sort) that ListFindings, GetFindingStatistics and `/api/findings` all
-//! run, and the one follower of the durable feed that WatchFindings and the live findings
+//! The findings read side, one for every API: a query (criteria, sort) that ListFindings,
+//! GetFindingStatistics and `/api/findings` all run, and the one follower of the durable feed that WatchFindings and the live findings
 //! stream (server-sent events) both read.
 
 use std::collections::BTreeMap;
@@ -9,110 +8,10 @@ use tokio::sync::{broadcast, mpsc};
 
 use estate_common::findings::Finding;
 
-use crate::read::criteria::{matches_all, Filter, Filterable, Property, QueryError};
+use crate::criteria::findings::{text, FindingProperty};
+use crate::criteria::{matches_all, Filter, Filterable};
 use crate::state::findings::Findings;
 use crate::state::store::Store;
-
-/// A finding property that criteria, sorting and grouping may name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FindingProperty {
-    Type,
-    Severity,
-    SeverityScore,
-    AccountId,
-    Region,
-    BucketName,
-    Archived,
-    CreatedAt,
-    UpdatedAt,
-    Count,
-}
-
-/// Every finding property by its Macie name: the one list criteria, sorting, grouping and
-/// their error messages read.
-const FINDING_PROPERTIES: [(&str, FindingProperty); 10] = [
-    ("type", FindingProperty::Type),
-    ("severity.description", FindingProperty::Severity),
-    ("severity.score", FindingProperty::SeverityScore),
-    ("accountId", FindingProperty::AccountId),
-    ("region", FindingProperty::Region),
-    ("resourcesAffected.s3Bucket.name", FindingProperty::BucketName),
-    ("archived", FindingProperty::Archived),
-    ("createdAt", FindingProperty::CreatedAt),
-    ("updatedAt", FindingProperty::UpdatedAt),
-    ("count", FindingProperty::Count),
-];
-
-impl FindingProperty {
-    pub fn sortable(self) -> bool {
-        matches!(self, Self::UpdatedAt | Self::CreatedAt | Self::Count | Self::SeverityScore | Self::Type)
-    }
-
-    pub fn groupable(self) -> bool {
-        matches!(self, Self::Type | Self::Severity | Self::BucketName | Self::AccountId)
-    }
-
-    /// The names of the properties `keep` accepts, for error messages.
-    pub fn names(keep: fn(Self) -> bool) -> String {
-        FINDING_PROPERTIES.iter().filter(|(_, p)| keep(*p)).map(|(name, _)| *name).collect::<Vec<_>>().join(", ")
-    }
-}
-
-impl Property for FindingProperty {
-    fn parse(name: &str) -> Option<Self> {
-        FINDING_PROPERTIES.iter().find(|(known, _)| *known == name).map(|(_, p)| *p)
-    }
-
-    fn unknown(name: &str) -> QueryError {
-        QueryError::UnknownFindingField { name: name.to_owned(), known: Self::names(|_| true) }
-    }
-
-    fn is_numeric(self) -> bool {
-        matches!(self, Self::SeverityScore | Self::CreatedAt | Self::UpdatedAt | Self::Count)
-    }
-
-    fn allowed(self) -> Option<&'static [&'static str]> {
-        match self {
-            Self::Archived => Some(&["true", "false"]),
-            Self::Severity => Some(&["High", "Medium", "Low"]),
-            _ => None,
-        }
-    }
-}
-
-impl Filterable<FindingProperty> for Finding {
-    fn number(&self, property: FindingProperty) -> Option<i64> {
-        match property {
-            FindingProperty::SeverityScore => Some(self.kind.severity().1),
-            FindingProperty::CreatedAt => Some(self.created_at),
-            FindingProperty::UpdatedAt => Some(self.updated_at),
-            FindingProperty::Count => Some(self.count),
-            _ => None,
-        }
-    }
-
-    fn any_text(&self, property: FindingProperty, mut pred: impl FnMut(&str) -> bool) -> bool {
-        match property {
-            FindingProperty::Type => pred(self.kind.as_str()),
-            FindingProperty::Severity => pred(self.kind.severity().0),
-            FindingProperty::AccountId => pred(&self.account_id),
-            FindingProperty::Region => pred(&self.region),
-            FindingProperty::BucketName => pred(&self.bucket_name),
-            FindingProperty::Archived => pred(if self.archived { "true" } else { "false" }),
-            _ => false,
-        }
-    }
-}
-
-/// A finding's text value of a property, for grouping and sorting (`None` for numbers).
-fn text(f: &Finding, property: FindingProperty) -> Option<String> {
-    let mut value = None;
-    f.any_text(property, |v| {
-        value = Some(v.to_owned());
-        true
-    });
-    value
-}
 
 /// Which findings, and in which order.
 #[derive(Debug, Clone)]
@@ -128,13 +27,18 @@ impl FindingsQuery {
     /// of equal values comes first when descending.
     pub fn run<'a>(&self, findings: &'a Findings) -> Vec<&'a Finding> {
         let mut found: Vec<&Finding> = findings.by_id.values().filter(|f| matches_all(&self.filters, *f)).collect();
+        self.order(&mut found);
+        found
+    }
+
+    /// Puts findings in the query's order.
+    pub fn order(&self, found: &mut [&Finding]) {
         let sort = self.sort;
         let key = |f: &Finding| (f.number(sort).unwrap_or(0), text(f, sort).unwrap_or_default(), f.sequence);
         found.sort_by_cached_key(|f| key(f));
         if self.descending {
             found.reverse();
         }
-        found
     }
 
     /// How many findings match, per value of `group_by` (the query's order is not used).

@@ -1,7 +1,6 @@
 //! Questions about the state: criteria, the bucket and findings queries, the findings
 //! follower, views. Nothing here writes.
 
-pub mod criteria;
 pub mod findings;
 pub mod query;
 pub mod views;

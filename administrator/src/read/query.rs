@@ -13,9 +13,9 @@ use estate_common::model::StoredKey;
 
 use crate::state::index::{Entry, Index};
 
-use crate::read::criteria::check_value_counts;
-pub use crate::read::criteria::{Criterion, QueryError, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
-use crate::read::criteria::{Filter, Filterable, Property, KNOWN_FIELDS};
+use crate::criteria::check_value_counts;
+pub use crate::criteria::{Criterion, QueryError, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+use crate::criteria::{Filter, Filterable, Property, KNOWN_FIELDS};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Field {
@@ -350,7 +350,7 @@ impl Query {
     }
 
     fn matches(&self, entry: &Entry) -> bool {
-        crate::read::criteria::matches_all(&self.filters, entry)
+        crate::criteria::matches_all(&self.filters, entry)
     }
 
     /// One page of the index, and the token of the next page (if any).

@@ -18,6 +18,7 @@ use estate_common::model::{AccountSettings, BucketFacts, BucketKey, ConfigCall, 
 use estate_common::text::for_log;
 
 use crate::judge::{snapshot, EncryptionClass, Judgement};
+use crate::state::filters::Filters;
 
 /// Findings older than this (since their last update) are archived.
 pub const RETENTION_MS: i64 = 90 * 24 * 3600 * 1000;
@@ -176,6 +177,8 @@ pub struct Findings {
     pub feed: broadcast::Sender<Finding>,
     /// Changed since the last flush: to write, then to announce.
     pub changed: Vec<Finding>,
+    /// The findings filters (Macie's suppression rules).
+    pub filters: Filters,
 }
 
 impl Findings {
@@ -206,6 +209,7 @@ impl Default for Findings {
             durable_sequence: 0,
             feed: broadcast::channel(4096).0,
             changed: Vec::new(),
+            filters: Filters::default(),
         }
     }
 }
@@ -215,14 +219,14 @@ impl Findings {
     pub fn load(&mut self, finding: Finding) {
         self.sequence = self.sequence.max(finding.sequence);
         self.durable_sequence = self.sequence;
-        if !finding.archived {
+        if finding.is_current() {
             let key = finding.bucket().stored();
             self.open.insert((key, finding.kind), finding.id.clone());
         }
         self.by_id.insert(finding.id.clone(), finding);
     }
 
-    /// Whether the bucket has an open finding of `kind`.
+    /// Whether the bucket has a current finding of `kind` (open, or archived by a filter).
     pub fn is_open(&self, bucket: &BucketKey, kind: FindingType) -> bool {
         self.open.contains_key(&(bucket.stored(), kind))
     }
@@ -246,6 +250,12 @@ impl Findings {
                 existing.last_action = cause.clone();
                 existing.bucket_state = Some(state.clone());
                 existing.sequence = self.sequence;
+                if !existing.archived {
+                    if let Some(filter) = self.filters.archiving(existing) {
+                        existing.archived = true;
+                        existing.suppressed_by = Some(filter);
+                    }
+                }
                 existing.clone()
             }
             None => {
@@ -255,7 +265,7 @@ impl Findings {
                 hasher.update(now.to_le_bytes());
                 hasher.update(self.sequence.to_le_bytes());
                 let id = hex::encode(&hasher.finalize()[..16]);
-                let finding = Finding {
+                let mut finding = Finding {
                     id: id.clone(),
                     kind,
                     account_id: bucket.account_id.clone(),
@@ -268,8 +278,13 @@ impl Findings {
                     first_action: cause.clone(),
                     last_action: cause.clone(),
                     bucket_state: Some(state.clone()),
+                    suppressed_by: None,
                     sequence: self.sequence,
                 };
+                if let Some(filter) = self.filters.archiving(&finding) {
+                    finding.archived = true;
+                    finding.suppressed_by = Some(filter);
+                }
                 self.open.insert(key, id.clone());
                 self.by_id.insert(id, finding.clone());
                 finding
@@ -280,24 +295,45 @@ impl Findings {
             kind = kind.as_str(),
             bucket = %for_log(&bucket.bucket_name),
             count = finding.count,
+            archived = finding.archived,
             cause = %for_log(cause.label()),
             "finding"
         );
         self.changed.push(finding);
     }
 
-    /// Archives findings not updated for `RETENTION_MS`.
+    /// Archives the open findings an archiving filter matches now; returns how many.
+    pub fn archive_matching(&mut self, filter_id: &str) -> usize {
+        let matching: Vec<String> = self
+            .by_id
+            .values()
+            .filter(|f| !f.archived && self.filters.matches(filter_id, f))
+            .map(|f| f.id.clone())
+            .collect();
+        for id in &matching {
+            self.sequence += 1;
+            let finding = self.by_id.get_mut(id).expect("listed above");
+            finding.archived = true;
+            finding.suppressed_by = Some(filter_id.to_owned());
+            finding.sequence = self.sequence;
+            self.changed.push(finding.clone());
+        }
+        matching.len()
+    }
+
+    /// Archives findings not updated for `RETENTION_MS`: a later occurrence opens a new one.
     pub fn archive_older_than(&mut self, now: UnixMillis) {
         let old: Vec<String> = self
             .by_id
             .values()
-            .filter(|f| !f.archived && now - f.updated_at > RETENTION_MS)
+            .filter(|f| f.is_current() && now - f.updated_at > RETENTION_MS)
             .map(|f| f.id.clone())
             .collect();
         for id in old {
             self.sequence += 1;
             let finding = self.by_id.get_mut(&id).expect("listed above");
             finding.archived = true;
+            finding.suppressed_by = None;
             finding.sequence = self.sequence;
             let key = finding.bucket().stored();
             self.open.remove(&(key, finding.kind));

@@ -2,6 +2,7 @@
 //! owns: membership, owners of replication destinations, canonical IDs, policy verdicts,
 //! findings, the bucket index and the statistics.
 
+pub mod filters;
 pub mod findings;
 pub mod identities;
 pub mod index;

@@ -7,6 +7,7 @@ use estate_common::findings::Cause;
 use estate_common::model::{AccountId, AccountSettings, BucketFacts, BucketKey, Region, StoredKey, UnixMillis};
 use estate_common::objects::ObjectStats;
 
+use crate::state::filters::FindingsFilter;
 use crate::state::owners::BucketList;
 use crate::state::verdicts::{PolicyDigest, PolicyOutcome};
 
@@ -93,6 +94,12 @@ pub enum Op {
     /// Forget events counted before `before` (the seven-day horizon), while running.
     PruneSeenEvents {
         before: UnixMillis,
+    },
+    /// A findings filter created or changed; an archiving one archives the open findings it
+    /// matches.
+    PutFindingsFilter(Box<FindingsFilter>),
+    DeleteFindingsFilter {
+        id: String,
     },
     /// A sink delivered every finding change up to `through` (its cursor moves forward only).
     SinkDelivered {

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use estate_common::findings::Finding;
 use estate_common::model::{AccountSettings, BucketFacts, BucketKey, StoredKey, UnixMillis};
 
+use crate::state::filters::FindingsFilter;
 use crate::state::findings::Posture;
 use crate::state::members::{MemberRecord, ScopeRecord};
 use crate::state::owners::BucketList;
@@ -109,6 +110,7 @@ mod v2 {
                 first_action: old.first_action.into(),
                 last_action: old.last_action.into(),
                 bucket_state: None,
+                suppressed_by: None,
                 sequence: old.sequence,
             }
         }
@@ -195,6 +197,7 @@ impl Record for UnixMillis {}
 impl Record for BucketList {}
 impl Record for CachedOutcome {}
 impl Record for SinkCursor {}
+impl Record for FindingsFilter {}
 
 /// How far one sink has delivered the findings feed: every change up to `delivered_through`
 /// (a finding sequence) is delivered.
@@ -251,6 +254,10 @@ pub fn check_record(tree: Tree, key: &[u8], value: &[u8]) -> anyhow::Result<()> 
         Tree::PolicyOutcomes => {
             decode::<CachedOutcome>(name, key, value)?;
             anyhow::ensure!(key.len() == std::mem::size_of::<PolicyDigest>(), "the key is not a digest");
+        }
+        Tree::FindingsFilters => {
+            let filter: FindingsFilter = decode(name, key, value)?;
+            anyhow::ensure!(filter.id.as_bytes() == key, "the key is not the filter's ID");
         }
         Tree::SinkCursors => {
             decode::<SinkCursor>(name, key, value)?;

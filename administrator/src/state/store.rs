@@ -22,8 +22,10 @@ use estate_common::model::{
     AccountId, AccountSettings, BucketFacts, BucketKey, BucketState, Grantee, Region, StoredKey, UnixMillis,
 };
 use estate_common::objects::ObjectStats;
+use estate_common::text::for_log;
 
 use crate::judge::{destination_name, judge_with, Judgement, OrgView, PolicyVerdict};
+use crate::state::filters::{FilterAction, FindingsFilter};
 use crate::state::findings::{Findings, FindingsTracker, Posture, MAX_COUNTED_EVENTS as MAX_SEEN_EVENTS};
 use crate::state::identities::{self, CanonicalIds};
 use crate::state::index::{Entry, Index};
@@ -359,6 +361,29 @@ impl State {
             Op::PruneSeenEvents { before } => self.apply_prune_seen_events(before, writes),
             Op::AccountBuckets { account_id, list } => self.apply_account_buckets(account_id, list, writes),
             Op::SinkDelivered { sink, through } => self.apply_sink_delivered(sink, through, writes),
+            Op::PutFindingsFilter(filter) => self.apply_put_findings_filter(*filter, writes),
+            Op::DeleteFindingsFilter { id } => {
+                if self.tracker.findings.filters.remove(&id).is_some() {
+                    tracing::info!(filter = %id, "findings filter deleted");
+                    writes.remove(Tree::FindingsFilters, id.into_bytes());
+                }
+            }
+        }
+    }
+
+    /// Applies [`Op::PutFindingsFilter`]: stored, and an archiving filter archives the open
+    /// findings it matches now.
+    fn apply_put_findings_filter(&mut self, filter: FindingsFilter, writes: &mut Writes) {
+        writes.insert(Tree::FindingsFilters, filter.id.as_bytes(), encode(&filter));
+        let (id, archive) = (filter.id.clone(), filter.action == FilterAction::Archive);
+        tracing::info!(filter = %id, name = %for_log(&filter.name), action = ?filter.action, "findings filter saved");
+        let findings = &mut self.tracker.findings;
+        findings.filters.put(filter);
+        if archive {
+            let archived = findings.archive_matching(&id);
+            if archived > 0 {
+                tracing::info!(filter = %id, archived, "findings archived by the filter");
+            }
         }
     }
 
@@ -815,6 +840,11 @@ impl Store {
         })?;
         self.storage.scan(Tree::Findings, &mut |key, value| {
             state.tracker.findings.load(decode(Tree::Findings.name(), key, value)?);
+            Ok(())
+        })?;
+        self.storage.scan(Tree::FindingsFilters, &mut |key, value| {
+            let filter: FindingsFilter = decode(Tree::FindingsFilters.name(), key, value)?;
+            state.tracker.findings.filters.put(filter);
             Ok(())
         })?;
         self.storage.scan(Tree::SinkCursors, &mut |key, value| {

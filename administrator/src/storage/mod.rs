@@ -35,10 +35,12 @@ pub enum Tree {
     PolicyOutcomes,
     /// Sink name → how far the sink has delivered the findings feed.
     SinkCursors,
+    /// Filter ID → a findings filter.
+    FindingsFilters,
 }
 
 impl Tree {
-    pub const ALL: [Tree; 11] = [
+    pub const ALL: [Tree; 12] = [
         Tree::Buckets,
         Tree::Accounts,
         Tree::Scopes,
@@ -50,6 +52,7 @@ impl Tree {
         Tree::BucketLists,
         Tree::PolicyOutcomes,
         Tree::SinkCursors,
+        Tree::FindingsFilters,
     ];
 
     /// Its name on disk.
@@ -66,6 +69,7 @@ impl Tree {
             Tree::BucketLists => "bucket_lists",
             Tree::PolicyOutcomes => "policy_outcomes",
             Tree::SinkCursors => "sink_cursors",
+            Tree::FindingsFilters => "findings_filters",
         }
     }
 

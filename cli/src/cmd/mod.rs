@@ -2,6 +2,7 @@
 
 pub mod bucket;
 pub mod buckets;
+pub mod filters;
 pub mod findings;
 pub mod members;
 pub mod policy;

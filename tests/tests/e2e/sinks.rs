@@ -148,7 +148,7 @@ async fn a_policy_change_reaches_every_sink_whole_and_a_dead_receiver_holds_none
     let creds = moto.credentials(A).await?;
     let s3 = moto.s3(&creds, "us-east-1");
     let events = Events::create(&moto, &creds).await?;
-    for name in ["estate-s-policy", "estate-s-quiet"] {
+    for name in ["estate-s-policy", "estate-s-quiet", "estate-s-later"] {
         seed_bucket(&moto, &creds, &Spec { tags: vec![("team", "data")], ..Spec::plain(A, name.into()) }).await?;
     }
     let queue = bus_with_queue(&moto).await?;
@@ -242,6 +242,57 @@ async fn a_policy_change_reaches_every_sink_whole_and_a_dead_receiver_holds_none
     for (sink, kind) in [("hook", "webhook"), ("chat", "webhook"), ("bus", "eventbridge"), ("lake", "ocsf")] {
         assert!(sink_metric(&m, "estate_sink_delivered_total", sink, kind) >= 1.0, "{sink}: {m:?}");
     }
+
+    // An archiving filter (Macie's suppression rule) on one bucket: its finding is raised
+    // archived and never delivered, while a later finding of another bucket is. Sinks deliver
+    // in sequence order, so the later one's arrival proves the earlier one was skipped.
+    let created = admin.ctl_json(
+        None,
+        &[
+            "filters",
+            "create",
+            "--name",
+            "quiet-is-expected-public",
+            "--action",
+            "archive",
+            "--where",
+            "resourcesAffected.s3Bucket.name=estate-s-quiet",
+            "--where",
+            "resourcesAffected.s3Bucket.tags.key==team",
+        ],
+    )?;
+    let filter_id = created["id"].as_str().unwrap().to_owned();
+    let listed = admin.ctl_json(None, &["filters", "get", &filter_id])?;
+    assert_eq!(listed["action"], "ARCHIVE");
+    assert_eq!(
+        listed["findingCriteria"]["criterion"]["resourcesAffected.s3Bucket.tags.key"],
+        json!({"eqExactMatch": ["team"]})
+    );
+    for bucket in ["estate-s-quiet", "estate-s-later"] {
+        s3.put_bucket_policy().bucket(bucket).policy(policy(bucket)).send().await?;
+        events.publish(A, "PutBucketPolicy", Some(bucket)).await?;
+        // One at a time, so that the archived one comes first in the feed.
+        eventually(WITHIN, "the finding raised", || async {
+            let found =
+                admin.ctl_json(None, &["findings", "--where", &format!("resourcesAffected.s3Bucket.name={bucket}")])?;
+            Ok((found["findings"].as_array().is_some_and(|f| !f.is_empty())).then_some(()))
+        })
+        .await?;
+    }
+    let later = loop {
+        let request = receiver.next(WITHIN).await?;
+        let doc = request.json()?;
+        let name = doc["resourcesAffected"]["s3Bucket"]["name"].as_str().unwrap_or_default().to_owned();
+        assert_ne!(name, "estate-s-quiet", "an archived finding was delivered to {}", request.path);
+        if name == "estate-s-later" && request.path == "/hook" {
+            break doc;
+        }
+    };
+    assert_eq!(later["archived"], false);
+    let quiet = admin.ctl_json(None, &["findings", "--where", "resourcesAffected.s3Bucket.name=estate-s-quiet"])?;
+    assert_eq!(quiet["findings"][0]["archived"], true, "{quiet}");
+    let text = std::fs::read_to_string(&ocsf)?;
+    assert!(!text.contains("estate-s-quiet"), "the archived finding reached the OCSF file");
     Ok(())
 }
 

@@ -111,7 +111,16 @@ impl ObjectRefreshLimiter {
 pub const MAX_OBJECTS_FOR_MANUAL_REFRESH: i64 = 30_000;
 
 fn criterion(c: pb::BucketCriterion) -> Criterion {
-    Criterion { eq: c.eq, neq: c.neq, gt: c.gt, gte: c.gte, lt: c.lt, lte: c.lte, prefix: c.prefix }
+    Criterion {
+        eq: c.eq,
+        neq: c.neq,
+        gt: c.gt,
+        gte: c.gte,
+        lt: c.lt,
+        lte: c.lte,
+        prefix: c.prefix,
+        ..Default::default()
+    }
 }
 
 #[tonic::async_trait]

@@ -1,11 +1,14 @@
 //! Macie's filter criteria (`eq`, `neq`, `gt`, `gte`, `lt`, `lte`, `prefix`), for any kind of
-//! record: buckets (`query.rs`) and findings (`findings.rs`). A record kind names its
+//! record: buckets (`read/query.rs`) and findings (`findings.rs` here). Pure: below the state,
+//! which applies findings filters with them. A record kind names its
 //! properties ([`Property`]) and reads them ([`Filterable`]); criteria are parsed and checked
 //! against the properties once, before any record is looked at ([`compile`]), then matched.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+
+pub mod findings;
 
 /// A request that makes no sense, with the reason.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -33,11 +36,15 @@ classifiableSizeInBytes, bucketCreatedAt, lastUpdated";
 pub const MAX_PAGE_SIZE: i32 = 1000;
 pub const DEFAULT_PAGE_SIZE: i32 = 50;
 
-/// Macie's `CriterionAdditionalProperties`, for one property (operators left out are unset).
+/// Macie's `CriterionAdditionalProperties`, for one property (operators left out are unset):
+/// `eq` and `neq` hold when any of the property's values is (or none is) one listed;
+/// `eqExactMatch` when every value listed is among the property's values.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Criterion {
     pub eq: Vec<String>,
+    #[serde(rename = "eqExactMatch")]
+    pub eq_exact_match: Vec<String>,
     pub neq: Vec<String>,
     pub gt: Option<i64>,
     pub gte: Option<i64>,
@@ -55,6 +62,10 @@ pub trait Property: Copy {
     /// The values an enumerated text property takes (`None`: any text, or a number).
     fn allowed(self) -> Option<&'static [&'static str]> {
         None
+    }
+    /// Whether `eqExactMatch` applies (Macie: tag keys and values).
+    fn exact_match(self) -> bool {
+        false
     }
 }
 
@@ -83,6 +94,9 @@ impl<P: Property> Filter<P> {
             values.iter().map(|v| v.parse().map_err(|_| bad(&format!("`{v}` is not an integer")))).collect()
         };
         let has_range = [criterion.gt, criterion.gte, criterion.lt, criterion.lte].iter().any(Option::is_some);
+        if !criterion.eq_exact_match.is_empty() && !property.exact_match() {
+            return Err(bad("`eqExactMatch` applies to tag keys and values only"));
+        }
         if property.is_numeric() {
             if criterion.prefix.is_some() {
                 return Err(bad("`prefix` applies to text properties only"));
@@ -125,6 +139,7 @@ impl<P: Property> Filter<P> {
         }
         let p = self.property;
         (c.eq.is_empty() || record.any_text(p, |v| c.eq.iter().any(|e| e == v)))
+            && c.eq_exact_match.iter().all(|wanted| record.any_text(p, |v| v == wanted))
             && (c.neq.is_empty() || !record.any_text(p, |v| c.neq.iter().any(|e| e == v)))
             && c.prefix.as_ref().is_none_or(|prefix| record.any_text(p, |v| v.starts_with(prefix.as_str())))
     }
@@ -133,10 +148,11 @@ impl<P: Property> Filter<P> {
 /// Refuses criteria that list more than `max` values in one operator (a request must stay
 /// cheap to match against millions of records).
 pub fn check_value_counts(criteria: &BTreeMap<String, Criterion>, max: usize) -> Result<(), QueryError> {
-    match criteria.iter().find(|(_, c)| c.eq.len().max(c.neq.len()) > max) {
+    let most = |c: &Criterion| c.eq.len().max(c.neq.len()).max(c.eq_exact_match.len());
+    match criteria.iter().find(|(_, c)| most(c) > max) {
         Some((field, c)) => Err(QueryError::BadCriterion {
             field: field.clone(),
-            reason: format!("{} values; at most {max} per operator", c.eq.len().max(c.neq.len())),
+            reason: format!("{} values; at most {max} per operator", most(c)),
         }),
         None => Ok(()),
     }
