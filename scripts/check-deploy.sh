@@ -12,6 +12,9 @@
 #                schemas bundled with kubernetes-validate (strict: unknown fields fail; works
 #                offline). A custom resource (e.g. cert-manager's Certificate) the validator
 #                has no schema for is skipped, and the skip is printed.
+#   prometheus   `promtool check rules` on deploy/prometheus/*-rules.yml and `promtool test
+#                rules` on their tests (*.test.yml): the alerting rules parse and fire on the
+#                series their tests give, and only there.
 #   images       every FROM of deploy/**/Containerfile* and Dockerfile* names its image by
 #                digest (`@sha256:` and 64 hex digits), or a stage built earlier in the file.
 #   env-files    the env examples (deploy/**/*.env.example) and the units carry no comment
@@ -34,7 +37,8 @@
 #                                        the checks on DIR/deploy and DIR/README.md, or only
 #                                        the named ones (cfn-lint, systemd, kubernetes,
 #                                        images, env-files, references)
-# Needs the project's .venv (scripts/setup.sh: cfn-lint, kubernetes-validate) and systemd-analyze.
+# Needs the project's .venv (scripts/setup.sh: cfn-lint, kubernetes-validate), systemd-analyze
+# and promtool (Debian's prometheus).
 set -euo pipefail
 
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -43,7 +47,7 @@ SELF="$REPO/scripts/check-deploy.sh"
 PY="$VENV/bin/python"
 CFN_LINT="$VENV/bin/cfn-lint"
 BIN_DIR="${ESTATE_BIN_DIR:-${CARGO_TARGET_DIR:-$HOME/.cache/estate-target}/debug}"
-ALL_CHECKS=(cfn-lint systemd kubernetes images env-files references)
+ALL_CHECKS=(cfn-lint systemd kubernetes prometheus images env-files references)
 
 # ESTATE_* names that are no flag's variable but may appear in the checked files, each with the
 # reason. NAME_* allows every name with that prefix.
@@ -262,6 +266,22 @@ PY
     if [ "$rc" != 0 ] && ! grep -q '^FAIL ' <<<"$out"; then
         fail "deploy/kubernetes/: the validator failed (exit $rc)"
     fi
+}
+
+check_prometheus() {
+    local root="$1" f rel out n=0
+    command -v promtool >/dev/null || { fail "promtool is not installed (scripts/setup.sh installs prometheus)"; return; }
+    for f in "$root"/deploy/prometheus/*-rules.yml "$root"/deploy/prometheus/*.test.yml; do
+        [ -e "$f" ] || continue
+        rel="${f#"$root"/}"
+        n=$((n + 1))
+        case "$f" in
+            *.test.yml) out="$(cd "$(dirname "$f")" && promtool test rules "$(basename "$f")" 2>&1)" ;;
+            *) out="$(promtool check rules "$f" 2>&1)" ;;
+        esac || { fail "$rel: promtool:"$'\n'"$(printf '%s\n' "$out" | indent)"; continue; }
+    done
+    [ "$n" -gt 0 ] || fail "deploy/prometheus/ holds no rules"
+    log "prometheus: $n file(s) checked with promtool"
 }
 
 # ------------------------------------------------------------------------------- env-files
@@ -689,6 +709,7 @@ run_checks() {
             cfn-lint) check_cfn_lint "$root" ;;
             systemd) check_systemd "$root" ;;
             kubernetes) check_kubernetes "$root" ;;
+            prometheus) check_prometheus "$root" ;;
             images) check_images "$root" ;;
             env-files) check_env_files "$root" ;;
             references) check_references "$root" ;;
@@ -786,7 +807,14 @@ self_test() {
     insert_after "$work/bad-field/$k8s" '^metadata:' "  selfTestUnknownField: true"
     expect_caught bad-field "an unknown field in $k8s" kubernetes "$k8s" selfTestUnknownField
 
-    # (vii) a base image named by tag only
+    # (vii) an alert that no longer fires where its test expects it
+    local rules=deploy/prometheus/estate-rules.yml
+    fresh_copy "$work/bad-alert"
+    sed -i 's|expr: estate_members_disconnected > 0|expr: estate_members_disconnected > 5|' "$work/bad-alert/$rules"
+    expect_caught bad-alert "an alert its test expects that no longer fires in $rules" prometheus \
+        deploy/prometheus/estate-rules.test.yml EstateAgentsDisconnected
+
+    # (viii) a base image named by tag only
     local containerfile=deploy/container/Containerfile
     fresh_copy "$work/unpinned"
     sed -i 's|^\(FROM docker.io/library/debian:bookworm-slim\)@sha256:[0-9a-f]*|\1|' "$work/unpinned/$containerfile"

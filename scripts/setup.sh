@@ -37,8 +37,10 @@ ensure_deb pkg-config
 # The TLS tests check the dashboard with curl; the local demo issues certificates with openssl.
 ensure_deb curl
 ensure_deb openssl
-# scripts/check-deploy.sh checks the units with systemd-analyze verify.
+# scripts/check-deploy.sh checks the units with systemd-analyze verify, and the alerting
+# rules with promtool.
 ensure_deb systemd
+ensure_deb prometheus
 
 # Pick a Python 3 (the machine's pyenv one if on PATH, else Debian's).
 PY="$(command -v python3 || true)"

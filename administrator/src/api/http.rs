@@ -387,6 +387,25 @@ async fn metrics(State(state): State<HttpState>, ConnectInfo(peer): ConnectInfo<
     );
     gauge("estate_agents_connected", "Agent streams open now.", state.store.open_streams() as i64);
     gauge("estate_members", "Member accounts that have reported.", s.membership.members.len() as i64);
+    let org = s.organization_statistics();
+    gauge(
+        "estate_members_pending",
+        "Member accounts that should report and have not completed a first inventory of every Region.",
+        org.members_pending,
+    );
+    gauge(
+        "estate_members_without_agent",
+        "Member accounts of the organization with no agent.",
+        org.members_without_agent,
+    );
+    let disconnected = s.membership.members.keys().filter(|a| !state.store.is_connected(a.as_str())).count();
+    gauge(
+        "estate_members_disconnected",
+        "Member accounts that have reported but whose agent has no stream open now.",
+        disconnected as i64,
+    );
+    let open: i64 = s.findings().by_id.values().filter(|f| !f.archived).count() as i64;
+    gauge("estate_findings_open", "Findings not archived.", open);
     let (refused, contested_ids, contested_names) = s.contested_claims();
     gauge(
         "estate_canonical_ids_contested",
