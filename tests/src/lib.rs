@@ -204,6 +204,36 @@ impl Moto {
         Ok(queue)
     }
 
+    /// Where an administrator's `eventbridge` sink delivers: a custom bus `bus` in the account
+    /// of `credentials`, with a rule sending Estate's findings to a new SQS queue `queue`;
+    /// returns the queue's URL.
+    pub async fn findings_bus(&self, credentials: &Credentials, bus: &str, queue: &str) -> anyhow::Result<String> {
+        let bridge = self.eventbridge(credentials);
+        let sqs = self.sqs(credentials);
+        bridge.create_event_bus().name(bus).send().await?;
+        let queue = sqs.create_queue().queue_name(queue).send().await?.queue_url.context("no queue URL")?;
+        let arn = sqs
+            .get_queue_attributes()
+            .queue_url(&queue)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await?
+            .attributes()
+            .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn).cloned())
+            .context("no queue ARN")?;
+        let pattern = serde_json::json!({"source": ["estate"], "detail-type": ["Estate Finding"]});
+        let rule = format!("{bus}-to-queue");
+        bridge.put_rule().name(&rule).event_bus_name(bus).event_pattern(pattern.to_string()).send().await?;
+        bridge
+            .put_targets()
+            .rule(&rule)
+            .event_bus_name(bus)
+            .targets(aws_sdk_eventbridge::types::Target::builder().id("queue").arn(arn).build()?)
+            .send()
+            .await?;
+        Ok(queue)
+    }
+
     /// AWS Organizations as `credentials` (moto's default account is the management one).
     pub fn organizations(&self, credentials: &Credentials) -> aws_sdk_organizations::Client {
         moto_client!(aws_sdk_organizations, self, credentials.clone(), "us-east-1")

@@ -32,30 +32,7 @@ fn admin_credentials() -> aws_sdk_s3::config::Credentials {
 
 /// A custom bus with a rule sending Estate's events to an SQS queue; returns the queue URL.
 async fn bus_with_queue(moto: &Moto) -> anyhow::Result<String> {
-    let creds = admin_credentials();
-    let bridge = moto.eventbridge(&creds);
-    let sqs = moto.sqs(&creds);
-    bridge.create_event_bus().name(BUS).send().await?;
-    let queue = sqs.create_queue().queue_name("estate-delivered").send().await?.queue_url.unwrap();
-    let arn = sqs
-        .get_queue_attributes()
-        .queue_url(&queue)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await?
-        .attributes()
-        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn).cloned())
-        .unwrap();
-    let pattern = json!({"source": ["estate"], "detail-type": ["Estate Finding"]});
-    bridge.put_rule().name("estate-to-queue").event_bus_name(BUS).event_pattern(pattern.to_string()).send().await?;
-    bridge
-        .put_targets()
-        .rule("estate-to-queue")
-        .event_bus_name(BUS)
-        .targets(aws_sdk_eventbridge::types::Target::builder().id("queue").arn(arn).build()?)
-        .send()
-        .await?;
-    Ok(queue)
+    moto.findings_bus(&admin_credentials(), BUS, "estate-delivered").await
 }
 
 /// Every event the bus's queue holds now (each deleted once read).
