@@ -42,6 +42,7 @@ use crate::deliver::{Deliveries, SinkStatus};
 use crate::read::findings::{follow, FindingsQuery, Followed};
 use crate::read::query::{self, Criterion, Query};
 use crate::read::views;
+use crate::state::filters::FilterAction;
 use crate::state::store::{self, Store};
 
 #[derive(Debug, Clone)]
@@ -73,6 +74,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/bucket", get(api_bucket))
         .route("/api/members", get(api_members))
         .route("/api/findings", get(api_findings))
+        .route("/api/findings-filters", get(api_findings_filters))
         .route("/api/posture", get(api_posture))
         .route_layer(from_fn_with_state(state.request_timeout, deadline));
     // Long-lived by design: the connection caps and the idle timeout (its keep-alive
@@ -602,6 +604,46 @@ struct FindingParams {
 
 /// The newest findings that match (at most 500), Macie-shaped, with how many changed in the
 /// last 24 hours and the sequence to follow live updates from.
+/// One criterion in Macie's JSON, with only the operators it uses.
+fn criterion_json(c: &crate::criteria::Criterion) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    for (op, values) in [("eq", &c.eq), ("eqExactMatch", &c.eq_exact_match), ("neq", &c.neq)] {
+        if !values.is_empty() {
+            out.insert(op.to_owned(), serde_json::json!(values));
+        }
+    }
+    for (op, value) in [("gt", c.gt), ("gte", c.gte), ("lt", c.lt), ("lte", c.lte)] {
+        if let Some(v) = value {
+            out.insert(op.to_owned(), serde_json::json!(v));
+        }
+    }
+    serde_json::Value::Object(out)
+}
+
+/// The findings filters in the order they apply, in Macie's shape (`GetFindingsFilter`).
+async fn api_findings_filters(State(state): State<HttpState>, _: Reader) -> Response {
+    let s = state.store.read();
+    let filters: Vec<serde_json::Value> = s
+        .findings()
+        .filters
+        .ordered()
+        .into_iter()
+        .map(|f| {
+            serde_json::json!({
+                "id": f.id,
+                "arn": f.arn(),
+                "name": f.name,
+                "description": f.description,
+                "action": match f.action { FilterAction::Archive => "ARCHIVE", FilterAction::Noop => "NOOP" },
+                "position": f.position,
+                "findingCriteria": {"criterion": f.criteria.iter().map(|(k, c)| (k.clone(), criterion_json(c))).collect::<serde_json::Map<_, _>>()},
+                "tags": f.tags,
+            })
+        })
+        .collect();
+    Json(serde_json::json!({"findingsFilters": filters})).into_response()
+}
+
 async fn api_findings(State(state): State<HttpState>, _: Reader, UrlQuery(p): UrlQuery<FindingParams>) -> Response {
     let kind = match p.kind.as_deref().filter(|t| !t.is_empty()) {
         None => None,
@@ -770,6 +812,41 @@ mod tests {
                 assert_ne!(cache, Some("no-store"), "{path}");
             }
         }
+    }
+
+    /// A findings filter saved in the store is listed, in Macie's shape, with only the
+    /// operators its criteria use.
+    #[tokio::test]
+    async fn findings_filters_are_listed_in_macies_shape() {
+        use crate::state::filters::FindingsFilter;
+        let dir = tempfile::tempdir().unwrap();
+        let http = state(dir.path(), None);
+        let criterion = crate::criteria::Criterion { eq_exact_match: vec!["team".into()], ..Default::default() };
+        let filter = FindingsFilter {
+            id: "f1".into(),
+            name: "accepted".into(),
+            description: "known public".into(),
+            action: FilterAction::Archive,
+            position: 2,
+            criteria: [("resourcesAffected.s3Bucket.tags.key".to_owned(), criterion)].into(),
+            tags: Default::default(),
+            client_token: None,
+            created_at: 1,
+        };
+        http.store.commit(vec![store::Op::PutFindingsFilter(Box::new(filter))], 5).unwrap();
+        let app = router(http);
+        let response = fetch(&app, "/api/findings-filters", "127.0.0.1:8080").await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        let listed: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            listed["findingsFilters"][0],
+            serde_json::json!({
+                "id": "f1", "arn": "estate:findings-filter/f1", "name": "accepted", "description": "known public",
+                "action": "ARCHIVE", "position": 2, "tags": {},
+                "findingCriteria": {"criterion": {"resourcesAffected.s3Bucket.tags.key": {"eqExactMatch": ["team"]}}},
+            })
+        );
     }
 
     #[tokio::test]

@@ -18,7 +18,7 @@ use estate_common::model::{AccountSettings, BucketFacts, BucketKey, ConfigCall, 
 use estate_common::text::for_log;
 
 use crate::judge::{snapshot, EncryptionClass, Judgement};
-use crate::state::filters::Filters;
+use crate::state::filters::{FilterAction, Filters};
 
 /// Findings older than this (since their last update) are archived.
 pub const RETENTION_MS: i64 = 90 * 24 * 3600 * 1000;
@@ -302,8 +302,12 @@ impl Findings {
         self.changed.push(finding);
     }
 
-    /// Archives the open findings an archiving filter matches now; returns how many.
+    /// Archives the open findings an archiving filter matches now; returns how many (none
+    /// for a filter that does not archive).
     pub fn archive_matching(&mut self, filter_id: &str) -> usize {
+        if self.filters.get(filter_id).is_none_or(|f| f.action != FilterAction::Archive) {
+            return 0;
+        }
         let matching: Vec<String> = self
             .by_id
             .values()
@@ -568,6 +572,71 @@ mod tests {
         let unknown = Posture::default();
         assert!(base.worsened(&unknown).is_empty());
         assert_eq!(base.merge(unknown), base);
+    }
+
+    /// An archiving filter archives the open findings it matches when saved, and later ones
+    /// as they are raised; an archived finding stays current and counts occurrences; a NOOP
+    /// filter archives nothing; retention's archiving closes a suppressed finding for good.
+    #[test]
+    fn archiving_filters_suppress_now_and_later() {
+        use crate::criteria::Criterion;
+        use crate::state::filters::FindingsFilter;
+        let mut findings = Findings::default();
+        let state = BucketSnapshot {
+            created_at: 1,
+            owner_id: None,
+            public_access: None,
+            default_encryption: None,
+            allows_unencrypted_object_uploads: estate_common::macie::Tri::Unknown,
+            tags: vec![estate_common::model::Tag { key: "team".into(), value: "web".into() }],
+        };
+        let quiet = BucketKey::parse("111111111111", "us-east-1", "quiet").unwrap();
+        let loud = BucketKey::parse("111111111111", "us-east-1", "loud").unwrap();
+        let cause = Cause::refresh(1);
+        findings.raise(&quiet, FindingType::S3BucketPublic, &cause, &state, 10);
+        findings.raise(&loud, FindingType::S3BucketPublic, &cause, &state, 10);
+        let filter = |id: &str, action, bucket: &str| FindingsFilter {
+            id: id.into(),
+            name: format!("filter {id}"),
+            description: String::new(),
+            action,
+            position: 0,
+            criteria: [
+                (
+                    "resourcesAffected.s3Bucket.name".to_owned(),
+                    Criterion { eq: vec![bucket.into()], ..Default::default() },
+                ),
+                (
+                    "resourcesAffected.s3Bucket.tags.value".to_owned(),
+                    Criterion { eq_exact_match: vec!["web".into()], ..Default::default() },
+                ),
+            ]
+            .into(),
+            tags: Default::default(),
+            client_token: None,
+            created_at: 0,
+        };
+        findings.filters.put(filter("noop", FilterAction::Noop, "loud"));
+        assert_eq!(findings.archive_matching("noop"), 0, "a NOOP filter only names criteria");
+        findings.filters.put(filter("quiet", FilterAction::Archive, "quiet"));
+        assert_eq!(findings.archive_matching("quiet"), 1);
+        let by_bucket = |f: &Findings, name: &str| f.by_id.values().find(|x| x.bucket_name == name).cloned().unwrap();
+        let suppressed = by_bucket(&findings, "quiet");
+        assert!(suppressed.archived && suppressed.suppressed_by.as_deref() == Some("quiet"));
+        assert!(!by_bucket(&findings, "loud").archived);
+        // A later occurrence counts on the suppressed finding, which stays archived.
+        findings.raise(&quiet, FindingType::S3BucketPublic, &cause, &state, 20);
+        let again = by_bucket(&findings, "quiet");
+        assert_eq!((again.id, again.count, again.archived), (suppressed.id.clone(), 2, true));
+        // A new finding the filter matches is raised archived.
+        findings.raise(&quiet, FindingType::S3BlockPublicAccessDisabled, &cause, &state, 30);
+        let new = findings.by_id.values().find(|f| f.kind == FindingType::S3BlockPublicAccessDisabled).unwrap();
+        assert!(new.archived, "raised archived");
+        // Retention closes it: the next occurrence opens a new finding.
+        findings.archive_older_than(30 + RETENTION_MS + 1);
+        assert!(findings.by_id.values().all(|f| f.archived && f.suppressed_by.is_none()));
+        findings.raise(&loud, FindingType::S3BucketPublic, &cause, &state, 40 + RETENTION_MS);
+        assert_eq!(findings.by_id.len(), 4);
     }
 
     #[test]

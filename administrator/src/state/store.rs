@@ -25,7 +25,7 @@ use estate_common::objects::ObjectStats;
 use estate_common::text::for_log;
 
 use crate::judge::{destination_name, judge_with, Judgement, OrgView, PolicyVerdict};
-use crate::state::filters::{FilterAction, FindingsFilter};
+use crate::state::filters::FindingsFilter;
 use crate::state::findings::{Findings, FindingsTracker, Posture, MAX_COUNTED_EVENTS as MAX_SEEN_EVENTS};
 use crate::state::identities::{self, CanonicalIds};
 use crate::state::index::{Entry, Index};
@@ -375,15 +375,13 @@ impl State {
     /// findings it matches now.
     fn apply_put_findings_filter(&mut self, filter: FindingsFilter, writes: &mut Writes) {
         writes.insert(Tree::FindingsFilters, filter.id.as_bytes(), encode(&filter));
-        let (id, archive) = (filter.id.clone(), filter.action == FilterAction::Archive);
+        let id = filter.id.clone();
         tracing::info!(filter = %id, name = %for_log(&filter.name), action = ?filter.action, "findings filter saved");
         let findings = &mut self.tracker.findings;
         findings.filters.put(filter);
-        if archive {
-            let archived = findings.archive_matching(&id);
-            if archived > 0 {
-                tracing::info!(filter = %id, archived, "findings archived by the filter");
-            }
+        let archived = findings.archive_matching(&id);
+        if archived > 0 {
+            tracing::info!(filter = %id, archived, "findings archived by the filter");
         }
     }
 
