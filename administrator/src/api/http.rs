@@ -438,10 +438,16 @@ fn sink_metrics(out: &mut String, deliveries: &Deliveries, durable: u64) {
     }
     /// Name, type, help, and the value of a sink given the durable sequence.
     type Family = (&'static str, &'static str, &'static str, fn(&SinkStatus, u64) -> u64);
-    let families: [Family; 3] = [
+    let families: [Family; 4] = [
         ("estate_sink_delivered_total", "counter", "Findings delivered by the sink.", |s, _| {
             s.delivered.load(Ordering::Relaxed)
         }),
+        (
+            "estate_sink_batches_total",
+            "counter",
+            "Deliveries of the sink that succeeded (one call or write each).",
+            |s, _| s.batches.load(Ordering::Relaxed),
+        ),
         ("estate_sink_failures_total", "counter", "Deliveries of the sink that failed (each attempt).", |s, _| {
             s.failures.load(Ordering::Relaxed)
         }),

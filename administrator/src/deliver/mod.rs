@@ -1,5 +1,5 @@
-//! Findings delivered to destinations outside Estate: Amazon EventBridge, a webhook, OCSF
-//! JSON lines. Each configured sink follows the durable findings feed from a cursor of its
+//! Findings delivered to destinations outside Estate: Amazon EventBridge, AWS Security Hub,
+//! a webhook, OCSF JSON lines. Each configured sink follows the durable findings feed from a cursor of its
 //! own, persisted in the store ([`Op::SinkDelivered`]) after each delivery, so that a restart
 //! resumes where the sink stopped. Delivery is at least once: a finding delivered again (a
 //! crash between delivery and cursor) carries the same ID and is an update at the
@@ -12,7 +12,9 @@
 
 mod eventbridge;
 mod hmac;
+mod http;
 mod ocsf;
+mod securityhub;
 mod webhook;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,6 +32,7 @@ use crate::state::store::{Op, Store};
 
 pub use eventbridge::EventBridgeConfig;
 pub use ocsf::{OcsfConfig, OCSF_VERSION};
+pub use securityhub::SecurityHubConfig;
 pub use webhook::{WebhookConfig, WebhookFormat};
 
 /// One destination of `estate.toml`'s `[[sinks]]`, by `kind`.
@@ -39,6 +42,7 @@ pub enum SinkConfig {
     Eventbridge(EventBridgeConfig),
     Webhook(WebhookConfig),
     Ocsf(OcsfConfig),
+    Securityhub(SecurityHubConfig),
 }
 
 /// Where a sink starts the first time it runs (afterwards, always from its cursor).
@@ -58,6 +62,7 @@ impl SinkConfig {
             Self::Eventbridge(c) => &c.name,
             Self::Webhook(c) => &c.name,
             Self::Ocsf(c) => &c.name,
+            Self::Securityhub(c) => &c.name,
         }
     }
 
@@ -66,6 +71,7 @@ impl SinkConfig {
             Self::Eventbridge(_) => "eventbridge",
             Self::Webhook(_) => "webhook",
             Self::Ocsf(_) => "ocsf",
+            Self::Securityhub(_) => "securityhub",
         }
     }
 
@@ -74,6 +80,7 @@ impl SinkConfig {
             Self::Eventbridge(c) => c.start,
             Self::Webhook(c) => c.start,
             Self::Ocsf(c) => c.start,
+            Self::Securityhub(c) => c.start,
         }
     }
 
@@ -90,6 +97,7 @@ impl SinkConfig {
             Self::Eventbridge(c) => c.check(),
             Self::Webhook(c) => c.check().map(|_| ()),
             Self::Ocsf(c) => c.check(),
+            Self::Securityhub(c) => c.check(),
         }
         .with_context(|| format!("sink `{name}`"))
     }
@@ -102,6 +110,8 @@ pub struct SinkStatus {
     pub kind: &'static str,
     /// Findings delivered (a finding delivered again counts again).
     pub delivered: AtomicU64,
+    /// Deliveries that succeeded (a call to the destination, or a write, of a batch).
+    pub batches: AtomicU64,
     /// Deliveries that failed (each attempt).
     pub failures: AtomicU64,
     /// Every finding change up to this sequence is delivered.
@@ -120,6 +130,7 @@ enum Sink {
     EventBridge(eventbridge::EventBridgeSink),
     Webhook(webhook::WebhookSink),
     Ocsf(ocsf::OcsfSink),
+    SecurityHub(securityhub::SecurityHubSink),
 }
 
 impl Sink {
@@ -130,6 +141,9 @@ impl Sink {
             }
             SinkConfig::Webhook(c) => Self::Webhook(webhook::WebhookSink::new(c)?),
             SinkConfig::Ocsf(c) => Self::Ocsf(ocsf::OcsfSink::open(c)?),
+            SinkConfig::Securityhub(c) => {
+                Self::SecurityHub(securityhub::SecurityHubSink::new(c, aws_endpoint_url).await?)
+            }
         })
     }
 
@@ -139,6 +153,7 @@ impl Sink {
             Self::EventBridge(_) => eventbridge::BATCH,
             Self::Webhook(_) => 1,
             Self::Ocsf(_) => ocsf::BATCH,
+            Self::SecurityHub(_) => securityhub::BATCH,
         }
     }
 
@@ -148,6 +163,7 @@ impl Sink {
             Self::EventBridge(sink) => sink.deliver(batch).await,
             Self::Webhook(sink) => sink.deliver(batch).await,
             Self::Ocsf(sink) => sink.deliver(batch).await,
+            Self::SecurityHub(sink) => sink.deliver(batch).await,
         }
     }
 }
@@ -167,6 +183,7 @@ pub async fn start(
             name: config.name().to_owned(),
             kind: config.kind(),
             delivered: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             cursor: AtomicU64::new(0),
             last_error: Mutex::new(None),
@@ -251,6 +268,7 @@ async fn deliver_until_done(sink: &mut Sink, batch: &[Finding], status: &SinkSta
         match sink.deliver(batch).await {
             Ok(()) => {
                 status.delivered.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                status.batches.fetch_add(1, Ordering::Relaxed);
                 *status.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
                 return;
             }

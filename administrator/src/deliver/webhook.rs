@@ -11,28 +11,16 @@
 //! Slack webhook's path is its secret): only its host.
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{bail, Context};
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
-use hyper::{Request, Uri};
-use hyper_util::rt::TokioIo;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName};
 use serde::Deserialize;
-use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
 
 use estate_common::findings::Finding;
 
 use super::hmac::hmac_sha256;
+use super::http::{HttpClient, Target};
 use super::Start;
 
-/// Connecting, and each request, give up after this long.
-const TIMEOUT: Duration = Duration::from_secs(10);
 /// A secret shorter than this is refused.
 const MIN_SECRET_BYTES: usize = 16;
 
@@ -67,17 +55,8 @@ pub struct WebhookConfig {
 impl WebhookConfig {
     /// The URL's parts and the secret.
     pub fn check(&self) -> anyhow::Result<(Target, Vec<u8>)> {
-        let uri: Uri = self.url.parse().context("`url` is not a URL")?;
-        if uri.scheme_str() != Some("https") {
-            bail!("`url` must be https:// (findings are sensitive)");
-        }
-        let host = uri.host().context("`url` has no host")?.trim_matches(['[', ']']).to_owned();
-        let target = Target {
-            port: uri.port_u16().unwrap_or(443),
-            authority: uri.authority().map(|a| a.as_str().to_owned()).unwrap_or_else(|| host.clone()),
-            path: uri.path_and_query().map_or("/".to_owned(), |p| p.as_str().to_owned()),
-            host,
-        };
+        // Findings are sensitive: never in plaintext.
+        let target = Target::parse(&self.url, false).context("`url`")?;
         let secret = match (&self.secret_file, &self.secret_env) {
             (Some(path), None) => std::fs::read_to_string(path)
                 .with_context(|| format!("reading `secret_file` `{}`", path.display()))?
@@ -93,58 +72,16 @@ impl WebhookConfig {
     }
 }
 
-#[derive(Debug, Clone)]
-pub struct Target {
-    host: String,
-    port: u16,
-    /// What the `Host` header carries.
-    authority: String,
-    path: String,
-}
-
 pub struct WebhookSink {
-    target: Target,
-    server_name: ServerName<'static>,
-    tls: TlsConnector,
+    client: HttpClient,
     secret: Vec<u8>,
     format: WebhookFormat,
-    connection: Option<SendRequest<Full<Bytes>>>,
 }
 
 impl WebhookSink {
     pub fn new(config: &WebhookConfig) -> anyhow::Result<Self> {
         let (target, secret) = config.check()?;
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in rustls_native_certs::load_native_certs().certs {
-            // A system certificate rustls cannot use is skipped, as browsers do.
-            let _ = roots.add(cert);
-        }
-        if let Some(path) = &config.ca_file {
-            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-                .with_context(|| format!("reading `ca_file` `{}`", path.display()))?
-                .collect::<Result<_, _>>()
-                .with_context(|| format!("`ca_file` `{}` is not PEM certificates", path.display()))?;
-            if certs.is_empty() {
-                bail!("`ca_file` `{}` holds no certificate", path.display());
-            }
-            for cert in certs {
-                roots.add(cert).with_context(|| format!("a certificate in `ca_file` `{}`", path.display()))?;
-            }
-        }
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .context("TLS versions")?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let server_name = ServerName::try_from(target.host.clone()).context("the URL's host is not a TLS name")?;
-        Ok(Self {
-            target,
-            server_name,
-            tls: TlsConnector::from(Arc::new(tls)),
-            secret,
-            format: config.format,
-            connection: None,
-        })
+        Ok(Self { client: HttpClient::new(target, config.ca_file.as_deref())?, secret, format: config.format })
     }
 
     pub async fn deliver(&mut self, batch: &[Finding]) -> Result<(), String> {
@@ -153,76 +90,25 @@ impl WebhookSink {
                 WebhookFormat::Json => finding.to_macie_json().to_string(),
                 WebhookFormat::Slack => serde_json::json!({"text": slack_text(finding)}).to_string(),
             };
-            let result = self.post(&finding.id, body.into_bytes()).await;
-            if result.is_err() {
-                // Whatever state the connection is in, the next attempt starts afresh.
-                self.connection = None;
+            let timestamp = time::OffsetDateTime::now_utc().unix_timestamp().to_string();
+            let signature = hex::encode(hmac_sha256(&self.secret, &[timestamp.as_bytes(), b".", body.as_bytes()]));
+            let headers = [
+                ("content-type", "application/json".to_owned()),
+                ("user-agent", concat!("estate/", env!("CARGO_PKG_VERSION")).to_owned()),
+                ("x-estate-finding-id", finding.id.clone()),
+                ("x-estate-timestamp", timestamp),
+                ("x-estate-signature", format!("v1={signature}")),
+            ];
+            let path = self.client.target.path.clone();
+            let host = self.client.target.host.clone();
+            let (status, answer) =
+                self.client.post(&path, &headers, body.into_bytes()).await.map_err(|e| format!("{host}: {e}"))?;
+            if !status.is_success() {
+                let text: String = String::from_utf8_lossy(&answer).chars().take(200).collect();
+                return Err(format!("{host}: answered {status}: {}", estate_common::text::for_log(&text)));
             }
-            result.map_err(|e| format!("{}: {e}", self.target.host))?;
         }
         Ok(())
-    }
-
-    async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, String> {
-        let target = &self.target;
-        let tcp = tokio::time::timeout(TIMEOUT, TcpStream::connect((target.host.as_str(), target.port)))
-            .await
-            .map_err(|_| "connecting timed out".to_owned())?
-            .map_err(|e| format!("connecting: {e}"))?;
-        let tls = tokio::time::timeout(TIMEOUT, self.tls.connect(self.server_name.clone(), tcp))
-            .await
-            .map_err(|_| "the TLS handshake timed out".to_owned())?
-            .map_err(|e| format!("TLS: {e}"))?;
-        let (sender, connection) =
-            hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.map_err(|e| format!("HTTP: {e}"))?;
-        tokio::spawn(async move {
-            // Ends when the sender is dropped or the peer closes.
-            let _ = connection.await;
-        });
-        Ok(sender)
-    }
-
-    async fn post(&mut self, finding_id: &str, body: Vec<u8>) -> Result<(), String> {
-        if self.connection.as_ref().is_none_or(|c| c.is_closed()) {
-            self.connection = Some(self.connect().await?);
-        }
-        let sender = self.connection.as_mut().expect("connected above");
-        tokio::time::timeout(TIMEOUT, sender.ready())
-            .await
-            .map_err(|_| "the connection stayed busy".to_owned())?
-            .map_err(|e| format!("HTTP: {e}"))?;
-        let timestamp = time::OffsetDateTime::now_utc().unix_timestamp().to_string();
-        let signature = hex::encode(hmac_sha256(&self.secret, &[timestamp.as_bytes(), b".", &body]));
-        let request = Request::post(self.target.path.as_str())
-            .header(hyper::header::HOST, self.target.authority.as_str())
-            .header(hyper::header::CONTENT_TYPE, "application/json")
-            .header(hyper::header::USER_AGENT, concat!("estate/", env!("CARGO_PKG_VERSION")))
-            .header("x-estate-finding-id", finding_id)
-            .header("x-estate-timestamp", timestamp)
-            .header("x-estate-signature", format!("v1={signature}"))
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| format!("building the request: {e}"))?;
-        let response = tokio::time::timeout(TIMEOUT, sender.send_request(request))
-            .await
-            .map_err(|_| "no answer in time".to_owned())?
-            .map_err(|e| format!("HTTP: {e}"))?;
-        let status = response.status();
-        // The body is read (bounded) so that the connection can carry the next request.
-        let text =
-            match tokio::time::timeout(TIMEOUT, http_body_util::Limited::new(response.into_body(), 4096).collect())
-                .await
-            {
-                Ok(Ok(body)) => String::from_utf8_lossy(&body.to_bytes()).chars().take(200).collect::<String>(),
-                _ => {
-                    self.connection = None;
-                    String::new()
-                }
-            };
-        if status.is_success() {
-            Ok(())
-        } else {
-            Err(format!("answered {status}: {}", estate_common::text::for_log(&text)))
-        }
     }
 }
 
@@ -267,6 +153,7 @@ mod tests {
         // The variable is this test's own.
         std::env::set_var("ESTATE_TEST_WEBHOOK_SECRET", "0123456789abcdef");
         let (target, secret) = config("https://hooks.example.com:8443/services/T/B/x?y=1").check().unwrap();
+        assert!(target.https);
         assert_eq!(
             (target.host.as_str(), target.port, target.path.as_str()),
             ("hooks.example.com", 8443, "/services/T/B/x?y=1")

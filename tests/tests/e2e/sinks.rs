@@ -25,6 +25,31 @@ fn policy(bucket: &str) -> String {
     .to_string()
 }
 
+/// moto's default account, whose credentials the administrator has.
+const ADMIN_ACCOUNT: &str = "123456789012";
+
+/// Every finding moto's Security Hub holds, read with boto3 (AWS's own Python client) from
+/// the project's virtualenv.
+fn security_hub_findings(moto: &Moto) -> anyhow::Result<Vec<Value>> {
+    let script = r#"
+import boto3, json, sys
+hub = boto3.client("securityhub", endpoint_url=sys.argv[1], region_name="us-east-1",
+                   aws_access_key_id="testing", aws_secret_access_key="testing")
+found, token = [], None
+while True:
+    page = hub.get_findings(MaxResults=100, **({"NextToken": token} if token else {}))
+    found += page["Findings"]
+    token = page.get("NextToken")
+    if not token:
+        break
+print(json.dumps(found, default=str))
+"#;
+    let python = estate_tests::repo_root().join(".venv/bin/python");
+    let out = std::process::Command::new(&python).args(["-c", script, &moto.endpoint]).output()?;
+    anyhow::ensure!(out.status.success(), "boto3: {}", String::from_utf8_lossy(&out.stderr));
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
 /// The administrator's own AWS credentials in moto (its default account).
 fn admin_credentials() -> aws_sdk_s3::config::Credentials {
     aws_sdk_s3::config::Credentials::new("testing", "testing", None, None, "tests")
@@ -69,6 +94,7 @@ fn sinks_config(dir: &Path, receiver: &Receiver, dead_port: Option<u16>) -> anyh
     let text = format!(
         "version = 1\n\
          [[sinks]]\nkind = \"eventbridge\"\nname = \"bus\"\nevent_bus = \"{BUS}\"\nregion = \"us-east-1\"\n\
+         [[sinks]]\nkind = \"securityhub\"\nname = \"hub\"\nregion = \"us-east-1\"\naccount_id = \"{ADMIN_ACCOUNT}\"\n\
          [[sinks]]\nkind = \"ocsf\"\nname = \"lake\"\npath = \"{}\"\n{}{}{}",
         ocsf.display(),
         hook("hook", format!("https://127.0.0.1:{}/hook", receiver.addr.port()), "json"),
@@ -200,6 +226,29 @@ async fn a_policy_change_reaches_every_sink_whole_and_a_dead_receiver_holds_none
     assert_eq!(delivered["detail"], doc, "the bus carries the same document");
     assert_eq!(delivered["resources"], json!(["arn:aws:s3:::estate-s-policy"]));
 
+    // Security Hub, in ASFF, read back with AWS's own client.
+    let imported = eventually(WITHIN, "the finding in Security Hub", || async {
+        Ok(security_hub_findings(&moto)?.into_iter().find(|f| f["Id"] == id.as_str()))
+    })
+    .await
+    .with_context(|| {
+        let log = admin.process.log_text();
+        log.lines().filter(|l| l.contains("sink")).take(20).collect::<Vec<_>>().join("\n")
+    })?;
+    assert_eq!(imported["Types"], json!(["Effects/Data Exposure/Policy:IAMUser-S3BucketPublic"]));
+    assert_eq!(imported["AwsAccountId"], ADMIN_ACCOUNT);
+    assert_eq!(
+        imported["ProductArn"],
+        format!("arn:aws:securityhub:us-east-1:{ADMIN_ACCOUNT}:product/{ADMIN_ACCOUNT}/default")
+    );
+    let resource = &imported["Resources"][0];
+    assert_eq!(
+        (resource["Type"].as_str(), resource["Id"].as_str()),
+        (Some("AwsS3Bucket"), Some("arn:aws:s3:::estate-s-policy"))
+    );
+    assert_eq!(resource["Details"]["AwsS3Bucket"]["OwnerAccountId"], A);
+    assert_eq!(imported["Severity"]["Label"], "HIGH");
+
     // OCSF, valid against the schema of the version it declares.
     let line = eventually(WITHIN, "the OCSF line", || async {
         let text = std::fs::read_to_string(&ocsf).unwrap_or_default();
@@ -216,7 +265,9 @@ async fn a_policy_change_reaches_every_sink_whole_and_a_dead_receiver_holds_none
     assert!(sink_metric(&m, "estate_sink_failures_total", "dead", "webhook") >= 1.0, "{m:?}");
     assert!(sink_metric(&m, "estate_sink_lag", "dead", "webhook") >= 1.0, "{m:?}");
     assert_eq!(sink_metric(&m, "estate_sink_delivered_total", "dead", "webhook"), 0.0);
-    for (sink, kind) in [("hook", "webhook"), ("chat", "webhook"), ("bus", "eventbridge"), ("lake", "ocsf")] {
+    for (sink, kind) in
+        [("hook", "webhook"), ("chat", "webhook"), ("bus", "eventbridge"), ("lake", "ocsf"), ("hub", "securityhub")]
+    {
         assert!(sink_metric(&m, "estate_sink_delivered_total", sink, kind) >= 1.0, "{sink}: {m:?}");
     }
 
@@ -393,7 +444,24 @@ async fn a_sigkill_during_a_burst_of_findings_loses_none_and_gives_none_a_second
         Ok((report.0 == 0).then_some(report))
     })
     .await?;
-    for (missing, twice, delivered, sink) in [hook, bus, lake] {
+    let hub = loop {
+        let delivered: Vec<_> = security_hub_findings(&moto)?
+            .iter()
+            .map(|f| {
+                (
+                    f["Resources"][0]["Id"].as_str().unwrap_or_default().trim_start_matches("arn:aws:s3:::").to_owned(),
+                    format!("\"{}\"", f["ProductFields"]["estate/findingType"].as_str().unwrap_or_default()),
+                    f["Id"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        let report = check("hub", &delivered);
+        if report.0 == 0 || std::time::Instant::now() > deadline {
+            break report;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    for (missing, twice, delivered, sink) in [hook, bus, lake, hub] {
         println!("{sink}: {delivered} deliveries of {} findings", ids.len());
         assert_eq!((missing, twice), (0, 0), "{sink}: findings missing, or one under two IDs");
     }
