@@ -159,7 +159,7 @@ mod tests {
             ("hooks.example.com", 8443, "/services/T/B/x?y=1")
         );
         assert_eq!(secret.len(), 16);
-        assert!(config("http://hooks.example.com/").check().unwrap_err().to_string().contains("https"));
+        assert!(format!("{:#}", config("http://hooks.example.com/").check().unwrap_err()).contains("https"));
         std::env::set_var("ESTATE_TEST_WEBHOOK_SECRET", "short");
         assert!(config("https://hooks.example.com/").check().unwrap_err().to_string().contains("shorter"));
     }
