@@ -385,7 +385,12 @@ mod tests {
         assert!(Config::parse(&both).is_err());
         let placeholder = GOOD.replace("agent-token-0123456789", "replace-with-a-long-random-token");
         assert!(Config::parse(&placeholder).unwrap_err().to_string().contains("placeholder"));
-        let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/estate.example.toml"));
+        let example = std::fs::read_to_string(
+            std::env::var_os("CARGO_MANIFEST_DIR")
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
+                .join("../deploy/estate.example.toml"),
+        );
         let error = Config::parse(&example.unwrap()).unwrap_err().to_string();
         assert!(error.contains("placeholder") && error.contains("replace it"), "{error}");
     }

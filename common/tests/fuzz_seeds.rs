@@ -47,7 +47,7 @@ fn convert(data: &[u8]) -> bool {
 
 #[test]
 fn every_agent_message_seed_and_crash_input_converts_or_fails_without_a_panic() {
-    let (seeds, crashes) = replay::inputs(env!("CARGO_MANIFEST_DIR"), "agent_message", 8);
+    let (seeds, crashes) = replay::inputs("agent_message", 8);
     let mut decoded = 0;
     for path in seeds.iter().chain(&crashes) {
         let data = std::fs::read(path).expect("a readable input");

@@ -10,7 +10,7 @@ mod replay;
 
 #[test]
 fn every_seed_and_crash_input_is_answered_without_a_panic() {
-    let (seeds, crashes) = replay::inputs(env!("CARGO_MANIFEST_DIR"), "inventory_report", 10);
+    let (seeds, crashes) = replay::inputs("inventory_report", 10);
     let mut outcomes = std::collections::BTreeMap::new();
     for path in seeds.iter().chain(&crashes) {
         let data = std::fs::read(path).expect("a readable input");

@@ -3,7 +3,6 @@
 //! figures for the corpus's policies written from AWS's documentation examples alone (not
 //! from the pre-solver's templates), and for the hostile set.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use estate_policy::{analyze, AnalysisOptions, Analyzer};
@@ -37,7 +36,11 @@ struct Subset {
 }
 
 fn main() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
+    // Cargo's directory at run time (a reused build keeps another checkout's path).
+    let dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
+        .join("tests/corpus");
     let mut cases = Vec::new();
     let mut files: Vec<_> =
         std::fs::read_dir(&dir).expect("corpus directory").filter_map(|e| e.ok().map(|e| e.path())).collect();

@@ -3,7 +3,7 @@
 //! printing all mismatches before failing.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use estate_policy::{analyze, evaluate, parse_policy, AnalysisOptions, Decision, Question, SharedAccess, Tri};
@@ -13,8 +13,15 @@ use serde_json::Value;
 mod support;
 use support::context;
 
+/// The package's directory: cargo's at run time, since a test binary reused from a build in
+/// another checkout (CI's shared target directory) still carries that checkout's
+/// compile-time path.
+fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from).unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
+}
+
 fn corpus_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus")
+    manifest_dir().join("tests/corpus")
 }
 
 fn tri_of(v: &Value) -> Option<Tri> {
@@ -43,7 +50,7 @@ fn shared_of(v: &Value) -> Option<SharedAccess> {
 
 /// The rule tags of `policy/SEMANTICS.md` (`[public.caller]`, ...).
 fn semantics_rules() -> BTreeSet<String> {
-    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("SEMANTICS.md")).unwrap();
+    let text = std::fs::read_to_string(manifest_dir().join("SEMANTICS.md")).unwrap();
     text.split("`[").skip(1).filter_map(|rest| rest.split_once("]`").map(|(tag, _)| tag.to_owned())).collect()
 }
 

@@ -9,7 +9,7 @@ mod replay;
 
 #[test]
 fn every_parser_seed_and_crash_input_parses_or_fails_without_a_panic() {
-    let (seeds, crashes) = replay::inputs(env!("CARGO_MANIFEST_DIR"), "policy_parser", 100);
+    let (seeds, crashes) = replay::inputs("policy_parser", 100);
     let mut parsed = 0;
     for path in seeds.iter().chain(&crashes) {
         let data = std::fs::read(path).expect("a readable input");
@@ -35,7 +35,7 @@ mod analyzer_input;
 #[test]
 fn every_analyzer_seed_and_crash_input_is_answered_without_a_panic() {
     use arbitrary::Arbitrary;
-    let (seeds, crashes) = replay::inputs(env!("CARGO_MANIFEST_DIR"), "policy_analyzer", 10);
+    let (seeds, crashes) = replay::inputs("policy_analyzer", 10);
     let ctx = analyzer_input::context();
     // Counted in Z3's resource units: the same answers on a busy machine.
     let opts = estate_policy::AnalysisOptions::counted();

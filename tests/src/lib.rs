@@ -25,7 +25,12 @@ pub mod receiver;
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+    // Cargo's directory at run time when cargo runs us (a build reused from another checkout
+    // keeps that checkout's compile-time path); the compile-time one for the benchmark
+    // binaries run by hand.
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from);
+    let manifest = manifest.unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
+    manifest.parent().expect("tests/ has a parent").to_path_buf()
 }
 
 /// A built workspace binary (`estate-admin`, `estate-agent`, `estatectl`), next to the test
@@ -484,7 +489,7 @@ pub fn config_text<A: AsRef<str>>(
 /// The event pattern of the rule members deploy (`S3EventsRule` in
 /// `deploy/cloudformation/member.yaml`), as JSON: the tests' events pass the same filter.
 pub fn deployed_event_pattern() -> anyhow::Result<serde_json::Value> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/cloudformation/member.yaml");
+    let path = repo_root().join("deploy/cloudformation/member.yaml");
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let template: serde_yaml::Value =
         serde_yaml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
