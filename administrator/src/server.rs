@@ -520,6 +520,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         request_timeout: limits.request_timeout,
         loopback_only: options.insecure_dev.then_some(http_addr),
         deliveries,
+        committer: committer.clone(),
     };
     let http_server = http::serve(http_listener, tls.clone(), http::router(http_state), limits.http(), stop.clone());
     let message = limits.max_message_bytes;

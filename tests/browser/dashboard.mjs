@@ -30,7 +30,10 @@ const browser = await chromium.launch({
 });
 try {
   const page = await browser.newPage({ viewport: { width: 1360, height: 1000 } });
+  // Set just before a step that expects the server to refuse (the browser logs the 403).
+  let refusalExpected = false;
   page.on("console", (message) => {
+    if (refusalExpected && message.text().includes("status of 403")) return;
     if (message.type() === "error") problems.push(`console error: ${message.text()}`);
   });
   page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
@@ -134,6 +137,15 @@ try {
   const after = Number((await page.textContent("#changed-24h")).replace(/,/g, ""));
   check(after > before, `the 24-hour count went from ${before} to ${after}`);
   await page.screenshot({ path: join(shots, "findings.png"), fullPage: true });
+
+  step("a read-only token cannot create a findings filter, and is told why");
+  await page.fill("#new-filter input[name=name]", "from-the-browser");
+  await page.fill("#new-filter textarea[name=criteria]", `resourcesAffected.s3Bucket.name=${expected.changeBucket}`);
+  refusalExpected = true;
+  await page.click("#new-filter button[type=submit]");
+  await page.waitForFunction(() => (document.querySelector("#filter-message")?.textContent || "").includes("read-only"));
+  refusalExpected = false;
+  check(!(await page.$("#findings-filters")), "no filter was created");
 
   step("signing out forgets the token");
   await page.click("#logout");

@@ -296,14 +296,18 @@ impl Authenticator {
         Ok(identity)
     }
 
-    /// For RPCs that change something (refreshes): the caller must be an operator.
+    /// For RPCs that change something (refreshes, findings filters): the caller must be an
+    /// operator.
     pub fn operator<T>(&self, request: &Request<T>) -> Result<Identity, ServiceError> {
-        let identity = self.reader(request)?;
+        Self::must_operate(self.reader(request)?)
+    }
+
+    fn must_operate(identity: Identity) -> Result<Identity, ServiceError> {
         if identity.may_operate() {
             Ok(identity)
         } else {
             Err(ServiceError::forbidden(format!(
-                "`{}` is read-only; refreshes need the operator role",
+                "`{}` is read-only; this change needs the operator role",
                 identity.name()
             )))
         }
@@ -312,6 +316,15 @@ impl Authenticator {
     /// For client RPCs: the caller must be a client (or development mode).
     pub fn reader<T>(&self, request: &Request<T>) -> Result<Identity, ServiceError> {
         Self::must_read(self.identify(request)?)
+    }
+
+    /// [`Self::operator`] for the HTTP side.
+    pub fn operator_parts(
+        &self,
+        authorization: Option<&str>,
+        certificate: Option<&CertificateDer<'_>>,
+    ) -> Result<Identity, ServiceError> {
+        Self::must_operate(self.reader_parts(authorization, certificate)?)
     }
 
     /// [`Self::reader`] for the HTTP side.

@@ -31,8 +31,10 @@ use tokio::sync::{mpsc, watch};
 use tokio_rustls::server::TlsStream;
 use tower::ServiceExt as _;
 
-use crate::api::auth::Authenticator;
+use crate::api::auth::{Authenticator, Identity};
 use crate::api::error::ServiceError;
+use crate::api::filters;
+use crate::ingest::Committer;
 use estate_common::findings::FindingType;
 
 use crate::api::edge::{self, Accepted, Activity, OpeningLimits, Slots, Watched};
@@ -42,7 +44,7 @@ use crate::deliver::{Deliveries, SinkStatus};
 use crate::read::findings::{follow, FindingsQuery, Followed};
 use crate::read::query::{self, Criterion, Query};
 use crate::read::views;
-use crate::state::filters::FilterAction;
+use crate::state::filters::{FilterAction, FindingsFilter};
 use crate::state::store::{self, Store};
 
 #[derive(Debug, Clone)]
@@ -60,6 +62,8 @@ pub struct HttpState {
     pub loopback_only: Option<SocketAddr>,
     /// The sinks' delivery counters, for `/metrics`.
     pub deliveries: Arc<Deliveries>,
+    /// Findings filters created and deleted from the dashboard are committed through it.
+    pub committer: Committer,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -74,7 +78,8 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/bucket", get(api_bucket))
         .route("/api/members", get(api_members))
         .route("/api/findings", get(api_findings))
-        .route("/api/findings-filters", get(api_findings_filters))
+        .route("/api/findings-filters", get(api_findings_filters).post(api_create_findings_filter))
+        .route("/api/findings-filters/{id}", axum::routing::delete(api_delete_findings_filter))
         .route("/api/posture", get(api_posture))
         .route_layer(from_fn_with_state(state.request_timeout, deadline));
     // Long-lived by design: the connection caps and the idle timeout (its keep-alive
@@ -338,6 +343,34 @@ fn authorize(state: &HttpState, peer: &Peer, headers: &HeaderMap) -> Result<(), 
         .reader_parts(authorization, peer.certificate.as_deref())
         .map(|_| ())
         .map_err(|e| Box::new(e.into_response()))
+}
+
+/// A request from a client with the operator role: the extractor of every `/api/` handler that
+/// changes something.
+struct Operator(Identity);
+
+impl FromRequestParts<HttpState> for Operator {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &HttpState) -> Result<Self, Response> {
+        let Some(ConnectInfo(peer)) = parts.extensions.get::<ConnectInfo<Peer>>().cloned() else {
+            return Err(ServiceError::internal("the connection's peer is unknown").into_response());
+        };
+        let authorization = match parts.headers.get(header::AUTHORIZATION).map(|v| v.to_str()) {
+            None => None,
+            Some(Ok(value)) => Some(value),
+            Some(Err(_)) => {
+                return Err(
+                    ServiceError::unauthenticated("the `Authorization` header is not `Bearer <token>`").into_response()
+                )
+            }
+        };
+        state
+            .auth
+            .operator_parts(authorization, peer.certificate.as_deref())
+            .map(Operator)
+            .map_err(|e| e.into_response())
+    }
 }
 
 /// A request with a client token (or, over mutual TLS, a client certificate) that may read:
@@ -610,6 +643,71 @@ struct FindingParams {
 
 /// The newest findings that match (at most 500), Macie-shaped, with how many changed in the
 /// last 24 hours and the sequence to follow live updates from.
+/// Macie's `CreateFindingsFilterRequest`, as the dashboard posts it.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct NewFilter {
+    name: String,
+    action: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    position: i32,
+    finding_criteria: NewCriteria,
+    #[serde(default)]
+    client_token: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewCriteria {
+    criterion: BTreeMap<String, crate::criteria::Criterion>,
+}
+
+/// `CreateFindingsFilter` for the dashboard (operator role).
+async fn api_create_findings_filter(
+    State(state): State<HttpState>,
+    Operator(who): Operator,
+    body: axum::body::Bytes,
+) -> Response {
+    let new: NewFilter = match serde_json::from_slice(&body) {
+        Ok(new) => new,
+        Err(e) => return ServiceError::invalid(format!("not a findings filter: {e}")).into_response(),
+    };
+    let action = match new.action.as_str() {
+        "ARCHIVE" => FilterAction::Archive,
+        "NOOP" => FilterAction::Noop,
+        other => return ServiceError::invalid(format!("`action` `{other}` is not ARCHIVE or NOOP")).into_response(),
+    };
+    let draft = FindingsFilter {
+        id: String::new(),
+        created_at: 0,
+        name: new.name,
+        description: new.description,
+        action,
+        position: new.position,
+        criteria: new.finding_criteria.criterion,
+        tags: BTreeMap::new(),
+        client_token: new.client_token.filter(|t| !t.is_empty()),
+    };
+    match filters::create(&state.store, &state.committer, draft, state.max_criterion_values, &who).await {
+        Ok(filter) => Json(serde_json::json!({"id": filter.id, "arn": filter.arn()})).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `DeleteFindingsFilter` for the dashboard (operator role).
+async fn api_delete_findings_filter(
+    State(state): State<HttpState>,
+    Operator(who): Operator,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    match filters::delete(&state.store, &state.committer, id, &who).await {
+        Ok(()) => Json(serde_json::json!({})).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
 /// One criterion in Macie's JSON, with only the operators it uses.
 fn criterion_json(c: &crate::criteria::Criterion) -> serde_json::Value {
     let mut out = serde_json::Map::new();
@@ -739,15 +837,16 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     fn state(dir: &std::path::Path, loopback_only: Option<SocketAddr>) -> HttpState {
-        let store = Store::open(dir, crate::judge::OrgView::default(), BTreeSet::new(), None).unwrap();
+        let store = Arc::new(Store::open(dir, crate::judge::OrgView::default(), BTreeSet::new(), None).unwrap());
         HttpState {
-            store: Arc::new(store),
             auth: Authenticator::development(),
             metrics_open: false,
             max_criterion_values: 100,
             request_timeout: Duration::from_secs(30),
             loopback_only,
             deliveries: Default::default(),
+            committer: Committer::start(Arc::clone(&store)),
+            store,
         }
     }
 
@@ -853,6 +952,50 @@ mod tests {
                 "findingCriteria": {"criterion": {"resourcesAffected.s3Bucket.tags.key": {"eqExactMatch": ["team"]}}},
             })
         );
+    }
+
+    /// The dashboard creates and deletes filters through the same checks as gRPC: a filter
+    /// Estate cannot apply is refused by name, an archiving one archives, and deleting works.
+    #[tokio::test]
+    async fn findings_filters_are_created_and_deleted_over_http() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = router(state(dir.path(), None));
+        let send = |method: &str, path: &str, body: &str| {
+            let peer = Peer { addr: "127.0.0.1:40000".parse().unwrap(), certificate: None };
+            let request = axum::http::Request::builder()
+                .method(method)
+                .uri(path)
+                .header(header::HOST, "127.0.0.1:8080")
+                .header(header::CONTENT_TYPE, "application/json")
+                .extension(ConnectInfo(peer))
+                .body(axum::body::Body::from(body.to_owned()))
+                .unwrap();
+            app.clone().oneshot(request)
+        };
+        let json = |response: Response| async move {
+            let status = response.status();
+            let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+            (status, serde_json::from_slice::<serde_json::Value>(&body).unwrap())
+        };
+        let unknown = r#"{"name": "bad one", "action": "ARCHIVE", "findingCriteria": {"criterion": {"colour": {"eq": ["red"]}}}}"#;
+        let (status, error) = json(send("POST", "/api/findings-filters", unknown).await.unwrap()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(error["message"].as_str().unwrap().contains("colour"), "{error}");
+        let good = r#"{"name": "accepted", "action": "ARCHIVE", "position": 1,
+            "findingCriteria": {"criterion": {"resourcesAffected.s3Bucket.name": {"eq": ["quiet"]}}}}"#;
+        let (status, created) = json(send("POST", "/api/findings-filters", good).await.unwrap()).await;
+        assert_eq!(status, StatusCode::OK, "{created}");
+        let id = created["id"].as_str().unwrap().to_owned();
+        let (_, listed) = json(fetch(&app, "/api/findings-filters", "127.0.0.1:8080").await).await;
+        assert_eq!(listed["findingsFilters"][0]["name"], "accepted");
+        let (status, _) = json(send("POST", "/api/findings-filters", good).await.unwrap()).await;
+        assert_eq!(status, StatusCode::CONFLICT, "a second filter of the same name is refused");
+        let (status, _) = json(send("DELETE", &format!("/api/findings-filters/{id}"), "").await.unwrap()).await;
+        assert_eq!(status, StatusCode::OK);
+        let (_, listed) = json(fetch(&app, "/api/findings-filters", "127.0.0.1:8080").await).await;
+        assert_eq!(listed["findingsFilters"], serde_json::json!([]));
+        let (status, _) = json(send("DELETE", &format!("/api/findings-filters/{id}"), "").await.unwrap()).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
     }
 
     #[tokio::test]

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod edge;
 pub mod error;
+pub mod filters;
 pub mod grpc;
 pub mod http;
 pub mod tls;

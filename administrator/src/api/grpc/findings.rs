@@ -16,16 +16,13 @@ use estate_common::pb::{self, findings_service_server::FindingsService};
 
 use crate::api::auth::Authenticator;
 use crate::api::error::ServiceError;
+use crate::api::filters::{self, no_such_filter};
 use crate::criteria::findings::FindingProperty;
 use crate::criteria::{Criterion, Filter, Property};
 use crate::ingest::Committer;
 use crate::read::findings::{follow, FindingsQuery, Followed};
-use crate::state::filters::{FilterAction, FindingsFilter, MAX_FILTERS};
-use crate::state::store::{Op, State, Store};
-
-fn no_such_filter(id: &str) -> ServiceError {
-    ServiceError::NotFound(format!("no findings filter `{}`", estate_common::text::for_log(id)))
-}
+use crate::state::filters::{FilterAction, FindingsFilter};
+use crate::state::store::Store;
 
 #[derive(Debug, Clone)]
 pub struct FindingsServiceImpl {
@@ -140,16 +137,6 @@ fn filter_to_pb(f: &FindingsFilter) -> pb::FindingsFilter {
         finding_criteria: Some(criteria_to_pb(&f.criteria)),
         tags: f.tags.clone().into_iter().collect(),
     }
-}
-
-/// Checks a filter (its criteria with this administrator's limit) and that its name is its own.
-fn check_filter(filter: &FindingsFilter, state: &State, max_values: usize) -> Result<(), ServiceError> {
-    filter.check()?;
-    crate::criteria::check_value_counts(&filter.criteria, max_values)?;
-    if state.findings().filters.by_name(&filter.name).is_some_and(|other| other.id != filter.id) {
-        return Err(ServiceError::Precondition(format!("a findings filter is already named `{}`", filter.name)));
-    }
-    Ok(())
 }
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchFindingsResponse, Status>> + Send>>;
@@ -269,34 +256,19 @@ impl FindingsService for FindingsServiceImpl {
     ) -> Result<Response<pb::CreateFindingsFilterResponse>, Status> {
         let who = self.auth.operator(&request)?;
         let r = request.into_inner();
-        let token = (!r.client_token.is_empty()).then_some(r.client_token);
-        if let Some(existing) =
-            token.as_deref().and_then(|t| self.store.read().findings().filters.by_client_token(t).cloned())
-        {
-            return Ok(Response::new(pb::CreateFindingsFilterResponse { arn: existing.arn(), id: existing.id }));
-        }
-        let filter = FindingsFilter {
-            id: hex::encode(rand::random::<[u8; 16]>()),
+        let draft = FindingsFilter {
+            id: String::new(),
+            created_at: 0,
             name: r.name,
             description: r.description,
             action: filter_action(r.action)?,
             position: r.position,
             criteria: criteria_map(r.finding_criteria.unwrap_or_default().criterion),
             tags: r.tags.into_iter().collect(),
-            client_token: token,
-            created_at: estate_common::time::now_ms(),
+            client_token: (!r.client_token.is_empty()).then_some(r.client_token),
         };
-        {
-            let state = self.store.read();
-            check_filter(&filter, &state, self.max_criterion_values)?;
-            if state.findings().filters.len() >= MAX_FILTERS {
-                return Err(ServiceError::Exhausted(format!("at most {MAX_FILTERS} findings filters")).into());
-            }
-        }
-        tracing::info!(by = %who.name(), filter = %filter.id, "creating a findings filter");
-        let response = pb::CreateFindingsFilterResponse { arn: filter.arn(), id: filter.id.clone() };
-        self.committer.commit(vec![Op::PutFindingsFilter(Box::new(filter))]).await.map_err(ServiceError::from)?;
-        Ok(Response::new(response))
+        let filter = filters::create(&self.store, &self.committer, draft, self.max_criterion_values, &who).await?;
+        Ok(Response::new(pb::CreateFindingsFilterResponse { arn: filter.arn(), id: filter.id }))
     }
 
     async fn get_findings_filter(
@@ -333,10 +305,8 @@ impl FindingsService for FindingsServiceImpl {
         if let Some(criteria) = r.finding_criteria {
             filter.criteria = criteria_map(criteria.criterion);
         }
-        check_filter(&filter, &self.store.read(), self.max_criterion_values)?;
-        tracing::info!(by = %who.name(), filter = %filter.id, "updating a findings filter");
         let response = pb::UpdateFindingsFilterResponse { arn: filter.arn(), id: filter.id.clone() };
-        self.committer.commit(vec![Op::PutFindingsFilter(Box::new(filter))]).await.map_err(ServiceError::from)?;
+        filters::save(&self.store, &self.committer, filter, self.max_criterion_values, &who).await?;
         Ok(Response::new(response))
     }
 
@@ -346,11 +316,7 @@ impl FindingsService for FindingsServiceImpl {
     ) -> Result<Response<pb::DeleteFindingsFilterResponse>, Status> {
         let who = self.auth.operator(&request)?;
         let id = request.into_inner().id;
-        if self.store.read().findings().filters.get(&id).is_none() {
-            return Err(no_such_filter(&id).into());
-        }
-        tracing::info!(by = %who.name(), filter = %id, "deleting a findings filter");
-        self.committer.commit(vec![Op::DeleteFindingsFilter { id }]).await.map_err(ServiceError::from)?;
+        filters::delete(&self.store, &self.committer, id, &who).await?;
         Ok(Response::new(pb::DeleteFindingsFilterResponse {}))
     }
 
