@@ -77,6 +77,9 @@ impl SecurityHubConfig {
 pub struct SecurityHubSink {
     client: HttpClient,
     credentials: aws_credential_types::provider::SharedCredentialsProvider,
+    /// The last credentials the provider gave, reused until five minutes before they expire
+    /// (the provider itself does not cache: an assumed role would be assumed for every call).
+    cached: Option<aws_credential_types::Credentials>,
     region: String,
     account_id: String,
     product_arn: String,
@@ -100,6 +103,7 @@ impl SecurityHubSink {
         Ok(Self {
             client: HttpClient::new(target, None)?,
             credentials,
+            cached: None,
             region: config.region.clone(),
             account_id: config.account_id.clone(),
             product_arn: config.product_arn(),
@@ -152,8 +156,19 @@ impl SecurityHubSink {
     }
 
     /// The request's headers, SigV4-signed for `securityhub` in the sink's Region.
-    async fn sign(&self, path: &str, body: &[u8]) -> Result<Vec<(&'static str, String)>, String> {
-        let credentials = self.credentials.provide_credentials().await.map_err(|e| format!("AWS credentials: {e}"))?;
+    async fn sign(&mut self, path: &str, body: &[u8]) -> Result<Vec<(&'static str, String)>, String> {
+        let fresh = |c: &aws_credential_types::Credentials| {
+            c.expiry().is_none_or(|at| at > SystemTime::now() + Duration::from_secs(300))
+        };
+        let credentials = match self.cached.clone().filter(fresh) {
+            Some(credentials) => credentials,
+            None => {
+                let credentials =
+                    self.credentials.provide_credentials().await.map_err(|e| format!("AWS credentials: {e}"))?;
+                self.cached = Some(credentials.clone());
+                credentials
+            }
+        };
         let identity = credentials.into();
         let params = aws_sigv4::sign::v4::SigningParams::builder()
             .identity(&identity)
