@@ -664,15 +664,44 @@ struct NewCriteria {
     criterion: BTreeMap<String, crate::criteria::Criterion>,
 }
 
-/// `CreateFindingsFilter` for the dashboard (operator role).
+/// Refuses a change a browser sent from another site: with `--insecure-dev` (no token) or a
+/// client certificate the browser presents by itself, such a request would otherwise be
+/// authenticated. Browsers say where a request comes from (`Sec-Fetch-Site`, `Origin`); the
+/// dashboard's own requests are same-origin, and non-browser clients send neither.
+fn from_another_site(headers: &HeaderMap) -> bool {
+    let text = |name| headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
+    // A browser's own word first (a proxy may rewrite `Host`); `Origin` against `Host` for
+    // browsers that do not send it.
+    let cross = match text("sec-fetch-site") {
+        Some(site) => site != "same-origin" && site != "none",
+        None => {
+            let host = text(header::HOST.as_str()).unwrap_or_default();
+            text(header::ORIGIN.as_str())
+                .is_some_and(|origin| origin.split_once("://").is_none_or(|(_, authority)| authority != host))
+        }
+    };
+    cross
+}
+
+fn cross_site_refused() -> Response {
+    ServiceError::forbidden("a change must come from the dashboard's own origin").into_response()
+}
+
+/// `CreateFindingsFilter` for the dashboard (operator role, JSON, same origin).
 async fn api_create_findings_filter(
     State(state): State<HttpState>,
     Operator(who): Operator,
-    body: axum::body::Bytes,
+    headers: HeaderMap,
+    new: Result<Json<NewFilter>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    let new: NewFilter = match serde_json::from_slice(&body) {
-        Ok(new) => new,
-        Err(e) => return ServiceError::invalid(format!("not a findings filter: {e}")).into_response(),
+    if from_another_site(&headers) {
+        return cross_site_refused();
+    }
+    // `Json` takes only `Content-Type: application/json`, which a cross-site form cannot send
+    // without a preflight.
+    let new = match new {
+        Ok(Json(new)) => new,
+        Err(e) => return ServiceError::invalid(format!("not a findings filter: {}", e.body_text())).into_response(),
     };
     let action = match new.action.as_str() {
         "ARCHIVE" => FilterAction::Archive,
@@ -696,12 +725,16 @@ async fn api_create_findings_filter(
     }
 }
 
-/// `DeleteFindingsFilter` for the dashboard (operator role).
+/// `DeleteFindingsFilter` for the dashboard (operator role, same origin).
 async fn api_delete_findings_filter(
     State(state): State<HttpState>,
     Operator(who): Operator,
+    headers: HeaderMap,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Response {
+    if from_another_site(&headers) {
+        return cross_site_refused();
+    }
     match filters::delete(&state.store, &state.committer, id, &who).await {
         Ok(()) => Json(serde_json::json!({})).into_response(),
         Err(e) => e.into_response(),
@@ -977,10 +1010,32 @@ mod tests {
             let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
             (status, serde_json::from_slice::<serde_json::Value>(&body).unwrap())
         };
+        // Another site's page cannot make the browser create one.
+        let cross = {
+            let peer = Peer { addr: "127.0.0.1:40000".parse().unwrap(), certificate: None };
+            let request = axum::http::Request::builder()
+                .method("POST")
+                .uri("/api/findings-filters")
+                .header(header::HOST, "127.0.0.1:8080")
+                .header(header::CONTENT_TYPE, "application/json")
+                .header(header::ORIGIN, "https://evil.example")
+                .header("sec-fetch-site", "cross-site")
+                .extension(ConnectInfo(peer))
+                .body(axum::body::Body::from(
+                    r#"{"name": "all", "action": "ARCHIVE", "findingCriteria": {"criterion": {"count": {"gte": 0}}}}"#,
+                ))
+                .unwrap();
+            app.clone().oneshot(request).await.unwrap()
+        };
+        assert_eq!(cross.status(), StatusCode::FORBIDDEN);
         let unknown = r#"{"name": "bad one", "action": "ARCHIVE", "findingCriteria": {"criterion": {"colour": {"eq": ["red"]}}}}"#;
         let (status, error) = json(send("POST", "/api/findings-filters", unknown).await.unwrap()).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert!(error["message"].as_str().unwrap().contains("colour"), "{error}");
+        // Macie's findings filters have no `prefix`; one would be stored and not shown.
+        let prefixed = r#"{"name": "prefixed", "action": "ARCHIVE", "findingCriteria": {"criterion": {"resourcesAffected.s3Bucket.name": {"prefix": "q"}}}}"#;
+        let (status, error) = json(send("POST", "/api/findings-filters", prefixed).await.unwrap()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
         let good = r#"{"name": "accepted", "action": "ARCHIVE", "position": 1,
             "findingCriteria": {"criterion": {"resourcesAffected.s3Bucket.name": {"eq": ["quiet"]}}}}"#;
         let (status, created) = json(send("POST", "/api/findings-filters", good).await.unwrap()).await;

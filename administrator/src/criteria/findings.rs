@@ -132,6 +132,10 @@ impl Property for FindingProperty {
     fn exact_match(self) -> bool {
         matches!(self, Self::TagKey | Self::TagValue)
     }
+
+    fn takes_prefix(self) -> bool {
+        false
+    }
 }
 
 impl Filterable<FindingProperty> for Finding {

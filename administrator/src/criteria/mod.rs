@@ -67,6 +67,10 @@ pub trait Property: Copy {
     fn exact_match(self) -> bool {
         false
     }
+    /// Whether `prefix` applies (Macie: bucket criteria only).
+    fn takes_prefix(self) -> bool {
+        true
+    }
 }
 
 /// A record that criteria on the properties `P` can be matched against.
@@ -94,6 +98,9 @@ impl<P: Property> Filter<P> {
             values.iter().map(|v| v.parse().map_err(|_| bad(&format!("`{v}` is not an integer")))).collect()
         };
         let has_range = [criterion.gt, criterion.gte, criterion.lt, criterion.lte].iter().any(Option::is_some);
+        if criterion.prefix.is_some() && !property.takes_prefix() {
+            return Err(bad("`prefix` applies to bucket properties only"));
+        }
         if !criterion.eq_exact_match.is_empty() && !property.exact_match() {
             return Err(bad("`eqExactMatch` applies to tag keys and values only"));
         }

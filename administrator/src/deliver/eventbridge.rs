@@ -100,14 +100,26 @@ impl EventBridgeSink {
         })
     }
 
+    /// Delivers the batch in as many `PutEvents` calls as its size needs (each within the
+    /// 256 KB limit). A single event larger than a call could carry (not reachable with
+    /// Estate's bounded findings) is logged and skipped rather than retried forever.
     pub async fn deliver(&self, batch: &[Finding]) -> Result<(), String> {
-        let mut entries = Vec::with_capacity(batch.len());
+        let mut calls: Vec<Vec<PutEventsRequestEntry>> = vec![Vec::new()];
         let mut bytes = 0;
         for finding in batch {
             let detail = finding.to_macie_json().to_string();
             // What AWS counts against the call's size: the entry's strings.
-            bytes += detail.len() + self.source.len() + DETAIL_TYPE.len() + finding.bucket_name.len() + 13;
-            entries.push(
+            let size = detail.len() + self.source.len() + DETAIL_TYPE.len() + finding.bucket_name.len() + 13;
+            if size > MAX_CALL_BYTES {
+                tracing::error!(finding = %finding.id, size, "finding too large for an EventBridge event; not delivered to this bus");
+                continue;
+            }
+            if bytes + size > MAX_CALL_BYTES {
+                calls.push(Vec::new());
+                bytes = 0;
+            }
+            bytes += size;
+            calls.last_mut().expect("one call at least").push(
                 PutEventsRequestEntry::builder()
                     .event_bus_name(&self.bus)
                     .source(&self.source)
@@ -118,26 +130,24 @@ impl EventBridgeSink {
                     .build(),
             );
         }
-        if bytes > MAX_CALL_BYTES {
-            // Not reachable with Estate's bounded findings (a few KB each); said plainly if it is.
-            return Err(format!("{bytes} bytes of events exceed PutEvents' {MAX_CALL_BYTES} bytes per call"));
-        }
-        let out = self
-            .client
-            .put_events()
-            .set_entries(Some(entries))
-            .send()
-            .await
-            .map_err(|e| format!("PutEvents: {}", DisplayErrorContext(e)))?;
-        if out.failed_entry_count() > 0 {
-            let first = out.entries().iter().find(|e| e.error_code().is_some());
-            return Err(format!(
-                "PutEvents: {} of {} entries failed (first: {} {})",
-                out.failed_entry_count(),
-                batch.len(),
-                first.and_then(|e| e.error_code()).unwrap_or("?"),
-                first.and_then(|e| e.error_message()).unwrap_or(""),
-            ));
+        for entries in calls.into_iter().filter(|c| !c.is_empty()) {
+            let count = entries.len();
+            let out = self
+                .client
+                .put_events()
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| format!("PutEvents: {}", DisplayErrorContext(e)))?;
+            if out.failed_entry_count() > 0 {
+                let first = out.entries().iter().find(|e| e.error_code().is_some());
+                return Err(format!(
+                    "PutEvents: {} of {count} entries failed (first: {} {})",
+                    out.failed_entry_count(),
+                    first.and_then(|e| e.error_code()).unwrap_or("?"),
+                    first.and_then(|e| e.error_message()).unwrap_or(""),
+                ));
+            }
         }
         Ok(())
     }

@@ -72,7 +72,8 @@ enum Output {
 }
 
 pub struct OcsfSink {
-    output: Output,
+    /// Taken by the blocking write in progress and put back after it.
+    output: Option<Output>,
 }
 
 impl OcsfSink {
@@ -85,7 +86,7 @@ impl OcsfSink {
             let size = file.metadata().map(|m| m.len()).unwrap_or(0);
             Output::File { path: config.path.clone(), file, size, max_bytes: config.max_bytes, keep: config.keep }
         };
-        Ok(Self { output })
+        Ok(Self { output: Some(output) })
     }
 
     pub async fn deliver(&mut self, batch: &[Finding]) -> Result<(), String> {
@@ -94,10 +95,28 @@ impl OcsfSink {
             serde_json::to_writer(&mut lines, &detection_finding(finding)).map_err(|e| e.to_string())?;
             lines.push(b'\n');
         }
-        match &mut self.output {
+        // Writes and syncs block: off the runtime, so that a slow disk or a full pipe on
+        // standard output holds up this sink alone.
+        let mut output = self.output.take().ok_or("a previous write did not finish")?;
+        let (output, result) = tokio::task::spawn_blocking(move || {
+            let result = output.write(&lines);
+            (output, result)
+        })
+        .await
+        .map_err(|e| format!("the write stopped: {e}"))?;
+        self.output = Some(output);
+        result
+    }
+}
+
+impl Output {
+    /// Appends `lines` and syncs them. A write that fails part-way is cut back to the last
+    /// whole batch, so that the retry does not leave a broken line in the file.
+    fn write(&mut self, lines: &[u8]) -> Result<(), String> {
+        match self {
             Output::Stdout => {
                 let mut out = std::io::stdout().lock();
-                out.write_all(&lines).and_then(|()| out.flush()).map_err(|e| format!("standard output: {e}"))
+                out.write_all(lines).and_then(|()| out.flush()).map_err(|e| format!("standard output: {e}"))
             }
             Output::File { path, file, size, max_bytes, keep } => {
                 let at = path.display().to_string();
@@ -106,8 +125,10 @@ impl OcsfSink {
                     *file = open_append(path).map_err(|e| format!("{e:#}"))?;
                     *size = 0;
                 }
-                // Blocking, but short: one write and one sync of at most a batch.
-                file.write_all(&lines).and_then(|()| file.sync_data()).map_err(|e| format!("writing `{at}`: {e}"))?;
+                if let Err(e) = file.write_all(lines).and_then(|()| file.sync_data()) {
+                    let _ = file.set_len(*size);
+                    return Err(format!("writing `{at}`: {e}"));
+                }
                 *size += lines.len() as u64;
                 Ok(())
             }

@@ -6,7 +6,8 @@
 //! follow Macie's mapping; a finding imported again under the same `Id` is an update.
 //!
 //! Security Hub's limits are kept: at most 100 findings and 6 MB per call, 240 KB per finding
-//! (a larger one is refused by name, never cut), and at most 10 calls per second. The request
+//! (a larger one is logged by name and not imported, never cut), and at most 10 calls per
+//! second. A finding Security Hub itself refuses is logged and not retried. The request
 //! is signed with SigV4 (`aws-sigv4`, the SDK's signer) with the credentials of the
 //! administrator's AWS configuration, and posted over the sinks' HTTP client. Permission:
 //! `securityhub:BatchImportFindings` on the product ARN.
@@ -111,26 +112,41 @@ impl SecurityHubSink {
         })
     }
 
+    /// Delivers the batch in as many calls as its size needs (each within 6 MB). A call that
+    /// fails (an error answer, throttling included) is retried with the whole batch; a finding
+    /// Security Hub refuses by itself (`FailedFindings`: invalid input, which a retry cannot
+    /// change) and a finding over 240 KB (not reachable with Estate's bounded findings) are
+    /// logged and not retried, so that one finding cannot stop the sink.
     pub async fn deliver(&mut self, batch: &[Finding]) -> Result<(), String> {
-        let mut findings = Vec::with_capacity(batch.len());
+        let mut calls: Vec<Vec<serde_json::Value>> = vec![Vec::new()];
         let mut bytes = 0;
         for finding in batch {
             let asff = asff(finding, &self.account_id, &self.product_arn);
-            let size = asff.to_string().len();
+            let size = asff.to_string().len() + 1;
             if size > MAX_FINDING_BYTES {
-                return Err(format!("finding {} is {size} bytes in ASFF, over Security Hub's 240 KB", finding.id));
+                tracing::error!(finding = %finding.id, size, "finding over Security Hub's 240 KB in ASFF; not imported");
+                continue;
             }
-            bytes += size + 1;
-            findings.push(asff);
+            if bytes + size > MAX_CALL_BYTES {
+                calls.push(Vec::new());
+                bytes = 0;
+            }
+            bytes += size;
+            calls.last_mut().expect("one call at least").push(asff);
         }
-        if bytes > MAX_CALL_BYTES {
-            return Err(format!("{bytes} bytes of findings exceed BatchImportFindings' 6 MB per call"));
+        for findings in calls.into_iter().filter(|c| !c.is_empty()) {
+            self.import(findings).await?;
         }
+        Ok(())
+    }
+
+    async fn import(&mut self, findings: Vec<serde_json::Value>) -> Result<(), String> {
         if let Some(last) = self.last_call {
             let wait = MIN_CALL_INTERVAL.saturating_sub(last.elapsed());
             tokio::time::sleep(wait).await;
         }
         self.last_call = Some(Instant::now());
+        let count = findings.len();
         let body = json!({"Findings": findings}).to_string().into_bytes();
         let headers = self.sign("/findings/import", &body).await?;
         let (status, answer) = self.client.post("/findings/import", &headers, body).await?;
@@ -141,16 +157,14 @@ impl SecurityHubSink {
         }
         let answer: serde_json::Value =
             serde_json::from_str(&text).map_err(|e| format!("BatchImportFindings' answer is not JSON: {e}"))?;
-        let failed = answer["FailedCount"].as_i64().unwrap_or(0);
-        if failed > 0 {
-            let first = &answer["FailedFindings"][0];
-            return Err(format!(
-                "BatchImportFindings: {failed} of {} failed (first: {} {} {})",
-                batch.len(),
-                first["Id"].as_str().unwrap_or("?"),
-                first["ErrorCode"].as_str().unwrap_or("?"),
-                estate_common::text::for_log(first["ErrorMessage"].as_str().unwrap_or("")),
-            ));
+        for failed in answer["FailedFindings"].as_array().into_iter().flatten() {
+            tracing::error!(
+                finding = %estate_common::text::for_log(failed["Id"].as_str().unwrap_or("?")),
+                code = %estate_common::text::for_log(failed["ErrorCode"].as_str().unwrap_or("?")),
+                message = %estate_common::text::for_log(failed["ErrorMessage"].as_str().unwrap_or("")),
+                of = count,
+                "Security Hub refused a finding; it is not retried"
+            );
         }
         Ok(())
     }

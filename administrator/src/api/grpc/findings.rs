@@ -288,25 +288,31 @@ impl FindingsService for FindingsServiceImpl {
     ) -> Result<Response<pb::UpdateFindingsFilterResponse>, Status> {
         let who = self.auth.operator(&request)?;
         let r = request.into_inner();
-        let mut filter =
-            self.store.read().findings().filters.get(&r.id).cloned().ok_or_else(|| no_such_filter(&r.id))?;
-        if r.action != pb::FindingsFilterAction::Unspecified as i32 {
-            filter.action = filter_action(r.action)?;
-        }
-        if let Some(name) = r.name {
-            filter.name = name;
-        }
-        if let Some(description) = r.description {
-            filter.description = description;
-        }
-        if let Some(position) = r.position {
-            filter.position = position;
-        }
-        if let Some(criteria) = r.finding_criteria {
-            filter.criteria = criteria_map(criteria.criterion);
-        }
-        let response = pb::UpdateFindingsFilterResponse { arn: filter.arn(), id: filter.id.clone() };
-        filters::save(&self.store, &self.committer, filter, self.max_criterion_values, &who).await?;
+        let action = match pb::FindingsFilterAction::try_from(r.action) {
+            Ok(pb::FindingsFilterAction::Unspecified) => None,
+            _ => Some(filter_action(r.action)?),
+        };
+        let change = |filter: &mut FindingsFilter| {
+            if let Some(action) = action {
+                filter.action = action;
+            }
+            if let Some(name) = r.name {
+                filter.name = name;
+            }
+            if let Some(description) = r.description {
+                filter.description = description;
+            }
+            if let Some(position) = r.position {
+                filter.position = position;
+            }
+            if let Some(criteria) = r.finding_criteria {
+                filter.criteria = criteria_map(criteria.criterion);
+            }
+            Ok(())
+        };
+        let filter =
+            filters::update(&self.store, &self.committer, &r.id, change, self.max_criterion_values, &who).await?;
+        let response = pb::UpdateFindingsFilterResponse { arn: filter.arn(), id: filter.id };
         Ok(Response::new(response))
     }
 
