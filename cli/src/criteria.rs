@@ -76,33 +76,43 @@ pub fn parse_finding_where(items: &[String]) -> anyhow::Result<HashMap<String, p
     Ok(out)
 }
 
-/// Macie's `findingCriteria` JSON (`{"criterion": {"type": {"eq": [...]}}}`), or the bare
-/// criterion map.
-pub fn parse_finding_criteria_json(text: &str) -> anyhow::Result<HashMap<String, pb::FindingCriterion>> {
-    #[derive(serde::Deserialize)]
-    #[serde(deny_unknown_fields, rename_all = "camelCase")]
-    struct Criterion {
-        #[serde(default)]
-        eq: Vec<String>,
-        #[serde(default)]
-        eq_exact_match: Vec<String>,
-        #[serde(default)]
-        neq: Vec<String>,
-        gt: Option<i64>,
-        gte: Option<i64>,
-        lt: Option<i64>,
-        lte: Option<i64>,
-    }
+/// One criterion as Macie writes it in JSON, with every operator either kind of criteria
+/// takes; each parser refuses the ones its kind does not.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct JsonCriterion {
+    #[serde(default)]
+    eq: Vec<String>,
+    #[serde(default)]
+    eq_exact_match: Vec<String>,
+    #[serde(default)]
+    neq: Vec<String>,
+    gt: Option<i64>,
+    gte: Option<i64>,
+    lt: Option<i64>,
+    lte: Option<i64>,
+    prefix: Option<String>,
+}
+
+fn parse_json_map(text: &str, what: &str) -> anyhow::Result<BTreeMap<String, JsonCriterion>> {
     let value: serde_json::Value = serde_json::from_str(text).context("`--criteria-json` is not JSON")?;
+    // Macie's `findingCriteria` wraps the map in `criterion`; the bare map is taken too.
     let map = match value.get("criterion") {
         Some(inner) => inner.clone(),
         None => value,
     };
-    let map: BTreeMap<String, Criterion> =
-        serde_json::from_value(map).context("`--criteria-json` is not Macie's finding criteria")?;
-    Ok(map
+    serde_json::from_value(map).with_context(|| format!("`--criteria-json` is not {what}"))
+}
+
+/// Macie's `findingCriteria` JSON (`{"criterion": {"type": {"eq": [...]}}}`), or the bare
+/// criterion map.
+pub fn parse_finding_criteria_json(text: &str) -> anyhow::Result<HashMap<String, pb::FindingCriterion>> {
+    parse_json_map(text, "Macie's finding criteria")?
         .into_iter()
         .map(|(k, c)| {
+            if c.prefix.is_some() {
+                bail!("`{k}`: `prefix` applies to bucket properties only");
+            }
             let criterion = pb::FindingCriterion {
                 eq: c.eq,
                 eq_exact_match: c.eq_exact_match,
@@ -112,9 +122,9 @@ pub fn parse_finding_criteria_json(text: &str) -> anyhow::Result<HashMap<String,
                 lt: c.lt,
                 lte: c.lte,
             };
-            (k, criterion)
+            Ok((k, criterion))
         })
-        .collect())
+        .collect()
 }
 
 /// Finding criteria in Macie's JSON shape (`findingCriteria`).
@@ -139,24 +149,12 @@ pub fn finding_criteria_json(criteria: &HashMap<String, pb::FindingCriterion>) -
 
 /// Macie's JSON criteria map, e.g. `{"sharedAccess":{"eq":["EXTERNAL"]}}`.
 pub fn parse_criteria_json(text: &str) -> anyhow::Result<BTreeMap<String, pb::BucketCriterion>> {
-    #[derive(serde::Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Criterion {
-        #[serde(default)]
-        eq: Vec<String>,
-        #[serde(default)]
-        neq: Vec<String>,
-        gt: Option<i64>,
-        gte: Option<i64>,
-        lt: Option<i64>,
-        lte: Option<i64>,
-        prefix: Option<String>,
-    }
-    let map: BTreeMap<String, Criterion> =
-        serde_json::from_str(text).context("`--criteria-json` is not a map of Macie criteria")?;
-    Ok(map
+    parse_json_map(text, "a map of Macie criteria")?
         .into_iter()
         .map(|(k, c)| {
+            if !c.eq_exact_match.is_empty() {
+                bail!("`{k}`: `eqExactMatch` applies to finding tags only");
+            }
             let criterion = pb::BucketCriterion {
                 eq: c.eq,
                 neq: c.neq,
@@ -166,9 +164,9 @@ pub fn parse_criteria_json(text: &str) -> anyhow::Result<BTreeMap<String, pb::Bu
                 lte: c.lte,
                 prefix: c.prefix,
             };
-            (k, criterion)
+            Ok((k, criterion))
         })
-        .collect())
+        .collect()
 }
 
 #[cfg(test)]

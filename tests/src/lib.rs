@@ -185,37 +185,30 @@ impl Moto {
     /// An SQS queue that an EventBridge rule fills with S3's CloudTrail events, as
     /// `deploy/cloudformation/member.yaml` sets up, with its event pattern; returns the queue URL.
     pub async fn event_queue(&self, credentials: &Credentials, name: &str) -> anyhow::Result<String> {
-        let sqs = self.sqs(credentials);
-        let queue = sqs.create_queue().queue_name(name).send().await?.queue_url.context("no queue URL")?;
-        let arn = sqs
-            .get_queue_attributes()
-            .queue_url(&queue)
-            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-            .send()
-            .await?
-            .attributes()
-            .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn).cloned())
-            .context("no queue ARN")?;
-        let pattern = deployed_event_pattern()?;
-        let bridge = self.eventbridge(credentials);
         let rule = format!("{name}-rule");
-        bridge.put_rule().name(&rule).event_pattern(pattern.to_string()).send().await?;
-        bridge
-            .put_targets()
-            .rule(&rule)
-            .targets(aws_sdk_eventbridge::types::Target::builder().id("queue").arn(arn).build()?)
-            .send()
-            .await?;
-        Ok(queue)
+        self.queue_behind_rule(credentials, None, name, &rule, &deployed_event_pattern()?).await
     }
 
     /// Where an administrator's `eventbridge` sink delivers: a custom bus `bus` in the account
     /// of `credentials`, with a rule sending Estate's findings to a new SQS queue `queue`;
     /// returns the queue's URL.
     pub async fn findings_bus(&self, credentials: &Credentials, bus: &str, queue: &str) -> anyhow::Result<String> {
-        let bridge = self.eventbridge(credentials);
+        self.eventbridge(credentials).create_event_bus().name(bus).send().await?;
+        let pattern = serde_json::json!({"source": ["estate"], "detail-type": ["Estate Finding"]});
+        self.queue_behind_rule(credentials, Some(bus), queue, &format!("{bus}-to-queue"), &pattern).await
+    }
+
+    /// A new SQS queue `queue`, filled by the EventBridge rule `rule` (on `bus`, or the
+    /// default bus) with the events `pattern` matches; returns the queue's URL.
+    async fn queue_behind_rule(
+        &self,
+        credentials: &Credentials,
+        bus: Option<&str>,
+        queue: &str,
+        rule: &str,
+        pattern: &serde_json::Value,
+    ) -> anyhow::Result<String> {
         let sqs = self.sqs(credentials);
-        bridge.create_event_bus().name(bus).send().await?;
         let queue = sqs.create_queue().queue_name(queue).send().await?.queue_url.context("no queue URL")?;
         let arn = sqs
             .get_queue_attributes()
@@ -226,13 +219,18 @@ impl Moto {
             .attributes()
             .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn).cloned())
             .context("no queue ARN")?;
-        let pattern = serde_json::json!({"source": ["estate"], "detail-type": ["Estate Finding"]});
-        let rule = format!("{bus}-to-queue");
-        bridge.put_rule().name(&rule).event_bus_name(bus).event_pattern(pattern.to_string()).send().await?;
+        let bridge = self.eventbridge(credentials);
+        bridge
+            .put_rule()
+            .name(rule)
+            .set_event_bus_name(bus.map(str::to_owned))
+            .event_pattern(pattern.to_string())
+            .send()
+            .await?;
         bridge
             .put_targets()
-            .rule(&rule)
-            .event_bus_name(bus)
+            .rule(rule)
+            .set_event_bus_name(bus.map(str::to_owned))
             .targets(aws_sdk_eventbridge::types::Target::builder().id("queue").arn(arn).build()?)
             .send()
             .await?;

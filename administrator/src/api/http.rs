@@ -399,7 +399,8 @@ async fn metrics(State(state): State<HttpState>, ConnectInfo(peer): ConnectInfo<
         }
     }
     let s = state.store.read();
-    let stats = s.stats.total();
+    // The organization's statistics: the bucket counts, and the members' freshness.
+    let stats = s.organization_statistics();
     let mut out = String::new();
     let mut gauge = |name: &str, help: &str, value: i64| {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
@@ -422,16 +423,15 @@ async fn metrics(State(state): State<HttpState>, ConnectInfo(peer): ConnectInfo<
     );
     gauge("estate_agents_connected", "Agent streams open now.", state.store.open_streams() as i64);
     gauge("estate_members", "Member accounts that have reported.", s.membership.members.len() as i64);
-    let org = s.organization_statistics();
     gauge(
         "estate_members_pending",
         "Member accounts that should report and have not completed a first inventory of every Region.",
-        org.members_pending,
+        stats.members_pending,
     );
     gauge(
         "estate_members_without_agent",
         "Member accounts of the organization with no agent.",
-        org.members_without_agent,
+        stats.members_without_agent,
     );
     let disconnected = s.membership.members.keys().filter(|a| !state.store.is_connected(a.as_str())).count();
     gauge(

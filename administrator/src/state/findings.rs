@@ -574,6 +574,21 @@ mod tests {
         assert_eq!(base.merge(unknown), base);
     }
 
+    /// A bucket's state with only these tags known.
+    fn snapshot_tagged(tags: &[(&str, &str)]) -> BucketSnapshot {
+        BucketSnapshot {
+            created_at: 1,
+            owner_id: None,
+            public_access: None,
+            default_encryption: None,
+            allows_unencrypted_object_uploads: estate_common::macie::Tri::Unknown,
+            tags: tags
+                .iter()
+                .map(|(k, v)| estate_common::model::Tag { key: (*k).into(), value: (*v).into() })
+                .collect(),
+        }
+    }
+
     /// An archiving filter archives the open findings it matches when saved, and later ones
     /// as they are raised; an archived finding stays current and counts occurrences; a NOOP
     /// filter archives nothing; retention's archiving closes a suppressed finding for good.
@@ -582,14 +597,7 @@ mod tests {
         use crate::criteria::Criterion;
         use crate::state::filters::FindingsFilter;
         let mut findings = Findings::default();
-        let state = BucketSnapshot {
-            created_at: 1,
-            owner_id: None,
-            public_access: None,
-            default_encryption: None,
-            allows_unencrypted_object_uploads: estate_common::macie::Tri::Unknown,
-            tags: vec![estate_common::model::Tag { key: "team".into(), value: "web".into() }],
-        };
+        let state = snapshot_tagged(&[("team", "web")]);
         let quiet = BucketKey::parse("111111111111", "us-east-1", "quiet").unwrap();
         let loud = BucketKey::parse("111111111111", "us-east-1", "loud").unwrap();
         let cause = Cause::refresh(1);
@@ -644,14 +652,7 @@ mod tests {
         let mut findings = Findings::default();
         let bucket = BucketKey::parse("111111111111", "us-east-1", "b").unwrap();
         let cause = Cause::refresh(1);
-        let state = BucketSnapshot {
-            created_at: 1,
-            owner_id: None,
-            public_access: None,
-            default_encryption: None,
-            allows_unencrypted_object_uploads: estate_common::macie::Tri::Unknown,
-            tags: Vec::new(),
-        };
+        let state = snapshot_tagged(&[]);
         findings.raise(&bucket, FindingType::S3BucketPublic, &cause, &state, 10);
         findings.raise(&bucket, FindingType::S3BucketPublic, &cause, &state, 20);
         assert_eq!(findings.by_id.len(), 1);
