@@ -265,6 +265,15 @@ async fn changes_for_the_worse_raise_the_right_findings() -> anyhow::Result<()> 
         (pb::FindingType::S3BucketEncryptionDisabled, "estate-f-encryption", 2),
         "duplicates and foreign events change nothing: the barrier's finding comes next"
     );
+    // The encryption set to SSE-S3 was the first occurrence after them; its deletion is one
+    // more. Taken here, so that it cannot arrive after the restart below in place of that
+    // section's finding.
+    let (_, deleted) = watcher.next(WITHIN).await?;
+    assert_eq!(
+        (kind(&deleted), deleted.bucket_name.as_str(), deleted.count),
+        (pb::FindingType::S3BucketEncryptionDisabled, "estate-f-encryption", 3),
+        "the deletion after the reset counts once more"
+    );
     let set_aside = eventually(Duration::from_secs(10), "the malformed message in the dead-letter queue", || async {
         let out = events.sqs.receive_message().queue_url(&events.dead_letters).wait_time_seconds(1).send().await?;
         Ok(out.messages.unwrap_or_default().into_iter().next())
