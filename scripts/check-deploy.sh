@@ -53,12 +53,15 @@ ALL_CHECKS=(cfn-lint systemd kubernetes prometheus images env-files references)
 # reason. NAME_* allows every name with that prefix.
 ALLOWED_NAMES=(
     ESTATE_ADMIN_READY       # not a variable: the line the administrator prints when ready
-    ESTATE_BIN_DIR           # this script's own input
+    ESTATE_BIN_DIR           # this script's input, and run-local.sh's (binaries already built)
     'ESTATE_FUZZ_*'          # scripts/fuzz.sh (workers, corpus)
     'ESTATE_BENCH_*'         # benchmark sizes (BENCHMARKS.md)
     'ESTATE_FAULT_*'         # the fault-injection tests
     ESTATE_REALISTIC_CASES   # the size of the tests' realistic policy corpus
-    'ESTATE_LOCAL_*'         # scripts/run-local.sh (ports of the local demo)
+    'ESTATE_LOCAL_*'         # scripts/run-local.sh (ports and state directory of the local demo)
+    ESTATE_DASHBOARD         # the local demo's env file: the dashboard's address
+    ESTATE_VIEWER_TOKEN      # the local demo's env file: its read-only client token
+    ESTATE_UPDATE_SCREENSHOTS # the demo's end-to-end test copies its screenshots into docs/
 )
 
 log() { echo "check-deploy: $*"; }
