@@ -1,5 +1,6 @@
 // The dashboard in a real browser (Debian's Chromium through playwright-core), driven by
-// tests/tests/e2e/dashboard.rs, which seeds moto, runs the administrator and agents, and writes
+// tests/tests/e2e/dashboard.rs (and by tests/tests/e2e/demo.rs against the local demo, whose
+// screenshots the README shows), which seeds moto, runs the administrator and agents, and writes
 // what the gRPC API says into the file named by ESTATE_EXPECTED:
 //   { stats: GetBucketStatistics JSON, filter: { property, value, names }, publicBucket,
 //     changeBucket }
@@ -9,6 +10,7 @@
 // and saves screenshots in ESTATE_SCREENSHOTS. Any console error or page error fails it.
 import { readFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
+import { createHash, X509Certificate } from "node:crypto";
 import { chromium } from "playwright-core";
 
 const url = process.env.ESTATE_DASHBOARD_URL;
@@ -24,10 +26,16 @@ function check(condition, message) {
 }
 const get = (obj, path) => path.split(".").reduce((o, k) => (o == null ? undefined : o[k]), obj);
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"],
-});
+// A dashboard served over TLS by a throwaway CA (the local demo): Chromium trusts exactly that
+// server key (by its SPKI hash) and nothing else it would not trust anyway; requests made
+// from Node (page.request) trust the CA through NODE_EXTRA_CA_CERTS, set by the caller.
+const args = ["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"];
+if (process.env.ESTATE_SERVER_CERT) {
+  const cert = new X509Certificate(readFileSync(process.env.ESTATE_SERVER_CERT));
+  const spki = cert.publicKey.export({ type: "spki", format: "der" });
+  args.push(`--ignore-certificate-errors-spki-list=${createHash("sha256").update(spki).digest("base64")}`);
+}
+const browser = await chromium.launch({ executablePath: process.env.CHROMIUM || "/usr/bin/chromium", args });
 try {
   const page = await browser.newPage({ viewport: { width: 1360, height: 1000 } });
   // Set just before a step that expects the server to refuse (the browser logs the 403).

@@ -9,22 +9,17 @@ use std::process::{Command, Stdio};
 
 use super::*;
 
-/// Where the browser test's screenshots go (the README shows `summary.png`, copied into
-/// `docs/`).
-fn output_dir() -> std::path::PathBuf {
+/// Where a browser test's screenshots go: `name` under `$CARGO_TARGET_DIR/estate-test-output/`.
+pub(super) fn output_dir(name: &str) -> std::path::PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| estate_tests::repo_root().join("target"));
-    target.join("estate-test-output").join("dashboard")
+    target.join("estate-test-output").join(name)
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_dashboard_shows_what_the_api_says_in_a_real_browser() -> anyhow::Result<()> {
-    let browser_dir = estate_tests::repo_root().join("tests/browser");
-    anyhow::ensure!(
-        browser_dir.join("node_modules/playwright-core").is_dir() && std::path::Path::new("/usr/bin/chromium").exists(),
-        "the browser test needs Chromium and playwright-core: run scripts/setup.sh"
-    );
+    Browser::available()?;
     let moto = Moto::start()?;
     let creds_a = moto.credentials(A).await?;
     let creds_b = moto.credentials(B).await?;
@@ -90,65 +85,113 @@ async fn the_dashboard_shows_what_the_api_says_in_a_real_browser() -> anyhow::Re
     let expected_path = dir.path().join("expected.json");
     std::fs::write(&expected_path, expected.to_string())?;
 
-    let shots = output_dir();
-    let mut node = Command::new("node")
-        .arg(browser_dir.join("dashboard.mjs"))
-        .current_dir(&browser_dir)
-        .env("ESTATE_DASHBOARD_URL", format!("{}/", admin.http))
-        .env("ESTATE_TOKEN", CLIENT_TOKEN)
-        .env("ESTATE_EXPECTED", &expected_path)
-        .env("ESTATE_SCREENSHOTS", &shots)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| anyhow::anyhow!("starting node (scripts/setup.sh installs it): {e}"))?;
-    let stdout = node.stdout.take().unwrap();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut transcript = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
-    let mut changed = false;
-    while let Ok(Some(line)) = tokio::time::timeout_at(deadline, rx.recv()).await {
-        transcript.push(line.clone());
-        if line == "ready-for-change" && !changed {
-            // The quiet bucket turns public, and CloudTrail says so.
-            let public = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": "*",
-                "Action": "s3:GetObject", "Resource": "arn:aws:s3:::estate-d-quiet/*"}]});
-            s3.put_bucket_policy().bucket("estate-d-quiet").policy(public.to_string()).send().await?;
-            let event = json!({
-                "version": "0", "id": "d0000000-0000-4000-8000-000000000001",
-                "detail-type": "AWS API Call via CloudTrail", "source": "aws.s3", "account": A,
-                "time": "2026-12-02T05:00:00Z", "region": "us-east-1", "resources": [],
-                "detail": {
-                    "eventVersion": "1.09", "eventSource": "s3.amazonaws.com", "eventName": "PutBucketPolicy",
-                    "awsRegion": "us-east-1", "eventTime": "2026-12-02T05:00:00Z",
-                    "eventID": "d0000000-0000-4000-8000-0000000000aa",
-                    "userIdentity": {"type": "IAMUser", "arn": format!("arn:aws:iam::{A}:user/alice"), "accountId": A},
-                    "requestParameters": {"bucketName": "estate-d-quiet"}, "recipientAccountId": A,
-                },
-            });
-            sqs.send_message().queue_url(&queue).message_body(event.to_string()).send().await?;
-            changed = true;
-        }
+    let shots = output_dir("dashboard");
+    let browser =
+        Browser { url: format!("{}/", admin.http), token: CLIENT_TOKEN, expected: &expected_path, shots, env: vec![] };
+    browser
+        .run(
+            || async {
+                // The quiet bucket turns public, and CloudTrail says so.
+                let public = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": "*",
+                    "Action": "s3:GetObject", "Resource": "arn:aws:s3:::estate-d-quiet/*"}]});
+                s3.put_bucket_policy().bucket("estate-d-quiet").policy(public.to_string()).send().await?;
+                let event = json!({
+                    "version": "0", "id": "d0000000-0000-4000-8000-000000000001",
+                    "detail-type": "AWS API Call via CloudTrail", "source": "aws.s3", "account": A,
+                    "time": "2026-12-02T05:00:00Z", "region": "us-east-1", "resources": [],
+                    "detail": {
+                        "eventVersion": "1.09", "eventSource": "s3.amazonaws.com", "eventName": "PutBucketPolicy",
+                        "awsRegion": "us-east-1", "eventTime": "2026-12-02T05:00:00Z",
+                        "eventID": "d0000000-0000-4000-8000-0000000000aa",
+                        "userIdentity": {"type": "IAMUser", "arn": format!("arn:aws:iam::{A}:user/alice"), "accountId": A},
+                        "requestParameters": {"bucketName": "estate-d-quiet"}, "recipientAccountId": A,
+                    },
+                });
+                sqs.send_message().queue_url(&queue).message_body(event.to_string()).send().await?;
+                Ok(())
+            },
+            || format!("administrator log:\n{}", admin.process.log_text()),
+        )
+        .await
+}
+
+/// One run of `tests/browser/dashboard.mjs` against a running dashboard.
+pub(super) struct Browser<'a> {
+    /// The dashboard's address, ending in `/`.
+    pub(super) url: String,
+    pub(super) token: &'a str,
+    /// What the gRPC API says, as the script expects it.
+    pub(super) expected: &'a std::path::Path,
+    pub(super) shots: std::path::PathBuf,
+    /// More environment for node (trust in a TLS dashboard's certificate).
+    pub(super) env: Vec<(&'static str, std::ffi::OsString)>,
+}
+
+impl Browser<'_> {
+    /// Fails unless Chromium and playwright-core are installed (scripts/setup.sh does it).
+    pub(super) fn available() -> anyhow::Result<()> {
+        let browser_dir = estate_tests::repo_root().join("tests/browser");
+        anyhow::ensure!(
+            browser_dir.join("node_modules/playwright-core").is_dir()
+                && std::path::Path::new("/usr/bin/chromium").exists(),
+            "the browser test needs Chromium and playwright-core: run scripts/setup.sh"
+        );
+        Ok(())
     }
-    let status = node.wait()?;
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut node.stderr.take().unwrap(), &mut stderr)?;
-    anyhow::ensure!(
-        status.success() && transcript.iter().any(|l| l == "dashboard: ok"),
-        "the browser test failed ({status}):\n{}\n{stderr}\nadministrator log:\n{}",
-        transcript.join("\n"),
-        admin.process.log_text()
-    );
-    assert!(changed, "the browser reached the live step");
-    for shot in ["summary.png", "bucket.png", "findings.png"] {
-        let size = std::fs::metadata(shots.join(shot))?.len();
-        assert!(size > 10_000, "{shot} is {size} bytes");
+
+    /// Runs the script, calls `change` when it asks for the live change, and fails with its
+    /// transcript (and `context()`) unless it passes and saved its three screenshots.
+    pub(super) async fn run<F, Fut>(self, change: F, context: impl Fn() -> String) -> anyhow::Result<()>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<()>>,
+    {
+        let browser_dir = estate_tests::repo_root().join("tests/browser");
+        let mut node = Command::new("node")
+            .arg(browser_dir.join("dashboard.mjs"))
+            .current_dir(&browser_dir)
+            .env("ESTATE_DASHBOARD_URL", &self.url)
+            .env("ESTATE_TOKEN", self.token)
+            .env("ESTATE_EXPECTED", self.expected)
+            .env("ESTATE_SCREENSHOTS", &self.shots)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| anyhow::anyhow!("starting node (scripts/setup.sh installs it): {e}"))?;
+        let stdout = node.stdout.take().unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut transcript = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
+        let mut change = Some(change);
+        while let Ok(Some(line)) = tokio::time::timeout_at(deadline, rx.recv()).await {
+            transcript.push(line.clone());
+            if line == "ready-for-change" {
+                if let Some(change) = change.take() {
+                    change().await?;
+                }
+            }
+        }
+        let status = node.wait()?;
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut node.stderr.take().unwrap(), &mut stderr)?;
+        anyhow::ensure!(
+            status.success() && transcript.iter().any(|l| l == "dashboard: ok"),
+            "the browser test failed ({status}):\n{}\n{stderr}\n{}",
+            transcript.join("\n"),
+            context()
+        );
+        assert!(change.is_none(), "the browser reached the live step");
+        for shot in ["summary.png", "bucket.png", "findings.png"] {
+            let size = std::fs::metadata(self.shots.join(shot))?.len();
+            assert!(size > 10_000, "{shot} is {size} bytes");
+        }
+        println!("dashboard screenshots in {}", self.shots.display());
+        Ok(())
     }
-    println!("dashboard screenshots in {}", shots.display());
-    Ok(())
 }

@@ -32,6 +32,7 @@ macro_rules! public_access_block {
 
 mod access;
 mod dashboard;
+mod demo;
 mod faults;
 mod findings;
 mod hostile;
