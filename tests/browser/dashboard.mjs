@@ -123,18 +123,72 @@ try {
   check((await page.$$("#bpa tbody tr")).length === 4, "the four block public access settings side by side");
   await page.screenshot({ path: join(shots, "bucket.png"), fullPage: true });
 
-  step("members: every organization account");
+  step("members: every organization account, counted by state");
   await page.goto(`${url}#/members`);
   await page.waitForSelector("#members tbody tr");
   for (const [account, status] of Object.entries(expected.members)) {
     const cell = await page.textContent(`#members tr[data-account='${account}'] td:nth-child(2)`);
     check(cell === status, `member ${account}: ${cell}, expected ${status}`);
   }
+  const accounts = Object.keys(expected.members).sort();
+  const stateCount = (state) => page.getAttribute(`#member-states [data-state='${state}']`, "data-count");
+  check(await stateCount("") === String(accounts.length), `all members: ${await stateCount("")}`);
+  for (const [state, count] of Object.entries(expected.memberCounts)) {
+    check(await stateCount(state) === String(count), `members ${state}: ${await stateCount(state)}, expected ${count}`);
+  }
+  await page.screenshot({ path: join(shots, "members.png"), fullPage: true });
+  const memberRows = () => page.$$eval("#members tbody tr", (trs) => trs.map((tr) => tr.dataset.account));
+  const settled = () => page.waitForFunction(() => !document.querySelector("#view[aria-busy]"));
 
-  step("posture");
+  step("members: a state count is a filter");
+  for (const [state, count] of Object.entries(expected.memberCounts)) {
+    await page.click(`#member-states [data-state='${state}']`);
+    await page.waitForSelector(`#member-states [data-state='${state}'].selected`);
+    await settled();
+    const rows = await memberRows();
+    check(rows.length === count, `filtered on ${state}: ${JSON.stringify(rows)}, expected ${count} rows`);
+    check(decodeURIComponent(page.url()).includes(`state=${state}`), `the state filter is not in the address: ${page.url()}`);
+  }
+
+  step("members: search by account ID");
+  await page.goto(`${url}#/members`);
+  await page.waitForSelector("#member-search");
+  const last = accounts[accounts.length - 1];
+  await page.fill("#member-search input[name=search]", last.slice(3, 9));
+  await page.click("#member-search button[type=submit]");
+  await page.waitForFunction(() => document.querySelectorAll("#members tbody tr").length === 1 && !document.querySelector("#view[aria-busy]"));
+  check(JSON.stringify(await memberRows()) === JSON.stringify([last]), `searching for part of ${last}: ${JSON.stringify(await memberRows())}`);
+
+  step("members: pages of one row, through the API's page tokens");
+  await page.goto(`${url}#/members?size=1`);
+  await page.waitForSelector("#members-pager");
+  const seen = [];
+  const onPage = (p) => page.waitForFunction((p) => document.querySelector("#members-pager")?.dataset.page === p && !document.querySelector("#view[aria-busy]"), String(p));
+  for (let n = 1; n <= accounts.length; n++) {
+    await onPage(n);
+    check(await page.getAttribute("#members-pager", "data-page") === String(n), `on page ${await page.getAttribute("#members-pager", "data-page")}, expected ${n}`);
+    const info = await page.textContent("#members-pager .page-info");
+    check(info.includes(`of ${accounts.length} · page ${n} of ${accounts.length}`), `the pager says: ${info}`);
+    seen.push(...(await memberRows()));
+    const next = await page.$("#members-pager .next-page");
+    check((next !== null) === (n < accounts.length), `page ${n} of ${accounts.length}: next link ${next !== null}`);
+    if (next) await next.click();
+  }
+  check(JSON.stringify(seen) === JSON.stringify(accounts), `the pages held ${JSON.stringify(seen)}, expected ${JSON.stringify(accounts)}`);
+  await page.click("#members-pager .prev-page");
+  await onPage(accounts.length - 1);
+
+  step("posture: counted by reason, each a filter");
   await page.goto(`${url}#/posture`);
   await page.waitForSelector("#posture tbody tr");
+  const publicCount = await page.getAttribute("#posture-reasons [data-reason=PUBLIC]", "data-count");
+  check(publicCount === String(expected.stats.bucketCountByEffectivePermission.publiclyAccessible), `posture PUBLIC: ${publicCount}`);
+  await page.click("#posture-reasons [data-reason=PUBLIC]");
+  await page.waitForSelector("#posture-reasons [data-reason=PUBLIC].selected");
+  await settled();
   check((await page.textContent("#posture")).includes(expected.publicBucket), "the posture report lists the public bucket");
+  const publicRows = await page.$$eval("#posture tbody tr", (trs) => trs.length);
+  check(String(publicRows) === publicCount, `${publicRows} rows under PUBLIC, counted ${publicCount}`);
 
   step("a finding appears live");
   await page.goto(`${url}#/findings`);

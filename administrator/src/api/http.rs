@@ -42,10 +42,14 @@ use crate::api::tls::{Listener, Peer, Tls};
 use crate::criteria::findings::FindingProperty;
 use crate::deliver::{Deliveries, SinkStatus};
 use crate::read::findings::{follow, FindingsQuery, Followed};
+use crate::read::members;
 use crate::read::query::{self, Criterion, Query};
 use crate::read::views;
 use crate::state::filters::{FilterAction, FindingsFilter};
+use crate::state::stats::PostureCounts;
 use crate::state::store::{self, Store};
+use estate_common::macie::PostureReason;
+use estate_common::model::StoredKey;
 
 #[derive(Debug, Clone)]
 pub struct HttpState {
@@ -538,16 +542,80 @@ async fn read_json(
     }
 }
 
-/// Every account's statistics (the organization's accounts, configured and reporting ones).
-async fn api_accounts(State(state): State<HttpState>, _: Reader) -> Response {
-    read_json(&state.store, |s| {
-        let accounts: Vec<_> = views::member_accounts(s)
+#[derive(Debug, Deserialize)]
+struct AccountParams {
+    /// `exposure` (default), `bucketCount`, `public`, `sharedExternally` or `accountId`.
+    sort: Option<String>,
+    /// Descending values; the default for every sort but `accountId`.
+    desc: Option<bool>,
+    max_results: Option<i32>,
+    next_token: Option<String>,
+}
+
+/// A page of accounts (the organization's, configured and reporting ones) with their
+/// statistics and posture counts, most exposed first by default.
+async fn api_accounts(State(state): State<HttpState>, _: Reader, UrlQuery(p): UrlQuery<AccountParams>) -> Response {
+    let sort_name = p.sort.as_deref().filter(|s| !s.is_empty()).unwrap_or("exposure");
+    let Some(sort) = members::AccountSort::parse(sort_name) else {
+        return ServiceError::invalid(format!(
+            "`{sort_name}` is not an accounts sort (exposure, bucketCount, public, sharedExternally, accountId)"
+        ))
+        .into_response();
+    };
+    let descending = p.desc.unwrap_or(sort != members::AccountSort::AccountId);
+    let page_size = match crate::api::error::page_size(p.max_results.unwrap_or(0), 50) {
+        Ok(size) => size,
+        Err(e) => return e.into_response(),
+    };
+    let after = match page_key(p.next_token.as_deref(), members::account_token_arity(sort)) {
+        Ok(after) => after,
+        Err(e) => return e.into_response(),
+    };
+    read_json(&state.store, move |s| {
+        let page = members::accounts(s, sort, descending, page_size, after.as_ref());
+        let accounts: Vec<_> = page
+            .rows
             .iter()
-            .map(|a| serde_json::json!({ "accountId": a, "statistics": views::statistics(s, Some(a)) }))
+            .map(|a| {
+                serde_json::json!({
+                    "accountId": a.account_id,
+                    "statistics": a.statistics,
+                    "posture": posture_json(&a.posture),
+                })
+            })
             .collect();
-        serde_json::json!({ "accounts": accounts })
+        serde_json::json!({
+            "accounts": accounts,
+            "total": page.total,
+            "offset": page.offset,
+            "nextToken": page.next.map(|k| k.token()),
+        })
     })
     .await
+}
+
+/// A page token of [`members`], or a named error.
+fn page_key(token: Option<&str>, arity: usize) -> Result<Option<members::PageKey>, ServiceError> {
+    match token.filter(|t| !t.is_empty()) {
+        None => Ok(None),
+        Some(token) => members::PageKey::parse(token, arity)
+            .map(Some)
+            .ok_or_else(|| ServiceError::invalid("`nextToken` is malformed, or belongs to another sort")),
+    }
+}
+
+/// Posture counts as JSON: per reason (Macie-style enum names) and for any reason.
+fn posture_json(counts: &PostureCounts) -> serde_json::Value {
+    let by_reason: serde_json::Map<String, serde_json::Value> = crate::judge::POSTURE_REASONS
+        .iter()
+        .map(|r| {
+            (
+                serde_json::to_value(r).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
+                counts.count(Some(*r)).into(),
+            )
+        })
+        .collect();
+    serde_json::json!({ "byReason": by_reason, "exposed": counts.exposed })
 }
 
 #[derive(Debug, Deserialize)]
@@ -576,7 +644,7 @@ async fn api_buckets(State(state): State<HttpState>, _: Reader, UrlQuery(p): Url
     };
     read_json(&state.store, move |s| {
         let (buckets, token) = views::describe(s, &query);
-        serde_json::json!({ "buckets": buckets, "nextToken": token })
+        serde_json::json!({ "buckets": buckets, "total": query.count(&s.index), "nextToken": token })
     })
     .await
 }
@@ -611,21 +679,154 @@ async fn api_bucket(State(state): State<HttpState>, _: Reader, UrlQuery(p): UrlQ
     .into_response()
 }
 
-async fn api_members(State(state): State<HttpState>, _: Reader) -> Response {
-    let store = Arc::clone(&state.store);
+#[derive(Debug, Deserialize)]
+struct MemberParams {
+    /// One of [`members::MemberState`]'s names.
+    state: Option<String>,
+    /// A part of the account ID.
+    search: Option<String>,
+    /// `accountId` (default), `lastUpdated`, `lastContact` or `bucketCount`.
+    sort: Option<String>,
+    desc: Option<bool>,
+    max_results: Option<i32>,
+    next_token: Option<String>,
+}
+
+/// The store's in-memory view of streams and refusals, for the members page.
+struct StoreLiveness(Arc<Store>);
+
+impl members::Liveness for StoreLiveness {
+    fn connected(&self, account_id: &str) -> bool {
+        self.0.is_connected(account_id)
+    }
+
+    fn last_refusal(&self, account_id: &str) -> Option<(estate_common::model::UnixMillis, String)> {
+        self.0.last_refusal(account_id)
+    }
+}
+
+/// A page of members: filtered by state and account ID, sorted, with the count of members in
+/// each state over the whole organization.
+async fn api_members(State(state): State<HttpState>, _: Reader, UrlQuery(p): UrlQuery<MemberParams>) -> Response {
+    let wanted = match p.state.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(text) => match members::MemberState::parse(text) {
+            Some(s) => Some(s),
+            None => {
+                let names: Vec<&str> = members::MemberState::ALL.iter().map(|s| s.name()).collect();
+                return ServiceError::invalid(format!("`{text}` is not a member state ({})", names.join(", ")))
+                    .into_response();
+            }
+        },
+    };
+    let search = p.search.unwrap_or_default();
+    if search.len() > 12 || !search.bytes().all(|b| b.is_ascii_digit()) {
+        return ServiceError::invalid("`search` is a part of an account ID: at most 12 digits").into_response();
+    }
+    let sort_name = p.sort.as_deref().filter(|s| !s.is_empty()).unwrap_or("accountId");
+    let Some(sort) = members::MemberSort::parse(sort_name) else {
+        return ServiceError::invalid(format!(
+            "`{sort_name}` is not a members sort (accountId, lastUpdated, lastContact, bucketCount)"
+        ))
+        .into_response();
+    };
+    let page_size = match crate::api::error::page_size(p.max_results.unwrap_or(0), 50) {
+        Ok(size) => size,
+        Err(e) => return e.into_response(),
+    };
+    let arity = usize::from(sort != members::MemberSort::AccountId);
+    let after = match page_key(p.next_token.as_deref(), arity) {
+        Ok(after) => after,
+        Err(e) => return e.into_response(),
+    };
+    let query =
+        members::MemberQuery { state: wanted, search, sort, descending: p.desc.unwrap_or(false), page_size, after };
+    let live = StoreLiveness(Arc::clone(&state.store));
     read_json(&state.store, move |s| {
-        let members: Vec<_> =
-            views::member_accounts(s).iter().map(|a| views::member(s, a, store.is_connected(a))).collect();
-        serde_json::json!({ "members": members })
+        let page = members::members(s, &live, &query, estate_common::model::now_ms());
+        let rows: Vec<_> = page
+            .rows
+            .iter()
+            .map(|row| {
+                let mut member = serde_json::to_value(&row.member).unwrap_or_default();
+                member["states"] = row.states.iter().map(|s| s.name()).collect::<Vec<_>>().into();
+                if let Some((at, reason)) = &row.refusal {
+                    member["lastRefusal"] =
+                        serde_json::json!({ "at": estate_common::macie::Timestamp(*at), "reason": reason });
+                }
+                member
+            })
+            .collect();
+        let counts: serde_json::Map<String, serde_json::Value> =
+            members::MemberState::ALL.iter().zip(page.counts).map(|(s, n)| (s.name().to_owned(), n.into())).collect();
+        serde_json::json!({
+            "members": rows,
+            "total": page.matching,
+            "all": page.all,
+            "offset": page.offset,
+            "counts": counts,
+            "nextToken": page.next.map(|k| k.token()),
+        })
     })
     .await
 }
 
-/// The posture report: every exposed bucket with its reasons (the first 1,000).
-async fn api_posture(State(state): State<HttpState>, _: Reader) -> Response {
-    read_json(&state.store, |s| {
-        let (buckets, next) = views::posture(s, None, None, 1000);
-        serde_json::json!({ "buckets": buckets, "truncated": next.is_some() })
+#[derive(Debug, Deserialize)]
+struct PostureParams {
+    /// A [`PostureReason`] (`PUBLIC`, ...).
+    reason: Option<String>,
+    account_id: Option<String>,
+    max_results: Option<i32>,
+    next_token: Option<String>,
+}
+
+/// How many accounts the posture page names in its by-account group.
+const POSTURE_ACCOUNTS_SHOWN: usize = 10;
+
+/// A page of the posture report (for one reason and one account, if asked), with its counts by
+/// reason and the most exposed accounts.
+async fn api_posture(State(state): State<HttpState>, _: Reader, UrlQuery(p): UrlQuery<PostureParams>) -> Response {
+    let reason = match p.reason.as_deref().filter(|r| !r.is_empty()) {
+        None => None,
+        Some(text) => match serde_json::from_value::<PostureReason>(serde_json::Value::String(text.to_owned())) {
+            Ok(r) => Some(r),
+            Err(_) => return ServiceError::invalid(format!("`{text}` is not a posture reason")).into_response(),
+        },
+    };
+    let account = match p.account_id.filter(|a| !a.is_empty()) {
+        None => None,
+        Some(a) => match ServiceError::account_id(a) {
+            Ok(a) => Some(a),
+            Err(e) => return e.into_response(),
+        },
+    };
+    let page_size = match crate::api::error::page_size(p.max_results.unwrap_or(0), 50) {
+        Ok(size) => size,
+        Err(e) => return e.into_response(),
+    };
+    let after = match p.next_token.as_deref().filter(|t| !t.is_empty()) {
+        None => None,
+        Some(token) => match hex::decode(token).ok().and_then(|bytes| StoredKey::from_bytes(&bytes)) {
+            Some(key) => Some(key),
+            None => return ServiceError::invalid("`nextToken` is malformed").into_response(),
+        },
+    };
+    read_json(&state.store, move |s| {
+        let (buckets, next) = views::posture(s, account.as_ref(), reason, after.as_ref(), page_size);
+        let counts = s.stats.posture(account.as_deref());
+        let accounts: Vec<_> = members::most_exposed(s, POSTURE_ACCOUNTS_SHOWN)
+            .into_iter()
+            .map(|(a, c)| serde_json::json!({ "accountId": a, "posture": posture_json(&c) }))
+            .collect();
+        serde_json::json!({
+            "buckets": buckets,
+            "total": counts.count(reason),
+            "counts": posture_json(&counts),
+            "organization": posture_json(&s.stats.posture(None)),
+            "accounts": accounts,
+            "accountsWithExposure": s.stats.posture_accounts().filter(|(_, c)| c.exposed > 0).count(),
+            "nextToken": next.map(|key| hex::encode(key.as_bytes())),
+        })
     })
     .await
 }
@@ -639,9 +840,12 @@ struct FindingParams {
     bucket: Option<String>,
     /// Archived findings are hidden unless this is true.
     archived: Option<bool>,
+    /// Findings to skip, newest first (a page's start).
+    offset: Option<usize>,
+    max_results: Option<i32>,
 }
 
-/// The newest findings that match (at most 500), Macie-shaped, with how many changed in the
+/// A page of the newest findings that match (50 by default), Macie-shaped, with how many changed in the
 /// last 24 hours and the sequence to follow live updates from.
 /// Macie's `CreateFindingsFilterRequest`, as the dashboard posts it.
 #[derive(Debug, Deserialize)]
@@ -813,26 +1017,37 @@ async fn api_findings(State(state): State<HttpState>, _: Reader, UrlQuery(p): Ur
         Err(error) => return ServiceError::from(error).into_response(),
     };
     let query = FindingsQuery { filters, sort: FindingProperty::UpdatedAt, descending: true };
-    read_json(&state.store, move |s| findings_page(s, &query)).await
+    let size = match crate::api::error::page_size(p.max_results.unwrap_or(0), 50) {
+        Ok(size) => size,
+        Err(e) => return e.into_response(),
+    };
+    let offset = p.offset.unwrap_or(0);
+    read_json(&state.store, move |s| findings_page(s, &query, offset, size)).await
 }
 
-/// The findings page of [`api_findings`], from its query.
-fn findings_page(s: &store::State, query: &FindingsQuery) -> serde_json::Value {
+/// The findings page of [`api_findings`], from its query: `size` findings from `offset`, and
+/// the matching findings counted by type.
+fn findings_page(s: &store::State, query: &FindingsQuery, offset: usize, size: usize) -> serde_json::Value {
     let findings = s.findings();
     let since = estate_common::model::now_ms() - DAY_MS;
     let changed_last_day = findings.by_id.values().filter(|f| f.updated_at >= since).count();
     let matching = query.run(findings);
-    let shown: Vec<_> = matching.iter().take(MAX_FINDINGS_SHOWN).map(|f| f.to_macie_json()).collect();
+    let mut by_type: BTreeMap<&str, usize> = BTreeMap::new();
+    for f in &matching {
+        *by_type.entry(f.kind.as_str()).or_default() += 1;
+    }
+    let shown: Vec<_> = matching.iter().skip(offset).take(size).map(|f| f.to_macie_json()).collect();
     serde_json::json!({
         "findings": shown,
         "total": matching.len(),
+        "offset": offset,
+        "byType": by_type,
         "changedLast24h": changed_last_day,
         "cursor": findings.durable_sequence,
     })
 }
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
-const MAX_FINDINGS_SHOWN: usize = 500;
 
 #[derive(Debug, Deserialize)]
 struct LiveParams {

@@ -5,7 +5,8 @@
 use std::collections::BTreeSet;
 
 use estate_common::macie::{
-    AccessControlList, BucketPolicy, EffectivePermission, EncryptionType, ReplicationDetails, SharedAccess, Tri,
+    AccessControlList, BucketPolicy, EffectivePermission, EncryptionType, PostureReason, ReplicationDetails,
+    SharedAccess, Tri,
 };
 use estate_common::model::{
     AccountSettings, BlockPublicAccess, BucketConfig, BucketFacts, ConfigCall, Grantee, ObjectOwnership,
@@ -113,12 +114,38 @@ pub struct Judgement {
     pub public_by_s3_policy_status: bool,
 }
 
+/// The posture report's reasons, in the order of [`Judgement::posture`].
+pub const POSTURE_REASONS: [PostureReason; 5] = [
+    PostureReason::Public,
+    PostureReason::SharedExternally,
+    PostureReason::SharedInternally,
+    PostureReason::ReplicatedExternally,
+    PostureReason::AllowsUnencryptedUploads,
+];
+
 /// Why a bucket is PUBLIC when S3's `PolicyStatus.IsPublic` decided it (the metadata's
 /// `publicAccessReason`).
 pub const PUBLIC_BY_S3_POLICY_STATUS: &str =
     "S3's PolicyStatus.IsPublic says the bucket policy is public, and the policy analysis is UNKNOWN";
 
 impl Judgement {
+    /// Whether the bucket is in the posture report for each reason, in [`POSTURE_REASONS`]
+    /// order (no allocation: the statistics count these for every bucket).
+    pub fn posture(&self) -> [bool; 5] {
+        [
+            self.effective_permission == EffectivePermission::Public,
+            self.shared_access == SharedAccess::External,
+            !self.shared_internal.is_empty(),
+            self.replication.as_ref().and_then(|r| r.replicated_externally) == Some(true),
+            self.allows_unencrypted_object_uploads == Tri::True,
+        ]
+    }
+
+    /// Why the bucket is exposed (empty when it is not).
+    pub fn posture_reasons(&self) -> Vec<PostureReason> {
+        POSTURE_REASONS.into_iter().zip(self.posture()).filter_map(|(reason, yes)| yes.then_some(reason)).collect()
+    }
+
     /// An error bucket: every derived judgement is UNKNOWN.
     pub fn unknown() -> Self {
         Self {

@@ -2,5 +2,6 @@
 //! follower, views. Nothing here writes.
 
 pub mod findings;
+pub mod members;
 pub mod query;
 pub mod views;

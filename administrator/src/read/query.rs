@@ -353,6 +353,15 @@ impl Query {
         crate::criteria::matches_all(&self.filters, entry)
     }
 
+    /// How many buckets match, on every page together: the index's size without criteria,
+    /// else one pass over it (the cost of one page sorted by a number).
+    pub fn count(&self, index: &Index) -> usize {
+        if self.filters.is_empty() {
+            return index.len();
+        }
+        index.by_key_from(None, false).filter(|(_, e)| self.matches(e)).count()
+    }
+
     /// One page of the index, and the token of the next page (if any).
     pub fn run<'a>(&self, index: &'a Index) -> (Vec<&'a Entry>, Option<String>) {
         let cursor = self.after.as_ref().map(|c| &c.key);

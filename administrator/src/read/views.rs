@@ -7,12 +7,10 @@
 use std::collections::BTreeSet;
 
 use estate_common::macie::{
-    self, BucketStatistics, ConnectionState, EffectivePermission, PostureBucket, PostureReason, RegionStatus,
-    SharedAccess, Timestamp, Tri,
+    self, BucketStatistics, ConnectionState, PostureBucket, PostureReason, RegionStatus, Timestamp,
 };
 use estate_common::model::{AccountId, StoredKey};
 
-use crate::judge;
 use crate::read::query::Query;
 use crate::state::members;
 use crate::state::store::State;
@@ -87,32 +85,13 @@ pub fn describe(state: &State, query: &Query) -> (Vec<macie::BucketMetadata>, Op
 /// that stops there carries a token to go on from (it may hold fewer buckets than asked).
 const POSTURE_SCAN_LIMIT: usize = 50_000;
 
-/// Why a judged bucket is exposed (empty when it is not).
-pub fn posture_reasons(judgement: &judge::Judgement) -> Vec<PostureReason> {
-    let mut reasons = Vec::new();
-    if judgement.effective_permission == EffectivePermission::Public {
-        reasons.push(PostureReason::Public);
-    }
-    if judgement.shared_access == SharedAccess::External {
-        reasons.push(PostureReason::SharedExternally);
-    }
-    if !judgement.shared_internal.is_empty() {
-        reasons.push(PostureReason::SharedInternally);
-    }
-    if judgement.replication.as_ref().and_then(|r| r.replicated_externally) == Some(true) {
-        reasons.push(PostureReason::ReplicatedExternally);
-    }
-    if judgement.allows_unencrypted_object_uploads == Tri::True {
-        reasons.push(PostureReason::AllowsUnencryptedUploads);
-    }
-    reasons
-}
-
 /// One page of the posture report, in key order: buckets of `account_id` (or every account)
-/// after `after` (an encoded bucket key), and the token of the next page.
+/// after `after` (an encoded bucket key), exposed for `reason` (or any reason), and the token
+/// of the next page.
 pub fn posture(
     state: &State,
     account_id: Option<&AccountId>,
+    reason: Option<PostureReason>,
     after: Option<&StoredKey>,
     page_size: usize,
 ) -> (Vec<PostureBucket>, Option<StoredKey>) {
@@ -133,8 +112,8 @@ pub fn posture(
             return (out, last.cloned());
         }
         last = Some(key);
-        let reasons = posture_reasons(&entry.judgement);
-        if reasons.is_empty() {
+        let reasons = entry.judgement.posture_reasons();
+        if reasons.is_empty() || reason.is_some_and(|r| !reasons.contains(&r)) {
             continue;
         }
         let j = &entry.judgement;

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use estate_common::macie::{BucketStatistics, EffectivePermission, SharedAccess, Tri};
+use estate_common::macie::{BucketStatistics, EffectivePermission, PostureReason, SharedAccess, Tri};
 
 use crate::judge::{EncryptionClass, Judgement};
 
@@ -66,24 +66,62 @@ pub fn apply(stats: &mut BucketStatistics, judgement: &Judgement, sign: i64) {
     }
 }
 
+/// How many buckets the posture report holds: for each reason (in
+/// [`crate::judge::POSTURE_REASONS`] order), and for any reason.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PostureCounts {
+    pub by_reason: [i64; 5],
+    pub exposed: i64,
+}
+
+impl PostureCounts {
+    fn apply(&mut self, judgement: &Judgement, sign: i64) {
+        let flags = judgement.posture();
+        for (count, yes) in self.by_reason.iter_mut().zip(flags) {
+            if yes {
+                *count += sign;
+            }
+        }
+        if flags.contains(&true) {
+            self.exposed += sign;
+        }
+    }
+
+    /// The count for one reason, or for any reason.
+    pub fn count(&self, reason: Option<PostureReason>) -> i64 {
+        match reason {
+            None => self.exposed,
+            Some(r) => crate::judge::POSTURE_REASONS.iter().position(|x| *x == r).map_or(0, |i| self.by_reason[i]),
+        }
+    }
+}
+
 /// Statistics per account and for the whole organization, kept side by side so that both
-/// answers cost O(1).
+/// answers cost O(1); the posture report's counts likewise.
 #[derive(Debug, Default)]
 pub struct Statistics {
     total: BucketStatistics,
     by_account: HashMap<String, BucketStatistics>,
+    posture_total: PostureCounts,
+    posture_by_account: HashMap<String, PostureCounts>,
 }
 
 impl Statistics {
     pub fn add(&mut self, account_id: &str, judgement: &Judgement) {
         apply(&mut self.total, judgement, 1);
         apply(self.by_account.entry(account_id.to_owned()).or_default(), judgement, 1);
+        self.posture_total.apply(judgement, 1);
+        self.posture_by_account.entry(account_id.to_owned()).or_default().apply(judgement, 1);
     }
 
     pub fn remove(&mut self, account_id: &str, judgement: &Judgement) {
         apply(&mut self.total, judgement, -1);
         if let Some(stats) = self.by_account.get_mut(account_id) {
             apply(stats, judgement, -1);
+        }
+        self.posture_total.apply(judgement, -1);
+        if let Some(counts) = self.posture_by_account.get_mut(account_id) {
+            counts.apply(judgement, -1);
         }
     }
 
@@ -93,6 +131,19 @@ impl Statistics {
 
     pub fn account(&self, account_id: &str) -> BucketStatistics {
         self.by_account.get(account_id).copied().unwrap_or_default()
+    }
+
+    /// The posture report's counts, for the organization or one account.
+    pub fn posture(&self, account_id: Option<&str>) -> PostureCounts {
+        match account_id {
+            None => self.posture_total,
+            Some(a) => self.posture_by_account.get(a).copied().unwrap_or_default(),
+        }
+    }
+
+    /// Every account with buckets, with its posture counts.
+    pub fn posture_accounts(&self) -> impl Iterator<Item = (&str, &PostureCounts)> {
+        self.posture_by_account.iter().map(|(a, c)| (a.as_str(), c))
     }
 }
 
@@ -111,10 +162,15 @@ mod tests {
         assert_eq!(stats.total().bucket_count, 2);
         assert_eq!(stats.total().bucket_count_by_effective_permission.publicly_accessible, 1);
         assert_eq!(stats.account("b").bucket_count_by_shared_access_type.unknown, 1);
+        assert_eq!(stats.posture(None).count(Some(PostureReason::Public)), 1);
+        assert_eq!(stats.posture(Some("a")).exposed, 1);
+        assert_eq!(stats.posture(Some("b")).exposed, 0, "an error bucket is exposed for no known reason");
         stats.remove("a", &public);
         stats.remove("b", &Judgement::unknown());
         assert_eq!(stats.total(), BucketStatistics::default());
         assert_eq!(stats.account("a"), BucketStatistics::default());
+        assert_eq!(stats.posture(None), PostureCounts::default());
+        assert_eq!(stats.posture(Some("a")), PostureCounts::default());
     }
 
     #[test]

@@ -711,6 +711,9 @@ pub struct Store {
     /// reconnects), and under a lock of its own so that accepting a stream never waits for a
     /// commit.
     connections: Mutex<HashMap<String, usize>>,
+    /// The last report refused per account, with why (in memory, like `connections`): an
+    /// account is only ever charged with its own agent's refusals.
+    refusals: Mutex<HashMap<String, (UnixMillis, String)>>,
 }
 
 /// The committer releases the state lock after this many operations, so that a read waits
@@ -764,6 +767,7 @@ impl Store {
             state: RwLock::new(State::default()),
             published: Mutex::default(),
             connections: Mutex::default(),
+            refusals: Mutex::default(),
         };
         store.load(org, configured, policy_queue, write)?;
         Ok(store)
@@ -921,8 +925,17 @@ impl Store {
                 recomputed.total()
             ));
         }
+        if recomputed.posture(None) != state.stats.posture(None) {
+            problems.push(format!(
+                "posture counts differ: kept {:?}, recomputed {:?}",
+                state.stats.posture(None),
+                recomputed.posture(None)
+            ));
+        }
         for account in accounts {
-            if recomputed.account(&account) != state.stats.account(&account) {
+            if recomputed.account(&account) != state.stats.account(&account)
+                || recomputed.posture(Some(&account)) != state.stats.posture(Some(&account))
+            {
                 problems.push(format!("statistics of account {account} differ from a recomputation"));
             }
         }
@@ -1072,6 +1085,19 @@ impl Store {
     /// Report streams open now, over every account.
     pub fn open_streams(&self) -> usize {
         self.connections.lock().expect("connections lock poisoned").values().sum()
+    }
+
+    /// Records that a report of `account_id`'s own agent was refused (the reason is cut to
+    /// 256 characters).
+    pub fn note_refusal(&self, account_id: &str, reason: &str) {
+        let reason = for_log(reason).to_string().chars().take(256).collect();
+        let now = estate_common::model::now_ms();
+        self.refusals.lock().expect("refusals lock poisoned").insert(account_id.to_owned(), (now, reason));
+    }
+
+    /// When and why the last report of `account_id` was refused, since start.
+    pub fn last_refusal(&self, account_id: &str) -> Option<(UnixMillis, String)> {
+        self.refusals.lock().expect("refusals lock poisoned").get(account_id).cloned()
     }
 }
 

@@ -81,6 +81,7 @@ async fn the_dashboard_shows_what_the_api_says_in_a_real_browser() -> anyhow::Re
         "publicBucket": "estate-d-public",
         "changeBucket": "estate-d-quiet",
         "members": {A: "ENABLED", B: "ENABLED", C: "NO_AGENT"},
+        "memberCounts": {"connected": 2, "noAgent": 1, "disconnected": 0},
     });
     let expected_path = dir.path().join("expected.json");
     std::fs::write(&expected_path, expected.to_string())?;
@@ -187,7 +188,7 @@ impl Browser<'_> {
             context()
         );
         assert!(change.is_none(), "the browser reached the live step");
-        for shot in ["summary.png", "bucket.png", "findings.png"] {
+        for shot in ["summary.png", "members.png", "bucket.png", "findings.png"] {
             let size = std::fs::metadata(self.shots.join(shot))?.len();
             assert!(size > 10_000, "{shot} is {size} bytes");
         }

@@ -326,6 +326,8 @@ async fn the_local_demo_shows_everything_and_raises_findings_live() -> anyhow::R
         "publicBucket": "demo-222-us-east-1-website",
         "changeBucket": change_bucket,
         "members": {A: "ENABLED", B: "ENABLED", C: "ENABLED"},
+        // 333333333333 holds the bucket its agent may not read.
+        "memberCounts": {"connected": 3, "erroring": 1, "noAgent": 0},
     });
     let expected_path = dir.path().join("expected.json");
     std::fs::write(&expected_path, expected.to_string())?;
@@ -358,7 +360,7 @@ async fn the_local_demo_shows_everything_and_raises_findings_live() -> anyhow::R
     took.extend(live);
     if std::env::var_os("ESTATE_UPDATE_SCREENSHOTS").is_some() {
         let docs = estate_tests::repo_root().join("docs/screenshots");
-        for shot in ["summary.png", "bucket.png", "findings.png"] {
+        for shot in ["summary.png", "members.png", "bucket.png", "findings.png"] {
             std::fs::copy(shots.join(shot), docs.join(shot))?;
         }
         println!("copied the demo's screenshots into {}", docs.display());

@@ -346,6 +346,7 @@ impl AgentService for AgentServiceImpl {
             .into());
         }
         if !self.store.try_open_connection(&account_id, self.max_connections) {
+            self.store.note_refusal(&account_id, "too many report streams open (--max-connections-per-agent)");
             tracing::warn!(account = %account_id, limit = self.max_connections, "refused: too many streams for one agent");
             return Err(ServiceError::Exhausted(format!(
                 "account `{account_id}` already has {} report streams open (--max-connections-per-agent)",
@@ -456,6 +457,7 @@ impl AgentService for AgentServiceImpl {
                         match outcome {
                             Ok(op) => accepted.push((message.seq, op)),
                             Err(Refusal::Denied(error)) => {
+                                store.note_refusal(&account_id, &error.to_string());
                                 tracing::warn!(account = %account_id, error = %estate_common::text::for_log(&error.to_string()), "refused a report");
                                 return Err(error.into());
                             }
@@ -473,6 +475,9 @@ impl AgentService for AgentServiceImpl {
                             let (seq, _) = accepted.remove(position);
                             rejected.push(pb::Reject { seq, field: "bucket".into(), reason });
                         }
+                    }
+                    if let Some(first) = rejected.first() {
+                        store.note_refusal(&account_id, &format!("`{}`: {}", first.field, first.reason));
                     }
                     for reject in rejected {
                         tracing::warn!(

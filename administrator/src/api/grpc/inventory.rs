@@ -371,7 +371,7 @@ impl InventoryService for InventoryServiceImpl {
         // A walk over up to 50,000 buckets: off the reactor.
         let (buckets, next) = self
             .store
-            .read_blocking(move |state| views::posture(state, account.as_ref(), after.as_ref(), page_size))
+            .read_blocking(move |state| views::posture(state, account.as_ref(), None, after.as_ref(), page_size))
             .await
             .map_err(ServiceError::from)?;
         Ok(Response::new(pb::GetPostureResponse {
