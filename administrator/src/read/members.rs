@@ -431,7 +431,7 @@ mod tests {
         const HOUR: i64 = 3600 * 1000;
         let now: UnixMillis = 100 * HOUR;
         let ids = ["111111111111", "222222222222", "333333333333", "444444444444"];
-        let [fresh, old, never, idle]: [AccountId; 4] = ids.map(|id| id.parse().unwrap());
+        let [fresh, old, _never, idle]: [AccountId; 4] = ids.map(|id| id.parse().unwrap());
         let dir = tempfile::tempdir().unwrap();
         let org = OrgView::new(None, ids.iter().map(|a| a.parse().unwrap()).collect(), Vec::new());
         let store = Store::open(dir.path(), org, BTreeSet::new(), None).unwrap();
