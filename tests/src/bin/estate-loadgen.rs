@@ -85,6 +85,16 @@ struct Args {
     /// The probe that times reads stays at the administrator's priority, as a client would.
     #[arg(long)]
     equal_priority: bool,
+    /// Make every N-th bucket of every N-th agent public (a public-read ACL and no block public
+    /// access), so that accounts differ in exposure as in a real organization; 0: none.
+    #[arg(long, default_value_t = 0)]
+    public_every: u32,
+    /// Once converged (after the churn phase, before the restart), run this shell command
+    /// with the administrator up and every agent connected, and fail if it fails. It gets
+    /// ESTATE_DASHBOARD_URL (plain HTTP on loopback), ESTATE_GRPC_URL and ESTATE_TOKEN (a
+    /// read-only client token).
+    #[arg(long)]
+    then: Option<String>,
 }
 
 /// What every agent task shares with the driver.
@@ -133,8 +143,9 @@ fn region_name(r: u32) -> String {
     }
 }
 
-fn snapshot(agent: &Agent, region: &str, b: u32, read_at: i64, generation: u64) -> Body {
-    let facts = pb::BucketFacts {
+fn snapshot(agent: &Agent, region: &str, b: u32, read_at: i64, generation: u64, public_every: u32) -> Body {
+    let public = public_every > 0 && agent.index.is_multiple_of(public_every) && b.is_multiple_of(public_every);
+    let mut facts = pb::BucketFacts {
         account_id: agent.account.clone(),
         region: region.to_owned(),
         bucket_name: format!("lg-{}-{region}-{b:06}", agent.index),
@@ -153,6 +164,17 @@ fn snapshot(agent: &Agent, region: &str, b: u32, read_at: i64, generation: u64) 
         }),
         ..Default::default()
     };
+    if public {
+        facts.block_public_access = Some(pb::BlockPublicAccess::default());
+        facts.acl = Some(pb::Acl {
+            owner_canonical_id: format!("{:064x}", agent.index),
+            grants: vec![pb::AclGrant {
+                grantee_type: pb::GranteeType::Group.into(),
+                grantee: estate_common::model::ALL_USERS_GROUP.into(),
+                permission: pb::AclPermission::Read.into(),
+            }],
+        });
+    }
     Body::Bucket(pb::BucketSnapshot { generation, facts: Some(facts), cause: None })
 }
 
@@ -193,7 +215,8 @@ impl Outbox {
 
     /// A whole refresh of `region` as the agent reports one: started, every bucket, complete;
     /// returns the messages with their sequence numbers.
-    fn refresh(&mut self, agent: &Agent, region: &str, buckets: u32, counters: &Counters) -> Vec<(u64, Body)> {
+    fn refresh(&mut self, agent: &Agent, region: &str, args: &Args, counters: &Counters) -> Vec<(u64, Body)> {
+        let buckets = args.buckets;
         let generation = {
             let g = self.generation.entry(region.to_owned()).or_default();
             *g += 1;
@@ -205,7 +228,7 @@ impl Outbox {
             generation,
             bucket_total: u64::from(buckets),
         })];
-        bodies.extend((0..buckets).map(|b| snapshot(agent, region, b, read_at, generation)));
+        bodies.extend((0..buckets).map(|b| snapshot(agent, region, b, read_at, generation, args.public_every)));
         bodies.push(Body::ScopeComplete(pb::ScopeComplete {
             region: region.to_owned(),
             generation,
@@ -228,8 +251,18 @@ async fn run_agent(
 ) {
     let mut outbox =
         Outbox { next_seq: 1, unacked: BTreeMap::new(), generation: BTreeMap::new(), completed: BTreeMap::new() };
+    if args.public_every > 0 && agent.index.is_multiple_of(args.public_every) {
+        // Its public buckets are PUBLIC only once the account's settings are known to be off.
+        let settings = pb::AccountSettings {
+            account_id: agent.account.clone(),
+            read_at_ms: estate_common::model::now_ms(),
+            block_public_access_state: pb::AccountBlockPublicAccessState::NotConfigured.into(),
+            ..Default::default()
+        };
+        outbox.push(Body::AccountSettings(settings), &counters);
+    }
     for r in 0..args.regions {
-        outbox.refresh(&agent, &region_name(r), args.buckets, &counters);
+        outbox.refresh(&agent, &region_name(r), &args, &counters);
     }
     let outbox = Arc::new(Mutex::new(outbox));
     let mut backoff = Duration::from_millis(250);
@@ -305,7 +338,7 @@ async fn run_agent(
                         {
                             let mut o = outbox.lock().unwrap();
                             for region in asked.regions.iter().filter(|r| ours.contains(r)) {
-                                messages.extend(o.refresh(&agent, region, args.buckets, &counters));
+                                messages.extend(o.refresh(&agent, region, &args, &counters));
                             }
                         }
                         let resent = messages.iter().filter(|(_, b)| matches!(b, Body::Bucket(_))).count() as u64;
@@ -336,7 +369,14 @@ async fn run_agent(
                         let mut o = outbox.lock().unwrap();
                         for i in 0..count {
                             let n = (churn_round as u32).wrapping_mul(7919).wrapping_add(i) % (args.buckets * args.regions);
-                            let body = snapshot(&agent, &region_name(n / args.buckets), n % args.buckets, estate_common::model::now_ms(), 1);
+                            let body = snapshot(
+                                &agent,
+                                &region_name(n / args.buckets),
+                                n % args.buckets,
+                                estate_common::model::now_ms(),
+                                1,
+                                args.public_every,
+                            );
                             let seq = o.push(body.clone(), &counters);
                             counters.snapshots_sent.fetch_add(1, Ordering::Relaxed);
                             if tx.try_send(pb::ReportRequest { seq, body: Some(body) }).is_err() {
@@ -642,6 +682,22 @@ async fn run(args: Arc<Args>) -> anyhow::Result<()> {
         churn_stats_ms = probe.finish()?.statistics_ms;
     }
 
+    // What to run against the whole organization, with every agent connected.
+    let mut then = serde_json::Value::Null;
+    if let Some(command) = &args.then {
+        let started = Instant::now();
+        let status = tokio::process::Command::new("sh")
+            .args(["-c", command])
+            .env("ESTATE_DASHBOARD_URL", format!("http://127.0.0.1:{http_port}/"))
+            .env("ESTATE_GRPC_URL", &admin.grpc)
+            .env("ESTATE_TOKEN", CLIENT_TOKEN)
+            .status()
+            .await?;
+        println!("loadgen: `{command}` ended ({status}) after {:.1} s", started.elapsed().as_secs_f64());
+        anyhow::ensure!(status.success(), "`{command}` failed: {status}");
+        then = serde_json::json!({ "command": command, "seconds": started.elapsed().as_secs_f64() });
+    }
+
     // SIGKILL and restart on the same data: every agent reconnects; nothing is sent again but
     // what was not acknowledged.
     let mut restart = serde_json::Value::Null;
@@ -720,6 +776,7 @@ async fn run(args: Arc<Args>) -> anyhow::Result<()> {
         "get_bucket_statistics_during_churn": latency_summary(churn_stats_ms),
         "rejects": counters.rejects.load(Ordering::Relaxed),
         "restart": restart,
+        "then": then,
         "admin_after_restart_rss_mib": rss_end,
         "admin_after_restart_cpu_s": cpu_end,
     });
