@@ -24,15 +24,22 @@ else
   TARGET="${CARGO_TARGET_DIR:-$REPO/target}/debug"
 fi
 RUN="${ESTATE_LOCAL_DIR:-$REPO/estate-data/local}"
+# Emptied at start, but only if it is empty or an earlier demo's (never a directory of yours).
+if [ -d "$RUN" ] && [ -n "$(ls -A "$RUN")" ] && [ ! -f "$RUN/seed.json" ] && [ ! -f "$RUN/estate.toml" ]; then
+  echo "run-local: $RUN is not empty and holds no earlier demo; choose another ESTATE_LOCAL_DIR" >&2
+  exit 1
+fi
 rm -rf "$RUN" && mkdir -p "$RUN"
 RUN="$(cd "$RUN" && pwd)"
 GRPC_PORT="${ESTATE_LOCAL_GRPC_PORT:-50051}"
 HTTP_PORT="${ESTATE_LOCAL_HTTP_PORT:-8080}"
 PY="$REPO/.venv/bin/python"
 
-pids=()
+# Every background job of this script (moto, the administrator, the agents).
 cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  local jobs
+  jobs="$(jobs -p)"
+  [ -z "$jobs" ] || kill $jobs 2>/dev/null || true
   wait 2>/dev/null || true
 }
 stop() {
@@ -45,13 +52,14 @@ trap cleanup EXIT
 trap stop INT TERM
 
 coproc MOTO { exec "$PY" scripts/moto_server.py --host 127.0.0.1 --port 0 2>"$RUN/moto.log"; }
-pids+=("$MOTO_PID")
-read -r ready port <&"${MOTO[0]}"
-[ "$ready" = READY ] || { echo "moto did not start; see $RUN/moto.log" >&2; exit 1; }
+if ! read -r ready port <&"${MOTO[0]}" || [ "$ready" != READY ]; then
+  echo "moto did not start; see $RUN/moto.log" >&2
+  exit 1
+fi
 ENDPOINT="http://127.0.0.1:$port"
 "$PY" deploy/local/seed.py "$ENDPOINT" "$RUN/seed.json"
 
-ACCOUNTS=(111111111111 222222222222 333333333333)
+mapfile -t ACCOUNTS < <("$PY" -c 'import json, sys; print("\n".join(json.load(open(sys.argv[1]))["organization"]["accounts"]))' "$RUN/seed.json")
 TLS="$RUN/tls"
 bash scripts/dev-certs.sh "$TLS" "${ACCOUNTS[@]}"
 
@@ -60,11 +68,8 @@ CLIENT_TOKEN="$(random_token operator)"
 VIEWER_TOKEN="$(random_token viewer)"
 {
   echo 'version = 1'
-  echo '[organization]'
-  echo 'id = "o-localdemo01"'
-  echo 'accounts = ["111111111111", "222222222222", "333333333333"]'
-  # Where seed.py's organization-paths grant points (every member sits in this OU).
-  echo 'paths = ["o-localdemo01/r-demo/ou-demo-members/"]'
+  # The organization seed.py made, with the OU path its organization-paths grant names.
+  "$PY" deploy/local/demo.py organization "$RUN"
   for account in "${ACCOUNTS[@]}"; do
     printf '[[agents]]\nname = "agent-%s"\naccount_id = "%s"\ntoken = "local-agent-token-%s"\n' "$account" "$account" "$account"
   done
@@ -76,42 +81,32 @@ VIEWER_TOKEN="$(random_token viewer)"
   --data-dir "$RUN/data" --config "$RUN/estate.toml" \
   --tls-cert "$TLS/admin.pem" --tls-key "$TLS/admin-key.pem" --client-ca "$TLS/ca.pem" \
   >"$RUN/admin.out" 2>"$RUN/admin.log" &
-pids+=("$!")
 for _ in $(seq 100); do grep -q ESTATE_ADMIN_READY "$RUN/admin.out" 2>/dev/null && break; sleep 0.1; done
 grep -q ESTATE_ADMIN_READY "$RUN/admin.out" || { echo "estate-admin did not start; see $RUN/admin.log" >&2; exit 1; }
 
 # seed.py switched on moto's IAM enforcement: each agent runs as its account's EstateAgent
 # role (read-only, denied one bucket's policy in 333333333333), assumed with the demo user's keys.
 for account in "${ACCOUNTS[@]}"; do
-  settings=$("$PY" - "$RUN/seed.json" "$account" <<'PY'
-import json, sys, boto3
-state = json.load(open(sys.argv[1]))
-sts = boto3.client("sts", endpoint_url=state["endpoint"], region_name="us-east-1",
-                   aws_access_key_id=state["accessKeyId"], aws_secret_access_key=state["secretAccessKey"])
-c = sts.assume_role(RoleArn=f"arn:aws:iam::{sys.argv[2]}:role/EstateAgent", RoleSessionName="agent")["Credentials"]
-queues = state["accounts"][sys.argv[2]]
-print(c["AccessKeyId"], c["SecretAccessKey"], c["SessionToken"], queues["queue"], queues["deadLetters"])
-PY
-)
-  read -r key secret session queue dead_letters <<<"$settings"
+  read -r key secret session queue dead_letters < <("$PY" deploy/local/demo.py agent "$RUN" "$account")
   AWS_ACCESS_KEY_ID="$key" AWS_SECRET_ACCESS_KEY="$secret" AWS_SESSION_TOKEN="$session" \
     "$TARGET/estate-agent" run --admin "https://127.0.0.1:$GRPC_PORT" --token "local-agent-token-$account" \
     --ca "$TLS/ca.pem" --cert "$TLS/agent-$account.pem" --key "$TLS/agent-$account-key.pem" \
     --regions us-east-1,eu-west-1 --endpoint-url "$ENDPOINT" \
     --events-queue-url "$queue" --events-dead-letter-queue-url "$dead_letters" \
     2>"$RUN/agent-$account.log" &
-  pids+=("$!")
 done
 
+# One `export NAME='value'` per line (scripts/demo-change.sh and the end-to-end test read it).
 cat >"$RUN/env" <<ENV
-export PATH="$TARGET:\$PATH"
-export ESTATE_ENDPOINT=https://127.0.0.1:$GRPC_PORT
-export ESTATE_TOKEN=$CLIENT_TOKEN
-export ESTATE_CA=$TLS/ca.pem
-export ESTATE_CERT=$TLS/client.pem
-export ESTATE_KEY=$TLS/client-key.pem
-export ESTATE_DASHBOARD=https://127.0.0.1:$HTTP_PORT/
-export ESTATE_VIEWER_TOKEN=$VIEWER_TOKEN
+export PATH='$TARGET':"\$PATH"
+export ESTATE_LOCAL_DIR='$RUN'
+export ESTATE_ENDPOINT='https://127.0.0.1:$GRPC_PORT'
+export ESTATE_TOKEN='$CLIENT_TOKEN'
+export ESTATE_CA='$TLS/ca.pem'
+export ESTATE_CERT='$TLS/client.pem'
+export ESTATE_KEY='$TLS/client-key.pem'
+export ESTATE_DASHBOARD='https://127.0.0.1:$HTTP_PORT/'
+export ESTATE_VIEWER_TOKEN='$VIEWER_TOKEN'
 ENV
 # shellcheck source=/dev/null
 source "$RUN/env"
@@ -120,9 +115,11 @@ source "$RUN/env"
 refreshed() {
   "$TARGET/estatectl" --output json members 2>/dev/null | "$PY" -c '
 import json, sys
-members = json.load(sys.stdin)["members"]
-regions = [r for m in members for r in m.get("regions") or []]
-sys.exit(0 if len(regions) == 6 and all(r.get("lastUpdated") for r in regions) else 1)'
+try:
+    regions = [r for m in json.load(sys.stdin)["members"] for r in m.get("regions") or []]
+except (ValueError, KeyError, TypeError):
+    sys.exit(1)
+sys.exit(0 if len(regions) == 2 * int(sys.argv[1]) and all(r.get("lastUpdated") for r in regions) else 1)' "${#ACCOUNTS[@]}"
 }
 for _ in $(seq 240); do refreshed && break; sleep 0.5; done
 refreshed || echo "(the agents have not all reported yet; see $RUN/agent-*.log)"

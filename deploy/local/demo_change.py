@@ -17,16 +17,17 @@ user's keys; env: the administrator's addresses). The state before the first cha
 in RUN_DIR/demo-changes/BUCKET.json until `revert`.
 """
 
+import copy
 import datetime
 import json
 import sys
 import uuid
 from pathlib import Path
 
-import boto3
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
-OUTSIDE = "999999999999"
+from demo import OUTSIDE, assume, client, load, s3control
+
 COMMANDS = ("make-public", "share-outside", "disable-bpa", "revert")
 SESSION = "demo-change"
 
@@ -35,18 +36,12 @@ class Account:
     """The demo's administrator role in one member account."""
 
     def __init__(self, state: dict, account: str):
-        sts = boto3.client("sts", endpoint_url=state["endpoint"], region_name="us-east-1",
-                           aws_access_key_id=state["accessKeyId"], aws_secret_access_key=state["secretAccessKey"])
         self.id = account
         self.endpoint = state["endpoint"]
-        self.creds = sts.assume_role(RoleArn=f"arn:aws:iam::{account}:role/DemoAdmin",
-                                     RoleSessionName=SESSION)["Credentials"]
+        self.creds = assume(state, account, "DemoAdmin", SESSION)
 
     def client(self, service: str, region: str = "us-east-1"):
-        return boto3.client(service, endpoint_url=self.endpoint, region_name=region,
-                            aws_access_key_id=self.creds["AccessKeyId"],
-                            aws_secret_access_key=self.creds["SecretAccessKey"],
-                            aws_session_token=self.creds["SessionToken"])
+        return client(service, self.endpoint, self.creds, region)
 
     def event(self, name: str, bucket: str, region: str) -> str:
         """Publishes the CloudTrail event of a successful `name` call on `bucket`; returns its ID."""
@@ -119,14 +114,40 @@ def current(s3, bucket: str) -> dict:
 
 
 def with_statement(policy, statement: dict) -> str:
-    document = policy or {"Version": "2012-10-17", "Statement": []}
+    document = copy.deepcopy(policy) or {"Version": "2012-10-17", "Statement": []}
     statements = document["Statement"] if isinstance(document["Statement"], list) else [document["Statement"]]
     document["Statement"] = [s for s in statements if s.get("Sid") != statement["Sid"]] + [statement]
     return json.dumps(document)
 
 
+def blocks_public_policies(account: Account, now: dict) -> bool:
+    """Whether the bucket's or its account's block public access settings make a public policy
+    ineffective (BlockPublicPolicy refuses it, RestrictPublicBuckets restricts it)."""
+    settings = [now["publicAccessBlock"] or {}]
+    control = s3control(account.endpoint, account.creds)
+    try:
+        settings.append(control.get_public_access_block(AccountId=account.id)["PublicAccessBlockConfiguration"])
+    except ClientError as e:
+        if e.response["Error"]["Code"] != "NoSuchPublicAccessBlockConfiguration":
+            raise
+    return any(s.get("BlockPublicPolicy") or s.get("RestrictPublicBuckets") for s in settings)
+
+
 def main(run_dir: Path, command: str, bucket: str) -> None:
-    state = json.loads((run_dir / "seed.json").read_text())
+    try:
+        change(run_dir, command, bucket)
+    except EndpointConnectionError:
+        raise SystemExit(f"the local demo of {run_dir} is not running (its moto server does not answer): "
+                         "start scripts/run-local.sh")
+    except ClientError as e:
+        error = e.response.get("Error", {})
+        raise SystemExit(f"{command} {bucket}: {e.operation_name} failed: {error.get('Code')}: {error.get('Message')}")
+    except BotoCoreError as e:
+        raise SystemExit(f"{command} {bucket}: {e}")
+
+
+def change(run_dir: Path, command: str, bucket: str) -> None:
+    state = load(run_dir)
     account = owner(state, bucket)
     region = account.client("s3").get_bucket_location(Bucket=bucket).get("LocationConstraint") or "us-east-1"
     s3 = account.client("s3", region)
@@ -155,6 +176,8 @@ def main(run_dir: Path, command: str, bucket: str) -> None:
         saved.unlink()
         expect = "no new finding (a change for the better raises none); the bucket's verdicts return to what they were"
     else:
+        if command == "disable-bpa" and now["publicAccessBlock"] is None:
+            raise SystemExit(f"{bucket} has no block public access settings to disable")
         if not saved.exists():
             saved.parent.mkdir(parents=True, exist_ok=True)
             saved.write_text(json.dumps(now, indent=2))
@@ -165,9 +188,10 @@ def main(run_dir: Path, command: str, bucket: str) -> None:
                 "Action": "s3:GetObject", "Resource": resource}))
             sent.append(("PutBucketPolicy", account.event("PutBucketPolicy", bucket, region)))
             expect = "a Policy:IAMUser/S3BucketPublic finding"
-            if now["publicAccessBlock"] and now["publicAccessBlock"].get("RestrictPublicBuckets"):
-                expect += (" only once block public access stops restricting it: this bucket's settings"
-                           f" restrict public policies (try `disable-bpa {bucket}` next)")
+            if blocks_public_policies(account, now):
+                expect += (" only once block public access allows it: the bucket's or the account's settings"
+                           " make public policies ineffective" + (f" (try `disable-bpa {bucket}` next)"
+                                                                   if now["publicAccessBlock"] else ""))
         elif command == "share-outside":
             s3.put_bucket_policy(Bucket=bucket, Policy=with_statement(now["policy"], {
                 "Sid": "EstateDemoShareOutside", "Effect": "Allow",
@@ -176,8 +200,6 @@ def main(run_dir: Path, command: str, bucket: str) -> None:
             sent.append(("PutBucketPolicy", account.event("PutBucketPolicy", bucket, region)))
             expect = f"a Policy:IAMUser/S3BucketSharedExternally finding (account {OUTSIDE} is outside)"
         else:
-            if now["publicAccessBlock"] is None:
-                raise SystemExit(f"{bucket} has no block public access settings to disable")
             s3.delete_public_access_block(Bucket=bucket)
             sent.append(("DeleteBucketPublicAccessBlock",
                          account.event("DeleteBucketPublicAccessBlock", bucket, region)))

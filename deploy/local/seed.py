@@ -22,24 +22,23 @@ moto's default) whose keys can assume `EstateAgent` (for the agents) and `DemoAd
 scripts/demo-change.sh) in every member account.
 
 Usage: seed.py ENDPOINT_URL OUT_JSON
-OUT_JSON receives the endpoint, the demo user's keys and each account's queue URLs (mode 0600).
+OUT_JSON receives the endpoint, the demo user's keys, each account's queue URLs and the
+organization for the administrator's config (mode 0600); deploy/local/demo.py reads it.
 """
 
 import json
 import os
 import sys
+import urllib.error
 import urllib.request
 from pathlib import Path
 
 import boto3
 import yaml
 
-ACCOUNTS = ["111111111111", "222222222222", "333333333333"]
-OUTSIDE = "999999999999"
+from demo import ACCOUNTS, DEFAULT_ACCOUNT, ORGANIZATION_ID, ORGANIZATION_PATH, OUTSIDE, client, s3control
+
 REGIONS = ["us-east-1", "eu-west-1"]
-# Must match the organization section run-local.sh writes into the administrator's config.
-ORG_ID = "o-localdemo01"
-ORG_PATH = f"{ORG_ID}/r-demo/ou-demo-members/"
 RESTRICTED = "demo-333-restricted"
 REPO = Path(__file__).resolve().parents[2]
 
@@ -68,13 +67,6 @@ DATA_OBJECTS = [
     ("reports/q3.xlsx", 75_000, "ONEZONE_IA", "aws:kms"),
     ("exports/legacy.bin", 10_000, "STANDARD", None),
 ]
-
-
-def client(service: str, endpoint: str, creds: dict, region: str = "us-east-1"):
-    return boto3.client(service, endpoint_url=endpoint, region_name=region,
-                        aws_access_key_id=creds["AccessKeyId"],
-                        aws_secret_access_key=creds["SecretAccessKey"],
-                        aws_session_token=creds.get("SessionToken"))
 
 
 def account_credentials(endpoint: str, account: str) -> dict:
@@ -107,7 +99,7 @@ def put_objects(s3, bucket: str, objects: list) -> int:
 def roles(endpoint: str, account: str, creds: dict) -> None:
     """The agent's read-only role and the demo's administrator role in `account`."""
     iam = client("iam", endpoint, creds)
-    trust = policy({"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"},
+    trust = policy({"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{DEFAULT_ACCOUNT}:root"},
                     "Action": "sts:AssumeRole"})
     iam.create_role(RoleName="EstateAgent", AssumeRolePolicyDocument=trust)
     statements = [{"Effect": "Allow", "Resource": "*", "Action": [
@@ -203,8 +195,7 @@ def main(endpoint: str, out: str) -> None:
         buckets += 1
         buckets += special_buckets(s3, account)
 
-    control = client("s3control", endpoint, account_credentials(endpoint, ACCOUNTS[2]))
-    control.meta.events.register("before-sign.s3-control.*", _static_host(endpoint))
+    control = s3control(endpoint, account_credentials(endpoint, ACCOUNTS[2]))
     control.put_public_access_block(AccountId=ACCOUNTS[2], PublicAccessBlockConfiguration={
         "BlockPublicAcls": False, "IgnorePublicAcls": True,
         "BlockPublicPolicy": False, "RestrictPublicBuckets": False})
@@ -218,11 +209,13 @@ def main(endpoint: str, out: str) -> None:
     key = iam.create_access_key(UserName="estate-demo")["AccessKey"]
     request = urllib.request.Request(f"{endpoint}/moto-api/reset-auth", data=b"0", method="POST",
                                      headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request) as answer:
-        if answer.status != 200:
-            raise SystemExit(f"switching on moto's IAM enforcement: HTTP {answer.status}")
+    try:
+        urllib.request.urlopen(request).close()
+    except urllib.error.URLError as e:
+        raise SystemExit(f"switching on moto's IAM enforcement failed: {e}")
     state = {"endpoint": endpoint, "accessKeyId": key["AccessKeyId"], "secretAccessKey": key["SecretAccessKey"],
-             "accounts": queues}
+             "accounts": queues,
+             "organization": {"id": ORGANIZATION_ID, "accounts": ACCOUNTS, "paths": [ORGANIZATION_PATH]}}
     fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         json.dump(state, f, indent=2)
@@ -257,7 +250,7 @@ def special_buckets(s3, account: str) -> int:
         s3.put_bucket_policy(Bucket=name, Policy=policy({
             "Sid": "OrganizationRead", "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
             "Resource": f"arn:aws:s3:::{name}/*",
-            "Condition": {"ForAnyValue:StringLike": {"aws:PrincipalOrgPaths": [f"{ORG_PATH}*"]}}}))
+            "Condition": {"ForAnyValue:StringLike": {"aws:PrincipalOrgPaths": [f"{ORGANIZATION_PATH}*"]}}}))
     if account == ACCOUNTS[2]:
         # A CloudFront distribution's origin, through origin access control.
         made.append(name := "demo-333-cdn")
@@ -275,20 +268,6 @@ def special_buckets(s3, account: str) -> int:
         s3.put_bucket_policy(Bucket=RESTRICTED, Policy=policy({
             "Effect": "Deny", "Principal": "*", "Action": "s3:DeleteBucket", "Resource": f"arn:aws:s3:::{RESTRICTED}"}))
     return len(made)
-
-
-def _static_host(endpoint: str):
-    """S3 Control puts the account ID in front of the host; moto listens on a plain address."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    host = urlsplit(endpoint).netloc
-
-    def handler(request, **_):
-        parts = urlsplit(request.url)
-        request.url = urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
-        request.headers["Host"] = host
-
-    return handler
 
 
 if __name__ == "__main__":

@@ -147,8 +147,16 @@ impl Browser<'_> {
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = anyhow::Result<()>>,
     {
+        /// node (and the Chromium under it) is killed if the test fails or times out.
+        struct Node(std::process::Child);
+        impl Drop for Node {
+            fn drop(&mut self) {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
         let browser_dir = estate_tests::repo_root().join("tests/browser");
-        let mut node = Command::new("node")
+        let node = Command::new("node")
             .arg(browser_dir.join("dashboard.mjs"))
             .current_dir(&browser_dir)
             .env("ESTATE_DASHBOARD_URL", &self.url)
@@ -160,7 +168,8 @@ impl Browser<'_> {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| anyhow::anyhow!("starting node (scripts/setup.sh installs it): {e}"))?;
-        let stdout = node.stdout.take().unwrap();
+        let mut node = Node(node);
+        let stdout = node.0.stdout.take().unwrap();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -170,20 +179,30 @@ impl Browser<'_> {
         let mut transcript = Vec::new();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
         let mut change = Some(change);
-        while let Ok(Some(line)) = tokio::time::timeout_at(deadline, rx.recv()).await {
-            transcript.push(line.clone());
-            if line == "ready-for-change" {
-                if let Some(change) = change.take() {
-                    change().await?;
+        let timed_out = loop {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(line)) => {
+                    transcript.push(line.clone());
+                    if line == "ready-for-change" {
+                        if let Some(change) = change.take() {
+                            change().await?;
+                        }
+                    }
                 }
+                Ok(None) => break false,
+                Err(_) => break true,
             }
+        };
+        if timed_out {
+            let _ = node.0.kill();
         }
-        let status = node.wait()?;
+        let status = node.0.wait()?;
         let mut stderr = String::new();
-        std::io::Read::read_to_string(&mut node.stderr.take().unwrap(), &mut stderr)?;
+        std::io::Read::read_to_string(&mut node.0.stderr.take().unwrap(), &mut stderr)?;
         anyhow::ensure!(
             status.success() && transcript.iter().any(|l| l == "dashboard: ok"),
-            "the browser test failed ({status}):\n{}\n{stderr}\n{}",
+            "the browser test failed ({status}{}):\n{}\n{stderr}\n{}",
+            if timed_out { ", killed after 180 s" } else { "" },
             transcript.join("\n"),
             context()
         );

@@ -49,12 +49,15 @@ const NON_ZERO: &[&str] = &[
     "unclassifiableObjectSizeInBytes.total",
 ];
 
-/// The demo's process group, killed outright if the test ends before it stopped the demo.
-struct Group(u32);
+/// The demo's process group, killed outright if the test ends before the demo stopped (then
+/// disarmed: the group's ID may be reused once it is gone).
+struct Group(Option<u32>);
 
 impl Drop for Group {
     fn drop(&mut self) {
-        let _ = signal_group("KILL", self.0);
+        if let Some(pgid) = self.0 {
+            let _ = signal_group("KILL", pgid);
+        }
     }
 }
 
@@ -94,7 +97,7 @@ impl Demo {
             .stderr(stderr)
             .process_group(0)
             .spawn()?;
-        let group = Group(child.id());
+        let group = Group(Some(child.id()));
         let stdout = child.stdout.take().expect("piped");
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
@@ -120,11 +123,12 @@ impl Demo {
             }
         }
         let env = std::fs::read_to_string(demo.run.join("env"))?;
+        // `export NAME='value'`, as run-local.sh writes it.
         demo.env = env
             .lines()
             .filter_map(|l| l.strip_prefix("export ")?.split_once('='))
             .filter(|(k, _)| k.starts_with("ESTATE_"))
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .map(|(k, v)| (k.to_owned(), v.trim_matches('\'').to_owned()))
             .collect();
         Ok(demo)
     }
@@ -196,7 +200,10 @@ struct Watch {
 
 impl Watch {
     fn start(demo: &Demo) -> anyhow::Result<Self> {
-        let mut child = demo.estatectl().arg("watch").stdout(Stdio::piped()).stderr(Stdio::null()).spawn()?;
+        // From the first finding on (cursor 0): nothing raised before it listens is missed.
+        let stderr = std::fs::File::create(demo.run.join("watch.log"))?;
+        let mut child =
+            demo.estatectl().args(["watch", "--cursor", "0"]).stdout(Stdio::piped()).stderr(stderr).spawn()?;
         let stdout = child.stdout.take().expect("piped");
         let (tx, findings) = mpsc::channel();
         std::thread::spawn(move || {
@@ -209,6 +216,30 @@ impl Watch {
             }
         });
         Ok(Self { child, findings })
+    }
+
+    /// Runs `act`, then returns every finding that arrives before the first of `kind` about
+    /// `bucket` (which must arrive within [`WITHIN`]), with those that arrived before `act`.
+    fn expect_after<T>(
+        &self,
+        kind: &str,
+        bucket: &str,
+        act: impl FnOnce() -> anyhow::Result<T>,
+    ) -> anyhow::Result<Vec<Value>> {
+        let mut before: Vec<Value> = self.findings.try_iter().map(|(_, f)| f).collect();
+        act()?;
+        let deadline = Instant::now() + WITHIN;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let (_, finding) = self
+                .findings
+                .recv_timeout(left)
+                .map_err(|_| anyhow::anyhow!("no {kind} finding about {bucket} within {WITHIN:?}"))?;
+            if finding["type"] == kind && finding["resourcesAffected"]["s3Bucket"]["name"] == bucket {
+                return Ok(before);
+            }
+            before.push(finding);
+        }
     }
 
     /// The first finding of `kind` about `bucket` to arrive within [`WITHIN`].
@@ -275,6 +306,7 @@ async fn the_local_demo_shows_everything_and_raises_findings_live() -> anyhow::R
         let path = name.split('.').fold(&stats, |v, k| &v[k]);
         assert_eq!(path.to_string(), *shown, "{name}: the summary and `estatectl stats` differ");
     }
+    assert_eq!(stats["bucketCount"], 32, "deploy/local/seed.py seeds 32 buckets");
     assert_eq!(stats["bucketCountByEffectivePermission"]["publiclyWritable"], 0, "no seeded bucket is writable");
     for reason in ["fileType", "storageClass"] {
         assert!(stats["unclassifiableObjectCount"][reason].as_u64() > Some(0), "{reason}: {stats}");
@@ -366,24 +398,53 @@ async fn the_local_demo_shows_everything_and_raises_findings_live() -> anyhow::R
         println!("copied the demo's screenshots into {}", docs.display());
     }
 
-    // Revert: the bucket is back to what it was, and no finding is raised for the better.
-    demo.change("revert", change_bucket)?;
-    eventually(WITHIN, "the reverted bucket's verdict", || async {
-        let b = demo.ctl(&["bucket", change_bucket])?;
-        Ok((b["publicAccess"]["effectivePermission"] == "NOT_PUBLIC").then_some(()))
+    // Two changes of one bucket, then revert: it gets back its policy (none) and its block
+    // public access settings as they were before the first change. Neither revert, a change
+    // for the better, raises a finding. The sentinel, a change in the same account after the
+    // reverts, comes through the same queue and agent: a finding the reverts raised would come
+    // before its finding.
+    let twice = "demo-111-us-east-1-data";
+    for (command, kind, api) in [
+        ("share-outside", "Policy:IAMUser/S3BucketSharedExternally", "PutBucketPolicy"),
+        ("disable-bpa", "Policy:IAMUser/S3BlockPublicAccessDisabled", "DeleteBucketPublicAccessBlock"),
+    ] {
+        took.push(change_and_watch(&demo, &watch, command, twice, kind, api)?);
+    }
+    for bucket in [change_bucket, twice] {
+        demo.change("revert", bucket)?;
+    }
+    eventually(WITHIN, "the reverted buckets' verdicts", || async {
+        let logs = demo.ctl(&["bucket", change_bucket])?;
+        let data = demo.ctl(&["bucket", twice])?;
+        let bucket_level = |b: &Value| b["publicAccess"]["permissionConfiguration"]["bucketLevelPermissions"].clone();
+        let back = logs["publicAccess"]["effectivePermission"] == "NOT_PUBLIC"
+            && logs["sharedAccess"] == "NOT_SHARED"
+            && bucket_level(&logs)["bucketPolicy"].is_null()
+            && data["sharedAccess"] == "NOT_SHARED"
+            && bucket_level(&data)["bucketPolicy"].is_null()
+            && bucket_level(&data)["blockPublicAccess"]
+                == json!({"blockPublicAcls": true, "ignorePublicAcls": true, "blockPublicPolicy": true, "restrictPublicBuckets": true});
+        Ok(back.then_some(()))
     })
     .await?;
-    let after: Vec<Value> = watch.findings.try_iter().map(|(_, f)| f).collect();
-    assert!(
-        after.iter().all(|f| f["resourcesAffected"]["s3Bucket"]["name"] != change_bucket),
-        "a change for the better raised a finding: {after:?}"
-    );
+    let sentinel = "demo-111-eu-west-1-logs";
+    let before = watch
+        .expect_after("Policy:IAMUser/S3BucketPublic", sentinel, || demo.change("make-public", sentinel))
+        .map_err(|e| anyhow::anyhow!("{e}\n{}", demo.logs()))?;
+    for finding in before {
+        let name = &finding["resourcesAffected"]["s3Bucket"]["name"];
+        assert!(
+            name != change_bucket && name != twice,
+            "a revert (a change for the better) raised or updated a finding: {finding}"
+        );
+    }
     let slowest = took.iter().max().copied().unwrap_or_default();
     println!("demo findings: {} changes, slowest {slowest:?} from command to `estatectl watch`", took.len());
     drop(watch);
 
     // Ctrl-C: SIGINT to the whole group, as a terminal sends it.
-    assert!(signal_group("INT", demo.group.0), "the demo's processes were running");
+    let pgid = demo.group.0.expect("armed");
+    assert!(signal_group("INT", pgid), "the demo's processes were running");
     let deadline = Instant::now() + Duration::from_secs(60);
     let status = loop {
         if let Some(status) = demo.child.try_wait()? {
@@ -392,10 +453,14 @@ async fn the_local_demo_shows_everything_and_raises_findings_live() -> anyhow::R
         anyhow::ensure!(Instant::now() < deadline, "run-local.sh did not stop on SIGINT\n{}", demo.logs());
         std::thread::sleep(Duration::from_millis(100));
     };
-    demo.transcript.extend(demo.lines.try_iter());
+    // Everything it printed, up to the end of its output.
+    while let Ok(line) = demo.lines.recv_timeout(Duration::from_secs(10)) {
+        demo.transcript.push(line);
+    }
     assert!(status.success(), "run-local.sh exited with {status} on SIGINT\n{}", demo.logs());
     assert_eq!(demo.transcript.last().map(String::as_str), Some("stopping"), "{}", demo.logs());
-    assert!(!signal_group("0", demo.group.0), "processes of the demo outlived it");
+    assert!(!signal_group("0", pgid), "processes of the demo outlived it");
+    demo.group.0 = None;
     assert_path_kept(&demo.run)?;
     Ok(())
 }
