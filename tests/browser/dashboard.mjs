@@ -138,13 +138,19 @@ try {
   }
   await page.screenshot({ path: join(shots, "members.png"), fullPage: true });
   const memberRows = () => page.$$eval("#members tbody tr", (trs) => trs.map((tr) => tr.dataset.account));
-  const settled = () => page.waitForFunction(() => !document.querySelector("#view[aria-busy]"));
+  // The view of an address is on screen: rendered for it (`exact`, or one that holds `part`),
+  // and not busy. A list's view stays the same from page to page, so its name proves nothing.
+  const showing = ({ exact, part }) => page.waitForFunction(({ exact, part }) => {
+    const view = document.querySelector("#view");
+    const hash = view?.dataset.hash || "";
+    return view && !view.hasAttribute("aria-busy") && (exact ? hash === exact : hash.includes(part));
+  }, { exact, part });
 
   step("members: a state count is a filter");
   for (const [state, count] of Object.entries(expected.memberCounts)) {
     await page.click(`#member-states [data-state='${state}']`);
-    await page.waitForSelector(`#member-states [data-state='${state}'].selected`);
-    await settled();
+    await showing({ exact: `#/members?state=${state}` });
+    check(await page.$(`#member-states [data-state='${state}'].selected`), `the ${state} count is not shown as the filter`);
     const rows = await memberRows();
     check(rows.length === count, `filtered on ${state}: ${JSON.stringify(rows)}, expected ${count} rows`);
     check(decodeURIComponent(page.url()).includes(`state=${state}`), `the state filter is not in the address: ${page.url()}`);
@@ -152,20 +158,18 @@ try {
 
   step("members: search by account ID");
   await page.goto(`${url}#/members`);
-  await page.waitForSelector("#member-search");
+  await showing({ exact: "#/members" });
   const last = accounts[accounts.length - 1];
   await page.fill("#member-search input[name=search]", last.slice(3, 9));
   await page.click("#member-search button[type=submit]");
-  await page.waitForFunction(() => document.querySelectorAll("#members tbody tr").length === 1 && !document.querySelector("#view[aria-busy]"));
+  await showing({ part: `search=${last.slice(3, 9)}` });
   check(JSON.stringify(await memberRows()) === JSON.stringify([last]), `searching for part of ${last}: ${JSON.stringify(await memberRows())}`);
 
   step("members: pages of one row, through the API's page tokens");
   await page.goto(`${url}#/members?size=1`);
-  await page.waitForSelector("#members-pager");
   const seen = [];
-  const onPage = (p) => page.waitForFunction((p) => document.querySelector("#members-pager")?.dataset.page === p && !document.querySelector("#view[aria-busy]"), String(p));
   for (let n = 1; n <= accounts.length; n++) {
-    await onPage(n);
+    await showing(n === 1 ? { exact: "#/members?size=1" } : { part: `page=${n}` });
     check(await page.getAttribute("#members-pager", "data-page") === String(n), `on page ${await page.getAttribute("#members-pager", "data-page")}, expected ${n}`);
     const info = await page.textContent("#members-pager .page-info");
     check(info.includes(`of ${accounts.length} · page ${n} of ${accounts.length}`), `the pager says: ${info}`);
@@ -176,7 +180,8 @@ try {
   }
   check(JSON.stringify(seen) === JSON.stringify(accounts), `the pages held ${JSON.stringify(seen)}, expected ${JSON.stringify(accounts)}`);
   await page.click("#members-pager .prev-page");
-  await onPage(accounts.length - 1);
+  await showing({ part: `page=${accounts.length - 1}` });
+  check(await page.getAttribute("#members-pager", "data-page") === String(accounts.length - 1), "the page before");
 
   step("posture: counted by reason, each a filter");
   await page.goto(`${url}#/posture`);
@@ -184,8 +189,7 @@ try {
   const publicCount = await page.getAttribute("#posture-reasons [data-reason=PUBLIC]", "data-count");
   check(publicCount === String(expected.stats.bucketCountByEffectivePermission.publiclyAccessible), `posture PUBLIC: ${publicCount}`);
   await page.click("#posture-reasons [data-reason=PUBLIC]");
-  await page.waitForSelector("#posture-reasons [data-reason=PUBLIC].selected");
-  await settled();
+  await showing({ exact: "#/posture?reason=PUBLIC" });
   check((await page.textContent("#posture")).includes(expected.publicBucket), "the posture report lists the public bucket");
   const publicRows = await page.$$eval("#posture tbody tr", (trs) => trs.length);
   check(String(publicRows) === publicCount, `${publicRows} rows under PUBLIC, counted ${publicCount}`);

@@ -43,14 +43,13 @@ try {
   await page.evaluate((t) => sessionStorage.setItem("estate-token", t), token);
   let first = true;
   for (const [name, hash, pager, figure] of PAGES) {
-    const path = hash.slice(1).split("?")[0];
     const started = Date.now();
-    // The first page as a signed-in user loads the dashboard; each next one is a hash change
-    // from the page before, as a click makes.
+    // The first page is loaded into a page that holds the token already (`#/signin`, a
+    // reload); each next one is a hash change from the page before, as a click makes.
     if (first) await page.goto(url + hash);
     else await page.evaluate((h) => { location.hash = h; }, hash);
     first = false;
-    await page.waitForFunction((p) => document.querySelector("#view")?.dataset.view === p && !document.querySelector("#view[aria-busy]"), path, { timeout: 120_000 });
+    await page.waitForFunction((h) => document.querySelector("#view")?.dataset.hash === h && !document.querySelector("#view[aria-busy]"), hash, { timeout: 120_000 });
     const renderMs = Date.now() - started;
     const shown = (await page.textContent("#error")) || "";
     if (shown) problems.push(`${name}: the page shows an error: ${shown}`);

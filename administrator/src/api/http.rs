@@ -567,7 +567,7 @@ async fn api_accounts(State(state): State<HttpState>, _: Reader, UrlQuery(p): Ur
         Ok(size) => size,
         Err(e) => return e.into_response(),
     };
-    let after = match page_key(p.next_token.as_deref(), members::account_token_arity(sort)) {
+    let after = match page_key(p.next_token.as_deref(), |t| sort.parse_token(descending, t)) {
         Ok(after) => after,
         Err(e) => return e.into_response(),
     };
@@ -588,19 +588,22 @@ async fn api_accounts(State(state): State<HttpState>, _: Reader, UrlQuery(p): Ur
             "accounts": accounts,
             "total": page.total,
             "offset": page.offset,
-            "nextToken": page.next.map(|k| k.token()),
+            "nextToken": page.next.map(|k| sort.token(descending, &k)),
         })
     })
     .await
 }
 
-/// A page token of [`members`], or a named error.
-fn page_key(token: Option<&str>, arity: usize) -> Result<Option<members::PageKey>, ServiceError> {
+/// A page token of [`members`] read by `parse`, or a named error.
+fn page_key(
+    token: Option<&str>,
+    parse: impl FnOnce(&str) -> Option<members::PageKey>,
+) -> Result<Option<members::PageKey>, ServiceError> {
     match token.filter(|t| !t.is_empty()) {
         None => Ok(None),
-        Some(token) => members::PageKey::parse(token, arity)
+        Some(token) => parse(token)
             .map(Some)
-            .ok_or_else(|| ServiceError::invalid("`nextToken` is malformed, or belongs to another sort")),
+            .ok_or_else(|| ServiceError::invalid("`nextToken` is malformed, or belongs to another sort or direction")),
     }
 }
 
@@ -626,6 +629,9 @@ struct BucketParams {
     desc: Option<bool>,
     max_results: Option<i32>,
     next_token: Option<String>,
+    /// Count the matching buckets (one pass over the index when there are criteria): the
+    /// dashboard asks on a list's first page and carries the figure to the next ones.
+    count: Option<bool>,
 }
 
 async fn api_buckets(State(state): State<HttpState>, _: Reader, UrlQuery(p): UrlQuery<BucketParams>) -> Response {
@@ -638,13 +644,15 @@ async fn api_buckets(State(state): State<HttpState>, _: Reader, UrlQuery(p): Url
     };
     let sort = p.sort.filter(|s| !s.is_empty()).map(|s| (s, p.desc.unwrap_or(false)));
     let token = p.next_token.as_deref().unwrap_or("");
+    let count = p.count.unwrap_or(false);
     let query = match Query::new(criteria, sort, p.max_results.unwrap_or(50), token, state.max_criterion_values) {
         Ok(q) => q,
         Err(e) => return ServiceError::from(e).into_response(),
     };
     read_json(&state.store, move |s| {
         let (buckets, token) = views::describe(s, &query);
-        serde_json::json!({ "buckets": buckets, "total": query.count(&s.index), "nextToken": token })
+        let total = count.then(|| query.count(&s.index));
+        serde_json::json!({ "buckets": buckets, "total": total, "nextToken": token })
     })
     .await
 }
@@ -692,19 +700,6 @@ struct MemberParams {
     next_token: Option<String>,
 }
 
-/// The store's in-memory view of streams and refusals, for the members page.
-struct StoreLiveness(Arc<Store>);
-
-impl members::Liveness for StoreLiveness {
-    fn connected(&self, account_id: &str) -> bool {
-        self.0.is_connected(account_id)
-    }
-
-    fn last_refusal(&self, account_id: &str) -> Option<(estate_common::model::UnixMillis, String)> {
-        self.0.last_refusal(account_id)
-    }
-}
-
 /// A page of members: filtered by state and account ID, sorted, with the count of members in
 /// each state over the whole organization.
 async fn api_members(State(state): State<HttpState>, _: Reader, UrlQuery(p): UrlQuery<MemberParams>) -> Response {
@@ -734,14 +729,20 @@ async fn api_members(State(state): State<HttpState>, _: Reader, UrlQuery(p): Url
         Ok(size) => size,
         Err(e) => return e.into_response(),
     };
-    let arity = usize::from(sort != members::MemberSort::AccountId);
-    let after = match page_key(p.next_token.as_deref(), arity) {
+    let mut query = members::MemberQuery {
+        state: wanted,
+        search,
+        sort,
+        descending: p.desc.unwrap_or(false),
+        page_size,
+        after: None,
+    };
+    query.after = match page_key(p.next_token.as_deref(), |t| query.parse_token(t)) {
         Ok(after) => after,
         Err(e) => return e.into_response(),
     };
-    let query =
-        members::MemberQuery { state: wanted, search, sort, descending: p.desc.unwrap_or(false), page_size, after };
-    let live = StoreLiveness(Arc::clone(&state.store));
+    // Copied before the state lock is taken: no other lock is held under it.
+    let live = state.store.liveness();
     read_json(&state.store, move |s| {
         let page = members::members(s, &live, &query, estate_common::model::now_ms());
         let rows: Vec<_> = page
@@ -765,7 +766,7 @@ async fn api_members(State(state): State<HttpState>, _: Reader, UrlQuery(p): Url
             "all": page.all,
             "offset": page.offset,
             "counts": counts,
-            "nextToken": page.next.map(|k| k.token()),
+            "nextToken": page.next.map(|k| query.token(&k)),
         })
     })
     .await
@@ -782,6 +783,10 @@ struct PostureParams {
 
 /// How many accounts the posture page names in its by-account group.
 const POSTURE_ACCOUNTS_SHOWN: usize = 10;
+
+/// The most bounded scans one posture page makes (each looks at up to 50,000 buckets): a page
+/// of a rare reason covers up to a million buckets before it gives a token to go on from.
+const POSTURE_SCANS_PER_PAGE: usize = 20;
 
 /// A page of the posture report (for one reason and one account, if asked), with its counts by
 /// reason and the most exposed accounts.
@@ -811,8 +816,25 @@ async fn api_posture(State(state): State<HttpState>, _: Reader, UrlQuery(p): Url
             None => return ServiceError::invalid("`nextToken` is malformed").into_response(),
         },
     };
+    // A page fills from several bounded scans, each under the read lock on its own, so that a
+    // rare reason does not leave pages empty, and the committer waits for one scan at most.
+    let mut buckets = Vec::new();
+    let mut next = after;
+    for _ in 0..POSTURE_SCANS_PER_PAGE {
+        let (want, account, after) = (page_size - buckets.len(), account.clone(), next.take());
+        let scanned =
+            state.store.read_blocking(move |s| views::posture(s, account.as_ref(), reason, after.as_ref(), want));
+        let (mut found, after) = match scanned.await {
+            Ok(scanned) => scanned,
+            Err(e) => return ServiceError::from(e).into_response(),
+        };
+        buckets.append(&mut found);
+        next = after;
+        if next.is_none() || buckets.len() >= page_size {
+            break;
+        }
+    }
     read_json(&state.store, move |s| {
-        let (buckets, next) = views::posture(s, account.as_ref(), reason, after.as_ref(), page_size);
         let counts = s.stats.posture(account.as_deref());
         let accounts: Vec<_> = members::most_exposed(s, POSTURE_ACCOUNTS_SHOWN)
             .into_iter()

@@ -2,8 +2,8 @@
 //! in (counted over every member, each count a filter), a search by account ID, a sort, and
 //! keyset pages whose tokens stay valid while rows change; accounts ordered by exposure.
 //!
-//! A page costs one pass over the members (or the accounts with buckets) under the read lock,
-//! and builds the full view of only the rows it returns.
+//! A page costs one pass over the members (or every account Estate should see) under the read
+//! lock, and builds the full view of only the rows it returns.
 
 use std::cmp::Ordering;
 
@@ -15,7 +15,7 @@ use crate::state::stats::PostureCounts;
 use crate::state::store::State;
 
 /// A member with an agent and no complete refresh for this long is stale (the dashboard's
-/// highlight and the `estate_members_stale` alert use the same 26 hours).
+/// highlight uses the same 26 hours).
 pub const STALE_AFTER_MS: i64 = 26 * 3600 * 1000;
 
 /// A refused report counts against its member for this long.
@@ -84,10 +84,31 @@ impl MemberSort {
             _ => return None,
         })
     }
+
+    fn name(self) -> &'static str {
+        match self {
+            MemberSort::AccountId => "accountId",
+            MemberSort::LastUpdated => "lastUpdated",
+            MemberSort::LastContact => "lastContact",
+            MemberSort::BucketCount => "bucketCount",
+        }
+    }
 }
 
-/// Where a page starts: the sort values and account of the last row of the page before.
-/// Values of a descending sort are stored negated, so that every order is ascending here.
+/// An account ID as a sort value (twelve digits fit an i64).
+fn account_value(account: &AccountId) -> i64 {
+    account.parse().unwrap_or(0)
+}
+
+/// The name of an order in its tokens: the sort and its direction.
+fn order_tag(sort: &str, descending: bool) -> String {
+    format!("{sort}.{}", if descending { "desc" } else { "asc" })
+}
+
+/// Where a page starts: the sort values and account of the last row of the page before, and
+/// (in its token) the order they belong to: a token of another sort or direction is refused.
+/// Values of a descending order are stored negated (they are counts, times and account IDs,
+/// far from `i64::MIN`), so that every order is ascending here; ties go by account ID.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct PageKey {
     values: Vec<i64>,
@@ -100,15 +121,16 @@ impl PageKey {
         Self { values, account: account.clone() }
     }
 
-    /// `v1,v2,...:account`, opaque to clients.
-    pub fn token(&self) -> String {
+    /// `order:v1,v2,...:account`, opaque to clients.
+    fn token(&self, order: &str) -> String {
         let values: Vec<String> = self.values.iter().map(i64::to_string).collect();
-        format!("{}:{}", values.join(","), self.account)
+        format!("{order}:{}:{}", values.join(","), self.account)
     }
 
-    /// A token of this module with `arity` values, or None.
-    pub fn parse(token: &str, arity: usize) -> Option<Self> {
-        let (values, account) = token.split_once(':')?;
+    /// A token this module wrote for `order` with `arity` values, or None.
+    fn parse(token: &str, order: &str, arity: usize) -> Option<Self> {
+        let rest = token.strip_prefix(order)?.strip_prefix(':')?;
+        let (values, account) = rest.split_once(':')?;
         let values: Vec<i64> = if values.is_empty() {
             vec![]
         } else {
@@ -144,6 +166,22 @@ pub struct MemberQuery {
     pub after: Option<PageKey>,
 }
 
+impl MemberQuery {
+    fn order(&self) -> String {
+        order_tag(self.sort.name(), self.descending)
+    }
+
+    /// The page token of this query's order, or None when it is not one.
+    pub fn parse_token(&self, token: &str) -> Option<PageKey> {
+        PageKey::parse(token, &self.order(), 1)
+    }
+
+    /// The token of the page after `key`.
+    pub fn token(&self, key: &PageKey) -> String {
+        key.token(&self.order())
+    }
+}
+
 /// A member as the page shows it.
 pub struct MemberRow {
     pub member: macie::Member,
@@ -165,10 +203,20 @@ pub struct MemberPage {
 }
 
 /// What a page needs from outside the state: which accounts have a stream open, and the last
-/// refusal of each (both in memory only, see [`crate::state::store::Store`]).
+/// refusal of each (both in memory only: [`crate::state::store::Store::liveness`]).
 pub trait Liveness {
     fn connected(&self, account_id: &str) -> bool;
     fn last_refusal(&self, account_id: &str) -> Option<(UnixMillis, String)>;
+}
+
+impl Liveness for crate::state::store::Liveness {
+    fn connected(&self, account_id: &str) -> bool {
+        self.connected.contains(account_id)
+    }
+
+    fn last_refusal(&self, account_id: &str) -> Option<(UnixMillis, String)> {
+        self.refusals.get(account_id).cloned()
+    }
 }
 
 /// The states of one member at `now`.
@@ -182,14 +230,16 @@ fn states_of(
     let mut states = Vec::new();
     let status = state.membership.status(&state.org, account);
     let has_agent = state.membership.members.contains_key(account);
+    // A suspended account is not expected to report: its silence needs no attention.
+    let expected = status != MemberStatus::AccountSuspended;
     if live.connected(account) {
         states.push(MemberState::Connected);
-    } else if has_agent {
+    } else if has_agent && expected {
         states.push(MemberState::Disconnected);
     }
     if has_agent
+        && expected
         && state.membership.last_updated(account).is_none_or(|at| now.saturating_sub(at) > STALE_AFTER_MS)
-        && status != MemberStatus::AccountSuspended
     {
         states.push(MemberState::Stale);
     }
@@ -221,12 +271,12 @@ pub fn members(state: &State, live: &dyn Liveness, query: &MemberQuery, now: Uni
             continue;
         }
         let value = match query.sort {
-            MemberSort::AccountId => None,
-            MemberSort::LastUpdated => Some(state.membership.last_updated(account).unwrap_or(0)),
-            MemberSort::LastContact => Some(state.membership.members.get(account).map_or(0, |r| r.last_contact)),
-            MemberSort::BucketCount => Some(stats.bucket_count),
+            MemberSort::AccountId => account_value(account),
+            MemberSort::LastUpdated => state.membership.last_updated(account).unwrap_or(0),
+            MemberSort::LastContact => state.membership.members.get(account).map_or(0, |r| r.last_contact),
+            MemberSort::BucketCount => stats.bucket_count,
         };
-        let key = PageKey::new(value.as_slice(), query.descending, account);
+        let key = PageKey::new(&[value], query.descending, account);
         rows.push((key, (account, states, refusal)));
     }
     let matching = rows.len();
@@ -254,23 +304,37 @@ pub enum AccountSort {
 }
 
 impl AccountSort {
+    const NAMES: [(AccountSort, &'static str); 5] = [
+        (AccountSort::Exposure, "exposure"),
+        (AccountSort::Buckets, "bucketCount"),
+        (AccountSort::Public, "public"),
+        (AccountSort::SharedExternally, "sharedExternally"),
+        (AccountSort::AccountId, "accountId"),
+    ];
+
     pub fn parse(text: &str) -> Option<Self> {
-        Some(match text {
-            "exposure" => AccountSort::Exposure,
-            "bucketCount" => AccountSort::Buckets,
-            "public" => AccountSort::Public,
-            "sharedExternally" => AccountSort::SharedExternally,
-            "accountId" => AccountSort::AccountId,
-            _ => return None,
-        })
+        Self::NAMES.iter().find(|(_, name)| *name == text).map(|(sort, _)| *sort)
+    }
+
+    fn name(self) -> &'static str {
+        Self::NAMES.iter().find(|(sort, _)| *sort == self).map_or("", |(_, name)| name)
     }
 
     fn arity(self) -> usize {
         match self {
             AccountSort::Exposure => 3,
-            AccountSort::AccountId => 0,
             _ => 1,
         }
+    }
+
+    /// The page token of this order, or None when it is not one.
+    pub fn parse_token(self, descending: bool, token: &str) -> Option<PageKey> {
+        PageKey::parse(token, &order_tag(self.name(), descending), self.arity())
+    }
+
+    /// The token of the page after `key`.
+    pub fn token(self, descending: bool, key: &PageKey) -> String {
+        key.token(&order_tag(self.name(), descending))
     }
 }
 
@@ -310,7 +374,7 @@ pub fn accounts(
                 AccountSort::Buckets => vec![s.bucket_count],
                 AccountSort::Public => vec![s.bucket_count_by_effective_permission.publicly_accessible],
                 AccountSort::SharedExternally => vec![s.bucket_count_by_shared_access_type.external],
-                AccountSort::AccountId => vec![],
+                AccountSort::AccountId => vec![account_value(account)],
             };
             (PageKey::new(&values, descending, account), account)
         })
@@ -327,16 +391,14 @@ pub fn accounts(
     AccountPage { rows, total: all.len(), offset, next }
 }
 
-/// The arity of the tokens of `sort`'s pages, for [`PageKey::parse`].
-pub fn account_token_arity(sort: AccountSort) -> usize {
-    sort.arity()
-}
-
-/// The `limit` accounts with the most buckets in the posture report, most first.
+/// The `limit` most exposed accounts of the posture report, in the summary's order: public
+/// buckets, then buckets shared outside, then buckets exposed for any reason; most first.
 pub fn most_exposed(state: &State, limit: usize) -> Vec<(String, PostureCounts)> {
+    use estate_common::macie::PostureReason::{Public, SharedExternally};
+    let rank = |c: &PostureCounts| (c.count(Some(Public)), c.count(Some(SharedExternally)), c.exposed);
     let mut accounts: Vec<(String, PostureCounts)> =
         state.stats.posture_accounts().filter(|(_, c)| c.exposed > 0).map(|(a, c)| (a.to_owned(), *c)).collect();
-    accounts.sort_unstable_by(|a, b| b.1.exposed.cmp(&a.1.exposed).then_with(|| a.0.cmp(&b.0)));
+    accounts.sort_unstable_by(|a, b| rank(&b.1).cmp(&rank(&a.1)).then_with(|| a.0.cmp(&b.0)));
     accounts.truncate(limit);
     accounts
 }
@@ -352,12 +414,23 @@ mod tests {
     #[test]
     fn tokens_round_trip_and_refuse_what_they_did_not_write() {
         let k = key(&[3, -1, 40], true, "111111111111");
-        assert_eq!(PageKey::parse(&k.token(), 3), Some(k.clone()));
-        assert_eq!(PageKey::parse(&k.token(), 1), None, "a token of another sort");
-        let plain = key(&[], false, "222222222222");
-        assert_eq!(PageKey::parse(&plain.token(), 0), Some(plain));
-        for bad in ["", ":", "1,x:111111111111", "1:nope", "111111111111", "1,2:111111111111:9"] {
-            assert_eq!(PageKey::parse(bad, 1), None, "{bad}");
+        let exposure = AccountSort::Exposure;
+        assert_eq!(exposure.parse_token(true, &exposure.token(true, &k)), Some(k.clone()));
+        assert_eq!(exposure.parse_token(false, &exposure.token(true, &k)), None, "the other direction");
+        assert_eq!(AccountSort::Public.parse_token(true, &exposure.token(true, &k)), None, "another sort");
+        let one = key(&[7], false, "222222222222");
+        let buckets = AccountSort::Buckets;
+        assert_eq!(buckets.parse_token(false, &buckets.token(false, &one)), Some(one.clone()));
+        assert_eq!(AccountSort::Public.parse_token(false, &buckets.token(false, &one)), None, "same arity, other sort");
+        for bad in [
+            "",
+            ":",
+            "bucketCount.asc:1,x:111111111111",
+            "bucketCount.asc:1:nope",
+            "bucketCount.asc:111111111111",
+            "bucketCount.asc:1,2:111111111111",
+        ] {
+            assert_eq!(buckets.parse_token(false, bad), None, "{bad}");
         }
     }
 
@@ -377,7 +450,7 @@ mod tests {
             offsets.push(offset);
             seen.extend(taken);
             match next {
-                Some(next) => after = Some(PageKey::parse(&next.token(), 1).unwrap()),
+                Some(next) => after = Some(PageKey::parse(&next.token("t"), "t", 1).unwrap()),
                 None => break,
             }
         }
@@ -499,6 +572,9 @@ mod tests {
         let by_update = members(&state, &live, &MemberQuery { sort: MemberSort::LastUpdated, ..query(None) }, now);
         let order: Vec<&str> = by_update.rows.iter().map(|r| r.member.account_id.as_str()).collect();
         assert_eq!(order, [ids[2], ids[3], ids[1], ids[0]], "never updated first, then oldest");
+        let descending = members(&state, &live, &MemberQuery { descending: true, ..query(None) }, now);
+        let order: Vec<&str> = descending.rows.iter().map(|r| r.member.account_id.as_str()).collect();
+        assert_eq!(order, [ids[3], ids[2], ids[1], ids[0]], "account IDs, descending");
     }
 
     #[test]

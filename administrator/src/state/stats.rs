@@ -75,8 +75,8 @@ pub struct PostureCounts {
 }
 
 impl PostureCounts {
-    fn apply(&mut self, judgement: &Judgement, sign: i64) {
-        let flags = judgement.posture();
+    /// Adds (`sign` = 1) or removes (`sign` = -1) one bucket's [`Judgement::posture`] flags.
+    fn apply(&mut self, flags: [bool; 5], sign: i64) {
         for (count, yes) in self.by_reason.iter_mut().zip(flags) {
             if yes {
                 *count += sign;
@@ -96,32 +96,44 @@ impl PostureCounts {
     }
 }
 
+/// One account's part: its statistics and its posture counts.
+#[derive(Debug, Default)]
+struct AccountTotals {
+    stats: BucketStatistics,
+    posture: PostureCounts,
+}
+
 /// Statistics per account and for the whole organization, kept side by side so that both
 /// answers cost O(1); the posture report's counts likewise.
 #[derive(Debug, Default)]
 pub struct Statistics {
     total: BucketStatistics,
-    by_account: HashMap<String, BucketStatistics>,
     posture_total: PostureCounts,
-    posture_by_account: HashMap<String, PostureCounts>,
+    by_account: HashMap<String, AccountTotals>,
 }
 
 impl Statistics {
+    /// Called for every bucket change: one hash lookup, and an allocation only for an
+    /// account's first bucket.
     pub fn add(&mut self, account_id: &str, judgement: &Judgement) {
+        let flags = judgement.posture();
         apply(&mut self.total, judgement, 1);
-        apply(self.by_account.entry(account_id.to_owned()).or_default(), judgement, 1);
-        self.posture_total.apply(judgement, 1);
-        self.posture_by_account.entry(account_id.to_owned()).or_default().apply(judgement, 1);
+        self.posture_total.apply(flags, 1);
+        let account = match self.by_account.get_mut(account_id) {
+            Some(account) => account,
+            None => self.by_account.entry(account_id.to_owned()).or_default(),
+        };
+        apply(&mut account.stats, judgement, 1);
+        account.posture.apply(flags, 1);
     }
 
     pub fn remove(&mut self, account_id: &str, judgement: &Judgement) {
+        let flags = judgement.posture();
         apply(&mut self.total, judgement, -1);
-        if let Some(stats) = self.by_account.get_mut(account_id) {
-            apply(stats, judgement, -1);
-        }
-        self.posture_total.apply(judgement, -1);
-        if let Some(counts) = self.posture_by_account.get_mut(account_id) {
-            counts.apply(judgement, -1);
+        self.posture_total.apply(flags, -1);
+        if let Some(account) = self.by_account.get_mut(account_id) {
+            apply(&mut account.stats, judgement, -1);
+            account.posture.apply(flags, -1);
         }
     }
 
@@ -130,20 +142,21 @@ impl Statistics {
     }
 
     pub fn account(&self, account_id: &str) -> BucketStatistics {
-        self.by_account.get(account_id).copied().unwrap_or_default()
+        self.by_account.get(account_id).map(|a| a.stats).unwrap_or_default()
     }
 
     /// The posture report's counts, for the organization or one account.
     pub fn posture(&self, account_id: Option<&str>) -> PostureCounts {
         match account_id {
             None => self.posture_total,
-            Some(a) => self.posture_by_account.get(a).copied().unwrap_or_default(),
+            Some(a) => self.by_account.get(a).map(|a| a.posture).unwrap_or_default(),
         }
     }
 
-    /// Every account with buckets, with its posture counts.
+    /// Every account that has had buckets, with its posture counts (zero once its buckets are
+    /// gone).
     pub fn posture_accounts(&self) -> impl Iterator<Item = (&str, &PostureCounts)> {
-        self.posture_by_account.iter().map(|(a, c)| (a.as_str(), c))
+        self.by_account.iter().map(|(a, t)| (a.as_str(), &t.posture))
     }
 }
 

@@ -1099,6 +1099,22 @@ impl Store {
     pub fn last_refusal(&self, account_id: &str) -> Option<(UnixMillis, String)> {
         self.refusals.lock().expect("refusals lock poisoned").get(account_id).cloned()
     }
+
+    /// The accounts with a stream open and the last refusals, copied now (a page of members
+    /// reads them for every member while it holds the state lock, which must wait on no
+    /// other). The refusals are one per account with an agent at most.
+    pub fn liveness(&self) -> Liveness {
+        let connected = self.connections.lock().expect("connections lock poisoned").keys().cloned().collect();
+        let refusals = self.refusals.lock().expect("refusals lock poisoned").clone();
+        Liveness { connected, refusals }
+    }
+}
+
+/// What is kept in memory only about members, as of one moment ([`Store::liveness`]).
+#[derive(Debug, Default)]
+pub struct Liveness {
+    pub connected: std::collections::HashSet<String>,
+    pub refusals: HashMap<String, (UnixMillis, String)>,
 }
 
 #[cfg(test)]

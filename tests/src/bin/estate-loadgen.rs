@@ -89,6 +89,11 @@ struct Args {
     /// access), so that accounts differ in exposure as in a real organization; 0: none.
     #[arg(long, default_value_t = 0)]
     public_every: u32,
+    /// After convergence (and the churn phase), every agent re-reports this many of its
+    /// buckets with block public access turned off: each raises one
+    /// `S3BlockPublicAccessDisabled` finding, for a findings list at scale.
+    #[arg(long, default_value_t = 0)]
+    expose_per_agent: u32,
     /// Once converged (after the churn phase, before the restart), run this shell command
     /// with the administrator up and every agent connected, and fail if it fails. It gets
     /// ESTATE_DASHBOARD_URL (plain HTTP on loopback), ESTATE_GRPC_URL and ESTATE_TOKEN (a
@@ -248,6 +253,7 @@ async fn run_agent(
     counters: Arc<Counters>,
     churn: Arc<AtomicBool>,
     drop_stream: Arc<Mutex<Vec<bool>>>,
+    expose: Arc<AtomicBool>,
 ) {
     let mut outbox =
         Outbox { next_seq: 1, unacked: BTreeMap::new(), generation: BTreeMap::new(), completed: BTreeMap::new() };
@@ -267,6 +273,7 @@ async fn run_agent(
     let outbox = Arc::new(Mutex::new(outbox));
     let mut backoff = Duration::from_millis(250);
     let mut churn_round = 0u64;
+    let mut exposed = false;
     loop {
         let (tx, rx) = tokio::sync::mpsc::channel::<pb::ReportRequest>(1024);
         let completed = {
@@ -359,6 +366,30 @@ async fn run_agent(
                 _ = tick.tick() => {
                     if std::mem::take(&mut drop_stream.lock().unwrap()[agent.index as usize]) {
                         break true;
+                    }
+                    if expose.load(Ordering::Relaxed) && !exposed {
+                        exposed = true;
+                        let messages: Vec<(u64, Body)> = {
+                            let mut o = outbox.lock().unwrap();
+                            (0..args.expose_per_agent.min(args.buckets))
+                                .map(|b| {
+                                    let now = estate_common::model::now_ms();
+                                    let mut body = snapshot(&agent, &region_name(0), b, now, 1, args.public_every);
+                                    if let Body::Bucket(pb::BucketSnapshot { facts: Some(facts), .. }) = &mut body {
+                                        facts.block_public_access = Some(pb::BlockPublicAccess::default());
+                                    }
+                                    (o.push(body.clone(), &counters), body)
+                                })
+                                .collect()
+                        };
+                        counters.snapshots_sent.fetch_add(messages.len() as u64, Ordering::Relaxed);
+                        // Queued whatever the channel's room: a message left out would never be
+                        // acknowledged on this stream (a broken stream sends the outbox again).
+                        for (seq, body) in messages {
+                            if tx.send(pb::ReportRequest { seq, body: Some(body) }).await.is_err() {
+                                break;
+                            }
+                        }
                     }
                     if churn.load(Ordering::Relaxed) && args.churn_per_minute > 0.0 {
                         // This second's share of the per-minute churn, re-read now.
@@ -623,6 +654,7 @@ async fn run(args: Arc<Args>) -> anyhow::Result<()> {
     let counters = Arc::new(Counters::default());
     let churn = Arc::new(AtomicBool::new(false));
     let drop_stream = Arc::new(Mutex::new(vec![false; args.agents as usize]));
+    let expose = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     for agent in agents {
         let channel = channels[agent.index as usize % connections].clone();
@@ -633,6 +665,7 @@ async fn run(args: Arc<Args>) -> anyhow::Result<()> {
             Arc::clone(&counters),
             Arc::clone(&churn),
             Arc::clone(&drop_stream),
+            Arc::clone(&expose),
         ));
     }
 
@@ -680,6 +713,27 @@ async fn run(args: Arc<Args>) -> anyhow::Result<()> {
         }
         churn.store(false, Ordering::Relaxed);
         churn_stats_ms = probe.finish()?.statistics_ms;
+    }
+
+    // Buckets turned worse, for findings at scale: every agent re-reports some, and each is
+    // acknowledged once its finding is committed.
+    if args.expose_per_agent > 0 {
+        let started = Instant::now();
+        let before = counters.snapshots_sent.load(Ordering::Relaxed);
+        expose.store(true, Ordering::Relaxed);
+        let expected = u64::from(args.agents) * u64::from(args.expose_per_agent.min(args.buckets));
+        loop {
+            let sent = counters.snapshots_sent.load(Ordering::Relaxed) - before;
+            if sent >= expected && counters.unacked.load(Ordering::Relaxed) == 0 {
+                break;
+            }
+            anyhow::ensure!(
+                started.elapsed() < deadline,
+                "the exposed buckets were not acknowledged within {deadline:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        println!("loadgen: {expected} buckets exposed and acknowledged in {:.1} s", started.elapsed().as_secs_f64());
     }
 
     // What to run against the whole organization, with every agent connected.
