@@ -446,11 +446,15 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<AgentServiceServer<AgentServiceImpl>>().await;
     health_reporter.set_serving::<InventoryServiceServer<InventoryServiceImpl>>().await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(estate_common::pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .context("building the reflection service")?;
+    // Reflection in both versions: grpcurl speaks v1, older grpcurl builds, Postman and Evans
+    // v1alpha.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(estate_common::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1alpha = reflection().build_v1alpha().context("building the reflection service (v1alpha)")?;
+    let reflection = reflection().build_v1().context("building the reflection service")?;
 
     let limits = options.limits;
     let agent_service = AgentServiceImpl {
@@ -531,6 +535,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         .timeout(limits.request_timeout)
         .add_service(health_service)
         .add_service(reflection)
+        .add_service(reflection_v1alpha)
         .add_service(AgentServiceServer::new(agent_service).max_decoding_message_size(message))
         .add_service(InventoryServiceServer::new(inventory_service).max_decoding_message_size(message))
         .add_service(FindingsServiceServer::new(findings_service).max_decoding_message_size(message));

@@ -1,7 +1,8 @@
 //! Where Estate used to know less than Macie, over the real binaries against moto: replication
 //! destinations named without their account, `aws:PrincipalOrgPaths` with and without the OU
 //! tree, organization accounts no agent reports for and their effect on `lastUpdated`,
-//! account-wide settings changed in a Region the agent does not cover, and the posture report.
+//! account-wide settings changed in a Region the agent does not cover, and the posture report;
+//! gRPC reflection in both of its versions.
 
 use aws_sdk_s3::config::Credentials;
 
@@ -489,5 +490,61 @@ async fn a_corrupted_response_marks_only_its_own_fields_unknown() -> anyhow::Res
     assert_eq!(stats["bucketCount"], 3, "{stats}");
     assert_eq!(stats["bucketCountByEncryptionType"]["unknown"], 1, "{stats}");
     assert_eq!(stats["bucketCountByEffectivePermission"]["unknown"], 1, "{stats}");
+    Ok(())
+}
+
+/// grpcurl lists services through reflection v1; older grpcurl builds, Postman and Evans through
+/// v1alpha. Both list Estate's services, and both describe them.
+#[tokio::test(flavor = "multi_thread")]
+async fn reflection_lists_the_services_in_v1_and_v1alpha() -> anyhow::Result<()> {
+    use tokio_stream::StreamExt as _;
+    use tonic_reflection::pb::{v1, v1alpha};
+
+    let dir = tempfile::tempdir()?;
+    let admin = Admin::start(&dir.path().join("data"), None)?;
+    let expected =
+        ["estate.v1.AgentService", "estate.v1.FindingsService", "estate.v1.InventoryService", "grpc.health.v1.Health"];
+
+    let channel = tonic::transport::Endpoint::from_shared(admin.grpc.clone())?.connect().await?;
+    let mut client = v1alpha::server_reflection_client::ServerReflectionClient::new(channel.clone());
+    let ask = |request| v1alpha::ServerReflectionRequest { host: String::new(), message_request: Some(request) };
+    let requests = tokio_stream::iter([
+        ask(v1alpha::server_reflection_request::MessageRequest::ListServices(String::new())),
+        ask(v1alpha::server_reflection_request::MessageRequest::FileContainingSymbol(
+            "estate.v1.InventoryService".into(),
+        )),
+    ]);
+    let mut answers = client.server_reflection_info(requests).await?.into_inner();
+    let Some(v1alpha::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+        answers.next().await.transpose()?.and_then(|a| a.message_response)
+    else {
+        anyhow::bail!("v1alpha: no service list");
+    };
+    let names: Vec<&str> = list.service.iter().map(|s| s.name.as_str()).collect();
+    for service in expected {
+        assert!(names.contains(&service), "v1alpha lists {names:?}, not {service}");
+    }
+    let Some(v1alpha::server_reflection_response::MessageResponse::FileDescriptorResponse(files)) =
+        answers.next().await.transpose()?.and_then(|a| a.message_response)
+    else {
+        anyhow::bail!("v1alpha: no descriptor for estate.v1.InventoryService");
+    };
+    assert!(!files.file_descriptor_proto.is_empty());
+
+    let mut client = v1::server_reflection_client::ServerReflectionClient::new(channel);
+    let request = v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(String::new())),
+    };
+    let mut answers = client.server_reflection_info(tokio_stream::iter([request])).await?.into_inner();
+    let Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+        answers.next().await.transpose()?.and_then(|a| a.message_response)
+    else {
+        anyhow::bail!("v1: no service list");
+    };
+    let names: Vec<&str> = list.service.iter().map(|s| s.name.as_str()).collect();
+    for service in expected {
+        assert!(names.contains(&service), "v1 lists {names:?}, not {service}");
+    }
     Ok(())
 }
