@@ -313,8 +313,10 @@ pub enum ConnectionState {
 
 /// How an account relates to the organization and to Estate (after Macie's
 /// `relationshipStatus`).
+/// Spelled as Macie's `relationshipStatus` (`Enabled`, `AccountSuspended`, `Removed`); Estate's
+/// own `NoAgent` in the same style.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[serde(rename_all = "PascalCase")]
 pub enum MemberStatus {
     /// An agent has connected for the account.
     Enabled,

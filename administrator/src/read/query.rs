@@ -174,7 +174,8 @@ impl Property for Field {
             Field::EffectivePermission => PERMISSION,
             Field::AllowsUnencryptedObjectUploads => &["TRUE", "FALSE", "UNKNOWN"],
             Field::Versioning | Field::Replicated | Field::ReplicatedExternally => &["true", "false"],
-            Field::ErrorCode => &["ACCESS_DENIED"],
+            // Macie's two codes; Estate never exceeds a bucket quota, so the second matches nothing.
+            Field::ErrorCode => &["ACCESS_DENIED", "BUCKET_COUNT_EXCEEDS_QUOTA"],
             _ => return None,
         })
     }
@@ -542,5 +543,20 @@ mod tests {
         let (_, token) = Query::new(BTreeMap::new(), None, 5, "", usize::MAX).unwrap().run(&index);
         let other = Query::new(BTreeMap::new(), Some(("bucketName".into(), true)), 5, &token.unwrap(), usize::MAX);
         assert!(matches!(other, Err(QueryError::BadToken)));
+    }
+
+    /// Macie accepts both of its error codes: a script asking for buckets over the quota gets
+    /// none (Estate has no quota), not an error.
+    #[test]
+    fn both_of_macies_error_codes_are_accepted() {
+        let index = make_index(10);
+        let quota = criteria(&[(
+            "errorCode",
+            Criterion { eq: vec!["BUCKET_COUNT_EXCEEDS_QUOTA".into()], ..Default::default() },
+        )]);
+        let (page, token) = Query::new(quota, None, 50, "", usize::MAX).unwrap().run(&index);
+        assert!(page.is_empty() && token.is_none());
+        let other = criteria(&[("errorCode", Criterion { eq: vec!["THROTTLED".into()], ..Default::default() })]);
+        assert!(Query::new(other, None, 50, "", usize::MAX).unwrap_err().to_string().contains("THROTTLED"));
     }
 }

@@ -80,7 +80,7 @@ async fn the_dashboard_shows_what_the_api_says_in_a_real_browser() -> anyhow::Re
         "filter": {"property": "sharedAccess", "value": "EXTERNAL", "names": names},
         "publicBucket": "estate-d-public",
         "changeBucket": "estate-d-quiet",
-        "members": {A: "ENABLED", B: "ENABLED", C: "NO_AGENT"},
+        "members": {A: "Enabled", B: "Enabled", C: "NoAgent"},
         "memberCounts": {"connected": 2, "noAgent": 1, "disconnected": 0},
     });
     let expected_path = dir.path().join("expected.json");

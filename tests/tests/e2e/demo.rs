@@ -357,7 +357,7 @@ async fn the_local_demo_shows_everything_and_raises_findings_live() -> anyhow::R
         "filter": {"property": "sharedAccess", "value": "EXTERNAL", "names": names},
         "publicBucket": "demo-222-us-east-1-website",
         "changeBucket": change_bucket,
-        "members": {A: "ENABLED", B: "ENABLED", C: "ENABLED"},
+        "members": {A: "Enabled", B: "Enabled", C: "Enabled"},
         // 333333333333 holds the bucket its agent may not read.
         "memberCounts": {"connected": 3, "erroring": 1, "noAgent": 0},
     });

@@ -148,11 +148,11 @@ async fn coverage_freshness_posture_and_organization_paths() -> anyhow::Result<(
         .await?;
 
     let a = member(&admin, A)?;
-    assert_eq!(a["relationshipStatus"], "ENABLED", "{a}");
+    assert_eq!(a["relationshipStatus"], "Enabled", "{a}");
     assert!(a["lastUpdated"].is_string(), "{a}");
     for account in [B, C] {
         let m = member(&admin, account)?;
-        assert_eq!(m["relationshipStatus"], "NO_AGENT", "{m}");
+        assert_eq!(m["relationshipStatus"], "NoAgent", "{m}");
         assert!(m["lastUpdated"].is_null(), "{m}");
         assert_eq!(m["connectionState"], "DISCONNECTED", "{m}");
     }
@@ -205,7 +205,7 @@ async fn coverage_freshness_posture_and_organization_paths() -> anyhow::Result<(
     let _b = Agent::start(&admin, &moto, &creds_b, Some(&agent_token(B)), &["us-east-1"], &[])?;
     eventually(Duration::from_secs(60), "B's first refresh", || async { Ok(refreshed(&admin, B, 1)?.then_some(())) })
         .await?;
-    assert_eq!(member(&admin, B)?["relationshipStatus"], "ENABLED");
+    assert_eq!(member(&admin, B)?["relationshipStatus"], "Enabled");
     let stats = admin.ctl_json(token, &["stats"])?;
     assert_eq!(
         (stats["membersWithoutAgent"].clone(), stats["membersPending"].clone()),
@@ -283,7 +283,7 @@ async fn organization_paths_follow_the_ou_tree_from_organizations() -> anyhow::R
     // Every organization account is listed, agent or not.
     let members = admin.ctl_json(None, &["members"])?;
     let listed_member = members["members"].as_array().unwrap().iter().find(|m| m["accountId"] == member.as_str());
-    assert_eq!(listed_member.map(|m| m["relationshipStatus"].clone()), Some(json!("NO_AGENT")), "{members}");
+    assert_eq!(listed_member.map(|m| m["relationshipStatus"].clone()), Some(json!("NoAgent")), "{members}");
     Ok(())
 }
 
