@@ -183,6 +183,13 @@ try {
   await showing({ part: `page=${accounts.length - 1}` });
   check(await page.getAttribute("#members-pager", "data-page") === String(accounts.length - 1), "the page before");
 
+  step("accounts: every account, most exposed first, counted");
+  await page.goto(`${url}#/accounts`);
+  await showing({ exact: "#/accounts" });
+  check(await page.getAttribute("#accounts-pager", "data-total") === String(accounts.length), "the accounts page counts every account");
+  const ranked = await page.$$eval("#accounts tbody tr", (trs) => trs.map((tr) => tr.dataset.account));
+  check(ranked[0] === expected.mostExposed, `most exposed first: ${JSON.stringify(ranked)}, expected ${expected.mostExposed} first`);
+
   step("posture: counted by reason, each a filter");
   await page.goto(`${url}#/posture`);
   await page.waitForSelector("#posture tbody tr");

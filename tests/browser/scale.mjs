@@ -44,8 +44,9 @@ try {
   let first = true;
   for (const [name, hash, pager, figure] of PAGES) {
     const started = Date.now();
-    // The first page is loaded into a page that holds the token already (`#/signin`, a
-    // reload); each next one is a hash change from the page before, as a click makes.
+    // The first page is a hash change in a tab that loaded the dashboard and holds the token
+    // (the script's own load is not timed); each next one is a hash change from the page
+    // before, as a click makes.
     if (first) await page.goto(url + hash);
     else await page.evaluate((h) => { location.hash = h; }, hash);
     first = false;
@@ -58,7 +59,7 @@ try {
     let total = null;
     if (pager) {
       total = await page.getAttribute(pager, "data-total").catch(() => null);
-      if (total == null) problems.push(`${name}: no pager saying how many rows there are`);
+      if (total == null || !Number.isFinite(Number(total))) problems.push(`${name}: no pager saying how many rows there are (${total})`);
     }
     if (height > maxHeight) problems.push(`${name}: ${height} px tall, over ${maxHeight}`);
     figures.push({ page: name, renderMs, heightPx: height, rowsInAll: total == null ? null : Number(total) });

@@ -402,6 +402,7 @@ async fn metrics(State(state): State<HttpState>, ConnectInfo(peer): ConnectInfo<
             return *response;
         }
     }
+    let live = state.store.liveness();
     let s = state.store.read();
     // The organization's statistics: the bucket counts, and the members' freshness.
     let stats = s.organization_statistics();
@@ -437,10 +438,17 @@ async fn metrics(State(state): State<HttpState>, ConnectInfo(peer): ConnectInfo<
         "Member accounts of the organization with no agent.",
         stats.members_without_agent,
     );
-    let disconnected = s.membership.members.keys().filter(|a| !state.store.is_connected(a.as_str())).count();
+    // As the members page counts them: a suspended account is not expected to report.
+    let disconnected = s
+        .membership
+        .members
+        .keys()
+        .filter(|a| !live.connected.contains(a.as_str()))
+        .filter(|a| s.membership.status(&s.org, a) != estate_common::macie::MemberStatus::AccountSuspended)
+        .count();
     gauge(
         "estate_members_disconnected",
-        "Member accounts that have reported but whose agent has no stream open now.",
+        "Member accounts that have reported, are not suspended, and whose agent has no stream open now.",
         disconnected as i64,
     );
     let open: i64 = s.findings().by_id.values().filter(|f| !f.archived).count() as i64;

@@ -391,8 +391,9 @@ pub fn accounts(
     AccountPage { rows, total: all.len(), offset, next }
 }
 
-/// The `limit` most exposed accounts of the posture report, in the summary's order: public
-/// buckets, then buckets shared outside, then buckets exposed for any reason; most first.
+/// The `limit` most exposed accounts of the posture report: most public buckets first, then
+/// most shared outside (as the summary ranks them), then most exposed for any reason (where
+/// the summary takes the bucket count); most first.
 pub fn most_exposed(state: &State, limit: usize) -> Vec<(String, PostureCounts)> {
     use estate_common::macie::PostureReason::{Public, SharedExternally};
     let rank = |c: &PostureCounts| (c.count(Some(Public)), c.count(Some(SharedExternally)), c.exposed);

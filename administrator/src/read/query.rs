@@ -174,7 +174,9 @@ impl Property for Field {
             Field::EffectivePermission => PERMISSION,
             Field::AllowsUnencryptedObjectUploads => &["TRUE", "FALSE", "UNKNOWN"],
             Field::Versioning | Field::Replicated | Field::ReplicatedExternally => &["true", "false"],
-            // Macie's two codes; Estate never exceeds a bucket quota, so the second matches nothing.
+            // Macie's two codes. Estate stores no bucket past `--max-buckets-per-account` (the
+            // agent's report of it is refused, and its account shows as refused), so no stored
+            // bucket carries the second: it matches nothing.
             Field::ErrorCode => &["ACCESS_DENIED", "BUCKET_COUNT_EXCEEDS_QUOTA"],
             _ => return None,
         })
@@ -546,10 +548,25 @@ mod tests {
     }
 
     /// Macie accepts both of its error codes: a script asking for buckets over the quota gets
-    /// none (Estate has no quota), not an error.
+    /// none (Estate never stores them), not an error, and not the ACCESS_DENIED ones.
     #[test]
     fn both_of_macies_error_codes_are_accepted() {
-        let index = make_index(10);
+        let mut index = make_index(10);
+        let error = estate_common::model::BucketError {
+            code: estate_common::model::BucketErrorCode::AccessDenied,
+            message: "access denied to `s3:GetBucketPolicy`".into(),
+        };
+        let facts = BucketFacts {
+            key: BucketKey::parse("100000000000", "eu-west-1", "denied").unwrap(),
+            created_at: 1,
+            read_at: 1,
+            state: BucketState::Error(error),
+        };
+        let judgement = judge(&facts, None, &OrgView::default(), None);
+        let entry = Entry { facts: Arc::new(facts), generation: 1, judgement, posture: Default::default() };
+        index.insert(entry.facts.key.stored(), entry);
+        let access = criteria(&[("errorCode", Criterion { eq: vec!["ACCESS_DENIED".into()], ..Default::default() })]);
+        assert_eq!(names(&Query::new(access, None, 50, "", usize::MAX).unwrap().run(&index).0), ["denied"]);
         let quota = criteria(&[(
             "errorCode",
             Criterion { eq: vec!["BUCKET_COUNT_EXCEEDS_QUOTA".into()], ..Default::default() },

@@ -140,7 +140,7 @@ mod tests {
     use estate_common::macie::MemberStatus;
 
     /// Suspended accounts are not waited for; an account that reported but left the
-    /// organization is REMOVED and still counts while it reports; one with no agent is pending.
+    /// organization is Removed and still counts while it reports; one with no agent is pending.
     #[test]
     fn member_statuses_and_pending_members() {
         let dir = tempfile::tempdir().unwrap();

@@ -1100,9 +1100,9 @@ impl Store {
         self.refusals.lock().expect("refusals lock poisoned").get(account_id).cloned()
     }
 
-    /// The accounts with a stream open and the last refusals, copied now (a page of members
-    /// reads them for every member while it holds the state lock, which must wait on no
-    /// other). The refusals are one per account with an agent at most.
+    /// The accounts with a stream open and the last refusals, copied now: a page of members
+    /// reads them for each of thousands of members under the state lock, and takes their locks
+    /// once instead. The refusals are one per account with an agent at most.
     pub fn liveness(&self) -> Liveness {
         let connected = self.connections.lock().expect("connections lock poisoned").keys().cloned().collect();
         let refusals = self.refusals.lock().expect("refusals lock poisoned").clone();

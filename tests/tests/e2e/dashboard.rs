@@ -82,6 +82,8 @@ async fn the_dashboard_shows_what_the_api_says_in_a_real_browser() -> anyhow::Re
         "changeBucket": "estate-d-quiet",
         "members": {A: "Enabled", B: "Enabled", C: "NoAgent"},
         "memberCounts": {"connected": 2, "noAgent": 1, "disconnected": 0},
+        // A: one public bucket, one shared outside; B: one public by its ACL, none outside.
+        "mostExposed": A,
     });
     let expected_path = dir.path().join("expected.json");
     std::fs::write(&expected_path, expected.to_string())?;

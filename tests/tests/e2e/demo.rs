@@ -360,6 +360,9 @@ async fn the_local_demo_shows_everything_and_raises_findings_live() -> anyhow::R
         "members": {A: "Enabled", B: "Enabled", C: "Enabled"},
         // 333333333333 holds the bucket its agent may not read.
         "memberCounts": {"connected": 3, "erroring": 1, "noAgent": 0},
+        // Public buckets: 222 two by policy, 111 two by ACL (333's account ignores public ACLs);
+        // shared outside: 222 two, 111 two before the changes, and share-outside adds one to 222.
+        "mostExposed": B,
     });
     let expected_path = dir.path().join("expected.json");
     std::fs::write(&expected_path, expected.to_string())?;

@@ -532,11 +532,12 @@ async fn reflection_lists_the_services_in_v1_and_v1alpha() -> anyhow::Result<()>
     assert!(!files.file_descriptor_proto.is_empty());
 
     let mut client = v1::server_reflection_client::ServerReflectionClient::new(channel);
-    let request = v1::ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(String::new())),
-    };
-    let mut answers = client.server_reflection_info(tokio_stream::iter([request])).await?.into_inner();
+    let ask = |request| v1::ServerReflectionRequest { host: String::new(), message_request: Some(request) };
+    let requests = tokio_stream::iter([
+        ask(v1::server_reflection_request::MessageRequest::ListServices(String::new())),
+        ask(v1::server_reflection_request::MessageRequest::FileContainingSymbol("estate.v1.InventoryService".into())),
+    ]);
+    let mut answers = client.server_reflection_info(requests).await?.into_inner();
     let Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
         answers.next().await.transpose()?.and_then(|a| a.message_response)
     else {
@@ -546,5 +547,11 @@ async fn reflection_lists_the_services_in_v1_and_v1alpha() -> anyhow::Result<()>
     for service in expected {
         assert!(names.contains(&service), "v1 lists {names:?}, not {service}");
     }
+    let Some(v1::server_reflection_response::MessageResponse::FileDescriptorResponse(files)) =
+        answers.next().await.transpose()?.and_then(|a| a.message_response)
+    else {
+        anyhow::bail!("v1: no descriptor for estate.v1.InventoryService");
+    };
+    assert!(!files.file_descriptor_proto.is_empty());
     Ok(())
 }
