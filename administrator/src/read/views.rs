@@ -1,8 +1,8 @@
 //! Read-side views over the store: members with their Regions and freshness, statistics with
 //! the earliest lastUpdated, and bucket metadata pages.
 //! The posture report walks the index in key order, at most `POSTURE_SCAN_LIMIT` buckets per
-//! page under the read lock. `lastUpdated` is null while an account that should report is
-//! pending.
+//! page under the read lock. The organization's `lastUpdated` is the earliest of the members
+//! with a complete inventory; those pending are counted apart.
 
 use std::collections::BTreeSet;
 
@@ -54,9 +54,10 @@ pub fn member(state: &State, account_id: &AccountId, connected: bool) -> macie::
     }
 }
 
-/// Statistics of the organization, or of one account. `lastUpdated` is the earliest over every
-/// account that should report, and `None` while one of them is pending (never completed a
-/// refresh of every Region, or has no agent).
+/// Statistics of the organization, or of one account. The organization's `lastUpdated` is the
+/// earliest over the accounts that completed a refresh of every Region (Macie's "accounts it has
+/// data for"); those pending or without an agent are counted in `membersPending` and
+/// `membersWithoutAgent`. One account's is `None` until it has completed one.
 pub fn statistics(state: &State, account_id: Option<&AccountId>) -> BucketStatistics {
     let Some(account) = account_id else { return state.organization_statistics() };
     let mut stats = state.stats.account(account);
@@ -171,7 +172,11 @@ mod tests {
             [MemberStatus::Enabled, MemberStatus::NoAgent, MemberStatus::Removed]
         );
         let stats = statistics(&state, None);
-        assert_eq!((stats.members_without_agent, stats.members_pending, stats.last_updated), (2, 2, None));
+        assert_eq!(
+            (stats.members_without_agent, stats.members_pending, stats.last_updated),
+            (2, 2, Some(Timestamp(1_000))),
+            "a and `gone` have data; b and c are counted apart"
+        );
         assert_eq!(stats, store.organization_statistics(), "the published statistics are the committed ones");
         assert_eq!(statistics(&state, Some(b)).members_without_agent, 1);
         drop(state);

@@ -217,12 +217,11 @@ impl Freshness {
         self.pending
     }
 
-    /// The earliest `lastUpdated` over every member that should report, `None` while one of
-    /// them is pending (or none should report).
+    /// The earliest `lastUpdated` over the members that have completed an inventory of every
+    /// Region, as Macie reports the earliest of the accounts it has data for; `None` until one
+    /// has. Members still pending or without an agent are not waited for: they are counted
+    /// apart ([`Freshness::members_pending`], [`Freshness::members_without_agent`]).
     pub fn last_updated(&self) -> Option<UnixMillis> {
-        if self.pending > 0 {
-            return None;
-        }
         self.updated_at.keys().next().copied()
     }
 }
@@ -240,7 +239,8 @@ mod tests {
         freshness.set(&c, Some(Standing::UpdatedAt(10)));
         assert_eq!(
             (freshness.members_without_agent(), freshness.members_pending(), freshness.last_updated()),
-            (1, 1, None)
+            (1, 1, Some(10)),
+            "the earliest of the members with data; the one without an agent is counted apart"
         );
         freshness.set(&a, Some(Standing::Pending));
         assert_eq!((freshness.members_without_agent(), freshness.members_pending()), (0, 1));

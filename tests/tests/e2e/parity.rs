@@ -105,8 +105,8 @@ async fn replication_destinations_without_an_account_are_resolved_from_member_in
     Ok(())
 }
 
-/// Coverage and freshness: organization accounts with no agent are listed and counted, a
-/// configured agent that never connected keeps the organization's `lastUpdated` null; the
+/// Coverage and freshness: organization accounts with no agent are listed and counted, and the
+/// organization's `lastUpdated` is still set from the members with data (as Macie's); the
 /// posture report (GetPosture) names internal sharing; a policy path under our organization
 /// is INTERNAL although the OU tree is not configured.
 #[tokio::test(flavor = "multi_thread")]
@@ -159,9 +159,11 @@ async fn coverage_freshness_posture_and_organization_paths() -> anyhow::Result<(
     let stats = admin.ctl_json(token, &["stats"])?;
     assert_eq!(stats["membersWithoutAgent"], 2, "{stats}");
     assert_eq!(stats["membersPending"], 2, "{stats}");
-    assert!(stats["lastUpdated"].is_null(), "B and C never reported: {stats}");
     let only_a = admin.ctl_json(token, &["stats", "--account-id", A])?;
     assert!(only_a["lastUpdated"].is_string(), "{only_a}");
+    assert_eq!(stats["lastUpdated"], only_a["lastUpdated"], "B and C have no data: A's is the earliest: {stats}");
+    let b_only = admin.ctl_json(token, &["stats", "--account-id", B])?;
+    assert!(b_only["lastUpdated"].is_null(), "B has no data: {b_only}");
     assert_eq!(only_a["membersPending"], 0, "{only_a}");
 
     // Every policy analysed, then the posture report.
@@ -212,7 +214,15 @@ async fn coverage_freshness_posture_and_organization_paths() -> anyhow::Result<(
         (json!(1), json!(1)),
         "{stats}"
     );
-    assert!(stats["lastUpdated"].is_null(), "C never reported: {stats}");
+    let earliest = [A, B]
+        .map(|account| admin.ctl_json(token, &["stats", "--account-id", account]).map(|s| s["lastUpdated"].clone()));
+    let earliest = earliest.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
+    let earliest = earliest.iter().filter_map(Value::as_str).min().map(str::to_owned);
+    assert_eq!(
+        stats["lastUpdated"].as_str().map(str::to_owned),
+        earliest,
+        "the earliest of A and B; C is pending: {stats}"
+    );
     Ok(())
 }
 
