@@ -806,6 +806,7 @@ impl From<&macie::BucketMetadata> for pb::BucketMetadata {
                 .collect(),
             policy_unknown_reasons: b.policy_unknown_reasons.clone(),
             public_access_reason: b.public_access_reason.clone(),
+            unread_configuration: b.unread_configuration.clone(),
         }
     }
 }
@@ -894,6 +895,7 @@ impl From<pb::BucketMetadata> for macie::BucketMetadata {
                 .collect(),
             policy_unknown_reasons: b.policy_unknown_reasons,
             public_access_reason: b.public_access_reason,
+            unread_configuration: b.unread_configuration,
         }
     }
 }

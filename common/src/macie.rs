@@ -209,6 +209,10 @@ pub struct BucketMetadata {
     /// than Estate's own analysis (S3's `PolicyStatus.IsPublic`, for a policy whose analysis is
     /// UNKNOWN).
     pub public_access_reason: Option<String>,
+    /// Estate's addition: the configuration calls that failed for a bucket otherwise read, and
+    /// why (what they decide is unknown). Macie's `errorMessage` goes with its `errorCode`
+    /// only, so a bucket read in part keeps both null and says so here.
+    pub unread_configuration: Option<String>,
 }
 
 /// A concrete request that a bucket policy allows: why a verdict is what it is.

@@ -69,6 +69,7 @@ pub fn metadata(
         policy_witnesses: Vec::new(),
         policy_unknown_reasons: Vec::new(),
         public_access_reason: None,
+        unread_configuration: None,
     };
     match (facts.config(), facts.error()) {
         (Some(config), _) => {
@@ -89,7 +90,8 @@ pub fn metadata(
             if !config.unread.is_empty() {
                 let calls: Vec<String> =
                     config.unread.iter().map(|u| format!("`{}` ({})", u.call.action(), u.error)).collect();
-                out.error_message = Some(format!("could not read {}; what they say is unknown", calls.join(", ")));
+                out.unread_configuration =
+                    Some(format!("could not read {}; what they say is unknown", calls.join(", ")));
             }
             let kms_master_key_id = (!config.is_unread(ConfigCall::Encryption))
                 .then(|| config.default_encryption.as_ref().and_then(|e| e.kms_master_key_id.clone()))

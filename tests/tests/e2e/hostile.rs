@@ -39,13 +39,13 @@ fn hostile_buckets() -> Vec<(String, hostile_set::Hostile)> {
 
 fn check_hostile(b: &Value, h: &hostile_set::Hostile) {
     // Why a verdict is unknown: the analysis's reasons, or a policy the administrator did not
-    // keep (one over S3's 20 KB limit is refused at the edge and named in `errorMessage`).
+    // keep (one over S3's 20 KB limit is refused at the edge and named in `unreadConfiguration`).
     let reasons: Vec<&str> = b["policyUnknownReasons"]
         .as_array()
         .unwrap()
         .iter()
         .map(|r| r.as_str().unwrap())
-        .chain(b["errorMessage"].as_str())
+        .chain(b["unreadConfiguration"].as_str())
         .collect();
     match h.error_names {
         Some(limit) => {

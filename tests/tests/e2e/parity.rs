@@ -478,8 +478,8 @@ async fn a_corrupted_response_marks_only_its_own_fields_unknown() -> anyhow::Res
     // The ACL was read: the public bucket is PUBLIC, and only versioning is named unknown.
     let acl = b("estate-x-acl-public");
     assert_eq!(acl["publicAccess"]["effectivePermission"], "PUBLIC", "{acl}");
-    assert!(acl["errorCode"].is_null(), "{acl}");
-    let message = acl["errorMessage"].as_str().unwrap_or_default();
+    assert!(acl["errorCode"].is_null() && acl["errorMessage"].is_null(), "Macie's pair is for errorCode alone: {acl}");
+    let message = acl["unreadConfiguration"].as_str().unwrap_or_default();
     assert!(message.contains("`s3:GetBucketVersioning`"), "{acl}");
     assert!(!message.contains("s3:GetEncryptionConfiguration"), "{acl}");
     assert_eq!(acl["serverSideEncryption"]["type"], "NONE", "its encryption was read: {acl}");
@@ -487,14 +487,17 @@ async fn a_corrupted_response_marks_only_its_own_fields_unknown() -> anyhow::Res
     // Encryption unread: unknown, not "none".
     let encrypted = b("estate-x-encrypted");
     assert!(encrypted["serverSideEncryption"]["type"].is_null(), "{encrypted}");
-    assert!(encrypted["errorMessage"].as_str().unwrap().contains("`s3:GetEncryptionConfiguration`"), "{encrypted}");
+    assert!(
+        encrypted["unreadConfiguration"].as_str().unwrap().contains("`s3:GetEncryptionConfiguration`"),
+        "{encrypted}"
+    );
     assert_eq!(encrypted["publicAccess"]["effectivePermission"], "NOT_PUBLIC", "{encrypted}");
 
     // ACL unread: whether it is public or shared is unknown.
     let unread = b("estate-x-acl-unread");
     assert_eq!(unread["publicAccess"]["effectivePermission"], "UNKNOWN", "{unread}");
     assert_eq!(unread["sharedAccess"], "UNKNOWN", "{unread}");
-    assert!(unread["errorMessage"].as_str().unwrap().contains("`s3:GetBucketAcl`"), "{unread}");
+    assert!(unread["unreadConfiguration"].as_str().unwrap().contains("`s3:GetBucketAcl`"), "{unread}");
 
     let stats = admin.ctl_json(None, &["stats"])?;
     assert_eq!(stats["bucketCount"], 3, "{stats}");
