@@ -222,28 +222,31 @@ def main(endpoint: str, out: str) -> None:
     print(f"seeded {buckets} buckets and {objects} objects in {len(ACCOUNTS)} accounts")
 
 
+def requires_encryption(s3, name: str, sid: str, condition: dict, obj: tuple) -> None:
+    """A bucket whose policy denies the PutObject requests `condition` matches, with one object
+    (written before the policy: moto applies a bucket policy's Deny without its condition)."""
+    create(s3, name, "us-east-1")
+    put_objects(s3, name, [obj])
+    s3.put_bucket_policy(Bucket=name, Policy=policy({
+        "Sid": sid, "Effect": "Deny", "Principal": "*", "Action": "s3:PutObject",
+        "Resource": f"arn:aws:s3:::{name}/*", "Condition": condition}))
+
+
 def special_buckets(s3, account: str) -> int:
     """The buckets that show one thing each, in us-east-1 of their account."""
     made = []
     if account == ACCOUNTS[0]:
         # Requires encryption in the common form: deny PutObject without the SSE header.
         made.append(name := "demo-111-secure")
-        create(s3, name, "us-east-1")
-        # Before the policy: moto applies a bucket policy's Deny without its condition.
-        put_objects(s3, name, [("payroll/2026-11.csv", 40_000, "STANDARD", "AES256")])
-        s3.put_bucket_policy(Bucket=name, Policy=policy({
-            "Sid": "DenyUnencryptedUploads", "Effect": "Deny", "Principal": "*", "Action": "s3:PutObject",
-            "Resource": f"arn:aws:s3:::{name}/*",
-            "Condition": {"Null": {"s3:x-amz-server-side-encryption": "true"}}}))
+        requires_encryption(s3, name, "DenyUnencryptedUploads",
+                            {"Null": {"s3:x-amz-server-side-encryption": "true"}},
+                            ("payroll/2026-11.csv", 40_000, "STANDARD", "AES256"))
     if account == ACCOUNTS[1]:
         # Requires SSE-KMS: any other (or no) encryption header is denied.
         made.append(name := "demo-222-kms-only")
-        create(s3, name, "us-east-1")
-        put_objects(s3, name, [("keys/manifest.json", 3_000, "STANDARD", "aws:kms")])
-        s3.put_bucket_policy(Bucket=name, Policy=policy({
-            "Sid": "DenyAnythingButKms", "Effect": "Deny", "Principal": "*", "Action": "s3:PutObject",
-            "Resource": f"arn:aws:s3:::{name}/*",
-            "Condition": {"StringNotEquals": {"s3:x-amz-server-side-encryption": "aws:kms"}}}))
+        requires_encryption(s3, name, "DenyAnythingButKms",
+                            {"StringNotEquals": {"s3:x-amz-server-side-encryption": "aws:kms"}},
+                            ("keys/manifest.json", 3_000, "STANDARD", "aws:kms"))
         # Readable by every principal of the organization's member OU, by path.
         made.append(name := "demo-222-org")
         create(s3, name, "us-east-1")

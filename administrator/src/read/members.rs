@@ -499,7 +499,8 @@ mod tests {
     #[test]
     fn members_are_counted_and_filtered_by_state() {
         use crate::judge::OrgView;
-        use crate::state::store::{Op, Store};
+        use crate::state::store::Store;
+        use crate::state::testing::{hello, scope_complete};
         use std::collections::BTreeSet;
 
         const HOUR: i64 = 3600 * 1000;
@@ -509,19 +510,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let org = OrgView::new(None, ids.iter().map(|a| a.parse().unwrap()).collect(), Vec::new());
         let store = Store::open(dir.path(), org, BTreeSet::new(), None).unwrap();
-        let hello = |account: &AccountId| Op::Hello {
-            account_id: account.clone(),
-            regions: vec!["eu-west-1".parse().unwrap()],
-            canonical_user_id: String::new(),
-            agent_version: "test".into(),
-        };
-        let complete = |account: &AccountId, read_at: i64| Op::ScopeComplete {
-            account_id: account.clone(),
-            region: "eu-west-1".parse().unwrap(),
-            generation: 1,
-            read_at,
-            count: 0,
-        };
+        let complete = |account: &AccountId, read_at: i64| scope_complete(account, 1, read_at);
         // `never` has no agent; `idle` reported once and never completed a refresh.
         store
             .commit(

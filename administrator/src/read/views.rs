@@ -138,6 +138,7 @@ mod tests {
     use super::*;
     use crate::judge::OrgView;
     use crate::state::store::{Op, Store};
+    use crate::state::testing::{hello, scope_complete};
     use estate_common::macie::MemberStatus;
 
     /// Suspended accounts are not waited for; an account that reported but left the
@@ -150,19 +151,7 @@ mod tests {
         let (a, b, c, gone) = (&a, &b, &c, &gone);
         let org = OrgView::new(Some("o-abc123".into()), [a.clone(), b.clone(), c.clone()].into(), Vec::new());
         let store = Store::open(dir.path(), org, BTreeSet::new(), None).unwrap();
-        let hello = |account: &AccountId| Op::Hello {
-            account_id: account.clone(),
-            regions: vec!["eu-west-1".parse().unwrap()],
-            canonical_user_id: String::new(),
-            agent_version: "test".into(),
-        };
-        let complete_at = |account: &AccountId, generation: u64, read_at: i64| Op::ScopeComplete {
-            account_id: account.clone(),
-            region: "eu-west-1".parse().unwrap(),
-            generation,
-            read_at,
-            count: 0,
-        };
+        let complete_at = scope_complete;
         let complete = |account: &AccountId| complete_at(account, 1, 1_000);
         store.commit(vec![hello(a), complete(a), hello(gone), complete(gone)], 5_000).unwrap();
         let state = store.read();

@@ -12,4 +12,6 @@ pub mod owners;
 pub mod records;
 pub mod stats;
 pub mod store;
+#[cfg(test)]
+pub mod testing;
 pub mod verdicts;

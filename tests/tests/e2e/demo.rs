@@ -226,24 +226,19 @@ impl Watch {
         bucket: &str,
         act: impl FnOnce() -> anyhow::Result<T>,
     ) -> anyhow::Result<Vec<Value>> {
-        let mut before: Vec<Value> = self.findings.try_iter().map(|(_, f)| f).collect();
+        let before: Vec<Value> = self.findings.try_iter().map(|(_, f)| f).collect();
         act()?;
-        let deadline = Instant::now() + WITHIN;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let (_, finding) = self
-                .findings
-                .recv_timeout(left)
-                .map_err(|_| anyhow::anyhow!("no {kind} finding about {bucket} within {WITHIN:?}"))?;
-            if finding["type"] == kind && finding["resourcesAffected"]["s3Bucket"]["name"] == bucket {
-                return Ok(before);
-            }
-            before.push(finding);
-        }
+        self.until(kind, bucket, before).map(|(before, _, _)| before)
     }
 
     /// The first finding of `kind` about `bucket` to arrive within [`WITHIN`].
     fn expect(&self, kind: &str, bucket: &str) -> anyhow::Result<(Instant, Value)> {
+        self.until(kind, bucket, Vec::new()).map(|(_, at, finding)| (at, finding))
+    }
+
+    /// Reads findings until the first of `kind` about `bucket`, within [`WITHIN`]: the ones
+    /// before it (after `before`), and it with the time it arrived.
+    fn until(&self, kind: &str, bucket: &str, mut before: Vec<Value>) -> anyhow::Result<(Vec<Value>, Instant, Value)> {
         let deadline = Instant::now() + WITHIN;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -252,8 +247,9 @@ impl Watch {
                 .recv_timeout(left)
                 .map_err(|_| anyhow::anyhow!("no {kind} finding about {bucket} within {WITHIN:?}"))?;
             if finding["type"] == kind && finding["resourcesAffected"]["s3Bucket"]["name"] == bucket {
-                return Ok((at, finding));
+                return Ok((before, at, finding));
             }
+            before.push(finding);
         }
     }
 }
