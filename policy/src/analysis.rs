@@ -97,7 +97,7 @@ pub const MAX_POLICY_BYTES: usize = estate_types::limits::MAX_BUCKET_POLICY_BYTE
 
 /// Changes whenever a change to the analyser may change a verdict, so that what was
 /// remembered about a policy (an internal failure, say) is forgotten with the old analyser.
-pub const ANALYZER_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+analysis.3");
+pub const ANALYZER_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+analysis.4");
 
 /// A three-valued verdict (`Unknown`: could not be decided, with the reason alongside).
 pub use estate_types::Tri;
@@ -113,6 +113,10 @@ pub enum Question {
     PublicWrite,
     /// Is some request from this account (or `*`: a fresh outside account or anonymous) allowed?
     SharedWithAccount(String),
+    /// Is some request from an AWS service principal (other than CloudFront) acting for this
+    /// account allowed: one whose `aws:SourceAccount`, `aws:SourceOwner` or `aws:SourceArn`
+    /// names it?
+    ServiceActingFor(String),
     /// Is some request from a CloudFront OAI or OAC allowed?
     SharedWithCloudFront,
     /// Is some PutObject without a valid encryption header not explicitly denied?
@@ -125,6 +129,7 @@ impl std::fmt::Display for Question {
             Question::PublicRead => f.write_str("publicRead"),
             Question::PublicWrite => f.write_str("publicWrite"),
             Question::SharedWithAccount(a) => write!(f, "sharedWithAccount:{a}"),
+            Question::ServiceActingFor(a) => write!(f, "serviceActingFor:{a}"),
             Question::SharedWithCloudFront => f.write_str("sharedWithCloudFront"),
             Question::UnencryptedUpload => f.write_str("unencryptedUpload"),
         }

@@ -84,6 +84,10 @@ pub struct Compiled {
     pub accounts: BTreeSet<String>,
     /// Accounts named in a Principal / NotPrincipal or a principal condition key.
     pub named_accounts: BTreeSet<String>,
+    /// Accounts a service principal's request may act for, as the policy names them: the
+    /// values of `aws:SourceAccount` and `aws:SourceOwner`, and the account field of
+    /// `aws:SourceArn` values (without wildcards in them).
+    pub source_accounts: BTreeSet<String>,
     /// Per statement, the universe's actions its Action / NotAction clause matches.
     pub statement_actions: Vec<Vec<usize>>,
     /// No part of the policy is opaque: the encoding is exact, so the solver finds a request
@@ -110,6 +114,7 @@ pub fn compile(policy: &Policy, bucket: &str, org_paths: usize) -> Compiled {
         }
     }
     let (accounts, named_accounts) = account_literals(policy);
+    let source_accounts = source_account_literals(policy);
     let (allow, allow_named, deny) = (or(allow), or(allow_named), or(deny));
     let exact = ![&allow, &allow_named, &deny].into_iter().any(Term::has_opaque);
     Compiled {
@@ -121,6 +126,7 @@ pub fn compile(policy: &Policy, bucket: &str, org_paths: usize) -> Compiled {
         keys: c.keys,
         accounts,
         named_accounts,
+        source_accounts,
         statement_actions,
     }
 }
@@ -582,10 +588,57 @@ fn account_literals(policy: &Policy) -> (BTreeSet<String>, BTreeSet<String>) {
     (all, named)
 }
 
+/// The condition keys that name the account an AWS service principal acts for.
+pub(crate) const SOURCE_ACCOUNT_KEYS: [&str; 2] = ["aws:sourceaccount", "aws:sourceowner"];
+/// The condition key that names the resource an AWS service principal acts for.
+pub(crate) const SOURCE_ARN_KEY: &str = "aws:sourcearn";
+
+/// The account field of an ARN (`arn:PARTITION:SERVICE:REGION:ACCOUNT:...`); empty for
+/// resources without one (S3 buckets).
+pub(crate) fn arn_account_field(arn: &str) -> Option<&str> {
+    let fields: Vec<&str> = arn.splitn(6, ':').collect();
+    (fields.len() == 6 && fields[0] == "arn").then(|| fields[4])
+}
+
+/// The 12-digit accounts the policy's source keys name (see `Compiled::source_accounts`).
+fn source_account_literals(policy: &Policy) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for c in policy.statements.iter().flat_map(|st| &st.conditions) {
+        for v in &c.values {
+            let account = if SOURCE_ACCOUNT_KEYS.contains(&c.key.as_str()) {
+                Some(v.as_str())
+            } else if c.key == SOURCE_ARN_KEY {
+                arn_account_field(v)
+            } else {
+                None
+            };
+            if let Some(a) = account.filter(|a| crate::parser::is_account_id(a)) {
+                out.insert(a.to_owned());
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::parser::parse_policy;
+
+    #[test]
+    fn source_accounts_come_from_the_source_keys_only() {
+        let p = parse_policy(
+            r#"{"Statement":[{"Effect":"Allow","Principal":{"Service":"logging.s3.amazonaws.com"},"Action":"s3:PutObject","Resource":"arn:aws:s3:::b/*","Condition":{"StringEquals":{"AWS:SourceAccount":["444444444444","4444*"],"aws:SourceOwner":"555555555555","aws:PrincipalAccount":"666666666666"},"ArnLike":{"aws:SourceArn":["arn:aws:cloudtrail:us-east-1:777777777777:trail/t","arn:aws:s3:::bucket-888888888888","arn:aws:logs:*:99999999999*:*"]}}}]}"#,
+        )
+        .unwrap();
+        let c = compile(&p, "b", 1);
+        let got: Vec<&str> = c.source_accounts.iter().map(String::as_str).collect();
+        assert_eq!(got, ["444444444444", "555555555555", "777777777777"]);
+        assert_eq!(arn_account_field("arn:aws:s3:::bucket"), Some(""));
+        assert_eq!(arn_account_field("arn:aws:logs:us-east-1:123456789012:log-group:x"), Some("123456789012"));
+        assert_eq!(arn_account_field("not-an-arn:a:b:c:d:e"), None);
+        assert_eq!(arn_account_field("arn:aws:s3"), None);
+    }
 
     #[test]
     fn no_allow_compiles_to_false() {

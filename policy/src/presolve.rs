@@ -19,9 +19,9 @@ use std::collections::BTreeMap;
 use crate::actions;
 use crate::analysis::{Question, Tri, Witness, OAI_ARN_PREFIX};
 use crate::ast::{BaseOp, Condition, Effect, SetQualifier, Statement, ValueSort};
-use crate::compiler::fixed_value;
+use crate::compiler::{fixed_value, SOURCE_ACCOUNT_KEYS};
 use crate::eval::{condition_holds, entry_form, EntryForm, Principal, Request};
-use crate::question::{accepted_values, Verdict, World, SSE_KEY};
+use crate::question::{accepted_values, Verdict, World, CLOUDFRONT_SERVICE, SSE_KEY};
 use crate::values::{parse_cidr, parse_date, parse_number, wildcard_match, Seg, Template};
 
 const PRINCIPAL_KEYS: &[&str] =
@@ -99,7 +99,7 @@ fn may_reach(world: &World<'_>, st: &Statement, q: &Question) -> bool {
             // Only named principals count here: a bare `*` or a NotPrincipal names nobody.
             !st.principal.negated
                 && entries.into_iter().any(|e| match e {
-                    EntryForm::Service(p) => wildcard_match(&p, "cloudfront.amazonaws.com", false),
+                    EntryForm::Service(p) => wildcard_match(&p, CLOUDFRONT_SERVICE, false),
                     // An OAI's ARN has `cloudfront` in the account field: a pattern whose
                     // field is fixed to anything else cannot match one.
                     EntryForm::Arn(p) => match arn_account(&p) {
@@ -111,6 +111,11 @@ fn may_reach(world: &World<'_>, st: &Statement, q: &Question) -> bool {
                 })
         }
         _ if st.principal.negated => true,
+        Question::ServiceActingFor(_) => entries.into_iter().any(|e| match e {
+            EntryForm::Everyone => true,
+            EntryForm::Service(p) => has_wildcard(&p) || p != CLOUDFRONT_SERVICE,
+            _ => false,
+        }),
         Question::SharedWithAccount(a) if a != "*" => {
             accounts
                 && entries.into_iter().any(|e| match e {
@@ -343,7 +348,7 @@ fn candidate_principals(world: &World<'_>, q: &Question, st: &Statement) -> Vec<
             for e in st.principal.entries.iter().map(entry_form) {
                 match e {
                     EntryForm::Service(_) => {
-                        out.push(Principal::Service { name: "cloudfront.amazonaws.com".into() });
+                        out.push(Principal::Service { name: CLOUDFRONT_SERVICE.into() });
                     }
                     EntryForm::Arn(p) => {
                         if let Some(arn) = literal(&p).filter(|a| a.starts_with(OAI_ARN_PREFIX)) {
@@ -355,6 +360,19 @@ fn candidate_principals(world: &World<'_>, q: &Question, st: &Statement) -> Vec<
                             out.push(Principal::CloudFrontOai { arn: String::new(), canonical_user });
                         }
                     }
+                    _ => {}
+                }
+            }
+        }
+        Question::ServiceActingFor(_) => {
+            for e in st.principal.entries.iter().map(entry_form) {
+                match e {
+                    EntryForm::Service(p) => {
+                        if let Some(name) = instance(&p).filter(|n| n != CLOUDFRONT_SERVICE) {
+                            out.push(Principal::Service { name });
+                        }
+                    }
+                    EntryForm::Everyone => out.push(Principal::Service { name: "logging.s3.amazonaws.com".into() }),
                     _ => {}
                 }
             }
@@ -487,6 +505,12 @@ fn context_for(
     principal: &Principal,
 ) -> BTreeMap<String, Vec<String>> {
     let mut ctx = principal_context(world, principal);
+    // A service acting for an account carries it in every source-account key the policy reads.
+    if let Question::ServiceActingFor(account) = q {
+        for key in SOURCE_ACCOUNT_KEYS.into_iter().filter(|k| world.compiled.keys.contains_key(*k)) {
+            ctx.insert(key.to_owned(), vec![account.clone()]);
+        }
+    }
     // Public questions are about untrusted callers, who carry no fixed value of a restricting
     // key (absent is always allowed); sharing leaves every non-principal key free. Of the
     // principal keys only an outsider's organization ID and paths are free (never ours).

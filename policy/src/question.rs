@@ -8,9 +8,9 @@ use std::collections::BTreeSet;
 
 use crate::actions;
 use crate::analysis::{OrgContext, Question, Tri, Witness};
-use crate::ast::Policy;
-use crate::compiler::{active, compile, key_match, Compiled, Fixed};
-use crate::eval::{self, Decision, Principal, Request};
+use crate::ast::{Effect, Policy};
+use crate::compiler::{active, compile, key_match, Compiled, Fixed, SOURCE_ACCOUNT_KEYS, SOURCE_ARN_KEY};
+use crate::eval::{self, entry_form, Decision, EntryForm, Principal, Request};
 use crate::term::{self, and, implies, not, or, Kind, Part, Shape, StrVar, Term, FALSE};
 use crate::values::{Seg, Template};
 
@@ -18,7 +18,47 @@ use crate::values::{Seg, Template};
 pub(crate) const SSE_VALUES: &[&str] = &["AES256", "aws:kms", "aws:kms:dsse"];
 pub(crate) const SSE_KEY: &str = "s3:x-amz-server-side-encryption";
 pub(crate) const SSE_C_KEY: &str = "s3:x-amz-server-side-encryption-customer-algorithm";
+/// CloudFront's service principal (origin access control), which SEMANTICS.md's CloudFront
+/// rule covers rather than the service-principal rule.
+pub(crate) const CLOUDFRONT_SERVICE: &str = "cloudfront.amazonaws.com";
 
+/// The `aws:SourceArn` values that name `account` in their account field
+/// (`arn:PARTITION:SERVICE:REGION:ACCOUNT:...`); with an empty `account`, the ARNs of
+/// resources that have no account field, such as S3 buckets. Wildcards span colons, so an
+/// ARN with more fields also matches when a later field is the account: the solver's term and
+/// the witness check both use this one template, so they agree.
+pub(crate) fn source_arn_naming(account: &str) -> Template {
+    Template(vec![
+        Seg::Lit("arn:".into()),
+        Seg::Star,
+        Seg::Lit(":".into()),
+        Seg::Star,
+        Seg::Lit(":".into()),
+        Seg::Star,
+        Seg::Lit(format!(":{account}:")),
+        Seg::Star,
+    ])
+}
+
+/// Whether a request's source keys say it acts for `account`: at least one names it, and
+/// none names another (a source ARN may instead have no account field).
+pub(crate) fn request_acts_for(context: &std::collections::BTreeMap<String, Vec<String>>, account: &str) -> bool {
+    let mut named = false;
+    for key in SOURCE_ACCOUNT_KEYS {
+        match context.get(key).map(Vec::as_slice) {
+            None => {}
+            Some([value]) if value == account => named = true,
+            Some(_) => return false,
+        }
+    }
+    match context.get(SOURCE_ARN_KEY).map(Vec::as_slice) {
+        None => {}
+        Some([arn]) if source_arn_naming(account).matches(arn, false) => named = true,
+        Some([arn]) if source_arn_naming("").matches(arn, false) => {}
+        Some(_) => return false,
+    }
+    named
+}
 /// The values S3 accepts in an encryption header (`None`: not such a header); any other
 /// value is refused with 400 InvalidArgument before a policy is consulted.
 pub(crate) fn accepted_values(key: &str) -> Option<&'static [&'static str]> {
@@ -90,8 +130,51 @@ impl<'a> World<'a> {
             }
         }
         qs.push(Question::SharedWithAccount("*".into()));
+        if self.admits_services() {
+            for a in &self.compiled.source_accounts {
+                if a.as_str() != self.ctx.owner_account.as_str() {
+                    qs.push(Question::ServiceActingFor(a.clone()));
+                }
+            }
+        }
         qs.push(Question::UnencryptedUpload);
         qs
+    }
+
+    /// Some Allow statement may let in a service principal: it names one, or `*`, or is a
+    /// NotPrincipal.
+    fn admits_services(&self) -> bool {
+        self.policy.statements.iter().any(|st| {
+            st.effect == Effect::Allow
+                && (st.principal.negated
+                    || st
+                        .principal
+                        .entries
+                        .iter()
+                        .any(|e| matches!(entry_form(e), EntryForm::Everyone | EntryForm::Service(_))))
+        })
+    }
+
+    /// The request's source keys (those the policy uses) say it acts for `account`: as
+    /// [`request_acts_for`] decides it for a concrete request.
+    fn acting_for(&self, account: &str) -> Term {
+        let mut consistent = Vec::new();
+        let mut naming = Vec::new();
+        for key in SOURCE_ACCOUNT_KEYS.into_iter().chain([SOURCE_ARN_KEY]) {
+            let Some(shape) = self.compiled.keys.get(key) else { continue };
+            let slot = StrVar::Slot(key.to_owned(), 0);
+            let single = if shape.multi { Term::CountEq(key.to_owned(), 1) } else { term::TRUE };
+            let matches = |pat: Template| Term::Match { var: slot.clone(), pat, ignore_case: false };
+            let (names, neutral) = if key == SOURCE_ARN_KEY {
+                (matches(source_arn_naming(account)), matches(source_arn_naming("")))
+            } else {
+                (term::str_eq(slot.clone(), account), FALSE)
+            };
+            let present = Term::Present(key.to_owned());
+            naming.push(and([present.clone(), single.clone(), names.clone()]));
+            consistent.push(or([not(present.clone()), and([present, single, or([names, neutral])])]));
+        }
+        and([and(consistent), or(naming)])
     }
 
     pub(crate) fn allowed(&self) -> Term {
@@ -111,12 +194,18 @@ impl<'a> World<'a> {
             Question::SharedWithAccount(a) => {
                 and([self.allowed(), Term::KindIs(Kind::Account), term::str_eq(StrVar::Account, a)])
             }
+            Question::ServiceActingFor(a) => and([
+                self.allowed(),
+                Term::KindIs(Kind::Service),
+                not(term::str_eq(StrVar::Service, CLOUDFRONT_SERVICE)),
+                self.acting_for(a),
+            ]),
             Question::SharedWithCloudFront => and([
                 self.compiled.allow_named.clone(),
                 not(self.compiled.deny.clone()),
                 or([
                     Term::KindIs(Kind::Oai),
-                    and([Term::KindIs(Kind::Service), term::str_eq(StrVar::Service, "cloudfront.amazonaws.com")]),
+                    and([Term::KindIs(Kind::Service), term::str_eq(StrVar::Service, CLOUDFRONT_SERVICE)]),
                 ]),
             ]),
             Question::UnencryptedUpload => {
@@ -340,6 +429,11 @@ impl<'a> World<'a> {
                 decision == Decision::Allowed
                     && matches!(&r.principal, Principal::Account { account, .. } if account == a)
             }
+            Question::ServiceActingFor(a) => {
+                decision == Decision::Allowed
+                    && matches!(&r.principal, Principal::Service { name } if name != CLOUDFRONT_SERVICE)
+                    && request_acts_for(&r.context, a)
+            }
             Question::SharedWithCloudFront => {
                 let named = self.policy.statements.iter().any(|s| {
                     s.effect == crate::ast::Effect::Allow
@@ -349,7 +443,7 @@ impl<'a> World<'a> {
                     && named
                     && match &r.principal {
                         Principal::CloudFrontOai { .. } => true,
-                        Principal::Service { name } => name == "cloudfront.amazonaws.com",
+                        Principal::Service { name } => name == CLOUDFRONT_SERVICE,
                         _ => false,
                     }
             }

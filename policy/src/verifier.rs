@@ -300,7 +300,7 @@ fn assemble(world: &World<'_>, questions: &[Question], verdicts: Vec<Verdict>, b
             Some(r) => unknown_reasons.push(format!("{q}: {r}")),
             None => {}
         }
-        if let Question::SharedWithAccount(a) = q {
+        if let Question::SharedWithAccount(a) | Question::ServiceActingFor(a) = q {
             match v.answer {
                 Tri::True if world.members.contains(a) => internal.push(a.clone()),
                 Tri::True => external.push(a.clone()),
@@ -322,6 +322,11 @@ fn assemble(world: &World<'_>, questions: &[Question], verdicts: Vec<Verdict>, b
             budget.as_millis(),
             not_reached.len()
         ));
+    }
+    // An account may get in both as a principal and through a service acting for it.
+    for accounts in [&mut internal, &mut external] {
+        accounts.sort();
+        accounts.dedup();
     }
     let get = |q: Question| by_q.get(&q).copied().unwrap_or(Tri::Unknown);
     let cloudfront = get(Question::SharedWithCloudFront);
