@@ -8,7 +8,7 @@ use estate_common::macie::{
 };
 use estate_common::model::{AccountSettings, BucketFacts, ConfigCall};
 
-use super::{default_encryption_type, Judgement, PUBLIC_BY_S3_POLICY_STATUS};
+use super::{default_encryption_type, Judgement, PUBLIC_BY_ACL_GRANT, PUBLIC_BY_S3_POLICY_STATUS};
 
 /// The bucket's state that a finding records (Macie's `resourcesAffected.s3Bucket`).
 pub fn snapshot(facts: &BucketFacts, judgement: &Judgement, account: Option<&AccountSettings>) -> BucketSnapshot {
@@ -101,8 +101,11 @@ pub fn metadata(
             out.tags = config.tags.clone();
             out.versioning = config.versioning;
             out.s3_policy_status_public = config.policy_status_public;
-            out.public_access_reason =
-                judgement.public_by_s3_policy_status.then(|| PUBLIC_BY_S3_POLICY_STATUS.to_owned());
+            out.public_access_reason = if judgement.public_by_s3_policy_status {
+                Some(PUBLIC_BY_S3_POLICY_STATUS.to_owned())
+            } else {
+                judgement.public_by_acl_grant.then(|| PUBLIC_BY_ACL_GRANT.to_owned())
+            };
             out.shared_with_cloud_front = judgement.shared_with_cloud_front.as_bool();
             (out.policy_witnesses, out.policy_unknown_reasons) = explanation;
             if let Some(o) = &config.objects {

@@ -112,6 +112,9 @@ pub struct Judgement {
     /// PUBLIC because S3's own `PolicyStatus.IsPublic` says so while the analyser answered
     /// UNKNOWN (shown as [`PUBLIC_BY_S3_POLICY_STATUS`]).
     pub public_by_s3_policy_status: bool,
+    /// PUBLIC only because the ACL grants AllUsers or AuthenticatedUsers READ_ACP (shown as
+    /// [`PUBLIC_BY_ACL_GRANT`]).
+    pub public_by_acl_grant: bool,
 }
 
 /// The posture report's reasons, in the order of [`Judgement::posture`].
@@ -127,6 +130,11 @@ pub const POSTURE_REASONS: [PostureReason; 5] = [
 /// `publicAccessReason`).
 pub const PUBLIC_BY_S3_POLICY_STATUS: &str =
     "S3's PolicyStatus.IsPublic says the bucket policy is public, and the policy analysis is UNKNOWN";
+
+/// Why a bucket is PUBLIC when only an ACL grant that neither reads nor writes objects makes it
+/// so (the metadata's `publicAccessReason`).
+pub const PUBLIC_BY_ACL_GRANT: &str = "The ACL grants READ_ACP to AllUsers or AuthenticatedUsers: \
+     S3 counts an ACL that grants these groups anything as public, though this grant neither reads nor writes objects";
 
 impl Judgement {
     /// Whether the bucket is in the posture report for each reason, in [`POSTURE_REASONS`]
@@ -165,6 +173,7 @@ impl Judgement {
             replication: None,
             objects: None,
             public_by_s3_policy_status: false,
+            public_by_acl_grant: false,
         }
     }
 }
@@ -214,7 +223,7 @@ pub fn judge_with(
         effective_flag(config.block_public_access, bpa_unread, account_bpa, |b| b.restrict_public_buckets);
 
     let acl = acl_verdict(config);
-    let (acl_read, acl_write) = acl_public(config, acl);
+    let (acl_read, acl_write, acl_other) = acl_public(config, acl, acl_grants_other_to_public(config));
     let undecided = PolicyVerdict::undecided();
     let policy_verdict = match (&config.policy, policy) {
         // An unread policy may be anything.
@@ -236,7 +245,10 @@ pub fn judge_with(
     let s3_says_public =
         analysis_unknown && !config.is_unread(ConfigCall::PolicyStatus) && config.policy_status_public == Some(true);
     let by_status = Tri::from_bool(s3_says_public).and(!restrict_policy);
-    let public = readable.or(writable).or(by_status);
+    // An ACL that grants AllUsers or AuthenticatedUsers anything is public, READ_ACP included,
+    // though that grant neither reads nor writes objects.
+    let by_acl_grant = acl_other.and(!ignore_acls);
+    let public = readable.or(writable).or(by_status).or(by_acl_grant);
     let effective_permission = match public {
         Tri::True => EffectivePermission::Public,
         Tri::False => EffectivePermission::NotPublic,
@@ -266,21 +278,34 @@ pub fn judge_with(
         replication: replication(facts, config, org, owner),
         objects: config.objects.as_deref().map(|o| o.totals),
         public_by_s3_policy_status: by_status == Tri::True && readable.or(writable) != Tri::True,
+        public_by_acl_grant: by_acl_grant == Tri::True && readable.or(writable).or(by_status) != Tri::True,
     }
 }
 
-/// Whether the ACL makes the bucket publicly readable and writable: unknown when the ACL, or
-/// (for an ACL with public grants) the ownership controls that may disable it, were not read.
-fn acl_public(config: &BucketConfig, acl: Option<AccessControlList>) -> (Tri, Tri) {
+/// Whether the ACL makes the bucket publicly readable, writable, and public through a grant
+/// that is neither (`other`, READ_ACP): unknown when the ACL, or (for an ACL with public
+/// grants) the ownership controls that may disable it, were not read.
+fn acl_public(config: &BucketConfig, acl: Option<AccessControlList>, other: bool) -> (Tri, Tri, Tri) {
     if config.is_unread(ConfigCall::Acl) {
-        return (Tri::Unknown, Tri::Unknown);
+        return (Tri::Unknown, Tri::Unknown, Tri::Unknown);
     }
     let (read, write) = acl.map_or((false, false), |a| (a.allows_public_read_access, a.allows_public_write_access));
     let maybe = |grants: bool| match (grants, config.is_unread(ConfigCall::OwnershipControls)) {
         (true, true) => Tri::Unknown,
         (grants, _) => Tri::from_bool(grants),
     };
-    (maybe(read), maybe(write))
+    (maybe(read), maybe(write), maybe(other))
+}
+
+/// The ACL grants AllUsers or AuthenticatedUsers a permission that neither reads nor writes
+/// (READ_ACP), and ACLs are not disabled.
+fn acl_grants_other_to_public(config: &BucketConfig) -> bool {
+    config.object_ownership != Some(ObjectOwnership::BucketOwnerEnforced)
+        && config.acl.as_ref().is_some_and(|acl| {
+            acl.grants
+                .iter()
+                .any(|g| g.grantee.is_public_group() && !g.permission.grants_read() && !g.permission.grants_write())
+        })
 }
 
 /// ACL grants to AllUsers or AuthenticatedUsers; none when ACLs are disabled.
@@ -541,6 +566,58 @@ mod tests {
         let j = judge(&facts(enforced), Some(&open), &org(), None);
         assert_eq!(j.effective_permission, EffectivePermission::NotPublic);
         assert_eq!(j.shared_access, SharedAccess::NotShared);
+    }
+
+    #[test]
+    fn any_grant_to_a_public_group_is_public_read_acp_included() {
+        let open = account(AccountBlockPublicAccess::NotConfigured);
+        let authenticated = (Grantee::Group(AUTHENTICATED_USERS_GROUP.into()), AclPermission::ReadAcp);
+        for grant in [all_users(AclPermission::ReadAcp), authenticated] {
+            let config = BucketConfig { acl: acl(vec![grant]), ..Default::default() };
+            let j = judge(&facts(config.clone()), Some(&open), &org(), None);
+            assert_eq!(j.effective_permission, EffectivePermission::Public);
+            // Macie's two ACL flags still say what the grant does: neither reads nor writes.
+            assert!(!j.publicly_readable && !j.publicly_writable);
+            assert_eq!(
+                j.acl,
+                Some(AccessControlList { allows_public_read_access: false, allows_public_write_access: false })
+            );
+            assert!(j.public_by_acl_grant);
+            assert_eq!(j.shared_access, SharedAccess::External);
+            let m = metadata(&facts(config.clone()), &j, Some(&open), Default::default());
+            assert_eq!(m.public_access_reason.as_deref(), Some(PUBLIC_BY_ACL_GRANT));
+
+            let ignore = BlockPublicAccess { ignore_public_acls: true, ..Default::default() };
+            let ignored = BucketConfig { block_public_access: Some(ignore), ..config.clone() };
+            let j = judge(&facts(ignored), Some(&open), &org(), None);
+            assert_eq!(j.effective_permission, EffectivePermission::NotPublic);
+            assert!(!j.public_by_acl_grant);
+
+            let enforced =
+                BucketConfig { object_ownership: Some(ObjectOwnership::BucketOwnerEnforced), ..config.clone() };
+            assert_eq!(
+                judge(&facts(enforced), Some(&open), &org(), None).effective_permission,
+                EffectivePermission::NotPublic
+            );
+
+            // Ownership controls not read: the grant may be in force.
+            let unread_ownership = BucketConfig {
+                unread: vec![estate_common::model::UnreadCall {
+                    call: ConfigCall::OwnershipControls,
+                    error: "throttled".into(),
+                }],
+                ..config
+            };
+            let j = judge(&facts(unread_ownership), Some(&open), &org(), None);
+            assert_eq!(j.effective_permission, EffectivePermission::Unknown);
+        }
+        // A public read grant beside it: the reason is the read, not READ_ACP.
+        let both = BucketConfig {
+            acl: acl(vec![all_users(AclPermission::ReadAcp), all_users(AclPermission::Read)]),
+            ..Default::default()
+        };
+        let j = judge(&facts(both), Some(&open), &org(), None);
+        assert!(j.publicly_readable && !j.public_by_acl_grant);
     }
 
     #[test]

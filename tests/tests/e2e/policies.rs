@@ -1,6 +1,8 @@
 //! Exact policy verdicts end to end: buckets in moto with policies that are public, public
 //! but taken back by a Deny, shared with a member, shared with an outsider, shared only
-//! through `aws:PrincipalOrgID`, shared with CloudFront (OAC), and requiring encryption; the
+//! through `aws:PrincipalOrgID`, shared with CloudFront (OAC), shared through a service acting
+//! for an outsider or a member, and requiring encryption, and a bucket whose ACL grants everyone
+//! READ_ACP only (public by the reference's ACL rule); the
 //! statistics count them; moving an account out of the organization (config reload, or AWS
 //! Organizations) turns an INTERNAL bucket EXTERNAL with no new data from the agent.
 
@@ -115,6 +117,38 @@ fn cases() -> Vec<Case> {
             "TRUE",
         ),
         (
+            // Server access logging for a bucket of an outside account: the service acts for it.
+            "estate-p-service-outsider",
+            doc(vec![statement(
+                "Allow",
+                json!({"Service": "logging.s3.amazonaws.com"}),
+                "s3:PutObject",
+                &objects("estate-p-service-outsider"),
+                Some(json!({"StringEquals": {"aws:SourceAccount": "999999999999"}})),
+            )]),
+            "NOT_PUBLIC",
+            "EXTERNAL",
+            vec!["999999999999"],
+            false,
+            "TRUE",
+        ),
+        (
+            // AWS Config of member 222222222222 delivers here: shared inside the organization.
+            "estate-p-service-member",
+            doc(vec![statement(
+                "Allow",
+                json!({"Service": "config.amazonaws.com"}),
+                "s3:PutObject",
+                &objects("estate-p-service-member"),
+                Some(json!({"StringEquals": {"aws:SourceAccount": "222222222222"}})),
+            )]),
+            "NOT_PUBLIC",
+            "INTERNAL",
+            vec!["222222222222"],
+            false,
+            "TRUE",
+        ),
+        (
             "estate-p-encrypted",
             doc(vec![
                 statement(
@@ -150,8 +184,16 @@ async fn seed_policies(moto: &Moto, creds: &Credentials, account: &'static str) 
             .await?;
         s3.put_bucket_policy().bucket(name).policy(policy.to_string()).send().await?;
     }
+    // No policy; an ACL that grants everyone READ_ACP only: public, though it neither reads
+    // nor writes objects.
+    seed_bucket(moto, creds, &Spec { account, region: "us-east-1", name: ACL_READ_ACP.into(), ..Default::default() })
+        .await?;
+    s3.put_bucket_acl().bucket(ACL_READ_ACP).grant_read_acp(format!("uri=\"{ALL_USERS}\"")).send().await?;
     Ok(())
 }
+
+const ACL_READ_ACP: &str = "estate-p-acl-read-acp";
+const ALL_USERS: &str = "http://acs.amazonaws.com/groups/global/AllUsers";
 
 fn check_bucket(b: &Value, expected: &Case) {
     let (name, _, permission, shared, accounts, cloudfront, uploads) = expected;
@@ -169,8 +211,11 @@ fn check_bucket(b: &Value, expected: &Case) {
         assert!(witnesses.iter().any(|w| w["question"] == "publicRead" && w["principal"] == "*"), "{name}: {b}");
     }
     for account in accounts.iter().filter(|a| a.len() == 12) {
-        let question = format!("sharedWithAccount:{account}");
-        assert!(witnesses.iter().any(|w| w["question"] == question.as_str()), "{name}: no witness for {account}: {b}");
+        let questions = [format!("sharedWithAccount:{account}"), format!("serviceActingFor:{account}")];
+        assert!(
+            witnesses.iter().any(|w| questions.iter().any(|q| w["question"] == q.as_str())),
+            "{name}: no witness for {account}: {b}"
+        );
     }
     assert!(b["policyUnknownReasons"].as_array().unwrap().is_empty(), "{name}: {b}");
 }
@@ -178,7 +223,7 @@ fn check_bucket(b: &Value, expected: &Case) {
 async fn wait_for_verdicts(admin: &Admin, token: Option<&str>) -> anyhow::Result<Value> {
     eventually(Duration::from_secs(90), "every policy verdict", || async {
         let listed = admin.ctl_json(token, &["buckets", "--all", "--where", "bucketName^=estate-p-"])?;
-        let decided = listed["buckets"].as_array().unwrap().len() == cases().len()
+        let decided = listed["buckets"].as_array().unwrap().len() == cases().len() + 1
             && listed["buckets"].as_array().unwrap().iter().all(|b| b["sharedAccess"] != "UNKNOWN");
         Ok(decided.then_some(listed))
     })
@@ -200,13 +245,19 @@ async fn policy_verdicts_are_exact_and_follow_the_organization() -> anyhow::Resu
         let b = listed["buckets"].as_array().unwrap().iter().find(|b| b["bucketName"] == case.0).unwrap();
         check_bucket(b, &case);
     }
+    let acl = listed["buckets"].as_array().unwrap().iter().find(|b| b["bucketName"] == ACL_READ_ACP).unwrap();
+    assert_eq!(acl["publicAccess"]["effectivePermission"], "PUBLIC", "{acl}");
+    let acl_flags = &acl["publicAccess"]["permissionConfiguration"]["bucketLevelPermissions"]["accessControlList"];
+    assert_eq!(acl_flags, &json!({"allowsPublicReadAccess": false, "allowsPublicWriteAccess": false}), "{acl}");
+    assert!(acl["publicAccessReason"].as_str().unwrap().contains("READ_ACP"), "{acl}");
+    assert_eq!((&acl["sharedAccess"], &acl["sharedWithAccounts"]), (&json!("EXTERNAL"), &json!(["*"])), "{acl}");
     let stats = admin.ctl_json(token, &["stats"])?;
     let by_sharing = &stats["bucketCountBySharedAccessType"];
-    assert_eq!(by_sharing, &json!({"external": 3, "internal": 3, "notShared": 1, "unknown": 0}), "{stats}");
-    assert_eq!(stats["bucketCountByEffectivePermission"]["publiclyAccessible"], 1);
+    assert_eq!(by_sharing, &json!({"external": 5, "internal": 4, "notShared": 1, "unknown": 0}), "{stats}");
+    assert_eq!(stats["bucketCountByEffectivePermission"]["publiclyAccessible"], 2);
     assert_eq!(stats["bucketCountByEffectivePermission"]["publiclyReadable"], 1);
     assert_eq!(stats["bucketCountByObjectEncryptionRequirement"]["deniesUnencryptedObjectUploads"], 1);
-    assert_eq!(stats["bucketCountByObjectEncryptionRequirement"]["allowsUnencryptedObjectUploads"], 6);
+    assert_eq!(stats["bucketCountByObjectEncryptionRequirement"]["allowsUnencryptedObjectUploads"], 9);
 
     // Account 222222222222 leaves the organization: the config no longer lists it (nor an
     // agent for it). After SIGHUP, the bucket shared with it is shared externally.
@@ -224,6 +275,13 @@ async fn policy_verdicts_are_exact_and_follow_the_organization() -> anyhow::Resu
     })
     .await?;
     assert_eq!(member["sharedWithAccounts"], json!(["222222222222"]));
+    // So does the bucket a service acting for it delivers to.
+    let service = eventually(Duration::from_secs(60), "estate-p-service-member to turn EXTERNAL", || async {
+        let b = admin.ctl_json(token, &["bucket", "estate-p-service-member"])?;
+        Ok((b["sharedAccess"] == "EXTERNAL").then_some(b))
+    })
+    .await?;
+    assert_eq!(service["sharedWithAccounts"], json!(["222222222222"]), "{service}");
     // Every policy is analysed again under the new organization: UNKNOWN until it lands.
     let org_only = eventually(Duration::from_secs(60), "estate-p-org-only to be judged again", || async {
         let b = admin.ctl_json(token, &["bucket", "estate-p-org-only"])?;
