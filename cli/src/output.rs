@@ -1,4 +1,5 @@
-//! How answers are printed: an aligned table, CSV, or JSON with Macie's field names.
+//! How answers are printed: an aligned table, CSV, or JSON with Macie's field names (and, as
+//! in Macie's API, without the fields that have no value).
 //!
 //! Much of what is printed was written by others (bucket names, tags, event actors, error
 //! messages, agent versions). In a table every cell is escaped (control characters, ANSI
@@ -15,9 +16,12 @@ pub enum Output {
     Csv,
 }
 
+/// Prints `value` as JSON, leaving out fields without a value as Macie's API does.
 pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    let mut value = serde_json::to_value(value)?;
+    estate_common::macie::without_nulls(&mut value);
     let mut out = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, value).map_err(std::io::Error::from)?;
+    serde_json::to_writer_pretty(&mut out, &value).map_err(std::io::Error::from)?;
     writeln!(out)?;
     Ok(())
 }

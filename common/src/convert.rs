@@ -782,7 +782,21 @@ impl From<&macie::BucketMetadata> for pb::BucketMetadata {
             }),
             server_side_encryption: b.server_side_encryption.as_ref().map(Into::into),
             shared_access: shared_access_to_pb(b.shared_access).into(),
-            tags: tags_to_pb(&b.tags),
+            tags: tags_to_pb(b.tags.as_deref().unwrap_or_default()),
+            tags_unknown: b.tags.is_none(),
+            automated_discovery_monitoring_status: match b.automated_discovery_monitoring_status {
+                macie::AutomatedDiscoveryMonitoringStatus::Monitored => "MONITORED",
+                macie::AutomatedDiscoveryMonitoringStatus::NotMonitored => "NOT_MONITORED",
+            }
+            .to_owned(),
+            job_details: Some(pb::JobDetails {
+                is_defined_in_job: tri_to_pb(b.job_details.is_defined_in_job),
+                is_monitored_by_job: tri_to_pb(b.job_details.is_monitored_by_job),
+                last_job_id: b.job_details.last_job_id.clone().unwrap_or_default(),
+                last_job_run_time_ms: b.job_details.last_job_run_time.map_or(0, |t| t.0),
+            }),
+            sensitivity_score: b.sensitivity_score,
+            last_automated_discovery_time_ms: b.last_automated_discovery_time.map_or(0, |t| t.0),
             versioning: b.versioning,
             object_statistics,
             shared_with_accounts: b.shared_with_accounts.clone(),
@@ -858,7 +872,21 @@ impl From<pb::BucketMetadata> for macie::BucketMetadata {
             size_in_bytes: stats.as_ref().map(|s| s.size_in_bytes),
             size_in_bytes_compressed: stats.as_ref().map(|s| s.size_in_bytes_compressed),
             // The administrator's answer: its tags were checked when the agent sent them.
-            tags: b.tags.into_iter().map(|t| model::Tag { key: t.key, value: t.value }).collect(),
+            tags: (!b.tags_unknown)
+                .then(|| b.tags.into_iter().map(|t| model::Tag { key: t.key, value: t.value }).collect()),
+            automated_discovery_monitoring_status: if b.automated_discovery_monitoring_status == "MONITORED" {
+                macie::AutomatedDiscoveryMonitoringStatus::Monitored
+            } else {
+                macie::AutomatedDiscoveryMonitoringStatus::NotMonitored
+            },
+            job_details: b.job_details.map_or_else(macie::JobDetails::none, |j| macie::JobDetails {
+                is_defined_in_job: tri_from_pb(j.is_defined_in_job),
+                is_monitored_by_job: tri_from_pb(j.is_monitored_by_job),
+                last_job_id: some_if_non_empty(j.last_job_id),
+                last_job_run_time: ts(j.last_job_run_time_ms),
+            }),
+            sensitivity_score: b.sensitivity_score,
+            last_automated_discovery_time: ts(b.last_automated_discovery_time_ms),
             unclassifiable_object_count: stats.as_ref().map(|s| ols_from_pb(s.unclassifiable_object_count)),
             unclassifiable_object_size_in_bytes: stats
                 .as_ref()

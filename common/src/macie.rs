@@ -94,11 +94,27 @@ pub struct AccessControlList {
     pub allows_public_write_access: bool,
 }
 
+/// Macie's boolean for a value Estate may not know: `true` (exposed) when unknown. Only in
+/// human-readable formats (JSON): binary records (postcard) keep the `Option` as it is, so
+/// that their layout, and the unknown, survive.
+fn unknown_as_true<S: Serializer>(value: &Option<bool>, serializer: S) -> Result<S::Ok, S::Error> {
+    if serializer.is_human_readable() {
+        serializer.serialize_bool(value.unwrap_or(true))
+    } else {
+        value.serialize(serializer)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BucketPolicy {
-    /// `null` when the policy has not been, or could not be, decided.
+    /// Written as Macie's booleans. While Estate's analysis of the policy is UNKNOWN (not yet
+    /// run, or undecided), the judge sets S3's own `PolicyStatus.IsPublic` for both, or `true`
+    /// when that was not read either, and says so in `policyUnknownReasons`; `None` (only in
+    /// findings stored before that) is written `true`.
+    #[serde(serialize_with = "unknown_as_true")]
     pub allows_public_read_access: Option<bool>,
+    #[serde(serialize_with = "unknown_as_true")]
     pub allows_public_write_access: Option<bool>,
 }
 
@@ -135,11 +151,13 @@ pub struct BucketPublicAccess {
 #[serde(rename_all = "camelCase")]
 pub struct ReplicationDetails {
     pub replicated: bool,
-    /// `null` when a destination's owner is not known.
+    /// `None` when a destination's owner is not known. Written as Macie's boolean all the same:
+    /// `true` then (a bucket in no inventory Estate holds is taken to be outside), with
+    /// `unknown_reason` saying why.
+    #[serde(serialize_with = "unknown_as_true")]
     pub replicated_externally: Option<bool>,
     pub replication_accounts: Vec<String>,
-    /// Estate's addition: why `replicated_externally` is `null`.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
+    /// Estate's addition: why `replicated_externally` is not known, and was taken as `true`.
     pub unknown_reason: Option<String>,
 }
 
@@ -159,14 +177,70 @@ pub struct KeyValuePair<'a> {
     pub value: &'a str,
 }
 
-/// One bucket, as Macie's `BucketMetadata` describes it. Object fields are `null` until the
+/// Whether automated sensitive data discovery monitors a bucket (Macie's
+/// `automatedDiscoveryMonitoringStatus`); Estate runs no discovery, so never `Monitored`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AutomatedDiscoveryMonitoringStatus {
+    Monitored,
+    #[default]
+    NotMonitored,
+}
+
+/// Macie's `JobDetails`: which classification jobs cover a bucket. Estate runs no jobs, so
+/// both are `FALSE` and the last job is absent, Macie's values for a bucket no job covers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobDetails {
+    pub is_defined_in_job: Tri,
+    pub is_monitored_by_job: Tri,
+    pub last_job_id: Option<String>,
+    pub last_job_run_time: Option<Timestamp>,
+}
+
+impl JobDetails {
+    /// A bucket no classification job covers.
+    pub fn none() -> Self {
+        Self {
+            is_defined_in_job: Tri::False,
+            is_monitored_by_job: Tri::False,
+            last_job_id: None,
+            last_job_run_time: None,
+        }
+    }
+}
+
+/// Macie's `sensitivityScore` for a bucket that automated discovery never analysed: 1 for an
+/// empty bucket, 50 for one with objects; `None` before the objects are counted.
+pub fn unanalysed_sensitivity_score(object_count: Option<i64>) -> Option<i32> {
+    object_count.map(|n| if n == 0 { 1 } else { 50 })
+}
+
+/// Drops every `null` member of every JSON object in `value`, as Macie's API leaves absent
+/// fields out. `null`s inside arrays stay (none of Macie's lists holds one).
+pub fn without_nulls(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            map.retain(|_, v| !v.is_null());
+            map.values_mut().for_each(without_nulls);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(without_nulls),
+        _ => {}
+    }
+}
+
+/// One bucket, as Macie's `BucketMetadata` describes it. Object fields are absent until the
 /// bucket's objects have been counted; for an error bucket only the identifying fields,
-/// `errorCode` and `errorMessage` are set.
+/// `errorCode` and `errorMessage` are set (and the fields Macie always gives). As in Macie's
+/// API, `estatectl`'s JSON leaves a field without a value out rather than writing `null`: it
+/// passes through [`without_nulls`]. (The types themselves serialize every field, so that the
+/// administrator's binary records of them keep their layout.)
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BucketMetadata {
     pub account_id: String,
     pub allows_unencrypted_object_uploads: Tri,
+    pub automated_discovery_monitoring_status: AutomatedDiscoveryMonitoringStatus,
     pub bucket_arn: String,
     pub bucket_created_at: Option<Timestamp>,
     pub bucket_name: String,
@@ -174,17 +248,22 @@ pub struct BucketMetadata {
     pub classifiable_size_in_bytes: Option<i64>,
     pub error_code: Option<String>,
     pub error_message: Option<String>,
+    pub job_details: JobDetails,
+    /// Absent: automated discovery never analysed the bucket.
+    pub last_automated_discovery_time: Option<Timestamp>,
     pub last_updated: Option<Timestamp>,
     pub object_count: Option<i64>,
     pub object_count_by_encryption_type: Option<ObjectCountByEncryptionType>,
     pub public_access: Option<BucketPublicAccess>,
     pub region: String,
     pub replication_details: Option<ReplicationDetails>,
+    pub sensitivity_score: Option<i32>,
     pub server_side_encryption: Option<BucketServerSideEncryption>,
     pub shared_access: SharedAccess,
     pub size_in_bytes: Option<i64>,
     pub size_in_bytes_compressed: Option<i64>,
-    pub tags: Vec<Tag>,
+    /// Absent for an error bucket, whose tags could not be read.
+    pub tags: Option<Vec<Tag>>,
     pub unclassifiable_object_count: Option<ObjectLevelStatistics>,
     pub unclassifiable_object_size_in_bytes: Option<ObjectLevelStatistics>,
     pub versioning: bool,
@@ -304,7 +383,7 @@ pub struct BucketStatistics {
     /// Estate's own: accounts of the organization (or configured) no agent ever connected for.
     pub members_without_agent: i64,
     /// Estate's own: members that should report and have not completed a refresh of every
-    /// Region; `last_updated` is `None` while it is non-zero.
+    /// Region; `last_updated` is the earliest over the others.
     pub members_pending: i64,
 }
 
@@ -408,6 +487,33 @@ mod tests {
 
     fn serde_json_like(ts: Timestamp) -> String {
         ts.to_iso8601()
+    }
+
+    #[test]
+    fn absent_fields_are_left_out_at_every_depth_and_lists_keep_their_items() {
+        let mut v = serde_json::json!({"a": null, "b": {"c": null, "d": 1}, "e": [{"f": null}, null], "g": []});
+        without_nulls(&mut v);
+        assert_eq!(v, serde_json::json!({"b": {"d": 1}, "e": [{}, null], "g": []}));
+    }
+
+    /// JSON says `true` for an unknown; a binary record keeps the unknown, in the layout
+    /// records had before (an `Option<bool>`).
+    #[test]
+    fn unknowns_are_macies_true_in_json_and_stay_unknown_in_records() {
+        let policy = BucketPolicy { allows_public_read_access: None, allows_public_write_access: Some(false) };
+        let json = serde_json::to_value(policy).unwrap();
+        assert_eq!(json, serde_json::json!({"allowsPublicReadAccess": true, "allowsPublicWriteAccess": false}));
+        let record = postcard::to_allocvec(&policy).unwrap();
+        let as_before: (Option<bool>, Option<bool>) = postcard::from_bytes(&record).unwrap();
+        assert_eq!(as_before, (None, Some(false)));
+        assert_eq!(postcard::from_bytes::<BucketPolicy>(&record).unwrap(), policy);
+    }
+
+    #[test]
+    fn an_unanalysed_bucket_scores_as_macie_says() {
+        assert_eq!(unanalysed_sensitivity_score(None), None);
+        assert_eq!(unanalysed_sensitivity_score(Some(0)), Some(1));
+        assert_eq!(unanalysed_sensitivity_score(Some(7)), Some(50));
     }
 
     #[test]

@@ -3,8 +3,9 @@
 
 use estate_common::findings::BucketSnapshot;
 use estate_common::macie::{
-    AccountLevelPermissions, BucketLevelPermissions, BucketMetadata, BucketPermissionConfiguration, BucketPublicAccess,
-    BucketServerSideEncryption, EffectivePermission, Timestamp,
+    unanalysed_sensitivity_score, AccountLevelPermissions, AutomatedDiscoveryMonitoringStatus, BucketLevelPermissions,
+    BucketMetadata, BucketPermissionConfiguration, BucketPolicy, BucketPublicAccess, BucketServerSideEncryption,
+    EffectivePermission, JobDetails, Timestamp,
 };
 use estate_common::model::{AccountSettings, BucketFacts, ConfigCall};
 
@@ -23,7 +24,7 @@ pub fn snapshot(facts: &BucketFacts, judgement: &Judgement, account: Option<&Acc
         public_access: view.public_access,
         default_encryption: view.server_side_encryption,
         allows_unencrypted_object_uploads: view.allows_unencrypted_object_uploads,
-        tags: view.tags,
+        tags: view.tags.unwrap_or_default(),
     }
 }
 
@@ -39,6 +40,7 @@ pub fn metadata(
     let mut out = BucketMetadata {
         account_id: key.account_id.to_string(),
         allows_unencrypted_object_uploads: judgement.allows_unencrypted_object_uploads,
+        automated_discovery_monitoring_status: AutomatedDiscoveryMonitoringStatus::NotMonitored,
         bucket_arn: key.arn(),
         bucket_created_at: Timestamp::from_millis(facts.created_at),
         bucket_name: key.bucket_name.clone(),
@@ -46,17 +48,20 @@ pub fn metadata(
         classifiable_size_in_bytes: None,
         error_code: None,
         error_message: None,
+        job_details: JobDetails::none(),
+        last_automated_discovery_time: None,
         last_updated: Timestamp::from_millis(facts.read_at),
         object_count: None,
         object_count_by_encryption_type: None,
         public_access: None,
         region: key.region.to_string(),
         replication_details: None,
+        sensitivity_score: None,
         server_side_encryption: None,
         shared_access: judgement.shared_access,
         size_in_bytes: None,
         size_in_bytes_compressed: None,
-        tags: Vec::new(),
+        tags: None,
         unclassifiable_object_count: None,
         unclassifiable_object_size_in_bytes: None,
         versioning: false,
@@ -82,7 +87,14 @@ pub fn metadata(
                     bucket_level_permissions: BucketLevelPermissions {
                         access_control_list: judgement.acl,
                         block_public_access: config.block_public_access.unwrap_or_default(),
-                        bucket_policy: judgement.policy,
+                        // Macie's flags for a bucket without a policy are both false.
+                        bucket_policy: Some(judgement.policy.map_or(
+                            BucketPolicy {
+                                allows_public_read_access: Some(false),
+                                allows_public_write_access: Some(false),
+                            },
+                            super::PolicyFlags::macie,
+                        )),
                     },
                 }),
             });
@@ -98,7 +110,7 @@ pub fn metadata(
                 .flatten();
             out.server_side_encryption =
                 Some(BucketServerSideEncryption { kms_master_key_id, kind: default_encryption_type(config) });
-            out.tags = config.tags.clone();
+            out.tags = (!config.is_unread(ConfigCall::Tagging)).then(|| config.tags.clone());
             out.versioning = config.versioning;
             out.s3_policy_status_public = config.policy_status_public;
             out.public_access_reason = if judgement.public_by_s3_policy_status {
@@ -108,9 +120,13 @@ pub fn metadata(
             };
             out.shared_with_cloud_front = judgement.shared_with_cloud_front.as_bool();
             (out.policy_witnesses, out.policy_unknown_reasons) = explanation;
+            if let Some(reason) = judgement.policy.and_then(super::PolicyFlags::stand_in_reason) {
+                out.policy_unknown_reasons.push(reason);
+            }
             if let Some(o) = &config.objects {
                 let t = &o.totals;
                 out.object_count = Some(t.object_count);
+                out.sensitivity_score = unanalysed_sensitivity_score(out.object_count);
                 out.size_in_bytes = Some(t.size_in_bytes);
                 out.size_in_bytes_compressed = Some(t.size_in_bytes_compressed);
                 out.classifiable_object_count = Some(t.classifiable_object_count);

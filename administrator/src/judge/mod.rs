@@ -92,7 +92,7 @@ pub struct Judgement {
     pub publicly_readable: bool,
     pub publicly_writable: bool,
     pub acl: Option<AccessControlList>,
-    pub policy: Option<BucketPolicy>,
+    pub policy: Option<PolicyFlags>,
     pub shared_access: SharedAccess,
     pub shared_with_accounts: Vec<String>,
     /// A named account outside the organization (not CloudFront) is known to get in.
@@ -263,10 +263,7 @@ pub fn judge_with(
         publicly_readable: readable == Tri::True,
         publicly_writable: writable == Tri::True,
         acl,
-        policy: policy_verdict.map(|p| BucketPolicy {
-            allows_public_read_access: p.public_read.as_bool(),
-            allows_public_write_access: p.public_write.as_bool(),
-        }),
+        policy: policy_verdict.map(|p| bucket_policy(p, config)),
         shared_access,
         shared_with_accounts,
         shared_outside_named: named_outside,
@@ -279,6 +276,53 @@ pub fn judge_with(
         objects: config.objects.as_deref().map(|o| o.totals),
         public_by_s3_policy_status: by_status == Tri::True && readable.or(writable) != Tri::True,
         public_by_acl_grant: by_acl_grant == Tri::True && readable.or(writable).or(by_status) != Tri::True,
+    }
+}
+
+/// Macie's bucket-policy flags, always booleans as in Macie: Estate's verdicts, or while one
+/// is UNKNOWN, S3's own `PolicyStatus.IsPublic` for both (`true` when that was not read
+/// either), with the reason.
+fn bucket_policy(p: &PolicyVerdict, config: &BucketConfig) -> PolicyFlags {
+    let s3 = if config.is_unread(ConfigCall::PolicyStatus) { None } else { config.policy_status_public };
+    let undecided = p.public_read == Tri::Unknown || p.public_write == Tri::Unknown;
+    let stand_in = s3.unwrap_or(true);
+    PolicyFlags {
+        allows_public_read_access: p.public_read.as_bool().unwrap_or(stand_in),
+        allows_public_write_access: p.public_write.as_bool().unwrap_or(stand_in),
+        stand_in: undecided.then_some(s3),
+    }
+}
+
+/// Macie's bucket-policy flags as [`bucket_policy`] decides them; a few bytes, kept for every
+/// bucket in the index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PolicyFlags {
+    pub allows_public_read_access: bool,
+    pub allows_public_write_access: bool,
+    /// Set when Estate's analysis is UNKNOWN: S3's `PolicyStatus.IsPublic` stood in for it
+    /// (`Some(None)`: that was not read either, and the flags are `true`).
+    pub stand_in: Option<Option<bool>>,
+}
+
+impl PolicyFlags {
+    /// Macie's view.
+    pub fn macie(self) -> BucketPolicy {
+        BucketPolicy {
+            allows_public_read_access: Some(self.allows_public_read_access),
+            allows_public_write_access: Some(self.allows_public_write_access),
+        }
+    }
+
+    /// Why the flags are not Estate's own verdict, when they are not.
+    pub fn stand_in_reason(self) -> Option<String> {
+        self.stand_in.map(|s3| match s3 {
+            Some(public) => {
+                format!("bucketPolicy's two flags are S3's PolicyStatus.IsPublic ({public}), standing in for Estate's")
+            }
+            None => "bucketPolicy's two flags are true: Estate's analysis is UNKNOWN and S3's PolicyStatus was not \
+                     read either"
+                .to_owned(),
+        })
     }
 }
 
@@ -836,5 +880,66 @@ mod tests {
         let m = metadata(&error, &j, None, Default::default());
         assert_eq!(m.error_code.as_deref(), Some("ACCESS_DENIED"));
         assert!(m.server_side_encryption.is_none() && m.replication_details.is_none());
+        // Macie's view of an error bucket: no tags read, no score; never a discovery or a job.
+        assert_eq!((&m.tags, m.sensitivity_score), (&None, None));
+        assert_eq!(m.job_details, estate_common::macie::JobDetails::none());
+        let json = serde_json::to_value(&m).unwrap();
+        assert_eq!(json["automatedDiscoveryMonitoringStatus"], "NOT_MONITORED");
+        assert_eq!(json["jobDetails"]["isDefinedInJob"], "FALSE");
+    }
+
+    #[test]
+    fn macies_policy_flags_are_booleans_with_s3s_status_standing_in() {
+        let open = account(AccountBlockPublicAccess::NotConfigured);
+        let with_status = |status: Option<bool>, unread: bool| BucketConfig {
+            policy: Some("{}".into()),
+            policy_status_public: status,
+            unread: if unread {
+                vec![estate_common::model::UnreadCall { call: ConfigCall::PolicyStatus, error: "throttled".into() }]
+            } else {
+                vec![]
+            },
+            ..Default::default()
+        };
+        let undecided = PolicyVerdict::undecided();
+        for (config, flag, names) in [
+            (with_status(Some(true), false), true, "(true)"),
+            (with_status(Some(false), false), false, "(false)"),
+            (with_status(Some(false), true), true, "not read"),
+        ] {
+            let j = judge(&facts(config.clone()), Some(&open), &org(), Some(&undecided));
+            let flags = j.policy.unwrap();
+            assert_eq!((flags.allows_public_read_access, flags.allows_public_write_access), (flag, flag));
+            let m = metadata(&facts(config), &j, Some(&open), Default::default());
+            assert!(m.policy_unknown_reasons.iter().any(|r| r.contains(names)), "{:?}", m.policy_unknown_reasons);
+            let json = serde_json::to_value(&m).unwrap();
+            let policy = &json["publicAccess"]["permissionConfiguration"]["bucketLevelPermissions"]["bucketPolicy"];
+            assert_eq!(policy["allowsPublicReadAccess"], flag, "{policy}");
+        }
+        // A decided policy is Estate's own verdict, with no stand-in.
+        let decided = PolicyVerdict { public_read: Tri::False, public_write: Tri::False, ..PolicyVerdict::undecided() };
+        let j = judge(&facts(with_status(Some(true), false)), Some(&open), &org(), Some(&decided));
+        assert_eq!(j.policy.unwrap().stand_in, None);
+        assert!(!j.policy.unwrap().allows_public_read_access);
+    }
+
+    #[test]
+    fn an_unknown_replication_owner_is_written_as_macies_true_with_the_reason() {
+        let rule = ReplicationRule {
+            id: "r".into(),
+            enabled: true,
+            destination_bucket_arn: "arn:aws:s3:::dest".into(),
+            destination_account: None,
+        };
+        let config = BucketConfig {
+            replication: Some(Replication { role: "role".into(), rules: vec![rule] }),
+            ..Default::default()
+        };
+        let j = judge(&facts(config), None, &org(), None);
+        let details = j.replication.unwrap();
+        assert_eq!(details.replicated_externally, None, "the judgement keeps it unknown");
+        let json = serde_json::to_value(&details).unwrap();
+        assert_eq!(json["replicatedExternally"], true);
+        assert!(json["unknownReason"].as_str().unwrap().contains("dest"), "{json}");
     }
 }

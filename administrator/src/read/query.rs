@@ -69,10 +69,11 @@ impl Field {
             Self::Replicated => {
                 j.replication.as_ref().is_some_and(|r| pred(if r.replicated { "true" } else { "false" }))
             }
+            // As the JSON writes it: an unknown destination owner counts as outside.
             Self::ReplicatedExternally => j
                 .replication
                 .as_ref()
-                .and_then(|r| r.replicated_externally)
+                .map(|r| r.replicated_externally.unwrap_or(true))
                 .is_some_and(|v| pred(if v { "true" } else { "false" })),
             Self::TagKey => config.is_some_and(|c| c.tags.iter().any(|t| pred(&t.key))),
             Self::TagValue => config.is_some_and(|c| c.tags.iter().any(|t| pred(&t.value))),

@@ -416,11 +416,16 @@ async fn the_local_demo_shows_everything_and_raises_findings_live() -> anyhow::R
         let logs = demo.ctl(&["bucket", change_bucket])?;
         let data = demo.ctl(&["bucket", twice])?;
         let bucket_level = |b: &Value| b["publicAccess"]["permissionConfiguration"]["bucketLevelPermissions"].clone();
+        // No policy: Macie's flags are both false, and S3 has no policy status to give.
+        let no_policy = |b: &Value| {
+            bucket_level(b)["bucketPolicy"] == json!({"allowsPublicReadAccess": false, "allowsPublicWriteAccess": false})
+                && b["s3PolicyStatusPublic"].is_null()
+        };
         let back = logs["publicAccess"]["effectivePermission"] == "NOT_PUBLIC"
             && logs["sharedAccess"] == "NOT_SHARED"
-            && bucket_level(&logs)["bucketPolicy"].is_null()
+            && no_policy(&logs)
             && data["sharedAccess"] == "NOT_SHARED"
-            && bucket_level(&data)["bucketPolicy"].is_null()
+            && no_policy(&data)
             && bucket_level(&data)["blockPublicAccess"]
                 == json!({"blockPublicAcls": true, "ignorePublicAcls": true, "blockPublicPolicy": true, "restrictPublicBuckets": true});
         Ok(back.then_some(()))

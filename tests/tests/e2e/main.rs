@@ -38,6 +38,7 @@ mod findings;
 mod hostile;
 mod limits;
 mod loadgen;
+mod model;
 mod objects;
 mod parity;
 mod policies;
@@ -495,7 +496,11 @@ async fn organization_inventory_matches_the_seeding() -> anyhow::Result<()> {
             !spec.owner_enforced && spec.canned_acl == Some("public-read-write"),
             "{ctx}"
         );
-        assert_eq!(perms["bucketLevelPermissions"]["bucketPolicy"].is_null(), !spec.policy, "{ctx}");
+        if !spec.policy {
+            let flags = &perms["bucketLevelPermissions"]["bucketPolicy"];
+            assert_eq!(flags, &json!({"allowsPublicReadAccess": false, "allowsPublicWriteAccess": false}), "{ctx}");
+            assert!(b["s3PolicyStatusPublic"].is_null(), "no policy, no policy status: {ctx}");
+        }
         if spec.policy {
             let policy = &perms["bucketLevelPermissions"]["bucketPolicy"];
             assert_eq!(policy, &json!({"allowsPublicReadAccess": true, "allowsPublicWriteAccess": false}), "{ctx}");
