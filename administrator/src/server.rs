@@ -46,6 +46,8 @@ pub struct ServeOptions {
     pub insecure_dev: bool,
     /// Requested refreshes of one scope are at most this often (Macie: five minutes).
     pub min_refresh_interval: std::time::Duration,
+    /// DescribeBuckets asks for a refresh of Regions quiet this long (zero: never).
+    pub describe_refresh_after: std::time::Duration,
     /// Read the organization from AWS Organizations (the config's stays in force when that
     /// fails), every `organizations_interval`.
     pub organizations: bool,
@@ -113,6 +115,8 @@ pub struct Limits {
 /// The defaults of `estate-admin serve`: its flags' and [`ServeOptions::development`]'s.
 pub mod defaults {
     pub const MIN_REFRESH_INTERVAL_SECS: u64 = 300;
+    /// Macie's: DescribeBuckets refreshes metadata none arrived for in five minutes.
+    pub const DESCRIBE_REFRESH_AFTER_SECS: u64 = 300;
     pub const ORGANIZATIONS_INTERVAL_SECS: u64 = 900;
     pub const POLICY_BUDGET_MS: u64 = estate_policy::DEFAULT_BUDGET_MS;
     pub const MAX_STREAMS_PER_CONNECTION: u32 = 64;
@@ -201,6 +205,7 @@ impl ServeOptions {
             config: None,
             insecure_dev: true,
             min_refresh_interval: std::time::Duration::from_secs(defaults::MIN_REFRESH_INTERVAL_SECS),
+            describe_refresh_after: std::time::Duration::from_secs(defaults::DESCRIBE_REFRESH_AFTER_SECS),
             organizations: false,
             organizations_interval: std::time::Duration::from_secs(defaults::ORGANIZATIONS_INTERVAL_SECS),
             aws_endpoint_url: None,
@@ -472,6 +477,8 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         committer: committer.clone(),
         refresh_requested: Default::default(),
         min_refresh_interval_ms: options.min_refresh_interval.as_millis() as i64,
+        describe_refresh_after_ms: options.describe_refresh_after.as_millis() as i64,
+        last_describe_sweep: Default::default(),
         max_criterion_values: limits.max_criterion_values,
         object_refreshes: Default::default(),
     };

@@ -50,6 +50,12 @@ struct ServeArgs {
     #[arg(long, env = "ESTATE_MIN_REFRESH_INTERVAL", default_value_t = defaults::MIN_REFRESH_INTERVAL_SECS,
           value_parser = clap::value_parser!(u64).range(0..=86_400))]
     min_refresh_interval: u64,
+    /// DescribeBuckets asks the agents for a refresh of the Regions whose last refresh,
+    /// completed or asked, is older than this (seconds), as Macie's refreshes metadata none
+    /// arrived for in five minutes; 0: never.
+    #[arg(long, env = "ESTATE_DESCRIBE_REFRESH_AFTER", default_value_t = defaults::DESCRIBE_REFRESH_AFTER_SECS,
+          value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    describe_refresh_after: u64,
     /// Read the organization (ID, member accounts) from AWS Organizations with the default
     /// AWS credentials; the config's organization stays in force while that fails.
     #[arg(long, env = "ESTATE_ORGANIZATIONS")]
@@ -169,6 +175,7 @@ impl ServeArgs {
             config: self.config,
             insecure_dev: self.insecure_dev,
             min_refresh_interval: Duration::from_secs(self.min_refresh_interval),
+            describe_refresh_after: Duration::from_secs(self.describe_refresh_after),
             organizations: self.organizations,
             organizations_interval: Duration::from_secs(self.organizations_interval),
             aws_endpoint_url: self.aws_endpoint_url,

@@ -229,6 +229,73 @@ async fn coverage_freshness_posture_and_organization_paths() -> anyhow::Result<(
     Ok(())
 }
 
+/// DescribeBuckets refreshes, as Macie's: a query once a Region has been quiet for
+/// `--describe-refresh-after` asks its agent for a refresh, which finds a bucket created with
+/// no event; the query answers without waiting; a query that names one account refreshes only
+/// that one; and another query right after asks nothing more.
+#[tokio::test(flavor = "multi_thread")]
+async fn describe_buckets_refreshes_regions_quiet_for_the_interval() -> anyhow::Result<()> {
+    const QUIET_SECS: u64 = 10;
+    let moto = Moto::start()?;
+    let creds_a = moto.credentials(A).await?;
+    let creds_b = moto.credentials(B).await?;
+    seed_bucket(&moto, &creds_a, &bucket_spec(A, "us-east-1", "estate-q-a")).await?;
+    seed_bucket(&moto, &creds_b, &bucket_spec(B, "us-east-1", "estate-q-b")).await?;
+    let dir = tempfile::tempdir()?;
+    let config = write_config_for(dir.path(), &[A, B]);
+    let quiet = QUIET_SECS.to_string();
+    let admin =
+        Admin::start_with(&dir.path().join("data"), Some(&config), &["--describe-refresh-after", quiet.as_str()])?;
+    let token = Some(CLIENT_TOKEN);
+    let _a = Agent::start(&admin, &moto, &creds_a, Some(&agent_token(A)), &["us-east-1"], &[])?;
+    let _b = Agent::start(&admin, &moto, &creds_b, Some(&agent_token(B)), &["us-east-1"], &[])?;
+    for account in [A, B] {
+        eventually(Duration::from_secs(60), "the first refresh", || async {
+            Ok(refreshed(&admin, account, 1)?.then_some(()))
+        })
+        .await?;
+    }
+    let generation =
+        |account: &str| -> anyhow::Result<Value> { Ok(member(&admin, account)?["regions"][0]["generation"].clone()) };
+    let (first_a, first_b) = (generation(A)?, generation(B)?);
+    let asked = || {
+        admin
+            .process
+            .log_text()
+            .lines()
+            .filter(|l| l.contains("refresh requested") && l.contains("DescribeBuckets"))
+            .count()
+    };
+    // Queries while the Regions are fresh ask nothing.
+    admin.ctl_json(token, &["buckets", "--all"])?;
+    assert_eq!(asked(), 0, "fresh Regions are not refreshed again");
+
+    // A bucket created with no event: only a refresh can find it.
+    seed_bucket(&moto, &creds_a, &bucket_spec(A, "us-east-1", "estate-q-new")).await?;
+    tokio::time::sleep(Duration::from_secs(QUIET_SECS + 1)).await;
+    let only_a = format!("accountId={A}");
+    let listed = admin.ctl_json(token, &["buckets", "--all", "--where", &only_a])?;
+    assert_eq!(
+        listed["buckets"].as_array().map(Vec::len),
+        Some(1),
+        "the answer does not wait for the refresh: {listed}"
+    );
+    eventually(Duration::from_secs(60), "the refresh DescribeBuckets asked for", || async {
+        let listed = admin.ctl_json(token, &["buckets", "--all", "--where", &only_a])?;
+        Ok(listed["buckets"]
+            .as_array()
+            .is_some_and(|b| b.iter().any(|b| b["bucketName"] == "estate-q-new"))
+            .then_some(()))
+    })
+    .await?;
+    assert_ne!(generation(A)?, first_a, "A's Region was refreshed");
+    assert_eq!(asked(), 1, "one request, however many queries: {}", admin.process.log_text());
+    admin.ctl_json(token, &["buckets", "--all", "--where", &only_a])?;
+    assert_eq!(asked(), 1, "a Region just refreshed is not asked again");
+    assert_eq!(generation(B)?, first_b, "a query that names A leaves B alone");
+    Ok(())
+}
+
 /// The OU tree read from AWS Organizations: a path to an OU that holds an account is INTERNAL,
 /// a path under the organization that no account carries is shared with nobody, and a path
 /// under another organization is EXTERNAL. None is public: only principals of an organization

@@ -1,4 +1,5 @@
-//! `InventoryService`: DescribeBuckets, GetBucketStatistics, ListMembers, GetMember.
+//! `InventoryService`: DescribeBuckets (which, as Macie's, asks for a refresh of metadata none
+//! arrived for in `--describe-refresh-after`), GetBucketStatistics, ListMembers, GetMember.
 //! Also RefreshInventory (at most once per scope per `--min-refresh-interval`),
 //! RefreshObjectMetadata (once per bucket per window, `ObjectRefreshLimiter`, bounded and in
 //! memory: each grant costs the member S3 calls), ForgetMember and GetPosture.
@@ -31,6 +32,12 @@ pub struct InventoryServiceImpl {
     pub refresh_requested: Arc<Mutex<HashMap<(AccountId, Region), i64>>>,
     /// At most one requested refresh per scope in this window (Macie: five minutes).
     pub min_refresh_interval_ms: i64,
+    /// DescribeBuckets asks for a refresh of the Regions not refreshed (completed or asked) in
+    /// this window, as Macie's refreshes metadata none arrived for in five minutes; 0: never.
+    pub describe_refresh_after_ms: i64,
+    /// When DescribeBuckets last looked for such Regions: at most once a second, whatever the
+    /// rate of queries.
+    pub last_describe_sweep: Arc<std::sync::atomic::AtomicI64>,
     /// The most values one criterion may list.
     pub max_criterion_values: usize,
     /// When each bucket's objects were last asked for (`RefreshObjectMetadata`).
@@ -123,6 +130,109 @@ fn criterion(c: pb::BucketCriterion) -> Criterion {
     }
 }
 
+impl InventoryServiceImpl {
+    /// Every member Region (of `only`'s accounts when it names some; of `regions` when it
+    /// names some), with when it last completed a refresh.
+    fn scopes(&self, only: &[AccountId], regions: &[String]) -> Vec<(AccountId, Region, i64)> {
+        let state = self.store.read();
+        let accounts = views::member_accounts(&state);
+        accounts
+            .iter()
+            .filter(|a| only.is_empty() || only.contains(a))
+            .flat_map(|a| {
+                let known = state.membership.members.get(a).map(|m| m.regions.clone()).unwrap_or_default();
+                known
+                    .into_iter()
+                    .filter(|region| regions.is_empty() || regions.iter().any(|r| r == region))
+                    .map(|region| {
+                        let completed = state.scope(a, &region).and_then(|s| s.last_updated).unwrap_or(0);
+                        (a.clone(), region, completed)
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// Asks the agents for a refresh of each scope not refreshed (completed or asked) within
+    /// `interval_ms`, and says for each whether it was asked and why not.
+    fn ask_refresh(&self, scopes: Vec<(AccountId, Region, i64)>, interval_ms: i64) -> Vec<pb::ScopeRefresh> {
+        let now = now_ms();
+        let mut by_account: BTreeMap<AccountId, Vec<Region>> = BTreeMap::new();
+        let mut out = Vec::new();
+        {
+            let mut requested = self.refresh_requested.lock().expect("refresh lock");
+            for (account, region, completed) in scopes {
+                let last = completed.max(requested.get(&(account.clone(), region.clone())).copied().unwrap_or(0));
+                if now - last < interval_ms {
+                    out.push(pb::ScopeRefresh {
+                        account_id: account.into(),
+                        region: region.into(),
+                        requested: false,
+                        last_refresh_ms: last,
+                        reason: format!(
+                            "refreshed within the last {} s; the last refresh is at `lastRefresh`",
+                            interval_ms / 1000
+                        ),
+                    });
+                    continue;
+                }
+                by_account.entry(account.clone()).or_default().push(region.clone());
+                requested.insert((account.clone(), region.clone()), now);
+                out.push(pb::ScopeRefresh {
+                    account_id: account.into(),
+                    region: region.into(),
+                    requested: true,
+                    last_refresh_ms: last,
+                    reason: String::new(),
+                });
+            }
+        }
+        for (account, regions) in &by_account {
+            let regions_asked = regions.iter().map(ToString::to_string).collect();
+            let asked =
+                self.directory.send(account, &pb::RefreshRequest { regions: regions_asked, ..Default::default() });
+            if asked == 0 {
+                let mut requested = self.refresh_requested.lock().expect("refresh lock");
+                for region in regions {
+                    requested.remove(&(account.clone(), region.clone()));
+                }
+                for scope in out.iter_mut().filter(|s| *account == s.account_id && s.requested) {
+                    scope.requested = false;
+                    scope.reason = "the agent is not connected".into();
+                }
+            }
+        }
+        out
+    }
+
+    /// Macie's DescribeBuckets refreshes the metadata no refresh brought in the preceding five
+    /// minutes: the Regions (of the accounts the query names, or all) whose last refresh,
+    /// completed or asked, is older than `--describe-refresh-after` are asked for one. The
+    /// answer does not wait for it. At most one look a second, so a client polling in a loop
+    /// costs one pass over the Regions a second and the agents nothing more.
+    fn refresh_if_quiet(&self, only: Option<&[AccountId]>) {
+        use std::sync::atomic::Ordering;
+        if self.describe_refresh_after_ms <= 0 || only.is_some_and(<[AccountId]>::is_empty) {
+            return;
+        }
+        let now = now_ms();
+        let last = self.last_describe_sweep.load(Ordering::Relaxed);
+        if now - last < 1_000
+            || self.last_describe_sweep.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_err()
+        {
+            return;
+        }
+        // A Region that never completed a refresh is in its first one (agents refresh when they
+        // connect): its metadata is arriving.
+        let mut scopes = self.scopes(only.unwrap_or_default(), &[]);
+        scopes.retain(|(_, _, completed)| *completed > 0);
+        let asked = self.ask_refresh(scopes, self.describe_refresh_after_ms).iter().filter(|s| s.requested).count();
+        if asked > 0 {
+            tracing::info!(by = "DescribeBuckets", scopes = asked, "refresh requested");
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl InventoryService for InventoryServiceImpl {
     async fn describe_buckets(
@@ -132,12 +242,18 @@ impl InventoryService for InventoryServiceImpl {
         self.auth.reader(&request)?;
         let r = request.into_inner();
         let criteria: BTreeMap<String, Criterion> = r.criteria.into_iter().map(|(k, v)| (k, criterion(v))).collect();
+        // The accounts the query names, if it names them: only their Regions are refreshed.
+        let named: Option<Vec<AccountId>> = criteria
+            .get("accountId")
+            .filter(|c| !c.eq.is_empty())
+            .map(|c| c.eq.iter().filter_map(|a| AccountId::parse(a).ok()).collect());
         let sort = r.sort_criteria.map(|s| (s.attribute_name, s.order_by == i32::from(pb::OrderBy::Desc)));
         let query = Query::new(criteria, sort, r.max_results, &r.next_token, self.max_criterion_values)
             .map_err(ServiceError::from)?;
         // A scan over millions of buckets is CPU work: off the reactor.
         let (buckets, token) =
             self.store.read_blocking(move |state| views::describe(state, &query)).await.map_err(ServiceError::from)?;
+        self.refresh_if_quiet(named.as_deref());
         Ok(Response::new(pb::DescribeBucketsResponse {
             buckets: buckets.iter().map(Into::into).collect(),
             next_token: token.unwrap_or_default(),
@@ -200,79 +316,20 @@ impl InventoryService for InventoryServiceImpl {
             true => None,
             false => Some(ServiceError::account_id(r.account_id)?),
         };
-        let scopes: Vec<(AccountId, Region, i64)> = {
+        if let Some(account) = only.as_ref().filter(|a| {
             let state = self.store.read();
-            if let Some(account) = only.as_ref().filter(|a| !state.membership.is_known(&state.org, a)) {
-                return Err(ServiceError::NoSuchMember(account.to_string()).into());
-            }
-            let accounts = views::member_accounts(&state);
-            accounts
-                .iter()
-                .filter(|a| only.as_ref().is_none_or(|only| *a == only))
-                .flat_map(|a| {
-                    let regions = state.membership.members.get(a).map(|m| m.regions.clone()).unwrap_or_default();
-                    regions
-                        .into_iter()
-                        .filter(|region| r.regions.is_empty() || r.regions.iter().any(|r| r == region))
-                        .map(|region| {
-                            let completed = state.scope(a, &region).and_then(|s| s.last_updated).unwrap_or(0);
-                            (a.clone(), region, completed)
-                        })
-                })
-                .collect()
-        };
+            !state.membership.is_known(&state.org, a)
+        }) {
+            return Err(ServiceError::NoSuchMember(account.to_string()).into());
+        }
+        let scopes = self.scopes(only.as_slice(), &r.regions);
         if scopes.is_empty() {
             return Err(ServiceError::Precondition(
                 "no member Region matches; agents report their Regions when they connect".into(),
             )
             .into());
         }
-        let now = now_ms();
-        let mut by_account: BTreeMap<AccountId, Vec<Region>> = BTreeMap::new();
-        let mut out = Vec::new();
-        {
-            let mut requested = self.refresh_requested.lock().expect("refresh lock");
-            for (account, region, completed) in scopes {
-                let last = completed.max(requested.get(&(account.clone(), region.clone())).copied().unwrap_or(0));
-                if now - last < self.min_refresh_interval_ms {
-                    out.push(pb::ScopeRefresh {
-                        account_id: account.into(),
-                        region: region.into(),
-                        requested: false,
-                        last_refresh_ms: last,
-                        reason: format!(
-                            "refreshed within the last {} s; the last refresh is at `lastRefresh`",
-                            self.min_refresh_interval_ms / 1000
-                        ),
-                    });
-                    continue;
-                }
-                by_account.entry(account.clone()).or_default().push(region.clone());
-                requested.insert((account.clone(), region.clone()), now);
-                out.push(pb::ScopeRefresh {
-                    account_id: account.into(),
-                    region: region.into(),
-                    requested: true,
-                    last_refresh_ms: last,
-                    reason: String::new(),
-                });
-            }
-        }
-        for (account, regions) in &by_account {
-            let regions_asked = regions.iter().map(ToString::to_string).collect();
-            let asked =
-                self.directory.send(account, &pb::RefreshRequest { regions: regions_asked, ..Default::default() });
-            if asked == 0 {
-                let mut requested = self.refresh_requested.lock().expect("refresh lock");
-                for region in regions {
-                    requested.remove(&(account.clone(), region.clone()));
-                }
-                for scope in out.iter_mut().filter(|s| *account == s.account_id && s.requested) {
-                    scope.requested = false;
-                    scope.reason = "the agent is not connected".into();
-                }
-            }
-        }
+        let out = self.ask_refresh(scopes, self.min_refresh_interval_ms);
         tracing::info!(by = identity.name(), scopes = out.iter().filter(|s| s.requested).count(), "refresh requested");
         Ok(Response::new(pb::RefreshInventoryResponse { scopes: out }))
     }
