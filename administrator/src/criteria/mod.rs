@@ -19,7 +19,7 @@ pub enum QueryError {
     UnknownFindingField { name: String, known: String },
     #[error("criterion on `{field}`: {reason}")]
     BadCriterion { field: String, reason: String },
-    #[error("cannot sort by `{0}` (sortable: accountId, bucketName, objectCount, sizeInBytes, classifiableObjectCount, classifiableSizeInBytes)")]
+    #[error("cannot sort by `{0}` (sortable: accountId, bucketName, objectCount, sizeInBytes, classifiableObjectCount, classifiableSizeInBytes, sensitivityScore)")]
     BadSort(String),
     #[error("`nextToken` is malformed or belongs to a different query")]
     BadToken,
@@ -30,8 +30,10 @@ pub enum QueryError {
 pub(crate) const KNOWN_FIELDS: &str =
     "accountId, bucketName, region, bucketArn, sharedAccess, publicAccess.effectivePermission, \
 allowsUnencryptedObjectUploads, serverSideEncryption.type, versioning, errorCode, replicationDetails.replicated, \
-replicationDetails.replicatedExternally, tags.key, tags.value, objectCount, sizeInBytes, classifiableObjectCount, \
-classifiableSizeInBytes, bucketCreatedAt, lastUpdated";
+replicationDetails.replicatedExternally, replicationDetails.replicationAccounts, tags.key, tags.value, objectCount, \
+sizeInBytes, sizeInBytesCompressed, classifiableObjectCount, classifiableSizeInBytes, bucketCreatedAt, lastUpdated, \
+sensitivityScore, automatedDiscoveryMonitoringStatus, jobDetails.isDefinedInJob, jobDetails.isMonitoredByJob, \
+jobDetails.lastJobId, jobDetails.lastJobRunTime, lastAutomatedDiscoveryTime";
 
 pub const MAX_PAGE_SIZE: i32 = 1000;
 pub const DEFAULT_PAGE_SIZE: i32 = 50;

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BinaryHeap};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use estate_common::macie::{EffectivePermission, EncryptionType, SharedAccess};
+use estate_common::macie::{unanalysed_sensitivity_score, EffectivePermission, EncryptionType, SharedAccess};
 use estate_common::model::StoredKey;
 
 use crate::state::index::{Entry, Index};
@@ -39,6 +39,17 @@ enum Field {
     ClassifiableSizeInBytes,
     BucketCreatedAt,
     LastUpdated,
+    SizeInBytesCompressed,
+    SensitivityScore,
+    ReplicationAccounts,
+    // Macie's discovery and job properties: Estate runs neither, so every bucket has Macie's
+    // values for a bucket neither covers (NOT_MONITORED, FALSE, no job, never analysed).
+    AutomatedDiscoveryMonitoringStatus,
+    IsDefinedInJob,
+    IsMonitoredByJob,
+    LastJobId,
+    LastJobRunTime,
+    LastAutomatedDiscoveryTime,
 }
 
 impl Field {
@@ -75,6 +86,11 @@ impl Field {
                 .as_ref()
                 .map(|r| r.replicated_externally.unwrap_or(true))
                 .is_some_and(|v| pred(if v { "true" } else { "false" })),
+            Self::ReplicationAccounts => {
+                j.replication.as_ref().is_some_and(|r| r.replication_accounts.iter().any(|a| pred(a)))
+            }
+            Self::AutomatedDiscoveryMonitoringStatus => pred("NOT_MONITORED"),
+            Self::IsDefinedInJob | Self::IsMonitoredByJob => pred("FALSE"),
             Self::TagKey => config.is_some_and(|c| c.tags.iter().any(|t| pred(&t.key))),
             Self::TagValue => config.is_some_and(|c| c.tags.iter().any(|t| pred(&t.value))),
             _ => false,
@@ -89,7 +105,13 @@ impl Field {
             | Self::EffectivePermission
             | Self::AllowsUnencryptedObjectUploads
             | Self::Replicated
-            | Self::ReplicatedExternally => 0,
+            | Self::ReplicatedExternally
+            | Self::AutomatedDiscoveryMonitoringStatus
+            | Self::IsDefinedInJob
+            | Self::IsMonitoredByJob
+            | Self::LastJobId
+            | Self::LastJobRunTime
+            | Self::LastAutomatedDiscoveryTime => 0,
             Self::AccountId
             | Self::BucketName
             | Self::Region
@@ -109,6 +131,10 @@ impl Field {
             Self::SizeInBytes => entry.judgement.objects.map(|o| o.size_in_bytes),
             Self::ClassifiableObjectCount => entry.judgement.objects.map(|o| o.classifiable_object_count),
             Self::ClassifiableSizeInBytes => entry.judgement.objects.map(|o| o.classifiable_size_in_bytes),
+            Self::SizeInBytesCompressed => entry.judgement.objects.map(|o| o.size_in_bytes_compressed),
+            Self::SensitivityScore => {
+                unanalysed_sensitivity_score(entry.judgement.objects.map(|o| o.object_count)).map(i64::from)
+            }
             _ => None,
         }
     }
@@ -137,6 +163,15 @@ impl Property for Field {
             "classifiableSizeInBytes" => Self::ClassifiableSizeInBytes,
             "bucketCreatedAt" => Self::BucketCreatedAt,
             "lastUpdated" => Self::LastUpdated,
+            "sizeInBytesCompressed" => Self::SizeInBytesCompressed,
+            "sensitivityScore" => Self::SensitivityScore,
+            "replicationDetails.replicationAccounts" => Self::ReplicationAccounts,
+            "automatedDiscoveryMonitoringStatus" => Self::AutomatedDiscoveryMonitoringStatus,
+            "jobDetails.isDefinedInJob" => Self::IsDefinedInJob,
+            "jobDetails.isMonitoredByJob" => Self::IsMonitoredByJob,
+            "jobDetails.lastJobId" => Self::LastJobId,
+            "jobDetails.lastJobRunTime" => Self::LastJobRunTime,
+            "lastAutomatedDiscoveryTime" => Self::LastAutomatedDiscoveryTime,
             _ => return None,
         })
     }
@@ -150,6 +185,10 @@ impl Property for Field {
                 | Self::ClassifiableSizeInBytes
                 | Self::BucketCreatedAt
                 | Self::LastUpdated
+                | Self::SizeInBytesCompressed
+                | Self::SensitivityScore
+                | Self::LastJobRunTime
+                | Self::LastAutomatedDiscoveryTime
         )
     }
 
@@ -173,7 +212,10 @@ impl Property for Field {
         Some(match self {
             Field::SharedAccess => SHARED,
             Field::EffectivePermission => PERMISSION,
-            Field::AllowsUnencryptedObjectUploads => &["TRUE", "FALSE", "UNKNOWN"],
+            Field::AllowsUnencryptedObjectUploads | Field::IsDefinedInJob | Field::IsMonitoredByJob => {
+                &["TRUE", "FALSE", "UNKNOWN"]
+            }
+            Field::AutomatedDiscoveryMonitoringStatus => &["MONITORED", "NOT_MONITORED"],
             Field::Versioning | Field::Replicated | Field::ReplicatedExternally => &["true", "false"],
             // Macie's two codes. Estate stores no bucket past `--max-buckets-per-account` (the
             // agent's report of it is refused, and its account shows as refused), so no stored
@@ -215,9 +257,16 @@ pub fn criteria_properties() -> Vec<PropertySchema> {
         .collect()
 }
 
-/// The properties buckets can be sorted by.
-pub const SORTABLE_FIELDS: [&str; 6] =
-    ["accountId", "bucketName", "objectCount", "sizeInBytes", "classifiableObjectCount", "classifiableSizeInBytes"];
+/// The properties buckets can be sorted by (Macie's).
+pub const SORTABLE_FIELDS: [&str; 7] = [
+    "accountId",
+    "bucketName",
+    "objectCount",
+    "sizeInBytes",
+    "classifiableObjectCount",
+    "classifiableSizeInBytes",
+    "sensitivityScore",
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SortField {
@@ -271,6 +320,7 @@ impl SortField {
             "sizeInBytes" => Self::Numeric(Field::SizeInBytes),
             "classifiableObjectCount" => Self::Numeric(Field::ClassifiableObjectCount),
             "classifiableSizeInBytes" => Self::Numeric(Field::ClassifiableSizeInBytes),
+            "sensitivityScore" => Self::Numeric(Field::SensitivityScore),
             other => return Err(QueryError::BadSort(other.to_owned())),
         })
     }
@@ -576,5 +626,46 @@ mod tests {
         assert!(page.is_empty() && token.is_none());
         let other = criteria(&[("errorCode", Criterion { eq: vec!["THROTTLED".into()], ..Default::default() })]);
         assert!(Query::new(other, None, 50, "", usize::MAX).unwrap_err().to_string().contains("THROTTLED"));
+    }
+
+    /// Macie's discovery and job criteria: every bucket has the values of one neither covers;
+    /// the sensitivity score follows the object count (1 empty, 50 with objects, none before
+    /// the objects are counted) and sorts like any number.
+    #[test]
+    fn macies_discovery_and_job_criteria_and_the_sensitivity_score() {
+        let mut index = make_index(6);
+        let counted = |name: &str, objects: i64| {
+            let facts = BucketFacts {
+                key: BucketKey::parse("100000000009", "eu-west-1", name).unwrap(),
+                created_at: 1,
+                read_at: 1,
+                state: BucketState::Readable(Box::default()),
+            };
+            let mut judgement = judge(&facts, None, &OrgView::default(), None);
+            judgement.objects =
+                Some(estate_common::objects::ObjectTotals { object_count: objects, ..Default::default() });
+            Entry { facts: Arc::new(facts), generation: 1, judgement, posture: Default::default() }
+        };
+        for entry in [counted("empty", 0), counted("full", 3)] {
+            index.insert(entry.facts.key.stored(), entry);
+        }
+        let run = |pairs: &[(&str, Criterion)], sort: Option<(&str, bool)>| {
+            let sort = sort.map(|(f, d)| (f.to_owned(), d));
+            names(&Query::new(criteria(pairs), sort, 50, "", usize::MAX).unwrap().run(&index).0)
+        };
+        let eq = |v: &str| Criterion { eq: vec![v.into()], ..Default::default() };
+        assert_eq!(run(&[("automatedDiscoveryMonitoringStatus", eq("NOT_MONITORED"))], None).len(), 8);
+        assert!(run(&[("automatedDiscoveryMonitoringStatus", eq("MONITORED"))], None).is_empty());
+        assert_eq!(run(&[("jobDetails.isDefinedInJob", eq("FALSE"))], None).len(), 8);
+        assert!(run(&[("jobDetails.isMonitoredByJob", eq("TRUE"))], None).is_empty());
+        assert!(run(&[("jobDetails.lastJobId", eq("job-1"))], None).is_empty());
+        let since = Criterion { gte: Some(0), ..Default::default() };
+        assert!(run(&[("lastAutomatedDiscoveryTime", since.clone())], None).is_empty());
+        assert!(run(&[("jobDetails.lastJobRunTime", since)], None).is_empty());
+        assert_eq!(run(&[("sensitivityScore", eq("50"))], None), ["full"]);
+        let scored = Criterion { gte: Some(1), ..Default::default() };
+        assert_eq!(run(&[("sensitivityScore", scored)], Some(("sensitivityScore", true))), ["full", "empty"]);
+        let bad = criteria(&[("jobDetails.isDefinedInJob", eq("YES"))]);
+        assert!(Query::new(bad, None, 50, "", usize::MAX).unwrap_err().to_string().contains("YES"));
     }
 }
