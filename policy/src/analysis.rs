@@ -163,6 +163,10 @@ pub struct Witness {
     /// both, and a policy may name either.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub canonical_user: Option<String>,
+    /// The principal is an AWS service principal, whatever its name looks like (a service
+    /// name need not end in `.amazonaws.com` in a policy). Not part of the JSON.
+    #[serde(skip)]
+    pub service: bool,
 }
 
 const FEDERATED_PROVIDERS: &[&str] =
@@ -193,13 +197,16 @@ impl Witness {
             resource: request.resource.clone(),
             context: request.context.clone(),
             canonical_user: canonical,
+            service: matches!(request.principal, Principal::Service { .. }),
         }
     }
 
     /// The request the witness stands for.
     pub fn to_request(&self) -> Request {
         let p = self.principal.as_str();
-        let principal = if p == "*" {
+        let principal = if self.service {
+            Principal::Service { name: p.to_owned() }
+        } else if p == "*" {
             Principal::Anonymous
         } else if let Some(account) = &self.principal_account {
             Principal::Account { account: account.clone(), arn: p.to_owned() }

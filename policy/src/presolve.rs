@@ -368,7 +368,12 @@ fn candidate_principals(world: &World<'_>, q: &Question, st: &Statement) -> Vec<
             for e in st.principal.entries.iter().map(entry_form) {
                 match e {
                     EntryForm::Service(p) => {
-                        if let Some(name) = instance(&p).filter(|n| n != CLOUDFRONT_SERVICE) {
+                        // A name guessed from a pattern must have the shape the solver gives
+                        // service names, so the two agree.
+                        let shaped = |n: &String| {
+                            !has_wildcard(&p) || crate::decoder::well_shaped(&crate::term::StrVar::Service, n)
+                        };
+                        if let Some(name) = instance(&p).filter(|n| n != CLOUDFRONT_SERVICE && shaped(n)) {
                             out.push(Principal::Service { name });
                         }
                     }

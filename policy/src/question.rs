@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 
 use crate::actions;
 use crate::analysis::{OrgContext, Question, Tri, Witness};
-use crate::ast::{Effect, Policy};
+use crate::ast::{Effect, Policy, ValueSort};
 use crate::compiler::{active, compile, key_match, Compiled, Fixed, SOURCE_ACCOUNT_KEYS, SOURCE_ARN_KEY};
 use crate::eval::{self, entry_form, Decision, EntryForm, Principal, Request};
 use crate::term::{self, and, implies, not, or, Kind, Part, Shape, StrVar, Term, FALSE};
@@ -22,26 +22,17 @@ pub(crate) const SSE_C_KEY: &str = "s3:x-amz-server-side-encryption-customer-alg
 /// rule covers rather than the service-principal rule.
 pub(crate) const CLOUDFRONT_SERVICE: &str = "cloudfront.amazonaws.com";
 
-/// The `aws:SourceArn` values that name `account` in their account field
-/// (`arn:PARTITION:SERVICE:REGION:ACCOUNT:...`); with an empty `account`, the ARNs of
-/// resources that have no account field, such as S3 buckets. Wildcards span colons, so an
-/// ARN with more fields also matches when a later field is the account: the solver's term and
-/// the witness check both use this one template, so they agree.
+/// The `aws:SourceArn` values that name `account`: those that hold `:ACCOUNT:`, as the account
+/// field of `arn:PARTITION:SERVICE:REGION:ACCOUNT:...` does (a later field holding it counts
+/// too; the solver's term and the witness check both use this one template, so they agree).
+/// Two wildcards: the solver decides a pattern with more of them, met with the policy's own,
+/// far more slowly.
 pub(crate) fn source_arn_naming(account: &str) -> Template {
-    Template(vec![
-        Seg::Lit("arn:".into()),
-        Seg::Star,
-        Seg::Lit(":".into()),
-        Seg::Star,
-        Seg::Lit(":".into()),
-        Seg::Star,
-        Seg::Lit(format!(":{account}:")),
-        Seg::Star,
-    ])
+    Template(vec![Seg::Star, Seg::Lit(format!(":{account}:")), Seg::Star])
 }
 
-/// Whether a request's source keys say it acts for `account`: at least one names it, and
-/// none names another (a source ARN may instead have no account field).
+/// Whether a request's source keys say it acts for `account`: one of them names it, and no
+/// source-account key names another.
 pub(crate) fn request_acts_for(context: &std::collections::BTreeMap<String, Vec<String>>, account: &str) -> bool {
     let mut named = false;
     for key in SOURCE_ACCOUNT_KEYS {
@@ -51,11 +42,8 @@ pub(crate) fn request_acts_for(context: &std::collections::BTreeMap<String, Vec<
             Some(_) => return false,
         }
     }
-    match context.get(SOURCE_ARN_KEY).map(Vec::as_slice) {
-        None => {}
-        Some([arn]) if source_arn_naming(account).matches(arn, false) => named = true,
-        Some([arn]) if source_arn_naming("").matches(arn, false) => {}
-        Some(_) => return false,
+    if let Some([arn]) = context.get(SOURCE_ARN_KEY).map(Vec::as_slice) {
+        named |= source_arn_naming(account).matches(arn, false);
     }
     named
 }
@@ -162,17 +150,22 @@ impl<'a> World<'a> {
         let mut naming = Vec::new();
         for key in SOURCE_ACCOUNT_KEYS.into_iter().chain([SOURCE_ARN_KEY]) {
             let Some(shape) = self.compiled.keys.get(key) else { continue };
+            if shape.sorts.iter().any(|sort| *sort != ValueSort::Str) {
+                // Its string value is not tied to the number or address the policy compares:
+                // left to the evaluator, which confirms or refuses any witness.
+                return Term::Opaque(format!("`{key}` compared as a number or IP address"));
+            }
             let slot = StrVar::Slot(key.to_owned(), 0);
             let single = if shape.multi { Term::CountEq(key.to_owned(), 1) } else { term::TRUE };
-            let matches = |pat: Template| Term::Match { var: slot.clone(), pat, ignore_case: false };
-            let (names, neutral) = if key == SOURCE_ARN_KEY {
-                (matches(source_arn_naming(account)), matches(source_arn_naming("")))
-            } else {
-                (term::str_eq(slot.clone(), account), FALSE)
-            };
             let present = Term::Present(key.to_owned());
-            naming.push(and([present.clone(), single.clone(), names.clone()]));
-            consistent.push(or([not(present.clone()), and([present, single, or([names, neutral])])]));
+            if key == SOURCE_ARN_KEY {
+                let names = Term::Match { var: slot, pat: source_arn_naming(account), ignore_case: false };
+                naming.push(and([present, single, names]));
+            } else {
+                let names = term::str_eq(slot, account);
+                naming.push(and([present.clone(), single.clone(), names.clone()]));
+                consistent.push(or([not(present.clone()), and([present, single, names])]));
+            }
         }
         and([and(consistent), or(naming)])
     }

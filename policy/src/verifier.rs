@@ -640,6 +640,7 @@ mod tests {
             resource: "arn:aws:s3:::example-bucket/k".into(),
             context: BTreeMap::new(),
             canonical_user: None,
+            service: false,
         }
     }
 

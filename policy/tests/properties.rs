@@ -37,6 +37,7 @@ fn principal_entry() -> impl Strategy<Value = Value> {
         Just(json!({"AWS": "arn:aws:iam::444444444444:role/R"})),
         Just(json!({"AWS": "arn:aws:iam::*:role/R"})),
         Just(json!({"Service": "cloudfront.amazonaws.com"})),
+        Just(json!({"Service": "logging.s3.amazonaws.com"})),
         Just(json!({"AWS": OAI})),
     ]
 }
@@ -49,6 +50,11 @@ fn condition() -> impl Strategy<Value = (String, String, Value)> {
     let sse_op = prop_oneof![Just("StringEquals"), Just("StringNotEquals"), Just("StringNotEqualsIfExists")];
     let sse = prop_oneof![Just("AES256"), Just("aws:kms")];
     let bool_op = prop_oneof![Just("Bool"), Just("BoolIfExists")];
+    // The account a service acts for: the owner, a member, an outsider.
+    let source_op = prop_oneof![Just("StringEquals"), Just("StringNotEquals"), Just("StringLike")];
+    let source = prop_oneof![Just("111111111111"), Just("222222222222"), Just("444444444444"), Just("44444444444?")];
+    let source_arn =
+        prop_oneof![Just("arn:aws:logs:us-east-1:444444444444:*"), Just("arn:aws:s3:::source"), Just("arn:aws:*")];
     prop_oneof![
         (ip_op, ip).prop_map(|(o, v)| (o.to_owned(), "aws:SourceIp".to_owned(), json!(v))),
         (org_op, org).prop_map(|(o, v)| (o.to_owned(), "aws:PrincipalOrgID".to_owned(), json!(v))),
@@ -59,6 +65,8 @@ fn condition() -> impl Strategy<Value = (String, String, Value)> {
             "aws:SecureTransport".to_owned(),
             json!(b.to_string())
         )),
+        (source_op, source).prop_map(|(o, v)| (o.to_owned(), "aws:SourceAccount".to_owned(), json!(v))),
+        source_arn.prop_map(|v| ("ArnLike".to_owned(), "aws:SourceArn".to_owned(), json!(v))),
     ]
 }
 
@@ -227,8 +235,24 @@ fn naming_cloudfront(text: &str) -> Vec<String> {
                     || names(&s["Principal"]["AWS"], &|p| p == OAI))
         })
         .map(|named| {
+            // Only its CloudFront entries: a `*` beside them lets CloudFront in as anyone, which
+            // is public access, not sharing with CloudFront.
+            let mut named = named.clone();
+            let only = |v: &Value, wanted: &str| match v {
+                Value::String(s) if s == wanted => vec![json!(s)],
+                Value::Array(a) => a.iter().filter(|p| p.as_str() == Some(wanted)).cloned().collect(),
+                _ => vec![],
+            };
+            let mut principal = serde_json::Map::new();
+            for (kind, wanted) in [("Service", "cloudfront.amazonaws.com"), ("AWS", OAI)] {
+                let entries = only(&named["Principal"][kind], wanted);
+                if !entries.is_empty() {
+                    principal.insert(kind.to_owned(), Value::Array(entries));
+                }
+            }
+            named["Principal"] = Value::Object(principal);
             let mut kept = vec![named];
-            kept.extend(denies.iter().copied());
+            kept.extend(denies.iter().map(|d| (*d).clone()));
             json!({"Version": "2012-10-17", "Statement": kept}).to_string()
         })
         .collect()
@@ -283,7 +307,7 @@ fn dangerous_directions(text: &str, a: &Analysis) -> Result<(), TestCaseError> {
     for account in &a.external_accounts {
         let question = Question::SharedWithAccount(account.clone());
         prop_assert!(
-            confirmed(&question),
+            confirmed(&question) || confirmed(&Question::ServiceActingFor(account.clone())),
             "outside account {} without a confirmed witness: {:?} in {}",
             account,
             a.witnesses,
@@ -321,6 +345,27 @@ fn dangerous_directions(text: &str, a: &Analysis) -> Result<(), TestCaseError> {
         if let Some(account) = outside {
             let listed = a.external_accounts.contains(&account) || a.external_accounts.contains(&"*".to_owned());
             prop_assert!(listed, "{:?} allowed, outside accounts {:?} in {}", r, a.external_accounts, text);
+        }
+    }
+    // A service acting for an account the policy names: allowed means listed, as a member or
+    // an outsider (SEMANTICS.md, shared.service-principals), unless sharing is UNKNOWN.
+    if a.shared_access != SharedAccess::Unknown {
+        // Named: a literal of aws:SourceAccount, or the account field of a literal aws:SourceArn.
+        let named = |account: &str| {
+            text.contains(&format!("\"aws:SourceAccount\":\"{account}\""))
+                || text.contains(&format!("\"aws:SourceArn\":\"arn:aws:logs:us-east-1:{account}:*\""))
+        };
+        for account in ["222222222222", "444444444444"].into_iter().filter(|acct| named(acct)) {
+            let r = Request {
+                principal: Principal::Service { name: "logging.s3.amazonaws.com".into() },
+                action: "s3:PutObject".into(),
+                resource: "arn:aws:s3:::b/k".into(),
+                context: [("aws:sourceaccount".to_owned(), vec![account.to_owned()])].into(),
+            };
+            if evaluate(&policy, &r) == Decision::Allowed {
+                let listed = a.internal_accounts.iter().chain(&a.external_accounts).any(|l| l == account);
+                prop_assert!(listed, "a service acting for {} is allowed, yet unlisted: {:?} in {}", account, a, text);
+            }
         }
     }
     Ok(())
