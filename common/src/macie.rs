@@ -233,8 +233,9 @@ pub fn without_nulls(value: &mut serde_json::Value) {
 /// bucket's objects have been counted; for an error bucket only the identifying fields,
 /// `errorCode` and `errorMessage` are set (and the fields Macie always gives). As in Macie's
 /// API, `estatectl`'s JSON leaves a field without a value out rather than writing `null`: it
-/// passes through [`without_nulls`]. (The types themselves serialize every field, so that the
-/// administrator's binary records of them keep their layout.)
+/// passes through [`without_nulls`]. (The types themselves serialize every field: those that
+/// the administrator's records hold, such as the public access and encryption a finding
+/// keeps, must keep their binary layout.)
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BucketMetadata {

@@ -34,6 +34,12 @@ pub struct PolicyVerdict {
     pub shared_with_cloudfront: Tri,
     /// Whether the sharing verdict could be decided at all.
     pub sharing_decided: bool,
+    /// The accounts among `shared_internal` and `shared_external` that get in through an AWS
+    /// service principal acting for them, which RestrictPublicBuckets leaves in. Not stored:
+    /// derived from the witnesses (`serviceActingFor:ACCOUNT`) whenever an outcome is made
+    /// or loaded (`state/verdicts.rs`), so the stored layout is unchanged.
+    #[serde(skip)]
+    pub service_accounts: Vec<String>,
 }
 
 impl PolicyVerdict {
@@ -47,6 +53,7 @@ impl PolicyVerdict {
             shared_external: Vec::new(),
             shared_with_cloudfront: Tri::Unknown,
             sharing_decided: false,
+            service_accounts: Vec::new(),
         }
     }
 }
@@ -316,10 +323,10 @@ impl PolicyFlags {
     /// Why the flags are not Estate's own verdict, when they are not.
     pub fn stand_in_reason(self) -> Option<String> {
         self.stand_in.map(|s3| match s3 {
-            Some(public) => {
-                format!("bucketPolicy's two flags are S3's PolicyStatus.IsPublic ({public}), standing in for Estate's")
-            }
-            None => "bucketPolicy's two flags are true: Estate's analysis is UNKNOWN and S3's PolicyStatus was not \
+            Some(public) => format!(
+                "bucketPolicy's flags that Estate's analysis left UNKNOWN are S3's PolicyStatus.IsPublic ({public})"
+            ),
+            None => "bucketPolicy's flags that Estate's analysis left UNKNOWN are true: S3's PolicyStatus was not \
                      read either"
                 .to_owned(),
         })
@@ -445,6 +452,15 @@ fn sharing(
         } else if cross_account_blocked == Tri::False {
             internal.extend(policy.shared_internal.iter().filter(|a| *a != owner).cloned());
             external.extend(policy.shared_external.iter().cloned());
+        } else if cross_account_blocked == Tri::True {
+            // AWS service principals still get in, and with them the accounts they act for.
+            for account in &policy.service_accounts {
+                if policy.shared_internal.contains(account) && account != owner {
+                    internal.insert(account.clone());
+                } else if policy.shared_external.contains(account) {
+                    external.insert(account.clone());
+                }
+            }
         }
         if policy.shared_with_cloudfront == Tri::True {
             external.insert("cloudfront".to_owned());
@@ -478,13 +494,10 @@ fn replication(
     org: &OrgView,
     owner: &dyn Fn(&str) -> DestinationOwner,
 ) -> Option<ReplicationDetails> {
-    if let Some(unread) = config.unread.iter().find(|u| u.call == ConfigCall::Replication) {
-        return Some(ReplicationDetails {
-            replicated: false,
-            replicated_externally: None,
-            replication_accounts: vec![],
-            unknown_reason: Some(format!("`{}` failed: {}", unread.call.action(), unread.error)),
-        });
+    // Not read: nothing is known of it, and Macie's replicationDetails is absent (the
+    // bucket's unreadConfiguration names the call).
+    if config.is_unread(ConfigCall::Replication) {
+        return None;
     }
     let Some(replication) = &config.replication else {
         return Some(ReplicationDetails {
@@ -711,6 +724,7 @@ mod tests {
             shared_external: external.iter().map(|s| s.to_string()).collect(),
             shared_with_cloudfront: Tri::False,
             sharing_decided: true,
+            service_accounts: Vec::new(),
         }
     }
 
@@ -860,9 +874,7 @@ mod tests {
         assert_eq!(j.effective_permission, EffectivePermission::Unknown);
         let j = judge(&facts(unread(&[ConfigCall::Encryption, ConfigCall::Replication])), Some(&open), &org(), None);
         assert_eq!(j.encryption, EncryptionClass::Unknown);
-        let replication = j.replication.unwrap();
-        assert_eq!(replication.replicated_externally, None);
-        assert!(replication.unknown_reason.unwrap().contains("s3:GetReplicationConfiguration"));
+        assert_eq!(j.replication, None, "unknown, not `replicated: false`");
         assert_eq!(j.effective_permission, EffectivePermission::NotPublic);
         let j = judge(&facts(unread(&[ConfigCall::Policy])), Some(&open), &org(), None);
         assert_eq!(j.effective_permission, EffectivePermission::Unknown);
@@ -886,6 +898,24 @@ mod tests {
         let json = serde_json::to_value(&m).unwrap();
         assert_eq!(json["automatedDiscoveryMonitoringStatus"], "NOT_MONITORED");
         assert_eq!(json["jobDetails"]["isDefinedInJob"], "FALSE");
+    }
+
+    /// RestrictPublicBuckets stops cross-account grants of a public policy, but AWS service
+    /// principals still get in, and with them the accounts they act for.
+    #[test]
+    fn restrict_public_buckets_leaves_the_accounts_services_act_for() {
+        let open = account(AccountBlockPublicAccess::NotConfigured);
+        let restrict = BlockPublicAccess { restrict_public_buckets: true, ..Default::default() };
+        let config =
+            BucketConfig { policy: Some("{}".into()), block_public_access: Some(restrict), ..Default::default() };
+        let verdict = PolicyVerdict {
+            service_accounts: vec!["555555555555".into()],
+            ..decided(true, &["222222222222"], &["*", "444444444444", "555555555555"])
+        };
+        let j = judge(&facts(config), Some(&open), &org(), Some(&verdict));
+        assert_eq!(j.effective_permission, EffectivePermission::NotPublic);
+        assert_eq!(j.shared_access, SharedAccess::External);
+        assert_eq!(j.shared_with_accounts, ["555555555555"], "only the service's account is left");
     }
 
     #[test]

@@ -1642,6 +1642,7 @@ mod tests {
                     shared_external: vec!["*".into()],
                     shared_with_cloudfront: estate_common::macie::Tri::False,
                     sharing_decided: true,
+                    service_accounts: Vec::new(),
                 },
                 witnesses: vec![estate_common::macie::PolicyWitness {
                     question: "q".into(),

@@ -170,6 +170,8 @@ pub fn verdict(outcome: &PolicyOutcome) -> PolicyVerdict {
             shared_external: a.external_accounts.clone(),
             shared_with_cloudfront: a.shared_with_cloudfront,
             sharing_decided: a.shared_access != estate_policy::SharedAccess::Unknown,
+            // Filled in from the witnesses by `Settled::of`.
+            service_accounts: Vec::new(),
         },
     }
 }
@@ -452,6 +454,12 @@ fn policy_text(facts: &BucketFacts) -> Option<&str> {
     facts.config().and_then(|c| c.policy.as_deref())
 }
 
+/// The accounts an AWS service principal gets in for, as the witnesses of the analyser's
+/// `serviceActingFor:ACCOUNT` questions name them (a "yes" always has its witness).
+fn service_accounts(witnesses: &[macie::PolicyWitness]) -> Vec<String> {
+    witnesses.iter().filter_map(|w| w.question.strip_prefix("serviceActingFor:").map(str::to_owned)).collect()
+}
+
 /// What the store keeps of an analysis: the judge's verdict and the explanation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Settled {
@@ -463,7 +471,9 @@ pub struct Settled {
 impl Settled {
     pub fn of(outcome: &PolicyOutcome) -> Self {
         let (witnesses, reasons) = explanation(outcome);
-        Settled { verdict: verdict(outcome), witnesses, reasons }
+        let mut verdict = verdict(outcome);
+        verdict.service_accounts = service_accounts(&witnesses);
+        Settled { verdict, witnesses, reasons }
     }
 
     /// The same outcome for `bucket`, when it was computed for `analysed` (a policy whose
@@ -815,9 +825,10 @@ impl PolicyVerdicts {
 
     /// An outcome read from the `policy_outcomes` tree at start-up (in stored order); one of
     /// another analyser is removed. Returns whether it was kept.
-    pub fn load_cached(&mut self, digest: PolicyDigest, record: CachedOutcome, bytes: usize) -> bool {
+    pub fn load_cached(&mut self, digest: PolicyDigest, mut record: CachedOutcome, bytes: usize) -> bool {
         match &self.cache.analyzer {
             Some(analyzer) if **analyzer == *record.analyzer => {
+                record.settled.verdict.service_accounts = service_accounts(&record.settled.witnesses);
                 self.cache.insert(digest, record, bytes, None);
                 true
             }
@@ -1015,6 +1026,32 @@ mod tests {
         assert_ne!(digest(&own, "one", A, &org), digest(&own, "two", A, &org));
         let other = OrgView::new(Some("o-1".into()), [A.parse().unwrap()].into(), Vec::new());
         assert_ne!(digest(&shared, "one", A, &org), digest(&shared, "one", A, &other), "the organization counts");
+    }
+
+    /// The accounts services act for come from the witnesses, so a stored outcome (whose
+    /// layout has no place for them) has them again when loaded.
+    #[test]
+    fn service_accounts_come_from_the_witnesses() {
+        let witness = |question: &str| macie::PolicyWitness {
+            question: question.into(),
+            principal: "logging.s3.amazonaws.com".into(),
+            principal_account: None,
+            action: "s3:PutObject".into(),
+            resource: "arn:aws:s3:::b/k".into(),
+            context: Default::default(),
+        };
+        let witnesses = vec![witness("sharedWithAccount:444444444444"), witness("serviceActingFor:555555555555")];
+        assert_eq!(service_accounts(&witnesses), ["555555555555"]);
+        let mut stored = record("b");
+        stored.settled.witnesses = witnesses;
+        let bytes = crate::storage::codec::encode(&stored);
+        let loaded: CachedOutcome = crate::storage::codec::decode("policy_outcomes", b"k", &bytes).unwrap();
+        assert!(loaded.settled.verdict.service_accounts.is_empty(), "not stored");
+        let mut verdicts = PolicyVerdicts::new(None);
+        verdicts.cache.analyzer = Some("a".into());
+        assert!(verdicts.load_cached([7; 32], loaded, bytes.len()));
+        let settled = verdicts.cache.get(&[7; 32], "b").unwrap();
+        assert_eq!(settled.verdict.service_accounts, ["555555555555"]);
     }
 
     fn record(bucket: &str) -> CachedOutcome {

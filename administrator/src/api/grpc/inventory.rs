@@ -18,7 +18,7 @@ use crate::api::grpc::directory::AgentDirectory;
 use crate::ingest::Committer;
 use crate::read::query::{Criterion, Query};
 use crate::read::views;
-use crate::state::store::{Op, Store};
+use crate::state::store::{self, Op, Store};
 use estate_common::model::now_ms;
 
 #[derive(Debug, Clone)]
@@ -130,29 +130,28 @@ fn criterion(c: pb::BucketCriterion) -> Criterion {
     }
 }
 
-impl InventoryServiceImpl {
-    /// Every member Region (of `only`'s accounts when it names some; of `regions` when it
-    /// names some), with when it last completed a refresh.
-    fn scopes(&self, only: &[AccountId], regions: &[String]) -> Vec<(AccountId, Region, i64)> {
-        let state = self.store.read();
-        let accounts = views::member_accounts(&state);
-        accounts
-            .iter()
-            .filter(|a| only.is_empty() || only.contains(a))
-            .flat_map(|a| {
-                let known = state.membership.members.get(a).map(|m| m.regions.clone()).unwrap_or_default();
-                known
-                    .into_iter()
-                    .filter(|region| regions.is_empty() || regions.iter().any(|r| r == region))
-                    .map(|region| {
-                        let completed = state.scope(a, &region).and_then(|s| s.last_updated).unwrap_or(0);
-                        (a.clone(), region, completed)
-                    })
-                    .collect::<Vec<_>>()
-            })
-            .collect()
-    }
+/// Every member Region (of `only`'s accounts when it names some; of `regions` when it names
+/// some), with when it last completed a refresh.
+fn member_scopes(state: &store::State, only: &[AccountId], regions: &[String]) -> Vec<(AccountId, Region, i64)> {
+    let accounts = views::member_accounts(state);
+    accounts
+        .iter()
+        .filter(|a| only.is_empty() || only.contains(a))
+        .flat_map(|a| {
+            let known = state.membership.members.get(a).map(|m| m.regions.clone()).unwrap_or_default();
+            known
+                .into_iter()
+                .filter(|region| regions.is_empty() || regions.iter().any(|r| r == region))
+                .map(|region| {
+                    let completed = state.scope(a, &region).and_then(|s| s.last_updated).unwrap_or(0);
+                    (a.clone(), region, completed)
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
 
+impl InventoryServiceImpl {
     /// Asks the agents for a refresh of each scope not refreshed (completed or asked) within
     /// `interval_ms`, and says for each whether it was asked and why not.
     fn ask_refresh(&self, scopes: Vec<(AccountId, Region, i64)>, interval_ms: i64) -> Vec<pb::ScopeRefresh> {
@@ -205,28 +204,29 @@ impl InventoryServiceImpl {
         out
     }
 
-    /// Macie's DescribeBuckets refreshes the metadata no refresh brought in the preceding five
-    /// minutes: the Regions (of the accounts the query names, or all) whose last refresh,
-    /// completed or asked, is older than `--describe-refresh-after` are asked for one. The
-    /// answer does not wait for it. At most one look a second, so a client polling in a loop
-    /// costs one pass over the Regions a second and the agents nothing more.
-    fn refresh_if_quiet(&self, only: Option<&[AccountId]>) {
+    /// Whether DescribeBuckets should look for quiet Regions now: the feature is on, and the
+    /// last look was over a second ago (one caller wins the look).
+    fn describe_sweep_due(&self) -> bool {
         use std::sync::atomic::Ordering;
-        if self.describe_refresh_after_ms <= 0 || only.is_some_and(<[AccountId]>::is_empty) {
-            return;
+        if self.describe_refresh_after_ms <= 0 {
+            return false;
         }
         let now = now_ms();
         let last = self.last_describe_sweep.load(Ordering::Relaxed);
-        if now - last < 1_000
-            || self.last_describe_sweep.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_err()
-        {
-            return;
-        }
-        // A Region that never completed a refresh is in its first one (agents refresh when they
-        // connect): its metadata is arriving.
-        let mut scopes = self.scopes(only.unwrap_or_default(), &[]);
+        (now - last).abs() >= 1_000
+            && self.last_describe_sweep.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+    }
+
+    /// Macie's DescribeBuckets refreshes the metadata no refresh brought in the preceding five
+    /// minutes: of `scopes` (the Regions of the accounts the query names, or all), those whose
+    /// last refresh, completed or asked, is older than `--describe-refresh-after` (and than
+    /// `--min-refresh-interval`: a reader may not ask more often than an operator) are asked for
+    /// one. A Region that never completed a refresh is in its first one (agents refresh when
+    /// they connect): its metadata is arriving. The query does not wait for it.
+    fn refresh_quiet(&self, mut scopes: Vec<(AccountId, Region, i64)>) {
         scopes.retain(|(_, _, completed)| *completed > 0);
-        let asked = self.ask_refresh(scopes, self.describe_refresh_after_ms).iter().filter(|s| s.requested).count();
+        let interval = self.describe_refresh_after_ms.max(self.min_refresh_interval_ms);
+        let asked = self.ask_refresh(scopes, interval).iter().filter(|s| s.requested).count();
         if asked > 0 {
             tracing::info!(by = "DescribeBuckets", scopes = asked, "refresh requested");
         }
@@ -250,10 +250,21 @@ impl InventoryService for InventoryServiceImpl {
         let sort = r.sort_criteria.map(|s| (s.attribute_name, s.order_by == i32::from(pb::OrderBy::Desc)));
         let query = Query::new(criteria, sort, r.max_results, &r.next_token, self.max_criterion_values)
             .map_err(ServiceError::from)?;
-        // A scan over millions of buckets is CPU work: off the reactor.
-        let (buckets, token) =
-            self.store.read_blocking(move |state| views::describe(state, &query)).await.map_err(ServiceError::from)?;
-        self.refresh_if_quiet(named.as_deref());
+        // A query that names only accounts that are no account IDs refreshes nothing.
+        let sweep = named.as_ref().is_none_or(|n| !n.is_empty()) && self.describe_sweep_due();
+        // A scan over millions of buckets is CPU work, and so is the look over every Region:
+        // off the reactor.
+        let ((buckets, token), quiet) = self
+            .store
+            .read_blocking(move |state| {
+                let page = views::describe(state, &query);
+                (page, sweep.then(|| member_scopes(state, named.as_deref().unwrap_or_default(), &[])))
+            })
+            .await
+            .map_err(ServiceError::from)?;
+        if let Some(scopes) = quiet {
+            self.refresh_quiet(scopes);
+        }
         Ok(Response::new(pb::DescribeBucketsResponse {
             buckets: buckets.iter().map(Into::into).collect(),
             next_token: token.unwrap_or_default(),
@@ -322,7 +333,7 @@ impl InventoryService for InventoryServiceImpl {
         }) {
             return Err(ServiceError::NoSuchMember(account.to_string()).into());
         }
-        let scopes = self.scopes(only.as_slice(), &r.regions);
+        let scopes = member_scopes(&self.store.read(), only.as_slice(), &r.regions);
         if scopes.is_empty() {
             return Err(ServiceError::Precondition(
                 "no member Region matches; agents report their Regions when they connect".into(),
