@@ -784,11 +784,7 @@ impl From<&macie::BucketMetadata> for pb::BucketMetadata {
             shared_access: shared_access_to_pb(b.shared_access).into(),
             tags: tags_to_pb(b.tags.as_deref().unwrap_or_default()),
             tags_unknown: b.tags.is_none(),
-            automated_discovery_monitoring_status: match b.automated_discovery_monitoring_status {
-                macie::AutomatedDiscoveryMonitoringStatus::Monitored => "MONITORED",
-                macie::AutomatedDiscoveryMonitoringStatus::NotMonitored => "NOT_MONITORED",
-            }
-            .to_owned(),
+            automated_discovery_monitoring_status: b.automated_discovery_monitoring_status.as_str().to_owned(),
             job_details: Some(pb::JobDetails {
                 is_defined_in_job: tri_to_pb(b.job_details.is_defined_in_job),
                 is_monitored_by_job: tri_to_pb(b.job_details.is_monitored_by_job),
@@ -874,11 +870,9 @@ impl From<pb::BucketMetadata> for macie::BucketMetadata {
             // The administrator's answer: its tags were checked when the agent sent them.
             tags: (!b.tags_unknown)
                 .then(|| b.tags.into_iter().map(|t| model::Tag { key: t.key, value: t.value }).collect()),
-            automated_discovery_monitoring_status: if b.automated_discovery_monitoring_status == "MONITORED" {
-                macie::AutomatedDiscoveryMonitoringStatus::Monitored
-            } else {
-                macie::AutomatedDiscoveryMonitoringStatus::NotMonitored
-            },
+            automated_discovery_monitoring_status: macie::AutomatedDiscoveryMonitoringStatus::parse(
+                &b.automated_discovery_monitoring_status,
+            ),
             job_details: b.job_details.map_or_else(macie::JobDetails::none, |j| macie::JobDetails {
                 is_defined_in_job: tri_from_pb(j.is_defined_in_job),
                 is_monitored_by_job: tri_from_pb(j.is_monitored_by_job),

@@ -187,6 +187,24 @@ pub enum AutomatedDiscoveryMonitoringStatus {
     NotMonitored,
 }
 
+impl AutomatedDiscoveryMonitoringStatus {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Monitored => "MONITORED",
+            Self::NotMonitored => "NOT_MONITORED",
+        }
+    }
+
+    /// Macie's spelling; anything else is `NotMonitored` (what Estate always is).
+    pub fn parse(text: &str) -> Self {
+        if text == Self::Monitored.as_str() {
+            Self::Monitored
+        } else {
+            Self::NotMonitored
+        }
+    }
+}
+
 /// Macie's `JobDetails`: which classification jobs cover a bucket. Estate runs no jobs, so
 /// both are `FALSE` and the last job is absent, Macie's values for a bucket no job covers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

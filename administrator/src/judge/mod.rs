@@ -229,8 +229,8 @@ pub fn judge_with(
     let restrict_policy =
         effective_flag(config.block_public_access, bpa_unread, account_bpa, |b| b.restrict_public_buckets);
 
-    let acl = acl_verdict(config);
-    let (acl_read, acl_write, acl_other) = acl_public(config, acl, acl_grants_other_to_public(config));
+    let (acl, other_grant) = acl_verdict(config);
+    let (acl_read, acl_write, acl_other) = acl_public(config, acl, other_grant);
     let undecided = PolicyVerdict::undecided();
     let policy_verdict = match (&config.policy, policy) {
         // An unread policy may be anything.
@@ -348,30 +348,24 @@ fn acl_public(config: &BucketConfig, acl: Option<AccessControlList>, other: bool
     (maybe(read), maybe(write), maybe(other))
 }
 
-/// The ACL grants AllUsers or AuthenticatedUsers a permission that neither reads nor writes
-/// (READ_ACP), and ACLs are not disabled.
-fn acl_grants_other_to_public(config: &BucketConfig) -> bool {
-    config.object_ownership != Some(ObjectOwnership::BucketOwnerEnforced)
-        && config.acl.as_ref().is_some_and(|acl| {
-            acl.grants
-                .iter()
-                .any(|g| g.grantee.is_public_group() && !g.permission.grants_read() && !g.permission.grants_write())
-        })
-}
-
-/// ACL grants to AllUsers or AuthenticatedUsers; none when ACLs are disabled.
-fn acl_verdict(config: &BucketConfig) -> Option<AccessControlList> {
-    let acl = config.acl.as_ref()?;
+/// ACL grants to AllUsers or AuthenticatedUsers, and whether one of them grants a permission
+/// that neither reads nor writes (READ_ACP); none when ACLs are disabled.
+fn acl_verdict(config: &BucketConfig) -> (Option<AccessControlList>, bool) {
+    let Some(acl) = config.acl.as_ref() else { return (None, false) };
     if config.object_ownership == Some(ObjectOwnership::BucketOwnerEnforced) {
-        return Some(AccessControlList { allows_public_read_access: false, allows_public_write_access: false });
+        return (
+            Some(AccessControlList { allows_public_read_access: false, allows_public_write_access: false }),
+            false,
+        );
     }
     let public = acl.grants.iter().filter(|g| g.grantee.is_public_group());
-    let (mut read, mut write) = (false, false);
+    let (mut read, mut write, mut other) = (false, false, false);
     for grant in public {
         read |= grant.permission.grants_read();
         write |= grant.permission.grants_write();
+        other |= !grant.permission.grants_read() && !grant.permission.grants_write();
     }
-    Some(AccessControlList { allows_public_read_access: read, allows_public_write_access: write })
+    (Some(AccessControlList { allows_public_read_access: read, allows_public_write_access: write }), other)
 }
 
 /// Who the bucket is shared with, as [`sharing`] decides it.

@@ -89,7 +89,9 @@ impl Field {
             Self::ReplicationAccounts => {
                 j.replication.as_ref().is_some_and(|r| r.replication_accounts.iter().any(|a| pred(a)))
             }
-            Self::AutomatedDiscoveryMonitoringStatus => pred("NOT_MONITORED"),
+            Self::AutomatedDiscoveryMonitoringStatus => {
+                pred(estate_common::macie::AutomatedDiscoveryMonitoringStatus::NotMonitored.as_str())
+            }
             Self::IsDefinedInJob | Self::IsMonitoredByJob => pred("FALSE"),
             Self::TagKey => config.is_some_and(|c| c.tags.iter().any(|t| pred(&t.key))),
             Self::TagValue => config.is_some_and(|c| c.tags.iter().any(|t| pred(&t.value))),
@@ -106,6 +108,7 @@ impl Field {
             | Self::AllowsUnencryptedObjectUploads
             | Self::Replicated
             | Self::ReplicatedExternally
+            | Self::ReplicationAccounts
             | Self::AutomatedDiscoveryMonitoringStatus
             | Self::IsDefinedInJob
             | Self::IsMonitoredByJob
