@@ -159,4 +159,7 @@ CloudTrail event through the account's EventBridge rule and SQS queue:
 
 Ctrl-C stops everything.
 TXT
+# Until Ctrl-C. The administrator and the agents take the terminal's SIGINT too and may all
+# end first, and bash can then leave `wait` without running its trap: stop the same way.
 wait
+stop
