@@ -1,5 +1,5 @@
 //! The administrator's configuration file (TOML, versioned, unknown keys rejected): the
-//! organization's accounts, and the tokens of agents and clients.
+//! organization's accounts, and the tokens of agents, hubs and clients.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use estate_common::model::AccountId;
 
-use crate::api::auth::{digest, Identity, Role, TokenDigest};
+use crate::api::auth::{digest, is_hub_name, HubAccounts, Identity, Role, TokenDigest, MAX_HUB_NAME_BYTES};
 use crate::deliver::SinkConfig;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -21,6 +21,9 @@ pub struct Config {
     pub organization: OrganizationConfig,
     #[serde(default)]
     pub agents: Vec<AgentConfig>,
+    /// Hubs: one process that reports for many accounts (`estate-agent hub`).
+    #[serde(default)]
+    pub hubs: Vec<HubConfig>,
     #[serde(default)]
     pub clients: Vec<ClientConfig>,
     /// Require, besides the token, a client certificate (mutual TLS) that names the same
@@ -34,7 +37,8 @@ pub struct Config {
     /// checked by [`Config::parse`], the one way a configuration is read.
     #[serde(skip)]
     members: BTreeSet<AccountId>,
-    /// The accounts of the configured agents, checked by [`Config::parse`].
+    /// The accounts of the configured agents and listed hub accounts, checked by
+    /// [`Config::parse`].
     #[serde(skip)]
     agent_accounts: BTreeSet<AccountId>,
 }
@@ -62,6 +66,49 @@ pub struct AgentConfig {
     pub account_id: String,
     #[serde(flatten)]
     pub token: TokenConfig,
+}
+
+/// One hub: the accounts it may report for (a list, or `"organization"`: every account of the
+/// organization, as the administrator knows it when the hub reports), and its token.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HubConfig {
+    pub name: String,
+    pub accounts: HubAccountsConfig,
+    #[serde(flatten)]
+    pub token: TokenConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum HubAccountsConfig {
+    /// `"organization"`.
+    Named(String),
+    Listed(Vec<String>),
+}
+
+impl HubConfig {
+    /// The accounts, checked.
+    fn accounts(&self) -> anyhow::Result<HubAccounts> {
+        match &self.accounts {
+            HubAccountsConfig::Named(name) if name == "organization" => Ok(HubAccounts::Organization),
+            HubAccountsConfig::Named(_) => {
+                bail!("hub `{}`: `accounts` is `\"organization\"` or a list of account IDs", self.name)
+            }
+            HubAccountsConfig::Listed(list) => list
+                .iter()
+                .map(|a| {
+                    AccountId::parse(a.as_str()).map_err(|_| {
+                        anyhow::anyhow!(
+                            "hub `{}` lists `{a}` in `accounts`, which is not a 12-digit account ID",
+                            self.name
+                        )
+                    })
+                })
+                .collect::<anyhow::Result<_>>()
+                .map(HubAccounts::Listed),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -163,6 +210,25 @@ impl Config {
             config.members.insert(id.clone());
             config.agent_accounts.insert(id);
         }
+        let mut hub_names = BTreeSet::new();
+        for hub in &config.hubs {
+            if !is_hub_name(&hub.name) {
+                bail!(
+                    "hub name `{}` is not 1 to {MAX_HUB_NAME_BYTES} letters, digits, `.`, `_` or `-` (a certificate \
+                     names it as `estate:hub:NAME`)",
+                    estate_common::text::escape(&hub.name, 80)
+                );
+            }
+            if !hub_names.insert(hub.name.as_str()) {
+                bail!("two hubs are named `{}`", hub.name);
+            }
+            // Listed accounts are inside the organization and expected to report, as an
+            // agent's account is.
+            if let HubAccounts::Listed(listed) = hub.accounts()? {
+                config.members.extend(listed.iter().cloned());
+                config.agent_accounts.extend(listed);
+            }
+        }
         config.identities()?;
         let mut names = BTreeSet::new();
         for sink in &config.sinks {
@@ -185,7 +251,11 @@ impl Config {
             .clients
             .iter()
             .map(|c| Ok((c.token.digest(&c.name)?, Identity::Client { name: c.name.clone(), role: c.role })));
-        for entry in agents.chain(clients) {
+        let hubs = self
+            .hubs
+            .iter()
+            .map(|h| Ok((h.token.digest(&h.name)?, Identity::Hub { name: h.name.clone(), accounts: h.accounts()? })));
+        for entry in agents.chain(hubs).chain(clients) {
             let (digest, identity) = entry?;
             if out.insert(digest, identity.clone()).is_some() {
                 bail!("two entries share the token of `{}`", identity.name());
@@ -197,7 +267,8 @@ impl Config {
     /// Does the file hold a token in clear (`token` rather than `token_sha256`)?
     pub fn has_plaintext_tokens(&self) -> bool {
         let agents = self.agents.iter().map(|a| &a.token);
-        agents.chain(self.clients.iter().map(|c| &c.token)).any(|t| t.token.is_some())
+        let hubs = self.hubs.iter().map(|h| &h.token);
+        agents.chain(hubs).chain(self.clients.iter().map(|c| &c.token)).any(|t| t.token.is_some())
     }
 
     /// The accounts inside the organization: the configured ones and every agent's.
@@ -205,7 +276,8 @@ impl Config {
         &self.members
     }
 
-    /// The accounts of the configured agents: expected to report even before they connect.
+    /// The accounts of the configured agents and the hubs' listed accounts: expected to report
+    /// even before they connect.
     pub fn agent_accounts(&self) -> &BTreeSet<AccountId> {
         &self.agent_accounts
     }
@@ -220,6 +292,7 @@ const KNOWN_NAMES: &[&str] = &[
     "accounts",
     "paths",
     "agents",
+    "hubs",
     "clients",
     "name",
     "account_id",
@@ -314,6 +387,34 @@ mod tests {
         role = "operator"
         token_sha256 = "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8"
     "#;
+
+    /// Hubs: a listed account is inside and expected to report; `"organization"` adds none;
+    /// names and accounts are checked, and a hub's token is one more identity.
+    #[test]
+    fn hubs_name_their_accounts_or_the_organization() {
+        let listed = format!(
+            "{GOOD}\n[[hubs]]\nname = \"central\"\naccounts = [\"333333333333\"]\ntoken = \"hub-token-0123456789\"\n"
+        );
+        let config = Config::parse(&listed).unwrap();
+        let c: AccountId = "333333333333".parse().unwrap();
+        assert!(config.organization_accounts().contains(&c) && config.agent_accounts().contains(&c));
+        let identities = config.identities().unwrap();
+        assert!(identities.values().any(|i| matches!(i, Identity::Hub { name, accounts: HubAccounts::Listed(l) } if name == "central" && l.contains(&c))));
+        assert!(config.has_plaintext_tokens());
+        let organization = listed.replace("[\"333333333333\"]", "\"organization\"");
+        let config = Config::parse(&organization).unwrap();
+        assert!(!config.organization_accounts().contains(&c));
+        for (bad, said) in [
+            (listed.replace("[\"333333333333\"]", "\"everyone\""), "or a list of account IDs"),
+            (listed.replace("333333333333", "3333"), "not a 12-digit account ID"),
+            (listed.replace("name = \"central\"", "name = \"a b\""), "is not 1 to 64 letters"),
+            (format!("{listed}\n[[hubs]]\nname = \"central\"\naccounts = \"organization\"\ntoken = \"hub-token-9876543210\"\n"), "two hubs are named"),
+            (listed.replace("hub-token-0123456789", "agent-token-0123456789"), "share the token"),
+        ] {
+            let error = format!("{:#}", Config::parse(&bad).unwrap_err());
+            assert!(error.contains(said), "{said}: {error}");
+        }
+    }
 
     #[test]
     fn parses_and_maps_tokens() {

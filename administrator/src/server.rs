@@ -4,7 +4,7 @@
 //!
 //! Peer limits are [`Limits`], one flag each, defaults in [`defaults`]. Plaintext on a
 //! non-loopback address is refused (`check_transport`). SIGHUP reloads the TLS files, the
-//! tokens (the streams of agents that lost theirs are ended, `AgentDirectory::end_streams`)
+//! tokens (the streams of agents and hubs that lost theirs are ended, `AgentDirectory::end_streams_of`)
 //! and the config's organization unless AWS Organizations is the source. An hourly timer
 //! archives findings and prunes counted events. Storage failing stops both servers. gRPC
 //! connections reach tonic from `edge::accept` only after their HTTP/2 preface.
@@ -283,7 +283,7 @@ async fn reload_on_hangup(
             let revoked = auth.replace_tokens(identities);
             let status = tonic::Status::unauthenticated("the token of this stream was revoked");
             let ended: usize =
-                revoked.agent_accounts.iter().map(|account| directory.end_streams(account, &status)).sum();
+                revoked.reporters.iter().map(|reporter| directory.end_streams_of(reporter, &status)).sum();
             tracing::info!(revoked = revoked.tokens, streams_ended = ended, "tokens reloaded");
             if organizations_active {
                 tracing::info!("config reloaded; the organization comes from AWS Organizations");

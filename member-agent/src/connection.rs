@@ -26,6 +26,18 @@ pub struct ConnectionOptions {
     pub hello: Hello,
 }
 
+/// How long the agent waits after the administrator ended its stream because another
+/// reporter of the account (an agent, a hub) connected later: the later connection wins, and
+/// two reporters retrying at the usual pace would take the account from each other every few
+/// seconds.
+pub const SUPERSEDED_BACKOFF: Duration = Duration::from_secs(600);
+
+/// Whether the administrator ended the stream because another reporter of the account
+/// connected later (ABORTED, which it uses for nothing else).
+fn superseded(error: &anyhow::Error) -> bool {
+    error.chain().find_map(|e| e.downcast_ref::<tonic::Status>()).is_some_and(|s| s.code() == tonic::Code::Aborted)
+}
+
 /// Runs forever: keeps one stream to the administrator open.
 pub async fn run(options: ConnectionOptions, outbox: Arc<Outbox>, refresh_requests: mpsc::Sender<RefreshRequest>) {
     let mut backoff = Duration::from_millis(250);
@@ -34,6 +46,16 @@ pub async fn run(options: ConnectionOptions, outbox: Arc<Outbox>, refresh_reques
             Ok(()) => {
                 tracing::warn!("the administrator closed the stream; reconnecting");
                 backoff = Duration::from_millis(250);
+            }
+            Err(error) if superseded(&error) => {
+                tracing::warn!(
+                    error = %format!("{error:#}"),
+                    retry_in = ?SUPERSEDED_BACKOFF,
+                    "another reporter of this account connected later; this agent steps back"
+                );
+                tokio::time::sleep(SUPERSEDED_BACKOFF).await;
+                backoff = Duration::from_millis(250);
+                continue;
             }
             Err(error) => {
                 tracing::warn!(error = %format!("{error:#}"), retry_in = ?backoff, "stream to the administrator failed")
@@ -102,4 +124,19 @@ async fn session(
     .await;
     sender.abort();
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Only ABORTED, which the administrator sends for nothing but a later reporter, makes the
+    /// agent step back; other failures retry at the usual pace.
+    #[test]
+    fn only_a_later_reporter_makes_the_agent_step_back() {
+        let aborted = anyhow::Error::from(tonic::Status::aborted("superseded: hub `h` reports for account"));
+        assert!(superseded(&aborted.context("stream to the administrator")));
+        assert!(!superseded(&anyhow::Error::from(tonic::Status::unavailable("down"))));
+        assert!(!superseded(&anyhow::anyhow!("connection refused")));
+    }
 }

@@ -1,12 +1,13 @@
-//! Who is calling: bearer tokens mapped to agents (bound to one account) and clients (with a
-//! role), or the unauthenticated loopback development mode.
+//! Who is calling: bearer tokens mapped to agents (bound to one account), hubs (bound to a set
+//! of accounts: a list, or the organization's), and clients (with a role), or the
+//! unauthenticated loopback development mode.
 //!
 //! The token table is replaced whole on SIGHUP (see `server.rs`), so that a leaked token is
 //! revoked without a restart.
 //!
 //! Over mutual TLS a client certificate can name the caller too, in a URI subject alternative
-//! name: `estate:agent:ACCOUNT` for an agent, `estate:client:ROLE` (`read-only` or
-//! `operator`) for a client. When it does, the token must name the same identity; with
+//! name: `estate:agent:ACCOUNT` for an agent, `estate:hub:NAME` for a hub, `estate:client:ROLE`
+//! (`read-only` or `operator`) for a client. When it does, the token must name the same identity; with
 //! `require_certificate_identity` in the config, a token alone is not enough.
 
 use std::collections::{BTreeSet, HashMap};
@@ -60,7 +61,26 @@ impl Role {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CertificateClaim {
     Agent { account_id: AccountId },
+    Hub { name: String },
     Client { role: Role },
+}
+
+/// The most bytes of a hub's name (config and certificates).
+pub const MAX_HUB_NAME_BYTES: usize = 64;
+
+/// A hub's name: 1 to [`MAX_HUB_NAME_BYTES`] letters, digits, `.`, `_` or `-`.
+pub fn is_hub_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_HUB_NAME_BYTES
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// The accounts a hub may report for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HubAccounts {
+    /// Every account of the organization, as the administrator knows it when the hub reports.
+    Organization,
+    Listed(BTreeSet<AccountId>),
 }
 
 /// What the administrator reads from a verified client certificate.
@@ -89,8 +109,8 @@ impl PeerCertificate {
                 if let Some(rest) = uri.strip_prefix(CLAIM_PREFIX) {
                     claims.push(parse_claim(rest).ok_or_else(|| {
                         format!(
-                            "client certificate `{subject}` names `{uri}`, which is neither \
-                             `estate:agent:ACCOUNT` nor `estate:client:read-only|operator`"
+                            "client certificate `{subject}` names `{uri}`, which is none of \
+                             `estate:agent:ACCOUNT`, `estate:hub:NAME` and `estate:client:read-only|operator`"
                         )
                     })?);
                 }
@@ -106,6 +126,7 @@ impl PeerCertificate {
 fn parse_claim(rest: &str) -> Option<CertificateClaim> {
     match rest.split_once(':')? {
         ("agent", account) => AccountId::parse(account).ok().map(|account_id| CertificateClaim::Agent { account_id }),
+        ("hub", name) if is_hub_name(name) => Some(CertificateClaim::Hub { name: name.to_owned() }),
         ("client", role) => Role::parse(role).map(|role| CertificateClaim::Client { role }),
         _ => None,
     }
@@ -125,6 +146,11 @@ pub enum Identity {
         name: String,
         account_id: AccountId,
     },
+    /// One process that reports for many accounts (`estate-agent hub`).
+    Hub {
+        name: String,
+        accounts: HubAccounts,
+    },
     Client {
         name: String,
         role: Role,
@@ -136,15 +162,29 @@ pub enum Identity {
 impl Identity {
     pub fn name(&self) -> &str {
         match self {
-            Self::Agent { name, .. } | Self::Client { name, .. } => name,
+            Self::Agent { name, .. } | Self::Hub { name, .. } | Self::Client { name, .. } => name,
             Self::Development => "development",
         }
     }
 
-    /// May this caller report for `account_id`?
-    pub fn may_report_for(&self, account_id: &AccountId) -> bool {
+    /// Who holds a report stream, for telling two reporters of one account apart: an agent
+    /// and a hub may share a name.
+    pub fn reporter(&self) -> String {
+        match self {
+            Self::Agent { name, .. } => format!("agent `{name}`"),
+            Self::Hub { name, .. } => format!("hub `{name}`"),
+            Self::Client { name, .. } => format!("client `{name}`"),
+            Self::Development => "a development-mode agent".to_owned(),
+        }
+    }
+
+    /// May this caller report for `account_id`? `in_organization`: the account is one of the
+    /// organization's now (for a hub of the organization's accounts).
+    pub fn may_report_for(&self, account_id: &AccountId, in_organization: bool) -> bool {
         match self {
             Self::Agent { account_id: own, .. } => own == account_id,
+            Self::Hub { accounts: HubAccounts::Listed(listed), .. } => listed.contains(account_id),
+            Self::Hub { accounts: HubAccounts::Organization, .. } => in_organization,
             Self::Development => true,
             Self::Client { .. } => false,
         }
@@ -176,10 +216,11 @@ pub struct Authenticator {
 /// What a token reload took away: callers whose tokens no longer name them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Revoked {
-    /// Accounts with an agent token that was removed (or now names someone else): their open
-    /// report streams were opened with a token that may be the revoked one.
-    pub agent_accounts: BTreeSet<AccountId>,
-    /// How many tokens, of agents and clients, no longer name who they named.
+    /// Agents and hubs whose token was removed (or now names someone else), as
+    /// [`Identity::reporter`] names them: the report streams they opened end, whatever their
+    /// accounts, and only theirs.
+    pub reporters: BTreeSet<String>,
+    /// How many tokens, of agents, hubs and clients, no longer name who they named.
     pub tokens: usize,
 }
 
@@ -200,8 +241,8 @@ impl Authenticator {
                 continue;
             }
             revoked.tokens += 1;
-            if let Identity::Agent { account_id, .. } = identity {
-                revoked.agent_accounts.insert(account_id.clone());
+            if matches!(identity, Identity::Agent { .. } | Identity::Hub { .. }) {
+                revoked.reporters.insert(identity.reporter());
             }
         }
         revoked
@@ -276,6 +317,7 @@ impl Authenticator {
         match (peer.as_ref().and_then(|p| p.claim.as_ref()), &identity) {
             (Some(CertificateClaim::Agent { account_id: named }), Identity::Agent { account_id, .. })
                 if named == account_id => {}
+            (Some(CertificateClaim::Hub { name: named }), Identity::Hub { name, .. }) if named == name => {}
             (Some(CertificateClaim::Client { role: named }), Identity::Client { role, .. }) if named == role => {}
             (Some(claim), _) => {
                 return Err(refuse(ServiceError::Forbidden(format!(
@@ -288,7 +330,7 @@ impl Authenticator {
             (None, _) if self.require_certificate_identity => {
                 return Err(refuse(ServiceError::unauthenticated(
                     "this administrator requires a client certificate naming the caller \
-                     (`estate:agent:ACCOUNT` or `estate:client:ROLE`) as well as a token",
+                     (`estate:agent:ACCOUNT`, `estate:hub:NAME` or `estate:client:ROLE`) as well as a token",
                 )))
             }
             (None, _) => {}
@@ -348,6 +390,7 @@ impl Authenticator {
 fn describe_claim(claim: &CertificateClaim) -> String {
     match claim {
         CertificateClaim::Agent { account_id } => format!("the agent of account `{account_id}`"),
+        CertificateClaim::Hub { name } => format!("hub `{name}`"),
         CertificateClaim::Client { role } => format!("a client with role `{}`", role.as_str()),
     }
 }
@@ -357,6 +400,7 @@ fn describe_identity(identity: &Identity) -> String {
         Identity::Agent { account_id, .. } => {
             describe_claim(&CertificateClaim::Agent { account_id: account_id.clone() })
         }
+        Identity::Hub { name, .. } => describe_claim(&CertificateClaim::Hub { name: name.clone() }),
         Identity::Client { role, .. } => describe_claim(&CertificateClaim::Client { role: *role }),
         Identity::Development => "development mode".to_owned(),
     }
@@ -384,6 +428,13 @@ mod tests {
                 Identity::Agent { name: "a".into(), account_id: "111111111111".parse().unwrap() },
             ),
             (digest("ops-token"), Identity::Client { name: "ops".into(), role: Role::Operator }),
+            (
+                digest("hub-token"),
+                Identity::Hub {
+                    name: "central".into(),
+                    accounts: HubAccounts::Listed(["111111111111".parse().unwrap()].into()),
+                },
+            ),
         ]);
         Authenticator::with_tokens(identities).requiring_certificate_identity(require)
     }
@@ -405,6 +456,35 @@ mod tests {
             assert!(PeerCertificate::parse(&certificate("bad", bad)).is_err(), "{bad:?}");
         }
         assert!(PeerCertificate::parse(b"not DER").is_err());
+    }
+
+    /// A hub reports for exactly its accounts: its list, or the organization's as the
+    /// administrator knows them; a certificate names it as `estate:hub:NAME`.
+    #[test]
+    fn a_hub_reports_for_its_accounts_and_its_certificate_names_it() {
+        let (a, b): (AccountId, AccountId) = ("111111111111".parse().unwrap(), "222222222222".parse().unwrap());
+        let listed = Identity::Hub { name: "h".into(), accounts: HubAccounts::Listed([a.clone()].into()) };
+        assert!(listed.may_report_for(&a, false) && !listed.may_report_for(&b, true));
+        let organization = Identity::Hub { name: "h".into(), accounts: HubAccounts::Organization };
+        assert!(organization.may_report_for(&b, true) && !organization.may_report_for(&b, false));
+        assert_ne!(listed.reporter(), Identity::Agent { name: "h".into(), account_id: a }.reporter());
+        let hub = PeerCertificate::parse(&certificate("hub", &["estate:hub:central"])).unwrap();
+        assert_eq!(hub.claim, Some(CertificateClaim::Hub { name: "central".into() }));
+        for bad in ["estate:hub:", "estate:hub:a b", "estate:hub:a/b"] {
+            assert!(PeerCertificate::parse(&certificate("bad", &[bad])).is_err(), "{bad}");
+        }
+        let auth = authenticator(false);
+        let other_hub = certificate("other", &["estate:hub:elsewhere"]);
+        assert!(auth
+            .identify_parts(Some("Bearer hub-token"), Some(&certificate("hub", &["estate:hub:central"])))
+            .is_ok());
+        let refused = auth.identify_parts(Some("Bearer hub-token"), Some(&other_hub)).unwrap_err();
+        assert_eq!(refused.code(), Code::PermissionDenied);
+        let agent_cert = certificate("a", &["estate:agent:111111111111"]);
+        assert_eq!(
+            auth.identify_parts(Some("Bearer hub-token"), Some(&agent_cert)).unwrap_err().code(),
+            Code::PermissionDenied
+        );
     }
 
     #[test]
@@ -435,17 +515,19 @@ mod tests {
         let shared = auth.clone();
         let a = Identity::Agent { name: "a".into(), account_id: "111111111111".parse().unwrap() };
         let b = Identity::Agent { name: "b".into(), account_id: "222222222222".parse().unwrap() };
-        // The agent of 111… keeps its token, ops loses its own, a new agent 222… arrives.
+        // The agent of 111… keeps its token, ops and the hub lose theirs, a new agent 222…
+        // arrives: the hub's streams are to end, wherever they are.
         let revoked =
             auth.replace_tokens(HashMap::from([(digest("agent-a-token"), a.clone()), (digest("agent-b-token"), b)]));
-        assert_eq!(revoked, Revoked { agent_accounts: BTreeSet::new(), tokens: 1 });
+        let reporters = BTreeSet::from(["hub `central`".to_owned()]);
+        assert_eq!(revoked, Revoked { reporters, tokens: 2 });
         let refused = shared.identify_parts(Some("Bearer ops-token"), None).unwrap_err();
         assert_eq!(refused.code(), Code::Unauthenticated);
         assert_eq!(shared.identify_parts(Some("Bearer agent-a-token"), None).unwrap(), a);
         assert!(shared.identify_parts(Some("Bearer agent-b-token"), None).is_ok());
-        // A revoked agent token names its account, whose open streams must end.
+        // A revoked agent token names its agent, whose open streams must end.
         let revoked = shared.replace_tokens(HashMap::from([(digest("agent-a-token"), a)]));
-        assert_eq!(revoked.agent_accounts, BTreeSet::from(["222222222222".parse().unwrap()]));
+        assert_eq!(revoked.reporters, BTreeSet::from(["agent `b`".to_owned()]));
         assert_eq!(auth.identify_parts(Some("Bearer agent-b-token"), None).unwrap_err().code(), Code::Unauthenticated);
         // Development mode has no tokens to replace.
         let development = Authenticator::development();

@@ -36,6 +36,7 @@ mod demo;
 mod faults;
 mod findings;
 mod hostile;
+mod hubs;
 mod limits;
 mod loadgen;
 mod model;

@@ -337,7 +337,8 @@ impl AgentService for AgentServiceImpl {
             .map(|r| convert::region("hello.regions", r))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| ServiceError::invalid(e.to_string()))?;
-        if !identity.may_report_for(&account_id) {
+        let in_organization = self.store.read().org.members().contains(&account_id);
+        if !identity.may_report_for(&account_id, in_organization) {
             tracing::warn!(agent = identity.name(), account = %account_id, "refused: agent reported for another account");
             return Err(ServiceError::forbidden(format!(
                 "`{}` may not report for account `{account_id}`",
@@ -383,7 +384,7 @@ impl AgentService for AgentServiceImpl {
             .map_err(ServiceError::from)?;
 
         let (tx, rx) = mpsc::channel(256);
-        let registration = self.directory.register(&account_id, tx.clone());
+        let registration = self.directory.register(&account_id, &identity.reporter(), tx.clone());
         // A token revoked between the check above and this registration was revoked while no
         // revocation could reach this stream: check once more, now that one can.
         if self.auth.identify_parts(authorization.as_deref(), certificate.as_ref()).ok().as_ref() != Some(&identity) {

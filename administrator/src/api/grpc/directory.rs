@@ -29,6 +29,18 @@ struct Stream {
     id: u64,
     tx: AgentSender,
     revocation: Arc<Revocation>,
+    /// Who holds it ([`crate::api::auth::Identity::reporter`]).
+    owner: String,
+}
+
+/// The status a report stream ends with when another reporter (an agent, a hub) connects for
+/// its account: the later connection wins. Its code is ABORTED, used for nothing else, and
+/// the agent backs off for longer than after a failure.
+pub fn superseded(account_id: &AccountId, by: &str) -> Status {
+    Status::aborted(format!(
+        "superseded: {by} reports for account `{account_id}` now (of two reporters of one account, the later \
+         connection wins)"
+    ))
 }
 
 /// Channels to connected agents, for refresh requests.
@@ -80,40 +92,69 @@ impl Drop for Registration {
     }
 }
 
+/// Ends one stream taken out of the directory: its task stops applying what it reads at once,
+/// and its answer ends with `status` after the answers already queued. Whether it was open.
+fn end(stream: Stream, status: &Status) -> bool {
+    let Stream { tx, revocation, .. } = stream;
+    revocation.revoked.store(true, Ordering::Release);
+    revocation.notify.notify_waiters();
+    if tx.is_closed() {
+        return false;
+    }
+    match tx.try_send(Err(status.clone())) {
+        Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+        // Acknowledgements fill the queue: the status follows them once the agent reads.
+        Err(mpsc::error::TrySendError::Full(message)) => {
+            tokio::spawn(async move {
+                let _ = tx.send(message).await;
+            });
+        }
+    }
+    true
+}
+
 impl AgentDirectory {
-    pub(crate) fn register(self: &Arc<Self>, account_id: &AccountId, tx: AgentSender) -> Registration {
+    /// Registers a report stream of `owner` for `account_id`. Streams another owner holds for
+    /// the account end with [`superseded`]: the later connection wins.
+    pub(crate) fn register(self: &Arc<Self>, account_id: &AccountId, owner: &str, tx: AgentSender) -> Registration {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let revocation = Arc::new(Revocation::default());
-        let stream = Stream { id, tx, revocation: Arc::clone(&revocation) };
-        self.senders.lock().expect("directory lock").entry(account_id.clone()).or_default().push(stream);
+        let stream = Stream { id, tx, revocation: Arc::clone(&revocation), owner: owner.to_owned() };
+        let others = {
+            let mut senders = self.senders.lock().expect("directory lock");
+            let list = senders.entry(account_id.clone()).or_default();
+            let (mine, others): (Vec<Stream>, Vec<Stream>) = list.drain(..).partition(|s| s.owner == owner);
+            *list = mine;
+            list.push(stream);
+            others
+        };
+        if !others.is_empty() {
+            tracing::warn!(account = %account_id, by = owner, superseded = others.len(), "another reporter's streams ended");
+            let status = superseded(account_id, owner);
+            for stream in others {
+                end(stream, &status);
+            }
+        }
         Registration { directory: Arc::clone(self), account_id: account_id.clone(), id, revocation }
     }
 
-    /// Ends every open report stream of `account_id` with `status` (its token was revoked):
-    /// each stream's task stops applying what it reads at once, its answer ends with that
-    /// status after the answers already queued, and the account gets no more refresh requests
-    /// through them. Returns how many were open.
-    pub fn end_streams(&self, account_id: &str, status: &Status) -> usize {
-        let streams = self.senders.lock().expect("directory lock").remove(account_id).unwrap_or_default();
-        let mut ended = 0;
-        for Stream { tx, revocation, .. } in streams {
-            revocation.revoked.store(true, Ordering::Release);
-            revocation.notify.notify_waiters();
-            if tx.is_closed() {
-                continue;
+    /// Ends every open report stream `owner` holds, whatever its account (its token was
+    /// revoked): each stream's task stops applying what it reads at once, its answer ends with
+    /// `status` after the answers already queued, and no refresh request goes through it.
+    /// Returns how many were open.
+    pub fn end_streams_of(&self, owner: &str, status: &Status) -> usize {
+        let mine: Vec<Stream> = {
+            let mut senders = self.senders.lock().expect("directory lock");
+            let mut mine = Vec::new();
+            for list in senders.values_mut() {
+                let (taken, kept): (Vec<Stream>, Vec<Stream>) = list.drain(..).partition(|s| s.owner == owner);
+                *list = kept;
+                mine.extend(taken);
             }
-            ended += 1;
-            match tx.try_send(Err(status.clone())) {
-                Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
-                // Acknowledgements fill the queue: the status follows them once the agent reads.
-                Err(mpsc::error::TrySendError::Full(message)) => {
-                    tokio::spawn(async move {
-                        let _ = tx.send(message).await;
-                    });
-                }
-            }
-        }
-        ended
+            senders.retain(|_, list| !list.is_empty());
+            mine
+        };
+        mine.into_iter().map(|stream| end(stream, status)).filter(|open| *open).count()
     }
 
     /// Sends `request` to every connected agent of `account_id`. Returns how many got it.
@@ -143,8 +184,8 @@ mod tests {
         let directory = Arc::new(AgentDirectory::default());
         let account: AccountId = "111111111111".parse().unwrap();
         let (tx, mut rx) = mpsc::channel(4);
-        let first = directory.register(&account, tx.clone());
-        let second = directory.register(&account, tx);
+        let first = directory.register(&account, "agent `a`", tx.clone());
+        let second = directory.register(&account, "agent `a`", tx);
         assert_eq!(directory.streams(), 2);
         assert_eq!(directory.send("111111111111", &pb::RefreshRequest::default()), 2);
         assert!(rx.try_recv().is_ok());
@@ -161,25 +202,53 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn ending_an_accounts_streams_sends_the_status_and_forgets_them() {
+    async fn ending_a_reporters_streams_sends_the_status_and_forgets_them() {
         let directory = Arc::new(AgentDirectory::default());
         let (a_tx, mut a_rx) = mpsc::channel(1);
         let (b_tx, mut b_rx) = mpsc::channel(4);
-        let a = directory.register(&"111111111111".parse().unwrap(), a_tx.clone());
-        let b = directory.register(&"222222222222".parse().unwrap(), b_tx);
+        let a = directory.register(&"111111111111".parse().unwrap(), "agent `a`", a_tx.clone());
+        let b = directory.register(&"222222222222".parse().unwrap(), "hub `h`", b_tx);
         // A full queue: the status waits behind what is queued, it is not dropped.
         a_tx.try_send(Ok(pb::ReportResponse::default())).unwrap();
         let revoked = Status::unauthenticated("the token of this stream was revoked");
-        assert_eq!(directory.end_streams("111111111111", &revoked), 1);
+        assert_eq!(directory.end_streams_of("agent `a`", &revoked), 1);
         assert!(a_rx.recv().await.unwrap().is_ok());
         let ended = a_rx.recv().await.unwrap().unwrap_err();
         assert_eq!(ended.code(), tonic::Code::Unauthenticated);
         assert_eq!(directory.send("111111111111", &refresh()), 0, "no refresh goes to an ended stream");
-        assert_eq!(directory.send("222222222222", &refresh()), 1, "other accounts keep theirs");
+        assert_eq!(directory.send("222222222222", &refresh()), 1, "other reporters keep theirs");
         assert!(b_rx.recv().await.unwrap().is_ok());
-        assert_eq!(directory.end_streams("333333333333", &revoked), 0);
+        assert_eq!(directory.end_streams_of("agent `c`", &revoked), 0);
         // The stream's own task learns of it at once, and only the revoked stream's.
         assert!(a.is_revoked() && !b.is_revoked());
         tokio::time::timeout(std::time::Duration::from_secs(30), a.revoked()).await.expect("revocation wakes the task");
+    }
+
+    /// Of two reporters of one account, the later connection wins: the earlier one's streams
+    /// end with ABORTED naming the newcomer; the same reporter's streams stay. A hub's
+    /// revocation ends its streams of every account, and no one else's.
+    #[tokio::test]
+    async fn the_later_reporter_of_an_account_wins_and_a_hub_is_ended_everywhere() {
+        let directory = Arc::new(AgentDirectory::default());
+        let (a, b): (AccountId, AccountId) = ("111111111111".parse().unwrap(), "222222222222".parse().unwrap());
+        let (agent_tx, mut agent_rx) = mpsc::channel(4);
+        let agent = directory.register(&a, "agent `a`", agent_tx.clone());
+        let again = directory.register(&a, "agent `a`", agent_tx);
+        assert!(!agent.is_revoked() && !again.is_revoked(), "one reporter may hold several streams");
+        let (hub_tx, mut hub_rx) = mpsc::channel(4);
+        let hub_a = directory.register(&a, "hub `h`", hub_tx.clone());
+        let hub_b = directory.register(&b, "hub `h`", hub_tx);
+        assert!(agent.is_revoked() && again.is_revoked(), "the agent's streams were superseded");
+        let told = agent_rx.recv().await.unwrap().unwrap_err();
+        assert_eq!(told.code(), tonic::Code::Aborted);
+        assert!(told.message().starts_with("superseded: hub `h`"), "{}", told.message());
+        assert_eq!(directory.send("111111111111", &refresh()), 1, "only the hub's stream is left");
+        assert!(hub_rx.recv().await.unwrap().is_ok());
+        let (other_tx, _other_rx) = mpsc::channel(4);
+        let other = directory.register(&"333333333333".parse().unwrap(), "agent `c`", other_tx);
+        let revoked = Status::unauthenticated("the token of this stream was revoked");
+        assert_eq!(directory.end_streams_of("hub `h`", &revoked), 2);
+        assert!(hub_a.is_revoked() && hub_b.is_revoked() && !other.is_revoked());
+        assert_eq!(directory.streams(), 1);
     }
 }
