@@ -95,6 +95,9 @@ impl HubConfig {
             HubAccountsConfig::Named(_) => {
                 bail!("hub `{}`: `accounts` is `\"organization\"` or a list of account IDs", self.name)
             }
+            HubAccountsConfig::Listed(list) if list.is_empty() => {
+                bail!("hub `{}` lists no accounts (give at least one, or `\"organization\"`)", self.name)
+            }
             HubAccountsConfig::Listed(list) => list
                 .iter()
                 .map(|a| {
@@ -199,7 +202,13 @@ impl Config {
                 bail!("`organization.paths` holds `{path}`, which is not `{id}/r-.../ou-.../` ending in `/`");
             }
         }
+        let mut agent_names = BTreeSet::new();
         for agent in &config.agents {
+            // A revoked token ends the streams of the agent it names: two agents must not share
+            // a name.
+            if !agent_names.insert(agent.name.as_str()) {
+                bail!("two agents are named `{}`", agent.name);
+            }
             let Ok(id) = AccountId::parse(agent.account_id.as_str()) else {
                 bail!(
                     "agent `{}` has `account_id` `{}`, which is not a 12-digit account ID",
@@ -410,6 +419,11 @@ mod tests {
             (listed.replace("name = \"central\"", "name = \"a b\""), "is not 1 to 64 letters"),
             (format!("{listed}\n[[hubs]]\nname = \"central\"\naccounts = \"organization\"\ntoken = \"hub-token-9876543210\"\n"), "two hubs are named"),
             (listed.replace("hub-token-0123456789", "agent-token-0123456789"), "share the token"),
+            (listed.replace("[\"333333333333\"]", "[]"), "lists no accounts"),
+            (
+                format!("{GOOD}\n[[agents]]\nname = \"a\"\naccount_id = \"333333333333\"\ntoken = \"agent-token-9876543210\"\n"),
+                "two agents are named `a`",
+            ),
         ] {
             let error = format!("{:#}", Config::parse(&bad).unwrap_err());
             assert!(error.contains(said), "{said}: {error}");

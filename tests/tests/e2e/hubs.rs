@@ -41,8 +41,9 @@ async fn a_hub_reports_for_its_accounts_only_and_the_later_reporter_wins() -> an
     // A's own agent first; then the hub connects for A: the later connection wins, and the
     // agent is told why and steps back.
     let own = Agent::start(&admin, &moto, &creds_a, Some(&agent_token(A)), &["us-east-1"], &[])?;
-    eventually(Duration::from_secs(60), "A's own agent connected", || async {
-        Ok((member(&admin, A)?["connectionState"] == "CONNECTED").then_some(()))
+    let first = eventually(Duration::from_secs(60), "A's first refresh, by its own agent", || async {
+        let m = member(&admin, A)?;
+        Ok(m["regions"][0]["lastUpdated"].is_string().then(|| m["regions"][0]["generation"].clone()))
     })
     .await?;
     let hub = Agent::start(&admin, &moto, &creds_a, Some(HUB_TOKEN), &["us-east-1"], &[])?;
@@ -51,9 +52,10 @@ async fn a_hub_reports_for_its_accounts_only_and_the_later_reporter_wins() -> an
         Ok((log.contains("superseded: hub `central`") && log.contains("steps back")).then_some(()))
     })
     .await?;
-    let a = eventually(Duration::from_secs(60), "A's first refresh, through the hub", || async {
+    // The hub's own refresh: a generation the agent's was not.
+    let a = eventually(Duration::from_secs(60), "a refresh of A through the hub", || async {
         let m = member(&admin, A)?;
-        Ok((m["connectionState"] == "CONNECTED" && m["regions"][0]["lastUpdated"].is_string()).then_some(m))
+        Ok((m["connectionState"] == "CONNECTED" && m["regions"][0]["generation"] != first).then_some(m))
     })
     .await?;
     assert_eq!(a["relationshipStatus"], "Enabled", "{a}");
@@ -95,6 +97,7 @@ async fn a_hub_reports_for_its_accounts_only_and_the_later_reporter_wins() -> an
         Ok(org_hub.process.log_text().contains("revoked").then_some(()))
     })
     .await?;
+    assert!(!hub.process.log_text().contains("revoked"), "another hub's streams are not touched");
     drop((own, hub));
     Ok(())
 }

@@ -384,12 +384,15 @@ impl AgentService for AgentServiceImpl {
             .map_err(ServiceError::from)?;
 
         let (tx, rx) = mpsc::channel(256);
-        let registration = self.directory.register(&account_id, &identity.reporter(), tx.clone());
+        let reporter = identity.reporter();
+        let registration = self.directory.register(&account_id, &reporter, tx.clone());
         // A token revoked between the check above and this registration was revoked while no
         // revocation could reach this stream: check once more, now that one can.
         if self.auth.identify_parts(authorization.as_deref(), certificate.as_ref()).ok().as_ref() != Some(&identity) {
             return Err(ServiceError::unauthenticated("the token of this stream was revoked").into());
         }
+        // Only a caller that is still who it was may take the account from another reporter.
+        self.directory.supersede_others(&account_id, &reporter);
         if !lost.is_empty() {
             tracing::warn!(
                 account = %account_id,
@@ -429,7 +432,8 @@ impl AgentService for AgentServiceImpl {
         let (store, quota) = (Arc::clone(&self.store), self.max_buckets_per_account);
         tokio::spawn(async move {
             let _opened = opened;
-            let revoked = || ServiceError::unauthenticated("the token of this stream was revoked").into();
+            // Revoked, or superseded: the status the directory gave the stream.
+            let revoked = || registration.ending();
             let outcome: Result<(), Status> = async {
                 loop {
                     let next = tokio::select! {

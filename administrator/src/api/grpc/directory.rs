@@ -16,10 +16,13 @@ use estate_common::pb;
 /// The sending half of one agent stream.
 type AgentSender = mpsc::Sender<Result<pb::ReportResponse, Status>>;
 
-/// Whether a stream's token was revoked, and a wake-up for the task that reads it.
+/// Whether a stream was ended (its token revoked, or another reporter took its account), the
+/// status it ends with, and a wake-up for the task that reads it: that task sends the status,
+/// so it is the stream's last word whatever the task was doing.
 #[derive(Debug, Default)]
 struct Revocation {
     revoked: AtomicBool,
+    status: Mutex<Option<Status>>,
     notify: Notify,
 }
 
@@ -61,6 +64,16 @@ pub struct Registration {
 }
 
 impl Registration {
+    /// The status the stream ends with, once it was ended.
+    pub fn ending(&self) -> Status {
+        self.revocation
+            .status
+            .lock()
+            .expect("revocation lock")
+            .clone()
+            .unwrap_or_else(|| Status::unauthenticated("the token of this stream was revoked"))
+    }
+
     /// Whether the stream's token was revoked: nothing more it sends may be applied.
     pub fn is_revoked(&self) -> bool {
         self.revocation.revoked.load(Ordering::Acquire)
@@ -92,50 +105,47 @@ impl Drop for Registration {
     }
 }
 
-/// Ends one stream taken out of the directory: its task stops applying what it reads at once,
-/// and its answer ends with `status` after the answers already queued. Whether it was open.
+/// Ends one stream taken out of the directory: its task stops applying what it reads at once
+/// and ends its answer with `status` ([`Registration::ending`]), after the answers already
+/// queued. Whether it was open.
 fn end(stream: Stream, status: &Status) -> bool {
     let Stream { tx, revocation, .. } = stream;
+    // The status first: the task reads it once it sees the flag.
+    *revocation.status.lock().expect("revocation lock") = Some(status.clone());
     revocation.revoked.store(true, Ordering::Release);
     revocation.notify.notify_waiters();
-    if tx.is_closed() {
-        return false;
-    }
-    match tx.try_send(Err(status.clone())) {
-        Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
-        // Acknowledgements fill the queue: the status follows them once the agent reads.
-        Err(mpsc::error::TrySendError::Full(message)) => {
-            tokio::spawn(async move {
-                let _ = tx.send(message).await;
-            });
-        }
-    }
-    true
+    !tx.is_closed()
 }
 
 impl AgentDirectory {
-    /// Registers a report stream of `owner` for `account_id`. Streams another owner holds for
-    /// the account end with [`superseded`]: the later connection wins.
+    /// Registers a report stream of `owner` for `account_id`.
     pub(crate) fn register(self: &Arc<Self>, account_id: &AccountId, owner: &str, tx: AgentSender) -> Registration {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let revocation = Arc::new(Revocation::default());
         let stream = Stream { id, tx, revocation: Arc::clone(&revocation), owner: owner.to_owned() };
+        self.senders.lock().expect("directory lock").entry(account_id.clone()).or_default().push(stream);
+        Registration { directory: Arc::clone(self), account_id: account_id.clone(), id, revocation }
+    }
+
+    /// Ends the streams another reporter than `owner` holds for `account_id` with
+    /// [`superseded`]: of two reporters of one account, the later connection wins. Called once
+    /// the newcomer's stream is registered and its credentials checked again. Returns how many
+    /// were open.
+    pub(crate) fn supersede_others(&self, account_id: &AccountId, owner: &str) -> usize {
         let others = {
             let mut senders = self.senders.lock().expect("directory lock");
-            let list = senders.entry(account_id.clone()).or_default();
+            let Some(list) = senders.get_mut(account_id) else { return 0 };
             let (mine, others): (Vec<Stream>, Vec<Stream>) = list.drain(..).partition(|s| s.owner == owner);
             *list = mine;
-            list.push(stream);
             others
         };
-        if !others.is_empty() {
-            tracing::warn!(account = %account_id, by = owner, superseded = others.len(), "another reporter's streams ended");
-            let status = superseded(account_id, owner);
-            for stream in others {
-                end(stream, &status);
-            }
+        if others.is_empty() {
+            return 0;
         }
-        Registration { directory: Arc::clone(self), account_id: account_id.clone(), id, revocation }
+        let status = superseded(account_id, owner);
+        let ended = others.into_iter().map(|stream| end(stream, &status)).filter(|open| *open).count();
+        tracing::warn!(account = %account_id, by = owner, superseded = ended, "another reporter's streams ended");
+        ended
     }
 
     /// Ends every open report stream `owner` holds, whatever its account (its token was
@@ -208,13 +218,12 @@ mod tests {
         let (b_tx, mut b_rx) = mpsc::channel(4);
         let a = directory.register(&"111111111111".parse().unwrap(), "agent `a`", a_tx.clone());
         let b = directory.register(&"222222222222".parse().unwrap(), "hub `h`", b_tx);
-        // A full queue: the status waits behind what is queued, it is not dropped.
+        // The stream's task sends the status it is given, after what is queued.
         a_tx.try_send(Ok(pb::ReportResponse::default())).unwrap();
         let revoked = Status::unauthenticated("the token of this stream was revoked");
         assert_eq!(directory.end_streams_of("agent `a`", &revoked), 1);
         assert!(a_rx.recv().await.unwrap().is_ok());
-        let ended = a_rx.recv().await.unwrap().unwrap_err();
-        assert_eq!(ended.code(), tonic::Code::Unauthenticated);
+        assert_eq!(a.ending().code(), tonic::Code::Unauthenticated);
         assert_eq!(directory.send("111111111111", &refresh()), 0, "no refresh goes to an ended stream");
         assert_eq!(directory.send("222222222222", &refresh()), 1, "other reporters keep theirs");
         assert!(b_rx.recv().await.unwrap().is_ok());
@@ -237,11 +246,15 @@ mod tests {
         assert!(!agent.is_revoked() && !again.is_revoked(), "one reporter may hold several streams");
         let (hub_tx, mut hub_rx) = mpsc::channel(4);
         let hub_a = directory.register(&a, "hub `h`", hub_tx.clone());
+        assert!(!agent.is_revoked(), "registering alone supersedes nobody: the caller is checked again first");
+        assert_eq!(directory.supersede_others(&a, "hub `h`"), 2, "both of the agent's streams");
         let hub_b = directory.register(&b, "hub `h`", hub_tx);
+        assert_eq!(directory.supersede_others(&b, "hub `h`"), 0);
         assert!(agent.is_revoked() && again.is_revoked(), "the agent's streams were superseded");
-        let told = agent_rx.recv().await.unwrap().unwrap_err();
+        let told = agent.ending();
         assert_eq!(told.code(), tonic::Code::Aborted);
         assert!(told.message().starts_with("superseded: hub `h`"), "{}", told.message());
+        assert!(agent_rx.try_recv().is_err(), "the stream's own task sends the status, not the directory");
         assert_eq!(directory.send("111111111111", &refresh()), 1, "only the hub's stream is left");
         assert!(hub_rx.recv().await.unwrap().is_ok());
         let (other_tx, _other_rx) = mpsc::channel(4);
