@@ -1071,6 +1071,7 @@ impl From<&macie::Member> for pb::Member {
             agent_version: m.agent_version.clone(),
             canonical_user_id: m.canonical_user_id.clone(),
             bucket_count: m.bucket_count,
+            reported_by: m.reported_by.clone(),
             relationship_status: match m.relationship_status {
                 macie::MemberStatus::Enabled => pb::MemberStatus::Enabled,
                 macie::MemberStatus::NoAgent => pb::MemberStatus::NoAgent,
@@ -1107,6 +1108,7 @@ impl From<pb::Member> for macie::Member {
             agent_version: m.agent_version,
             canonical_user_id: m.canonical_user_id,
             bucket_count: m.bucket_count,
+            reported_by: m.reported_by,
             relationship_status: match pb::MemberStatus::try_from(m.relationship_status) {
                 Ok(pb::MemberStatus::Enabled) => macie::MemberStatus::Enabled,
                 Ok(pb::MemberStatus::AccountSuspended) => macie::MemberStatus::AccountSuspended,

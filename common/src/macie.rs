@@ -454,6 +454,9 @@ pub struct Member {
     pub canonical_user_id: String,
     pub bucket_count: u64,
     pub relationship_status: MemberStatus,
+    /// Estate's addition: who reports for the account now (each agent or hub with a report
+    /// stream open).
+    pub reported_by: Vec<String>,
 }
 
 /// Why a bucket is in the posture report.

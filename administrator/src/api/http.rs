@@ -443,7 +443,7 @@ async fn metrics(State(state): State<HttpState>, ConnectInfo(peer): ConnectInfo<
         .membership
         .members
         .keys()
-        .filter(|a| !live.connected.contains(a.as_str()))
+        .filter(|a| !live.connected.contains_key(a.as_str()))
         .filter(|a| s.membership.status(&s.org, a) != estate_common::macie::MemberStatus::AccountSuspended)
         .count();
     gauge(

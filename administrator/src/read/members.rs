@@ -205,13 +205,17 @@ pub struct MemberPage {
 /// What a page needs from outside the state: which accounts have a stream open, and the last
 /// refusal of each (both in memory only: [`crate::state::store::Store::liveness`]).
 pub trait Liveness {
-    fn connected(&self, account_id: &str) -> bool;
+    /// Who holds a report stream of the account now (empty: not connected).
+    fn reporters(&self, account_id: &str) -> Vec<String>;
+    fn connected(&self, account_id: &str) -> bool {
+        !self.reporters(account_id).is_empty()
+    }
     fn last_refusal(&self, account_id: &str) -> Option<(UnixMillis, String)>;
 }
 
 impl Liveness for crate::state::store::Liveness {
-    fn connected(&self, account_id: &str) -> bool {
-        self.connected.contains(account_id)
+    fn reporters(&self, account_id: &str) -> Vec<String> {
+        self.connected.get(account_id).cloned().unwrap_or_default()
     }
 
     fn last_refusal(&self, account_id: &str) -> Option<(UnixMillis, String)> {
@@ -284,7 +288,7 @@ pub fn members(state: &State, live: &dyn Liveness, query: &MemberQuery, now: Uni
     let rows = taken
         .into_iter()
         .map(|(account, states, refusal)| MemberRow {
-            member: views::member(state, account, live.connected(account)),
+            member: views::member(state, account, live.reporters(account)),
             states,
             refusal,
         })
@@ -485,8 +489,12 @@ mod tests {
     }
 
     impl Liveness for Live {
-        fn connected(&self, account_id: &str) -> bool {
-            self.connected.contains(&account_id)
+        fn reporters(&self, account_id: &str) -> Vec<String> {
+            if self.connected.contains(&account_id) {
+                vec!["agent `test`".to_owned()]
+            } else {
+                Vec::new()
+            }
         }
         fn last_refusal(&self, account_id: &str) -> Option<(UnixMillis, String)> {
             self.refused.iter().find(|(a, _)| *a == account_id).map(|(_, at)| (*at, "`bucket`: too many".to_owned()))

@@ -23,7 +23,7 @@ pub fn member_accounts(state: &State) -> BTreeSet<AccountId> {
 
 /// The member as ListMembers shows it; `connected`: whether a report stream of it is open
 /// ([`crate::state::store::Store::is_connected`]).
-pub fn member(state: &State, account_id: &AccountId, connected: bool) -> macie::Member {
+pub fn member(state: &State, account_id: &AccountId, reported_by: Vec<String>) -> macie::Member {
     let record = state.membership.members.get(account_id);
     let regions = record
         .map_or(&[][..], |r| &r.regions)
@@ -44,13 +44,18 @@ pub fn member(state: &State, account_id: &AccountId, connected: bool) -> macie::
     macie::Member {
         account_id: account_id.to_string(),
         regions,
-        connection_state: if connected { ConnectionState::Connected } else { ConnectionState::Disconnected },
+        connection_state: if reported_by.is_empty() {
+            ConnectionState::Disconnected
+        } else {
+            ConnectionState::Connected
+        },
         last_contact: Timestamp::from_millis(record.map_or(0, |r| r.last_contact)),
         last_updated: state.membership.last_updated(account_id).map(Timestamp),
         agent_version: record.map(|r| r.agent_version.clone()).unwrap_or_default(),
         canonical_user_id: record.map(|r| r.canonical_user_id.clone()).unwrap_or_default(),
         bucket_count: state.stats.account(account_id).bucket_count.max(0) as u64,
         relationship_status: state.membership.status(&state.org, account_id),
+        reported_by,
     }
 }
 
@@ -155,7 +160,7 @@ mod tests {
         let complete = |account: &AccountId| complete_at(account, 1, 1_000);
         store.commit(vec![hello(a), complete(a), hello(gone), complete(gone)], 5_000).unwrap();
         let state = store.read();
-        let status = |account: &AccountId| member(&state, account, false).relationship_status;
+        let status = |account: &AccountId| member(&state, account, Vec::new()).relationship_status;
         assert_eq!(
             [status(a), status(b), status(gone)],
             [MemberStatus::Enabled, MemberStatus::NoAgent, MemberStatus::Removed]
@@ -178,7 +183,7 @@ mod tests {
         };
         store.commit(vec![organization(&[b, c])], 6_000).unwrap();
         let state = store.read();
-        assert_eq!(member(&state, b, false).relationship_status, MemberStatus::AccountSuspended);
+        assert_eq!(member(&state, b, Vec::new()).relationship_status, MemberStatus::AccountSuspended);
         let stats = statistics(&state, None);
         assert_eq!((stats.members_without_agent, stats.members_pending), (0, 0));
         assert_eq!(stats.last_updated, Some(Timestamp(1_000)), "every account that should report has");

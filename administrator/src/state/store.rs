@@ -8,7 +8,7 @@
 //! Every record is a versioned encoding (`storage::codec`); the engine migrates an older
 //! database when it opens it.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -707,10 +707,10 @@ pub struct Store {
     /// The organization's statistics as of the last commit: read without the state lock,
     /// which the committer holds while it applies.
     published: Mutex<BucketStatistics>,
-    /// Report streams open per account: in memory only (after a restart every agent
-    /// reconnects), and under a lock of its own so that accepting a stream never waits for a
-    /// commit.
-    connections: Mutex<HashMap<String, usize>>,
+    /// Report streams open per account and reporter ([`crate::api::auth::Identity::reporter`]):
+    /// in memory only (after a restart every agent reconnects), and under a lock of its own so
+    /// that accepting a stream never waits for a commit.
+    connections: Mutex<HashMap<String, BTreeMap<String, usize>>>,
     /// The last report refused per account, with why (in memory, like `connections`): an
     /// account is only ever charged with its own agent's refusals.
     refusals: Mutex<HashMap<String, (UnixMillis, String)>>,
@@ -1056,22 +1056,34 @@ impl Store {
         self.state.read().org.clone()
     }
 
-    /// Counts a new report stream of `account_id`, unless it already has `limit` open.
-    pub fn try_open_connection(&self, account_id: &str, limit: usize) -> bool {
+    /// Counts a new report stream of `reporter` for `account_id`, unless the account already
+    /// has `limit` open, whoever holds them.
+    pub fn try_open_connection(&self, account_id: &str, reporter: &str, limit: usize) -> bool {
         let mut connections = self.connections.lock().expect("connections lock poisoned");
         let open = connections.entry(account_id.to_owned()).or_default();
-        if *open >= limit {
+        if open.values().sum::<usize>() >= limit {
             return false;
         }
-        *open += 1;
+        *open.entry(reporter.to_owned()).or_default() += 1;
         true
     }
 
-    pub fn connection_closed(&self, account_id: &str) {
+    /// Who holds a report stream of `account_id` now, in order.
+    pub fn reporters(&self, account_id: &str) -> Vec<String> {
+        let connections = self.connections.lock().expect("connections lock poisoned");
+        connections.get(account_id).map(|open| open.keys().cloned().collect()).unwrap_or_default()
+    }
+
+    pub fn connection_closed(&self, account_id: &str, reporter: &str) {
         let mut connections = self.connections.lock().expect("connections lock poisoned");
-        if let Some(count) = connections.get_mut(account_id) {
-            *count -= 1;
-            if *count == 0 {
+        if let Some(open) = connections.get_mut(account_id) {
+            if let Some(count) = open.get_mut(reporter) {
+                *count -= 1;
+                if *count == 0 {
+                    open.remove(reporter);
+                }
+            }
+            if open.is_empty() {
                 connections.remove(account_id);
             }
         }
@@ -1079,12 +1091,12 @@ impl Store {
 
     /// Whether `account_id` has a report stream open now.
     pub fn is_connected(&self, account_id: &str) -> bool {
-        self.connections.lock().expect("connections lock poisoned").get(account_id).is_some_and(|&open| open > 0)
+        self.connections.lock().expect("connections lock poisoned").get(account_id).is_some_and(|open| !open.is_empty())
     }
 
     /// Report streams open now, over every account.
     pub fn open_streams(&self) -> usize {
-        self.connections.lock().expect("connections lock poisoned").values().sum()
+        self.connections.lock().expect("connections lock poisoned").values().flat_map(BTreeMap::values).sum()
     }
 
     /// Records that a report of `account_id`'s own agent was refused (the reason is cut to
@@ -1104,7 +1116,13 @@ impl Store {
     /// reads them for each of thousands of members under the state lock, and takes their locks
     /// once instead. The refusals are one per account with an agent at most.
     pub fn liveness(&self) -> Liveness {
-        let connected = self.connections.lock().expect("connections lock poisoned").keys().cloned().collect();
+        let connected = self
+            .connections
+            .lock()
+            .expect("connections lock poisoned")
+            .iter()
+            .map(|(account, open)| (account.clone(), open.keys().cloned().collect()))
+            .collect();
         let refusals = self.refusals.lock().expect("refusals lock poisoned").clone();
         Liveness { connected, refusals }
     }
@@ -1113,7 +1131,8 @@ impl Store {
 /// What is kept in memory only about members, as of one moment ([`Store::liveness`]).
 #[derive(Debug, Default)]
 pub struct Liveness {
-    pub connected: std::collections::HashSet<String>,
+    /// Accounts with a report stream open, and who holds them.
+    pub connected: HashMap<String, Vec<String>>,
     pub refusals: HashMap<String, (UnixMillis, String)>,
 }
 

@@ -62,7 +62,7 @@ async fn list(client: &mut Client, output: Output) -> anyhow::Result<()> {
         Output::Json => print_json(&serde_json::json!({ "members": members })),
         output => print_rows(
             output,
-            &["accountId", "status", "connection", "lastContact", "lastUpdated", "buckets", "regions"],
+            &["accountId", "status", "connection", "reportedBy", "lastContact", "lastUpdated", "buckets", "regions"],
             &rows(&members),
         ),
     }
@@ -94,6 +94,7 @@ fn rows(members: &[Member]) -> Vec<Vec<String>> {
                 m.account_id.clone(),
                 json_name(m.relationship_status),
                 json_name(m.connection_state),
+                m.reported_by.join(", "),
                 opt(m.last_contact.map(|t| t.to_iso8601())),
                 opt(m.last_updated.map(|t| t.to_iso8601())),
                 m.bucket_count.to_string(),

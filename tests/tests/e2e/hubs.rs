@@ -59,6 +59,7 @@ async fn a_hub_reports_for_its_accounts_only_and_the_later_reporter_wins() -> an
     })
     .await?;
     assert_eq!(a["relationshipStatus"], "Enabled", "{a}");
+    assert_eq!(a["reportedBy"], json!(["hub `central`"]), "who reports for A now: {a}");
     assert!(admin.process.log_text().contains("another reporter's streams ended"));
     assert!(!hub.process.log_text().contains("superseded"), "the later connection keeps its stream");
 

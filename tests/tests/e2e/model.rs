@@ -42,6 +42,7 @@ const ADDITIONS: &[(&str, &str)] = &[
     ("Member.agentVersion", "the version the agent reported"),
     ("Member.canonicalUserId", "the account's S3 canonical ID, which maps ACL grants to accounts"),
     ("Member.bucketCount", "the account's buckets"),
+    ("Member.reportedBy", "who reports for the account now: each agent or hub with a stream open"),
 ];
 
 /// Macie's keys Estate never writes, each with its reason.

@@ -80,11 +80,12 @@ pub struct AgentServiceImpl {
 struct OpenConnection {
     store: Arc<Store>,
     account_id: AccountId,
+    reporter: String,
 }
 
 impl Drop for OpenConnection {
     fn drop(&mut self) {
-        self.store.connection_closed(&self.account_id);
+        self.store.connection_closed(&self.account_id, &self.reporter);
     }
 }
 
@@ -346,7 +347,8 @@ impl AgentService for AgentServiceImpl {
             ))
             .into());
         }
-        if !self.store.try_open_connection(&account_id, self.max_connections) {
+        let reporter = identity.reporter();
+        if !self.store.try_open_connection(&account_id, &reporter, self.max_connections) {
             self.store.note_refusal(&account_id, "too many report streams open (--max-connections-per-agent)");
             tracing::warn!(account = %account_id, limit = self.max_connections, "refused: too many streams for one agent");
             return Err(ServiceError::Exhausted(format!(
@@ -356,7 +358,11 @@ impl AgentService for AgentServiceImpl {
             .into());
         }
         // From here on the stream counts; it is released when its task ends.
-        let opened = OpenConnection { store: Arc::clone(&self.store), account_id: account_id.clone() };
+        let opened = OpenConnection {
+            store: Arc::clone(&self.store),
+            account_id: account_id.clone(),
+            reporter: reporter.clone(),
+        };
         tracing::info!(
             account = %account_id,
             regions = ?regions,
@@ -384,7 +390,6 @@ impl AgentService for AgentServiceImpl {
             .map_err(ServiceError::from)?;
 
         let (tx, rx) = mpsc::channel(256);
-        let reporter = identity.reporter();
         let registration = self.directory.register(&account_id, &reporter, tx.clone());
         // A token revoked between the check above and this registration was revoked while no
         // revocation could reach this stream: check once more, now that one can.
