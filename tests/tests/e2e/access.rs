@@ -34,30 +34,16 @@ async fn unreadable_buckets_become_error_buckets_and_the_rest_is_complete() -> a
         .await?;
 
     // The agent's identity: everything it needs, minus three denials.
-    let iam = aws_sdk_iam_client(&moto, &root);
-    iam.create_user().user_name("estate-agent").send().await?;
-    let policy = json!({
-        "Version": "2012-10-17",
-        "Statement": [
-            {"Effect": "Allow", "Action": ["s3:*", "sts:GetCallerIdentity"], "Resource": "*"},
+    let agent_creds = agent_denied(
+        &moto,
+        &root,
+        json!([
             {"Effect": "Deny", "Action": "s3:GetBucketPolicy", "Resource": "arn:aws:s3:::estate-d-no-policy-read"},
             {"Effect": "Deny", "Action": "s3:ListBucket", "Resource": "arn:aws:s3:::estate-d-no-listing"},
             {"Effect": "Deny", "Action": "s3:GetAccountPublicAccessBlock", "Resource": "*"}
-        ]
-    });
-    iam.put_user_policy()
-        .user_name("estate-agent")
-        .policy_name("agent")
-        .policy_document(policy.to_string())
-        .send()
-        .await?;
-    let key = iam.create_access_key().user_name("estate-agent").send().await?;
-    let key = key.access_key().expect("an access key");
-    let agent_creds = Credentials::new(key.access_key_id(), key.secret_access_key(), None, None, "agent");
-
-    // From now on moto enforces identity policies (and signatures).
-    let client = reqwest_free_post(&moto.endpoint, "/moto-api/reset-auth", "0")?;
-    assert!(client.contains("200"), "enabling moto's IAM authorization: {client}");
+        ]),
+    )
+    .await?;
 
     let dir = tempfile::tempdir()?;
     let admin = Admin::start(&dir.path().join("data"), None)?;
@@ -98,7 +84,29 @@ async fn unreadable_buckets_become_error_buckets_and_the_rest_is_complete() -> a
     Ok(())
 }
 
-pub(super) fn aws_sdk_iam_client(moto: &Moto, creds: &Credentials) -> aws_sdk_iam::Client {
+/// The keys of an IAM user `estate-agent` allowed everything an agent needs but `denials`
+/// (IAM statements), after which moto enforces identity policies (and signatures).
+pub(super) async fn agent_denied(moto: &Moto, root: &Credentials, denials: Value) -> anyhow::Result<Credentials> {
+    let iam = aws_sdk_iam_client(moto, root);
+    iam.create_user().user_name("estate-agent").send().await?;
+    let mut statements = vec![json!({"Effect": "Allow", "Action": ["s3:*", "sts:GetCallerIdentity"], "Resource": "*"})];
+    statements.extend(denials.as_array().into_iter().flatten().cloned());
+    let policy = json!({"Version": "2012-10-17", "Statement": statements});
+    iam.put_user_policy()
+        .user_name("estate-agent")
+        .policy_name("agent")
+        .policy_document(policy.to_string())
+        .send()
+        .await?;
+    let key = iam.create_access_key().user_name("estate-agent").send().await?;
+    let key = key.access_key().ok_or_else(|| anyhow::anyhow!("moto gave no access key"))?;
+    let credentials = Credentials::new(key.access_key_id(), key.secret_access_key(), None, None, "agent");
+    let enabled = reqwest_free_post(&moto.endpoint, "/moto-api/reset-auth", "0")?;
+    anyhow::ensure!(enabled.contains("200"), "enabling moto's IAM authorization: {enabled}");
+    Ok(credentials)
+}
+
+fn aws_sdk_iam_client(moto: &Moto, creds: &Credentials) -> aws_sdk_iam::Client {
     let config = aws_sdk_iam::config::Builder::new()
         .behavior_version(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new("us-east-1"))
@@ -109,7 +117,7 @@ pub(super) fn aws_sdk_iam_client(moto: &Moto, creds: &Credentials) -> aws_sdk_ia
 }
 
 /// A tiny HTTP POST over a plain TCP stream (moto's control API is not an AWS API).
-pub(super) fn reqwest_free_post(endpoint: &str, path: &str, body: &str) -> anyhow::Result<String> {
+fn reqwest_free_post(endpoint: &str, path: &str, body: &str) -> anyhow::Result<String> {
     use std::io::{Read, Write};
     let host = endpoint.trim_start_matches("http://");
     let mut stream = std::net::TcpStream::connect(host)?;

@@ -4,6 +4,7 @@
 //! the other is told why and steps back; revoking a hub's token ends its streams of every
 //! account.
 
+use super::parity::member;
 use super::*;
 
 const HUB_TOKEN: &str = "hub-token-central-0123456789";
@@ -20,12 +21,6 @@ fn write_hub_config(dir: &std::path::Path) -> std::path::PathBuf {
     let path = dir.join("estate.toml");
     std::fs::write(&path, text).unwrap();
     path
-}
-
-fn member(admin: &Admin, account: &str) -> anyhow::Result<Value> {
-    let members = admin.ctl_json(Some(CLIENT_TOKEN), &["members"])?;
-    let found = members["members"].as_array().into_iter().flatten().find(|m| m["accountId"] == account).cloned();
-    found.ok_or_else(|| anyhow::anyhow!("account {account} is not listed: {members}"))
 }
 
 #[tokio::test(flavor = "multi_thread")]

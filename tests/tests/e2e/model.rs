@@ -220,22 +220,9 @@ async fn estatectl_json_matches_macies_api_model_but_for_the_listed_differences(
     s3.put_object().bucket("estate-m-rich").key("a.csv").body(ByteStream::from_static(b"a,b\n")).send().await?;
     seed_bucket(&moto, &root, &Spec::plain(ACCOUNT, "estate-m-empty".into())).await?;
     seed_bucket(&moto, &root, &Spec::plain(ACCOUNT, "estate-m-denied".into())).await?;
-    let iam = super::access::aws_sdk_iam_client(&moto, &root);
-    iam.create_user().user_name("estate-agent").send().await?;
-    let policy = json!({"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Action": ["s3:*", "sts:GetCallerIdentity"], "Resource": "*"},
-        {"Effect": "Deny", "Action": "s3:GetBucketPolicy", "Resource": "arn:aws:s3:::estate-m-denied"}]});
-    iam.put_user_policy()
-        .user_name("estate-agent")
-        .policy_name("agent")
-        .policy_document(policy.to_string())
-        .send()
-        .await?;
-    let key = iam.create_access_key().user_name("estate-agent").send().await?;
-    let key = key.access_key().context("an access key")?;
-    let agent_creds = Credentials::new(key.access_key_id(), key.secret_access_key(), None, None, "agent");
-    let enabled = super::access::reqwest_free_post(&moto.endpoint, "/moto-api/reset-auth", "0")?;
-    anyhow::ensure!(enabled.contains("200"), "enabling moto's IAM authorization: {enabled}");
+    let denial =
+        json!([{"Effect": "Deny", "Action": "s3:GetBucketPolicy", "Resource": "arn:aws:s3:::estate-m-denied"}]);
+    let agent_creds = super::access::agent_denied(&moto, &root, denial).await?;
 
     let dir = tempfile::tempdir()?;
     let admin = Admin::start(&dir.path().join("data"), None)?;

@@ -35,7 +35,7 @@ fn bucket_spec(account: &'static str, region: &'static str, name: &str) -> Spec 
 }
 
 /// The member's entry in `estatectl members`.
-fn member(admin: &Admin, account: &str) -> anyhow::Result<Value> {
+pub(super) fn member(admin: &Admin, account: &str) -> anyhow::Result<Value> {
     let members = admin.ctl_json(Some(CLIENT_TOKEN), &["members"])?;
     let found = members["members"].as_array().into_iter().flatten().find(|m| m["accountId"] == account).cloned();
     found.ok_or_else(|| anyhow::anyhow!("account {account} is not listed: {members}"))
