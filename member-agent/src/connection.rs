@@ -53,7 +53,9 @@ pub async fn run(options: ConnectionOptions, outbox: Arc<Outbox>, refresh_reques
                     retry_in = ?SUPERSEDED_BACKOFF,
                     "another reporter of this account connected later; this agent steps back"
                 );
-                tokio::time::sleep(SUPERSEDED_BACKOFF).await;
+                // Jittered, so that two reporters do not come back at the same instant.
+                let jitter = rand::thread_rng().gen_range(0.75..1.25);
+                tokio::time::sleep(SUPERSEDED_BACKOFF.mul_f64(jitter)).await;
                 backoff = Duration::from_millis(250);
                 continue;
             }

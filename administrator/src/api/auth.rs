@@ -382,7 +382,10 @@ impl Authenticator {
         if identity.may_read() {
             Ok(identity)
         } else {
-            Err(ServiceError::forbidden(format!("`{}` is an agent, not a client", identity.name())))
+            Err(ServiceError::forbidden(format!(
+                "`{}` reports (an agent or a hub); it is not a client",
+                identity.name()
+            )))
         }
     }
 }

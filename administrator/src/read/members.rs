@@ -218,6 +218,10 @@ impl Liveness for crate::state::store::Liveness {
         self.connected.get(account_id).cloned().unwrap_or_default()
     }
 
+    fn connected(&self, account_id: &str) -> bool {
+        self.connected.contains_key(account_id)
+    }
+
     fn last_refusal(&self, account_id: &str) -> Option<(UnixMillis, String)> {
         self.refusals.get(account_id).cloned()
     }

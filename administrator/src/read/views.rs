@@ -21,8 +21,8 @@ pub fn member_accounts(state: &State) -> BTreeSet<AccountId> {
     state.membership.account_names(&state.org).into_iter().cloned().collect()
 }
 
-/// The member as ListMembers shows it; `connected`: whether a report stream of it is open
-/// ([`crate::state::store::Store::is_connected`]).
+/// The member as ListMembers shows it; `reported_by`: who holds a report stream of it now
+/// ([`crate::state::store::Store::reporters`]), none when it is not connected.
 pub fn member(state: &State, account_id: &AccountId, reported_by: Vec<String>) -> macie::Member {
     let record = state.membership.members.get(account_id);
     let regions = record

@@ -1089,27 +1089,17 @@ impl Store {
         }
     }
 
-    /// Whether `account_id` has a report stream open now.
-    pub fn is_connected(&self, account_id: &str) -> bool {
-        self.connections.lock().expect("connections lock poisoned").get(account_id).is_some_and(|open| !open.is_empty())
-    }
-
     /// Report streams open now, over every account.
     pub fn open_streams(&self) -> usize {
         self.connections.lock().expect("connections lock poisoned").values().flat_map(BTreeMap::values).sum()
     }
 
-    /// Records that a report of `account_id`'s own agent was refused (the reason is cut to
-    /// 256 characters).
+    /// Records that a report for `account_id`, by a reporter allowed to report for it (its
+    /// agent, or a hub of its set), was refused (the reason is cut to 256 characters).
     pub fn note_refusal(&self, account_id: &str, reason: &str) {
         let reason = for_log(reason).to_string().chars().take(256).collect();
         let now = estate_common::model::now_ms();
         self.refusals.lock().expect("refusals lock poisoned").insert(account_id.to_owned(), (now, reason));
-    }
-
-    /// When and why the last report of `account_id` was refused, since start.
-    pub fn last_refusal(&self, account_id: &str) -> Option<(UnixMillis, String)> {
-        self.refusals.lock().expect("refusals lock poisoned").get(account_id).cloned()
     }
 
     /// The accounts with a stream open and the last refusals, copied now: a page of members

@@ -67,7 +67,7 @@ async fn a_hub_reports_for_its_accounts_only_and_the_later_reporter_wins() -> an
         Ok((refused && log.contains(&format!("`central` may not report for account `{C}`"))).then_some(()))
     })
     .await?;
-    assert!(admin.process.log_text().contains("refused: agent reported for another account"));
+    assert!(admin.process.log_text().contains("refused: a report for an account this agent or hub may not report for"));
 
     // A hub of the organization's accounts may report for C; for an account outside the
     // organization it may not.

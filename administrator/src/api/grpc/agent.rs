@@ -340,7 +340,7 @@ impl AgentService for AgentServiceImpl {
             .map_err(|e| ServiceError::invalid(e.to_string()))?;
         let in_organization = self.store.read().org.members().contains(&account_id);
         if !identity.may_report_for(&account_id, in_organization) {
-            tracing::warn!(agent = identity.name(), account = %account_id, "refused: agent reported for another account");
+            tracing::warn!(agent = identity.name(), account = %account_id, "refused: a report for an account this agent or hub may not report for");
             return Err(ServiceError::forbidden(format!(
                 "`{}` may not report for account `{account_id}`",
                 identity.name()
@@ -397,7 +397,7 @@ impl AgentService for AgentServiceImpl {
             return Err(ServiceError::unauthenticated("the token of this stream was revoked").into());
         }
         // Only a caller that is still who it was may take the account from another reporter.
-        self.directory.supersede_others(&account_id, &reporter);
+        self.directory.supersede_others(&registration, &reporter);
         if !lost.is_empty() {
             tracing::warn!(
                 account = %account_id,

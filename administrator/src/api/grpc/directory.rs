@@ -127,15 +127,18 @@ impl AgentDirectory {
         Registration { directory: Arc::clone(self), account_id: account_id.clone(), id, revocation }
     }
 
-    /// Ends the streams another reporter than `owner` holds for `account_id` with
-    /// [`superseded`]: of two reporters of one account, the later connection wins. Called once
-    /// the newcomer's stream is registered and its credentials checked again. Returns how many
-    /// were open.
-    pub(crate) fn supersede_others(&self, account_id: &AccountId, owner: &str) -> usize {
+    /// Ends the streams another reporter than `owner` registered for `account_id` before the
+    /// stream `registration`, with [`superseded`]: of two reporters of one account, the later
+    /// connection wins (two that register at once do not end each other: only the earlier
+    /// goes). Called once the newcomer's credentials are checked again. Returns how many were
+    /// open.
+    pub(crate) fn supersede_others(&self, registration: &Registration, owner: &str) -> usize {
+        let account_id = &registration.account_id;
         let others = {
             let mut senders = self.senders.lock().expect("directory lock");
             let Some(list) = senders.get_mut(account_id) else { return 0 };
-            let (mine, others): (Vec<Stream>, Vec<Stream>) = list.drain(..).partition(|s| s.owner == owner);
+            let (mine, others): (Vec<Stream>, Vec<Stream>) =
+                list.drain(..).partition(|s| s.owner == owner || s.id > registration.id);
             *list = mine;
             others
         };
@@ -247,9 +250,9 @@ mod tests {
         let (hub_tx, mut hub_rx) = mpsc::channel(4);
         let hub_a = directory.register(&a, "hub `h`", hub_tx.clone());
         assert!(!agent.is_revoked(), "registering alone supersedes nobody: the caller is checked again first");
-        assert_eq!(directory.supersede_others(&a, "hub `h`"), 2, "both of the agent's streams");
+        assert_eq!(directory.supersede_others(&hub_a, "hub `h`"), 2, "both of the agent's streams");
         let hub_b = directory.register(&b, "hub `h`", hub_tx);
-        assert_eq!(directory.supersede_others(&b, "hub `h`"), 0);
+        assert_eq!(directory.supersede_others(&hub_b, "hub `h`"), 0);
         assert!(agent.is_revoked() && again.is_revoked(), "the agent's streams were superseded");
         let told = agent.ending();
         assert_eq!(told.code(), tonic::Code::Aborted);
@@ -263,5 +266,17 @@ mod tests {
         assert_eq!(directory.end_streams_of("hub `h`", &revoked), 2);
         assert!(hub_a.is_revoked() && hub_b.is_revoked() && !other.is_revoked());
         assert_eq!(directory.streams(), 1);
+
+        // Two reporters registering at once: the earlier one's late call ends nobody registered
+        // after it; the later one's ends the earlier.
+        let d: AccountId = "444444444444".parse().unwrap();
+        let (early_tx, _early_rx) = mpsc::channel(4);
+        let early = directory.register(&d, "hub `h`", early_tx);
+        let (late_tx, _late_rx) = mpsc::channel(4);
+        let late = directory.register(&d, "agent `d`", late_tx);
+        assert_eq!(directory.supersede_others(&early, "hub `h`"), 0);
+        assert!(!late.is_revoked());
+        assert_eq!(directory.supersede_others(&late, "agent `d`"), 1);
+        assert!(early.is_revoked());
     }
 }
