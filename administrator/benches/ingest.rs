@@ -155,6 +155,7 @@ async fn run_stream(endpoint: Endpoint, stream: usize, per_stream: usize) -> Vec
         canonical_user_id: format!("{:064x}", stream),
         agent_version: "bench".into(),
         completed: Vec::new(),
+        problem: String::new(),
     };
     tx.send(pb::ReportRequest { seq: 0, body: Some(pb::report_request::Body::Hello(hello)) }).await.unwrap();
     let mut acks = client.report(tokio_stream::wrappers::ReceiverStream::new(rx)).await.unwrap().into_inner();

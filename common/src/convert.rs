@@ -1072,6 +1072,7 @@ impl From<&macie::Member> for pb::Member {
             canonical_user_id: m.canonical_user_id.clone(),
             bucket_count: m.bucket_count,
             reported_by: m.reported_by.clone(),
+            problem: m.problem.clone().unwrap_or_default(),
             relationship_status: match m.relationship_status {
                 macie::MemberStatus::Enabled => pb::MemberStatus::Enabled,
                 macie::MemberStatus::NoAgent => pb::MemberStatus::NoAgent,
@@ -1109,6 +1110,7 @@ impl From<pb::Member> for macie::Member {
             canonical_user_id: m.canonical_user_id,
             bucket_count: m.bucket_count,
             reported_by: m.reported_by,
+            problem: Some(m.problem).filter(|p| !p.is_empty()),
             relationship_status: match pb::MemberStatus::try_from(m.relationship_status) {
                 Ok(pb::MemberStatus::Enabled) => macie::MemberStatus::Enabled,
                 Ok(pb::MemberStatus::AccountSuspended) => macie::MemberStatus::AccountSuspended,

@@ -457,6 +457,10 @@ pub struct Member {
     /// Estate's addition: who reports for the account now (each agent or hub with a report
     /// stream open).
     pub reported_by: Vec<String>,
+    /// Estate's addition: why its agent or hub cannot read the account (a role it cannot
+    /// assume, say), as the last hello said; absent when it can.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }
 
 /// Why a bucket is in the posture report.

@@ -27,6 +27,8 @@ pub const MAX_CANONICAL_ID_BYTES: usize = 128;
 pub const MAX_IDENTIFIER_BYTES: usize = 2_048;
 /// An error message kept for a bucket the agent could not read, in bytes.
 pub const MAX_ERROR_MESSAGE_BYTES: usize = 1_024;
+/// Why a reporter cannot read its account (a hello's `problem`), in bytes.
+pub const MAX_PROBLEM_BYTES: usize = 1_024;
 
 /// Why a bucket name is not one S3 could have given out.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,7 +12,7 @@ use estate_common::model::{AccountId, UnixMillis};
 
 use crate::read::views;
 use crate::state::stats::PostureCounts;
-use crate::state::store::State;
+use crate::state::store::{MemberLive, State};
 
 /// A member with an agent and no complete refresh for this long is stale (the dashboard's
 /// highlight uses the same 26 hours).
@@ -34,7 +34,8 @@ pub enum MemberState {
     NoAgent,
     /// The administrator refused one of its agent's reports within the last 24 hours.
     Refused,
-    /// Some of its buckets could not be read (their encryption is unknown).
+    /// Its agent or hub cannot read it (the problem its hello named: a role it cannot assume),
+    /// or some of its buckets could not be read (their encryption is unknown).
     Erroring,
 }
 
@@ -211,6 +212,8 @@ pub trait Liveness {
         !self.reporters(account_id).is_empty()
     }
     fn last_refusal(&self, account_id: &str) -> Option<(UnixMillis, String)>;
+    /// Why the account's reader cannot read it, as its last hello said.
+    fn problem(&self, account_id: &str) -> Option<String>;
 }
 
 impl Liveness for crate::state::store::Liveness {
@@ -224,6 +227,10 @@ impl Liveness for crate::state::store::Liveness {
 
     fn last_refusal(&self, account_id: &str) -> Option<(UnixMillis, String)> {
         self.refusals.get(account_id).cloned()
+    }
+
+    fn problem(&self, account_id: &str) -> Option<String> {
+        self.problems.get(account_id).map(|(_, problem)| problem.clone())
     }
 }
 
@@ -258,7 +265,8 @@ fn states_of(
     if refusal.is_some() {
         states.push(MemberState::Refused);
     }
-    if stats.bucket_count_by_encryption_type.unknown > 0 {
+    // A reader that cannot read the account, or buckets it could not read.
+    if live.problem(account).is_some() || stats.bucket_count_by_encryption_type.unknown > 0 {
         states.push(MemberState::Erroring);
     }
     (states, refusal)
@@ -292,7 +300,11 @@ pub fn members(state: &State, live: &dyn Liveness, query: &MemberQuery, now: Uni
     let rows = taken
         .into_iter()
         .map(|(account, states, refusal)| MemberRow {
-            member: views::member(state, account, live.reporters(account)),
+            member: views::member(
+                state,
+                account,
+                MemberLive { reported_by: live.reporters(account), problem: live.problem(account) },
+            ),
             states,
             refusal,
         })
@@ -490,6 +502,7 @@ mod tests {
     struct Live {
         connected: Vec<&'static str>,
         refused: Vec<(&'static str, UnixMillis)>,
+        problems: Vec<&'static str>,
     }
 
     impl Liveness for Live {
@@ -502,6 +515,9 @@ mod tests {
         }
         fn last_refusal(&self, account_id: &str) -> Option<(UnixMillis, String)> {
             self.refused.iter().find(|(a, _)| *a == account_id).map(|(_, at)| (*at, "`bucket`: too many".to_owned()))
+        }
+        fn problem(&self, account_id: &str) -> Option<String> {
+            self.problems.contains(&account_id).then(|| "AssumeRole: AccessDenied".to_owned())
         }
     }
 
@@ -536,7 +552,12 @@ mod tests {
                 now,
             )
             .unwrap();
-        let live = Live { connected: vec![ids[0]], refused: vec![(ids[0], now - 25 * HOUR), (ids[1], now - HOUR)] };
+        // `idle`'s hub cannot assume its role.
+        let live = Live {
+            connected: vec![ids[0]],
+            refused: vec![(ids[0], now - 25 * HOUR), (ids[1], now - HOUR)],
+            problems: vec![ids[3]],
+        };
         let state = store.read();
         let query = |wanted: Option<MemberState>| MemberQuery {
             state: wanted,
@@ -554,10 +575,12 @@ mod tests {
                 vec!["connected"],
                 vec!["disconnected", "stale", "refused"],
                 vec!["noAgent"],
-                vec!["disconnected", "stale"]
+                vec!["disconnected", "stale", "erroring"]
             ]
         );
-        assert_eq!(all.counts, [1, 2, 2, 1, 1, 0]);
+        assert_eq!(all.counts, [1, 2, 2, 1, 1, 1]);
+        assert_eq!(all.rows[3].member.problem.as_deref(), Some("AssumeRole: AccessDenied"));
+        assert_eq!(all.rows[0].member.problem, None);
         assert_eq!((all.all, all.matching), (4, 4));
         for wanted in MemberState::ALL {
             let page = members(&state, &live, &query(Some(wanted)), now);

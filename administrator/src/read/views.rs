@@ -13,7 +13,7 @@ use estate_common::model::{AccountId, StoredKey};
 
 use crate::read::query::Query;
 use crate::state::members;
-use crate::state::store::State;
+use crate::state::store::{MemberLive, State};
 
 /// Every account Estate should see: the organization's, those with an agent configured,
 /// and those that have ever reported.
@@ -21,9 +21,10 @@ pub fn member_accounts(state: &State) -> BTreeSet<AccountId> {
     state.membership.account_names(&state.org).into_iter().cloned().collect()
 }
 
-/// The member as ListMembers shows it; `reported_by`: who holds a report stream of it now
-/// ([`crate::state::store::Store::reporters`]), none when it is not connected.
-pub fn member(state: &State, account_id: &AccountId, reported_by: Vec<String>) -> macie::Member {
+/// The member as ListMembers shows it; `live`: who holds a report stream of it now, none
+/// when it is not connected, and its reader's problem ([`crate::state::store::Store::member_live`]).
+pub fn member(state: &State, account_id: &AccountId, live: MemberLive) -> macie::Member {
+    let MemberLive { reported_by, problem } = live;
     let record = state.membership.members.get(account_id);
     let regions = record
         .map_or(&[][..], |r| &r.regions)
@@ -56,6 +57,7 @@ pub fn member(state: &State, account_id: &AccountId, reported_by: Vec<String>) -
         bucket_count: state.stats.account(account_id).bucket_count.max(0) as u64,
         relationship_status: state.membership.status(&state.org, account_id),
         reported_by,
+        problem,
     }
 }
 
@@ -160,7 +162,7 @@ mod tests {
         let complete = |account: &AccountId| complete_at(account, 1, 1_000);
         store.commit(vec![hello(a), complete(a), hello(gone), complete(gone)], 5_000).unwrap();
         let state = store.read();
-        let status = |account: &AccountId| member(&state, account, Vec::new()).relationship_status;
+        let status = |account: &AccountId| member(&state, account, MemberLive::default()).relationship_status;
         assert_eq!(
             [status(a), status(b), status(gone)],
             [MemberStatus::Enabled, MemberStatus::NoAgent, MemberStatus::Removed]
@@ -183,7 +185,7 @@ mod tests {
         };
         store.commit(vec![organization(&[b, c])], 6_000).unwrap();
         let state = store.read();
-        assert_eq!(member(&state, b, Vec::new()).relationship_status, MemberStatus::AccountSuspended);
+        assert_eq!(member(&state, b, MemberLive::default()).relationship_status, MemberStatus::AccountSuspended);
         let stats = statistics(&state, None);
         assert_eq!((stats.members_without_agent, stats.members_pending), (0, 0));
         assert_eq!(stats.last_updated, Some(Timestamp(1_000)), "every account that should report has");

@@ -714,6 +714,9 @@ pub struct Store {
     /// The last report refused per account, with why (in memory, like `connections`): an
     /// account is only ever charged with its own agent's refusals.
     refusals: Mutex<HashMap<String, (UnixMillis, String)>>,
+    /// Why the reporter of an account cannot read it, as its last hello said (in memory, like
+    /// `connections`: every reporter says it again when it reconnects).
+    problems: Mutex<HashMap<String, (UnixMillis, String)>>,
 }
 
 /// The committer releases the state lock after this many operations, so that a read waits
@@ -768,6 +771,7 @@ impl Store {
             published: Mutex::default(),
             connections: Mutex::default(),
             refusals: Mutex::default(),
+            problems: Mutex::default(),
         };
         store.load(org, configured, policy_queue, write)?;
         Ok(store)
@@ -1102,6 +1106,24 @@ impl Store {
         self.refusals.lock().expect("refusals lock poisoned").insert(account_id.to_owned(), (now, reason));
     }
 
+    /// Records what the hello of a reporter of `account_id` says about reading it: `problem`
+    /// empty clears the last one. The caller has bounded its size.
+    pub fn note_problem(&self, account_id: &str, problem: &str) {
+        let mut problems = self.problems.lock().expect("problems lock poisoned");
+        if problem.is_empty() {
+            problems.remove(account_id);
+        } else {
+            let now = estate_common::model::now_ms();
+            problems.insert(account_id.to_owned(), (now, for_log(problem).to_string()));
+        }
+    }
+
+    /// What is in memory only about one member: who reports for it, and its reader's problem.
+    pub fn member_live(&self, account_id: &str) -> MemberLive {
+        let problem = self.problems.lock().expect("problems lock poisoned").get(account_id).map(|(_, p)| p.clone());
+        MemberLive { reported_by: self.reporters(account_id), problem }
+    }
+
     /// The accounts with a stream open and the last refusals, copied now: a page of members
     /// reads them for each of thousands of members under the state lock, and takes their locks
     /// once instead. The refusals are one per account with an agent at most.
@@ -1114,8 +1136,18 @@ impl Store {
             .map(|(account, open)| (account.clone(), open.keys().cloned().collect()))
             .collect();
         let refusals = self.refusals.lock().expect("refusals lock poisoned").clone();
-        Liveness { connected, refusals }
+        let problems = self.problems.lock().expect("problems lock poisoned").clone();
+        Liveness { connected, refusals, problems }
     }
+}
+
+/// What one member view needs from memory ([`Store::member_live`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MemberLive {
+    /// Who holds a report stream of the account now (empty: not connected).
+    pub reported_by: Vec<String>,
+    /// Why its reader cannot read it, if it said so.
+    pub problem: Option<String>,
 }
 
 /// What is kept in memory only about members, as of one moment ([`Store::liveness`]).
@@ -1124,6 +1156,8 @@ pub struct Liveness {
     /// Accounts with a report stream open, and who holds them.
     pub connected: HashMap<String, Vec<String>>,
     pub refusals: HashMap<String, (UnixMillis, String)>,
+    /// Readers' problems, per account ([`Store::note_problem`]).
+    pub problems: HashMap<String, (UnixMillis, String)>,
 }
 
 #[cfg(test)]

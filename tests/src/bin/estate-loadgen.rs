@@ -291,6 +291,7 @@ async fn run_agent(
                 canonical_user_id: format!("{:064x}", agent.index),
                 agent_version: "loadgen".into(),
                 completed,
+                problem: String::new(),
             })),
         };
         let _ = tx.send(hello).await;

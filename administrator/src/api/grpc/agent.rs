@@ -22,7 +22,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use estate_common::convert::{self, ConvertError};
 use estate_common::findings::Cause;
-use estate_common::limits::{self, MAX_AGENT_VERSION_BYTES, MAX_CANONICAL_ID_BYTES};
+use estate_common::limits::{self, MAX_AGENT_VERSION_BYTES, MAX_CANONICAL_ID_BYTES, MAX_PROBLEM_BYTES};
 use estate_common::model::{self, AccountId, BucketKey, Region, UnixMillis};
 use estate_common::pb::{self, agent_service_server::AgentService, report_request::Body};
 
@@ -59,6 +59,24 @@ fn lost_scopes(
     lost.sort();
     lost.dedup();
     lost
+}
+
+/// What the store holds of each of the hello's Regions: the last completed refresh, and
+/// whether one is under way. Bounded by [`MAX_HELLO_REGIONS`].
+fn held_scopes(state: &State, account_id: &AccountId, regions: &[Region]) -> pb::Held {
+    let scopes = regions
+        .iter()
+        .map(|region| {
+            let scope = state.scope(account_id, region).cloned().unwrap_or_default();
+            pb::HeldScope {
+                region: region.to_string(),
+                generation: scope.generation,
+                last_updated_ms: scope.last_updated.unwrap_or(0),
+                refreshing: state.progress(account_id, region).is_some(),
+            }
+        })
+        .collect();
+    pb::Held { scopes }
 }
 
 /// The most Regions one hello may name (AWS has a few dozen): it bounds what the hello costs.
@@ -322,6 +340,7 @@ impl AgentService for AgentServiceImpl {
         for (field, value, max) in [
             ("hello.agent_version", &hello.agent_version, MAX_AGENT_VERSION_BYTES),
             ("hello.canonical_user_id", &hello.canonical_user_id, MAX_CANONICAL_ID_BYTES),
+            ("hello.problem", &hello.problem, MAX_PROBLEM_BYTES),
         ] {
             if value.len() > max {
                 return Err(ServiceError::invalid(format!(
@@ -369,13 +388,13 @@ impl AgentService for AgentServiceImpl {
             version = %estate_common::text::for_log(&hello.agent_version),
             "agent connected"
         );
-        let lost = if hello.completed.is_empty() {
-            Vec::new()
-        } else {
+        let (lost, held) = {
             let (account, regions) = (account_id.clone(), regions.clone());
             let completed = std::mem::take(&mut hello.completed);
             self.store
-                .read_blocking(move |state| lost_scopes(state, &account, &regions, &completed))
+                .read_blocking(move |state| {
+                    (lost_scopes(state, &account, &regions, &completed), held_scopes(state, &account, &regions))
+                })
                 .await
                 .map_err(ServiceError::from)?
         };
@@ -398,6 +417,15 @@ impl AgentService for AgentServiceImpl {
         }
         // Only a caller that is still who it was may take the account from another reporter.
         self.directory.supersede_others(&registration, &reporter);
+        self.store.note_problem(&account_id, &hello.problem);
+        if !hello.problem.is_empty() {
+            tracing::warn!(
+                account = %account_id,
+                problem = %estate_common::text::for_log(&hello.problem),
+                "the reporter cannot read the account"
+            );
+        }
+        let _ = tx.send(Ok(pb::ReportResponse { body: Some(pb::report_response::Body::Held(held)) })).await;
         if !lost.is_empty() {
             tracing::warn!(
                 account = %account_id,

@@ -312,7 +312,7 @@ impl InventoryService for InventoryServiceImpl {
             String::new()
         };
         Ok(Response::new(pb::ListMembersResponse {
-            members: page.into_iter().map(|a| (&views::member(&state, a, self.store.reporters(a))).into()).collect(),
+            members: page.into_iter().map(|a| (&views::member(&state, a, self.store.member_live(a))).into()).collect(),
             next_token,
         }))
     }
@@ -400,7 +400,7 @@ impl InventoryService for InventoryServiceImpl {
             return Err(ServiceError::NoSuchMember(account.into()).into());
         }
         Ok(Response::new(pb::GetMemberResponse {
-            member: Some((&views::member(&state, &account, self.store.reporters(&account))).into()),
+            member: Some((&views::member(&state, &account, self.store.member_live(&account))).into()),
         }))
     }
 
