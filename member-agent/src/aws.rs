@@ -155,11 +155,28 @@ impl Intercept for RequestCounter {
     }
 }
 
+/// Retries: `max_attempts` per call with backoff from 200 ms; `adaptive` (a hub's) also
+/// lowers the request rate of a client that is throttled.
+pub fn retry_config(max_attempts: u32, adaptive: bool) -> RetryConfig {
+    let mode = if adaptive { RetryConfig::adaptive() } else { RetryConfig::standard() };
+    mode.with_max_attempts(max_attempts).with_initial_backoff(Duration::from_millis(200))
+}
+
+/// Connecting takes at most 10 s and one attempt at most 60 s.
+pub fn timeouts() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .operation_attempt_timeout(Duration::from_secs(60))
+        .build()
+}
+
 /// The clients of one agent: one S3 client per Region, created on first use.
 #[derive(Debug)]
 pub struct Clients {
     base: SdkConfig,
     endpoint_url: Option<String>,
+    /// The S3 clients' retry partition ([`Clients::from_config`]).
+    partition: Option<String>,
     s3: Mutex<HashMap<String, aws_sdk_s3::Client>>,
     pub sts: aws_sdk_sts::Client,
     pub s3control: aws_sdk_s3control::Client,
@@ -168,26 +185,31 @@ pub struct Clients {
 }
 
 impl Clients {
+    /// The clients of an agent that runs as its account's own identity (the default chain).
     pub async fn new(home_region: &str, endpoint_url: Option<String>, max_attempts: u32) -> Self {
         let base = aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new(home_region.to_owned()))
-            .retry_config(
-                RetryConfig::standard()
-                    .with_max_attempts(max_attempts)
-                    .with_initial_backoff(Duration::from_millis(200)),
-            )
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(10))
-                    .operation_attempt_timeout(Duration::from_secs(60))
-                    .build(),
-            )
+            .retry_config(retry_config(max_attempts, false))
+            .timeout_config(timeouts())
             .load()
             .await;
+        Self::from_config(base, endpoint_url, None)
+    }
+
+    /// Clients built on `base`: its credentials, Region, retries and HTTP client. With
+    /// `partition` (a hub's account ID), their retry state is that account's alone: the retry
+    /// quota and, in adaptive mode, the request rate that throttling lowers are per account,
+    /// as AWS's API limits are, so throttling in one account never slows the others.
+    pub fn from_config(base: SdkConfig, endpoint_url: Option<String>, partition: Option<&str>) -> Self {
+        use aws_sdk_s3::config::retry::RetryPartition;
         let requests = RequestCounter::default();
+        let named = |service: &str| partition.map(|account| RetryPartition::new(format!("{service}-{account}")));
         let mut sts = aws_sdk_sts::config::Builder::from(&base);
+        sts.set_retry_partition(named("sts"));
         let mut sqs = aws_sdk_sqs::config::Builder::from(&base);
+        sqs.set_retry_partition(named("sqs"));
         let mut s3control = aws_sdk_s3control::config::Builder::from(&base).interceptor(requests.clone());
+        s3control.set_retry_partition(named("s3control"));
         if let Some(url) = &endpoint_url {
             sts = sts.endpoint_url(url);
             sqs = sqs.endpoint_url(url);
@@ -199,6 +221,7 @@ impl Clients {
             s3control: aws_sdk_s3control::Client::from_conf(s3control.build()),
             base,
             endpoint_url,
+            partition: partition.map(|p| format!("s3-{p}")),
             s3: Mutex::new(HashMap::new()),
             requests,
         }
@@ -213,6 +236,7 @@ impl Clients {
                 let mut config = aws_sdk_s3::config::Builder::from(&self.base)
                     .region(Region::new(region.to_owned()))
                     .interceptor(self.requests.clone());
+                config.set_retry_partition(self.partition.clone().map(aws_sdk_s3::config::retry::RetryPartition::new));
                 if let Some(url) = &self.endpoint_url {
                     // S3-compatible servers on a plain address cannot serve virtual-hosted names.
                     config = config.endpoint_url(url).force_path_style(true);

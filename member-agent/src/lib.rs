@@ -5,6 +5,7 @@ pub mod aws;
 pub mod collect;
 pub mod connection;
 pub mod events;
+pub mod hub;
 pub mod objects;
 pub mod outbox;
 pub mod refresh;
@@ -19,13 +20,13 @@ use anyhow::{bail, Context};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use estate_common::model::{AccountId, Region};
-use estate_common::pb::{Hello, RefreshRequest};
+use estate_common::model::{now_ms, AccountId, Region, UnixMillis};
+use estate_common::pb::{Held, Hello, RefreshRequest};
 
 use crate::aws::{classify, Clients};
-use crate::connection::ConnectionOptions;
+use crate::connection::{ConnectionOptions, Inbound, Link};
 use crate::outbox::Outbox;
-use crate::refresh::Refresher;
+use crate::refresh::{AbortOnDrop, Refresher};
 
 #[derive(Debug, Clone)]
 pub struct AgentOptions {
@@ -79,58 +80,139 @@ pub async fn run(options: AgentOptions) -> anyhow::Result<()> {
     }
     let home = options.regions[0].clone();
     let clients = Arc::new(Clients::new(&home, options.endpoint_url.clone(), options.max_attempts).await);
+    let (account_id, canonical_user_id) = identify(&clients, &home).await?;
+    tracing::info!(account = %account_id, regions = ?options.regions, "agent starting");
+    let pipeline = Pipeline {
+        regions: options.regions.clone(),
+        concurrency: options.concurrency,
+        refresh_interval: options.refresh_interval,
+        outbox_capacity: options.outbox_capacity,
+        head_budget: options.head_budget,
+        events: options.events.clone(),
+        resume: false,
+        global_limit: None,
+    };
+    let link = Link::Own { admin_url: options.admin_url.clone(), tls: options.tls.clone() };
+    let account = Account { account_id, canonical_user_id, clients, link, token: options.token.clone() };
+    serve(account, &pipeline).await
+}
+
+/// Who the clients' credentials are: the account (STS GetCallerIdentity) and its canonical
+/// user ID (the owner ListBuckets names).
+pub async fn identify(clients: &Clients, home: &Region) -> anyhow::Result<(AccountId, String)> {
     let identity = clients.sts.get_caller_identity().send().await.map_err(classify).context("STS GetCallerIdentity")?;
     let account_id = AccountId::parse(identity.account().context("GetCallerIdentity returned no account")?)
         .context("STS GetCallerIdentity")?;
     let owner = clients
-        .s3(&home)
+        .s3(home)
         .list_buckets()
         .max_buckets(1)
         .send()
         .await
         .map_err(classify)
         .context("`s3:ListAllMyBuckets` (for the canonical user ID)")?;
-    let canonical_user_id = owner.owner().and_then(|o| o.id()).unwrap_or_default().to_owned();
-    tracing::info!(account = %account_id, regions = ?options.regions, "agent starting");
+    Ok((account_id, owner.owner().and_then(|o| o.id()).unwrap_or_default().to_owned()))
+}
 
-    let outbox = Arc::new(Outbox::new(options.outbox_capacity));
+/// How every account's pipeline runs: the agent's settings, one account's or a hub's.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    pub regions: Vec<Region>,
+    /// Buckets read at once per Region of the account.
+    pub concurrency: usize,
+    pub refresh_interval: Duration,
+    pub outbox_capacity: usize,
+    pub head_budget: usize,
+    pub events: Option<events::EventOptions>,
+    /// Wait until the administrator accepts the stream and says what it holds, and skip the
+    /// refresh at start when it holds a recent complete one of every Region (a hub: a restart
+    /// does not read every account again). Needs an administrator that sends `Held`: every one
+    /// that knows hubs does.
+    pub resume: bool,
+    /// Bucket reads at once over every account (a hub's global limit).
+    pub global_limit: Option<Arc<tokio::sync::Semaphore>>,
+}
+
+/// One account, ready to be served: who it is, its clients, and its way to the administrator.
+#[derive(Debug)]
+pub struct Account {
+    pub account_id: AccountId,
+    pub canonical_user_id: String,
+    pub clients: Arc<Clients>,
+    pub link: Link,
+    pub token: Option<String>,
+}
+
+/// When the first full refresh is due, from what the administrator holds: later when every
+/// Region has a completed refresh younger than `interval` and none is under way (the next one
+/// is due `interval` after the oldest); now otherwise.
+pub fn first_refresh_in(held: &Held, regions: &[Region], interval: Duration, now: UnixMillis) -> Duration {
+    let mut oldest = UnixMillis::MAX;
+    for region in regions {
+        let Some(scope) = held.scopes.iter().find(|s| *region == s.region) else { return Duration::ZERO };
+        if scope.refreshing || scope.last_updated_ms <= 0 {
+            return Duration::ZERO;
+        }
+        oldest = oldest.min(scope.last_updated_ms.min(now));
+    }
+    let age = Duration::from_millis(u64::try_from(now - oldest).unwrap_or(0));
+    interval.saturating_sub(age)
+}
+
+/// Serves one account until the future is dropped: its stream to the administrator, its
+/// refreshes (at start unless resumed, on the cycle, when asked) and its events. Every task it
+/// starts ends with it.
+pub async fn serve(account: Account, pipeline: &Pipeline) -> anyhow::Result<()> {
+    let Account { account_id, canonical_user_id, clients, link, token } = account;
+    let mut tasks = tokio::task::JoinSet::new();
+    let outbox = Arc::new(Outbox::new(pipeline.outbox_capacity));
     let (refresh_tx, mut refresh_rx) = mpsc::channel::<RefreshRequest>(16);
+    let (held_tx, mut held_rx) = mpsc::channel::<Held>(1);
     let hello = Hello {
         account_id: account_id.to_string(),
-        regions: options.regions.iter().map(ToString::to_string).collect(),
+        regions: pipeline.regions.iter().map(ToString::to_string).collect(),
         canonical_user_id,
         agent_version: estate_common::VERSION.to_owned(),
         // Filled in for each stream from the outbox.
         completed: Vec::new(),
+        problem: String::new(),
     };
-    tokio::spawn(connection::run(
-        ConnectionOptions {
-            admin_url: options.admin_url.clone(),
-            tls: options.tls.clone(),
-            token: options.token.clone(),
-            hello,
-        },
+    tasks.spawn(connection::run(
+        ConnectionOptions { link, token, hello },
         Arc::clone(&outbox),
-        refresh_tx,
+        Inbound { refresh_requests: refresh_tx, held: held_tx },
     ));
 
-    let refresher = Arc::new(Refresher::new(
+    let mut refresher = Refresher::new(
         Arc::clone(&clients),
         Arc::clone(&outbox),
-        account_id,
-        options.regions.clone(),
-        options.concurrency,
-        options.head_budget,
-    ));
-    if let Some(events) = options.events.clone() {
+        account_id.clone(),
+        pipeline.regions.clone(),
+        pipeline.concurrency,
+        pipeline.head_budget,
+    );
+    refresher.global_limit = pipeline.global_limit.clone();
+    let refresher = Arc::new(refresher);
+    if let Some(events) = pipeline.events.clone() {
         let (clients, refresher, outbox) = (Arc::clone(&clients), Arc::clone(&refresher), Arc::clone(&outbox));
         let state = Arc::new(tokio::sync::Mutex::new(events::ConsumerState::default()));
-        tokio::spawn(events::supervise("events consumer", events::RESTART_BACKOFF, move || {
+        tasks.spawn(events::supervise("events consumer", events::RESTART_BACKOFF, move || {
             let (clients, refresher, outbox) = (Arc::clone(&clients), Arc::clone(&refresher), Arc::clone(&outbox));
             events::run(events.clone(), clients, refresher, outbox, Arc::clone(&state))
         }));
     }
     let mut next_full = Instant::now();
+    if pipeline.resume {
+        // Nothing is read before the administrator accepts the account's stream: an account
+        // it refuses costs no S3 request.
+        if let Some(held) = held_rx.recv().await {
+            let wait = first_refresh_in(&held, &pipeline.regions, pipeline.refresh_interval, now_ms());
+            if !wait.is_zero() {
+                tracing::info!(account = %account_id, next_refresh_in = ?wait, "the administrator holds a recent refresh of every Region; resuming");
+            }
+            next_full += wait;
+        }
+    }
     loop {
         let (requested, count_objects) = tokio::select! {
             _ = tokio::time::sleep_until(next_full) => (Vec::new(), true),
@@ -138,7 +220,7 @@ pub async fn run(options: AgentOptions) -> anyhow::Result<()> {
                 if !request.object_refresh_bucket.is_empty() {
                     // Object refreshes run beside the bucket refreshes.
                     let refresher = Arc::clone(&refresher);
-                    tokio::spawn(async move {
+                    tasks.spawn(async move {
                         refresher.refresh_objects(&request.object_refresh_region, &request.object_refresh_bucket).await
                     });
                     continue;
@@ -146,20 +228,24 @@ pub async fn run(options: AgentOptions) -> anyhow::Result<()> {
                 let count_objects = request.count_objects || request.regions.is_empty();
                 (request.regions, count_objects)
             }
+            // Later hellos' answers (reconnections) change nothing.
+            Some(_) = held_rx.recv() => continue,
         };
         let full = requested.is_empty();
         // A task of its own: a panic in a refresh (each bucket's is caught as that bucket's
         // failure already) is a failed refresh, never the end of the agent.
-        let refresh = tokio::spawn({
+        let refresh = AbortOnDrop(tokio::spawn({
             let refresher = Arc::clone(&refresher);
             async move { refresher.refresh(&requested, count_objects).await }
-        });
-        let outcome = refresh.await.unwrap_or_else(|joined| Err(anyhow::anyhow!("the refresh task failed: {joined}")));
+        }));
+        let mut refresh = refresh;
+        let outcome =
+            (&mut refresh.0).await.unwrap_or_else(|joined| Err(anyhow::anyhow!("the refresh task failed: {joined}")));
         match outcome {
-            Ok(()) if full => next_full = Instant::now() + options.refresh_interval,
+            Ok(()) if full => next_full = Instant::now() + pipeline.refresh_interval,
             Ok(()) => {}
             Err(error) => {
-                tracing::error!(error = %format!("{error:#}"), "refresh failed; retrying in a minute");
+                tracing::error!(account = %account_id, error = %format!("{error:#}"), "refresh failed; retrying in a minute");
                 next_full = next_full.min(Instant::now() + Duration::from_secs(60));
             }
         }
@@ -169,6 +255,7 @@ pub async fn run(options: AgentOptions) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use estate_common::pb::HeldScope;
 
     #[test]
     fn durations() {
@@ -177,6 +264,35 @@ mod tests {
         assert!(parse_duration("1w").is_err());
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("h").is_err());
+    }
+
+    /// A restarted hub resumes only when every Region it serves has a complete refresh younger
+    /// than the interval and none is under way; the next is due an interval after the oldest.
+    #[test]
+    fn a_refresh_at_start_is_skipped_only_when_every_region_is_recent() {
+        let regions: Vec<Region> = ["us-east-1", "eu-west-1"].map(|r| r.parse().unwrap()).to_vec();
+        let scope = |region: &str, at: i64, refreshing: bool| HeldScope {
+            region: region.to_owned(),
+            generation: 1,
+            last_updated_ms: at,
+            refreshing,
+        };
+        let hour = Duration::from_secs(3600);
+        let now = 10 * 3_600_000;
+        let held = |scopes: Vec<HeldScope>| Held { scopes };
+        let recent = held(vec![scope("us-east-1", now - 600_000, false), scope("eu-west-1", now - 1_200_000, false)]);
+        assert_eq!(first_refresh_in(&recent, &regions, hour, now), Duration::from_secs(40 * 60), "after the oldest");
+        let one_missing = held(vec![scope("us-east-1", now - 600_000, false)]);
+        assert_eq!(first_refresh_in(&one_missing, &regions, hour, now), Duration::ZERO);
+        let never = held(vec![scope("us-east-1", now, false), scope("eu-west-1", 0, false)]);
+        assert_eq!(first_refresh_in(&never, &regions, hour, now), Duration::ZERO);
+        let under_way = held(vec![scope("us-east-1", now, false), scope("eu-west-1", now, true)]);
+        assert_eq!(first_refresh_in(&under_way, &regions, hour, now), Duration::ZERO, "a refresh cut short");
+        let old = held(vec![scope("us-east-1", now - 2 * 3_600_000, false), scope("eu-west-1", now, false)]);
+        assert_eq!(first_refresh_in(&old, &regions, hour, now), Duration::ZERO);
+        // A time ahead of the agent's clock counts as now, never as a longer wait.
+        let ahead = held(vec![scope("us-east-1", now + 3_600_000, false), scope("eu-west-1", now, false)]);
+        assert_eq!(first_refresh_in(&ahead, &regions, hour, now), hour);
     }
 
     #[test]

@@ -177,6 +177,16 @@ pub async fn list_buckets(
     Ok(listing)
 }
 
+/// A task aborted when its handle is dropped: work started for a refresh ends with it.
+#[derive(Debug)]
+pub struct AbortOnDrop<T>(pub tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Everything one refresh needs.
 #[derive(Debug)]
 pub struct Refresher {
@@ -188,6 +198,8 @@ pub struct Refresher {
     pub concurrency: usize,
     /// HeadObject calls per bucket for object encryption.
     pub head_budget: usize,
+    /// Bucket reads at once over every account a hub serves.
+    pub global_limit: Option<Arc<tokio::sync::Semaphore>>,
     last_generation: std::sync::Mutex<u64>,
 }
 
@@ -208,6 +220,7 @@ impl Refresher {
             account_id,
             regions,
             concurrency,
+            global_limit: None,
             last_generation: std::sync::Mutex::new(0),
         }
     }
@@ -297,11 +310,26 @@ impl Refresher {
             let client = client.clone();
             let key = BucketKey::new(self.account_id.clone(), region.clone(), &bucket.name);
             let options = CountOptions::daily(self.head_budget);
-            async move {
-                match collect_bucket(&client, key, bucket.created_at, now_ms()).await {
+            let (created_at, limit) = (bucket.created_at, self.global_limit.clone());
+            // A task of its own, so that the read goes on, and gives its permit of the global
+            // limit back, while this refresh waits for room in the outbox.
+            let task = AbortOnDrop(tokio::spawn(guarded(async move {
+                let _permit = match &limit {
+                    Some(limit) => Some(limit.acquire().await.expect("the global limit is never closed")),
+                    None => None,
+                };
+                match collect_bucket(&client, key, created_at, now_ms()).await {
                     None => Collected::Gone,
                     Some(facts) if count_objects => with_objects(&client, facts, options).await,
                     Some(facts) => Collected::Facts(facts),
+                }
+            })));
+            async move {
+                let mut task = task;
+                match (&mut task.0).await {
+                    Ok(Ok(collected)) => collected,
+                    Ok(Err(panic)) => Collected::Failed(panic),
+                    Err(joined) => Collected::Failed(format!("the read ended: {joined}")),
                 }
             }
         }));

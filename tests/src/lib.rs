@@ -463,6 +463,78 @@ impl Agent {
     }
 }
 
+/// A running `estate-agent hub`, as the default credentials of moto (its management account,
+/// 123456789012) or the credentials given; restarted with the same arguments.
+#[derive(Debug)]
+pub struct Hub {
+    pub process: Process,
+    command: Vec<String>,
+    credentials: (String, String, String),
+    log_dir: PathBuf,
+    started: usize,
+}
+
+impl Hub {
+    /// `estate-agent hub --admin ... --regions ... --endpoint-url moto` with `args` (the
+    /// accounts, a token, limits).
+    pub fn start(admin: &Admin, moto: &Moto, regions: &[&str], args: &[&str]) -> anyhow::Result<Self> {
+        let base = Credentials::new("testing", "testing", None, None, "hub");
+        Self::start_as(admin, moto, &base, regions, args)
+    }
+
+    pub fn start_as(
+        admin: &Admin,
+        moto: &Moto,
+        credentials: &Credentials,
+        regions: &[&str],
+        args: &[&str],
+    ) -> anyhow::Result<Self> {
+        let mut command: Vec<String> =
+            ["hub", "--admin", &admin.grpc, "--regions", &regions.join(",")].into_iter().map(String::from).collect();
+        command.extend(["--endpoint-url".to_owned(), moto.endpoint.clone()]);
+        command.extend(args.iter().map(|a| a.to_string()));
+        let credentials = (
+            credentials.access_key_id().to_owned(),
+            credentials.secret_access_key().to_owned(),
+            credentials.session_token().unwrap_or_default().to_owned(),
+        );
+        let log_dir = admin.data_dir.with_extension("hub-logs");
+        std::fs::create_dir_all(&log_dir)?;
+        let process = Self::spawn(&command, &credentials, &log_dir, 0)?;
+        Ok(Self { process, command, credentials, log_dir, started: 1 })
+    }
+
+    fn spawn(
+        command: &[String],
+        credentials: &(String, String, String),
+        log_dir: &Path,
+        n: usize,
+    ) -> anyhow::Result<Process> {
+        let log = log_dir.join(format!("hub-{n}.log"));
+        let child = Command::new(binary("estate-agent"))
+            .args(command)
+            .env("AWS_ACCESS_KEY_ID", &credentials.0)
+            .env("AWS_SECRET_ACCESS_KEY", &credentials.1)
+            .env("AWS_SESSION_TOKEN", &credentials.2)
+            .env_remove("AWS_PROFILE")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("RUST_LOG", "info,estate_member_agent::outbox=debug")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()
+            .context("starting estate-agent hub")?;
+        Ok(Process { child, name: "estate-agent hub".into(), log })
+    }
+
+    /// SIGKILL, then the same command again (its log starts anew).
+    pub fn kill_and_restart(&mut self) -> anyhow::Result<()> {
+        self.process.kill();
+        self.process = Self::spawn(&self.command, &self.credentials, &self.log_dir, self.started)?;
+        self.started += 1;
+        Ok(())
+    }
+}
+
 /// The text of an administrator config: organization `organization_id` of `accounts`, an agent
 /// for each of `agents` with the token `agent_token` gives it, and one read-only client.
 pub fn config_text<A: AsRef<str>>(

@@ -106,7 +106,7 @@ pub(super) async fn agent_denied(moto: &Moto, root: &Credentials, denials: Value
     Ok(credentials)
 }
 
-fn aws_sdk_iam_client(moto: &Moto, creds: &Credentials) -> aws_sdk_iam::Client {
+pub(super) fn aws_sdk_iam_client(moto: &Moto, creds: &Credentials) -> aws_sdk_iam::Client {
     let config = aws_sdk_iam::config::Builder::new()
         .behavior_version(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new("us-east-1"))
@@ -117,7 +117,7 @@ fn aws_sdk_iam_client(moto: &Moto, creds: &Credentials) -> aws_sdk_iam::Client {
 }
 
 /// A tiny HTTP POST over a plain TCP stream (moto's control API is not an AWS API).
-fn reqwest_free_post(endpoint: &str, path: &str, body: &str) -> anyhow::Result<String> {
+pub(super) fn reqwest_free_post(endpoint: &str, path: &str, body: &str) -> anyhow::Result<String> {
     use std::io::{Read, Write};
     let host = endpoint.trim_start_matches("http://");
     let mut stream = std::net::TcpStream::connect(host)?;

@@ -4,6 +4,8 @@
 //! the other is told why and steps back; revoking a hub's token ends its streams of every
 //! account.
 
+use aws_sdk_s3::config::Credentials;
+
 use super::parity::member;
 use super::*;
 
@@ -95,5 +97,261 @@ async fn a_hub_reports_for_its_accounts_only_and_the_later_reporter_wins() -> an
     .await?;
     assert!(!hub.process.log_text().contains("revoked"), "another hub's streams are not touched");
     drop((own, hub));
+    Ok(())
+}
+
+/// The accounts of the hub tests: `count` made-up IDs from 200000000000.
+fn hub_accounts(count: usize) -> Vec<String> {
+    (0..count).map(|i| format!("2000000000{i:02}")).collect()
+}
+
+/// One bucket named after its account and Region.
+async fn bucket_in(moto: &Moto, creds: &Credentials, account: &str, region: &str) -> anyhow::Result<String> {
+    let name = format!("hub-{account}-{region}");
+    let mut create = moto.s3(creds, region).create_bucket().bucket(&name);
+    if region != "us-east-1" {
+        create = create.create_bucket_configuration(
+            CreateBucketConfiguration::builder().location_constraint(BucketLocationConstraint::from(region)).build(),
+        );
+    }
+    create.send().await?;
+    Ok(name)
+}
+
+/// Every member of the listing by account ID.
+fn members_by_id(admin: &Admin) -> anyhow::Result<BTreeMap<String, Value>> {
+    let members = admin.ctl_json(Some(CLIENT_TOKEN), &["members"])?;
+    Ok(members["members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| (m["accountId"].as_str().unwrap_or_default().to_owned(), m.clone()))
+        .collect())
+}
+
+/// Each Region's generation of each account, as the members listing shows them.
+fn generations(members: &BTreeMap<String, Value>, accounts: &[String]) -> Vec<Value> {
+    accounts
+        .iter()
+        .map(|a| members[a]["regions"].as_array().into_iter().flatten().map(|r| r["generation"].clone()).collect())
+        .collect()
+}
+
+/// One `estate-agent hub` for 20 accounts × 2 Regions: every account converges over a few
+/// shared connections; an account outside the hub's set is refused by name; after SIGKILL
+/// the restarted hub resumes from what the administrator holds and reads no account again;
+/// and an account's own agent, started later, takes that account only.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hub_serves_twenty_accounts_and_resumes_after_sigkill() -> anyhow::Result<()> {
+    let moto = Moto::start()?;
+    let accounts = hub_accounts(20);
+    let outsider = "299999999999".to_owned();
+    let dir = tempfile::tempdir()?;
+    let text = estate_tests::config_text("o-exampleorg1", &accounts, &accounts[..1], agent_token, CLIENT_TOKEN)
+        + &format!(
+            "[[hubs]]\nname = \"central\"\naccounts = [{}]\ntoken = \"{HUB_TOKEN}\"\n",
+            accounts.iter().map(|a| format!("\"{a}\"")).collect::<Vec<_>>().join(", ")
+        );
+    let config = dir.path().join("estate.toml");
+    std::fs::write(&config, text)?;
+    let admin = Admin::start(&dir.path().join("data"), Some(&config))?;
+    for account in &accounts {
+        let creds = moto.credentials(account).await?;
+        for region in REGIONS {
+            bucket_in(&moto, &creds, account, region).await?;
+        }
+    }
+    let served: Vec<&str> = accounts.iter().chain([&outsider]).map(String::as_str).collect();
+    let args = [
+        "--token",
+        HUB_TOKEN,
+        "--accounts",
+        &served.join(","),
+        "--refresh-interval",
+        "1h",
+        "--concurrency",
+        "8",
+        "--account-concurrency",
+        "2",
+        "--streams-per-connection",
+        "8",
+    ];
+    let mut hub = estate_tests::Hub::start(&admin, &moto, &REGIONS, &args)?;
+    let converged = |admin: &Admin| -> anyhow::Result<Option<BTreeMap<String, Value>>> {
+        let members = members_by_id(admin)?;
+        let done = accounts.iter().all(|a| {
+            let m = &members[a];
+            m["reportedBy"] == json!(["hub `central`"])
+                && m["bucketCount"] == 2
+                && m["regions"]
+                    .as_array()
+                    .is_some_and(|r| r.len() == 2 && r.iter().all(|r| r["lastUpdated"].is_string()))
+        });
+        Ok(done.then_some(members))
+    };
+    let before = eventually(Duration::from_secs(180), "20 accounts × 2 Regions through the hub", || async {
+        converged(&admin)
+    })
+    .await?;
+    let log = hub.process.log_text();
+    assert!(log.contains(&format!("may not report for account `{outsider}`")), "the outsider is refused by name");
+    assert_eq!(log.matches("refresh complete").count(), 40, "one refresh of each account's Region");
+
+    // SIGKILL, and the same command again: every account resumes, none is read again.
+    hub.kill_and_restart()?;
+    eventually(Duration::from_secs(90), "every account to resume", || async {
+        Ok((hub.process.log_text().matches("resuming").count() == accounts.len()).then_some(()))
+    })
+    .await?;
+    let after = eventually(Duration::from_secs(60), "every account reported by the restarted hub", || async {
+        converged(&admin)
+    })
+    .await?;
+    let log = hub.process.log_text();
+    assert!(!log.contains("refresh started"), "the restarted hub read an account again:\n{log}");
+    assert_eq!(generations(&after, &accounts), generations(&before, &accounts), "no Region was refreshed again");
+
+    // The first account's own agent connects later: it takes that account, the hub steps back
+    // from it only.
+    let own_creds = moto.credentials(&accounts[0]).await?;
+    let own = Agent::start(&admin, &moto, &own_creds, Some(&agent_token(&accounts[0])), &REGIONS, &[])?;
+    eventually(Duration::from_secs(60), "the hub to step back from the first account", || async {
+        let stepped = hub.process.log_text().contains("steps back");
+        let m = member(&admin, &accounts[0])?;
+        Ok((stepped && m["reportedBy"] == json!([format!("agent `agent-{}`", accounts[0])])).then_some(()))
+    })
+    .await?;
+    let members = members_by_id(&admin)?;
+    for account in &accounts[1..] {
+        assert_eq!(members[account]["reportedBy"], json!(["hub `central`"]), "{account} keeps its hub");
+    }
+    assert!(!own.process.log_text().contains("superseded"));
+    Ok(())
+}
+
+/// A hub that reads its accounts from AWS Organizations serves an account created while it
+/// runs within one poll, and stops serving an account removed from the organization.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hub_follows_the_organization() -> anyhow::Result<()> {
+    let moto = Moto::start()?;
+    let root = Credentials::new("testing", "testing", None, None, "root");
+    let organizations = moto.organizations(&root);
+    organizations
+        .create_organization()
+        .feature_set(aws_sdk_organizations::types::OrganizationFeatureSet::All)
+        .send()
+        .await?;
+    let create = |n: usize| {
+        let organizations = organizations.clone();
+        async move {
+            let created = organizations
+                .create_account()
+                .email(format!("member{n}@example.com"))
+                .account_name(format!("member{n}"))
+                .send()
+                .await?;
+            anyhow::Ok(created.create_account_status().and_then(|s| s.account_id()).expect("an account ID").to_owned())
+        }
+    };
+    let (first, second) = (create(1).await?, create(2).await?);
+    let dir = tempfile::tempdir()?;
+    let admin = Admin::start_with_organizations(&dir.path().join("data"), &moto)?;
+    let hub = estate_tests::Hub::start(
+        &admin,
+        &moto,
+        &["us-east-1"],
+        &["--organizations", "--organizations-interval", "2s", "--refresh-interval", "1h"],
+    )?;
+    let reported = |account: String| {
+        let admin = &admin;
+        async move {
+            let m = member(admin, &account)?;
+            Ok((m["connectionState"] == "CONNECTED" && m["regions"][0]["lastUpdated"].is_string()).then_some(()))
+        }
+    };
+    for account in ["123456789012".to_owned(), first.clone(), second.clone()] {
+        eventually(Duration::from_secs(90), "an organization account through the hub", || reported(account.clone()))
+            .await?;
+    }
+    // A new account is served within one poll of Organizations.
+    let third = create(3).await?;
+    eventually(Duration::from_secs(60), "the new account through the hub", || reported(third.clone())).await?;
+    // An account removed from the organization is no longer served.
+    organizations.remove_account_from_organization().account_id(&second).send().await?;
+    eventually(Duration::from_secs(60), "the removed account to be stopped", || async {
+        let m = member(&admin, &second)?;
+        let stopped = hub.process.log_text().contains("the account left the hub's set");
+        Ok((stopped && m["connectionState"] == "DISCONNECTED").then_some(()))
+    })
+    .await?;
+    assert_eq!(member(&admin, &first)?["connectionState"], "CONNECTED", "the others are served still");
+    Ok(())
+}
+
+/// An account whose role the hub may not assume shows why in the members view, with the hub
+/// as its reporter, and the hub's other account is served all the same.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_account_whose_role_is_refused_shows_why_and_disturbs_no_other() -> anyhow::Result<()> {
+    use super::access::{aws_sdk_iam_client, reqwest_free_post};
+    let moto = Moto::start()?;
+    let (served, refused) = ("200000000001", "200000000002");
+    let dir = tempfile::tempdir()?;
+    let text = estate_tests::config_text("o-exampleorg1", &[served, refused], &[], agent_token, CLIENT_TOKEN)
+        + &format!("[[hubs]]\nname = \"central\"\naccounts = [\"{served}\", \"{refused}\"]\ntoken = \"{HUB_TOKEN}\"\n");
+    let config = dir.path().join("estate.toml");
+    std::fs::write(&config, text)?;
+    let admin = Admin::start(&dir.path().join("data"), Some(&config))?;
+
+    // The served account's role, which the hub's calls are authorized as once moto checks IAM.
+    let creds = moto.credentials(served).await?;
+    bucket_in(&moto, &creds, served, "us-east-1").await?;
+    let iam = aws_sdk_iam_client(&moto, &creds);
+    let trust = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Principal": {"AWS": "arn:aws:iam::123456789012:root"}, "Action": "sts:AssumeRole"}]});
+    iam.create_role().role_name("EstateMemberAgent").assume_role_policy_document(trust.to_string()).send().await?;
+    let reader = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Action": ["s3:*", "sts:GetCallerIdentity"], "Resource": "*"}]});
+    iam.put_role_policy()
+        .role_name("EstateMemberAgent")
+        .policy_name("reader")
+        .policy_document(reader.to_string())
+        .send()
+        .await?;
+    // The hub's own user may assume the role in every account but the refused one.
+    let root = Credentials::new("testing", "testing", None, None, "root");
+    let iam = aws_sdk_iam_client(&moto, &root);
+    iam.create_user().user_name("estate-hub").send().await?;
+    let policy = json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "arn:aws:iam::*:role/EstateMemberAgent"},
+        {"Effect": "Deny", "Action": "sts:AssumeRole", "Resource": format!("arn:aws:iam::{refused}:role/EstateMemberAgent")}]});
+    iam.put_user_policy().user_name("estate-hub").policy_name("hub").policy_document(policy.to_string()).send().await?;
+    let key = iam.create_access_key().user_name("estate-hub").send().await?;
+    let key = key.access_key().ok_or_else(|| anyhow::anyhow!("moto gave no access key"))?;
+    let hub_creds = Credentials::new(key.access_key_id(), key.secret_access_key(), None, None, "hub");
+    let enabled = reqwest_free_post(&moto.endpoint, "/moto-api/reset-auth", "0")?;
+    anyhow::ensure!(enabled.contains("200"), "enabling moto's IAM authorization: {enabled}");
+
+    let _hub = estate_tests::Hub::start_as(
+        &admin,
+        &moto,
+        &hub_creds,
+        &["us-east-1"],
+        &["--token", HUB_TOKEN, "--accounts", &format!("{served},{refused}"), "--refresh-interval", "1h"],
+    )?;
+    let problem = eventually(Duration::from_secs(90), "the refused account's problem in the members view", || async {
+        let m = member(&admin, refused)?;
+        Ok(m["problem"].as_str().map(str::to_owned).map(|p| (p, m)))
+    })
+    .await?;
+    let (text, m) = problem;
+    assert!(text.contains(&format!("arn:aws:iam::{refused}:role/EstateMemberAgent")), "{text}");
+    assert!(text.contains("AccessDenied") || text.contains("not authorized"), "{text}");
+    assert_eq!(m["reportedBy"], json!(["hub `central`"]), "the hub keeps the account's stream open: {m}");
+    eventually(Duration::from_secs(90), "the other account through the hub", || async {
+        let m = member(&admin, served)?;
+        Ok((m["regions"][0]["lastUpdated"].is_string() && m["bucketCount"] == 1 && m.get("problem").is_none())
+            .then_some(()))
+    })
+    .await?;
     Ok(())
 }
