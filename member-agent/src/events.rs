@@ -425,18 +425,131 @@ where
     }
 }
 
-/// Consumes the queue. It returns only on a failure it cannot retry itself; [`supervise`]
-/// restarts it.
-pub async fn run(
-    options: EventOptions,
+/// The events of one account and what acting on them needs; the consumer of a queue hands
+/// each message to its account's.
+#[derive(Debug)]
+pub struct AccountEvents {
     clients: Arc<Clients>,
     refresher: Arc<Refresher>,
     outbox: Arc<Outbox>,
-    state: Arc<tokio::sync::Mutex<ConsumerState>>,
-) -> anyhow::Result<()> {
-    let sqs = clients.sqs.clone();
-    // One consumer at a time; a restarted one finds what the last one learned.
-    let mut state = state.lock().await;
+    /// What the account's consumer learned, kept across restarts of the consumer.
+    state: tokio::sync::Mutex<ConsumerState>,
+}
+
+impl AccountEvents {
+    pub fn new(clients: Arc<Clients>, refresher: Arc<Refresher>, outbox: Arc<Outbox>) -> Self {
+        Self { clients, refresher, outbox, state: tokio::sync::Mutex::new(ConsumerState::default()) }
+    }
+
+    /// Handles one message of this account: `Err` with why when it is malformed.
+    async fn handle(&self, message: &Message) -> Result<Outcome, String> {
+        let mut state = self.state.lock().await;
+        handle(message, &self.clients, &self.refresher, &self.outbox, &mut state).await
+    }
+}
+
+/// Where the consumer sends one message.
+#[derive(Debug, Clone)]
+pub enum Route {
+    /// To this account's events.
+    To(Arc<AccountEvents>),
+    /// Dropped, for this reason (an account the reader does not serve).
+    Drop(String),
+    /// Received again after this long (an account not ready yet).
+    Later(Duration),
+    /// Set aside as malformed, for this reason.
+    Malformed(String),
+}
+
+/// Decides where each message of a queue goes: one account's agent sends all to its own
+/// events; a hub routes by the account the event names.
+pub trait Router: Send + Sync + 'static {
+    fn route(&self, body: &str) -> Route;
+}
+
+/// Every message to one account's events (the event itself says whether it is that account's).
+#[derive(Debug)]
+pub struct OneAccount(pub Arc<AccountEvents>);
+
+impl Router for OneAccount {
+    fn route(&self, _body: &str) -> Route {
+        Route::To(Arc::clone(&self.0))
+    }
+}
+
+/// How long an event for an account of the set whose pipeline is not ready yet (its role
+/// being assumed) waits in the queue before it is received again.
+pub const NOT_READY_RETRY: Duration = Duration::from_secs(30);
+
+/// A hub's router: one queue holds the events of every account, and each goes to the events
+/// of the account it names; events for accounts outside the hub's set are dropped.
+#[derive(Debug, Default)]
+pub struct Routes {
+    /// The hub's accounts now.
+    set: std::sync::RwLock<HashSet<String>>,
+    /// The events of each account whose pipeline runs.
+    ready: std::sync::RwLock<std::collections::HashMap<String, Arc<AccountEvents>>>,
+}
+
+impl Routes {
+    /// The hub serves exactly `accounts` from now on.
+    pub fn serve(&self, accounts: impl IntoIterator<Item = String>) {
+        *self.set.write().expect("routes lock") = accounts.into_iter().collect();
+    }
+
+    /// Events for `account` go to `events` until the guard is dropped (the pipeline stops).
+    pub fn ready(self: &Arc<Self>, account: &str, events: Arc<AccountEvents>) -> RouteGuard {
+        self.ready.write().expect("routes lock").insert(account.to_owned(), events);
+        RouteGuard { routes: Arc::clone(self), account: account.to_owned() }
+    }
+}
+
+impl Router for Routes {
+    fn route(&self, body: &str) -> Route {
+        let account = match event_account(body) {
+            Ok(account) => account,
+            Err(reason) => return Route::Malformed(reason),
+        };
+        if let Some(events) = self.ready.read().expect("routes lock").get(&account) {
+            return Route::To(Arc::clone(events));
+        }
+        if self.set.read().expect("routes lock").contains(&account) {
+            return Route::Later(NOT_READY_RETRY);
+        }
+        Route::Drop(format!(
+            "event for account `{}`, which this hub does not serve",
+            estate_common::text::for_log(&account)
+        ))
+    }
+}
+
+/// Routes one account's events while it lives ([`Routes::ready`]).
+#[derive(Debug)]
+pub struct RouteGuard {
+    routes: Arc<Routes>,
+    account: String,
+}
+
+impl Drop for RouteGuard {
+    fn drop(&mut self) {
+        if let Ok(mut ready) = self.routes.ready.write() {
+            ready.remove(&self.account);
+        }
+    }
+}
+
+/// The account an event is about (`recipientAccountId`, or the envelope's `account`), as a
+/// queue of several accounts' events routes it; `Err` when the message is not an event.
+pub fn event_account(body: &str) -> Result<String, String> {
+    let envelope: Envelope =
+        serde_json::from_str(body).map_err(|e| format!("not an EventBridge CloudTrail event: {e}"))?;
+    Ok(envelope.detail.recipient_account_id.or(envelope.account).unwrap_or_default())
+}
+
+/// Consumes the queue with `sqs`, each message where `router` sends it; the messages of one
+/// receive are handled at once, one account's in turn. It returns only on a failure it cannot
+/// retry itself; [`supervise`] restarts it.
+pub async fn run(options: EventOptions, sqs: aws_sdk_sqs::Client, router: Arc<dyn Router>) -> anyhow::Result<()> {
     tracing::info!(queue = %options.queue_url, "consuming CloudTrail events");
     loop {
         let received = sqs
@@ -454,32 +567,71 @@ pub async fn run(
                 continue;
             }
         };
-        for message in messages {
-            let outcome = handle(&message, &options, &clients, &refresher, &outbox, &mut state).await;
-            let Some(receipt) = message.receipt_handle() else { continue };
-            match outcome {
-                Outcome::Done => {
-                    let deleted =
-                        sqs.delete_message().queue_url(&options.queue_url).receipt_handle(receipt).send().await;
-                    if let Err(error) = deleted {
-                        tracing::warn!(error = %classify(error), "cannot delete a handled event; it will come again");
-                    }
-                }
-                Outcome::Keep => {}
-                Outcome::RetryIn(delay) => {
-                    // At least a second, and whole seconds: what SQS counts in.
-                    let seconds = i32::try_from(delay.as_secs() + 1).unwrap_or(i32::MAX);
-                    let changed = sqs
-                        .change_message_visibility()
-                        .queue_url(&options.queue_url)
-                        .receipt_handle(receipt)
-                        .visibility_timeout(seconds)
-                        .send()
-                        .await;
-                    if let Err(error) = changed {
-                        tracing::info!(error = %classify(error), "the event comes back after the queue's visibility timeout");
-                    }
-                }
+        let handled = messages.iter().map(|message| {
+            let (options, sqs, router) = (&options, &sqs, &router);
+            async move {
+                let outcome = consume(message, options, sqs, router.as_ref()).await;
+                settle(message, outcome, options, sqs).await;
+            }
+        });
+        futures::future::join_all(handled).await;
+    }
+}
+
+/// What becomes of one message: routed, handled, or set aside.
+async fn consume(message: &Message, options: &EventOptions, sqs: &aws_sdk_sqs::Client, router: &dyn Router) -> Outcome {
+    let id = message.message_id().unwrap_or("?");
+    let body = message.body().unwrap_or_default();
+    let handled = match router.route(body) {
+        Route::To(events) => events.handle(message).await,
+        Route::Drop(reason) => {
+            tracing::info!(message = id, %reason, "event dropped");
+            Ok(Outcome::Done)
+        }
+        Route::Later(delay) => Ok(Outcome::RetryIn(delay)),
+        Route::Malformed(reason) => Err(reason),
+    };
+    let reason = match handled {
+        Ok(outcome) => return outcome,
+        Err(reason) => reason,
+    };
+    tracing::warn!(message = id, %reason, "malformed event set aside");
+    match &options.dead_letter_queue_url {
+        Some(dlq) => match sqs.send_message().queue_url(dlq).message_body(body).send().await {
+            Ok(_) => Outcome::Done,
+            Err(e) => {
+                tracing::warn!(error = %classify(e), "cannot move a malformed event to the dead-letter queue");
+                Outcome::Keep
+            }
+        },
+        // Without a dead-letter queue URL, the queue's redrive policy moves it.
+        None => Outcome::Keep,
+    }
+}
+
+/// Deletes a handled message, or makes it visible again when asked to.
+async fn settle(message: &Message, outcome: Outcome, options: &EventOptions, sqs: &aws_sdk_sqs::Client) {
+    let Some(receipt) = message.receipt_handle() else { return };
+    match outcome {
+        Outcome::Done => {
+            let deleted = sqs.delete_message().queue_url(&options.queue_url).receipt_handle(receipt).send().await;
+            if let Err(error) = deleted {
+                tracing::warn!(error = %classify(error), "cannot delete a handled event; it will come again");
+            }
+        }
+        Outcome::Keep => {}
+        Outcome::RetryIn(delay) => {
+            // At least a second, and whole seconds: what SQS counts in.
+            let seconds = i32::try_from(delay.as_secs() + 1).unwrap_or(i32::MAX);
+            let changed = sqs
+                .change_message_visibility()
+                .queue_url(&options.queue_url)
+                .receipt_handle(receipt)
+                .visibility_timeout(seconds)
+                .send()
+                .await;
+            if let Err(error) = changed {
+                tracing::info!(error = %classify(error), "the event comes back after the queue's visibility timeout");
             }
         }
     }
@@ -496,37 +648,17 @@ enum Outcome {
     RetryIn(Duration),
 }
 
-/// Handles one message.
+/// Handles one message of an account: `Err` with why when it is malformed.
 async fn handle(
     message: &Message,
-    options: &EventOptions,
     clients: &Clients,
     refresher: &Refresher,
     outbox: &Outbox,
     state: &mut ConsumerState,
-) -> Outcome {
+) -> Result<Outcome, String> {
     let id = message.message_id().unwrap_or("?");
     let body = message.body().unwrap_or_default();
-    let event = match parse(body, &refresher.account_id, &refresher.regions) {
-        Ok(event) => event,
-        Err(reason) => {
-            tracing::warn!(message = id, %reason, "malformed event set aside");
-            return match &options.dead_letter_queue_url {
-                Some(dlq) => {
-                    let sent = clients.sqs.send_message().queue_url(dlq).message_body(body).send().await;
-                    match sent {
-                        Ok(_) => Outcome::Done,
-                        Err(e) => {
-                            tracing::warn!(error = %classify(e), "cannot move a malformed event to the dead-letter queue");
-                            Outcome::Keep
-                        }
-                    }
-                }
-                // Without a dead-letter queue URL, the queue's redrive policy moves it.
-                None => Outcome::Keep,
-            };
-        }
-    };
+    let event = parse(body, &refresher.account_id, &refresher.regions)?;
     let event_id = match &event {
         Event::Bucket { cause, .. } | Event::Account { cause, .. } => Some(cause.event_id.clone()),
         Event::Ignored(_) => None,
@@ -534,7 +666,7 @@ async fn handle(
     if let Some(event_id) = &event_id {
         if state.seen.contains(event_id) {
             tracing::info!(message = id, event = %event_id, "duplicate event dropped");
-            return Outcome::Done;
+            return Ok(Outcome::Done);
         }
     }
     // A re-read always reports the bucket (calls that fail mark their own fields unknown),
@@ -544,7 +676,7 @@ async fn handle(
     if let (Outcome::Done, Some(event_id)) = (outcome, &event_id) {
         state.seen.insert(event_id);
     }
-    outcome
+    Ok(outcome)
 }
 
 /// Acts on one event.

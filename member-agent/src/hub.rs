@@ -24,6 +24,7 @@ use estate_common::transport::ClientTls;
 
 use crate::aws::{classify, retry_config, timeouts, Clients};
 use crate::connection::{self, ConnectionOptions, Inbound, Link, SharedConnection};
+use crate::events::{supervise, Router, Routes, RESTART_BACKOFF};
 use crate::outbox::Outbox;
 use crate::refresh::AbortOnDrop;
 use crate::{identify, serve, Account, Pipeline};
@@ -60,6 +61,8 @@ pub struct HubOptions {
     /// Account streams one HTTP/2 connection carries (below the administrator's
     /// `--max-streams-per-connection`).
     pub streams_per_connection: usize,
+    /// The central queue of every account's events, read as the hub.
+    pub events: Option<crate::events::EventOptions>,
 }
 
 /// The first wait before assuming a role that failed again; it doubles up to
@@ -95,6 +98,7 @@ pub async fn run(options: HubOptions) -> anyhow::Result<()> {
         .timeout_config(timeouts())
         .load()
         .await;
+    let routes = options.events.as_ref().map(|_| Arc::new(Routes::default()));
     let hub = Arc::new(Hub {
         pipeline: Pipeline {
             regions: options.regions.clone(),
@@ -105,6 +109,7 @@ pub async fn run(options: HubOptions) -> anyhow::Result<()> {
             events: None,
             resume: true,
             global_limit: Some(Arc::new(Semaphore::new(options.concurrency))),
+            routes: routes.clone(),
         },
         pool: ConnectionPool::new(&options.admin_url, &options.tls, options.streams_per_connection),
         base,
@@ -117,6 +122,19 @@ pub async fn run(options: HubOptions) -> anyhow::Result<()> {
         account_concurrency = hub.options.account_concurrency,
         "hub starting"
     );
+    if let (Some(options), Some(routes)) = (hub.options.events.clone(), routes) {
+        // One consumer for every account: each event goes to the pipeline of the account it
+        // names, which confirms and re-reads it as that account.
+        let mut sqs = aws_sdk_sqs::config::Builder::from(&hub.base);
+        if let Some(url) = &hub.options.endpoint_url {
+            sqs = sqs.endpoint_url(url);
+        }
+        let sqs = aws_sdk_sqs::Client::from_conf(sqs.build());
+        let router: Arc<dyn Router> = routes;
+        tokio::spawn(supervise("central events consumer", RESTART_BACKOFF, move || {
+            crate::events::run(options.clone(), sqs.clone(), Arc::clone(&router))
+        }));
+    }
     let mut serving: BTreeMap<AccountId, Served> = BTreeMap::new();
     match hub.options.accounts.clone() {
         AccountSource::Listed(accounts) => {
@@ -163,6 +181,9 @@ impl Hub {
         accounts: Vec<AccountId>,
     ) -> anyhow::Result<()> {
         let wanted: std::collections::BTreeSet<AccountId> = accounts.into_iter().collect();
+        if let Some(routes) = &self.pipeline.routes {
+            routes.serve(wanted.iter().map(ToString::to_string));
+        }
         let gone: Vec<AccountId> = serving.keys().filter(|a| !wanted.contains(*a)).cloned().collect();
         for account in gone {
             tracing::info!(%account, "the account left the hub's set (removed, suspended or closed); stopped");

@@ -91,6 +91,7 @@ pub async fn run(options: AgentOptions) -> anyhow::Result<()> {
         events: options.events.clone(),
         resume: false,
         global_limit: None,
+        routes: None,
     };
     let link = Link::Own { admin_url: options.admin_url.clone(), tls: options.tls.clone() };
     let account = Account { account_id, canonical_user_id, clients, link, token: options.token.clone() };
@@ -131,6 +132,8 @@ pub struct Pipeline {
     pub resume: bool,
     /// Bucket reads at once over every account (a hub's global limit).
     pub global_limit: Option<Arc<tokio::sync::Semaphore>>,
+    /// A hub's central event queue, which routes each account's events to its pipeline.
+    pub routes: Option<Arc<events::Routes>>,
 }
 
 /// One account, ready to be served: who it is, its clients, and its way to the administrator.
@@ -193,14 +196,18 @@ pub async fn serve(account: Account, pipeline: &Pipeline) -> anyhow::Result<()> 
     );
     refresher.global_limit = pipeline.global_limit.clone();
     let refresher = Arc::new(refresher);
-    if let Some(events) = pipeline.events.clone() {
-        let (clients, refresher, outbox) = (Arc::clone(&clients), Arc::clone(&refresher), Arc::clone(&outbox));
-        let state = Arc::new(tokio::sync::Mutex::new(events::ConsumerState::default()));
+    let account_events =
+        Arc::new(events::AccountEvents::new(Arc::clone(&clients), Arc::clone(&refresher), Arc::clone(&outbox)));
+    if let Some(options) = pipeline.events.clone() {
+        // The account's own queue, read as the account.
+        let sqs = clients.sqs.clone();
+        let router: Arc<dyn events::Router> = Arc::new(events::OneAccount(Arc::clone(&account_events)));
         tasks.spawn(events::supervise("events consumer", events::RESTART_BACKOFF, move || {
-            let (clients, refresher, outbox) = (Arc::clone(&clients), Arc::clone(&refresher), Arc::clone(&outbox));
-            events::run(events.clone(), clients, refresher, outbox, Arc::clone(&state))
+            events::run(options.clone(), sqs.clone(), router.clone())
         }));
     }
+    // A hub's central queue: its consumer hands this account's events here while it runs.
+    let _routed = pipeline.routes.as_ref().map(|routes| routes.ready(account_id.as_str(), account_events));
     let mut next_full = Instant::now();
     if pipeline.resume {
         // Nothing is read before the administrator accepts the account's stream: an account

@@ -54,25 +54,9 @@ struct CommonArgs {
     /// current S3 Inventory report; objects beyond it count as `unknown`.
     #[arg(long, env = "ESTATE_HEAD_OBJECT_BUDGET", default_value_t = 1000)]
     head_object_budget: usize,
-}
-
-impl CommonArgs {
-    fn tls(&self) -> estate_common::transport::ClientTls {
-        estate_common::transport::ClientTls { ca: self.ca.clone(), cert: self.cert.clone(), key: self.key.clone() }
-    }
-}
-
-/// `estate-agent run`'s flags.
-#[derive(Debug, Args)]
-struct RunArgs {
-    #[command(flatten)]
-    common: CommonArgs,
-    /// Buckets read at once per Region.
-    #[arg(long, env = "ESTATE_CONCURRENCY", default_value_t = 16,
-          value_parser = clap::value_parser!(u16).range(1..=1_024))]
-    concurrency: u16,
-    /// The SQS queue that the EventBridge rule for S3's CloudTrail events fills
-    /// (deploy/cloudformation/member.yaml creates it).
+    /// The SQS queue that the EventBridge rule for S3's CloudTrail events fills: an agent's
+    /// own account's (deploy/cloudformation/member.yaml), or a hub's central queue, which holds
+    /// every account's events (deploy/cloudformation/hub.yaml), read as the hub.
     #[arg(long, env = "ESTATE_EVENTS_QUEUE_URL")]
     events_queue_url: Option<String>,
     /// Where malformed event messages are set aside; without it, the queue's redrive
@@ -85,10 +69,36 @@ struct RunArgs {
     events_wait_seconds: i32,
 }
 
+impl CommonArgs {
+    fn tls(&self) -> estate_common::transport::ClientTls {
+        estate_common::transport::ClientTls { ca: self.ca.clone(), cert: self.cert.clone(), key: self.key.clone() }
+    }
+
+    fn events(&self) -> Option<estate_member_agent::events::EventOptions> {
+        self.events_queue_url.clone().map(|queue_url| estate_member_agent::events::EventOptions {
+            queue_url,
+            dead_letter_queue_url: self.events_dead_letter_queue_url.clone(),
+            wait_seconds: self.events_wait_seconds,
+        })
+    }
+}
+
+/// `estate-agent run`'s flags.
+#[derive(Debug, Args)]
+struct RunArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Buckets read at once per Region.
+    #[arg(long, env = "ESTATE_CONCURRENCY", default_value_t = 16,
+          value_parser = clap::value_parser!(u16).range(1..=1_024))]
+    concurrency: u16,
+}
+
 impl RunArgs {
     fn into_options(self) -> AgentOptions {
         AgentOptions {
             tls: self.common.tls(),
+            events: self.common.events(),
             admin_url: self.common.admin,
             token: self.common.token,
             regions: self.common.regions,
@@ -98,11 +108,6 @@ impl RunArgs {
             outbox_capacity: self.common.outbox_capacity as usize,
             max_attempts: self.common.aws_max_attempts,
             head_budget: self.common.head_object_budget,
-            events: self.events_queue_url.map(|queue_url| estate_member_agent::events::EventOptions {
-                queue_url,
-                dead_letter_queue_url: self.events_dead_letter_queue_url,
-                wait_seconds: self.events_wait_seconds,
-            }),
         }
     }
 }
@@ -160,6 +165,7 @@ impl HubArgs {
         };
         Ok(HubOptions {
             tls: self.common.tls(),
+            events: self.common.events(),
             admin_url: self.common.admin,
             token: self.common.token,
             regions: self.common.regions,

@@ -189,6 +189,37 @@ impl Moto {
         self.queue_behind_rule(credentials, None, name, &rule, &deployed_event_pattern()?).await
     }
 
+    /// A hub's central event bus `bus` in the account of `credentials`, with the rule of
+    /// `deploy/cloudformation/hub.yaml` sending S3's CloudTrail events to a new queue `queue`;
+    /// returns the queue's URL and the bus's ARN.
+    pub async fn central_event_queue(
+        &self,
+        credentials: &Credentials,
+        bus: &str,
+        queue: &str,
+    ) -> anyhow::Result<(String, String)> {
+        let created = self.eventbridge(credentials).create_event_bus().name(bus).send().await?;
+        let arn = created.event_bus_arn().context("no event bus ARN")?.to_owned();
+        let url = self
+            .queue_behind_rule(credentials, Some(bus), queue, &format!("{bus}-to-queue"), &deployed_event_pattern()?)
+            .await?;
+        Ok((url, arn))
+    }
+
+    /// A member's rule on its default bus that forwards S3's CloudTrail events to the central
+    /// bus `bus_arn`, as `deploy/cloudformation/member.yaml` sets up with `CentralEventBusArn`.
+    pub async fn forward_events(&self, credentials: &Credentials, bus_arn: &str) -> anyhow::Result<()> {
+        let bridge = self.eventbridge(credentials);
+        bridge.put_rule().name("estate-forward").event_pattern(deployed_event_pattern()?.to_string()).send().await?;
+        bridge
+            .put_targets()
+            .rule("estate-forward")
+            .targets(aws_sdk_eventbridge::types::Target::builder().id("central").arn(bus_arn).build()?)
+            .send()
+            .await?;
+        Ok(())
+    }
+
     /// Where an administrator's `eventbridge` sink delivers: a custom bus `bus` in the account
     /// of `credentials`, with a rule sending Estate's findings to a new SQS queue `queue`;
     /// returns the queue's URL.

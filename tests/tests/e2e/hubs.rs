@@ -355,3 +355,134 @@ async fn an_account_whose_role_is_refused_shows_why_and_disturbs_no_other() -> a
     .await?;
     Ok(())
 }
+
+/// S3's CloudTrail event `name` about `bucket`, published on the default bus of `account`.
+async fn publish_s3_event(
+    moto: &Moto,
+    creds: &Credentials,
+    account: &str,
+    name: &str,
+    bucket: &str,
+    id: &str,
+) -> anyhow::Result<()> {
+    let detail = json!({
+        "eventVersion": "1.09",
+        "userIdentity": {"type": "IAMUser", "arn": format!("arn:aws:iam::{account}:user/alice"), "accountId": account},
+        "eventTime": time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339)?,
+        "eventSource": "s3.amazonaws.com",
+        "eventName": name,
+        "awsRegion": "us-east-1",
+        "requestParameters": {"bucketName": bucket},
+        "eventID": id,
+        "eventType": "AwsApiCall",
+        "recipientAccountId": account,
+    });
+    let entry = aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+        .source("aws.s3")
+        .detail_type("AWS API Call via CloudTrail")
+        .detail(detail.to_string())
+        .build();
+    let out = moto.eventbridge(creds).put_events().entries(entry).send().await?;
+    anyhow::ensure!(out.failed_entry_count() == 0, "PutEvents failed: {out:?}");
+    Ok(())
+}
+
+/// Members forward S3's CloudTrail events to the hub's central bus; the hub reads its one
+/// queue, and each event reaches the pipeline of the account it names, which re-reads the
+/// bucket as that account: a bucket made public is judged so without waiting for a refresh.
+/// Events of an account outside the hub's set are dropped.
+#[tokio::test(flavor = "multi_thread")]
+async fn events_reach_the_hub_through_the_central_bus() -> anyhow::Result<()> {
+    let moto = Moto::start()?;
+    let (member_account, outsider) = ("200000000001", "299999999999");
+    let dir = tempfile::tempdir()?;
+    let text = estate_tests::config_text("o-exampleorg1", &[member_account], &[], agent_token, CLIENT_TOKEN)
+        + &format!("[[hubs]]\nname = \"central\"\naccounts = [\"{member_account}\"]\ntoken = \"{HUB_TOKEN}\"\n");
+    let config = dir.path().join("estate.toml");
+    std::fs::write(&config, text)?;
+    let admin = Admin::start(&dir.path().join("data"), Some(&config))?;
+
+    // The central bus and queue in the hub's account (moto's default, 123456789012), and each
+    // member's rule forwarding to it.
+    let root = Credentials::new("testing", "testing", None, None, "hub");
+    let (queue, bus) = moto.central_event_queue(&root, "estate-central", "estate-central-events").await?;
+    let (member_creds, outsider_creds) = (moto.credentials(member_account).await?, moto.credentials(outsider).await?);
+    for creds in [&member_creds, &outsider_creds] {
+        moto.forward_events(creds, &bus).await?;
+    }
+    let bucket = bucket_in(&moto, &member_creds, member_account, "us-east-1").await?;
+    let foreign = bucket_in(&moto, &outsider_creds, outsider, "us-east-1").await?;
+
+    let hub = estate_tests::Hub::start(
+        &admin,
+        &moto,
+        &["us-east-1"],
+        &[
+            "--token",
+            HUB_TOKEN,
+            "--accounts",
+            member_account,
+            "--refresh-interval",
+            "1h",
+            "--events-queue-url",
+            &queue,
+            "--events-wait-seconds",
+            "1",
+        ],
+    )?;
+    let judged = |expected: &'static str| {
+        let (admin, bucket) = (&admin, bucket.clone());
+        async move {
+            let listed = admin
+                .ctl_json(Some(CLIENT_TOKEN), &["buckets", "--all", "--where", &format!("bucketName={bucket}")])?;
+            let b = &listed["buckets"][0];
+            Ok((b["publicAccess"]["effectivePermission"] == expected).then_some(()))
+        }
+    };
+    eventually(Duration::from_secs(90), "the bucket's first refresh", || judged("NOT_PUBLIC")).await?;
+
+    moto.s3(&member_creds, "us-east-1")
+        .put_bucket_acl()
+        .bucket(&bucket)
+        .acl(BucketCannedAcl::PublicRead)
+        .send()
+        .await?;
+    publish_s3_event(
+        &moto,
+        &member_creds,
+        member_account,
+        "PutBucketAcl",
+        &bucket,
+        "00000000-0000-4000-8000-000000000001",
+    )
+    .await?;
+    publish_s3_event(
+        &moto,
+        &outsider_creds,
+        outsider,
+        "PutBucketAcl",
+        &foreign,
+        "00000000-0000-4000-8000-000000000002",
+    )
+    .await?;
+    eventually(Duration::from_secs(60), "the event through the central queue", || judged("PUBLIC")).await?;
+    let log = eventually(Duration::from_secs(60), "the outsider's event dropped", || async {
+        let log = hub.process.log_text();
+        Ok(log.contains(&format!("event for account `{outsider}`, which this hub does not serve")).then_some(log))
+    })
+    .await?;
+    assert!(log.contains("bucket re-read"), "{log}");
+    assert_eq!(log.matches("refresh started").count(), 1, "the change came by its event, not a refresh");
+    let left = moto
+        .sqs(&root)
+        .get_queue_attributes()
+        .queue_url(&queue)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+        .send()
+        .await?;
+    let left = left
+        .attributes()
+        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages).cloned());
+    assert_eq!(left.as_deref(), Some("0"), "both events were handled and deleted");
+    Ok(())
+}
