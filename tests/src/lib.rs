@@ -201,7 +201,13 @@ impl Moto {
         let created = self.eventbridge(credentials).create_event_bus().name(bus).send().await?;
         let arn = created.event_bus_arn().context("no event bus ARN")?.to_owned();
         let url = self
-            .queue_behind_rule(credentials, Some(bus), queue, &format!("{bus}-to-queue"), &deployed_event_pattern()?)
+            .queue_behind_rule(
+                credentials,
+                Some(bus),
+                queue,
+                &format!("{bus}-to-queue"),
+                &template_event_pattern("hub.yaml", "CentralEventsRule")?,
+            )
             .await?;
         Ok((url, arn))
     }
@@ -590,12 +596,17 @@ pub fn config_text<A: AsRef<str>>(
 /// The event pattern of the rule members deploy (`S3EventsRule` in
 /// `deploy/cloudformation/member.yaml`), as JSON: the tests' events pass the same filter.
 pub fn deployed_event_pattern() -> anyhow::Result<serde_json::Value> {
-    let path = repo_root().join("deploy/cloudformation/member.yaml");
+    template_event_pattern("member.yaml", "S3EventsRule")
+}
+
+/// The event pattern of the rule `rule` in `deploy/cloudformation/TEMPLATE`, as JSON.
+pub fn template_event_pattern(template: &str, rule: &str) -> anyhow::Result<serde_json::Value> {
+    let path = repo_root().join("deploy/cloudformation").join(template);
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let template: serde_yaml::Value =
         serde_yaml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-    let pattern = &template["Resources"]["S3EventsRule"]["Properties"]["EventPattern"];
-    anyhow::ensure!(pattern.is_mapping(), "{} has no S3EventsRule event pattern", path.display());
+    let pattern = &template["Resources"][rule]["Properties"]["EventPattern"];
+    anyhow::ensure!(pattern.is_mapping(), "{} has no {rule} event pattern", path.display());
     Ok(serde_json::to_value(pattern)?)
 }
 

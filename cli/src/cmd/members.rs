@@ -62,7 +62,17 @@ async fn list(client: &mut Client, output: Output) -> anyhow::Result<()> {
         Output::Json => print_json(&serde_json::json!({ "members": members })),
         output => print_rows(
             output,
-            &["accountId", "status", "connection", "reportedBy", "lastContact", "lastUpdated", "buckets", "regions"],
+            &[
+                "accountId",
+                "status",
+                "connection",
+                "reportedBy",
+                "lastContact",
+                "lastUpdated",
+                "buckets",
+                "regions",
+                "problem",
+            ],
             &rows(&members),
         ),
     }
@@ -99,6 +109,7 @@ fn rows(members: &[Member]) -> Vec<Vec<String>> {
                 opt(m.last_updated.map(|t| t.to_iso8601())),
                 m.bucket_count.to_string(),
                 regions,
+                m.problem.clone().unwrap_or_default(),
             ]
         })
         .collect()

@@ -486,3 +486,11 @@ async fn events_reach_the_hub_through_the_central_bus() -> anyhow::Result<()> {
     assert_eq!(left.as_deref(), Some("0"), "both events were handled and deleted");
     Ok(())
 }
+
+/// The hub's central rule lets through exactly the events a member's own rule does.
+#[test]
+fn the_central_rule_matches_the_members_rule() -> anyhow::Result<()> {
+    let central = estate_tests::template_event_pattern("hub.yaml", "CentralEventsRule")?;
+    assert_eq!(central, estate_tests::deployed_event_pattern()?);
+    Ok(())
+}

@@ -43,6 +43,7 @@ const ADDITIONS: &[(&str, &str)] = &[
     ("Member.canonicalUserId", "the account's S3 canonical ID, which maps ACL grants to accounts"),
     ("Member.bucketCount", "the account's buckets"),
     ("Member.reportedBy", "who reports for the account now: each agent or hub with a stream open"),
+    ("Member.problem", "why its agent or hub cannot read the account (a role it may not assume)"),
 ];
 
 /// Macie's keys Estate never writes, each with its reason.
