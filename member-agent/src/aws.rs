@@ -117,8 +117,9 @@ impl aws_sdk_s3control::config::endpoint::ResolveEndpoint for StaticEndpoint {
     }
 }
 
-/// Counts the HTTP requests the S3 and S3 Control clients send (every attempt, retries
-/// included): the agent's cost in S3 requests, reported per refresh.
+/// Counts the HTTP requests a set of clients sends (every attempt, retries included): the
+/// agent's cost in S3 requests (the S3 and S3 Control clients), and in STS requests, reported
+/// per refresh.
 #[derive(Debug, Clone, Default)]
 pub struct RequestCounter {
     total: Arc<AtomicU64>,
@@ -128,6 +129,13 @@ pub struct RequestCounter {
 impl RequestCounter {
     pub fn get(&self) -> u64 {
         self.total.load(Ordering::Relaxed)
+    }
+
+    /// Counts one request of `operation` made outside the SDK clients counted (the AssumeRole
+    /// of a hub's credentials provider).
+    pub fn add(&self, operation: &str) {
+        self.total.fetch_add(1, Ordering::Relaxed);
+        *self.by_operation.lock().expect("counter lock").entry(operation.to_owned()).or_default() += 1;
     }
 
     /// Requests per operation so far, for the logs.
@@ -182,6 +190,8 @@ pub struct Clients {
     pub s3control: aws_sdk_s3control::Client,
     pub sqs: aws_sdk_sqs::Client,
     pub requests: RequestCounter,
+    /// The STS requests: GetCallerIdentity, and a hub's AssumeRole.
+    pub sts_requests: RequestCounter,
 }
 
 impl Clients {
@@ -193,18 +203,24 @@ impl Clients {
             .timeout_config(timeouts())
             .load()
             .await;
-        Self::from_config(base, endpoint_url, None)
+        Self::from_config(base, endpoint_url, None, RequestCounter::default())
     }
 
     /// Clients built on `base`: its credentials, Region, retries and HTTP client. With
     /// `partition` (a hub's account ID), their retry state is that account's alone: the retry
     /// quota and, in adaptive mode, the request rate that throttling lowers are per account,
     /// as AWS's API limits are, so throttling in one account never slows the others.
-    pub fn from_config(base: SdkConfig, endpoint_url: Option<String>, partition: Option<&str>) -> Self {
+    /// `sts_requests` counts the STS client's requests (and whatever else the caller adds).
+    pub fn from_config(
+        base: SdkConfig,
+        endpoint_url: Option<String>,
+        partition: Option<&str>,
+        sts_requests: RequestCounter,
+    ) -> Self {
         use aws_sdk_s3::config::retry::RetryPartition;
         let requests = RequestCounter::default();
         let named = |service: &str| partition.map(|account| RetryPartition::new(format!("{service}-{account}")));
-        let mut sts = aws_sdk_sts::config::Builder::from(&base);
+        let mut sts = aws_sdk_sts::config::Builder::from(&base).interceptor(sts_requests.clone());
         sts.set_retry_partition(named("sts"));
         let mut sqs = aws_sdk_sqs::config::Builder::from(&base);
         sqs.set_retry_partition(named("sqs"));
@@ -224,6 +240,7 @@ impl Clients {
             partition: partition.map(|p| format!("s3-{p}")),
             s3: Mutex::new(HashMap::new()),
             requests,
+            sts_requests,
         }
     }
 

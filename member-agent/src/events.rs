@@ -637,6 +637,10 @@ async fn settle(message: &Message, outcome: Outcome, options: &EventOptions, sqs
     }
 }
 
+/// How long a handled event waits for the administrator to acknowledge what it reported
+/// before its message is left to the queue: well within the queues' 120 s visibility timeout.
+pub const ACKNOWLEDGED_WITHIN: Duration = Duration::from_secs(60);
+
 /// What becomes of a message once handled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Outcome {
@@ -670,9 +674,24 @@ async fn handle(
         }
     }
     // A re-read always reports the bucket (calls that fail mark their own fields unknown),
-    // so a handled event is seen and its message may go; one whose bucket could not be
-    // confirmed yet stays in the queue.
-    let outcome = handle_event(event, clients, refresher, outbox, &mut state.owned, id).await;
+    // so a handled event is seen and its message may go once what it reported is durable;
+    // one whose bucket could not be confirmed yet stays in the queue.
+    let before = outbox.last_pushed();
+    let mut outcome = handle_event(event, clients, refresher, outbox, &mut state.owned, id).await;
+    let reported = outbox.last_pushed();
+    if outcome == Outcome::Done && reported > before {
+        // Deleted only once the administrator holds what the event made the agent report: a
+        // message deleted before would be lost with the agent (a hub resumes without reading
+        // again). Not acknowledged in time, the message comes back after its visibility
+        // timeout and is handled again.
+        if tokio::time::timeout(ACKNOWLEDGED_WITHIN, outbox.settled(reported)).await.is_err() {
+            tracing::warn!(
+                message = id,
+                "what the event reported is not acknowledged yet; the event stays in the queue"
+            );
+            outcome = Outcome::Keep;
+        }
+    }
     if let (Outcome::Done, Some(event_id)) = (outcome, &event_id) {
         state.seen.insert(event_id);
     }

@@ -22,7 +22,7 @@ use estate_common::model::{AccountId, Region};
 use estate_common::pb::Hello;
 use estate_common::transport::ClientTls;
 
-use crate::aws::{classify, retry_config, timeouts, Clients};
+use crate::aws::{classify, retry_config, timeouts, Clients, RequestCounter};
 use crate::connection::{self, ConnectionOptions, Inbound, Link, SharedConnection};
 use crate::events::{supervise, Router, Routes, RESTART_BACKOFF};
 use crate::outbox::Outbox;
@@ -249,7 +249,9 @@ impl Hub {
         if let Some(id) = &self.options.external_id {
             provider = provider.external_id(id);
         }
-        let provider = SharedCredentialsProvider::new(provider.build().await);
+        let sts_requests = RequestCounter::default();
+        let provider =
+            SharedCredentialsProvider::new(Counted { inner: provider.build().await, requests: sts_requests.clone() });
         // The credentials are cached for every client of the account and assumed again
         // before they expire.
         let config = self
@@ -258,8 +260,12 @@ impl Hub {
             .credentials_provider(provider.clone())
             .identity_cache(IdentityCache::lazy().build())
             .build();
-        let clients =
-            Arc::new(Clients::from_config(config, self.options.endpoint_url.clone(), Some(account_id.as_str())));
+        let clients = Arc::new(Clients::from_config(
+            config,
+            self.options.endpoint_url.clone(),
+            Some(account_id.as_str()),
+            sts_requests,
+        ));
         let home = &self.options.regions[0];
         let described = |error: anyhow::Error| {
             let text = format!("cannot read the account as `{role}`: {error:#}");
@@ -298,6 +304,24 @@ impl Hub {
             Inbound { refresh_requests, held },
         )
         .await;
+    }
+}
+
+/// A credentials provider whose every call (an AssumeRole) is counted with the account's STS
+/// requests.
+#[derive(Debug)]
+struct Counted {
+    inner: AssumeRoleProvider,
+    requests: RequestCounter,
+}
+
+impl aws_credential_types::provider::ProvideCredentials for Counted {
+    fn provide_credentials<'a>(&'a self) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        self.requests.add("AssumeRole");
+        self.inner.provide_credentials()
     }
 }
 

@@ -190,8 +190,9 @@ async fn until_stopped(work: impl std::future::Future<Output = anyhow::Result<()
         result = work => result,
         signal = estate_common::signals::shutdown() => {
             // Nothing the agent holds is lost by stopping: messages not yet acknowledged
-            // are read again by the next refresh, and events stay in their queue until
-            // deleted. The streams close when the process exits.
+            // belong to a refresh that did not complete, which is read again at start (a
+            // resuming hub sees it under way), or to an event, which stays in its queue until
+            // what it reported is acknowledged. The streams close when the process exits.
             tracing::info!(%signal, "stopping");
             std::process::exit(0);
         }

@@ -15,6 +15,8 @@ pub struct Outbox {
     state: Mutex<State>,
     space: Semaphore,
     added: Notify,
+    /// Woken whenever messages leave (acknowledged or rejected).
+    settled: Notify,
 }
 
 #[derive(Debug)]
@@ -48,11 +50,12 @@ impl Outbox {
             state: Mutex::new(State { next_seq: 1, unacked: VecDeque::new(), completed: BTreeMap::new() }),
             space: Semaphore::new(capacity),
             added: Notify::new(),
+            settled: Notify::new(),
         }
     }
 
-    /// Queues a message, waiting while the outbox is full.
-    pub async fn push(&self, body: Body) {
+    /// Queues a message, waiting while the outbox is full; returns its sequence number.
+    pub async fn push(&self, body: Body) -> u64 {
         self.space.acquire().await.expect("the outbox semaphore is never closed").forget();
         let mut state = self.state.lock().expect("outbox lock");
         let seq = state.next_seq;
@@ -60,6 +63,24 @@ impl Outbox {
         state.unacked.push_back(ReportRequest { seq, body: Some(body) });
         drop(state);
         self.added.notify_one();
+        seq
+    }
+
+    /// The sequence number of the last message queued (0 before the first).
+    pub fn last_pushed(&self) -> u64 {
+        self.state.lock().expect("outbox lock").next_seq - 1
+    }
+
+    /// Waits until every message up to and including `seq` has left the outbox: acknowledged
+    /// as durable, or rejected.
+    pub async fn settled(&self, seq: u64) {
+        loop {
+            let settled = self.settled.notified();
+            if self.state.lock().expect("outbox lock").unacked.front().is_none_or(|m| m.seq > seq) {
+                return;
+            }
+            settled.await;
+        }
     }
 
     /// Drops every message up to and including `seq`.
@@ -80,6 +101,7 @@ impl Outbox {
         }
         drop(state);
         self.space.add_permits(freed);
+        self.settled.notify_waiters();
     }
 
     /// Drops the message `seq`, which the administrator rejected: it is never sent again.
@@ -90,6 +112,7 @@ impl Outbox {
         let freed = before - state.unacked.len();
         drop(state);
         self.space.add_permits(freed);
+        self.settled.notify_waiters();
     }
 
     /// Messages after `seq`, in order; waits until there is at least one.
@@ -184,6 +207,28 @@ mod tests {
         tokio::time::timeout(std::time::Duration::from_secs(1), outbox.push(body("c"))).await.unwrap();
         outbox.ack(3);
         assert_eq!(outbox.unacked(), 0);
+    }
+
+    /// Waiting for a message to settle ends once it and everything before it left the
+    /// outbox, acknowledged or rejected, and not before.
+    #[tokio::test]
+    async fn settled_waits_for_the_acknowledgement_or_the_rejection() {
+        let outbox = std::sync::Arc::new(Outbox::new(8));
+        assert_eq!(outbox.push(body("a")).await, 1);
+        assert_eq!(outbox.push(body("b")).await, 2);
+        assert_eq!(outbox.last_pushed(), 2);
+        let waiting = |seq| {
+            let outbox = outbox.clone();
+            tokio::spawn(async move { outbox.settled(seq).await })
+        };
+        let (first, second) = (waiting(1), waiting(2));
+        tokio::task::yield_now().await;
+        assert!(!first.is_finished() && !second.is_finished());
+        outbox.ack(1);
+        tokio::time::timeout(std::time::Duration::from_secs(5), first).await.unwrap().unwrap();
+        assert!(!second.is_finished(), "the second is not acknowledged yet");
+        outbox.reject(2);
+        tokio::time::timeout(std::time::Duration::from_secs(5), second).await.unwrap().unwrap();
     }
 
     #[tokio::test]

@@ -301,7 +301,7 @@ impl Refresher {
         let generation = self.next_generation();
         let total = buckets.len() as u64;
         let requests_before = self.clients.requests.get();
-        tracing::info!(%region, buckets = total, generation, "refresh started");
+        tracing::info!(account = %self.account_id, %region, buckets = total, generation, "refresh started");
         self.outbox
             .push(Body::ScopeStarted(pb::ScopeStarted { region: region.to_string(), generation, bucket_total: total }))
             .await;
@@ -372,13 +372,16 @@ impl Refresher {
         }
         let requests = self.clients.requests.get() - requests_before;
         let by_operation = serde_json::to_string(&self.clients.requests.by_operation()).unwrap_or_default();
+        let sts = serde_json::to_string(&self.clients.sts_requests.by_operation()).unwrap_or_default();
         tracing::info!(
+            account = %self.account_id,
             %region,
             reported,
             failed,
             generation,
             s3_requests = requests,
             s3_requests_so_far = %by_operation,
+            sts_requests_so_far = %sts,
             "refresh complete"
         );
     }

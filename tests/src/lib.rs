@@ -170,6 +170,11 @@ impl Moto {
         ))
     }
 
+    /// STS as `credentials`.
+    pub fn sts(&self, credentials: &Credentials) -> aws_sdk_sts::Client {
+        moto_client!(aws_sdk_sts, self, credentials.clone(), "us-east-1")
+    }
+
     pub fn s3(&self, credentials: &Credentials, region: &str) -> aws_sdk_s3::Client {
         moto_client!(aws_sdk_s3, self, credentials.clone(), region, force_path_style(true))
     }
