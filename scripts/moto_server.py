@@ -312,9 +312,42 @@ def apply_speedups() -> list[str]:
         self._error_lut_cache = shared
 
     errors.ErrorLookupFactory.__init__ = init  # type: ignore[method-assign]
+
+    # The account of a request's access key: moto looks in every account's IAM backend in
+    # turn, for every request, so that a thousand accounts (the hub benchmark) make each
+    # request a thousand times dearer. An access key belongs to one account for good; the
+    # account found is remembered, and checked again on each use (a deleted key falls back
+    # to moto's search, and its answer).
+    from moto.iam import models as iam_models
+
+    owners: dict = {}
+    original_owner = iam_models.get_account_id_from
+
+    def get_account_id_from(access_key):  # type: ignore[no-untyped-def]
+        account = owners.get(access_key)
+        if account is not None:
+            backends = iam_models.iam_backends[account]
+            if any(access_key in backends[p].access_keys for p in iam_models.PARTITION_NAMES):
+                return account
+        account = original_owner(access_key)
+        if account != iam_models.DEFAULT_ACCOUNT_ID:
+            owners[access_key] = account
+        return account
+
+    iam_models.get_account_id_from = get_account_id_from
+
+    # werkzeug listens with a backlog of 128 connections. A client that opens more at once (a
+    # hub starting a thousand accounts, the SDK's pool growing under load) overflows it; the
+    # kernel then drops the SYNs past it, and each dropped client waits a second or more for
+    # its retransmission. The kernel caps the backlog at net.core.somaxconn anyway.
+    from werkzeug import serving
+
+    serving.BaseWSGIServer.request_queue_size = 4096
     return [
         "DomainDispatcherApplication.get_backend_for_host: each host routed once",
         "moto.core.errors.ErrorLookupFactory: one error table per service, shared",
+        "moto.iam.models.get_account_id_from: each access key's account remembered",
+        "werkzeug's listen backlog: 4096 connections instead of 128",
     ]
 
 

@@ -12,7 +12,9 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_runtime_api::box_error::BoxError;
-use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    BeforeDeserializationInterceptorContextRef, BeforeTransmitInterceptorContextRef,
+};
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
@@ -123,12 +125,19 @@ impl aws_sdk_s3control::config::endpoint::ResolveEndpoint for StaticEndpoint {
 #[derive(Debug, Clone, Default)]
 pub struct RequestCounter {
     total: Arc<AtomicU64>,
+    /// Answers that said the account is throttled (HTTP 503 SlowDown, or 429).
+    throttled: Arc<AtomicU64>,
     by_operation: Arc<Mutex<HashMap<String, u64>>>,
 }
 
 impl RequestCounter {
     pub fn get(&self) -> u64 {
         self.total.load(Ordering::Relaxed)
+    }
+
+    /// Throttling answers so far (every attempt's, retried or not).
+    pub fn throttled(&self) -> u64 {
+        self.throttled.load(Ordering::Relaxed)
     }
 
     /// Counts one request of `operation` made outside the SDK clients counted (the AssumeRole
@@ -158,6 +167,18 @@ impl Intercept for RequestCounter {
         self.total.fetch_add(1, Ordering::Relaxed);
         if let Some(metadata) = config.load::<aws_smithy_runtime_api::client::orchestrator::Metadata>() {
             *self.by_operation.lock().expect("counter lock").entry(metadata.name().to_owned()).or_default() += 1;
+        }
+        Ok(())
+    }
+
+    fn read_before_deserialization(
+        &self,
+        context: &BeforeDeserializationInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        _config: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if matches!(context.response().status().as_u16(), 429 | 503) {
+            self.throttled.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
     }

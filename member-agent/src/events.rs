@@ -25,7 +25,7 @@ use estate_common::pb::{self, report_request::Body};
 use crate::aws::{classify, CallError, Clients};
 use crate::collect::{account_block_public_access, collect_bucket};
 use crate::outbox::Outbox;
-use crate::refresh::{guarded, now_ms, Refresher};
+use crate::refresh::{guarded, now_ms, AbortOnDrop, Refresher};
 
 /// Events about one account's settings.
 pub const ACCOUNT_EVENTS: &[&str] = &[
@@ -411,7 +411,9 @@ where
     let mut delay = backoff.initial;
     loop {
         let started = tokio::time::Instant::now();
-        let reason = match tokio::spawn(start()).await {
+        // Aborted with the supervisor: a pipeline that stops takes its consumer with it.
+        let mut task = AbortOnDrop(tokio::spawn(start()));
+        let reason = match (&mut task.0).await {
             Ok(Ok(())) => "it stopped".to_owned(),
             Ok(Err(error)) => format!("it failed: {error:#}"),
             Err(joined) => format!("it panicked: {joined}"),
@@ -434,11 +436,36 @@ pub struct AccountEvents {
     outbox: Arc<Outbox>,
     /// What the account's consumer learned, kept across restarts of the consumer.
     state: tokio::sync::Mutex<ConsumerState>,
+    /// Messages of the account being handled now.
+    in_flight: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// One message of an account being handled ([`AccountEvents::begin`]).
+struct Handling(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Handling {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 impl AccountEvents {
     pub fn new(clients: Arc<Clients>, refresher: Arc<Refresher>, outbox: Arc<Outbox>) -> Self {
-        Self { clients, refresher, outbox, state: tokio::sync::Mutex::new(ConsumerState::default()) }
+        Self {
+            clients,
+            refresher,
+            outbox,
+            state: tokio::sync::Mutex::new(ConsumerState::default()),
+            in_flight: Arc::default(),
+        }
+    }
+
+    /// A place for one more message of the account, unless it has [`MAX_IN_FLIGHT_PER_ACCOUNT`].
+    fn begin(&self) -> Option<Handling> {
+        use std::sync::atomic::Ordering;
+        let taken = self.in_flight.fetch_add(1, Ordering::AcqRel);
+        let handling = Handling(Arc::clone(&self.in_flight));
+        (taken < MAX_IN_FLIGHT_PER_ACCOUNT).then_some(handling)
     }
 
     /// Handles one message of this account: `Err` with why when it is malformed.
@@ -478,15 +505,17 @@ impl Router for OneAccount {
 }
 
 /// How long an event for an account of the set whose pipeline is not ready yet (its role
-/// being assumed) waits in the queue before it is received again.
-pub const NOT_READY_RETRY: Duration = Duration::from_secs(30);
+/// being assumed, its stream not accepted yet, the hub's accounts not listed yet) waits in the
+/// queue before it is received again. hub.yaml's queue moves a message to its dead-letter queue
+/// after 20 receives, about 20 minutes of this.
+pub const NOT_READY_RETRY: Duration = Duration::from_secs(60);
 
 /// A hub's router: one queue holds the events of every account, and each goes to the events
 /// of the account it names; events for accounts outside the hub's set are dropped.
 #[derive(Debug, Default)]
 pub struct Routes {
-    /// The hub's accounts now.
-    set: std::sync::RwLock<HashSet<String>>,
+    /// The hub's accounts now; `None` until the hub knows them (its first listing).
+    set: std::sync::RwLock<Option<HashSet<String>>>,
     /// The events of each account whose pipeline runs.
     ready: std::sync::RwLock<std::collections::HashMap<String, Arc<AccountEvents>>>,
 }
@@ -494,10 +523,11 @@ pub struct Routes {
 impl Routes {
     /// The hub serves exactly `accounts` from now on.
     pub fn serve(&self, accounts: impl IntoIterator<Item = String>) {
-        *self.set.write().expect("routes lock") = accounts.into_iter().collect();
+        *self.set.write().expect("routes lock") = Some(accounts.into_iter().collect());
     }
 
-    /// Events for `account` go to `events` until the guard is dropped (the pipeline stops).
+    /// Events for `account` go to `events` until the guard is dropped (the pipeline stops);
+    /// called once the administrator accepted the account's stream.
     pub fn ready(self: &Arc<Self>, account: &str, events: Arc<AccountEvents>) -> RouteGuard {
         self.ready.write().expect("routes lock").insert(account.to_owned(), events);
         RouteGuard { routes: Arc::clone(self), account: account.to_owned() }
@@ -513,7 +543,8 @@ impl Router for Routes {
         if let Some(events) = self.ready.read().expect("routes lock").get(&account) {
             return Route::To(Arc::clone(events));
         }
-        if self.set.read().expect("routes lock").contains(&account) {
+        // Not known yet, or of the set and not ready (its role, its stream): later.
+        if self.set.read().expect("routes lock").as_ref().is_none_or(|set| set.contains(&account)) {
             return Route::Later(NOT_READY_RETRY);
         }
         Route::Drop(format!(
@@ -551,7 +582,14 @@ pub fn event_account(body: &str) -> Result<String, String> {
 /// retry itself; [`supervise`] restarts it.
 pub async fn run(options: EventOptions, sqs: aws_sdk_sqs::Client, router: Arc<dyn Router>) -> anyhow::Result<()> {
     tracing::info!(queue = %options.queue_url, "consuming CloudTrail events");
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
+    // Each message is handled in a task of its own, so that a slow account holds up only its
+    // own messages; the tasks end with the consumer.
+    let mut handling = tokio::task::JoinSet::new();
     loop {
+        while handling.try_join_next().is_some() {}
+        // Room for a whole receive before receiving: received messages wait for no one.
+        drop(Arc::clone(&in_flight).acquire_many_owned(10).await.expect("never closed"));
         let received = sqs
             .receive_message()
             .queue_url(&options.queue_url)
@@ -567,23 +605,50 @@ pub async fn run(options: EventOptions, sqs: aws_sdk_sqs::Client, router: Arc<dy
                 continue;
             }
         };
-        let handled = messages.iter().map(|message| {
-            let (options, sqs, router) = (&options, &sqs, &router);
-            async move {
-                let outcome = consume(message, options, sqs, router.as_ref()).await;
-                settle(message, outcome, options, sqs).await;
-            }
-        });
-        futures::future::join_all(handled).await;
+        for message in messages {
+            let permit = Arc::clone(&in_flight).acquire_owned().await.expect("never closed");
+            let (options, sqs, router) = (options.clone(), sqs.clone(), Arc::clone(&router));
+            handling.spawn(async move {
+                let _permit = permit;
+                let outcome = match tokio::time::timeout(
+                    HANDLED_WITHIN,
+                    consume(&message, &options, &sqs, router.as_ref()),
+                )
+                .await
+                {
+                    Ok(outcome) => outcome,
+                    Err(_) => {
+                        let id = message.message_id().unwrap_or("?");
+                        tracing::warn!(message = id, "the event was not handled in time; it stays in the queue");
+                        Outcome::Keep
+                    }
+                };
+                settle(&message, outcome, &options, &sqs).await;
+            });
+        }
     }
 }
+
+/// Messages handled at once over every account.
+const MAX_IN_FLIGHT: usize = 100;
+
+/// Messages of one account handled at once: an account whose events are slow (its stream not
+/// acknowledging, its outbox full) holds at most this many of [`MAX_IN_FLIGHT`].
+const MAX_IN_FLIGHT_PER_ACCOUNT: usize = 10;
+
+/// How long one message may take, its account's turn, its re-read and the acknowledgement
+/// included; past it, the message is left to the queue.
+const HANDLED_WITHIN: Duration = Duration::from_secs(90);
 
 /// What becomes of one message: routed, handled, or set aside.
 async fn consume(message: &Message, options: &EventOptions, sqs: &aws_sdk_sqs::Client, router: &dyn Router) -> Outcome {
     let id = message.message_id().unwrap_or("?");
     let body = message.body().unwrap_or_default();
     let handled = match router.route(body) {
-        Route::To(events) => events.handle(message).await,
+        Route::To(events) => match events.begin() {
+            Some(_handling) => events.handle(message).await,
+            None => Ok(Outcome::RetryIn(Duration::from_secs(5))),
+        },
         Route::Drop(reason) => {
             tracing::info!(message = id, %reason, "event dropped");
             Ok(Outcome::Done)

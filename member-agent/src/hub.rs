@@ -70,8 +70,20 @@ pub struct HubOptions {
 const ROLE_RETRY_FIRST: Duration = Duration::from_secs(15);
 const ROLE_RETRY_MAX: Duration = Duration::from_secs(600);
 
-/// The longest problem a hello carries (the administrator refuses more than 1,024 bytes).
-const MAX_PROBLEM_CHARS: usize = 900;
+/// The longest problem a hello carries, in bytes (the administrator refuses a longer one).
+const MAX_PROBLEM_BYTES: usize = estate_common::limits::MAX_PROBLEM_BYTES;
+
+/// `text` cut to at most `max` bytes, at a character boundary.
+fn cut(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
 
 /// The role ARN of `role_name` in `account`.
 pub fn role_arn(account: &AccountId, role_name: &str) -> String {
@@ -107,6 +119,7 @@ pub async fn run(options: HubOptions) -> anyhow::Result<()> {
             outbox_capacity: options.outbox_capacity,
             head_budget: options.head_budget,
             events: None,
+            await_held: true,
             resume: true,
             global_limit: Some(Arc::new(Semaphore::new(options.concurrency))),
             routes: routes.clone(),
@@ -137,16 +150,16 @@ pub async fn run(options: HubOptions) -> anyhow::Result<()> {
     }
     let mut serving: BTreeMap<AccountId, Served> = BTreeMap::new();
     match hub.options.accounts.clone() {
-        AccountSource::Listed(accounts) => {
-            hub.follow(&mut serving, accounts.into_iter().collect())?;
-            std::future::pending::<()>().await;
-            Ok(())
-        }
+        AccountSource::Listed(accounts) => loop {
+            // Again every minute: an account that could not be started is tried again.
+            hub.follow(&mut serving, accounts.clone());
+            tokio::time::sleep(Duration::from_secs(60)).await;
+        },
         AccountSource::Organizations { role_arn, interval } => {
             let organizations = organizations_client(&hub.base, hub.options.endpoint_url.as_deref(), role_arn).await;
             loop {
                 match active_accounts(&organizations).await {
-                    Ok(accounts) => hub.follow(&mut serving, accounts)?,
+                    Ok(accounts) => hub.follow(&mut serving, accounts),
                     // The accounts served go on; the next poll tries again.
                     Err(error) => {
                         tracing::warn!(error = %format!("{error:#}"), "cannot list the organization's accounts")
@@ -175,11 +188,7 @@ struct Served {
 
 impl Hub {
     /// Serves exactly `accounts`: starts the new ones and stops those no longer listed.
-    fn follow(
-        self: &Arc<Self>,
-        serving: &mut BTreeMap<AccountId, Served>,
-        accounts: Vec<AccountId>,
-    ) -> anyhow::Result<()> {
+    fn follow(self: &Arc<Self>, serving: &mut BTreeMap<AccountId, Served>, accounts: Vec<AccountId>) {
         let wanted: std::collections::BTreeSet<AccountId> = accounts.into_iter().collect();
         if let Some(routes) = &self.pipeline.routes {
             routes.serve(wanted.iter().map(ToString::to_string));
@@ -194,7 +203,14 @@ impl Hub {
             if serving.contains_key(&account) {
                 continue;
             }
-            let lease = self.pool.lease()?;
+            let lease = match self.pool.lease() {
+                Ok(lease) => lease,
+                // The TLS files could not be read (being rotated?): the next round tries again.
+                Err(error) => {
+                    tracing::error!(%account, error = %format!("{error:#}"), "cannot connect for the account; trying again later");
+                    continue;
+                }
+            };
             let task = tokio::spawn(Arc::clone(self).serve_account(account.clone(), lease));
             serving.insert(account, Served { _task: AbortOnDrop(task) });
             started += 1;
@@ -202,7 +218,6 @@ impl Hub {
         if started > 0 {
             tracing::info!(started, serving = serving.len(), "serving accounts");
         }
-        Ok(())
     }
 
     /// Serves one account for as long as the task lives: assumes its role, then runs its
@@ -210,6 +225,7 @@ impl Hub {
     /// tries again with a growing wait.
     async fn serve_account(self: Arc<Self>, account_id: AccountId, lease: Lease) {
         let mut wait = ROLE_RETRY_FIRST;
+        let mut pipeline = self.pipeline.clone();
         loop {
             match self.open(&account_id).await {
                 Ok((clients, canonical_user_id)) => {
@@ -220,12 +236,15 @@ impl Hub {
                         link: Link::Shared(Arc::clone(&lease.connection)),
                         token: self.options.token.clone(),
                     };
-                    if let Err(error) = serve(account, &self.pipeline).await {
+                    if let Err(error) = serve(account, &pipeline).await {
                         tracing::error!(account = %account_id, error = %format!("{error:#}"), "the account's pipeline ended");
                     }
                     tokio::time::sleep(ROLE_RETRY_FIRST).await;
                 }
                 Err(problem) => {
+                    // Its events may have gone to the dead-letter queue meanwhile: once it can
+                    // be read, it is read in full rather than resumed.
+                    pipeline.resume = false;
                     tracing::warn!(account = %account_id, %problem, retry_in = ?wait, "cannot read the account");
                     let reported = self.report_problem(&account_id, problem, &lease);
                     tokio::select! {
@@ -269,7 +288,7 @@ impl Hub {
         let home = &self.options.regions[0];
         let described = |error: anyhow::Error| {
             let text = format!("cannot read the account as `{role}`: {error:#}");
-            text.chars().take(MAX_PROBLEM_CHARS).collect::<String>()
+            cut(text, MAX_PROBLEM_BYTES)
         };
         let (answered, canonical_user_id) = match identify(&clients, home).await {
             Ok(identified) => identified,
@@ -468,6 +487,16 @@ mod tests {
         assert_eq!(pool.usage(), [2, 3, 1]);
         let again = pool.lease().unwrap();
         assert_eq!((again.index, pool.usage()), (0, vec![3, 3, 1]));
+    }
+
+    /// A problem fits the administrator's limit in bytes, whatever characters it holds.
+    #[test]
+    fn problems_are_cut_to_the_byte_limit_at_a_character_boundary() {
+        let long = "é".repeat(1000);
+        let cut_text = cut(long, MAX_PROBLEM_BYTES);
+        assert!(cut_text.len() <= MAX_PROBLEM_BYTES && cut_text.len() >= MAX_PROBLEM_BYTES - 1);
+        assert!(cut_text.chars().all(|c| c == 'é'));
+        assert_eq!(cut("short".to_owned(), MAX_PROBLEM_BYTES), "short");
     }
 
     #[test]

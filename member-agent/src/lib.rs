@@ -6,6 +6,7 @@ pub mod collect;
 pub mod connection;
 pub mod events;
 pub mod hub;
+pub mod limit;
 pub mod objects;
 pub mod outbox;
 pub mod refresh;
@@ -89,6 +90,7 @@ pub async fn run(options: AgentOptions) -> anyhow::Result<()> {
         outbox_capacity: options.outbox_capacity,
         head_budget: options.head_budget,
         events: options.events.clone(),
+        await_held: false,
         resume: false,
         global_limit: None,
         routes: None,
@@ -125,10 +127,12 @@ pub struct Pipeline {
     pub outbox_capacity: usize,
     pub head_budget: usize,
     pub events: Option<events::EventOptions>,
-    /// Wait until the administrator accepts the stream and says what it holds, and skip the
-    /// refresh at start when it holds a recent complete one of every Region (a hub: a restart
-    /// does not read every account again). Needs an administrator that sends `Held`: every one
-    /// that knows hubs does.
+    /// Read nothing until the administrator accepts the stream and says what it holds (a hub:
+    /// an account the administrator refuses costs no S3 request). Needs an administrator that
+    /// sends `Held`: every one that knows hubs does.
+    pub await_held: bool,
+    /// With `await_held`: skip the refresh at start when the administrator holds a recent
+    /// complete one of every Region (a restarted hub does not read every account again).
     pub resume: bool,
     /// Bucket reads at once over every account (a hub's global limit).
     pub global_limit: Option<Arc<tokio::sync::Semaphore>>,
@@ -145,6 +149,10 @@ pub struct Account {
     pub link: Link,
     pub token: Option<String>,
 }
+
+/// How long a pipeline that waits for the administrator to accept its stream waits between
+/// warnings.
+const HELD_WARNING: Duration = Duration::from_secs(300);
 
 /// When the first full refresh is due, from what the administrator holds: later when every
 /// Region has a completed refresh younger than `interval` and none is under way (the next one
@@ -206,21 +214,37 @@ pub async fn serve(account: Account, pipeline: &Pipeline) -> anyhow::Result<()> 
             events::run(options.clone(), sqs.clone(), router.clone())
         }));
     }
-    // A hub's central queue: its consumer hands this account's events here while it runs.
-    let _routed = pipeline.routes.as_ref().map(|routes| routes.ready(account_id.as_str(), account_events));
     let mut next_full = Instant::now();
-    if pipeline.resume {
-        // Nothing is read before the administrator accepts the account's stream: an account
-        // it refuses costs no S3 request.
-        if let Some(held) = held_rx.recv().await {
+    if pipeline.await_held {
+        // Nothing is read before the administrator accepts the account's stream.
+        let held = loop {
+            match tokio::time::timeout(HELD_WARNING, held_rx.recv()).await {
+                Ok(Some(held)) => break held,
+                Ok(None) => anyhow::bail!("the stream's task ended"),
+                Err(_) => tracing::warn!(
+                    account = %account_id,
+                    waited = ?HELD_WARNING,
+                    "the administrator has not accepted this account's stream yet; nothing is read until it does"
+                ),
+            }
+        };
+        tracing::info!(account = %account_id, "the administrator accepted the account's stream");
+        // What the administrator holds counts as completed: should it later lose it (restored
+        // from an older copy), the next hello says so and it asks for those Regions again.
+        outbox.seed_completed(held.scopes.iter().filter(|s| !s.refreshing).map(|s| (s.region.clone(), s.generation)));
+        if pipeline.resume {
             let wait = first_refresh_in(&held, &pipeline.regions, pipeline.refresh_interval, now_ms());
             if !wait.is_zero() {
                 tracing::info!(account = %account_id, next_refresh_in = ?wait, "the administrator holds a recent refresh of every Region; resuming");
             }
-            next_full += wait;
+            next_full = Instant::now() + wait;
         }
     }
+    // A hub's central queue: its consumer hands this account's events here from now on.
+    let _routed = pipeline.routes.as_ref().map(|routes| routes.ready(account_id.as_str(), account_events));
     loop {
+        // Finished object refreshes.
+        while tasks.try_join_next().is_some() {}
         let (requested, count_objects) = tokio::select! {
             _ = tokio::time::sleep_until(next_full) => (Vec::new(), true),
             Some(request) = refresh_rx.recv() => {

@@ -130,6 +130,16 @@ impl Outbox {
         }
     }
 
+    /// Counts `completed` (Region, generation) pairs as acknowledged completions: what the
+    /// administrator said it holds when this agent has completed nothing yet (a resuming hub).
+    pub fn seed_completed(&self, completed: impl IntoIterator<Item = (String, u64)>) {
+        let mut state = self.state.lock().expect("outbox lock");
+        for (region, generation) in completed.into_iter().filter(|(_, g)| *g > 0) {
+            let last = state.completed.entry(region).or_default();
+            *last = (*last).max(generation);
+        }
+    }
+
     /// Each Region's last refresh whose completion the administrator acknowledged, for the
     /// hello of the next stream.
     pub fn completed(&self) -> Vec<ScopeGeneration> {

@@ -15,6 +15,7 @@ use estate_common::pb::{self, report_request::Body};
 
 use crate::aws::{classify, CallError, Clients};
 use crate::collect::{account_block_public_access, collect_bucket};
+use crate::limit::AdaptiveLimit;
 
 /// One bucket of a refresh: its facts, gone, or kept as stored because counting its objects
 /// failed this time (its configuration calls mark their own failures unknown instead).
@@ -200,6 +201,8 @@ pub struct Refresher {
     pub head_budget: usize,
     /// Bucket reads at once over every account a hub serves.
     pub global_limit: Option<Arc<tokio::sync::Semaphore>>,
+    /// Bucket reads at once in this account (`concurrency`), lowered while AWS throttles it.
+    pub account_limit: Arc<AdaptiveLimit>,
     last_generation: std::sync::Mutex<u64>,
 }
 
@@ -221,6 +224,7 @@ impl Refresher {
             regions,
             concurrency,
             global_limit: None,
+            account_limit: AdaptiveLimit::new(concurrency),
             last_generation: std::sync::Mutex::new(0),
         }
     }
@@ -310,21 +314,41 @@ impl Refresher {
             let client = client.clone();
             let key = BucketKey::new(self.account_id.clone(), region.clone(), &bucket.name);
             let options = CountOptions::daily(self.head_budget);
-            let (created_at, limit) = (bucket.created_at, self.global_limit.clone());
-            // A task of its own, so that the read goes on, and gives its permit of the global
-            // limit back, while this refresh waits for room in the outbox.
-            let task = AbortOnDrop(tokio::spawn(guarded(async move {
-                let _permit = match &limit {
-                    Some(limit) => Some(limit.acquire().await.expect("the global limit is never closed")),
+            let (created_at, global, account) =
+                (bucket.created_at, self.global_limit.clone(), Arc::clone(&self.account_limit));
+            let requests = self.clients.requests.clone();
+            let account_id = self.account_id.clone();
+            async move {
+                // The places first, and only then the read (a large future): thousands of
+                // accounts waiting for the global limit hold small futures only.
+                let account_place = account.acquire().await;
+                let global_place = match &global {
+                    Some(limit) => {
+                        Some(Arc::clone(limit).acquire_owned().await.expect("the global limit is never closed"))
+                    }
                     None => None,
                 };
-                match collect_bucket(&client, key, created_at, now_ms()).await {
-                    None => Collected::Gone,
-                    Some(facts) if count_objects => with_objects(&client, facts, options).await,
-                    Some(facts) => Collected::Facts(facts),
-                }
-            })));
-            async move {
+                // A task of its own, so that the read goes on, and gives its places back, while
+                // this refresh waits for room in the outbox.
+                let task = AbortOnDrop(tokio::spawn(guarded(async move {
+                    let _places = (account_place, global_place);
+                    let throttled_before = requests.throttled();
+                    let collected = match collect_bucket(&client, key, created_at, now_ms()).await {
+                        None => Collected::Gone,
+                        Some(facts) if count_objects => with_objects(&client, facts, options).await,
+                        Some(facts) => Collected::Facts(facts),
+                    };
+                    // Throttling anywhere in the account during this read lowers the account's
+                    // limit; a clean read raises it again, slowly.
+                    if requests.throttled() > throttled_before {
+                        if let Some(lowered) = account.throttled() {
+                            tracing::warn!(account = %account_id, reads_at_once = lowered, "AWS throttles this account; its reads at once are lowered");
+                        }
+                    } else {
+                        account.clean();
+                    }
+                    collected
+                })));
                 let mut task = task;
                 match (&mut task.0).await {
                     Ok(Ok(collected)) => collected,

@@ -531,9 +531,20 @@ impl Hub {
         regions: &[&str],
         args: &[&str],
     ) -> anyhow::Result<Self> {
+        Self::start_at(admin, &moto.endpoint, credentials, regions, args)
+    }
+
+    /// [`Hub::start_as`] with the AWS calls going to `endpoint` (a proxy in front of moto).
+    pub fn start_at(
+        admin: &Admin,
+        endpoint: &str,
+        credentials: &Credentials,
+        regions: &[&str],
+        args: &[&str],
+    ) -> anyhow::Result<Self> {
         let mut command: Vec<String> =
             ["hub", "--admin", &admin.grpc, "--regions", &regions.join(",")].into_iter().map(String::from).collect();
-        command.extend(["--endpoint-url".to_owned(), moto.endpoint.clone()]);
+        command.extend(["--endpoint-url".to_owned(), endpoint.to_owned()]);
         command.extend(args.iter().map(|a| a.to_string()));
         let credentials = (
             credentials.access_key_id().to_owned(),
@@ -560,7 +571,12 @@ impl Hub {
             .env("AWS_SESSION_TOKEN", &credentials.2)
             .env_remove("AWS_PROFILE")
             .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("RUST_LOG", "info,estate_member_agent::outbox=debug")
+            // The benchmark may ask for more (ESTATE_BENCH_HUB_LOG, a RUST_LOG filter).
+            .env(
+                "RUST_LOG",
+                std::env::var("ESTATE_BENCH_HUB_LOG")
+                    .unwrap_or_else(|_| "info,estate_member_agent::outbox=debug".into()),
+            )
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log)?)
             .spawn()

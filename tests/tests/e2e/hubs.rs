@@ -195,7 +195,8 @@ async fn a_hub_serves_twenty_accounts_and_resumes_after_sigkill() -> anyhow::Res
     .await?;
     let log = hub.process.log_text();
     assert!(log.contains(&format!("may not report for account `{outsider}`")), "the outsider is refused by name");
-    assert_eq!(log.matches("refresh complete").count(), 40, "one refresh of each account's Region");
+    let read_outsider = log.lines().any(|l| l.contains("refresh started") && l.contains(&outsider));
+    assert!(!read_outsider, "an account the administrator refuses is not read");
 
     // SIGKILL, and the same command again: every account resumes, none is read again.
     hub.kill_and_restart()?;
@@ -296,11 +297,22 @@ async fn an_account_whose_role_is_refused_shows_why_and_disturbs_no_other() -> a
     let moto = Moto::start()?;
     let (served, refused) = ("200000000001", "200000000002");
     let dir = tempfile::tempdir()?;
-    let text = estate_tests::config_text("o-exampleorg1", &[served, refused], &[], agent_token, CLIENT_TOKEN)
+    let text = estate_tests::config_text("o-exampleorg1", &[served, refused], &[refused], agent_token, CLIENT_TOKEN)
         + &format!("[[hubs]]\nname = \"central\"\naccounts = [\"{served}\", \"{refused}\"]\ntoken = \"{HUB_TOKEN}\"\n");
     let config = dir.path().join("estate.toml");
     std::fs::write(&config, text)?;
     let admin = Admin::start(&dir.path().join("data"), Some(&config))?;
+
+    // The refused account reported once, through its own agent: its canonical ID is claimed,
+    // and other accounts' verdicts may depend on the claim.
+    let own_creds = moto.credentials(refused).await?;
+    let own = Agent::start(&admin, &moto, &own_creds, Some(&agent_token(refused)), &["us-east-1"], &[])?;
+    let canonical = eventually(Duration::from_secs(60), "the refused account's own first report", || async {
+        let m = member(&admin, refused)?;
+        Ok(m["canonicalUserId"].as_str().filter(|c| !c.is_empty()).map(str::to_owned))
+    })
+    .await?;
+    drop(own);
 
     // The served account's role, which the hub's calls are authorized as once moto checks IAM.
     let creds = moto.credentials(served).await?;
@@ -347,6 +359,7 @@ async fn an_account_whose_role_is_refused_shows_why_and_disturbs_no_other() -> a
     assert!(text.contains(&format!("arn:aws:iam::{refused}:role/EstateMemberAgent")), "{text}");
     assert!(text.contains("AccessDenied") || text.contains("not authorized"), "{text}");
     assert_eq!(m["reportedBy"], json!(["hub `central`"]), "the hub keeps the account's stream open: {m}");
+    assert_eq!(m["canonicalUserId"], canonical, "a hello that cannot read the account changes no record: {m}");
     eventually(Duration::from_secs(90), "the other account through the hub", || async {
         let m = member(&admin, served)?;
         Ok((m["regions"][0]["lastUpdated"].is_string() && m["bucketCount"] == 1 && m.get("problem").is_none())
@@ -440,6 +453,7 @@ async fn events_reach_the_hub_through_the_central_bus() -> anyhow::Result<()> {
         }
     };
     eventually(Duration::from_secs(90), "the bucket's first refresh", || judged("NOT_PUBLIC")).await?;
+    let generation = member(&admin, member_account)?["regions"][0]["generation"].clone();
 
     moto.s3(&member_creds, "us-east-1")
         .put_bucket_acl()
@@ -472,18 +486,24 @@ async fn events_reach_the_hub_through_the_central_bus() -> anyhow::Result<()> {
     })
     .await?;
     assert!(log.contains("bucket re-read"), "{log}");
-    assert_eq!(log.matches("refresh started").count(), 1, "the change came by its event, not a refresh");
-    let left = moto
-        .sqs(&root)
-        .get_queue_attributes()
-        .queue_url(&queue)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
-        .send()
-        .await?;
-    let left = left
-        .attributes()
-        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages).cloned());
-    assert_eq!(left.as_deref(), Some("0"), "both events were handled and deleted");
+    let now = member(&admin, member_account)?["regions"][0]["generation"].clone();
+    assert_eq!(now, generation, "the change came by its event, not by a refresh");
+    // Both messages deleted: none waiting, none received and not yet deleted.
+    use aws_sdk_sqs::types::QueueAttributeName::{ApproximateNumberOfMessages, ApproximateNumberOfMessagesNotVisible};
+    eventually(Duration::from_secs(30), "both events deleted from the central queue", || async {
+        let out = moto
+            .sqs(&root)
+            .get_queue_attributes()
+            .queue_url(&queue)
+            .attribute_names(ApproximateNumberOfMessages)
+            .attribute_names(ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await?;
+        let count = |name| out.attributes().and_then(|a| a.get(&name).cloned());
+        let counts = (count(ApproximateNumberOfMessages), count(ApproximateNumberOfMessagesNotVisible));
+        Ok((counts == (Some("0".to_owned()), Some("0".to_owned()))).then_some(()))
+    })
+    .await?;
     Ok(())
 }
 
@@ -492,5 +512,59 @@ async fn events_reach_the_hub_through_the_central_bus() -> anyhow::Result<()> {
 fn the_central_rule_matches_the_members_rule() -> anyhow::Result<()> {
     let central = estate_tests::template_event_pattern("hub.yaml", "CentralEventsRule")?;
     assert_eq!(central, estate_tests::deployed_event_pattern()?);
+    Ok(())
+}
+
+/// AWS throttles one account (every S3 call on its buckets answers SlowDown for a while): the
+/// hub lowers that account's reads at once, and only that account's; both accounts complete.
+#[tokio::test(flavor = "multi_thread")]
+async fn throttling_in_one_account_lowers_only_its_own_limit() -> anyhow::Result<()> {
+    use estate_tests::faultproxy::{Fault, FaultProxy};
+    let moto = Moto::start()?;
+    let proxy = FaultProxy::start(&moto.endpoint).await?;
+    let (throttled, calm) = ("200000000001", "200000000002");
+    let dir = tempfile::tempdir()?;
+    let text = estate_tests::config_text("o-exampleorg1", &[throttled, calm], &[], agent_token, CLIENT_TOKEN)
+        + &format!("[[hubs]]\nname = \"central\"\naccounts = [\"{throttled}\", \"{calm}\"]\ntoken = \"{HUB_TOKEN}\"\n");
+    let config = dir.path().join("estate.toml");
+    std::fs::write(&config, text)?;
+    let admin = Admin::start(&dir.path().join("data"), Some(&config))?;
+    for account in [throttled, calm] {
+        let creds = moto.credentials(account).await?;
+        for i in 0..6 {
+            moto.s3(&creds, "us-east-1").create_bucket().bucket(format!("hub-{account}-b{i}")).send().await?;
+        }
+    }
+    // Path-style requests name the bucket first: every call on the throttled account's buckets.
+    proxy.inject(&format!("/hub-{throttled}-"), Fault::SlowDown, 40);
+    let root = Credentials::new("testing", "testing", None, None, "hub");
+    let hub = estate_tests::Hub::start_at(
+        &admin,
+        &proxy.endpoint,
+        &root,
+        &["us-east-1"],
+        &[
+            "--token",
+            HUB_TOKEN,
+            "--accounts",
+            &format!("{throttled},{calm}"),
+            "--account-concurrency",
+            "4",
+            "--refresh-interval",
+            "1h",
+        ],
+    )?;
+    for account in [throttled, calm] {
+        eventually(Duration::from_secs(120), "both accounts complete", || async {
+            let m = member(&admin, account)?;
+            Ok((m["regions"][0]["lastUpdated"].is_string() && m["bucketCount"] == 6).then_some(()))
+        })
+        .await?;
+    }
+    assert!(proxy.injected() > 0, "the throttled account met SlowDown");
+    let log = hub.process.log_text();
+    let lowered: Vec<&str> = log.lines().filter(|l| l.contains("AWS throttles this account")).collect();
+    assert!(!lowered.is_empty(), "the throttled account's limit was lowered:\n{log}");
+    assert!(lowered.iter().all(|l| l.contains(throttled) && !l.contains(calm)), "{lowered:?}");
     Ok(())
 }

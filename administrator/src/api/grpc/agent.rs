@@ -398,15 +398,20 @@ impl AgentService for AgentServiceImpl {
                 .await
                 .map_err(ServiceError::from)?
         };
-        self.committer
-            .commit(vec![Op::Hello {
-                account_id: account_id.clone(),
-                regions,
-                canonical_user_id: hello.canonical_user_id,
-                agent_version: hello.agent_version,
-            }])
-            .await
-            .map_err(ServiceError::from)?;
+        // A reporter that cannot read the account knows nothing of it (not its canonical ID,
+        // whose claim other accounts' verdicts depend on): its hello changes no record, and
+        // only its problem is kept.
+        if hello.problem.is_empty() {
+            self.committer
+                .commit(vec![Op::Hello {
+                    account_id: account_id.clone(),
+                    regions,
+                    canonical_user_id: hello.canonical_user_id,
+                    agent_version: hello.agent_version,
+                }])
+                .await
+                .map_err(ServiceError::from)?;
+        }
 
         let (tx, rx) = mpsc::channel(256);
         let registration = self.directory.register(&account_id, &reporter, tx.clone());
