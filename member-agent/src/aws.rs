@@ -209,7 +209,8 @@ pub struct Clients {
     s3: Mutex<HashMap<String, aws_sdk_s3::Client>>,
     pub sts: aws_sdk_sts::Client,
     pub s3control: aws_sdk_s3control::Client,
-    pub sqs: aws_sdk_sqs::Client,
+    /// Made on first use: a hub's accounts never read a queue of their own.
+    sqs: std::sync::OnceLock<aws_sdk_sqs::Client>,
     pub requests: RequestCounter,
     /// The STS requests: GetCallerIdentity, and a hub's AssumeRole.
     pub sts_requests: RequestCounter,
@@ -243,18 +244,15 @@ impl Clients {
         let named = |service: &str| partition.map(|account| RetryPartition::new(format!("{service}-{account}")));
         let mut sts = aws_sdk_sts::config::Builder::from(&base).interceptor(sts_requests.clone());
         sts.set_retry_partition(named("sts"));
-        let mut sqs = aws_sdk_sqs::config::Builder::from(&base);
-        sqs.set_retry_partition(named("sqs"));
         let mut s3control = aws_sdk_s3control::config::Builder::from(&base).interceptor(requests.clone());
         s3control.set_retry_partition(named("s3control"));
         if let Some(url) = &endpoint_url {
             sts = sts.endpoint_url(url);
-            sqs = sqs.endpoint_url(url);
             s3control = s3control.endpoint_resolver(StaticEndpoint(url.clone()));
         }
         Self {
             sts: aws_sdk_sts::Client::from_conf(sts.build()),
-            sqs: aws_sdk_sqs::Client::from_conf(sqs.build()),
+            sqs: std::sync::OnceLock::new(),
             s3control: aws_sdk_s3control::Client::from_conf(s3control.build()),
             base,
             endpoint_url,
@@ -263,6 +261,26 @@ impl Clients {
             requests,
             sts_requests,
         }
+    }
+
+    /// The SQS client (the account's own events queue).
+    pub fn sqs(&self) -> aws_sdk_sqs::Client {
+        self.sqs
+            .get_or_init(|| {
+                let mut config = aws_sdk_sqs::config::Builder::from(&self.base);
+                if let Some(partition) = &self.partition {
+                    // `s3-ACCOUNT`: the account's own partition, under SQS's name.
+                    let account = partition.trim_start_matches("s3-");
+                    config.set_retry_partition(Some(aws_sdk_s3::config::retry::RetryPartition::new(format!(
+                        "sqs-{account}"
+                    ))));
+                }
+                if let Some(url) = &self.endpoint_url {
+                    config = config.endpoint_url(url);
+                }
+                aws_sdk_sqs::Client::from_conf(config.build())
+            })
+            .clone()
     }
 
     /// The S3 client for `region` (requests for a bucket go to its own Region).

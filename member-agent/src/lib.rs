@@ -208,7 +208,7 @@ pub async fn serve(account: Account, pipeline: &Pipeline) -> anyhow::Result<()> 
         Arc::new(events::AccountEvents::new(Arc::clone(&clients), Arc::clone(&refresher), Arc::clone(&outbox)));
     if let Some(options) = pipeline.events.clone() {
         // The account's own queue, read as the account.
-        let sqs = clients.sqs.clone();
+        let sqs = clients.sqs();
         let router: Arc<dyn events::Router> = Arc::new(events::OneAccount(Arc::clone(&account_events)));
         tasks.spawn(events::supervise("events consumer", events::RESTART_BACKOFF, move || {
             events::run(options.clone(), sqs.clone(), router.clone())
