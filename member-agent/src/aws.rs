@@ -191,6 +191,12 @@ pub fn retry_config(max_attempts: u32, adaptive: bool) -> RetryConfig {
     mode.with_max_attempts(max_attempts).with_initial_backoff(Duration::from_millis(200))
 }
 
+/// The retry partition of `service` for `account`'s clients (`SERVICE-ACCOUNT`), or the
+/// service's shared one without an account.
+fn retry_partition(account: Option<&str>, service: &str) -> Option<aws_sdk_s3::config::retry::RetryPartition> {
+    account.map(|account| aws_sdk_s3::config::retry::RetryPartition::new(format!("{service}-{account}")))
+}
+
 /// Connecting takes at most 10 s and one attempt at most 60 s.
 pub fn timeouts() -> TimeoutConfig {
     TimeoutConfig::builder()
@@ -204,7 +210,7 @@ pub fn timeouts() -> TimeoutConfig {
 pub struct Clients {
     base: SdkConfig,
     endpoint_url: Option<String>,
-    /// The S3 clients' retry partition ([`Clients::from_config`]).
+    /// The account whose own retry partitions the clients use ([`Clients::from_config`]).
     partition: Option<String>,
     s3: Mutex<HashMap<String, aws_sdk_s3::Client>>,
     pub sts: aws_sdk_sts::Client,
@@ -239,9 +245,8 @@ impl Clients {
         partition: Option<&str>,
         sts_requests: RequestCounter,
     ) -> Self {
-        use aws_sdk_s3::config::retry::RetryPartition;
         let requests = RequestCounter::default();
-        let named = |service: &str| partition.map(|account| RetryPartition::new(format!("{service}-{account}")));
+        let named = |service: &str| retry_partition(partition, service);
         let mut sts = aws_sdk_sts::config::Builder::from(&base).interceptor(sts_requests.clone());
         sts.set_retry_partition(named("sts"));
         let mut s3control = aws_sdk_s3control::config::Builder::from(&base).interceptor(requests.clone());
@@ -256,7 +261,7 @@ impl Clients {
             s3control: aws_sdk_s3control::Client::from_conf(s3control.build()),
             base,
             endpoint_url,
-            partition: partition.map(|p| format!("s3-{p}")),
+            partition: partition.map(str::to_owned),
             s3: Mutex::new(HashMap::new()),
             requests,
             sts_requests,
@@ -268,13 +273,7 @@ impl Clients {
         self.sqs
             .get_or_init(|| {
                 let mut config = aws_sdk_sqs::config::Builder::from(&self.base);
-                if let Some(partition) = &self.partition {
-                    // `s3-ACCOUNT`: the account's own partition, under SQS's name.
-                    let account = partition.trim_start_matches("s3-");
-                    config.set_retry_partition(Some(aws_sdk_s3::config::retry::RetryPartition::new(format!(
-                        "sqs-{account}"
-                    ))));
-                }
+                config.set_retry_partition(retry_partition(self.partition.as_deref(), "sqs"));
                 if let Some(url) = &self.endpoint_url {
                     config = config.endpoint_url(url);
                 }
@@ -292,7 +291,7 @@ impl Clients {
                 let mut config = aws_sdk_s3::config::Builder::from(&self.base)
                     .region(Region::new(region.to_owned()))
                     .interceptor(self.requests.clone());
-                config.set_retry_partition(self.partition.clone().map(aws_sdk_s3::config::retry::RetryPartition::new));
+                config.set_retry_partition(retry_partition(self.partition.as_deref(), "s3"));
                 if let Some(url) = &self.endpoint_url {
                     // S3-compatible servers on a plain address cannot serve virtual-hosted names.
                     config = config.endpoint_url(url).force_path_style(true);

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use aws_config::identity::IdentityCache;
 use aws_config::sts::AssumeRoleProvider;
 use aws_config::{BehaviorVersion, Region as AwsRegion, SdkConfig};
@@ -92,16 +92,7 @@ pub fn role_arn(account: &AccountId, role_name: &str) -> String {
 
 /// Runs the hub until the process is stopped.
 pub async fn run(options: HubOptions) -> anyhow::Result<()> {
-    if options.regions.is_empty() {
-        bail!("give at least one Region with `--regions`");
-    }
-    if options.token.is_none() {
-        tracing::warn!("no `--token`: only an administrator in `--insecure-dev` mode will accept this hub");
-    }
-    estate_common::transport::endpoint(&options.admin_url, &options.tls)?;
-    if options.token.is_some() && estate_common::transport::is_remote_plaintext(&options.admin_url) {
-        tracing::warn!(admin = %options.admin_url, "the token goes to a remote administrator in PLAINTEXT; use an `https://` URL");
-    }
+    crate::check_start(&options.admin_url, options.token.as_deref(), &options.tls, &options.regions, "hub")?;
     let home = options.regions[0].clone();
     // One configuration, and so one HTTP client and its connection pool, for every account.
     let base = aws_config::defaults(BehaviorVersion::latest())

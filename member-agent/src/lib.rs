@@ -65,20 +65,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 
 /// Runs the agent until the process is stopped.
 pub async fn run(options: AgentOptions) -> anyhow::Result<()> {
-    if options.regions.is_empty() {
-        bail!("give at least one Region with `--regions`");
-    }
-    if options.token.is_none() {
-        tracing::warn!("no `--token`: only an administrator in `--insecure-dev` mode will accept this agent");
-    }
-    // Checks the URL and reads the TLS files now, so a mistake stops the agent at start.
-    estate_common::transport::endpoint(&options.admin_url, &options.tls)?;
-    if options.token.is_some() && estate_common::transport::is_remote_plaintext(&options.admin_url) {
-        tracing::warn!(
-            admin = %options.admin_url,
-            "the token goes to a remote administrator in PLAINTEXT; use an `https://` URL"
-        );
-    }
+    check_start(&options.admin_url, options.token.as_deref(), &options.tls, &options.regions, "agent")?;
     let home = options.regions[0].clone();
     let clients = Arc::new(Clients::new(&home, options.endpoint_url.clone(), options.max_attempts).await);
     let (account_id, canonical_user_id) = identify(&clients, &home).await?;
@@ -98,6 +85,29 @@ pub async fn run(options: AgentOptions) -> anyhow::Result<()> {
     let link = Link::Own { admin_url: options.admin_url.clone(), tls: options.tls.clone() };
     let account = Account { account_id, canonical_user_id, clients, link, token: options.token.clone() };
     serve(account, &pipeline).await
+}
+
+/// What an agent or a hub (`who`) checks before it starts: Regions given, the administrator's
+/// URL and TLS files readable (so that a mistake stops it at start), and warnings for a
+/// missing token or a token sent in plaintext to another machine.
+pub fn check_start(
+    admin_url: &str,
+    token: Option<&str>,
+    tls: &estate_common::transport::ClientTls,
+    regions: &[Region],
+    who: &str,
+) -> anyhow::Result<()> {
+    if regions.is_empty() {
+        bail!("give at least one Region with `--regions`");
+    }
+    if token.is_none() {
+        tracing::warn!("no `--token`: only an administrator in `--insecure-dev` mode will accept this {who}");
+    }
+    estate_common::transport::endpoint(admin_url, tls)?;
+    if token.is_some() && estate_common::transport::is_remote_plaintext(admin_url) {
+        tracing::warn!(admin = %admin_url, "the token goes to a remote administrator in PLAINTEXT; use an `https://` URL");
+    }
+    Ok(())
 }
 
 /// Who the clients' credentials are: the account (STS GetCallerIdentity) and its canonical

@@ -279,6 +279,26 @@ impl Moto {
         Ok(queue)
     }
 
+    /// A new organization with every feature, managed by moto's default account (`testing`
+    /// credentials); returns its client, as the management account, and its ID.
+    pub async fn new_organization(&self) -> anyhow::Result<(aws_sdk_organizations::Client, String)> {
+        let client = self.organizations(&Credentials::new("testing", "testing", None, None, "management"));
+        let created = client
+            .create_organization()
+            .feature_set(aws_sdk_organizations::types::OrganizationFeatureSet::All)
+            .send()
+            .await?;
+        let id = created.organization().and_then(|o| o.id()).context("no organization ID")?.to_owned();
+        Ok((client, id))
+    }
+
+    /// A new member account `name` (e-mail `name@example.com`) in the organization `client`
+    /// manages; returns its ID.
+    pub async fn new_account(client: &aws_sdk_organizations::Client, name: &str) -> anyhow::Result<String> {
+        let created = client.create_account().email(format!("{name}@example.com")).account_name(name).send().await?;
+        Ok(created.create_account_status().and_then(|s| s.account_id()).context("no new account ID")?.to_owned())
+    }
+
     /// AWS Organizations as `credentials` (moto's default account is the management one).
     pub fn organizations(&self, credentials: &Credentials) -> aws_sdk_organizations::Client {
         moto_client!(aws_sdk_organizations, self, credentials.clone(), "us-east-1")

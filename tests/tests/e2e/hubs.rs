@@ -235,24 +235,10 @@ async fn a_hub_serves_twenty_accounts_and_resumes_after_sigkill() -> anyhow::Res
 #[tokio::test(flavor = "multi_thread")]
 async fn a_hub_follows_the_organization() -> anyhow::Result<()> {
     let moto = Moto::start()?;
-    let root = Credentials::new("testing", "testing", None, None, "root");
-    let organizations = moto.organizations(&root);
-    organizations
-        .create_organization()
-        .feature_set(aws_sdk_organizations::types::OrganizationFeatureSet::All)
-        .send()
-        .await?;
+    let (organizations, _) = moto.new_organization().await?;
     let create = |n: usize| {
         let organizations = organizations.clone();
-        async move {
-            let created = organizations
-                .create_account()
-                .email(format!("member{n}@example.com"))
-                .account_name(format!("member{n}"))
-                .send()
-                .await?;
-            anyhow::Ok(created.create_account_status().and_then(|s| s.account_id()).expect("an account ID").to_owned())
-        }
+        async move { Moto::new_account(&organizations, &format!("member{n}")).await }
     };
     let (first, second) = (create(1).await?, create(2).await?);
     let dir = tempfile::tempdir()?;

@@ -310,20 +310,13 @@ async fn describe_buckets_refreshes_regions_quiet_for_the_interval() -> anyhow::
 async fn organization_paths_follow_the_ou_tree_from_organizations() -> anyhow::Result<()> {
     let moto = Moto::start()?;
     let root = Credentials::new("testing", "testing", None, None, "root");
-    let organizations = moto.organizations(&root);
-    let org = organizations
-        .create_organization()
-        .feature_set(aws_sdk_organizations::types::OrganizationFeatureSet::All)
-        .send()
-        .await?;
-    let org_id = org.organization().and_then(|o| o.id()).expect("an organization ID").to_owned();
+    let (organizations, org_id) = moto.new_organization().await?;
     let root_id = organizations.list_roots().send().await?.roots()[0].id().expect("a root ID").to_owned();
     let ou = organizations.create_organizational_unit().parent_id(&root_id).name("workloads").send().await?;
     let ou_id = ou.organizational_unit().and_then(|o| o.id()).expect("an OU ID").to_owned();
     let empty = organizations.create_organizational_unit().parent_id(&root_id).name("empty").send().await?;
     let empty_id = empty.organizational_unit().and_then(|o| o.id()).expect("an OU ID").to_owned();
-    let created = organizations.create_account().email("member@example.com").account_name("member").send().await?;
-    let member = created.create_account_status().and_then(|s| s.account_id()).expect("a new account").to_owned();
+    let member = Moto::new_account(&organizations, "member").await?;
     organizations
         .move_account()
         .account_id(&member)

@@ -298,14 +298,8 @@ async fn organizations_membership_changes_rejudge_buckets() -> anyhow::Result<()
     let moto = Moto::start()?;
     // The management account is moto's default one; a member account is created.
     let root = Credentials::new("testing", "testing", None, None, "root");
-    let organizations = moto.organizations(&root);
-    organizations
-        .create_organization()
-        .feature_set(aws_sdk_organizations::types::OrganizationFeatureSet::All)
-        .send()
-        .await?;
-    let created = organizations.create_account().email("member@example.com").account_name("member").send().await?;
-    let member = created.create_account_status().and_then(|s| s.account_id()).expect("a new account").to_owned();
+    let (organizations, _) = moto.new_organization().await?;
+    let member = Moto::new_account(&organizations, "member").await?;
 
     let owner = "123456789012";
     let s3 = moto.s3(&root, "us-east-1");
